@@ -1,0 +1,33 @@
+"""Per-object quality flags stored in every stamp set's ``flags`` column.
+
+The flags form a bitmask (``uint32``); a clean object has ``flags == 0``. Test a flag with
+``(table["flags"] & Flags.EDGE) != 0``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Flags(enum.IntFlag):
+    """Bits of the ``flags`` column.
+
+    EDGE
+        The stamp extends beyond the image in at least one band; the missing pixels are NaN.
+    NAN_PIXELS
+        At least one pixel of the stamp is NaN (outside the image or bad in the input).
+    MISSING_BAND
+        At least one band has no pixels at all for this object (no file, or off its footprint).
+    MISSING_PHOTOMETRY
+        At least one catalogue magnitude is missing (non-detection, sentinel or non-finite).
+    """
+
+    EDGE = 1
+    NAN_PIXELS = 2
+    MISSING_BAND = 4
+    MISSING_PHOTOMETRY = 8
+
+
+def describe(value: int) -> list[str]:
+    """Names of the flags set in ``value``, e.g. ``["EDGE", "NAN_PIXELS"]``."""
+    return [flag.name for flag in Flags if value & flag]
