@@ -1,0 +1,41 @@
+"""Progress bars for long work: items done, rate and time left, on standard error."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
+
+_console = Console(stderr=True)
+
+
+class _RateColumn(ProgressColumn):
+    """Items per second (rich's own speed column shows bytes)."""
+
+    def __init__(self, unit: str):
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        if speed is None and task.elapsed:
+            speed = task.completed / task.elapsed
+        return Text(f"   -- {self.unit}/s" if speed is None else f"{speed:8.0f} {self.unit}/s")
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, description: str, unit: str = "obj", enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """Show a bar for ``total`` items; yields ``advance(n)`` to report ``n`` more items done."""
+    if not enabled:
+        yield lambda n: None
+        return
+    columns = (
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(unit),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=_console, transient=False) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)

@@ -1,0 +1,308 @@
+"""The ``skysort`` command line: a thin layer over the Python API.
+
+Every problem with the user's input ends the command with one line,
+``skysort: error: <file or option>: <problem>``, on standard error and exit code 2; ``--debug``
+shows the traceback instead. Outputs are written under temporary names and renamed only when
+complete, so a failed command leaves nothing half written.
+
+Verbs reserved for the classification stages: ``simulate``, ``train``, ``evaluate``,
+``predict``, ``baseline``, ``models``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import click
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from . import __version__
+from .errors import InputError
+
+app = typer.Typer(
+    name="skysort",
+    help="Classify sources in astronomical imaging surveys: stamps, simulation, training, prediction.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+class NanPolicy(str, Enum):
+    flag = "flag"
+    error = "error"
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        console.print(f"skysort {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")] = None,
+) -> None:
+    """skysort: deep-learning classification of survey sources."""
+
+
+def _warn(where: str | Path, message: str) -> None:
+    err_console.print(f"skysort: warning: {where}: {message}", highlight=False, soft_wrap=True)
+
+
+def _parse_band_values(text: str | None, bands: list[str], option: str) -> dict[str, float]:
+    """Parse ``"22.5"`` (all bands) or ``"g=22.5,r=22.4"`` into a per-band dict."""
+    if not text:
+        return {}
+    text = text.strip()
+    try:
+        if "=" not in text:
+            return {band: float(text) for band in bands}
+        values = {}
+        for item in text.split(","):
+            band, value = item.split("=", 1)
+            values[band.strip()] = float(value)
+    except ValueError:
+        raise InputError(option, f"expected a number or band=value pairs, got {text!r}") from None
+    unknown = set(values) - set(bands)
+    if unknown:
+        raise InputError(option, f"bands {sorted(unknown)} are not among {bands}")
+    return values
+
+
+def _split_bands(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    return [b for b in text.replace(",", " ").split() if b]
+
+
+def _print_stampset_summary(summary: dict[str, Any], elapsed: float | None = None) -> None:
+    meta = summary["meta"]
+    grid = RichTable(title=f"stamp set {summary['path']}", show_header=False, title_justify="left")
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("objects", f"{summary['n_objects']:,}")
+    grid.add_row("stamps", f"{len(meta['bands'])} band(s) {' '.join(meta['bands'])}, {summary['stamp_shape'][1]}x{summary['stamp_shape'][2]} px at {meta['pixel_scale']:.4g}\"/px")
+    grid.add_row("flux unit", f"{meta['flux_unit']}; zero points {meta['zero_points']}")
+    grid.add_row("survey", meta["survey"] or "-")
+    grid.add_row("classes", ", ".join(f"{k}: {v:,}" for k, v in summary["classes"].items()) or "-")
+    grid.add_row("flags", ", ".join(f"{k}: {v:,}" for k, v in summary["flags"].items()))
+    grid.add_row("columns", " ".join(summary["columns"]))
+    if summary["arrays"]:
+        grid.add_row("arrays", " ".join(summary["arrays"]))
+    grid.add_row("created", f"{meta['created']} by {meta['creator']}")
+    grid.add_row("command", meta["command"] or "-")
+    grid.add_row("size", f"{summary['file_size_bytes'] / 1e6:,.1f} MB")
+    if elapsed is not None:
+        grid.add_row("time", f"{elapsed:.1f} s ({summary['n_objects'] / max(elapsed, 1e-9):,.0f} objects/s)")
+    console.print(grid)
+
+
+def _write_mosaic(stamps, path: Path, n: int = 48) -> Path:
+    from .evaluation.plots import save_mosaic
+
+    rng = np.random.default_rng(0)
+    chosen = np.sort(rng.choice(len(stamps), size=min(n, len(stamps)), replace=False))
+    labels = stamps.column("label", chosen)
+    ids = stamps.column("id", chosen)
+    titles = [f"{i} {lab}".strip() for i, lab in zip(ids, labels)]
+    return save_mosaic(stamps.read_images(chosen), stamps.meta.bands, path, titles=titles,
+                       title=f"{stamps.path.name}: {len(chosen)} of {len(stamps)} stamps")
+
+
+@app.command("cutout")
+def cutout_command(
+    images: Annotated[list[str], typer.Option("--images", help="Band images: glob pattern(s), one FITS file per band (.fits, .fits.gz, .fits.bz2, .fits.fz). Quote patterns.")],
+    catalog: Annotated[Path, typer.Option("--catalog", help="Catalogue (CSV, FITS, Parquet) with ra/dec in degrees, or x/y in reference-band pixels.")],
+    out: Annotated[Path, typer.Option("--out", help="Output stamp set (.h5).")],
+    size: Annotated[int, typer.Option("--size", help="Stamp side in reference-band pixels.")] = 64,
+    bands: Annotated[Optional[str], typer.Option("--bands", help="Bands to use, in order (e.g. 'u,g,r,i,z'); default: all, by wavelength.")] = None,
+    reference_band: Annotated[Optional[str], typer.Option("--reference-band", help="Band whose pixel grid the stamps share (default r, else the first).")] = None,
+    mapping: Annotated[Optional[str], typer.Option("--mapping", help="Catalogue column mapping: preset name (kids, sdss, ...), YAML file, or 'ra=RA,dec=DEC,...'.")] = None,
+    survey: Annotated[Optional[str], typer.Option("--survey", help="Survey name stored in the metadata (default: from the FITS header).")] = None,
+    nan: Annotated[NanPolicy, typer.Option("--nan", help="NaN pixels in the images: flag the stamps, or stop with an error.")] = NanPolicy.flag,
+    mosaic: Annotated[Optional[Path], typer.Option("--mosaic", help="Also write a PNG mosaic of stamps here.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Cut aligned multi-band stamps of every catalogue object from FITS images into a stamp set."""
+    from ._progress import progress_bar
+    from .data.catalog import read_catalog
+    from .data.images import expand_image_paths, read_band_images
+    from .data.ingest import cutout_to_stampset
+
+    start = time.perf_counter()
+    band_list = _split_bands(bands)
+    paths = expand_image_paths(images)
+    table = read_catalog(catalog, mapping=mapping)
+    tiles = read_band_images(paths, band_list)
+    for tile in tiles:
+        if tile.n_nan:
+            if nan is NanPolicy.error:
+                raise InputError(tile.path, f"{tile.n_nan} NaN pixels (use --nan flag to keep and flag affected stamps)")
+            _warn(tile.path, f"{tile.n_nan} NaN pixels; stamps touching them are flagged NAN_PIXELS")
+    with progress_bar(len(table), "cutting", enabled=not quiet) as advance:
+        stamps = cutout_to_stampset(tiles, table, out, size=size, reference_band=reference_band, survey=survey,
+                                    catalog_path=catalog, progress=advance)
+    _print_stampset_summary(stamps.summary(), time.perf_counter() - start)
+    if mosaic:
+        console.print(f"mosaic: {_write_mosaic(stamps, mosaic)}")
+
+
+@app.command("import")
+def import_command(
+    images: Annotated[Path, typer.Option("--images", help="Stamp array (N,H,W) or (N,B,H,W): .npy or FITS cube.")],
+    out: Annotated[Path, typer.Option("--out", help="Output stamp set (.h5).")],
+    bands: Annotated[str, typer.Option("--bands", help="Band names of the image planes, in order (e.g. 'r' or 'g,r,i').")],
+    pixel_scale: Annotated[float, typer.Option("--pixel-scale", help="Pixel scale in arcsec per pixel.")],
+    table: Annotated[Optional[Path], typer.Option("--table", help="Per-object table (CSV, FITS, Parquet) with one row per stamp.")] = None,
+    mapping: Annotated[Optional[str], typer.Option("--mapping", help="Column mapping of the table (preset, YAML file or compact string).")] = None,
+    flux_unit: Annotated[str, typer.Option("--flux-unit", help="Unit of the pixel values.")] = "unknown",
+    zero_points: Annotated[Optional[str], typer.Option("--zero-points", help="AB zero point of one flux unit: one value or 'g=30,r=30'.")] = None,
+    psf_fwhm: Annotated[Optional[str], typer.Option("--psf-fwhm", help="PSF FWHM in arcsec: one value or 'g=0.8,r=0.7'.")] = None,
+    survey: Annotated[str, typer.Option("--survey", help="Survey name stored in the metadata.")] = "",
+    nan: Annotated[NanPolicy, typer.Option("--nan", help="NaN pixels: flag the stamps, or stop with an error.")] = NanPolicy.flag,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Turn an array of stamps plus a table into a stamp set."""
+    from ._progress import progress_bar
+    from .data.catalog import read_catalog
+    from .data.ingest import import_to_stampset, load_stamp_array
+
+    start = time.perf_counter()
+    band_list = _split_bands(bands) or []
+    object_table = read_catalog(table, mapping=mapping, require_positions=False) if table else None
+    n = len(load_stamp_array(images))
+    with progress_bar(n, "importing", enabled=not quiet) as advance:
+        stamps = import_to_stampset(
+            images, object_table, out, bands=band_list, pixel_scale=pixel_scale, flux_unit=flux_unit,
+            zero_points=_parse_band_values(zero_points, band_list, "--zero-points"),
+            psf_fwhm=_parse_band_values(psf_fwhm, band_list, "--psf-fwhm"), survey=survey,
+            table_path=table, nan_policy=nan.value, progress=advance,
+        )
+    summary = stamps.summary()
+    if summary["flags"].get("NAN_PIXELS"):
+        _warn(images, f"{summary['flags']['NAN_PIXELS']} stamps have NaN pixels and are flagged NAN_PIXELS")
+    _print_stampset_summary(summary, time.perf_counter() - start)
+
+
+def _describe_file(path: Path) -> dict[str, Any]:
+    """Summarise a stamp set, model, image or catalogue, whichever ``path`` is."""
+    import h5py
+
+    if not path.exists():
+        raise InputError(path, "no such file")
+    if h5py.is_hdf5(path):
+        from .data.stampset import StampSet
+
+        return StampSet.open(path).summary()
+    name = path.name.lower()
+    if name.endswith((".pt", ".ckpt", ".pth")):
+        from .models.checkpoint import load_model_file
+
+        meta, state = load_model_file(path)
+        n_parameters = int(sum(t.numel() for t in state.values()))
+        return {"path": str(path), "kind": "model", "n_parameters": n_parameters, "file_size_bytes": path.stat().st_size, "meta": meta}
+    if name.endswith((".fits", ".fit", ".fits.gz", ".fits.bz2", ".fits.fz", ".fts")):
+        from astropy.io import fits
+
+        try:
+            with fits.open(path) as hdul:
+                has_image = any(h.data is not None and getattr(h.data, "ndim", 0) == 2 for h in hdul if not isinstance(h, fits.BinTableHDU))
+        except (OSError, ValueError, EOFError) as exc:
+            raise InputError(path, f"not a readable FITS file (truncated or corrupt: {exc})") from exc
+        if has_image:
+            from .data.images import read_band_image
+
+            image = read_band_image(path)
+            return {
+                "path": str(path), "kind": "image", "band": image.band, "shape": list(image.shape),
+                "pixel_scale_arcsec": round(image.pixel_scale, 5), "flux_unit": image.flux_unit,
+                "zero_point": image.zero_point, "psf_fwhm_arcsec": image.psf_fwhm, "n_nan_pixels": image.n_nan,
+                "survey": image.survey, "footprint_deg": image.wcs.calc_footprint().tolist(),
+            }
+    from .data.catalog import catalog_bands, read_catalog
+
+    table = read_catalog(path, require_positions=False)
+    labels = {}
+    if "label" in table.colnames:
+        values, counts = np.unique(np.asarray(np.ma.filled(table["label"], "")).astype(str), return_counts=True)
+        labels = {str(v) or "(unlabelled)": int(c) for v, c in zip(values, counts)}
+    return {
+        "path": str(path), "kind": "catalog", "n_rows": len(table), "columns": table.colnames,
+        "bands": catalog_bands(table), "classes": labels, "mapping": table.meta.get("mapping"),
+    }
+
+
+@app.command("info")
+def info_command(
+    file: Annotated[Path, typer.Argument(help="Stamp set (.h5), model (.pt), FITS image or catalogue.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    mosaic: Annotated[Optional[Path], typer.Option("--mosaic", help="For a stamp set: write a PNG mosaic of stamps.")] = None,
+    n: Annotated[int, typer.Option("--n", help="Stamps in the mosaic.")] = 48,
+) -> None:
+    """Summarise a stamp set, catalogue, image or model."""
+    summary = _describe_file(file)
+    if as_json:
+        console.print_json(json.dumps(summary, default=str))
+    elif summary["kind"] == "stampset":
+        _print_stampset_summary(summary)
+    else:
+        grid = RichTable(title=f"{summary['kind']} {summary['path']}", show_header=False, title_justify="left")
+        grid.add_column(style="bold")
+        grid.add_column()
+        for key, value in summary.items():
+            if key in ("path", "kind"):
+                continue
+            grid.add_row(key, json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value))
+        console.print(grid)
+    if mosaic:
+        if summary["kind"] != "stampset":
+            raise InputError(file, "--mosaic needs a stamp set")
+        from .data.stampset import StampSet
+
+        console.print(f"mosaic: {_write_mosaic(StampSet.open(file), mosaic, n)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``skysort`` command; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=args, prog_name="skysort", standalone_mode=False)
+        return int(result or 0) if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("skysort: aborted")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except InputError as exc:
+        if debug:
+            raise
+        err_console.print(f"skysort: error: {exc}", highlight=False, soft_wrap=True, markup=False)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("skysort: interrupted")
+        return 130
+
+
+def _console_main() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    _console_main()

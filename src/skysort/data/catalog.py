@@ -1,0 +1,1012 @@
+"""Reading and writing source catalogues, with survey column names mapped to skysort's.
+
+skysort works with one set of *standard column names*, whatever survey a catalogue comes from:
+
+``id``
+    Object identifier (kept in the catalogue's own type; a running row number ``0..N-1``
+    when the catalogue has none).
+``ra``, ``dec``
+    ICRS right ascension and declination in degrees.
+``x``, ``y`` (optional)
+    Pixel position in the image of the mapping's ``reference_band``, 0-based (the centre of
+    the first pixel is 0.0, as in numpy; FITS and SExtractor count from 1).
+``label`` (optional)
+    Class as a lower-case string (``star``, ``galaxy``, ``qso``, ...); masked where unknown.
+``mag_<band>``, ``magerr_<band>``
+    AB magnitude and its 1-sigma error in ``<band>``. Missing values (non-detections,
+    sentinel numbers such as 99 or -9999, NaN, inf) are *masked*; the error of a masked
+    magnitude is masked too. Band names keep the survey's spelling and are case-sensitive
+    (KiDS ``Z`` is VISTA Z, SDSS ``z`` is SDSS z).
+
+Every other column passes through unchanged, after the standard columns. A pass-through
+column whose name collides with a standard name gets the suffix ``_orig``.
+
+Column mappings
+---------------
+A :class:`ColumnMapping` says which survey column holds which standard quantity. It comes
+from a preset shipped with skysort (:func:`preset_names`: ``kids``, ``sdss``,
+``sdss-specphot``), from a YAML file with the same schema, or from a compact string.
+
+YAML schema (every key optional)::
+
+    name: mysurvey              # default: the file name without extension
+    description: free text
+    id: objID                   # column names; leave out what the catalogue lacks
+    ra: RA                      # degrees
+    dec: DEC                    # degrees
+    x: X_IMAGE                  # pixel columns, counted from pixel_origin
+    y: Y_IMAGE
+    pixel_origin: 1             # 0 (numpy) or 1 (FITS, SExtractor); default 0
+    reference_band: r           # band of the image that x/y refer to
+    label: CLASS                # class column; values are lower-cased
+    labels: {3: galaxy, 6: star}  # optional translation of raw class values
+    mag: "MAG_{band}"           # template with {band}, or a mapping band -> column
+    magerr: "MAGERR_{band}"     # same; leave out when there are no errors
+    bands: [u, g, r]            # bands in order
+    sentinels: [99, -99]        # magnitudes/errors equal to these are missing
+    options:                    # named choices for from_preset(name, option=value)
+      kind:
+        default: psf
+        choices:
+          psf: {mag: "psfMag_{band}", magerr: "psfMagErr_{band}"}
+          model: {mag: "modelMag_{band}", magerr: "modelMagErr_{band}"}
+
+When ``sentinels`` is left out, :data:`DEFAULT_SENTINELS` apply (no real magnitude is that
+bright or faint); write ``sentinels: []`` to mask only non-finite values.
+
+The compact string form, for the command line, has the same keys as ``key=value`` pairs
+separated by commas; lists are separated by spaces::
+
+    id=objID,ra=RA,dec=DEC,mag=MAG_{band},magerr=MAGERR_{band},bands=u g r,sentinels=99 -99
+
+Every column a mapping names must be in the catalogue; a name is matched exactly, else
+case-insensitively (CasJobs exports sometimes change case). A quantity the mapping leaves
+out (say ``id``) is taken from a column already bearing its standard name, if there is one;
+an ``id`` found nowhere becomes the row number.
+
+Reading without a mapping
+-------------------------
+``read_catalog(path)`` with no mapping accepts a catalogue in standard names and otherwise
+looks, case-insensitively and in this order of preference, for ``id``: id, objid, obj_id;
+``ra``: ra, raj2000, ra_j2000, alpha, alpha_j2000; ``dec``: dec, decj2000, dec_j2000,
+delta, delta_j2000; ``x``/``y``: x, y (0-based); ``label``: label, class. Magnitudes are
+found only under the standard names ``mag_<band>`` and ``magerr_<band>`` (lower-case
+prefix), because survey names such as ``MAG_AUTO`` do not say which band they are in.
+
+File formats
+------------
+Chosen by extension: FITS (``.fits``, ``.fit``, ``.fts``, optionally ``.gz``; the first
+table HDU is read), Parquet (``.parquet``, ``.pq``) and CSV (``.csv``, ``.ecsv``). Written
+``.csv`` files are comma-separated ECSV: a ``#`` header with units and metadata above a
+plain CSV body, so that metadata and masks survive a round trip. Masked values are stored
+as NaN or ``TNULL`` in FITS (masked booleans cannot be represented in FITS and lose their
+mask), nulls in Parquet and empty fields in CSV.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import io
+import json
+import math
+import os
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from astropy import units as u
+from astropy.table import Column, MaskedColumn, Table
+
+from .._io import atomic_path
+from ..errors import InputError
+from ..provenance import provenance_record
+
+__all__ = [
+    "DEFAULT_SENTINELS",
+    "STANDARD_COLUMNS",
+    "ColumnMapping",
+    "catalog_bands",
+    "photometry_arrays",
+    "preset_names",
+    "read_catalog",
+    "resolve_mapping",
+    "write_catalog",
+]
+
+#: Scalar standard columns, in the order they lead a catalogue read by :func:`read_catalog`.
+STANDARD_COLUMNS = ("id", "ra", "dec", "x", "y", "label")
+
+#: Sentinels assumed when a mapping does not list its own (or when there is no mapping).
+DEFAULT_SENTINELS = (99.0, -99.0, 999.0, -999.0, 9999.0, -9999.0)
+
+# Case-insensitive candidates for automatic detection, most preferred first.
+_AUTO_NAMES = {
+    "id": ("id", "objid", "obj_id"),
+    "ra": ("ra", "raj2000", "ra_j2000", "alpha", "alpha_j2000"),
+    "dec": ("dec", "decj2000", "dec_j2000", "delta", "delta_j2000"),
+    "x": ("x",),
+    "y": ("y",),
+    "label": ("label", "class"),
+}
+
+_FITS_SUFFIXES = (".fits", ".fit", ".fts")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+_CSV_SUFFIXES = (".csv", ".ecsv")
+_KNOWN_EXTENSIONS = ".fits, .fit, .fts (optionally .gz), .parquet, .pq, .csv, .ecsv"
+
+# FITS header keyword holding skysort's metadata (provenance, mapping, bands) as JSON.
+_FITS_META_KEY = "SKYSORT"
+# Parquet schema-metadata key holding the same JSON.
+_PARQUET_META_KEY = b"skysort"
+
+_PRESET_PACKAGE = "skysort"
+_PRESET_DIR = ("presets", "catalogs")
+
+_YAML_KEYS = (
+    "name", "description", "id", "ra", "dec", "x", "y", "pixel_origin", "reference_band",
+    "label", "labels", "mag", "magerr", "bands", "sentinels", "options",
+)
+# Keys the compact string form accepts; "labels" and "options" need YAML's nesting.
+_STRING_KEYS = tuple(k for k in _YAML_KEYS if k not in ("labels", "options", "description"))
+
+
+# --------------------------------------------------------------------------------------
+# Column mappings
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnMapping:
+    """How a survey's column names translate into skysort's standard names.
+
+    Parameters
+    ----------
+    name : str
+        Short name recorded in ``table.meta["mapping"]`` (a preset name, or ``custom``).
+    id, ra, dec, x, y, label : str or None
+        Survey column holding each standard quantity, or None when the catalogue lacks it.
+        ``ra``/``dec`` are in degrees; ``x``/``y`` are pixel positions counted from
+        ``pixel_origin`` in the image of ``reference_band``.
+    mag, magerr : str or dict of str to str or None
+        Magnitude (AB) and error columns: a template containing ``{band}`` or an explicit
+        ``{band: column}`` dictionary. ``magerr`` may be None (no errors in the catalogue).
+    bands : tuple of str
+        Bands in order. Empty means "whatever the caller asks for" (templates only).
+    sentinels : tuple of float or None
+        Magnitude and error values meaning "missing"; None means :data:`DEFAULT_SENTINELS`.
+        Non-finite values are always missing.
+    pixel_origin : {0, 1}
+        Pixel index of the first pixel's centre in the ``x``/``y`` columns.
+    reference_band : str or None
+        Band whose image the ``x``/``y`` positions refer to.
+    labels : dict of str to str
+        Translation of raw class values (as strings, compared case-insensitively) into
+        skysort class names before lower-casing, e.g. ``{"3": "galaxy", "6": "star"}``.
+    description : str
+        Free text for people.
+    options : dict of str to str
+        Preset options this mapping was built with (recorded in the metadata).
+    auto : bool
+        True for the mapping :func:`read_catalog` uses when given none: columns are then
+        looked up by the rules in the module docstring instead of by name.
+    """
+
+    name: str = "custom"
+    id: str | None = None
+    ra: str | None = None
+    dec: str | None = None
+    x: str | None = None
+    y: str | None = None
+    label: str | None = None
+    mag: str | dict[str, str] | None = None
+    magerr: str | dict[str, str] | None = None
+    bands: tuple[str, ...] = ()
+    sentinels: tuple[float, ...] | None = None
+    pixel_origin: int = 0
+    reference_band: str | None = None
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    description: str = ""
+    options: dict[str, str] = dataclasses.field(default_factory=dict)
+    auto: bool = False
+
+    # ---- construction -----------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str | os.PathLike = "column mapping",
+                  default_name: str = "custom") -> ColumnMapping:
+        """Build a mapping from a dictionary with the YAML schema's keys.
+
+        ``options`` are not resolved here; see :meth:`from_preset`. Problems raise
+        :class:`~skysort.errors.InputError` naming ``where``.
+        """
+        if not isinstance(data, Mapping):
+            raise InputError(where, "a column mapping must be a set of key: value pairs")
+        unknown = [k for k in data if k not in _YAML_KEYS]
+        if unknown:
+            raise InputError(where, f"unknown key {unknown[0]!r} in column mapping "
+                                    f"(allowed: {', '.join(_YAML_KEYS)})")
+        kwargs: dict[str, Any] = {"name": str(data.get("name") or default_name)}
+        for key in ("id", "ra", "dec", "x", "y", "label", "reference_band"):
+            value = data.get(key)
+            if value is not None:
+                if not isinstance(value, (str, int)) or isinstance(value, bool):
+                    raise InputError(where, f"{key} must be a column name, not {value!r}")
+                kwargs[key] = str(value)
+        for key in ("mag", "magerr"):
+            value = data.get(key)
+            if value is None:
+                continue
+            if isinstance(value, Mapping):
+                kwargs[key] = {str(b): str(c) for b, c in value.items()}
+            elif isinstance(value, str):
+                kwargs[key] = value
+            else:
+                raise InputError(where, f"{key} must be a template with {{band}} or a "
+                                        f"band: column mapping, not {value!r}")
+        if data.get("bands") is not None:
+            kwargs["bands"] = _as_band_tuple(data["bands"], where)
+        elif isinstance(kwargs.get("mag"), dict):
+            kwargs["bands"] = tuple(kwargs["mag"])
+        if data.get("sentinels") is not None:
+            kwargs["sentinels"] = _as_float_tuple(data["sentinels"], where, "sentinels")
+        if data.get("pixel_origin") is not None:
+            try:
+                kwargs["pixel_origin"] = int(data["pixel_origin"])
+            except (TypeError, ValueError):
+                raise InputError(where, f"pixel_origin must be 0 or 1, "
+                                        f"not {data['pixel_origin']!r}") from None
+        if data.get("labels"):
+            if not isinstance(data["labels"], Mapping):
+                raise InputError(where, "labels must map raw class values to class names")
+            kwargs["labels"] = {str(k): str(v) for k, v in data["labels"].items()}
+        if data.get("description"):
+            kwargs["description"] = str(data["description"])
+        return cls._checked(where, **kwargs)
+
+    @classmethod
+    def _checked(cls, where: str | os.PathLike, **kwargs: Any) -> ColumnMapping:
+        """Construct and validate, turning inconsistencies into one-line InputErrors."""
+        mapping = cls(**kwargs)
+        problem = mapping._problem()
+        if problem:
+            raise InputError(where, problem)
+        return mapping
+
+    def _problem(self) -> str | None:
+        if (self.ra is None) != (self.dec is None):
+            return "a column mapping needs both ra and dec, or neither"
+        if (self.x is None) != (self.y is None):
+            return "a column mapping needs both x and y, or neither"
+        if self.pixel_origin not in (0, 1):
+            return f"pixel_origin must be 0 or 1, not {self.pixel_origin!r}"
+        for key in ("mag", "magerr"):
+            value = getattr(self, key)
+            if isinstance(value, str) and "{band}" not in value and len(self.bands) > 1:
+                return f"{key} template {value!r} lacks {{band}}"
+            if isinstance(value, dict) and self.bands:
+                missing = [b for b in self.bands if b not in value]
+                if missing:
+                    return f"{key} names no column for band(s) {' '.join(missing)}"
+        if self.magerr is not None and self.mag is None:
+            return "a column mapping with magerr needs mag too"
+        if self.bands and self.mag is None:
+            return "a column mapping with bands needs mag"
+        if len(set(self.bands)) != len(self.bands):
+            return f"bands repeat: {' '.join(self.bands)}"
+        return None
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> ColumnMapping:
+        """Read a mapping from a YAML file (schema in the module docstring).
+
+        Options in the file are resolved to their defaults.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(path, "column mapping file not found")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise InputError(path, f"cannot read column mapping: {_first_line(exc)}") from None
+        return _resolve_options(data, path, default_name=path.stem, chosen={})
+
+    @classmethod
+    def from_preset(cls, name: str, **options: Any) -> ColumnMapping:
+        """A mapping shipped with skysort, e.g. ``from_preset("sdss", kind="model")``.
+
+        Parameters
+        ----------
+        name : str
+            One of :func:`preset_names`.
+        **options
+            The preset's declared options (``sdss``: ``kind`` = ``psf``, ``model`` or
+            ``cmodel``), or any mapping field to override (e.g. ``bands=("g", "r")``).
+        """
+        text = _preset_text(name)
+        where = f"catalogue preset {name!r}"
+        data = yaml.safe_load(text)
+        return _resolve_options(data, where, default_name=name, chosen=options)
+
+    @classmethod
+    def from_string(cls, spec: str) -> ColumnMapping:
+        """Parse the compact command-line form, e.g. ``"id=objID,ra=RA,dec=DEC,bands=g r"``.
+
+        Keys are those of the YAML schema except ``labels``, ``options`` and
+        ``description``; ``bands`` and ``sentinels`` are space-separated lists.
+        """
+        where = "column mapping"
+        data: dict[str, Any] = {}
+        for item in spec.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            key, sep, value = item.partition("=")
+            key, value = key.strip().lower(), value.strip()
+            if not sep or not key:
+                raise InputError(where, f"expected key=value, got {item!r} in {spec!r}")
+            if key not in _STRING_KEYS:
+                raise InputError(where, f"unknown key {key!r} in {spec!r} "
+                                        f"(allowed: {', '.join(_STRING_KEYS)})")
+            if key in data:
+                raise InputError(where, f"key {key!r} given twice in {spec!r}")
+            if key in ("bands", "sentinels"):
+                data[key] = value.split()
+            else:
+                data[key] = value or None
+        if not data:
+            raise InputError(where, "empty column mapping")
+        return cls.from_dict(data, where)
+
+    @classmethod
+    def automatic(cls) -> ColumnMapping:
+        """The mapping used when none is given (detection rules in the module docstring)."""
+        return cls(name="auto", auto=True)
+
+    # ---- use --------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        """``name`` plus the chosen options, e.g. ``"sdss (kind=model)"``."""
+        if not self.options:
+            return self.name
+        opts = ", ".join(f"{k}={v}" for k, v in self.options.items())
+        return f"{self.name} ({opts})"
+
+    def effective_sentinels(self) -> tuple[float, ...]:
+        """The sentinel values in force: the mapping's own, else :data:`DEFAULT_SENTINELS`."""
+        return DEFAULT_SENTINELS if self.sentinels is None else self.sentinels
+
+    def mag_column(self, band: str) -> str | None:
+        """Survey column of the magnitude in ``band`` (None if the mapping has none)."""
+        return _band_column(self.mag, band)
+
+    def magerr_column(self, band: str) -> str | None:
+        """Survey column of the magnitude error in ``band`` (None if the mapping has none)."""
+        return _band_column(self.magerr, band)
+
+
+def _band_column(spec: str | dict[str, str] | None, band: str) -> str | None:
+    if spec is None:
+        return None
+    if isinstance(spec, dict):
+        return spec.get(band)
+    return spec.replace("{band}", band)
+
+
+def _resolve_options(data: Any, where: str | os.PathLike, default_name: str,
+                     chosen: Mapping[str, Any]) -> ColumnMapping:
+    """Apply a YAML document's ``options`` (the chosen or default choices) and overrides."""
+    if not isinstance(data, Mapping):
+        raise InputError(where, "a column mapping must be a set of key: value pairs")
+    data = dict(data)
+    declared = data.pop("options", None) or {}
+    if not isinstance(declared, Mapping):
+        raise InputError(where, "options must map option names to {default, choices}")
+    field_names = {f.name for f in dataclasses.fields(ColumnMapping)} - {"options", "auto"}
+    chosen = dict(chosen)
+    picked: dict[str, str] = {}
+    for opt_name, spec in declared.items():
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("choices"), Mapping):
+            raise InputError(where, f"option {opt_name!r} needs a choices mapping")
+        if opt_name in field_names:
+            raise InputError(where, f"option {opt_name!r} clashes with a mapping key")
+        choices = {str(k): v for k, v in spec["choices"].items()}
+        value = str(chosen.pop(opt_name, spec.get("default", next(iter(choices)))))
+        if value not in choices:
+            raise InputError(where, f"{opt_name}={value!r} is not one of "
+                                    f"{', '.join(choices)}")
+        overrides = choices[value] or {}
+        if not isinstance(overrides, Mapping):
+            raise InputError(where, f"choice {opt_name}={value} must be key: value pairs")
+        data.update(overrides)
+        picked[opt_name] = value
+    unknown = [k for k in chosen if k not in field_names]
+    if unknown:
+        known = ", ".join(list(declared) + sorted(field_names))
+        raise InputError(where, f"unknown option {unknown[0]!r} (known: {known})")
+    data.update(chosen)
+    mapping = ColumnMapping.from_dict(data, where, default_name=default_name)
+    return dataclasses.replace(mapping, options=picked)
+
+
+def _preset_root():
+    root = resources.files(_PRESET_PACKAGE)
+    for part in _PRESET_DIR:
+        root = root / part
+    return root
+
+
+def preset_names() -> list[str]:
+    """Names of the catalogue presets shipped with skysort, sorted."""
+    return sorted(p.name[: -len(".yaml")] for p in _preset_root().iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def _preset_text(name: str) -> str:
+    resource = _preset_root() / f"{name}.yaml"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not resource.is_file():
+        raise InputError(f"catalogue preset {name!r}",
+                         f"unknown preset (known: {', '.join(preset_names())})")
+    return resource.read_text(encoding="utf-8")
+
+
+def resolve_mapping(spec: ColumnMapping | str | os.PathLike | None) -> ColumnMapping:
+    """Turn what a user gave into a :class:`ColumnMapping`.
+
+    Parameters
+    ----------
+    spec : ColumnMapping, str, path or None
+        None gives the automatic mapping; a string containing ``=`` is parsed by
+        :meth:`ColumnMapping.from_string`; a path ending in ``.yaml``/``.yml`` is read by
+        :meth:`ColumnMapping.from_yaml`; any other string is a preset name, optionally with
+        options after a colon (``"sdss:kind=model"``).
+    """
+    if spec is None:
+        return ColumnMapping.automatic()
+    if isinstance(spec, ColumnMapping):
+        return spec
+    if isinstance(spec, os.PathLike) or str(spec).lower().endswith((".yaml", ".yml")):
+        return ColumnMapping.from_yaml(spec)
+    text = str(spec).strip()
+    name, colon, opts = text.partition(":")
+    if colon:
+        options: dict[str, str] = {}
+        for item in opts.split(","):
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise InputError(f"catalogue preset {name!r}",
+                                 f"expected option=value after ':', got {item!r}")
+            options[key.strip()] = value.strip()
+        return ColumnMapping.from_preset(name.strip(), **options)
+    if "=" in text:
+        return ColumnMapping.from_string(text)
+    return ColumnMapping.from_preset(text)
+
+
+def _as_band_tuple(value: Any, where: str | os.PathLike) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = value.replace(",", " ").split()
+    if not isinstance(value, Sequence) or not all(isinstance(b, (str, int)) for b in value):
+        raise InputError(where, f"bands must be a list of band names, not {value!r}")
+    bands = tuple(str(b) for b in value)
+    if len(set(bands)) != len(bands):
+        raise InputError(where, f"bands repeat: {' '.join(bands)}")
+    return bands
+
+
+def _as_float_tuple(value: Any, where: str | os.PathLike, key: str) -> tuple[float, ...]:
+    if isinstance(value, (str, int, float)):
+        value = str(value).replace(",", " ").split()
+    try:
+        return tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise InputError(where, f"{key} must be a list of numbers, not {value!r}") from None
+
+
+# --------------------------------------------------------------------------------------
+# Low-level readers and writers
+# --------------------------------------------------------------------------------------
+
+
+def _unknown_format(path: Path) -> InputError:
+    suffix = "".join(path.suffixes) or "(no extension)"
+    return InputError(path, f"unknown catalogue format {suffix!r} (expected {_KNOWN_EXTENSIONS})")
+
+
+def _format_of(path: Path) -> str | None:
+    """``fits``, ``parquet`` or ``csv`` from the file name, None when unknown."""
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+        return "fits" if name.endswith(_FITS_SUFFIXES) else None
+    if name.endswith(_FITS_SUFFIXES):
+        return "fits"
+    if name.endswith(_PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith(_CSV_SUFFIXES):
+        return "csv"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _read_raw(path: Path) -> tuple[Table, dict[str, Any]]:
+    """Read the file as it is; also return skysort metadata it carries (may be empty)."""
+    fmt = _format_of(path)
+    if fmt is None:
+        raise _unknown_format(path)
+    if not path.exists():
+        raise InputError(path, "catalogue file not found")
+    if not path.is_file():
+        raise InputError(path, "not a file")
+    if path.stat().st_size == 0:
+        raise InputError(path, "catalogue file is empty")
+    try:
+        with warnings.catch_warnings():
+            # Survey files often carry units astropy cannot parse (nanomaggies, "mag(AB)");
+            # those columns are still usable, so the warnings are only noise.
+            warnings.simplefilter("ignore", u.UnitsWarning)
+            if fmt == "fits":
+                table = Table.read(path, format="fits")
+                meta = _json_or_empty(table.meta.get(_FITS_META_KEY))
+            elif fmt == "parquet":
+                table, meta = _read_parquet(path)
+            else:
+                with open(path, encoding="utf-8") as fh:
+                    is_ecsv = fh.readline().startswith("# %ECSV")
+                table = Table.read(path, format="ascii.ecsv" if is_ecsv else "ascii.csv")
+                meta = dict(table.meta) if is_ecsv else {}
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every reader failure is the file's problem
+        raise InputError(path, f"cannot read as {fmt.upper()}: {_first_line(exc)}") from None
+    return table, meta
+
+
+def _json_or_empty(text: Any) -> dict[str, Any]:
+    if not isinstance(text, str):
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _read_parquet(path: Path) -> tuple[Table, dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrow = pq.read_table(path)
+    carried = (arrow.schema.metadata or {}).get(_PARQUET_META_KEY)
+    meta = _json_or_empty(carried.decode("utf-8", "replace") if carried else None)
+    units = meta.pop("units", {}) if isinstance(meta.get("units"), dict) else {}
+    table = Table()
+    for name, chunked in zip(arrow.column_names, arrow.columns):
+        arr = chunked.combine_chunks()
+        mask = arr.is_null().to_numpy(zero_copy_only=False)
+        kind = arr.type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            data = np.array(arr.fill_null("").to_pylist(), dtype=str)
+        elif pa.types.is_floating(kind):
+            data = arr.fill_null(math.nan).to_numpy(zero_copy_only=False)
+        elif pa.types.is_integer(kind):
+            data = arr.fill_null(0).to_numpy(zero_copy_only=False)
+        elif pa.types.is_boolean(kind):
+            data = arr.fill_null(False).to_numpy(zero_copy_only=False)
+        else:
+            data = arr.to_numpy(zero_copy_only=False)
+        unit = units.get(name)
+        if mask.any():
+            table[name] = MaskedColumn(data, mask=mask, unit=unit)
+        else:
+            table[name] = Column(data, unit=unit)
+    return table, meta
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` reduced to what JSON (and ECSV's YAML header) can hold."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _write_parquet(table: Table, tmp: Path, meta: dict[str, Any]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrays, units = [], {}
+    for name in table.colnames:
+        col = table[name]
+        if col.ndim > 1:
+            raise ValueError(f"column {name!r} is multidimensional; Parquet output needs scalars")
+        mask = np.ma.getmaskarray(col)
+        data = np.asarray(np.ma.getdata(col))
+        if data.dtype.kind == "O":
+            arrays.append(pa.array([None if m else v for v, m in zip(data.tolist(), mask)]))
+        else:
+            arrays.append(pa.array(data, mask=mask if mask.any() else None))
+        if col.unit is not None:
+            units[name] = col.unit.to_string()
+    arrow = pa.Table.from_arrays(arrays, names=list(table.colnames))
+    meta = dict(meta, units=units)
+    arrow = arrow.replace_schema_metadata({_PARQUET_META_KEY: json.dumps(meta).encode()})
+    pq.write_table(arrow, tmp)
+
+
+def _write_fits(table: Table, tmp: Path, meta: dict[str, Any], gzipped: bool) -> None:
+    from astropy.io import fits
+
+    plain = table.copy(copy_data=False)
+    # Only the JSON card carries metadata: nested values (provenance) cannot be FITS cards.
+    plain.meta.clear()
+    hdu = fits.table_to_hdu(plain)
+    hdu.header[_FITS_META_KEY] = (json.dumps(meta), "skysort metadata (JSON)")
+    hdul = fits.HDUList([fits.PrimaryHDU(), hdu])
+    if gzipped:
+        # astropy picks compression from the file name, and the temporary name ends in .tmp.
+        buffer = io.BytesIO()
+        hdul.writeto(buffer)
+        with gzip.open(tmp, "wb") as fh:
+            fh.write(buffer.getvalue())
+    else:
+        hdul.writeto(tmp, overwrite=True)
+
+
+def _write_ecsv(table: Table, tmp: Path, meta: dict[str, Any]) -> None:
+    out = table.copy(copy_data=False)
+    out.meta.clear()
+    out.meta.update(meta)
+    out.write(tmp, format="ascii.ecsv", delimiter=",", overwrite=True)
+
+
+# --------------------------------------------------------------------------------------
+# Public reading and writing
+# --------------------------------------------------------------------------------------
+
+
+def read_catalog(path: str | os.PathLike,
+                 mapping: ColumnMapping | str | os.PathLike | None = None,
+                 bands: Sequence[str] | str | None = None,
+                 require_positions: bool = True) -> Table:
+    """Read a catalogue and translate it into skysort's standard columns.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        FITS, Parquet or CSV file (format from the extension; see the module docstring).
+    mapping : ColumnMapping, str or None
+        Column mapping, or a preset name / YAML path / compact string (see
+        :func:`resolve_mapping`). None detects standard and common names automatically.
+    bands : sequence of str, str or None
+        Bands to translate into ``mag_<band>``/``magerr_<band>``, in this order (a string
+        is split on spaces or commas). None takes the mapping's bands, or, without a
+        mapping, every ``mag_<band>`` column present. Mapped magnitude columns of bands not
+        asked for pass through unchanged.
+    require_positions : bool
+        Whether a catalogue without ``ra``/``dec`` or ``x``/``y`` is an error (a table that
+        only accompanies stamps, e.g. for ``skysort import``, needs none).
+
+    Returns
+    -------
+    astropy.table.Table
+        ``id``, ``ra``, ``dec`` [deg], ``x``, ``y`` [pix, 0-based], ``label``,
+        ``mag_<band>``, ``magerr_<band>`` [AB mag] (those present, in this order), then every
+        other column. Magnitudes and errors are float :class:`~astropy.table.MaskedColumn`
+        with sentinels and non-finite values masked. ``table.meta`` holds ``source_file``,
+        ``mapping`` (its name and options), ``bands``, ``reference_band`` when the mapping
+        has one, and ``source_provenance`` when the file was written by skysort.
+
+    Raises
+    ------
+    skysort.errors.InputError
+        Missing, empty, unreadable or unknown-format file; a catalogue without rows; mapped
+        columns missing; neither ``ra``/``dec`` nor ``x``/``y`` positions.
+    """
+    path = Path(path)
+    cmap = resolve_mapping(mapping)
+    raw, carried = _read_raw(path)
+    if len(raw) == 0:
+        raise InputError(path, "catalogue has no rows")
+    requested = None if bands is None else _as_band_tuple(bands, "bands")
+    sources, band_list = _locate_columns(raw, cmap, requested, path, require_positions)
+
+    out = Table()
+    consumed: set[str] = set()
+    if sources.get("id") is not None:
+        out["id"] = raw[sources["id"]].copy()
+        consumed.add(sources["id"])
+    else:
+        out["id"] = Column(np.arange(len(raw), dtype=np.int64))
+    out["id"].description = "object identifier"
+    for key, unit, desc in (("ra", u.deg, "right ascension (ICRS)"),
+                            ("dec", u.deg, "declination (ICRS)")):
+        if sources.get(key) is not None:
+            out[key] = _float_column(raw[sources[key]], unit, desc, path)
+            consumed.add(sources[key])
+    for key in ("x", "y"):
+        if sources.get(key) is not None:
+            image = f"the {cmap.reference_band} image" if cmap.reference_band else "image"
+            col = _float_column(raw[sources[key]], u.pix, f"0-based pixel {key} in {image}", path)
+            if cmap.pixel_origin and getattr(cmap, key) is not None:
+                col -= cmap.pixel_origin
+            out[key] = col
+            consumed.add(sources[key])
+    if sources.get("label") is not None:
+        out["label"] = _normalise_labels(raw[sources["label"]], cmap.labels)
+        consumed.add(sources["label"])
+
+    sentinels = np.array(cmap.effective_sentinels(), dtype=np.float64)
+    for band in band_list:
+        mag_name = sources[f"mag_{band}"]
+        mag = _masked_magnitudes(raw[mag_name], sentinels, path)
+        out[f"mag_{band}"] = MaskedColumn(mag, unit=u.mag,
+                                          description=f"AB magnitude, band {band}")
+        consumed.add(mag_name)
+        err_name = sources.get(f"magerr_{band}")
+        if err_name is not None:
+            err = _masked_magnitudes(raw[err_name], sentinels, path)
+            err.mask |= mag.mask
+            out[f"magerr_{band}"] = MaskedColumn(err, unit=u.mag,
+                                                 description=f"AB magnitude error, band {band}")
+            consumed.add(err_name)
+
+    for name in raw.colnames:
+        if name in consumed:
+            continue
+        target = name
+        while target in out.colnames:
+            target = f"{target}_orig"
+        out[target] = raw[name]
+
+    out.meta["source_file"] = str(path)
+    out.meta["mapping"] = cmap.describe()
+    out.meta["bands"] = list(band_list)
+    if sources.get("x") is not None and cmap.reference_band:
+        out.meta["reference_band"] = cmap.reference_band
+    if isinstance(carried.get("provenance"), dict):
+        out.meta["source_provenance"] = carried["provenance"]
+    return out
+
+
+def _locate_columns(raw: Table, cmap: ColumnMapping, requested: tuple[str, ...] | None,
+                    path: Path, require_positions: bool = True) -> tuple[dict[str, str | None], tuple[str, ...]]:
+    """Source column for every standard column, and the bands to read."""
+    names = list(raw.colnames)
+    by_lower: dict[str, list[str]] = {}
+    for n in names:
+        by_lower.setdefault(n.lower(), []).append(n)
+
+    def find(wanted: str) -> str | None:
+        if wanted in names:
+            return wanted
+        hits = by_lower.get(wanted.lower(), [])
+        return hits[0] if len(hits) == 1 else None
+
+    sources: dict[str, str | None] = {}
+    if cmap.auto:
+        for key, candidates in _AUTO_NAMES.items():
+            sources[key] = next((hits[0] for c in candidates
+                                 if (hits := by_lower.get(c))), None)
+        if sources["x"] is None or sources["y"] is None:
+            sources["x"] = sources["y"] = None
+        if sources["ra"] is None or sources["dec"] is None:
+            sources["ra"] = sources["dec"] = None
+        present = [n[len("mag_"):] for n in names if n.startswith("mag_")]
+        band_list = requested if requested is not None else tuple(present)
+        missing = [f"mag_{b}" for b in band_list if b not in present]
+        if missing:
+            raise InputError(path, f"no column {', '.join(missing)} (magnitude columns "
+                                   f"present: {', '.join('mag_' + b for b in present) or 'none'})")
+        for band in band_list:
+            sources[f"mag_{band}"] = f"mag_{band}"
+            if f"magerr_{band}" in names:
+                sources[f"magerr_{band}"] = f"magerr_{band}"
+        if require_positions and sources["ra"] is None and sources["x"] is None:
+            raise InputError(path, "no position columns: found neither ra/dec nor x/y "
+                                   "(give a column mapping)")
+        return sources, band_list
+
+    if requested is None:
+        band_list = cmap.bands
+    else:
+        band_list = requested
+        known = cmap.bands or (tuple(cmap.mag) if isinstance(cmap.mag, dict) else ())
+        unknown = [b for b in band_list if known and b not in known]
+        if unknown:
+            raise InputError(path, f"band(s) {' '.join(unknown)} not in column mapping "
+                                   f"{cmap.describe()} (bands: {' '.join(known)})")
+    if band_list and cmap.mag is None:
+        raise InputError(path, f"column mapping {cmap.describe()} names no magnitude columns")
+    # A quantity the mapping leaves open comes from a column already bearing its standard
+    # name; otherwise that column would be renamed *_orig and, for id, replaced by row numbers.
+    for group in (("id",), ("ra", "dec"), ("x", "y"), ("label",)):
+        if all(getattr(cmap, key) is None and key in names for key in group):
+            sources.update({key: key for key in group})
+    if (require_positions and cmap.ra is None and cmap.x is None
+            and "ra" not in sources and "x" not in sources):
+        raise InputError(path, f"no position columns: column mapping {cmap.describe()} names "
+                               "neither ra/dec nor x/y, and there are no ra/dec or x/y columns")
+
+    wanted: dict[str, str] = {}
+    for key in STANDARD_COLUMNS:
+        column = getattr(cmap, key)
+        if column is not None:
+            wanted[key] = column
+    for band in band_list:
+        wanted[f"mag_{band}"] = cmap.mag_column(band)  # type: ignore[assignment]
+        err = cmap.magerr_column(band)
+        if err is not None:
+            wanted[f"magerr_{band}"] = err
+    missing = []
+    for key, column in wanted.items():
+        found = find(column)
+        if found is None:
+            missing.append(column)
+        sources[key] = found
+    if missing:
+        raise InputError(path, f"missing column(s) {', '.join(missing)} named by column "
+                               f"mapping {cmap.describe()}")
+    return sources, tuple(band_list)
+
+
+def _float_column(col: Column, unit: u.UnitBase, description: str,
+                  path: Path) -> MaskedColumn:
+    """Positions as float64 (float32 loses milliarcseconds at large RA); non-finite masked."""
+    try:
+        values = np.asarray(np.ma.getdata(col), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(path, f"column {col.name!r} is not numeric") from None
+    mask = np.ma.getmaskarray(col) | ~np.isfinite(values)
+    return MaskedColumn(np.where(mask, np.nan, values), mask=mask, unit=unit,
+                        description=description)
+
+
+def _masked_magnitudes(col: Column, sentinels: np.ndarray, path: Path) -> MaskedColumn:
+    """Float magnitudes (or errors) with sentinels and non-finite values masked."""
+    values = np.asarray(np.ma.getdata(col))
+    if values.dtype.kind != "f":
+        try:
+            values = values.astype(np.float64)
+        except (TypeError, ValueError):
+            raise InputError(path, f"magnitude column {col.name!r} is not numeric") from None
+    mask = np.ma.getmaskarray(col) | ~np.isfinite(values)
+    if sentinels.size:
+        mask |= np.isin(values, sentinels.astype(values.dtype))
+    # Masked slots hold NaN so that code reading .data by mistake cannot see a sentinel.
+    values = np.where(mask, np.nan, values).astype(values.dtype)
+    return MaskedColumn(values, mask=mask)
+
+
+def _normalise_labels(col: Column, translation: Mapping[str, str]) -> MaskedColumn:
+    """Lower-case class names; empty, ``nan`` and masked values become masked."""
+    raw_mask = np.ma.getmaskarray(col)
+    table = {k.strip().lower(): v for k, v in translation.items()}
+    out, mask = [], raw_mask.copy()
+    for i, value in enumerate(np.asarray(col).tolist()):
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        text = str(value).strip()
+        key = text.lower()
+        text = table.get(key, text).strip().lower()
+        if mask[i] or text in ("", "nan", "none", "null", "--"):
+            mask[i] = True
+            text = ""
+        out.append(text)
+    width = max((len(t) for t in out), default=1) or 1
+    return MaskedColumn(np.array(out, dtype=f"U{width}"), mask=mask,
+                        description="class (lower case)")
+
+
+def write_catalog(table: Table, path: str | os.PathLike, overwrite: bool = True) -> Path:
+    """Write a catalogue atomically, with a provenance record, in the format of its extension.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        Catalogue, normally from :func:`read_catalog`. Its JSON-representable ``meta``
+        entries are kept, with ``provenance`` set to :func:`skysort.provenance.provenance_record`.
+    path : str or os.PathLike
+        ``.fits``/``.fit``/``.fts`` (``.gz`` to compress), ``.parquet``/``.pq``, or
+        ``.csv``/``.ecsv`` (both written as comma-separated ECSV).
+    overwrite : bool
+        Replace an existing file; if False an existing file raises InputError.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Notes
+    -----
+    Metadata go into the FITS table header as JSON under ``SKYSORT``, into the Parquet
+    schema metadata as JSON under ``skysort`` (with column units), and into the ECSV
+    header. Masked values become NaN/``TNULL`` (FITS), nulls (Parquet), empty fields (CSV).
+    """
+    path = Path(path)
+    fmt = _format_of(path)
+    if fmt is None:
+        raise _unknown_format(path)
+    if path.exists() and not overwrite:
+        raise InputError(path, "already exists (not overwriting)")
+    meta = {k: v for k, v in _json_safe(dict(table.meta)).items() if k != "provenance"}
+    meta = {"provenance": _json_safe(provenance_record()), **meta}
+    try:
+        with atomic_path(path) as tmp:
+            if fmt == "fits":
+                _write_fits(table, tmp, meta, gzipped=path.name.lower().endswith(".gz"))
+            elif fmt == "parquet":
+                _write_parquet(table, tmp, meta)
+            else:
+                _write_ecsv(table, tmp, meta)
+    except OSError as exc:
+        raise InputError(path, f"cannot write: {exc.strerror or _first_line(exc)}") from None
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# Helpers for later stages
+# --------------------------------------------------------------------------------------
+
+
+def catalog_bands(table: Table) -> list[str]:
+    """Bands with a ``mag_<band>`` column, in column order."""
+    return [name[len("mag_"):] for name in table.colnames if name.startswith("mag_")]
+
+
+def photometry_arrays(table: Table, bands: Sequence[str]
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Magnitudes and errors as dense arrays, e.g. for network inputs.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        Catalogue in standard names.
+    bands : sequence of str
+        Bands, in the order of the output's second axis.
+
+    Returns
+    -------
+    mags : numpy.ndarray, float32, shape (N, B)
+        AB magnitudes; NaN where missing.
+    errs : numpy.ndarray, float32, shape (N, B)
+        Magnitude errors; NaN where missing, where the magnitude is missing, or for every
+        object when the catalogue has no ``magerr_<band>`` column.
+    mask : numpy.ndarray, bool, shape (N, B)
+        True where the magnitude is missing (numpy.ma convention).
+
+    Raises
+    ------
+    skysort.errors.InputError
+        A band has no ``mag_<band>`` column.
+    """
+    bands = list(bands)
+    missing = [b for b in bands if f"mag_{b}" not in table.colnames]
+    if missing:
+        where = table.meta.get("source_file", "catalogue")
+        raise InputError(where, f"no magnitudes for band(s) {' '.join(missing)} "
+                                f"(bands present: {' '.join(catalog_bands(table)) or 'none'})")
+    n = len(table)
+    mags = np.full((n, len(bands)), np.nan, dtype=np.float32)
+    errs = np.full((n, len(bands)), np.nan, dtype=np.float32)
+    for j, band in enumerate(bands):
+        mags[:, j] = _filled_float(table[f"mag_{band}"])
+        if f"magerr_{band}" in table.colnames:
+            errs[:, j] = _filled_float(table[f"magerr_{band}"])
+    mask = ~np.isfinite(mags)
+    mags[mask] = np.nan
+    errs[mask | ~np.isfinite(errs)] = np.nan
+    return mags, errs, mask
+
+
+def _filled_float(col: Column) -> np.ndarray:
+    values = np.asarray(np.ma.getdata(col), dtype=np.float64)
+    return np.where(np.ma.getmaskarray(col), np.nan, values)

@@ -1,0 +1,227 @@
+"""Cutting aligned multi-band stamps around catalogue positions.
+
+Alignment method
+----------------
+The stamps of every band share the pixel grid of the *reference band* (``r`` by default):
+
+* In the reference band the stamp is a plain integer-pixel cut (no interpolation, so no
+  correlated noise): the object's pixel ``(x, y)`` is rounded to the nearest pixel, which
+  becomes stamp pixel ``(size // 2, size // 2)``. The residual sub-pixel offset is recorded in
+  ``offset_x`` / ``offset_y`` (``x - round(x)``, in [-0.5, 0.5]).
+* Every other band is resampled onto that grid: the exact WCS maps the object's position from
+  the reference image to the band image, and a local affine map (the Jacobian of
+  reference-pixel -> sky -> band-pixel, by finite differences at the object) maps each stamp
+  pixel. Pixel values are interpolated with a cubic B-spline (``scipy.ndimage``) and multiplied
+  by the pixel-area ratio ``|det J|`` so that fluxes are conserved when pixel scales differ.
+  Across a 64-pixel stamp the affine approximation departs from the full WCS by far less than
+  0.01 px for survey-sized pixels.
+
+Objects near an edge are never shifted or dropped: stamp pixels outside a band's image are NaN,
+and the object is flagged ``EDGE`` (and ``NAN_PIXELS``); an object entirely outside a band's
+image gets ``MISSING_BAND``. NaN pixels inside an image stay NaN in the stamp (the spline never
+spreads them beyond the pixels whose interpolation footprint touches them).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from .flags import Flags
+from .images import BandImage
+
+#: Pixels of context around a stamp used by the cubic spline so that its prefilter is
+#: unaffected by the cut.
+_SPLINE_MARGIN = 6
+
+
+def sky_to_pixel(image: BandImage, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """0-based pixel coordinates ``(x, y)`` of sky positions (degrees) in ``image``."""
+    x, y = image.wcs.all_world2pix(np.asarray(ra, float), np.asarray(dec, float), 0)
+    return np.asarray(x), np.asarray(y)
+
+
+def pixel_to_sky(image: BandImage, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sky positions ``(ra, dec)`` in degrees of 0-based pixel coordinates of ``image``."""
+    ra, dec = image.wcs.all_pix2world(np.asarray(x, float), np.asarray(y, float), 0)
+    return np.asarray(ra), np.asarray(dec)
+
+
+def cut_integer(data: np.ndarray, x_pix: np.ndarray, y_pix: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer-pixel stamps of ``data`` centred on the nearest pixels to ``(x_pix, y_pix)``.
+
+    Parameters
+    ----------
+    data : ndarray, shape (ny, nx)
+        Image.
+    x_pix, y_pix : ndarray, shape (n,)
+        0-based column and row positions.
+    size : int
+        Stamp side in pixels; the object's pixel lands on stamp pixel ``size // 2``.
+
+    Returns
+    -------
+    stamps : ndarray, shape (n, size, size), float32
+        NaN where the stamp extends beyond the image.
+    edge : ndarray of bool, shape (n,)
+        Whether the stamp extends beyond the image.
+    """
+    ny, nx = data.shape
+    x0 = np.rint(x_pix).astype(np.int64) - size // 2
+    y0 = np.rint(y_pix).astype(np.int64) - size // 2
+    edge = (x0 < 0) | (y0 < 0) | (x0 + size > nx) | (y0 + size > ny)
+    stamps = np.full((len(x0), size, size), np.nan, dtype=np.float32)
+    offsets = np.arange(size)
+    inside = np.flatnonzero(~edge)
+    if inside.size:
+        # One vectorised gather for all interior objects.
+        rows = (y0[inside, None] + offsets)[:, :, None]
+        cols = (x0[inside, None] + offsets)[:, None, :]
+        stamps[inside] = data[rows, cols]
+    for k in np.flatnonzero(edge):
+        ys, xs = slice(max(y0[k], 0), min(y0[k] + size, ny)), slice(max(x0[k], 0), min(x0[k] + size, nx))
+        if ys.start < ys.stop and xs.start < xs.stop:
+            stamps[k, ys.start - y0[k] : ys.stop - y0[k], xs.start - x0[k] : xs.stop - x0[k]] = data[ys, xs]
+    return stamps, edge
+
+
+def local_jacobians(reference: BandImage, band: BandImage, x: np.ndarray, y: np.ndarray, step: float = 1.0) -> np.ndarray:
+    """d(band pixel)/d(reference pixel) at reference pixels ``(x, y)``, by central differences.
+
+    Returns an array of shape (n, 2, 2): ``[[dbx/dx, dbx/dy], [dby/dx, dby/dy]]`` per object,
+    evaluated through the full WCS (distortions included) at each object.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    xs = np.concatenate([x - step, x + step, x, x])
+    ys = np.concatenate([y, y, y - step, y + step])
+    ra, dec = pixel_to_sky(reference, xs, ys)
+    bx, by = sky_to_pixel(band, ra, dec)
+    bx, by = bx.reshape(4, -1), by.reshape(4, -1)
+    jac = np.empty((len(x), 2, 2))
+    jac[:, 0, 0] = (bx[1] - bx[0]) / (2 * step)
+    jac[:, 1, 0] = (by[1] - by[0]) / (2 * step)
+    jac[:, 0, 1] = (bx[3] - bx[2]) / (2 * step)
+    jac[:, 1, 1] = (by[3] - by[2]) / (2 * step)
+    return jac
+
+
+def resample_stamp(data: np.ndarray, centre: tuple[float, float], jacobian: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Sample ``data`` at ``centre + jacobian @ grid`` with a NaN-aware cubic spline.
+
+    Parameters
+    ----------
+    data : ndarray (ny, nx)
+        Band image.
+    centre : (float, float)
+        Band pixel ``(x, y)`` corresponding to grid offset (0, 0).
+    jacobian : ndarray (2, 2)
+        d(band x, band y) / d(stamp column, stamp row).
+    grid : ndarray (2, size, size)
+        Offsets ``(dx, dy)`` of each stamp pixel from the object in reference pixels.
+
+    Returns
+    -------
+    stamp : ndarray (size, size) float32
+        Interpolated values times the pixel-area ratio; NaN outside the image or next to NaN.
+    edge : bool
+        Whether part of the stamp lies outside the image.
+    """
+    ny, nx = data.shape
+    bx = centre[0] + jacobian[0, 0] * grid[0] + jacobian[0, 1] * grid[1]
+    by = centre[1] + jacobian[1, 0] * grid[0] + jacobian[1, 1] * grid[1]
+    x_lo = int(np.floor(bx.min())) - _SPLINE_MARGIN
+    y_lo = int(np.floor(by.min())) - _SPLINE_MARGIN
+    x_hi = int(np.ceil(bx.max())) + _SPLINE_MARGIN + 1
+    y_hi = int(np.ceil(by.max())) + _SPLINE_MARGIN + 1
+    window = np.full((y_hi - y_lo, x_hi - x_lo), np.nan, dtype=np.float32)
+    ys, xs = slice(max(y_lo, 0), min(y_hi, ny)), slice(max(x_lo, 0), min(x_hi, nx))
+    if ys.start < ys.stop and xs.start < xs.stop:
+        window[ys.start - y_lo : ys.stop - y_lo, xs.start - x_lo : xs.stop - x_lo] = data[ys, xs]
+    coords = np.stack([by - y_lo, bx - x_lo])
+    off_image = np.ones(window.shape, dtype=bool)
+    off_image[ys.start - y_lo : ys.stop - y_lo, xs.start - x_lo : xs.stop - x_lo] = False
+    bad = ~np.isfinite(window)
+    if bad.all():
+        return np.full(grid.shape[1:], np.nan, dtype=np.float32), True
+    if not bad.any():
+        return (ndimage.map_coordinates(window, coords, order=3, mode="nearest") * abs(np.linalg.det(jacobian))).astype(np.float32), False
+    # The spline prefilter is global, so NaN would poison the whole stamp: interpolate with bad
+    # pixels at 0, then blank every output pixel whose cubic footprint (4x4) touches one.
+    values = ndimage.map_coordinates(np.where(bad, 0.0, window), coords, order=3, mode="nearest")
+
+    def touches(mask: np.ndarray) -> np.ndarray:
+        if not mask.any():
+            return np.zeros(values.shape, dtype=bool)
+        grown = ndimage.binary_dilation(mask, iterations=1).astype(np.float32)
+        return ndimage.map_coordinates(grown, coords, order=1, mode="nearest") > 0
+
+    beyond_edge = touches(off_image)
+    values[beyond_edge | touches(bad & ~off_image)] = np.nan
+    return (values * abs(np.linalg.det(jacobian))).astype(np.float32), bool(beyond_edge.any())
+
+
+def cut_stamps(
+    images: Sequence[BandImage],
+    x_ref: np.ndarray,
+    y_ref: np.ndarray,
+    size: int = 64,
+    reference: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned multi-band stamps around reference-band pixel positions.
+
+    Parameters
+    ----------
+    images : sequence of BandImage
+        The tile's bands, in output order.
+    x_ref, y_ref : ndarray (n,)
+        0-based object positions in the reference band's pixels.
+    size : int
+        Stamp side in pixels (reference-band pixels).
+    reference : int
+        Index in ``images`` of the reference band.
+
+    Returns
+    -------
+    stamps : ndarray (n, bands, size, size) float32
+        In each band's flux unit per reference pixel.
+    flags : ndarray (n,) uint32
+        :class:`~skysort.data.flags.Flags` bits (EDGE, NAN_PIXELS, MISSING_BAND).
+    """
+    x_ref = np.atleast_1d(np.asarray(x_ref, dtype=np.float64))
+    y_ref = np.atleast_1d(np.asarray(y_ref, dtype=np.float64))
+    n = len(x_ref)
+    ref = images[reference]
+    stamps = np.empty((n, len(images), size, size), dtype=np.float32)
+    flags = np.zeros(n, dtype=np.uint32)
+    stamps[:, reference], edge = cut_integer(ref.data, x_ref, y_ref, size)
+    flags[edge] |= np.uint32(Flags.EDGE)
+    # Offsets of every stamp pixel from the object, in reference pixels (x = column, y = row).
+    centre_x = np.rint(x_ref) - size // 2
+    centre_y = np.rint(y_ref) - size // 2
+    pixel_index = np.arange(size, dtype=np.float64)
+    other_bands = [b for b in range(len(images)) if b != reference]
+    if other_bands and n:
+        ra, dec = pixel_to_sky(ref, x_ref, y_ref)
+    for b in other_bands:
+        band = images[b]
+        bx, by = sky_to_pixel(band, ra, dec)
+        jacobians = local_jacobians(ref, band, x_ref, y_ref)
+        for k in range(n):
+            grid = np.stack(np.meshgrid(centre_x[k] + pixel_index - x_ref[k], centre_y[k] + pixel_index - y_ref[k]))
+            stamp, outside = resample_stamp(band.data, (bx[k], by[k]), jacobians[k], grid)
+            stamps[k, b] = stamp
+            if outside:
+                flags[k] |= np.uint32(Flags.EDGE)
+    nan_any = np.isnan(stamps).any(axis=(2, 3))
+    flags[nan_any.any(axis=1)] |= np.uint32(Flags.NAN_PIXELS)
+    flags[np.isnan(stamps).all(axis=(2, 3)).any(axis=1)] |= np.uint32(Flags.MISSING_BAND)
+    return stamps, flags
+
+
+def iter_chunks(n: int, chunk: int) -> Iterator[slice]:
+    """Consecutive slices of at most ``chunk`` items covering ``range(n)``."""
+    for start in range(0, n, chunk):
+        yield slice(start, min(start + chunk, n))

@@ -1,0 +1,218 @@
+"""Reading survey images: one FITS file per band, with its WCS, flux unit and zero point.
+
+Files may be plain (``.fits``), gzip or bzip2 compressed (``.fits.gz``, ``.fits.bz2``) or
+tile compressed (``.fits.fz``); astropy reads them all. The first HDU holding a 2-D image is used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import re
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from astropy.io import fits
+from astropy.utils.exceptions import AstropyWarning
+from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs.utils import proj_plane_pixel_scales
+
+from ..errors import InputError
+
+#: Canonical order of common band names, bluest first; bands are sorted by it when the user
+#: gives no order.
+BAND_ORDER = ("FUV", "NUV", "u", "g", "r", "i", "z", "Z", "y", "Y", "J", "H", "K", "Ks", "W1", "W2")
+
+#: Zero points (AB mag of one flux unit) of flux units whose calibration is fixed.
+UNIT_ZERO_POINTS = {"nanomaggy": 22.5, "nanomaggies": 22.5, "nmgy": 22.5, "ujy": 23.9, "microjy": 23.9, "njy": 31.4}
+
+_ZERO_POINT_KEYS = ("MAGZP", "MAGZERO", "ZEROPT", "ZP", "PHOTZP", "MAGZPT")
+_SEEING_KEYS = ("PSF_FWHM", "SEEING", "FWHM", "PSFFWHM")
+_FILTER_KEYS = ("FILTER", "FILTNAM", "FILTER1", "BAND")
+
+
+@dataclasses.dataclass
+class BandImage:
+    """One band of a survey tile.
+
+    Attributes
+    ----------
+    band : str
+        Band name (``"r"``, ``"Ks"``, ...).
+    path : Path
+        File it was read from.
+    data : ndarray, shape (ny, nx), float32
+        Pixel values in ``flux_unit``; row index ``y``, column index ``x`` (0-based).
+    wcs : astropy.wcs.WCS
+        Celestial WCS of ``data``.
+    flux_unit : str
+        ``BUNIT`` of the header, or ``"unknown"``.
+    zero_point : float
+        AB magnitude of one ``flux_unit`` (NaN if neither the unit nor the header fixes it).
+    psf_fwhm : float
+        PSF FWHM in arcsec from the header (NaN if absent).
+    n_nan : int
+        Number of NaN pixels in ``data``.
+    survey : str
+        Survey or observatory named by the header (``ORIGIN`` or ``TELESCOP``), or ``""``.
+    """
+
+    band: str
+    path: Path
+    data: np.ndarray
+    wcs: WCS
+    flux_unit: str = "unknown"
+    zero_point: float = float("nan")
+    psf_fwhm: float = float("nan")
+    n_nan: int = 0
+    survey: str = ""
+
+    @property
+    def pixel_scale(self) -> float:
+        """Mean pixel scale in arcsec per pixel, from the WCS."""
+        return float(np.mean(proj_plane_pixel_scales(self.wcs)) * 3600.0)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.data.shape  # type: ignore[return-value]
+
+
+def _band_from_header(header: fits.Header) -> str | None:
+    for key in _FILTER_KEYS:
+        value = header.get(key)
+        if isinstance(value, str) and value.strip():
+            token = value.strip().split()[-1]
+            # Names like "r_SDSS" or "OmegaCAM-r" keep the band letter(s) only.
+            for part in re.split(r"[_\-/]", token):
+                if part in BAND_ORDER:
+                    return part
+            return token
+    return None
+
+
+def _band_from_name(path: Path, candidates: Iterable[str]) -> str | None:
+    tokens = re.split(r"[-_.]", path.name)
+    for band in sorted(set(candidates), key=len, reverse=True):
+        if band in tokens:
+            return band
+    return None
+
+
+def read_band_image(path: str | Path, band: str | None = None, *, known_bands: Sequence[str] = BAND_ORDER) -> BandImage:
+    """Read one band image with its WCS.
+
+    Parameters
+    ----------
+    path : path-like
+        FITS file (optionally .gz / .bz2 / .fz compressed).
+    band : str, optional
+        Band name; read from the header (``FILTER``) or the file name if not given.
+    known_bands : sequence of str
+        Names looked for in the file name when the header has no filter.
+
+    Raises
+    ------
+    InputError
+        Missing, truncated or corrupt file; no 2-D image; no celestial WCS; no band name;
+        no finite pixel.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file")
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            hdu = next((h for h in hdul if h.data is not None and getattr(h.data, "ndim", 0) == 2), None)
+            if hdu is None:
+                raise InputError(path, "no 2-D image in any HDU")
+            data = np.asarray(hdu.data, dtype=np.float32)
+            header = hdu.header.copy()
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError, TypeError, IndexError) as exc:
+        raise InputError(path, f"not a readable FITS file (truncated or corrupt: {exc})") from exc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        warnings.simplefilter("ignore", AstropyWarning)
+        try:
+            wcs = WCS(header, naxis=2)
+        except Exception as exc:  # astropy raises many types for malformed WCS keywords
+            raise InputError(path, f"has an invalid WCS ({exc})") from exc
+    if not wcs.has_celestial or not wcs.is_celestial:
+        raise InputError(path, "has no celestial WCS (CTYPE1/2, CRVAL, CRPIX and CD or CDELT keywords)")
+    band = band or _band_from_header(header) or _band_from_name(path, known_bands)
+    if band is None:
+        raise InputError(path, "band name not found in the header (FILTER) or file name; give it explicitly")
+    finite = np.isfinite(data)
+    n_nan = int(data.size - np.count_nonzero(finite))
+    if n_nan == data.size:
+        raise InputError(path, "every pixel is NaN")
+    unit = str(header.get("BUNIT", "unknown")).strip() or "unknown"
+    zero_point = UNIT_ZERO_POINTS.get(unit.lower(), float("nan"))
+    if not np.isfinite(zero_point):
+        zero_point = next((float(header[k]) for k in _ZERO_POINT_KEYS if isinstance(header.get(k), (int, float))), zero_point)
+    psf_fwhm = next((float(header[k]) for k in _SEEING_KEYS if isinstance(header.get(k), (int, float))), float("nan"))
+    return BandImage(band=band, path=path, data=data, wcs=wcs, flux_unit=unit, zero_point=zero_point,
+                     psf_fwhm=psf_fwhm, n_nan=n_nan,
+                     survey=str(header.get("ORIGIN") or header.get("TELESCOP") or "").strip())
+
+
+def expand_image_paths(patterns: str | Sequence[str]) -> list[Path]:
+    """Expand glob patterns (or a comma-separated string of them) into existing files.
+
+    Raises
+    ------
+    InputError
+        If a pattern matches nothing.
+    """
+    if isinstance(patterns, str):
+        patterns = [p for p in patterns.split(",") if p.strip()]
+    paths: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern))
+        if not matches:
+            raise InputError(pattern, "no image file matches this path or pattern")
+        paths.extend(Path(m) for m in matches)
+    return paths
+
+
+def band_sort_key(band: str) -> tuple[int, str]:
+    return (BAND_ORDER.index(band) if band in BAND_ORDER else len(BAND_ORDER), band)
+
+
+def read_band_images(paths: Sequence[str | Path], bands: Sequence[str] | None = None, *, threads: int = 4) -> list[BandImage]:
+    """Read the band images of one tile, ordered by ``bands`` or by wavelength.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        One file per band.
+    bands : sequence of str, optional
+        Wanted bands in output order. Each must be found among the files (a missing band is an
+        error naming it); with ``len(bands) == len(paths)`` and no band names in the files, the
+        names are assigned to the files in order.
+    threads : int
+        Files decompress in parallel threads (bz2 and zlib release the GIL).
+    """
+    paths = [Path(p) for p in paths]
+    known = tuple(bands) if bands else BAND_ORDER
+
+    def load(path: Path) -> BandImage:
+        return read_band_image(path, known_bands=known)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(paths)))) as pool:
+        images = list(pool.map(load, paths))
+    by_band: dict[str, BandImage] = {}
+    for image in images:
+        if image.band in by_band:
+            raise InputError(image.path, f"band {image.band!r} also comes from {by_band[image.band].path}")
+        by_band[image.band] = image
+    if bands:
+        missing = [b for b in bands if b not in by_band]
+        if missing:
+            where = paths[0].parent if paths else Path(".")
+            raise InputError(where, f"no image file for band(s) {missing} among {[p.name for p in paths]}")
+        return [by_band[b] for b in bands]
+    return [by_band[b] for b in sorted(by_band, key=band_sort_key)]

@@ -1,0 +1,282 @@
+"""Turning real survey data into stamp sets: tile cutouts and imported stamp arrays."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import MaskedColumn, Table
+
+from ..errors import InputError
+from .cutout import cut_stamps, iter_chunks, pixel_to_sky, sky_to_pixel
+from .flags import Flags
+from .images import BandImage
+from .stampset import CORE_COLUMNS, StampMeta, StampSet
+
+#: Objects cut and written per block: bounds memory (5 bands x 64 x 64 x 4 B x 2048 = 168 MB).
+DEFAULT_CHUNK = 2048
+
+
+def _filled(column: Any, fill: Any) -> np.ndarray:
+    if isinstance(column, np.ma.MaskedArray) or hasattr(column, "mask"):
+        return np.ma.filled(column, fill)
+    return np.asarray(column)
+
+
+def _photometry_flags(table: Table, bands: Sequence[str]) -> np.ndarray:
+    flags = np.zeros(len(table), dtype=np.uint32)
+    for band in bands:
+        name = f"mag_{band}"
+        if name in table.colnames:
+            values = np.ma.masked_invalid(np.ma.asarray(table[name], dtype=float))
+            flags[np.ma.getmaskarray(values)] |= np.uint32(Flags.MISSING_PHOTOMETRY)
+    return flags
+
+
+def _column_kinds(table: Table) -> dict[str, str]:
+    kinds = {}
+    for name in table.colnames:
+        dtype = np.asarray(table[name]).dtype
+        kinds[name] = "str" if dtype.kind in "USO" else ("uint8" if dtype.kind == "b" else dtype.name)
+    return kinds
+
+
+def object_positions(catalog: Table, reference: BandImage, source: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Reference-band pixel positions and sky positions of catalogue objects.
+
+    Sky positions (``ra``/``dec``) take precedence; without them ``x``/``y`` are read as
+    0-based pixels of the reference band and converted to the sky through its WCS.
+
+    Returns
+    -------
+    x, y : ndarray
+        0-based reference-band pixel coordinates.
+    ra, dec : ndarray
+        Degrees.
+    """
+    has_sky = {"ra", "dec"} <= set(catalog.colnames)
+    has_pixels = {"x", "y"} <= set(catalog.colnames)
+    if has_sky:
+        ra = _filled(catalog["ra"], np.nan).astype(float)
+        dec = _filled(catalog["dec"], np.nan).astype(float)
+        if not np.all(np.isfinite(ra) & np.isfinite(dec)):
+            bad = int(np.count_nonzero(~(np.isfinite(ra) & np.isfinite(dec))))
+            raise InputError(source, f"{bad} objects have no finite ra/dec")
+        x, y = sky_to_pixel(reference, ra, dec)
+        return x, y, ra, dec
+    if has_pixels:
+        x = _filled(catalog["x"], np.nan).astype(float)
+        y = _filled(catalog["y"], np.nan).astype(float)
+        if not np.all(np.isfinite(x) & np.isfinite(y)):
+            raise InputError(source, "some objects have no finite x/y position")
+        ra, dec = pixel_to_sky(reference, x, y)
+        return x, y, ra, dec
+    raise InputError(source, "catalogue has neither ra/dec nor x/y columns")
+
+
+def cutout_to_stampset(
+    images: Sequence[BandImage],
+    catalog: Table,
+    out: str | os.PathLike,
+    *,
+    size: int = 64,
+    reference_band: str | None = None,
+    survey: str | None = None,
+    catalog_path: str | os.PathLike = "catalogue",
+    command: str | None = None,
+    chunk: int = DEFAULT_CHUNK,
+    progress: Callable[[int], None] | None = None,
+) -> StampSet:
+    """Cut aligned stamps of every catalogue object from one tile into a new stamp set.
+
+    Parameters
+    ----------
+    images : sequence of BandImage
+        The tile's bands in the order wanted in the stamps.
+    catalog : astropy Table
+        Standard-named catalogue (see :func:`skysort.data.catalog.read_catalog`) with ``ra``,
+        ``dec`` (deg) or ``x``, ``y`` (0-based pixels of the reference band).
+    out : path-like
+        Output stamp set (written atomically).
+    size : int
+        Stamp side in reference-band pixels.
+    reference_band : str, optional
+        Band whose pixel grid the stamps share; ``r`` if present, else the first band.
+    survey : str, optional
+        Survey name for the metadata (default: the header ``ORIGIN`` if any).
+    catalog_path : path-like
+        Where the catalogue came from (for messages and provenance).
+    chunk : int
+        Objects cut and written per block.
+    progress : callable, optional
+        Called with the number of objects finished after each block.
+
+    Returns
+    -------
+    StampSet
+        The new set, opened for reading. Every catalogue object appears exactly once, in
+        catalogue order; objects at edges are kept, padded with NaN and flagged.
+    """
+    if size < 4:
+        raise InputError("--size", f"stamp size must be at least 4 pixels, got {size}")
+    bands = [image.band for image in images]
+    if reference_band is None:
+        reference_band = "r" if "r" in bands else bands[0]
+    if reference_band not in bands:
+        raise InputError("--reference-band", f"band {reference_band!r} is not among the images' bands {bands}")
+    reference = bands.index(reference_band)
+    ref_image = images[reference]
+    x, y, ra, dec = object_positions(catalog, ref_image, catalog_path)
+    units = {image.band: image.flux_unit for image in images}
+    if len(set(units.values())) > 1:
+        warnings.warn(f"bands have different flux units {units}; stamps keep each band's own unit", stacklevel=2)
+    meta = StampMeta.with_provenance(
+        command=command,
+        bands=tuple(bands),
+        pixel_scale=round(ref_image.pixel_scale, 6),
+        flux_unit=units[reference_band],
+        zero_points={image.band: float(image.zero_point) for image in images},
+        psf_fwhm={image.band: float(image.psf_fwhm) for image in images},
+        survey=survey or ref_image.survey,
+        seed=None,
+        extra={
+            "images": {image.band: str(image.path) for image in images},
+            "catalog": str(catalog_path),
+            "reference_band": reference_band,
+            "band_flux_units": units,
+            "alignment": "reference band: integer-pixel cut; other bands: cubic-spline resampling "
+            "onto the reference grid through each band's WCS (local affine map, flux-conserving)",
+        },
+    )
+    table = catalog.copy(copy_data=True)
+    for name in ("x", "y", "ra", "dec"):
+        if name in table.colnames:
+            table.remove_column(name)
+    table["ra"], table["dec"], table["x"], table["y"] = ra, dec, x, y
+    table["offset_x"] = (x - np.rint(x)).astype(np.float32)
+    table["offset_y"] = (y - np.rint(y)).astype(np.float32)
+    if "label" in table.colnames:
+        table["label"] = [str(v).strip().lower() for v in _filled(table["label"], "")]
+    photometry_flags = _photometry_flags(table, bands)
+    kinds = _column_kinds(table)
+    declared = {name: kind for name, kind in kinds.items() if name not in CORE_COLUMNS or name == "id"}
+    with StampSet.create(out, meta, (size, size), columns=declared) as writer:
+        for block in iter_chunks(len(table), chunk):
+            stamps, flags = cut_stamps(images, x[block], y[block], size=size, reference=reference)
+            rows = table[block]
+            columns = {name: rows[name] for name in rows.colnames}
+            columns["flags"] = flags | photometry_flags[block]
+            writer.append(stamps, columns)
+            if progress:
+                progress(block.stop - block.start)
+    return StampSet.open(out)
+
+
+def load_stamp_array(path: str | os.PathLike) -> np.ndarray:
+    """Load stamps ``(N, H, W)`` or ``(N, B, H, W)`` from a ``.npy`` or FITS file (memory-mapped if possible)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file")
+    name = path.name.lower()
+    try:
+        if name.endswith(".npy"):
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        elif name.endswith((".fits", ".fit", ".fits.gz", ".fits.bz2", ".fits.fz")):
+            with fits.open(path, memmap=False) as hdul:
+                hdu = next((h for h in hdul if h.data is not None and getattr(h.data, "ndim", 0) in (3, 4)), None)
+                if hdu is None:
+                    raise InputError(path, "no 3-D (N, H, W) or 4-D (N, B, H, W) image cube in any HDU")
+                array = np.asarray(hdu.data)
+        else:
+            raise InputError(path, "unknown stamp-array format (expected .npy or .fits)")
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(path, f"not a readable stamp array (truncated or corrupt: {exc})") from exc
+    if array.ndim == 3:
+        array = array[:, None]
+    if array.ndim != 4:
+        raise InputError(path, f"stamps must have shape (N, H, W) or (N, B, H, W), got {array.shape}")
+    if array.dtype.kind not in "fiu":
+        raise InputError(path, f"stamps must be numeric, got dtype {array.dtype}")
+    if array.shape[0] == 0:
+        raise InputError(path, "no stamps in the array")
+    return array
+
+
+def import_to_stampset(
+    array_path: str | os.PathLike,
+    table: Table | None,
+    out: str | os.PathLike,
+    *,
+    bands: Sequence[str],
+    pixel_scale: float,
+    flux_unit: str = "unknown",
+    zero_points: dict[str, float] | None = None,
+    psf_fwhm: dict[str, float] | None = None,
+    survey: str = "",
+    table_path: str | os.PathLike | None = None,
+    nan_policy: str = "flag",
+    command: str | None = None,
+    chunk: int = DEFAULT_CHUNK,
+    progress: Callable[[int], None] | None = None,
+) -> StampSet:
+    """Turn an array of stamps plus a per-object table into a stamp set.
+
+    Parameters
+    ----------
+    array_path : path-like
+        ``.npy`` or FITS cube, ``(N, H, W)`` or ``(N, B, H, W)``, in ``flux_unit``.
+    table : astropy Table or None
+        ``N`` rows, standard column names; None gives ids ``0..N-1`` and nothing else.
+    bands : sequence of str
+        Band names of the ``B`` image planes.
+    pixel_scale : float
+        Arcsec per pixel.
+    nan_policy : {"flag", "error"}
+        NaN pixels are flagged ``NAN_PIXELS`` (default) or rejected with an error.
+    """
+    array = load_stamp_array(array_path)
+    n, n_bands, height, width = array.shape
+    if len(bands) != n_bands:
+        raise InputError(array_path, f"stamps have {n_bands} band plane(s) but {len(bands)} band name(s) were given ({list(bands)})")
+    if not pixel_scale or pixel_scale <= 0:
+        raise InputError("--pixel-scale", f"pixel scale must be positive (arcsec/px), got {pixel_scale}")
+    if table is None:
+        table = Table({"id": np.arange(n, dtype=np.int64)})
+    elif len(table) != n:
+        raise InputError(table_path or "table", f"table has {len(table)} rows but the stamp array {Path(array_path).name} has {n} stamps")
+    table = table.copy(copy_data=True)
+    if "label" in table.colnames:
+        table["label"] = [str(v).strip().lower() for v in _filled(table["label"], "")]
+    meta = StampMeta.with_provenance(
+        command=command, bands=tuple(bands), pixel_scale=float(pixel_scale), flux_unit=flux_unit,
+        zero_points=dict(zero_points or {}), psf_fwhm=dict(psf_fwhm or {}), survey=survey,
+        extra={"images": str(array_path), "table": str(table_path) if table_path else None},
+    )
+    photometry_flags = _photometry_flags(table, bands)
+    declared = {name: kind for name, kind in _column_kinds(table).items() if name not in CORE_COLUMNS or name == "id"}
+    with StampSet.create(out, meta, (height, width), columns=declared) as writer:
+        for block in iter_chunks(n, chunk):
+            stamps = np.asarray(array[block], dtype=np.float32)
+            nan_pixels = np.isnan(stamps)
+            flags = photometry_flags[block].copy()
+            if nan_pixels.any():
+                if nan_policy == "error":
+                    first = block.start + int(np.flatnonzero(nan_pixels.any(axis=(1, 2, 3)))[0])
+                    raise InputError(array_path, f"stamp {first} has NaN pixels (use --nan flag to keep and flag them)")
+                flags[nan_pixels.any(axis=(1, 2, 3))] |= np.uint32(Flags.NAN_PIXELS)
+                flags[nan_pixels.all(axis=(2, 3)).any(axis=1)] |= np.uint32(Flags.MISSING_BAND)
+            rows = table[block]
+            columns = {name: rows[name] for name in rows.colnames}
+            if "flags" in columns:
+                flags |= _filled(columns["flags"], 0).astype(np.uint32)
+            columns["flags"] = flags
+            writer.append(stamps, columns)
+            if progress:
+                progress(block.stop - block.start)
+    return StampSet.open(out)

@@ -1,0 +1,731 @@
+"""Stamp sets: multi-band image stamps of many objects, with their table and metadata, in HDF5.
+
+A stamp set is one HDF5 file (layout specified in ``docs/formats.md``, schema version
+:data:`SCHEMA_VERSION`) holding
+
+* ``images``: ``(N, bands, H, W)`` float32 stamps in the physical flux unit of the survey
+  (never 8-bit), chunked by blocks of objects so that reading a batch touches few chunks;
+* ``table/``: one 1-D dataset per column of the per-object table (``id``, ``ra``, ``dec``,
+  ``x``, ``y``, ``label``, ``flags``, ``mag_<band>``, ``magerr_<band>`` and any extra columns);
+* ``arrays/``: optional further per-object arrays (for example spectra), first axis ``N``;
+* metadata (:class:`StampMeta`): bands, pixel scale, zero points, PSF FWHM, flux unit, survey,
+  creating software, command and random seed.
+
+:class:`StampSet` opens a file lazily: nothing but the metadata is read until asked for, so a
+stamp set of any size can be opened, sliced and iterated in bounded memory.
+
+Conventions
+-----------
+* Missing floating-point values (undetected magnitudes, unknown coordinates) are stored as NaN
+  and returned as masked values by :attr:`StampSet.table`.
+* ``label`` is a lower-case class name (``"star"``, ``"galaxy"``, ``"qso"``, ...) or ``""``
+  when unknown.
+* Pixel positions ``x``, ``y`` are 0-based (``x`` = column, ``y`` = row) in the reference band
+  image the stamps were cut from; the object lies at stamp pixel ``(H // 2, W // 2)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import h5py
+import numpy as np
+from astropy.table import MaskedColumn, Table
+
+from .._io import AtomicFile
+from ..errors import InputError, SchemaVersionError
+from ..provenance import provenance_record
+
+FORMAT_NAME = "skysort.stampset"
+SCHEMA_VERSION = 1
+
+#: Columns every stamp set has, in this order, with their storage dtype and unit.
+CORE_COLUMNS: dict[str, tuple[str, str]] = {
+    "id": ("int64", ""),
+    "ra": ("float64", "deg"),
+    "dec": ("float64", "deg"),
+    "x": ("float64", "pix"),
+    "y": ("float64", "pix"),
+    "label": ("str", ""),
+    "flags": ("uint32", ""),
+}
+
+#: Default number of bytes aimed at per image chunk; small enough that a random read of one
+#: stamp wastes little, large enough that sequential reads are not dominated by chunk overhead.
+_TARGET_CHUNK_BYTES = 1 << 18
+
+_STRING_DTYPE = h5py.string_dtype("utf-8")
+
+
+@dataclasses.dataclass(frozen=True)
+class StampMeta:
+    """Metadata shared by every stamp of a set.
+
+    Attributes
+    ----------
+    bands : tuple of str
+        Band names in image-axis order, e.g. ``("u", "g", "r", "i", "z")``.
+    pixel_scale : float
+        Pixel scale of the stamps in arcsec per pixel.
+    flux_unit : str
+        Physical unit of the pixel values, e.g. ``"nanomaggy"`` or ``"count"``.
+    zero_points : dict of str to float
+        AB magnitude of a source with a total flux of one ``flux_unit`` in each band
+        (22.5 for SDSS nanomaggies). ``mag = zero_point - 2.5 log10(flux)``.
+    psf_fwhm : dict of str to float
+        PSF full width at half maximum per band in arcsec (NaN if unknown).
+    survey : str
+        Survey (or simulator preset) name.
+    seed : int or None
+        Random seed the set was made with, if random numbers were involved.
+    creator, command, created : str
+        Software version, command line and UTC date that produced the file.
+    software : dict
+        Versions of the main packages at creation.
+    extra : dict
+        Free-form JSON-serialisable metadata (input files, simulation settings, ...).
+    """
+
+    bands: tuple[str, ...]
+    pixel_scale: float
+    flux_unit: str = "unknown"
+    zero_points: dict[str, float] = dataclasses.field(default_factory=dict)
+    psf_fwhm: dict[str, float] = dataclasses.field(default_factory=dict)
+    survey: str = ""
+    seed: int | None = None
+    creator: str = ""
+    command: str = ""
+    created: str = ""
+    software: dict[str, str] = dataclasses.field(default_factory=dict)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "bands", tuple(str(b) for b in self.bands))
+        if len(set(self.bands)) != len(self.bands) or not self.bands:
+            raise ValueError(f"bands must be unique and non-empty, got {self.bands}")
+        if not self.pixel_scale > 0:
+            raise ValueError(f"pixel_scale must be positive (arcsec/px), got {self.pixel_scale}")
+
+    @classmethod
+    def with_provenance(cls, command: str | None = None, **fields) -> "StampMeta":
+        """Build metadata stamped with the current software versions, command and date."""
+        record = provenance_record(command)
+        return cls(
+            creator=str(record["creator"]),
+            command=str(record["command"]),
+            created=str(record["created"]),
+            software=dict(record["software"]),  # type: ignore[arg-type]
+            **fields,
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, allow_nan=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "StampMeta":
+        fields = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in fields.items() if k in known})
+
+    def compatible_with(self, other: "StampMeta") -> list[str]:
+        """Reasons why stamps of ``other`` cannot be stored beside these (empty if they can)."""
+        problems = []
+        if self.bands != other.bands:
+            problems.append(f"bands differ ({list(self.bands)} vs {list(other.bands)})")
+        if not np.isclose(self.pixel_scale, other.pixel_scale, rtol=1e-6):
+            problems.append(f"pixel scales differ ({self.pixel_scale} vs {other.pixel_scale} arcsec/px)")
+        if self.flux_unit != other.flux_unit:
+            problems.append(f"flux units differ ({self.flux_unit} vs {other.flux_unit})")
+        return problems
+
+
+def _column_kind(values: np.ndarray) -> str:
+    if values.dtype.kind in "USO":
+        return "str"
+    return values.dtype.name
+
+
+def _as_storable(name: str, values: Any) -> np.ndarray:
+    """Convert a table column to the array stored in HDF5 (masked floats become NaN)."""
+    if isinstance(values, np.ma.MaskedArray):
+        if values.dtype.kind == "f":
+            values = values.filled(np.nan)
+        elif values.dtype.kind in "USO":
+            values = values.filled("")
+        elif np.any(values.mask):
+            raise ValueError(f"column {name!r} has masked non-float values, which cannot be stored")
+        else:
+            values = values.data
+    array = np.asarray(values)
+    if array.dtype.kind in "USO":
+        return np.asarray([str(v) for v in array], dtype=object)
+    if array.dtype.kind == "b":
+        return array.astype(np.uint8)
+    return array
+
+
+def _default_chunk_objects(bands: int, height: int, width: int) -> int:
+    return max(1, _TARGET_CHUNK_BYTES // (4 * bands * height * width))
+
+
+class StampSet:
+    """A lazily opened stamp set, or a row selection (view) of one.
+
+    Open a file with :meth:`open`; create one with :meth:`create`. Indexing with an integer
+    returns one stamp's images ``(bands, H, W)``; indexing with a slice, an integer array or a
+    boolean mask returns a view that reads nothing until asked.
+
+    Examples
+    --------
+    >>> stamps = StampSet.open("stamps.h5")                    # doctest: +SKIP
+    >>> stamps.meta.bands, len(stamps)                          # doctest: +SKIP
+    (('u', 'g', 'r', 'i', 'z'), 643)
+    >>> bright = stamps[stamps.column("mag_r") < 18]            # doctest: +SKIP
+    >>> images = bright.images()                                # (n, 5, 64, 64) float32
+    """
+
+    def __init__(self, path: str | os.PathLike, rows: np.ndarray | None = None, *, _mode: str = "r"):
+        self.path = Path(path)
+        self._mode = _mode
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+        handle = self._handle()
+        self.meta = StampMeta.from_json(handle.attrs["meta"])
+        self._length = int(handle.attrs["length"])
+        self._rows = rows
+
+    # ------------------------------------------------------------------ opening and creation
+    @classmethod
+    def open(cls, path: str | os.PathLike, mode: str = "r") -> "StampSet":
+        """Open an existing stamp set (``mode="r"`` to read, ``"a"`` to append).
+
+        Raises
+        ------
+        InputError
+            If the file is missing, is not a stamp set, or is corrupt.
+        SchemaVersionError
+            If it was written with a schema version this release does not read.
+        """
+        path = Path(path)
+        if not path.exists():
+            raise InputError(path, "no such file")
+        try:
+            with h5py.File(path, "r") as handle:
+                fmt = handle.attrs.get("format")
+                version = handle.attrs.get("schema_version")
+                if fmt != FORMAT_NAME:
+                    raise InputError(path, "not a skysort stamp set (no 'format' attribute)")
+                if version != SCHEMA_VERSION:
+                    raise SchemaVersionError(
+                        path,
+                        f"stamp set schema version {version} is not supported "
+                        f"(this skysort reads version {SCHEMA_VERSION})",
+                    )
+                for required in ("images", "table"):
+                    if required not in handle:
+                        raise InputError(path, f"stamp set is missing its '{required}' group")
+        except OSError as exc:
+            raise InputError(path, f"not a readable HDF5 file ({exc.__class__.__name__}: {exc})") from exc
+        return cls(path, _mode=mode)
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        meta: StampMeta,
+        stamp_shape: tuple[int, int],
+        *,
+        columns: Mapping[str, str] | None = None,
+        arrays: Mapping[str, tuple[tuple[int, ...], str]] | None = None,
+        array_attrs: Mapping[str, Mapping[str, Any]] | None = None,
+        chunk_objects: int | None = None,
+        compression: str | None = None,
+    ) -> "StampSetWriter":
+        """Start writing a new stamp set; returns a :class:`StampSetWriter` (a context manager).
+
+        The file appears at ``path`` only when the writer is closed without error.
+
+        Parameters
+        ----------
+        path : path-like
+            Output file.
+        meta : StampMeta
+            Metadata of the set.
+        stamp_shape : (int, int)
+            Stamp height and width in pixels.
+        columns : mapping of str to str, optional
+            Extra table columns and their dtypes (``"float32"``, ``"int64"``, ``"str"``, ...)
+            beyond :data:`CORE_COLUMNS` and ``mag_<band>`` / ``magerr_<band>``. Columns found in
+            the first appended table but not declared are added with their own dtype.
+        arrays : mapping of str to (shape, dtype), optional
+            Further per-object arrays, e.g. ``{"spectrum": ((3700,), "float32")}``.
+        array_attrs : mapping, optional
+            Attributes to attach to those arrays (e.g. the wavelength grid definition).
+        chunk_objects : int, optional
+            Objects per image chunk; by default about 256 KiB per chunk.
+        compression : {None, "gzip", "lzf"}
+            HDF5 compression of the images (none by default: noisy floats barely compress
+            and decompression would cost read throughput).
+        """
+        return StampSetWriter(
+            path, meta, stamp_shape, columns=columns, arrays=arrays, array_attrs=array_attrs,
+            chunk_objects=chunk_objects, compression=compression,
+        )
+
+    def _handle(self) -> h5py.File:
+        # HDF5 handles must not cross a fork: a DataLoader worker reopens its own.
+        if self._file is None or self._pid != os.getpid():
+            self._file = h5py.File(self.path, self._mode)
+            self._pid = os.getpid()
+        return self._file
+
+    def close(self) -> None:
+        """Close the underlying file (it is reopened on the next read)."""
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
+
+    def __enter__(self) -> "StampSet":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getstate__(self):
+        return {"path": self.path, "rows": self._rows, "mode": self._mode}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"], state["rows"], _mode=state["mode"])
+
+    # ------------------------------------------------------------------ shape and selection
+    def __len__(self) -> int:
+        return self._length if self._rows is None else len(self._rows)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """``(N, bands, H, W)`` of this set or view."""
+        _, bands, height, width = self._handle()["images"].shape
+        return (len(self), bands, height, width)
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        return self.meta.bands
+
+    def file_rows(self, indices: Any = None) -> np.ndarray:
+        """Row numbers in the file of this set's objects (or of ``indices`` within it)."""
+        rows = np.arange(self._length) if self._rows is None else self._rows
+        return rows if indices is None else rows[indices]
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            return self.read_images([int(key)])[0]
+        if isinstance(key, slice):
+            if self._rows is None:
+                return StampSet._view(self, np.arange(self._length)[key])
+            return StampSet._view(self, self._rows[key])
+        key = np.asarray(key)
+        if key.dtype == bool:
+            if key.shape != (len(self),):
+                raise IndexError(f"boolean mask of shape {key.shape} for a set of {len(self)} objects")
+            key = np.flatnonzero(key)
+        if key.dtype.kind not in "iu":
+            raise IndexError(f"cannot index a stamp set with {key.dtype} values")
+        return StampSet._view(self, self.file_rows(key))
+
+    @staticmethod
+    def _view(parent: "StampSet", rows: np.ndarray) -> "StampSet":
+        view = object.__new__(StampSet)
+        view.path, view._mode = parent.path, parent._mode
+        view._file, view._pid = parent._file, parent._pid
+        view.meta, view._length = parent.meta, parent._length
+        view._rows = np.asarray(rows, dtype=np.int64)
+        return view
+
+    # ------------------------------------------------------------------ reading
+    def _read_rows(self, dataset: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
+        """Read ``dataset[rows]`` for arbitrary (unsorted, repeated) rows efficiently.
+
+        h5py fancy indexing needs sorted unique indices and is slow for scattered rows, so the
+        rows are sorted, grouped into runs of consecutive numbers and read one hyperslab per run.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows),) + dataset.shape[1:], dtype=dataset.dtype)
+        if len(rows) == 0:
+            return out
+        if np.any(rows < 0) or np.any(rows >= self._length):
+            raise IndexError(f"row index out of range for a stamp set of {self._length} objects")
+        order = np.argsort(rows, kind="stable")
+        sorted_rows = rows[order]
+        unique_rows, inverse = np.unique(sorted_rows, return_inverse=True)
+        breaks = np.flatnonzero(np.diff(unique_rows) != 1) + 1
+        starts = np.concatenate(([0], breaks))
+        stops = np.concatenate((breaks, [len(unique_rows)]))
+        buffer = np.empty((len(unique_rows),) + dataset.shape[1:], dtype=dataset.dtype)
+        for start, stop in zip(starts, stops):
+            first = unique_rows[start]
+            dataset.read_direct(buffer, np.s_[first : first + (stop - start)], np.s_[start:stop])
+        out[order] = buffer[inverse]
+        return out
+
+    def read_images(self, indices: Sequence[int] | np.ndarray | slice | None = None) -> np.ndarray:
+        """Images of the objects at ``indices`` of this set, ``(n, bands, H, W)`` float32."""
+        rows = self.file_rows() if indices is None else self.file_rows(indices)
+        rows = np.atleast_1d(rows)
+        images = self._handle()["images"]
+        if self._rows is None and isinstance(indices, slice) and (indices.step in (None, 1)):
+            return images[indices]
+        return self._read_rows(images, rows)
+
+    def images(self) -> np.ndarray:
+        """All images of this set or view, ``(N, bands, H, W)`` float32 (loads them)."""
+        return self.read_images(None)
+
+    def iter_batches(self, batch_size: int = 1024) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(indices, images)`` batches in order, holding one batch in memory at a time."""
+        for start in range(0, len(self), batch_size):
+            indices = np.arange(start, min(start + batch_size, len(self)))
+            yield indices, self.read_images(indices)
+
+    @property
+    def columns(self) -> list[str]:
+        """Names of the table's columns, in stored order."""
+        return list(json.loads(self._handle()["table"].attrs["columns"]))
+
+    @property
+    def array_names(self) -> list[str]:
+        """Names of the extra per-object arrays (e.g. ``"spectrum"``)."""
+        group = self._handle().get("arrays")
+        return [] if group is None else list(group.keys())
+
+    def column(self, name: str, indices: Any = None) -> np.ndarray:
+        """One table column as a plain array (NaN for missing floats, ``""`` for missing strings)."""
+        table = self._handle()["table"]
+        if name not in table:
+            raise KeyError(f"{self.path}: no column {name!r}; columns are {self.columns}")
+        dataset = table[name]
+        rows = self.file_rows() if indices is None else np.atleast_1d(self.file_rows(indices))
+        if self._rows is None and indices is None:
+            values = dataset[: self._length]
+        else:
+            values = self._read_rows(dataset, rows)
+        if dataset.dtype.kind == "O" or h5py.check_string_dtype(dataset.dtype) is not None:
+            values = np.asarray([v.decode() if isinstance(v, bytes) else v for v in values], dtype=object)
+            values = values.astype(str) if len(values) else np.zeros(0, dtype="U1")
+        return values
+
+    def array(self, name: str, indices: Any = None) -> np.ndarray:
+        """An extra per-object array (e.g. spectra) for this set's objects."""
+        group = self._handle().get("arrays")
+        if group is None or name not in group:
+            raise KeyError(f"{self.path}: no array {name!r}; arrays are {self.array_names}")
+        rows = self.file_rows() if indices is None else np.atleast_1d(self.file_rows(indices))
+        return self._read_rows(group[name], rows)
+
+    def array_attrs(self, name: str) -> dict[str, Any]:
+        """Attributes of an extra array (e.g. its wavelength grid)."""
+        return {k: _decode_attr(v) for k, v in self._handle()["arrays"][name].attrs.items()}
+
+    @property
+    def table(self) -> Table:
+        """The per-object table of this set or view as an astropy Table.
+
+        Float columns holding NaN (missing magnitudes, unknown coordinates) come back as
+        masked columns; units are attached where the schema defines them.
+        """
+        out = Table(meta={"stampset": str(self.path), "bands": list(self.meta.bands)})
+        handle = self._handle()["table"]
+        for name in self.columns:
+            values = self.column(name)
+            unit = handle[name].attrs.get("unit", "") or None
+            if values.dtype.kind == "f" and np.isnan(values).any():
+                out[name] = MaskedColumn(values, mask=np.isnan(values), unit=unit)
+            else:
+                out[name] = values
+                if unit:
+                    out[name].unit = unit
+        return out
+
+    def labels(self) -> np.ndarray:
+        """The ``label`` column (``""`` where unknown)."""
+        return self.column("label")
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-serialisable summary: size, bands, metadata, class counts, flag counts."""
+        from .flags import Flags
+
+        labels = self.labels()
+        flags = self.column("flags")
+        classes, counts = np.unique(labels, return_counts=True)
+        return {
+            "path": str(self.path),
+            "kind": "stampset",
+            "schema_version": SCHEMA_VERSION,
+            "n_objects": len(self),
+            "stamp_shape": list(self.shape[1:]),
+            "meta": dataclasses.asdict(self.meta),
+            "classes": {str(c) or "(unlabelled)": int(n) for c, n in zip(classes, counts)},
+            "flags": {flag.name: int(np.count_nonzero(flags & flag)) for flag in Flags},
+            "columns": self.columns,
+            "arrays": self.array_names,
+            "file_size_bytes": self.path.stat().st_size,
+        }
+
+    # ------------------------------------------------------------------ writing in place
+    def append(self, images: np.ndarray, table: Table | Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None) -> None:
+        """Append objects to a set opened with ``mode="a"`` (see :meth:`StampSetWriter.append`)."""
+        if self._mode != "a" or self._rows is not None:
+            raise ValueError("append needs a whole stamp set opened with mode='a'")
+        _append(self._handle(), images, table, arrays)
+        self._length = int(self._handle().attrs["length"])
+
+    def __repr__(self) -> str:
+        kind = "view of " if self._rows is not None else ""
+        return (
+            f"<StampSet {kind}{self.path.name}: {len(self)} objects, bands {''.join(self.meta.bands) if all(len(b) == 1 for b in self.meta.bands) else list(self.meta.bands)}, "
+            f"{self.shape[2]}x{self.shape[3]} px at {self.meta.pixel_scale}\"/px>"
+        )
+
+
+def _decode_attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _create_column(group: h5py.Group, name: str, kind: str, unit: str = "") -> None:
+    dtype = _STRING_DTYPE if kind == "str" else np.dtype(kind)
+    dataset = group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(16384,))
+    dataset.attrs["unit"] = unit
+
+
+def _append(handle: h5py.File, images: np.ndarray, table: Table | Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None) -> None:
+    """Append a block of objects, committing the new length only once everything is written."""
+    images = np.asarray(images, dtype=np.float32)
+    image_ds = handle["images"]
+    if images.ndim == 3 and image_ds.shape[1] == 1:
+        images = images[:, None]
+    if images.ndim != 4 or images.shape[1:] != image_ds.shape[1:]:
+        raise ValueError(f"images of shape {images.shape} do not fit stamps of shape {image_ds.shape[1:]}")
+    n_new = images.shape[0]
+    start = int(handle.attrs["length"])
+    stop = start + n_new
+
+    group = handle["table"]
+    columns = json.loads(group.attrs["columns"])
+    table_names = list(table.colnames if isinstance(table, Table) else table.keys())
+    for name in table_names:
+        if name not in group:
+            values = _as_storable(name, table[name])
+            _create_column(group, name, _column_kind(values))
+            group[name].resize((start,))
+            if group[name].dtype.kind == "f":
+                group[name][:start] = np.nan
+            columns.append(name)
+    for name in columns:
+        dataset = group[name]
+        dataset.resize((stop,))
+        if name in table_names:
+            values = _as_storable(name, table[name])
+            if len(values) != n_new:
+                raise ValueError(f"column {name!r} has {len(values)} rows for {n_new} images")
+            dataset[start:stop] = values
+        elif name == "id":
+            dataset[start:stop] = np.arange(start, stop)
+        elif dataset.dtype.kind == "f":
+            dataset[start:stop] = np.nan
+        elif h5py.check_string_dtype(dataset.dtype) is not None:
+            dataset[start:stop] = np.full(n_new, "", dtype=object)
+        else:
+            dataset[start:stop] = 0
+    group.attrs["columns"] = json.dumps(columns)
+
+    image_ds.resize((stop,) + image_ds.shape[1:])
+    image_ds[start:stop] = images
+    array_group = handle.get("arrays")
+    declared = [] if array_group is None else list(array_group.keys())
+    given = dict(arrays or {})
+    unknown = set(given) - set(declared)
+    if unknown:
+        raise ValueError(f"arrays {sorted(unknown)} were not declared when the stamp set was created")
+    for name in declared:
+        dataset = array_group[name]
+        dataset.resize((stop,) + dataset.shape[1:])
+        if name in given:
+            values = np.asarray(given[name], dtype=dataset.dtype)
+            if values.shape != (n_new,) + dataset.shape[1:]:
+                raise ValueError(f"array {name!r} of shape {values.shape} for {n_new} objects of shape {dataset.shape[1:]}")
+            dataset[start:stop] = values
+        else:
+            dataset[start:stop] = np.nan if dataset.dtype.kind == "f" else 0
+    handle.attrs["length"] = stop
+
+
+class StampSetWriter:
+    """Writes a new stamp set block by block; the file appears at its path only on success.
+
+    Use as a context manager::
+
+        with StampSet.create("out.h5", meta, (64, 64)) as writer:
+            writer.append(images, table)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        meta: StampMeta,
+        stamp_shape: tuple[int, int],
+        *,
+        columns: Mapping[str, str] | None = None,
+        arrays: Mapping[str, tuple[tuple[int, ...], str]] | None = None,
+        array_attrs: Mapping[str, Mapping[str, Any]] | None = None,
+        chunk_objects: int | None = None,
+        compression: str | None = None,
+    ):
+        self.path = Path(path)
+        self.meta = meta
+        self._target = AtomicFile(self.path)
+        height, width = (int(s) for s in stamp_shape)
+        n_bands = len(meta.bands)
+        chunk = chunk_objects or _default_chunk_objects(n_bands, height, width)
+        self._handle = h5py.File(self._target.tmp, "w")
+        handle = self._handle
+        handle.attrs["format"] = FORMAT_NAME
+        handle.attrs["schema_version"] = SCHEMA_VERSION
+        handle.attrs["meta"] = meta.to_json()
+        handle.attrs["length"] = 0
+        handle.create_dataset(
+            "images", shape=(0, n_bands, height, width), maxshape=(None, n_bands, height, width),
+            dtype=np.float32, chunks=(chunk, n_bands, height, width), compression=compression,
+        )
+        handle["images"].attrs["unit"] = meta.flux_unit
+        table = handle.create_group("table")
+        declared: dict[str, tuple[str, str]] = dict(CORE_COLUMNS)
+        for band in meta.bands:
+            declared[f"mag_{band}"] = ("float64", "mag")
+            declared[f"magerr_{band}"] = ("float64", "mag")
+        for name, kind in (columns or {}).items():
+            # An explicit dtype overrides the default one (e.g. string ids for KiDS).
+            declared[name] = (kind, declared.get(name, (kind, ""))[1])
+        for name, (kind, unit) in declared.items():
+            _create_column(table, name, kind, unit)
+        table.attrs["columns"] = json.dumps(list(declared))
+        if arrays:
+            group = handle.create_group("arrays")
+            for name, (shape, dtype) in arrays.items():
+                dataset = group.create_dataset(
+                    name, shape=(0,) + tuple(shape), maxshape=(None,) + tuple(shape), dtype=np.dtype(dtype),
+                    chunks=(max(1, _TARGET_CHUNK_BYTES // (np.dtype(dtype).itemsize * int(np.prod(shape)))),) + tuple(shape),
+                )
+                for key, value in (array_attrs or {}).get(name, {}).items():
+                    dataset.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+        self._closed = False
+
+    def __len__(self) -> int:
+        return int(self._handle.attrs["length"])
+
+    def append(self, images: np.ndarray, table: Table | Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None) -> None:
+        """Append ``n`` objects.
+
+        Parameters
+        ----------
+        images : ndarray, shape (n, bands, H, W) (or (n, H, W) for one band)
+            Stamps in the set's flux unit.
+        table : astropy Table or mapping of column name to length-``n`` array
+            Per-object values; missing core columns get defaults (NaN, ``""``, 0; ``id`` the
+            running row number). Masked float values are stored as NaN.
+        arrays : mapping of str to ndarray, optional
+            Values of the extra arrays declared at creation.
+        """
+        _append(self._handle, images, table, arrays)
+
+    def close(self, success: bool = True) -> None:
+        """Finish the file: rename it into place on success, discard it otherwise."""
+        if self._closed:
+            return
+        self._closed = True
+        self._handle.close()
+        if success:
+            self._target.commit()
+        else:
+            self._target.discard()
+
+    def __enter__(self) -> "StampSetWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(success=exc_type is None)
+
+
+def write_stampset(
+    path: str | os.PathLike,
+    images: np.ndarray,
+    table: Table | Mapping[str, Any],
+    meta: StampMeta,
+    *,
+    arrays: Mapping[str, np.ndarray] | None = None,
+    array_attrs: Mapping[str, Mapping[str, Any]] | None = None,
+    **options,
+) -> StampSet:
+    """Write a whole stamp set from in-memory arrays and return it opened for reading."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 3:
+        images = images[:, None]
+    declared = {name: (np.asarray(v).shape[1:], np.asarray(v).dtype.name) for name, v in (arrays or {}).items()}
+    with StampSet.create(path, meta, images.shape[2:], arrays=declared or None, array_attrs=array_attrs, **options) as writer:
+        writer.append(images, table, arrays)
+    return StampSet.open(path)
+
+
+def concatenate(sets: Iterable[StampSet], path: str | os.PathLike, *, batch_size: int = 4096, command: str | None = None) -> StampSet:
+    """Concatenate stamp sets (or views) with the same bands, pixel scale and stamp shape.
+
+    Metadata comes from the first set, with ``extra["concatenated_from"]`` listing the inputs.
+    Rows are copied in batches, so memory stays bounded whatever the sizes.
+    """
+    sets = list(sets)
+    if not sets:
+        raise ValueError("nothing to concatenate")
+    first = sets[0]
+    for other in sets[1:]:
+        problems = first.meta.compatible_with(other.meta)
+        if other.shape[2:] != first.shape[2:]:
+            problems.append(f"stamp shapes differ ({first.shape[2:]} vs {other.shape[2:]})")
+        if problems:
+            raise InputError(other.path, "cannot concatenate with " + str(first.path) + ": " + "; ".join(problems))
+    provenance = provenance_record(command)
+    extra = dict(first.meta.extra)
+    extra["concatenated_from"] = [str(s.path) for s in sets]
+    meta = dataclasses.replace(
+        first.meta, extra=extra, command=str(provenance["command"]), created=str(provenance["created"]),
+        creator=str(provenance["creator"]),
+    )
+    array_specs = {}
+    for name in first.array_names:
+        dataset = first._handle()["arrays"][name]
+        array_specs[name] = (dataset.shape[1:], dataset.dtype.name)
+    array_attrs = {name: first.array_attrs(name) for name in first.array_names}
+    column_kinds = {}
+    for s in sets:
+        group = s._handle()["table"]
+        for name in s.columns:
+            dtype = group[name].dtype
+            column_kinds.setdefault(name, "str" if h5py.check_string_dtype(dtype) is not None else dtype.name)
+    with StampSet.create(path, meta, first.shape[2:], columns=column_kinds, arrays=array_specs or None, array_attrs=array_attrs) as writer:
+        for s in sets:
+            for start in range(0, len(s), batch_size):
+                idx = np.arange(start, min(start + batch_size, len(s)))
+                table = {name: s.column(name, idx) for name in s.columns}
+                arrays = {name: s.array(name, idx) for name in s.array_names if name in array_specs}
+                writer.append(s.read_images(idx), table, arrays or None)
+    return StampSet.open(path)

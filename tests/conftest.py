@@ -1,0 +1,42 @@
+"""Shared fixtures: the real data beside the repository and a stamp set cut from it once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SKYSORT_DATA", REPO.parent / "shared" / "data"))
+SDSS_FIELD = SHARED_DATA / "surveys" / "sdss_frames" / "003918-3-0213"
+
+
+def require(path: Path) -> Path:
+    """Skip the test when a real-data file beside the repository is absent."""
+    if not path.exists():
+        pytest.skip(f"real data not available: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sdss_field() -> Path:
+    return require(SDSS_FIELD)
+
+
+@pytest.fixture(scope="session")
+def sdss_images(sdss_field):
+    from skysort.data.images import expand_image_paths, read_band_images
+
+    return read_band_images(expand_image_paths(str(sdss_field / "frame-*-*.fits.bz2")))
+
+
+@pytest.fixture(scope="session")
+def sdss_stamps(sdss_images, sdss_field, tmp_path_factory):
+    """The labelled SDSS field cut into 5-band 64x64 stamps (every object of objects.csv)."""
+    from skysort.data.catalog import read_catalog
+    from skysort.data.ingest import cutout_to_stampset
+
+    catalog_path = sdss_field / "objects.csv"
+    out = tmp_path_factory.mktemp("sdss") / "stamps.h5"
+    return cutout_to_stampset(sdss_images, read_catalog(catalog_path), out, size=64, catalog_path=catalog_path)

@@ -1,0 +1,459 @@
+"""Tests for skysort.data.catalog: formats, column mappings, sentinels and input errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from astropy.io import fits
+from astropy.table import MaskedColumn, Table
+
+from skysort.data.catalog import (
+    ColumnMapping,
+    catalog_bands,
+    photometry_arrays,
+    preset_names,
+    read_catalog,
+    resolve_mapping,
+    write_catalog,
+)
+from skysort.errors import InputError
+
+# /work/main/tests/test_catalog.py -> parents[2] is the directory beside the repository.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SPECPHOT_CSV = SHARED_DATA / "catalogs" / "sdss_dr17_specphot" / "dr17_random10pct.csv"
+
+FORMATS = ["fits", "fits.gz", "parquet", "csv", "ecsv"]
+
+
+def standard_table() -> Table:
+    """A small catalogue already in standard names, with masked values in several columns."""
+    t = Table()
+    t["id"] = np.array([10, 11, 12, 13], dtype=np.int64)
+    t["ra"] = [150.1, 150.2, 150.3, 150.4]
+    t["dec"] = [2.1, 2.2, 2.3, 2.4]
+    t["label"] = MaskedColumn(["star", "galaxy", "qso", ""], mask=[False, False, False, True])
+    t["mag_g"] = MaskedColumn([20.5, 21.0, 22.0, 23.0], mask=[False, True, False, False])
+    t["magerr_g"] = MaskedColumn([0.01, 0.02, 0.05, 0.1], mask=[False, True, False, False])
+    t["mag_r"] = MaskedColumn([20.0, 20.5, 21.5, 22.5], mask=[False, False, False, True])
+    t["magerr_r"] = MaskedColumn([0.01, 0.02, 0.04, 0.08], mask=[False, False, False, True])
+    t["redshift"] = MaskedColumn([0.0, 0.1, 1.5, 0.3], mask=[False, False, False, True])
+    t["field"] = ["a", "b", "c", "d"]
+    return t
+
+
+def write_raw(table: Table, path: Path) -> Path:
+    """Write a survey-style table with astropy directly (no skysort conventions)."""
+    fmt = {"fits": "fits", "parquet": "parquet", "csv": "ascii.csv"}[path.suffix[1:]]
+    table.write(path, format=fmt, overwrite=True)
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# Round trips
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", FORMATS)
+def test_round_trip_keeps_values_masks_and_provenance(tmp_path, ext):
+    first = read_catalog(write_catalog(standard_table(), tmp_path / f"in.{ext}"))
+    path = write_catalog(first, tmp_path / f"out.{ext}")
+    back = read_catalog(path)
+
+    assert back.colnames[:7] == ["id", "ra", "dec", "label", "mag_g", "magerr_g", "mag_r"]
+    assert list(back["id"]) == [10, 11, 12, 13]
+    np.testing.assert_allclose(back["ra"], [150.1, 150.2, 150.3, 150.4])
+    assert list(back["mag_g"].mask) == [False, True, False, False]
+    assert list(back["magerr_g"].mask) == [False, True, False, False]
+    assert list(back["mag_r"].mask) == [False, False, False, True]
+    assert list(back["label"].mask) == [False, False, False, True]
+    assert list(back["label"][:3]) == ["star", "galaxy", "qso"]
+    assert bool(back["redshift"].mask[3]) and back["redshift"][2] == pytest.approx(1.5)
+    assert list(back["field"]) == ["a", "b", "c", "d"]
+    assert back["ra"].unit == "deg" and back["mag_r"].unit == "mag"
+    assert catalog_bands(back) == ["g", "r"]
+    assert back.meta["bands"] == ["g", "r"]
+    assert back.meta["source_file"] == str(path)
+    prov = back.meta["source_provenance"]
+    assert prov["creator"].startswith("skysort")
+    assert "numpy" in prov["software"]
+    assert not list(tmp_path.glob(".*.tmp")), "atomic write left a temporary file"
+
+
+def test_provenance_stored_where_documented(tmp_path):
+    t = standard_table()
+    with fits.open(write_catalog(t, tmp_path / "c.fits")) as hdul:
+        meta = json.loads(hdul[1].header["SKYSORT"])
+    assert meta["provenance"]["creator"].startswith("skysort")
+
+    schema_meta = pq.read_schema(write_catalog(t, tmp_path / "c.parquet")).metadata
+    meta = json.loads(schema_meta[b"skysort"])
+    assert meta["provenance"]["creator"].startswith("skysort")
+    assert meta["units"] == {}
+    assert pq.read_table(tmp_path / "c.parquet").column("mag_g").null_count == 1
+
+    text = write_catalog(t, tmp_path / "c.csv").read_text()
+    assert text.startswith("# %ECSV")
+    body = [line for line in text.splitlines() if not line.startswith("#")]
+    assert body[0].split(",")[:3] == ["id", "ra", "dec"]
+    assert body[2].split(",")[4] == ""  # masked mag_g of the second object is an empty field
+    assert "provenance" in Table.read(tmp_path / "c.csv", format="ascii.ecsv").meta
+
+
+def test_write_refuses_to_overwrite_when_asked(tmp_path):
+    path = write_catalog(standard_table(), tmp_path / "c.fits")
+    with pytest.raises(InputError, match="already exists") as info:
+        write_catalog(standard_table(), path, overwrite=False)
+    assert info.value.where == str(path)
+
+
+def test_write_unknown_extension(tmp_path):
+    with pytest.raises(InputError, match="unknown catalogue format"):
+        write_catalog(standard_table(), tmp_path / "c.txt")
+
+
+# ---------------------------------------------------------------------------------------
+# Presets
+# ---------------------------------------------------------------------------------------
+
+
+def test_preset_names():
+    assert {"kids", "sdss", "sdss-specphot"} <= set(preset_names())
+
+
+def test_kids_preset(tmp_path):
+    bands = ["u", "g", "r", "i", "Z", "Y", "J", "H", "Ks"]
+    t = Table()
+    t["ID"] = ["KIDS J1", "KIDS J2", "KIDS J3"]
+    t["RAJ2000"] = [10.0, 10.1, 10.2]
+    t["DECJ2000"] = [-30.0, -30.1, -30.2]
+    for k, b in enumerate(bands):
+        t[f"MAG_GAAP_{b}"] = np.array([20.0 + k / 10, 99.0, 21.0], dtype=np.float32)
+        t[f"MAGERR_GAAP_{b}"] = np.array([0.02, 99.0, 0.05], dtype=np.float32)
+    t["MAG_GAAP_u"][2] = -99.0
+    t["Z_B"] = [0.3, 0.5, 0.7]
+    path = write_raw(t, tmp_path / "kids.fits")
+
+    cat = read_catalog(path, "kids")
+    assert cat.colnames[:3] == ["id", "ra", "dec"]
+    assert catalog_bands(cat) == bands
+    assert cat.meta["mapping"] == "kids" and cat.meta["bands"] == bands
+    assert list(cat["mag_u"].mask) == [False, True, True]
+    assert list(cat["magerr_u"].mask) == [False, True, True]  # error of a masked magnitude
+    assert cat["mag_Ks"][0] == pytest.approx(20.8)
+    assert list(cat["Z_B"]) == pytest.approx([0.3, 0.5, 0.7])
+    assert "MAG_GAAP_u" not in cat.colnames
+    for b in bands:
+        values = np.ma.getdata(cat[f"mag_{b}"])
+        assert not np.isin(values, [99.0, -99.0]).any()
+
+    subset = read_catalog(path, ColumnMapping.from_preset("kids"), bands=["r", "Ks"])
+    assert catalog_bands(subset) == ["r", "Ks"]
+    assert "MAG_GAAP_u" in subset.colnames  # bands not asked for pass through unchanged
+
+
+@pytest.mark.parametrize("kind, prefix", [("psf", "psfMag"), ("model", "modelMag"),
+                                          ("cmodel", "cModelMag")])
+def test_sdss_preset_kinds(tmp_path, kind, prefix):
+    t = Table()
+    t["objID"] = np.array([1237648720693755918, 1237648720693755919], dtype=np.int64)
+    t["ra"] = [180.0, 180.5]
+    t["dec"] = [0.1, 0.2]
+    for j, p in enumerate(["psfMag", "modelMag", "cModelMag"]):
+        for b in "ugriz":
+            t[f"{p}_{b}"] = [18.0 + j, -9999.0]
+            t[f"{p}Err_{b}"] = [0.01, -9999.0]
+    t["psfMag_z"][0] = 9999.0
+    t["type"] = [3, 6]
+    path = write_raw(t, tmp_path / "sdss.parquet")
+
+    cat = read_catalog(path, ColumnMapping.from_preset("sdss", kind=kind))
+    assert cat.meta["mapping"] == f"sdss (kind={kind})"
+    assert cat["id"][0] == 1237648720693755918  # 64-bit ids survive exactly
+    assert catalog_bands(cat) == list("ugriz")
+    offset = ["psfMag", "modelMag", "cModelMag"].index(prefix)
+    assert cat["mag_g"][0] == pytest.approx(18.0 + offset)
+    assert cat["mag_g"].mask[1] and cat["magerr_g"].mask[1]
+    assert cat["mag_z"].mask[0] == (kind == "psf")
+    assert f"{prefix}_g" not in cat.colnames
+    assert "type" in cat.colnames
+
+
+def test_sdss_preset_string_with_options(tmp_path):
+    assert resolve_mapping("sdss:kind=cmodel").mag_column("r") == "cModelMag_r"
+    assert resolve_mapping("sdss").magerr_column("u") == "psfMagErr_u"
+    with pytest.raises(InputError, match="kind='aper' is not one of psf, model, cmodel"):
+        ColumnMapping.from_preset("sdss", kind="aper")
+    with pytest.raises(InputError, match="unknown option 'flavour'"):
+        ColumnMapping.from_preset("sdss", flavour="x")
+    with pytest.raises(InputError, match="unknown preset"):
+        ColumnMapping.from_preset("hsc")
+
+
+@pytest.mark.skipif(not SPECPHOT_CSV.is_file(), reason="shared SDSS DR17 table not available")
+def test_sdss_specphot_preset_on_real_table():
+    cat = read_catalog(SPECPHOT_CSV, "sdss-specphot")
+    assert len(cat) == 10000
+    assert cat.colnames[:4] == ["id", "ra", "dec", "label"]
+    assert catalog_bands(cat) == list("ugriz")
+    assert set(cat["label"]) == {"galaxy", "star", "qso"}
+    assert "redshift" in cat.colnames and "class" not in cat.colnames
+    assert not any(c.startswith("magerr_") for c in cat.colnames)
+    # The table has exactly one -9999 in each of u, g and z.
+    for b, n in zip("ugriz", [1, 1, 0, 0, 1]):
+        assert int(cat[f"mag_{b}"].mask.sum()) == n
+        assert np.nanmin(np.ma.getdata(cat[f"mag_{b}"])) > 0
+    mags, errs, mask = photometry_arrays(cat, list("ugriz"))
+    assert mags.shape == (10000, 5) and mags.dtype == np.float32
+    assert mask.sum() == 3 and np.isnan(mags[mask]).all()
+    assert np.isnan(errs).all()
+
+
+# ---------------------------------------------------------------------------------------
+# Sentinels and non-finite values
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [99.0, -99.0, -9999.0, 9999.0, np.nan, np.inf, -np.inf])
+def test_sentinels_and_non_finite_are_masked(tmp_path, bad):
+    t = Table({"ra": [1.0, 2.0], "dec": [3.0, 4.0], "mag_r": [20.0, bad],
+               "magerr_r": [0.1, 0.2]})
+    cat = read_catalog(write_raw(t, tmp_path / "c.fits"))
+    assert list(cat["mag_r"].mask) == [False, True]
+    assert list(cat["magerr_r"].mask) == [False, True]
+    assert np.isnan(np.ma.getdata(cat["mag_r"])[1])
+
+
+def test_explicit_sentinels_replace_defaults(tmp_path):
+    t = Table({"RA": [1.0, 2.0, 3.0], "DEC": [3.0, 4.0, 5.0], "M_r": [20.0, 99.0, -1.0]})
+    path = write_raw(t, tmp_path / "c.csv")
+    cat = read_catalog(path, "ra=RA,dec=DEC,mag=M_{band},bands=r,sentinels=-1")
+    assert list(cat["mag_r"].mask) == [False, False, True]
+    cat = read_catalog(path, "ra=RA,dec=DEC,mag=M_{band},bands=r")
+    assert list(cat["mag_r"].mask) == [False, True, False]
+
+
+def test_empty_csv_fields_are_masked(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("ra,dec,mag_g,magerr_g\n1.0,2.0,,0.1\n1.5,2.5,21.0,\n")
+    cat = read_catalog(path)
+    assert list(cat["mag_g"].mask) == [True, False]
+    assert list(cat["magerr_g"].mask) == [True, True]
+
+
+def test_photometry_arrays(tmp_path):
+    cat = read_catalog(write_catalog(standard_table(), tmp_path / "c.parquet"))
+    mags, errs, mask = photometry_arrays(cat, ["r", "g"])
+    assert mags.shape == errs.shape == mask.shape == (4, 2)
+    assert mags.dtype == errs.dtype == np.float32 and mask.dtype == bool
+    assert mask.tolist() == [[False, False], [False, True], [False, False], [True, False]]
+    assert np.isnan(mags[mask]).all() and np.isnan(errs[mask]).all()
+    assert mags[0].tolist() == pytest.approx([20.0, 20.5])
+    assert errs[2].tolist() == pytest.approx([0.04, 0.05])
+    with pytest.raises(InputError, match="no magnitudes for band"):
+        photometry_arrays(cat, ["i"])
+
+
+# ---------------------------------------------------------------------------------------
+# User mappings: YAML and compact string
+# ---------------------------------------------------------------------------------------
+
+
+def survey_table() -> Table:
+    t = Table()
+    t["SRC"] = [1, 2, 3]
+    t["RA_DEG"] = [30.0, 30.1, 30.2]
+    t["DEC_DEG"] = [-5.0, -5.1, -5.2]
+    t["XIMG"] = [1.0, 10.0, 100.0]
+    t["YIMG"] = [2.0, 20.0, 200.0]
+    t["TYPE"] = [3, 6, 0]
+    t["F_g"] = [21.0, 22.0, 99.0]
+    t["E_g"] = [0.1, 0.2, 0.3]
+    t["F_i"] = [20.0, 21.0, 22.0]
+    t["E_i"] = [0.1, 0.1, 0.1]
+    t["ra"] = [0.0, 0.0, 0.0]  # collides with a standard name
+    return t
+
+
+def test_yaml_mapping(tmp_path):
+    yaml_path = tmp_path / "mysurvey.yaml"
+    yaml_path.write_text(
+        "id: SRC\nra: RA_DEG\ndec: DEC_DEG\nx: XIMG\ny: YIMG\npixel_origin: 1\n"
+        "reference_band: i\nlabel: TYPE\nlabels: {3: galaxy, 6: STAR}\n"
+        "mag: {g: F_g, i: F_i}\nmagerr: 'E_{band}'\nbands: [g, i]\nsentinels: [99]\n"
+    )
+    path = write_raw(survey_table(), tmp_path / "s.fits")
+    for mapping in (ColumnMapping.from_yaml(yaml_path), str(yaml_path), yaml_path):
+        cat = read_catalog(path, mapping)
+        assert cat.colnames[:9] == ["id", "ra", "dec", "x", "y", "label", "mag_g", "magerr_g",
+                                    "mag_i"]
+        assert cat.meta["mapping"] == "mysurvey" and cat.meta["reference_band"] == "i"
+        assert list(cat["x"]) == [0.0, 9.0, 99.0]  # 1-based pixels became 0-based
+        assert list(cat["label"][:2]) == ["galaxy", "star"] and cat["label"][2] == "0"
+        assert list(cat["mag_g"].mask) == [False, False, True]
+        assert list(cat["ra_orig"]) == [0.0, 0.0, 0.0]
+        assert list(cat["ra"]) == [30.0, 30.1, 30.2]
+
+
+def test_yaml_mapping_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ra: RA\ndec: DEC\ncolour: blue\n")
+    with pytest.raises(InputError, match="unknown key 'colour'") as info:
+        ColumnMapping.from_yaml(bad)
+    assert info.value.where == str(bad)
+    bad.write_text("ra: RA\n")
+    with pytest.raises(InputError, match="both ra and dec"):
+        ColumnMapping.from_yaml(bad)
+    bad.write_text("ra: [unclosed\n")
+    with pytest.raises(InputError, match="cannot read column mapping"):
+        ColumnMapping.from_yaml(bad)
+    with pytest.raises(InputError, match="not found"):
+        ColumnMapping.from_yaml(tmp_path / "absent.yaml")
+
+
+def test_string_mapping(tmp_path):
+    spec = ("id=SRC,ra=RA_DEG,dec=DEC_DEG,mag=F_{band},magerr=E_{band},"
+            "bands=i g,sentinels=99 -99")
+    mapping = ColumnMapping.from_string(spec)
+    assert mapping.bands == ("i", "g") and mapping.sentinels == (99.0, -99.0)
+    assert resolve_mapping(spec) == mapping
+    cat = read_catalog(write_raw(survey_table(), tmp_path / "s.parquet"), spec)
+    assert catalog_bands(cat) == ["i", "g"]
+    assert list(cat["id"]) == [1, 2, 3]
+    assert cat["mag_g"].mask.tolist() == [False, False, True]
+    assert "XIMG" in cat.colnames and "F_g" not in cat.colnames
+
+
+def test_string_mapping_without_bands_takes_bands_argument(tmp_path):
+    path = write_raw(survey_table(), tmp_path / "s.csv")
+    cat = read_catalog(path, "ra=ra_deg,dec=dec_deg,mag=F_{band}", bands="g i")
+    assert catalog_bands(cat) == ["g", "i"]  # columns matched case-insensitively
+    assert "magerr_g" not in cat.colnames
+    assert list(cat["id"]) == [0, 1, 2]  # no id column mapped: row numbers
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("ra=RA,dec", "expected key=value"),
+    ("ra=RA,dec=DEC,colour=red", "unknown key 'colour'"),
+    ("ra=RA,ra=RB,dec=DEC", "given twice"),
+    ("ra=RA,dec=DEC,sentinels=ninety", "sentinels must be a list of numbers"),
+    ("ra=RA,dec=DEC,mag=MAG,bands=g r", "lacks {band}"),
+])
+def test_string_mapping_errors(spec, message):
+    with pytest.raises(InputError, match=message):
+        ColumnMapping.from_string(spec)
+
+
+def test_auto_detection_of_common_names(tmp_path):
+    t = Table({"objID": [5, 6], "RAJ2000": [1.0, 2.0], "DECJ2000": [3.0, 4.0],
+               "CLASS": ["QSO", "GALAXY"], "mag_r": [19.0, 20.0], "MAG_AUTO": [1.0, 2.0]})
+    cat = read_catalog(write_raw(t, tmp_path / "c.fits"))
+    assert cat.colnames == ["id", "ra", "dec", "label", "mag_r", "MAG_AUTO"]
+    assert list(cat["label"]) == ["qso", "galaxy"]
+    assert cat.meta["mapping"] == "auto"
+
+
+def test_pixel_positions_only(tmp_path):
+    t = Table({"x": [0.5, 1.5], "y": [2.5, 3.5], "mag_i": [20.0, 21.0]})
+    cat = read_catalog(write_raw(t, tmp_path / "c.csv"))
+    assert cat.colnames == ["id", "x", "y", "mag_i"]
+    assert cat["x"].unit == "pix"
+
+
+# ---------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------
+
+
+def assert_input_error(path, match, **kwargs):
+    with pytest.raises(InputError, match=match) as info:
+        read_catalog(path, **kwargs)
+    assert info.value.where == str(path)
+    assert "\n" not in info.value.problem
+
+
+def test_missing_file(tmp_path):
+    assert_input_error(tmp_path / "nope.fits", "not found")
+
+
+def test_unknown_extension(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_text("ra,dec\n1,2\n")
+    assert_input_error(path, "unknown catalogue format '.txt'")
+
+
+@pytest.mark.parametrize("name, content", [
+    ("c.fits", b"SIMPLE  = this is not really FITS" * 10),
+    ("c.parquet", b"PAR1 garbage garbage"),
+    ("c.csv", b"\xff\xfe\x00\x81binary\x00junk"),
+    ("c.csv", b"ra,dec\n1,2,3,4\n5\n"),
+])
+def test_corrupt_file(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert_input_error(path, "cannot read as")
+
+
+def test_zero_byte_file(tmp_path):
+    path = tmp_path / "c.parquet"
+    path.write_bytes(b"")
+    assert_input_error(path, "file is empty")
+
+
+@pytest.mark.parametrize("ext", ["fits", "parquet", "csv"])
+def test_catalogue_without_rows(tmp_path, ext):
+    t = Table({"ra": np.zeros(0), "dec": np.zeros(0), "mag_r": np.zeros(0)})
+    path = write_raw(t, tmp_path / f"c.{ext}")
+    assert_input_error(path, "no rows")
+
+
+def test_missing_mapped_columns(tmp_path):
+    t = Table({"ID": [1], "RAJ2000": [1.0], "DECJ2000": [2.0], "MAG_GAAP_r": [20.0]})
+    path = write_raw(t, tmp_path / "kids.fits")
+    with pytest.raises(InputError) as info:
+        read_catalog(path, "kids")
+    problem = info.value.problem
+    assert info.value.where == str(path)
+    assert "MAG_GAAP_u" in problem and "MAGERR_GAAP_r" in problem and "kids" in problem
+    assert "MAG_GAAP_r," not in problem
+
+
+def test_no_position_columns(tmp_path):
+    t = Table({"name": ["a"], "mag_r": [20.0]})
+    assert_input_error(write_raw(t, tmp_path / "c.fits"), "neither ra/dec nor x/y")
+    assert_input_error(write_raw(t, tmp_path / "c.fits"), "neither ra/dec nor x/y",
+                       mapping="id=name,mag=mag_{band},bands=r")
+
+
+def test_bands_not_in_catalogue_or_mapping(tmp_path):
+    t = Table({"ra": [1.0], "dec": [2.0], "mag_r": [20.0]})
+    path = write_raw(t, tmp_path / "c.fits")
+    assert_input_error(path, "no column mag_q", bands=["q"])
+    assert_input_error(path, "band.s. q not in column mapping sdss", mapping="sdss", bands=["q"])
+
+
+def test_non_numeric_magnitudes(tmp_path):
+    t = Table({"ra": [1.0], "dec": [2.0], "mag_r": ["bright"]})
+    assert_input_error(write_raw(t, tmp_path / "c.csv"), "'mag_r' is not numeric")
+
+
+def test_quantities_left_out_of_a_mapping_come_from_standard_names(tmp_path):
+    t = Table({"id": [7, 8], "ra": [1.0, 2.0], "dec": [3.0, 4.0], "x": [5.0, 6.0],
+               "y": [7.0, 8.0], "F_r": [20.0, 21.0]})
+    path = write_raw(t, tmp_path / "c.fits")
+    cat = read_catalog(path, "mag=F_{band},bands=r,pixel_origin=1")
+    assert cat.colnames == ["id", "ra", "dec", "x", "y", "mag_r"]
+    assert list(cat["id"]) == [7, 8]
+    assert list(cat["x"]) == [5.0, 6.0]  # standard x is 0-based already
+
+
+def test_preset_field_overrides():
+    mapping = resolve_mapping("sdss:kind=model,bands=g r,sentinels=-9999")
+    assert mapping.bands == ("g", "r") and mapping.sentinels == (-9999.0,)
+    assert mapping.mag_column("g") == "modelMag_g"
+    assert ColumnMapping.from_preset("kids", pixel_origin="1").pixel_origin == 1
+    with pytest.raises(InputError, match="pixel_origin must be 0 or 1"):
+        ColumnMapping.from_string("ra=RA,dec=DEC,pixel_origin=2")
