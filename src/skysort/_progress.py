@@ -38,4 +38,9 @@ def progress_bar(total: int, description: str, unit: str = "obj", enabled: bool 
     )
     with Progress(*columns, console=_console, transient=False) as progress:
         task = progress.add_task(description, total=total)
-        yield lambda n: progress.advance(task, n)
+        try:
+            yield lambda n: progress.advance(task, n)
+        except BaseException:
+            # A failed command ends with its one error line, not a half-filled bar above it.
+            progress.update(task, visible=False)
+            raise

@@ -123,12 +123,15 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
     if not path.exists():
         raise InputError(path, "no such file")
     try:
-        with fits.open(path, memmap=False) as hdul:
-            hdu = next((h for h in hdul if h.data is not None and getattr(h.data, "ndim", 0) == 2), None)
-            if hdu is None:
-                raise InputError(path, "no 2-D image in any HDU")
-            data = np.asarray(hdu.data, dtype=np.float32)
-            header = hdu.header.copy()
+        with warnings.catch_warnings():
+            # Truncation is reported below as an error; astropy's own warning would be a second line.
+            warnings.simplefilter("ignore", AstropyWarning)
+            with fits.open(path, memmap=False) as hdul:
+                hdu = next((h for h in hdul if h.data is not None and getattr(h.data, "ndim", 0) == 2), None)
+                if hdu is None:
+                    raise InputError(path, "no 2-D image in any HDU")
+                data = np.asarray(hdu.data, dtype=np.float32)
+                header = hdu.header.copy()
     except InputError:
         raise
     except (OSError, ValueError, EOFError, TypeError, IndexError) as exc:

@@ -1,0 +1,240 @@
+"""The command line: happy paths, and one clear error line (exit 2, nothing written) for bad input."""
+
+from __future__ import annotations
+
+import bz2
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from skysort.cli import main
+from skysort.data.stampset import SCHEMA_VERSION, StampSet
+from skysort.models.checkpoint import load_model_file, save_model_file
+
+
+def make_tile(folder: Path, band: str, shape=(120, 150), shift=(0.0, 0.0), nan_pixels=0, wcs=True, suffix=".fits") -> Path:
+    """A small band image with a TAN WCS (0.4"/px) and a few Gaussian sources."""
+    rng = np.random.default_rng(ord(band))
+    data = rng.normal(0, 1, shape).astype(np.float32)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    for x, y in ((40, 50), (100, 60), (3, 3)):
+        data += 80 * np.exp(-((xx - x - shift[0]) ** 2 + (yy - y - shift[1]) ** 2) / 4.5)
+    if nan_pixels:
+        data.ravel()[:nan_pixels] = np.nan
+    header = fits.Header()
+    if wcs:
+        w = WCS(naxis=2)
+        w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+        w.wcs.crval = [150.0, 2.0]
+        w.wcs.crpix = [75 + shift[0], 60 + shift[1]]
+        w.wcs.cd = [[-0.4 / 3600, 0], [0, 0.4 / 3600]]
+        header.update(w.to_header())
+    header["FILTER"] = band
+    header["BUNIT"] = "nanomaggy"
+    path = folder / f"tile-{band}{suffix}"
+    hdu = fits.PrimaryHDU(data, header)
+    if suffix.endswith(".bz2"):
+        raw = folder / f"tile-{band}.fits"
+        hdu.writeto(raw)
+        path.write_bytes(bz2.compress(raw.read_bytes()))
+        raw.unlink()
+    else:
+        hdu.writeto(path)
+    return path
+
+
+def make_catalog(folder: Path, rows=None, name="objects.csv") -> Path:
+    pixel_world = WCS(fits.getheader(folder / "tile-r.fits")) if (folder / "tile-r.fits").exists() else None
+    rows = rows if rows is not None else [(40, 50, "star"), (100, 60, "galaxy"), (3, 3, "star")]
+    lines = ["ra,dec,label,mag_r"]
+    for x, y, label in rows:
+        ra, dec = pixel_world.all_pix2world(x, y, 0)
+        lines.append(f"{ra:.8f},{dec:.8f},{label},{20 + x / 100:.3f}")
+    path = folder / name
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def tile_dir(tmp_path):
+    make_tile(tmp_path, "r")
+    make_tile(tmp_path, "g", shift=(1.3, -0.6))
+    make_catalog(tmp_path)
+    return tmp_path
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("skysort: error: ")
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def cutout_args(folder: Path, out: Path, pattern="tile-*.fits", catalog="objects.csv", *extra):
+    return ["cutout", "--images", str(folder / pattern), "--catalog", folder / catalog, "--out", out, "--size", 16, "--quiet", *extra]
+
+
+def test_cutout_happy_path(tile_dir, capsys):
+    out = tile_dir / "out" / "stamps.h5"
+    code, stdout, _ = run(cutout_args(tile_dir, out) + ["--mosaic", tile_dir / "out" / "m.png"], capsys)
+    assert code == 0
+    stamps = StampSet.open(out)
+    assert len(stamps) == 3 and stamps.meta.bands == ("g", "r")
+    assert "objects" in stdout and (tile_dir / "out" / "m.png").stat().st_size > 1000
+    flags = stamps.column("flags")
+    assert flags[2] & 1 and not flags[0]  # the object at (3, 3) touches the edge
+    # The g band is shifted by (1.3, -0.6) px and its WCS says so: the source stays centred.
+    image = stamps.read_images([0])[0]
+    assert np.unravel_index(np.argmax(image[0]), image[0].shape) == (8, 8)
+
+
+def test_cutout_reads_bz2_and_band_order(tmp_path, capsys):
+    for band in "gri":
+        make_tile(tmp_path, band, suffix=".fits.bz2")
+    make_tile(tmp_path, "r")  # plain copy for the catalogue's WCS only
+    catalog = make_catalog(tmp_path)
+    (tmp_path / "tile-r.fits").unlink()
+    out = tmp_path / "s.h5"
+    code, _, err = run(["cutout", "--images", tmp_path / "tile-*.fits.bz2", "--catalog", catalog, "--out", out, "--size", 16, "--quiet", "--bands", "i,r,g"], capsys)
+    assert code == 0, err
+    assert StampSet.open(out).meta.bands == ("i", "r", "g")
+
+
+def test_missing_band_file(tile_dir, capsys):
+    out = tile_dir / "s.h5"
+    code, _, err = run(cutout_args(tile_dir, out, "tile-*.fits", "objects.csv", "--bands", "g,r,i"), capsys)
+    assert_one_line_error(code, err, str(tile_dir), "'i'")
+    assert not out.exists()
+
+
+def test_image_pattern_matching_nothing(tile_dir, capsys):
+    code, _, err = run(cutout_args(tile_dir, tile_dir / "s.h5", "nothing-*.fits"), capsys)
+    assert_one_line_error(code, err, "nothing-*.fits", "no image file matches")
+
+
+def test_fits_without_wcs(tmp_path, capsys):
+    make_tile(tmp_path, "r")
+    catalog = make_catalog(tmp_path)
+    make_tile(tmp_path, "g", wcs=False)
+    code, _, err = run(cutout_args(tmp_path, tmp_path / "s.h5", catalog=catalog.name), capsys)
+    assert_one_line_error(code, err, "tile-g.fits", "no celestial WCS")
+    assert not (tmp_path / "s.h5").exists()
+
+
+@pytest.mark.parametrize("suffix", [".fits", ".fits.bz2"])
+def test_truncated_fits(tmp_path, capsys, suffix):
+    make_tile(tmp_path, "r")
+    catalog = make_catalog(tmp_path)
+    broken = make_tile(tmp_path, "g", suffix=suffix)
+    broken.write_bytes(broken.read_bytes()[: 4000])
+    code, _, err = run(cutout_args(tmp_path, tmp_path / "s.h5", "tile-*" + ("" if suffix == ".fits" else "") + "", catalog.name), capsys)
+    assert_one_line_error(code, err, broken.name)
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_empty_catalogue(tile_dir, capsys):
+    (tile_dir / "empty.csv").write_text("ra,dec,label\n")
+    code, _, err = run(cutout_args(tile_dir, tile_dir / "s.h5", catalog="empty.csv"), capsys)
+    assert_one_line_error(code, err, "empty.csv", "no rows")
+
+
+def test_catalogue_lacking_mapped_columns(tile_dir, capsys):
+    code, _, err = run(cutout_args(tile_dir, tile_dir / "s.h5", "tile-*.fits", "objects.csv", "--mapping", "kids"), capsys)
+    assert_one_line_error(code, err, "objects.csv", "RAJ2000")
+    assert not (tile_dir / "s.h5").exists()
+
+
+def test_nan_pixels_are_flagged_or_refused(tmp_path, capsys):
+    make_tile(tmp_path, "r", nan_pixels=150 * 10)  # the ten bottom rows
+    catalog = make_catalog(tmp_path)
+    out = tmp_path / "s.h5"
+    code, _, err = run(cutout_args(tmp_path, out, "tile-*.fits", catalog.name, "--nan", "error"), capsys)
+    assert_one_line_error(code, err, "tile-r.fits", "NaN pixels")
+    assert not out.exists()
+    code, _, err = run(cutout_args(tmp_path, out, "tile-*.fits", catalog.name), capsys)
+    assert code == 0 and "warning" in err and "tile-r.fits" in err
+    flags = StampSet.open(out).column("flags")
+    assert flags[2] & 2 and not flags[1] & 2  # near the NaN rows / far from them
+
+
+def test_stampset_of_wrong_schema_version(tmp_path, capsys):
+    images = tmp_path / "x.npy"
+    np.save(images, np.zeros((3, 8, 8), np.float32))
+    out = tmp_path / "s.h5"
+    assert run(["import", "--images", images, "--bands", "r", "--pixel-scale", 0.2, "--out", out, "--quiet"], capsys)[0] == 0
+    with h5py.File(out, "a") as handle:
+        handle.attrs["schema_version"] = SCHEMA_VERSION + 5
+    code, _, err = run(["info", out], capsys)
+    assert_one_line_error(code, err, "s.h5", "schema version")
+
+
+def test_import_array_and_table(tmp_path, capsys):
+    stamps = np.random.default_rng(0).normal(size=(5, 2, 12, 12)).astype(np.float32)
+    stamps[4, 1] = np.nan
+    np.save(tmp_path / "x.npy", stamps)
+    (tmp_path / "t.csv").write_text("id,label,mag_g,mag_r,z\n" + "".join(f"{i},{'STAR' if i % 2 else 'galaxy'},{20 + i},{99 if i == 1 else 19},0.{i}\n" for i in range(5)))
+    out = tmp_path / "s.h5"
+    code, stdout, err = run(["import", "--images", tmp_path / "x.npy", "--table", tmp_path / "t.csv", "--bands", "g,r", "--pixel-scale", 0.187,
+                             "--zero-points", "30", "--flux-unit", "count", "--out", out, "--quiet"], capsys)
+    assert code == 0, err
+    result = StampSet.open(out)
+    np.testing.assert_array_equal(result.images(), stamps)
+    assert list(result.labels()) == ["galaxy", "star", "galaxy", "star", "galaxy"]
+    assert np.isnan(result.column("mag_r")[1])  # the 99 sentinel is a missing value
+    flags = result.column("flags")
+    assert flags[1] == 8 and flags[4] == 2 | 4  # MISSING_PHOTOMETRY; NAN_PIXELS + MISSING_BAND
+    assert result.meta.zero_points == {"g": 30.0, "r": 30.0} and result.meta.pixel_scale == 0.187
+    np.testing.assert_allclose(result.column("z"), [0.0, 0.1, 0.2, 0.3, 0.4])
+    # A table that does not match the array is refused, naming it.
+    (tmp_path / "short.csv").write_text("id\n1\n2\n")
+    code, _, err = run(["import", "--images", tmp_path / "x.npy", "--table", tmp_path / "short.csv", "--bands", "g,r", "--pixel-scale", 0.2, "--out", tmp_path / "bad.h5"], capsys)
+    assert_one_line_error(code, err, "short.csv", "2 rows")
+    assert not (tmp_path / "bad.h5").exists()
+    code, _, err = run(["import", "--images", tmp_path / "x.npy", "--bands", "r", "--pixel-scale", 0.2, "--out", tmp_path / "bad.h5"], capsys)
+    assert_one_line_error(code, err, "x.npy", "2 band plane")
+
+
+def test_info_on_every_kind_of_file(tile_dir, capsys):
+    out = tile_dir / "s.h5"
+    assert run(cutout_args(tile_dir, out), capsys)[0] == 0
+    code, stdout, _ = run(["info", out, "--json"], capsys)
+    summary = json.loads(stdout)
+    assert code == 0 and summary["kind"] == "stampset" and summary["n_objects"] == 3
+    code, stdout, _ = run(["info", tile_dir / "tile-g.fits", "--json"], capsys)
+    assert json.loads(stdout)["band"] == "g"
+    code, stdout, _ = run(["info", tile_dir / "objects.csv", "--json"], capsys)
+    assert json.loads(stdout)["classes"] == {"galaxy": 1, "star": 2}
+    model = save_model_file(tile_dir / "m.pt", {"w": torch.zeros(3, 2)}, {"task": "sgq", "classes": ["star", "galaxy", "qso"]}, command="test")
+    code, stdout, _ = run(["info", model, "--json"], capsys)
+    assert json.loads(stdout)["n_parameters"] == 6
+    meta, state = load_model_file(model)
+    assert meta["task"] == "sgq" and meta["creator"].startswith("skysort")
+    code, _, err = run(["info", tile_dir / "missing.h5"], capsys)
+    assert_one_line_error(code, err, "missing.h5", "no such file")
+
+
+def test_console_script_exit_code_and_debug(tile_dir):
+    """Through a real process: exit status 2, one line; --debug shows the traceback."""
+    command = [sys.executable, "-m", "skysort.cli", "info", str(tile_dir / "missing.h5")]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    result = subprocess.run(command[:3] + ["--debug"] + command[3:], capture_output=True, text=True)
+    assert "Traceback" in result.stderr
+    assert subprocess.run([sys.executable, "-m", "skysort.cli", "--help"], capture_output=True).returncode == 0
