@@ -138,22 +138,14 @@ def cutout_command(
     """Cut aligned multi-band stamps of every catalogue object from FITS images into a stamp set."""
     from ._progress import progress_bar
     from .data.catalog import read_catalog
-    from .data.images import expand_image_paths, read_band_images
-    from .data.ingest import cutout_to_stampset
+    from .data.ingest import cutout
 
     start = time.perf_counter()
-    band_list = _split_bands(bands)
-    paths = expand_image_paths(images)
-    table = read_catalog(catalog, mapping=mapping)
-    tiles = read_band_images(paths, band_list)
-    for tile in tiles:
-        if tile.n_nan:
-            if nan is NanPolicy.error:
-                raise InputError(tile.path, f"{tile.n_nan} NaN pixels (use --nan flag to keep and flag affected stamps)")
-            _warn(tile.path, f"{tile.n_nan} NaN pixels; stamps touching them are flagged NAN_PIXELS")
-    with progress_bar(len(table), "cutting", enabled=not quiet) as advance:
-        stamps = cutout_to_stampset(tiles, table, out, size=size, reference_band=reference_band, survey=survey,
-                                    catalog_path=catalog, progress=advance)
+    n_objects = len(read_catalog(catalog, mapping=mapping))
+    with progress_bar(n_objects, "cutting", enabled=not quiet) as advance:
+        stamps = cutout(images, catalog, out, size=size, bands=_split_bands(bands), mapping=mapping,
+                        reference_band=reference_band, survey=survey, nan_policy=nan.value, warn=_warn,
+                        progress=advance)
     _print_stampset_summary(stamps.summary(), time.perf_counter() - start)
     if mosaic:
         console.print(f"mosaic: {_write_mosaic(stamps, mosaic)}")

@@ -176,6 +176,66 @@ def cutout_to_stampset(
     return StampSet.open(out)
 
 
+def cutout(
+    images: str | Sequence[str | os.PathLike],
+    catalog: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    size: int = 64,
+    bands: Sequence[str] | None = None,
+    mapping: Any = None,
+    reference_band: str | None = None,
+    survey: str | None = None,
+    nan_policy: str = "flag",
+    warn: Callable[[str | os.PathLike, str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+    command: str | None = None,
+) -> StampSet:
+    """Read a tile's band images and a catalogue, and cut every object into a stamp set.
+
+    Parameters
+    ----------
+    images : str or sequence of path-like
+        Glob pattern(s) or files, one FITS file per band.
+    catalog : path-like
+        Catalogue (CSV, FITS, Parquet); see :func:`skysort.data.catalog.read_catalog`.
+    out : path-like
+        Output stamp set.
+    size : int
+        Stamp side in reference-band pixels.
+    bands : sequence of str, optional
+        Bands and their order (default: all found, by wavelength).
+    mapping : optional
+        Catalogue column mapping (preset name, YAML path, compact string or ColumnMapping).
+    nan_policy : {"flag", "error"}
+        NaN pixels in an image: flag the affected stamps (``warn`` is told), or raise InputError.
+    warn : callable, optional
+        ``warn(file, message)`` for non-fatal problems (default: :func:`warnings.warn`).
+
+    Examples
+    --------
+    >>> stamps = cutout("field/frame-*.fits.bz2", "field/objects.csv", "stamps.h5")  # doctest: +SKIP
+    """
+    from .catalog import read_catalog
+    from .images import expand_image_paths, read_band_images
+
+    patterns = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+    paths = expand_image_paths([str(p) for p in patterns])
+    table = read_catalog(catalog, mapping=mapping)
+    tiles = read_band_images(paths, bands)
+    for tile in tiles:
+        if tile.n_nan:
+            if nan_policy == "error":
+                raise InputError(tile.path, f"{tile.n_nan} NaN pixels (use --nan flag to keep and flag affected stamps)")
+            message = f"{tile.n_nan} NaN pixels; stamps touching them are flagged NAN_PIXELS"
+            if warn:
+                warn(tile.path, message)
+            else:
+                warnings.warn(f"{tile.path}: {message}", stacklevel=2)
+    return cutout_to_stampset(tiles, table, out, size=size, reference_band=reference_band, survey=survey,
+                              catalog_path=catalog, command=command, progress=progress)
+
+
 def load_stamp_array(path: str | os.PathLike) -> np.ndarray:
     """Load stamps ``(N, H, W)`` or ``(N, B, H, W)`` from a ``.npy`` or FITS file (memory-mapped if possible)."""
     path = Path(path)
