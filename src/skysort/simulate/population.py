@@ -1,0 +1,876 @@
+"""Source populations: stars, galaxies and quasars with SEDs, redshifts and magnitudes.
+
+:func:`draw_population` is the one vectorised entry point. Per object it draws a class, a
+true magnitude in the preset's selection band, an SED (with redshift, dust, continuum
+slope...), and turns them into true and observed AB magnitudes in every band of the preset
+and into image fluxes in the preset's counts.
+
+Models
+------
+Stars
+    Pickles types with a high-latitude mix that changes with magnitude: bright stars are
+    mostly thick-disc F-K dwarfs, faint ones halo turn-off stars (metal-weak F/G, the ``w``
+    Pickles types) and M dwarfs; giants are a few per cent; no O/B stars or supergiants.
+    Counts dN/dm ~ 10**(slope * m).
+Galaxies
+    COSMOS templates in three groups (E/S0, spirals Sa-Sdm, starbursts SB0-SB11), each with a
+    Schechter luminosity function in the selection band, evolving as M*(z) = M*_0 - Q z and
+    phi*(z) = phi*_0 (1+z)**P, in a flat LCDM cosmology (H0 = 70, Omega_m = 0.3). For a
+    given apparent magnitude the joint probability of template and redshift is
+    dV/dz * phi(m - DM(z) - K(z)), tabulated once; the magnitude distribution (number counts)
+    is the sum of that table unless overridden. Calzetti attenuation E(B-V) in 0-0.5, drawn
+    from a truncated exponential whose mean depends on the group. Redshift 0.02-1.5.
+Quasars
+    The SDSS composite split into continuum and lines (:func:`seds.load_qso_components`),
+    with a Gaussian spread of the continuum slope (sigma_alpha = 0.3) and a log-normal line
+    strength, SMC-law reddening (mean E(B-V) 0.03, Hopkins et al. 2004); the Inoue (2014) mean IGM transmission plus, per sightline, the nearest opaque
+    Lyman-limit system drawn from l(z) = 0.25 (1+z)**1.14 (Ribaudo et al. 2011). Redshift
+    log-normal (median 1.6) in 0.1-4.5; counts a double power law (break at 19.3).
+
+All objects get Milky Way extinction E(B-V) from an exponential of mean
+``survey.galactic_ebv_mean`` (CCM law), so that the catalogue is, like real ones, not
+dereddened; the drawn selection-band magnitude is the *observed* true magnitude.
+
+Reproducibility
+---------------
+Objects are grouped in blocks of :data:`BLOCK` consecutive global indices. Block ``b`` draws
+all its random numbers from ``numpy.random.SeedSequence([seed, b, stream])`` in fixed
+per-object columns, so an object depends only on (seed, global index, options) and never
+on how a run is chunked: ``draw_population(s, 10, seed, start=5)`` equals rows 5-14 of
+``draw_population(s, 100, seed)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from astropy.table import Table
+from scipy.special import ndtri
+
+from ..errors import InputError
+from . import seds
+from .filters import GRID_WAVE, band_matrix, load_filter
+from .photometry import observe
+from .presets import SurveyPreset, load_survey
+
+__all__ = [
+    "BLOCK",
+    "CLASS_LABELS",
+    "DEFAULT_CLASS_FRACTIONS",
+    "GalaxyLF",
+    "PopulationModel",
+    "colour_offsets_vs_real",
+    "draw_population",
+    "load_sdss_specphot",
+    "sdss_galaxy_targeting",
+]
+
+#: Objects per reproducibility block.
+BLOCK = 1024
+#: Class labels, in the order of the integer ``class_id`` column.
+CLASS_LABELS = ("star", "galaxy", "qso")
+#: Default class mixes: ``sources`` resembles an r <= 23 high-latitude survey (galaxies
+#: ~3.5e4 deg^-2, stars ~5e3 deg^-2, quasars ~300 deg^-2); ``pointsources`` keeps the
+#: star/quasar ratio of a point-source sample at r <= 22.
+DEFAULT_CLASS_FRACTIONS = {
+    "sources": {"star": 0.12, "galaxy": 0.86, "qso": 0.02},
+    "pointsources": {"star": 0.85, "qso": 0.15},
+}
+
+_N_UNIFORM = 10  # random columns per object; fixed so that streams never shift
+_GAL_GROUPS = ("red", "spiral", "starburst")
+
+
+@dataclass(frozen=True)
+class GalaxyLF:
+    """Schechter luminosity function of one galaxy group.
+
+    Attributes
+    ----------
+    phi_star : float
+        Normalisation at z = 0 [Mpc^-3 mag^-1].
+    m_star : float
+        Characteristic absolute magnitude at z = 0 in the selection band [AB, h = 0.7].
+    alpha : float
+        Faint-end slope.
+    q : float
+        Luminosity evolution: M*(z) = m_star - q z.
+    p : float
+        Density evolution: phi*(z) = phi_star (1 + z)**p.
+    ebv_mean : float
+        Mean of the truncated-exponential Calzetti E(B-V) [mag].
+    """
+
+    phi_star: float
+    m_star: float
+    alpha: float
+    q: float
+    p: float
+    ebv_mean: float
+
+
+def _default_lfs() -> dict[str, GalaxyLF]:
+    # Red/blue split in the spirit of Faber et al. (2007) and Loveday et al. (2012), with
+    # h = 0.7; starbursts are the faint, steep, strongly evolving end of the blue cloud.
+    return {
+        "red": GalaxyLF(2.0e-3, -21.35, -0.5, 1.2, -1.0, 0.02),
+        "spiral": GalaxyLF(2.5e-3, -21.0, -1.2, 1.3, 0.0, 0.15),
+        "starburst": GalaxyLF(1.0e-3, -20.5, -1.45, 1.8, 1.0, 0.12),
+    }
+
+
+def _default_star_bright() -> dict[str, float]:
+    # r ~ 15 at high latitude: thick-disc F/G/K dwarfs, some M dwarfs, a few giants.
+    return {
+        "f5v": 4, "f6v": 4, "f8v": 6, "g0v": 7, "g2v": 7, "g5v": 6, "g8v": 5,
+        "k0v": 6, "k2v": 5, "k3v": 4, "k4v": 3, "k5v": 3, "k7v": 3,
+        "m0v": 3, "m1v": 3, "m2v": 3, "m3v": 2, "m4v": 1,
+        "wf5v": 2, "wf8v": 3, "wg0v": 3, "rg0v": 2, "rk0v": 1,
+        "g8iii": 1, "k0iii": 1.5, "k1iii": 1, "k2iii": 1, "k3iii": 0.5, "a0v": 0.5,
+    }
+
+
+def _default_star_faint() -> dict[str, float]:
+    # r ~ 22: halo turn-off (metal-weak F/G) and disc M dwarfs dominate.
+    return {
+        "wf5v": 8, "wf8v": 10, "wg0v": 9, "wg5v": 5, "f5v": 3, "f8v": 3, "g0v": 3, "g5v": 2,
+        "k0v": 2, "k2v": 2, "k5v": 2, "k7v": 3,
+        "m0v": 4, "m1v": 4, "m2v": 5, "m2.5v": 4, "m3v": 4, "m4v": 3, "m5v": 1.5, "m6v": 0.5,
+        "wk0iii": 0.5, "wg5iii": 0.5, "a0v": 0.5,
+    }
+
+
+@dataclass(frozen=True)
+class PopulationModel:
+    """Parameters of the source populations (all magnitudes AB in the selection band).
+
+    Attributes
+    ----------
+    star_mix_bright, star_mix_faint : dict of str to float
+        Relative weights of Pickles types at ``star_mag_pivots[0]`` and ``[1]``; the mix is
+        interpolated linearly in magnitude between them and held constant outside.
+    star_mag_pivots : tuple of float
+        Magnitudes of the bright and faint mixes.
+    star_count_slope : float
+        d log10 N / dm of star counts.
+    galaxy_lf : dict of str to GalaxyLF
+        Luminosity functions of the groups ``red``, ``spiral``, ``starburst``.
+    galaxy_z_range : tuple of float
+        Redshift range of galaxies.
+    ebv_max : float
+        Upper bound of the Calzetti E(B-V) [mag].
+    qso_z_median, qso_z_sigma : float
+        Log-normal redshift distribution of quasars (sigma in ln(z)).
+    qso_z_range : tuple of float
+        Redshift range of quasars (the IGM model is used to z = 4.7).
+    qso_count_break, qso_count_bright, qso_count_faint : float
+        Double power-law counts: dN/dm ~ 1 / (10**(-b (m - m0)) + 10**(-f (m - m0))).
+    qso_alpha_sigma : float
+        Spread of the continuum slope alpha_nu.
+    qso_line_sigma : float
+        Spread of ln(line strength).
+    qso_ebv_mean : float
+        Mean of the truncated-exponential SMC-law E(B-V) of quasars (0-0.3) [mag].
+    lls_norm, lls_gamma : float
+        Lyman-limit systems per unit redshift: lls_norm (1+z)**lls_gamma.
+    """
+
+    star_mix_bright: dict[str, float] = field(default_factory=_default_star_bright)
+    star_mix_faint: dict[str, float] = field(default_factory=_default_star_faint)
+    star_mag_pivots: tuple[float, float] = (15.0, 22.0)
+    star_count_slope: float = 0.12
+    galaxy_lf: dict[str, GalaxyLF] = field(default_factory=_default_lfs)
+    galaxy_z_range: tuple[float, float] = (0.02, 1.5)
+    ebv_max: float = 0.5
+    qso_z_median: float = 1.6
+    qso_z_sigma: float = 0.55
+    qso_z_range: tuple[float, float] = (0.1, 4.5)
+    qso_count_break: float = 19.3
+    qso_count_bright: float = 0.9
+    qso_count_faint: float = 0.28
+    qso_alpha_sigma: float = 0.3
+    qso_line_sigma: float = 0.25
+    qso_ebv_mean: float = 0.03
+    lls_norm: float = 0.25
+    lls_gamma: float = 1.14
+
+    def key(self) -> str:
+        """Stable hash of the parameters (for table caching)."""
+        text = json.dumps(asdict(self), sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------- the tables
+_EBV_GRID = np.linspace(0.0, 0.5, 11)
+_QSO_SLOPES = np.linspace(-1.5, 1.5, 13)
+_QSO_EBV = np.linspace(0.0, 0.3, 7)
+_MAG_STEP = 0.05
+
+
+def _galaxy_group(name: str) -> str:
+    if name.startswith(("Ell", "S0")):
+        return "red"
+    if name.startswith("SB"):
+        return "starburst"
+    return "spiral"
+
+
+class _Tables:
+    """Everything precomputed for one (filter set, selection band, model)."""
+
+    def __init__(self, survey: SurveyPreset, model: PopulationModel):
+        from astropy.cosmology import FlatLambdaCDM
+
+        self.bands = survey.band_names
+        self.sel = self.bands.index(survey.selection.band)
+        filters = [load_filter(survey.filter_path(b), b) for b in self.bands]
+        w = band_matrix(filters)
+        self.weights = w
+        nb = len(self.bands)
+
+        # Milky Way extinction per band per unit E(B-V), for a flat-f_nu source.
+        flat = 1.0 / GRID_WAVE**2
+        ext = 10 ** (-0.4 * 0.1 * seds.ccm_extinction(GRID_WAVE))
+        self.r_mw = -2.5 * np.log10((w @ (flat * ext)) / (w @ flat)) / 0.1
+
+        # Stars: colour relative to the selection band.
+        stars = seds.load_star_library()
+        fs = stars.flam @ w.T
+        self.star_names = np.array(stars.names)
+        self.star_colour = -2.5 * np.log10(fs / fs[:, [self.sel]])
+        self.star_cdf = []
+        for mix in (model.star_mix_bright, model.star_mix_faint):
+            p = np.zeros(len(stars.names))
+            for name, weight in mix.items():
+                if name not in stars.names:
+                    raise InputError("population model", f"unknown Pickles type {name!r}")
+                p[stars.index(name)] = weight
+            self.star_cdf.append(np.cumsum(p) / p.sum())
+
+        # Galaxies: colour and K-correction tables over template x E(B-V) x z.
+        gal = seds.load_galaxy_library()
+        self.gal_names = np.array(gal.names)
+        groups = [_galaxy_group(n) for n in gal.names]
+        self.gal_group = np.array([_GAL_GROUPS.index(g) for g in groups])
+        ntemp = len(gal.names)
+        atten = 10 ** (-0.4 * np.outer(_EBV_GRID, seds.calzetti_k(GRID_WAVE)))
+        rest = (gal.flam[:, None, :] * atten[None, :, :]).reshape(-1, GRID_WAVE.size)
+        shifts, zgrid = seds.redshift_shifts(model.galaxy_z_range[1] + 0.05)
+        table = seds.redshift_band_table(rest, w, shifts)
+        table = table.reshape(ntemp, _EBV_GRID.size, zgrid.size, nb)
+        lnf = np.log(np.clip(table, 1e-300, None))
+        self.gal_z = zgrid
+        self.gal_lnz = np.log1p(zgrid)
+        self.gal_colour = -2.5 / np.log(10) * (lnf - lnf[..., [self.sel]])
+        # K-correction of the selection band (dust-free) w.r.t. the rest-frame template.
+        rest_mag = -2.5 / np.log(10) * lnf[:, 0, 0, self.sel]
+        kcorr = -2.5 / np.log(10) * lnf[:, 0, :, self.sel] - rest_mag[:, None]
+
+        cosmo = FlatLambdaCDM(H0=70.0, Om0=0.3)
+        zmin, zmax = model.galaxy_z_range
+        zuse = (zgrid >= zmin) & (zgrid <= zmax)
+        zsafe = np.where(zgrid > 0, zgrid, 1e-4)
+        dm = cosmo.distmod(zsafe).value
+        self.gal_dm = dm
+        self.gal_kcorr = kcorr
+        dz = np.gradient(zgrid)
+        dvdz = cosmo.differential_comoving_volume(zsafe).value * dz  # Mpc^3 / sr per bin
+        mags = np.arange(8.0, 30.0 + _MAG_STEP, _MAG_STEP)
+        self.mag_grid = mags
+        weight = np.zeros((mags.size, ntemp, zgrid.size))
+        counts_in_group = np.bincount(self.gal_group, minlength=3)
+        for t in range(ntemp):
+            lf = model.galaxy_lf[_GAL_GROUPS[self.gal_group[t]]]
+            mstar = lf.m_star - lf.q * zgrid
+            phi = lf.phi_star * (1 + zgrid) ** lf.p
+            absmag = mags[:, None] - dm[None, :] - kcorr[t][None, :]
+            x = 10 ** (0.4 * (mstar[None, :] - absmag))
+            sch = 0.4 * np.log(10) * phi[None, :] * x ** (lf.alpha + 1) * np.exp(-x)
+            weight[:, t, :] = sch * dvdz[None, :] * zuse[None, :] / counts_in_group[
+                self.gal_group[t]
+            ]
+        flat_w = weight.reshape(mags.size, -1)
+        self.gal_counts = flat_w.sum(axis=1)
+        cdf = np.cumsum(flat_w, axis=1)
+        cdf /= np.where(cdf[:, -1:] > 0, cdf[:, -1:], 1.0)
+        self.gal_tz_cdf = cdf
+        self.gal_tz_cdf_flat = (cdf + np.arange(mags.size)[:, None]).ravel()
+        self.gal_ntz = zgrid.size
+
+        # Quasars: continuum (over a slope grid) and line tables over z.
+        q = seds.load_qso_components()
+        qdust = 10 ** (-0.4 * np.outer(_QSO_EBV, seds.smc_k(GRID_WAVE)))
+        rest_q = np.array(
+            [q.continuum * (GRID_WAVE / 2500.0) ** (-s) for s in _QSO_SLOPES] + [q.lines]
+        )
+        rest_q = (qdust[:, None, :] * rest_q[None, :, :]).reshape(-1, GRID_WAVE.size)
+        qshifts, qz = seds.redshift_shifts(model.qso_z_range[1] + 0.05)
+        qt = seds.redshift_band_table(rest_q, w, qshifts, igm=True)
+        qt = qt.reshape(_QSO_EBV.size, _QSO_SLOPES.size + 1, qz.size, nb)
+        self.qso_z = qz
+        self.qso_lnz = np.log1p(qz)
+        self.qso_lncont = np.log(np.clip(qt[:, :-1], 1e-300, None))  # (ebv, slope, z, band)
+        self.qso_lines = qt[:, -1]  # (ebv, z, band)
+        # Fraction of each band's photon-weighted flat-f_nu signal redward of a cut-off
+        # wavelength, to truncate bands at an opaque Lyman-limit system.
+        cw = w * flat[None, :]
+        above = np.cumsum(cw[:, ::-1], axis=1)[:, ::-1]
+        self.frac_above = above / above[:, :1]
+
+
+_TABLE_CACHE: dict[tuple[str, str], _Tables] = {}
+
+
+def _tables(survey: SurveyPreset, model: PopulationModel) -> _Tables:
+    """The tables of (survey filters, selection band, model), built once per process."""
+    paths = tuple(str(survey.filter_path(b)) for b in survey.band_names)
+    key = (json.dumps([paths, survey.band_names, survey.selection.band]), model.key())
+    if key not in _TABLE_CACHE:
+        if len(_TABLE_CACHE) >= 8:
+            _TABLE_CACHE.pop(next(iter(_TABLE_CACHE)))
+        _TABLE_CACHE[key] = _Tables(survey, model)
+    return _TABLE_CACHE[key]
+
+
+# --------------------------------------------------------------------------- sampling
+def _block_randoms(seed: int, start: int, n: int, stream: int, ncol: int, normal: bool):
+    """Random columns for global indices start..start+n-1, chunking-independent."""
+    if n == 0:
+        return np.empty((0, ncol))
+    first, last = start // BLOCK, (start + n - 1) // BLOCK
+    parts = []
+    for b in range(first, last + 1):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, b, stream]))
+        arr = rng.standard_normal((BLOCK, ncol)) if normal else rng.random((BLOCK, ncol))
+        lo = max(start, b * BLOCK) - b * BLOCK
+        hi = min(start + n, (b + 1) * BLOCK) - b * BLOCK
+        parts.append(arr[lo:hi])
+    return np.concatenate(parts, axis=0)
+
+
+def _inverse_cdf(u, grid, density, lo, hi):
+    """Sample a piecewise-constant density given at grid-bin centres, within [lo, hi]."""
+    step = grid[1] - grid[0]
+    edges = np.clip(np.concatenate([grid - step / 2, [grid[-1] + step / 2]]), lo, hi)
+    cdf = np.concatenate([[0.0], np.cumsum(density * np.diff(edges))])
+    cdf /= cdf[-1]
+    return np.interp(u, cdf, edges)
+
+
+def _mag_density(kind: str, tab: _Tables, model: PopulationModel, lo: float, hi: float):
+    m = tab.mag_grid
+    inside = (m >= lo - 1e-9) & (m <= hi + 1e-9)
+    if kind == "star":
+        dens = 10 ** (model.star_count_slope * (m - 20.0))
+    elif kind == "qso":
+        x = m - model.qso_count_break
+        dens = 1.0 / (10 ** (-model.qso_count_bright * x) + 10 ** (-model.qso_count_faint * x))
+    else:
+        dens = tab.gal_counts.copy()
+    return m[inside], dens[inside]
+
+
+def _draw_mags(u, label, tab, model, mag_range, mag_distributions):
+    if mag_distributions and label in mag_distributions:
+        edges, weights = (np.asarray(a, dtype=float) for a in mag_distributions[label])
+        if edges.size != weights.size + 1 or np.any(weights < 0) or weights.sum() <= 0:
+            raise InputError("mag_distributions", f"{label}: need edges (n+1) and weights (n)")
+        cdf = np.concatenate([[0.0], np.cumsum(weights)]) / weights.sum()
+        return np.interp(u, cdf, edges)
+    grid, dens = _mag_density(label, tab, model, *mag_range)
+    if grid.size < 2:
+        raise InputError("mag_range", f"empty magnitude range {mag_range}")
+    return _inverse_cdf(u, grid, dens, *mag_range)
+
+
+def _interp_axis(xgrid, x):
+    """Fractional index and weight of x on a uniform grid."""
+    pos = (x - xgrid[0]) / (xgrid[1] - xgrid[0])
+    i0 = np.clip(np.floor(pos).astype(int), 0, xgrid.size - 2)
+    f = np.clip(pos - i0, 0.0, 1.0)
+    return i0, f
+
+
+def _truncated_exponential(u, mean, upper):
+    """Inverse CDF of an exponential of given mean truncated to [0, upper]."""
+    mean = np.maximum(mean, 1e-6)
+    top = 1.0 - np.exp(-upper / mean)
+    return -mean * np.log1p(-u * top)
+
+
+def _stars(u, mags, tab, model):
+    lo, hi = model.star_mag_pivots
+    faint = np.clip((mags - lo) / (hi - lo), 0.0, 1.0)
+    use_faint = u[:, 2] < faint
+    idx = np.where(
+        use_faint,
+        np.searchsorted(tab.star_cdf[1], u[:, 3], side="right"),
+        np.searchsorted(tab.star_cdf[0], u[:, 3], side="right"),
+    )
+    idx = np.minimum(idx, tab.star_names.size - 1)
+    colour = tab.star_colour[idx]
+    n = mags.size
+    return {
+        "colour": colour,
+        "sed_name": tab.star_names[idx],
+        "redshift": np.zeros(n),
+        "ebv": np.zeros(n),
+    }
+
+
+def _galaxies(u, mags, tab, model):
+    mpos = np.clip(np.rint((mags - tab.mag_grid[0]) / _MAG_STEP).astype(int), 0, tab.mag_grid.size - 1)
+    # Rows of the conditional CDF are offset by their row number, so one searchsorted over
+    # the flattened table samples every object's (template, z) at once.
+    ncell = tab.gal_tz_cdf.shape[1]
+    pos = np.searchsorted(tab.gal_tz_cdf_flat, mpos + u[:, 2] * (1 - 1e-12), side="right")
+    flat = np.clip(pos - mpos * ncell, 0, ncell - 1)
+    t, k = np.divmod(flat, tab.gal_ntz)
+    dln = tab.gal_lnz[1] - tab.gal_lnz[0]
+    lnz = tab.gal_lnz[k] + (u[:, 3] - 0.5) * dln
+    zmin, zmax = model.galaxy_z_range
+    z = np.clip(np.expm1(lnz), zmin, zmax)
+    group = tab.gal_group[t]
+    means = np.array([model.galaxy_lf[g].ebv_mean for g in _GAL_GROUPS])[group]
+    ebv = _truncated_exponential(u[:, 4], means, model.ebv_max)
+    zi, zf = _interp_axis(tab.gal_lnz, np.log1p(z))
+    ei, ef = _interp_axis(_EBV_GRID, ebv)
+    c = tab.gal_colour
+    colour = (
+        (1 - zf)[:, None] * (1 - ef)[:, None] * c[t, ei, zi]
+        + zf[:, None] * (1 - ef)[:, None] * c[t, ei, zi + 1]
+        + (1 - zf)[:, None] * ef[:, None] * c[t, ei + 1, zi]
+        + zf[:, None] * ef[:, None] * c[t, ei + 1, zi + 1]
+    )
+    dm = (1 - zf) * tab.gal_dm[zi] + zf * tab.gal_dm[zi + 1]
+    kc = (1 - zf) * tab.gal_kcorr[t, zi] + zf * tab.gal_kcorr[t, zi + 1]
+    return {
+        "colour": colour,
+        "sed_name": tab.gal_names[t],
+        "redshift": z,
+        "ebv": ebv,
+        "abs_mag": mags - dm - kc,
+    }
+
+
+def _qsos(u, mags, tab, model):
+    zlo, zhi = model.qso_z_range
+    # Truncated log-normal redshift by inverse CDF.
+    from scipy.special import ndtr
+
+    a = ndtr((np.log(zlo) - np.log(model.qso_z_median)) / model.qso_z_sigma)
+    b = ndtr((np.log(zhi) - np.log(model.qso_z_median)) / model.qso_z_sigma)
+    z = np.exp(np.log(model.qso_z_median) + model.qso_z_sigma * ndtri(a + u[:, 2] * (b - a)))
+    z = np.clip(z, zlo, zhi)
+    dalpha = model.qso_alpha_sigma * ndtri(np.clip(u[:, 3], 1e-12, 1 - 1e-12))
+    dalpha = np.clip(dalpha, _QSO_SLOPES[0], _QSO_SLOPES[-1])
+    lines = np.exp(model.qso_line_sigma * ndtri(np.clip(u[:, 4], 1e-12, 1 - 1e-12)))
+    ebv = _truncated_exponential(u[:, 7], model.qso_ebv_mean, _QSO_EBV[-1])
+    zi, zf = _interp_axis(tab.qso_lnz, np.log1p(z))
+    si, sf = _interp_axis(_QSO_SLOPES, dalpha)
+    ei, ef = _interp_axis(_QSO_EBV, ebv)
+    c = tab.qso_lncont
+    lncont = np.zeros((z.size, c.shape[-1]))
+    line_flux = np.zeros_like(lncont)
+    # Trilinear in (E(B-V), slope, ln(1+z)); log-flux for the continuum, whose dust and
+    # slope factors are exponential, linear flux for the lines.
+    for de, we in ((0, 1 - ef), (1, ef)):
+        for dz, wz in ((0, 1 - zf), (1, zf)):
+            line_flux += (we * wz)[:, None] * tab.qso_lines[ei + de, zi + dz]
+            for ds, ws in ((0, 1 - sf), (1, sf)):
+                lncont += (we * wz * ws)[:, None] * c[ei + de, si + ds, zi + dz]
+    flux = np.exp(lncont) + lines[:, None] * line_flux
+    # Nearest Lyman-limit system: Poisson process in z with rate n (1+z)^g, walked down
+    # from the quasar; everything blueward of its Lyman limit is absorbed.
+    g1 = model.lls_gamma + 1.0
+    lam = -np.log(np.clip(u[:, 5], 1e-300, 1.0))
+    base = (1 + z) ** g1 - lam * g1 / model.lls_norm
+    z_lls = np.where(base > 1.0, np.power(np.clip(base, 1.0, None), 1.0 / g1) - 1.0, np.nan)
+    has = np.isfinite(z_lls)
+    if np.any(has):
+        cut = 911.75 * (1 + z_lls[has])
+        ci = np.clip(np.searchsorted(GRID_WAVE, cut), 0, GRID_WAVE.size - 1)
+        flux[has] *= tab.frac_above[:, ci].T
+    flux = np.clip(flux, 1e-300, None)
+    colour = -2.5 * np.log10(flux / flux[:, [tab.sel]])
+    n = mags.size
+    return {
+        "colour": colour,
+        "sed_name": np.full(n, "QSO_SDSS"),
+        "redshift": z,
+        "ebv": ebv,
+        "qso_dalpha": dalpha,
+        "qso_line_scale": lines,
+        "z_lls": z_lls,
+    }
+
+
+def _resolve_fractions(kind, balanced, class_fractions):
+    if kind not in DEFAULT_CLASS_FRACTIONS:
+        raise InputError("kind", f"must be 'sources' or 'pointsources', not {kind!r}")
+    allowed = list(DEFAULT_CLASS_FRACTIONS[kind])
+    if class_fractions is not None:
+        fr = {k: float(v) for k, v in class_fractions.items() if float(v) > 0}
+        bad = [k for k in fr if k not in allowed]
+        if bad or not fr or any(v < 0 for v in class_fractions.values()):
+            raise InputError(
+                "class_fractions", f"classes must be among {allowed} with positive weights"
+            )
+    elif balanced:
+        fr = {k: 1.0 for k in allowed}
+    else:
+        fr = dict(DEFAULT_CLASS_FRACTIONS[kind])
+    total = sum(fr.values())
+    return {k: v / total for k, v in fr.items()}
+
+
+def draw_population(
+    survey: SurveyPreset | str,
+    n: int,
+    seed: int,
+    start: int = 0,
+    kind: str = "sources",
+    balanced: bool = False,
+    class_fractions: dict[str, float] | None = None,
+    mag_range: tuple[float, float] | None = None,
+    mag_distributions: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    model: PopulationModel | None = None,
+) -> Table:
+    """Draw ``n`` simulated sources with SEDs and catalogue photometry.
+
+    Parameters
+    ----------
+    survey : SurveyPreset or str
+        Preset (or its name / YAML path).
+    n : int
+        Number of objects.
+    seed : int
+        Master seed.
+    start : int
+        Global index of the first object; object ``i`` depends only on (seed, i) and the
+        options, whatever the chunking.
+    kind : {"sources", "pointsources"}
+        ``sources``: stars, galaxies and quasars; ``pointsources``: stars and quasars.
+    balanced : bool
+        Equal class fractions.
+    class_fractions : dict of str to float, optional
+        Relative class weights, e.g. ``{"star": 1, "qso": 1}``; overrides ``balanced``.
+    mag_range : tuple of float, optional
+        True magnitude range in the selection band; default the preset's selection.
+    mag_distributions : dict, optional
+        Per class label, ``(edges, weights)`` of a histogram of the selection-band
+        magnitude to draw from instead of the model counts (used to match a real sample).
+    model : PopulationModel, optional
+        Population parameters; default :class:`PopulationModel()`.
+
+    Returns
+    -------
+    astropy.table.Table
+        One row per object: ``index``, ``label`` (star/galaxy/qso), ``class_id`` (position in
+        :data:`CLASS_LABELS`), ``redshift``, ``sed_name``, ``ebv`` (intrinsic: Calzetti for galaxies, SMC for quasars, mag),
+        ``ebv_mw`` (Milky Way, mag), ``abs_mag`` (galaxies, selection band, NaN otherwise),
+        ``qso_dalpha``, ``qso_line_scale``, ``z_lls`` (quasars, NaN otherwise), and per band
+        ``b``: ``mag_true_b`` [AB], ``flux_b`` (true total image flux [counts] at the preset
+        zero point), ``mag_b`` and ``magerr_b`` (observed, NaN when not detected),
+        ``detected_b``, ``flux_obs_b`` and ``flux_err_b`` (noisy flux and its 1-sigma error
+        [counts], kept also for non-detections); and ``flags`` (:class:`skysort.data.flags.Flags`). ``meta`` holds the
+        survey name, seed, zero point and flux unit.
+
+    Raises
+    ------
+    InputError
+        Invalid ``kind``, fractions, magnitude range or histogram.
+    """
+    survey = load_survey(survey)
+    model = model or PopulationModel()
+    if n < 0 or start < 0:
+        raise InputError("n", "n and start must be non-negative")
+    fractions = _resolve_fractions(kind, balanced, class_fractions)
+    if mag_range is None:
+        mag_range = (survey.selection.mag_min, survey.selection.mag_max)
+    tab = _tables(survey, model)
+    nb = len(tab.bands)
+
+    u = _block_randoms(seed, start, n, 0, _N_UNIFORM, normal=False)
+    normals = _block_randoms(seed, start, n, 1, nb, normal=True)
+
+    order = [c for c in CLASS_LABELS if c in fractions]
+    cum = np.cumsum([fractions[c] for c in order])
+    which = np.minimum(np.searchsorted(cum, u[:, 0], side="right"), len(order) - 1)
+    labels = np.array(order, dtype=object)[which] if n else np.array([], dtype=object)
+
+    sel_mag = np.empty(n)
+    colour = np.empty((n, nb))
+    redshift = np.zeros(n)
+    ebv = np.zeros(n)
+    sed_name = np.empty(n, dtype=object)
+    abs_mag = np.full(n, np.nan)
+    dalpha = np.full(n, np.nan)
+    line_scale = np.full(n, np.nan)
+    z_lls = np.full(n, np.nan)
+    for label, fn in (("star", _stars), ("galaxy", _galaxies), ("qso", _qsos)):
+        rows = np.nonzero(labels == label)[0]
+        if rows.size == 0:
+            continue
+        uu = u[rows]
+        mags = _draw_mags(uu[:, 1], label, tab, model, mag_range, mag_distributions)
+        out = fn(uu, mags, tab, model)
+        sel_mag[rows] = mags
+        colour[rows] = out["colour"]
+        redshift[rows] = out["redshift"]
+        ebv[rows] = out["ebv"]
+        sed_name[rows] = out["sed_name"]
+        if "abs_mag" in out:
+            abs_mag[rows] = out["abs_mag"]
+        if "qso_dalpha" in out:
+            dalpha[rows] = out["qso_dalpha"]
+            line_scale[rows] = out["qso_line_scale"]
+            z_lls[rows] = out["z_lls"]
+
+    ebv_mw = _truncated_exponential(u[:, 6], survey.galactic_ebv_mean, 5 * survey.galactic_ebv_mean + 1e-6)
+    reddening = (tab.r_mw[None, :] - tab.r_mw[tab.sel]) * ebv_mw[:, None]
+    mag_true = sel_mag[:, None] + colour + reddening
+    phot = observe(survey, mag_true, normals)
+
+    table = Table()
+    table["index"] = np.arange(start, start + n, dtype=np.int64)
+    table["label"] = np.array(labels, dtype="U6")
+    class_ids = np.array([CLASS_LABELS.index(c) for c in order], dtype=np.int8)
+    table["class_id"] = class_ids[which] if n else np.array([], dtype=np.int8)
+    table["redshift"] = redshift
+    table["sed_name"] = np.array(sed_name, dtype="U16")
+    table["ebv"] = ebv
+    table["ebv_mw"] = ebv_mw
+    table["abs_mag"] = abs_mag
+    table["qso_dalpha"] = dalpha
+    table["qso_line_scale"] = line_scale
+    table["z_lls"] = z_lls
+    for j, b in enumerate(tab.bands):
+        table[f"mag_true_{b}"] = mag_true[:, j]
+        table[f"flux_{b}"] = phot["flux_true"][:, j]
+        table[f"mag_{b}"] = phot["mag"][:, j]
+        table[f"magerr_{b}"] = phot["magerr"][:, j]
+        table[f"detected_{b}"] = phot["detected"][:, j]
+        table[f"flux_obs_{b}"] = phot["flux_obs"][:, j]
+        table[f"flux_err_{b}"] = phot["flux_err"][:, j]
+    table["flags"] = phot["flags"]
+    table.meta.update(
+        {
+            "survey": survey.name,
+            "seed": int(seed),
+            "zero_point": survey.zero_point,
+            "flux_unit": f"counts (AB zero point {survey.zero_point})",
+            "selection_band": survey.selection.band,
+            "kind": kind,
+        }
+    )
+    return table
+
+
+# ------------------------------------------------------------------------- validation
+#: SDSS asinh-magnitude softening parameters b [maggies] (Lupton et al. 1999; SDSS DR docs).
+_SDSS_ASINH_B = {"u": 1.4e-10, "g": 0.9e-10, "r": 1.2e-10, "i": 1.8e-10, "z": 7.4e-10}
+_AB_OFFSETS_SDSS = {"u": -0.04, "g": 0.0, "r": 0.0, "i": 0.0, "z": 0.02}
+
+
+def load_sdss_specphot(paths=None) -> Table:
+    """Real SDSS DR17 objects with spectroscopic classes and ugriz photometry.
+
+    Reads ``catalogs/sdss_dr17_specphot/*.csv``, removes duplicates (same ra/dec to 1e-5
+    deg) and rows with -9999 sentinels or non-finite magnitudes, and converts the SDSS
+    magnitudes to AB (u_AB = u - 0.04, z_AB = z + 0.02; Fukugita et al. 1996, SDSS DR
+    documentation).
+
+    Parameters
+    ----------
+    paths : list of path-like, optional
+        CSV files; default all in the shared catalogue folder.
+
+    Returns
+    -------
+    astropy.table.Table
+        Columns ``label`` (star/galaxy/qso), ``redshift``, ``u g r i z`` (AB).
+    """
+    from astropy.table import unique, vstack
+
+    from .presets import shared_data_dir
+
+    if paths is None:
+        folder = shared_data_dir() / "catalogs" / "sdss_dr17_specphot"
+        paths = sorted(folder.glob("*.csv"))
+        if not paths:
+            raise InputError(folder, "no SDSS spectroscopic catalogue (*.csv)")
+    parts = []
+    for p in paths:
+        t = Table.read(p, format="ascii.csv")
+        parts.append(t["alpha", "delta", "u", "g", "r", "i", "z", "class", "redshift"])
+    t = vstack(parts)
+    t["ra5"] = np.round(np.asarray(t["alpha"], dtype=float), 5)
+    t["dec5"] = np.round(np.asarray(t["delta"], dtype=float), 5)
+    t = unique(t, keys=["ra5", "dec5"])
+    good = np.ones(len(t), bool)
+    for b in "ugriz":
+        v = np.asarray(t[b], dtype=float)
+        good &= np.isfinite(v) & (v > -100) & (v < 50)
+    t = t[good]
+    out = Table()
+    out["label"] = np.array([str(c).lower().replace("quasar", "qso") for c in t["class"]], dtype="U6")
+    out["redshift"] = np.asarray(t["redshift"], dtype=float)
+    for b in "ugriz":
+        out[b] = np.asarray(t[b], dtype=float) + _AB_OFFSETS_SDSS[b]
+    return out
+
+
+def sdss_galaxy_targeting(table: Table) -> np.ndarray:
+    """Approximate SDSS/BOSS/eBOSS spectroscopic target selection of galaxies.
+
+    Published cuts on observed magnitudes (model magnitudes in the surveys; here the
+    catalogue magnitudes ``mag_<b>``): the SDSS main sample r < 17.77 (Strauss et al. 2002);
+    BOSS LOWZ, 16 < r < 19.6, |c_perp| < 0.2 and r < 13.5 + c_par / 0.3; BOSS CMASS,
+    17.5 < i < 19.9, d_perp > 0.55 and i < 19.86 + 1.6 (d_perp - 0.8) (Reid et al. 2016); and
+    for fainter objects the optical part of the eBOSS LRG cuts, r - i > 0.98 and
+    i - z > 0.625 (Prakash et al. 2016). WISE-based and emission-line-galaxy selections are
+    not modelled.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        Output of :func:`draw_population` with bands g r i z.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        True for objects that would have been targeted.
+    """
+    g, r, i, z = (np.asarray(table[f"mag_{b}"], dtype=float) for b in "griz")
+    with np.errstate(invalid="ignore"):
+        c_par = 0.7 * (g - r) + 1.2 * (r - i - 0.18)
+        c_perp = (r - i) - (g - r) / 4.0 - 0.18
+        d_perp = (r - i) - (g - r) / 8.0
+        main = r < 17.77
+        lowz = (r > 16) & (r < 19.6) & (np.abs(c_perp) < 0.2) & (r < 13.5 + c_par / 0.3)
+        cmass = (i > 17.5) & (i < 19.9) & (d_perp > 0.55) & (i < 19.86 + 1.6 * (d_perp - 0.8))
+        eboss = (i >= 19.9) & (r - i > 0.98) & (i - z > 0.625)
+    return main | lowz | cmass | eboss
+
+
+def _weighted_median(x, w):
+    ok = np.isfinite(x) & (w > 0)
+    x, w = x[ok], w[ok]
+    if x.size == 0:
+        return np.nan
+    o = np.argsort(x)
+    cw = np.cumsum(w[o])
+    return float(x[o][np.searchsorted(cw, 0.5 * cw[-1])])
+
+
+def colour_offsets_vs_real(
+    survey: SurveyPreset | str = "sdss",
+    n_per_class: int = 40000,
+    seed: int = 2024,
+    match_redshift: bool = True,
+    emulate_targeting: bool = True,
+    mag_range: tuple[float, float] = (14.0, 22.5),
+    model: PopulationModel | None = None,
+    real: Table | None = None,
+) -> Table:
+    """Median colours of simulated stars, galaxies and quasars against real SDSS ones.
+
+    For each class the simulated selection-band (r) magnitudes are drawn from the real
+    class's r histogram (0.25 mag bins) so that the comparison is at matched brightness.
+    With ``match_redshift`` the simulated galaxies and quasars are then reweighted so that
+    their joint (r, z) histogram equals the real one: SDSS spectroscopic targets are
+    chosen by colour and redshift (LRGs, quasar colour boxes), a selection the field
+    population does not have, so the comparison is of SEDs at the same brightness and
+    redshift. With ``emulate_targeting`` the simulated galaxies must also pass the
+    published SDSS/BOSS/eBOSS galaxy target cuts (:func:`sdss_galaxy_targeting`), since at
+    r > 17.8 SDSS only took spectra of colour-selected luminous red galaxies. Stars are
+    matched in r only. Simulated magnitudes are converted to SDSS asinh magnitudes from the
+    noisy fluxes, as the real catalogue's are; real rows with sentinels are dropped.
+
+    Parameters
+    ----------
+    survey : SurveyPreset or str
+        Must have bands u g r i z (the ``sdss`` preset).
+    n_per_class : int
+        Simulated objects per class.
+    seed : int
+        Seed of the simulation.
+    match_redshift : bool
+        Reweight galaxies and quasars in (r, z) as well as r.
+    emulate_targeting : bool
+        Apply :func:`sdss_galaxy_targeting` to the simulated galaxies.
+    mag_range : tuple of float
+        r range used on both sides [AB mag].
+    model : PopulationModel, optional
+        Population parameters.
+    real : astropy.table.Table, optional
+        Output of :func:`load_sdss_specphot` (read if not given).
+
+    Returns
+    -------
+    astropy.table.Table
+        One row per (class, colour): ``label``, ``colour`` (e.g. ``"u-g"``), ``n_real``,
+        ``n_sim``, ``median_real``, ``median_sim``, ``offset`` (sim - real) [mag].
+    """
+    survey = load_survey(survey)
+    missing = [b for b in "ugriz" if b not in survey.band_names]
+    if missing:
+        raise InputError(survey.name, f"colour validation needs bands ugriz, missing {missing}")
+    if real is None:
+        real = load_sdss_specphot()
+    lo, hi = mag_range
+    real = real[(real["r"] >= lo) & (real["r"] <= hi)]
+    edges = np.arange(lo, hi + 0.25, 0.25)
+    rows = []
+    for ci, label in enumerate(CLASS_LABELS):
+        rc = real[real["label"] == label]
+        if len(rc) == 0:
+            continue
+        hist, _ = np.histogram(rc["r"], bins=edges)
+        sim = draw_population(
+            survey,
+            n_per_class,
+            seed + 7919 * ci,
+            kind="sources",
+            class_fractions={label: 1.0},
+            mag_range=mag_range,
+            mag_distributions={label: (edges, hist)},
+            model=model,
+        )
+        # SDSS catalogue magnitudes are asinh magnitudes, defined for any flux, so the
+        # simulated ones are too (and no object is dropped for a faint u band).
+        for b in "ugriz":
+            maggies = np.asarray(sim[f"flux_obs_{b}"]) * 10 ** (-0.4 * survey.zero_point)
+            soft = _SDSS_ASINH_B[b]
+            sim[f"mag_{b}"] = -2.5 / np.log(10) * (np.arcsinh(maggies / (2 * soft)) + np.log(soft))
+        ok = np.ones(len(sim), bool)
+        if label == "galaxy" and emulate_targeting:
+            ok &= sdss_galaxy_targeting(sim)
+        sim = sim[ok]
+        w = np.ones(len(sim))
+        rr = np.asarray(sim["mag_r"])
+        if match_redshift and label != "star":
+            zedges = (
+                np.arange(0.0, 1.6, 0.05) if label == "galaxy" else np.arange(0.0, 4.6, 0.15)
+            )
+            redges = np.arange(lo, hi + 0.5, 0.5)
+            hr, _, _ = np.histogram2d(rc["r"], np.clip(rc["redshift"], 0, zedges[-1] - 1e-6), [redges, zedges])
+            hs, _, _ = np.histogram2d(rr, sim["redshift"], [redges, zedges])
+            ratio = np.where(hs > 0, hr / np.where(hs > 0, hs, 1), 0.0)
+            ir = np.clip(np.searchsorted(redges, rr, side="right") - 1, 0, redges.size - 2)
+            iz = np.clip(np.searchsorted(zedges, sim["redshift"], side="right") - 1, 0, zedges.size - 2)
+            w = ratio[ir, iz]
+        for a, b in ("ug", "gr", "ri", "iz"):
+            real_c = np.asarray(rc[a]) - np.asarray(rc[b])
+            sim_c = np.asarray(sim[f"mag_{a}"]) - np.asarray(sim[f"mag_{b}"])
+            mr = float(np.median(real_c))
+            ms = _weighted_median(sim_c, w)
+            rows.append((label, f"{a}-{b}", len(rc), int(np.sum(w > 0)), mr, ms, ms - mr))
+    return Table(
+        rows=rows,
+        names=("label", "colour", "n_real", "n_sim", "median_real", "median_sim", "offset"),
+    )

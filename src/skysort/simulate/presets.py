@@ -1,0 +1,441 @@
+"""Survey presets: pixel scale, bands, filter curves, PSF, depths and noise of a survey.
+
+A preset is a YAML file validated by :class:`SurveyPreset`. Three ship with skysort
+(``kids``, ``sdss``, ``cfis``, in ``skysort/presets/surveys/``); users pass the path of
+their own file to :func:`load_survey`.
+
+Flux convention
+---------------
+Images are in *counts* defined by the preset's AB zero point ``zero_point``: a source of AB
+magnitude ``m`` has a total image flux ``10**(-0.4 * (m - zero_point))`` counts. For ``sdss``
+the zero point is 22.5, so one count is one nanomaggy, the unit of real SDSS frames.
+
+Sky noise from depth
+--------------------
+Every band carries either a 5-sigma depth ``depth`` (AB) or a sky-noise level ``sky_sigma``
+(counts per pixel); the other one is derived, see :meth:`SurveyPreset.sky_sigma` and
+:meth:`SurveyPreset.depth`. For sky-limited background noise of ``sigma_pix`` counts per
+pixel of side ``s`` arcsec, and a point source of total flux ``f5`` counts at the depth:
+
+* ``depth_definition.kind == "aperture"`` (KiDS: 5 sigma in a 2" diameter aperture): the
+  aperture of radius ``r`` holds ``N_ap = pi r**2 / s**2`` pixels, so its noise is
+  ``sigma_pix * sqrt(N_ap)``; the source puts ``EE(r) * f5`` in it, where ``EE`` is the
+  encircled energy of the PSF. S/N = 5 gives
+  ``sigma_pix = EE(r) * f5 / (5 * sqrt(N_ap))``.
+* ``kind == "psf"`` (SDSS PSF magnitudes): optimal PSF-weighted photometry has noise
+  ``sigma_pix * sqrt(N_eff)`` with the effective area ``N_eff = 1 / (s**2 * integral P**2 dA)``,
+  so ``sigma_pix = f5 / (5 * sqrt(N_eff))``. For a Gaussian of width sigma,
+  ``N_eff = 4 pi sigma**2 / s**2``; for a Moffat of index beta and core alpha,
+  ``N_eff = pi alpha**2 (2 beta - 1) / ((beta - 1)**2 s**2)``.
+
+The same relations run backwards when the preset gives ``sky_sigma`` instead (``cfis``).
+Catalogue photometry (:mod:`skysort.simulate.photometry`) uses the total-flux error
+``sigma_flux = f5 / 5`` in each band, so that the catalogue's 5-sigma limit equals the depth.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import InputError
+
+__all__ = [
+    "BandSpec",
+    "DepthDefinition",
+    "NoiseSpec",
+    "PSFSpec",
+    "SelectionSpec",
+    "SurveyPreset",
+    "available_surveys",
+    "load_survey",
+    "resolve_data_path",
+    "shared_data_dir",
+]
+
+_PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "surveys"
+
+
+def shared_data_dir() -> Path:
+    """The folder of skysort's shared reference data (filters, SEDs, catalogues).
+
+    Looked up, in order: the environment variable ``SKYSORT_DATA``; ``../shared/data``
+    relative to the current working directory; ``<repo>/../shared/data`` where ``<repo>`` is
+    the checkout that holds this package (``src/skysort/simulate`` lies three levels below).
+
+    Returns
+    -------
+    pathlib.Path
+        The existing data folder.
+
+    Raises
+    ------
+    InputError
+        When ``SKYSORT_DATA`` names a missing folder, or no candidate exists.
+    """
+    env = os.environ.get("SKYSORT_DATA")
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_dir():
+            raise InputError(path, "SKYSORT_DATA names a folder that does not exist")
+        return path
+    candidates = [
+        Path.cwd() / ".." / "shared" / "data",
+        Path(__file__).resolve().parents[3] / ".." / "shared" / "data",
+    ]
+    for path in candidates:
+        if path.is_dir():
+            return path.resolve()
+    raise InputError(
+        candidates[-1].resolve(),
+        "skysort reference data not found (set SKYSORT_DATA to its folder)",
+    )
+
+
+def resolve_data_path(name: str | os.PathLike, base: Path | None = None) -> Path:
+    """Locate a data file named in a preset.
+
+    Parameters
+    ----------
+    name : str or os.PathLike
+        Absolute path, path relative to ``base`` (the preset file's folder), or path relative
+        to :func:`shared_data_dir`.
+    base : pathlib.Path, optional
+        Folder of the YAML file that names the file.
+
+    Returns
+    -------
+    pathlib.Path
+        The existing file.
+
+    Raises
+    ------
+    InputError
+        When the file exists in none of those places.
+    """
+    path = Path(name).expanduser()
+    if path.is_absolute():
+        if path.exists():
+            return path
+        raise InputError(path, "file not found")
+    if base is not None and (base / path).exists():
+        return base / path
+    full = shared_data_dir() / path
+    if not full.exists():
+        raise InputError(full, "file not found")
+    return full
+
+
+class BandSpec(BaseModel):
+    """One photometric band of a survey.
+
+    Attributes
+    ----------
+    name : str
+        Band name used in column names (``mag_<name>``), e.g. ``"r"`` or ``"Ks"``.
+    filter : str
+        Throughput curve file: two columns, wavelength [Angstrom] and throughput (photon
+        response, arbitrary normalisation); lines starting with ``#`` are comments.
+    psf_fwhm : float
+        Median PSF full width at half maximum [arcsec].
+    depth : float, optional
+        5-sigma limiting AB magnitude (see :class:`DepthDefinition`).
+    sky_sigma : float, optional
+        Background noise [counts per pixel]; derived from ``depth`` when not given.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    filter: str
+    psf_fwhm: float = Field(gt=0)
+    depth: float | None = None
+    sky_sigma: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _depth_or_sigma(self) -> BandSpec:
+        if self.depth is None and self.sky_sigma is None:
+            raise ValueError(f"band {self.name}: give depth or sky_sigma")
+        return self
+
+
+class PSFSpec(BaseModel):
+    """PSF model the image renderer draws.
+
+    Attributes
+    ----------
+    model : {"gaussian", "moffat", "kolmogorov", "moffat_kolmogorov"}
+        Profile family. ``moffat_kolmogorov`` is a Moffat convolved with a Kolmogorov
+        profile, the total having the band's FWHM.
+    beta : float
+        Moffat index (4.765 reproduces a Kolmogorov profile, Trujillo et al. 2001).
+    fwhm_scatter : float
+        Standard deviation of the FWHM between stamps [arcsec].
+    ellipticity_sigma : float
+        Standard deviation of each PSF ellipticity component (e1, e2).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Literal["gaussian", "moffat", "kolmogorov", "moffat_kolmogorov"] = "moffat"
+    beta: float = Field(default=4.765, gt=1)
+    fwhm_scatter: float = Field(default=0.0, ge=0)
+    ellipticity_sigma: float = Field(default=0.0, ge=0)
+
+
+class DepthDefinition(BaseModel):
+    """How the depths of the preset are measured.
+
+    Attributes
+    ----------
+    kind : {"aperture", "psf"}
+        5 sigma in a circular aperture, or in PSF-fitted flux.
+    aperture_diameter : float
+        Aperture diameter [arcsec] for ``kind="aperture"``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["aperture", "psf"] = "aperture"
+    aperture_diameter: float = Field(default=2.0, gt=0)
+
+
+class NoiseSpec(BaseModel):
+    """Per-stamp-set Gaussian noise levels (the BlendHunter convention, CFIS).
+
+    Attributes
+    ----------
+    sigma_default : float
+        Realistic background noise [counts per pixel].
+    sigma_range : tuple of float
+        Range of noise levels over which training sets are made [counts per pixel].
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    sigma_default: float = Field(gt=0)
+    sigma_range: tuple[float, float]
+
+
+class SelectionSpec(BaseModel):
+    """Magnitude selection of simulated sources.
+
+    Attributes
+    ----------
+    band : str
+        Band in which sources are selected; also the band of the luminosity functions.
+    mag_min, mag_max : float
+        Range of true AB magnitude drawn in ``band``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    band: str = "r"
+    mag_min: float = 14.0
+    mag_max: float = 23.0
+
+
+class SurveyPreset(BaseModel):
+    """A survey's imaging set-up, validated from YAML.
+
+    Attributes
+    ----------
+    name : str
+        Preset name.
+    description : str
+        One-paragraph description with the provenance of the numbers.
+    pixel_scale : float
+        [arcsec per pixel].
+    zero_point : float
+        AB magnitude of a source with a total image flux of 1 count.
+    stamp_size : int
+        Stamp side [pixels] before padding.
+    stamp_padding : int
+        Zero pixels added on each side of a stamp.
+    bands : list of BandSpec
+        Bands, blue to red.
+    psf : PSFSpec
+        PSF model (the FWHM is per band).
+    depth_definition : DepthDefinition
+        Meaning of the band depths.
+    selection : SelectionSpec
+        Default magnitude selection.
+    noise : NoiseSpec, optional
+        Stamp-set noise levels, for presets defined by noise rather than depth.
+    mag_error_floor : float
+        Calibration error added in quadrature to catalogue magnitude errors [mag].
+    galactic_ebv_mean : float
+        Mean Milky Way E(B-V) of the footprint [mag]; drawn per object from an exponential.
+    source_file : str, optional
+        The YAML file the preset came from (filled in by :func:`load_survey`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    pixel_scale: float = Field(gt=0)
+    zero_point: float
+    stamp_size: int = Field(gt=0)
+    stamp_padding: int = Field(default=0, ge=0)
+    bands: list[BandSpec] = Field(min_length=1)
+    psf: PSFSpec = PSFSpec()
+    depth_definition: DepthDefinition = DepthDefinition()
+    selection: SelectionSpec = SelectionSpec()
+    noise: NoiseSpec | None = None
+    mag_error_floor: float = Field(default=0.0, ge=0)
+    galactic_ebv_mean: float = Field(default=0.03, ge=0)
+    source_file: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SurveyPreset:
+        names = [b.name for b in self.bands]
+        if len(set(names)) != len(names):
+            raise ValueError(f"band names repeat: {names}")
+        if self.selection.band not in names:
+            raise ValueError(f"selection band {self.selection.band!r} is not one of {names}")
+        return self
+
+    # ---------------------------------------------------------------- accessors
+    @property
+    def band_names(self) -> list[str]:
+        """Band names, in preset order."""
+        return [b.name for b in self.bands]
+
+    def band(self, name: str) -> BandSpec:
+        """The :class:`BandSpec` called ``name``; ``KeyError`` if absent."""
+        for b in self.bands:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+    def filter_path(self, name: str) -> Path:
+        """Resolved path of band ``name``'s throughput file."""
+        base = Path(self.source_file).parent if self.source_file else None
+        return resolve_data_path(self.band(name).filter, base)
+
+    # ------------------------------------------------------------ flux <-> mag
+    def flux_from_mag(self, mag):
+        """Image flux [counts] of AB magnitude ``mag`` (scalar or array)."""
+        return 10.0 ** (-0.4 * (mag - self.zero_point))
+
+    def mag_from_flux(self, flux):
+        """AB magnitude of an image flux [counts]; NaN where ``flux <= 0``."""
+        import numpy as np
+
+        flux = np.asarray(flux, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(flux > 0, self.zero_point - 2.5 * np.log10(flux), np.nan)
+
+    # --------------------------------------------------------------- PSF areas
+    def _psf_moments(self, fwhm: float) -> tuple[float, float]:
+        """Effective area [arcsec^2] and encircled energy in the depth aperture."""
+        radius = 0.5 * self.depth_definition.aperture_diameter
+        if self.psf.model == "gaussian":
+            sigma = fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+            area = 4.0 * math.pi * sigma**2
+            ee = 1.0 - math.exp(-(radius**2) / (2.0 * sigma**2))
+        else:
+            # A Kolmogorov profile (and its Moffat convolution) is close to a Moffat of
+            # beta 4.765 with the same FWHM, so all three non-Gaussian models share this.
+            beta = self.psf.beta if self.psf.model == "moffat" else 4.765
+            alpha = fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
+            area = math.pi * alpha**2 * (2.0 * beta - 1.0) / (beta - 1.0) ** 2
+            ee = 1.0 - (1.0 + radius**2 / alpha**2) ** (1.0 - beta)
+        return area, ee
+
+    def _noise_pixels(self, name: str) -> float:
+        """Ratio (5-sigma total flux) / (5 sigma_pix): the number of noise pixels' root."""
+        area, ee = self._psf_moments(self.band(name).psf_fwhm)
+        s2 = self.pixel_scale**2
+        if self.depth_definition.kind == "aperture":
+            radius = 0.5 * self.depth_definition.aperture_diameter
+            return math.sqrt(math.pi * radius**2 / s2) / ee
+        return math.sqrt(area / s2)
+
+    def sky_sigma(self, name: str) -> float:
+        """Background noise of band ``name`` [counts per pixel].
+
+        Given in the preset, or derived from the depth as in the module docstring:
+        ``sigma_pix = f5 / (5 * K)`` with ``K = sqrt(N_ap) / EE`` (aperture depths) or
+        ``K = sqrt(N_eff)`` (PSF depths), ``f5`` the depth's flux in counts.
+        """
+        band = self.band(name)
+        if band.sky_sigma is not None:
+            return float(band.sky_sigma)
+        f5 = self.flux_from_mag(band.depth)
+        return float(f5 / (5.0 * self._noise_pixels(name)))
+
+    def depth(self, name: str) -> float:
+        """5-sigma limiting AB magnitude of band ``name`` (given or derived from sky_sigma)."""
+        band = self.band(name)
+        if band.depth is not None:
+            return float(band.depth)
+        f5 = 5.0 * band.sky_sigma * self._noise_pixels(name)
+        return float(self.zero_point - 2.5 * math.log10(f5))
+
+    def flux_sigma(self, name: str) -> float:
+        """1-sigma catalogue error of a total flux in band ``name`` [counts]: ``f5 / 5``."""
+        return float(self.flux_from_mag(self.depth(name)) / 5.0)
+
+
+def available_surveys() -> list[str]:
+    """Names of the presets shipped with skysort."""
+    return sorted(p.stem for p in _PRESET_DIR.glob("*.yaml"))
+
+
+@functools.lru_cache(maxsize=32)
+def _load_cached(path: str) -> SurveyPreset:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        raise InputError(path, f"not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(raw, dict):
+        raise InputError(path, "a survey preset must be a YAML mapping")
+    raw = dict(raw)
+    raw["source_file"] = path
+    try:
+        return SurveyPreset.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"]) or "preset"
+        raise InputError(path, f"{loc}: {first['msg']}") from None
+
+
+def load_survey(name_or_path: str | os.PathLike | SurveyPreset) -> SurveyPreset:
+    """Load a survey preset by name (``"kids"``, ``"sdss"``, ``"cfis"``) or YAML path.
+
+    Parameters
+    ----------
+    name_or_path : str, os.PathLike or SurveyPreset
+        A shipped preset's name, or the path of a YAML file; a ``SurveyPreset`` is returned
+        unchanged.
+
+    Returns
+    -------
+    SurveyPreset
+
+    Raises
+    ------
+    InputError
+        Unknown name, missing file, invalid YAML or invalid preset content.
+    """
+    if isinstance(name_or_path, SurveyPreset):
+        return name_or_path
+    text = os.fspath(name_or_path)
+    shipped = _PRESET_DIR / f"{text}.yaml"
+    if shipped.is_file() and os.sep not in text and not text.endswith((".yaml", ".yml")):
+        return _load_cached(str(shipped))
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise InputError(
+            text, f"no such survey preset (shipped ones: {', '.join(available_surveys())})"
+        )
+    return _load_cached(str(path.resolve()))

@@ -1,0 +1,217 @@
+"""Image side of the survey simulator: PSFs, galaxy morphologies, fast renderer, blends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+galsim = pytest.importorskip("galsim")
+
+from skysort.simulate import blends, galaxies, psf, render  # noqa: E402
+
+
+def _has_shared_data() -> bool:
+    try:
+        galaxies._find_shared_data()
+    except Exception:
+        return False
+    return True
+
+
+needs_data = pytest.mark.skipif(not _has_shared_data(), reason="shared COSMOS data not found")
+
+
+def _hlr(image: np.ndarray) -> float:
+    """Radius (pixels) of the circle around the centroid enclosing half the image's flux."""
+    yy, xx = np.indices(image.shape)
+    tot = image.sum()
+    cx, cy = (image * xx).sum() / tot, (image * yy).sum() / tot
+    r = np.hypot(xx - cx, yy - cy).ravel()
+    order = np.argsort(r)
+    cum = np.cumsum(image.ravel()[order])
+    return float(np.interp(0.5 * tot, cum, r[order]))
+
+
+@pytest.mark.parametrize("kind", ["moffat", "kolmogorov", "cfis"])
+@pytest.mark.parametrize("fwhm", [0.65, 1.1])
+def test_psf_fwhm_matches_request(kind, fwhm):
+    scale = fwhm / 25.0
+    img = psf.make_psf(kind, fwhm).drawImage(nx=151, ny=151, scale=scale, method="no_pixel").array
+    assert psf.measure_fwhm(img, scale) == pytest.approx(fwhm, rel=0.03)
+    # The fast renderer's point source is the same PSF.
+    stamp = render.render_stamps([[1.0]], [fwhm], scale, 151, psf_kind=kind)[0, 0]
+    assert psf.measure_fwhm(stamp, scale) == pytest.approx(fwhm, rel=0.03)
+
+
+def test_psf_shear_and_cache():
+    round_img = psf.psf_image("moffat", 0.7, 0.05, 65)
+    sheared = psf.psf_image("moffat", 0.7, 0.05, 65, g1=0.08)
+    assert psf.psf_image("moffat", 0.7, 0.05, 65) is round_img
+    assert psf.make_psf("cfis", 0.7) is psf.make_psf("cfis", 0.7 + 1e-9)
+    yy, xx = np.indices(sheared.shape) - 32.0
+    qxx = (sheared * xx**2).sum()
+    qyy = (sheared * yy**2).sum()
+    assert qxx > 1.1 * qyy  # g1 > 0 elongates along x
+    g1, g2 = psf.random_psf_shear(np.random.default_rng(0), sigma=0.5, gmax=0.1)
+    assert np.hypot(g1, g2) <= 0.1 + 1e-12
+    assert psf.seeing_fwhm(2 * 6000.0, 0.8, 6000.0) == pytest.approx(0.8 * 2 ** -0.2)
+
+
+def test_flux_in_large_aperture():
+    morph = galaxies.Morphology.concatenate([
+        galaxies.Morphology.point_sources(1),
+        galaxies.Morphology.sersic([1.0, 2.5], [0.5, 0.4], q=[0.6, 0.8], beta=[0.3, 1.2]),
+    ])
+    flux = np.array([[1000.0, 50.0], [2000.0, 10.0], [300.0, 3000.0]])
+    img = render.render_stamps(flux, [0.7, 1.0], 0.2, 128, morph, offsets=[[0.3, -0.2]] * 3)
+    assert img.dtype == np.float32 and img.shape == (3, 2, 128, 128)
+    yy, xx = np.indices((128, 128))
+    aperture = np.hypot(xx - 63.8, yy - 63.3) < 55
+    measured = img[:, :, aperture].sum(axis=-1)
+    np.testing.assert_allclose(measured, flux, rtol=0.01)
+
+
+def _compare_with_galsim(morph, pixel_scale, size, fwhm, kind):
+    n = len(morph)
+    flux = np.full((n, 1), 1000.0)
+    offsets = np.random.default_rng(3).uniform(-0.5, 0.5, (n, 2))
+    fast = render.render_stamps(flux, [fwhm], pixel_scale, size, morph, offsets, psf_kind=kind)
+    ref = render.render_stamps_galsim(flux, [fwhm], pixel_scale, size, morph, offsets, psf_kind=kind)
+    for a, b in zip(fast[:, 0], ref[:, 0]):
+        assert a.sum() == pytest.approx(b.sum(), rel=0.01)
+        assert _hlr(a) == pytest.approx(_hlr(b), rel=0.02)
+        assert np.abs(a - b).max() < 0.01 * b.max()
+
+
+def test_fast_renderer_matches_galsim_sersic():
+    morph = galaxies.Morphology.sersic([0.5, 1.0, 1.55, 2.5, 4.0, 6.0],
+                                       [0.3, 0.8, 0.5, 0.6, 0.4, 0.25],
+                                       q=[1.0, 0.3, 0.7, 0.5, 0.8, 0.9],
+                                       beta=[0.0, 0.4, 1.0, 2.0, 3.0, 5.0])
+    bd = galaxies.Morphology.sersic([1.0], [0.7], q=[0.4], beta=[0.5])
+    bd.n[0, 1], bd.hlr[0, 1], bd.q[0, 1], bd.beta[0, 1] = 4.0, 0.2, 0.8, 1.5
+    bd.frac[0] = [0.6, 0.4]
+    morph = galaxies.Morphology.concatenate([morph, bd, galaxies.Morphology.point_sources(1)])
+    _compare_with_galsim(morph, 0.2, 64, 0.75, "moffat")
+
+
+@needs_data
+def test_fast_renderer_matches_galsim_cosmos():
+    rngs = [np.random.default_rng(i) for i in range(4)]
+    par, rows = galaxies.sample_parametric(rngs)
+    assert np.all(rows < len(galaxies.load_parametric_library()))
+    real, _ = galaxies.sample_real(rngs[:3], scale=[0.8, 1.0, 1.5])
+    # Parametric fits include bright galaxies with extended bulges: a 96-px stamp holds their
+    # light, so the comparison tests the profiles rather than how each renderer truncates.
+    _compare_with_galsim(par, 0.187, 96, 0.65, "cfis")
+    _compare_with_galsim(real, 0.187, 51, 0.65, "cfis")
+
+
+@needs_data
+def test_parametric_library_and_size_rescaling():
+    lib = galaxies.load_parametric_library()
+    assert len(lib) >= 90
+    np.testing.assert_allclose(lib.frac.sum(axis=1), 1.0)
+    assert np.all((lib.n >= galaxies.SERSIC_MIN) & (lib.n <= galaxies.SERSIC_MAX))
+    rng = np.random.default_rng(1)
+    mag = np.array([18.0, 21.0, 24.0])
+    target = galaxies.sample_half_light_radius(mag, rng, scatter_dex=0.0)
+    np.testing.assert_allclose(target, galaxies.median_half_light_radius(mag))
+    morph, _ = galaxies.sample_parametric([np.random.default_rng(i) for i in range(3)],
+                                          target_hlr=target)
+    np.testing.assert_allclose(morph.total_hlr(), target, rtol=1e-6)
+
+
+def test_composite_hlr_single_component():
+    hlr = galaxies.composite_hlr([[4.0, 1.0]], [[0.5, 2.0]], [[1.0, 0.0]])
+    assert hlr[0] == pytest.approx(0.5, rel=1e-6)
+    # Components with equal shape and size have that size whatever the flux split.
+    both = galaxies.composite_hlr([[1.0, 1.0]], [[0.5, 0.5]], [[0.3, 0.7]])
+    assert both[0] == pytest.approx(0.5, rel=1e-6)
+
+
+def test_noise_reproducible_and_chunk_independent():
+    rng = np.random.default_rng(5)
+    n = 40
+    morph = galaxies.Morphology.sersic(rng.uniform(0.5, 4, n), rng.uniform(0.2, 1.0, n),
+                                       q=rng.uniform(0.3, 1, n), beta=rng.uniform(0, 3, n))
+    flux = rng.uniform(100, 1000, (n, 3))
+    offsets = rng.uniform(-0.5, 0.5, (n, 2))
+    seeds = [np.random.SeedSequence([7, i]) for i in range(n)]
+    kw = dict(psf_fwhm=[0.7, 0.7, 0.9], pixel_scale=0.2, stamp_size=32, sky_sigma=[1.0, 2.0, 3.0])
+    full = render.render_stamps(flux, morphology=morph, offsets=offsets, noise_seeds=seeds, **kw)
+    part = render.render_stamps(flux[5:15], morphology=morph.subset(slice(5, 15)),
+                                offsets=offsets[5:15], noise_seeds=seeds[5:15], chunk_size=3, **kw)
+    np.testing.assert_allclose(part, full[5:15], rtol=0, atol=1e-5 * np.abs(full).max())
+    noise = full - render.render_stamps(flux, morphology=morph, offsets=offsets,
+                                        **{**kw, "sky_sigma": None})
+    np.testing.assert_allclose(noise.std(axis=(0, 2, 3)), [1.0, 2.0, 3.0], rtol=0.03)
+
+
+@needs_data
+@pytest.mark.parametrize("mode", ["parametric", "realistic"])
+def test_blends_reproducible_across_chunking(mode):
+    n_full = 100 if mode == "parametric" else 30
+    full, truth = blends.make_blend_stamps(n_full, seed=11, mode=mode)
+    part, tpart = blends.make_blend_stamps(10, seed=11, start=5, mode=mode)
+    assert full.shape == (n_full, 1, 65, 65) and full.dtype == np.float32
+    np.testing.assert_array_equal(tpart["index"], np.arange(5, 15))
+    for col in ("blended", "separation_px", "flux_central", "flux_companion", "source_central"):
+        np.testing.assert_array_equal(np.asarray(tpart[col]), np.asarray(truth[col][5:15]))
+    np.testing.assert_allclose(part, full[5:15], rtol=0, atol=1e-4)
+
+
+@needs_data
+def test_blend_truth_consistent():
+    images, truth = blends.make_blend_stamps(200, seed=2, noise_sigma=10.0)
+    b = np.asarray(truth["blended"])
+    assert 0.35 < b.mean() < 0.65
+    np.testing.assert_array_equal(truth["n_sources"], 1 + b)
+    sep = np.hypot(truth["companion_dx"], truth["companion_dy"])
+    np.testing.assert_allclose(truth["separation_px"][b], sep[b])
+    np.testing.assert_array_equal(truth["near"], b & (np.nan_to_num(sep, nan=99.0) < 10.0))
+    assert np.all(np.abs(truth["companion_dx"][b]) <= 25) and np.all(np.abs(truth["companion_dy"][b]) <= 25)
+    np.testing.assert_allclose(truth["flux_ratio"][b],
+                               truth["flux_companion"][b] / truth["flux_central"][b])
+    assert np.all(np.isnan(truth["separation_px"][~b])) and not truth["near"][~b].any()
+    # Border of zeros, noise of the requested level inside.
+    border = np.ones((65, 65), bool)
+    border[7:58, 7:58] = False
+    assert np.all(images[:, 0, border] == 0)
+    assert np.median(np.abs(images[:, 0, 7:12, 7:12])) / 0.6745 == pytest.approx(10.0, rel=0.15)
+
+
+@needs_data
+def test_blend_sources_detected_where_truth_says():
+    sep_mod = pytest.importorskip("sep")
+    images, truth = blends.make_blend_stamps(120, seed=4, noise_sigma=0.0)
+    ones = 0
+    checked = 0
+    for img, row in zip(images[:, 0], truth):
+        data = np.ascontiguousarray(img, dtype=np.float64)
+        # Noiseless but with an assumed 1-count noise: a high-S/N detection problem.
+        objs = sep_mod.extract(data, thresh=5.0, err=1.0, deblend_cont=0.005, minarea=5)
+        if not row["blended"]:
+            ones += len(objs) == 1
+            continue
+        # Comparable fluxes, well apart, companion not cut by the stamp edge: sep must split them.
+        inside = max(abs(row["companion_dx"]), abs(row["companion_dy"])) < 21
+        if row["separation_px"] > 12 and 0.3 < row["flux_ratio"] < 3 and inside:
+            x, y = 32 + row["companion_dx"], 32 + row["companion_dy"]
+            d = np.hypot(objs["x"] - x, objs["y"] - y)
+            assert len(objs) >= 2 and d.min() < 3.0
+            checked += 1
+    n_iso = int((~np.asarray(truth["blended"])).sum())
+    assert ones == n_iso
+    assert checked >= 8
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError):
+        render.render_stamps([[1.0, 2.0]], [0.7], 0.2, 16)
+    with pytest.raises(ValueError):
+        render.render_stamps([[1.0]], [0.7], 0.2, 16, sky_sigma=1.0)
+    with pytest.raises(ValueError):
+        psf.make_psf("gaussian", 0.7)
+    with pytest.raises(ValueError):
+        blends.make_blend_stamps(2, seed=0, mode="fancy")

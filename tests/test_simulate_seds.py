@@ -1,0 +1,231 @@
+"""Spectral side of the survey simulator: presets, SEDs, photometry, populations, spectra."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skysort.data.flags import Flags
+from skysort.errors import InputError
+from skysort.simulate import seds
+from skysort.simulate.filters import GRID_WAVE, ab_mag, load_filter
+from skysort.simulate.population import (
+    BLOCK,
+    colour_offsets_vs_real,
+    draw_population,
+    load_sdss_specphot,
+)
+from skysort.simulate.presets import available_surveys, load_survey, shared_data_dir
+from skysort.simulate.spectra import sdss_wavelength_grid, simulate_spectra
+
+
+@pytest.fixture(scope="module")
+def sdss():
+    return load_survey("sdss")
+
+
+# ------------------------------------------------------------------------------ presets
+def test_shipped_presets_load():
+    assert {"kids", "sdss", "cfis"} <= set(available_surveys())
+    kids = load_survey("kids")
+    assert kids.band_names == ["u", "g", "r", "i", "Z", "Y", "J", "H", "Ks"]
+    assert kids.pixel_scale == 0.2 and kids.stamp_size == 64 and kids.zero_point == 30.0
+    assert kids.depth("r") == 25.0
+    cfis = load_survey("cfis")
+    assert cfis.band_names == ["r"] and cfis.stamp_size == 51 and cfis.stamp_padding == 7
+    assert cfis.noise.sigma_default == 14.5 and cfis.psf.beta == pytest.approx(4.765)
+    for name in ("kids", "sdss", "cfis"):
+        preset = load_survey(name)
+        for b in preset.band_names:
+            assert preset.filter_path(b).is_file()
+            assert preset.sky_sigma(b) > 0
+
+
+def test_sky_sigma_round_trip(sdss):
+    # Depth -> sky sigma -> depth must be the identity for both depth definitions.
+    for name in ("sdss", "kids"):
+        preset = load_survey(name)
+        for b in preset.band_names:
+            band = preset.band(b).model_copy(update={"depth": None, "sky_sigma": preset.sky_sigma(b)})
+            other = preset.model_copy(update={"bands": [band]})
+            assert other.depth(b) == pytest.approx(preset.depth(b), abs=1e-9)
+    # 5-sigma depth in counts, divided by 5, is the catalogue flux error.
+    assert sdss.flux_sigma("r") == pytest.approx(10 ** (-0.4 * (22.2 - 22.5)) / 5)
+
+
+def test_user_preset_file_and_errors(tmp_path):
+    text = (Path(load_survey("sdss").source_file)).read_text().replace("name: sdss", "name: mine")
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    assert load_survey(path).name == "mine"
+    with pytest.raises(InputError, match="no such survey preset"):
+        load_survey("no-such-survey")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\npixel_scale: -1\n")
+    with pytest.raises(InputError, match="bad.yaml"):
+        load_survey(bad)
+
+
+def test_shared_data_dir_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("SKYSORT_DATA", str(tmp_path / "missing"))
+    with pytest.raises(InputError, match="missing"):
+        shared_data_dir()
+    monkeypatch.setenv("SKYSORT_DATA", str(tmp_path))
+    assert shared_data_dir() == tmp_path
+
+
+# ----------------------------------------------------------------------------- SEDs
+def test_g2v_colour(sdss):
+    lib = seds.load_star_library()
+    flam = lib.flam[lib.index("g2v")]
+    g = ab_mag(GRID_WAVE, flam, load_filter(sdss.filter_path("g"), "g"))
+    r = ab_mag(GRID_WAVE, flam, load_filter(sdss.filter_path("r"), "r"))
+    assert g - r == pytest.approx(0.44, abs=0.05)
+
+
+def test_ab_zero_point():
+    # A flat f_nu source of 3631 Jy has AB magnitude 0 in any band.
+    filt = load_filter(shared_data_dir() / "filters/sdss/rp.pb", "r")
+    flam = 3631e-23 * 2.99792458e18 / GRID_WAVE**2
+    assert ab_mag(GRID_WAVE, flam, filt) == pytest.approx(0.0, abs=1e-3)  # 48.60 vs 3631 Jy
+
+
+def test_igm_transmission_limits():
+    wave = np.array([1000.0, 3000.0, 4000.0, 6000.0])
+    t = seds.igm_transmission(wave, 3.0)
+    assert np.all((t >= 0) & (t <= 1))
+    assert t[-1] == 1.0  # redward of Lyman-alpha at z = 3 (4863 A)
+    assert t[1] < t[2] < 1.0  # Lyman continuum absorbs more than the forest
+
+
+def test_quasar_lyman_forest_reddens_u_minus_g(sdss):
+    # Mean IGM plus sightline Lyman-limit systems: a z = 3 quasar is about 1 mag redder in
+    # u - g than one at z = 1 (the bluer-than-real value reflects SDSS's selection of
+    # z ~ 3 quasars with Lyman-limit systems, Worseck & Prochaska 2011).
+    t = draw_population(sdss, 12000, 11, class_fractions={"qso": 1})
+    ug = np.asarray(t["mag_true_u"] - t["mag_true_g"])
+    z = np.asarray(t["redshift"])
+    low = np.median(ug[(z > 0.9) & (z < 1.1)])
+    high = np.median(ug[(z > 2.9) & (z < 3.1)])
+    assert high - low > 0.8
+    # The mean-IGM SED alone also puts the forest in u at z = 3.
+    comp = seds.load_qso_components()
+    mags = {}
+    for zq in (1.0, 3.0):
+        obs = np.interp(GRID_WAVE / (1 + zq), GRID_WAVE, comp.sed()) * seds.igm_transmission(GRID_WAVE, zq)
+        mags[zq] = [ab_mag(GRID_WAVE, obs, load_filter(sdss.filter_path(b), b)) for b in "ug"]
+    assert (mags[3.0][0] - mags[3.0][1]) - (mags[1.0][0] - mags[1.0][1]) > 0.6
+
+
+# ------------------------------------------------------------------------ populations
+def test_reproducible_whatever_the_chunking(sdss):
+    full = draw_population(sdss, 100, seed=7)
+    part = draw_population(sdss, 10, seed=7, start=5)
+    for name in full.colnames:
+        a, b = np.asarray(full[name][5:15]), np.asarray(part[name])
+        if a.dtype.kind == "f":
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+            np.testing.assert_array_equal(a[~np.isnan(a)], b[~np.isnan(b)])
+        else:
+            np.testing.assert_array_equal(a, b)
+    # Across a block boundary too.
+    across = draw_population(sdss, 2 * BLOCK + 10, seed=7)
+    tail = draw_population(sdss, 20, seed=7, start=BLOCK - 10)
+    np.testing.assert_array_equal(np.asarray(across["mag_true_r"][BLOCK - 10 : BLOCK + 10]), tail["mag_true_r"])
+    other = draw_population(sdss, 100, seed=8)
+    assert not np.array_equal(np.asarray(other["mag_true_r"]), np.asarray(full["mag_true_r"]))
+
+
+def test_population_columns_and_units(sdss):
+    t = draw_population(sdss, 3000, seed=1)
+    assert set(t["label"]) == {"star", "galaxy", "qso"}
+    for b in sdss.band_names:
+        for col in ("mag_true_", "mag_", "magerr_", "flux_", "detected_"):
+            assert f"{col}{b}" in t.colnames
+        flux = sdss.zero_point - 2.5 * np.log10(np.asarray(t[f"flux_{b}"]))
+        np.testing.assert_allclose(flux, t[f"mag_true_{b}"], atol=1e-9)
+    r = np.asarray(t["mag_true_r"])
+    assert r.min() >= sdss.selection.mag_min - 1e-9 and r.max() <= sdss.selection.mag_max + 1e-9
+    gal = t[t["label"] == "galaxy"]
+    assert 0.02 <= gal["redshift"].min() and gal["redshift"].max() <= 1.5
+    assert 0.25 < np.median(gal["redshift"]) < 0.8
+    assert np.all((gal["ebv"] >= 0) & (gal["ebv"] <= 0.5))
+    qso = t[t["label"] == "qso"]
+    assert np.all((qso["redshift"] >= 0.1) & (qso["redshift"] <= 4.5))
+    star = t[t["label"] == "star"]
+    # No supergiants or bright giants (classes I, II), no O/B stars.
+    assert not any(re.fullmatch(r"[rw]?[a-z][\d.]+(i|ii)", n) for n in star["sed_name"])
+    assert not any(n.startswith(("o", "b")) for n in star["sed_name"])
+    frac = np.mean(t["label"] == "galaxy")
+    assert 0.8 < frac < 0.92
+
+
+def test_nondetections_are_nan_and_flagged(sdss):
+    t = draw_population(sdss, 4000, seed=3, mag_range=(21.5, 22.5))
+    undetected = ~np.asarray(t["detected_z"])
+    assert undetected.any()
+    assert np.all(np.isnan(t["mag_z"][undetected])) and np.all(np.isnan(t["magerr_z"][undetected]))
+    assert np.all((t["flags"][undetected] & Flags.MISSING_PHOTOMETRY) != 0)
+    snr = np.asarray(t["flux_obs_z"] / t["flux_err_z"])
+    assert np.all(snr[~undetected] >= 1.0) and np.all(snr[undetected] < 1.0)
+    for b in sdss.band_names:
+        assert np.nanmin(t[f"mag_{b}"]) > 5 and np.nanmax(t[f"mag_{b}"]) < 40  # no sentinels
+    # Errors follow the depth: S/N ~ 5 at the depth.
+    det = np.asarray(t["detected_r"]) & (np.abs(t["mag_true_r"] - 22.2) < 0.05)
+    assert np.median(t["magerr_r"][det]) == pytest.approx(1.0857 / 5, rel=0.2)
+
+
+def test_class_options(sdss):
+    bal = draw_population(sdss, 6000, seed=4, balanced=True)
+    counts = {c: np.mean(bal["label"] == c) for c in ("star", "galaxy", "qso")}
+    assert all(abs(v - 1 / 3) < 0.03 for v in counts.values())
+    ps = draw_population(sdss, 2000, seed=4, kind="pointsources")
+    assert set(ps["label"]) == {"star", "qso"}
+    only = draw_population("kids", 500, seed=4, class_fractions={"galaxy": 1})
+    assert set(only["label"]) == {"galaxy"} and "mag_Ks" in only.colnames
+    with pytest.raises(InputError):
+        draw_population(sdss, 10, seed=4, kind="pointsources", class_fractions={"galaxy": 1})
+    with pytest.raises(InputError):
+        draw_population(sdss, 10, seed=4, kind="everything")
+
+
+def test_speed(sdss):
+    draw_population(sdss, 1000, seed=0)  # tables built once per process
+    start = time.perf_counter()
+    draw_population(sdss, 100_000, seed=0)
+    per_object = (time.perf_counter() - start) / 100_000
+    assert per_object < 50e-6  # budget is 500 us including image rendering elsewhere
+
+
+def test_colours_match_real_sdss(sdss):
+    real = load_sdss_specphot()
+    assert set(real["label"]) == {"star", "galaxy", "qso"}
+    offsets = colour_offsets_vs_real(sdss, n_per_class=30000, seed=2024, real=real)
+    assert len(offsets) == 12
+    worst = offsets[np.argmax(np.abs(offsets["offset"]))]
+    assert np.all(np.abs(offsets["offset"]) < 0.15), f"worst: {worst}"
+
+
+# ---------------------------------------------------------------------------- spectra
+def test_spectra_grid_and_noise(sdss):
+    wave = sdss_wavelength_grid()
+    assert 3700 <= wave.size <= 3900
+    assert wave[0] == pytest.approx(3800, abs=1) and wave[-1] == pytest.approx(9200, abs=2)
+    np.testing.assert_allclose(np.diff(np.log10(wave)), 1e-4, rtol=1e-6)
+    t = draw_population(sdss, 40, seed=9, kind="pointsources", balanced=True)
+    sp = simulate_spectra(t, sdss, seed=9, snr=20.0)
+    assert sp["flux"].shape == (40, wave.size) and sp["ivar"].shape == (40, wave.size)
+    resid = (sp["flux"] - sp["model"]) * np.sqrt(sp["ivar"])
+    assert np.std(resid) == pytest.approx(1.0, rel=0.05)
+    # The noiseless spectrum reproduces the object's r magnitude (1e-17 erg/s/cm2/A units).
+    filt = load_filter(sdss.filter_path("r"), "r")
+    for j in range(5):
+        m = ab_mag(sp["wave"], sp["model"][j] * 1e-17, filt)
+        assert m == pytest.approx(t["mag_true_r"][j], abs=0.03)
+    # A subset gets the same noise as in the full set.
+    sub = simulate_spectra(t[3:5], sdss, seed=9, snr=20.0)
+    np.testing.assert_array_equal(sub["flux"], sp["flux"][3:5])
