@@ -188,6 +188,49 @@ def import_command(
     _print_stampset_summary(summary, time.perf_counter() - start)
 
 
+class SimKind(str, Enum):
+    sources = "sources"
+    pointsources = "pointsources"
+    blends = "blends"
+
+
+class SimMode(str, Enum):
+    parametric = "parametric"
+    realistic = "realistic"
+
+
+@app.command("simulate")
+def simulate_command(
+    out: Annotated[Path, typer.Option("--out", help="Output stamp set (.h5).")],
+    survey: Annotated[str, typer.Option("--survey", help="Survey preset (kids, sdss, cfis) or a preset YAML file.")] = "kids",
+    kind: Annotated[SimKind, typer.Option("--kind", help="sources: stars, galaxies, quasars; pointsources: stars and quasars with spectra; blends: isolated / blended galaxies (cfis).")] = SimKind.sources,
+    n: Annotated[int, typer.Option("--n", help="Number of objects.")] = 10000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; object i depends only on (seed, i).")] = 0,
+    balanced: Annotated[bool, typer.Option("--balanced", help="Equal numbers of each class.")] = False,
+    mode: Annotated[SimMode, typer.Option("--mode", help="Galaxy morphologies: COSMOS parametric fits, or real COSMOS HST images.")] = SimMode.parametric,
+    noise_sigma: Annotated[Optional[float], typer.Option("--noise-sigma", help="Sky noise per pixel in counts, every band (default: the preset's).")] = None,
+    spectra_snr: Annotated[float, typer.Option("--spectra-snr", help="Median S/N per pixel of point-source spectra.")] = 10.0,
+    workers: Annotated[int, typer.Option("--workers", help="Parallel processes (the output does not depend on it).")] = 1,
+    plots: Annotated[Optional[Path], typer.Option("--plots", help="Write validation plots (colour-colour, magnitudes, mosaics) to this folder.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Simulate a labelled stamp set of a survey: stars, galaxies, quasars, point sources or blends."""
+    from ._progress import progress_bar
+    from .simulate.simulator import SimulationConfig, simulate
+
+    start = time.perf_counter()
+    config = SimulationConfig(survey=survey, kind=kind.value, seed=seed, balanced=balanced, mode=mode.value,
+                              noise_sigma=noise_sigma, spectra_snr=spectra_snr)
+    with progress_bar(n, "simulating", enabled=not quiet) as advance:
+        stamps = simulate(config, n, out, workers=workers, progress=advance)
+    _print_stampset_summary(stamps.summary(), time.perf_counter() - start)
+    if plots:
+        from .evaluation.plots import plot_stampset_overview
+
+        for path in plot_stampset_overview(stamps, plots):
+            console.print(f"plot: {path}")
+
+
 def _describe_file(path: Path) -> dict[str, Any]:
     """Summarise a stamp set, model, image or catalogue, whichever ``path`` is."""
     import h5py
