@@ -41,7 +41,9 @@ def make_tile(folder: Path, band: str, shape=(120, 150), shift=(0.0, 0.0), nan_p
     header["BUNIT"] = "nanomaggy"
     path = folder / f"tile-{band}{suffix}"
     hdu = fits.PrimaryHDU(data, header)
-    if suffix.endswith(".bz2"):
+    if suffix.endswith(".fz"):
+        fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, header)]).writeto(path)
+    elif suffix.endswith(".bz2"):
         raw = folder / f"tile-{band}.fits"
         hdu.writeto(raw)
         path.write_bytes(bz2.compress(raw.read_bytes()))
@@ -115,6 +117,31 @@ def test_cutout_reads_bz2_and_band_order(tmp_path, capsys):
     code, _, err = run(["cutout", "--images", tmp_path / "tile-*.fits.bz2", "--catalog", catalog, "--out", out, "--size", 16, "--quiet", "--bands", "i,r,g"], capsys)
     assert code == 0, err
     assert StampSet.open(out).meta.bands == ("i", "r", "g")
+
+
+@pytest.mark.parametrize("suffix", [".fits.gz", ".fits.fz"])
+def test_cutout_reads_gzip_and_tile_compressed(tmp_path, capsys, suffix):
+    make_tile(tmp_path, "r")
+    catalog = make_catalog(tmp_path)
+    (tmp_path / "tile-r.fits").unlink()
+    for band in "gr":
+        make_tile(tmp_path, band, suffix=suffix)
+    out = tmp_path / "s.h5"
+    code, _, err = run(["cutout", "--images", tmp_path / f"tile-*{suffix}", "--catalog", catalog, "--out", out, "--size", 16, "--quiet"], capsys)
+    assert code == 0, err
+    stamps = StampSet.open(out)
+    assert stamps.meta.bands == ("g", "r") and np.isfinite(stamps.read_images([0])).all()
+
+
+def test_cutout_from_pixel_positions_of_a_reference_band(tile_dir, capsys):
+    (tile_dir / "pixels.csv").write_text("xr,yr,label\n40,50,star\n100,60,galaxy\n")
+    out = tile_dir / "s.h5"
+    code, _, err = run(cutout_args(tile_dir, out, "tile-*.fits", "pixels.csv", "--mapping", "x=xr,y=yr,label=label,reference_band=r"), capsys)
+    assert code == 0, err
+    assert run(cutout_args(tile_dir, tile_dir / "t.h5"), capsys)[0] == 0
+    stamps, by_sky = StampSet.open(out), StampSet.open(tile_dir / "t.h5")
+    np.testing.assert_allclose(stamps.column("ra"), by_sky.column("ra")[:2], atol=1e-9)
+    np.testing.assert_allclose(stamps.images(), by_sky.images()[:2], rtol=1e-5, atol=1e-5)
 
 
 def test_missing_band_file(tile_dir, capsys):

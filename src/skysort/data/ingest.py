@@ -232,6 +232,8 @@ def cutout(
                 warn(tile.path, message)
             else:
                 warnings.warn(f"{tile.path}: {message}", stacklevel=2)
+    # x/y positions refer to the band the catalogue's mapping names, unless the user overrides it.
+    reference_band = reference_band or table.meta.get("reference_band")
     return cutout_to_stampset(tiles, table, out, size=size, reference_band=reference_band, survey=survey,
                               catalog_path=catalog, command=command, progress=progress)
 

@@ -134,7 +134,8 @@ def _real_k(lib, index, scale, rotation, flip, kx, ky):
     return np.where(inside, val, 0).astype(np.complex64)
 
 
-@functools.lru_cache(maxsize=64)
+# A set holds 5 PSF variants x up to 9 band FWHMs x a few FFT sizes: 64 entries thrashed.
+@functools.lru_cache(maxsize=512)
 def _psf_k(kind, fwhm, g1, g2, beta, pixel_scale, npad):
     """PSF transform times pixel response on the rfft grid of an npad x npad image, complex64."""
     dk = 2.0 * np.pi / (npad * pixel_scale)

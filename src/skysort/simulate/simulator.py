@@ -35,7 +35,13 @@ KINDS = ("sources", "pointsources", "blends")
 MODES = ("parametric", "realistic")
 
 #: Streams of per-object random numbers, kept apart so that adding one never shifts another.
-_STREAM_MORPHOLOGY, _STREAM_NOISE, _STREAM_OFFSET = 11, 12, 13
+_STREAM_MORPHOLOGY, _STREAM_NOISE, _STREAM_OFFSET, _STREAM_PSF = 11, 12, 13, 14
+
+#: PSF variation: each object is observed under one of a few PSFs (FWHM offsets of -1.5 .. +1.5
+#: times the preset's ``fwhm_scatter``, each with its own small random shear). A handful of
+#: distinct PSFs keeps the renderer's PSF caches effective while spreading the training data
+#: over the seeing range of a survey.
+_PSF_LEVELS = np.linspace(-1.5, 1.5, 5)
 
 #: Log-normal scatter of galaxy half-light radius at fixed magnitude (dex).
 _SIZE_SCATTER_DEX = 0.2
@@ -91,6 +97,19 @@ def _object_seeds(seed: int, indices: np.ndarray, stream: int) -> np.ndarray:
     return np.array([np.random.SeedSequence([seed, int(i), stream]).generate_state(1)[0] for i in indices], dtype=np.uint64)
 
 
+def psf_variants(preset: SurveyPreset, seed: int) -> list[dict[str, Any]]:
+    """The PSFs of a simulated set: per variant, FWHM per band (arcsec) and shear (g1, g2)."""
+    from .psf import random_psf_shear
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, _STREAM_PSF]))
+    variants = []
+    for level in _PSF_LEVELS:
+        g1, g2 = random_psf_shear(rng, sigma=preset.psf.ellipticity_sigma)
+        fwhm = {b: max(0.3 * preset.band(b).psf_fwhm, preset.band(b).psf_fwhm + level * preset.psf.fwhm_scatter) for b in preset.band_names}
+        variants.append({"fwhm": fwhm, "g1": g1, "g2": g2})
+    return variants
+
+
 def _flux_unit(preset: SurveyPreset) -> str:
     return "nanomaggy" if abs(preset.zero_point - 22.5) < 1e-9 else "count"
 
@@ -115,28 +134,44 @@ def _render_sources(preset: SurveyPreset, population: Table, config: SimulationC
         "morphology": np.full(n, "point", dtype=object), "cosmos_row": np.full(n, -1, np.int64),
     }
     labels = np.asarray(population["label"]).astype(str)
-    galaxies = np.flatnonzero(labels == "galaxy")
-    points = np.flatnonzero(labels != "galaxy")
-    render_options = dict(pixel_scale=preset.pixel_scale, stamp_size=size, sky_sigma=sky, psf_kind=preset.psf.model,
-                          psf_beta=preset.psf.beta if preset.psf.model == "moffat" else None)
-    if points.size:
-        images[points] = render_stamps(fluxes[points], psf_fwhm, offsets=offsets[points], noise_seeds=noise_seeds[points], **render_options)
-    if galaxies.size:
-        rngs = _object_rngs(config.seed, indices[galaxies], _STREAM_MORPHOLOGY)
-        selection_mag = np.asarray(population[f"mag_true_{preset.selection.band}"], float)[galaxies]
+    is_galaxy = labels == "galaxy"
+    variants = psf_variants(preset, config.seed)
+    psf_choice = np.array([rng.integers(len(variants)) for rng in _object_rngs(config.seed, indices, _STREAM_PSF)], dtype=np.int64)
+    galaxy_rows = np.flatnonzero(is_galaxy)
+    morphology = None
+    if galaxy_rows.size:
+        rngs = _object_rngs(config.seed, indices[galaxy_rows], _STREAM_MORPHOLOGY)
+        selection_mag = np.asarray(population[f"mag_true_{preset.selection.band}"], float)[galaxy_rows]
         # Size from a size-magnitude relation, drawn from each object's own generator.
         scatter = np.array([rng.standard_normal() for rng in rngs])
         target_hlr = np.clip(median_half_light_radius(selection_mag) * 10.0 ** (_SIZE_SCATTER_DEX * scatter), 0.05, 3.0)
         sampler = sample_real if config.mode == "realistic" else sample_parametric
         morphology, rows = sampler(rngs, target_hlr=target_hlr)
-        images[galaxies] = render_stamps(fluxes[galaxies], psf_fwhm, morphology=morphology, offsets=offsets[galaxies],
-                                         noise_seeds=noise_seeds[galaxies], **render_options)
-        truth["hlr_arcsec"][galaxies] = target_hlr
-        truth["morphology"][galaxies] = "real" if config.mode == "realistic" else "parametric"
-        truth["cosmos_row"][galaxies] = rows
+        truth["hlr_arcsec"][galaxy_rows] = target_hlr
+        truth["morphology"][galaxy_rows] = "real" if config.mode == "realistic" else "parametric"
+        truth["cosmos_row"][galaxy_rows] = rows
         if config.mode == "parametric":
             # The light-weighted Sersic index of bulge+disc fits: a compact summary for users.
-            truth["sersic_n"][galaxies] = np.sum(morphology.n * morphology.frac, axis=1)
+            truth["sersic_n"][galaxy_rows] = np.sum(morphology.n * morphology.frac, axis=1)
+    galaxy_position = np.full(n, -1, dtype=np.int64)
+    galaxy_position[galaxy_rows] = np.arange(galaxy_rows.size)
+    psf_kind = preset.psf.model
+    psf_beta = preset.psf.beta if psf_kind == "moffat" else None
+    for v, variant in enumerate(variants):
+        psf_fwhm = np.array([variant["fwhm"][b] for b in bands])
+        options = dict(pixel_scale=preset.pixel_scale, stamp_size=size, sky_sigma=sky, psf_kind=psf_kind, psf_beta=psf_beta,
+                       psf_g1=variant["g1"], psf_g2=variant["g2"])
+        for galaxy in (False, True):
+            chosen = np.flatnonzero((psf_choice == v) & (is_galaxy == galaxy))
+            if not chosen.size:
+                continue
+            shapes = morphology.subset(galaxy_position[chosen]) if galaxy else None
+            images[chosen] = render_stamps(fluxes[chosen], psf_fwhm, morphology=shapes, offsets=offsets[chosen],
+                                           noise_seeds=noise_seeds[chosen], **options)
+    reference = preset.selection.band
+    truth["psf_fwhm_arcsec"] = np.array([variants[k]["fwhm"][reference] for k in psf_choice], dtype=np.float32)
+    truth["psf_g1"] = np.array([variants[k]["g1"] for k in psf_choice], dtype=np.float32)
+    truth["psf_g2"] = np.array([variants[k]["g2"] for k in psf_choice], dtype=np.float32)
     truth["morphology"] = truth["morphology"].astype(str)
     return images, truth
 
@@ -152,8 +187,10 @@ def simulate_block(config: SimulationConfig, start: int, n: int) -> tuple[np.nda
 
         preset = load_survey(config.survey)
         sigma = _blend_noise(config, preset)
+        # One PSF per blend set (as one CFIS exposure), with a small random shear from the seed.
+        psf = psf_variants(preset, config.seed)[len(_PSF_LEVELS) // 2]
         images, truth = make_blend_stamps(n, config.seed, start=start, mode=config.mode, noise_sigma=sigma,
-                                          psf_fwhm=preset.band(preset.band_names[0]).psf_fwhm,
+                                          psf_fwhm=psf["fwhm"][preset.band_names[0]], psf_g1=psf["g1"], psf_g2=psf["g2"],
                                           zero_point=preset.zero_point)
         columns = {name: np.asarray(truth[name]) for name in truth.colnames}
         columns["id"] = columns.pop("index")
@@ -199,6 +236,7 @@ def _stamp_meta(config: SimulationConfig, preset: SurveyPreset, n: int, block: i
             "simulation": dataclasses.asdict(config) | {"n": n, "block": block},
             "sky_sigma": sky,
             "psf_model": preset.psf.model_dump(),
+            "psf_variants": psf_variants(preset, config.seed)[len(_PSF_LEVELS) // 2 : len(_PSF_LEVELS) // 2 + 1] if config.kind == "blends" else psf_variants(preset, config.seed),
             "colour_gradients": "ignored: one morphology per source, flux scaled per band",
         },
     )
