@@ -15,6 +15,7 @@ from skysort.simulate import seds
 from skysort.simulate.filters import GRID_WAVE, ab_mag, load_filter
 from skysort.simulate.population import (
     BLOCK,
+    PopulationModel,
     colour_offsets_vs_real,
     draw_population,
     load_sdss_specphot,
@@ -197,6 +198,50 @@ def test_class_options(sdss):
         draw_population(sdss, 10, seed=4, kind="pointsources", class_fractions={"galaxy": 1})
     with pytest.raises(InputError):
         draw_population(sdss, 10, seed=4, kind="everything")
+
+
+def test_quasar_hosts(sdss):
+    """Low-z quasars get a host: redder, fluxes split AGN + host, nothing else changes."""
+    kwargs = dict(class_fractions={"qso": 1}, mag_range=(20.0, 22.0))
+    t = draw_population(sdss, 4000, 21, **kwargs)
+    bare = draw_population(sdss, 4000, 21, model=PopulationModel(qso_host=False), **kwargs)
+    z = np.asarray(t["redshift"])
+    low = z < 0.7
+    assert low.sum() > 100 and (~low).sum() > 100
+    frac = np.asarray(t["host_fraction_r"])
+    # Hosts only below z = 0.7, and with plausible fractions for faint quasars.
+    assert np.all(frac[~low] == 0) and np.all(np.asarray(t["host_sed_name"])[~low] == "")
+    assert np.all((frac[low] > 0) & (frac[low] < 1))
+    assert 0.1 < np.median(frac[low]) < 0.6
+    assert set(np.asarray(t["host_sed_name"])[low]) <= set(PopulationModel().qso_host_templates)
+    # The host stream is separate: redshifts, slopes, magnitudes in r are unchanged.
+    for name in ("redshift", "qso_dalpha", "mag_true_r", "ebv_mw"):
+        np.testing.assert_array_equal(np.asarray(t[name]), np.asarray(bare[name]))
+    for b in sdss.band_names:
+        host = np.asarray(t[f"host_flux_{b}"])
+        total = np.asarray(t[f"flux_{b}"])
+        assert np.all(host[~low] == 0) and np.all(np.asarray(bare[f"host_flux_{b}"]) == 0)
+        # flux_b is AGN + host, and the AGN part is the host-less quasar scaled by 1 - f_r.
+        agn = total - host
+        np.testing.assert_allclose(agn[low], (1 - frac[low]) * np.asarray(bare[f"flux_{b}"])[low], rtol=1e-9)
+        np.testing.assert_allclose(total, 10 ** (-0.4 * (np.asarray(t[f"mag_true_{b}"]) - sdss.zero_point)), rtol=1e-9)
+    np.testing.assert_allclose(np.asarray(t["host_flux_r"] / t["flux_r"]), frac, rtol=1e-12)
+    # Hosts redden low-z quasars (at z = 0.3 in g-r especially); high-z ones are untouched.
+    gr = np.asarray(t["mag_true_g"] - t["mag_true_r"])
+    gr_bare = np.asarray(bare["mag_true_g"] - bare["mag_true_r"])
+    near = np.abs(z - 0.3) < 0.1
+    assert near.sum() > 10 and np.all(gr[near] > gr_bare[near]) and np.median(gr[near] - gr_bare[near]) > 0.1
+    np.testing.assert_array_equal(gr[~low], gr_bare[~low])
+
+
+def test_host_fraction_falls_with_luminosity(sdss):
+    t = draw_population(sdss, 6000, 5, class_fractions={"qso": 1}, mag_range=(16.0, 22.5))
+    low = np.asarray(t["redshift"]) < 0.7
+    r = np.asarray(t["mag_true_r"])[low]
+    frac = np.asarray(t["host_fraction_r"])[low]
+    assert np.median(frac[r < 20]) < np.median(frac[r > 21])
+    with pytest.raises(InputError, match="host templates"):
+        draw_population(sdss, 10, 5, model=PopulationModel(qso_host_templates=("NoSuch",)))
 
 
 def test_colours_match_real_sdss(sdss):

@@ -113,3 +113,54 @@ def test_cli_simulate_with_plots(tmp_path, capsys):
     code = main(["simulate", "--survey", "nowhere", "--n", "5", "--out", str(tmp_path / "x.h5"), "--quiet"])
     assert code == 2 and "nowhere" in capsys.readouterr().err
     assert not (tmp_path / "x.h5").exists()
+
+
+def _second_moment(images):
+    """Flux-weighted <r^2> about the stamp centre, pixels^2, per stamp."""
+    h, w = images.shape[-2:]
+    yy, xx = np.mgrid[:h, :w]
+    r2 = (xx - (w - 1) / 2) ** 2 + (yy - (h - 1) / 2) ** 2
+    return (images * r2).sum(axis=(-2, -1)) / images.sum(axis=(-2, -1))
+
+
+def test_quasar_hosts_in_stamps():
+    """A host quasar's stamp holds flux_<b> and is more extended than a bare one's."""
+    from skysort.simulate.population import draw_population
+    from skysort.simulate.presets import load_survey
+    from skysort.simulate.simulator import _render_sources
+
+    preset = load_survey("kids")
+    config = SimulationConfig(survey="kids", kind="sources", seed=5, noise_sigma=0.0)
+    pop = draw_population(preset, 400, 5, class_fractions={"qso": 1}, mag_range=(19.0, 20.0))
+    low = np.asarray(pop["redshift"]) < 0.7
+    assert low.sum() >= 5
+    images, truth = _render_sources(preset, pop, config)
+    assert np.all(truth["morphology"][low] == "point+host") and np.all(truth["morphology"][~low] == "point")
+    assert np.all(truth["host_hlr_arcsec"][low] > 0) and np.all(truth["host_hlr_arcsec"][~low] == 0)
+    assert np.all(truth["host_cosmos_row"][~low] == -1) and np.all(truth["host_cosmos_row"][low] >= 0)
+    r = preset.band_names.index("r")
+    flux = np.asarray(pop["flux_r"])
+    # Noiseless stamps: AGN + host add up to the catalogue flux; only the far wings of the
+    # host (Sersic tails up to n = 6) may fall beyond the 64-pixel stamp.
+    missing = flux - images[:, r].sum(axis=(1, 2))
+    host = np.asarray(pop["host_flux_r"])
+    assert np.all(missing > -1e-4 * flux) and np.all(missing <= 0.2 * host + 1e-4 * flux)
+    assert np.median(missing[low] / host[low]) < 0.02
+    np.testing.assert_allclose(images[~low, r].sum(axis=(1, 2)), flux[~low], rtol=1e-4)
+    # The same objects without hosts: the AGN gets all the flux and the stamp is a PSF.
+    bare = pop.copy()
+    for b in preset.band_names:
+        bare[f"host_flux_{b}"] = 0.0
+    bare_images, bare_truth = _render_sources(preset, bare, config)
+    assert np.all(bare_truth["morphology"] == "point")
+    np.testing.assert_array_equal(bare_images[~low], images[~low])
+    extended = _second_moment(images[low, r]) > 1.05 * _second_moment(bare_images[low, r])
+    assert extended.mean() > 0.8
+
+
+def test_host_quasars_reproducible_whatever_the_blocks(tmp_path):
+    config = SimulationConfig(survey="sdss", kind="pointsources", seed=3, balanced=True)
+    one = simulate(config, 64, tmp_path / "one.h5", workers=1, block=64)
+    assert np.any(np.asarray(one.table["morphology"]) == "point+host")
+    part = simulate(config, 64, tmp_path / "part.h5", workers=2, block=9)
+    assert same_stampsets(one, part)

@@ -26,6 +26,15 @@ Quasars
     strength, SMC-law reddening (mean E(B-V) 0.03, Hopkins et al. 2004); the Inoue (2014) mean IGM transmission plus, per sightline, the nearest opaque
     Lyman-limit system drawn from l(z) = 0.25 (1+z)**1.14 (Ribaudo et al. 2011). Redshift
     log-normal (median 1.6) in 0.1-4.5; counts a double power law (break at 19.3).
+Quasar hosts
+    Below z = 0.7 (``PopulationModel.qso_host``, on by default) a quasar's light is the AGN
+    plus an early/intermediate-type host (COSMOS Ell5-Ell7, S0, Sa, Sb templates, dust free)
+    at the quasar's redshift. The host-to-AGN ratio at rest-frame 5100 A follows the mean
+    relation of Shen et al. (2011) with the total 5100 A luminosity, corrected from the 3"
+    fibre to the whole host, with log-normal scatter, and is carried to the selection band
+    with the two SEDs (see :func:`_qso_hosts`). The
+    selection-band magnitude is that of the sum, so hosts make low-z quasars redder at a given
+    magnitude, as in real SDSS quasars whose light is measured in apertures that hold the host.
 
 All objects get Milky Way extinction E(B-V) from an exponential of mean
 ``survey.galactic_ebv_mean`` (CCM law), so that the catalogue is, like real ones, not
@@ -52,7 +61,7 @@ from scipy.special import ndtri
 
 from ..errors import InputError
 from . import seds
-from .filters import GRID_WAVE, band_matrix, load_filter
+from .filters import C_ANGSTROM_PER_S, GRID_WAVE, band_matrix, load_filter
 from .photometry import observe
 from .presets import SurveyPreset, load_survey
 
@@ -82,6 +91,10 @@ DEFAULT_CLASS_FRACTIONS = {
 
 _N_UNIFORM = 10  # random columns per object; fixed so that streams never shift
 _GAL_GROUPS = ("red", "spiral", "starburst")
+# Block random streams (stream 0: uniforms, 1: photometric noise); hosts get their own so
+# that switching them on or off leaves every other drawn quantity unchanged.
+_STREAM_HOST = 2
+_N_HOST_UNIFORM = 2
 
 
 @dataclass(frozen=True)
@@ -176,6 +189,28 @@ class PopulationModel:
         Mean of the truncated-exponential SMC-law E(B-V) of quasars (0-0.3) [mag].
     lls_norm, lls_gamma : float
         Lyman-limit systems per unit redshift: lls_norm (1+z)**lls_gamma.
+    qso_host : bool
+        Give quasars below ``qso_host_z_max`` a host galaxy (default True). With False every
+        quasar is a pure AGN and its ``host_*`` columns are zero; nothing else changes.
+    qso_host_z_max : float
+        Quasars at z below this have hosts; must not exceed ``galaxy_z_range[1]``.
+    qso_host_templates : tuple of str
+        COSMOS templates the host SED is drawn from (uniformly, no dust). Default the young
+        ellipticals, S0 and early spirals: low-z AGN live in massive, bulge-dominated galaxies
+        with somewhat young stellar populations (Kauffmann et al. 2003).
+    qso_host_ratio_sigma : float
+        Log-normal scatter of the host-to-AGN flux ratio around the mean relation [dex].
+    qso_host_ratio_min : float
+        Floor of the mean host-to-AGN ratio at 5100 A, for the most luminous quasars, where
+        the Shen et al. (2011) relation falls to zero.
+    qso_host_logl_min : float
+        log10 of the smallest total 5100 A luminosity [erg s-1] at which the relation is
+        evaluated; fainter AGN get its value there (no extrapolation of the cubic fit).
+    qso_host_aperture : float
+        Total host light over the host light in a 3" SDSS fibre, which the Shen et al.
+        (2011) relation refers to. A host of half-light radius ~1" (5-6 kpc at z = 0.3-0.5)
+        seen in 1.4" seeing puts about 55-60 % of its light in the fibre, hence 1.7; the
+        catalogue and image fluxes are totals.
     """
 
     star_mix_bright: dict[str, float] = field(default_factory=_default_star_bright)
@@ -196,6 +231,15 @@ class PopulationModel:
     qso_ebv_mean: float = 0.03
     lls_norm: float = 0.25
     lls_gamma: float = 1.14
+    qso_host: bool = True
+    qso_host_z_max: float = 0.7
+    qso_host_templates: tuple[str, ...] = (
+        "Ell5_A_0", "Ell6_A_0", "Ell7_A_0", "S0_A_0", "Sa_A_0", "Sa_A_1", "Sb_A_0", "Sb_A_1",
+    )
+    qso_host_ratio_sigma: float = 0.2
+    qso_host_ratio_min: float = 0.05
+    qso_host_logl_min: float = 43.5
+    qso_host_aperture: float = 1.7
 
     def key(self) -> str:
         """Stable hash of the parameters (for table caching)."""
@@ -319,6 +363,38 @@ class _Tables:
         cw = w * flat[None, :]
         above = np.cumsum(cw[:, ::-1], axis=1)[:, ::-1]
         self.frac_above = above / above[:, :1]
+
+        # Quasar hosts: ratio of the selection-band mean f_nu to the monochromatic f_nu at
+        # rest-frame 5100 A, observed at 5100 (1+z) (both carry the same 1/(1+z) of the
+        # redshifted f_lambda), for the host templates and for the quasar composite. The
+        # composite is the mean *total* spectrum of SDSS quasars (host light included), so
+        # it also converts a quasar's total magnitude into its 5100 A luminosity.
+        def rest_fnu_5100(flam):
+            win = (GRID_WAVE > 5080.0) & (GRID_WAVE < 5120.0)
+            return np.mean(flam[..., win], axis=-1) * 5100.0**2 / C_ANGSTROM_PER_S
+
+        if model.qso_host:
+            if model.qso_host_z_max > model.galaxy_z_range[1]:
+                raise InputError(
+                    "population model", "qso_host_z_max must not exceed galaxy_z_range[1]"
+                )
+            names = list(gal.names)
+            unknown = [t for t in model.qso_host_templates if t not in names]
+            if unknown or not model.qso_host_templates:
+                raise InputError("population model", f"unknown or no host templates {unknown}")
+            ht = np.array([names.index(t) for t in model.qso_host_templates])
+            self.host_t = ht
+            self.host_names = self.gal_names[ht]
+            host_sel = table[ht, 0, :, self.sel]  # (n_host, z)
+            self.host_ln_s5100 = np.log(
+                np.clip(host_sel, 1e-300, None)
+                / (rest_fnu_5100(gal.flam[ht])[:, None] * (1.0 + zgrid)[None, :])
+            )
+            s0 = int(np.argmin(np.abs(_QSO_SLOPES)))
+            agn_sel = qt[0, s0, :, self.sel] + qt[0, -1, :, self.sel]
+            self.qso_ln_s5100 = np.log(
+                np.clip(agn_sel, 1e-300, None) / (rest_fnu_5100(q.sed()) * (1.0 + qz))
+            )
 
 
 _TABLE_CACHE: dict[tuple[str, str], _Tables] = {}
@@ -508,6 +584,99 @@ def _qsos(u, mags, tab, model):
     }
 
 
+#: log10(4 pi (10 pc)^2 [cm^2] * 3631 Jy [erg s-1 cm-2 Hz-1]): AB magnitude at distance
+#: modulus DM to log10 L_nu [erg s-1 Hz-1] via + 0.4 (DM - m).
+_LOG_LNU_AB = float(np.log10(4 * np.pi * 3.0857e19**2 * 3631e-23))
+
+
+def _shen_host_ratio(log_l5100):
+    """Mean host-to-AGN flux ratio at rest-frame 5100 A (Shen et al. 2011, ApJS 194, 45, eq. 1).
+
+    Parameters
+    ----------
+    log_l5100 : numpy.ndarray
+        log10 of the total (AGN + host) lambda L_lambda at 5100 A [erg s-1].
+
+    Returns
+    -------
+    numpy.ndarray
+        L_host / L_AGN at 5100 A: the cubic fit to the Vanden Berk et al. (2006) spectral
+        decompositions of SDSS quasars, 0.8052 - 1.5502 x + 0.9121 x^2 - 0.1577 x^3 with
+        x = log10(L / 1e44), which reaches zero at L = 10**45.053 (clipped at 0 above).
+    """
+    x = np.minimum(np.asarray(log_l5100, dtype=float) - 44.0, 1.053)
+    return np.clip(0.8052 - 1.5502 * x + 0.9121 * x**2 - 0.1577 * x**3, 0.0, None)
+
+
+def _qso_hosts(uh, z, mag_sel, agn_colour, dm, tab, model):
+    """Add host galaxies to quasars.
+
+    The host-to-AGN ratio at rest 5100 A is the Shen et al. (2011) mean relation
+    (:func:`_shen_host_ratio`) at the quasar's total 5100 A luminosity, floored at
+    ``model.qso_host_ratio_min``, with the luminosity held at ``model.qso_host_logl_min`` or
+    above, times ``model.qso_host_aperture`` (the relation counts the host light in a 3"
+    fibre; catalogue and image fluxes are totals) and a log-normal scatter of
+    ``model.qso_host_ratio_sigma`` dex. It is carried from 5100 A to the selection band with
+    the host template and the quasar composite. In the ``sdss`` preset the median host
+    fraction in r of z < 0.7 quasars is then ~4 % at r < 19, ~14 % at r = 19-20, ~30 % at
+    r = 20-21 and ~50 % at r = 21-22.5 (10-90 % range ~0.3-0.7 there), i.e. the 10-50 %
+    that image decompositions find for moderate-luminosity low-z quasars, rising to host
+    dominance for Seyfert-like luminosities.
+
+    Parameters
+    ----------
+    uh : numpy.ndarray, shape (n, 2)
+        Uniform random numbers: host template, ratio scatter.
+    z : numpy.ndarray, shape (n,)
+        Quasar redshifts (within the galaxy redshift grid).
+    mag_sel : numpy.ndarray, shape (n,)
+        Total selection-band AB magnitude without Milky Way extinction.
+    agn_colour : numpy.ndarray, shape (n, n_bands)
+        AGN magnitudes minus the selection-band magnitude.
+    dm : numpy.ndarray, shape (n,)
+        Distance modulus [mag].
+    tab : _Tables
+    model : PopulationModel
+
+    Returns
+    -------
+    dict
+        ``colour`` (n, n_bands): total (AGN + host) magnitudes minus the selection-band one;
+        ``share`` (n, n_bands): host fraction of the total flux in each band (dimensionless);
+        ``sed_name``: host template names.
+    """
+    nh = tab.host_t.size
+    t = np.minimum((uh[:, 0] * nh).astype(int), nh - 1)
+    zi, zf = _interp_axis(tab.gal_lnz, np.log1p(z))
+    qi, qf = _interp_axis(tab.qso_lnz, np.log1p(z))
+    ln_s_host = (1 - zf) * tab.host_ln_s5100[t, zi] + zf * tab.host_ln_s5100[t, zi + 1]
+    ln_s_agn = (1 - qf) * tab.qso_ln_s5100[qi] + qf * tab.qso_ln_s5100[qi + 1]
+    # lambda L_lambda(5100) = 4 pi d_L^2 nu_obs f_nu(nu_obs), nu_obs = c / (5100 (1+z)); the
+    # composite converts the band's mean f_nu into f_nu(nu_obs).
+    log_fnu = -0.4 * mag_sel - ln_s_agn / np.log(10)
+    log_nu = np.log10(C_ANGSTROM_PER_S / (5100.0 * (1.0 + z)))
+    log_l = _LOG_LNU_AB + 0.4 * dm + log_fnu + log_nu
+    ratio = np.maximum(
+        _shen_host_ratio(np.maximum(log_l, model.qso_host_logl_min)), model.qso_host_ratio_min
+    )
+    ratio = ratio * model.qso_host_aperture * 10 ** (
+        model.qso_host_ratio_sigma * ndtri(np.clip(uh[:, 1], 1e-12, 1 - 1e-12))
+    )
+    ratio_sel = ratio * np.exp(ln_s_host - ln_s_agn)
+    frac = ratio_sel / (1.0 + ratio_sel)
+    gt = tab.host_t[t]
+    c = tab.gal_colour
+    host_colour = (1 - zf)[:, None] * c[gt, 0, zi] + zf[:, None] * c[gt, 0, zi + 1]
+    agn = (1.0 - frac)[:, None] * 10 ** (-0.4 * agn_colour)
+    host = frac[:, None] * 10 ** (-0.4 * host_colour)
+    total = agn + host
+    return {
+        "colour": -2.5 * np.log10(total),
+        "share": host / total,
+        "sed_name": tab.host_names[t],
+    }
+
+
 def _resolve_fractions(kind, balanced, class_fractions):
     if kind not in DEFAULT_CLASS_FRACTIONS:
         raise InputError("kind", f"must be 'sources' or 'pointsources', not {kind!r}")
@@ -572,9 +741,13 @@ def draw_population(
         One row per object: ``index``, ``label`` (star/galaxy/qso), ``class_id`` (position in
         :data:`CLASS_LABELS`), ``redshift``, ``sed_name``, ``ebv`` (intrinsic: Calzetti for galaxies, SMC for quasars, mag),
         ``ebv_mw`` (Milky Way, mag), ``abs_mag`` (galaxies, selection band, NaN otherwise),
-        ``qso_dalpha``, ``qso_line_scale``, ``z_lls`` (quasars, NaN otherwise), and per band
-        ``b``: ``mag_true_b`` [AB], ``flux_b`` (true total image flux [counts] at the preset
-        zero point), ``mag_b`` and ``magerr_b`` (observed, NaN when not detected),
+        ``qso_dalpha``, ``qso_line_scale``, ``z_lls`` (quasars, NaN otherwise),
+        ``host_sed_name`` (COSMOS template of a quasar's host, "" without one),
+        ``host_fraction_<s>`` (host share of the flux in the selection band ``s``, 0 without a
+        host), and per band ``b``: ``mag_true_b`` [AB] and ``flux_b`` (true total image flux
+        [counts] at the preset zero point; for quasars AGN + host), ``host_flux_b`` (the
+        host's part of ``flux_b`` [counts], 0 without a host; the AGN has the rest),
+        ``mag_b`` and ``magerr_b`` (observed, NaN when not detected),
         ``detected_b``, ``flux_obs_b`` and ``flux_err_b`` (noisy flux and its 1-sigma error
         [counts], kept also for non-detections); and ``flags`` (:class:`skysort.data.flags.Flags`). ``meta`` holds the
         survey name, seed, zero point and flux unit.
@@ -631,6 +804,18 @@ def draw_population(
             z_lls[rows] = out["z_lls"]
 
     ebv_mw = _truncated_exponential(u[:, 6], survey.galactic_ebv_mean, 5 * survey.galactic_ebv_mean + 1e-6)
+    host_share = np.zeros((n, nb))
+    host_name = np.full(n, "", dtype=object)
+    if model.qso_host:
+        hrows = np.nonzero((labels == "qso") & (redshift < model.qso_host_z_max))[0]
+        if hrows.size:
+            uh = _block_randoms(seed, start, n, _STREAM_HOST, _N_HOST_UNIFORM, normal=False)[hrows]
+            dered = sel_mag[hrows] - tab.r_mw[tab.sel] * ebv_mw[hrows]
+            dm = np.interp(np.log1p(redshift[hrows]), tab.gal_lnz, tab.gal_dm)
+            host = _qso_hosts(uh, redshift[hrows], dered, colour[hrows], dm, tab, model)
+            colour[hrows] = host["colour"]
+            host_share[hrows] = host["share"]
+            host_name[hrows] = host["sed_name"]
     reddening = (tab.r_mw[None, :] - tab.r_mw[tab.sel]) * ebv_mw[:, None]
     mag_true = sel_mag[:, None] + colour + reddening
     phot = observe(survey, mag_true, normals)
@@ -648,9 +833,12 @@ def draw_population(
     table["qso_dalpha"] = dalpha
     table["qso_line_scale"] = line_scale
     table["z_lls"] = z_lls
+    table["host_sed_name"] = np.array(host_name, dtype="U16")
+    table[f"host_fraction_{survey.selection.band}"] = host_share[:, tab.sel]
     for j, b in enumerate(tab.bands):
         table[f"mag_true_{b}"] = mag_true[:, j]
         table[f"flux_{b}"] = phot["flux_true"][:, j]
+        table[f"host_flux_{b}"] = phot["flux_true"][:, j] * host_share[:, j]
         table[f"mag_{b}"] = phot["mag"][:, j]
         table[f"magerr_{b}"] = phot["magerr"][:, j]
         table[f"detected_{b}"] = phot["detected"][:, j]

@@ -14,6 +14,7 @@ identical whatever ``workers`` is.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -26,7 +27,14 @@ from astropy.table import Table
 
 from ..data.stampset import StampMeta, StampSet
 from ..errors import InputError
-from .galaxies import median_half_light_radius, sample_parametric, sample_real
+from .galaxies import (
+    Morphology,
+    ParametricLibrary,
+    load_parametric_library,
+    median_half_light_radius,
+    sample_parametric,
+    sample_real,
+)
 from .population import draw_population
 from .presets import SurveyPreset, load_survey
 from .render import render_stamps
@@ -36,6 +44,12 @@ MODES = ("parametric", "realistic")
 
 #: Streams of per-object random numbers, kept apart so that adding one never shifts another.
 _STREAM_MORPHOLOGY, _STREAM_NOISE, _STREAM_OFFSET, _STREAM_PSF = 11, 12, 13, 14
+#: Quasar host shapes and sizes.
+_STREAM_HOST = 15
+
+#: Quasar hosts are drawn from COSMOS fits whose light-weighted Sersic index is at least this:
+#: low-z AGN hosts are bulge-dominated (early and early-spiral types).
+_HOST_MIN_SERSIC = 2.0
 
 #: PSF variation: each object is observed under one of a few PSFs (FWHM offsets of -1.5 .. +1.5
 #: times the preset's ``fwhm_scatter``, each with its own small random shear). A handful of
@@ -110,12 +124,44 @@ def psf_variants(preset: SurveyPreset, seed: int) -> list[dict[str, Any]]:
     return variants
 
 
+@functools.lru_cache(maxsize=1)
+def _host_library() -> tuple[ParametricLibrary, np.ndarray]:
+    """Bulge-dominated part of the COSMOS parametric library and its rows in the full one."""
+    lib = load_parametric_library()
+    keep = np.flatnonzero(np.sum(lib.n * lib.frac, axis=1) >= _HOST_MIN_SERSIC)
+    fields = {f.name: getattr(lib, f.name)[keep] for f in dataclasses.fields(ParametricLibrary)}
+    return ParametricLibrary(**fields), keep
+
+
+def _host_morphology(preset: SurveyPreset, seed: int, indices: np.ndarray,
+                     host_flux_sel: np.ndarray) -> tuple[Morphology, np.ndarray, np.ndarray]:
+    """Parametric shapes of quasar hosts: (morphology, half-light radius [arcsec], COSMOS row).
+
+    The size follows the galaxy size-magnitude relation at the host's own selection-band
+    magnitude (not the quasar's), with the same scatter as field galaxies.
+    """
+    rngs = _object_rngs(seed, indices, _STREAM_HOST)
+    host_mag = preset.zero_point - 2.5 * np.log10(host_flux_sel)
+    scatter = np.array([rng.standard_normal() for rng in rngs])
+    hlr = np.clip(median_half_light_radius(host_mag) * 10.0 ** (_SIZE_SCATTER_DEX * scatter), 0.05, 3.0)
+    library, library_rows = _host_library()
+    morphology, rows = sample_parametric(rngs, library=library, target_hlr=hlr)
+    return morphology, hlr, library_rows[rows]
+
+
 def _flux_unit(preset: SurveyPreset) -> str:
     return "nanomaggy" if abs(preset.zero_point - 22.5) < 1e-9 else "count"
 
 
 def _render_sources(preset: SurveyPreset, population: Table, config: SimulationConfig) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Stamps ``(n, B, H, W)`` of a population block and per-object morphology truth."""
+    """Stamps ``(n, B, H, W)`` of a population block and per-object morphology truth.
+
+    Quasars with ``host_flux_<b> > 0`` are a point source of flux ``flux_<b> - host_flux_<b>``
+    plus a bulge-dominated COSMOS parametric host of flux ``host_flux_<b>`` on the same centre
+    and PSF, in either ``mode``; their truth has ``morphology = "point+host"``,
+    ``host_hlr_arcsec`` [arcsec], ``host_sersic_n`` (light-weighted) and ``host_cosmos_row``
+    (row of the COSMOS parametric library), which are 0, NaN and -1 for everything else.
+    """
     bands = preset.band_names
     n = len(population)
     indices = np.asarray(population["index"], dtype=np.int64)
@@ -155,6 +201,30 @@ def _render_sources(preset: SurveyPreset, population: Table, config: SimulationC
             truth["sersic_n"][galaxy_rows] = np.sum(morphology.n * morphology.frac, axis=1)
     galaxy_position = np.full(n, -1, dtype=np.int64)
     galaxy_position[galaxy_rows] = np.arange(galaxy_rows.size)
+    # Quasar hosts: the point source keeps the AGN part of the flux, the host the rest, so the
+    # stamp still holds flux_<b>. Tables written before hosts existed have no host columns.
+    host_cols = [f"host_flux_{b}" for b in bands]
+    if all(c in population.colnames for c in host_cols):
+        host_flux = np.stack([np.asarray(population[c], float) for c in host_cols], axis=1)
+    else:
+        host_flux = np.zeros_like(fluxes)
+    host_rows = np.flatnonzero(~is_galaxy & np.any(host_flux > 0, axis=1))
+    point_flux = fluxes - host_flux
+    truth["host_hlr_arcsec"] = np.zeros(n, np.float32)
+    truth["host_sersic_n"] = np.full(n, np.nan, np.float32)
+    truth["host_cosmos_row"] = np.full(n, -1, np.int64)
+    host_morphology = None
+    if host_rows.size:
+        sel = bands.index(preset.selection.band)
+        host_morphology, host_hlr, host_library_rows = _host_morphology(
+            preset, config.seed, indices[host_rows], host_flux[host_rows, sel])
+        truth["host_hlr_arcsec"][host_rows] = host_hlr
+        truth["host_sersic_n"][host_rows] = np.sum(host_morphology.n * host_morphology.frac, axis=1)
+        truth["host_cosmos_row"][host_rows] = host_library_rows
+        truth["morphology"][host_rows] = "point+host"
+    host_position = np.full(n, -1, dtype=np.int64)
+    host_position[host_rows] = np.arange(host_rows.size)
+    has_host = host_position >= 0
     psf_kind = preset.psf.model
     psf_beta = preset.psf.beta if psf_kind == "moffat" else None
     for v, variant in enumerate(variants):
@@ -166,8 +236,15 @@ def _render_sources(preset: SurveyPreset, population: Table, config: SimulationC
             if not chosen.size:
                 continue
             shapes = morphology.subset(galaxy_position[chosen]) if galaxy else None
-            images[chosen] = render_stamps(fluxes[chosen], psf_fwhm, morphology=shapes, offsets=offsets[chosen],
+            flux = fluxes[chosen] if galaxy else point_flux[chosen]
+            images[chosen] = render_stamps(flux, psf_fwhm, morphology=shapes, offsets=offsets[chosen],
                                            noise_seeds=noise_seeds[chosen], **options)
+        hosts = np.flatnonzero((psf_choice == v) & has_host)
+        if hosts.size:
+            # Noiseless, on the AGN's PSF and centre: the stamp got its noise once, above.
+            images[hosts] += render_stamps(host_flux[hosts], psf_fwhm,
+                                           morphology=host_morphology.subset(host_position[hosts]),
+                                           offsets=offsets[hosts], **(options | {"sky_sigma": None}))
     reference = preset.selection.band
     truth["psf_fwhm_arcsec"] = np.array([variants[k]["fwhm"][reference] for k in psf_choice], dtype=np.float32)
     truth["psf_g1"] = np.array([variants[k]["g1"] for k in psf_choice], dtype=np.float32)
