@@ -1,0 +1,1 @@
+"""Tasks: small modules wiring the shared data, model, training and evaluation pieces."""

@@ -1,0 +1,245 @@
+"""Blend identification: train, predict and evaluate the single-model blend classifier.
+
+The model (:class:`~skysort.models.blend.BlendNet`) is trained once for all noise levels:
+training stamps are drawn at low noise and, batch by batch, receive extra Gaussian noise up to
+a random level in ``noise_range`` (noise augmentation), plus random flips and 90-degree
+rotations; each stamp is normalised by its own noise. It also predicts the number of sources
+and the companion's offset.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from astropy.table import Table
+
+from ..data.stampset import StampSet
+from ..errors import InputError
+from ..models.blend import OFFSET_SCALE_PX, BlendNet, blend_loss
+from ..models.checkpoint import load_model_file, save_model_file
+from ..models.registry import resolve_model
+from ..training.data import InMemoryStamps, batch_loader, split_indices
+from ..training.module import OptimConfig, TaskModule, fit
+
+CLASSES = ["isolated", "blended"]
+PADDING_PX = 7
+
+
+def _require_blend_set(stamps: StampSet) -> None:
+    missing = [c for c in ("blended", "companion_dx", "companion_dy") if c not in stamps.columns]
+    if missing or stamps.shape[1] != 1:
+        raise InputError(stamps.path, f"not a blend stamp set (needs one band and columns blended, companion_dx, companion_dy; missing {missing})")
+
+
+def blend_targets(stamps: StampSet) -> dict[str, np.ndarray]:
+    """Training targets: ``blended`` (0/1), ``offset`` (companion dx, dy in 10-px units, 0 if
+    isolated) and ``noise_sigma`` (counts, the set's noise)."""
+    _require_blend_set(stamps)
+    blended = np.asarray(stamps.column("blended")).astype(np.int64)
+    dx = np.nan_to_num(np.asarray(stamps.column("companion_dx"), float))
+    dy = np.nan_to_num(np.asarray(stamps.column("companion_dy"), float))
+    offset = np.stack([dx, dy], axis=1).astype(np.float32) / OFFSET_SCALE_PX
+    if "noise_sigma" in stamps.columns:
+        sigma = np.asarray(stamps.column("noise_sigma"), np.float32)
+    else:
+        sigma = np.full(len(stamps), float(stamps.meta.extra.get("sky_sigma", {}).get(stamps.meta.bands[0], 0.0)), np.float32)
+    return {"blended": blended, "offset": offset, "noise_sigma": sigma}
+
+
+def dihedral_offsets(offset: torch.Tensor, k: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Offsets ``(dx, dy)`` (x = column, y = row) after ``torch.rot90(image, k, dims=(-2, -1))``
+    and then, where ``flip``, a flip of the columns."""
+    dx, dy = offset[:, 0].clone(), offset[:, 1].clone()
+    for step in range(3):
+        # One rot90 maps pixel (row, col) -> (W-1-col, row): dx' = dy, dy' = -dx.
+        turn = k > step
+        dx, dy = torch.where(turn, dy, dx), torch.where(turn, -dx, dy)
+    dx = torch.where(flip, -dx, dx)
+    return torch.stack([dx, dy], dim=1)
+
+
+class BlendAugmentation:
+    """Random dihedral transforms and extra noise up to a random level per stamp.
+
+    Parameters
+    ----------
+    noise_range : (float, float)
+        Target noise sigma range (counts); stamps noisier than the drawn target keep their noise.
+    padding : int
+        Zero padding width, kept at zero.
+    seed : int
+        Seed of the augmentation random numbers.
+    """
+
+    def __init__(self, noise_range: tuple[float, float] | None = (5.0, 35.0), padding: int = PADDING_PX, seed: int = 0):
+        self.noise_range = noise_range
+        self.padding = padding
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        images = batch["image"].clone()
+        n = images.shape[0]
+        g = self.generator
+        if self.noise_range is not None:
+            low, high = self.noise_range
+            target = low + (high - low) * torch.rand(n, generator=g)
+            extra = torch.sqrt(torch.clamp(target**2 - batch["noise_sigma"].float() ** 2, min=0.0)).view(-1, 1, 1, 1)
+            p = self.padding
+            region = images[..., p : images.shape[-2] - p, p : images.shape[-1] - p]
+            region += extra * torch.randn(region.shape, generator=g)
+        k = torch.randint(0, 4, (n,), generator=g)
+        flip = torch.rand(n, generator=g) < 0.5
+        for turns in range(4):
+            for flipped in (False, True):
+                chosen = (k == turns) & (flip == flipped)
+                if chosen.any():
+                    part = torch.rot90(images[chosen], turns, dims=(-2, -1))
+                    images[chosen] = torch.flip(part, dims=(-1,)) if flipped else part
+        out = dict(batch)
+        out["image"] = images
+        out["offset"] = dihedral_offsets(batch["offset"], k, flip)
+        return out
+
+
+def train_blend_model(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    val_data: str | os.PathLike | None = None,
+    epochs: int = 30,
+    patience: int = 6,
+    batch_size: int = 256,
+    noise_range: tuple[float, float] | None = (4.0, 36.0),
+    widths: Sequence[int] = (16, 32, 64, 96),
+    lr: float = 2e-3,
+    seed: int = 0,
+    max_objects: int | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Train a :class:`BlendNet` on a blend stamp set and save it as a skysort model file.
+
+    Parameters
+    ----------
+    data : path-like
+        Training stamp set (``skysort simulate --kind blends``); 10% is held out for
+        validation unless ``val_data`` is given.
+    out : path-like
+        Model file to write.
+    noise_range : (float, float) or None
+        Noise augmentation target range in counts (None: no extra noise). Targets below a
+        stamp's own noise leave it as it is, so a lower bound under the training set's noise
+        keeps some stamps at their native noise.
+    max_objects : int, optional
+        Use at most this many training stamps.
+
+    Returns
+    -------
+    dict
+        Training record: history, validation metrics, sizes and times.
+    """
+    stamps = StampSet.open(data)
+    targets = blend_targets(stamps)
+    n = len(stamps) if max_objects is None else min(len(stamps), max_objects)
+    if val_data is None:
+        train_idx, val_idx = split_indices(n, [0.9, 0.1], seed=seed)
+        val_stamps, val_targets = stamps, targets
+    else:
+        train_idx = np.arange(n)
+        val_stamps = StampSet.open(val_data)
+        val_targets = blend_targets(val_stamps)
+        val_idx = np.arange(len(val_stamps))
+    train_set = InMemoryStamps.from_stampset(stamps, targets, train_idx, transform=BlendAugmentation(noise_range, seed=seed))
+    # Validation sees the same noise distribution as training, drawn once and fixed.
+    val_set = InMemoryStamps.from_stampset(val_stamps, val_targets, val_idx)
+    if noise_range is not None:
+        frozen = BlendAugmentation(noise_range, seed=seed + 1)(val_set.__getitems__(np.arange(len(val_set))))
+        val_set = InMemoryStamps(frozen["image"].numpy(), {k: frozen[k].numpy() for k in val_targets})
+    network = BlendNet(widths=widths, padding=PADDING_PX)
+    module = TaskModule(network, blend_loss, OptimConfig(lr=lr, lr_patience=2))
+    record = fit(module, batch_loader(train_set, batch_size, shuffle=True, seed=seed, drop_last=True),
+                 batch_loader(val_set, 1024, shuffle=False), max_epochs=epochs, patience=patience, progress=progress, seed=seed)
+    network.eval()
+    probability = predict_probabilities(network, val_set.images.numpy())
+    predicted = probability > 0.5
+    truth = val_set.columns["blended"].numpy().astype(bool)
+    val_metrics = {"val_accuracy": float(np.mean(predicted == truth)), "val_false_positive_rate": float(np.mean(predicted[~truth])) if (~truth).any() else float("nan")}
+    metadata = {
+        "task": "blend",
+        "architecture": "BlendNet",
+        "architecture_config": network.config,
+        "classes": CLASSES,
+        "image_bands": list(stamps.meta.bands),
+        "pixel_scale": stamps.meta.pixel_scale,
+        "stamp_size": list(stamps.shape[2:]),
+        "normalisation": {"kind": "per-stamp-noise-asinh", "padding": PADDING_PX, "softening_sigma": 1.0},
+        "training": {
+            "data": str(data), "val_data": str(val_data) if val_data else None, "n_train": int(len(train_idx)),
+            "n_val": int(len(val_idx)), "seed": seed, "noise_range": list(noise_range) if noise_range else None,
+            "data_meta": {"survey": stamps.meta.survey, "seed": stamps.meta.seed, "simulation": stamps.meta.extra.get("simulation")},
+            "batch_size": batch_size, "lr": lr, **{k: v for k, v in record.items() if k != "history"},
+            "history": record["history"],
+        },
+        "metrics": val_metrics,
+    }
+    save_model_file(out, network.state_dict(), metadata, command=command)
+    return {**record, **val_metrics, "n_train": int(len(train_idx)), "n_val": int(len(val_idx))}
+
+
+def load_blend_model(model: str | os.PathLike) -> tuple[BlendNet, dict[str, Any]]:
+    """Load a BlendNet model file (path or shipped name) for inference."""
+    path = resolve_model(model)
+    meta, state = load_model_file(path)
+    if meta.get("task") != "blend" or meta.get("architecture") != "BlendNet":
+        raise InputError(path, f"not a BlendNet blend model (task {meta.get('task')!r}, architecture {meta.get('architecture')!r})")
+    config = meta["architecture_config"]
+    network = BlendNet(widths=config["widths"], convs_per_stage=config["convs_per_stage"], hidden=config["hidden"], padding=config["padding"])
+    network.load_state_dict(state)
+    network.eval()
+    return network, meta
+
+
+@torch.inference_mode()
+def _predict_outputs(network: BlendNet, images: np.ndarray, batch_size: int = 1024) -> dict[str, np.ndarray]:
+    outputs: dict[str, list[np.ndarray]] = {"p_blended": [], "p_two_sources": [], "offset": []}
+    for start in range(0, len(images), batch_size):
+        batch = {"image": torch.as_tensor(np.asarray(images[start : start + batch_size], np.float32))}
+        result = network(batch)
+        outputs["p_blended"].append(torch.sigmoid(result["blend_logit"]).numpy())
+        outputs["p_two_sources"].append(torch.softmax(result["n_sources_logits"], dim=1)[:, 1].numpy())
+        outputs["offset"].append(result["offset"].numpy() * OFFSET_SCALE_PX)
+    return {k: np.concatenate(v) if v else np.zeros((0,) if k != "offset" else (0, 2)) for k, v in outputs.items()}
+
+
+def predict_probabilities(network: BlendNet, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Blend probability of each stamp ``(N, 1, H, W)``."""
+    return _predict_outputs(network, images, batch_size)["p_blended"]
+
+
+def predict_blends(model: str | os.PathLike, stamps: StampSet, *, batch_size: int = 1024, threshold: float = 0.5,
+                   progress: Callable[[int], None] | None = None) -> Table:
+    """Per-stamp predictions: ``p_blended``, ``blended`` (p > threshold), ``n_sources``,
+    ``companion_dx``/``companion_dy`` (pixels, NaN when predicted isolated)."""
+    network, meta = load_blend_model(model)
+    if list(stamps.shape[2:]) != list(meta["stamp_size"]):
+        raise InputError(stamps.path, f"stamps are {stamps.shape[2]}x{stamps.shape[3]} px but the model expects {meta['stamp_size']}")
+    parts = []
+    for _, images in stamps.iter_batches(batch_size=8192):
+        parts.append(_predict_outputs(network, images, batch_size))
+        if progress:
+            progress(len(images))
+    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else _predict_outputs(network, np.zeros((0, 1, 65, 65), np.float32))
+    blended = merged["p_blended"] > threshold
+    table = Table()
+    table["id"] = stamps.column("id")
+    table["p_blended"] = merged["p_blended"].astype(np.float32)
+    table["blended"] = blended
+    table["n_sources"] = np.where(merged["p_two_sources"] > 0.5, 2, 1).astype(np.int16)
+    table["companion_dx"] = np.where(blended, merged["offset"][:, 0], np.nan).astype(np.float32)
+    table["companion_dy"] = np.where(blended, merged["offset"][:, 1], np.nan).astype(np.float32)
+    table.meta["model"] = meta.get("name", str(model))
+    return table

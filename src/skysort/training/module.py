@@ -1,0 +1,182 @@
+"""The one training loop of skysort: a Lightning module around any network and loss.
+
+Every task (blend, sgq, pointsource, the paper-faithful heads) trains through
+:class:`TaskModule` and :func:`fit`: Lightning provides the loops, early stopping,
+checkpoints, mixed precision on GPU and multi-GPU; a task supplies only its network (an
+``nn.Module`` taking the batch dict and returning a dict of outputs) and its loss function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from torch import nn
+
+LossFunction = Callable[[Mapping[str, torch.Tensor], Mapping[str, torch.Tensor]], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    """Optimiser and schedule (defaults: Adam as in the BlendHunter and KiDS papers).
+
+    Attributes
+    ----------
+    lr, betas, eps, weight_decay
+        Adam(W) parameters.
+    lr_factor, lr_patience
+        Learning rate multiplied by ``lr_factor`` after ``lr_patience`` epochs without a
+        validation-loss improvement.
+    """
+
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    lr_factor: float = 0.5
+    lr_patience: int = 5
+
+
+class TaskModule(L.LightningModule):
+    """Lightning wrapper: ``network(batch) -> outputs``, ``loss_fn(outputs, batch) -> (loss, logs)``."""
+
+    def __init__(self, network: nn.Module, loss_fn: LossFunction, optim: OptimConfig | None = None):
+        super().__init__()
+        self.network = network
+        self.loss_fn = loss_fn
+        self.optim = optim or OptimConfig()
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.network(batch)
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        outputs = self.network(batch)
+        loss, logs = self.loss_fn(outputs, batch)
+        size = next(iter(batch.values())).shape[0]
+        self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=size, on_epoch=True, on_step=False)
+        for name, value in logs.items():
+            self.log(f"{stage}_{name}", value, batch_size=size, on_epoch=True, on_step=False)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def configure_optimizers(self):
+        params = [p for p in self.network.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.optim.lr, betas=self.optim.betas, eps=self.optim.eps,
+                                      weight_decay=self.optim.weight_decay)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=self.optim.lr_factor,
+                                                               patience=self.optim.lr_patience)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}
+
+
+class _History(Callback):
+    """Per-epoch metrics and wall time, kept for the model card."""
+
+    def __init__(self):
+        self.epochs: list[dict[str, float]] = []
+        self._start = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer, module):
+        if trainer.sanity_checking:
+            return
+        row = {"epoch": int(trainer.current_epoch), "seconds": round(time.perf_counter() - self._start, 2)}
+        for key, value in trainer.callback_metrics.items():
+            if torch.is_tensor(value) and value.numel() == 1:
+                row[key] = round(float(value), 6)
+        row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+        self.epochs.append(row)
+
+
+def default_accelerator() -> tuple[str, str]:
+    """``(accelerator, precision)``: bf16 mixed precision on a GPU, fp32 on CPU."""
+    if torch.cuda.is_available():
+        return "gpu", "bf16-mixed"
+    return "cpu", "32-true"
+
+
+def fit(
+    module: TaskModule,
+    train_loader,
+    val_loader,
+    *,
+    max_epochs: int = 50,
+    patience: int = 10,
+    work_dir: str | os.PathLike | None = None,
+    accelerator: str | None = None,
+    precision: str | None = None,
+    devices: int | str = "auto",
+    progress: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Train ``module`` with early stopping on the validation loss; restore the best weights.
+
+    Parameters
+    ----------
+    module : TaskModule
+        Network, loss and optimiser.
+    train_loader, val_loader : DataLoader
+        Batches of dicts of tensors.
+    max_epochs, patience : int
+        Epoch limit; stop after ``patience`` epochs without validation-loss improvement.
+    work_dir : path-like, optional
+        Where checkpoints go (a temporary folder by default).
+    accelerator, precision : str, optional
+        Lightning settings; default :func:`default_accelerator`.
+    devices : int or "auto"
+        GPUs to use (Lightning's DDP when more than one).
+
+    Returns
+    -------
+    dict
+        ``history`` (per-epoch metrics and time), ``best_val_loss``, ``epochs``, ``seconds``,
+        ``accelerator``, ``precision``.
+    """
+    L.seed_everything(seed, workers=True, verbose=False)
+    auto_accelerator, auto_precision = default_accelerator()
+    accelerator = accelerator or auto_accelerator
+    precision = precision or (auto_precision if accelerator == auto_accelerator else "32-true")
+    history = _History()
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(work_dir) if work_dir else Path(scratch)
+        checkpoint = ModelCheckpoint(dirpath=root / "checkpoints", monitor="val_loss", mode="min", save_top_k=1,
+                                     filename="best-{epoch}", save_weights_only=True)
+        trainer = L.Trainer(
+            max_epochs=max_epochs, accelerator=accelerator, devices=devices if accelerator != "cpu" else 1,
+            precision=precision, callbacks=[EarlyStopping(monitor="val_loss", mode="min", patience=patience), checkpoint, history],
+            logger=False, enable_progress_bar=progress, enable_model_summary=False, default_root_dir=root,
+            deterministic=False, num_sanity_val_steps=0,
+        )
+        start = time.perf_counter()
+        trainer.fit(module, train_loader, val_loader)
+        seconds = time.perf_counter() - start
+        best = checkpoint.best_model_path
+        if best:
+            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+            module.load_state_dict(state)
+    best_loss = checkpoint.best_model_score
+    return {
+        "history": history.epochs,
+        "best_val_loss": float(best_loss) if best_loss is not None else math.nan,
+        "epochs": len(history.epochs),
+        "seconds": round(seconds, 2),
+        "accelerator": accelerator,
+        "precision": precision,
+    }
+
+
+def history_json(result: Mapping[str, Any]) -> str:
+    """The training record as indented JSON (for model cards and logs)."""
+    return json.dumps(result, indent=1, default=float)
