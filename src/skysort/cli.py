@@ -231,6 +231,159 @@ def simulate_command(
             console.print(f"plot: {path}")
 
 
+class Task(str, Enum):
+    blend = "blend"
+
+
+@app.command("train")
+def train_command(
+    task: Annotated[Task, typer.Option("--task", help="What to learn: blend (isolated vs blended galaxies).")],
+    data: Annotated[Path, typer.Option("--data", help="Training stamp set (from skysort simulate).")],
+    out: Annotated[Path, typer.Option("--out", help="Model file to write (.pt).")],
+    val: Annotated[Optional[Path], typer.Option("--val", help="Validation stamp set (default: 10% of --data).")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs (early stopping on the validation loss).")] = 30,
+    patience: Annotated[int, typer.Option("--patience", help="Stop after this many epochs without improvement.")] = 6,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 256,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 2e-3,
+    noise_min: Annotated[float, typer.Option("--noise-min", help="blend: lowest noise sigma of the augmentation (counts).")] = 4.0,
+    noise_max: Annotated[float, typer.Option("--noise-max", help="blend: highest noise sigma of the augmentation (counts); 0 disables it.")] = 36.0,
+    max_objects: Annotated[Optional[int], typer.Option("--max-objects", help="Use at most this many training objects.")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Train a model on a stamp set and write it, with its training record, to a model file."""
+    from .tasks.blend import train_blend_model
+
+    noise_range = (noise_min, noise_max) if noise_max > 0 else None
+    record = train_blend_model(data, out, val_data=val, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
+                               noise_range=noise_range, max_objects=max_objects, seed=seed, progress=not quiet)
+    console.print(f"model: {out}")
+    console.print(f"epochs {record['epochs']}, {record['seconds']:.0f} s on {record['accelerator']}; "
+                  f"validation accuracy {record['val_accuracy']:.4f}, false-positive rate {record['val_false_positive_rate']:.4f}")
+
+
+def _print_metrics(title: str, metrics: dict[str, Any], keys: list[str]) -> None:
+    grid = RichTable(title=title, show_header=False, title_justify="left")
+    grid.add_column(style="bold")
+    grid.add_column()
+    for key in keys:
+        if key in metrics and metrics[key] is not None:
+            value = metrics[key]
+            grid.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(grid)
+
+
+_BLEND_KEYS = ["n", "accuracy", "accuracy_near", "accuracy_far", "false_positive_rate", "auc",
+               "accuracy_near_minus_sep", "n_sources_accuracy", "companion_offset_median_error_px"]
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model: Annotated[str, typer.Option("--model", help="Model file or shipped model name (see skysort models list).")],
+    data: Annotated[Path, typer.Option("--data", help="Labelled stamp set to evaluate on.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: metrics.json, predictions, plots.")],
+    no_sep: Annotated[bool, typer.Option("--no-sep", help="blend: skip the SEP baseline beside the model.")] = False,
+    threshold: Annotated[float, typer.Option("--threshold", help="Probability threshold of the positive class.")] = 0.5,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Evaluate a model on a labelled stamp set: metrics.json, predictions and plots."""
+    from ._progress import progress_bar
+    from .data.stampset import StampSet
+    from .models.checkpoint import load_model_file
+    from .models.registry import resolve_model
+    from .tasks.blend import evaluate_blend_model
+
+    meta, _ = load_model_file(resolve_model(model))
+    if meta.get("task") != "blend":
+        raise InputError(model, f"evaluation of {meta.get('task')!r} models is not available in this version")
+    n = len(StampSet.open(data))
+    with progress_bar(n, "evaluating", enabled=not quiet) as advance:
+        metrics = evaluate_blend_model(model, data, out, with_sep=not no_sep, threshold=threshold, progress=advance)
+    _print_metrics(f"{model} on {data}", metrics, _BLEND_KEYS)
+    if "sep" in metrics:
+        _print_metrics("SEP baseline, same stamps", metrics["sep"], _BLEND_KEYS)
+    console.print(f"metrics: {out / 'metrics.json'}")
+
+
+@app.command("predict")
+def predict_command(
+    model: Annotated[str, typer.Option("--model", help="Model file or shipped model name.")],
+    data: Annotated[Path, typer.Option("--data", help="Stamp set to classify.")],
+    out: Annotated[Path, typer.Option("--out", help="Output table: .parquet, .fits or .csv.")],
+    threshold: Annotated[float, typer.Option("--threshold", help="Probability threshold of the positive class.")] = 0.5,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Classify every stamp of a stamp set and write one row per object."""
+    from ._progress import progress_bar
+    from .data.catalog import write_catalog
+    from .data.stampset import StampSet
+    from .models.checkpoint import load_model_file
+    from .models.registry import resolve_model
+    from .tasks.blend import predict_blends
+
+    path = resolve_model(model)
+    meta, _ = load_model_file(path)
+    if meta.get("task") != "blend":
+        raise InputError(model, f"prediction with {meta.get('task')!r} models is not available in this version")
+    stamps = StampSet.open(data)
+    with progress_bar(len(stamps), "predicting", enabled=not quiet) as advance:
+        table = predict_blends(path, stamps, threshold=threshold, progress=advance)
+    table.meta.update({"model": str(model), "model_file": str(path), "model_created": meta.get("created"), "data": str(data)})
+    write_catalog(table, out)
+    console.print(f"{len(table):,} predictions ({int(np.sum(table['blended'])):,} blended) -> {out}")
+
+
+baseline_app = typer.Typer(help="Classical baselines beside the networks.", no_args_is_help=True)
+app.add_typer(baseline_app, name="baseline")
+
+
+class SepNoise(str, Enum):
+    stamp = "stamp"
+    known = "known"
+
+
+@baseline_app.command("sep")
+def baseline_sep_command(
+    data: Annotated[Path, typer.Option("--data", help="Blend stamp set.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: predictions and metrics.json.")],
+    noise: Annotated[SepNoise, typer.Option("--noise", help="Detection threshold relative to each stamp's global rms (as the paper), or to the known simulated noise.")] = SepNoise.stamp,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """SExtractor-like blend identification with SEP (BlendHunter's baseline)."""
+    from ._progress import progress_bar
+    from .baselines.sep_blend import run_sep_baseline
+    from .data.stampset import StampSet
+
+    stamps = StampSet.open(data)
+    with progress_bar(len(stamps), "SEP", enabled=not quiet) as advance:
+        metrics = run_sep_baseline(stamps, out, noise=noise.value, progress=advance)
+    _print_metrics(f"SEP on {data}", metrics, _BLEND_KEYS)
+    console.print(f"metrics: {out / 'metrics.json'}")
+
+
+models_app = typer.Typer(help="Shipped pretrained models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list_command(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """List the pretrained models shipped with skysort (usable as --model NAME)."""
+    from .models.registry import list_models
+
+    rows = list_models()
+    if as_json:
+        console.print_json(json.dumps(rows, default=str))
+        return
+    grid = RichTable(title="shipped models", title_justify="left")
+    for column in ("name", "task", "classes", "bands", "size", "created", "metrics"):
+        grid.add_column(column)
+    for row in rows:
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in (row["metrics"] or {}).items() if isinstance(v, float))
+        grid.add_row(row["name"], str(row["task"]), " ".join(row["classes"] or []), " ".join(row["image_bands"] or []),
+                     f"{row['size_mb']} MB", str(row["created"]), metrics)
+    console.print(grid)
+
+
 def _describe_file(path: Path) -> dict[str, Any]:
     """Summarise a stamp set, model, image or catalogue, whichever ``path`` is."""
     import h5py

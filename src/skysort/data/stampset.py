@@ -234,48 +234,14 @@ class StampSet:
         return cls(path, _mode=mode)
 
     @classmethod
-    def create(
-        cls,
-        path: str | os.PathLike,
-        meta: StampMeta,
-        stamp_shape: tuple[int, int],
-        *,
-        columns: Mapping[str, str] | None = None,
-        arrays: Mapping[str, tuple[tuple[int, ...], str]] | None = None,
-        array_attrs: Mapping[str, Mapping[str, Any]] | None = None,
-        chunk_objects: int | None = None,
-        compression: str | None = None,
-    ) -> "StampSetWriter":
+    def create(cls, path: str | os.PathLike, meta: StampMeta, stamp_shape: tuple[int, int], **options: Any) -> "StampSetWriter":
         """Start writing a new stamp set; returns a :class:`StampSetWriter` (a context manager).
 
-        The file appears at ``path`` only when the writer is closed without error.
-
-        Parameters
-        ----------
-        path : path-like
-            Output file.
-        meta : StampMeta
-            Metadata of the set.
-        stamp_shape : (int, int)
-            Stamp height and width in pixels.
-        columns : mapping of str to str, optional
-            Extra table columns and their dtypes (``"float32"``, ``"int64"``, ``"str"``, ...)
-            beyond :data:`CORE_COLUMNS` and ``mag_<band>`` / ``magerr_<band>``. Columns found in
-            the first appended table but not declared are added with their own dtype.
-        arrays : mapping of str to (shape, dtype), optional
-            Further per-object arrays, e.g. ``{"spectrum": ((3700,), "float32")}``.
-        array_attrs : mapping, optional
-            Attributes to attach to those arrays (e.g. the wavelength grid definition).
-        chunk_objects : int, optional
-            Objects per image chunk; by default about 256 KiB per chunk.
-        compression : {None, "gzip", "lzf"}
-            HDF5 compression of the images (none by default: noisy floats barely compress
-            and decompression would cost read throughput).
+        The file appears at ``path`` only when the writer is closed without error. Options
+        (``columns``, ``arrays``, ``array_attrs``, ``chunk_objects``, ``compression``) are
+        those of :class:`StampSetWriter`.
         """
-        return StampSetWriter(
-            path, meta, stamp_shape, columns=columns, arrays=arrays, array_attrs=array_attrs,
-            chunk_objects=chunk_objects, compression=compression,
-        )
+        return StampSetWriter(path, meta, stamp_shape, **options)
 
     def _handle(self) -> h5py.File:
         # HDF5 handles must not cross a fork: a DataLoader worker reopens its own.
@@ -648,6 +614,29 @@ class StampSetWriter:
 
         with StampSet.create("out.h5", meta, (64, 64)) as writer:
             writer.append(images, table)
+
+    Parameters
+    ----------
+    path : path-like
+        Output file.
+    meta : StampMeta
+        Metadata of the set.
+    stamp_shape : (int, int)
+        Stamp height and width in pixels.
+    columns : mapping of str to str, optional
+        Extra table columns and their dtypes (``"float32"``, ``"int64"``, ``"str"``, ...)
+        beyond :data:`CORE_COLUMNS` and ``mag_<band>`` / ``magerr_<band>``; an explicit dtype
+        overrides a core column's (e.g. string ids). Columns found in an appended table but not
+        declared are added with their own dtype.
+    arrays : mapping of str to (shape, dtype), optional
+        Further per-object arrays, e.g. ``{"spectrum": ((3840,), "float32")}``.
+    array_attrs : mapping, optional
+        Attributes of those arrays (e.g. the wavelength grid definition).
+    chunk_objects : int, optional
+        Objects per image chunk; by default about 256 KiB per chunk.
+    compression : {None, "gzip", "lzf"}
+        HDF5 compression of the images (none by default: noisy floats barely compress and
+        decompression would cost read throughput).
     """
 
     def __init__(

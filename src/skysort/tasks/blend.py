@@ -243,3 +243,45 @@ def predict_blends(model: str | os.PathLike, stamps: StampSet, *, batch_size: in
     table["companion_dy"] = np.where(blended, merged["offset"][:, 1], np.nan).astype(np.float32)
     table.meta["model"] = meta.get("name", str(model))
     return table
+
+
+def evaluate_blend_model(model: str | os.PathLike, data: str | os.PathLike, out_dir: str | os.PathLike, *,
+                         with_sep: bool = True, threshold: float = 0.5, command: str | None = None,
+                         progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Evaluate a blend model (and, beside it, the SEP baseline) on a blend stamp set.
+
+    Writes into ``out_dir``: ``metrics.json`` (accuracy, near / far accuracy, false-positive
+    rate, per-separation and per-noise accuracy, ROC, purity-completeness, and the same for SEP
+    under ``"sep"``), ``predictions.parquet`` and the plots (accuracy vs separation with SEP
+    beside the model, confusion matrix, ROC, purity-completeness).
+    """
+    from ..baselines.sep_blend import run_sep_baseline
+    from ..data.catalog import write_catalog
+    from ..evaluation.blend_metrics import blend_metrics, write_blend_report
+
+    stamps = StampSet.open(data)
+    _require_blend_set(stamps)
+    out_dir = Path(out_dir)
+    predictions = predict_blends(model, stamps, threshold=threshold, progress=progress)
+    truth = stamps.table
+    metrics = blend_metrics(truth, probability=np.asarray(predictions["p_blended"], float), threshold=threshold)
+    metrics["model"] = str(model)
+    metrics["data"] = str(data)
+    blended = np.asarray(truth["blended"]).astype(bool)
+    offset_error = np.hypot(np.asarray(predictions["companion_dx"]) - np.ma.filled(truth["companion_dx"], np.nan),
+                            np.asarray(predictions["companion_dy"]) - np.ma.filled(truth["companion_dy"], np.nan))
+    found = blended & np.isfinite(offset_error)
+    metrics["companion_offset_median_error_px"] = float(np.median(offset_error[found])) if found.any() else float("nan")
+    metrics["n_sources_accuracy"] = float(np.mean(np.asarray(predictions["n_sources"]) == np.where(blended, 2, 1)))
+    compare = None
+    if with_sep:
+        sep_metrics = run_sep_baseline(stamps, out_dir / "sep", command=command)
+        metrics["sep"] = {k: sep_metrics[k] for k in ("accuracy", "accuracy_near", "accuracy_far", "false_positive_rate", "n") if k in sep_metrics}
+        metrics["accuracy_near_minus_sep"] = metrics["accuracy_near"] - sep_metrics["accuracy_near"]
+        compare = {"SEP": sep_metrics}
+    for column in ("separation_px", "noise_sigma", "blended", "near"):
+        if column in truth.colnames:
+            predictions[f"true_{column}"] = truth[column]
+    write_catalog(predictions, out_dir / "predictions.parquet")
+    write_blend_report(metrics, out_dir, name=Path(str(model)).stem, compare=compare, command=command)
+    return metrics

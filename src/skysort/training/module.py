@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -83,10 +84,11 @@ class TaskModule(L.LightningModule):
 
 
 class _History(Callback):
-    """Per-epoch metrics and wall time, kept for the model card."""
+    """Per-epoch metrics and wall time, kept for the model card (and printed when ``verbose``)."""
 
-    def __init__(self):
+    def __init__(self, verbose: bool = False):
         self.epochs: list[dict[str, float]] = []
+        self.verbose = verbose
         self._start = time.perf_counter()
 
     def on_validation_epoch_end(self, trainer, module):
@@ -98,6 +100,10 @@ class _History(Callback):
                 row[key] = round(float(value), 6)
         row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
         self.epochs.append(row)
+        if self.verbose:
+            # One line per epoch survives in logs, where a redrawn progress bar does not.
+            shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds"))
+            print(f"epoch {row['epoch']:3d}  {row['seconds']:8.1f} s  {shown}", file=sys.stderr, flush=True)
 
 
 def default_accelerator() -> tuple[str, str]:
@@ -148,7 +154,7 @@ def fit(
     auto_accelerator, auto_precision = default_accelerator()
     accelerator = accelerator or auto_accelerator
     precision = precision or (auto_precision if accelerator == auto_accelerator else "32-true")
-    history = _History()
+    history = _History(verbose=progress)
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(work_dir) if work_dir else Path(scratch)
         checkpoint = ModelCheckpoint(dirpath=root / "checkpoints", monitor="val_loss", mode="min", save_top_k=1,
