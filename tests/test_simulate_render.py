@@ -215,3 +215,53 @@ def test_bad_inputs():
         psf.make_psf("gaussian", 0.7)
     with pytest.raises(ValueError):
         blends.make_blend_stamps(2, seed=0, mode="fancy")
+
+
+def test_clean_hst_image_removes_sky_and_neighbours():
+    rng = np.random.default_rng(0)
+    yy, xx = np.indices((80, 80))
+    galaxy = 2.0 * np.exp(-0.5 * np.hypot(xx - 39.5, yy - 39.5) ** 2 / 4.0 ** 2)
+    neighbour = 2.0 * np.exp(-0.5 * np.hypot(xx - 70, yy - 10) ** 2 / 2.0 ** 2)
+    noisy = galaxy + neighbour + 0.01 * rng.standard_normal(galaxy.shape)
+    cleaned, weight = galaxies.clean_hst_image(noisy)
+    assert np.all(cleaned[np.hypot(xx - 70, yy - 10) < 4] == 0)  # the neighbour is not connected
+    assert np.mean(weight == 0) > 0.6  # most of the sky is gone
+    assert cleaned.sum() == pytest.approx(galaxy.sum(), rel=0.02)
+    assert _hlr(cleaned) == pytest.approx(_hlr(galaxy), rel=0.03)
+
+
+@needs_data
+def test_real_galaxies_clean_and_flux_conserving():
+    lib = galaxies.load_real_library()
+    n = len(lib)
+    # Cleaned images keep the catalogue sizes (flux_radius is measured on the HST image too).
+    ratio = np.array([_hlr(lib.clean_image(i)[0]) for i in range(n)]) * galaxies.COSMOS_PIXEL_SCALE
+    assert np.median(ratio / lib.flux_radius) == pytest.approx(1.0, abs=0.05)
+    rng = np.random.default_rng(2)
+    morph = galaxies.Morphology.empty(n)
+    morph.kind[:] = galaxies.REAL
+    morph.real_library = lib
+    morph.real_index[:] = np.arange(n)
+    morph.real_scale[:] = rng.uniform(0.5, 3.0, n)  # the range blends use
+    morph.real_rotation[:] = rng.uniform(0, 2 * np.pi, n)
+    morph.real_flip[:] = rng.random(n) < 0.5
+    img = render.render_stamps(np.ones((n, 1)), [0.65], 0.187, 192, morph, psf_kind="cfis")[:, 0]
+    # No ringing or amplified HST noise: nothing below -1% of the peak.
+    assert np.all(img.min(axis=(1, 2)) > -0.01 * img.max(axis=(1, 2)))
+    np.testing.assert_allclose(img.sum(axis=(1, 2)), 1.0, rtol=0.01)
+
+
+@needs_data
+def test_realistic_blends_have_no_negative_artefacts():
+    images, truth = blends.make_blend_stamps(300, seed=7, mode="realistic", noise_sigma=0.0)
+    inner = images[:, 0]
+    assert np.all(inner.min(axis=(1, 2)) > -0.01 * inner.max(axis=(1, 2)))
+    # Noisy: pixels below -5 sigma only at the Gaussian rate (~3e-7 per pixel).
+    noisy, _ = blends.make_blend_stamps(300, seed=7, mode="realistic", noise_sigma=14.5)
+    assert (noisy[:, 0] < -5 * 14.5).sum() <= 3
+    # The galaxies' light is in the stamp at the requested flux (companions may be cut at
+    # the edge, so isolated stamps only).
+    iso = ~np.asarray(truth["blended"])
+    big = iso & (np.asarray(truth["mag_central"]) < 22)
+    frac = inner[big].sum(axis=(1, 2)) / np.asarray(truth["flux_central"])[big]
+    assert np.median(frac) == pytest.approx(1.0, abs=0.02)

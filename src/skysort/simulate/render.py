@@ -10,16 +10,16 @@ per stamp, e.g. blends) draw sources in Fourier space, in vectorised numpy batch
 * Sersic components are looked up in radial transform tables (one per Sersic index on a
   0.05 grid, computed once from ``galsim.Sersic.kValue``), so an elliptical, rotated Sersic of
   any size costs one table look-up per k sample;
-* real COSMOS galaxies are looked up (bilinearly) in the tabulated transform of their
-  ``galsim.RealGalaxy`` (:meth:`RealGalaxyLibrary.ktable`), rotated, flipped and rescaled by a
-  change of k coordinates;
+* real COSMOS galaxies are looked up (bilinearly) in the tabulated transform of their cleaned
+  HST image (:meth:`RealGalaxyLibrary.ktable`), rotated, flipped and rescaled by a change of k
+  coordinates;
 * the PSF transform (GalSim ``drawKImage``) times the pixel response (sinc) is cached per
   (PSF, pixel scale, grid size); sub-pixel centring is a phase ramp.
 
 The stamp is the corner of a periodic image at least ``pad_factor`` (default 1.2) times larger;
 light that falls beyond the periodic image wraps around. Each source gets the smallest size from
-1.2 to 8 stamp sizes that holds its 99%-light radius (its HST postage stamp for real galaxies)
-plus 3 PSF FWHM away from the stamp, so only the rare very extended galaxies pay for a larger transform.
+1.2 to 8 stamp sizes that holds its 99%-light radius (the radius of its cleaned HST image for
+real galaxies) plus 3 PSF FWHM away from the stamp, so only the rare very extended galaxies pay for a larger transform.
 Aliasing beyond the
 Nyquist frequency is ignored, which is exact for PSFs sampled by at least ~2 pixels per FWHM.
 
@@ -231,7 +231,7 @@ def _extent_arcsec(morphology: Morphology) -> np.ndarray:
     """Radius beyond which a source has < 1% of its light, arcsec (0 for point sources).
 
     Parametric components use the 99% radius of their Sersic profile along the major axis;
-    real galaxies the side of their rescaled HST postage stamp.
+    real galaxies the rescaled radius beyond which their cleaned HST image is zero.
     """
     from scipy import special
 
@@ -245,8 +245,8 @@ def _extent_arcsec(morphology: Morphology) -> np.ndarray:
     real = np.nonzero(morphology.kind == REAL)[0]
     if len(real):
         lib = morphology.real_library
-        sides = np.array([lib.stamp_extent(i) for i in morphology.real_index[real]])
-        ext[real] = sides * morphology.real_scale[real]
+        radii = np.array([lib.light_radius(i) for i in morphology.real_index[real]])
+        ext[real] = radii * morphology.real_scale[real]
     return ext
 
 
@@ -367,9 +367,6 @@ def render_scenes(source_stamp, n_stamps: int, fluxes, psf_fwhm, pixel_scale: fl
     need = (max(h, w) / 2.0 + np.abs(offsets).max(axis=1)
             + (_extent_arcsec(morphology) + 3.0 * psf_fwhm.max()) / pixel_scale) / max(h, w)
     factors = np.array([f for f in _PAD_FACTORS if f >= pad_factor] or [pad_factor])
-    # Deconvolved HST images are noisy to their edge and ring beyond it: measured against
-    # GalSim, real galaxies need at least twice the stamp to keep the flux within 1%.
-    need = np.where(morphology.kind == REAL, np.maximum(need, 2.0), need)
     cls = np.minimum(np.searchsorted(factors, np.maximum(need, pad_factor)), len(factors) - 1)
     for c in np.unique(cls):
         members = np.nonzero(cls == c)[0]
