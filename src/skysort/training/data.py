@@ -18,40 +18,32 @@ from ..data.stampset import StampSet
 BatchTransform = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
-class InMemoryStamps(Dataset):
-    """Stamps (``image``) plus named per-object arrays, indexable by batches.
+class InMemoryBatches(Dataset):
+    """Named per-object arrays held in memory, served as whole batches (dicts of tensors).
 
     Parameters
     ----------
-    images : ndarray (N, B, H, W) float32
-    columns : mapping of str to ndarray (N, ...)
-        Targets and other per-object values (converted to tensors once).
+    arrays : mapping of str to ndarray (N, ...)
+        Inputs and targets, e.g. ``{"image": ..., "blended": ...}`` or ``{"features": ...,
+        "label": ...}``; converted to tensors once.
     transform : callable, optional
         Applied to every batch dict (augmentation); gets and returns a dict of tensors.
     """
 
-    def __init__(self, images: np.ndarray, columns: Mapping[str, np.ndarray], transform: BatchTransform | None = None):
-        self.images = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
-        self.columns = {name: torch.as_tensor(np.asarray(values)) for name, values in columns.items()}
-        for name, values in self.columns.items():
-            if len(values) != len(self.images):
-                raise ValueError(f"column {name!r} has {len(values)} rows for {len(self.images)} images")
+    def __init__(self, arrays: Mapping[str, np.ndarray], transform: BatchTransform | None = None):
+        self.columns = {name: torch.as_tensor(np.ascontiguousarray(values)) for name, values in arrays.items()}
+        lengths = {name: len(values) for name, values in self.columns.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"arrays have different lengths: {lengths}")
+        self._length = next(iter(lengths.values()), 0)
         self.transform = transform
 
-    @classmethod
-    def from_stampset(cls, stamps: StampSet, columns: Mapping[str, np.ndarray], indices: Sequence[int] | None = None,
-                      transform: BatchTransform | None = None) -> "InMemoryStamps":
-        indices = np.arange(len(stamps)) if indices is None else np.asarray(indices)
-        images = stamps.read_images(indices) if len(indices) else np.zeros((0,) + stamps.shape[1:], np.float32)
-        return cls(images, {k: np.asarray(v)[indices] for k, v in columns.items()}, transform)
-
     def __len__(self) -> int:
-        return len(self.images)
+        return self._length
 
     def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
-        batch = {"image": self.images[index], "index": index}
-        batch.update({name: values[index] for name, values in self.columns.items()})
+        batch = {"index": index, **{name: values[index] for name, values in self.columns.items()}}
         return self.transform(batch) if self.transform else batch
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -59,12 +51,31 @@ class InMemoryStamps(Dataset):
         return {k: v[0] for k, v in batch.items()}
 
 
+class InMemoryStamps(InMemoryBatches):
+    """:class:`InMemoryBatches` whose ``image`` entry holds stamps ``(N, B, H, W)`` float32."""
+
+    def __init__(self, images: np.ndarray, columns: Mapping[str, np.ndarray], transform: BatchTransform | None = None):
+        super().__init__({"image": np.asarray(images, dtype=np.float32), **columns}, transform)
+
+    @property
+    def images(self) -> torch.Tensor:
+        return self.columns["image"]
+
+    @classmethod
+    def from_stampset(cls, stamps: StampSet, columns: Mapping[str, np.ndarray], indices: Sequence[int] | None = None,
+                      transform: BatchTransform | None = None) -> "InMemoryStamps":
+        """Load the stamps at ``indices`` (default all) and the matching rows of ``columns``."""
+        indices = np.arange(len(stamps)) if indices is None else np.asarray(indices)
+        images = stamps.read_images(indices) if len(indices) else np.zeros((0,) + stamps.shape[1:], np.float32)
+        return cls(images, {k: np.asarray(v)[indices] for k, v in columns.items()}, transform)
+
+
 def _identity(batch):
     return batch
 
 
-def batch_loader(dataset: InMemoryStamps, batch_size: int, *, shuffle: bool, seed: int = 0, drop_last: bool = False) -> DataLoader:
-    """A DataLoader yielding whole batch dicts from an :class:`InMemoryStamps`."""
+def batch_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0, drop_last: bool = False) -> DataLoader:
+    """A DataLoader yielding whole batch dicts from a dataset with ``__getitems__``."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last,
                       collate_fn=_identity, num_workers=0)
