@@ -235,6 +235,21 @@ class Task(str, Enum):
     blend = "blend"
 
 
+class Architecture(str, Enum):
+    cnn = "cnn"
+    paper = "paper"
+
+
+class Backbone(str, Enum):
+    efficientnet_lite0 = "efficientnet-lite0"
+    vgg16 = "vgg16"
+
+
+class InputMode(str, Enum):
+    paper8bit = "paper8bit"
+    float = "float"
+
+
 @app.command("train")
 def train_command(
     task: Annotated[Task, typer.Option("--task", help="What to learn: blend (isolated vs blended galaxies).")],
@@ -249,11 +264,24 @@ def train_command(
     noise_max: Annotated[float, typer.Option("--noise-max", help="blend: highest noise sigma of the augmentation (counts); 0 disables it.")] = 36.0,
     max_objects: Annotated[Optional[int], typer.Option("--max-objects", help="Use at most this many training objects.")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    architecture: Annotated[Architecture, typer.Option("--architecture", help="blend: cnn (one noise-augmented multi-task CNN) or paper (BlendHunter: frozen pretrained backbone + dense head on cached features).")] = Architecture.cnn,
+    backbone: Annotated[Backbone, typer.Option("--backbone", help="paper: natural-image backbone.")] = Backbone.efficientnet_lite0,
+    backbone_weights: Annotated[Optional[Path], typer.Option("--backbone-weights", help="paper: backbone state dict (e.g. a torchvision-format ImageNet VGG-16 file).")] = None,
+    input_mode: Annotated[InputMode, typer.Option("--input-mode", help="paper: 8-bit per-stamp max scaling as published, or float asinh.")] = InputMode.paper8bit,
+    fine_tune_top: Annotated[bool, typer.Option("--fine-tune-top", help="paper: also fine-tune the backbone's top block.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Train a model on a stamp set and write it, with its training record, to a model file."""
     from .tasks.blend import train_blend_model
 
+    if architecture is Architecture.paper:
+        from .tasks.blend_paper import train_paper_model
+
+        result = train_paper_model(data, out, backbone=backbone.value, backbone_weights=backbone_weights, input_mode=input_mode.value,
+                                   seed=seed, max_epochs=epochs, patience=patience, lr=lr, fine_tune_top=fine_tune_top, progress=not quiet)
+        console.print(f"model: {out}")
+        _print_metrics("paper-faithful model (held-out 10%)", result, ["test_accuracy", "test_accuracy_near_blends", "test_accuracy_far_blends", "test_accuracy_isolated", "head_training_seconds", "epochs"])
+        return
     noise_range = (noise_min, noise_max) if noise_max > 0 else None
     record = train_blend_model(data, out, val_data=val, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
                                noise_range=noise_range, max_objects=max_objects, seed=seed, progress=not quiet)
@@ -319,7 +347,7 @@ def predict_command(
     from .data.stampset import StampSet
     from .models.checkpoint import load_model_file
     from .models.registry import resolve_model
-    from .tasks.blend import predict_blends
+    from .tasks.blend import predict_any_blend_model
 
     path = resolve_model(model)
     meta, _ = load_model_file(path)
@@ -327,7 +355,7 @@ def predict_command(
         raise InputError(model, f"prediction with {meta.get('task')!r} models is not available in this version")
     stamps = StampSet.open(data)
     with progress_bar(len(stamps), "predicting", enabled=not quiet) as advance:
-        table = predict_blends(path, stamps, threshold=threshold, progress=advance)
+        table = predict_any_blend_model(path, stamps, threshold=threshold, progress=advance)
     table.meta.update({"model": str(model), "model_file": str(path), "model_created": meta.get("created"), "data": str(data)})
     write_catalog(table, out)
     console.print(f"{len(table):,} predictions ({int(np.sum(table['blended'])):,} blended) -> {out}")

@@ -245,6 +245,31 @@ def predict_blends(model: str | os.PathLike, stamps: StampSet, *, batch_size: in
     return table
 
 
+def predict_any_blend_model(model: str | os.PathLike, stamps: StampSet, *, threshold: float = 0.5,
+                            progress: Callable[[int], None] | None = None) -> Table:
+    """Predictions of any blend model: the single :class:`BlendNet` or a paper-faithful
+    backbone + head (which predicts the blend probability only)."""
+    path = resolve_model(model)
+    meta, _ = load_model_file(path)
+    if meta.get("task") != "blend":
+        raise InputError(path, f"not a blend model (task {meta.get('task')!r})")
+    if meta.get("architecture") == "BlendNet":
+        return predict_blends(path, stamps, threshold=threshold, progress=progress)
+    from .blend_paper import predict_paper_model
+
+    probability = np.asarray(predict_paper_model(path, stamps, progress=progress is not None), dtype=np.float32)
+    if progress:
+        progress(len(stamps))
+    table = Table()
+    table["id"] = stamps.column("id")
+    table["p_blended"] = probability
+    table["blended"] = probability > threshold
+    table["n_sources"] = np.where(table["blended"], 2, 1).astype(np.int16)
+    table["companion_dx"] = np.full(len(stamps), np.nan, np.float32)
+    table["companion_dy"] = np.full(len(stamps), np.nan, np.float32)
+    return table
+
+
 def evaluate_blend_model(model: str | os.PathLike, data: str | os.PathLike, out_dir: str | os.PathLike, *,
                          with_sep: bool = True, threshold: float = 0.5, command: str | None = None,
                          progress: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -262,7 +287,7 @@ def evaluate_blend_model(model: str | os.PathLike, data: str | os.PathLike, out_
     stamps = StampSet.open(data)
     _require_blend_set(stamps)
     out_dir = Path(out_dir)
-    predictions = predict_blends(model, stamps, threshold=threshold, progress=progress)
+    predictions = predict_any_blend_model(model, stamps, threshold=threshold, progress=progress)
     truth = stamps.table
     metrics = blend_metrics(truth, probability=np.asarray(predictions["p_blended"], float), threshold=threshold)
     metrics["model"] = str(model)
