@@ -412,6 +412,34 @@ def models_list_command(as_json: Annotated[bool, typer.Option("--json", help="Pr
     console.print(grid)
 
 
+reproduce_app = typer.Typer(help="Reproduce the published experiments skysort builds on.", no_args_is_help=True)
+app.add_typer(reproduce_app, name="reproduce")
+
+
+@reproduce_app.command("blendhunter")
+def reproduce_blendhunter_command(
+    out: Annotated[Path, typer.Option("--out", help="Output folder: data, models, report.md, results.json, plots.")] = Path("outputs/blendhunter"),
+    quick: Annotated[bool, typer.Option("--quick", help="Small sets, minutes on a laptop CPU (checks the pipeline; not the published figures).")] = False,
+    model: Annotated[Optional[str], typer.Option("--model", help="Our single blend model to evaluate beside (default: the shipped blend-cfis, if present).")] = None,
+    input_mode: Annotated[InputMode, typer.Option("--input-mode", help="Backbone input: 8-bit as published, or float.")] = InputMode.paper8bit,
+    workers: Annotated[int, typer.Option("--workers", help="Simulation processes.")] = 2,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+) -> None:
+    """BlendHunter's experiment: per-noise paper models and SEP on parametric and realistic stamps; Markdown report."""
+    from .models.registry import shipped_model_names
+    from .simulate.presets import shared_data_dir
+    from .tasks.blend_reproduce import ReproduceConfig, reproduce_blendhunter
+
+    options = {"input_mode": input_mode.value, "seed": seed, "workers": workers}
+    config = ReproduceConfig.quick(**options) if quick else ReproduceConfig(**options)
+    single = model or ("blend-cfis" if "blend-cfis" in shipped_model_names() else None)
+    reference = shared_data_dir() / "reference" / "blendhunter"
+    report = reproduce_blendhunter(out, config, single_model=single, reference_dir=reference, progress=not quiet)
+    console.print(report.read_text())
+    console.print(f"report: {report}")
+
+
 def _describe_file(path: Path) -> dict[str, Any]:
     """Summarise a stamp set, model, image or catalogue, whichever ``path`` is."""
     import h5py

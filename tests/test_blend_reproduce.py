@@ -1,0 +1,36 @@
+"""`skysort reproduce blendhunter`: the whole experiment runs and reports (tiny sizes here)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from skysort.tasks.blend_reproduce import ReproduceConfig, reproduce_blendhunter
+
+SHARED_DATA = Path(os.environ.get("SKYSORT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+pytestmark = pytest.mark.skipif(not SHARED_DATA.exists(), reason="skysort reference data (../shared/data) not available")
+
+
+def test_tiny_reproduction_writes_a_complete_report(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKYSORT_THREADS", "1")
+    monkeypatch.setenv("SKYSORT_CACHE", str(tmp_path / "cache"))
+    config = ReproduceConfig.quick(sigmas=(5.0, 30.0), n_per_sigma=200, n_realistic=200, max_epochs=3, workers=1)
+    report = reproduce_blendhunter(tmp_path / "out", config, single_model=None,
+                                   reference_dir=SHARED_DATA / "reference" / "blendhunter", progress=False)
+    text = report.read_text()
+    assert "| 5 |" in text and "| 30 |" in text and "| SEP |" in text and "Published reference" in text
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [row["sigma"] for row in results["parametric"]] == [5.0, 30.0]
+    assert set(results["realistic"]) == {"SEP", "paper_sigma5", "paper_sigma30"}
+    assert (tmp_path / "out" / "accuracy_vs_separation_realistic.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_quick_reproduction_from_the_command_line(tmp_path):
+    from skysort.cli import main
+
+    assert main(["reproduce", "blendhunter", "--quick", "--out", str(tmp_path / "bh"), "--quiet"]) == 0
+    assert (tmp_path / "bh" / "report.md").exists()
