@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Feature caches and other per-user caches go to a throw-away folder, not the home directory.
+os.environ.setdefault("SKYSORT_CACHE", tempfile.mkdtemp(prefix="skysort-test-cache-"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SKYSORT_DATA", REPO.parent / "shared" / "data"))
