@@ -435,7 +435,8 @@ def reproduce_blendhunter_command(
     config = ReproduceConfig.quick(**options) if quick else ReproduceConfig(**options)
     single = model or ("blend-cfis" if "blend-cfis" in shipped_model_names() else None)
     reference = shared_data_dir() / "reference" / "blendhunter"
-    report = reproduce_blendhunter(out, config, single_model=single, reference_dir=reference, progress=not quiet)
+    report = reproduce_blendhunter(out, config, single_model=single, reference_dir=reference,
+                                   hsc_dir=shared_data_dir() / "blends" / "hsc_real_scenes", progress=not quiet)
     console.print(report.read_text())
     console.print(f"report: {report}")
 
