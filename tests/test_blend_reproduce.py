@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from skysort.tasks.blend_reproduce import ReproduceConfig, reproduce_blendhunter
@@ -34,3 +35,18 @@ def test_quick_reproduction_from_the_command_line(tmp_path):
 
     assert main(["reproduce", "blendhunter", "--quick", "--out", str(tmp_path / "bh"), "--quiet"]) == 0
     assert (tmp_path / "bh" / "report.md").exists()
+
+
+def test_hsc_peaks_are_centred_in_their_stamps():
+    from skysort.tasks.blend_reproduce import hsc_scene_stamps
+
+    directory = SHARED_DATA / "blends" / "hsc_real_scenes"
+    images, table = hsc_scene_stamps(directory)
+    assert images.shape == (len(table), 1, 65, 65) and len(table) >= 10
+    assert (images[:, :, :7] == 0).all() and (images[:, :, :, -7:] == 0).all()
+    # For the brightest peak of each scene, the stamp's maximum sits at the centre.
+    for scene in set(table["scene"]):
+        rows = [i for i in range(len(table)) if table["scene"][i] == scene]
+        brightest = max(rows, key=lambda i: images[i, 0, 30:35, 30:35].max())
+        row, col = divmod(int(np.argmax(images[brightest, 0])), 65)
+        assert abs(row - 32) <= 2 and abs(col - 32) <= 2
