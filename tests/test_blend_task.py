@@ -84,3 +84,20 @@ def test_train_save_load_and_predict(tmp_path):
     assert np.all(np.isnan(table["companion_dx"][~table["blended"]]))
     # Easy, bright blends: even a few epochs of a tiny network separate them.
     assert np.mean(table["blended"] == stamps.column("blended").astype(bool)) > 0.8
+
+
+def test_shipped_blend_model_works_by_name(tmp_path, capsys):
+    from skysort.cli import main
+    from skysort.models.registry import list_models
+
+    names = [row["name"] for row in list_models()]
+    assert "blend-cfis" in names
+    row = next(r for r in list_models() if r["name"] == "blend-cfis")
+    assert row["size_mb"] < 20 and row["card"] and row["task"] == "blend"
+    stamps = make_blend_set(tmp_path / "s.h5", n=40)
+    assert main(["predict", "--model", "blend-cfis", "--data", str(tmp_path / "s.h5"), "--out", str(tmp_path / "p.parquet"), "--quiet"]) == 0
+    from skysort.data.catalog import read_catalog
+
+    table = read_catalog(tmp_path / "p.parquet", require_positions=False)
+    assert len(table) == len(stamps) and "p_blended" in table.colnames
+    assert main(["models", "list"]) == 0 and "blend-cfis" in capsys.readouterr().out

@@ -312,7 +312,8 @@ def evaluate_blend_model(model: str | os.PathLike, data: str | os.PathLike, out_
     return metrics
 
 
-def write_model_card(model: str | os.PathLike, evaluations: dict[str, str | os.PathLike], out: str | os.PathLike) -> Path:
+def write_model_card(model: str | os.PathLike, evaluations: dict[str, str | os.PathLike], out: str | os.PathLike,
+                     notes: Sequence[str] = ()) -> Path:
     """Write a Markdown model card from a model file's metadata and evaluation ``metrics.json`` files.
 
     Parameters
@@ -323,6 +324,8 @@ def write_model_card(model: str | os.PathLike, evaluations: dict[str, str | os.P
         Test-set description -> ``metrics.json`` written by :func:`evaluate_blend_model`.
     out : path-like
         The card (``NAME.md`` beside ``NAME.pt`` for a shipped model).
+    notes : sequence of str
+        Known limitations and remarks, one bullet each.
     """
     import json
 
@@ -359,8 +362,11 @@ def write_model_card(model: str | os.PathLike, evaluations: dict[str, str | os.P
 
         lines.append(f"| {name} | {m.get('n')} | {pct(m.get('accuracy'))} | {pct(m.get('accuracy_near'))} | {pct(m.get('accuracy_far'))} | "
                      f"{pct(m.get('false_positive_rate'))} | {pct(sep.get('accuracy'))} | {pct(sep.get('accuracy_near'))} |")
-    lines += ["", "Near / far accuracies are over blended stamps with separation below / above 10 px. Test galaxies and noise "
-              "are unseen in training (training uses COSMOS parametric fits; realistic tests use real COSMOS HST images).", ""]
+    lines += ["", "Near / far accuracies are over blended stamps with separation below / above 10 px. Realistic test galaxies "
+              "(real COSMOS HST images) are never seen in training; parametric tests draw from the same COSMOS parametric fits "
+              "as training, with new rotations, sizes, positions and noise.", ""]
+    if notes:
+        lines += ["## Known limitations", "", *[f"- {note}" for note in notes], ""]
     out = Path(out)
     with atomic_path(out) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
