@@ -50,3 +50,11 @@ def test_hsc_peaks_are_centred_in_their_stamps():
         brightest = max(rows, key=lambda i: images[i, 0, 30:35, 30:35].max())
         row, col = divmod(int(np.argmax(images[brightest, 0])), 65)
         assert abs(row - 32) <= 2 and abs(col - 32) <= 2
+
+
+def test_hsc_real_pixels_with_the_shipped_model():
+    from skysort.tasks.blend_reproduce import hsc_real_pixels
+
+    table = hsc_real_pixels("blend-cfis", SHARED_DATA / "blends" / "hsc_real_scenes")
+    assert np.all((table["p_blended"] >= 0) & (table["p_blended"] <= 1))
+    assert np.all(table["sep_n_detected"] >= 1)

@@ -290,7 +290,8 @@ def hsc_real_pixels(model: str | os.PathLike, directory: str | os.PathLike) -> "
     images, table = hsc_scene_stamps(directory)
     network, _ = load_blend_model(model)
     table["p_blended"] = predict_probabilities(network, images)
-    truth = {"blended": table["other_peaks_in_stamp"] > 0, "companion_dx": np.full(len(table), np.nan),
+    # Only SEP's detection count is used: true companion positions are not known here.
+    truth = {"blended": np.zeros(len(table), bool), "companion_dx": np.full(len(table), np.nan),
              "companion_dy": np.full(len(table), np.nan), "id": np.arange(len(table))}
     sep = sep_predict(images, truth)
     table["sep_n_detected"] = sep["n_detected"]
