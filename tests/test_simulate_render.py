@@ -12,7 +12,7 @@ from skysort.simulate import blends, galaxies, psf, render  # noqa: E402
 
 def _has_shared_data() -> bool:
     try:
-        galaxies._find_shared_data()
+        galaxies.shared_data_dir()
     except Exception:
         return False
     return True

@@ -22,7 +22,6 @@ A morphology is described by a :class:`Morphology` of plain arrays (one row per 
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import numpy as np
 from scipy import special
 
 from ..errors import InputError
+from .presets import shared_data_dir
 
 #: Source kinds stored in :attr:`Morphology.kind`.
 POINT, PARAMETRIC, REAL = 0, 1, 2
@@ -44,24 +44,6 @@ COSMOS_PIXEL_SCALE = 0.03
 
 _PARAMETRIC_FILE = "real_galaxy_catalog_23.5_example.fits"
 _REAL_FILE = "real_galaxy_catalog_26_extension_example.fits"
-
-
-def _find_shared_data() -> Path:
-    """Directory of the shared reference data.
-
-    Looked up, in order: the ``SKYSORT_DATA`` environment variable, ``../shared/data`` from the
-    current directory, ``<repository>/../shared/data`` from this package's location.
-    """
-    env = os.environ.get("SKYSORT_DATA")
-    if env:
-        return Path(env)
-    candidates = [Path.cwd() / ".." / "shared" / "data",
-                  Path(__file__).resolve().parents[3] / ".." / "shared" / "data"]
-    for cand in candidates:
-        if cand.is_dir():
-            return cand.resolve()
-    raise InputError("SKYSORT_DATA", "shared data directory not found; set SKYSORT_DATA to the "
-                     "folder holding galaxies/cosmos_parametric and galaxies/cosmos_real")
 
 
 def round_sersic(n: np.ndarray | float, step: float = SERSIC_STEP) -> np.ndarray:
@@ -317,7 +299,7 @@ def load_parametric_library(directory: str | None = None) -> ParametricLibrary:
     """
     import galsim
 
-    directory = Path(directory) if directory else _find_shared_data() / "galaxies" / "cosmos_parametric"
+    directory = Path(directory) if directory else shared_data_dir() / "galaxies" / "cosmos_parametric"
     if not (directory / _PARAMETRIC_FILE).is_file():
         raise InputError(directory / _PARAMETRIC_FILE, "COSMOS parametric catalogue not found")
     cat = galsim.COSMOSCatalog(_PARAMETRIC_FILE, dir=str(directory), use_real=False)
@@ -514,7 +496,7 @@ class RealGalaxyLibrary:
         import galsim
         from astropy.table import Table
 
-        directory = Path(directory) if directory else _find_shared_data() / "galaxies" / "cosmos_real"
+        directory = Path(directory) if directory else shared_data_dir() / "galaxies" / "cosmos_real"
         if not (directory / _REAL_FILE).is_file():
             raise InputError(directory / _REAL_FILE, "COSMOS real-galaxy catalogue not found")
         self.catalog = galsim.RealGalaxyCatalog(_REAL_FILE, dir=str(directory))
