@@ -94,7 +94,7 @@ def split_indices(n: int, seed: int, fractions: Sequence[float] = SPLIT_FRACTION
     return tuple(shared_split(n, fractions, seed=seed))  # type: ignore[return-value]
 
 
-def blend_targets(stamps: StampSet) -> np.ndarray:
+def _label_targets(stamps: StampSet) -> np.ndarray:
     """0/1 targets (1 = blended) from the ``label`` column (``blended`` / ``isolated``)."""
     labels = np.asarray([str(x) for x in stamps.labels()])
     unknown = sorted(set(labels) - set(CLASSES))
@@ -217,7 +217,7 @@ def train_paper_model(stampset_path: str | os.PathLike, out_model_path: str | os
     stamps = StampSet.open(stampset_path)
     if stamps.shape[1] != 1:
         raise InputError(stampset_path, f"BlendHunter stamps have one band; this set has {stamps.shape[1]}")
-    targets = blend_targets(stamps)
+    targets = _label_targets(stamps)
     net_backbone = load_backbone(backbone, weights=backbone_weights, pooling=pooling)
     feats = cached_features(stamps, net_backbone, input_mode=input_mode, weights=backbone_weights,
                             cache_dir=cache_dir, use_cache=use_cache, progress=progress, threads=threads)
