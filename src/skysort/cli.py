@@ -141,9 +141,9 @@ def cutout_command(
     from .data.ingest import cutout
 
     start = time.perf_counter()
-    n_objects = len(read_catalog(catalog, mapping=mapping))
-    with progress_bar(n_objects, "cutting", enabled=not quiet) as advance:
-        stamps = cutout(images, catalog, out, size=size, bands=_split_bands(bands), mapping=mapping,
+    table = read_catalog(catalog, mapping=mapping)
+    with progress_bar(len(table), "cutting", enabled=not quiet) as advance:
+        stamps = cutout(images, table, out, size=size, bands=_split_bands(bands), mapping=mapping,
                         reference_band=reference_band, survey=survey, nan_policy=nan.value, warn=_warn,
                         progress=advance)
     _print_stampset_summary(stamps.summary(), time.perf_counter() - start)
@@ -174,13 +174,13 @@ def import_command(
     start = time.perf_counter()
     band_list = _split_bands(bands) or []
     object_table = read_catalog(table, mapping=mapping, require_positions=False) if table else None
-    n = len(load_stamp_array(images))
-    with progress_bar(n, "importing", enabled=not quiet) as advance:
+    array = load_stamp_array(images)
+    with progress_bar(len(array), "importing", enabled=not quiet) as advance:
         stamps = import_to_stampset(
             images, object_table, out, bands=band_list, pixel_scale=pixel_scale, flux_unit=flux_unit,
             zero_points=_parse_band_values(zero_points, band_list, "--zero-points"),
             psf_fwhm=_parse_band_values(psf_fwhm, band_list, "--psf-fwhm"), survey=survey,
-            table_path=table, nan_policy=nan.value, progress=advance,
+            table_path=table, nan_policy=nan.value, array=array, progress=advance,
         )
     summary = stamps.summary()
     if summary["flags"].get("NAN_PIXELS"):

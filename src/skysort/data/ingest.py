@@ -178,7 +178,7 @@ def cutout_to_stampset(
 
 def cutout(
     images: str | Sequence[str | os.PathLike],
-    catalog: str | os.PathLike,
+    catalog: str | os.PathLike | Table,
     out: str | os.PathLike,
     *,
     size: int = 64,
@@ -197,8 +197,9 @@ def cutout(
     ----------
     images : str or sequence of path-like
         Glob pattern(s) or files, one FITS file per band.
-    catalog : path-like
-        Catalogue (CSV, FITS, Parquet); see :func:`skysort.data.catalog.read_catalog`.
+    catalog : path-like or astropy Table
+        Catalogue (CSV, FITS, Parquet; see :func:`skysort.data.catalog.read_catalog`), or a
+        table already read with it.
     out : path-like
         Output stamp set.
     size : int
@@ -221,7 +222,11 @@ def cutout(
 
     patterns = [images] if isinstance(images, (str, os.PathLike)) else list(images)
     paths = expand_image_paths([str(p) for p in patterns])
-    table = read_catalog(catalog, mapping=mapping)
+    if isinstance(catalog, Table):
+        table = catalog
+        catalog = table.meta.get("source_file", "catalogue")
+    else:
+        table = read_catalog(catalog, mapping=mapping)
     tiles = read_band_images(paths, bands)
     for tile in tiles:
         if tile.n_nan:
@@ -283,6 +288,7 @@ def import_to_stampset(
     survey: str = "",
     table_path: str | os.PathLike | None = None,
     nan_policy: str = "flag",
+    array: np.ndarray | None = None,
     command: str | None = None,
     chunk: int = DEFAULT_CHUNK,
     progress: Callable[[int], None] | None = None,
@@ -301,8 +307,11 @@ def import_to_stampset(
         Arcsec per pixel.
     nan_policy : {"flag", "error"}
         NaN pixels are flagged ``NAN_PIXELS`` (default) or rejected with an error.
+    array : ndarray, optional
+        The stamps already loaded from ``array_path`` with :func:`load_stamp_array`.
     """
-    array = load_stamp_array(array_path)
+    if array is None:
+        array = load_stamp_array(array_path)
     n, n_bands, height, width = array.shape
     if len(bands) != n_bands:
         raise InputError(array_path, f"stamps have {n_bands} band plane(s) but {len(bands)} band name(s) were given ({list(bands)})")

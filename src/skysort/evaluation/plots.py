@@ -62,12 +62,7 @@ def save_mosaic(images: np.ndarray, bands: Sequence[str], path: str | os.PathLik
             ax.set_title(titles[k], fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return _save(fig, Path(path))
 
 
 _CLASS_COLOURS = {"star": "tab:red", "galaxy": "tab:blue", "qso": "tab:green", "isolated": "tab:blue", "blended": "tab:orange"}

@@ -149,6 +149,12 @@ def _host_morphology(preset: SurveyPreset, seed: int, indices: np.ndarray,
     return morphology, hlr, library_rows[rows]
 
 
+def _blend_psf(preset: SurveyPreset, seed: int) -> dict[str, Any]:
+    """The single PSF of a blend set (as one CFIS exposure): the nominal FWHM with a small
+    random shear from the seed."""
+    return psf_variants(preset, seed)[len(_PSF_LEVELS) // 2]
+
+
 def _flux_unit(preset: SurveyPreset) -> str:
     return "nanomaggy" if abs(preset.zero_point - 22.5) < 1e-9 else "count"
 
@@ -265,7 +271,7 @@ def simulate_block(config: SimulationConfig, start: int, n: int) -> tuple[np.nda
         preset = load_survey(config.survey)
         sigma = _blend_noise(config, preset)
         # One PSF per blend set (as one CFIS exposure), with a small random shear from the seed.
-        psf = psf_variants(preset, config.seed)[len(_PSF_LEVELS) // 2]
+        psf = _blend_psf(preset, config.seed)
         images, truth = make_blend_stamps(n, config.seed, start=start, mode=config.mode, noise_sigma=sigma,
                                           psf_fwhm=psf["fwhm"][preset.band_names[0]], psf_g1=psf["g1"], psf_g2=psf["g2"],
                                           zero_point=preset.zero_point)
@@ -313,7 +319,7 @@ def _stamp_meta(config: SimulationConfig, preset: SurveyPreset, n: int, block: i
             "simulation": dataclasses.asdict(config) | {"n": n, "block": block},
             "sky_sigma": sky,
             "psf_model": preset.psf.model_dump(),
-            "psf_variants": psf_variants(preset, config.seed)[len(_PSF_LEVELS) // 2 : len(_PSF_LEVELS) // 2 + 1] if config.kind == "blends" else psf_variants(preset, config.seed),
+            "psf_variants": [_blend_psf(preset, config.seed)] if config.kind == "blends" else psf_variants(preset, config.seed),
             "colour_gradients": "ignored: one morphology per source, flux scaled per band",
         },
     )

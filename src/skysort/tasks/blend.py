@@ -232,7 +232,8 @@ def predict_blends(model: str | os.PathLike, stamps: StampSet, *, batch_size: in
         parts.append(_predict_outputs(network, images, batch_size))
         if progress:
             progress(len(images))
-    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else _predict_outputs(network, np.zeros((0, 1, 65, 65), np.float32))
+    merged = ({k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts
+              else _predict_outputs(network, np.zeros((0, 1, *meta["stamp_size"]), np.float32)))
     blended = merged["p_blended"] > threshold
     table = Table()
     table["id"] = stamps.column("id")
