@@ -372,3 +372,49 @@ def write_model_card(model: str | os.PathLike, evaluations: dict[str, str | os.P
     with atomic_path(out) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     return out
+
+
+class BlendPredictor:
+    """:class:`~skysort.inference.predictor.Predictor` of a :class:`BlendNet` model: classes
+    ``isolated`` / ``blended``, extra outputs ``n_sources``, ``companion_dx``, ``companion_dy`` (px)."""
+
+    task = "blend"
+
+    def __init__(self, network: BlendNet, meta: dict[str, Any], model_file: Path, device: str = "cpu"):
+        from ..inference.predictor import InputSpec
+
+        self.network, self.meta, self.model_file = network, meta, Path(model_file)
+        self.classes = list(meta.get("classes", CLASSES))
+        self.name = Path(model_file).stem
+        self.spec = InputSpec(image_bands=list(meta["image_bands"]), stamp_size=tuple(meta["stamp_size"]),
+                              pixel_scale=meta.get("pixel_scale"))
+        self.device = "cpu"
+        self.to(device)
+
+    def to(self, device: str) -> "BlendPredictor":
+        self.network.to(device)
+        self.device = device
+        return self
+
+    @torch.inference_mode()
+    def predict(self, inputs, *, images_available: bool = True) -> dict[str, np.ndarray]:
+        if not images_available or "image" not in inputs:
+            raise InputError(self.name, "blend models need image stamps")
+        images = torch.as_tensor(np.nan_to_num(np.asarray(inputs["image"], np.float32)), device=self.device)
+        result = self.network({"image": images})
+        p = torch.sigmoid(result["blend_logit"].float()).cpu().numpy()
+        two = torch.softmax(result["n_sources_logits"].float(), dim=1)[:, 1].cpu().numpy()
+        offset = result["offset"].float().cpu().numpy() * OFFSET_SCALE_PX
+        blended = p > 0.5
+        return {"probabilities": np.stack([1 - p, p], axis=1).astype(np.float32),
+                "n_sources": np.where(two > 0.5, 2, 1).astype(np.int16),
+                "companion_dx": np.where(blended, offset[:, 0], np.nan).astype(np.float32),
+                "companion_dy": np.where(blended, offset[:, 1], np.nan).astype(np.float32)}
+
+
+def predictor_from_file(path: Path, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str = "cpu") -> BlendPredictor:
+    """The blend task's entry for :func:`skysort.inference.predictor.load_predictor`."""
+    if meta.get("architecture") != "BlendNet":
+        raise InputError(path, f"streaming prediction supports BlendNet blend models (this one is {meta.get('architecture')!r}; use skysort predict --data)")
+    network, _ = load_blend_model(path)
+    return BlendPredictor(network, meta, path, device)

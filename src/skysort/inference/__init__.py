@@ -1,0 +1,1 @@
+"""Inference: one predictor interface for every task, from stamp sets, catalogues or survey tiles."""
