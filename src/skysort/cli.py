@@ -232,7 +232,19 @@ def simulate_command(
 
 
 class Task(str, Enum):
+    sgq = "sgq"
+    pointsource = "pointsource"
     blend = "blend"
+
+
+class Branches(str, Enum):
+    both = "both"
+    image = "image"
+    photometry = "photometry"
+
+
+class Baseline(str, Enum):
+    image_only = "image-only"
 
 
 class Architecture(str, Enum):
@@ -252,7 +264,7 @@ class InputMode(str, Enum):
 
 @app.command("train")
 def train_command(
-    task: Annotated[Task, typer.Option("--task", help="What to learn: blend (isolated vs blended galaxies).")],
+    task: Annotated[Task, typer.Option("--task", help="What to learn: sgq (star / galaxy / quasar from stamps + photometry), pointsource (star vs quasar from images, with spectral knowledge) or blend (isolated vs blended galaxies).")],
     data: Annotated[Path, typer.Option("--data", help="Training stamp set (from skysort simulate).")],
     out: Annotated[Path, typer.Option("--out", help="Model file to write (.pt).")],
     val: Annotated[Optional[Path], typer.Option("--val", help="Validation stamp set (default: 10% of --data).")] = None,
@@ -269,10 +281,35 @@ def train_command(
     backbone_weights: Annotated[Optional[Path], typer.Option("--backbone-weights", help="paper: backbone state dict (e.g. a torchvision-format ImageNet VGG-16 file).")] = None,
     input_mode: Annotated[InputMode, typer.Option("--input-mode", help="paper: 8-bit per-stamp max scaling as published, or float asinh.")] = InputMode.paper8bit,
     fine_tune_top: Annotated[bool, typer.Option("--fine-tune-top", help="paper: also fine-tune the backbone's top block.")] = False,
+    branches: Annotated[Branches, typer.Option("--branches", help="sgq: image and photometry branches, or one alone (ablations).")] = Branches.both,
+    image_bands: Annotated[Optional[str], typer.Option("--image-bands", help="sgq / pointsource: image bands, comma-separated (sgq default: r; pointsource default: all).")] = None,
+    photometry_bands: Annotated[Optional[str], typer.Option("--photometry-bands", help="sgq: photometric bands, comma-separated (default: all of the stamp set).")] = None,
+    init: Annotated[Optional[str], typer.Option("--init", help="sgq: start from this model's weights (fine-tuning).")] = None,
+    baseline: Annotated[Optional[Baseline], typer.Option("--baseline", help="pointsource: train the image-only baseline (same CNN, same split) instead.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Train a model on a stamp set and write it, with its training record, to a model file."""
     from .tasks.blend import train_blend_model
+
+    command = " ".join(["skysort", *sys.argv[1:]])
+    if task is Task.sgq:
+        from .tasks.sgq import train_sgq_model
+
+        record = train_sgq_model(data, out, val_data=val, branches=branches.value, image_bands=_split_bands(image_bands),
+                                 photometry_bands=_split_bands(photometry_bands), init=init, epochs=epochs, patience=patience,
+                                 batch_size=batch_size, lr=lr, max_objects=max_objects, seed=seed, progress=not quiet, command=command)
+        console.print(f"model: {out}")
+        _print_metrics("validation", record, _SGQ_KEYS + ["epochs", "seconds"])
+        return
+    if task is Task.pointsource:
+        from .tasks.pointsource import train_pointsource_model
+
+        record = train_pointsource_model(data, out, val_data=val, baseline=baseline.value if baseline else None,
+                                         image_bands=_split_bands(image_bands), epochs=epochs, patience=patience,
+                                         batch_size=batch_size, lr=lr, max_objects=max_objects, seed=seed, progress=not quiet, command=command)
+        console.print(f"model: {out}")
+        _print_metrics("validation", record, _POINTSOURCE_KEYS + ["epochs", "seconds"])
+        return
 
     if architecture is Architecture.paper:
         from .tasks.blend_paper import train_paper_model
@@ -301,6 +338,9 @@ def _print_metrics(title: str, metrics: dict[str, Any], keys: list[str]) -> None
     console.print(grid)
 
 
+_SGQ_KEYS = ["n", "accuracy", "f1_star", "f1_galaxy", "f1_qso", "expected_class_fraction"]
+_POINTSOURCE_KEYS = ["n", "accuracy", "f1", "f1_image_only", "error_rate_reduction", "f1_true_spectral_features",
+                     "encoder_f1", "feature_cosine_similarity"]
 _BLEND_KEYS = ["n", "accuracy", "accuracy_near", "accuracy_far", "false_positive_rate", "auc",
                "accuracy_near_minus_sep", "n_sources_accuracy", "companion_offset_median_error_px"]
 
@@ -312,6 +352,8 @@ def evaluate_command(
     out: Annotated[Path, typer.Option("--out", help="Output folder: metrics.json, predictions, plots.")],
     no_sep: Annotated[bool, typer.Option("--no-sep", help="blend: skip the SEP baseline beside the model.")] = False,
     threshold: Annotated[float, typer.Option("--threshold", help="Probability threshold of the positive class.")] = 0.5,
+    expect: Annotated[Optional[str], typer.Option("--expect", help="sgq external validation: every object is of this class (star, galaxy or qso); reports the fraction so classified.")] = None,
+    baseline_model: Annotated[Optional[str], typer.Option("--baseline-model", help="pointsource: image-only baseline model to compare against (default: the one recorded in the model).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Evaluate a model on a labelled stamp set: metrics.json, predictions and plots."""
@@ -322,9 +364,26 @@ def evaluate_command(
     from .tasks.blend import evaluate_blend_model
 
     meta, _ = load_model_file(resolve_model(model))
+    command = " ".join(["skysort", *sys.argv[1:]])
+    n = len(StampSet.open(data))
+    if meta.get("task") == "sgq":
+        from .tasks.sgq import evaluate_sgq_model
+
+        with progress_bar(n, "evaluating", enabled=not quiet) as advance:
+            metrics = evaluate_sgq_model(model, data, out, expected_class=expect, progress=advance, command=command)
+        _print_metrics(f"{model} on {data}", metrics, _SGQ_KEYS)
+        console.print(f"metrics: {out / 'metrics.json'}")
+        return
+    if meta.get("task") == "pointsource":
+        from .tasks.pointsource import evaluate_pointsource_model
+
+        with progress_bar(n, "evaluating", enabled=not quiet) as advance:
+            metrics = evaluate_pointsource_model(model, data, out, baseline_model=baseline_model, progress=advance, command=command)
+        _print_metrics(f"{model} on {data}", metrics, _POINTSOURCE_KEYS)
+        console.print(f"metrics: {out / 'metrics.json'}")
+        return
     if meta.get("task") != "blend":
         raise InputError(model, f"evaluation of {meta.get('task')!r} models is not available in this version")
-    n = len(StampSet.open(data))
     with progress_bar(n, "evaluating", enabled=not quiet) as advance:
         metrics = evaluate_blend_model(model, data, out, with_sep=not no_sep, threshold=threshold, progress=advance)
     _print_metrics(f"{model} on {data}", metrics, _BLEND_KEYS)
