@@ -164,3 +164,17 @@ def test_host_quasars_reproducible_whatever_the_blocks(tmp_path):
     assert np.any(np.asarray(one.table["morphology"]) == "point+host")
     part = simulate(config, 64, tmp_path / "part.h5", workers=2, block=9)
     assert same_stampsets(one, part)
+
+
+def test_real_galaxy_splits_are_disjoint_halves_and_respected():
+    from skysort.simulate.blends import make_blend_stamps
+    from skysort.simulate.galaxies import real_galaxy_rows
+
+    train, test = real_galaxy_rows(100, "train"), real_galaxy_rows(100, "test")
+    assert len(train) == len(test) == 50 and not set(train) & set(test)
+    assert sorted(set(train) | set(test)) == list(range(100))
+    _, truth = make_blend_stamps(30, seed=3, mode="realistic", real_galaxies="test")
+    rows = np.concatenate([truth["source_central"], truth["source_companion"][truth["source_companion"] >= 0]])
+    assert np.all(rows % 2 == 1)
+    with pytest.raises(Exception):
+        SimulationConfig(survey="cfis", kind="blends", real_galaxies="half")

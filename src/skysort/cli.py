@@ -210,6 +210,10 @@ def simulate_command(
     mode: Annotated[SimMode, typer.Option("--mode", help="Galaxy morphologies: COSMOS parametric fits, or real COSMOS HST images.")] = SimMode.parametric,
     noise_sigma: Annotated[Optional[float], typer.Option("--noise-sigma", help="Sky noise per pixel in counts, every band (default: the preset's).")] = None,
     spectra_snr: Annotated[float, typer.Option("--spectra-snr", help="Median S/N per pixel of point-source spectra.")] = 10.0,
+    real_galaxies: Annotated[str, typer.Option("--real-galaxies", help="realistic mode: all, train (even rows of the real COSMOS library) or test (odd rows): train and test on different galaxies.")] = "all",
+    image_bands: Annotated[Optional[str], typer.Option("--image-bands", help="sources / pointsources: render stamps in these bands only, comma-separated (photometry still covers every band; default all).")] = None,
+    stamp_size: Annotated[Optional[int], typer.Option("--stamp-size", help="sources / pointsources: stamp side in pixels (default: the preset's).")] = None,
+    mag_max: Annotated[Optional[float], typer.Option("--mag-max", help="sources / pointsources: faintest true magnitude in the selection band (AB; default: the preset's).")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Parallel processes (the output does not depend on it).")] = 1,
     plots: Annotated[Optional[Path], typer.Option("--plots", help="Write validation plots (colour-colour, magnitudes, mosaics) to this folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
@@ -220,7 +224,9 @@ def simulate_command(
 
     start = time.perf_counter()
     config = SimulationConfig(survey=survey, kind=kind.value, seed=seed, balanced=balanced, mode=mode.value,
-                              noise_sigma=noise_sigma, spectra_snr=spectra_snr)
+                              noise_sigma=noise_sigma, spectra_snr=spectra_snr, real_galaxies=real_galaxies,
+                              image_bands=tuple(_split_bands(image_bands)) if image_bands else None, stamp_size=stamp_size,
+                              mag_max=mag_max)
     with progress_bar(n, "simulating", enabled=not quiet) as advance:
         stamps = simulate(config, n, out, workers=workers, progress=advance)
     _print_stampset_summary(stamps.summary(), time.perf_counter() - start)
@@ -284,7 +290,7 @@ def train_command(
     branches: Annotated[Branches, typer.Option("--branches", help="sgq: image and photometry branches, or one alone (ablations).")] = Branches.both,
     image_bands: Annotated[Optional[str], typer.Option("--image-bands", help="sgq / pointsource: image bands, comma-separated (sgq default: r; pointsource default: all).")] = None,
     photometry_bands: Annotated[Optional[str], typer.Option("--photometry-bands", help="sgq: photometric bands, comma-separated (default: all of the stamp set).")] = None,
-    init: Annotated[Optional[str], typer.Option("--init", help="sgq: start from this model's weights (fine-tuning).")] = None,
+    init: Annotated[Optional[str], typer.Option("--init", help="sgq, blend: start from this model's architecture and weights (fine-tuning).")] = None,
     baseline: Annotated[Optional[Baseline], typer.Option("--baseline", help="pointsource: train the image-only baseline (same CNN, same split) instead.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -321,7 +327,7 @@ def train_command(
         return
     noise_range = (noise_min, noise_max) if noise_max > 0 else None
     record = train_blend_model(data, out, val_data=val, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
-                               noise_range=noise_range, max_objects=max_objects, seed=seed, progress=not quiet)
+                               noise_range=noise_range, max_objects=max_objects, seed=seed, init=init, progress=not quiet, command=command)
     console.print(f"model: {out}")
     console.print(f"epochs {record['epochs']}, {record['seconds']:.0f} s on {record['accelerator']}; "
                   f"validation accuracy {record['val_accuracy']:.4f}, false-positive rate {record['val_false_positive_rate']:.4f}")
@@ -338,7 +344,7 @@ def _print_metrics(title: str, metrics: dict[str, Any], keys: list[str]) -> None
     console.print(grid)
 
 
-_SGQ_KEYS = ["n", "accuracy", "f1_star", "f1_galaxy", "f1_qso", "expected_class_fraction"]
+_SGQ_KEYS = ["n", "accuracy", "f1_star", "f1_galaxy", "f1_qso", "point_extended_agreement", "expected_class_fraction"]
 _POINTSOURCE_KEYS = ["n", "accuracy", "f1", "f1_image_only", "error_rate_reduction", "f1_true_spectral_features",
                      "encoder_f1", "feature_cosine_similarity"]
 _BLEND_KEYS = ["n", "accuracy", "accuracy_near", "accuracy_far", "false_positive_rate", "auc",
@@ -372,6 +378,9 @@ def evaluate_command(
         with progress_bar(n, "evaluating", enabled=not quiet) as advance:
             metrics = evaluate_sgq_model(model, data, out, expected_class=expect, progress=advance, command=command)
         _print_metrics(f"{model} on {data}", metrics, _SGQ_KEYS)
+        bright = metrics.get("bright") or {}
+        if bright.get("n"):
+            _print_metrics(f"r < {bright['r_max']:g} ({metrics.get('r_mag_source')})", bright, ["n", "accuracy", "point_extended_agreement"])
         console.print(f"metrics: {out / 'metrics.json'}")
         return
     if meta.get("task") == "pointsource":
@@ -392,32 +401,125 @@ def evaluate_command(
     console.print(f"metrics: {out / 'metrics.json'}")
 
 
+_TABLE_SUFFIXES = (".parquet", ".pq", ".fits", ".fit", ".fts", ".fits.gz", ".csv", ".ecsv")
+
+
+def _is_table_path(path: Path, text: str) -> bool:
+    """Whether ``--out`` names one table file (else a folder of parts plus a manifest)."""
+    if text.endswith(("/", "\\")) or path.is_dir():
+        return False
+    return path.name.lower().endswith(_TABLE_SUFFIXES)
+
+
 @app.command("predict")
 def predict_command(
-    model: Annotated[str, typer.Option("--model", help="Model file or shipped model name.")],
-    data: Annotated[Path, typer.Option("--data", help="Stamp set to classify.")],
-    out: Annotated[Path, typer.Option("--out", help="Output table: .parquet, .fits or .csv.")],
-    threshold: Annotated[float, typer.Option("--threshold", help="Probability threshold of the positive class.")] = 0.5,
+    model: Annotated[str, typer.Option("--model", help="Model file or shipped model name (see skysort models list).")],
+    out: Annotated[str, typer.Option("--out", help="Output: one table (.parquet, .fits, .csv) or a folder (ending in /) of Parquet parts plus manifest.json; a folder run is resumed by rerunning the same command.")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="Stamp set to classify.")] = None,
+    catalog: Annotated[Optional[Path], typer.Option("--catalog", help="Catalogue (Parquet, FITS, CSV) with ra/dec in degrees; with --tiles stamps are cut around each source, without it the model classifies from photometry alone.")] = None,
+    tiles: Annotated[Optional[str], typer.Option("--tiles", help="Survey tile images: glob pattern(s), one FITS file per band and tile, e.g. 'DIR/*/frame-*.fits*'. Quote patterns.")] = None,
+    mapping: Annotated[Optional[str], typer.Option("--mapping", help="Catalogue column mapping: preset name (kids, sdss, ...), YAML file, or 'ra=RA,dec=DEC,...'.")] = None,
+    catalog_preset: Annotated[Optional[str], typer.Option("--catalog-preset", help="Catalogue preset name (same as --mapping NAME).")] = None,
+    reference_band: Annotated[Optional[str], typer.Option("--reference-band", help="Band whose pixel grid the stamps share (default r, else the model's first band).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Objects per model batch (reduced if --memory-gb needs it).")] = 1024,
+    memory_gb: Annotated[float, typer.Option("--memory-gb", help="Memory bound in GiB: stamps in flight, tile cache, part size, catalogue chunks.")] = 4.0,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu or cuda (default: cuda when available; bf16 autocast there).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads of the model (torch).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Processes cutting stamps beside the model (default: 0, one thread, on CPU; up to 8 with CUDA).")] = None,
+    dask: Annotated[Optional[str], typer.Option("--dask", help="Run work units on Dask: local:N (N worker processes) or a scheduler address tcp://host:8786.")] = None,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Binary models: the second class when its probability exceeds this (default: the most probable class).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Classify every stamp of a stamp set and write one row per object."""
+    """Classify sources: a stamp set, a catalogue with survey tiles (streamed, resumable), or a catalogue alone."""
+    import os
+    import shutil
+
+    from .inference.stream import RunOptions, assemble_parts, predict_catalog, predict_stampset_parts, resolve_device
+
+    out_path = Path(out)
+    single_file = _is_table_path(out_path, out)
+    if tiles is not None and catalog is None:
+        raise InputError("--tiles", "needs --catalog (the sources whose stamps to cut)")
+    if (data is None) == (catalog is None):
+        raise InputError("--data/--catalog", "give exactly one of --data (a stamp set) or --catalog")
+    if mapping and catalog_preset:
+        raise InputError("--catalog-preset", "give either --catalog-preset or --mapping, not both")
+    if threads is not None and threads < 1:
+        raise InputError("--threads", f"must be at least 1, got {threads}")
+    if workers is not None and workers < 0:
+        raise InputError("--workers", f"must be 0 or more, got {workers}")
+    resolved_device = resolve_device(device)
+    if workers is None:
+        workers = min(8, max(0, (os.cpu_count() or 1) - 1)) if resolved_device.startswith("cuda") and not dask else 0
+    options = RunOptions(tiles=tiles, mapping=mapping or catalog_preset, reference_band=reference_band, batch_size=batch_size,
+                         memory_gb=memory_gb, device=resolved_device, threads=threads, workers=workers, dask=dask,
+                         threshold=threshold, quiet=quiet)
+    if data is not None:
+        if not single_file:
+            manifest = predict_stampset_parts(model, data, out_path, options)
+            console.print(f"{manifest.content['rows_written']:,} predictions in {manifest.content['n_units']} part(s) -> "
+                          f"{out_path / 'manifest.json'}")
+            return
+        _predict_stampset_file(model, data, out_path, options)
+        return
+    if not single_file:
+        manifest = predict_catalog(model, catalog, out_path, options, warn=_warn)
+        _print_run_summary(manifest, out_path / "manifest.json")
+        return
+    # One table: the same resumable run in a hidden folder beside it, assembled at the end.
+    work = out_path.parent / f".{out_path.name}.parts"
+    manifest = predict_catalog(model, catalog, work, options, warn=_warn)
+    assemble_parts(manifest, out_path)
+    shutil.rmtree(work, ignore_errors=True)
+    _print_run_summary(manifest, out_path)
+
+
+def _print_run_summary(manifest, where: Path) -> None:
+    content = manifest.content
+    note = "" if content["options"].get("images_available", True) else " (photometry only, no images)"
+    outside = f", {content['n_outside']:,} in no tile" if content.get("n_outside") else ""
+    console.print(f"{content['rows_written']:,} predictions{note} in {content['n_units']} work unit(s){outside} -> {where}")
+
+
+def _predict_stampset_file(model: str, data: Path, out: Path, options) -> None:
+    """A whole stamp set into one table (kept in memory: for sets of moderate size)."""
+    import torch
+
     from ._progress import progress_bar
     from .data.catalog import write_catalog
     from .data.stampset import StampSet
+    from .inference.predictor import load_predictor, predict_stampset
+    from .inference.stream import model_record
     from .models.checkpoint import load_model_file
     from .models.registry import resolve_model
-    from .tasks.blend import predict_any_blend_model
 
+    if options.threads:
+        torch.set_num_threads(int(options.threads))
+    stamps = StampSet.open(data)
     path = resolve_model(model)
     meta, _ = load_model_file(path)
-    if meta.get("task") != "blend":
-        raise InputError(model, f"prediction with {meta.get('task')!r} models is not available in this version")
-    stamps = StampSet.open(data)
-    with progress_bar(len(stamps), "predicting", enabled=not quiet) as advance:
-        table = predict_any_blend_model(path, stamps, threshold=threshold, progress=advance)
-    table.meta.update({"model": str(model), "model_file": str(path), "model_created": meta.get("created"), "data": str(data)})
+    if meta.get("task") == "blend" and meta.get("architecture") != "BlendNet":
+        # Paper-faithful blend models (backbone + head on cached features) have their own loop.
+        from .tasks.blend import predict_any_blend_model
+
+        with progress_bar(len(stamps), "predicting", unit="src", enabled=not options.quiet) as advance:
+            table = predict_any_blend_model(path, stamps, threshold=options.threshold or 0.5, progress=advance)
+        from .inference.manifest import file_sha256
+
+        table.meta.update({"model": str(model), "model_file": str(path), "model_sha256": file_sha256(path),
+                           "model_created": meta.get("created"), "data": str(data)})
+    else:
+        predictor = load_predictor(model, options.device)
+        with progress_bar(len(stamps), "predicting", unit="src", enabled=not options.quiet) as advance:
+            table = predict_stampset(predictor, stamps, batch_size=options.batch_size, threshold=options.threshold,
+                                     progress=advance)
+        table.meta.update({"model": model_record(predictor), "data": str(Path(data).resolve())})
     write_catalog(table, out)
-    console.print(f"{len(table):,} predictions ({int(np.sum(table['blended'])):,} blended) -> {out}")
+    counts = ""
+    if "class" in table.colnames and len(table):
+        values, n = np.unique(np.asarray(table["class"]).astype(str), return_counts=True)
+        counts = " (" + ", ".join(f"{v}: {c:,}" for v, c in zip(values, n)) + ")"
+    console.print(f"{len(table):,} predictions{counts} -> {out}")
 
 
 baseline_app = typer.Typer(help="Classical baselines beside the networks.", no_args_is_help=True)

@@ -54,7 +54,7 @@ def _mag_to_flux(mag, zero_point):
 def make_blend_stamps(n: int, seed: int, start: int = 0, mode: str = "parametric",
                       noise_sigma: float = NOISE_SIGMA, blended_fraction: float = 0.5,
                       psf_fwhm: float = PSF_FWHM, zero_point: float = ZERO_POINT,
-                      psf_g1: float = 0.0, psf_g2: float = 0.0) -> tuple[np.ndarray, Table]:
+                      psf_g1: float = 0.0, psf_g2: float = 0.0, real_galaxies: str = "all") -> tuple[np.ndarray, Table]:
     """Make ``n`` isolated / blended stamps with global indices ``start .. start + n - 1``.
 
     Parameters
@@ -77,6 +77,9 @@ def make_blend_stamps(n: int, seed: int, start: int = 0, mode: str = "parametric
         Magnitude giving 1 count.
     psf_g1, psf_g2 : float
         PSF shear, shared by the set.
+    real_galaxies : {"all", "train", "test"}
+        Realistic mode: draw from this half of the real-galaxy library
+        (:func:`skysort.simulate.galaxies.real_galaxy_rows`).
 
     Returns
     -------
@@ -128,7 +131,7 @@ def make_blend_stamps(n: int, seed: int, start: int = 0, mode: str = "parametric
         morph, rows = _gal.sample_parametric(src_rngs, plib)
         mags = plib.mag[rows]
     else:
-        morph, rows = _gal.sample_real(src_rngs, rlib)
+        morph, rows = _gal.sample_real(src_rngs, rlib, split=real_galaxies)
         # Each source generator is used after sample_real's draws, so magnitudes stay per-source.
         mags = plib.mag[[rng.integers(len(plib)) for rng in src_rngs]]
         native = rlib.mag_r[rows]

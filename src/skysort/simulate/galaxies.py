@@ -597,9 +597,22 @@ def load_real_library(directory: str | None = None) -> RealGalaxyLibrary:
     return RealGalaxyLibrary(directory)
 
 
+#: Library halves for honest tests: a model trained on ``"train"`` galaxies is tested on
+#: ``"test"`` ones (even / odd library rows), never seeing a test galaxy's morphology.
+REAL_GALAXY_SPLITS = ("all", "train", "test")
+
+
+def real_galaxy_rows(n_library: int, split: str = "all") -> np.ndarray:
+    """Library rows of a real-galaxy split: ``all``, ``train`` (even rows) or ``test`` (odd rows)."""
+    if split not in REAL_GALAXY_SPLITS:
+        raise ValueError(f"unknown real-galaxy split {split!r}; expected one of {REAL_GALAXY_SPLITS}")
+    rows = np.arange(n_library)
+    return rows if split == "all" else rows[(rows % 2) == (0 if split == "train" else 1)]
+
+
 def sample_real(rngs: list[np.random.Generator], library: RealGalaxyLibrary | None = None,
-                target_hlr: np.ndarray | None = None, scale: np.ndarray | None = None
-                ) -> tuple[Morphology, np.ndarray]:
+                target_hlr: np.ndarray | None = None, scale: np.ndarray | None = None,
+                split: str = "all") -> tuple[Morphology, np.ndarray]:
     """Draw real COSMOS galaxies, one per generator, with random rotation and flip.
 
     Parameters
@@ -612,6 +625,8 @@ def sample_real(rngs: list[np.random.Generator], library: RealGalaxyLibrary | No
         Rescale each galaxy so its catalogue ``flux_radius`` becomes this (arcsec).
     scale : ndarray, shape (N,), optional
         Explicit linear size factors (used when ``target_hlr`` is not given; default 1).
+    split : {"all", "train", "test"}
+        Draw only from this half of the library (:func:`real_galaxy_rows`).
 
     Returns
     -------
@@ -624,8 +639,9 @@ def sample_real(rngs: list[np.random.Generator], library: RealGalaxyLibrary | No
     m = Morphology.empty(nsrc)
     m.kind[:] = REAL
     m.real_library = lib
+    allowed = real_galaxy_rows(len(lib), split)
     for i, rng in enumerate(rngs):
-        m.real_index[i] = rng.integers(len(lib))
+        m.real_index[i] = allowed[rng.integers(len(allowed))]
         m.real_rotation[i] = rng.uniform(0.0, 2.0 * np.pi)
         m.real_flip[i] = rng.random() < 0.5
     if target_hlr is not None:

@@ -33,6 +33,7 @@ from .galaxies import (
     load_parametric_library,
     median_half_light_radius,
     sample_parametric,
+    REAL_GALAXY_SPLITS,
     sample_real,
 )
 from .population import draw_population
@@ -82,6 +83,19 @@ class SimulationConfig:
         (per band, from its depths; for blends its ``noise.sigma_default``).
     spectra_snr : float
         Median S/N per pixel of point-source spectra.
+    image_bands : tuple of str or None
+        Sources and point sources: render image stamps in these bands only, in this order
+        (default every band of the preset). Catalogue photometry (``mag_<b>``, ``flux_<b>``)
+        is still computed for every band. Each stamp's noise is drawn for the rendered bands
+        only, so a band's pixels differ between sets rendered with different band lists.
+    stamp_size : int or None
+        Stamp side in pixels (default the preset's ``stamp_size + 2 * stamp_padding``).
+    mag_max : float or None
+        Sources and point sources: faintest true magnitude in the selection band (AB; default
+        the preset's ``selection.mag_max``), e.g. 22 for an r <= 22 sample.
+    real_galaxies : {"all", "train", "test"}
+        Realistic mode: which half of the real COSMOS library galaxies come from (even rows
+        ``train``, odd rows ``test``), so a model trained on one half is tested on unseen ones.
     """
 
     survey: str = "kids"
@@ -91,6 +105,10 @@ class SimulationConfig:
     mode: str = "parametric"
     noise_sigma: float | None = None
     spectra_snr: float = 10.0
+    real_galaxies: str = "all"
+    image_bands: tuple[str, ...] | None = None
+    stamp_size: int | None = None
+    mag_max: float | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -101,6 +119,21 @@ class SimulationConfig:
             raise InputError("--noise-sigma", f"noise sigma must be >= 0, got {self.noise_sigma}")
         if not self.spectra_snr > 0:
             raise InputError("--spectra-snr", f"spectral S/N must be positive, got {self.spectra_snr}")
+        if self.real_galaxies not in REAL_GALAXY_SPLITS:
+            raise InputError("--real-galaxies", f"unknown split {self.real_galaxies!r} (choose from {', '.join(REAL_GALAXY_SPLITS)})")
+        if self.image_bands is not None:
+            # A tuple keeps the frozen config hashable whatever sequence the caller passed.
+            object.__setattr__(self, "image_bands", tuple(self.image_bands))
+            if not self.image_bands or len(set(self.image_bands)) != len(self.image_bands):
+                raise InputError("--image-bands", f"need one or more distinct bands, got {list(self.image_bands)}")
+            if self.kind == "blends":
+                raise InputError("--image-bands", "blend sets have a single band; --image-bands is for sources and point sources")
+        if self.stamp_size is not None and not 8 <= self.stamp_size <= 512:
+            raise InputError("--stamp-size", f"stamp side must be 8 to 512 pixels, got {self.stamp_size}")
+        if self.stamp_size is not None and self.kind == "blends":
+            raise InputError("--stamp-size", "blend sets follow BlendHunter's fixed 51 + 2x7 px geometry")
+        if self.mag_max is not None and self.kind == "blends":
+            raise InputError("--mag-max", "blend sets draw their galaxies from the COSMOS catalogue; --mag-max is for sources and point sources")
 
 
 def _object_rngs(seed: int, indices: np.ndarray, stream: int) -> list[np.random.Generator]:
@@ -178,8 +211,10 @@ def _render_sources(preset: SurveyPreset, population: Table, config: SimulationC
         sky = np.full(len(bands), config.noise_sigma)
     offsets = np.array([rng.uniform(-0.5, 0.5, 2) for rng in _object_rngs(config.seed, indices, _STREAM_OFFSET)]).reshape(n, 2)
     noise_seeds = _object_seeds(config.seed, indices, _STREAM_NOISE)
-    size = preset.stamp_size + 2 * preset.stamp_padding
-    images = np.empty((n, len(bands), size, size), dtype=np.float32)
+    size = _source_stamp_size(preset, config)
+    # Photometry above covers every band; only the requested image bands are rendered.
+    rendered = [bands.index(b) for b in _image_bands(preset, config)]
+    images = np.empty((n, len(rendered), size, size), dtype=np.float32)
     truth = {
         "offset_x": offsets[:, 0].astype(np.float32), "offset_y": offsets[:, 1].astype(np.float32),
         "hlr_arcsec": np.zeros(n, np.float32), "sersic_n": np.full(n, np.nan, np.float32),
@@ -198,7 +233,8 @@ def _render_sources(preset: SurveyPreset, population: Table, config: SimulationC
         scatter = np.array([rng.standard_normal() for rng in rngs])
         target_hlr = np.clip(median_half_light_radius(selection_mag) * 10.0 ** (_SIZE_SCATTER_DEX * scatter), 0.05, 3.0)
         sampler = sample_real if config.mode == "realistic" else sample_parametric
-        morphology, rows = sampler(rngs, target_hlr=target_hlr)
+        extra = {"split": config.real_galaxies} if config.mode == "realistic" else {}
+        morphology, rows = sampler(rngs, target_hlr=target_hlr, **extra)
         truth["hlr_arcsec"][galaxy_rows] = target_hlr
         truth["morphology"][galaxy_rows] = "real" if config.mode == "realistic" else "parametric"
         truth["cosmos_row"][galaxy_rows] = rows
@@ -234,21 +270,21 @@ def _render_sources(preset: SurveyPreset, population: Table, config: SimulationC
     psf_kind = preset.psf.model
     psf_beta = preset.psf.beta if psf_kind == "moffat" else None
     for v, variant in enumerate(variants):
-        psf_fwhm = np.array([variant["fwhm"][b] for b in bands])
-        options = dict(pixel_scale=preset.pixel_scale, stamp_size=size, sky_sigma=sky, psf_kind=psf_kind, psf_beta=psf_beta,
+        psf_fwhm = np.array([variant["fwhm"][bands[k]] for k in rendered])
+        options = dict(pixel_scale=preset.pixel_scale, stamp_size=size, sky_sigma=sky[rendered], psf_kind=psf_kind, psf_beta=psf_beta,
                        psf_g1=variant["g1"], psf_g2=variant["g2"])
         for galaxy in (False, True):
             chosen = np.flatnonzero((psf_choice == v) & (is_galaxy == galaxy))
             if not chosen.size:
                 continue
             shapes = morphology.subset(galaxy_position[chosen]) if galaxy else None
-            flux = fluxes[chosen] if galaxy else point_flux[chosen]
+            flux = (fluxes[chosen] if galaxy else point_flux[chosen])[:, rendered]
             images[chosen] = render_stamps(flux, psf_fwhm, morphology=shapes, offsets=offsets[chosen],
                                            noise_seeds=noise_seeds[chosen], **options)
         hosts = np.flatnonzero((psf_choice == v) & has_host)
         if hosts.size:
             # Noiseless, on the AGN's PSF and centre: the stamp got its noise once, above.
-            images[hosts] += render_stamps(host_flux[hosts], psf_fwhm,
+            images[hosts] += render_stamps(host_flux[hosts][:, rendered], psf_fwhm,
                                            morphology=host_morphology.subset(host_position[hosts]),
                                            offsets=offsets[hosts], **(options | {"sky_sigma": None}))
     reference = preset.selection.band
@@ -257,6 +293,20 @@ def _render_sources(preset: SurveyPreset, population: Table, config: SimulationC
     truth["psf_g2"] = np.array([variants[k]["g2"] for k in psf_choice], dtype=np.float32)
     truth["morphology"] = truth["morphology"].astype(str)
     return images, truth
+
+
+def _image_bands(preset: SurveyPreset, config: SimulationConfig) -> tuple[str, ...]:
+    """Bands of the rendered stamps (sources and point sources), checked against the preset."""
+    if config.image_bands is None:
+        return tuple(preset.band_names)
+    unknown = [b for b in config.image_bands if b not in preset.band_names]
+    if unknown:
+        raise InputError("--image-bands", f"bands {unknown} are not bands of survey {preset.name} ({', '.join(preset.band_names)})")
+    return tuple(config.image_bands)
+
+
+def _source_stamp_size(preset: SurveyPreset, config: SimulationConfig) -> int:
+    return int(config.stamp_size) if config.stamp_size is not None else preset.stamp_size + 2 * preset.stamp_padding
 
 
 def _blend_noise(config: SimulationConfig, preset: SurveyPreset) -> float:
@@ -274,7 +324,7 @@ def simulate_block(config: SimulationConfig, start: int, n: int) -> tuple[np.nda
         psf = _blend_psf(preset, config.seed)
         images, truth = make_blend_stamps(n, config.seed, start=start, mode=config.mode, noise_sigma=sigma,
                                           psf_fwhm=psf["fwhm"][preset.band_names[0]], psf_g1=psf["g1"], psf_g2=psf["g2"],
-                                          zero_point=preset.zero_point)
+                                          zero_point=preset.zero_point, real_galaxies=config.real_galaxies)
         columns = {name: np.asarray(truth[name]) for name in truth.colnames}
         columns["id"] = columns.pop("index")
         columns["label"] = np.where(columns["blended"], "blended", "isolated")
@@ -284,7 +334,13 @@ def simulate_block(config: SimulationConfig, start: int, n: int) -> tuple[np.nda
             columns[f"mag_{band}"] = columns["mag_central"]
         return images, columns, {}
     preset = load_survey(config.survey)
-    population = draw_population(preset, n, config.seed, start=start, kind=config.kind, balanced=config.balanced)
+    mag_range = None
+    if config.mag_max is not None:
+        if not config.mag_max > preset.selection.mag_min:
+            raise InputError("--mag-max", f"must be fainter than the preset's brightest magnitude {preset.selection.mag_min}, got {config.mag_max}")
+        mag_range = (preset.selection.mag_min, config.mag_max)
+    population = draw_population(preset, n, config.seed, start=start, kind=config.kind, balanced=config.balanced,
+                                 mag_range=mag_range)
     images, truth = _render_sources(preset, population, config)
     columns: dict[str, Any] = {name: np.asarray(population[name]) for name in population.colnames}
     columns["id"] = columns.pop("index")
@@ -299,7 +355,7 @@ def simulate_block(config: SimulationConfig, start: int, n: int) -> tuple[np.nda
 
 
 def _stamp_meta(config: SimulationConfig, preset: SurveyPreset, n: int, block: int, command: str | None) -> StampMeta:
-    bands = (preset.band_names[0],) if config.kind == "blends" else tuple(preset.band_names)
+    bands = (preset.band_names[0],) if config.kind == "blends" else _image_bands(preset, config)
     if config.kind == "blends":
         sky = {bands[0]: _blend_noise(config, preset)}
     elif config.noise_sigma is not None:
@@ -321,6 +377,8 @@ def _stamp_meta(config: SimulationConfig, preset: SurveyPreset, n: int, block: i
             "psf_model": preset.psf.model_dump(),
             "psf_variants": [_blend_psf(preset, config.seed)] if config.kind == "blends" else psf_variants(preset, config.seed),
             "colour_gradients": "ignored: one morphology per source, flux scaled per band",
+            # Catalogue photometry (mag_<b>) covers these bands even when fewer are imaged.
+            "photometry_bands": [preset.band_names[0]] if config.kind == "blends" else list(preset.band_names),
         },
     )
 
@@ -360,7 +418,7 @@ def simulate(
     if config.kind == "blends" and (preset.stamp_size, preset.stamp_padding) != (51, 7):
         raise InputError("--survey", f"blends follow BlendHunter's CFIS geometry (51 px + 7 px padding, 0.187\"/px); use --survey cfis, not {preset.name}")
     meta = _stamp_meta(config, preset, n, block, command)
-    size = (65, 65) if config.kind == "blends" else (preset.stamp_size + 2 * preset.stamp_padding,) * 2
+    size = (65, 65) if config.kind == "blends" else (_source_stamp_size(preset, config),) * 2
     starts = list(range(0, n, block))
     array_specs = None
     array_attrs = None

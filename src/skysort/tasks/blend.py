@@ -118,6 +118,7 @@ def train_blend_model(
     lr: float = 2e-3,
     seed: int = 0,
     max_objects: int | None = None,
+    init: str | os.PathLike | None = None,
     progress: bool = True,
     command: str | None = None,
 ) -> dict[str, Any]:
@@ -136,6 +137,9 @@ def train_blend_model(
         keeps some stamps at their native noise.
     max_objects : int, optional
         Use at most this many training stamps.
+    init : str or path-like, optional
+        A BlendNet model (file or shipped name) whose architecture and weights start the
+        training (fine-tuning, e.g. on realistic galaxies); ``widths`` is then ignored.
 
     Returns
     -------
@@ -159,7 +163,11 @@ def train_blend_model(
     if noise_range is not None:
         frozen = BlendAugmentation(noise_range, seed=seed + 1)(val_set.__getitems__(np.arange(len(val_set))))
         val_set = InMemoryStamps(frozen["image"].numpy(), {k: frozen[k].numpy() for k in val_targets})
-    network = BlendNet(widths=widths, padding=PADDING_PX)
+    if init is not None:
+        network, init_meta = load_blend_model(init)
+        network.train()
+    else:
+        network, init_meta = BlendNet(widths=widths, padding=PADDING_PX), None
     module = TaskModule(network, blend_loss, OptimConfig(lr=lr, lr_patience=2))
     record = fit(module, batch_loader(train_set, batch_size, shuffle=True, seed=seed, drop_last=True),
                  batch_loader(val_set, 1024, shuffle=False), max_epochs=epochs, patience=patience, progress=progress, seed=seed)
@@ -182,6 +190,8 @@ def train_blend_model(
             "n_val": int(len(val_idx)), "seed": seed, "noise_range": list(noise_range) if noise_range else None,
             "data_meta": {"survey": stamps.meta.survey, "seed": stamps.meta.seed, "simulation": stamps.meta.extra.get("simulation")},
             "batch_size": batch_size, "lr": lr, **{k: v for k, v in record.items() if k != "history"},
+            "init": None if init_meta is None else {"model": str(init), "created": init_meta.get("created"),
+                                                    "training_data": (init_meta.get("training") or {}).get("data")},
             "history": record["history"],
         },
         "metrics": val_metrics,

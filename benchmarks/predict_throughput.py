@@ -1,0 +1,210 @@
+"""Catalogue-scale prediction throughput: end to end over synthetic tiles versus the model alone.
+
+Writes synthetic survey tiles (default 2048x2048 px, every band the model needs, TAN WCS at the
+model's pixel scale, stars drawn as Gaussian PSFs and galaxies as exponential profiles, with sky
+noise) holding ``--n`` sources in all, and a Parquet catalogue of them; then
+
+1. end to end: ``skysort predict --catalog CAT --tiles ... --out DIR/`` in a child process
+   (planning, tile reading, cutting, model, Parquet parts, manifest), wall-clock sources/s;
+2. model only: the same model on batches of stamps cut beforehand (the bound), sources/s;
+3. their ratio and the peak resident memory (``getrusage`` of this process and of the child,
+   largest single process, GiB).
+
+The default model is the shipped ``sgq-kids`` when present; otherwise the shipped
+``blend-cfis`` stands in (named in the output). Tiles reuse one rendered pixel pattern per
+band, each with its own WCS (its own patch of sky), so that writing 1,000,000 sources' tiles
+takes seconds. The last line is::
+
+    end_to_end_sources_per_s=<x> model_only_sources_per_s=<y> ratio=<r> peak_rss_gb=<m>
+
+Run ``nice -n 5 python benchmarks/predict_throughput.py --n 100000 --threads 2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def default_model() -> str:
+    from skysort.models.registry import shipped_model_names
+
+    return "sgq-kids" if "sgq-kids" in shipped_model_names() else "blend-cfis"
+
+
+def render_pattern(size: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source pixel positions ``x``, ``y``, AB magnitudes and whether each is a star."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(4, size - 5, n)
+    y = rng.uniform(4, size - 5, n)
+    mag = rng.uniform(18, 24, n)
+    star = rng.random(n) < 0.3
+    return x, y, mag, star
+
+
+def draw(size: int, x, y, mag, star, pixel_scale: float, noise: float, seed: int, half: int = 7) -> np.ndarray:
+    """A noisy image (counts, zero point 30): Gaussian PSF stars and exponential galaxies."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(0, noise, (size, size)).astype(np.float32)
+    flux = 10 ** (-0.4 * (mag - 30))
+    offsets = np.arange(-half, half + 1)
+    xi, yi = np.rint(x).astype(int), np.rint(y).astype(int)
+    dx = offsets[None, None, :] + xi[:, None, None] - x[:, None, None]
+    dy = offsets[None, :, None] + yi[:, None, None] - y[:, None, None]
+    r = np.hypot(dx, dy) * pixel_scale
+    sigma = 0.7 / 2.355
+    scale = rng.uniform(0.25, 0.8, len(x))[:, None, None]
+    profile = np.where(star[:, None, None], np.exp(-0.5 * (r / sigma) ** 2), np.exp(-r / scale))
+    profile /= profile.sum(axis=(1, 2), keepdims=True)
+    values = (profile * flux[:, None, None]).astype(np.float32)
+    rows = np.clip(yi[:, None, None] + offsets[None, :, None], 0, size - 1)
+    cols = np.clip(xi[:, None, None] + offsets[None, None, :], 0, size - 1)
+    np.add.at(image, (np.broadcast_to(rows, values.shape).ravel(), np.broadcast_to(cols, values.shape).ravel()), values.ravel())
+    return image
+
+
+def make_survey(folder: Path, n: int, per_tile: int, size: int, image_bands: list[str], phot_bands: list[str], pixel_scale: float):
+    """Tiles (one folder each) and a Parquet catalogue; returns (catalogue, tile pattern, tiles)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    n_tiles = math.ceil(n / per_tile)
+    x, y, mag, star = render_pattern(size, per_tile, seed=1)
+    bands = list(dict.fromkeys(image_bands or ["r"]))
+    images = {b: draw(size, x, y, mag + 0.2 * i, star, pixel_scale, noise=5.0, seed=10 + i) for i, b in enumerate(bands)}
+    writer = None
+    side = size * pixel_scale / 3600
+    for t in range(n_tiles):
+        count = min(per_tile, n - t * per_tile)
+        w = WCS(naxis=2)
+        w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+        w.wcs.crval = [10.0 + (t % 50) * 2 * side, -30.0 + (t // 50) * 2 * side]
+        w.wcs.crpix = [size / 2 + 0.5, size / 2 + 0.5]
+        w.wcs.cd = [[-pixel_scale / 3600, 0], [0, pixel_scale / 3600]]
+        header = w.to_header()
+        sub = folder / f"tile{t:05d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        for b in bands:
+            header["FILTER"] = b
+            header["MAGZP"] = 30.0
+            fits.PrimaryHDU(images[b], header).writeto(sub / f"img-{b}.fits", overwrite=True)
+        ra, dec = w.all_pix2world(x[:count], y[:count], 0)
+        columns = {"id": np.arange(t * per_tile, t * per_tile + count, dtype=np.int64), "ra": ra, "dec": dec}
+        for i, b in enumerate(phot_bands):
+            columns[f"mag_{b}"] = (mag[:count] + 0.2 * i).astype(np.float32)
+            columns[f"magerr_{b}"] = np.full(count, 0.05, np.float32)
+        table = pa.table(columns)
+        if writer is None:
+            writer = pq.ParquetWriter(folder / "catalog.parquet", table.schema)
+        writer.write_table(table)
+    writer.close()
+    return folder / "catalog.parquet", str(folder / "tile*" / "img-*.fits"), n_tiles
+
+
+def model_only(model: str, folder: Path, device: str, batch: int, n: int, threads: int | None) -> float:
+    """Sources/s of the model alone on batches cut beforehand from the first tile."""
+    import torch
+
+    from skysort.data.cutout import sky_to_pixel
+    from skysort.data.images import expand_image_paths, read_band_images
+    from skysort.inference.predictor import load_predictor
+    from skysort.inference.stream import run_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    predictor = load_predictor(model, device)
+    spec = predictor.spec
+    inputs: dict[str, np.ndarray] = {}
+    count = min(batch, n)
+    if spec.uses_images:
+        import pyarrow.parquet as pq
+
+        files = expand_image_paths(str(folder / "tile00000" / "img-*.fits"))
+        images = read_band_images(files, spec.image_bands)
+        cat = pq.read_table(folder / "catalog.parquet").slice(0, count)
+        ref = spec.image_bands.index("r") if "r" in spec.image_bands else 0
+        x, y = sky_to_pixel(images[ref], cat.column("ra").to_numpy(), cat.column("dec").to_numpy())
+        from skysort.data.cutout import cut_stamps
+
+        inputs["image"], _ = cut_stamps(images, x, y, size=spec.stamp_size[0], reference=ref)
+    if spec.uses_photometry:
+        inputs["mag"] = np.full((count, len(spec.photometry_bands)), 21.0, np.float32)
+        inputs["magerr"] = np.full((count, len(spec.photometry_bands)), 0.05, np.float32)
+    run_model(predictor, inputs, images_available=True, device=device)  # warm-up
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    repeats = max(1, math.ceil(min(n, 20 * batch) / count))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        run_model(predictor, inputs, images_available=True, device=device)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return repeats * count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    import torch
+
+    from skysort.inference.predictor import load_predictor
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000, help="sources in all")
+    parser.add_argument("--per-tile", type=int, default=10_000, help="sources per tile")
+    parser.add_argument("--tile-size", type=int, default=2048, help="tile side in pixels")
+    parser.add_argument("--model", default=None, help="model (default: sgq-kids, else blend-cfis as a stand-in)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--workers", type=int, default=None, help="cutting processes (skysort predict --workers)")
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--memory-gb", type=float, default=4.0)
+    parser.add_argument("--folder", type=Path, default=None, help="where to write the tiles (default: a temporary folder)")
+    args = parser.parse_args()
+    model = args.model or default_model()
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    spec = load_predictor(model, "cpu").spec
+    stand_in = "" if model == "sgq-kids" or args.model else " (stand-in: sgq-kids is not shipped yet)"
+    print(f"model {model}{stand_in}: image bands {spec.image_bands}, stamps {spec.stamp_size}, photometry {spec.photometry_bands}")
+    folder = args.folder or Path(tempfile.mkdtemp(prefix="skysort-predict-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    catalog, pattern, n_tiles = make_survey(folder, args.n, args.per_tile, args.tile_size, spec.image_bands,
+                                            spec.photometry_bands, spec.pixel_scale or 0.2)
+    print(f"{args.n:,} sources on {n_tiles} tiles of {args.tile_size}x{args.tile_size} px written in {time.perf_counter() - start:.1f} s")
+    out = folder / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, "-m", "skysort.cli", "predict", "--model", model, "--catalog", str(catalog), "--tiles", pattern,
+               "--out", f"{out}/", "--quiet", "--device", device, "--batch-size", str(args.batch_size),
+               "--memory-gb", str(args.memory_gb)]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    if args.workers is not None:
+        command += ["--workers", str(args.workers)]
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    elapsed = time.perf_counter() - start
+    end_to_end = args.n / elapsed
+    print(f"end to end: {elapsed:.1f} s ({end_to_end:,.0f} sources/s, process start and planning included)")
+    bound = model_only(model, folder, device, args.batch_size, args.n, args.threads)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"peak RSS: prediction process {children:.2f} GiB, this process (tile writing, model-only) {own:.2f} GiB")
+    if args.folder is None:
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"end_to_end_sources_per_s={end_to_end:.0f} model_only_sources_per_s={bound:.0f} ratio={end_to_end / bound:.3f} "
+          f"peak_rss_gb={max(children, own):.2f}")
+
+
+if __name__ == "__main__":
+    main()

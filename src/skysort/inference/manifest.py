@@ -1,0 +1,285 @@
+"""Output folders of streaming prediction: Parquet parts plus a JSON manifest, resumable.
+
+A run writes into one folder::
+
+    OUT/manifest.json        the plan (work units) and which units are finished
+    OUT/part-00000.parquet   one part per finished work unit, named after the unit's index
+    OUT/_shards/             catalogue rows grouped by work unit (removed when the run completes)
+
+Why a run can be killed at any moment and rerun
+-----------------------------------------------
+* Every file is written under a temporary name and renamed when complete, so a part or the
+  manifest on disk is always whole.
+* The manifest is written once the plan is complete, before any part. Without it a rerun
+  plans again from scratch; with it the rerun reuses the recorded plan, so unit boundaries
+  never move.
+* A part's name is fixed by its unit's index, and its Parquet metadata names the unit and the
+  run (:attr:`Manifest.run_id`). A part found on disk but not recorded in the manifest (killed
+  between the rename and the manifest update) is adopted when its unit, run and row count
+  match, and otherwise deleted and recomputed: a unit is never written twice under two names.
+* A rerun with a different model, different inputs or options that change results is refused
+  (:class:`~skysort.errors.InputError`) rather than mixed into the same folder.
+
+The manifest format is documented in ``docs/formats.md`` ("Prediction manifest").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from .._io import atomic_path
+from ..errors import InputError
+from ..provenance import provenance_record, utc_now
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "skysort.predict-manifest"
+MANIFEST_VERSION = 1
+SHARDS_DIR = "_shards"
+#: Parquet schema-metadata key skysort writes its JSON metadata under (see ``skysort.data.catalog``).
+PARQUET_META_KEY = b"skysort"
+
+
+def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_identity(path: str | os.PathLike) -> dict[str, Any]:
+    """Absolute path, size (bytes) and modification time (ns) of an input file."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def json_sha256(value: Any) -> str:
+    """Hex SHA-256 of a JSON value in canonical form (sorted keys)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def part_name(index: int) -> str:
+    """File name of the part of work unit ``index``."""
+    return f"part-{index:05d}.parquet"
+
+
+def _describe_signature_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(keys) or "signature"
+
+
+class Manifest:
+    """The manifest of one output folder: the plan, the finished units, and their parts.
+
+    Parameters
+    ----------
+    folder : path-like
+        Output folder.
+    content : dict
+        The manifest's JSON content (see ``docs/formats.md``).
+    """
+
+    def __init__(self, folder: str | os.PathLike, content: dict[str, Any]):
+        self.folder = Path(folder)
+        self.content = content
+        self._last_save = 0.0
+
+    # ---- creation and loading -----------------------------------------------------------
+
+    @classmethod
+    def path_in(cls, folder: str | os.PathLike) -> Path:
+        return Path(folder) / MANIFEST_NAME
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> "Manifest | None":
+        """The folder's manifest, or None when there is none yet."""
+        path = cls.path_in(folder)
+        if not path.exists():
+            return None
+        try:
+            content = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(path, f"unreadable prediction manifest ({exc}); remove the folder to start again") from None
+        if content.get("format") != MANIFEST_FORMAT:
+            raise InputError(path, "not a skysort prediction manifest")
+        if content.get("format_version") != MANIFEST_VERSION:
+            raise InputError(path, f"manifest format version {content.get('format_version')} is not supported "
+                                   f"(this skysort writes {MANIFEST_VERSION})")
+        return cls(folder, content)
+
+    @classmethod
+    def prepare_folder(cls, folder: str | os.PathLike, signature: dict[str, Any]) -> "Manifest | None":
+        """Check ``folder`` can hold this run; return its manifest when one is being resumed.
+
+        Raises
+        ------
+        InputError
+            The folder holds another run (different signature) or files that are not a run's.
+        """
+        folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise InputError(folder, "exists and is not a folder")
+        manifest = cls.load(folder)
+        if manifest is not None:
+            old = manifest.content.get("signature", {})
+            if json_sha256(old) != json_sha256(signature):
+                raise InputError(folder, "holds the output of a different prediction run (differs in "
+                                         f"{_describe_signature_difference(old, signature)}); give a new --out folder or remove it")
+            return manifest
+        if folder.exists():
+            foreign = [p.name for p in folder.iterdir() if p.name != SHARDS_DIR and not p.name.startswith(".")]
+            if foreign:
+                raise InputError(folder, f"is not empty and holds no prediction manifest ({', '.join(sorted(foreign)[:3])} ...); "
+                                         "give a new or empty --out folder")
+        # A run killed while planning leaves shards only: plan again from scratch.
+        shutil.rmtree(folder / SHARDS_DIR, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        return None
+
+    @classmethod
+    def create(cls, folder: str | os.PathLike, *, signature: dict[str, Any], plan: dict[str, Any],
+               model: dict[str, Any], inputs: dict[str, Any], options: dict[str, Any]) -> "Manifest":
+        """A new manifest for a finished plan; written to disk at once."""
+        units = plan["units"]
+        for unit in units:
+            unit.update(part=None, rows=None, sha256=None)
+        content = {
+            "format": MANIFEST_FORMAT,
+            "format_version": MANIFEST_VERSION,
+            "run_id": json_sha256(signature)[:16],
+            "signature": signature,
+            "provenance": provenance_record(),
+            "model": model,
+            "inputs": inputs,
+            "options": options,
+            **{k: v for k, v in plan.items() if k != "units"},
+            "n_units": len(units),
+            "units": units,
+            "complete": False,
+            "rows_written": 0,
+            "updated": utc_now(),
+        }
+        manifest = cls(folder, content)
+        manifest.save()
+        return manifest
+
+    # ---- state -----------------------------------------------------------------------------
+
+    @property
+    def run_id(self) -> str:
+        return self.content["run_id"]
+
+    @property
+    def units(self) -> list[dict[str, Any]]:
+        return self.content["units"]
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.content.get("complete"))
+
+    def pending(self) -> list[dict[str, Any]]:
+        """Units without a recorded part, in index order."""
+        return [u for u in self.units if u.get("part") is None]
+
+    def record(self, index: int, part: str, rows: int, sha256: str, *, save_every_s: float = 2.0) -> None:
+        """Mark unit ``index`` finished with its part; the file is rewritten at most every
+        ``save_every_s`` seconds (a part missing from the manifest is adopted on resume)."""
+        unit = self.units[index]
+        if unit["index"] != index:
+            raise RuntimeError("manifest units are out of order")
+        unit.update(part=part, rows=int(rows), sha256=sha256)
+        if time.monotonic() - self._last_save >= save_every_s:
+            self.save()
+
+    def save(self) -> None:
+        """Write the manifest atomically."""
+        self.content["rows_written"] = int(sum(u["rows"] or 0 for u in self.units))
+        self.content["updated"] = utc_now()
+        with atomic_path(self.path_in(self.folder)) as tmp:
+            tmp.write_text(json.dumps(self.content, indent=1, default=str))
+        self._last_save = time.monotonic()
+
+    def finish(self) -> None:
+        """Check every unit is recorded with its expected row count, mark complete, drop shards."""
+        missing = [u["index"] for u in self.units if u.get("part") is None]
+        if missing:
+            raise RuntimeError(f"units {missing[:5]} are not finished")
+        wrong = [u["index"] for u in self.units if u["rows"] != u["n_sources"]]
+        if wrong:
+            raise RuntimeError(f"parts of units {wrong[:5]} have the wrong number of rows")
+        self.content["complete"] = True
+        self.save()
+        shutil.rmtree(self.folder / SHARDS_DIR, ignore_errors=True)
+
+    def part_paths(self) -> list[Path]:
+        """The finished parts, in unit order."""
+        return [self.folder / u["part"] for u in self.units if u.get("part")]
+
+    # ---- reconciliation with the folder ------------------------------------------------------
+
+    def reconcile(self) -> tuple[int, int]:
+        """Adopt whole parts the manifest does not record yet; delete temporary and stray files.
+
+        Returns
+        -------
+        (adopted, removed) : (int, int)
+            Parts adopted, and part or temporary files deleted.
+        """
+        adopted = removed = 0
+        for tmp in self.folder.glob(".part-*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+        for unit in self.units:
+            path = self.folder / part_name(unit["index"])
+            if unit.get("part") is not None:
+                if not path.exists():
+                    # The recorded part was deleted by hand: compute it again.
+                    unit.update(part=None, rows=None, sha256=None)
+                    self.content["complete"] = False
+                    removed += 1
+                continue
+            if not path.exists():
+                continue
+            if self._part_belongs(path, unit):
+                unit.update(part=path.name, rows=int(unit["n_sources"]), sha256=file_sha256(path))
+                adopted += 1
+            else:
+                path.unlink()
+                removed += 1
+        if adopted or removed:
+            self.save()
+        return adopted, removed
+
+    def _part_belongs(self, path: Path, unit: dict[str, Any]) -> bool:
+        import pyarrow.parquet as pq
+
+        try:
+            metadata = pq.read_metadata(path)
+            raw = (pq.read_schema(path).metadata or {}).get(PARQUET_META_KEY)
+            meta = json.loads(raw.decode()) if raw else {}
+        except Exception:  # noqa: BLE001 - any unreadable part is recomputed
+            return False
+        return (meta.get("run_id") == self.run_id and meta.get("unit") == unit["index"]
+                and metadata.num_rows == unit["n_sources"])
+
+
+def read_parts(paths: Iterable[str | os.PathLike]):
+    """Concatenate Parquet parts into one astropy Table (for single-file outputs)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from astropy.table import Table
+
+    arrow = pa.concat_tables([pq.read_table(p).replace_schema_metadata(None) for p in paths])
+    table = Table()
+    for name, column in zip(arrow.column_names, arrow.columns):
+        values = column.to_numpy(zero_copy_only=False)
+        table[name] = values.astype(str) if values.dtype.kind == "O" else values
+    return table

@@ -1,0 +1,1103 @@
+"""Catalogue-scale prediction: stream survey tiles, cut stamps, batch, predict, write Parquet parts.
+
+The work is split into *work units* that are planned once and recorded in the output folder's
+manifest (:mod:`skysort.inference.manifest`):
+
+1. **Tiles.** The ``--tiles`` files are grouped into tiles (one file per band; files whose
+   names differ only in the band token, e.g. ``frame-r-003918-3-0213.fits.bz2``, form one
+   tile). Only FITS headers are read while planning.
+2. **Ownership.** The catalogue is read in chunks of bounded size (Parquet by record batches,
+   FITS memory-mapped; CSV is read whole). Each source is owned by exactly one tile: among the
+   tiles whose reference-band image contains it, the one where it lies farthest from the
+   image edge (in arcsec), ties going to the first tile in path order. The choice depends only
+   on the inputs, so every run plans the same units. Sources in no tile are predicted from
+   photometry alone when the model can, otherwise written with NaN probabilities and the
+   ``MISSING_BAND`` and :data:`~skysort.inference.predictor.MISSING_INPUT_FLAG` flags: every
+   catalogue row appears in the output exactly once.
+3. **Shards.** Each chunk's rows (only the columns prediction needs) are written to
+   ``OUT/_shards/`` as Parquet, one row group per owning tile, so a unit reads its own rows
+   without reading the catalogue again.
+4. **Units.** A tile's sources form one unit, split into several when they exceed the part
+   size of the memory setting; catalogue sources without images form units of consecutive
+   rows. Each unit becomes one part file.
+
+Stamps are cut with :mod:`skysort.data.cutout` (integer-pixel cut in the reference band;
+bands on exactly the same pixel grid as the reference band are cut the same way, others are
+resampled through their WCS by :func:`~skysort.data.cutout.cut_stamps`). Cutting runs in a
+producer thread, or in ``workers`` processes, while the model predicts, so the CPU cutting
+and the model (GPU with bf16 autocast, or CPU threads) overlap. Memory is bounded by
+:class:`MemoryPlan`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import re
+import threading
+import warnings
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from ..data.flags import Flags
+from ..errors import InputError
+from .manifest import SHARDS_DIR, Manifest, file_identity, file_sha256, part_name
+from .predictor import MISSING_INPUT_FLAG, Predictor, class_table
+
+#: Resident memory of the process before any data (Python, torch, astropy), in GiB; the
+#: memory setting bounds what comes on top of it.
+BASELINE_GB = 0.75
+#: Bytes per catalogue row held while planning (ids, positions, a few magnitudes, indices).
+CATALOG_ROW_BYTES = 512
+#: Bytes per output row held before a part is written (inputs kept for the table, outputs).
+OUTPUT_ROW_BYTES = 1024
+
+
+# ------------------------------------------------------------------------------------------
+# Memory
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Sizes derived from the memory setting so that the process stays within it.
+
+    Attributes
+    ----------
+    memory_gb : float
+        The setting (GiB), baseline included.
+    batch_size : int
+        Stamps per model batch (at most the one asked for).
+    queue_batches : int
+        Cut batches waiting for the model (the producer blocks beyond it).
+    tile_cache_tiles : int
+        Tiles (all bands) kept in memory; at least one, whatever its size.
+    rows_per_part : int
+        Most sources in one work unit, hence in one part.
+    catalog_chunk_rows : int
+        Catalogue rows read at a time while planning.
+    """
+
+    memory_gb: float
+    batch_size: int
+    queue_batches: int
+    tile_cache_tiles: int
+    rows_per_part: int
+    catalog_chunk_rows: int
+
+    @property
+    def stamps_in_flight(self) -> int:
+        """Most stamps held at once: the queue, the batch being cut and the one predicting."""
+        return self.batch_size * (self.queue_batches + 2)
+
+
+def memory_plan(memory_gb: float, *, stamp_bytes: int, tile_bytes: int = 0, batch_size: int = 1024,
+                processes: int = 1) -> MemoryPlan:
+    """Split a memory setting among stamps in flight, the tile cache, parts and catalogue chunks.
+
+    Parameters
+    ----------
+    memory_gb : float
+        Total resident memory allowed (GiB), including :data:`BASELINE_GB`.
+    stamp_bytes : int
+        Bytes of one object's stamps (bands x H x W x 4); 0 without images.
+    tile_bytes : int
+        Bytes of one tile, all bands, as float32.
+    batch_size : int
+        Wanted model batch size.
+    processes : int
+        Processes sharing the setting (cutting workers or Dask workers), each with its own
+        tile cache and queue.
+
+    Returns
+    -------
+    MemoryPlan
+        30% of the budget above the baseline goes to stamps in flight, 40% to the tile cache,
+        10% to rows awaiting their part and 15% to catalogue chunks.
+    """
+    if not memory_gb or memory_gb <= 0:
+        raise InputError("--memory-gb", f"must be positive, got {memory_gb}")
+    if batch_size < 1:
+        raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
+    budget = max(memory_gb - BASELINE_GB, 0.25 * memory_gb) * 2**30
+    per_process = budget / max(1, processes)
+    stamps_budget = 0.3 * per_process
+    batch = batch_size if stamp_bytes == 0 else int(max(1, min(batch_size, stamps_budget // (3 * stamp_bytes))))
+    queue_batches = 8 if stamp_bytes == 0 else int(max(1, min(8, stamps_budget // (batch * stamp_bytes) - 2)))
+    tiles = 1 if tile_bytes <= 0 else int(max(1, min(8, 0.4 * per_process // tile_bytes)))
+    rows_per_part = int(min(1_000_000, max(1000, 0.1 * per_process // OUTPUT_ROW_BYTES)))
+    chunk_rows = int(min(1_000_000, max(10_000, 0.15 * budget // CATALOG_ROW_BYTES)))
+    return MemoryPlan(float(memory_gb), batch, queue_batches, tiles, rows_per_part, chunk_rows)
+
+
+# ------------------------------------------------------------------------------------------
+# Tiles
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TileInfo:
+    """One survey tile: a file per band and the reference band's pixel grid.
+
+    Attributes
+    ----------
+    key : str
+        Path with the band token replaced by ``{band}`` (or the folder when names have none).
+    files : dict of str to str
+        Band -> file.
+    shape : (int, int)
+        Reference-band image shape ``(ny, nx)``.
+    """
+
+    key: str
+    files: dict[str, str]
+    shape: tuple[int, int]
+    wcs: Any = field(default=None, repr=False)
+    pixel_scale: float = float("nan")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "files": dict(self.files), "shape": list(self.shape)}
+
+
+def _header_info(path: Path, known_bands: Sequence[str]) -> tuple[str, Any, tuple[int, int]]:
+    """Band, celestial WCS and shape of an image file, from its header only."""
+    from astropy.io import fits
+    from astropy.utils.exceptions import AstropyWarning
+    from astropy.wcs import WCS, FITSFixedWarning
+
+    from ..data.images import _band_from_header, _band_from_name
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)
+            with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
+                header = None
+                for hdu in hdul:
+                    if hdu.is_image and hdu.header.get("NAXIS") == 2:
+                        header = hdu.header.copy()
+                        break
+    except (OSError, ValueError, EOFError, TypeError, IndexError) as exc:
+        raise InputError(path, f"not a readable FITS file (truncated or corrupt: {exc})") from exc
+    if header is None:
+        raise InputError(path, "no 2-D image in any HDU")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        warnings.simplefilter("ignore", AstropyWarning)
+        try:
+            wcs = WCS(header, naxis=2)
+        except Exception as exc:  # astropy raises many types for malformed WCS keywords
+            raise InputError(path, f"has an invalid WCS ({exc})") from exc
+    if not wcs.has_celestial:
+        raise InputError(path, "has no celestial WCS (CTYPE1/2, CRVAL, CRPIX and CD or CDELT keywords)")
+    band = _band_from_header(header) or _band_from_name(path, known_bands)
+    if band is None:
+        raise InputError(path, "band name not found in the header (FILTER) or file name")
+    return band, wcs, (int(header["NAXIS2"]), int(header["NAXIS1"]))
+
+
+def _tile_key(path: Path, band: str) -> str:
+    parts = re.split(r"([-_.])", path.name)
+    for i, token in enumerate(parts):
+        if token == band:
+            parts[i] = "{band}"
+            return str(path.parent / "".join(parts))
+    return str(path.parent / "*")
+
+
+def scan_tiles(patterns: str | Sequence[str], bands: Sequence[str], reference_band: str, *, threads: int = 4) -> list[TileInfo]:
+    """Group the files matching ``patterns`` into tiles holding every band in ``bands``.
+
+    Raises
+    ------
+    InputError
+        No file matches; a tile lacks a needed band or has two files of one band.
+    """
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    from ..data.images import BAND_ORDER, expand_image_paths
+
+    try:
+        paths = expand_image_paths(patterns)
+    except InputError as exc:
+        raise InputError(exc.where, "no tile file matches this path or pattern") from None
+    known = tuple(dict.fromkeys([*bands, *BAND_ORDER]))
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        infos = list(pool.map(lambda p: (p, *_header_info(p, known)), paths))
+    groups: dict[str, dict[str, tuple[Path, Any, tuple[int, int]]]] = {}
+    for path, band, wcs, shape in infos:
+        key = _tile_key(path, band)
+        group = groups.setdefault(key, {})
+        if band in group:
+            raise InputError(path, f"band {band!r} of tile {key} also comes from {group[band][0]}")
+        group[band] = (path, wcs, shape)
+    tiles = []
+    for key in sorted(groups):
+        group = groups[key]
+        missing = [b for b in bands if b not in group]
+        if missing:
+            raise InputError(key, f"tile has no file for band(s) {missing} needed by the model (has {sorted(group)})")
+        _, wcs, shape = group[reference_band]
+        scale = float(np.mean(proj_plane_pixel_scales(wcs.celestial)) * 3600.0)
+        tiles.append(TileInfo(key=key, files={b: str(group[b][0]) for b in bands}, shape=shape, wcs=wcs, pixel_scale=scale))
+    return tiles
+
+
+def _unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    ra, dec = np.radians(ra), np.radians(dec)
+    return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], axis=1)
+
+
+class TileIndex:
+    """Which tile owns each sky position (see the module docstring for the rule)."""
+
+    def __init__(self, tiles: Sequence[TileInfo]):
+        self.tiles = list(tiles)
+        centres, radii = [], []
+        for tile in self.tiles:
+            ny, nx = tile.shape
+            xs = np.array([(nx - 1) / 2, -0.5, nx - 0.5, -0.5, nx - 0.5])
+            ys = np.array([(ny - 1) / 2, -0.5, -0.5, ny - 0.5, ny - 0.5])
+            ra, dec = tile.wcs.celestial.all_pix2world(xs, ys, 0)
+            vectors = _unit_vectors(ra, dec)
+            centres.append(vectors[0])
+            radii.append(float(np.max(np.linalg.norm(vectors[1:] - vectors[0], axis=1))))
+        self.centres = np.array(centres).reshape(-1, 3)
+        # Chord lengths, with a margin for distortion between the corners.
+        self.radii = np.array(radii) * 1.05 + 1e-9
+
+    def owners(self, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+        """Index of the owning tile of each position, -1 for none (or non-finite positions)."""
+        from scipy.spatial import cKDTree
+
+        n = len(ra)
+        owner = np.full(n, -1, np.int32)
+        best = np.full(n, -np.inf)
+        good = np.flatnonzero(np.isfinite(ra) & np.isfinite(dec))
+        if not len(good) or not self.tiles:
+            return owner
+        tree = cKDTree(_unit_vectors(ra[good], dec[good]))
+        for t, tile in enumerate(self.tiles):
+            candidates = good[np.asarray(tree.query_ball_point(self.centres[t], self.radii[t]), dtype=np.int64)]
+            if not len(candidates):
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                x, y = tile.wcs.celestial.all_world2pix(ra[candidates], dec[candidates], 0)
+            ny, nx = tile.shape
+            margin = np.minimum(np.minimum(x + 0.5, nx - 0.5 - x), np.minimum(y + 0.5, ny - 0.5 - y)) * tile.pixel_scale
+            inside = np.isfinite(margin) & (margin > 0)
+            better = inside & (margin > best[candidates])
+            chosen = candidates[better]
+            owner[chosen] = t
+            best[chosen] = margin[better]
+        return owner
+
+
+# ------------------------------------------------------------------------------------------
+# Catalogue streaming
+# ------------------------------------------------------------------------------------------
+
+
+class CatalogStream:
+    """A catalogue read in chunks, reduced to what prediction needs.
+
+    Each chunk is a dict of arrays: ``id``, ``ra``, ``dec`` (deg, NaN when absent),
+    ``mag_<band>``, ``magerr_<band>`` (float32, NaN where missing) for the model's photometry
+    bands. Parquet files are read by record batches and FITS tables memory-mapped, so memory
+    does not grow with the catalogue; CSV files are read whole.
+
+    Parameters
+    ----------
+    path : path-like
+        Catalogue file.
+    mapping : optional
+        Column mapping (preset name, YAML file, compact string; see
+        :func:`skysort.data.catalog.resolve_mapping`).
+    bands : sequence of str
+        Photometry bands the model needs.
+    require_sky : bool
+        Whether ``ra``/``dec`` columns are required (to place sources on tiles).
+    """
+
+    def __init__(self, path: str | os.PathLike, mapping: Any = None, bands: Sequence[str] = (), require_sky: bool = True):
+        from astropy.table import Table
+
+        from ..data.catalog import _format_of, _locate_columns, _read_raw, _unknown_format, resolve_mapping
+
+        self.path = Path(path)
+        self.mapping = resolve_mapping(mapping)
+        self.bands = tuple(bands)
+        self.format = _format_of(self.path)
+        if self.format is None:
+            raise _unknown_format(self.path)
+        if not self.path.is_file():
+            raise InputError(self.path, "catalogue file not found")
+        self._raw: Table | None = None
+        self._fits_hdu_index: int | None = None
+        try:
+            if self.format == "parquet":
+                import pyarrow.parquet as pq
+
+                parquet = pq.ParquetFile(self.path)
+                names = parquet.schema_arrow.names
+                self.n_rows = parquet.metadata.num_rows
+            elif self.format == "fits" and not self.path.name.lower().endswith(".gz"):
+                from astropy.io import fits
+
+                with fits.open(self.path, memmap=True) as hdul:
+                    index = next((i for i, h in enumerate(hdul) if isinstance(h, (fits.BinTableHDU, fits.TableHDU))), None)
+                    if index is None:
+                        raise InputError(self.path, "no table HDU")
+                    names = list(hdul[index].columns.names)
+                    self.n_rows = int(hdul[index].header["NAXIS2"])
+                self._fits_hdu_index = index
+            else:
+                self._raw, _ = _read_raw(self.path)
+                names = list(self._raw.colnames)
+                self.n_rows = len(self._raw)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every reader failure is the file's problem
+            raise InputError(self.path, f"cannot read as {self.format.upper()}: {exc}") from None
+        if self.n_rows == 0:
+            raise InputError(self.path, "catalogue has no rows")
+        empty = Table(names=names, dtype=[float] * len(names)) if names else Table()
+        self.sources, _ = _locate_columns(empty, self.mapping, self.bands or None, self.path, require_positions=require_sky)
+        if not self.bands:
+            # Without photometry bands the auto mapping would pick up every mag_ column.
+            self.sources = {k: v for k, v in self.sources.items() if not k.startswith(("mag_", "magerr_"))}
+        if require_sky and self.sources.get("ra") is None:
+            raise InputError(self.path, "no ra/dec columns: tiles need sky positions (x/y pixel positions refer to a single image)")
+        self.sentinels = np.array(self.mapping.effective_sentinels(), dtype=np.float64)
+
+    @property
+    def needed_columns(self) -> list[str]:
+        return list(dict.fromkeys(v for v in self.sources.values() if v is not None))
+
+    def _raw_chunks(self, chunk_rows: int) -> Iterator[dict[str, np.ndarray]]:
+        columns = self.needed_columns
+        if self.format == "parquet":
+            import pyarrow.parquet as pq
+
+            parquet = pq.ParquetFile(self.path)
+            for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
+                yield {name: batch.column(name).to_numpy(zero_copy_only=False) for name in columns}
+        elif self._fits_hdu_index is not None:
+            from astropy.io import fits
+
+            with fits.open(self.path, memmap=True) as hdul:
+                data = hdul[self._fits_hdu_index].data
+                for start in range(0, self.n_rows, chunk_rows):
+                    rows = data[start : start + chunk_rows]
+                    yield {name: np.array(rows[name]) for name in columns}
+        else:
+            for start in range(0, self.n_rows, chunk_rows):
+                yield {name: np.ma.filled(self._raw[name][start : start + chunk_rows], np.nan)
+                       if np.asarray(self._raw[name]).dtype.kind == "f" else np.asarray(self._raw[name][start : start + chunk_rows])
+                       for name in columns}
+
+    def _float(self, values: np.ndarray, name: str, sentinels: bool) -> np.ndarray:
+        try:
+            values = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(self.path, f"column {name!r} is not numeric") from None
+        bad = ~np.isfinite(values)
+        if sentinels and self.sentinels.size:
+            bad |= np.isin(values, self.sentinels)
+        return np.where(bad, np.nan, values)
+
+    def chunks(self, chunk_rows: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """``(first_row, columns)`` for consecutive chunks of at most ``chunk_rows`` rows."""
+        start = 0
+        for raw in self._raw_chunks(chunk_rows):
+            n = len(next(iter(raw.values()))) if raw else min(chunk_rows, self.n_rows - start)
+            out: dict[str, np.ndarray] = {}
+            if self.sources.get("id") is not None:
+                ids = np.asarray(raw[self.sources["id"]])
+                out["id"] = ids.astype(ids.dtype.newbyteorder("=")) if ids.dtype.kind in "iuf" else ids.astype(str)
+            else:
+                out["id"] = np.arange(start, start + n, dtype=np.int64)
+            for key in ("ra", "dec"):
+                column = self.sources.get(key)
+                out[key] = self._float(raw[column], column, False) if column else np.full(n, np.nan)
+            for band in self.bands:
+                for prefix in ("mag", "magerr"):
+                    column = self.sources.get(f"{prefix}_{band}")
+                    values = self._float(raw[column], column, True) if column else np.full(n, np.nan)
+                    out[f"{prefix}_{band}"] = values.astype(np.float32)
+            for band in self.bands:
+                out[f"magerr_{band}"][~np.isfinite(out[f"mag_{band}"])] = np.nan
+            yield start, out
+            start += n
+
+
+# ------------------------------------------------------------------------------------------
+# Planning
+# ------------------------------------------------------------------------------------------
+
+
+def plan_units(folder: Path, catalog: CatalogStream, tiles: Sequence[TileInfo], memory: MemoryPlan,
+               progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Assign catalogue rows to tiles, write the shards and cut the work into units.
+
+    Returns
+    -------
+    dict
+        ``mode``, ``n_sources``, ``n_outside`` (sources in no tile), ``tiles`` and ``units``
+        (see ``docs/formats.md``); the manifest records it as it is.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .._io import atomic_path
+
+    shard_dir = folder / SHARDS_DIR
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    index = TileIndex(tiles) if tiles else None
+    refs: dict[int, list[tuple[str, int, int]]] = {}
+    n_total = 0
+    for chunk_number, (start, columns) in enumerate(catalog.chunks(memory.catalog_chunk_rows)):
+        n = len(columns["ra"])
+        owner = index.owners(columns["ra"], columns["dec"]) if index else np.full(n, -1, np.int32)
+        order = np.argsort(owner, kind="stable")
+        owner_sorted = owner[order]
+        arrays = {"catalog_row": np.arange(start, start + n, dtype=np.int64)[order]}
+        arrays.update({name: values[order] for name, values in columns.items()})
+        name = f"chunk-{chunk_number:05d}.parquet"
+        bounds = np.flatnonzero(np.diff(owner_sorted)) + 1
+        starts = np.concatenate([[0], bounds])
+        stops = np.concatenate([bounds, [n]])
+        with atomic_path(shard_dir / name) as tmp:
+            table = pa.table({k: pa.array(v) for k, v in arrays.items()})
+            with pq.ParquetWriter(tmp, table.schema) as writer:
+                for group, (lo, hi) in enumerate(zip(starts, stops)):
+                    writer.write_table(table.slice(lo, hi - lo), row_group_size=max(1, hi - lo))
+                    refs.setdefault(int(owner_sorted[lo]), []).append((name, group, int(hi - lo)))
+        n_total += n
+        if progress:
+            progress(n)
+    units: list[dict[str, Any]] = []
+    owners = [t for t in range(len(tiles)) if t in refs] + ([-1] if -1 in refs else [])
+    for t in owners:
+        pieces: list[list[Any]] = []
+        size = 0
+        for name, group, count in refs[t]:
+            lo = 0
+            while lo < count:
+                take = min(count - lo, memory.rows_per_part - size)
+                pieces.append([name, group, lo, lo + take])
+                size += take
+                lo += take
+                if size == memory.rows_per_part:
+                    units.append(_unit(len(units), t, tiles, pieces, size))
+                    pieces, size = [], 0
+        if pieces:
+            units.append(_unit(len(units), t, tiles, pieces, size))
+    return {
+        "mode": "tiles" if tiles else "photometry",
+        "n_sources": int(n_total),
+        "n_outside": int(sum(c for _, _, c in refs.get(-1, []))) if tiles else 0,
+        "tiles": [dict(tile.to_json(), n_sources=int(sum(c for _, _, c in refs.get(t, [])))) for t, tile in enumerate(tiles)],
+        "units": units,
+    }
+
+
+def _unit(index: int, tile: int, tiles: Sequence[TileInfo], refs: list[list[Any]], n: int) -> dict[str, Any]:
+    return {"index": index, "kind": "tile" if tile >= 0 else "catalog", "tile": tile if tile >= 0 else None,
+            "input_tiles": sorted(tiles[tile].files.values()) if tile >= 0 else [], "refs": refs, "n_sources": int(n)}
+
+
+# ------------------------------------------------------------------------------------------
+# Cutting: work unit -> batches of model inputs
+# ------------------------------------------------------------------------------------------
+
+
+def same_pixel_grid(a, b) -> bool:
+    """Whether two band images share one pixel grid exactly (then no resampling is needed)."""
+    if a.shape != b.shape:
+        return False
+    wa, wb = a.wcs.wcs, b.wcs.wcs
+    if list(wa.ctype) != list(wb.ctype) or a.wcs.sip is not None or b.wcs.sip is not None:
+        return False
+    if a.wcs.has_distortion or b.wcs.has_distortion:
+        return False
+    return (np.allclose(wa.crpix, wb.crpix, rtol=0, atol=1e-6) and np.allclose(wa.crval, wb.crval, rtol=0, atol=1e-10)
+            and np.allclose(a.wcs.pixel_scale_matrix, b.wcs.pixel_scale_matrix, rtol=1e-9, atol=0))
+
+
+def cut_tile_stamps(images: Sequence[Any], aligned: Sequence[bool], x: np.ndarray, y: np.ndarray, size: int,
+                    reference: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stamps ``(n, bands, size, size)`` and flags, as :func:`skysort.data.cutout.cut_stamps`
+    but with an integer-pixel cut for every band on the reference band's pixel grid."""
+    from ..data.cutout import cut_integer, cut_stamps
+
+    n = len(x)
+    stamps = np.empty((n, len(images), size, size), np.float32)
+    flags = np.zeros(n, np.uint32)
+    for b, image in enumerate(images):
+        if aligned[b]:
+            stamps[:, b], edge = cut_integer(image.data, x, y, size)
+            flags[edge] |= np.uint32(Flags.EDGE)
+    resampled = [b for b in range(len(images)) if not aligned[b]]
+    if resampled and n:
+        sub, sub_flags = cut_stamps([images[reference]] + [images[b] for b in resampled], x, y, size=size, reference=0)
+        stamps[:, resampled] = sub[:, 1:]
+        flags |= sub_flags & np.uint32(Flags.EDGE)
+    nan = np.isnan(stamps)
+    flags[nan.any(axis=(1, 2, 3))] |= np.uint32(Flags.NAN_PIXELS)
+    flags[nan.all(axis=(2, 3)).any(axis=1)] |= np.uint32(Flags.MISSING_BAND)
+    return stamps, flags
+
+
+@dataclass
+class ReaderConfig:
+    """What the cutting side needs (picklable: travels to worker processes and Dask tasks)."""
+
+    folder: str
+    tiles: list[dict[str, Any]]
+    image_bands: list[str]
+    photometry_bands: list[str]
+    stamp_size: int
+    reference_band: str
+    batch_size: int
+    tile_cache_tiles: int
+    images_available: bool
+    photometry_only_ok: bool
+
+
+class UnitReader:
+    """Turns work units into batches of model inputs (reads shards and tiles, cuts stamps)."""
+
+    def __init__(self, config: ReaderConfig):
+        self.config = config
+        self._tiles: OrderedDict[int, tuple[list[Any], list[bool], int]] = OrderedDict()
+
+    def _tile(self, t: int) -> tuple[list[Any], list[bool], int]:
+        from ..data.images import read_band_images
+
+        if t in self._tiles:
+            self._tiles.move_to_end(t)
+            return self._tiles[t]
+        while len(self._tiles) >= self.config.tile_cache_tiles:
+            self._tiles.popitem(last=False)
+        files = self.config.tiles[t]["files"]
+        bands = self.config.image_bands
+        images = read_band_images([files[b] for b in bands], bands, threads=len(bands))
+        reference = bands.index(self.config.reference_band)
+        aligned = [b == reference or same_pixel_grid(images[reference], image) for b, image in enumerate(images)]
+        self._tiles[t] = (images, aligned, reference)
+        return self._tiles[t]
+
+    def read_rows(self, unit: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The unit's catalogue rows from the shards."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pieces = []
+        files: dict[str, Any] = {}
+        for name, group, lo, hi in unit["refs"]:
+            if name not in files:
+                path = Path(self.config.folder) / SHARDS_DIR / name
+                if not path.exists():
+                    raise InputError(self.config.folder, f"the catalogue shard {name} of unfinished unit {unit['index']} is gone; "
+                                                         "remove the folder and run again")
+                files[name] = pq.ParquetFile(path)
+            pieces.append(files[name].read_row_group(group).slice(lo, hi - lo))
+        table = pa.concat_tables(pieces)
+        return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+
+    def batches(self, unit: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """Batches of one unit: model inputs plus the rows' ids, positions and flags."""
+        from ..data.cutout import sky_to_pixel
+
+        config = self.config
+        rows = self.read_rows(unit)
+        n = len(rows["catalog_row"])
+        with_images = unit["kind"] == "tile" and config.images_available and bool(config.image_bands)
+        if with_images:
+            images, aligned, reference = self._tile(unit["tile"])
+            x, y = sky_to_pixel(images[reference], rows["ra"], rows["dec"])
+        n_batches = max(1, math.ceil(n / config.batch_size))
+        for k in range(n_batches):
+            part = slice(k * config.batch_size, min(n, (k + 1) * config.batch_size))
+            m = part.stop - part.start
+            inputs: dict[str, np.ndarray] = {}
+            flags = np.zeros(m, np.uint32)
+            if with_images:
+                inputs["image"], flags = cut_tile_stamps(images, aligned, x[part], y[part], config.stamp_size, reference)
+            elif config.image_bands:
+                flags |= np.uint32(MISSING_INPUT_FLAG)
+                if unit["kind"] == "tile" or config.tiles:
+                    flags |= np.uint32(Flags.MISSING_BAND)
+            if config.photometry_bands:
+                mag = np.stack([rows[f"mag_{b}"][part] for b in config.photometry_bands], axis=1).astype(np.float32)
+                err = np.stack([rows[f"magerr_{b}"][part] for b in config.photometry_bands], axis=1).astype(np.float32)
+                inputs["mag"], inputs["magerr"] = mag, err
+                missing = ~np.isfinite(mag).all(axis=1)
+                flags[missing] |= np.uint32(Flags.MISSING_PHOTOMETRY | MISSING_INPUT_FLAG)
+            yield {
+                "unit": unit["index"], "batch": k, "n_batches": n_batches, "inputs": inputs,
+                "predict": with_images or (not config.image_bands) or config.photometry_only_ok,
+                "images_used": with_images, "flags": flags.astype(np.int32),
+                "id": rows["id"][part], "ra": rows["ra"][part], "dec": rows["dec"][part],
+                "catalog_row": rows["catalog_row"][part],
+            }
+
+
+# ------------------------------------------------------------------------------------------
+# Prediction: batches -> part tables
+# ------------------------------------------------------------------------------------------
+
+
+def probe_predictor(predictor: Predictor) -> dict[str, Any]:
+    """Extra outputs (name -> dtype) of a predictor, and whether it can run without images.
+
+    Runs the model once on two blank objects, so that rows the model cannot classify (no
+    images) get the same columns as the others.
+    """
+    from ..errors import InputError as _InputError
+
+    spec = predictor.spec
+    n = 2
+    photometry = {}
+    if spec.uses_photometry:
+        photometry = {"mag": np.full((n, len(spec.photometry_bands)), 20.0, np.float32),
+                      "magerr": np.full((n, len(spec.photometry_bands)), 0.05, np.float32)}
+    inputs = dict(photometry)
+    if spec.uses_images:
+        height, width = spec.stamp_size or (32, 32)
+        inputs["image"] = np.zeros((n, len(spec.image_bands), height, width), np.float32)
+    outputs = predictor.predict(inputs)
+    extras = {k: np.asarray(v).dtype.str for k, v in outputs.items() if k != "probabilities" and np.ndim(v) == 1}
+    photometry_only = not spec.uses_images
+    if spec.uses_images and spec.uses_photometry:
+        try:
+            predictor.predict(photometry, images_available=False)
+            photometry_only = True
+        except _InputError:
+            photometry_only = False
+    return {"extras": extras, "photometry_only": photometry_only}
+
+
+def run_model(predictor: Predictor, inputs: Mapping[str, np.ndarray], *, images_available: bool, device: str) -> dict[str, np.ndarray]:
+    """``predictor.predict`` under bf16 autocast on CUDA; probabilities as float32."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            outputs = predictor.predict(inputs, images_available=images_available)
+    else:
+        outputs = predictor.predict(inputs, images_available=images_available)
+    outputs = dict(outputs)
+    outputs["probabilities"] = np.asarray(outputs["probabilities"], np.float32)
+    return outputs
+
+
+def _blank_outputs(n: int, n_classes: int, extras: Mapping[str, str]) -> dict[str, np.ndarray]:
+    outputs = {"probabilities": np.full((n, n_classes), np.nan, np.float32)}
+    for name, dtype in extras.items():
+        dt = np.dtype(dtype)
+        outputs[name] = np.full(n, np.nan if dt.kind == "f" else 0, dt)
+    return outputs
+
+
+class UnitAssembler:
+    """Predicts batches and assembles each unit's rows into its output table."""
+
+    def __init__(self, predictor: Predictor, probe: Mapping[str, Any], *, threshold: float | None, device: str):
+        self.predictor = predictor
+        self.extras = dict(probe["extras"])
+        self.threshold = threshold
+        self.device = device
+        self._pending: dict[int, list[tuple[dict[str, Any], dict[str, np.ndarray]]]] = {}
+
+    def predict(self, batch: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        n = len(batch["flags"])
+        if not batch["predict"]:
+            return _blank_outputs(n, len(self.predictor.classes), self.extras)
+        outputs = run_model(self.predictor, batch["inputs"], images_available=batch["images_used"], device=self.device)
+        return {k: v for k, v in outputs.items() if k == "probabilities" or k in self.extras}
+
+    def add(self, batch: dict[str, Any], outputs: dict[str, np.ndarray]):
+        """Keep a predicted batch; return the unit's table once its last batch has arrived."""
+        batch = {k: v for k, v in batch.items() if k != "inputs"}
+        done = self._pending.setdefault(batch["unit"], [])
+        done.append((batch, outputs))
+        if len(done) < batch["n_batches"]:
+            return None
+        del self._pending[batch["unit"]]
+        done.sort(key=lambda item: item[0]["batch"])
+        return self.table([b for b, _ in done], [o for _, o in done])
+
+    def table(self, batches: Sequence[Mapping[str, Any]], outputs: Sequence[Mapping[str, np.ndarray]]):
+        def cat(key, source):
+            return np.concatenate([np.asarray(item[key]) for item in source])
+
+        merged = {k: cat(k, outputs) for k in outputs[0]}
+        table = class_table(self.predictor, merged, cat("id", batches), {"ra": cat("ra", batches), "dec": cat("dec", batches)},
+                            cat("flags", batches), self.threshold)
+        unknown = ~np.isfinite(merged["probabilities"]).all(axis=1)
+        if unknown.any():
+            table["class"][unknown] = ""
+        table["images_used"] = np.concatenate([np.full(len(b["flags"]), bool(b["images_used"])) for b in batches])
+        table["catalog_row"] = cat("catalog_row", batches)
+        return table
+
+
+def write_part(folder: str | os.PathLike, unit: Mapping[str, Any], table, meta: Mapping[str, Any]) -> tuple[str, int, str]:
+    """Write a unit's table as its part (atomically); returns ``(name, rows, sha256)``."""
+    from ..data.catalog import write_catalog
+
+    table.meta.update(meta)
+    table.meta.update({"unit": int(unit["index"]), "input_tiles": list(unit.get("input_tiles", []))})
+    path = Path(folder) / part_name(unit["index"])
+    write_catalog(table, path)
+    return path.name, len(table), file_sha256(path)
+
+
+# ------------------------------------------------------------------------------------------
+# Running units in this process
+# ------------------------------------------------------------------------------------------
+
+_DONE = object()
+
+
+def _in_thread(generator: Iterator[Any], maxsize: int) -> Iterator[Any]:
+    """Run ``generator`` in a producer thread, at most ``maxsize`` items ahead."""
+    items: queue.Queue = queue.Queue(maxsize=max(1, maxsize))
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in generator:
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            items.put(exc)
+
+    thread = threading.Thread(target=produce, name="skysort-cutting", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+def _identity(item):
+    return item
+
+
+class _UnitBatches:
+    """Iterable over the batches of some units; with worker processes each takes every
+    ``num_workers``-th unit (torch ``IterableDataset`` protocol)."""
+
+    def __init__(self, config: ReaderConfig, units: Sequence[Mapping[str, Any]]):
+        self.config = config
+        self.units = list(units)
+
+    def __iter__(self):
+        import torch.utils.data
+
+        info = torch.utils.data.get_worker_info()
+        units = self.units if info is None else self.units[info.id :: info.num_workers]
+        if info is not None:
+            import torch
+
+            torch.set_num_threads(1)
+        reader = UnitReader(self.config)
+        for unit in units:
+            yield from reader.batches(unit)
+
+
+def iter_batches(config: ReaderConfig, units: Sequence[Mapping[str, Any]], *, workers: int, queue_batches: int) -> Iterator[dict[str, Any]]:
+    """Batches of ``units`` cut ahead of the model: by a thread (``workers=0``) or processes."""
+    if workers <= 0:
+        reader = UnitReader(config)
+        yield from _in_thread((b for unit in units for b in reader.batches(unit)), queue_batches)
+        return
+    import torch.utils.data
+
+    dataset = type("UnitBatchDataset", (_UnitBatches, torch.utils.data.IterableDataset), {})(config, units)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_identity,
+                                         prefetch_factor=max(1, queue_batches // workers), persistent_workers=False)
+    yield from loader
+
+
+def run_local(manifest: Manifest, reader_config: ReaderConfig, assembler: UnitAssembler, part_meta: Mapping[str, Any], *,
+              workers: int, queue_batches: int, progress: Callable[[int], None] | None = None) -> None:
+    """Process the manifest's pending units in this process, recording each finished part."""
+    pending = manifest.pending()
+    meta = dict(part_meta, run_id=manifest.run_id)
+    for batch in iter_batches(reader_config, pending, workers=workers, queue_batches=queue_batches):
+        outputs = assembler.predict(batch)
+        table = assembler.add(batch, outputs)
+        if progress:
+            progress(len(batch["flags"]))
+        if table is not None:
+            unit = manifest.units[batch["unit"]]
+            name, rows, digest = write_part(manifest.folder, unit, table, meta)
+            manifest.record(unit["index"], name, rows, digest)
+
+
+# ------------------------------------------------------------------------------------------
+# The whole run
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunOptions:
+    """Options of :func:`predict_catalog` (see ``skysort predict --help``)."""
+
+    tiles: str | Sequence[str] | None = None
+    mapping: Any = None
+    reference_band: str | None = None
+    batch_size: int = 1024
+    memory_gb: float = 4.0
+    device: str | None = None
+    threads: int | None = None
+    workers: int | None = None
+    dask: str | None = None
+    threshold: float | None = None
+    quiet: bool = True
+
+    def signature(self) -> dict[str, Any]:
+        """Options that change results (a resumed run must use the same)."""
+        return {"mapping": str(self.mapping) if self.mapping is not None else None,
+                "reference_band": self.reference_band, "threshold": self.threshold}
+
+
+def model_record(predictor: Predictor) -> dict[str, Any]:
+    """Model name, task, classes, version (creation date and creator) and file SHA-256."""
+    meta = predictor.meta
+    return {"name": predictor.name, "file": str(Path(predictor.model_file).resolve()), "sha256": file_sha256(predictor.model_file),
+            "task": predictor.task, "classes": list(predictor.classes), "created": meta.get("created"),
+            "creator": meta.get("creator"), "format_version": meta.get("format_version")}
+
+
+def resolve_device(device: str | None) -> str:
+    """``cpu`` or ``cuda`` (default: CUDA when available); CUDA asked for but absent is an error."""
+    import torch
+
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device", "CUDA is not available on this machine")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise InputError("--device", f"expected cpu or cuda, got {device!r}")
+    return device
+
+
+def _reference_band(spec_bands: Sequence[str], wanted: str | None) -> str:
+    if wanted:
+        if wanted not in spec_bands:
+            raise InputError("--reference-band", f"band {wanted!r} is not among the model's image bands {list(spec_bands)}")
+        return wanted
+    return "r" if "r" in spec_bands else spec_bands[0]
+
+
+def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: str | os.PathLike,
+                    options: RunOptions | None = None, *, predictor: Predictor | None = None,
+                    warn: Callable[[str | os.PathLike, str], None] | None = None) -> Manifest:
+    """Classify every source of a catalogue, from survey tiles or from photometry alone.
+
+    Writes Parquet parts plus a manifest into the folder ``out`` and returns the manifest.
+    Rerunning with the same arguments resumes an interrupted run (see
+    :mod:`skysort.inference.manifest`).
+
+    Parameters
+    ----------
+    model : str or path-like
+        Model file or shipped model name.
+    catalog : path-like
+        Catalogue (Parquet, FITS, CSV) with ``ra``/``dec`` in degrees (any column names the
+        mapping translates) and the model's ``mag_<band>``/``magerr_<band>``.
+    out : path-like
+        Output folder.
+    options : RunOptions
+        ``tiles`` (glob patterns; None: photometry only), mapping, memory, device, Dask, ...
+    predictor : Predictor, optional
+        An already loaded predictor (then ``model`` only names it); not usable with Dask.
+    warn : callable, optional
+        ``warn(where, message)`` for non-fatal problems.
+
+    Raises
+    ------
+    InputError
+        Bad inputs; photometry only with a model that needs images; ``out`` holding another run.
+    """
+    import torch
+
+    from .._progress import progress_bar
+    from .predictor import load_predictor
+
+    options = options or RunOptions()
+    if predictor is not None and options.dask:
+        raise ValueError("Dask workers load the model from its file: pass the model, not a predictor object")
+    device = resolve_device(options.device)
+    if options.threads:
+        torch.set_num_threads(int(options.threads))
+    predictor = predictor or load_predictor(model, device)
+    spec = predictor.spec
+    images_available = options.tiles is not None
+    probe = probe_predictor(predictor)
+    if not images_available and spec.uses_images and not probe["photometry_only"]:
+        raise InputError(model, f"model {predictor.name} needs image stamps ({', '.join(spec.image_bands)}); give --tiles "
+                                "(or classify a stamp set with --data)")
+    if spec.stamp_size and spec.stamp_size[0] != spec.stamp_size[1] and images_available:
+        raise InputError(model, f"streaming cuts square stamps; the model expects {spec.stamp_size}")
+    out = Path(out)
+    model_info = model_record(predictor)
+    catalog_stream = CatalogStream(catalog, options.mapping, spec.photometry_bands, require_sky=images_available and spec.uses_images)
+    reference_band = _reference_band(spec.image_bands, options.reference_band) if spec.uses_images else ""
+    tiles: list[TileInfo] = []
+    if images_available and spec.uses_images:
+        tiles = scan_tiles(options.tiles, spec.image_bands, reference_band)
+        if spec.pixel_scale and warn:
+            off = [t for t in tiles if abs(t.pixel_scale / spec.pixel_scale - 1) > 0.02]
+            if off:
+                warn(off[0].key, f"pixel scale {off[0].pixel_scale:.4g}\"/px differs from the model's {spec.pixel_scale:.4g}\"/px "
+                                 f"({len(off)} tile(s))")
+    signature = {
+        "model_sha256": model_info["sha256"],
+        "catalog": file_identity(catalog),
+        "tiles": sorted(f"{identity['path']}:{identity['size']}" for identity in
+                        (file_identity(f) for t in tiles for f in t.files.values())),
+        "images_available": images_available,
+        **options.signature(),
+    }
+    manifest = Manifest.prepare_folder(out, signature)
+    workers = options.workers if options.workers is not None else 0
+    stamp_size = int(spec.stamp_size[0]) if spec.stamp_size else 0
+    stamp_bytes = 4 * len(spec.image_bands) * stamp_size * stamp_size if tiles else 0
+    tile_bytes = max((4 * len(t.files) * t.shape[0] * t.shape[1] for t in tiles), default=0)
+    processes = max(1, workers)
+    if options.dask:
+        processes = 1  # each Dask worker plans its own share of the setting below
+    memory = memory_plan(options.memory_gb, stamp_bytes=stamp_bytes, tile_bytes=tile_bytes,
+                         batch_size=options.batch_size, processes=processes)
+    if manifest is None:
+        with progress_bar(catalog_stream.n_rows, "planning", unit="src", enabled=not options.quiet) as advance:
+            plan = plan_units(out, catalog_stream, tiles, memory, progress=advance)
+        manifest = Manifest.create(
+            out, signature=signature, plan=plan, model=model_info,
+            inputs={"catalog": str(Path(catalog).resolve()), "tiles": options.tiles if isinstance(options.tiles, (str, type(None)))
+                    else list(options.tiles), "n_tile_files": sum(len(t.files) for t in tiles)},
+            options={"batch_size": memory.batch_size, "memory_gb": options.memory_gb, "rows_per_part": memory.rows_per_part,
+                     "reference_band": reference_band, "mapping": signature["mapping"], "threshold": options.threshold,
+                     "images_available": images_available, "device": device})
+    else:
+        manifest.reconcile()
+    if manifest.pending():
+        reader_config = ReaderConfig(
+            folder=str(out), tiles=manifest.content["tiles"], image_bands=list(spec.image_bands),
+            photometry_bands=list(spec.photometry_bands), stamp_size=stamp_size, reference_band=reference_band,
+            batch_size=memory.batch_size, tile_cache_tiles=memory.tile_cache_tiles, images_available=images_available,
+            photometry_only_ok=probe["photometry_only"])
+        part_meta = {"model": model_info["name"], "model_file": model_info["file"], "model_sha256": model_info["sha256"],
+                     "model_created": model_info["created"], "task": predictor.task, "classes": list(predictor.classes),
+                     "catalog": str(Path(catalog).resolve()), "images_available": images_available,
+                     "threshold": options.threshold}
+        remaining = sum(u["n_sources"] for u in manifest.pending())
+        with progress_bar(remaining, "predicting", unit="src", enabled=not options.quiet) as advance:
+            if options.dask:
+                from .distributed import run_dask
+
+                run_dask(options.dask, manifest, reader_config, part_meta, model=model_info["file"], probe=probe,
+                         threshold=options.threshold, memory_gb=options.memory_gb, batch_size=options.batch_size,
+                         stamp_bytes=stamp_bytes, tile_bytes=tile_bytes, device=device, progress=advance)
+            else:
+                assembler = UnitAssembler(predictor, probe, threshold=options.threshold, device=device)
+                run_local(manifest, reader_config, assembler, part_meta, workers=workers,
+                          queue_batches=memory.queue_batches, progress=advance)
+    # Also after a kill between marking the run complete and removing the shards.
+    manifest.finish()
+    return manifest
+
+
+def predict_stampset_parts(model: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
+                           options: RunOptions | None = None, *, predictor: Predictor | None = None) -> Manifest:
+    """Classify a stamp set into Parquet parts plus a manifest (resumable, like :func:`predict_catalog`).
+
+    Each unit is a block of consecutive stamps, predicted by
+    :func:`~skysort.inference.predictor.predict_stampset`.
+    """
+    import torch
+
+    from .._progress import progress_bar
+    from ..data.stampset import StampSet
+    from .predictor import load_predictor, predict_stampset
+
+    options = options or RunOptions()
+    device = resolve_device(options.device)
+    if options.threads:
+        torch.set_num_threads(int(options.threads))
+    predictor = predictor or load_predictor(model, device)
+    stamps = StampSet.open(data)
+    model_info = model_record(predictor)
+    signature = {"model_sha256": model_info["sha256"], "data": file_identity(data), "threshold": options.threshold}
+    manifest = Manifest.prepare_folder(out, signature)
+    stamp_bytes = 4 * int(np.prod(stamps.shape[1:]))
+    memory = memory_plan(options.memory_gb, stamp_bytes=stamp_bytes, batch_size=options.batch_size)
+    if manifest is None:
+        n = len(stamps)
+        step = memory.rows_per_part
+        units = [{"index": i, "kind": "stamps", "stamp_rows": [a, min(n, a + step)], "input_tiles": [], "n_sources": min(n, a + step) - a}
+                 for i, a in enumerate(range(0, n, step))]
+        manifest = Manifest.create(out, signature=signature, plan={"mode": "stamps", "n_sources": n, "units": units},
+                                   model=model_info, inputs={"data": str(Path(data).resolve())},
+                                   options={"batch_size": memory.batch_size, "memory_gb": options.memory_gb,
+                                            "rows_per_part": step, "threshold": options.threshold, "device": device})
+    else:
+        manifest.reconcile()
+    part_meta = {"model": model_info["name"], "model_file": model_info["file"], "model_sha256": model_info["sha256"],
+                 "model_created": model_info["created"], "task": predictor.task, "classes": list(predictor.classes),
+                 "data": str(Path(data).resolve()), "threshold": options.threshold, "run_id": manifest.run_id}
+    pending = manifest.pending()
+    with progress_bar(sum(u["n_sources"] for u in pending), "predicting", unit="src", enabled=not options.quiet) as advance:
+        for unit in pending:
+            a, b = unit["stamp_rows"]
+            table = predict_stampset(predictor, stamps[a:b], batch_size=memory.batch_size, threshold=options.threshold,
+                                     progress=advance)
+            name, rows, digest = write_part(out, unit, table, part_meta)
+            manifest.record(unit["index"], name, rows, digest)
+    manifest.finish()
+    return manifest
+
+
+def assemble_parts(manifest: Manifest, path: str | os.PathLike) -> Path:
+    """Write a finished run's parts as one table (catalogue order when known), atomically."""
+    from ..data.catalog import write_catalog
+    from .manifest import read_parts
+
+    table = read_parts(manifest.part_paths())
+    if "catalog_row" in table.colnames:
+        table = table[np.argsort(np.asarray(table["catalog_row"]), kind="stable")]
+    content = manifest.content
+    table.meta.update({"model": content["model"], "inputs": content["inputs"], "options": content["options"],
+                       "mode": content.get("mode"), "n_sources": content.get("n_sources"),
+                       "images_available": content["options"].get("images_available", True)})
+    return write_catalog(table, path)
+
+
+__all__ = ["MemoryPlan", "memory_plan", "TileInfo", "scan_tiles", "TileIndex", "CatalogStream", "plan_units",
+           "cut_tile_stamps", "UnitReader", "UnitAssembler", "RunOptions", "predict_catalog", "predict_stampset_parts",
+           "assemble_parts", "probe_predictor", "run_model"]

@@ -1,0 +1,435 @@
+"""Catalogue-scale prediction: streaming tiles, Parquet parts + manifest, resume after kill -9, Dask.
+
+Models here are real (small) torch networks: a tiny BlendNet saved as a model file (task
+``blend``, so every process and Dask worker can load it), and in-test predictors implementing
+the Predictor protocol for two-band images and photometry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from skysort.cli import main
+from skysort.data.flags import Flags
+from skysort.errors import InputError
+from skysort.inference.manifest import Manifest, file_sha256
+from skysort.inference.predictor import MISSING_INPUT_FLAG, InputSpec, predict_stampset
+from skysort.inference.stream import RunOptions, _in_thread, memory_plan, predict_catalog
+
+SCALE = 0.4  # arcsec per pixel
+STAMP = 16
+
+
+# ------------------------------------------------------------------------------------------
+# Synthetic survey: tiles with WCS, a catalogue, small models
+# ------------------------------------------------------------------------------------------
+
+
+def tile_wcs(ra0: float, dec0: float, shape, shift=(0.0, 0.0)) -> WCS:
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [ra0, dec0]
+    w.wcs.crpix = [shape[1] / 2 + 0.5 + shift[0], shape[0] / 2 + 0.5 + shift[1]]
+    w.wcs.cd = [[-SCALE / 3600, 0], [0, SCALE / 3600]]
+    return w
+
+
+def make_survey(folder: Path, n_tiles=3, per_tile=60, shape=(120, 140), bands=("r",), shifted_band=None, outside=5, seed=0,
+                catalog_name="cat.parquet"):
+    """Overlapping tiles in a row along RA, one folder each, sources drawn as Gaussians with noise.
+
+    Returns the catalogue path and the (ra, dec) of the tile centres.
+    """
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    step = (shape[1] - 30) * SCALE / 3600  # tiles overlap by 30 px
+    centres = [(150.0 + i * step, 2.0) for i in range(n_tiles)]
+    width, height = shape[1] * SCALE / 3600, shape[0] * SCALE / 3600
+    n = n_tiles * per_tile
+    ra = rng.uniform(centres[0][0] - width / 2, centres[-1][0] + width / 2, n)
+    dec = rng.uniform(2.0 - height / 2, 2.0 + height / 2, n)
+    far = np.column_stack([np.full(outside, 151.5), np.full(outside, 3.0) + 0.001 * np.arange(outside)])
+    ra, dec = np.concatenate([ra, far[:, 0]]), np.concatenate([dec, far[:, 1]])
+    flux = rng.uniform(20, 400, len(ra))
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    for t, (ra0, dec0) in enumerate(centres):
+        sub = folder / f"t{t:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        for band in bands:
+            shift = (1.3, -0.7) if band == shifted_band else (0.0, 0.0)
+            w = tile_wcs(ra0, dec0, shape, shift)
+            x, y = w.all_world2pix(ra, dec, 0)
+            data = rng.normal(0, 2.0, shape).astype(np.float32)
+            for k in np.flatnonzero((x > -5) & (x < shape[1] + 5) & (y > -5) & (y < shape[0] + 5)):
+                data += (flux[k] * np.exp(-((xx - x[k]) ** 2 + (yy - y[k]) ** 2) / (2 * 1.5**2))).astype(np.float32)
+            header = w.to_header()
+            header["FILTER"] = band
+            header["BUNIT"] = "nanomaggy"
+            fits.PrimaryHDU(data, header).writeto(sub / f"tile-{band}.fits")
+    table = pa.table({"id": np.arange(1000, 1000 + len(ra), dtype=np.int64), "ra": ra, "dec": dec,
+                      "mag_r": (22.5 - 2.5 * np.log10(flux)).astype(np.float32)})
+    pq.write_table(table, folder / catalog_name)
+    return folder / catalog_name, centres
+
+
+def tiny_blend_model(path: Path, seed=0) -> Path:
+    """A real (untrained, seeded) BlendNet on 16x16 r stamps, saved as a skysort model file."""
+    from skysort.models.blend import BlendNet
+    from skysort.models.checkpoint import save_model_file
+
+    torch.manual_seed(seed)
+    net = BlendNet(widths=(4, 8), convs_per_stage=1, hidden=8, padding=0)
+    meta = {"task": "blend", "architecture": "BlendNet", "architecture_config": net.config, "classes": ["isolated", "blended"],
+            "image_bands": ["r"], "pixel_scale": SCALE, "stamp_size": [STAMP, STAMP]}
+    return save_model_file(path, net.state_dict(), meta, command="test")
+
+
+class TinyPredictor:
+    """A Predictor of a small torch network: images (any bands) and/or photometry, three classes."""
+
+    task = "test"
+
+    def __init__(self, model_file: Path, image_bands=("g", "r"), photometry_bands=(), photometry_only=False):
+        torch.manual_seed(1)
+        self.classes = ["star", "galaxy", "qso"]
+        self.name = "tiny"
+        self.meta = {"created": "test"}
+        self.model_file = Path(model_file)
+        self.spec = InputSpec(image_bands=list(image_bands), stamp_size=(STAMP, STAMP) if image_bands else None,
+                              pixel_scale=SCALE, photometry_bands=list(photometry_bands))
+        self.conv = torch.nn.Conv2d(max(1, len(image_bands)), 4, 3)
+        self.mags = torch.nn.Linear(max(1, len(photometry_bands)), 4)
+        self.head = torch.nn.Linear(4, 3)
+        self.photometry_only = photometry_only
+
+    def to(self, device):
+        return self
+
+    @torch.inference_mode()
+    def predict(self, inputs, *, images_available=True):
+        if not images_available and self.spec.uses_images and not self.photometry_only:
+            raise InputError(self.name, "needs images")
+        h = 0
+        if images_available and self.spec.uses_images:
+            x = torch.as_tensor(np.nan_to_num(inputs["image"]))
+            h = torch.relu(self.conv(torch.asinh(x / 10))).mean(dim=(2, 3))
+        if self.spec.uses_photometry:
+            h = h + self.mags(torch.as_tensor(np.nan_to_num(inputs["mag"], nan=25.0)) - 20)
+        p = torch.softmax(self.head(h), dim=1).numpy()
+        return {"probabilities": p.astype(np.float32), "score": p[:, 0].astype(np.float32) * 2}
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("survey")
+    catalog, centres = make_survey(folder)
+    model = tiny_blend_model(folder / "tiny.pt")
+    return {"folder": folder, "catalog": catalog, "centres": centres, "model": model, "tiles": str(folder / "t*" / "tile-*.fits")}
+
+
+def read_out(folder: Path):
+    manifest = json.loads((folder / "manifest.json").read_text())
+    tables = [pq.read_table(folder / u["part"]) for u in manifest["units"]]
+    import pyarrow as pa
+
+    table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables]).to_pandas()
+    return manifest, table.sort_values("catalog_row").reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------
+# Tests
+# ------------------------------------------------------------------------------------------
+
+
+def test_stream_equals_predict_stampset_on_the_same_stamps(tmp_path):
+    """Two bands, one resampled through its WCS: streaming gives what cutout + predict_stampset give."""
+    from skysort.data.catalog import read_catalog
+    from skysort.data.ingest import cutout
+
+    catalog, _ = make_survey(tmp_path, n_tiles=1, per_tile=80, bands=("g", "r"), shifted_band="g", outside=0)
+    predictor = TinyPredictor(tmp_path / "none.pt")
+    (tmp_path / "none.pt").write_bytes(b"tiny")
+    manifest = predict_catalog("tiny", catalog, tmp_path / "out", RunOptions(tiles=str(tmp_path / "t*" / "tile-*.fits"), batch_size=16),
+                               predictor=predictor)
+    assert manifest.complete and manifest.content["rows_written"] == 80
+    _, streamed = read_out(tmp_path / "out")
+    stamps = cutout(str(tmp_path / "t00" / "tile-*.fits"), read_catalog(catalog), tmp_path / "s.h5", size=STAMP, bands=["g", "r"])
+    reference = predict_stampset(predictor, stamps, batch_size=7).to_pandas()
+    assert list(streamed["id"]) == list(reference["id"])
+    assert np.array_equal(streamed["flags"].to_numpy(), reference["flags"].to_numpy())
+    interior = (streamed["flags"].to_numpy() & int(Flags.EDGE)) == 0
+    assert interior.sum() > 40
+    for name in ("p_star", "p_galaxy", "p_qso", "score"):
+        assert np.allclose(streamed[name].to_numpy()[interior], reference[name].to_numpy()[interior], atol=1e-5)
+    assert np.array_equal(streamed["class"].to_numpy()[interior], reference["class"].to_numpy()[interior])
+    assert streamed["images_used"].all()
+
+
+def test_parts_manifest_ownership_and_provenance(survey, tmp_path):
+    out = tmp_path / "out"
+    code = main(["predict", "--model", str(survey["model"]), "--catalog", str(survey["catalog"]), "--tiles", survey["tiles"],
+                 "--out", f"{out}/", "--quiet", "--batch-size", "32"])
+    assert code == 0
+    manifest, table = read_out(out)
+    n = pq.read_metadata(survey["catalog"]).num_rows
+    assert manifest["complete"] and manifest["rows_written"] == n == len(table)
+    assert sorted(table["id"]) == list(range(1000, 1000 + n))
+    assert not (out / "_shards").exists()
+    assert manifest["model"]["sha256"] == file_sha256(survey["model"])
+    # Every part: one unit, its row count and hash; Parquet metadata with provenance.
+    for unit in manifest["units"]:
+        part = out / unit["part"]
+        assert pq.read_metadata(part).num_rows == unit["rows"] == unit["n_sources"]
+        assert file_sha256(part) == unit["sha256"]
+        meta = json.loads(pq.read_schema(part).metadata[b"skysort"])
+        assert meta["unit"] == unit["index"] and meta["model_sha256"] == manifest["model"]["sha256"]
+        assert meta["provenance"]["software"]["torch"] and meta["provenance"]["created"]
+        assert meta["input_tiles"] == unit["input_tiles"]
+    # Ownership: the tile where the source is farthest from the edge; sources in no tile flagged.
+    ra, dec = table["ra"].to_numpy(), table["dec"].to_numpy()
+    margins = []
+    for tile in manifest["tiles"]:
+        w = WCS(fits.getheader(tile["files"]["r"]))
+        x, y = w.all_world2pix(ra, dec, 0)
+        ny, nx = tile["shape"]
+        m = np.minimum(np.minimum(x + 0.5, nx - 0.5 - x), np.minimum(y + 0.5, ny - 0.5 - y))
+        margins.append(np.where(m > 0, m, -np.inf))
+    margins = np.array(margins)
+    expected = np.where(np.isfinite(margins.max(axis=0)), np.argmax(margins, axis=0), -1)
+    owner_of_row = np.full(len(table), -1)
+    for unit in manifest["units"]:
+        rows = pq.read_table(out / unit["part"], columns=["catalog_row"]).column(0).to_numpy()
+        owner_of_row[rows] = unit["tile"] if unit["tile"] is not None else -1
+    assert np.array_equal(owner_of_row[table["catalog_row"].to_numpy()], expected)
+    assert (np.sum(margins > -np.inf, axis=0) > 1).sum() > 5  # the overlaps were exercised
+    outside = expected == -1
+    assert outside.sum() == manifest["n_outside"] == 5
+    assert np.all(table["flags"].to_numpy()[outside] & (int(Flags.MISSING_BAND) | MISSING_INPUT_FLAG))
+    assert table["p_blended"][outside].isna().all() and (table["class"][outside] == "").all()
+    assert table["p_blended"][~outside].notna().all() and table["images_used"][~outside].all()
+
+
+def test_single_file_output_in_catalogue_order(survey, tmp_path):
+    out = tmp_path / "pred.fits"
+    assert main(["predict", "--model", str(survey["model"]), "--catalog", str(survey["catalog"]), "--tiles", survey["tiles"],
+                 "--out", str(out), "--quiet"]) == 0
+    with fits.open(out) as hdul:
+        data = hdul[1].data
+        meta = json.loads(hdul[1].header["SKYSORT"])
+    assert list(data["id"]) == list(range(1000, 1000 + len(data)))
+    assert meta["model"]["sha256"] == file_sha256(survey["model"]) and meta["provenance"]["software"]["skysort"]
+    assert not any(p.name.startswith(".pred.fits") for p in tmp_path.iterdir())
+
+
+def _manifest_done(out: Path) -> bool:
+    try:
+        return json.loads((out / "manifest.json").read_text()).get("complete", False)
+    except (OSError, ValueError):
+        return False
+
+
+def test_resume_after_kill_leaves_every_source_exactly_once(tmp_path):
+    catalog, _ = make_survey(tmp_path, n_tiles=6, per_tile=700, shape=(160, 180), outside=3, seed=3)
+    model = tiny_blend_model(tmp_path / "tiny.pt")
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "skysort.cli", "predict", "--model", str(model), "--catalog", str(catalog),
+            "--tiles", str(tmp_path / "t*" / "tile-*.fits"), "--out", f"{out}/", "--quiet", "--batch-size", "16",
+            "--threads", "1", "--memory-gb", "0.5"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None and not list(out.glob("part-*.parquet")):
+        time.sleep(0.01)
+    assert process.poll() is None, process.stderr.read().decode()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not _manifest_done(out)  # killed mid-run
+    first = len(list(out.glob("part-*.parquet")))
+    assert main(["predict", "--model", str(model), "--catalog", str(catalog), "--tiles", str(tmp_path / "t*" / "tile-*.fits"),
+                 "--out", f"{out}/", "--quiet", "--batch-size", "16", "--memory-gb", "0.5"]) == 0
+    manifest, table = read_out(out)
+    n = 6 * 700 + 3
+    assert manifest["complete"] and len(table) == n and first < manifest["n_units"]
+    assert table["id"].is_unique and sorted(table["id"]) == list(range(1000, 1000 + n))
+    assert len(list(out.glob("part-*.parquet"))) == manifest["n_units"]
+
+
+def test_part_renamed_but_not_recorded_is_adopted_not_duplicated(survey, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    options = RunOptions(tiles=survey["tiles"], batch_size=32)
+    # Stop short of finishing (as a kill would): the shards stay for the rerun.
+    monkeypatch.setattr(Manifest, "finish", lambda self: self.save())
+    predict_catalog(survey["model"], survey["catalog"], out, options)
+    monkeypatch.undo()
+    manifest_path = out / "manifest.json"
+    content = json.loads(manifest_path.read_text())
+    n_units = content["n_units"]
+    assert n_units >= 3
+    # As if killed after renaming part 1 but before the manifest update; part 2 holds another
+    # unit's rows (wrong unit in its metadata) and a temporary file was left behind.
+    content["complete"] = False
+    for index in (1, 2):
+        content["units"][index].update(part=None, rows=None, sha256=None)
+    manifest_path.write_text(json.dumps(content))
+    kept = file_sha256(out / "part-00001.parquet")
+    (out / "part-00002.parquet").write_bytes((out / "part-00000.parquet").read_bytes())
+    (out / ".part-00003.parquet.x1y2.tmp").write_bytes(b"half written")
+    manifest = predict_catalog(survey["model"], survey["catalog"], out, options)
+    assert manifest.complete
+    assert manifest.units[1]["sha256"] == kept  # adopted as it was
+    _, table = read_out(out)
+    assert table["id"].is_unique and len(table) == manifest.content["n_sources"]
+    assert not list(out.glob(".part-*.tmp"))
+    # A different model in the same folder is refused, not mixed in.
+    other = tiny_blend_model(tmp_path / "other.pt", seed=5)
+    with pytest.raises(InputError, match="different prediction run"):
+        predict_catalog(other, survey["catalog"], out, options)
+
+
+def test_dask_local_two_workers_equals_single_process(survey, tmp_path):
+    pytest.importorskip("distributed")
+    local = predict_catalog(survey["model"], survey["catalog"], tmp_path / "local", RunOptions(tiles=survey["tiles"], batch_size=32))
+    distributed = predict_catalog(survey["model"], survey["catalog"], tmp_path / "dask",
+                                  RunOptions(tiles=survey["tiles"], batch_size=32, dask="local:2"))
+    assert local.complete and distributed.complete
+    _, a = read_out(tmp_path / "local")
+    _, b = read_out(tmp_path / "dask")
+    assert len(a) == len(b) == local.content["n_sources"]
+    for column in ("id", "catalog_row", "flags", "class", "images_used", "n_sources"):
+        assert np.array_equal(a[column].to_numpy(), b[column].to_numpy()), column
+    for column in ("p_isolated", "p_blended", "ra", "dec"):
+        assert np.allclose(a[column].to_numpy(), b[column].to_numpy(), atol=1e-5, equal_nan=True), column
+
+
+def test_photometry_only_refused_for_image_models_and_flagged_otherwise(survey, tmp_path, capsys):
+    code = main(["predict", "--model", str(survey["model"]), "--catalog", str(survey["catalog"]), "--out", str(tmp_path / "p.parquet"),
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "needs image stamps" in err
+    (tmp_path / "m.pt").write_bytes(b"tiny")
+    predictor = TinyPredictor(tmp_path / "m.pt", image_bands=("r",), photometry_bands=("r",), photometry_only=True)
+    manifest = predict_catalog("tiny", survey["catalog"], tmp_path / "phot", RunOptions(), predictor=predictor)
+    assert manifest.content["options"]["images_available"] is False and manifest.content["mode"] == "photometry"
+    _, table = read_out(tmp_path / "phot")
+    assert len(table) == manifest.content["n_sources"] and not table["images_used"].any()
+    assert np.all(table["flags"].to_numpy() & MISSING_INPUT_FLAG)
+    assert table[["p_star", "p_galaxy", "p_qso"]].notna().all().all()
+    mags = pq.read_table(survey["catalog"]).column("mag_r").to_numpy()[table["catalog_row"].to_numpy(), None]
+    expected = predictor.predict({"mag": mags.astype(np.float32)}, images_available=False)["probabilities"]
+    assert np.allclose(table[["p_star", "p_galaxy", "p_qso"]].to_numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["no tiles match", "no positions", "both inputs", "tiles without catalogue"])
+def test_bad_inputs_give_one_line_errors(survey, tmp_path, capsys, case):
+    import pyarrow as pa
+
+    catalog = str(survey["catalog"])
+    tiles = survey["tiles"]
+    if case == "no tiles match":
+        tiles = str(tmp_path / "nothing" / "*.fits")
+    if case == "no positions":
+        catalog = str(tmp_path / "nopos.parquet")
+        pq.write_table(pa.table({"id": [1, 2], "mag_r": [20.0, 21.0]}), catalog)
+    argv = ["predict", "--model", str(survey["model"]), "--out", f"{tmp_path / 'o'}/", "--quiet"]
+    if case != "tiles without catalogue":
+        argv += ["--catalog", catalog]
+    argv += ["--tiles", tiles]
+    if case == "both inputs":
+        argv += ["--data", str(tmp_path / "s.h5")]
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("skysort: error: "), err
+    fragment = {"no tiles match": "no tile file matches", "no positions": "no position columns",
+                "both inputs": "exactly one of", "tiles without catalogue": "needs --catalog"}[case]
+    assert fragment in lines[0]
+
+
+def test_stamp_set_to_file_and_to_parts_agree(survey, tmp_path):
+    from skysort.data.catalog import read_catalog
+    from skysort.data.ingest import cutout
+
+    stamps = cutout(str(survey["folder"] / "t00" / "tile-*.fits"), read_catalog(survey["catalog"]).copy()[:40], tmp_path / "s.h5",
+                    size=STAMP)
+    assert main(["predict", "--model", str(survey["model"]), "--data", str(tmp_path / "s.h5"), "--out", str(tmp_path / "p.parquet"),
+                 "--quiet"]) == 0
+    assert main(["predict", "--model", str(survey["model"]), "--data", str(tmp_path / "s.h5"), "--out", f"{tmp_path / 'parts'}/",
+                 "--quiet"]) == 0
+    whole = pq.read_table(tmp_path / "p.parquet").to_pandas()
+    manifest = json.loads((tmp_path / "parts" / "manifest.json").read_text())
+    parts = pq.read_table(tmp_path / "parts" / manifest["units"][0]["part"]).to_pandas()
+    assert len(whole) == len(parts) == len(stamps) and manifest["complete"]
+    assert np.allclose(whole["p_blended"], parts["p_blended"]) and list(whole["id"]) == list(parts["id"])
+    meta = json.loads(pq.read_schema(tmp_path / "p.parquet").metadata[b"skysort"])
+    assert meta["model"]["sha256"] == file_sha256(survey["model"])
+
+
+def test_memory_setting_bounds_batches_queue_tiles_and_parts():
+    stamp = 5 * 64 * 64 * 4
+    tile = 5 * 2048 * 1489 * 4
+    plans = [memory_plan(gb, stamp_bytes=stamp, tile_bytes=tile, batch_size=4096) for gb in (1.0, 2.0, 4.0, 16.0)]
+    for plan in plans:
+        budget = (plan.memory_gb - 0.75) * 2**30
+        assert plan.stamps_in_flight * stamp <= 0.3 * budget + stamp * plan.batch_size
+        assert plan.tile_cache_tiles == 1 or plan.tile_cache_tiles * tile <= 0.4 * budget
+        assert plan.catalog_chunk_rows * 512 <= 0.15 * budget or plan.catalog_chunk_rows == 10_000
+    assert [p.batch_size for p in plans] == sorted(p.batch_size for p in plans) and plans[0].batch_size < 4096
+    assert plans[0].rows_per_part < plans[-1].rows_per_part
+    # Shared among processes: each gets less.
+    assert memory_plan(4.0, stamp_bytes=stamp, tile_bytes=tile, processes=4).tile_cache_tiles < plans[2].tile_cache_tiles
+    with pytest.raises(InputError, match="--memory-gb"):
+        memory_plan(0, stamp_bytes=stamp)
+    # The producer never runs more than the queue bound ahead of a slow consumer.
+    produced = []
+
+    def items():
+        for i in range(40):
+            produced.append(i)
+            yield i
+
+    ahead = []
+    for i in _in_thread(items(), maxsize=3):
+        time.sleep(0.002)
+        ahead.append(len(produced) - i - 1)
+    assert max(ahead) <= 3 + 1 and len(produced) == 40
+
+
+def test_memory_setting_reaches_the_run(survey, tmp_path):
+    manifest = predict_catalog(survey["model"], survey["catalog"], tmp_path / "o", RunOptions(tiles=survey["tiles"], memory_gb=0.3,
+                                                                                              batch_size=100000))
+    plan = memory_plan(0.3, stamp_bytes=4 * STAMP * STAMP, tile_bytes=4 * 120 * 140, batch_size=100000)
+    assert manifest.content["options"]["batch_size"] == plan.batch_size < 100000
+    assert manifest.content["options"]["rows_per_part"] == plan.rows_per_part
+
+
+@pytest.mark.parametrize("fmt", ["csv", "fits"])
+def test_csv_and_fits_catalogues_and_cutting_processes_give_the_same_rows(survey, tmp_path, fmt):
+    from astropy.table import Table
+
+    reference = predict_catalog(survey["model"], survey["catalog"], tmp_path / "ref", RunOptions(tiles=survey["tiles"]))
+    table = Table.read(survey["catalog"])
+    table.rename_column("ra", "RAJ2000")  # found by the automatic mapping
+    other = tmp_path / f"cat.{fmt}"
+    table.write(other, format="ascii.csv" if fmt == "csv" else "fits")
+    # Cutting in a worker process instead of a thread must not change anything either.
+    run = predict_catalog(survey["model"], other, tmp_path / "other", RunOptions(tiles=survey["tiles"], workers=1))
+    assert reference.complete and run.complete
+    _, a = read_out(tmp_path / "ref")
+    _, b = read_out(tmp_path / "other")
+    assert np.array_equal(a["id"].to_numpy(), b["id"].to_numpy())
+    assert np.array_equal(a["flags"].to_numpy(), b["flags"].to_numpy())
+    assert np.allclose(a["p_blended"].to_numpy(), b["p_blended"].to_numpy(), atol=1e-6, equal_nan=True)
