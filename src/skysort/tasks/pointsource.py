@@ -1,0 +1,1028 @@
+"""Star vs quasar for point sources: spectral knowledge transferred to image-only classification.
+
+Training (:func:`train_pointsource_model`, ``skysort train --task pointsource``) runs, on one
+split of a ``skysort simulate --kind pointsources`` stamp set (images + SDSS-grid spectra):
+
+0. the image-only baseline (:class:`~skysort.models.pointsource.ImageClassifier`), kept inside
+   the model file so that evaluation compares against a network trained on the same split;
+1. the 1-D ResNet spectral encoder, a star / quasar classifier on spectra whose 128-d
+   feature is then frozen (trained on the set's spectra plus noisy spectra of every Pickles
+   stellar template, :func:`library_star_spectra`, so that hot stars absent from faint
+   high-latitude samples are still recognised as stars);
+2. the conditional GAN: a generator maps images (+ noise) to 128-d features, trained against a
+   discriminator on (feature, image embedding) pairs together with an L2 term to the frozen
+   encoder's features, a feature-matching term on the discriminator's hidden layer, and a
+   class-consistency term (the frozen spectral classifier applied to generated features, as in
+   feature-generating GANs, Xian et al. 2018);
+3. the fusion classifier: its own image CNN (initialised from the generator's, the same
+   architecture as the baseline) plus the frozen generator's feature.
+
+Stages 0, 1 and 3 train through the shared Lightning loop (:func:`skysort.training.module.fit`);
+stage 2 is a :class:`~skysort.training.module.TaskModule` with manual optimisation (one
+discriminator and one generator step per batch) run by the same ``fit``, whose validation loss
+(early stopping) is the generator's feature MSE at zero noise.
+
+Images: every band of the stamp set by default (``sdss`` ugriz stamps), stretched by a per-band
+:class:`~skysort.data.dataset.AsinhStretch` fitted on the training stamps and stored in the
+model; random flips and 90-degree rotations in training. Inference needs images only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..data.dataset import AsinhStretch
+from ..data.stampset import StampSet
+from ..errors import InputError
+from ..models.checkpoint import load_model_file, save_model_file
+from ..models.pointsource import (
+    FeatureDiscriminator,
+    FeatureGenerator,
+    ImageClassifier,
+    PointSourceNet,
+    normalise_spectra,
+)
+from ..models.registry import resolve_model
+from ..training.data import InMemoryBatches, batch_loader, split_indices
+from ..training.module import OptimConfig, TaskModule, fit
+
+CLASSES = ["star", "qso"]
+#: Image CNN widths and head size shared by the baseline, the generator and the fusion.
+IMAGE_WIDTHS = (16, 32, 64)
+SPECTRAL_WIDTHS = (8, 16, 32, 64)
+#: Epoch limit of the spectral encoder (stage 1), the costliest stage per epoch: spectra at S/N 10
+#: separate stars from quasars within a few epochs (validation accuracy 1.0 after 3 epochs on
+#: 7,000 spectra), so more epochs would spend time without use.
+ENCODER_MAX_EPOCHS = 4
+#: Generator loss weights: L2 to the true feature (1), adversarial, feature matching, class consistency.
+GAN_WEIGHTS = {"l2": 1.0, "adversarial": 0.05, "feature_matching": 0.1, "class": 0.1}
+#: Spectral encoder: besides the training set's spectra, every Pickles (1998) template (O to M,
+#: dwarfs to supergiants) this many times per S/N level. Faint high-latitude samples hold almost
+#: no O/B stars, yet the encoder must recognise any star's spectrum as stellar.
+LIBRARY_STARS_PER_TEMPLATE = 8
+LIBRARY_STAR_SNR = (5.0, 10.0, 30.0)
+#: Real spectra: a grid pixel is usable when at most this fraction of it is bad or uncovered.
+MAX_BAD_FRACTION = 0.5
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _require_pointsource_set(stamps: StampSet, spectra: bool) -> None:
+    labels = set(np.unique(stamps.labels()).tolist())
+    unknown = labels - set(CLASSES)
+    if unknown:
+        raise InputError(stamps.path, f"not a point-source set: labels must be {CLASSES}, found {sorted(unknown)}")
+    if spectra and "spectrum" not in stamps.array_names:
+        raise InputError(stamps.path, "no 'spectrum' array (make training sets with skysort simulate --kind pointsources)")
+
+
+def _band_index(stamps: StampSet, bands: Sequence[str] | None) -> tuple[list[int], list[str]]:
+    bands = list(bands) if bands else list(stamps.meta.bands)
+    missing = [b for b in bands if b not in stamps.meta.bands]
+    if missing:
+        raise InputError(stamps.path, f"no image band(s) {missing} (has {list(stamps.meta.bands)})")
+    return [list(stamps.meta.bands).index(b) for b in bands], bands
+
+
+def _spectrum_grid(stamps: StampSet) -> dict[str, Any]:
+    attrs = stamps.array_attrs("spectrum")
+    return {"loglam_start": float(attrs["loglam_start"]), "loglam_step": float(attrs["loglam_step"]),
+            "n_pixels": int(attrs["n_pixels"]), "flux_unit": attrs.get("flux_unit")}
+
+
+def read_spectra(stamps: StampSet, indices: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised spectra (float16) and valid masks of ``indices``, read in bounded chunks."""
+    parts, masks = [], []
+    for start in range(0, len(indices), chunk):
+        idx = indices[start : start + chunk]
+        flux = stamps.array("spectrum", idx)
+        ivar = stamps.array("spectrum_ivar", idx) if "spectrum_ivar" in stamps.array_names else np.ones_like(flux)
+        values, valid = normalise_spectra(flux, (ivar > 0) & np.isfinite(ivar))
+        parts.append(values)
+        masks.append(valid)
+    n = stamps.array_attrs("spectrum").get("n_pixels", 0)
+    if not parts:
+        return np.zeros((0, n), np.float16), np.zeros((0, n), bool)
+    return np.concatenate(parts), np.concatenate(masks)
+
+
+def library_star_spectra(survey: str, grid: Mapping[str, Any], seed: int, per_template: int = LIBRARY_STARS_PER_TEMPLATE,
+                         snr_levels: Sequence[float] = LIBRARY_STAR_SNR) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy spectra of every Pickles stellar template on the model's grid (normalised, float16).
+
+    Each template appears ``per_template`` times per S/N level in ``snr_levels`` (median S/N per
+    pixel), with Milky Way reddening E(B-V) drawn uniformly in 0-0.15 mag, through the
+    simulator's own spectrum model (:func:`skysort.simulate.spectra.simulate_spectra`).
+
+    Returns
+    -------
+    spectrum, valid : ndarray
+        As :func:`read_spectra`.
+    """
+    from astropy.table import Table
+
+    from ..simulate import seds
+    from ..simulate.presets import load_survey
+    from ..simulate.spectra import simulate_spectra
+
+    preset = load_survey(survey)
+    names = seds.load_star_library().names
+    wave = 10.0 ** (grid["loglam_start"] + grid["loglam_step"] * np.arange(int(grid["n_pixels"])))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 4242]))
+    parts, masks = [], []
+    for level, snr in enumerate(snr_levels):
+        n = len(names) * per_template
+        table = Table({"index": np.arange(n), "label": np.full(n, "star"), "sed_name": np.repeat(names, per_template),
+                       "redshift": np.zeros(n), "ebv": np.zeros(n), "ebv_mw": rng.uniform(0.0, 0.15, n),
+                       f"mag_true_{preset.selection.band}": np.full(n, 18.0)})
+        result = simulate_spectra(table, preset, seed=seed * 100 + level + 1, snr=float(snr), wave=wave)
+        values, valid = normalise_spectra(result["flux"], result["ivar"] > 0)
+        parts.append(values)
+        masks.append(valid)
+    return np.concatenate(parts), np.concatenate(masks)
+
+
+def _labels(stamps: StampSet, indices: np.ndarray) -> np.ndarray:
+    return (stamps.column("label", indices).astype(str) == "qso").astype(np.int64)
+
+
+def _images(stamps: StampSet, indices: np.ndarray, band_index: list[int], stretch: AsinhStretch) -> np.ndarray:
+    return stretch(stamps.read_images(indices)[:, band_index]).numpy()
+
+
+class Dihedral:
+    """Random flips and 90-degree rotations of ``batch["image"]``, drawn per stamp."""
+
+    def __init__(self, seed: int = 0):
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        images = batch["image"].clone()
+        n = images.shape[0]
+        k = torch.randint(0, 4, (n,), generator=self.generator)
+        flip = torch.rand(n, generator=self.generator) < 0.5
+        for turns in range(4):
+            for flipped in (False, True):
+                chosen = (k == turns) & (flip == flipped)
+                if chosen.any():
+                    part = torch.rot90(images[chosen], turns, dims=(-2, -1))
+                    images[chosen] = torch.flip(part, dims=(-1,)) if flipped else part
+        return {**batch, "image": images}
+
+
+class SpectrumCoverage:
+    """Random loss of wavelength coverage at the blue and red ends (up to ``max_fraction`` of
+    the grid each), so the encoder copes with real spectra that do not fill the grid."""
+
+    def __init__(self, max_fraction: float = 0.1, probability: float = 0.5, seed: int = 0):
+        self.max_fraction, self.probability = max_fraction, probability
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        spectrum, valid = batch["spectrum"], batch["spectrum_valid"]
+        n, length = spectrum.shape
+        g = self.generator
+        limit = int(self.max_fraction * length)
+        apply = torch.rand(n, generator=g) < self.probability
+        blue = torch.where(apply, torch.randint(0, limit + 1, (n,), generator=g), 0)
+        red = torch.where(apply, torch.randint(0, limit + 1, (n,), generator=g), 0)
+        position = torch.arange(length).unsqueeze(0)
+        keep = (position >= blue.unsqueeze(1)) & (position < (length - red).unsqueeze(1))
+        return {**batch, "spectrum": torch.where(keep, spectrum, torch.zeros((), dtype=spectrum.dtype)),
+                "spectrum_valid": valid & keep}
+
+
+# ----------------------------------------------------------------------------- losses and GAN stage
+
+
+def classification_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]):
+    """Cross-entropy on ``label`` with the accuracy as a logged extra."""
+    logits = outputs["logits"].float()
+    loss = F.cross_entropy(logits, batch["label"])
+    return loss, {"accuracy": (logits.argmax(1) == batch["label"]).float().mean()}
+
+
+def feature_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]):
+    """Mean squared error of the generated to the true spectral feature, with the mean cosine
+    similarity as a logged extra."""
+    fake, target = outputs["feature"].float(), batch["target_feature"].float()
+    return F.mse_loss(fake, target), {"cosine": F.cosine_similarity(fake, target, dim=1).mean()}
+
+
+class _GeneratorAtZeroNoise(nn.Module):
+    def __init__(self, generator: FeatureGenerator):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, batch):
+        return {"feature": self.generator(batch["image"])[0]}
+
+
+class FeatureGanModule(TaskModule):
+    """Stage 2: conditional GAN with manual optimisation (one discriminator and one generator
+    step per batch). The generator's loss is ``GAN_WEIGHTS``-weighted: L2 to the true feature,
+    non-saturating adversarial loss, feature matching on the discriminator's hidden layer and
+    the frozen spectral classifier's cross-entropy on generated features. Validation (early
+    stopping) uses the feature MSE at zero noise (:func:`feature_loss`).
+    """
+
+    def __init__(self, generator: FeatureGenerator, discriminator: FeatureDiscriminator, spectral_head: nn.Linear,
+                 optim: OptimConfig, weights: Mapping[str, float] = GAN_WEIGHTS):
+        super().__init__(_GeneratorAtZeroNoise(generator), feature_loss, optim)
+        self.discriminator = discriminator
+        self.spectral_head = spectral_head
+        for parameter in self.spectral_head.parameters():
+            parameter.requires_grad_(False)
+        self.weights = dict(weights)
+        self.automatic_optimization = False
+
+    @property
+    def generator(self) -> FeatureGenerator:
+        return self.network.generator
+
+    def training_step(self, batch, batch_idx):
+        opt_g, opt_d = self.optimizers()
+        images, target = batch["image"], batch["target_feature"].float()
+        n = images.shape[0]
+        noise = torch.randn(n, self.generator.noise_dim, device=images.device)
+        fake, embedding = self.generator(images, noise)
+        condition = embedding.detach()
+
+        real_logit, _ = self.discriminator(target, condition)
+        fake_logit, _ = self.discriminator(fake.detach(), condition)
+        # One-sided label smoothing keeps the discriminator from saturating early.
+        d_loss = (F.binary_cross_entropy_with_logits(real_logit.float(), torch.full_like(real_logit.float(), 0.9))
+                  + F.binary_cross_entropy_with_logits(fake_logit.float(), torch.zeros_like(fake_logit.float())))
+        opt_d.zero_grad()
+        self.manual_backward(d_loss)
+        opt_d.step()
+
+        fake_logit, fake_hidden = self.discriminator(fake, condition)
+        with torch.no_grad():
+            _, real_hidden = self.discriminator(target, condition)
+        fake = fake.float()
+        terms = {
+            "l2": F.mse_loss(fake, target),
+            "adversarial": F.binary_cross_entropy_with_logits(fake_logit.float(), torch.ones_like(fake_logit.float())),
+            "feature_matching": F.mse_loss(fake_hidden.float().mean(0), real_hidden.float().mean(0)),
+            "class": F.cross_entropy(self.spectral_head(fake), batch["label"]),
+        }
+        g_loss = sum(self.weights[k] * v for k, v in terms.items())
+        opt_g.zero_grad()
+        self.manual_backward(g_loss)
+        opt_g.step()
+        self.log("train_loss", g_loss, prog_bar=True, batch_size=n, on_epoch=True, on_step=False)
+        self.log("train_d_loss", d_loss, batch_size=n, on_epoch=True, on_step=False)
+        for name, value in terms.items():
+            self.log(f"train_{name}", value, batch_size=n, on_epoch=True, on_step=False)
+
+    def on_train_epoch_start(self):
+        self.spectral_head.eval()
+
+    def configure_optimizers(self):
+        # Adam with beta1 = 0.5, the usual choice for GANs (Radford et al. 2016).
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.optim.lr, betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.optim.lr, betas=(0.5, 0.999))
+        return [opt_g, opt_d]
+
+
+# ----------------------------------------------------------------------------- inference helpers
+
+
+def _device_of(network: nn.Module) -> torch.device:
+    return next(network.parameters()).device
+
+
+@torch.inference_mode()
+def _batched(function: Callable[[dict[str, torch.Tensor]], torch.Tensor | tuple], arrays: Mapping[str, np.ndarray], network: nn.Module,
+             batch_size: int = 2048) -> np.ndarray:
+    """Apply ``function`` to batches of ``arrays`` on the network's device; concatenated as numpy."""
+    network.eval()
+    device = _device_of(network)
+    n = len(next(iter(arrays.values())))
+    parts = []
+    for start in range(0, n, batch_size):
+        batch = {k: torch.as_tensor(np.asarray(v[start : start + batch_size])).to(device) for k, v in arrays.items()}
+        parts.append(function(batch).float().cpu().numpy())
+    return np.concatenate(parts) if parts else np.zeros((0,))
+
+
+def _softmax_qso(logits: np.ndarray) -> np.ndarray:
+    return torch.softmax(torch.as_tensor(logits), dim=1)[:, 1].numpy() if len(logits) else np.zeros(0, np.float32)
+
+
+def _binary_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    if len(truth) == 0:
+        return {"n": 0, "accuracy": float("nan"), "f1": float("nan")}
+    # F1 is undefined (NaN, null in JSON) for a subset with no quasar, true or predicted.
+    return {"n": int(len(truth)), "accuracy": float(accuracy_score(truth, predicted)),
+            "f1": float(f1_score(truth, predicted, pos_label=1, zero_division=np.nan))}
+
+
+def _error_rate_reduction(accuracy: float, baseline_accuracy: float) -> float:
+    """``1 - error / baseline error`` (NaN when the baseline makes no error)."""
+    baseline_error = 1.0 - baseline_accuracy
+    return float(1.0 - (1.0 - accuracy) / baseline_error) if baseline_error > 0 else float("nan")
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train_pointsource_model(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    val_data: str | os.PathLike | None = None,
+    baseline: str | None = None,
+    image_bands: Sequence[str] | None = None,
+    epochs: int = 30,
+    patience: int = 6,
+    batch_size: int = 256,
+    lr: float = 2e-3,
+    max_objects: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    command: str | None = None,
+    library_stars_per_template: int = LIBRARY_STARS_PER_TEMPLATE,
+) -> dict[str, Any]:
+    """Train a point-source (star / quasar) model and write it to ``out``.
+
+    Parameters
+    ----------
+    data : path-like
+        Stamp set from ``skysort simulate --kind pointsources`` (labels ``star`` / ``qso``,
+        arrays ``spectrum`` and ``spectrum_ivar`` on the SDSS log-lambda grid).
+    out : path-like
+        Model file to write.
+    val_data : path-like, optional
+        Validation stamp set; default a seeded 10% of ``data``.
+    baseline : {None, "image-only"}
+        ``"image-only"``: train only the image-only baseline (the same CNN and head, on the same
+        split for the same ``seed``) and write it as a stand-alone model. Otherwise train the
+        three stages, plus the baseline, stored beside them for :func:`evaluate_pointsource_model`.
+    image_bands : sequence of str, optional
+        Image bands the model uses, in order (default every band of ``data``).
+    epochs, patience : int
+        Per stage: epoch limit, and early stopping after ``patience`` epochs without a
+        validation-loss improvement.
+    batch_size : int
+        Training batch size.
+    lr : float
+        Adam learning rate (every stage).
+    max_objects : int, optional
+        Use at most this many objects of ``data`` (a seeded random subset).
+    seed : int
+        Seed of the split, the subset, the augmentation and the weights.
+    library_stars_per_template : int
+        Spectra of each Pickles template per S/N level added to the encoder's training
+        (:func:`library_star_spectra`; 0: none).
+
+    Returns
+    -------
+    dict
+        Validation ``n``, ``accuracy``, ``f1`` (quasar class, fusion model), ``f1_image_only``,
+        ``encoder_f1`` (on true spectra), ``feature_cosine_similarity``, total ``epochs`` and
+        ``seconds``, plus the per-stage training records under ``stages``.
+    """
+    if baseline not in (None, "image-only"):
+        raise InputError("--baseline", f"unknown baseline {baseline!r} (choose image-only)")
+    if epochs < 1:
+        raise InputError("--epochs", f"need at least one epoch, got {epochs}")
+    start_time = time.perf_counter()
+    stamps = StampSet.open(data)
+    only_baseline = baseline == "image-only"
+    _require_pointsource_set(stamps, spectra=not only_baseline)
+    band_index, bands = _band_index(stamps, image_bands)
+    n_all = len(stamps)
+    chosen = np.arange(n_all)
+    if max_objects is not None and max_objects < n_all:
+        chosen = np.sort(np.random.default_rng(seed).choice(n_all, size=max_objects, replace=False))
+    if val_data is not None:
+        val_stamps = StampSet.open(val_data)
+        _require_pointsource_set(val_stamps, spectra=not only_baseline)
+        val_band_index, _ = _band_index(val_stamps, bands)
+        train_idx, val_idx = chosen, np.arange(len(val_stamps))
+    else:
+        val_stamps, val_band_index = stamps, band_index
+        train_part, val_part = split_indices(len(chosen), [0.9, 0.1], seed=seed)
+        train_idx, val_idx = chosen[train_part], chosen[val_part]
+    if len(train_idx) < 2 or len(val_idx) < 1:
+        raise InputError(data, f"too few objects to train ({len(train_idx)} training, {len(val_idx)} validation)")
+    stretch = AsinhStretch.fit(stamps[train_idx], bands, seed=seed)
+    train_images = _images(stamps, train_idx, band_index, stretch)
+    val_images = _images(val_stamps, val_idx, val_band_index, stretch)
+    train_labels, val_labels = _labels(stamps, train_idx), _labels(val_stamps, val_idx)
+    optim = OptimConfig(lr=lr, lr_patience=2)
+    options = dict(max_epochs=epochs, patience=patience, progress=progress, seed=seed)
+
+    def loaders(train_arrays, val_arrays, transform, stage_seed):
+        train_set = InMemoryBatches(train_arrays, transform)
+        val_set = InMemoryBatches(val_arrays)
+        return (batch_loader(train_set, batch_size, shuffle=True, seed=stage_seed, drop_last=len(train_set) > batch_size),
+                batch_loader(val_set, 2048, shuffle=False))
+
+    image_train = {"image": train_images, "label": train_labels}
+    image_val = {"image": val_images, "label": val_labels}
+    in_channels = len(bands)
+    stages: dict[str, Any] = {}
+
+    # Stage 0: the image-only baseline, on exactly the split the other stages use.
+    torch.manual_seed(seed)
+    baseline_net = ImageClassifier(in_channels, IMAGE_WIDTHS)
+    stages["baseline"] = fit(TaskModule(baseline_net, classification_loss, optim), *loaders(image_train, image_val, Dihedral(seed), seed), **options)
+    baseline_val = _binary_metrics(val_labels, _softmax_qso(_batched(lambda b: baseline_net(b)["logits"], {"image": val_images}, baseline_net)) > 0.5)
+
+    common_meta = {
+        "task": "pointsource", "classes": CLASSES, "image_bands": bands, "photometry_bands": [],
+        "pixel_scale": stamps.meta.pixel_scale, "stamp_size": list(stamps.shape[2:]), "normalisation": stretch.state_dict(),
+        "inference_inputs": "images only",
+    }
+    training_meta = {
+        "data": str(data), "val_data": str(val_data) if val_data else None, "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
+        "seed": seed, "batch_size": batch_size, "lr": lr, "max_objects": max_objects, "split": "seeded 90/10 of data" if val_data is None else "val_data",
+        "data_meta": {"survey": stamps.meta.survey, "seed": stamps.meta.seed, "simulation": stamps.meta.extra.get("simulation")},
+    }
+    if only_baseline:
+        seconds = round(time.perf_counter() - start_time, 2)
+        metrics = {"n": baseline_val["n"], "accuracy": baseline_val["accuracy"], "f1": baseline_val["f1"], "f1_image_only": baseline_val["f1"]}
+        save_model_file(out, baseline_net.state_dict(), {
+            **common_meta, "architecture": "ImageClassifier", "architecture_config": baseline_net.config,
+            "training": {**training_meta, "stages": {"baseline": stages["baseline"]}, "seconds": seconds},
+            "metrics": {f"val_{k}": v for k, v in metrics.items()},
+        }, command=command)
+        return {**metrics, "epochs": stages["baseline"]["epochs"], "seconds": seconds, "stages": stages}
+
+    grid = _spectrum_grid(stamps)
+    if val_data is not None and _spectrum_grid(val_stamps)["n_pixels"] != grid["n_pixels"]:
+        raise InputError(val_data, "spectra are on a different wavelength grid from the training set's")
+    net = PointSourceNet(in_channels, IMAGE_WIDTHS, SPECTRAL_WIDTHS, with_baseline=True)
+    net.baseline.load_state_dict(baseline_net.state_dict())
+
+    # Stage 1: spectral encoder.
+    train_spec, train_valid = read_spectra(stamps, train_idx)
+    val_spec, val_valid = read_spectra(val_stamps, val_idx)
+    library_spec, library_valid = (library_star_spectra(stamps.meta.survey or "sdss", grid, seed, library_stars_per_template)
+                                   if library_stars_per_template > 0 else (train_spec[:0], train_valid[:0]))
+    spectral_train = {"spectrum": np.concatenate([train_spec, library_spec]), "spectrum_valid": np.concatenate([train_valid, library_valid]),
+                      "label": np.concatenate([train_labels, np.zeros(len(library_spec), np.int64)])}
+    del library_spec, library_valid
+    spectral_val = {"spectrum": val_spec, "spectrum_valid": val_valid, "label": val_labels}
+    torch.manual_seed(seed + 1)
+    stages["encoder"] = fit(TaskModule(net.spectral, classification_loss, optim),
+                            *loaders(spectral_train, spectral_val, SpectrumCoverage(seed=seed + 1), seed + 1),
+                            **(options | {"max_epochs": min(epochs, ENCODER_MAX_EPOCHS)}))
+    spectral_arrays = lambda spec, valid: {"spectrum": spec, "spectrum_valid": valid}  # noqa: E731
+    encoder_val = _binary_metrics(val_labels, _softmax_qso(_batched(lambda b: net.spectral(b)["logits"], spectral_arrays(val_spec, val_valid), net.spectral)) > 0.5)
+    train_features = _batched(lambda b: net.spectral(b)["feature"], spectral_arrays(train_spec, train_valid), net.spectral)
+    val_features = _batched(lambda b: net.spectral(b)["feature"], spectral_arrays(val_spec, val_valid), net.spectral)
+    del train_spec, train_valid, spectral_train
+
+    # Stage 2: generator against discriminator, to the frozen encoder's features.
+    torch.manual_seed(seed + 2)
+    generator = net.fusion.generator
+    for parameter in generator.parameters():
+        parameter.requires_grad_(True)
+    discriminator = FeatureDiscriminator(generator.config["feature_dim"], generator.embedding_dim)
+    gan = FeatureGanModule(generator, discriminator, net.spectral.classifier[-1], OptimConfig(lr=lr * 0.5))
+    stages["generator"] = fit(gan, *loaders({**image_train, "target_feature": train_features},
+                                            {**image_val, "target_feature": val_features}, Dihedral(seed + 2), seed + 2), **options)
+    for parameter in generator.parameters():
+        parameter.requires_grad_(False)
+    generated_val = _batched(lambda b: generator(b["image"])[0], {"image": val_images}, generator)
+    cosine = float(np.mean(np.sum(generated_val * val_features, 1) / np.maximum(
+        np.linalg.norm(generated_val, axis=1) * np.linalg.norm(val_features, axis=1), 1e-12)))
+
+    # Stage 3: fusion classifier; its CNN starts from the generator's, which learned spectral cues.
+    torch.manual_seed(seed + 3)
+    net.fusion.encoder.load_state_dict(generator.encoder.state_dict())
+    stages["fusion"] = fit(TaskModule(net.fusion, classification_loss, optim), *loaders(image_train, image_val, Dihedral(seed + 3), seed + 3), **options)
+    fusion_val = _binary_metrics(val_labels, _softmax_qso(_batched(lambda b: net.fusion(b)["logits"], {"image": val_images}, net.fusion)) > 0.5)
+
+    seconds = round(time.perf_counter() - start_time, 2)
+    metrics = {
+        "n": fusion_val["n"], "accuracy": fusion_val["accuracy"], "f1": fusion_val["f1"],
+        "f1_image_only": baseline_val["f1"], "accuracy_image_only": baseline_val["accuracy"],
+        "error_rate_reduction": _error_rate_reduction(fusion_val["accuracy"], baseline_val["accuracy"]),
+        "encoder_f1": encoder_val["f1"], "feature_cosine_similarity": cosine,
+    }
+    net.cpu()
+    save_model_file(out, net.state_dict(), {
+        **common_meta, "architecture": "PointSourceNet", "architecture_config": net.config, "spectrum_grid": grid,
+        "spectrum_normalisation": "asinh(flux / median|flux| over valid pixels); valid-pixel mask as a second channel",
+        "encoder_library_stars": {"library": "Pickles 1998", "per_template_per_snr": library_stars_per_template, "snr": list(LIBRARY_STAR_SNR)},
+        "gan_weights": GAN_WEIGHTS, "baseline": "image-only ImageClassifier stored under 'baseline.' (same CNN, same split)",
+        "training": {**training_meta, "stages": stages, "seconds": seconds},
+        "metrics": {f"val_{k}": v for k, v in metrics.items()},
+    }, command=command)
+    total_epochs = sum(s["epochs"] for s in stages.values())
+    return {**metrics, "epochs": total_epochs, "seconds": seconds, "stages": stages}
+
+
+# ----------------------------------------------------------------------------- loading and prediction
+
+
+def load_pointsource_model(model: str | os.PathLike, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Load a point-source model file (path or shipped name): a :class:`PointSourceNet`, or an
+    :class:`ImageClassifier` for a stand-alone image-only baseline."""
+    path = resolve_model(model)
+    meta, state = load_model_file(path)
+    return _network_from(path, meta, state).to(device), meta
+
+
+def _network_from(path: Path, meta: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> nn.Module:
+    if meta.get("task") != "pointsource":
+        raise InputError(path, f"not a point-source model (task {meta.get('task')!r})")
+    architecture = meta.get("architecture")
+    config = meta.get("architecture_config") or {}
+    if architecture == "PointSourceNet":
+        network: nn.Module = PointSourceNet.from_config(config)
+    elif architecture == "ImageClassifier":
+        network = ImageClassifier(config["in_channels"], config["widths"], config["hidden"], config["n_classes"])
+    else:
+        raise InputError(path, f"unknown point-source architecture {architecture!r}")
+    network.load_state_dict(state)
+    network.eval()
+    return network
+
+
+def _image_logits(network: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    return network({"image": images})["logits"]
+
+
+class PointSourcePredictor:
+    """:class:`~skysort.inference.predictor.Predictor` of a point-source model: classes
+    ``star`` / ``qso`` from image stamps alone (the fusion of the image CNN and the generated
+    spectral feature, or the image-only CNN of a baseline model file)."""
+
+    task = "pointsource"
+
+    def __init__(self, network: nn.Module, meta: dict[str, Any], model_file: Path, device: str = "cpu"):
+        from ..inference.predictor import InputSpec
+
+        self.network, self.meta, self.model_file = network, meta, Path(model_file)
+        self.classes = list(meta.get("classes", CLASSES))
+        self.name = Path(model_file).stem
+        self.stretch = AsinhStretch.from_state_dict(meta["normalisation"])
+        self.spec = InputSpec(image_bands=list(meta["image_bands"]), stamp_size=tuple(meta["stamp_size"]), pixel_scale=meta.get("pixel_scale"))
+        self.device = "cpu"
+        self.to(device)
+
+    def to(self, device: str) -> "PointSourcePredictor":
+        self.network.to(device)
+        self.device = device
+        return self
+
+    @torch.inference_mode()
+    def predict(self, inputs: Mapping[str, np.ndarray], *, images_available: bool = True) -> dict[str, np.ndarray]:
+        if not images_available or "image" not in inputs:
+            raise InputError(self.name, "point-source models need image stamps (spectra are not used at inference)")
+        images = self.stretch(np.asarray(inputs["image"], np.float32)).to(self.device)
+        if len(images) == 0:
+            return {"probabilities": np.zeros((0, len(self.classes)), np.float32)}
+        probabilities = torch.softmax(_image_logits(self.network, images).float(), dim=1).cpu().numpy()
+        return {"probabilities": probabilities.astype(np.float32)}
+
+
+def predictor_from_file(path: Path, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str = "cpu") -> PointSourcePredictor:
+    """The point-source task's entry for :func:`skysort.inference.predictor.load_predictor`."""
+    return PointSourcePredictor(_network_from(Path(path), meta, state), meta, Path(path), device)
+
+
+# ----------------------------------------------------------------------------- real spectra
+
+
+def air_to_vacuum(wave_air: np.ndarray) -> np.ndarray:
+    """Vacuum wavelengths [A] of air wavelengths [A] (the IAU standard refractive index of air,
+    Ciddor 1996, in the inverse form of Piskunov's VALD)."""
+    wave_air = np.asarray(wave_air, dtype=float)
+    s2 = (1e4 / wave_air) ** 2
+    n = 1 + 0.00008336624212083 + 0.02408926869968 / (130.1065924522 - s2) + 0.0001599740894897 / (38.92568793293 - s2)
+    return wave_air * n
+
+
+def read_real_spectrum(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a real 1-D spectrum: an SDSS ``spec-*.fits`` file (COADD table, vacuum log-lambda
+    grid, ``ivar``) or a FITS image with a linear wavelength axis (``CRVAL1``/``CDELT1``, e.g.
+    the Indo-US library; air wavelengths unless the header says ``AIRORVAC = 'vac'``).
+
+    Returns
+    -------
+    dict
+        ``wave`` (vacuum, A), ``flux``, ``valid`` (bool), ``source`` (``"sdss"`` or ``"linear"``).
+    """
+    from astropy.io import fits
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file")
+    try:
+        with fits.open(path) as hdul:
+            if "COADD" in hdul:
+                data = hdul["COADD"].data
+                wave = 10.0 ** np.asarray(data["loglam"], float)
+                flux = np.asarray(data["flux"], float)
+                ivar = np.asarray(data["ivar"], float)
+                return {"wave": wave, "flux": flux, "valid": (ivar > 0) & np.isfinite(flux), "source": "sdss"}
+            header, flux = hdul[0].header, hdul[0].data
+            if flux is None or flux.ndim != 1 or "CRVAL1" not in header:
+                raise InputError(path, "not a 1-D spectrum (no SDSS COADD table and no linear 1-D image)")
+            step = float(header.get("CDELT1", header.get("CD1_1", 0.0)))
+            pixel = np.arange(flux.size) + 1 - float(header.get("CRPIX1", 1.0))
+            wave = float(header["CRVAL1"]) + step * pixel
+            if str(header.get("CTYPE1", "")).upper().startswith("LOG"):
+                wave = 10.0 ** wave
+            if str(header.get("AIRORVAC", "air")).strip().lower() != "vac":
+                wave = air_to_vacuum(wave)
+            flux = np.asarray(flux, float)
+            return {"wave": wave, "flux": flux, "valid": np.isfinite(flux), "source": "linear"}
+    except OSError as exc:
+        raise InputError(path, f"not a readable FITS file ({exc})") from exc
+
+
+def resample_spectrum(wave: np.ndarray, flux: np.ndarray, valid: np.ndarray | None = None, *, loglam_start: float,
+                      loglam_step: float, n_pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flux-conserving resampling of a spectrum onto a log-lambda grid.
+
+    Each grid pixel gets the mean f_lambda over its extent (``loglam +- step / 2``), from the
+    integral of the input's piecewise-constant pixels, so a finer input is averaged (no
+    aliasing of narrow lines) and an input on the same grid is copied unchanged.
+
+    Parameters
+    ----------
+    wave : ndarray
+        Input pixel centres [A] (vacuum, increasing).
+    flux : ndarray
+        Input f_lambda (any unit).
+    valid : ndarray of bool, optional
+        Usable input pixels (default: finite flux).
+    loglam_start, loglam_step, n_pixels : float, float, int
+        The grid: ``log10(lambda) = loglam_start + loglam_step k``.
+
+    Returns
+    -------
+    flux : ndarray, shape (n_pixels,)
+        Resampled f_lambda, 0 where not valid.
+    valid : ndarray of bool, shape (n_pixels,)
+        Pixels with at most :data:`MAX_BAD_FRACTION` of their extent bad or outside the input.
+    """
+    wave = np.asarray(wave, float)
+    flux = np.asarray(flux, float)
+    good = np.isfinite(flux) if valid is None else (np.asarray(valid, bool) & np.isfinite(flux))
+    if wave.ndim != 1 or wave.shape != flux.shape or wave.size < 2 or np.any(np.diff(wave) <= 0):
+        raise InputError("spectrum", "wavelengths must be a 1-D increasing array matching the fluxes")
+    # Geometric midpoints: exact pixel edges for log-lambda inputs (SDSS), and within 1e-5 A of
+    # the arithmetic ones for linear inputs with sub-Angstrom pixels.
+    middle = np.sqrt(wave[1:] * wave[:-1])
+    edges = np.concatenate(([wave[0] ** 2 / middle[0]], middle, [wave[-1] ** 2 / middle[-1]]))
+    width = np.diff(edges)
+    cumulative = np.concatenate(([0.0], np.cumsum(np.where(good, flux, 0.0) * width)))
+    bad = np.concatenate(([0.0], np.cumsum(np.where(good, 0.0, width))))
+    k = np.arange(n_pixels + 1) - 0.5
+    grid_edges = 10.0 ** (loglam_start + loglam_step * k)
+    lo, hi = grid_edges[:-1], grid_edges[1:]
+    extent = hi - lo
+    mean = (np.interp(hi, edges, cumulative) - np.interp(lo, edges, cumulative)) / extent
+    # Bad input pixels and wavelengths outside the input both count as missing.
+    outside = extent - np.clip(np.minimum(hi, edges[-1]) - np.maximum(lo, edges[0]), 0.0, None)
+    bad_fraction = (np.interp(hi, edges, bad) - np.interp(lo, edges, bad) + outside) / extent
+    usable = bad_fraction <= MAX_BAD_FRACTION
+    # Partly missing pixels: the mean over their good part.
+    mean = np.where(usable, mean / np.maximum(1.0 - bad_fraction, 1e-12), 0.0)
+    return mean, usable
+
+
+def encode_real_spectrum(model: str | os.PathLike | PointSourceNet, wave: np.ndarray, flux: np.ndarray,
+                         valid: np.ndarray | None = None, *, grid: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Resample a real spectrum onto the model's grid and classify it with the spectral encoder.
+
+    Parameters
+    ----------
+    model : path-like, shipped name or PointSourceNet
+        A point-source model (with ``grid`` when a network is passed).
+    wave, flux, valid : ndarray
+        Vacuum wavelengths [A], f_lambda (any unit) and usable pixels (see :func:`read_real_spectrum`).
+    grid : mapping, optional
+        ``loglam_start``, ``loglam_step``, ``n_pixels`` (default the model file's ``spectrum_grid``).
+
+    Returns
+    -------
+    dict
+        ``class`` (``"star"`` / ``"qso"``), ``p_qso``, ``feature`` (128-d), ``coverage``
+        (fraction of the grid covered).
+    """
+    if isinstance(model, PointSourceNet):
+        network = model
+        if grid is None:
+            raise InputError("grid", "the wavelength grid is needed with a network")
+    else:
+        network, meta = load_pointsource_model(model)
+        if not isinstance(network, PointSourceNet):
+            raise InputError(model, "an image-only baseline model has no spectral encoder")
+        grid = grid or meta["spectrum_grid"]
+    resampled, usable = resample_spectrum(wave, flux, valid, loglam_start=grid["loglam_start"], loglam_step=grid["loglam_step"],
+                                          n_pixels=int(grid["n_pixels"]))
+    if not usable.any():
+        raise InputError("spectrum", "the spectrum does not overlap the model's wavelength grid")
+    spectrum, mask = normalise_spectra(resampled, usable)
+    network.eval()
+    device = _device_of(network)
+    with torch.inference_mode():
+        out = network.spectral({"spectrum": torch.as_tensor(spectrum).to(device), "spectrum_valid": torch.as_tensor(mask).to(device)})
+    p_qso = float(torch.softmax(out["logits"].float(), dim=1)[0, 1])
+    return {"class": CLASSES[int(p_qso > 0.5)], "p_qso": p_qso, "feature": out["feature"][0].float().cpu().numpy(),
+            "coverage": float(usable.mean())}
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _bin_metrics(truth: np.ndarray, predicted: np.ndarray, baseline: np.ndarray | None, values: np.ndarray,
+                 edges: Sequence[float], name: str) -> list[dict[str, Any]]:
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (values >= lo) & (values < hi)
+        if not inside.any():
+            continue
+        row = {f"{name}_min": float(lo), f"{name}_max": float(hi), **_binary_metrics(truth[inside], predicted[inside])}
+        if baseline is not None:
+            base = _binary_metrics(truth[inside], baseline[inside])
+            row.update({"accuracy_image_only": base["accuracy"], "f1_image_only": base["f1"],
+                        "error_rate_reduction": _error_rate_reduction(row["accuracy"], base["accuracy"])})
+        rows.append(row)
+    return rows
+
+
+def _plot_binned(rows: list[dict[str, Any]], name: str, label: str, path: Path, metric: str, title: str) -> Path:
+    from ..evaluation.plots import _save, plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    centres = [(r[f"{name}_min"] + r[f"{name}_max"]) / 2 for r in rows]
+    ax.plot(centres, [r[metric] for r in rows], "o-", label="image + generated spectral feature")
+    if rows and f"{metric}_image_only" in rows[0]:
+        ax.plot(centres, [r[f"{metric}_image_only"] for r in rows], "s--", label="image only (same CNN)")
+    ax.set_xlabel(label)
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _plot_features(true: np.ndarray, generated: np.ndarray, labels: np.ndarray, path: Path, max_points: int = 4000) -> Path:
+    from sklearn.decomposition import PCA
+
+    from ..evaluation.plots import _save, plt
+
+    rng = np.random.default_rng(0)
+    pick = np.sort(rng.choice(len(true), size=min(max_points, len(true)), replace=False))
+    pca = PCA(n_components=2).fit(true)
+    t, g = pca.transform(true[pick]), pca.transform(generated[pick])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), sharex=True, sharey=True)
+    for ax, points, title in ((axes[0], t, "encoder features of the true spectra"), (axes[1], g, "generated from images")):
+        for value, name, colour in ((0, "star", "tab:red"), (1, "qso", "tab:green")):
+            chosen = labels[pick] == value
+            ax.scatter(points[chosen, 0], points[chosen, 1], s=3, alpha=0.4, c=colour, label=name)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("PC 1")
+        ax.legend(markerscale=4, fontsize=8)
+    axes[0].set_ylabel("PC 2")
+    fig.suptitle(f"128-d spectral features, PCA fitted on the true ones ({pca.explained_variance_ratio_[:2].sum():.1%} of variance)", fontsize=10)
+    return _save(fig, path)
+
+
+def evaluate_pointsource_model(
+    model: str | os.PathLike,
+    data: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    baseline_model: str | os.PathLike | None = None,
+    progress: Callable[[int], None] | None = None,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate a point-source model on a labelled point-source stamp set.
+
+    The image-only comparison uses ``baseline_model`` when given (a model trained with
+    ``--baseline image-only``), else the baseline network stored inside the model (trained on
+    the same split); without either, image-only metrics are omitted.
+
+    Writes into ``out_dir``: ``metrics.json`` (``n``, ``accuracy``, ``f1`` (quasar class),
+    ``f1_image_only``, ``accuracy_image_only``, ``error_rate_reduction``; with spectra in
+    ``data``: ``encoder_f1`` and ``encoder_accuracy`` on the true spectra,
+    ``f1_true_spectral_features`` (the fusion head fed the encoder's true-spectrum features,
+    an upper bound), ``feature_cosine_similarity`` (mean over objects) and its quartiles;
+    ``by_magnitude`` (r-band true magnitude bins: n, accuracy, F1 and the image-only ones,
+    error-rate reduction) and ``by_redshift`` (quasars: completeness, image-only completeness,
+    error-rate reduction)), ``predictions.parquet`` and PNG plots (F1 and accuracy vs magnitude,
+    quasar completeness vs redshift, PCA of true vs generated features).
+    """
+    from ..data.catalog import write_catalog
+    from ..evaluation.blend_metrics import write_metrics_json
+
+    from astropy.table import Table
+
+    out_dir = Path(out_dir)
+    path = resolve_model(model)
+    network, meta = load_pointsource_model(path)
+    stamps = StampSet.open(data)
+    _require_pointsource_set(stamps, spectra=False)
+    band_index, bands = _band_index(stamps, meta["image_bands"])
+    if list(stamps.shape[2:]) != list(meta["stamp_size"]):
+        raise InputError(stamps.path, f"stamps are {stamps.shape[2]}x{stamps.shape[3]} px but the model expects {meta['stamp_size']}")
+    stretch = AsinhStretch.from_state_dict(meta["normalisation"])
+    baseline_net: nn.Module | None = None
+    if baseline_model is not None:
+        baseline_net, baseline_meta = load_pointsource_model(baseline_model)
+        if baseline_meta["image_bands"] != meta["image_bands"] or baseline_meta["stamp_size"] != meta["stamp_size"]:
+            raise InputError(baseline_model, "the baseline model uses other bands or stamp size than the model")
+        baseline_stretch = AsinhStretch.from_state_dict(baseline_meta["normalisation"])
+        baseline_net = baseline_net.baseline if isinstance(baseline_net, PointSourceNet) else baseline_net
+    elif isinstance(network, PointSourceNet) and network.baseline is not None:
+        baseline_net, baseline_stretch = network.baseline, stretch
+    has_spectra = isinstance(network, PointSourceNet) and "spectrum" in stamps.array_names
+
+    n = len(stamps)
+    truth = _labels(stamps, np.arange(n))
+    p_qso, p_base, generated, true_features, p_encoder, p_upper = [], [], [], [], [], []
+    with torch.inference_mode():
+        for start in range(0, n, 4096):
+            idx = np.arange(start, min(n, start + 4096))
+            raw = stamps.read_images(idx)[:, band_index]
+            images = stretch(raw)
+            if isinstance(network, PointSourceNet):
+                feature, _ = network.fusion.generator(images)
+                p_qso.append(torch.softmax(network.fusion.classify(images, feature), 1)[:, 1].numpy())
+                generated.append(feature.numpy())
+            else:
+                p_qso.append(torch.softmax(network({"image": images})["logits"], 1)[:, 1].numpy())
+            if baseline_net is not None:
+                p_base.append(torch.softmax(baseline_net({"image": baseline_stretch(raw)})["logits"], 1)[:, 1].numpy())
+            if has_spectra:
+                spec, valid = read_spectra(stamps, idx)
+                out = network.spectral({"spectrum": torch.as_tensor(spec), "spectrum_valid": torch.as_tensor(valid)})
+                true_features.append(out["feature"].numpy())
+                p_encoder.append(torch.softmax(out["logits"], 1)[:, 1].numpy())
+                p_upper.append(torch.softmax(network.fusion.classify(images, out["feature"]), 1)[:, 1].numpy())
+            if progress:
+                progress(len(idx))
+    p_qso = np.concatenate(p_qso) if p_qso else np.zeros(0)
+    predicted = (p_qso > 0.5).astype(np.int64)
+    metrics: dict[str, Any] = {"model": str(model), "data": str(data), **_binary_metrics(truth, predicted)}
+    from sklearn.metrics import f1_score
+
+    metrics["f1_macro"] = float(f1_score(truth, predicted, average="macro", zero_division=0)) if n else float("nan")
+    base_predicted = None
+    if baseline_net is not None:
+        base_predicted = (np.concatenate(p_base) > 0.5).astype(np.int64)
+        base = _binary_metrics(truth, base_predicted)
+        metrics.update({"f1_image_only": base["f1"], "accuracy_image_only": base["accuracy"],
+                        "error_rate_reduction": _error_rate_reduction(metrics["accuracy"], base["accuracy"]),
+                        "image_only_source": str(baseline_model) if baseline_model else "baseline stored in the model (same split)"})
+    if has_spectra:
+        true_features, generated = np.concatenate(true_features), np.concatenate(generated)
+        encoder = _binary_metrics(truth, (np.concatenate(p_encoder) > 0.5).astype(np.int64))
+        upper = _binary_metrics(truth, (np.concatenate(p_upper) > 0.5).astype(np.int64))
+        cosine = np.sum(true_features * generated, 1) / np.maximum(np.linalg.norm(true_features, axis=1) * np.linalg.norm(generated, axis=1), 1e-12)
+        metrics.update({"encoder_f1": encoder["f1"], "encoder_accuracy": encoder["accuracy"],
+                        "f1_true_spectral_features": upper["f1"], "accuracy_true_spectral_features": upper["accuracy"],
+                        "feature_cosine_similarity": float(np.mean(cosine)),
+                        "feature_cosine_similarity_quartiles": np.percentile(cosine, [25, 50, 75]).tolist(),
+                        "feature_cosine_similarity_by_class": {c: float(np.mean(cosine[truth == i])) for i, c in enumerate(CLASSES) if (truth == i).any()}})
+    mag_column = "mag_true_r" if "mag_true_r" in stamps.columns else next((c for c in stamps.columns if c.startswith("mag_true_")), None)
+    plots = []
+    if mag_column:
+        mags = np.asarray(stamps.column(mag_column), float)
+        metrics["by_magnitude"] = _bin_metrics(truth, predicted, base_predicted, mags, np.arange(14.0, 23.01, 1.0), "mag")
+        metrics["magnitude_column"] = mag_column
+        plots.append(_plot_binned(metrics["by_magnitude"], "mag", f"{mag_column} (AB)", out_dir / "f1_vs_magnitude.png", "f1", "F1 (quasars) vs magnitude"))
+        plots.append(_plot_binned(metrics["by_magnitude"], "mag", f"{mag_column} (AB)", out_dir / "accuracy_vs_magnitude.png", "accuracy", "accuracy vs magnitude"))
+    if "redshift" in stamps.columns:
+        z = np.asarray(stamps.column("redshift"), float)
+        quasars = truth == 1
+        rows = _bin_metrics(truth[quasars], predicted[quasars], None if base_predicted is None else base_predicted[quasars], z[quasars],
+                            [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 5.0], "z")
+        for row in rows:
+            # Quasars only: F1 would merely restate the completeness (no false positives here).
+            row["completeness"] = row.pop("accuracy")
+            row.pop("f1", None)
+            if "accuracy_image_only" in row:
+                row["completeness_image_only"] = row.pop("accuracy_image_only")
+                row.pop("f1_image_only", None)
+        metrics["by_redshift"] = rows
+        plots.append(_plot_binned(rows, "z", "quasar redshift", out_dir / "qso_completeness_vs_redshift.png", "completeness",
+                                  "quasars classified as quasars, per redshift bin"))
+    if has_spectra and n >= 3:
+        plots.append(_plot_features(true_features, generated, truth, out_dir / "features_pca.png"))
+    metrics["plots"] = [str(p) for p in plots]
+    table = Table()
+    table["id"] = stamps.column("id")
+    table["p_star"] = (1 - p_qso).astype(np.float32)
+    table["p_qso"] = p_qso.astype(np.float32)
+    table["class"] = np.asarray(CLASSES)[predicted] if n else np.zeros(0, str)
+    table["true_class"] = np.asarray(CLASSES)[truth] if n else np.zeros(0, str)
+    if base_predicted is not None:
+        table["p_qso_image_only"] = np.concatenate(p_base).astype(np.float32)
+    if has_spectra:
+        table["feature_cosine_similarity"] = cosine.astype(np.float32)
+    for column in (mag_column, "redshift"):
+        if column and column in stamps.columns:
+            table[column] = stamps.column(column)
+    write_catalog(table, out_dir / "predictions.parquet")
+    write_metrics_json(metrics, out_dir / "metrics.json", command=command)
+    return metrics
+
+
+def write_model_card(model: str | os.PathLike, metrics_path: str | os.PathLike, out: str | os.PathLike, *, test_description: str,
+                     real_spectra: Sequence[Mapping[str, Any]] = (), notes: Sequence[str] = ()) -> Path:
+    """Write a Markdown model card from a model file's metadata and an evaluation ``metrics.json``.
+
+    Parameters
+    ----------
+    model : path-like
+        The model file.
+    metrics_path : path-like
+        ``metrics.json`` of :func:`evaluate_pointsource_model` on the held-out test set.
+    out : path-like
+        The card (``NAME.md`` beside ``NAME.pt`` for a shipped model).
+    test_description : str
+        How the test set was made.
+    real_spectra : sequence of mapping
+        Rows ``{"file", "truth", "class", "p_qso"}`` of real spectra classified by the encoder.
+    notes : sequence of str
+        Known limitations, one bullet each.
+    """
+    from .._io import atomic_path
+
+    path = resolve_model(model)
+    meta, state = load_model_file(path)
+    m = json.loads(Path(metrics_path).read_text())
+    training = meta.get("training", {})
+    simulation = (training.get("data_meta") or {}).get("simulation") or {}
+    n_parameters = sum(int(t.numel()) for t in state.values() if hasattr(t, "numel"))
+
+    def fmt(value, digits=4):
+        return "-" if value is None else f"{float(value):.{digits}f}"
+
+    lines = [
+        f"# {Path(out).stem}: star vs quasar for point sources (images, with spectral knowledge)", "",
+        f"- created {meta.get('created')} by {meta.get('creator')}; model format version {meta.get('format_version')}",
+        f"- command: `{meta.get('command')}`",
+        f"- architecture: {meta.get('architecture')} {meta.get('architecture_config')}, {n_parameters:,} parameters "
+        f"({path.stat().st_size / 1e6:.2f} MB)",
+        f"- input at inference: {meta.get('image_bands')} image stamps, {meta.get('stamp_size')} px at {meta.get('pixel_scale')}\"/px, "
+        f"in nanomaggies; normalisation asinh(flux / softening) per band, softening {meta.get('normalisation', {}).get('softening')}",
+        "- output: p(star), p(qso); spectra are needed for training only",
+        f"- spectral encoder grid: {meta.get('spectrum_grid')}", "",
+        "## Method", "",
+        "Wang et al. (2023, PASP, doi 10.1088/1538-3873/acfbb9): (1) a 1-D ResNet encodes spectra into 128-d features and "
+        "classifies them; (2) a conditional GAN generates that feature from the image alone (generator loss weights "
+        f"{meta.get('gan_weights')}); (3) a fusion classifier uses the image plus the generated feature. The image-only baseline "
+        "(the same CNN and head) was trained on the same split and is stored in the file.", "",
+        "## Training data", "",
+        f"- {training.get('data')}: simulated {simulation.get('survey', '')} {simulation.get('kind', '')}, balanced "
+        f"{simulation.get('balanced')}, r <= {simulation.get('mag_max')}, stamps {simulation.get('stamp_size')} px, spectra S/N "
+        f"{simulation.get('spectra_snr')} per pixel, seed {simulation.get('seed')}",
+        f"- {training.get('n_train'):,} training / {training.get('n_val'):,} validation objects ({training.get('split')}), "
+        f"batch {training.get('batch_size')}, lr {training.get('lr')}",
+        f"- {training.get('seconds')} s in total; epochs per stage: "
+        + ", ".join(f"{k} {v.get('epochs')}" for k, v in (training.get("stages") or {}).items()), "",
+        "## Measured performance (held-out test set)", "",
+        f"Test set: {test_description}", "",
+        "| quantity | value |", "|---|---|",
+        f"| objects | {m.get('n')} |",
+        f"| F1 (quasars), image + generated spectral feature | {fmt(m.get('f1'))} |",
+        f"| accuracy, image + generated spectral feature | {fmt(m.get('accuracy'))} |",
+        f"| F1, image only (same CNN, same split) | {fmt(m.get('f1_image_only'))} |",
+        f"| accuracy, image only | {fmt(m.get('accuracy_image_only'))} |",
+        f"| error-rate reduction vs image only | {fmt(m.get('error_rate_reduction'), 3)} |",
+        f"| spectral encoder F1 on the true spectra | {fmt(m.get('encoder_f1'))} |",
+        f"| F1 with the true spectral features (upper bound) | {fmt(m.get('f1_true_spectral_features'))} |",
+        f"| mean cosine similarity, generated vs true feature | {fmt(m.get('feature_cosine_similarity'), 3)} |", "",
+        "Per r-band magnitude bin:", "", "| r | n | F1 | F1 image only | accuracy | accuracy image only |", "|---|---|---|---|---|---|",
+    ]
+    for row in m.get("by_magnitude", []):
+        lines.append(f"| {row['mag_min']:.0f}-{row['mag_max']:.0f} | {row['n']} | {fmt(row['f1'])} | {fmt(row.get('f1_image_only'))} | "
+                     f"{fmt(row['accuracy'])} | {fmt(row.get('accuracy_image_only'))} |")
+    lines += ["", "Quasar completeness per redshift bin:", "", "| z | n | completeness | image only |", "|---|---|---|---|"]
+    for row in m.get("by_redshift", []):
+        lines.append(f"| {row['z_min']:.1f}-{row['z_max']:.1f} | {row['n']} | {fmt(row['completeness'])} | {fmt(row.get('completeness_image_only'))} |")
+    if real_spectra:
+        lines += ["", "## Real spectra (spectral encoder)", "", "| file | true class | predicted | p(qso) |", "|---|---|---|---|"]
+        lines += [f"| {r['file']} | {r['truth']} | {r['class']} | {r['p_qso']:.3f} |" for r in real_spectra]
+    if notes:
+        lines += ["", "## Known limitations", "", *[f"- {note}" for note in notes]]
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return out

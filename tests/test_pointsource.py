@@ -1,0 +1,215 @@
+"""Point-source task: star vs quasar from images with spectral knowledge (encoder, GAN, fusion)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SHARED_DATA, require
+from skysort.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def tiny_sets(tmp_path_factory):
+    """Two small balanced SDSS point-source sets (16 px stamps, r <= 22) from different seeds."""
+    from skysort.simulate.simulator import SimulationConfig, simulate
+
+    folder = tmp_path_factory.mktemp("pointsource")
+    sets = {}
+    for name, seed, n in (("train", 11, 160), ("test", 12, 64)):
+        config = SimulationConfig(survey="sdss", kind="pointsources", seed=seed, balanced=True, stamp_size=16, mag_max=22.0)
+        sets[name] = simulate(config, n, folder / f"{name}.h5").path
+    return sets
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_sets, tmp_path_factory):
+    from skysort.tasks.pointsource import train_pointsource_model
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("model") / "ps.pt"
+    record = train_pointsource_model(tiny_sets["train"], out, epochs=1, patience=1, batch_size=32, progress=False, seed=3,
+                                     library_stars_per_template=1)
+    return out, record
+
+
+def test_simulated_sets_respect_magnitude_limit_and_stamp_size(tiny_sets):
+    from skysort.data.stampset import StampSet
+
+    stamps = StampSet.open(tiny_sets["train"])
+    assert stamps.shape[1:] == (5, 16, 16)
+    assert np.nanmax(stamps.column("mag_true_r")) <= 22.0
+    assert set(stamps.labels()) == {"star", "qso"}
+    assert "spectrum" in stamps.array_names
+
+
+def test_training_runs_three_stages_and_baseline(trained):
+    from skysort.models.checkpoint import load_model_file
+
+    path, record = trained
+    for key in ("n", "accuracy", "f1", "encoder_f1", "feature_cosine_similarity", "epochs", "seconds", "f1_image_only"):
+        assert key in record
+    assert 0.0 <= record["accuracy"] <= 1.0
+    assert -1.0 <= record["feature_cosine_similarity"] <= 1.0
+    meta, state = load_model_file(path)
+    assert meta["task"] == "pointsource" and meta["architecture"] == "PointSourceNet"
+    assert set(meta["training"]["stages"]) == {"baseline", "encoder", "generator", "fusion"}
+    assert meta["image_bands"] == ["u", "g", "r", "i", "z"] and meta["stamp_size"] == [16, 16]
+    assert any(k.startswith("baseline.") for k in state) and any(k.startswith("spectral.") for k in state)
+    # The discriminator is needed for training only.
+    assert not any("discriminator" in k for k in state)
+
+
+def test_generator_is_frozen_inside_fusion(trained):
+    from skysort.tasks.pointsource import load_pointsource_model
+
+    network, _ = load_pointsource_model(trained[0])
+    network.train()
+    assert not network.fusion.generator.training
+    assert all(not p.requires_grad for p in network.fusion.generator.parameters())
+
+
+def test_evaluate_writes_required_metrics_and_plots(trained, tiny_sets, tmp_path):
+    from skysort.tasks.pointsource import evaluate_pointsource_model
+
+    metrics = evaluate_pointsource_model(trained[0], tiny_sets["test"], tmp_path / "eval")
+    written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    for key in ("n", "accuracy", "f1", "f1_image_only", "error_rate_reduction", "encoder_f1", "f1_true_spectral_features",
+                "feature_cosine_similarity", "by_magnitude", "by_redshift"):
+        assert key in written, key
+    assert written["n"] == 64
+    assert metrics["accuracy"] == pytest.approx(written["accuracy"])
+    expected = 1 - (1 - written["accuracy"]) / (1 - written["accuracy_image_only"]) if written["accuracy_image_only"] < 1 else None
+    if expected is not None:
+        assert written["error_rate_reduction"] == pytest.approx(expected)
+    assert sum(row["n"] for row in written["by_magnitude"]) == 64
+    for name in ("features_pca.png", "f1_vs_magnitude.png", "qso_completeness_vs_redshift.png", "predictions.parquet"):
+        assert (tmp_path / "eval" / name).stat().st_size > 0
+
+
+def test_image_only_baseline_uses_same_split_and_compares(tiny_sets, trained, tmp_path):
+    from skysort.models.checkpoint import load_model_file
+    from skysort.tasks.pointsource import evaluate_pointsource_model, train_pointsource_model
+
+    out = tmp_path / "base.pt"
+    record = train_pointsource_model(tiny_sets["train"], out, baseline="image-only", epochs=1, batch_size=32, progress=False, seed=3)
+    meta, _ = load_model_file(out)
+    full_meta, _ = load_model_file(trained[0])
+    assert meta["architecture"] == "ImageClassifier"
+    assert meta["training"]["n_train"] == full_meta["training"]["n_train"] and meta["normalisation"] == full_meta["normalisation"]
+    assert "f1" in record
+    metrics = evaluate_pointsource_model(trained[0], tiny_sets["test"], tmp_path / "eval", baseline_model=out)
+    assert metrics["image_only_source"] == str(out)
+    # The stand-alone baseline is itself a point-source model: it evaluates without spectral metrics.
+    alone = evaluate_pointsource_model(out, tiny_sets["test"], tmp_path / "alone")
+    assert alone["n"] == 64 and "encoder_f1" not in alone and "f1_image_only" not in alone
+
+
+def test_predictor_needs_images_only(trained, tiny_sets, tmp_path):
+    from skysort.data.stampset import StampSet, write_stampset
+    from skysort.inference.predictor import load_predictor, predict_stampset
+
+    source = StampSet.open(tiny_sets["test"])
+    # A stamp set with images and no spectra, as real survey cutouts are.
+    bare = write_stampset(tmp_path / "bare.h5", source.read_images(), {"id": source.column("id")}, source.meta)
+    assert "spectrum" not in bare.array_names
+    predictor = load_predictor(trained[0], device="cpu")
+    assert predictor.classes == ["star", "qso"] and predictor.spec.image_bands == ["u", "g", "r", "i", "z"]
+    table = predict_stampset(predictor, bare)
+    p = np.stack([table["p_star"], table["p_qso"]], axis=1)
+    assert len(table) == 64 and np.allclose(p.sum(1), 1, atol=1e-5)
+    assert set(np.asarray(table["class"])) <= {"star", "qso"}
+    with pytest.raises(InputError):
+        predictor.predict({"image": source.read_images()}, images_available=False)
+
+
+def test_training_rejects_sets_without_point_source_labels(tmp_path):
+    from skysort.data.stampset import StampMeta, write_stampset
+    from skysort.tasks.pointsource import train_pointsource_model
+
+    meta = StampMeta(bands=("r",), pixel_scale=0.4)
+    path = write_stampset(tmp_path / "g.h5", np.zeros((4, 1, 8, 8), np.float32), {"label": ["galaxy"] * 4}, meta).path
+    with pytest.raises(InputError, match="point-source"):
+        train_pointsource_model(path, tmp_path / "m.pt", epochs=1, progress=False)
+
+
+def test_resampling_conserves_flux_and_masks_gaps():
+    from skysort.simulate.spectra import SDSS_DLOGLAM, SDSS_LOGLAM0
+    from skysort.tasks.pointsource import resample_spectrum
+
+    grid = {"loglam_start": SDSS_LOGLAM0, "loglam_step": SDSS_DLOGLAM, "n_pixels": 3840}
+    # A fine linear grid of a linear spectrum: each coarse pixel gets its mean flux.
+    wave = np.arange(3500.0, 9500.0, 0.4)
+    flux, valid = resample_spectrum(wave, 2.0 + 1e-3 * wave, **grid)
+    centres = 10 ** (SDSS_LOGLAM0 + SDSS_DLOGLAM * np.arange(3840))
+    assert valid.all()
+    assert np.allclose(flux, 2.0 + 1e-3 * centres, rtol=1e-4)
+    # An input on the grid itself is copied; missing coverage and bad pixels are masked.
+    on_grid = centres[100:2000]
+    values = np.random.default_rng(0).normal(size=on_grid.size)
+    good = np.ones(on_grid.size, bool)
+    good[500] = False
+    flux, valid = resample_spectrum(on_grid, values, good, **grid)
+    assert not valid[:100].any() and not valid[2000:].any() and not valid[600]
+    assert valid.sum() == on_grid.size - 1
+    assert np.allclose(flux[valid], values[np.flatnonzero(valid) - 100], atol=1e-9)
+
+
+def test_air_to_vacuum_matches_known_line():
+    from skysort.tasks.pointsource import air_to_vacuum
+
+    # H-alpha: 6562.80 A in air, 6564.61 A in vacuum.
+    assert air_to_vacuum(np.array([6562.80]))[0] == pytest.approx(6564.61, abs=0.02)
+
+
+def test_spectrum_normalisation_ignores_brightness():
+    from skysort.models.pointsource import normalise_spectra
+
+    flux = np.abs(np.random.default_rng(1).normal(5, 1, size=(1, 300)))
+    a, valid = normalise_spectra(flux)
+    b, _ = normalise_spectra(flux * 1e4)
+    assert valid.all() and np.allclose(a.astype(float), b.astype(float), atol=1e-3)
+    flux[0, :10] = np.nan
+    c, valid = normalise_spectra(flux)
+    assert not valid[0, :10].any() and np.all(c[0, :10] == 0)
+
+
+def _real_spectra():
+    files = [(p, "star") for p in sorted((SHARED_DATA / "seds" / "stars_indo_us").glob("*.fits"))]
+    files.append((SHARED_DATA / "spectra" / "sdss_real" / "spec-0332-52367-0639.fits", "qso"))
+    return files
+
+
+def test_shipped_model_classifies_real_spectra():
+    """The shipped encoder on the real SDSS quasar (z = 0.10) and the 31 real Indo-US stars."""
+    from skysort.models.registry import shipped_model_names
+    from skysort.tasks.pointsource import encode_real_spectrum, load_pointsource_model, read_real_spectrum
+
+    if "pointsource-sdss" not in shipped_model_names():
+        pytest.skip("pointsource-sdss is not shipped in this build")
+    require(SHARED_DATA / "seds" / "stars_indo_us")
+    require(SHARED_DATA / "spectra" / "sdss_real")
+    files = _real_spectra()
+    assert sum(1 for _, truth in files if truth == "star") == 31
+    network, meta = load_pointsource_model("pointsource-sdss")
+    wrong = []
+    for path, truth in files:
+        spectrum = read_real_spectrum(path)
+        result = encode_real_spectrum(network, spectrum["wave"], spectrum["flux"], spectrum["valid"], grid=meta["spectrum_grid"])
+        assert result["coverage"] > 0.95 and result["feature"].shape == (128,)
+        if result["class"] != truth:
+            wrong.append((path.name, result["p_qso"]))
+    assert not wrong, f"misclassified real spectra: {wrong}"
+
+
+def test_magnitude_limit_is_validated(tmp_path):
+    from skysort.simulate.simulator import SimulationConfig, simulate
+
+    with pytest.raises(InputError, match="--mag-max"):
+        SimulationConfig(survey="cfis", kind="blends", mag_max=22.0)
+    with pytest.raises(InputError, match="--mag-max"):
+        simulate(SimulationConfig(survey="sdss", kind="pointsources", mag_max=10.0, stamp_size=16), 4, tmp_path / "x.h5")
+    assert not (tmp_path / "x.h5").exists()
