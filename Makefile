@@ -31,6 +31,10 @@ demo: install
 	$(BIN)/skysort cutout --images '$(DEMO_FIELD)/frame-*-*.fits.bz2' --catalog $(DEMO_FIELD)/objects.csv \
 		--size 64 --out $(DEMO_OUT)/sdss_003918-3-0213.h5 --mosaic $(DEMO_OUT)/sdss_003918-3-0213_mosaic.png
 	$(BIN)/skysort info $(DEMO_OUT)/sdss_003918-3-0213.h5 --json > $(DEMO_OUT)/sdss_003918-3-0213_summary.json
+	$(BIN)/skysort simulate --survey kids --kind sources --balanced --n 3000 --seed 7 --image-bands r --stamp-size 32 \
+		--out $(DEMO_OUT)/kids_sources.h5 --quiet
+	$(BIN)/skysort evaluate --model sgq-kids --data $(DEMO_OUT)/kids_sources.h5 --out $(DEMO_OUT)/sgq_kids --quiet
+	$(BIN)/skysort evaluate --model sgq-sdss --data $(DEMO_OUT)/sdss_003918-3-0213.h5 --out $(DEMO_OUT)/sgq_sdss_field --quiet
 	@echo "demo outputs in $(DEMO_OUT)/"
 
 test: install-test

@@ -291,6 +291,7 @@ def train_command(
     image_bands: Annotated[Optional[str], typer.Option("--image-bands", help="sgq / pointsource: image bands, comma-separated (sgq default: r; pointsource default: all).")] = None,
     photometry_bands: Annotated[Optional[str], typer.Option("--photometry-bands", help="sgq: photometric bands, comma-separated (default: all of the stamp set).")] = None,
     init: Annotated[Optional[str], typer.Option("--init", help="sgq, blend: start from this model's architecture and weights (fine-tuning).")] = None,
+    magnitude_balance: Annotated[bool, typer.Option("--magnitude-balance", help="sgq: weight objects so every class has the same r-magnitude distribution (removes the simulation's number-count prior).")] = False,
     baseline: Annotated[Optional[Baseline], typer.Option("--baseline", help="pointsource: train the image-only baseline (same CNN, same split) instead.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -303,7 +304,8 @@ def train_command(
 
         record = train_sgq_model(data, out, val_data=val, branches=branches.value, image_bands=_split_bands(image_bands),
                                  photometry_bands=_split_bands(photometry_bands), init=init, epochs=epochs, patience=patience,
-                                 batch_size=batch_size, lr=lr, max_objects=max_objects, seed=seed, progress=not quiet, command=command)
+                                 batch_size=batch_size, lr=lr, max_objects=max_objects, seed=seed, progress=not quiet, command=command,
+                                 magnitude_balance=magnitude_balance)
         console.print(f"model: {out}")
         _print_metrics("validation", record, _SGQ_KEYS + ["epochs", "seconds"])
         return

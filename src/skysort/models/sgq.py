@@ -1,0 +1,229 @@
+"""The multimodal star / galaxy / quasar network (after the KiDS DR5 classifier, arXiv 2406.03797).
+
+Two branches, each optional, so that the ablations use the same code:
+
+- an image branch: a :class:`~skysort.models.cnn.ConvEncoder` on asinh-stretched stamps (one or
+  more bands) learns morphology;
+- a photometry branch: an MLP on standardised magnitudes and adjacent-band colours, with one
+  mask bit per band, learns the spectral energy distribution. A missing magnitude (a
+  non-detection, NaN) enters as 0 (the training mean after standardisation) with its mask bit
+  set, and every colour involving it is 0 too; no sentinel number ever reaches the network.
+
+With both branches the two embeddings are concatenated and fed to fully connected layers with a
+softmax over {star, galaxy, qso} (the *fused* head). Two auxiliary heads, one on each embedding
+alone, are trained jointly (deep supervision): they let the same model classify from photometry
+alone (a catalogue without images) or from images alone (stamps without photometry), and they
+keep each branch informative on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cnn import ConvEncoder, mlp
+
+BRANCHES = ("both", "image", "photometry")
+
+
+def photometry_feature_count(n_bands: int) -> int:
+    """Inputs of the photometry MLP: magnitudes, adjacent colours and one mask bit per band."""
+    return n_bands + max(n_bands - 1, 0) + n_bands
+
+
+def photometry_features(mag: torch.Tensor, mag_mean: torch.Tensor, mag_std: torch.Tensor,
+                        colour_mean: torch.Tensor, colour_std: torch.Tensor) -> torch.Tensor:
+    """Standardised magnitudes, adjacent colours and missing-value mask bits.
+
+    Parameters
+    ----------
+    mag : tensor (N, P)
+        AB magnitudes, NaN where missing.
+    mag_mean, mag_std : tensor (P,)
+        Training mean and standard deviation of each magnitude [mag].
+    colour_mean, colour_std : tensor (P - 1,)
+        The same for the colours ``mag[:, k] - mag[:, k + 1]`` [mag].
+
+    Returns
+    -------
+    tensor (N, 3P - 1)
+        ``[(mag - mean) / std, (colour - mean) / std, missing]`` with missing entries 0.
+    """
+    present = torch.isfinite(mag)
+    filled = torch.where(present, mag, mag_mean.expand_as(mag))
+    mags = torch.where(present, (filled - mag_mean) / mag_std, torch.zeros_like(filled))
+    parts = [mags]
+    if mag.shape[1] > 1:
+        colour_present = present[:, :-1] & present[:, 1:]
+        colours = filled[:, :-1] - filled[:, 1:]
+        parts.append(torch.where(colour_present, (colours - colour_mean) / colour_std, torch.zeros_like(colours)))
+    parts.append((~present).to(mag.dtype))
+    return torch.cat(parts, dim=1)
+
+
+class SGQNet(nn.Module):
+    """Image CNN + photometry MLP with a fused softmax head and one auxiliary head per branch.
+
+    Parameters
+    ----------
+    n_image_bands : int
+        Image bands (0 with ``branches="photometry"``).
+    n_photometry_bands : int
+        Photometric bands (0 with ``branches="image"``).
+    branches : {"both", "image", "photometry"}
+        Which branches exist.
+    crop : int
+        Side in pixels of the centre crop the image branch sees.
+    softening : sequence of float
+        Per-band asinh softening of the stamps, in the stamps' flux unit (the sky noise).
+    mag_mean, mag_std, colour_mean, colour_std : sequence of float
+        Photometry standardisation (training-set statistics, mag).
+    widths : sequence of int
+        ConvEncoder stage widths.
+    convs_per_stage : int
+        3x3 convolutions per ConvEncoder stage after the first.
+    photometry_hidden : sequence of int
+        Hidden widths of the photometry MLP; its last entry is the embedding size.
+    head_hidden : int
+        Hidden width of the fused head.
+    n_classes : int
+        Output classes (star, galaxy, qso).
+    dropout : float
+        Dropout in the MLPs.
+    """
+
+    def __init__(self, n_image_bands: int, n_photometry_bands: int, *, branches: str = "both", crop: int = 24,
+                 softening: Sequence[float] = (), mag_mean: Sequence[float] = (), mag_std: Sequence[float] = (),
+                 colour_mean: Sequence[float] = (), colour_std: Sequence[float] = (),
+                 widths: Sequence[int] = (16, 32, 64), convs_per_stage: int = 1,
+                 photometry_hidden: Sequence[int] = (64, 64), head_hidden: int = 64, n_classes: int = 3,
+                 dropout: float = 0.1):
+        super().__init__()
+        if branches not in BRANCHES:
+            raise ValueError(f"unknown branches {branches!r} (choose from {', '.join(BRANCHES)})")
+        self.branches = branches
+        self.use_image = branches in ("both", "image")
+        self.use_photometry = branches in ("both", "photometry")
+        self.config: dict[str, Any] = {
+            "n_image_bands": int(n_image_bands) if self.use_image else 0,
+            "n_photometry_bands": int(n_photometry_bands) if self.use_photometry else 0,
+            "branches": branches, "crop": int(crop), "widths": [int(w) for w in widths],
+            "convs_per_stage": int(convs_per_stage), "photometry_hidden": [int(w) for w in photometry_hidden],
+            "head_hidden": int(head_hidden), "n_classes": int(n_classes), "dropout": float(dropout),
+        }
+        embeddings = []
+        if self.use_image:
+            if n_image_bands < 1 or len(softening) != n_image_bands:
+                raise ValueError("the image branch needs one softening scale per image band")
+            self.encoder = ConvEncoder(n_image_bands, widths=widths, convs_per_stage=convs_per_stage)
+            self.register_buffer("softening", torch.as_tensor(np.asarray(softening, np.float32)))
+            self.image_head = mlp(self.encoder.out_features, [head_hidden], n_classes, dropout)
+            embeddings.append(self.encoder.out_features)
+        if self.use_photometry:
+            p = int(n_photometry_bands)
+            if p < 1 or len(mag_mean) != p or len(mag_std) != p or len(colour_mean) != p - 1 or len(colour_std) != p - 1:
+                raise ValueError("the photometry branch needs mean / std of every magnitude and adjacent colour")
+            for name, values in (("mag_mean", mag_mean), ("mag_std", mag_std), ("colour_mean", colour_mean), ("colour_std", colour_std)):
+                self.register_buffer(name, torch.as_tensor(np.asarray(values, np.float32)))
+            self.photometry = nn.Sequential(mlp(photometry_feature_count(p), list(photometry_hidden[:-1]), photometry_hidden[-1], dropout),
+                                            nn.ReLU())
+            self.photometry_head = mlp(photometry_hidden[-1], [head_hidden], n_classes, dropout)
+            embeddings.append(photometry_hidden[-1])
+        if branches == "both":
+            self.fused_head = mlp(sum(embeddings), [head_hidden, head_hidden], n_classes, dropout)
+
+    @staticmethod
+    def centre_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+        """The central ``size`` x ``size`` pixels of ``(N, B, H, W)`` stamps (the object's centre
+        stays at the geometric centre when H - size is even)."""
+        h, w = images.shape[-2:]
+        if h < size or w < size:
+            raise ValueError(f"stamps of {h}x{w} px are smaller than the model's {size} px input")
+        top, left = (h - size) // 2, (w - size) // 2
+        return images[..., top : top + size, left : left + size]
+
+    def embed_image(self, images: torch.Tensor) -> torch.Tensor:
+        images = self.centre_crop(images, self.config["crop"]).float()
+        stretched = torch.nan_to_num(torch.asinh(images / self.softening.view(1, -1, 1, 1)), nan=0.0)
+        return self.encoder(stretched)
+
+    def embed_photometry(self, mag: torch.Tensor) -> torch.Tensor:
+        features = photometry_features(mag.float(), self.mag_mean, self.mag_std, self.colour_mean, self.colour_std)
+        return self.photometry(features)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``batch["image"]`` (N, B, H, W) and / or ``batch["mag"]`` (N, P) -> logits.
+
+        Returns ``logits`` (the model's main output: fused with both branches, else the single
+        branch's head) and, with both branches, ``logits_image`` and ``logits_photometry``.
+        """
+        out: dict[str, torch.Tensor] = {}
+        parts = []
+        if self.use_image:
+            image_embedding = self.embed_image(batch["image"])
+            out["logits_image"] = self.image_head(image_embedding)
+            parts.append(image_embedding)
+        if self.use_photometry:
+            photometry_embedding = self.embed_photometry(batch["mag"])
+            out["logits_photometry"] = self.photometry_head(photometry_embedding)
+            parts.append(photometry_embedding)
+        if self.branches == "both":
+            out["logits"] = self.fused_head(torch.cat(parts, dim=1))
+        else:
+            out["logits"] = out.pop("logits_image" if self.use_image else "logits_photometry")
+        return out
+
+    def photometry_logits(self, mag: torch.Tensor) -> torch.Tensor:
+        """Logits from photometry alone (the auxiliary head; the main head for a photometry-only model)."""
+        if not self.use_photometry:
+            raise ValueError("this model has no photometry branch")
+        return self.photometry_head(self.embed_photometry(mag))
+
+    def image_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits from images alone."""
+        if not self.use_image:
+            raise ValueError("this model has no image branch")
+        return self.image_head(self.embed_image(images))
+
+
+def sgq_loss(class_weights: torch.Tensor | None = None, aux_weight: float = 0.5):
+    """Loss function for :class:`~skysort.training.module.TaskModule`: weighted cross-entropy of
+    the main logits plus ``aux_weight`` x that of each auxiliary head.
+
+    Parameters
+    ----------
+    class_weights : tensor (C,), optional
+        Per-class weights (inverse class frequency, mean 1) against imbalance. A batch entry
+        ``weight`` (N,), when present, multiplies each object's weight.
+    aux_weight : float
+        Weight of each auxiliary head's cross-entropy.
+    """
+
+    def loss_fn(outputs, batch):
+        label = batch["label"]
+        device = outputs["logits"].device
+        # Per-object weight: class weight times an optional per-object weight (e.g. magnitude balance).
+        weight = class_weights.to(device)[label] if class_weights is not None else torch.ones(len(label), device=device)
+        if "weight" in batch:
+            weight = weight * batch["weight"].to(device).float()
+        total = weight.sum().clamp_min(1e-12)
+
+        def ce(logits):
+            return (F.cross_entropy(logits.float(), label, reduction="none") * weight).sum() / total
+
+        main = ce(outputs["logits"])
+        loss = main
+        logs = {"ce": main.detach()}
+        for name in ("logits_image", "logits_photometry"):
+            if name in outputs:
+                aux = ce(outputs[name])
+                loss = loss + aux_weight * aux
+                logs[f"ce_{name.split('_', 1)[1]}"] = aux.detach()
+        logs["accuracy"] = (outputs["logits"].argmax(dim=1) == label).float().mean()
+        return loss, logs
+
+    return loss_fn

@@ -1,0 +1,1124 @@
+"""Star / galaxy / quasar classification from image stamps plus multi-band photometry.
+
+The model (:class:`~skysort.models.sgq.SGQNet`, after the KiDS DR5 multimodal network) has an
+image branch (CNN on asinh-stretched stamps), a photometry branch (MLP on standardised
+magnitudes, adjacent colours and missing-value mask bits) and a fused softmax head over
+``star``, ``galaxy``, ``qso``. ``branches="image"`` or ``"photometry"`` trains one branch alone
+with the same code (the ablations).
+
+Inputs the model cannot use directly
+------------------------------------
+- *No images* (a catalogue): the photometry branch runs alone through its auxiliary head,
+  trained jointly with the fused head (deep supervision; see :mod:`skysort.models.sgq`).
+- *No photometry at all for an object* (e.g. stamps cut from images without a catalogue): the
+  image branch's auxiliary head classifies it; with some bands missing, the fused head runs
+  with those bands masked.
+- *Larger stamps*: the network sees a centre crop of fixed size (``meta["stamp_size"]``; at
+  least 4 arcsec and 16 px on a side, chosen at training time); larger stamps at the same pixel
+  scale are centre-cropped, smaller ones are refused.
+
+Every prediction row says which inputs it used (``inputs_used``: ``both``, ``image``,
+``photometry`` or ``none``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from astropy.table import Table
+
+from ..data.stampset import StampSet
+from ..errors import InputError
+from ..models.checkpoint import load_model_file, save_model_file
+from ..models.registry import resolve_model
+from ..models.sgq import BRANCHES, SGQNet, sgq_loss
+from ..training.data import InMemoryBatches, batch_loader, split_indices
+from ..training.module import OptimConfig, TaskModule, fit
+
+CLASSES = ["star", "galaxy", "qso"]
+#: Smallest side of the image branch's centre crop, arcsec and pixels.
+MIN_CROP_ARCSEC, MIN_CROP_PX = 4.0, 16
+#: Bins of r magnitude for accuracy vs magnitude.
+MAG_BINS = np.arange(14.0, 25.01, 1.0)
+#: Probability thresholds of the purity / completeness curves.
+THRESHOLDS = np.round(np.linspace(0.0, 0.99, 100), 3)
+
+
+# ----------------------------------------------------------------------------------------
+# Inputs
+# ----------------------------------------------------------------------------------------
+
+
+def class_indices(labels: Sequence[str], where: str | os.PathLike = "labels", allow_unknown: bool = False) -> np.ndarray:
+    """Class index (0 star, 1 galaxy, 2 qso) of each label; ``quasar`` counts as ``qso``.
+
+    Raises
+    ------
+    InputError
+        A label is not one of the classes (unless ``allow_unknown``, which gives -1).
+    """
+    names = np.char.lower(np.char.strip(np.asarray(labels).astype(str)))
+    names = np.where(names == "quasar", "qso", names)
+    lookup = {name: i for i, name in enumerate(CLASSES)}
+    index = np.array([lookup.get(str(name), -1) for name in names], dtype=np.int64)
+    if not allow_unknown and (index < 0).any():
+        bad = sorted(set(names[index < 0].tolist()))[:5]
+        raise InputError(where, f"labels {bad} are not among {CLASSES}")
+    return index
+
+
+def default_crop(pixel_scale: float, stamp_side: int) -> int:
+    """Side of the image branch's centre crop: the smallest multiple of 4 pixels covering
+    :data:`MIN_CROP_ARCSEC`, at least :data:`MIN_CROP_PX`, at most the stamp."""
+    side = max(MIN_CROP_PX, 4 * math.ceil(MIN_CROP_ARCSEC / pixel_scale / 4))
+    return int(min(side, stamp_side))
+
+
+def _crop(images: np.ndarray, size: int) -> np.ndarray:
+    h, w = images.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    return images[..., top : top + size, left : left + size]
+
+
+def load_crops(stamps: StampSet, bands: Sequence[str], crop: int, indices: np.ndarray | None = None,
+               chunk: int = 8192) -> np.ndarray:
+    """Centre crops ``(n, len(bands), crop, crop)`` float32 of the stamps at ``indices`` (default
+    all), read chunk by chunk so that the full stamps are never all in memory."""
+    indices = np.arange(len(stamps)) if indices is None else np.asarray(indices)
+    band_index = [list(stamps.meta.bands).index(b) for b in bands]
+    out = np.empty((len(indices), len(bands), crop, crop), np.float32)
+    for start in range(0, len(indices), chunk):
+        part = indices[start : start + chunk]
+        out[start : start + len(part)] = _crop(stamps.read_images(part)[:, band_index], crop)
+    return out
+
+
+def default_photometry_bands(stamps: StampSet) -> list[str]:
+    """Every band with an observed ``mag_<band>`` column (simulation truths ``mag_true_<band>``
+    excluded), in the survey's band order when the set records it (adjacent colours then pair
+    neighbouring filters), else in column order."""
+    present = [c[len("mag_"):] for c in stamps.columns if c.startswith("mag_") and not c.startswith("mag_true_")]
+    order = list(stamps.meta.extra.get("photometry_bands") or [])
+    if not order and stamps.meta.survey:
+        from ..simulate.presets import load_survey
+
+        try:
+            order = list(load_survey(stamps.meta.survey).band_names)
+        except InputError:  # a survey name that is not a preset: keep the column order
+            order = []
+    return [b for b in order if b in present] + [b for b in present if b not in order]
+
+
+def stamp_magnitudes(stamps: StampSet, bands: Sequence[str], indices: np.ndarray | None = None) -> np.ndarray:
+    """Magnitudes ``(n, len(bands))`` from the stamp set's ``mag_<band>`` columns, NaN where a
+    column is absent or a value missing."""
+    n = len(stamps) if indices is None else len(indices)
+    columns = set(stamps.columns)
+    mags = np.full((n, len(bands)), np.nan, np.float32)
+    for j, band in enumerate(bands):
+        if f"mag_{band}" in columns:
+            mags[:, j] = np.asarray(stamps.column(f"mag_{band}", indices), np.float32)
+    mags[~np.isfinite(mags)] = np.nan
+    return mags
+
+
+def aperture_magnitudes(images: np.ndarray, zero_point: float, pixel_scale: float, diameter_arcsec: float = 6.0) -> np.ndarray:
+    """AB magnitudes in a circular aperture at the stamp centre (for binning by brightness
+    when a stamp set has no catalogue magnitudes).
+
+    Parameters
+    ----------
+    images : ndarray (N, H, W)
+        One band's stamps, sky-subtracted, in flux units with AB zero point ``zero_point``.
+    pixel_scale : float
+        Arcsec per pixel.
+    diameter_arcsec : float
+        Aperture diameter (the default 6" holds nearly all of a point source's light in
+        arcsecond seeing, and most of a faint galaxy's).
+
+    Returns
+    -------
+    ndarray (N,)
+        Magnitudes; NaN where the aperture flux is not positive.
+    """
+    images = np.asarray(images, np.float64)
+    h, w = images.shape[-2:]
+    yy, xx = np.mgrid[:h, :w]
+    radius = 0.5 * diameter_arcsec / pixel_scale
+    inside = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2) <= radius
+    flux = np.nansum(images[:, inside], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(flux > 0, zero_point - 2.5 * np.log10(flux), np.nan)
+
+
+def photometry_statistics(mags: np.ndarray) -> dict[str, list[float]]:
+    """Mean and standard deviation of each magnitude and adjacent colour (NaN ignored) [mag]."""
+    mags = np.asarray(mags, np.float64)
+
+    def stats(values):
+        mean = np.array([np.nanmean(v) if np.isfinite(v).any() else 0.0 for v in values.T])
+        std = np.array([np.nanstd(v) if np.isfinite(v).sum() > 1 else 1.0 for v in values.T])
+        # A constant input (one object, or a band fixed in the set) must not divide by zero.
+        return mean.tolist(), np.maximum(np.nan_to_num(std, nan=1.0), 0.05).tolist()
+
+    mag_mean, mag_std = stats(mags)
+    colour_mean, colour_std = stats(mags[:, :-1] - mags[:, 1:]) if mags.shape[1] > 1 else ([], [])
+    return {"mag_mean": mag_mean, "mag_std": mag_std, "colour_mean": colour_mean, "colour_std": colour_std}
+
+
+def balanced_class_weights(labels: np.ndarray, n_classes: int = len(CLASSES)) -> np.ndarray:
+    """Inverse class frequencies scaled to mean 1 over the classes present (absent classes: 1)."""
+    counts = np.bincount(labels, minlength=n_classes).astype(float)
+    present = counts > 0
+    weights = np.ones(n_classes)
+    weights[present] = counts[present].sum() / (present.sum() * counts[present])
+    return weights
+
+
+def magnitude_balance_weights(mag: np.ndarray, labels: np.ndarray, bin_width: float = 0.5, max_weight: float = 20.0) -> np.ndarray:
+    """Per-object weights that give every class the same magnitude distribution.
+
+    A simulated population carries the simulation's number counts: e.g. galaxies are rare at
+    bright magnitudes, so a network learns "bright means star", which fails on real samples
+    selected differently (spectroscopic targets are bright galaxies). Weighting each object by
+    ``pooled density / its class's density`` of the reference magnitude (bins of ``bin_width``
+    mag) leaves the magnitude informative only through the noise it implies, and the colours
+    decide the class.
+
+    Parameters
+    ----------
+    mag : ndarray (N,)
+        Reference magnitude (NaN: weight 1).
+    labels : ndarray (N,) of int
+        Class index.
+    max_weight : float
+        Upper clip of a weight relative to its class's mean (limits the influence of the few
+        objects in sparsely populated bins).
+
+    Returns
+    -------
+    ndarray (N,) float32
+        Weights with mean 1 within each class.
+    """
+    mag = np.asarray(mag, float)
+    labels = np.asarray(labels)
+    weights = np.ones(len(mag))
+    finite = np.isfinite(mag)
+    if not finite.any():
+        return weights.astype(np.float32)
+    low = np.floor(mag[finite].min())
+    high = max(np.ceil(mag[finite].max()), low + bin_width)
+    edges = np.arange(low, high + bin_width / 2, bin_width)
+    classes = np.unique(labels)
+    density = {c: np.histogram(mag[finite & (labels == c)], edges)[0] / max(np.sum(finite & (labels == c)), 1) for c in classes}
+    pooled = np.mean([density[c] for c in classes], axis=0)
+    which = np.clip(np.digitize(mag, edges) - 1, 0, len(edges) - 2)
+    for c in classes:
+        rows = finite & (labels == c)
+        ratio = pooled[which[rows]] / np.maximum(density[c][which[rows]], 1e-12)
+        weights[rows] = np.minimum(ratio, max_weight * ratio.mean()) if rows.any() else ratio
+        in_class = labels == c
+        weights[in_class] /= weights[in_class].mean()
+    return weights.astype(np.float32)
+
+
+class SGQAugmentation:
+    """Random flips and 90-degree rotations of the stamps (the classes do not depend on
+    orientation) and random masking of single magnitudes (robustness to missing bands).
+
+    Parameters
+    ----------
+    mag_dropout : float
+        Probability that each magnitude of each object is treated as missing.
+    seed : int
+        Seed of the augmentation random numbers.
+    """
+
+    def __init__(self, mag_dropout: float = 0.05, seed: int = 0):
+        self.mag_dropout = mag_dropout
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = dict(batch)
+        g = self.generator
+        if "image" in batch:
+            images = batch["image"].clone()
+            n = images.shape[0]
+            k = torch.randint(0, 4, (n,), generator=g)
+            flip = torch.rand(n, generator=g) < 0.5
+            for turns in range(4):
+                for flipped in (False, True):
+                    chosen = (k == turns) & (flip == flipped)
+                    if chosen.any():
+                        part = torch.rot90(images[chosen], turns, dims=(-2, -1))
+                        images[chosen] = torch.flip(part, dims=(-1,)) if flipped else part
+            out["image"] = images
+        if "mag" in batch and self.mag_dropout > 0:
+            drop = torch.rand(batch["mag"].shape, generator=g) < self.mag_dropout
+            out["mag"] = torch.where(drop, torch.full_like(batch["mag"], float("nan")), batch["mag"])
+        return out
+
+
+# ----------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------
+
+
+def _check_bands(stamps: StampSet, image_bands: Sequence[str], photometry_bands: Sequence[str], branches: str) -> None:
+    if branches in ("both", "image"):
+        absent = [b for b in image_bands if b not in stamps.meta.bands]
+        if absent or not image_bands:
+            raise InputError(stamps.path, f"no image band(s) {absent or image_bands} (the stamp set has {list(stamps.meta.bands)})")
+    if branches in ("both", "photometry"):
+        absent = [b for b in photometry_bands if f"mag_{b}" not in stamps.columns]
+        if absent or not photometry_bands:
+            raise InputError(stamps.path, f"no magnitude column(s) mag_<band> for {absent or 'any band'}")
+
+
+def _arrays(stamps: StampSet, indices: np.ndarray, image_bands: Sequence[str], photometry_bands: Sequence[str],
+            crop: int, branches: str) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {"label": class_indices(stamps.column("label", indices), stamps.path)}
+    if branches in ("both", "image"):
+        arrays["image"] = load_crops(stamps, image_bands, crop, indices)
+    if branches in ("both", "photometry"):
+        arrays["mag"] = stamp_magnitudes(stamps, photometry_bands, indices)
+    return arrays
+
+
+def _validation_metrics(network: SGQNet, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    from sklearn.metrics import f1_score
+
+    probabilities = _network_probabilities(network, arrays.get("image"), arrays.get("mag"), mode="main")
+    predicted = probabilities.argmax(axis=1)
+    truth = arrays["label"]
+    f1 = f1_score(truth, predicted, labels=range(len(CLASSES)), average=None, zero_division=0)
+    return {"n": int(len(truth)), "accuracy": float(np.mean(predicted == truth)),
+            **{f"f1_{name}": float(f1[i]) for i, name in enumerate(CLASSES)}}
+
+
+def train_sgq_model(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    val_data: str | os.PathLike | None = None,
+    branches: str = "both",
+    image_bands: Sequence[str] | None = None,
+    photometry_bands: Sequence[str] | None = None,
+    init: str | os.PathLike | None = None,
+    epochs: int = 30,
+    patience: int = 6,
+    batch_size: int = 256,
+    lr: float = 2e-3,
+    max_objects: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    command: str | None = None,
+    crop: int | None = None,
+    widths: Sequence[int] = (16, 32, 48),
+    aux_weight: float = 0.5,
+    mag_dropout: float = 0.05,
+    magnitude_balance: bool = False,
+) -> dict[str, Any]:
+    """Train an :class:`SGQNet` on a labelled stamp set and save it as a skysort model file.
+
+    Parameters
+    ----------
+    data : path-like
+        Training stamp set with ``label`` (star / galaxy / qso) and ``mag_<band>`` columns;
+        10% is held out for validation unless ``val_data`` is given.
+    out : path-like
+        Model file to write.
+    branches : {"both", "image", "photometry"}
+        Both branches (the multimodal model) or one alone (ablations).
+    image_bands : sequence of str, optional
+        Image bands (default ``r``, else the set's first band).
+    photometry_bands : sequence of str, optional
+        Photometric bands (default every ``mag_<band>`` column of the set, in column order).
+    init : str or path-like, optional
+        Model (file or shipped name) whose weights and input normalisation start the training
+        (fine-tuning); its bands and architecture are kept.
+    epochs, patience, batch_size, lr, seed
+        Training settings (early stopping on the validation loss).
+    max_objects : int, optional
+        Use at most this many training objects (the first ones).
+    crop : int, optional
+        Side in pixels of the centre crop the image branch sees (default :func:`default_crop`).
+    widths : sequence of int
+        Image encoder stage widths.
+    aux_weight : float
+        Weight of each auxiliary (single-branch) head's loss.
+    mag_dropout : float
+        Probability of masking each magnitude during training.
+    magnitude_balance : bool
+        Weight training objects so that every class has the same r-band (else the first
+        photometric band's) magnitude distribution (:func:`magnitude_balance_weights`):
+        removes the simulation's number-count prior, for use on differently selected real
+        samples.
+
+    Returns
+    -------
+    dict
+        Validation ``n``, ``accuracy``, ``f1_star``, ``f1_galaxy``, ``f1_qso`` and the training
+        record (``epochs``, ``seconds``, ``history``, ...).
+    """
+    if branches not in BRANCHES:
+        raise InputError("--branches", f"unknown branches {branches!r} (choose from {', '.join(BRANCHES)})")
+    stamps = StampSet.open(data)
+    if "label" not in stamps.columns:
+        raise InputError(data, "no label column: sgq training needs star / galaxy / qso labels")
+    init_meta, init_state = (None, None)
+    if init is not None:
+        init_meta, init_state = load_model_file(resolve_model(init))
+        if init_meta.get("task") != "sgq":
+            raise InputError(init, f"not an sgq model (task {init_meta.get('task')!r})")
+        config = init_meta["architecture_config"]
+        if config["branches"] != branches:
+            raise InputError("--init", f"model {init} has branches {config['branches']!r}, not {branches!r}")
+        image_bands = list(init_meta.get("image_bands") or [])
+        photometry_bands = list(init_meta.get("photometry_bands") or [])
+    if image_bands is None:
+        image_bands = ["r"] if "r" in stamps.meta.bands else [stamps.meta.bands[0]]
+    if photometry_bands is None:
+        photometry_bands = default_photometry_bands(stamps)
+    image_bands = list(image_bands) if branches != "photometry" else []
+    photometry_bands = list(photometry_bands) if branches != "image" else []
+    _check_bands(stamps, image_bands, photometry_bands, branches)
+    side = int(stamps.shape[2])
+    if init_meta is not None:
+        crop = int(init_meta["architecture_config"]["crop"])
+    crop = int(crop or default_crop(stamps.meta.pixel_scale, side))
+    if crop > min(stamps.shape[2:]):
+        raise InputError(data, f"stamps of {side} px are smaller than the {crop} px crop")
+
+    n = len(stamps) if max_objects is None else min(len(stamps), max_objects)
+    if val_data is None:
+        train_idx, val_idx = split_indices(n, [0.9, 0.1], seed=seed)
+        val_stamps = stamps
+    else:
+        train_idx = np.arange(n)
+        val_stamps = StampSet.open(val_data)
+        _check_bands(val_stamps, image_bands, photometry_bands, branches)
+        val_idx = np.arange(len(val_stamps))
+    train_arrays = _arrays(stamps, train_idx, image_bands, photometry_bands, crop, branches)
+    val_arrays = _arrays(val_stamps, val_idx, image_bands, photometry_bands, crop, branches)
+
+    if init_meta is not None:
+        network = _network_from_meta(init_meta)
+        network.load_state_dict(init_state)
+        normalisation = init_meta["normalisation"]
+    else:
+        normalisation = {}
+        if "image" in train_arrays:
+            from ..data.dataset import AsinhStretch
+
+            stretch = AsinhStretch.fit(stamps, bands=image_bands, seed=seed)
+            normalisation["image"] = stretch.state_dict()
+        if "mag" in train_arrays:
+            normalisation["photometry"] = photometry_statistics(train_arrays["mag"])
+        network = SGQNet(len(image_bands), len(photometry_bands), branches=branches, crop=crop,
+                         softening=normalisation.get("image", {}).get("softening", ()),
+                         widths=widths, **normalisation.get("photometry", {}))
+    weights = balanced_class_weights(train_arrays["label"])
+    balance_band = None
+    if magnitude_balance:
+        balance_band = "r" if "mag_r" in stamps.columns else (photometry_bands or [None])[0]
+        if balance_band is None:
+            raise InputError("--magnitude-balance", "needs magnitudes (mag_<band> columns)")
+        reference = stamp_magnitudes(stamps, [balance_band], train_idx)[:, 0]
+        train_arrays["weight"] = magnitude_balance_weights(reference, train_arrays["label"])
+    train_set = InMemoryBatches(train_arrays, transform=SGQAugmentation(mag_dropout, seed=seed))
+    val_set = InMemoryBatches(val_arrays)
+    module = TaskModule(network, sgq_loss(torch.as_tensor(weights, dtype=torch.float32), aux_weight),
+                        OptimConfig(lr=lr, lr_patience=2))
+    record = fit(module, batch_loader(train_set, batch_size, shuffle=True, seed=seed, drop_last=len(train_set) > batch_size),
+                 batch_loader(val_set, 2048, shuffle=False), max_epochs=epochs, patience=patience, progress=progress, seed=seed)
+    network.eval()
+    val_metrics = _validation_metrics(network, val_arrays)
+    counts = np.bincount(train_arrays["label"], minlength=len(CLASSES))
+    metadata = {
+        "task": "sgq",
+        "architecture": "SGQNet",
+        "architecture_config": network.config,
+        "classes": CLASSES,
+        "branches": branches,
+        "image_bands": image_bands,
+        "photometry_bands": photometry_bands,
+        "pixel_scale": stamps.meta.pixel_scale,
+        # The network's input: the centre crop. Larger stamps are centre-cropped to it.
+        "stamp_size": [crop, crop] if image_bands else None,
+        "training_stamp_size": list(stamps.shape[2:]),
+        "flux_unit": stamps.meta.flux_unit,
+        "zero_points": {b: stamps.meta.zero_points.get(b) for b in image_bands},
+        "normalisation": normalisation,
+        "photometry_inputs": "standardised magnitudes, adjacent-band colours and one missing-value bit per band",
+        "photometry_only_path": "auxiliary photometry head trained jointly with the fused head",
+        "training": {
+            "data": str(data), "val_data": str(val_data) if val_data else None, "init": str(init) if init else None,
+            "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "seed": seed,
+            "class_counts": {c: int(k) for c, k in zip(CLASSES, counts)}, "class_weights": [round(float(w), 4) for w in weights],
+            "data_meta": {"survey": stamps.meta.survey, "seed": stamps.meta.seed, "simulation": stamps.meta.extra.get("simulation")},
+            "batch_size": batch_size, "lr": lr, "aux_weight": aux_weight, "mag_dropout": mag_dropout,
+            "magnitude_balance": f"mag_{balance_band} distribution equalised across classes" if balance_band else None,
+            "augmentation": "random flips and 90-degree rotations; each magnitude masked with probability mag_dropout",
+            **{k: v for k, v in record.items() if k != "history"}, "history": record["history"],
+        },
+        "metrics": {f"val_{k}": v for k, v in val_metrics.items() if k != "n"},
+    }
+    save_model_file(out, network.state_dict(), metadata, command=command)
+    return {**val_metrics, **record, "n_train": int(len(train_idx)), "n_val": int(len(val_idx))}
+
+
+# ----------------------------------------------------------------------------------------
+# Loading and prediction
+# ----------------------------------------------------------------------------------------
+
+
+def _network_from_meta(meta: Mapping[str, Any]) -> SGQNet:
+    config = dict(meta["architecture_config"])
+    normalisation = meta.get("normalisation", {})
+    return SGQNet(config.pop("n_image_bands"), config.pop("n_photometry_bands"),
+                  softening=normalisation.get("image", {}).get("softening", ()),
+                  **normalisation.get("photometry", {}), **config)
+
+
+def load_sgq_model(model: str | os.PathLike) -> tuple[SGQNet, dict[str, Any], Path]:
+    """Load an sgq model file (path or shipped name): ``(network in eval mode, metadata, path)``."""
+    path = resolve_model(model)
+    meta, state = load_model_file(path)
+    if meta.get("task") != "sgq" or meta.get("architecture") != "SGQNet":
+        raise InputError(path, f"not an sgq model (task {meta.get('task')!r}, architecture {meta.get('architecture')!r})")
+    network = _network_from_meta(meta)
+    network.load_state_dict(state)
+    network.eval()
+    return network, meta, path
+
+
+@torch.inference_mode()
+def _network_probabilities(network: SGQNet, images: np.ndarray | None, mags: np.ndarray | None, mode: str,
+                           batch_size: int = 4096, device: str = "cpu") -> np.ndarray:
+    """Softmax probabilities ``(N, C)`` from the ``main``, ``image`` or ``photometry`` head."""
+    n = len(images) if images is not None else len(mags)
+    parts = []
+    for start in range(0, n, batch_size):
+        batch = {}
+        if images is not None and mode in ("main", "image"):
+            batch["image"] = torch.as_tensor(np.asarray(images[start : start + batch_size], np.float32), device=device)
+        if mags is not None and mode in ("main", "photometry"):
+            batch["mag"] = torch.as_tensor(np.asarray(mags[start : start + batch_size], np.float32), device=device)
+        if mode == "main":
+            logits = network(batch)["logits"]
+        elif mode == "image":
+            logits = network.image_logits(batch["image"])
+        else:
+            logits = network.photometry_logits(batch["mag"])
+        parts.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+    return np.concatenate(parts) if parts else np.zeros((0, len(CLASSES)), np.float32)
+
+
+class SGQPredictor:
+    """:class:`~skysort.inference.predictor.Predictor` of an sgq model.
+
+    ``predict`` picks, object by object, the head that matches the inputs at hand: the fused
+    head with images and at least one magnitude (missing bands masked), the photometry head
+    without images (``images_available=False`` or no ``"image"`` input), the image head for
+    objects with no magnitude at all. Stamps larger than the model's input are centre-cropped.
+    Extra outputs: ``inputs_used`` (``both``, ``image``, ``photometry``, ``none``) and
+    ``n_missing_bands`` (magnitudes missing among the model's photometric bands).
+    """
+
+    task = "sgq"
+
+    def __init__(self, network: SGQNet, meta: dict[str, Any], model_file: Path, device: str = "cpu"):
+        from ..inference.predictor import InputSpec
+
+        self.network, self.meta, self.model_file = network, meta, Path(model_file)
+        self.classes = list(meta.get("classes", CLASSES))
+        self.name = Path(model_file).stem
+        # stamp_size is left open: any stamp at least the model's crop is accepted and cropped here.
+        self.spec = InputSpec(image_bands=list(meta.get("image_bands") or []), stamp_size=None,
+                              pixel_scale=meta.get("pixel_scale"), photometry_bands=list(meta.get("photometry_bands") or []))
+        self.crop = int(meta["architecture_config"]["crop"])
+        self.device = "cpu"
+        self.to(device)
+
+    def to(self, device: str) -> "SGQPredictor":
+        self.network.to(device)
+        self.device = device
+        return self
+
+    def predict(self, inputs: Mapping[str, np.ndarray], *, images_available: bool = True) -> dict[str, np.ndarray]:
+        spec = self.spec
+        images = inputs.get("image") if images_available and spec.uses_images else None
+        if images is not None:
+            images = np.asarray(images, np.float32)
+            if images.ndim != 4 or images.shape[1] != len(spec.image_bands):
+                raise InputError(self.name, f"images must be (N, {len(spec.image_bands)}, H, W) in bands {spec.image_bands}")
+            if min(images.shape[-2:]) < self.crop:
+                raise InputError(self.name, f"stamps of {images.shape[-2]}x{images.shape[-1]} px are smaller than "
+                                            f"the model's {self.crop} px input")
+            images = np.ascontiguousarray(_crop(images, self.crop))
+        mags = None
+        if spec.uses_photometry:
+            if "mag" in inputs:
+                mags = np.asarray(inputs["mag"], np.float32).copy()
+                if mags.ndim != 2 or mags.shape[1] != len(spec.photometry_bands):
+                    raise InputError(self.name, f"magnitudes must be (N, {len(spec.photometry_bands)}) in bands {spec.photometry_bands}")
+                mags[~np.isfinite(mags)] = np.nan
+        n = len(images) if images is not None else (len(mags) if mags is not None else len(next(iter(inputs.values()), [])))
+        if images is None and mags is None:
+            raise InputError(self.name, "no usable inputs: this model needs " +
+                             ("magnitudes" if not spec.uses_images else "image stamps" if not spec.uses_photometry else "image stamps or magnitudes"))
+        has_mag = np.isfinite(mags).any(axis=1) if mags is not None else np.zeros(n, bool)
+        n_missing = (~np.isfinite(mags)).sum(axis=1).astype(np.int16) if mags is not None else np.full(n, len(spec.photometry_bands), np.int16)
+        probabilities = np.full((n, len(self.classes)), 1.0 / len(self.classes), np.float32)
+        used = np.full(n, "none", dtype="<U10")
+        branches = self.network.branches
+        if images is not None and mags is not None and branches == "both":
+            rows = np.flatnonzero(has_mag)
+            probabilities[rows] = _network_probabilities(self.network, images[rows], mags[rows], "main", device=self.device)
+            used[rows] = "both"
+            rows = np.flatnonzero(~has_mag)
+            probabilities[rows] = _network_probabilities(self.network, images[rows], None, "image", device=self.device)
+            used[rows] = "image"
+        elif images is not None:
+            probabilities[:] = _network_probabilities(self.network, images, None, "main" if branches == "image" else "image", device=self.device)
+            used[:] = "image"
+        else:
+            rows = np.flatnonzero(has_mag)
+            probabilities[rows] = _network_probabilities(self.network, None, mags[rows], "main" if branches == "photometry" else "photometry",
+                                                         device=self.device)
+            used[rows] = "photometry"
+        return {"probabilities": probabilities.astype(np.float32), "inputs_used": used, "n_missing_bands": n_missing}
+
+
+def predictor_from_file(path: Path, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str = "cpu") -> SGQPredictor:
+    """The sgq task's entry for :func:`skysort.inference.predictor.load_predictor`."""
+    if meta.get("architecture") != "SGQNet":
+        raise InputError(path, f"not an SGQNet model (architecture {meta.get('architecture')!r})")
+    network = _network_from_meta(meta)
+    network.load_state_dict(state)
+    network.eval()
+    return SGQPredictor(network, meta, Path(path), device)
+
+
+def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | None = None, *,
+                images: np.ndarray | None = None, mag: np.ndarray | None = None, ids: np.ndarray | None = None,
+                batch_size: int = 4096, progress: Callable[[int], None] | None = None) -> Table:
+    """Classify a stamp set, or arrays of stamps and / or magnitudes.
+
+    Parameters
+    ----------
+    model : str, path-like or SGQPredictor
+        Model file, shipped name (``sgq-kids``, ``sgq-sdss``) or a loaded predictor.
+    stamps : StampSet, optional
+        Stamps in the model's image bands plus ``mag_<band>`` columns (those absent count as missing).
+    images : ndarray (N, B, H, W), optional
+        Stamps in the model's image bands, in the flux units it was trained on; without them
+        (and without ``stamps``) the photometry branch runs alone.
+    mag : ndarray (N, P), optional
+        AB magnitudes in the model's photometric bands, NaN where missing.
+    ids : ndarray, optional
+        Object identifiers for the array form (default 0..N-1).
+
+    Returns
+    -------
+    astropy.table.Table
+        ``id`` (``ra``, ``dec`` for a stamp set), ``p_star``, ``p_galaxy``, ``p_qso``, ``class``,
+        ``flags`` (with :data:`~skysort.inference.predictor.MISSING_INPUT_FLAG` where inputs were
+        missing), ``inputs_used``, ``n_missing_bands``.
+    """
+    from ..inference.predictor import MISSING_INPUT_FLAG, class_table, load_predictor, predict_stampset
+
+    predictor = model if isinstance(model, SGQPredictor) else load_predictor(model, device="cpu")
+    if predictor.task != "sgq":
+        raise InputError(str(model), f"not an sgq model (task {predictor.task!r})")
+    if stamps is not None:
+        return predict_stampset(predictor, stamps, batch_size=batch_size, progress=progress)
+    if images is None and mag is None:
+        raise InputError("predict_sgq", "give a stamp set, images, magnitudes or both")
+    inputs = {}
+    if images is not None:
+        inputs["image"] = np.asarray(images, np.float32)
+    if mag is not None:
+        inputs["mag"] = np.asarray(mag, np.float32)
+    outputs = predictor.predict(inputs, images_available=images is not None)
+    n = len(outputs["probabilities"])
+    missing = (outputs["n_missing_bands"] > 0) | (outputs["inputs_used"] != "both") if predictor.spec.uses_images and predictor.spec.uses_photometry \
+        else outputs["n_missing_bands"] > 0
+    flags = np.where(missing, MISSING_INPUT_FLAG, 0).astype(np.int32)
+    table = class_table(predictor, outputs, ids if ids is not None else np.arange(n), flags=flags)
+    table.meta.update({"model": predictor.name, "model_file": str(predictor.model_file), "task": "sgq", "classes": list(predictor.classes),
+                       "images_used": images is not None})
+    if progress:
+        progress(n)
+    return table
+
+
+# ----------------------------------------------------------------------------------------
+# Fine-tuning the photometry branch on a labelled catalogue
+# ----------------------------------------------------------------------------------------
+
+
+def fine_tune_photometry(model: str | os.PathLike, mag: np.ndarray, labels: Sequence[str], out: str | os.PathLike, *,
+                         epochs: int = 40, patience: int = 6, batch_size: int = 256, lr: float = 5e-4, seed: int = 0,
+                         progress: bool = False, command: str | None = None, data_description: str = "",
+                         class_weighting: bool = False) -> dict[str, Any]:
+    """Fine-tune the photometry branch and its head on a labelled catalogue (e.g. real
+    spectroscopic classes); the image branch and fused head are kept as they are.
+
+    Parameters
+    ----------
+    model : str or path-like
+        Starting sgq model (with a photometry branch).
+    mag : ndarray (N, P)
+        AB magnitudes in the model's photometric bands, NaN where missing.
+    labels : sequence of str
+        Classes (star, galaxy, qso).
+    out : path-like
+        Model file to write.
+    epochs, patience, batch_size, lr, seed
+        Training settings; 10% of the rows are held out for early stopping.
+    data_description : str
+        What the catalogue is, recorded in the model metadata.
+    class_weighting : bool
+        Weight classes by inverse frequency. Off by default: a catalogue representative of the
+        target population should pass its class priors on to the model.
+
+    Returns
+    -------
+    dict
+        Training record with the held-out ``accuracy`` and F1 per class.
+    """
+    network, meta, path = load_sgq_model(model)
+    if not network.use_photometry:
+        raise InputError(path, "this model has no photometry branch")
+    mag = np.asarray(mag, np.float32)
+    truth = class_indices(labels)
+    if mag.ndim != 2 or mag.shape[1] != len(meta["photometry_bands"]) or len(mag) != len(truth):
+        raise InputError("mag", f"need magnitudes (N, {len(meta['photometry_bands'])}) matching {len(truth)} labels")
+    mag[~np.isfinite(mag)] = np.nan
+
+    class PhotometryOnly(torch.nn.Module):
+        """The photometry branch as a network of its own, sharing the weights."""
+
+        def __init__(self, parent: SGQNet):
+            super().__init__()
+            self.parent = parent
+
+        def forward(self, batch):
+            return {"logits": self.parent.photometry_logits(batch["mag"])}
+
+    for name, parameter in network.named_parameters():
+        parameter.requires_grad = name.startswith(("photometry.", "photometry_head."))
+    train_idx, val_idx = split_indices(len(truth), [0.9, 0.1], seed=seed)
+    weights = balanced_class_weights(truth[train_idx]) if class_weighting else np.ones(len(CLASSES))
+    train_set = InMemoryBatches({"mag": mag[train_idx], "label": truth[train_idx]}, transform=SGQAugmentation(0.05, seed=seed))
+    val_set = InMemoryBatches({"mag": mag[val_idx], "label": truth[val_idx]})
+    wrapper = PhotometryOnly(network)
+    # The loaded network is in eval mode; dropout must act while fine-tuning.
+    wrapper.train()
+    module = TaskModule(wrapper, sgq_loss(torch.as_tensor(weights, dtype=torch.float32)), OptimConfig(lr=lr, lr_patience=2))
+    record = fit(module, batch_loader(train_set, batch_size, shuffle=True, seed=seed, drop_last=len(train_set) > batch_size),
+                 batch_loader(val_set, 4096, shuffle=False), max_epochs=epochs, patience=patience, progress=progress, seed=seed)
+    for parameter in network.parameters():
+        parameter.requires_grad = True
+    network.eval()
+    probabilities = _network_probabilities(network, None, mag[val_idx], "photometry")
+    from sklearn.metrics import f1_score
+
+    predicted = probabilities.argmax(axis=1)
+    f1 = f1_score(truth[val_idx], predicted, labels=range(len(CLASSES)), average=None, zero_division=0)
+    held_out = {"n": int(len(val_idx)), "accuracy": float(np.mean(predicted == truth[val_idx])),
+                **{f"f1_{c}": float(f1[i]) for i, c in enumerate(CLASSES)}}
+    new_meta = {k: v for k, v in meta.items() if k not in ("format_version", "created", "creator", "command", "software")}
+    new_meta["fine_tuning"] = {"from": str(model), "data": data_description, "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
+                               "part": "photometry branch and head", "lr": lr, "class_weights": [round(float(w), 4) for w in weights],
+                               **{k: v for k, v in record.items() if k != "history"}, "held_out": held_out}
+    save_model_file(out, network.state_dict(), new_meta, command=command)
+    return {**held_out, **record}
+
+
+# ----------------------------------------------------------------------------------------
+# Metrics and evaluation
+# ----------------------------------------------------------------------------------------
+
+
+def sgq_metrics(truth: np.ndarray, probabilities: np.ndarray, *, r_mag: np.ndarray | None = None,
+                expected_class: str | None = None, bright_limit: float = 21.0) -> dict[str, Any]:
+    """Classification metrics of star / galaxy / qso probabilities.
+
+    Parameters
+    ----------
+    truth : ndarray (N,) of int
+        True class index (-1 where unknown; such rows only count for ``expected_class``).
+    probabilities : ndarray (N, 3)
+        Predicted probabilities.
+    r_mag : ndarray (N,), optional
+        r magnitude for accuracy vs magnitude and the ``bright`` subset (r < ``bright_limit``).
+    expected_class : str, optional
+        External validation of a pure sample: ``expected_class_fraction`` is the fraction
+        assigned to this class.
+
+    Returns
+    -------
+    dict
+        ``n``, ``accuracy``, ``per_class`` (precision, recall, f1, support), flat ``f1_<class>``,
+        ``confusion_matrix``, ``purity_completeness`` (per class, against the threshold on its
+        probability), ``accuracy_vs_r_mag``, ``point_extended_agreement`` (star and qso merged
+        as point sources against galaxies: the comparison with a morphological star / galaxy
+        type), ``bright`` (the same for r < bright_limit) and, with ``expected_class``,
+        ``expected_class_fraction``.
+    """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    probabilities = np.asarray(probabilities, float)
+    predicted = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, int)
+    truth = np.asarray(truth, int)
+    known = truth >= 0
+    t, p, prob = truth[known], predicted[known], probabilities[known]
+    metrics: dict[str, Any] = {"n": int(known.sum()), "classes": CLASSES}
+    metrics["accuracy"] = float(np.mean(t == p)) if len(t) else None
+    precision, recall, f1, support = precision_recall_fscore_support(t, p, labels=range(len(CLASSES)), zero_division=0)
+    present = [i for i in range(len(CLASSES)) if support[i] > 0 or np.any(p == i)]
+    metrics["per_class"] = {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                                "support": int(support[i])} for i, c in enumerate(CLASSES)}
+    for i, c in enumerate(CLASSES):
+        metrics[f"f1_{c}"] = float(f1[i]) if support[i] > 0 else None
+    metrics["classes_present"] = [CLASSES[i] for i in present]
+    metrics["confusion_matrix"] = {"rows": "true", "columns": "predicted", "labels": CLASSES,
+                                   "matrix": confusion_matrix(t, p, labels=range(len(CLASSES))).tolist() if len(t) else []}
+    curves = {}
+    for i, c in enumerate(CLASSES):
+        is_c = t == i
+        if not is_c.any():
+            continue
+        selected = prob[:, i][None, :] >= THRESHOLDS[:, None]
+        n_selected = selected.sum(axis=1)
+        true_selected = (selected & is_c[None, :]).sum(axis=1)
+        purity = np.where(n_selected > 0, true_selected / np.maximum(n_selected, 1), np.nan)
+        curves[c] = {"threshold": THRESHOLDS.tolist(), "purity": purity.tolist(),
+                     "completeness": (true_selected / is_c.sum()).tolist()}
+    metrics["purity_completeness"] = curves
+    point_true, point_pred = t != 1, p != 1
+    metrics["point_extended_agreement"] = float(np.mean(point_true == point_pred)) if len(t) else None
+    if r_mag is not None:
+        r = np.asarray(r_mag, float)[known]
+        rows = []
+        for low, high in zip(MAG_BINS[:-1], MAG_BINS[1:]):
+            inside = (r >= low) & (r < high)
+            if inside.any():
+                rows.append({"r_min": float(low), "r_max": float(high), "n": int(inside.sum()),
+                             "accuracy": float(np.mean(t[inside] == p[inside])),
+                             "point_extended_agreement": float(np.mean(point_true[inside] == point_pred[inside]))})
+        metrics["accuracy_vs_r_mag"] = rows
+        bright = r < bright_limit
+        metrics["bright"] = {"r_max": bright_limit, "n": int(bright.sum()),
+                             "accuracy": float(np.mean(t[bright] == p[bright])) if bright.any() else None,
+                             "point_extended_agreement": float(np.mean(point_true[bright] == point_pred[bright])) if bright.any() else None}
+    if expected_class is not None:
+        if expected_class not in CLASSES:
+            raise InputError("--expect", f"unknown class {expected_class!r} (choose from {', '.join(CLASSES)})")
+        metrics["expected_class"] = expected_class
+        metrics["expected_class_fraction"] = float(np.mean(predicted == CLASSES.index(expected_class))) if len(predicted) else None
+        metrics["n_expected_class_sample"] = int(len(predicted))
+    return metrics
+
+
+def plot_sgq_report(metrics: Mapping[str, Any], out_dir: str | os.PathLike, *, name: str = "model") -> list[Path]:
+    """Confusion matrix, purity / completeness vs threshold, accuracy vs r magnitude (PNGs)."""
+    from ..evaluation.plots import _CLASS_COLOURS, _save, plt
+
+    out_dir = Path(out_dir)
+    written = []
+    matrix = np.asarray(metrics["confusion_matrix"]["matrix"], float)
+    if matrix.size:
+        rows = matrix.sum(axis=1, keepdims=True)
+        fraction = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+        fig, ax = plt.subplots(figsize=(4.8, 4.2))
+        ax.imshow(fraction, cmap="Blues", vmin=0, vmax=1)
+        for i in range(len(CLASSES)):
+            for j in range(len(CLASSES)):
+                ax.text(j, i, f"{int(matrix[i, j])}\n{fraction[i, j]:.1%}", ha="center", va="center",
+                        color="white" if fraction[i, j] > 0.6 else "black", fontsize=9)
+        ax.set_xticks(range(len(CLASSES)), CLASSES)
+        ax.set_yticks(range(len(CLASSES)), CLASSES)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        accuracy = metrics.get("accuracy")
+        ax.set_title(f"{name}: accuracy {accuracy:.2%}" if accuracy is not None else name, fontsize=10)
+        written.append(_save(fig, out_dir / "confusion_matrix.png"))
+    curves = metrics.get("purity_completeness") or {}
+    if curves:
+        fig, axes = plt.subplots(1, len(curves), figsize=(3.6 * len(curves), 3.4), squeeze=False)
+        for ax, (c, curve) in zip(axes[0], curves.items()):
+            ax.plot(curve["threshold"], curve["purity"], color=_CLASS_COLOURS.get(c), label="purity")
+            ax.plot(curve["threshold"], curve["completeness"], color=_CLASS_COLOURS.get(c), ls="--", label="completeness")
+            ax.set_xlabel(f"threshold on p_{c}")
+            ax.set_ylim(max(0.0, min(np.nanmin(np.asarray(curve["purity"], float)), np.nanmin(curve["completeness"])) - 0.02), 1.005)
+            ax.set_title(c, fontsize=10)
+            ax.legend(fontsize=8, loc="lower left")
+        written.append(_save(fig, out_dir / "purity_completeness.png"))
+    rows = metrics.get("accuracy_vs_r_mag") or []
+    if rows:
+        centre = [(r["r_min"] + r["r_max"]) / 2 for r in rows]
+        fig, ax = plt.subplots(figsize=(4.8, 3.4))
+        ax.plot(centre, [r["accuracy"] for r in rows], "o-", label="3-class accuracy")
+        ax.plot(centre, [r["point_extended_agreement"] for r in rows], "s--", label="point (star+qso) vs galaxy")
+        for x, r in zip(centre, rows):
+            ax.annotate(str(r["n"]), (x, r["accuracy"]), fontsize=7, textcoords="offset points", xytext=(0, 5), ha="center")
+        ax.set_xlabel("r magnitude")
+        ax.set_ylabel("fraction correct")
+        ax.legend(fontsize=8)
+        ax.set_title(name, fontsize=10)
+        written.append(_save(fig, out_dir / "accuracy_vs_r_mag.png"))
+    return written
+
+
+def _r_magnitudes(stamps: StampSet) -> tuple[np.ndarray | None, str | None]:
+    """r magnitudes for binning: the ``mag_r`` column, else measured in a 6" aperture on the r stamps."""
+    if "mag_r" in stamps.columns:
+        mags = np.asarray(stamps.column("mag_r"), float)
+        # Stamps cut without catalogue photometry carry an all-NaN column: measure instead.
+        if np.isfinite(mags).any():
+            return mags, "catalogue mag_r"
+    if "r" in stamps.meta.bands and stamps.meta.zero_points.get("r") is not None:
+        band = list(stamps.meta.bands).index("r")
+        mags = np.concatenate([aperture_magnitudes(images[:, band], stamps.meta.zero_points["r"], stamps.meta.pixel_scale)
+                               for _, images in stamps.iter_batches(4096)]) if len(stamps) else np.zeros(0)
+        return mags, "6 arcsec diameter aperture on the r stamps"
+    return None, None
+
+
+def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_dir: str | os.PathLike, *,
+                       expected_class: str | None = None, progress: Callable[[int], None] | None = None,
+                       command: str | None = None) -> dict[str, Any]:
+    """Evaluate an sgq model on a labelled stamp set (or, with ``expected_class``, a pure sample).
+
+    Writes into ``out_dir``: ``metrics.json`` (see :func:`sgq_metrics`; plus the inputs used),
+    ``predictions.parquet`` (the prediction table with ``true_label`` and ``r_mag``) and the
+    plots ``confusion_matrix.png``, ``purity_completeness.png``, ``accuracy_vs_r_mag.png``.
+    Objects without a star / galaxy / qso label are classified but not scored (except for
+    ``expected_class``).
+    """
+    from ..data.catalog import write_catalog
+    from ..evaluation.blend_metrics import write_metrics_json
+    from ..inference.predictor import load_predictor
+
+    stamps = StampSet.open(data)
+    if "label" not in stamps.columns and expected_class is None:
+        raise InputError(data, "no label column: give --expect CLASS to evaluate a pure sample")
+    predictor = load_predictor(model, device="cpu")
+    if predictor.task != "sgq":
+        raise InputError(str(model), f"not an sgq model (task {predictor.task!r})")
+    table = predict_sgq(predictor, stamps, progress=progress)
+    truth = class_indices(stamps.column("label"), data, allow_unknown=True) if "label" in stamps.columns else np.full(len(stamps), -1)
+    probabilities = np.stack([np.asarray(table[f"p_{c}"], float) for c in CLASSES], axis=1) if len(table) else np.zeros((0, 3))
+    r_mag, r_source = _r_magnitudes(stamps)
+    metrics = sgq_metrics(truth, probabilities, r_mag=r_mag, expected_class=expected_class)
+    used, counts = np.unique(np.asarray(table["inputs_used"]).astype(str), return_counts=True)
+    metrics.update({"model": str(model), "data": str(data), "r_mag_source": r_source,
+                    "inputs_used": {str(u): int(c) for u, c in zip(used, counts)},
+                    "n_objects": int(len(stamps)), "n_unlabelled": int(np.sum(truth < 0))})
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table["true_label"] = np.where(truth >= 0, np.asarray(CLASSES)[np.maximum(truth, 0)], "")
+    if r_mag is not None:
+        table["r_mag"] = np.asarray(r_mag, np.float32)
+    table.meta.update({"data": str(data)})
+    write_catalog(table, out_dir / "predictions.parquet")
+    write_metrics_json(metrics, out_dir / "metrics.json", command=command)
+    plot_sgq_report(metrics, out_dir, name=Path(str(model)).stem)
+    return metrics
+
+
+def evaluate_sgq_catalog(model: str | os.PathLike, catalog: Table, out_dir: str | os.PathLike, *,
+                         command: str | None = None, description: str = "") -> dict[str, Any]:
+    """Evaluate the photometry branch alone on a labelled catalogue (standard column names,
+    e.g. from :func:`skysort.data.catalog.read_catalog`): the same outputs as
+    :func:`evaluate_sgq_model`, with ``catalog_predictions.parquet``."""
+    from ..data.catalog import photometry_arrays, write_catalog
+    from ..evaluation.blend_metrics import write_metrics_json
+    from ..inference.predictor import load_predictor
+
+    predictor = load_predictor(model, device="cpu")
+    if predictor.task != "sgq" or not predictor.spec.uses_photometry:
+        raise InputError(str(model), "needs an sgq model with a photometry branch")
+    if "label" not in catalog.colnames:
+        raise InputError(catalog.meta.get("source_file", "catalogue"), "no label column")
+    mags, _, _ = photometry_arrays(catalog, predictor.spec.photometry_bands)
+    ids = np.asarray(catalog["id"]) if "id" in catalog.colnames else None
+    table = predict_sgq(predictor, mag=mags, ids=ids)
+    truth = class_indices(np.ma.filled(catalog["label"], ""), "label", allow_unknown=True)
+    probabilities = np.stack([np.asarray(table[f"p_{c}"], float) for c in CLASSES], axis=1)
+    r_mag = mags[:, predictor.spec.photometry_bands.index("r")] if "r" in predictor.spec.photometry_bands else None
+    metrics = sgq_metrics(truth, probabilities, r_mag=r_mag)
+    metrics.update({"model": str(model), "data": description or str(catalog.meta.get("source_file", "")),
+                    "inputs": "photometry only", "n_objects": int(len(catalog)), "n_unlabelled": int(np.sum(truth < 0))})
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table["true_label"] = np.where(truth >= 0, np.asarray(CLASSES)[np.maximum(truth, 0)], "")
+    write_catalog(table, out_dir / "catalog_predictions.parquet")
+    write_metrics_json(metrics, out_dir / "metrics.json", command=command)
+    plot_sgq_report(metrics, out_dir, name=Path(str(model)).stem + " (photometry)")
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------
+# Model card
+# ----------------------------------------------------------------------------------------
+
+
+def write_sgq_model_card(model: str | os.PathLike, evaluations: Mapping[str, str | os.PathLike], out: str | os.PathLike, *,
+                         title: str = "", notes: Sequence[str] = (), sections: Mapping[str, Sequence[str]] | None = None) -> Path:
+    """Write a Markdown model card from a model file's metadata and ``metrics.json`` files.
+
+    Parameters
+    ----------
+    model : path-like
+        The model file.
+    evaluations : mapping of str to path-like
+        Test description -> ``metrics.json`` (from :func:`evaluate_sgq_model` or
+        :func:`evaluate_sgq_catalog`).
+    out : path-like
+        The card.
+    notes : sequence of str
+        Known limitations, one bullet each.
+    sections : mapping of str to list of str, optional
+        Further sections (title -> lines).
+    """
+    from .._io import atomic_path
+
+    meta, state = load_model_file(resolve_model(model))
+    training = meta.get("training", {})
+    simulation = (training.get("data_meta") or {}).get("simulation") or {}
+    n_parameters = sum(int(t.numel()) for k, t in state.items() if hasattr(t, "numel") and "running_" not in k and "num_batches" not in k)
+
+    def pct(value):
+        return "-" if value is None else f"{100 * float(value):.2f}%"
+
+    lines = [
+        f"# {Path(str(model)).stem}: {title or 'star / galaxy / quasar classifier'}", "",
+        f"- created {meta.get('created')} by {meta.get('creator')}; model format version {meta.get('format_version')}",
+        f"- command: `{meta.get('command')}`",
+        f"- architecture: {meta.get('architecture')} (branches {meta.get('branches')}), {n_parameters:,} parameters; "
+        f"config {json.dumps(meta.get('architecture_config'))}",
+        f"- image input: bands {meta.get('image_bands')}, centre crop {meta.get('stamp_size')} px at {meta.get('pixel_scale')}\"/px "
+        f"(trained on {meta.get('training_stamp_size')} px stamps; larger stamps are centre-cropped), asinh stretch with "
+        f"softening {((meta.get('normalisation') or {}).get('image') or {}).get('softening')} {meta.get('flux_unit')}",
+        f"- photometry input: bands {meta.get('photometry_bands')}: {meta.get('photometry_inputs')}",
+        f"- photometry-only prediction (catalogue, no images): {meta.get('photometry_only_path')}",
+        f"- outputs: p_star, p_galaxy, p_qso, class, inputs_used, missing-input flag", "",
+        "## Training data", "",
+        f"- `{training.get('data')}`: simulated {simulation.get('survey', '')} {simulation.get('kind', '')} "
+        f"(seed {simulation.get('seed')}, balanced {simulation.get('balanced')}, {simulation.get('mode')} galaxies, "
+        f"image bands {simulation.get('image_bands')}, stamp size {simulation.get('stamp_size')})",
+        f"- {training.get('n_train', 0):,} training / {training.get('n_val', 0):,} validation objects; class counts "
+        f"{training.get('class_counts')}; class weights {training.get('class_weights')}",
+        f"- {training.get('augmentation')} (mag_dropout {training.get('mag_dropout')}); magnitude balance: "
+        f"{training.get('magnitude_balance') or 'off'}; auxiliary-head loss weight {training.get('aux_weight')}",
+        *([f"- started from the weights of `{training.get('init')}` (an earlier stage of the same training, or another model)"]
+          if training.get("init") else []),
+        f"- {training.get('epochs')} epochs (early stopping, patience on validation loss), batch {training.get('batch_size')}, "
+        f"lr {training.get('lr')}, {training.get('seconds')} s on {training.get('accelerator')} ({training.get('precision')})", "",
+        "## Measured performance", "",
+        "| test set | n | accuracy | F1 star | F1 galaxy | F1 qso | point/extended agreement | r < 21: n, agreement |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, path in evaluations.items():
+        m = json.loads(Path(path).read_text())
+        bright = m.get("bright") or {}
+        lines.append(f"| {name} | {m.get('n')} | {pct(m.get('accuracy'))} | {pct(m.get('f1_star'))} | {pct(m.get('f1_galaxy'))} | "
+                     f"{pct(m.get('f1_qso'))} | {pct(m.get('point_extended_agreement'))} | "
+                     f"{bright.get('n', '-')}, {pct(bright.get('point_extended_agreement'))} |")
+    lines += ["", "Point/extended agreement merges star and qso (point sources) against galaxies: the comparison "
+              "with a morphological star / galaxy type such as SDSS's photometric type.", ""]
+    for heading, body in (sections or {}).items():
+        lines += [f"## {heading}", "", *body, ""]
+    if notes:
+        lines += ["## Known limitations", "", *[f"- {note}" for note in notes], ""]
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# Real spectroscopic classes: simulation-only and fine-tuned photometry branch
+# ----------------------------------------------------------------------------------------
+
+
+def read_unique_catalogs(paths: Sequence[str | os.PathLike], mapping: str = "sdss-specphot", match_arcsec: float = 0.5) -> Table:
+    """Read catalogues with one mapping and keep one row per object (positions matched within
+    ``match_arcsec``; identifiers are not trusted because some public copies rounded them)."""
+    from astropy.table import vstack
+
+    from ..data.catalog import read_catalog
+
+    tables = [read_catalog(p, mapping=mapping, require_positions=False) for p in paths]
+    table = vstack(tables, metadata_conflicts="silent") if len(tables) > 1 else tables[0]
+    ra = np.asarray(table["ra"], float)
+    dec = np.asarray(table["dec"], float)
+    cell = match_arcsec / 3600.0
+    key = np.round(ra * np.cos(np.radians(dec)) / cell).astype(np.int64) * 10_000_000_000 + np.round(dec / cell).astype(np.int64)
+    _, first = np.unique(key, return_index=True)
+    unique = table[np.sort(first)]
+    unique.meta["source_files"] = [str(p) for p in paths]
+    return unique
+
+
+def evaluate_sgq_specphot(model: str | os.PathLike, paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
+                          mapping: str = "sdss-specphot", fine_tune: bool = True, seed: int = 0, epochs: int = 40,
+                          lr: float = 2e-3, command: str | None = None) -> dict[str, Any]:
+    """The photometry branch on real objects with spectroscopic classes, before and after
+    fine-tuning on half of them.
+
+    Writes into ``out_dir``: ``all/`` (the simulation-only model on every unique object),
+    ``test_half_simulation_only/`` and ``test_half_fine_tuned/`` (both models on the same held-out
+    half), each with ``metrics.json``, predictions and plots; ``fine_tuned.pt`` (tuned on the
+    other half, 10% of which stops the training early); and ``summary.json``.
+
+    Returns
+    -------
+    dict
+        ``n_unique``, ``simulation_only_accuracy`` (all objects), ``test_half_simulation_only_accuracy``,
+        ``fine_tuned_accuracy`` (held-out half) and the F1 per class of each.
+    """
+    from ..data.catalog import photometry_arrays
+    from ..evaluation.blend_metrics import write_metrics_json
+
+    network, meta, path = load_sgq_model(model)
+    bands = list(meta.get("photometry_bands") or [])
+    if not bands:
+        raise InputError(path, "the model has no photometry branch")
+    table = read_unique_catalogs(paths, mapping=mapping)
+    labels = np.asarray(np.ma.filled(table["label"], "")).astype(str)
+    table = table[class_indices(labels, "label", allow_unknown=True) >= 0]
+    out_dir = Path(out_dir)
+    description = f"{', '.join(Path(p).name for p in paths)} ({mapping}), {len(table)} unique labelled objects"
+    summary: dict[str, Any] = {"model": str(model), "data": [str(p) for p in paths], "n_unique": int(len(table)),
+                               "class_counts": {c: int(np.sum(np.char.lower(np.asarray(np.ma.filled(table['label'], '')).astype(str)) == c))
+                                                for c in CLASSES}}
+    every = evaluate_sgq_catalog(model, table, out_dir / "all", command=command, description=description)
+    summary.update({"simulation_only_accuracy": every["accuracy"], **{f"simulation_only_f1_{c}": every[f"f1_{c}"] for c in CLASSES}})
+    if fine_tune:
+        tune_idx, test_idx = split_indices(len(table), [0.5, 0.5], seed=seed)
+        mags, _, _ = photometry_arrays(table, bands)
+        tuned = out_dir / "fine_tuned.pt"
+        record = fine_tune_photometry(model, mags[tune_idx], np.asarray(np.ma.filled(table["label"], "")).astype(str)[tune_idx], tuned,
+                                      epochs=epochs, lr=lr, seed=seed, command=command,
+                                      data_description=f"half of {description} (seed {seed})")
+        before = evaluate_sgq_catalog(model, table[test_idx], out_dir / "test_half_simulation_only", command=command,
+                                      description=f"held-out half of {description}")
+        after = evaluate_sgq_catalog(tuned, table[test_idx], out_dir / "test_half_fine_tuned", command=command,
+                                     description=f"held-out half of {description}")
+        summary.update({"n_fine_tune": int(len(tune_idx)), "n_test": int(len(test_idx)), "fine_tune_epochs": record["epochs"],
+                        "test_half_simulation_only_accuracy": before["accuracy"], "fine_tuned_accuracy": after["accuracy"],
+                        **{f"fine_tuned_f1_{c}": after[f"f1_{c}"] for c in CLASSES}})
+    write_metrics_json(summary, out_dir / "summary.json", command=command)
+    return summary
