@@ -135,6 +135,29 @@ def test_evaluate_writes_metrics(kids_model, kids_small, tmp_path):
         assert (tmp_path / "eval" / plot).stat().st_size > 0
 
 
+def test_write_model_card_from_metadata_and_metrics(kids_model, kids_small, tmp_path):
+    path, record = kids_model
+    sgq.evaluate_sgq_model(path, kids_small.path, tmp_path / "eval")
+    metrics_path = tmp_path / "eval" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    sections = {"Accuracy vs r magnitude": sgq.magnitude_table(metrics_path),
+                "Purity and completeness": sgq.purity_completeness_table(metrics_path),
+                "Ablations": sgq.ablation_table({"both branches": metrics_path})}
+    card = sgq.write_model_card(path, {"tiny test": metrics_path}, tmp_path / "card.md", title="tiny model",
+                                notes=["a remark given by the caller"], sections=sections)
+    text = card.read_text()
+    assert text.startswith("# model: tiny model")
+    assert f"`{kids_small.path}`" in text                              # training data from the metadata
+    assert f"{100 * metrics['accuracy']:.2f}%" in text.split("| tiny test |")[1].splitlines()[0]
+    assert text.count("| both branches |") == 1 and "- a remark given by the caller" in text
+    assert len([line for line in text.splitlines() if line.startswith("| ") and "-" in line.split("|")[1]
+                and line.split("|")[1].strip()[:2].isdigit()]) == len(metrics["accuracy_vs_r_mag"])
+    assert "threshold 0.5: purity, completeness | 0.9: purity, completeness" in text
+    with pytest.raises(InputError):
+        sgq.write_model_card(path, {"missing": tmp_path / "nothing.json"}, tmp_path / "bad.md")
+    assert not (tmp_path / "bad.md").exists()
+
+
 def test_metrics_on_known_answers():
     truth = np.array([0, 0, 1, 1, 2, 2])
     probabilities = np.eye(3)[[0, 2, 1, 1, 2, 0]]

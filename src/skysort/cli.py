@@ -565,13 +565,15 @@ def models_list_command(as_json: Annotated[bool, typer.Option("--json", help="Pr
     if as_json:
         console.print_json(json.dumps(rows, default=str))
         return
-    grid = RichTable(title="shipped models", title_justify="left")
-    for column in ("name", "task", "classes", "bands", "size", "created", "metrics"):
-        grid.add_column(column)
+    grid = RichTable(title="shipped models (classes, metrics: --json and the model cards)", title_justify="left")
+    # One line per model at 80 columns: names are what users copy into --model.
+    for column in ("name", "task", "bands", "size", "created", "val acc"):
+        grid.add_column(column, no_wrap=True)
     for row in rows:
-        metrics = ", ".join(f"{k} {v:.3f}" for k, v in (row["metrics"] or {}).items() if isinstance(v, float))
-        grid.add_row(row["name"], str(row["task"]), " ".join(row["classes"] or []), " ".join(row["image_bands"] or []),
-                     f"{row['size_mb']} MB", str(row["created"]), metrics)
+        metrics = row["metrics"] or {}
+        accuracy = metrics.get("val_accuracy", metrics.get("accuracy"))
+        grid.add_row(row["name"], str(row["task"]), "".join(row["image_bands"] or []),
+                     f"{row['size_mb']} MB", str(row["created"])[:10], f"{accuracy:.3f}" if isinstance(accuracy, float) else "-")
     console.print(grid)
 
 

@@ -121,6 +121,27 @@ def random_dihedral(images: torch.Tensor, generator: torch.Generator | None = No
     return torch.flip(out, dims=(-1,)) if flip else out
 
 
+def random_dihedral_batch(images: torch.Tensor, generator: torch.Generator | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One random flip / 90-degree rotation per image of a batch ``(N, ..., H, W)``.
+
+    Returns ``(transformed, k, flip)``: image ``i`` is ``rot90(image, k[i], dims=(-2, -1))``,
+    then mirrored in its columns where ``flip[i]``, so callers can transform positions too.
+    """
+    n = images.shape[0]
+    k = torch.randint(0, 4, (n,), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5
+    out = images.clone()
+    # Eight groups, one vectorised transform each, rather than a Python loop over images.
+    for turns in range(4):
+        for flipped in (False, True):
+            chosen = (k == turns) & (flip == flipped)
+            if chosen.any():
+                part = torch.rot90(images[chosen], turns, dims=(-2, -1))
+                out[chosen] = torch.flip(part, dims=(-1,)) if flipped else part
+    return out, k, flip
+
+
 class StampDataset(Dataset):
     """A torch ``Dataset`` over a :class:`StampSet` yielding normalised images and labels.
 

@@ -101,6 +101,26 @@ def _band_from_name(path: Path, candidates: Iterable[str]) -> str | None:
     return None
 
 
+def celestial_wcs(header, path: str | Path) -> WCS:
+    """The 2-D celestial WCS of an image header.
+
+    Raises
+    ------
+    InputError
+        Malformed WCS keywords, or no celestial WCS (naming ``path``).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        warnings.simplefilter("ignore", AstropyWarning)
+        try:
+            wcs = WCS(header, naxis=2)
+        except Exception as exc:  # astropy raises many types for malformed WCS keywords
+            raise InputError(path, f"has an invalid WCS ({exc})") from exc
+    if not wcs.has_celestial or not wcs.is_celestial:
+        raise InputError(path, "has no celestial WCS (CTYPE1/2, CRVAL, CRPIX and CD or CDELT keywords)")
+    return wcs
+
+
 def read_band_image(path: str | Path, band: str | None = None, *, known_bands: Sequence[str] = BAND_ORDER) -> BandImage:
     """Read one band image with its WCS.
 
@@ -136,15 +156,7 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
         raise
     except (OSError, ValueError, EOFError, TypeError, IndexError) as exc:
         raise InputError(path, f"not a readable FITS file (truncated or corrupt: {exc})") from exc
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        warnings.simplefilter("ignore", AstropyWarning)
-        try:
-            wcs = WCS(header, naxis=2)
-        except Exception as exc:  # astropy raises many types for malformed WCS keywords
-            raise InputError(path, f"has an invalid WCS ({exc})") from exc
-    if not wcs.has_celestial or not wcs.is_celestial:
-        raise InputError(path, "has no celestial WCS (CTYPE1/2, CRVAL, CRPIX and CD or CDELT keywords)")
+    wcs = celestial_wcs(header, path)
     band = band or _band_from_header(header) or _band_from_name(path, known_bands)
     if band is None:
         raise InputError(path, "band name not found in the header (FILTER) or file name; give it explicitly")

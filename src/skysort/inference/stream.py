@@ -169,9 +169,8 @@ def _header_info(path: Path, known_bands: Sequence[str]) -> tuple[str, Any, tupl
     """Band, celestial WCS and shape of an image file, from its header only."""
     from astropy.io import fits
     from astropy.utils.exceptions import AstropyWarning
-    from astropy.wcs import WCS, FITSFixedWarning
 
-    from ..data.images import _band_from_header, _band_from_name
+    from ..data.images import _band_from_header, _band_from_name, celestial_wcs
 
     try:
         with warnings.catch_warnings():
@@ -186,15 +185,7 @@ def _header_info(path: Path, known_bands: Sequence[str]) -> tuple[str, Any, tupl
         raise InputError(path, f"not a readable FITS file (truncated or corrupt: {exc})") from exc
     if header is None:
         raise InputError(path, "no 2-D image in any HDU")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        warnings.simplefilter("ignore", AstropyWarning)
-        try:
-            wcs = WCS(header, naxis=2)
-        except Exception as exc:  # astropy raises many types for malformed WCS keywords
-            raise InputError(path, f"has an invalid WCS ({exc})") from exc
-    if not wcs.has_celestial:
-        raise InputError(path, "has no celestial WCS (CTYPE1/2, CRVAL, CRPIX and CD or CDELT keywords)")
+    wcs = celestial_wcs(header, path)
     band = _band_from_header(header) or _band_from_name(path, known_bands)
     if band is None:
         raise InputError(path, "band name not found in the header (FILTER) or file name")

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from astropy.table import Table
 
+from ..data.dataset import random_dihedral_batch
 from ..data.stampset import StampSet
 from ..errors import InputError
 from ..models.blend import OFFSET_SCALE_PX, BlendNet, blend_loss
@@ -91,14 +92,7 @@ class BlendAugmentation:
             p = self.padding
             region = images[..., p : images.shape[-2] - p, p : images.shape[-1] - p]
             region += extra * torch.randn(region.shape, generator=g)
-        k = torch.randint(0, 4, (n,), generator=g)
-        flip = torch.rand(n, generator=g) < 0.5
-        for turns in range(4):
-            for flipped in (False, True):
-                chosen = (k == turns) & (flip == flipped)
-                if chosen.any():
-                    part = torch.rot90(images[chosen], turns, dims=(-2, -1))
-                    images[chosen] = torch.flip(part, dims=(-1,)) if flipped else part
+        images, k, flip = random_dihedral_batch(images, g)
         out = dict(batch)
         out["image"] = images
         out["offset"] = dihedral_offsets(batch["offset"], k, flip)

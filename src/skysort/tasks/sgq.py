@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from astropy.table import Table
 
+from ..data.dataset import random_dihedral_batch
 from ..data.stampset import StampSet
 from ..errors import InputError
 from ..models.checkpoint import load_model_file, save_model_file
@@ -248,17 +249,7 @@ class SGQAugmentation:
         out = dict(batch)
         g = self.generator
         if "image" in batch:
-            images = batch["image"].clone()
-            n = images.shape[0]
-            k = torch.randint(0, 4, (n,), generator=g)
-            flip = torch.rand(n, generator=g) < 0.5
-            for turns in range(4):
-                for flipped in (False, True):
-                    chosen = (k == turns) & (flip == flipped)
-                    if chosen.any():
-                        part = torch.rot90(images[chosen], turns, dims=(-2, -1))
-                        images[chosen] = torch.flip(part, dims=(-1,)) if flipped else part
-            out["image"] = images
+            out["image"], _, _ = random_dihedral_batch(batch["image"], g)
         if "mag" in batch and self.mag_dropout > 0:
             drop = torch.rand(batch["mag"].shape, generator=g) < self.mag_dropout
             out["mag"] = torch.where(drop, torch.full_like(batch["mag"], float("nan")), batch["mag"])
@@ -974,33 +965,130 @@ def evaluate_sgq_catalog(model: str | os.PathLike, catalog: Table, out_dir: str 
 # ----------------------------------------------------------------------------------------
 
 
-def write_sgq_model_card(model: str | os.PathLike, evaluations: Mapping[str, str | os.PathLike], out: str | os.PathLike, *,
-                         title: str = "", notes: Sequence[str] = (), sections: Mapping[str, Sequence[str]] | None = None) -> Path:
+def _pct(value) -> str:
+    """A fraction as a percentage with two decimals, ``-`` when unknown."""
+    return "-" if value is None else f"{100 * float(value):.2f}%"
+
+
+def _read_metrics(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such metrics file (run skysort evaluate first)")
+    return json.loads(path.read_text())
+
+
+def ablation_table(evaluations: Mapping[str, str | os.PathLike]) -> list[str]:
+    """Markdown table comparing models on one test set: accuracy, F1 per class, r < 21 accuracy.
+
+    Parameters
+    ----------
+    evaluations : mapping of str to path-like
+        Row label (e.g. the branches) -> ``metrics.json`` of :func:`evaluate_sgq_model`.
+    """
+    lines = ["| model (branches) | accuracy | F1 star | F1 galaxy | F1 qso | r < 21 accuracy |", "|---|---|---|---|---|---|"]
+    for label, path in evaluations.items():
+        m = _read_metrics(path)
+        lines.append(f"| {label} | {_pct(m.get('accuracy'))} | {_pct(m.get('f1_star'))} | {_pct(m.get('f1_galaxy'))} | "
+                     f"{_pct(m.get('f1_qso'))} | {_pct((m.get('bright') or {}).get('accuracy'))} |")
+    return lines
+
+
+def magnitude_table(metrics_path: str | os.PathLike, *, quantity: str = "accuracy", header: str = "r mag",
+                    quantity_header: str = "accuracy") -> list[str]:
+    """Markdown table of one metric per r-magnitude bin (``accuracy_vs_r_mag`` of a ``metrics.json``).
+
+    Parameters
+    ----------
+    metrics_path : path-like
+        ``metrics.json`` of :func:`evaluate_sgq_model`.
+    quantity : str
+        Key of each bin to show: ``accuracy`` or ``point_extended_agreement``.
+    header, quantity_header : str
+        Column titles of the magnitude bins (AB mag) and of the quantity.
+    """
+    rows = _read_metrics(metrics_path).get("accuracy_vs_r_mag") or []
+    return [f"| {header} | n | {quantity_header} |", "|---|---|---|"] + [
+        f"| {r['r_min']:.0f}-{r['r_max']:.0f} | {r['n']} | {_pct(r.get(quantity))} |" for r in rows]
+
+
+def purity_completeness_table(metrics_path: str | os.PathLike, thresholds: Sequence[float] = (0.5, 0.9)) -> list[str]:
+    """Markdown table of purity and completeness per class at two or more probability thresholds.
+
+    Parameters
+    ----------
+    metrics_path : path-like
+        ``metrics.json`` of :func:`evaluate_sgq_model` (its ``purity_completeness`` curves).
+    thresholds : sequence of float
+        Thresholds to show; each must be a point of the stored curves (:data:`THRESHOLDS`).
+    """
+    curves = _read_metrics(metrics_path).get("purity_completeness") or {}
+    lines = ["| class | " + " | ".join(f"{'threshold ' if i == 0 else ''}{t:g}: purity, completeness"
+                                       for i, t in enumerate(thresholds)) + " |",
+             "|---|" + "---|" * len(thresholds)]
+    for name, curve in curves.items():
+        cells = []
+        for t in thresholds:
+            matches = [i for i, x in enumerate(curve["threshold"]) if abs(x - t) < 1e-9]
+            if not matches:
+                raise InputError(metrics_path, f"threshold {t} is not a point of the stored {name} curve")
+            cells.append(f"{_pct(curve['purity'][matches[0]])}, {_pct(curve['completeness'][matches[0]])}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def specphot_table(summary_path: str | os.PathLike) -> list[str]:
+    """Markdown table of :func:`evaluate_sgq_specphot`'s ``summary.json``: simulation-only and
+    fine-tuned photometry branch on real spectroscopic classes."""
+    s = _read_metrics(summary_path)
+    return [
+        "| model | test objects | accuracy | F1 star | F1 galaxy | F1 qso |", "|---|---|---|---|---|---|",
+        f"| simulation only | all {s['n_unique']:,} | {_pct(s['simulation_only_accuracy'])} | {_pct(s['simulation_only_f1_star'])} | "
+        f"{_pct(s['simulation_only_f1_galaxy'])} | {_pct(s['simulation_only_f1_qso'])} |",
+        f"| simulation only | held-out half, {s['n_test']:,} | {_pct(s['test_half_simulation_only_accuracy'])} | | | |",
+        f"| fine-tuned on the other half ({s['n_fine_tune']:,}) | held-out half, {s['n_test']:,} | {_pct(s['fine_tuned_accuracy'])} | "
+        f"{_pct(s['fine_tuned_f1_star'])} | {_pct(s['fine_tuned_f1_galaxy'])} | {_pct(s['fine_tuned_f1_qso'])} |",
+    ]
+
+
+def write_model_card(model: str | os.PathLike, evaluations: Mapping[str, str | os.PathLike], out: str | os.PathLike, *,
+                     title: str = "", notes: Sequence[str] = (), sections: Mapping[str, Sequence[str]] | None = None) -> Path:
     """Write a Markdown model card from a model file's metadata and ``metrics.json`` files.
+
+    Every figure of the card comes from the model file or the metrics files; remarks come in
+    through ``notes`` and ``sections`` (build tables for those with :func:`ablation_table`,
+    :func:`magnitude_table`, :func:`purity_completeness_table` and :func:`specphot_table`).
+    ``benchmarks/model_cards.py`` writes the shipped cards with it.
 
     Parameters
     ----------
     model : path-like
-        The model file.
+        The model file, or a shipped model's name.
     evaluations : mapping of str to path-like
         Test description -> ``metrics.json`` (from :func:`evaluate_sgq_model` or
-        :func:`evaluate_sgq_catalog`).
+        :func:`evaluate_sgq_catalog`): one row each of the performance table.
     out : path-like
-        The card.
+        The card (``NAME.md`` beside ``NAME.pt`` for a shipped model).
+    title : str
+        What the model does, after its name in the heading.
     notes : sequence of str
         Known limitations, one bullet each.
-    sections : mapping of str to list of str, optional
-        Further sections (title -> lines).
+    sections : mapping of str to sequence of str, optional
+        Further sections after the performance table (heading -> Markdown lines).
+
+    Returns
+    -------
+    Path
+        The card.
     """
     from .._io import atomic_path
 
     meta, state = load_model_file(resolve_model(model))
+    if meta.get("task") != "sgq":
+        raise InputError(model, f"not an sgq model (task {meta.get('task')!r})")
     training = meta.get("training", {})
     simulation = (training.get("data_meta") or {}).get("simulation") or {}
+    # Batch-norm running statistics are buffers, not learnt parameters.
     n_parameters = sum(int(t.numel()) for k, t in state.items() if hasattr(t, "numel") and "running_" not in k and "num_batches" not in k)
-
-    def pct(value):
-        return "-" if value is None else f"{100 * float(value):.2f}%"
 
     lines = [
         f"# {Path(str(model)).stem}: {title or 'star / galaxy / quasar classifier'}", "",
@@ -1013,7 +1101,7 @@ def write_sgq_model_card(model: str | os.PathLike, evaluations: Mapping[str, str
         f"softening {((meta.get('normalisation') or {}).get('image') or {}).get('softening')} {meta.get('flux_unit')}",
         f"- photometry input: bands {meta.get('photometry_bands')}: {meta.get('photometry_inputs')}",
         f"- photometry-only prediction (catalogue, no images): {meta.get('photometry_only_path')}",
-        f"- outputs: p_star, p_galaxy, p_qso, class, inputs_used, missing-input flag", "",
+        "- outputs: p_star, p_galaxy, p_qso, class, inputs_used, missing-input flag", "",
         "## Training data", "",
         f"- `{training.get('data')}`: simulated {simulation.get('survey', '')} {simulation.get('kind', '')} "
         f"(seed {simulation.get('seed')}, balanced {simulation.get('balanced')}, {simulation.get('mode')} galaxies, "
@@ -1031,11 +1119,11 @@ def write_sgq_model_card(model: str | os.PathLike, evaluations: Mapping[str, str
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, path in evaluations.items():
-        m = json.loads(Path(path).read_text())
+        m = _read_metrics(path)
         bright = m.get("bright") or {}
-        lines.append(f"| {name} | {m.get('n')} | {pct(m.get('accuracy'))} | {pct(m.get('f1_star'))} | {pct(m.get('f1_galaxy'))} | "
-                     f"{pct(m.get('f1_qso'))} | {pct(m.get('point_extended_agreement'))} | "
-                     f"{bright.get('n', '-')}, {pct(bright.get('point_extended_agreement'))} |")
+        lines.append(f"| {name} | {m.get('n')} | {_pct(m.get('accuracy'))} | {_pct(m.get('f1_star'))} | {_pct(m.get('f1_galaxy'))} | "
+                     f"{_pct(m.get('f1_qso'))} | {_pct(m.get('point_extended_agreement'))} | "
+                     f"{bright.get('n', '-')}, {_pct(bright.get('point_extended_agreement'))} |")
     lines += ["", "Point/extended agreement merges star and qso (point sources) against galaxies: the comparison "
               "with a morphological star / galaxy type such as SDSS's photometric type.", ""]
     for heading, body in (sections or {}).items():
