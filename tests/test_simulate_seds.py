@@ -244,6 +244,57 @@ def test_host_fraction_falls_with_luminosity(sdss):
         draw_population(sdss, 10, 5, model=PopulationModel(qso_host_templates=("NoSuch",)))
 
 
+def test_sdss_spectroscopic_target_galaxies(sdss, tmp_path):
+    # The imaging presets keep the field population; a preset file can mix in the SDSS/BOSS/
+    # eBOSS spectroscopic targets.
+    field = PopulationModel()
+    assert PopulationModel.from_preset(sdss) == field
+    assert PopulationModel.from_preset(load_survey("kids")) == field
+    text = Path(sdss.source_file).read_text()
+    assert "galaxy_target_fraction: 0.0" in text
+    spec_file = tmp_path / "sdss_spec.yaml"
+    spec_file.write_text(text.replace("galaxy_target_fraction: 0.0", "galaxy_target_fraction: 0.5"))
+    spec = load_survey(spec_file)
+    assert PopulationModel.from_preset(spec).galaxy_target_fraction == 0.5
+    mixed = draw_population(spec, 6000, 17, class_fractions={"galaxy": 1})
+    plain = draw_population(sdss, 6000, 17, class_fractions={"galaxy": 1})
+
+    def shares(t):
+        r = np.asarray(t["mag_true_r"])
+        z = np.asarray(t["redshift"])
+        gr = np.asarray(t["mag_true_g"] - t["mag_true_r"])
+        # Main sample (r < 17.77, mostly z < 0.2) and luminous red galaxies: z > 0.3 at
+        # r < 20 with the g - r > 1.3 of an old population redshifted past 4000 A.
+        return np.mean((r < 17.77) & (z < 0.2)), np.mean((z > 0.3) & (r < 20) & (gr > 1.3))
+
+    main_mixed, lrg_mixed = shares(mixed)
+    main_plain, lrg_plain = shares(plain)
+    # Half the galaxies are targets, of which the main sample is ~90 of ~300 deg^-2
+    # (Strauss et al. 2002; Reid et al. 2016; Prakash et al. 2016); in the field
+    # population to r = 22.5 it is well under 1 %.
+    assert main_plain < 0.01 and 0.05 < main_mixed < 0.25
+    assert lrg_plain < 0.02 and lrg_mixed > 0.03 and lrg_mixed > 3 * lrg_plain
+    # The target density implied by the luminosity functions and the published cuts is
+    # that of the real surveys, a few hundred per square degree.
+    from skysort.simulate.population import _tables
+
+    tab = _tables(spec, PopulationModel.from_preset(spec))
+    per_deg2 = tab.gal_target_counts.sum() * 0.05 * (np.pi / 180) ** 2
+    assert 200 < per_deg2 < 600
+    # Stars and quasars do not depend on the galaxy model; reproducible in chunks.
+    a = draw_population(spec, 300, 3, balanced=True)
+    b = draw_population(sdss, 300, 3, balanced=True)
+    point = np.asarray(a["label"]) != "galaxy"
+    np.testing.assert_array_equal(np.asarray(a["mag_r"])[point], np.asarray(b["mag_r"])[point])
+    part = draw_population(spec, 100, 3, balanced=True, start=150)
+    np.testing.assert_array_equal(np.asarray(part["mag_r"]), np.asarray(a["mag_r"])[150:250])
+    np.testing.assert_array_equal(np.asarray(part["redshift"]), np.asarray(a["redshift"])[150:250])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text + "  no_such_parameter: 1\n")
+    with pytest.raises(InputError, match="no_such_parameter"):
+        draw_population(load_survey(bad), 10, 1)
+
+
 def test_colours_match_real_sdss(sdss):
     real = load_sdss_specphot()
     assert set(real["label"]) == {"star", "galaxy", "qso"}

@@ -20,6 +20,17 @@ Galaxies
     dV/dz * phi(m - DM(z) - K(z)), tabulated once; the magnitude distribution (number counts)
     is the sum of that table unless overridden. Calzetti attenuation E(B-V) in 0-0.5, drawn
     from a truncated exponential whose mean depends on the group. Redshift 0.02-1.5.
+Spectroscopic-target galaxies
+    With ``PopulationModel.galaxy_target_fraction`` > 0 (a preset's ``population`` block) that share of
+    the galaxies is drawn from the same luminosity functions restricted to the objects the
+    SDSS spectroscopic surveys targeted (:func:`_target_pass`: the main sample r < 17.77,
+    BOSS LOWZ and CMASS, eBOSS LRGs). The (magnitude, template, redshift, E(B-V)) density of
+    this component is the luminosity-function density times the published selection, so
+    the bright low-z main-sample galaxies and the luminous red galaxies at z 0.2-0.8 come in
+    the proportions the luminosity functions and the cuts imply, nothing fitted to real
+    spectroscopic classes. Their E(B-V) is drawn on the 0.05 mag grid of the colour tables. A field population to r = 22.5 has ~1e4 galaxies deg^-2 against
+    a few hundred spectroscopic targets, so without this component a classifier meant also
+    for spectroscopic samples would almost never see them.
 Quasars
     The SDSS composite split into continuum and lines (:func:`seds.load_qso_components`),
     with a Gaussian spread of the continuum slope (sigma_alpha = 0.3) and a log-normal line
@@ -53,7 +64,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from astropy.table import Table
@@ -90,6 +101,9 @@ DEFAULT_CLASS_FRACTIONS = {
 }
 
 _N_UNIFORM = 10  # random columns per object; fixed so that streams never shift
+_COL_TARGET = 8  # galaxies: field or spectroscopic-target component
+_TARGET_DRAWS = 8  # noise draws averaged in the target-selection probability
+_TARGET_SAMPLES = ("main", "lowz", "cmass", "eboss_lrg")
 _GAL_GROUPS = ("red", "spiral", "starburst")
 # Block random streams (stream 0: uniforms, 1: photometric noise); hosts get their own so
 # that switching them on or off leaves every other drawn quantity unchanged.
@@ -211,6 +225,13 @@ class PopulationModel:
         (2011) relation refers to. A host of half-light radius ~1" (5-6 kpc at z = 0.3-0.5)
         seen in 1.4" seeing puts about 55-60 % of its light in the fibre, hence 1.7; the
         catalogue and image fluxes are totals.
+    galaxy_target_fraction : float
+        Share of galaxies drawn from the spectroscopic-target component (0 = field
+        population only, the default and that of the shipped presets; a preset file sets it
+        under ``population``). Needs bands g r i z and selection band r.
+    galaxy_targets : tuple of str
+        Target samples of that component, among ``main``, ``lowz``, ``cmass``,
+        ``eboss_lrg`` (see :func:`_target_pass`).
     """
 
     star_mix_bright: dict[str, float] = field(default_factory=_default_star_bright)
@@ -240,6 +261,36 @@ class PopulationModel:
     qso_host_ratio_min: float = 0.05
     qso_host_logl_min: float = 43.5
     qso_host_aperture: float = 1.7
+    galaxy_target_fraction: float = 0.0
+    galaxy_targets: tuple[str, ...] = ("main", "lowz", "cmass", "eboss_lrg")
+
+    @classmethod
+    def from_preset(cls, survey: SurveyPreset) -> PopulationModel:
+        """The default model with the preset's ``population`` overrides.
+
+        Parameters
+        ----------
+        survey : SurveyPreset
+
+        Returns
+        -------
+        PopulationModel
+
+        Raises
+        ------
+        InputError
+            An override that is not a scalar or tuple parameter of the model.
+        """
+        if not survey.population:
+            return cls()
+        allowed = {
+            k for k, v in asdict(cls()).items() if not isinstance(v, dict)
+        }
+        bad = sorted(set(survey.population) - allowed)
+        if bad:
+            raise InputError(f"{survey.name} preset population", f"unknown parameters {bad}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in survey.population.items()}
+        return cls(**values)
 
     def key(self) -> str:
         """Stable hash of the parameters (for table caching)."""
@@ -343,6 +394,9 @@ class _Tables:
         self.gal_tz_cdf = cdf
         self.gal_tz_cdf_flat = (cdf + np.arange(mags.size)[:, None]).ravel()
         self.gal_ntz = zgrid.size
+        self.gal_target_counts = None
+        if model.galaxy_target_fraction > 0:
+            self._target_tables(survey, model, weight)
 
         # Quasars: continuum (over a slope grid) and line tables over z.
         q = seds.load_qso_components()
@@ -397,13 +451,124 @@ class _Tables:
             )
 
 
+    def _target_tables(self, survey: SurveyPreset, model: PopulationModel, weight: np.ndarray):
+        """(magnitude, template, z) density of spectroscopic targets; E(B-V) drawn later."""
+        need = [b for b in "griz" if b not in self.bands]
+        if need or survey.selection.band != "r":
+            raise InputError(
+                "population model", f"galaxy targets need bands g r i z and selection band r ({survey.name})"
+            )
+        bad = [t for t in model.galaxy_targets if t not in _TARGET_SAMPLES]
+        if bad or not model.galaxy_targets:
+            raise InputError("population model", f"galaxy_targets must be among {_TARGET_SAMPLES}, got {bad}")
+        self.band_idx = {b: self.bands.index(b) for b in "griz"}
+        # Probability of each E(B-V) grid cell per template: the truncated exponential of the
+        # template's group integrated over the cell.
+        half = 0.5 * (_EBV_GRID[1] - _EBV_GRID[0])
+        lo = np.clip(_EBV_GRID - half, 0.0, model.ebv_max)
+        hi = np.clip(_EBV_GRID + half, 0.0, model.ebv_max)
+        means = np.array([model.galaxy_lf[g].ebv_mean for g in _GAL_GROUPS])[self.gal_group]
+        cdf = lambda x: 1.0 - np.exp(-x[None, :] / means[:, None])  # noqa: E731
+        pe = cdf(hi) - cdf(lo)
+        self.gal_ebv_p = pe / pe.sum(axis=1, keepdims=True)  # (template, ebv)
+        # The real cuts were applied to measured magnitudes: the pass probability averages
+        # the cuts over fixed catalogue-noise draws, so that, as in the real samples, objects
+        # just outside the colour boxes are scattered in and those just inside are lost.
+        self.target_sky = np.array([survey.flux_sigma(b) for b in self.bands])
+        self.target_zp = survey.zero_point
+        self.target_floor = survey.mag_error_floor
+        self.target_normals = np.random.default_rng(20160101).standard_normal((_TARGET_DRAWS, len(self.bands)))
+        tw = np.zeros_like(weight)
+        # No cut reaches r = 23.5 (the faintest, eBOSS z < 19.95, has r - z < 3.5 for any
+        # template here), so fainter rows stay empty.
+        rows = np.nonzero((weight.sum(axis=(1, 2)) > 0) & (self.mag_grid < 23.5))[0]
+        for m in rows:
+            # Only (template, z) cells that carry weight at this magnitude are worth the cuts.
+            ti, zi = np.nonzero(weight[m] > 1e-6 * weight[m].max())
+            prob = self._target_prob(self.mag_grid[m], self.gal_colour[ti, :, zi], model.galaxy_targets)
+            tw[m, ti, zi] = weight[m, ti, zi] * np.sum(self.gal_ebv_p[ti] * prob, axis=1)
+        flat_t = tw.reshape(self.mag_grid.size, -1)
+        self.gal_target_counts = flat_t.sum(axis=1)
+        cdf_t = np.cumsum(flat_t, axis=1)
+        cdf_t /= np.where(cdf_t[:, -1:] > 0, cdf_t[:, -1:], 1.0)
+        self.gal_target_cdf_flat = (cdf_t + np.arange(self.mag_grid.size)[:, None]).ravel()
+
+    def _target_prob(self, r, colour, samples):
+        """Probability that noisy catalogue magnitudes pass :func:`_target_pass`.
+
+        ``r`` [AB] broadcasts against ``colour[..., 0]`` (magnitudes minus r); the errors
+        are those of :func:`skysort.simulate.photometry.observe` (sky-limited plus floor).
+        """
+        mag = np.asarray(r)[..., None] + colour
+        flux = 10 ** (-0.4 * (mag - self.target_zp))
+        sig = 1.0857 * np.sqrt(self.target_sky**2 + (self.target_floor / 1.0857 * flux) ** 2) / flux
+        prob = np.zeros(mag.shape[:-1])
+        for nrm in self.target_normals:
+            noisy = mag + sig * nrm
+            prob += _target_pass(noisy[..., self.band_idx["r"]], noisy - noisy[..., [self.band_idx["r"]]],
+                                 self.band_idx, samples)
+        return prob / len(self.target_normals)
+
+
+def _target_pass(r, colour, band_idx, samples=_TARGET_SAMPLES):
+    """Whether galaxies of r magnitude ``r`` and colours ``colour`` are SDSS spectroscopic targets.
+
+    Published cuts on model/cmodel magnitudes, applied to true AB magnitudes: the SDSS main
+    galaxy sample r < 17.77 (Strauss et al. 2002, AJ 124, 1810); BOSS LOWZ, 16 < r < 19.6,
+    |c_perp| < 0.2, r < 13.5 + c_par / 0.3, and BOSS CMASS, 17.5 < i < 19.9,
+    d_perp > 0.55, i < 19.86 + 1.6 (d_perp - 0.8), r - i < 2 (Reid et al. 2016, MNRAS 455,
+    1553, sect. 2.2); eBOSS LRGs, 19.9 <= i < 21.8, z < 19.95, r - i > 0.98,
+    i - z > 0.625 (Prakash et al. 2016, ApJS 224, 34). Fibre-magnitude, star-galaxy and
+    WISE cuts are not modelled. With the default luminosity functions and the ``sdss`` depths these give
+    about 75 (main), 38 (LOWZ), 134 (CMASS) and 109 (eBOSS, no WISE cut) targets deg^-2,
+    against the published ~90, ~30, ~120 and ~60.
+
+    Parameters
+    ----------
+    r : float or numpy.ndarray
+        r magnitude [AB], broadcast against ``colour[..., 0]``.
+    colour : numpy.ndarray, shape (..., n_bands)
+        Magnitudes minus the r magnitude [mag].
+    band_idx : dict of str to int
+        Positions of g, r, i, z in the last axis of ``colour``.
+    samples : tuple of str
+        Samples to include.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape ``colour.shape[:-1]``
+    """
+    g = r + colour[..., band_idx["g"]]
+    i = r + colour[..., band_idx["i"]]
+    z = r + colour[..., band_idx["z"]]
+    r = r + colour[..., band_idx["r"]]
+    c_par = 0.7 * (g - r) + 1.2 * (r - i - 0.18)
+    c_perp = (r - i) - (g - r) / 4.0 - 0.18
+    d_perp = (r - i) - (g - r) / 8.0
+    out = np.zeros(np.shape(g), bool)
+    if "main" in samples:
+        out |= r < 17.77
+    if "lowz" in samples:
+        out |= (r > 16.0) & (r < 19.6) & (np.abs(c_perp) < 0.2) & (r < 13.5 + c_par / 0.3)
+    if "cmass" in samples:
+        out |= (
+            (i > 17.5) & (i < 19.9) & (d_perp > 0.55) & (i < 19.86 + 1.6 * (d_perp - 0.8))
+            & (r - i < 2.0)
+        )
+    if "eboss_lrg" in samples:
+        out |= (i >= 19.9) & (i < 21.8) & (z < 19.95) & (r - i > 0.98) & (i - z > 0.625)
+    return out
+
+
 _TABLE_CACHE: dict[tuple[str, str], _Tables] = {}
 
 
 def _tables(survey: SurveyPreset, model: PopulationModel) -> _Tables:
     """The tables of (survey filters, selection band, model), built once per process."""
     paths = tuple(str(survey.filter_path(b)) for b in survey.band_names)
-    key = (json.dumps([paths, survey.band_names, survey.selection.band]), model.key())
+    # Depths enter the spectroscopic-target tables (noisy cuts), so they are part of the key.
+    noise = [survey.zero_point, survey.mag_error_floor, [survey.depth(b) for b in survey.band_names]]
+    key = (json.dumps([paths, survey.band_names, survey.selection.band, noise]), model.key())
     if key not in _TABLE_CACHE:
         if len(_TABLE_CACHE) >= 8:
             _TABLE_CACHE.pop(next(iter(_TABLE_CACHE)))
@@ -444,6 +609,8 @@ def _mag_density(kind: str, tab: _Tables, model: PopulationModel, lo: float, hi:
     elif kind == "qso":
         x = m - model.qso_count_break
         dens = 1.0 / (10 ** (-model.qso_count_bright * x) + 10 ** (-model.qso_count_faint * x))
+    elif kind == "galaxy_target":
+        dens = tab.gal_target_counts.copy()
     else:
         dens = tab.gal_counts.copy()
     return m[inside], dens[inside]
@@ -497,12 +664,21 @@ def _stars(u, mags, tab, model):
     }
 
 
-def _galaxies(u, mags, tab, model):
+def _galaxies(u, mags, tab, model, target=None):
     mpos = np.clip(np.rint((mags - tab.mag_grid[0]) / _MAG_STEP).astype(int), 0, tab.mag_grid.size - 1)
+    if target is None:
+        target = np.zeros(mags.size, bool)
+    # A target drawn at a magnitude where no galaxy passes the cuts (possible only with an
+    # imposed magnitude histogram) falls back to the field population.
+    if target.any():
+        target &= tab.gal_target_counts[mpos] > 0
     # Rows of the conditional CDF are offset by their row number, so one searchsorted over
     # the flattened table samples every object's (template, z) at once.
     ncell = tab.gal_tz_cdf.shape[1]
-    pos = np.searchsorted(tab.gal_tz_cdf_flat, mpos + u[:, 2] * (1 - 1e-12), side="right")
+    key = mpos + u[:, 2] * (1 - 1e-12)
+    pos = np.searchsorted(tab.gal_tz_cdf_flat, key, side="right")
+    if target.any():
+        pos[target] = np.searchsorted(tab.gal_target_cdf_flat, key[target], side="right")
     flat = np.clip(pos - mpos * ncell, 0, ncell - 1)
     t, k = np.divmod(flat, tab.gal_ntz)
     dln = tab.gal_lnz[1] - tab.gal_lnz[0]
@@ -512,6 +688,17 @@ def _galaxies(u, mags, tab, model):
     group = tab.gal_group[t]
     means = np.array([model.galaxy_lf[g].ebv_mean for g in _GAL_GROUPS])[group]
     ebv = _truncated_exponential(u[:, 4], means, model.ebv_max)
+    if target.any():
+        # Targets: E(B-V) from the group's distribution restricted to the grid cells whose
+        # colours pass the cuts at this (magnitude, template, z), at the cell's value.
+        rows = np.nonzero(target)[0]
+        ok = tab._target_prob(tab.mag_grid[mpos[rows]][:, None], tab.gal_colour[t[rows], :, k[rows]],
+                              model.galaxy_targets)
+        w = tab.gal_ebv_p[t[rows]] * ok
+        w[w.sum(axis=1) == 0, 0] = 1.0
+        cw = np.cumsum(w, axis=1)
+        e = (cw < (u[rows, 4] * cw[:, -1])[:, None]).sum(axis=1)
+        ebv[rows] = _EBV_GRID[np.minimum(e, _EBV_GRID.size - 1)]
     zi, zf = _interp_axis(tab.gal_lnz, np.log1p(z))
     ei, ef = _interp_axis(_EBV_GRID, ebv)
     c = tab.gal_colour
@@ -733,7 +920,7 @@ def draw_population(
         Per class label, ``(edges, weights)`` of a histogram of the selection-band
         magnitude to draw from instead of the model counts (used to match a real sample).
     model : PopulationModel, optional
-        Population parameters; default :class:`PopulationModel()`.
+        Population parameters; default the preset's (:meth:`PopulationModel.from_preset`).
 
     Returns
     -------
@@ -758,7 +945,7 @@ def draw_population(
         Invalid ``kind``, fractions, magnitude range or histogram.
     """
     survey = load_survey(survey)
-    model = model or PopulationModel()
+    model = model or PopulationModel.from_preset(survey)
     if n < 0 or start < 0:
         raise InputError("n", "n and start must be non-negative")
     fractions = _resolve_fractions(kind, balanced, class_fractions)
@@ -789,8 +976,19 @@ def draw_population(
         if rows.size == 0:
             continue
         uu = u[rows]
-        mags = _draw_mags(uu[:, 1], label, tab, model, mag_range, mag_distributions)
-        out = fn(uu, mags, tab, model)
+        if label == "galaxy" and model.galaxy_target_fraction > 0:
+            target = uu[:, _COL_TARGET] < model.galaxy_target_fraction
+            mags = _draw_mags(uu[:, 1], label, tab, model, mag_range, mag_distributions)
+            if target.any() and not (mag_distributions and label in mag_distributions):
+                grid, dens = _mag_density("galaxy_target", tab, model, *mag_range)
+                if grid.size >= 2 and dens.sum() > 0:
+                    mags[target] = _inverse_cdf(uu[target, 1], grid, dens, *mag_range)
+                else:
+                    target[:] = False
+            out = _galaxies(uu, mags, tab, model, target)
+        else:
+            mags = _draw_mags(uu[:, 1], label, tab, model, mag_range, mag_distributions)
+            out = fn(uu, mags, tab, model)
         sel_mag[rows] = mags
         colour[rows] = out["colour"]
         redshift[rows] = out["redshift"]
@@ -973,9 +1171,11 @@ def colour_offsets_vs_real(
     their joint (r, z) histogram equals the real one: SDSS spectroscopic targets are
     chosen by colour and redshift (LRGs, quasar colour boxes), a selection the field
     population does not have, so the comparison is of SEDs at the same brightness and
-    redshift. With ``emulate_targeting`` the simulated galaxies must also pass the
-    published SDSS/BOSS/eBOSS galaxy target cuts (:func:`sdss_galaxy_targeting`), since at
-    r > 17.8 SDSS only took spectra of colour-selected luminous red galaxies. Stars are
+    redshift. With ``emulate_targeting`` the simulated galaxies are drawn from the
+    spectroscopic-target component alone (``galaxy_target_fraction`` 1: the luminosity
+    functions times the published SDSS/BOSS/eBOSS cuts applied to noisy magnitudes), since
+    at r > 17.8 SDSS only took spectra of colour-selected luminous red galaxies; selecting
+    that component again with :func:`sdss_galaxy_targeting` would count the cuts twice. Stars are
     matched in r only. Simulated magnitudes are converted to SDSS asinh magnitudes from the
     noisy fluxes, as the real catalogue's are; real rows with sentinels are dropped.
 
@@ -990,11 +1190,11 @@ def colour_offsets_vs_real(
     match_redshift : bool
         Reweight galaxies and quasars in (r, z) as well as r.
     emulate_targeting : bool
-        Apply :func:`sdss_galaxy_targeting` to the simulated galaxies.
+        Draw the simulated galaxies from the spectroscopic-target component.
     mag_range : tuple of float
         r range used on both sides [AB mag].
     model : PopulationModel, optional
-        Population parameters.
+        Population parameters; default the preset's (:meth:`PopulationModel.from_preset`).
     real : astropy.table.Table, optional
         Output of :func:`load_sdss_specphot` (read if not given).
 
@@ -1010,6 +1210,7 @@ def colour_offsets_vs_real(
         raise InputError(survey.name, f"colour validation needs bands ugriz, missing {missing}")
     if real is None:
         real = load_sdss_specphot()
+    model = model or PopulationModel.from_preset(survey)
     lo, hi = mag_range
     real = real[(real["r"] >= lo) & (real["r"] <= hi)]
     edges = np.arange(lo, hi + 0.25, 0.25)
@@ -1019,6 +1220,9 @@ def colour_offsets_vs_real(
         if len(rc) == 0:
             continue
         hist, _ = np.histogram(rc["r"], bins=edges)
+        class_model = model
+        if label == "galaxy" and emulate_targeting:
+            class_model = replace(model, galaxy_target_fraction=1.0)
         sim = draw_population(
             survey,
             n_per_class,
@@ -1027,7 +1231,7 @@ def colour_offsets_vs_real(
             class_fractions={label: 1.0},
             mag_range=mag_range,
             mag_distributions={label: (edges, hist)},
-            model=model,
+            model=class_model,
         )
         # SDSS catalogue magnitudes are asinh magnitudes, defined for any flux, so the
         # simulated ones are too (and no object is dropped for a faint u band).
@@ -1035,10 +1239,6 @@ def colour_offsets_vs_real(
             maggies = np.asarray(sim[f"flux_obs_{b}"]) * 10 ** (-0.4 * survey.zero_point)
             soft = _SDSS_ASINH_B[b]
             sim[f"mag_{b}"] = -2.5 / np.log(10) * (np.arcsinh(maggies / (2 * soft)) + np.log(soft))
-        ok = np.ones(len(sim), bool)
-        if label == "galaxy" and emulate_targeting:
-            ok &= sdss_galaxy_targeting(sim)
-        sim = sim[ok]
         w = np.ones(len(sim))
         rr = np.asarray(sim["mag_r"])
         if match_redshift and label != "star":

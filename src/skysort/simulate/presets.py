@@ -272,6 +272,10 @@ class SurveyPreset(BaseModel):
         Calibration error added in quadrature to catalogue magnitude errors [mag].
     galactic_ebv_mean : float
         Mean Milky Way E(B-V) of the footprint [mag]; drawn per object from an exponential.
+    population : dict, optional
+        Overrides of :class:`skysort.simulate.population.PopulationModel` scalar parameters
+        used when no model is passed to ``draw_population`` (e.g. the SDSS preset's
+        ``galaxy_target_fraction``); empty means the default model.
     source_file : str, optional
         The YAML file the preset came from (filled in by :func:`load_survey`).
     """
@@ -291,6 +295,7 @@ class SurveyPreset(BaseModel):
     noise: NoiseSpec | None = None
     mag_error_floor: float = Field(default=0.0, ge=0)
     galactic_ebv_mean: float = Field(default=0.03, ge=0)
+    population: dict[str, float | int | bool | str | list] = Field(default_factory=dict)
     source_file: str | None = None
 
     @model_validator(mode="after")
