@@ -138,7 +138,7 @@ def model_only(model: str, folder: Path, device: str, batch: int, n: int, thread
         x, y = sky_to_pixel(images[ref], cat.column("ra").to_numpy(), cat.column("dec").to_numpy())
         from skysort.data.cutout import cut_stamps
 
-        inputs["image"], _ = cut_stamps(images, x, y, size=spec.stamp_size[0], reference=ref)
+        inputs["image"], _ = cut_stamps(images, x, y, size=spec.stamp_size_to_cut[0], reference=ref)
     if spec.uses_photometry:
         inputs["mag"] = np.full((count, len(spec.photometry_bands)), 21.0, np.float32)
         inputs["magerr"] = np.full((count, len(spec.photometry_bands)), 0.05, np.float32)
@@ -175,7 +175,7 @@ def main() -> None:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     spec = load_predictor(model, "cpu").spec
     stand_in = "" if model == "sgq-kids" or args.model else " (stand-in: sgq-kids is not shipped yet)"
-    print(f"model {model}{stand_in}: image bands {spec.image_bands}, stamps {spec.stamp_size}, photometry {spec.photometry_bands}")
+    print(f"model {model}{stand_in}: image bands {spec.image_bands}, stamps {spec.stamp_size_to_cut}, photometry {spec.photometry_bands}")
     folder = args.folder or Path(tempfile.mkdtemp(prefix="skysort-predict-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

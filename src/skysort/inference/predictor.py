@@ -52,12 +52,21 @@ class InputSpec:
         Arcsec per pixel the model was trained at.
     photometry_bands : list of str
         Bands of the magnitudes, in order (empty: no photometry).
+    cut_size : (int, int) or None
+        Stamp size to cut from survey images when the model accepts several sizes
+        (``stamp_size`` None, e.g. a model that centre-crops); default ``stamp_size``.
     """
 
     image_bands: list[str] = field(default_factory=list)
     stamp_size: tuple[int, int] | None = None
     pixel_scale: float | None = None
     photometry_bands: list[str] = field(default_factory=list)
+    cut_size: tuple[int, int] | None = None
+
+    @property
+    def stamp_size_to_cut(self) -> tuple[int, int] | None:
+        """The stamp size to cut from images: ``stamp_size``, else ``cut_size``."""
+        return tuple(self.stamp_size) if self.stamp_size else (tuple(self.cut_size) if self.cut_size else None)
 
     @property
     def uses_images(self) -> bool:

@@ -662,7 +662,7 @@ def probe_predictor(predictor: Predictor) -> dict[str, Any]:
                       "magerr": np.full((n, len(spec.photometry_bands)), 0.05, np.float32)}
     inputs = dict(photometry)
     if spec.uses_images:
-        height, width = spec.stamp_size or (32, 32)
+        height, width = spec.stamp_size_to_cut or (32, 32)
         inputs["image"] = np.zeros((n, len(spec.image_bands), height, width), np.float32)
     outputs = predictor.predict(inputs)
     extras = {k: np.asarray(v).dtype.str for k, v in outputs.items() if k != "probabilities" and np.ndim(v) == 1}
@@ -953,8 +953,11 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
     if not images_available and spec.uses_images and not probe["photometry_only"]:
         raise InputError(model, f"model {predictor.name} needs image stamps ({', '.join(spec.image_bands)}); give --tiles "
                                 "(or classify a stamp set with --data)")
-    if spec.stamp_size and spec.stamp_size[0] != spec.stamp_size[1] and images_available:
-        raise InputError(model, f"streaming cuts square stamps; the model expects {spec.stamp_size}")
+    cut = spec.stamp_size_to_cut
+    if images_available and spec.uses_images and not cut:
+        raise InputError(model, f"model {predictor.name} states no stamp size to cut from tiles")
+    if cut and cut[0] != cut[1] and images_available:
+        raise InputError(model, f"streaming cuts square stamps; the model expects {cut}")
     out = Path(out)
     model_info = model_record(predictor)
     catalog_stream = CatalogStream(catalog, options.mapping, spec.photometry_bands, require_sky=images_available and spec.uses_images)
@@ -977,7 +980,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
     }
     manifest = Manifest.prepare_folder(out, signature)
     workers = options.workers if options.workers is not None else 0
-    stamp_size = int(spec.stamp_size[0]) if spec.stamp_size else 0
+    stamp_size = int(cut[0]) if cut else 0
     stamp_bytes = 4 * len(spec.image_bands) * stamp_size * stamp_size if tiles else 0
     tile_bytes = max((4 * len(t.files) * t.shape[0] * t.shape[1] for t in tiles), default=0)
     processes = max(1, workers)

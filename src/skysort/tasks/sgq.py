@@ -531,10 +531,12 @@ class SGQPredictor:
         self.network, self.meta, self.model_file = network, meta, Path(model_file)
         self.classes = list(meta.get("classes", CLASSES))
         self.name = Path(model_file).stem
-        # stamp_size is left open: any stamp at least the model's crop is accepted and cropped here.
-        self.spec = InputSpec(image_bands=list(meta.get("image_bands") or []), stamp_size=None,
-                              pixel_scale=meta.get("pixel_scale"), photometry_bands=list(meta.get("photometry_bands") or []))
+        # stamp_size is left open: any stamp at least the model's crop is accepted and cropped here;
+        # cutting from survey tiles needs no more than the crop itself.
         self.crop = int(meta["architecture_config"]["crop"])
+        self.spec = InputSpec(image_bands=list(meta.get("image_bands") or []), stamp_size=None,
+                              pixel_scale=meta.get("pixel_scale"), photometry_bands=list(meta.get("photometry_bands") or []),
+                              cut_size=(self.crop, self.crop))
         self.device = "cpu"
         self.to(device)
 
