@@ -100,6 +100,27 @@ class Predictor(Protocol):
         ...
 
 
+class TorchPredictor:
+    """State shared by the predictors of one torch network: the network, its model file and
+    metadata, classes, input spec and device. Task predictors add ``predict``."""
+
+    task = ""
+
+    def __init__(self, network, meta: dict[str, Any], model_file: str | os.PathLike, spec: InputSpec,
+                 device: str = "cpu", default_classes: list[str] | None = None):
+        self.network, self.meta, self.model_file = network, meta, Path(model_file)
+        self.classes = list(meta.get("classes") or default_classes or [])
+        self.name = self.model_file.stem
+        self.spec = spec
+        self.device = "cpu"
+        self.to(device)
+
+    def to(self, device: str) -> "TorchPredictor":
+        self.network.to(device)
+        self.device = device
+        return self
+
+
 def load_predictor(model: str | os.PathLike, device: str | None = None) -> Predictor:
     """Load a model file or shipped model name as a :class:`Predictor`.
 
@@ -124,9 +145,7 @@ def load_predictor(model: str | os.PathLike, device: str | None = None) -> Predi
     except (ImportError, AttributeError, TypeError):
         raise InputError(path, f"models of task {task!r} cannot be used for prediction by this skysort") from None
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    predictor = factory(path, meta, state, device)
-    predictor.name = str(model) if not Path(str(model)).exists() else Path(str(model)).stem
-    return predictor
+    return factory(path, meta, state, device)
 
 
 def class_table(predictor: Predictor, outputs: Mapping[str, np.ndarray], ids: np.ndarray | None = None,
@@ -169,9 +188,10 @@ def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | 
         The stamp set lacks a band the model needs or has a different stamp size.
     """
     spec = predictor.spec
-    view = stamps if indices is None else stamps[indices]
+    if indices is not None:
+        stamps = stamps[indices]
     inputs: dict[str, np.ndarray] = {}
-    missing = np.zeros(len(view), bool)
+    missing = np.zeros(len(stamps), bool)
     if spec.uses_images:
         absent = [b for b in spec.image_bands if b not in stamps.meta.bands]
         if absent:
@@ -180,17 +200,16 @@ def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | 
             raise InputError(stamps.path, f"stamps are {stamps.shape[2]}x{stamps.shape[3]} px but model {predictor.name} expects "
                                           f"{spec.stamp_size[0]}x{spec.stamp_size[1]}")
         band_index = [list(stamps.meta.bands).index(b) for b in spec.image_bands]
-        images = view.read_images() if hasattr(view, "read_images") else np.asarray(view.images)
-        inputs["image"] = np.ascontiguousarray(images[:, band_index], dtype=np.float32)
+        inputs["image"] = np.ascontiguousarray(stamps.read_images()[:, band_index], dtype=np.float32)
     if spec.uses_photometry:
         mags, errs = [], []
         for band in spec.photometry_bands:
             mag = f"mag_{band}"
-            mags.append(np.asarray(view.column(mag), np.float32) if mag in stamps.columns else np.full(len(view), np.nan, np.float32))
+            mags.append(np.asarray(stamps.column(mag), np.float32) if mag in stamps.columns else np.full(len(stamps), np.nan, np.float32))
             err = f"magerr_{band}"
-            errs.append(np.asarray(view.column(err), np.float32) if err in stamps.columns else np.full(len(view), np.nan, np.float32))
-        inputs["mag"] = np.stack(mags, axis=1) if mags else np.zeros((len(view), 0), np.float32)
-        inputs["magerr"] = np.stack(errs, axis=1) if errs else np.zeros((len(view), 0), np.float32)
+            errs.append(np.asarray(stamps.column(err), np.float32) if err in stamps.columns else np.full(len(stamps), np.nan, np.float32))
+        inputs["mag"] = np.stack(mags, axis=1) if mags else np.zeros((len(stamps), 0), np.float32)
+        inputs["magerr"] = np.stack(errs, axis=1) if errs else np.zeros((len(stamps), 0), np.float32)
         missing |= ~np.isfinite(inputs["mag"]).all(axis=1)
     return inputs, missing
 
@@ -207,9 +226,9 @@ def predict_stampset(predictor: Predictor, stamps, *, batch_size: int = 4096, th
     columns = stamps.columns
     for start in range(0, max(n, 1), batch_size):
         stop = min(n, start + batch_size)
-        inputs, missing = stampset_inputs(predictor, stamps, slice(start, stop))
-        outputs = predictor.predict(inputs)
         view = stamps[start:stop]
+        inputs, missing = stampset_inputs(predictor, view)
+        outputs = predictor.predict(inputs)
         flags = np.asarray(view.column("flags"), np.int32) if "flags" in columns else np.zeros(stop - start, np.int32)
         flags = flags | np.where(missing, MISSING_INPUT_FLAG, 0).astype(np.int32)
         extra = {c: np.asarray(view.column(c)) for c in ("ra", "dec") if c in columns}

@@ -20,6 +20,7 @@ from astropy.table import Table
 from ..data.dataset import random_dihedral_batch
 from ..data.stampset import StampSet
 from ..errors import InputError
+from ..inference.predictor import InputSpec, TorchPredictor
 from ..models.blend import OFFSET_SCALE_PX, BlendNet, blend_loss
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
@@ -198,24 +199,30 @@ def load_blend_model(model: str | os.PathLike) -> tuple[BlendNet, dict[str, Any]
     """Load a BlendNet model file (path or shipped name) for inference."""
     path = resolve_model(model)
     meta, state = load_model_file(path)
+    return _blend_network(path, meta, state), meta
+
+
+def _blend_network(path: Path, meta: dict[str, Any], state: dict[str, torch.Tensor]) -> BlendNet:
+    """The BlendNet of a loaded model file, in evaluation mode."""
     if meta.get("task") != "blend" or meta.get("architecture") != "BlendNet":
         raise InputError(path, f"not a BlendNet blend model (task {meta.get('task')!r}, architecture {meta.get('architecture')!r})")
     config = meta["architecture_config"]
     network = BlendNet(widths=config["widths"], convs_per_stage=config["convs_per_stage"], hidden=config["hidden"], padding=config["padding"])
     network.load_state_dict(state)
     network.eval()
-    return network, meta
+    return network
 
 
 @torch.inference_mode()
-def _predict_outputs(network: BlendNet, images: np.ndarray, batch_size: int = 1024) -> dict[str, np.ndarray]:
+def _predict_outputs(network: BlendNet, images: np.ndarray, batch_size: int = 1024, device: str = "cpu") -> dict[str, np.ndarray]:
+    """``p_blended``, ``p_two_sources`` and ``offset`` (px) of stamps ``(N, 1, H, W)``."""
     outputs: dict[str, list[np.ndarray]] = {"p_blended": [], "p_two_sources": [], "offset": []}
     for start in range(0, len(images), batch_size):
-        batch = {"image": torch.as_tensor(np.asarray(images[start : start + batch_size], np.float32))}
+        batch = {"image": torch.as_tensor(np.asarray(images[start : start + batch_size], np.float32), device=device)}
         result = network(batch)
-        outputs["p_blended"].append(torch.sigmoid(result["blend_logit"]).numpy())
-        outputs["p_two_sources"].append(torch.softmax(result["n_sources_logits"], dim=1)[:, 1].numpy())
-        outputs["offset"].append(result["offset"].numpy() * OFFSET_SCALE_PX)
+        outputs["p_blended"].append(torch.sigmoid(result["blend_logit"].float()).cpu().numpy())
+        outputs["p_two_sources"].append(torch.softmax(result["n_sources_logits"].float(), dim=1)[:, 1].cpu().numpy())
+        outputs["offset"].append(result["offset"].float().cpu().numpy() * OFFSET_SCALE_PX)
     return {k: np.concatenate(v) if v else np.zeros((0,) if k != "offset" else (0, 2)) for k, v in outputs.items()}
 
 
@@ -378,40 +385,25 @@ def write_model_card(model: str | os.PathLike, evaluations: dict[str, str | os.P
     return out
 
 
-class BlendPredictor:
+class BlendPredictor(TorchPredictor):
     """:class:`~skysort.inference.predictor.Predictor` of a :class:`BlendNet` model: classes
     ``isolated`` / ``blended``, extra outputs ``n_sources``, ``companion_dx``, ``companion_dy`` (px)."""
 
     task = "blend"
 
     def __init__(self, network: BlendNet, meta: dict[str, Any], model_file: Path, device: str = "cpu"):
-        from ..inference.predictor import InputSpec
+        spec = InputSpec(image_bands=list(meta["image_bands"]), stamp_size=tuple(meta["stamp_size"]), pixel_scale=meta.get("pixel_scale"))
+        super().__init__(network, meta, model_file, spec, device, CLASSES)
 
-        self.network, self.meta, self.model_file = network, meta, Path(model_file)
-        self.classes = list(meta.get("classes", CLASSES))
-        self.name = Path(model_file).stem
-        self.spec = InputSpec(image_bands=list(meta["image_bands"]), stamp_size=tuple(meta["stamp_size"]),
-                              pixel_scale=meta.get("pixel_scale"))
-        self.device = "cpu"
-        self.to(device)
-
-    def to(self, device: str) -> "BlendPredictor":
-        self.network.to(device)
-        self.device = device
-        return self
-
-    @torch.inference_mode()
     def predict(self, inputs, *, images_available: bool = True) -> dict[str, np.ndarray]:
         if not images_available or "image" not in inputs:
             raise InputError(self.name, "blend models need image stamps")
-        images = torch.as_tensor(np.nan_to_num(np.asarray(inputs["image"], np.float32)), device=self.device)
-        result = self.network({"image": images})
-        p = torch.sigmoid(result["blend_logit"].float()).cpu().numpy()
-        two = torch.softmax(result["n_sources_logits"].float(), dim=1)[:, 1].cpu().numpy()
-        offset = result["offset"].float().cpu().numpy() * OFFSET_SCALE_PX
+        images = np.nan_to_num(np.asarray(inputs["image"], np.float32))
+        result = _predict_outputs(self.network, images, batch_size=max(len(images), 1), device=self.device)
+        p, offset = result["p_blended"], result["offset"]
         blended = p > 0.5
         return {"probabilities": np.stack([1 - p, p], axis=1).astype(np.float32),
-                "n_sources": np.where(two > 0.5, 2, 1).astype(np.int16),
+                "n_sources": np.where(result["p_two_sources"] > 0.5, 2, 1).astype(np.int16),
                 "companion_dx": np.where(blended, offset[:, 0], np.nan).astype(np.float32),
                 "companion_dy": np.where(blended, offset[:, 1], np.nan).astype(np.float32)}
 
@@ -420,5 +412,4 @@ def predictor_from_file(path: Path, meta: dict[str, Any], state: dict[str, torch
     """The blend task's entry for :func:`skysort.inference.predictor.load_predictor`."""
     if meta.get("architecture") != "BlendNet":
         raise InputError(path, f"streaming prediction supports BlendNet blend models (this one is {meta.get('architecture')!r}; use skysort predict --data)")
-    network, _ = load_blend_model(path)
-    return BlendPredictor(network, meta, path, device)
+    return BlendPredictor(_blend_network(path, meta, state), meta, path, device)

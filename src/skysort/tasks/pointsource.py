@@ -43,6 +43,7 @@ from torch.nn import functional as F
 from ..data.dataset import AsinhStretch
 from ..data.stampset import StampSet
 from ..errors import InputError
+from ..inference.predictor import InputSpec, TorchPredictor
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.pointsource import (
     FeatureDiscriminator,
@@ -561,7 +562,7 @@ def _image_logits(network: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return network({"image": images})["logits"]
 
 
-class PointSourcePredictor:
+class PointSourcePredictor(TorchPredictor):
     """:class:`~skysort.inference.predictor.Predictor` of a point-source model: classes
     ``star`` / ``qso`` from image stamps alone (the fusion of the image CNN and the generated
     spectral feature, or the image-only CNN of a baseline model file)."""
@@ -569,20 +570,9 @@ class PointSourcePredictor:
     task = "pointsource"
 
     def __init__(self, network: nn.Module, meta: dict[str, Any], model_file: Path, device: str = "cpu"):
-        from ..inference.predictor import InputSpec
-
-        self.network, self.meta, self.model_file = network, meta, Path(model_file)
-        self.classes = list(meta.get("classes", CLASSES))
-        self.name = Path(model_file).stem
         self.stretch = AsinhStretch.from_state_dict(meta["normalisation"])
-        self.spec = InputSpec(image_bands=list(meta["image_bands"]), stamp_size=tuple(meta["stamp_size"]), pixel_scale=meta.get("pixel_scale"))
-        self.device = "cpu"
-        self.to(device)
-
-    def to(self, device: str) -> "PointSourcePredictor":
-        self.network.to(device)
-        self.device = device
-        return self
+        spec = InputSpec(image_bands=list(meta["image_bands"]), stamp_size=tuple(meta["stamp_size"]), pixel_scale=meta.get("pixel_scale"))
+        super().__init__(network, meta, model_file, spec, device, CLASSES)
 
     @torch.inference_mode()
     def predict(self, inputs: Mapping[str, np.ndarray], *, images_available: bool = True) -> dict[str, np.ndarray]:

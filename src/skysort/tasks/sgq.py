@@ -36,6 +36,7 @@ from astropy.table import Table
 from ..data.dataset import random_dihedral_batch
 from ..data.stampset import StampSet
 from ..errors import InputError
+from ..inference.predictor import InputSpec, TorchPredictor
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
 from ..models.sgq import BRANCHES, SGQNet, sgq_loss
@@ -512,7 +513,7 @@ def _network_probabilities(network: SGQNet, images: np.ndarray | None, mags: np.
     return np.concatenate(parts) if parts else np.zeros((0, len(CLASSES)), np.float32)
 
 
-class SGQPredictor:
+class SGQPredictor(TorchPredictor):
     """:class:`~skysort.inference.predictor.Predictor` of an sgq model.
 
     ``predict`` picks, object by object, the head that matches the inputs at hand: the fused
@@ -526,24 +527,12 @@ class SGQPredictor:
     task = "sgq"
 
     def __init__(self, network: SGQNet, meta: dict[str, Any], model_file: Path, device: str = "cpu"):
-        from ..inference.predictor import InputSpec
-
-        self.network, self.meta, self.model_file = network, meta, Path(model_file)
-        self.classes = list(meta.get("classes", CLASSES))
-        self.name = Path(model_file).stem
         # stamp_size is left open: any stamp at least the model's crop is accepted and cropped here;
         # cutting from survey tiles needs no more than the crop itself.
         self.crop = int(meta["architecture_config"]["crop"])
-        self.spec = InputSpec(image_bands=list(meta.get("image_bands") or []), stamp_size=None,
-                              pixel_scale=meta.get("pixel_scale"), photometry_bands=list(meta.get("photometry_bands") or []),
-                              cut_size=(self.crop, self.crop))
-        self.device = "cpu"
-        self.to(device)
-
-    def to(self, device: str) -> "SGQPredictor":
-        self.network.to(device)
-        self.device = device
-        return self
+        spec = InputSpec(image_bands=list(meta.get("image_bands") or []), stamp_size=None, pixel_scale=meta.get("pixel_scale"),
+                         photometry_bands=list(meta.get("photometry_bands") or []), cut_size=(self.crop, self.crop))
+        super().__init__(network, meta, model_file, spec, device, CLASSES)
 
     def predict(self, inputs: Mapping[str, np.ndarray], *, images_available: bool = True) -> dict[str, np.ndarray]:
         spec = self.spec
