@@ -298,13 +298,12 @@ def train_command(
     """Train a model on a stamp set and write it, with its training record, to a model file."""
     from .tasks.blend import train_blend_model
 
-    command = " ".join(["skysort", *sys.argv[1:]])
     if task is Task.sgq:
         from .tasks.sgq import train_sgq_model
 
         record = train_sgq_model(data, out, val_data=val, branches=branches.value, image_bands=_split_bands(image_bands),
                                  photometry_bands=_split_bands(photometry_bands), init=init, epochs=epochs, patience=patience,
-                                 batch_size=batch_size, lr=lr, max_objects=max_objects, seed=seed, progress=not quiet, command=command,
+                                 batch_size=batch_size, lr=lr, max_objects=max_objects, seed=seed, progress=not quiet,
                                  magnitude_balance=magnitude_balance)
         console.print(f"model: {out}")
         _print_metrics("validation", record, _SGQ_KEYS + ["epochs", "seconds"])
@@ -314,7 +313,7 @@ def train_command(
 
         record = train_pointsource_model(data, out, val_data=val, baseline=baseline.value if baseline else None,
                                          image_bands=_split_bands(image_bands), epochs=epochs, patience=patience,
-                                         batch_size=batch_size, lr=lr, max_objects=max_objects, seed=seed, progress=not quiet, command=command)
+                                         batch_size=batch_size, lr=lr, max_objects=max_objects, seed=seed, progress=not quiet)
         console.print(f"model: {out}")
         _print_metrics("validation", record, _POINTSOURCE_KEYS + ["epochs", "seconds"])
         return
@@ -329,7 +328,7 @@ def train_command(
         return
     noise_range = (noise_min, noise_max) if noise_max > 0 else None
     record = train_blend_model(data, out, val_data=val, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
-                               noise_range=noise_range, max_objects=max_objects, seed=seed, init=init, progress=not quiet, command=command)
+                               noise_range=noise_range, max_objects=max_objects, seed=seed, init=init, progress=not quiet)
     console.print(f"model: {out}")
     console.print(f"epochs {record['epochs']}, {record['seconds']:.0f} s on {record['accelerator']}; "
                   f"validation accuracy {record['val_accuracy']:.4f}, false-positive rate {record['val_false_positive_rate']:.4f}")
@@ -372,13 +371,12 @@ def evaluate_command(
     from .tasks.blend import evaluate_blend_model
 
     meta, _ = load_model_file(resolve_model(model))
-    command = " ".join(["skysort", *sys.argv[1:]])
     n = len(StampSet.open(data))
     if meta.get("task") == "sgq":
         from .tasks.sgq import evaluate_sgq_model
 
         with progress_bar(n, "evaluating", enabled=not quiet) as advance:
-            metrics = evaluate_sgq_model(model, data, out, expected_class=expect, progress=advance, command=command)
+            metrics = evaluate_sgq_model(model, data, out, expected_class=expect, progress=advance)
         _print_metrics(f"{model} on {data}", metrics, _SGQ_KEYS)
         bright = metrics.get("bright") or {}
         if bright.get("n"):
@@ -389,7 +387,7 @@ def evaluate_command(
         from .tasks.pointsource import evaluate_pointsource_model
 
         with progress_bar(n, "evaluating", enabled=not quiet) as advance:
-            metrics = evaluate_pointsource_model(model, data, out, baseline_model=baseline_model, progress=advance, command=command)
+            metrics = evaluate_pointsource_model(model, data, out, baseline_model=baseline_model, progress=advance)
         _print_metrics(f"{model} on {data}", metrics, _POINTSOURCE_KEYS)
         console.print(f"metrics: {out / 'metrics.json'}")
         return
