@@ -433,3 +433,32 @@ def test_csv_and_fits_catalogues_and_cutting_processes_give_the_same_rows(survey
     assert np.array_equal(a["id"].to_numpy(), b["id"].to_numpy())
     assert np.array_equal(a["flags"].to_numpy(), b["flags"].to_numpy())
     assert np.allclose(a["p_blended"].to_numpy(), b["p_blended"].to_numpy(), atol=1e-6, equal_nan=True)
+
+
+def test_parquet_catalogue_chunks_cover_every_row_once_within_the_chunk_size(tmp_path):
+    """Row groups smaller and larger than a chunk: every row once, in order, no chunk too big,
+    and pyarrow's allocations do not grow with the rows already read."""
+    import pyarrow as pa
+
+    from skysort.inference.stream import CatalogStream
+
+    path = tmp_path / "cat.parquet"
+    sizes = [300] * 40 + [2500] + [700] * 10
+    schema = pa.schema([("id", pa.int64()), ("ra", pa.float64()), ("dec", pa.float64())])
+    with pq.ParquetWriter(path, schema) as writer:
+        start = 0
+        for size in sizes:
+            ids = np.arange(start, start + size)
+            writer.write_table(pa.table({"id": ids, "ra": 10 + ids * 1e-5, "dec": -ids * 1e-5}, schema=schema))
+            start += size
+    stream = CatalogStream(path)
+    seen, allocated = [], []
+    for first, columns in stream.chunks(1000):
+        assert len(columns["id"]) <= 1000
+        assert columns["id"][0] == first
+        seen.append(columns["id"])
+        allocated.append(pa.total_allocated_bytes())
+    assert np.array_equal(np.concatenate(seen), np.arange(sum(sizes)))
+    # After the last chunk pyarrow holds about one chunk (1,000 rows x 3 columns x 8 bytes);
+    # reading by ``iter_batches`` across row groups held over 20 times that here, growing.
+    assert allocated[-1] <= 3 * 1000 * 3 * 8

@@ -416,7 +416,7 @@ def predict_command(
     model: Annotated[str, typer.Option("--model", help="Model file or shipped model name (see skysort models list).")],
     out: Annotated[str, typer.Option("--out", help="Output: one table (.parquet, .fits, .csv) or a folder (ending in /) of Parquet parts plus manifest.json; a folder run is resumed by rerunning the same command.")],
     data: Annotated[Optional[Path], typer.Option("--data", help="Stamp set to classify.")] = None,
-    catalog: Annotated[Optional[Path], typer.Option("--catalog", help="Catalogue (Parquet, FITS, CSV) with ra/dec in degrees; with --tiles stamps are cut around each source, without it the model classifies from photometry alone.")] = None,
+    catalog: Annotated[Optional[Path], typer.Option("--catalog", help="Catalogue (Parquet, FITS, CSV, or a HATS catalogue folder: the result is then a HATS catalogue at --out) with ra/dec in degrees; with --tiles stamps are cut around each source, without it the model classifies from photometry alone.")] = None,
     tiles: Annotated[Optional[str], typer.Option("--tiles", help="Survey tile images: glob pattern(s), one FITS file per band and tile, e.g. 'DIR/*/frame-*.fits*'. Quote patterns.")] = None,
     mapping: Annotated[Optional[str], typer.Option("--mapping", help="Catalogue column mapping: preset name (kids, sdss, ...), YAML file, or 'ra=RA,dec=DEC,...'.")] = None,
     catalog_preset: Annotated[Optional[str], typer.Option("--catalog-preset", help="Catalogue preset name (same as --mapping NAME).")] = None,
@@ -454,6 +454,15 @@ def predict_command(
     options = RunOptions(tiles=tiles, mapping=mapping or catalog_preset, reference_band=reference_band, batch_size=batch_size,
                          memory_gb=memory_gb, device=resolved_device, threads=threads, workers=workers, dask=dask,
                          threshold=threshold, quiet=quiet)
+    if catalog is not None:
+        from .inference.hats import is_hats_catalog, predict_hats
+
+        if is_hats_catalog(catalog):
+            if single_file:
+                raise InputError(out, "the result of a HATS catalogue is a HATS catalogue: give a folder, not a file name")
+            summary = predict_hats(model, catalog, out_path, options, warn=_warn)
+            console.print(f"{summary['n_sources']:,} predictions in {summary['n_partitions']} HATS partition(s) -> {out_path}")
+            return
     if data is not None:
         if not single_file:
             manifest = predict_stampset_parts(model, data, out_path, options)

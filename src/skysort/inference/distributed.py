@@ -47,21 +47,29 @@ def connect(spec: str):
         raise InputError("--dask", f"cannot connect to the Dask scheduler {spec}: {exc}") from None
 
 
-def run_unit_task(unit: Mapping[str, Any], reader_config: ReaderConfig, part_meta: Mapping[str, Any], model: str,
-                  probe: Mapping[str, Any], threshold: float | None, device: str | None) -> tuple[int, str, int, str]:
-    """One work unit on a worker: cut, predict, write its part; returns ``(index, part, rows, sha256)``."""
+def worker_predictor(model: str, device: str, *, threads: int | None = 1):
+    """The model loaded once per worker process (kept between tasks).
+
+    On CPU, torch gets ``threads`` threads: Dask runs one task per worker thread, and more
+    torch threads would oversubscribe the cores.
+    """
     import torch
 
     from .predictor import load_predictor
 
-    device = resolve_device(device)
     key = (model, device)
     if key not in _PREDICTORS:
-        if device == "cpu":
-            # Dask runs one task per worker thread; more torch threads would oversubscribe the cores.
-            torch.set_num_threads(1)
+        if device == "cpu" and threads:
+            torch.set_num_threads(threads)
         _PREDICTORS[key] = load_predictor(model, device)
-    predictor = _PREDICTORS[key]
+    return _PREDICTORS[key]
+
+
+def run_unit_task(unit: Mapping[str, Any], reader_config: ReaderConfig, part_meta: Mapping[str, Any], model: str,
+                  probe: Mapping[str, Any], threshold: float | None, device: str | None) -> tuple[int, str, int, str]:
+    """One work unit on a worker: cut, predict, write its part; returns ``(index, part, rows, sha256)``."""
+    device = resolve_device(device)
+    predictor = worker_predictor(model, device)
     reader = _READERS.get(reader_config.folder)
     if reader is None or reader.config != reader_config:
         reader = _READERS[reader_config.folder] = UnitReader(reader_config)

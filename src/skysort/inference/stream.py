@@ -295,12 +295,110 @@ class TileIndex:
 # ------------------------------------------------------------------------------------------
 
 
+def _parquet_pieces(parquet: Any, chunk_rows: int, columns: Sequence[str]) -> Iterator[Any]:
+    """Consecutive tables or record batches of at most ``chunk_rows`` rows (whole row groups
+    together where they fit).
+
+    ``ParquetFile.iter_batches`` across row groups keeps buffers of the groups already read
+    (pyarrow's allocated bytes grow by about 60 bytes per row read), so memory would grow with
+    the catalogue; reading row groups explicitly releases each chunk. A row group larger than
+    ``chunk_rows`` is batched on its own.
+    """
+    metadata = parquet.metadata
+    group: list[int] = []
+    rows = 0
+    for g in range(metadata.num_row_groups):
+        n = metadata.row_group(g).num_rows
+        if group and rows + n > chunk_rows:
+            yield parquet.read_row_groups(group, columns=list(columns))
+            group, rows = [], 0
+        if n > chunk_rows:
+            yield from parquet.iter_batches(batch_size=chunk_rows, row_groups=[g], columns=list(columns))
+            continue
+        group.append(g)
+        rows += n
+    if group:
+        yield parquet.read_row_groups(group, columns=list(columns))
+
+
+class CatalogColumns:
+    """Where a catalogue keeps what prediction needs, and how to read it from raw columns.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The catalogue's column names.
+    where : str or path-like
+        The catalogue, named in error messages.
+    mapping : ColumnMapping
+        Resolved column mapping (:func:`skysort.data.catalog.resolve_mapping`).
+    bands : sequence of str
+        Photometry bands the model needs.
+    require_sky : bool
+        Whether ``ra``/``dec`` columns are required (to place sources on tiles).
+    """
+
+    def __init__(self, names: Sequence[str], where: str | os.PathLike, mapping: Any, bands: Sequence[str], *, require_sky: bool):
+        from astropy.table import Table
+
+        from ..data.catalog import _locate_columns
+
+        self.where = where
+        self.bands = tuple(bands)
+        names = list(names)
+        empty = Table(names=names, dtype=[float] * len(names)) if names else Table()
+        self.sources, _ = _locate_columns(empty, mapping, self.bands or None, where, require_positions=require_sky)
+        if not self.bands:
+            # Without photometry bands the auto mapping would pick up every mag_ column.
+            self.sources = {k: v for k, v in self.sources.items() if not k.startswith(("mag_", "magerr_"))}
+        if require_sky and self.sources.get("ra") is None:
+            raise InputError(where, "no ra/dec columns: tiles need sky positions (x/y pixel positions refer to a single image)")
+        self.sentinels = np.array(mapping.effective_sentinels(), dtype=np.float64)
+
+    @property
+    def needed(self) -> list[str]:
+        """Catalogue columns to read."""
+        return list(dict.fromkeys(v for v in self.sources.values() if v is not None))
+
+    def _float(self, values: np.ndarray, name: str, sentinels: bool) -> np.ndarray:
+        try:
+            values = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(self.where, f"column {name!r} is not numeric") from None
+        bad = ~np.isfinite(values)
+        if sentinels and self.sentinels.size:
+            bad |= np.isin(values, self.sentinels)
+        return np.where(bad, np.nan, values)
+
+    def reduce(self, raw: Mapping[str, np.ndarray], start: int, n: int) -> dict[str, np.ndarray]:
+        """``id``, ``ra``, ``dec`` (deg, NaN when absent), ``mag_<band>``, ``magerr_<band>``
+        (float32, NaN where missing) of ``n`` rows from raw columns (catalogue name -> array);
+        ``id`` defaults to the row number counted from ``start``."""
+        out: dict[str, np.ndarray] = {}
+        if self.sources.get("id") is not None:
+            ids = np.asarray(raw[self.sources["id"]])
+            out["id"] = ids.astype(ids.dtype.newbyteorder("=")) if ids.dtype.kind in "iuf" else ids.astype(str)
+        else:
+            out["id"] = np.arange(start, start + n, dtype=np.int64)
+        for key in ("ra", "dec"):
+            column = self.sources.get(key)
+            out[key] = self._float(raw[column], column, False) if column else np.full(n, np.nan)
+        for band in self.bands:
+            for prefix in ("mag", "magerr"):
+                column = self.sources.get(f"{prefix}_{band}")
+                values = self._float(raw[column], column, True) if column else np.full(n, np.nan)
+                out[f"{prefix}_{band}"] = values.astype(np.float32)
+        for band in self.bands:
+            out[f"magerr_{band}"][~np.isfinite(out[f"mag_{band}"])] = np.nan
+        return out
+
+
 class CatalogStream:
     """A catalogue read in chunks, reduced to what prediction needs.
 
     Each chunk is a dict of arrays: ``id``, ``ra``, ``dec`` (deg, NaN when absent),
     ``mag_<band>``, ``magerr_<band>`` (float32, NaN where missing) for the model's photometry
-    bands. Parquet files are read by record batches and FITS tables memory-mapped, so memory
+    bands. Parquet files are read by row groups and FITS tables memory-mapped, so memory
     does not grow with the catalogue; CSV files are read whole.
 
     Parameters
@@ -319,7 +417,7 @@ class CatalogStream:
     def __init__(self, path: str | os.PathLike, mapping: Any = None, bands: Sequence[str] = (), require_sky: bool = True):
         from astropy.table import Table
 
-        from ..data.catalog import _format_of, _locate_columns, _read_raw, _unknown_format, resolve_mapping
+        from ..data.catalog import _format_of, _read_raw, _unknown_format, resolve_mapping
 
         self.path = Path(path)
         self.mapping = resolve_mapping(mapping)
@@ -358,18 +456,11 @@ class CatalogStream:
             raise InputError(self.path, f"cannot read as {self.format.upper()}: {exc}") from None
         if self.n_rows == 0:
             raise InputError(self.path, "catalogue has no rows")
-        empty = Table(names=names, dtype=[float] * len(names)) if names else Table()
-        self.sources, _ = _locate_columns(empty, self.mapping, self.bands or None, self.path, require_positions=require_sky)
-        if not self.bands:
-            # Without photometry bands the auto mapping would pick up every mag_ column.
-            self.sources = {k: v for k, v in self.sources.items() if not k.startswith(("mag_", "magerr_"))}
-        if require_sky and self.sources.get("ra") is None:
-            raise InputError(self.path, "no ra/dec columns: tiles need sky positions (x/y pixel positions refer to a single image)")
-        self.sentinels = np.array(self.mapping.effective_sentinels(), dtype=np.float64)
+        self.columns = CatalogColumns(names, self.path, self.mapping, self.bands, require_sky=require_sky)
 
     @property
     def needed_columns(self) -> list[str]:
-        return list(dict.fromkeys(v for v in self.sources.values() if v is not None))
+        return self.columns.needed
 
     def _raw_chunks(self, chunk_rows: int) -> Iterator[dict[str, np.ndarray]]:
         columns = self.needed_columns
@@ -377,8 +468,8 @@ class CatalogStream:
             import pyarrow.parquet as pq
 
             parquet = pq.ParquetFile(self.path)
-            for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
-                yield {name: batch.column(name).to_numpy(zero_copy_only=False) for name in columns}
+            for piece in _parquet_pieces(parquet, chunk_rows, columns):
+                yield {name: piece.column(name).to_numpy(zero_copy_only=False) for name in columns}
         elif self._fits_hdu_index is not None:
             from astropy.io import fits
 
@@ -393,38 +484,12 @@ class CatalogStream:
                        if np.asarray(self._raw[name]).dtype.kind == "f" else np.asarray(self._raw[name][start : start + chunk_rows])
                        for name in columns}
 
-    def _float(self, values: np.ndarray, name: str, sentinels: bool) -> np.ndarray:
-        try:
-            values = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InputError(self.path, f"column {name!r} is not numeric") from None
-        bad = ~np.isfinite(values)
-        if sentinels and self.sentinels.size:
-            bad |= np.isin(values, self.sentinels)
-        return np.where(bad, np.nan, values)
-
     def chunks(self, chunk_rows: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """``(first_row, columns)`` for consecutive chunks of at most ``chunk_rows`` rows."""
         start = 0
         for raw in self._raw_chunks(chunk_rows):
             n = len(next(iter(raw.values()))) if raw else min(chunk_rows, self.n_rows - start)
-            out: dict[str, np.ndarray] = {}
-            if self.sources.get("id") is not None:
-                ids = np.asarray(raw[self.sources["id"]])
-                out["id"] = ids.astype(ids.dtype.newbyteorder("=")) if ids.dtype.kind in "iuf" else ids.astype(str)
-            else:
-                out["id"] = np.arange(start, start + n, dtype=np.int64)
-            for key in ("ra", "dec"):
-                column = self.sources.get(key)
-                out[key] = self._float(raw[column], column, False) if column else np.full(n, np.nan)
-            for band in self.bands:
-                for prefix in ("mag", "magerr"):
-                    column = self.sources.get(f"{prefix}_{band}")
-                    values = self._float(raw[column], column, True) if column else np.full(n, np.nan)
-                    out[f"{prefix}_{band}"] = values.astype(np.float32)
-            for band in self.bands:
-                out[f"magerr_{band}"][~np.isfinite(out[f"mag_{band}"])] = np.nan
-            yield start, out
+            yield start, self.columns.reduce(raw, start, n)
             start += n
 
 
@@ -605,10 +670,14 @@ class UnitReader:
 
     def batches(self, unit: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         """Batches of one unit: model inputs plus the rows' ids, positions and flags."""
+        return self.batches_of_rows(unit, self.read_rows(unit))
+
+    def batches_of_rows(self, unit: Mapping[str, Any], rows: Mapping[str, np.ndarray]) -> Iterator[dict[str, Any]]:
+        """Batches of a unit's rows (``catalog_row``, ``id``, ``ra``, ``dec``, photometry), cut
+        from the unit's tile (``unit["kind"] == "tile"``) or photometry only."""
         from ..data.cutout import sky_to_pixel
 
         config = self.config
-        rows = self.read_rows(unit)
         n = len(rows["catalog_row"])
         with_images = unit["kind"] == "tile" and config.images_available and bool(config.image_bands)
         if with_images:
@@ -897,6 +966,16 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
+def warn_pixel_scale(tiles: Sequence[TileInfo], spec: Any, warn: Callable[[str | os.PathLike, str], None] | None) -> None:
+    """Warn once when tiles' pixel scales differ from the model's by more than 2%."""
+    if not (spec.pixel_scale and warn):
+        return
+    off = [t for t in tiles if abs(t.pixel_scale / spec.pixel_scale - 1) > 0.02]
+    if off:
+        warn(off[0].key, f"pixel scale {off[0].pixel_scale:.4g}\"/px differs from the model's {spec.pixel_scale:.4g}\"/px "
+                         f"({len(off)} tile(s))")
+
+
 def _reference_band(spec_bands: Sequence[str], wanted: str | None) -> str:
     if wanted:
         if wanted not in spec_bands:
@@ -965,11 +1044,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
     tiles: list[TileInfo] = []
     if images_available and spec.uses_images:
         tiles = scan_tiles(options.tiles, spec.image_bands, reference_band)
-        if spec.pixel_scale and warn:
-            off = [t for t in tiles if abs(t.pixel_scale / spec.pixel_scale - 1) > 0.02]
-            if off:
-                warn(off[0].key, f"pixel scale {off[0].pixel_scale:.4g}\"/px differs from the model's {spec.pixel_scale:.4g}\"/px "
-                                 f"({len(off)} tile(s))")
+        warn_pixel_scale(tiles, spec, warn)
     signature = {
         "model_sha256": model_info["sha256"],
         "catalog": file_identity(catalog),

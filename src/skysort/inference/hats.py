@@ -1,0 +1,239 @@
+"""Prediction on a HATS catalogue, written as a HATS result catalogue (optional extra ``lsdb``).
+
+HATS (Hierarchical Adaptive Tiling Scheme) stores a catalogue as Parquet files, one per
+HEALPix pixel, sized by the catalogue's author; LSDB reads it lazily with Dask. Each
+partition is one task: its rows go through the same column mapping, tile assignment,
+cutting and model as :func:`skysort.inference.stream.predict_catalog`, and the task returns
+the partition's rows of output (``id``, ``ra``, ``dec``, ``p_<class>``, ``class``, ``flags``,
+the model's extras, ``images_used``), keeping the input's spatial index so that the result
+is a HATS catalogue on the same partitions.
+
+Without ``--dask`` the partitions run one after the other in this process (memory is then
+that of one partition plus the model and the tile cache); with ``--dask local:N`` or a
+scheduler address they run on that cluster. Workers must see the tiles under the same paths.
+
+The result is written to a temporary folder beside ``out`` and renamed when complete, so an
+interrupted run leaves no half-written catalogue (rerun it from the start). Provenance
+(model, file hash, inputs, software versions) goes into the catalogue's ``hats.properties``
+as ``skysort_*`` keys.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from .stream import (CatalogColumns, ReaderConfig, RunOptions, TileIndex, TileInfo, UnitAssembler, UnitReader, _blank_outputs,
+                     _reference_band, memory_plan, model_record, probe_predictor, resolve_device, scan_tiles,
+                     warn_pixel_scale)
+
+# One tile reader and tile index per worker process, kept between partitions.
+_READERS: dict[str, UnitReader] = {}
+_INDEXES: dict[tuple[str, ...], TileIndex] = {}
+
+
+def is_hats_catalog(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a HATS catalogue or collection folder (it holds ``hats.properties``,
+    ``properties`` or ``collection.properties``)."""
+    path = Path(path)
+    return path.is_dir() and any((path / name).is_file() for name in ("hats.properties", "properties", "collection.properties"))
+
+
+def _import_lsdb(where: str | os.PathLike):
+    try:
+        import lsdb
+    except ImportError:
+        raise InputError(where, "a HATS catalogue needs the optional lsdb package: pip install 'skysort[lsdb]'") from None
+    return lsdb
+
+
+def _result_frame(table, index, extra: Mapping[str, np.ndarray]):
+    """An output table as a pandas frame on the input's spatial index."""
+    frame = table.to_pandas(index=False)
+    frame.index = index
+    for name, values in extra.items():
+        frame[name] = values
+    return frame
+
+
+def _empty_result(predictor, probe: Mapping[str, Any], id_dtype: np.dtype, index, extra: Mapping[str, np.ndarray]):
+    from .predictor import class_table
+
+    outputs = _blank_outputs(0, len(predictor.classes), probe["extras"])
+    table = class_table(predictor, outputs, np.zeros(0, id_dtype), {"ra": np.zeros(0), "dec": np.zeros(0)}, np.zeros(0, np.int32))
+    table["images_used"] = np.zeros(0, bool)
+    return _result_frame(table, index, extra)
+
+
+def predict_partition(frame, *, model: str, device: str, threads: int | None, columns: CatalogColumns,
+                      reader_config: ReaderConfig, tiles: Sequence[TileInfo], probe: Mapping[str, Any],
+                      threshold: float | None, keep: Sequence[str]):
+    """Classify the rows of one HATS partition (a pandas frame); returns a frame on its index.
+
+    ``keep`` names input columns copied to the output as they are (the catalogue's own
+    ra/dec columns when they are not called ``ra``/``dec``).
+    """
+    from astropy.table import vstack
+
+    from .distributed import worker_predictor
+
+    predictor = worker_predictor(model, device, threads=threads)
+    n = len(frame)
+    extra = {name: frame[name].to_numpy() for name in keep}
+    if n == 0:
+        id_column = columns.sources.get("id")
+        id_dtype = frame[id_column].to_numpy().dtype if id_column else np.dtype(np.int64)
+        return _empty_result(predictor, probe, id_dtype, frame.index, extra)
+    rows = columns.reduce({name: frame[name].to_numpy() for name in columns.needed}, 0, n)
+    rows["catalog_row"] = np.arange(n, dtype=np.int64)
+    # Tasks arrive with fresh copies of the configuration: compare contents, not identities.
+    reader = _READERS.get(reader_config.folder)
+    if reader is None or reader.config != reader_config:
+        _READERS.clear()
+        reader = _READERS[reader_config.folder] = UnitReader(reader_config)
+    if tiles:
+        key = tuple(tile.key for tile in tiles)
+        index = _INDEXES.get(key)
+        if index is None:
+            _INDEXES.clear()
+            index = _INDEXES[key] = TileIndex(tiles)
+        owner = index.owners(rows["ra"], rows["dec"])
+    else:
+        owner = np.full(n, -1, np.int32)
+    assembler = UnitAssembler(predictor, probe, threshold=threshold, device=device)
+    tables = []
+    for k, tile in enumerate(np.unique(owner)):
+        chosen = np.flatnonzero(owner == tile)
+        unit = {"index": k, "kind": "tile" if tile >= 0 else "catalog", "tile": int(tile) if tile >= 0 else None}
+        for batch in reader.batches_of_rows(unit, {name: values[chosen] for name, values in rows.items()}):
+            table = assembler.add(batch, assembler.predict(batch))
+        tables.append(table)
+    table = vstack(tables, metadata_conflicts="silent") if len(tables) > 1 else tables[0]
+    order = np.argsort(np.asarray(table["catalog_row"]), kind="stable")
+    table = table[order]
+    del table["catalog_row"]
+    return _result_frame(table, frame.index, extra)
+
+
+def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str | os.PathLike,
+                 options: RunOptions | None = None, *, warn: Callable[[str | os.PathLike, str], None] | None = None) -> dict[str, Any]:
+    """Classify every source of a HATS catalogue and write the result as a HATS catalogue.
+
+    Parameters
+    ----------
+    model : str or path-like
+        Model file or shipped model name.
+    catalog : path-like
+        HATS catalogue folder; ``ra``/``dec`` in degrees and the model's ``mag_<band>`` /
+        ``magerr_<band>`` (or any names the mapping in ``options`` translates).
+    out : path-like
+        Result catalogue folder; must not exist yet.
+    options : RunOptions
+        ``tiles`` (glob patterns; None: photometry only), mapping, memory, device, threads,
+        threshold, ``dask`` (``local:N`` or a scheduler address).
+
+    Returns
+    -------
+    dict
+        ``n_sources``, ``n_partitions``, ``out`` and the provenance written.
+
+    Raises
+    ------
+    InputError
+        lsdb missing, an unreadable catalogue, ``out`` already present, or a model that needs
+        images without ``tiles``.
+    """
+    import dask
+
+    from .. import __version__
+    from ..provenance import software_versions
+    from .distributed import connect, worker_predictor
+
+    lsdb = _import_lsdb(catalog)
+    options = options or RunOptions()
+    out = Path(out)
+    if out.exists():
+        raise InputError(out, "already exists: a HATS result is written whole; remove it or choose another --out")
+    device = resolve_device(options.device)
+    predictor = worker_predictor(str(model), device, threads=options.threads)
+    spec = predictor.spec
+    probe = probe_predictor(predictor)
+    images_available = options.tiles is not None
+    if not images_available and spec.uses_images and not probe["photometry_only"]:
+        raise InputError(model, f"model {predictor.name} needs image stamps ({', '.join(spec.image_bands)}); give --tiles")
+    try:
+        hats_catalog = lsdb.read_hats(catalog)
+    except Exception as exc:  # noqa: BLE001 - every reader failure is the catalogue's problem
+        raise InputError(catalog, f"cannot read as a HATS catalogue: {exc}") from None
+    from ..data.catalog import resolve_mapping
+
+    names = list(hats_catalog.columns)
+    needs_sky = images_available and spec.uses_images
+    columns = CatalogColumns(names, catalog, resolve_mapping(options.mapping), spec.photometry_bands, require_sky=needs_sky)
+    properties = hats_catalog.hc_structure.catalog_info
+    keep = [c for c in (properties.ra_column, properties.dec_column) if c and c not in ("ra", "dec") and c in names]
+    tiles: list[TileInfo] = []
+    reference_band = ""
+    stamp_size = 0
+    if needs_sky:
+        cut = spec.stamp_size_to_cut
+        if not cut or cut[0] != cut[1]:
+            raise InputError(model, f"model {predictor.name} states no square stamp size to cut from tiles")
+        stamp_size = int(cut[0])
+        reference_band = _reference_band(spec.image_bands, options.reference_band)
+        tiles = scan_tiles(options.tiles, spec.image_bands, reference_band)
+        warn_pixel_scale(tiles, spec, warn)
+    stamp_bytes = 4 * len(spec.image_bands) * stamp_size * stamp_size if tiles else 0
+    tile_bytes = max((4 * len(t.files) * t.shape[0] * t.shape[1] for t in tiles), default=0)
+    memory = memory_plan(options.memory_gb, stamp_bytes=stamp_bytes, tile_bytes=tile_bytes, batch_size=options.batch_size)
+    reader_config = ReaderConfig(
+        folder=str(out), tiles=[t.to_json() for t in tiles], image_bands=list(spec.image_bands),
+        photometry_bands=list(spec.photometry_bands), stamp_size=stamp_size, reference_band=reference_band,
+        batch_size=memory.batch_size, tile_cache_tiles=memory.tile_cache_tiles, images_available=images_available,
+        photometry_only_ok=probe["photometry_only"])
+    id_column = columns.sources.get("id")
+    meta_frame = hats_catalog.meta
+    id_dtype = meta_frame[id_column].to_numpy().dtype if id_column else np.dtype(np.int64)
+    meta = _empty_result(predictor, probe, id_dtype, meta_frame.index, {name: meta_frame[name].to_numpy() for name in keep})
+    model_info = model_record(predictor)
+    threads = 1 if options.dask else options.threads
+    result = hats_catalog.map_partitions(
+        predict_partition, model=str(model_info["file"]), device=device, threads=threads, columns=columns,
+        reader_config=reader_config, tiles=tiles, probe=probe, threshold=options.threshold, keep=keep, meta=meta)
+    provenance = {
+        "skysort_version": __version__, "skysort_model": model_info["name"], "skysort_model_file": str(model_info["file"]),
+        "skysort_model_sha256": model_info["sha256"], "skysort_model_created": str(model_info["created"]),
+        "skysort_input_catalog": str(Path(catalog).resolve()), "skysort_tiles": str(options.tiles or ""),
+        "skysort_images_available": str(images_available), "skysort_threshold": str(options.threshold),
+        "skysort_software": ";".join(f"{k}={v}" for k, v in software_versions().items()),
+    }
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    client = cluster = None
+    try:
+        if options.dask:
+            client, cluster = connect(options.dask)
+            context = dask.config.set()
+        else:
+            # One partition at a time in this process: memory is that of one partition.
+            context = dask.config.set(scheduler="synchronous")
+        with context:
+            result.write_catalog(tmp, catalog_name=out.name, addl_hats_properties=provenance, as_collection=False,
+                                 progress_bar=not options.quiet)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    n_sources = int(lsdb.read_hats(out).hc_structure.catalog_info.total_rows or 0)
+    return {"out": out, "n_sources": n_sources, "n_partitions": len(hats_catalog.get_healpix_pixels()), "provenance": provenance}
+
+
+__all__ = ["is_hats_catalog", "predict_hats", "predict_partition"]

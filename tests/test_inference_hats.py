@@ -1,0 +1,115 @@
+"""HATS catalogues in, HATS result catalogues out (optional extra ``lsdb``): the same rows as the
+Parquet streaming path, on tiles and from photometry alone, in this process and on Dask."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+lsdb = pytest.importorskip("lsdb")
+
+from skysort.cli import main  # noqa: E402
+from skysort.inference.hats import is_hats_catalog, predict_hats  # noqa: E402
+from skysort.inference.stream import RunOptions, predict_catalog  # noqa: E402
+
+from test_inference_stream import make_survey, read_out, tiny_blend_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def hats_survey(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hats_survey")
+    catalog, _ = make_survey(folder)
+    frame = pq.read_table(catalog).to_pandas()
+    # HEALPix order 10 (3.4' pixels): the tiles' sources fall in one or two partitions that
+    # touch several tiles, and the sources outside every tile in a partition of their own.
+    hats = lsdb.from_dataframe(frame, ra_column="ra", dec_column="dec", lowest_order=10, highest_order=10)
+    hats.write_catalog(folder / "cat_hats", catalog_name="cat_hats", progress_bar=False)
+    model = tiny_blend_model(folder / "tiny.pt")
+    return {"folder": folder, "catalog": catalog, "hats": folder / "cat_hats", "model": model,
+            "tiles": str(folder / "t*" / "tile-*.fits"), "n_partitions": len(hats.get_healpix_pixels())}
+
+
+def read_hats_result(path: Path):
+    return lsdb.read_hats(path).compute().sort_values("id").reset_index(drop=True)
+
+
+def assert_same_rows(a, b):
+    assert len(a) == len(b)
+    for column in ("id", "flags", "class", "images_used"):
+        assert np.array_equal(a[column].to_numpy(), b[column].to_numpy()), column
+    for column in ("p_isolated", "p_blended", "ra", "dec"):
+        assert np.allclose(a[column].to_numpy(), b[column].to_numpy(), atol=1e-5, equal_nan=True), column
+
+
+def test_hats_catalogue_on_tiles_gives_the_parquet_path_rows(hats_survey, tmp_path):
+    assert is_hats_catalog(hats_survey["hats"]) and not is_hats_catalog(hats_survey["catalog"])
+    assert hats_survey["n_partitions"] > 1
+    options = RunOptions(tiles=hats_survey["tiles"], batch_size=32)
+    summary = predict_hats(hats_survey["model"], hats_survey["hats"], tmp_path / "result", options)
+    predict_catalog(hats_survey["model"], hats_survey["catalog"], tmp_path / "parts", options)
+    _, expected = read_out(tmp_path / "parts")
+    got = read_hats_result(tmp_path / "result")
+    assert summary["n_sources"] == len(expected) == len(got)
+    assert_same_rows(got, expected.sort_values("id").reset_index(drop=True))
+    # Sources in no tile are kept, flagged, with no probabilities.
+    outside = got[~got["images_used"]]
+    assert len(outside) == 5 and outside["p_blended"].isna().all()
+    properties = (tmp_path / "result" / "hats.properties").read_text()
+    assert "skysort_model_sha256" in properties and "skysort_software" in properties
+    assert not list(tmp_path.glob(".result.tmp-*"))
+
+
+def test_hats_on_dask_local_two_workers_equals_one_process(hats_survey, tmp_path):
+    pytest.importorskip("distributed")
+    options = RunOptions(tiles=hats_survey["tiles"], batch_size=32)
+    predict_hats(hats_survey["model"], hats_survey["hats"], tmp_path / "one", options)
+    predict_hats(hats_survey["model"], hats_survey["hats"], tmp_path / "dask",
+                 RunOptions(tiles=hats_survey["tiles"], batch_size=32, dask="local:2"))
+    assert_same_rows(read_hats_result(tmp_path / "dask"), read_hats_result(tmp_path / "one"))
+
+
+def test_hats_through_the_cli_and_its_errors(hats_survey, tmp_path, capsys):
+    out = tmp_path / "cli_result"
+    code = main(["predict", "--model", str(hats_survey["model"]), "--catalog", str(hats_survey["hats"]),
+                 "--tiles", hats_survey["tiles"], "--out", str(out), "--quiet"])
+    assert code == 0 and is_hats_catalog(out)
+    # A second run onto the same folder is refused, and the result is left alone.
+    before = sorted(p.name for p in out.rglob("*"))
+    code = main(["predict", "--model", str(hats_survey["model"]), "--catalog", str(hats_survey["hats"]),
+                 "--tiles", hats_survey["tiles"], "--out", str(out), "--quiet"])
+    assert code == 2 and "already exists" in capsys.readouterr().err
+    assert sorted(p.name for p in out.rglob("*")) == before
+    # An image model without tiles is refused before anything is written.
+    code = main(["predict", "--model", str(hats_survey["model"]), "--catalog", str(hats_survey["hats"]),
+                 "--out", str(tmp_path / "no_tiles"), "--quiet"])
+    assert code == 2 and "needs image stamps" in capsys.readouterr().err
+    assert not (tmp_path / "no_tiles").exists()
+
+
+def test_hats_photometry_only_with_the_shipped_sgq_model(hats_survey, tmp_path):
+    """No tiles: the shipped sgq-kids model classifies from photometry, as on a Parquet catalogue."""
+    import pyarrow as pa
+
+    frame = pq.read_table(hats_survey["catalog"]).to_pandas()
+    rng = np.random.default_rng(3)
+    for k, band in enumerate(("u", "g", "r", "i", "Z", "Y", "J", "H", "Ks")):
+        frame[f"mag_{band}"] = (frame["mag_r"] + rng.normal(0.3 * (k - 2), 0.2, len(frame))).astype(np.float32)
+        frame[f"magerr_{band}"] = np.float32(0.05)
+    frame.loc[frame.index[::7], "mag_u"] = np.nan  # non-detections are masked, as in the Parquet path
+    parquet = tmp_path / "nine_bands.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), parquet)
+    lsdb.from_dataframe(frame, ra_column="ra", dec_column="dec", lowest_order=10, highest_order=10).write_catalog(
+        tmp_path / "nine_bands_hats", catalog_name="nine_bands_hats", progress_bar=False)
+    predict_hats("sgq-kids", tmp_path / "nine_bands_hats", tmp_path / "result", RunOptions())
+    predict_catalog("sgq-kids", parquet, tmp_path / "parts", RunOptions())
+    _, expected = read_out(tmp_path / "parts")
+    got = read_hats_result(tmp_path / "result")
+    expected = expected.sort_values("id").reset_index(drop=True)
+    assert len(got) == len(expected) == len(frame) and not got["images_used"].any()
+    for column in ("id", "flags", "class"):
+        assert np.array_equal(got[column].to_numpy(), expected[column].to_numpy()), column
+    for column in ("p_star", "p_galaxy", "p_qso"):
+        assert np.allclose(got[column].to_numpy(), expected[column].to_numpy(), atol=1e-5), column
