@@ -113,3 +113,14 @@ def test_hats_photometry_only_with_the_shipped_sgq_model(hats_survey, tmp_path):
         assert np.array_equal(got[column].to_numpy(), expected[column].to_numpy()), column
     for column in ("p_star", "p_galaxy", "p_qso"):
         assert np.allclose(got[column].to_numpy(), expected[column].to_numpy(), atol=1e-5), column
+
+
+def test_hats_without_an_id_column_uses_the_spatial_index(hats_survey, tmp_path):
+    frame = pq.read_table(hats_survey["catalog"]).to_pandas().drop(columns=["id"])
+    lsdb.from_dataframe(frame, ra_column="ra", dec_column="dec", lowest_order=10, highest_order=10).write_catalog(
+        tmp_path / "no_id", catalog_name="no_id", progress_bar=False)
+    predict_hats(hats_survey["model"], tmp_path / "no_id", tmp_path / "result", RunOptions(tiles=hats_survey["tiles"]))
+    result = lsdb.read_hats(tmp_path / "result").compute()
+    assert len(result) == len(frame)
+    assert np.array_equal(result["id"].to_numpy(), result.index.to_numpy())
+    assert len(np.unique(result["id"])) == len(frame)

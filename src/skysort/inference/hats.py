@@ -90,6 +90,9 @@ def predict_partition(frame, *, model: str, device: str, threads: int | None, co
         id_dtype = frame[id_column].to_numpy().dtype if id_column else np.dtype(np.int64)
         return _empty_result(predictor, probe, id_dtype, frame.index, extra)
     rows = columns.reduce({name: frame[name].to_numpy() for name in columns.needed}, 0, n)
+    if columns.sources.get("id") is None:
+        # Row numbers would repeat from one partition to the next; the spatial index does not.
+        rows["id"] = np.asarray(frame.index.to_numpy(), np.int64)
     rows["catalog_row"] = np.arange(n, dtype=np.int64)
     # Tasks arrive with fresh copies of the configuration: compare contents, not identities.
     reader = _READERS.get(reader_config.folder)
@@ -130,7 +133,8 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
         Model file or shipped model name.
     catalog : path-like
         HATS catalogue folder; ``ra``/``dec`` in degrees and the model's ``mag_<band>`` /
-        ``magerr_<band>`` (or any names the mapping in ``options`` translates).
+        ``magerr_<band>`` (or any names the mapping in ``options`` translates). Without an
+        ``id`` column, the output ``id`` is the HATS spatial index (``_healpix_29``).
     out : path-like
         Result catalogue folder; must not exist yet.
     options : RunOptions
