@@ -181,6 +181,13 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
     columns = CatalogColumns(names, catalog, resolve_mapping(options.mapping), spec.photometry_bands, require_sky=needs_sky)
     properties = hats_catalog.hc_structure.catalog_info
     keep = [c for c in (properties.ra_column, properties.dec_column) if c and c not in ("ra", "dec") and c in names]
+    # Survey catalogues hold hundreds of columns: read only those the model needs (and the sky
+    # position columns LSDB keeps), so a partition costs I/O and memory for these alone.
+    wanted = list(dict.fromkeys(columns.needed + [c for c in (properties.ra_column, properties.dec_column) if c in names]))
+    try:
+        hats_catalog = lsdb.read_hats(catalog, columns=wanted)
+    except Exception as exc:  # noqa: BLE001 - every reader failure is the catalogue's problem
+        raise InputError(catalog, f"cannot read as a HATS catalogue: {exc}") from None
     tiles: list[TileInfo] = []
     reference_band = ""
     stamp_size = 0
