@@ -17,7 +17,8 @@ takes seconds. The last line is::
 
     end_to_end_sources_per_s=<x> model_only_sources_per_s=<y> ratio=<r> peak_rss_gb=<m>
 
-Run ``nice -n 5 python benchmarks/predict_throughput.py --n 100000 --threads 2``.
+Run ``nice -n 5 python benchmarks/predict_throughput.py --n 100000 --threads 2``; ``--hats`` gives
+the catalogue as a HATS catalogue instead (LSDB's default partitioning) and writes a HATS result.
 """
 
 from __future__ import annotations
@@ -113,6 +114,20 @@ def make_survey(folder: Path, n: int, per_tile: int, size: int, image_bands: lis
     return folder / "catalog.parquet", str(folder / "tile*" / "img-*.fits"), n_tiles
 
 
+def write_hats(catalog: Path) -> Path:
+    """The Parquet catalogue as a HATS catalogue beside it (LSDB's default partitioning)."""
+    import lsdb
+    import pyarrow.parquet as pq
+
+    start = time.perf_counter()
+    path = catalog.parent / "catalog_hats"
+    shutil.rmtree(path, ignore_errors=True)
+    hats = lsdb.from_dataframe(pq.read_table(catalog).to_pandas(), ra_column="ra", dec_column="dec")
+    hats.write_catalog(path, catalog_name="catalog_hats", progress_bar=False)
+    print(f"HATS catalogue: {len(hats.get_healpix_pixels())} partitions, written in {time.perf_counter() - start:.1f} s")
+    return path
+
+
 def model_only(model: str, folder: Path, device: str, batch: int, n: int, threads: int | None,
                blocks: int = 5, block_s: float = 3.0) -> float:
     """Sources/s of the model alone on batches cut beforehand from the first tile (the best of
@@ -181,6 +196,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--memory-gb", type=float, default=4.0)
     parser.add_argument("--folder", type=Path, default=None, help="where to write the tiles (default: a temporary folder)")
+    parser.add_argument("--hats", action="store_true", help="give the catalogue as a HATS catalogue (needs lsdb); the result is HATS too")
     args = parser.parse_args()
     model = args.model or default_model()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -195,8 +211,11 @@ def main() -> None:
     print(f"{args.n:,} sources on {n_tiles} tiles of {args.tile_size}x{args.tile_size} px written in {time.perf_counter() - start:.1f} s")
     out = folder / "out"
     shutil.rmtree(out, ignore_errors=True)
+    target = f"{out}/"
+    if args.hats:
+        catalog, target = write_hats(catalog), str(out)
     command = [sys.executable, "-m", "skysort.cli", "predict", "--model", model, "--catalog", str(catalog), "--tiles", pattern,
-               "--out", f"{out}/", "--quiet", "--device", device, "--batch-size", str(args.batch_size),
+               "--out", target, "--quiet", "--device", device, "--batch-size", str(args.batch_size),
                "--memory-gb", str(args.memory_gb)]
     if args.threads:
         command += ["--threads", str(args.threads)]

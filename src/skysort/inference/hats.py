@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import InputError
 from .stream import (CatalogColumns, ReaderConfig, RunOptions, TileIndex, TileInfo, UnitAssembler, UnitReader, _blank_outputs,
-                     _reference_band, memory_plan, model_record, probe_predictor, resolve_device, scan_tiles,
+                     _in_thread, _reference_band, memory_plan, model_record, probe_predictor, resolve_device, scan_tiles,
                      warn_pixel_scale)
 
 # One tile reader and tile index per worker process, kept between partitions.
@@ -72,7 +72,7 @@ def _empty_result(predictor, probe: Mapping[str, Any], id_dtype: np.dtype, index
 
 def predict_partition(frame, *, model: str, device: str, threads: int | None, columns: CatalogColumns,
                       reader_config: ReaderConfig, tiles: Sequence[TileInfo], probe: Mapping[str, Any],
-                      threshold: float | None, keep: Sequence[str]):
+                      threshold: float | None, keep: Sequence[str], queue_batches: int = 4):
     """Classify the rows of one HATS partition (a pandas frame); returns a frame on its index.
 
     ``keep`` names input columns copied to the output as they are (the catalogue's own
@@ -108,14 +108,19 @@ def predict_partition(frame, *, model: str, device: str, threads: int | None, co
         owner = index.owners(rows["ra"], rows["dec"])
     else:
         owner = np.full(n, -1, np.int32)
+    def batches():
+        for k, tile in enumerate(np.unique(owner)):
+            chosen = np.flatnonzero(owner == tile)
+            unit = {"index": k, "kind": "tile" if tile >= 0 else "catalog", "tile": int(tile) if tile >= 0 else None}
+            yield from reader.batches_of_rows(unit, {name: values[chosen] for name, values in rows.items()})
+
     assembler = UnitAssembler(predictor, probe, threshold=threshold, device=device)
     tables = []
-    for k, tile in enumerate(np.unique(owner)):
-        chosen = np.flatnonzero(owner == tile)
-        unit = {"index": k, "kind": "tile" if tile >= 0 else "catalog", "tile": int(tile) if tile >= 0 else None}
-        for batch in reader.batches_of_rows(unit, {name: values[chosen] for name, values in rows.items()}):
-            table = assembler.add(batch, assembler.predict(batch))
-        tables.append(table)
+    # Cut in a producer thread while the model predicts, as in the Parquet path.
+    for batch in _in_thread(batches(), maxsize=queue_batches):
+        table = assembler.add(batch, assembler.predict(batch))
+        if table is not None:
+            tables.append(table)
     table = vstack(tables, metadata_conflicts="silent") if len(tables) > 1 else tables[0]
     order = np.argsort(np.asarray(table["catalog_row"]), kind="stable")
     table = table[order]
@@ -124,7 +129,8 @@ def predict_partition(frame, *, model: str, device: str, threads: int | None, co
 
 
 def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str | os.PathLike,
-                 options: RunOptions | None = None, *, warn: Callable[[str | os.PathLike, str], None] | None = None) -> dict[str, Any]:
+                 options: RunOptions | None = None, *,
+                 warn: Callable[[str | os.PathLike, str], None] | None = None) -> dict[str, Any]:
     """Classify every source of a HATS catalogue and write the result as a HATS catalogue.
 
     Parameters
@@ -215,7 +221,8 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
     threads = 1 if options.dask else options.threads
     result = hats_catalog.map_partitions(
         predict_partition, model=str(model_info["file"]), device=device, threads=threads, columns=columns,
-        reader_config=reader_config, tiles=tiles, probe=probe, threshold=options.threshold, keep=keep, meta=meta)
+        reader_config=reader_config, tiles=tiles, probe=probe, threshold=options.threshold, keep=keep,
+        queue_batches=memory.queue_batches, meta=meta)
     provenance = {
         "skysort_version": __version__, "skysort_model": model_info["name"], "skysort_model_file": str(model_info["file"]),
         "skysort_model_sha256": model_info["sha256"], "skysort_model_created": str(model_info["created"]),
