@@ -124,3 +124,28 @@ def test_hats_without_an_id_column_uses_the_spatial_index(hats_survey, tmp_path)
     assert len(result) == len(frame)
     assert np.array_equal(result["id"].to_numpy(), result.index.to_numpy())
     assert len(np.unique(result["id"])) == len(frame)
+
+
+def test_partition_in_slices_equals_partition_whole(hats_survey):
+    """A large partition is processed in slices; the rows are those of one pass."""
+    from skysort.data.catalog import resolve_mapping
+    from skysort.inference.distributed import worker_predictor
+    from skysort.inference.hats import predict_partition
+    from skysort.inference.stream import CatalogColumns, ReaderConfig, probe_predictor, scan_tiles
+
+    frame = lsdb.read_hats(hats_survey["hats"]).compute()
+    predictor = worker_predictor(str(hats_survey["model"]), "cpu")
+    tiles = scan_tiles(hats_survey["tiles"], ["r"], "r")
+    config = ReaderConfig(folder="unused", tiles=[t.to_json() for t in tiles], image_bands=["r"], photometry_bands=[],
+                          stamp_size=16, reference_band="r", batch_size=16, tile_cache_tiles=2, images_available=True,
+                          photometry_only_ok=False)
+    options = dict(model=str(hats_survey["model"]), device="cpu", threads=None,
+                   columns=CatalogColumns(list(frame.columns), "test", resolve_mapping(None), (), require_sky=True),
+                   reader_config=config, tiles=tiles, probe=probe_predictor(predictor), threshold=None, keep=[])
+    whole = predict_partition(frame, **options)
+    sliced = predict_partition(frame, slice_rows=17, **options)
+    assert np.array_equal(whole.index.to_numpy(), frame.index.to_numpy())
+    assert np.array_equal(sliced.index.to_numpy(), whole.index.to_numpy())
+    for column in ("id", "flags", "class", "images_used"):
+        assert np.array_equal(sliced[column].to_numpy(), whole[column].to_numpy()), column
+    assert np.allclose(sliced["p_blended"].to_numpy(), whole["p_blended"].to_numpy(), atol=1e-6, equal_nan=True)

@@ -72,23 +72,38 @@ def _empty_result(predictor, probe: Mapping[str, Any], id_dtype: np.dtype, index
 
 def predict_partition(frame, *, model: str, device: str, threads: int | None, columns: CatalogColumns,
                       reader_config: ReaderConfig, tiles: Sequence[TileInfo], probe: Mapping[str, Any],
-                      threshold: float | None, keep: Sequence[str], queue_batches: int = 4):
+                      threshold: float | None, keep: Sequence[str], queue_batches: int = 4, slice_rows: int = 250_000):
     """Classify the rows of one HATS partition (a pandas frame); returns a frame on its index.
 
     ``keep`` names input columns copied to the output as they are (the catalogue's own
-    ra/dec columns when they are not called ``ra``/``dec``).
+    ra/dec columns when they are not called ``ra``/``dec``). The partition is processed in
+    slices of at most ``slice_rows`` rows, so that the working arrays of a large partition do
+    not add to its own size.
     """
-    from astropy.table import vstack
+    import pandas as pd
 
     from .distributed import worker_predictor
 
     predictor = worker_predictor(model, device, threads=threads)
     n = len(frame)
-    extra = {name: frame[name].to_numpy() for name in keep}
     if n == 0:
         id_column = columns.sources.get("id")
         id_dtype = frame[id_column].to_numpy().dtype if id_column else np.dtype(np.int64)
-        return _empty_result(predictor, probe, id_dtype, frame.index, extra)
+        return _empty_result(predictor, probe, id_dtype, frame.index, {name: frame[name].to_numpy() for name in keep})
+    options = dict(predictor=predictor, device=device, columns=columns, reader_config=reader_config, tiles=tiles, probe=probe,
+                   threshold=threshold, keep=keep, queue_batches=queue_batches)
+    if n <= slice_rows:
+        return _predict_rows(frame, **options)
+    return pd.concat([_predict_rows(frame.iloc[a : a + slice_rows], **options) for a in range(0, n, slice_rows)])
+
+
+def _predict_rows(frame, *, predictor, device: str, columns: CatalogColumns, reader_config: ReaderConfig,
+                  tiles: Sequence[TileInfo], probe: Mapping[str, Any], threshold: float | None, keep: Sequence[str],
+                  queue_batches: int):
+    from astropy.table import vstack
+
+    n = len(frame)
+    extra = {name: frame[name].to_numpy() for name in keep}
     rows = columns.reduce({name: frame[name].to_numpy() for name in columns.needed}, 0, n)
     if columns.sources.get("id") is None:
         # Row numbers would repeat from one partition to the next; the spatial index does not.
@@ -222,7 +237,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
     result = hats_catalog.map_partitions(
         predict_partition, model=str(model_info["file"]), device=device, threads=threads, columns=columns,
         reader_config=reader_config, tiles=tiles, probe=probe, threshold=options.threshold, keep=keep,
-        queue_batches=memory.queue_batches, meta=meta)
+        queue_batches=memory.queue_batches, slice_rows=memory.rows_per_part, meta=meta)
     provenance = {
         "skysort_version": __version__, "skysort_model": model_info["name"], "skysort_model_file": str(model_info["file"]),
         "skysort_model_sha256": model_info["sha256"], "skysort_model_created": str(model_info["created"]),
