@@ -149,3 +149,43 @@ def test_partition_in_slices_equals_partition_whole(hats_survey):
     for column in ("id", "flags", "class", "images_used"):
         assert np.array_equal(sliced[column].to_numpy(), whole[column].to_numpy()), column
     assert np.allclose(sliced["p_blended"].to_numpy(), whole["p_blended"].to_numpy(), atol=1e-6, equal_nan=True)
+
+
+def test_interrupted_hats_run_resumes_without_recomputing_done_partitions(hats_survey, tmp_path, monkeypatch):
+    import skysort.inference.hats as hats_module
+    from skysort.errors import InputError
+    from skysort.inference.hats import unfinished_paths
+
+    options = RunOptions(tiles=hats_survey["tiles"], batch_size=32)
+    original = hats_module.predict_partition
+    calls = []
+
+    def failing_on_the_second(frame, **kwargs):
+        if len(frame):
+            calls.append(len(frame))
+            if len(calls) == 2:
+                raise RuntimeError("interrupted")
+        return original(frame, **kwargs)
+
+    monkeypatch.setattr(hats_module, "predict_partition", failing_on_the_second)
+    out = tmp_path / "result"
+    with pytest.raises(RuntimeError, match="interrupted"):
+        predict_hats(hats_survey["model"], hats_survey["hats"], out, options)
+    partial, signature = unfinished_paths(out)
+    assert not out.exists() and partial.is_dir() and signature.is_file()
+    # Another run onto the same unfinished result is refused.
+    with pytest.raises(InputError, match="another run"):
+        predict_hats(hats_survey["model"], hats_survey["hats"], out, RunOptions(tiles=hats_survey["tiles"], threshold=0.3))
+    calls.clear()
+
+    def counting(frame, **kwargs):
+        if len(frame):
+            calls.append(len(frame))
+        return original(frame, **kwargs)
+
+    monkeypatch.setattr(hats_module, "predict_partition", counting)
+    predict_hats(hats_survey["model"], hats_survey["hats"], out, options)
+    assert len(calls) == hats_survey["n_partitions"] - 1  # the partition done before the failure is kept
+    assert not partial.exists() and not signature.exists()
+    predict_hats(hats_survey["model"], hats_survey["hats"], tmp_path / "clean", options)
+    assert_same_rows(read_hats_result(out), read_hats_result(tmp_path / "clean"))

@@ -12,22 +12,26 @@ Without ``--dask`` the partitions run one after the other in this process (memor
 that of one partition plus the model and the tile cache); with ``--dask local:N`` or a
 scheduler address they run on that cluster. Workers must see the tiles under the same paths.
 
-The result is written to a temporary folder beside ``out`` and renamed when complete, so an
-interrupted run leaves no half-written catalogue (rerun it from the start). Provenance
+The result is written to a folder beside ``out`` (``.NAME.partial``) and renamed when
+complete, so an interrupted run never leaves a half-written catalogue at ``out``. Rerunning
+the same command resumes it: partitions LSDB has marked done are kept, the others are
+recomputed. A rerun with another model, catalogue, tiles or options is refused. Provenance
 (model, file hash, inputs, software versions) goes into the catalogue's ``hats.properties``
 as ``skysort_*`` keys.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from .._io import atomic_path
 from ..errors import InputError
+from .manifest import file_identity
 from .stream import (CatalogColumns, ReaderConfig, RunOptions, TileIndex, TileInfo, UnitAssembler, UnitReader, _blank_outputs,
                      _in_thread, _reference_band, memory_plan, model_record, probe_predictor, resolve_device, scan_tiles,
                      warn_pixel_scale)
@@ -42,6 +46,12 @@ def is_hats_catalog(path: str | os.PathLike) -> bool:
     ``properties`` or ``collection.properties``)."""
     path = Path(path)
     return path.is_dir() and any((path / name).is_file() for name in ("hats.properties", "properties", "collection.properties"))
+
+
+def unfinished_paths(out: str | os.PathLike) -> tuple[Path, Path]:
+    """Where an unfinished result for ``out`` is written, and the signature of its run."""
+    out = Path(out)
+    return out.parent / f".{out.name}.partial", out.parent / f".{out.name}.partial.json"
 
 
 def _import_lsdb(where: str | os.PathLike):
@@ -245,8 +255,23 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
         "skysort_images_available": str(images_available), "skysort_threshold": str(options.threshold),
         "skysort_software": ";".join(f"{k}={v}" for k, v in software_versions().items()),
     }
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    signature = {
+        "model_sha256": model_info["sha256"],
+        "catalog": [file_identity(path) for path in sorted(Path(catalog).glob("*properties"))],
+        "tiles": sorted(f"{identity['path']}:{identity['size']}" for identity in
+                        (file_identity(f) for t in tiles for f in t.files.values())),
+        "images_available": images_available, **options.signature(),
+    }
+    partial, partial_signature = unfinished_paths(out)
+    resume = partial.exists()
+    if resume:
+        recorded = json.loads(partial_signature.read_text()) if partial_signature.is_file() else None
+        if recorded != json.loads(json.dumps(signature)):
+            raise InputError(partial, "holds an unfinished HATS result of another run (model, catalogue, tiles or options "
+                                      "differ); remove it to start again")
+    else:
+        with atomic_path(partial_signature) as tmp:
+            Path(tmp).write_text(json.dumps(signature, indent=1))
     client = cluster = None
     try:
         if options.dask:
@@ -256,11 +281,12 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
             # One partition at a time in this process: memory is that of one partition.
             context = dask.config.set(scheduler="synchronous")
         with context:
-            result.write_catalog(tmp, catalog_name=out.name, addl_hats_properties=provenance, as_collection=False,
-                                 progress_bar=not options.quiet)
-        os.replace(tmp, out)
+            # LSDB marks each partition done after writing it; resuming rewrites only the others.
+            result.write_catalog(partial, catalog_name=out.name, addl_hats_properties=provenance, as_collection=False,
+                                 resume=resume, progress_bar=not options.quiet)
+        os.replace(partial, out)
+        partial_signature.unlink()
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
         if client is not None:
             client.close()
         if cluster is not None:
