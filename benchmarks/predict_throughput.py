@@ -7,8 +7,8 @@ noise) holding ``--n`` sources in all, and a Parquet catalogue of them; then
 1. end to end: ``skysort predict --catalog CAT --tiles ... --out DIR/`` in a child process
    (planning, tile reading, cutting, model, Parquet parts, manifest), wall-clock sources/s;
 2. model only: the same model on batches of stamps cut beforehand (the bound), sources/s;
-3. their ratio and the peak resident memory of the prediction process (``getrusage`` of the
-   child, GiB; this process, which writes the tiles, is reported on its own line).
+3. their ratio and the peak resident memory of the prediction process (its own ``VmHWM``,
+   GiB; this process, which writes the tiles, is reported on its own line).
 
 The default model is the shipped ``sgq-kids`` when present; otherwise the shipped
 ``blend-cfis`` stands in (named in the output). Tiles reuse one rendered pixel pattern per
@@ -35,6 +35,28 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+
+# The prediction process, run as ``python -c CHILD PEAK_FILE ARGS...``: ``skysort ARGS`` that
+# writes its peak resident memory (KiB) to PEAK_FILE at exit. It reads VmHWM, the high-water
+# mark of its own address space: getrusage's maxrss of a child also counts the pages it shared
+# with this process between fork and exec, i.e. this process's size at that moment.
+CHILD = """
+import atexit, resource, sys
+from pathlib import Path
+
+def write_peak(path=Path(sys.argv[1])):
+    try:
+        status = Path("/proc/self/status").read_text()
+        kib = int(status.split("VmHWM:")[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    path.write_text(str(kib))
+
+atexit.register(write_peak)
+from skysort.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
 
 
 def default_model() -> str:
@@ -214,7 +236,8 @@ def main() -> None:
     target = f"{out}/"
     if args.hats:
         catalog, target = write_hats(catalog), str(out)
-    command = [sys.executable, "-m", "skysort.cli", "predict", "--model", model, "--catalog", str(catalog), "--tiles", pattern,
+    peak_file = folder / "prediction_peak_rss.txt"
+    command = [sys.executable, "-c", CHILD, str(peak_file), "predict", "--model", model, "--catalog", str(catalog), "--tiles", pattern,
                "--out", target, "--quiet", "--device", device, "--batch-size", str(args.batch_size),
                "--memory-gb", str(args.memory_gb)]
     if args.threads:
@@ -227,7 +250,7 @@ def main() -> None:
     end_to_end = args.n / elapsed
     print(f"end to end: {elapsed:.1f} s ({end_to_end:,.0f} sources/s, process start and planning included)")
     bound = model_only(model, folder, device, args.batch_size, args.n, args.threads)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    children = int(peak_file.read_text()) / 2**20
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"peak RSS: prediction process {children:.2f} GiB, this process (tile writing, model-only) {own:.2f} GiB")
     if end_to_end > bound:
