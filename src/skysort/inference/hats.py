@@ -33,8 +33,7 @@ from .._io import atomic_path
 from ..errors import InputError
 from .manifest import file_identity
 from .stream import (CatalogColumns, ReaderConfig, RunOptions, TileIndex, TileInfo, UnitAssembler, UnitReader, _blank_outputs,
-                     _in_thread, _reference_band, memory_plan, model_record, probe_predictor, resolve_device, scan_tiles,
-                     warn_pixel_scale)
+                     _in_thread, model_record, prepare_inputs, resolve_device, run_signature)
 
 # One tile reader and tile index per worker process, kept between partitions.
 _READERS: dict[str, UnitReader] = {}
@@ -194,13 +193,16 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
     out = Path(out)
     if out.exists():
         raise InputError(out, "already exists: a HATS result is written whole; remove it or choose another --out")
+    from ..models.registry import resolve_model
+
     device = resolve_device(options.device)
-    predictor = worker_predictor(str(model), device, threads=options.threads)
+    # The file path, not the name: partitions (here or on Dask workers) load the same file, and in
+    # this process find the model already loaded under that key.
+    model_file = str(Path(resolve_model(model)).resolve())
+    predictor = worker_predictor(model_file, device, threads=options.threads)
     spec = predictor.spec
-    probe = probe_predictor(predictor)
-    images_available = options.tiles is not None
-    if not images_available and spec.uses_images and not probe["photometry_only"]:
-        raise InputError(model, f"model {predictor.name} needs image stamps ({', '.join(spec.image_bands)}); give --tiles")
+    inputs = prepare_inputs(model, predictor, options, warn)
+    probe, images_available, tiles = inputs.probe, inputs.images_available, inputs.tiles
     try:
         hats_catalog = lsdb.read_hats(catalog)
     except Exception as exc:  # noqa: BLE001 - every reader failure is the catalogue's problem
@@ -208,8 +210,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
     from ..data.catalog import resolve_mapping
 
     names = list(hats_catalog.columns)
-    needs_sky = images_available and spec.uses_images
-    columns = CatalogColumns(names, catalog, resolve_mapping(options.mapping), spec.photometry_bands, require_sky=needs_sky)
+    columns = CatalogColumns(names, catalog, resolve_mapping(options.mapping), spec.photometry_bands, require_sky=inputs.needs_sky)
     properties = hats_catalog.hc_structure.catalog_info
     keep = [c for c in (properties.ra_column, properties.dec_column) if c and c not in ("ra", "dec") and c in names]
     # Survey catalogues hold hundreds of columns: read only those the model needs (and the sky
@@ -219,23 +220,10 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
         hats_catalog = lsdb.read_hats(catalog, columns=wanted)
     except Exception as exc:  # noqa: BLE001 - every reader failure is the catalogue's problem
         raise InputError(catalog, f"cannot read as a HATS catalogue: {exc}") from None
-    tiles: list[TileInfo] = []
-    reference_band = ""
-    stamp_size = 0
-    if needs_sky:
-        cut = spec.stamp_size_to_cut
-        if not cut or cut[0] != cut[1]:
-            raise InputError(model, f"model {predictor.name} states no square stamp size to cut from tiles")
-        stamp_size = int(cut[0])
-        reference_band = _reference_band(spec.image_bands, options.reference_band)
-        tiles = scan_tiles(options.tiles, spec.image_bands, reference_band)
-        warn_pixel_scale(tiles, spec, warn)
-    stamp_bytes = 4 * len(spec.image_bands) * stamp_size * stamp_size if tiles else 0
-    tile_bytes = max((4 * len(t.files) * t.shape[0] * t.shape[1] for t in tiles), default=0)
-    memory = memory_plan(options.memory_gb, stamp_bytes=stamp_bytes, tile_bytes=tile_bytes, batch_size=options.batch_size)
+    memory = inputs.memory_plan(options)
     reader_config = ReaderConfig(
         folder=str(out), tiles=[t.to_json() for t in tiles], image_bands=list(spec.image_bands),
-        photometry_bands=list(spec.photometry_bands), stamp_size=stamp_size, reference_band=reference_band,
+        photometry_bands=list(spec.photometry_bands), stamp_size=inputs.stamp_size, reference_band=inputs.reference_band,
         batch_size=memory.batch_size, tile_cache_tiles=memory.tile_cache_tiles, images_available=images_available,
         photometry_only_ok=probe["photometry_only"])
     id_column = columns.sources.get("id")
@@ -245,7 +233,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
     model_info = model_record(predictor)
     threads = 1 if options.dask else options.threads
     result = hats_catalog.map_partitions(
-        predict_partition, model=str(model_info["file"]), device=device, threads=threads, columns=columns,
+        predict_partition, model=model_file, device=device, threads=threads, columns=columns,
         reader_config=reader_config, tiles=tiles, probe=probe, threshold=options.threshold, keep=keep,
         queue_batches=memory.queue_batches, slice_rows=memory.rows_per_part, meta=meta)
     provenance = {
@@ -255,13 +243,8 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
         "skysort_images_available": str(images_available), "skysort_threshold": str(options.threshold),
         "skysort_software": ";".join(f"{k}={v}" for k, v in software_versions().items()),
     }
-    signature = {
-        "model_sha256": model_info["sha256"],
-        "catalog": [file_identity(path) for path in sorted(Path(catalog).glob("*properties"))],
-        "tiles": sorted(f"{identity['path']}:{identity['size']}" for identity in
-                        (file_identity(f) for t in tiles for f in t.files.values())),
-        "images_available": images_available, **options.signature(),
-    }
+    signature = run_signature(model_info, [file_identity(path) for path in sorted(Path(catalog).glob("*properties"))],
+                              inputs, options)
     partial, partial_signature = unfinished_paths(out)
     resume = partial.exists()
     if resume:

@@ -976,6 +976,80 @@ def warn_pixel_scale(tiles: Sequence[TileInfo], spec: Any, warn: Callable[[str |
                          f"({len(off)} tile(s))")
 
 
+@dataclass
+class PreparedInputs:
+    """What a catalogue run works out from the model and the options before reading any row."""
+
+    spec: Any
+    probe: dict[str, Any]
+    images_available: bool
+    reference_band: str
+    stamp_size: int
+    tiles: list[TileInfo]
+
+    @property
+    def needs_sky(self) -> bool:
+        """Whether sources are placed on tiles (so ra/dec are required)."""
+        return self.images_available and self.spec.uses_images
+
+    @property
+    def stamp_bytes(self) -> int:
+        """Bytes of one source's stamps (0 without tiles)."""
+        return 4 * len(self.spec.image_bands) * self.stamp_size ** 2 if self.tiles else 0
+
+    @property
+    def tile_bytes(self) -> int:
+        """Bytes of the largest tile, all bands, as float32."""
+        return max((4 * len(t.files) * t.shape[0] * t.shape[1] for t in self.tiles), default=0)
+
+    def memory_plan(self, options: "RunOptions", *, processes: int = 1) -> MemoryPlan:
+        """:func:`memory_plan` for these stamps and tiles."""
+        return memory_plan(options.memory_gb, stamp_bytes=self.stamp_bytes, tile_bytes=self.tile_bytes,
+                           batch_size=options.batch_size, processes=processes)
+
+
+def prepare_inputs(model: str | os.PathLike, predictor: Predictor, options: "RunOptions",
+                   warn: Callable[[str | os.PathLike, str], None] | None = None) -> PreparedInputs:
+    """Check that the model can run on what the options give, and scan the tiles.
+
+    Raises
+    ------
+    InputError
+        An image model without tiles (unless it can fall back on photometry), or a model
+        with no square stamp size to cut.
+    """
+    spec = predictor.spec
+    images_available = options.tiles is not None
+    probe = probe_predictor(predictor)
+    if not images_available and spec.uses_images and not probe["photometry_only"]:
+        raise InputError(model, f"model {predictor.name} needs image stamps ({', '.join(spec.image_bands)}); give --tiles "
+                                "(or classify a stamp set with --data)")
+    cut = spec.stamp_size_to_cut
+    if images_available and spec.uses_images and not cut:
+        raise InputError(model, f"model {predictor.name} states no stamp size to cut from tiles")
+    if cut and cut[0] != cut[1] and images_available:
+        raise InputError(model, f"streaming cuts square stamps; the model expects {cut}")
+    reference_band = _reference_band(spec.image_bands, options.reference_band) if spec.uses_images else ""
+    tiles: list[TileInfo] = []
+    if images_available and spec.uses_images:
+        tiles = scan_tiles(options.tiles, spec.image_bands, reference_band)
+        warn_pixel_scale(tiles, spec, warn)
+    return PreparedInputs(spec, probe, images_available, reference_band, int(cut[0]) if cut else 0, tiles)
+
+
+def run_signature(model_info: Mapping[str, Any], catalog_identity: Any, inputs: PreparedInputs,
+                  options: "RunOptions") -> dict[str, Any]:
+    """What fixes a run's results: a rerun (resume) must have the same."""
+    return {
+        "model_sha256": model_info["sha256"],
+        "catalog": catalog_identity,
+        "tiles": sorted(f"{identity['path']}:{identity['size']}" for identity in
+                        (file_identity(f) for t in inputs.tiles for f in t.files.values())),
+        "images_available": inputs.images_available,
+        **options.signature(),
+    }
+
+
 def _reference_band(spec_bands: Sequence[str], wanted: str | None) -> str:
     if wanted:
         if wanted not in spec_bands:
@@ -1027,42 +1101,19 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
         torch.set_num_threads(int(options.threads))
     predictor = predictor or load_predictor(model, device)
     spec = predictor.spec
-    images_available = options.tiles is not None
-    probe = probe_predictor(predictor)
-    if not images_available and spec.uses_images and not probe["photometry_only"]:
-        raise InputError(model, f"model {predictor.name} needs image stamps ({', '.join(spec.image_bands)}); give --tiles "
-                                "(or classify a stamp set with --data)")
-    cut = spec.stamp_size_to_cut
-    if images_available and spec.uses_images and not cut:
-        raise InputError(model, f"model {predictor.name} states no stamp size to cut from tiles")
-    if cut and cut[0] != cut[1] and images_available:
-        raise InputError(model, f"streaming cuts square stamps; the model expects {cut}")
+    inputs = prepare_inputs(model, predictor, options, warn)
+    probe, images_available, tiles = inputs.probe, inputs.images_available, inputs.tiles
+    reference_band, stamp_size = inputs.reference_band, inputs.stamp_size
     out = Path(out)
     model_info = model_record(predictor)
-    catalog_stream = CatalogStream(catalog, options.mapping, spec.photometry_bands, require_sky=images_available and spec.uses_images)
-    reference_band = _reference_band(spec.image_bands, options.reference_band) if spec.uses_images else ""
-    tiles: list[TileInfo] = []
-    if images_available and spec.uses_images:
-        tiles = scan_tiles(options.tiles, spec.image_bands, reference_band)
-        warn_pixel_scale(tiles, spec, warn)
-    signature = {
-        "model_sha256": model_info["sha256"],
-        "catalog": file_identity(catalog),
-        "tiles": sorted(f"{identity['path']}:{identity['size']}" for identity in
-                        (file_identity(f) for t in tiles for f in t.files.values())),
-        "images_available": images_available,
-        **options.signature(),
-    }
+    catalog_stream = CatalogStream(catalog, options.mapping, spec.photometry_bands, require_sky=inputs.needs_sky)
+    signature = run_signature(model_info, file_identity(catalog), inputs, options)
     manifest = Manifest.prepare_folder(out, signature)
     workers = options.workers if options.workers is not None else 0
-    stamp_size = int(cut[0]) if cut else 0
-    stamp_bytes = 4 * len(spec.image_bands) * stamp_size * stamp_size if tiles else 0
-    tile_bytes = max((4 * len(t.files) * t.shape[0] * t.shape[1] for t in tiles), default=0)
     processes = max(1, workers)
     if options.dask:
         processes = 1  # each Dask worker plans its own share of the setting below
-    memory = memory_plan(options.memory_gb, stamp_bytes=stamp_bytes, tile_bytes=tile_bytes,
-                         batch_size=options.batch_size, processes=processes)
+    memory = inputs.memory_plan(options, processes=processes)
     if manifest is None:
         with progress_bar(catalog_stream.n_rows, "planning", unit="src", enabled=not options.quiet) as advance:
             plan = plan_units(out, catalog_stream, tiles, memory, progress=advance)
@@ -1092,7 +1143,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
 
                 run_dask(options.dask, manifest, reader_config, part_meta, model=model_info["file"], probe=probe,
                          threshold=options.threshold, memory_gb=options.memory_gb, batch_size=options.batch_size,
-                         stamp_bytes=stamp_bytes, tile_bytes=tile_bytes, device=device, progress=advance)
+                         stamp_bytes=inputs.stamp_bytes, tile_bytes=inputs.tile_bytes, device=device, progress=advance)
             else:
                 assembler = UnitAssembler(predictor, probe, threshold=options.threshold, device=device)
                 run_local(manifest, reader_config, assembler, part_meta, workers=workers,

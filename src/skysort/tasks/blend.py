@@ -341,7 +341,7 @@ def write_model_card(model: str | os.PathLike, evaluations: dict[str, str | os.P
     """
     import json
 
-    from .._io import atomic_path
+    from ..models.card import percent, write_card
 
     meta, state = load_model_file(resolve_model(model))
     training = meta.get("training", {})
@@ -354,7 +354,7 @@ def write_model_card(model: str | os.PathLike, evaluations: dict[str, str | os.P
         f"- architecture: {meta.get('architecture')} {meta.get('architecture_config')}, {n_parameters:,} parameters",
         f"- input: {meta.get('image_bands')} band, {meta.get('stamp_size')} px stamps at {meta.get('pixel_scale')}\"/px, "
         f"normalisation {meta.get('normalisation')}",
-        f"- outputs: p(blended), number of sources (1 or 2), companion offset (dx, dy) in pixels", "",
+        "- outputs: p(blended), number of sources (1 or 2), companion offset (dx, dy) in pixels", "",
         "## Training data", "",
         f"- {training.get('data')}: simulated {simulation.get('survey', '')} {simulation.get('kind', '')}, mode "
         f"{simulation.get('mode', '')}, noise sigma {simulation.get('noise_sigma')}, seed {simulation.get('seed')}",
@@ -368,21 +368,13 @@ def write_model_card(model: str | os.PathLike, evaluations: dict[str, str | os.P
     for name, path in evaluations.items():
         m = json.loads(Path(path).read_text())
         sep = m.get("sep") or {}
-
-        def pct(value):
-            return "-" if value is None else f"{100 * float(value):.1f}%"
-
-        lines.append(f"| {name} | {m.get('n')} | {pct(m.get('accuracy'))} | {pct(m.get('accuracy_near'))} | {pct(m.get('accuracy_far'))} | "
-                     f"{pct(m.get('false_positive_rate'))} | {pct(sep.get('accuracy'))} | {pct(sep.get('accuracy_near'))} |")
+        lines.append(f"| {name} | {m.get('n')} | {percent(m.get('accuracy'))} | {percent(m.get('accuracy_near'))} | "
+                     f"{percent(m.get('accuracy_far'))} | {percent(m.get('false_positive_rate'))} | {percent(sep.get('accuracy'))} | "
+                     f"{percent(sep.get('accuracy_near'))} |")
     lines += ["", "Near / far accuracies are over blended stamps with separation below / above 10 px. Realistic test galaxies "
               "(real COSMOS HST images) are never seen in training; parametric tests draw from the same COSMOS parametric fits "
               "as training, with new rotations, sizes, positions and noise.", ""]
-    if notes:
-        lines += ["## Known limitations", "", *[f"- {note}" for note in notes], ""]
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-    return out
+    return write_card(out, lines, notes)
 
 
 class BlendPredictor(TorchPredictor):

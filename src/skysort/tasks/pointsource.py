@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..data.dataset import AsinhStretch
+from ..data.dataset import AsinhStretch, random_dihedral_batch
 from ..data.stampset import StampSet
 from ..errors import InputError
 from ..inference.predictor import InputSpec, TorchPredictor
@@ -168,16 +168,7 @@ class Dihedral:
         self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        images = batch["image"].clone()
-        n = images.shape[0]
-        k = torch.randint(0, 4, (n,), generator=self.generator)
-        flip = torch.rand(n, generator=self.generator) < 0.5
-        for turns in range(4):
-            for flipped in (False, True):
-                chosen = (k == turns) & (flip == flipped)
-                if chosen.any():
-                    part = torch.rot90(images[chosen], turns, dims=(-2, -1))
-                    images[chosen] = torch.flip(part, dims=(-1,)) if flipped else part
+        images, _, _ = random_dihedral_batch(batch["image"], self.generator)
         return {**batch, "image": images}
 
 
@@ -952,7 +943,7 @@ def write_model_card(model: str | os.PathLike, metrics_path: str | os.PathLike, 
     notes : sequence of str
         Known limitations, one bullet each.
     """
-    from .._io import atomic_path
+    from ..models.card import write_card
 
     path = resolve_model(model)
     meta, state = load_model_file(path)
@@ -1010,9 +1001,4 @@ def write_model_card(model: str | os.PathLike, metrics_path: str | os.PathLike, 
     if real_spectra:
         lines += ["", "## Real spectra (spectral encoder)", "", "| file | true class | predicted | p(qso) |", "|---|---|---|---|"]
         lines += [f"| {r['file']} | {r['truth']} | {r['class']} | {r['p_qso']:.3f} |" for r in real_spectra]
-    if notes:
-        lines += ["", "## Known limitations", "", *[f"- {note}" for note in notes]]
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-    return out
+    return write_card(out, lines + [""], notes)

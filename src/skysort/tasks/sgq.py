@@ -37,6 +37,7 @@ from ..data.dataset import random_dihedral_batch
 from ..data.stampset import StampSet
 from ..errors import InputError
 from ..inference.predictor import InputSpec, TorchPredictor
+from ..models.card import percent, write_card
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
 from ..models.sgq import BRANCHES, SGQNet, sgq_loss
@@ -958,7 +959,7 @@ def evaluate_sgq_catalog(model: str | os.PathLike, catalog: Table, out_dir: str 
 
 def _pct(value) -> str:
     """A fraction as a percentage with two decimals, ``-`` when unknown."""
-    return "-" if value is None else f"{100 * float(value):.2f}%"
+    return percent(value, digits=2)
 
 
 def _read_metrics(path: str | os.PathLike) -> dict[str, Any]:
@@ -1071,8 +1072,6 @@ def write_model_card(model: str | os.PathLike, evaluations: Mapping[str, str | o
     Path
         The card.
     """
-    from .._io import atomic_path
-
     meta, state = load_model_file(resolve_model(model))
     if meta.get("task") != "sgq":
         raise InputError(model, f"not an sgq model (task {meta.get('task')!r})")
@@ -1119,12 +1118,7 @@ def write_model_card(model: str | os.PathLike, evaluations: Mapping[str, str | o
               "with a morphological star / galaxy type such as SDSS's photometric type.", ""]
     for heading, body in (sections or {}).items():
         lines += [f"## {heading}", "", *body, ""]
-    if notes:
-        lines += ["## Known limitations", "", *[f"- {note}" for note in notes], ""]
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-    return out
+    return write_card(out, lines, notes)
 
 
 # ----------------------------------------------------------------------------------------
