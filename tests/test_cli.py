@@ -265,3 +265,20 @@ def test_console_script_exit_code_and_debug(tile_dir):
     result = subprocess.run(command[:3] + ["--debug"] + command[3:], capture_output=True, text=True)
     assert "Traceback" in result.stderr
     assert subprocess.run([sys.executable, "-m", "skysort.cli", "--help"], capture_output=True).returncode == 0
+
+
+def test_simulate_population_override(tmp_path, capsys):
+    from skysort.data.stampset import StampSet
+
+    out = tmp_path / "targets.h5"
+    code, _, err = run(["simulate", "--survey", "sdss", "--n", 12, "--seed", 5, "--stamp-size", 16,
+                        "--population", "galaxy_target_fraction=0.5", "--out", out, "--quiet"], capsys)
+    assert code == 0, err
+    meta = StampSet.open(out).meta
+    assert meta.extra["simulation"]["population"] == [["galaxy_target_fraction", 0.5]]
+    assert meta.extra["catalogue_magnitudes"]["system"] == "asinh"
+    for bad, fragment in (("no_such_parameter=1", "no_such_parameter"), ("galaxy_target_fraction", "KEY=VALUE")):
+        target = tmp_path / "bad.h5"
+        code, _, err = run(["simulate", "--survey", "sdss", "--n", 4, "--population", bad, "--out", target, "--quiet"], capsys)
+        assert_one_line_error(code, err, fragment)
+        assert not target.exists()

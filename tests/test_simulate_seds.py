@@ -171,19 +171,56 @@ def test_population_columns_and_units(sdss):
     assert 0.8 < frac < 0.92
 
 
-def test_nondetections_are_nan_and_flagged(sdss):
-    t = draw_population(sdss, 4000, seed=3, mag_range=(21.5, 22.5))
-    undetected = ~np.asarray(t["detected_z"])
+def test_nondetections_are_nan_and_flagged():
+    # KiDS catalogues use Pogson magnitudes: no magnitude where a band is not detected.
+    kids = load_survey("kids")
+    assert kids.catalogue_magnitudes == "pogson"
+    depth = kids.depth("r")
+    t = draw_population(kids, 4000, seed=3, mag_range=(depth - 0.7, depth + 0.3))
+    undetected = ~np.asarray(t["detected_u"])
     assert undetected.any()
-    assert np.all(np.isnan(t["mag_z"][undetected])) and np.all(np.isnan(t["magerr_z"][undetected]))
+    assert np.all(np.isnan(t["mag_u"][undetected])) and np.all(np.isnan(t["magerr_u"][undetected]))
     assert np.all((t["flags"][undetected] & Flags.MISSING_PHOTOMETRY) != 0)
-    snr = np.asarray(t["flux_obs_z"] / t["flux_err_z"])
+    snr = np.asarray(t["flux_obs_u"] / t["flux_err_u"])
     assert np.all(snr[~undetected] >= 1.0) and np.all(snr[undetected] < 1.0)
-    for b in sdss.band_names:
+    for b in kids.band_names:
         assert np.nanmin(t[f"mag_{b}"]) > 5 and np.nanmax(t[f"mag_{b}"]) < 40  # no sentinels
     # Errors follow the depth: S/N ~ 5 at the depth.
-    det = np.asarray(t["detected_r"]) & (np.abs(t["mag_true_r"] - 22.2) < 0.05)
+    det = np.asarray(t["detected_r"]) & (np.abs(t["mag_true_r"] - depth) < 0.05)
     assert np.median(t["magerr_r"][det]) == pytest.approx(1.0857 / 5, rel=0.2)
+
+
+def test_sdss_asinh_magnitudes(sdss, tmp_path):
+    # SDSS catalogues give asinh magnitudes (Lupton et al. 1999): finite for every flux.
+    from skysort.simulate.photometry import asinh_magnitudes
+
+    assert sdss.catalogue_magnitudes == "asinh"
+    softening = np.array([sdss.band(b).asinh_softening for b in sdss.band_names])
+    np.testing.assert_allclose(softening, [1.4e-10, 0.9e-10, 1.2e-10, 1.8e-10, 7.4e-10])
+    t = draw_population(sdss, 4000, seed=3, mag_range=(21.5, 22.5))
+    mags = np.stack([np.asarray(t[f"mag_{b}"], float) for b in sdss.band_names], axis=1)
+    errs = np.stack([np.asarray(t[f"magerr_{b}"], float) for b in sdss.band_names], axis=1)
+    flux = np.stack([np.asarray(t[f"flux_obs_{b}"], float) for b in sdss.band_names], axis=1)
+    assert np.all(np.isfinite(mags)) and np.all(errs > 0)
+    assert (flux <= 0).any() and not np.any(np.asarray(t["flags"]) & Flags.MISSING_PHOTOMETRY)
+    # Non-detections keep their flag column, and their magnitudes lie within a few magnitudes of the zero-flux value (b is about one noise sigma).
+    undetected = ~np.asarray(t["detected_z"])
+    assert undetected.any()
+    zero_flux = -2.5 / np.log(10) * np.log(7.4e-10)  # 22.83 for z
+    assert np.all(np.abs(np.asarray(t["mag_z"])[undetected] - zero_flux) < 3.0)
+    # Fainter for lower flux, also through zero; equal to Pogson magnitudes at high S/N.
+    f = np.array([[-1.0, 0.0, 1.0, 1e3, 1e5]]).T * np.ones((1, 5))
+    m, e = asinh_magnitudes(sdss, f, np.ones_like(f))
+    assert np.all(np.diff(m, axis=0) < 0)
+    np.testing.assert_allclose(m[1], -2.5 / np.log(10) * np.log(softening))
+    np.testing.assert_allclose(m[-1], sdss.zero_point - 2.5 * np.log10(1e5), atol=1e-6)
+    np.testing.assert_allclose(e[-1], 1.0857 / 1e5, rtol=1e-3)
+    # A preset that asks for asinh magnitudes without a softening is refused.
+    text = Path(sdss.source_file).read_text().replace(", asinh_softening: 7.4e-10", "")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(InputError, match="asinh_softening"):
+        load_survey(bad)
 
 
 def test_class_options(sdss):

@@ -199,6 +199,19 @@ class SimMode(str, Enum):
     realistic = "realistic"
 
 
+def _parse_overrides(items: list[str], option: str) -> tuple[tuple[str, Any], ...]:
+    """``KEY=VALUE`` strings -> ``((key, value), ...)``; values read as YAML scalars (numbers, booleans, text)."""
+    import yaml
+
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(option, f"expected KEY=VALUE, got {item!r}")
+        pairs.append((key.strip(), yaml.safe_load(value)))
+    return tuple(pairs)
+
+
 @app.command("simulate")
 def simulate_command(
     out: Annotated[Path, typer.Option("--out", help="Output stamp set (.h5).")],
@@ -214,6 +227,7 @@ def simulate_command(
     image_bands: Annotated[Optional[str], typer.Option("--image-bands", help="sources / pointsources: render stamps in these bands only, comma-separated (photometry still covers every band; default all).")] = None,
     stamp_size: Annotated[Optional[int], typer.Option("--stamp-size", help="sources / pointsources: stamp side in pixels (default: the preset's).")] = None,
     mag_max: Annotated[Optional[float], typer.Option("--mag-max", help="sources / pointsources: faintest true magnitude in the selection band (AB; default: the preset's).")] = None,
+    population: Annotated[Optional[list[str]], typer.Option("--population", help="sources / pointsources: override a population parameter of the preset, KEY=VALUE (repeatable), e.g. galaxy_target_fraction=0.5.")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Parallel processes (the output does not depend on it).")] = 1,
     plots: Annotated[Optional[Path], typer.Option("--plots", help="Write validation plots (colour-colour, magnitudes, mosaics) to this folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
@@ -226,7 +240,7 @@ def simulate_command(
     config = SimulationConfig(survey=survey, kind=kind.value, seed=seed, balanced=balanced, mode=mode.value,
                               noise_sigma=noise_sigma, spectra_snr=spectra_snr, real_galaxies=real_galaxies,
                               image_bands=tuple(_split_bands(image_bands)) if image_bands else None, stamp_size=stamp_size,
-                              mag_max=mag_max)
+                              mag_max=mag_max, population=_parse_overrides(population or [], "--population"))
     with progress_bar(n, "simulating", enabled=not quiet) as advance:
         stamps = simulate(config, n, out, workers=workers, progress=advance)
     _print_stampset_summary(stamps.summary(), time.perf_counter() - start)
@@ -292,6 +306,7 @@ def train_command(
     photometry_bands: Annotated[Optional[str], typer.Option("--photometry-bands", help="sgq: photometric bands, comma-separated (default: all of the stamp set).")] = None,
     init: Annotated[Optional[str], typer.Option("--init", help="sgq, blend: start from this model's architecture and weights (fine-tuning).")] = None,
     magnitude_balance: Annotated[bool, typer.Option("--magnitude-balance", help="sgq: weight objects so every class has the same r-magnitude distribution (removes the simulation's number-count prior).")] = False,
+    freeze: Annotated[Optional[str], typer.Option("--freeze", help="sgq with --init: keep these branches (image, photometry; comma-separated) as they are and train the rest.")] = None,
     baseline: Annotated[Optional[Baseline], typer.Option("--baseline", help="pointsource: train the image-only baseline (same CNN, same split) instead.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -304,7 +319,7 @@ def train_command(
         record = train_sgq_model(data, out, val_data=val, branches=branches.value, image_bands=_split_bands(image_bands),
                                  photometry_bands=_split_bands(photometry_bands), init=init, epochs=epochs, patience=patience,
                                  batch_size=batch_size, lr=lr, max_objects=max_objects, seed=seed, progress=not quiet,
-                                 magnitude_balance=magnitude_balance)
+                                 magnitude_balance=magnitude_balance, freeze=_split_bands(freeze) or ())
         console.print(f"model: {out}")
         _print_metrics("validation", record, _SGQ_KEYS + ["epochs", "seconds"])
         return

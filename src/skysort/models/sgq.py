@@ -177,6 +177,33 @@ class SGQNet(nn.Module):
             out["logits"] = out.pop("logits_image" if self.use_image else "logits_photometry")
         return out
 
+    #: The modules of each branch: its trunk and its auxiliary head.
+    BRANCH_MODULES = {"image": ("encoder", "image_head"), "photometry": ("photometry", "photometry_head")}
+
+    def freeze(self, branches: Sequence[str]) -> None:
+        """Keep the named branches (``"image"``, ``"photometry"``) fixed while the rest trains:
+        their weights get no gradient, and their batch-norm statistics and dropout stay in
+        evaluation mode even when the network is put in training mode."""
+        unknown = sorted(set(branches) - set(self.BRANCH_MODULES))
+        if unknown:
+            raise ValueError(f"unknown branches {unknown} (choose from {', '.join(self.BRANCH_MODULES)})")
+        absent = [b for b in branches if not (self.use_image if b == "image" else self.use_photometry)]
+        if absent:
+            raise ValueError(f"this model has no {', '.join(absent)} branch")
+        self.frozen = tuple(sorted(set(getattr(self, "frozen", ())) | set(branches)))
+        for branch in branches:
+            for name in self.BRANCH_MODULES[branch]:
+                for parameter in getattr(self, name).parameters():
+                    parameter.requires_grad = False
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> SGQNet:
+        super().train(mode)
+        for branch in getattr(self, "frozen", ()):
+            for name in self.BRANCH_MODULES[branch]:
+                getattr(self, name).eval()
+        return self
+
     def photometry_logits(self, mag: torch.Tensor) -> torch.Tensor:
         """Logits from photometry alone (the auxiliary head; the main head for a photometry-only model)."""
         if not self.use_photometry:

@@ -9,12 +9,25 @@ source at the depth is detected at exactly S/N = 5. A calibration floor
 ``floor * f_true / 1.0857``. The observed flux is the true flux plus Gaussian noise of that
 sigma; fluxes are in image counts (the preset's AB zero point).
 
-Non-detections
---------------
-A band whose observed flux is not positive, or has S/N = f_obs / sigma below 1, has its
-observed magnitude and error set to NaN and ``detected_<band>`` False; the object's
-``flags`` gets :attr:`skysort.data.flags.Flags.MISSING_PHOTOMETRY`. No sentinel values
-(99, -9999) are ever written.
+Magnitude conventions
+---------------------
+The observed magnitudes follow the survey catalogue's convention
+(``SurveyPreset.catalogue_magnitudes``):
+
+``pogson``
+    ``m = ZP - 2.5 log10 f``. A band whose observed flux is not positive, or has
+    S/N = f_obs / sigma below 1, has its magnitude and error set to NaN; the object's
+    ``flags`` gets :attr:`skysort.data.flags.Flags.MISSING_PHOTOMETRY`. No sentinel values
+    (99, -9999) are ever written.
+``asinh``
+    Lupton, Gunn & Szalay (1999), as in SDSS catalogues:
+    ``m = -(2.5 / ln 10) [asinh(x / 2b) + ln b]`` with ``x`` the flux in units of the AB
+    zero-point flux and ``b`` the band's ``asinh_softening``. It equals the Pogson magnitude
+    for S/N >> 1, tends to ``-(2.5 / ln 10) ln b`` at zero flux and stays finite for negative
+    fluxes, so a faint or undetected band carries a (noisy) magnitude rather than a gap; the
+    error is ``(2.5 / ln 10) sigma / sqrt(f^2 + (2 b f0)^2)``.
+
+In both, ``detected_<band>`` is False where S/N < 1 or the flux is not positive.
 """
 
 from __future__ import annotations
@@ -24,7 +37,7 @@ import numpy as np
 from ..data.flags import Flags
 from .presets import SurveyPreset
 
-__all__ = ["DETECTION_SNR", "MAG_ERR_FACTOR", "observe"]
+__all__ = ["DETECTION_SNR", "MAG_ERR_FACTOR", "asinh_magnitudes", "observe"]
 
 #: 2.5 / ln(10): d(mag) = MAG_ERR_FACTOR * d(flux) / flux.
 MAG_ERR_FACTOR = 2.5 / np.log(10.0)
@@ -61,10 +74,13 @@ def observe(
     flux_obs = flux_true + sigma * normals
     snr = flux_obs / sigma
     detected = (flux_obs > 0) & (snr >= DETECTION_SNR)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mag = np.where(detected, survey.zero_point - 2.5 * np.log10(flux_obs), np.nan)
-        magerr = np.where(detected, MAG_ERR_FACTOR / snr, np.nan)
-    flags = np.where(np.all(detected, axis=1), 0, int(Flags.MISSING_PHOTOMETRY)).astype(np.uint32)
+    if survey.catalogue_magnitudes == "asinh":
+        mag, magerr = asinh_magnitudes(survey, flux_obs, sigma)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mag = np.where(detected, survey.zero_point - 2.5 * np.log10(flux_obs), np.nan)
+            magerr = np.where(detected, MAG_ERR_FACTOR / snr, np.nan)
+    flags = np.where(np.all(np.isfinite(mag), axis=1), 0, int(Flags.MISSING_PHOTOMETRY)).astype(np.uint32)
     return {
         "flux_true": flux_true,
         "flux_obs": flux_obs,
@@ -74,3 +90,29 @@ def observe(
         "detected": detected,
         "flags": flags,
     }
+
+
+def asinh_magnitudes(survey: SurveyPreset, flux: np.ndarray, flux_err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Asinh magnitudes (Lupton, Gunn & Szalay 1999) and their errors.
+
+    Parameters
+    ----------
+    survey : SurveyPreset
+        Gives the zero point and each band's ``asinh_softening`` ``b``.
+    flux, flux_err : numpy.ndarray, shape (n, n_bands)
+        Flux and its 1-sigma error [counts], in the preset's band order; any sign.
+
+    Returns
+    -------
+    mag, magerr : numpy.ndarray, shape (n, n_bands)
+        [asinh AB mag], finite for every finite flux.
+    """
+    softening = np.array([survey.band(b).asinh_softening or np.nan for b in survey.band_names])
+    if not np.all(np.isfinite(softening)):
+        raise ValueError(f"survey {survey.name}: asinh magnitudes need asinh_softening in every band")
+    # Flux of an AB magnitude 0 source in image counts: x = f / f0 is in "maggies".
+    f0 = survey.flux_from_mag(0.0)
+    x = np.asarray(flux, float) / f0
+    mag = -MAG_ERR_FACTOR * (np.arcsinh(x / (2.0 * softening)) + np.log(softening))
+    magerr = MAG_ERR_FACTOR * np.asarray(flux_err, float) / np.sqrt(np.asarray(flux, float) ** 2 + (2.0 * softening * f0) ** 2)
+    return mag, magerr

@@ -73,7 +73,7 @@ from scipy.special import ndtri
 from ..errors import InputError
 from . import seds
 from .filters import C_ANGSTROM_PER_S, GRID_WAVE, band_matrix, load_filter
-from .photometry import observe
+from .photometry import asinh_magnitudes, observe
 from .presets import SurveyPreset, load_survey
 
 __all__ = [
@@ -1058,7 +1058,6 @@ def draw_population(
 
 # ------------------------------------------------------------------------- validation
 #: SDSS asinh-magnitude softening parameters b [maggies] (Lupton et al. 1999; SDSS DR docs).
-_SDSS_ASINH_B = {"u": 1.4e-10, "g": 0.9e-10, "r": 1.2e-10, "i": 1.8e-10, "z": 7.4e-10}
 _AB_OFFSETS_SDSS = {"u": -0.04, "g": 0.0, "r": 0.0, "i": 0.0, "z": 0.02}
 
 
@@ -1211,6 +1210,12 @@ def colour_offsets_vs_real(
     if real is None:
         real = load_sdss_specphot()
     model = model or PopulationModel.from_preset(survey)
+    asinh_survey = survey
+    if survey.catalogue_magnitudes != "asinh":
+        # A preset with Pogson magnitudes is compared through the SDSS asinh softenings.
+        sdss = load_survey("sdss")
+        asinh_survey = survey.model_copy(update={"catalogue_magnitudes": "asinh", "bands": [
+            survey.band(b).model_copy(update={"asinh_softening": sdss.band(b).asinh_softening}) for b in "ugriz"]})
     lo, hi = mag_range
     real = real[(real["r"] >= lo) & (real["r"] <= hi)]
     edges = np.arange(lo, hi + 0.25, 0.25)
@@ -1235,10 +1240,11 @@ def colour_offsets_vs_real(
         )
         # SDSS catalogue magnitudes are asinh magnitudes, defined for any flux, so the
         # simulated ones are too (and no object is dropped for a faint u band).
-        for b in "ugriz":
-            maggies = np.asarray(sim[f"flux_obs_{b}"]) * 10 ** (-0.4 * survey.zero_point)
-            soft = _SDSS_ASINH_B[b]
-            sim[f"mag_{b}"] = -2.5 / np.log(10) * (np.arcsinh(maggies / (2 * soft)) + np.log(soft))
+        if asinh_survey is not survey:
+            flux = np.stack([np.asarray(sim[f"flux_obs_{b}"], float) for b in asinh_survey.band_names], axis=1)
+            mags, _ = asinh_magnitudes(asinh_survey, flux, np.ones_like(flux))
+            for j, b in enumerate(asinh_survey.band_names):
+                sim[f"mag_{b}"] = mags[:, j]
         w = np.ones(len(sim))
         rr = np.asarray(sim["mag_r"])
         if match_redshift and label != "star":

@@ -148,6 +148,10 @@ class BandSpec(BaseModel):
         5-sigma limiting AB magnitude (see :class:`DepthDefinition`).
     sky_sigma : float, optional
         Background noise [counts per pixel]; derived from ``depth`` when not given.
+    asinh_softening : float, optional
+        Softening ``b`` of the band's asinh magnitudes (Lupton, Gunn & Szalay 1999),
+        dimensionless: a flux in units of the AB zero-point flux (3631 Jy). Needed in every
+        band when the preset's ``catalogue_magnitudes`` is ``"asinh"``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -157,6 +161,7 @@ class BandSpec(BaseModel):
     psf_fwhm: float = Field(gt=0)
     depth: float | None = None
     sky_sigma: float | None = Field(default=None, gt=0)
+    asinh_softening: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _depth_or_sigma(self) -> BandSpec:
@@ -270,6 +275,11 @@ class SurveyPreset(BaseModel):
         Stamp-set noise levels, for presets defined by noise rather than depth.
     mag_error_floor : float
         Calibration error added in quadrature to catalogue magnitude errors [mag].
+    catalogue_magnitudes : {"pogson", "asinh"}
+        The survey catalogue's magnitude convention, which simulated ``mag_<band>`` columns
+        follow: ``pogson`` (``-2.5 log10 f``, undefined -- NaN -- for non-detections, as in
+        KiDS) or ``asinh`` (Lupton et al. 1999, defined for any flux including negative ones,
+        as in every SDSS catalogue; each band's ``asinh_softening`` sets ``b``).
     galactic_ebv_mean : float
         Mean Milky Way E(B-V) of the footprint [mag]; drawn per object from an exponential.
     population : dict, optional
@@ -294,6 +304,7 @@ class SurveyPreset(BaseModel):
     selection: SelectionSpec = SelectionSpec()
     noise: NoiseSpec | None = None
     mag_error_floor: float = Field(default=0.0, ge=0)
+    catalogue_magnitudes: Literal["pogson", "asinh"] = "pogson"
     galactic_ebv_mean: float = Field(default=0.03, ge=0)
     population: dict[str, float | int | bool | str | list] = Field(default_factory=dict)
     source_file: str | None = None
@@ -305,6 +316,10 @@ class SurveyPreset(BaseModel):
             raise ValueError(f"band names repeat: {names}")
         if self.selection.band not in names:
             raise ValueError(f"selection band {self.selection.band!r} is not one of {names}")
+        if self.catalogue_magnitudes == "asinh":
+            lacking = [b.name for b in self.bands if b.asinh_softening is None]
+            if lacking:
+                raise ValueError(f"asinh catalogue magnitudes need asinh_softening in every band; missing in {lacking}")
         return self
 
     # ---------------------------------------------------------------- accessors

@@ -19,7 +19,6 @@ import os
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -96,6 +95,10 @@ class SimulationConfig:
     real_galaxies : {"all", "train", "test"}
         Realistic mode: which half of the real COSMOS library galaxies come from (even rows
         ``train``, odd rows ``test``), so a model trained on one half is tested on unseen ones.
+    population : tuple of (str, value) pairs
+        Overrides of the preset's ``population`` parameters
+        (:class:`~skysort.simulate.population.PopulationModel`), e.g.
+        ``(("galaxy_target_fraction", 0.5),)``.
     """
 
     survey: str = "kids"
@@ -109,6 +112,7 @@ class SimulationConfig:
     image_bands: tuple[str, ...] | None = None
     stamp_size: int | None = None
     mag_max: float | None = None
+    population: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -134,6 +138,21 @@ class SimulationConfig:
             raise InputError("--stamp-size", "blend sets follow BlendHunter's fixed 51 + 2x7 px geometry")
         if self.mag_max is not None and self.kind == "blends":
             raise InputError("--mag-max", "blend sets draw their galaxies from the COSMOS catalogue; --mag-max is for sources and point sources")
+        object.__setattr__(self, "population", tuple((str(k), v) for k, v in dict(self.population).items()))
+        if self.population:
+            if self.kind == "blends":
+                raise InputError("--population", "blend sets draw their galaxies from the COSMOS catalogue; --population is for sources and point sources")
+            from .population import PopulationModel
+
+            # Validated now, in the parent process, rather than in every worker.
+            PopulationModel.from_preset(self.load_preset())
+
+    def load_preset(self) -> SurveyPreset:
+        """The survey preset with the ``population`` overrides applied."""
+        preset = load_survey(self.survey)
+        if not self.population:
+            return preset
+        return preset.model_copy(update={"population": {**preset.population, **dict(self.population)}})
 
 
 def _object_rngs(seed: int, indices: np.ndarray, stream: int) -> list[np.random.Generator]:
@@ -318,7 +337,7 @@ def simulate_block(config: SimulationConfig, start: int, n: int) -> tuple[np.nda
     if config.kind == "blends":
         from .blends import make_blend_stamps
 
-        preset = load_survey(config.survey)
+        preset = config.load_preset()
         sigma = _blend_noise(config, preset)
         # One PSF per blend set (as one CFIS exposure), with a small random shear from the seed.
         psf = _blend_psf(preset, config.seed)
@@ -333,7 +352,7 @@ def simulate_block(config: SimulationConfig, start: int, n: int) -> tuple[np.nda
         if "mag_central" in columns:
             columns[f"mag_{band}"] = columns["mag_central"]
         return images, columns, {}
-    preset = load_survey(config.survey)
+    preset = config.load_preset()
     mag_range = None
     if config.mag_max is not None:
         if not config.mag_max > preset.selection.mag_min:
@@ -352,6 +371,14 @@ def simulate_block(config: SimulationConfig, start: int, n: int) -> tuple[np.nda
         spectra = simulate_spectra(population, preset, config.seed, snr=config.spectra_snr)
         arrays = {"spectrum": spectra["flux"].astype(np.float32), "spectrum_ivar": spectra["ivar"].astype(np.float32)}
     return images, columns, arrays
+
+
+def catalogue_magnitude_convention(preset: SurveyPreset) -> dict[str, Any]:
+    """How the ``mag_<band>`` columns are defined: ``{"system": "pogson"}`` or
+    ``{"system": "asinh", "softening": {band: b}}`` (b in maggies, Lupton et al. 1999)."""
+    if preset.catalogue_magnitudes == "asinh":
+        return {"system": "asinh", "softening": {b.name: b.asinh_softening for b in preset.bands}}
+    return {"system": "pogson"}
 
 
 def _stamp_meta(config: SimulationConfig, preset: SurveyPreset, n: int, block: int, command: str | None) -> StampMeta:
@@ -379,6 +406,7 @@ def _stamp_meta(config: SimulationConfig, preset: SurveyPreset, n: int, block: i
             "colour_gradients": "ignored: one morphology per source, flux scaled per band",
             # Catalogue photometry (mag_<b>) covers these bands even when fewer are imaged.
             "photometry_bands": [preset.band_names[0]] if config.kind == "blends" else list(preset.band_names),
+            "catalogue_magnitudes": catalogue_magnitude_convention(preset),
         },
     )
 
@@ -414,7 +442,7 @@ def simulate(
         raise InputError("--n", f"number of objects must be positive, got {n}")
     if workers < 1:
         raise InputError("--workers", f"need at least one worker, got {workers}")
-    preset = load_survey(config.survey)
+    preset = config.load_preset()
     if config.kind == "blends" and (preset.stamp_size, preset.stamp_padding) != (51, 7):
         raise InputError("--survey", f"blends follow BlendHunter's CFIS geometry (51 px + 7 px padding, 0.187\"/px); use --survey cfis, not {preset.name}")
     meta = _stamp_meta(config, preset, n, block, command)

@@ -317,6 +317,7 @@ def train_sgq_model(
     aux_weight: float = 0.5,
     mag_dropout: float = 0.05,
     magnitude_balance: bool = False,
+    freeze: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Train an :class:`SGQNet` on a labelled stamp set and save it as a skysort model file.
 
@@ -353,6 +354,11 @@ def train_sgq_model(
         photometric band's) magnitude distribution (:func:`magnitude_balance_weights`):
         removes the simulation's number-count prior, for use on differently selected real
         samples.
+    freeze : sequence of {"image", "photometry"}
+        With ``init``: branches kept exactly as in the initial model (weights, batch-norm
+        statistics) while the rest trains, e.g. ``("image",)`` to retrain the photometry
+        branch and the fused head on another population without touching the image
+        classifier.
 
     Returns
     -------
@@ -362,6 +368,9 @@ def train_sgq_model(
     """
     if branches not in BRANCHES:
         raise InputError("--branches", f"unknown branches {branches!r} (choose from {', '.join(BRANCHES)})")
+    freeze = sorted(set(freeze))
+    if freeze and init is None:
+        raise InputError("--freeze", "needs --init: a frozen branch keeps the initial model's weights")
     stamps = StampSet.open(data)
     if "label" not in stamps.columns:
         raise InputError(data, "no label column: sgq training needs star / galaxy / qso labels")
@@ -405,6 +414,10 @@ def train_sgq_model(
         network = _network_from_meta(init_meta)
         network.load_state_dict(init_state)
         normalisation = init_meta["normalisation"]
+        try:
+            network.freeze(freeze)
+        except ValueError as error:
+            raise InputError("--freeze", str(error)) from None
     else:
         normalisation = {}
         if "image" in train_arrays:
@@ -450,6 +463,9 @@ def train_sgq_model(
         "zero_points": {b: stamps.meta.zero_points.get(b) for b in image_bands},
         "normalisation": normalisation,
         "photometry_inputs": "standardised magnitudes, adjacent-band colours and one missing-value bit per band",
+        # The convention of the magnitudes the photometry branch learnt from (asinh for SDSS):
+        # a catalogue given to the model should use the same.
+        "catalogue_magnitudes": (stamps.meta.extra.get("catalogue_magnitudes") or {"system": "pogson"}) if photometry_bands else None,
         "photometry_only_path": "auxiliary photometry head trained jointly with the fused head",
         "training": {
             "data": str(data), "val_data": str(val_data) if val_data else None, "init": str(init) if init else None,
@@ -457,6 +473,7 @@ def train_sgq_model(
             "class_counts": {c: int(k) for c, k in zip(CLASSES, counts)}, "class_weights": [round(float(w), 4) for w in weights],
             "data_meta": {"survey": stamps.meta.survey, "seed": stamps.meta.seed, "simulation": stamps.meta.extra.get("simulation")},
             "batch_size": batch_size, "lr": lr, "aux_weight": aux_weight, "mag_dropout": mag_dropout,
+            "frozen_branches": freeze,
             "magnitude_balance": f"mag_{balance_band} distribution equalised across classes" if balance_band else None,
             "augmentation": "random flips and 90-degree rotations; each magnitude masked with probability mag_dropout",
             **{k: v for k, v in record.items() if k != "history"}, "history": record["history"],
@@ -1042,6 +1059,16 @@ def specphot_table(summary_path: str | os.PathLike) -> list[str]:
     ]
 
 
+def _magnitude_convention_text(convention: Mapping[str, Any] | None, bands: Sequence[str]) -> str:
+    if not convention:
+        return ""
+    if convention.get("system") == "asinh":
+        values = convention.get("softening") or {}
+        softening = ", ".join(f"{b} {values[b]:.2g}" for b in bands if b in values)
+        return f"; asinh magnitudes as in SDSS catalogues (Lupton et al. 1999; softening b: {softening} maggies)"
+    return "; Pogson magnitudes, NaN where not detected"
+
+
 def write_model_card(model: str | os.PathLike, evaluations: Mapping[str, str | os.PathLike], out: str | os.PathLike, *,
                      title: str = "", notes: Sequence[str] = (), sections: Mapping[str, Sequence[str]] | None = None) -> Path:
     """Write a Markdown model card from a model file's metadata and ``metrics.json`` files.
@@ -1089,19 +1116,23 @@ def write_model_card(model: str | os.PathLike, evaluations: Mapping[str, str | o
         f"- image input: bands {meta.get('image_bands')}, centre crop {meta.get('stamp_size')} px at {meta.get('pixel_scale')}\"/px "
         f"(trained on {meta.get('training_stamp_size')} px stamps; larger stamps are centre-cropped), asinh stretch with "
         f"softening {((meta.get('normalisation') or {}).get('image') or {}).get('softening')} {meta.get('flux_unit')}",
-        f"- photometry input: bands {meta.get('photometry_bands')}: {meta.get('photometry_inputs')}",
+        f"- photometry input: bands {meta.get('photometry_bands')}: {meta.get('photometry_inputs')}"
+        f"{_magnitude_convention_text(meta.get('catalogue_magnitudes'), meta.get('photometry_bands') or [])}",
         f"- photometry-only prediction (catalogue, no images): {meta.get('photometry_only_path')}",
         "- outputs: p_star, p_galaxy, p_qso, class, inputs_used, missing-input flag", "",
         "## Training data", "",
         f"- `{training.get('data')}`: simulated {simulation.get('survey', '')} {simulation.get('kind', '')} "
         f"(seed {simulation.get('seed')}, balanced {simulation.get('balanced')}, {simulation.get('mode')} galaxies, "
-        f"image bands {simulation.get('image_bands')}, stamp size {simulation.get('stamp_size')})",
+        f"image bands {simulation.get('image_bands')}, stamp size {simulation.get('stamp_size')}"
+        f"{''.join(f', {k} {v}' for k, v in simulation.get('population') or [])})",
         f"- {training.get('n_train', 0):,} training / {training.get('n_val', 0):,} validation objects; class counts "
         f"{training.get('class_counts')}; class weights {training.get('class_weights')}",
         f"- {training.get('augmentation')} (mag_dropout {training.get('mag_dropout')}); magnitude balance: "
         f"{training.get('magnitude_balance') or 'off'}; auxiliary-head loss weight {training.get('aux_weight')}",
         *([f"- started from the weights of `{training.get('init')}` (an earlier stage of the same training, or another model)"]
           if training.get("init") else []),
+        *([f"- branches kept fixed (weights and batch-norm statistics of the initial model): {', '.join(training['frozen_branches'])}"]
+          if training.get("frozen_branches") else []),
         f"- {training.get('epochs')} epochs (early stopping, patience on validation loss), batch {training.get('batch_size')}, "
         f"lr {training.get('lr')}, {training.get('seconds')} s on {training.get('accelerator')} ({training.get('precision')})", "",
         "## Measured performance", "",

@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -166,7 +167,10 @@ def fit(
             deterministic=False, num_sanity_val_steps=0,
         )
         start = time.perf_counter()
-        trainer.fit(module, train_loader, val_loader)
+        with warnings.catch_warnings():
+            # Frozen parts of a network (e.g. a fixed image branch) stay in eval mode on purpose.
+            warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+            trainer.fit(module, train_loader, val_loader)
         seconds = time.perf_counter() - start
         best = checkpoint.best_model_path
         if best:
