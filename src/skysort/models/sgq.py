@@ -106,6 +106,8 @@ class SGQNet(nn.Module):
         if branches not in BRANCHES:
             raise ValueError(f"unknown branches {branches!r} (choose from {', '.join(BRANCHES)})")
         self.branches = branches
+        #: Branches kept fixed while the rest trains (:meth:`freeze`).
+        self.frozen: tuple[str, ...] = ()
         self.use_image = branches in ("both", "image")
         self.use_photometry = branches in ("both", "photometry")
         self.config: dict[str, Any] = {
@@ -190,7 +192,7 @@ class SGQNet(nn.Module):
         absent = [b for b in branches if not (self.use_image if b == "image" else self.use_photometry)]
         if absent:
             raise ValueError(f"this model has no {', '.join(absent)} branch")
-        self.frozen = tuple(sorted(set(getattr(self, "frozen", ())) | set(branches)))
+        self.frozen = tuple(sorted(set(self.frozen) | set(branches)))
         for branch in branches:
             for name in self.BRANCH_MODULES[branch]:
                 for parameter in getattr(self, name).parameters():
@@ -199,7 +201,7 @@ class SGQNet(nn.Module):
 
     def train(self, mode: bool = True) -> SGQNet:
         super().train(mode)
-        for branch in getattr(self, "frozen", ()):
+        for branch in self.frozen:
             for name in self.BRANCH_MODULES[branch]:
                 getattr(self, name).eval()
         return self

@@ -110,9 +110,9 @@ def asinh_magnitudes(survey: SurveyPreset, flux: np.ndarray, flux_err: np.ndarra
     softening = np.array([survey.band(b).asinh_softening or np.nan for b in survey.band_names])
     if not np.all(np.isfinite(softening)):
         raise ValueError(f"survey {survey.name}: asinh magnitudes need asinh_softening in every band")
-    # Flux of an AB magnitude 0 source in image counts: x = f / f0 is in "maggies".
+    # Flux of an AB magnitude 0 source in image counts: flux / f0 is in "maggies".
     f0 = survey.flux_from_mag(0.0)
-    x = np.asarray(flux, float) / f0
-    mag = -MAG_ERR_FACTOR * (np.arcsinh(x / (2.0 * softening)) + np.log(softening))
-    magerr = MAG_ERR_FACTOR * np.asarray(flux_err, float) / np.sqrt(np.asarray(flux, float) ** 2 + (2.0 * softening * f0) ** 2)
+    flux = np.asarray(flux, float)
+    mag = -MAG_ERR_FACTOR * (np.arcsinh(flux / (2.0 * softening * f0)) + np.log(softening))
+    magerr = MAG_ERR_FACTOR * np.asarray(flux_err, float) / np.hypot(flux, 2.0 * softening * f0)
     return mag, magerr

@@ -1057,7 +1057,7 @@ def draw_population(
 
 
 # ------------------------------------------------------------------------- validation
-#: SDSS asinh-magnitude softening parameters b [maggies] (Lupton et al. 1999; SDSS DR docs).
+#: AB minus SDSS catalogue magnitude per band (u_AB = u_SDSS - 0.04, z_AB = z_SDSS + 0.02; SDSS DR docs).
 _AB_OFFSETS_SDSS = {"u": -0.04, "g": 0.0, "r": 0.0, "i": 0.0, "z": 0.02}
 
 
