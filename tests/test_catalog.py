@@ -180,6 +180,28 @@ def test_sdss_preset_kinds(tmp_path, kind, prefix):
     assert cat["mag_z"].mask[0] == (kind == "psf")
     assert f"{prefix}_g" not in cat.colnames
     assert "type" in cat.colnames
+    # SDSS magnitudes are put on AB: u_AB = u - 0.04, z_AB = z + 0.02; masked values stay masked.
+    assert cat["mag_u"][0] == pytest.approx(18.0 + offset - 0.04)
+    assert cat["mag_u"].mask[1]
+    if kind != "psf":
+        assert cat["mag_z"][0] == pytest.approx(18.0 + offset + 0.02)
+    assert cat.meta["ab_offsets"] == {"u": -0.04, "z": 0.02}
+    assert cat["magerr_u"][0] == pytest.approx(0.01)  # errors are not offsets
+
+
+def test_ab_offsets_in_a_mapping(tmp_path):
+    t = Table({"ra": [1.0], "dec": [2.0], "M_g": [20.0], "M_r": [19.0]})
+    path = write_raw(t, tmp_path / "cat.csv")
+    yaml_path = tmp_path / "map.yaml"
+    yaml_path.write_text("mag: 'M_{band}'\nbands: [g, r]\nab_offsets: {r: 0.1}\n")
+    cat = read_catalog(path, str(yaml_path))
+    assert cat["mag_g"][0] == pytest.approx(20.0) and cat["mag_r"][0] == pytest.approx(19.1)
+    for text, message in (("ab_offsets: {r: fast}", "ab_offsets must be numbers in mag"),
+                          ("ab_offsets: {r: .nan}", "ab_offsets must be finite"),
+                          ("ab_offsets: [0.1]", "ab_offsets must map bands")):
+        yaml_path.write_text(f"mag: 'M_{{band}}'\nbands: [g, r]\n{text}\n")
+        with pytest.raises(InputError, match=message):
+            read_catalog(path, str(yaml_path))
 
 
 def test_sdss_preset_string_with_options(tmp_path):

@@ -282,3 +282,23 @@ def test_simulate_population_override(tmp_path, capsys):
         code, _, err = run(["simulate", "--survey", "sdss", "--n", 4, "--population", bad, "--out", target, "--quiet"], capsys)
         assert_one_line_error(code, err, fragment)
         assert not target.exists()
+
+
+def test_train_mag_jitter_option(tmp_path, capsys):
+    data = tmp_path / "small.h5"
+    code, _, err = run(["simulate", "--survey", "sdss", "--n", 40, "--seed", 6, "--stamp-size", 16, "--balanced",
+                        "--out", data, "--quiet"], capsys)
+    assert code == 0, err
+    model = tmp_path / "m.pt"
+    code, _, err = run(["train", "--task", "sgq", "--data", data, "--branches", "photometry", "--epochs", 1,
+                        "--mag-jitter", "u=0.3,z=0.1", "--out", model, "--quiet"], capsys)
+    assert code == 0, err
+    from skysort.models.checkpoint import load_model_file
+
+    assert load_model_file(model)[0]["training"]["mag_jitter"] == {"u": 0.3, "z": 0.1}
+    for bad, fragment in (("u=fast", "u: expected a number"), ("u", "KEY=VALUE"), ("w=0.1", "not photometric bands")):
+        target = tmp_path / "bad.pt"
+        code, _, err = run(["train", "--task", "sgq", "--data", data, "--branches", "photometry", "--epochs", 1,
+                            "--mag-jitter", bad, "--out", target, "--quiet"], capsys)
+        assert_one_line_error(code, err, fragment)
+        assert not target.exists()

@@ -360,3 +360,25 @@ def test_spectra_grid_and_noise(sdss):
     # A subset gets the same noise as in the full set.
     sub = simulate_spectra(t[3:5], sdss, seed=9, snr=20.0)
     np.testing.assert_array_equal(sub["flux"], sp["flux"][3:5])
+
+
+def test_hot_star_component(sdss):
+    field = draw_population(sdss, 4000, 8, class_fractions={"star": 1})
+    assert field["sed_name"].tolist() == draw_population(sdss, 4000, 8, class_fractions={"star": 1},
+                                                         model=PopulationModel(hot_star_fraction=0.0))["sed_name"].tolist()
+    mixed = draw_population(sdss, 4000, 8, class_fractions={"star": 1}, model=PopulationModel(hot_star_fraction=0.2))
+    hot_types = set(PopulationModel().hot_star_mix)
+    names = np.asarray(mixed["sed_name"]).astype(str)
+    is_hot = np.isin(names, list(hot_types))
+    field_names = np.asarray(field["sed_name"]).astype(str)
+    assert abs(is_hot.mean() - 0.2) < 0.03 and np.isin(field_names, list(hot_types - {"a0v"})).sum() == 0
+    # Only the drawn type changes: magnitudes in the selection band stay, the rest keep their SEDs.
+    np.testing.assert_array_equal(np.asarray(mixed["mag_true_r"]), np.asarray(field["mag_true_r"]))
+    np.testing.assert_array_equal(names[~is_hot], field_names[~is_hot])
+    # White-dwarf / hot-subdwarf stand-ins are bluer than any field star in g - r.
+    gr = np.asarray(mixed["mag_true_g"] - mixed["mag_true_r"])
+    gr_field = np.asarray(field["mag_true_g"] - field["mag_true_r"])
+    assert np.sum(gr < -0.4) > 100 and np.sum(gr_field < -0.4) == 0
+    for bad in (-0.1, 1.5, "half"):
+        with pytest.raises(InputError, match="hot_star_fraction must be a number in"):
+            PopulationModel(hot_star_fraction=bad)

@@ -212,6 +212,18 @@ def _parse_overrides(items: list[str], option: str) -> tuple[tuple[str, Any], ..
     return tuple(pairs)
 
 
+def _parse_band_numbers(text: Optional[str], option: str) -> dict[str, float] | None:
+    """``"u=0.3,g=0.08"`` -> ``{"u": 0.3, "g": 0.08}``."""
+    if not text:
+        return None
+    values = {}
+    for key, value in _parse_overrides([item for item in text.split(",") if item.strip()], option):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(option, f"{key}: expected a number, got {value!r}")
+        values[key] = float(value)
+    return values
+
+
 @app.command("simulate")
 def simulate_command(
     out: Annotated[Path, typer.Option("--out", help="Output stamp set (.h5).")],
@@ -307,6 +319,7 @@ def train_command(
     init: Annotated[Optional[str], typer.Option("--init", help="sgq, blend: start from this model's architecture and weights (fine-tuning).")] = None,
     magnitude_balance: Annotated[bool, typer.Option("--magnitude-balance", help="sgq: weight objects so every class has the same r-magnitude distribution (removes the simulation's number-count prior).")] = False,
     freeze: Annotated[Optional[str], typer.Option("--freeze", help="sgq with --init: keep these branches (image, photometry; comma-separated) as they are and train the rest.")] = None,
+    mag_jitter: Annotated[Optional[str], typer.Option("--mag-jitter", help="sgq: per-band standard deviation [mag] of random magnitude offsets added while training, BAND=SIGMA comma-separated, e.g. u=0.3,g=0.08 (robustness to the simulation's colour systematics).")] = None,
     baseline: Annotated[Optional[Baseline], typer.Option("--baseline", help="pointsource: train the image-only baseline (same CNN, same split) instead.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -319,7 +332,8 @@ def train_command(
         record = train_sgq_model(data, out, val_data=val, branches=branches.value, image_bands=_split_bands(image_bands),
                                  photometry_bands=_split_bands(photometry_bands), init=init, epochs=epochs, patience=patience,
                                  batch_size=batch_size, lr=lr, max_objects=max_objects, seed=seed, progress=not quiet,
-                                 magnitude_balance=magnitude_balance, freeze=_split_bands(freeze) or ())
+                                 magnitude_balance=magnitude_balance, freeze=_split_bands(freeze) or (),
+                                 mag_jitter=_parse_band_numbers(mag_jitter, "--mag-jitter"))
         console.print(f"model: {out}")
         _print_metrics("validation", record, _SGQ_KEYS + ["epochs", "seconds"])
         return

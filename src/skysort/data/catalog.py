@@ -44,6 +44,7 @@ YAML schema (every key optional)::
     magerr: "MAGERR_{band}"     # same; leave out when there are no errors
     bands: [u, g, r]            # bands in order
     sentinels: [99, -99]        # magnitudes/errors equal to these are missing
+    ab_offsets: {u: -0.04}      # added to the magnitudes to put them on the AB system
     options:                    # named choices for from_preset(name, option=value)
       kind:
         default: psf
@@ -150,10 +151,10 @@ _PRESET_DIR = ("presets", "catalogs")
 
 _YAML_KEYS = (
     "name", "description", "id", "ra", "dec", "x", "y", "pixel_origin", "reference_band",
-    "label", "labels", "mag", "magerr", "bands", "sentinels", "options",
+    "label", "labels", "mag", "magerr", "bands", "sentinels", "ab_offsets", "options",
 )
-# Keys the compact string form accepts; "labels" and "options" need YAML's nesting.
-_STRING_KEYS = tuple(k for k in _YAML_KEYS if k not in ("labels", "options", "description"))
+# Keys the compact string form accepts; "labels", "ab_offsets" and "options" need YAML's nesting.
+_STRING_KEYS = tuple(k for k in _YAML_KEYS if k not in ("labels", "ab_offsets", "options", "description"))
 
 
 # --------------------------------------------------------------------------------------
@@ -185,6 +186,9 @@ class ColumnMapping:
         Pixel index of the first pixel's centre in the ``x``/``y`` columns.
     reference_band : str or None
         Band whose image the ``x``/``y`` positions refer to.
+    ab_offsets : dict of str to float
+        Per band, the offset [mag] added to the catalogue's magnitudes to put them on the AB
+        system (SDSS: u_AB = u - 0.04, z_AB = z + 0.02); bands left out are AB already.
     labels : dict of str to str
         Translation of raw class values (as strings, compared case-insensitively) into
         skysort class names before lower-casing, e.g. ``{"3": "galaxy", "6": "star"}``.
@@ -211,6 +215,7 @@ class ColumnMapping:
     pixel_origin: int = 0
     reference_band: str | None = None
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    ab_offsets: dict[str, float] = dataclasses.field(default_factory=dict)
     description: str = ""
     options: dict[str, str] = dataclasses.field(default_factory=dict)
     auto: bool = False
@@ -265,6 +270,16 @@ class ColumnMapping:
             if not isinstance(data["labels"], Mapping):
                 raise InputError(where, "labels must map raw class values to class names")
             kwargs["labels"] = {str(k): str(v) for k, v in data["labels"].items()}
+        if data.get("ab_offsets"):
+            offsets = data["ab_offsets"]
+            if not isinstance(offsets, Mapping):
+                raise InputError(where, "ab_offsets must map bands to offsets in mag")
+            try:
+                kwargs["ab_offsets"] = {str(b): float(v) for b, v in offsets.items()}
+            except (TypeError, ValueError):
+                raise InputError(where, f"ab_offsets must be numbers in mag, not {dict(offsets)!r}") from None
+            if not all(np.isfinite(v) for v in kwargs["ab_offsets"].values()):
+                raise InputError(where, "ab_offsets must be finite")
         if data.get("description"):
             kwargs["description"] = str(data["description"])
         return cls._checked(where, **kwargs)
@@ -746,8 +761,12 @@ def read_catalog(path: str | os.PathLike,
     for band in band_list:
         mag_name = sources[f"mag_{band}"]
         mag = _masked_magnitudes(raw[mag_name], sentinels, path)
+        offset = cmap.ab_offsets.get(band, 0.0)
+        if offset:
+            mag = MaskedColumn(mag.data + offset, mask=mag.mask)
         out[f"mag_{band}"] = MaskedColumn(mag, unit=u.mag,
-                                          description=f"AB magnitude, band {band}")
+                                          description=f"AB magnitude, band {band}"
+                                          + (f" (catalogue value {offset:+g} mag)" if offset else ""))
         consumed.add(mag_name)
         err_name = sources.get(f"magerr_{band}")
         if err_name is not None:
@@ -768,6 +787,9 @@ def read_catalog(path: str | os.PathLike,
     out.meta["source_file"] = str(path)
     out.meta["mapping"] = cmap.describe()
     out.meta["bands"] = list(band_list)
+    applied = {b: cmap.ab_offsets[b] for b in band_list if cmap.ab_offsets.get(b)}
+    if applied:
+        out.meta["ab_offsets"] = applied
     if sources.get("x") is not None and cmap.reference_band:
         out.meta["reference_band"] = cmap.reference_band
     if isinstance(carried.get("provenance"), dict):

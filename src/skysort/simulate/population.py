@@ -12,6 +12,14 @@ Stars
     mostly thick-disc F-K dwarfs, faint ones halo turn-off stars (metal-weak F/G, the ``w``
     Pickles types) and M dwarfs; giants are a few per cent; no O/B stars or supergiants.
     Counts dN/dm ~ 10**(slope * m).
+Hot spectroscopic-target stars
+    With ``PopulationModel.hot_star_fraction`` > 0 that share of the stars is drawn from a
+    hot component instead: white dwarfs and hot subdwarfs (whose optical continua the Pickles
+    O and early-B dwarfs stand in for; the library has no white dwarf) and blue horizontal
+    branch / A stars. They are a fraction of a per cent of high-latitude field stars, but
+    SDSS and SEGUE took spectra of them on purpose (Yanny et al. 2009) and quasar selection
+    picks them up by their ultraviolet excess, so spectroscopic star samples hold many. Off
+    by default.
 Galaxies
     COSMOS templates in three groups (E/S0, spirals Sa-Sdm, starbursts SB0-SB11), each with a
     Schechter luminosity function in the selection band, evolving as M*(z) = M*_0 - Q z and
@@ -101,7 +109,7 @@ DEFAULT_CLASS_FRACTIONS = {
 }
 
 _N_UNIFORM = 10  # random columns per object; fixed so that streams never shift
-_COL_TARGET = 8  # galaxies: field or spectroscopic-target component
+_COL_TARGET = 8  # galaxies: field or spectroscopic-target component; stars: field or hot component
 _TARGET_DRAWS = 8  # noise draws averaged in the target-selection probability
 _TARGET_SAMPLES = ("main", "lowz", "cmass", "eboss_lrg")
 _GAL_GROUPS = ("red", "spiral", "starburst")
@@ -160,6 +168,15 @@ def _default_star_bright() -> dict[str, float]:
     }
 
 
+def _default_hot_stars() -> dict[str, float]:
+    # White dwarfs / sdO / sdB (continua of O and early-B dwarfs: u - g -0.5 to 0.4,
+    # g - r -0.6 to -0.4) and BHB / A stars (Balmer-jump colours, u - g ~ 1, g - r ~ -0.2).
+    return {
+        "o5v": 2, "o9v": 2, "b0v": 2, "b1v": 2, "b3v": 2, "b57v": 1, "b8v": 1, "b9v": 1,
+        "b9iii": 1, "a0iii": 2, "a0v": 2, "a2v": 1, "a3iii": 1, "a5iii": 1, "a7iii": 1,
+    }
+
+
 def _default_star_faint() -> dict[str, float]:
     # r ~ 22: halo turn-off (metal-weak F/G) and disc M dwarfs dominate.
     return {
@@ -183,6 +200,12 @@ class PopulationModel:
         Magnitudes of the bright and faint mixes.
     star_count_slope : float
         d log10 N / dm of star counts.
+    hot_star_fraction : float
+        Share of stars drawn from ``hot_star_mix`` instead of the field mix (0, the default:
+        field stars only).
+    hot_star_mix : dict of str to float
+        Relative weights of the Pickles types of the hot spectroscopic-target component
+        (white-dwarf / hot-subdwarf and BHB / A-star stand-ins).
     galaxy_lf : dict of str to GalaxyLF
         Luminosity functions of the groups ``red``, ``spiral``, ``starburst``.
     galaxy_z_range : tuple of float
@@ -238,6 +261,8 @@ class PopulationModel:
     star_mix_faint: dict[str, float] = field(default_factory=_default_star_faint)
     star_mag_pivots: tuple[float, float] = (15.0, 22.0)
     star_count_slope: float = 0.12
+    hot_star_fraction: float = 0.0
+    hot_star_mix: dict[str, float] = field(default_factory=_default_hot_stars)
     galaxy_lf: dict[str, GalaxyLF] = field(default_factory=_default_lfs)
     galaxy_z_range: tuple[float, float] = (0.02, 1.5)
     ebv_max: float = 0.5
@@ -263,6 +288,12 @@ class PopulationModel:
     qso_host_aperture: float = 1.7
     galaxy_target_fraction: float = 0.0
     galaxy_targets: tuple[str, ...] = ("main", "lowz", "cmass", "eboss_lrg")
+
+    def __post_init__(self):
+        for name in ("galaxy_target_fraction", "hot_star_fraction"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise InputError("population model", f"{name} must be a number in [0, 1], got {value!r}")
 
     @classmethod
     def from_preset(cls, survey: SurveyPreset) -> PopulationModel:
@@ -337,7 +368,8 @@ class _Tables:
         self.star_names = np.array(stars.names)
         self.star_colour = -2.5 * np.log10(fs / fs[:, [self.sel]])
         self.star_cdf = []
-        for mix in (model.star_mix_bright, model.star_mix_faint):
+        # Mixes: field at the bright pivot, field at the faint pivot, hot component.
+        for mix in (model.star_mix_bright, model.star_mix_faint, model.hot_star_mix):
             p = np.zeros(len(stars.names))
             for name, weight in mix.items():
                 if name not in stars.names:
@@ -653,6 +685,9 @@ def _stars(u, mags, tab, model):
         np.searchsorted(tab.star_cdf[1], u[:, 3], side="right"),
         np.searchsorted(tab.star_cdf[0], u[:, 3], side="right"),
     )
+    if model.hot_star_fraction > 0:
+        hot = u[:, _COL_TARGET] < model.hot_star_fraction
+        idx[hot] = np.searchsorted(tab.star_cdf[2], u[hot, 3], side="right")
     idx = np.minimum(idx, tab.star_names.size - 1)
     colour = tab.star_colour[idx]
     n = mags.size
@@ -1057,10 +1092,6 @@ def draw_population(
 
 
 # ------------------------------------------------------------------------- validation
-#: AB minus SDSS catalogue magnitude per band (u_AB = u_SDSS - 0.04, z_AB = z_SDSS + 0.02; SDSS DR docs).
-_AB_OFFSETS_SDSS = {"u": -0.04, "g": 0.0, "r": 0.0, "i": 0.0, "z": 0.02}
-
-
 def load_sdss_specphot(paths=None) -> Table:
     """Real SDSS DR17 objects with spectroscopic classes and ugriz photometry.
 
@@ -1081,7 +1112,11 @@ def load_sdss_specphot(paths=None) -> Table:
     """
     from astropy.table import unique, vstack
 
+    from ..data.catalog import ColumnMapping
     from .presets import shared_data_dir
+
+    # AB minus catalogue magnitude, as the catalogue preset states it.
+    ab_offsets = ColumnMapping.from_preset("sdss-specphot").ab_offsets
 
     if paths is None:
         folder = shared_data_dir() / "catalogs" / "sdss_dr17_specphot"
@@ -1105,7 +1140,7 @@ def load_sdss_specphot(paths=None) -> Table:
     out["label"] = np.array([str(c).lower().replace("quasar", "qso") for c in t["class"]], dtype="U6")
     out["redshift"] = np.asarray(t["redshift"], dtype=float)
     for b in "ugriz":
-        out[b] = np.asarray(t[b], dtype=float) + _AB_OFFSETS_SDSS[b]
+        out[b] = np.asarray(t[b], dtype=float) + ab_offsets.get(b, 0.0)
     return out
 
 
