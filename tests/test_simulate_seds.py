@@ -382,3 +382,21 @@ def test_hot_star_component(sdss):
     for bad in (-0.1, 1.5, "half"):
         with pytest.raises(InputError, match="hot_star_fraction must be a number in"):
             PopulationModel(hot_star_fraction=bad)
+
+
+def test_eboss_elg_cuts():
+    from skysort.simulate.population import _target_pass
+
+    idx = {"g": 0, "r": 1, "i": 2, "z": 3}
+
+    def passes(g, r, i, z):
+        mags = np.array([g, r, i, z], float)
+        return bool(_target_pass(r, mags - r, idx, samples=("eboss_elg",)))
+
+    # A star-forming galaxy at z ~ 0.8: g - r 0.6, r - z 1.0, g 22.3 (inside the Raichoor et al. box).
+    assert passes(22.3, 21.7, 21.2, 20.7)
+    assert not passes(23.0, 22.4, 21.9, 21.4)  # too faint in g
+    assert not passes(22.3, 21.3, 20.6, 19.9)  # g - r 1.0: too red (LRG-like)
+    assert not passes(22.3, 21.7, 21.5, 21.4)  # r - z 0.3: below the low-redshift boundary
+    # Not among the default samples; chosen with galaxy_targets.
+    assert "eboss_elg" not in PopulationModel().galaxy_targets
