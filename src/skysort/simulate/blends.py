@@ -106,7 +106,6 @@ def make_blend_stamps(n: int, seed: int, start: int = 0, mode: str = "parametric
     dxdy = np.full((n, 2), np.nan)
     src_rngs: list[np.random.Generator] = []
     src_stamp: list[int] = []
-    src_mag_rngs: list[np.random.Generator] = []
     noise_seeds = []
     for i, g in enumerate(index):
         # Independent children per role: adding a draw to one role never shifts another.
