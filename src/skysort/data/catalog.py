@@ -116,6 +116,7 @@ __all__ = [
     "photometry_arrays",
     "preset_names",
     "read_catalog",
+    "read_unique_catalogs",
     "resolve_mapping",
     "write_catalog",
 ]
@@ -795,6 +796,42 @@ def read_catalog(path: str | os.PathLike,
     if isinstance(carried.get("provenance"), dict):
         out.meta["source_provenance"] = carried["provenance"]
     return out
+
+
+def read_unique_catalogs(paths: Sequence[str | os.PathLike], mapping: ColumnMapping | str | os.PathLike | None = None,
+                         match_arcsec: float = 0.5) -> Table:
+    """Read several catalogues with one mapping and keep one row per object.
+
+    Rows are the same object when their positions fall in the same cell of ``match_arcsec``
+    [arcsec] on the sky; identifiers are not compared, because some public copies of survey
+    tables rounded them. The first row of each object is kept, in file order.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        Catalogues with ``ra``/``dec`` (after the mapping).
+    mapping : ColumnMapping, str or None
+        As for :func:`read_catalog`.
+    match_arcsec : float
+        Matching cell [arcsec].
+
+    Returns
+    -------
+    astropy.table.Table
+        As :func:`read_catalog`, with ``meta["source_files"]``.
+    """
+    from astropy.table import vstack
+
+    tables = [read_catalog(p, mapping=mapping, require_positions=False) for p in paths]
+    table = vstack(tables, metadata_conflicts="silent") if len(tables) > 1 else tables[0]
+    ra = np.asarray(table["ra"], float)
+    dec = np.asarray(table["dec"], float)
+    cell = match_arcsec / 3600.0
+    key = np.round(ra * np.cos(np.radians(dec)) / cell).astype(np.int64) * 10_000_000_000 + np.round(dec / cell).astype(np.int64)
+    _, first = np.unique(key, return_index=True)
+    unique = table[np.sort(first)]
+    unique.meta["source_files"] = [str(p) for p in paths]
+    return unique
 
 
 def _locate_columns(raw: Table, cmap: ColumnMapping, requested: tuple[str, ...] | None,

@@ -1022,9 +1022,9 @@ def draw_population(
         if rows.size == 0:
             continue
         uu = u[rows]
+        mags = _draw_mags(uu[:, 1], label, tab, model, mag_range, mag_distributions)
         if label == "galaxy" and model.galaxy_target_fraction > 0:
             target = uu[:, _COL_TARGET] < model.galaxy_target_fraction
-            mags = _draw_mags(uu[:, 1], label, tab, model, mag_range, mag_distributions)
             if target.any() and not (mag_distributions and label in mag_distributions):
                 grid, dens = _mag_density("galaxy_target", tab, model, *mag_range)
                 if grid.size >= 2 and dens.sum() > 0:
@@ -1033,7 +1033,6 @@ def draw_population(
                     target[:] = False
             out = _galaxies(uu, mags, tab, model, target)
         else:
-            mags = _draw_mags(uu[:, 1], label, tab, model, mag_range, mag_distributions)
             out = fn(uu, mags, tab, model)
         sel_mag[rows] = mags
         colour[rows] = out["colour"]
@@ -1106,10 +1105,11 @@ def draw_population(
 def load_sdss_specphot(paths=None) -> Table:
     """Real SDSS DR17 objects with spectroscopic classes and ugriz photometry.
 
-    Reads ``catalogs/sdss_dr17_specphot/*.csv``, removes duplicates (same ra/dec to 1e-5
-    deg) and rows with -9999 sentinels or non-finite magnitudes, and converts the SDSS
-    magnitudes to AB (u_AB = u - 0.04, z_AB = z + 0.02; Fukugita et al. 1996, SDSS DR
-    documentation).
+    Reads ``catalogs/sdss_dr17_specphot/*.csv`` with the ``sdss-specphot`` catalogue preset
+    (which masks the -9999 sentinels and converts the SDSS magnitudes to AB, u_AB = u - 0.04,
+    z_AB = z + 0.02; Fukugita et al. 1996, SDSS DR documentation), keeps one row per object
+    (:func:`skysort.data.catalog.read_unique_catalogs`, positions within 0.5") and drops rows
+    with a missing magnitude.
 
     Parameters
     ----------
@@ -1121,50 +1121,34 @@ def load_sdss_specphot(paths=None) -> Table:
     astropy.table.Table
         Columns ``label`` (star/galaxy/qso), ``redshift``, ``u g r i z`` (AB).
     """
-    from astropy.table import unique, vstack
-
-    from ..data.catalog import ColumnMapping
+    from ..data.catalog import read_unique_catalogs
     from .presets import shared_data_dir
-
-    # AB minus catalogue magnitude, as the catalogue preset states it.
-    ab_offsets = ColumnMapping.from_preset("sdss-specphot").ab_offsets
 
     if paths is None:
         folder = shared_data_dir() / "catalogs" / "sdss_dr17_specphot"
         paths = sorted(folder.glob("*.csv"))
         if not paths:
             raise InputError(folder, "no SDSS spectroscopic catalogue (*.csv)")
-    parts = []
-    for p in paths:
-        t = Table.read(p, format="ascii.csv")
-        parts.append(t["alpha", "delta", "u", "g", "r", "i", "z", "class", "redshift"])
-    t = vstack(parts)
-    t["ra5"] = np.round(np.asarray(t["alpha"], dtype=float), 5)
-    t["dec5"] = np.round(np.asarray(t["delta"], dtype=float), 5)
-    t = unique(t, keys=["ra5", "dec5"])
+    # The catalogue preset masks the sentinels and puts the magnitudes on AB.
+    t = read_unique_catalogs(paths, mapping="sdss-specphot")
     good = np.ones(len(t), bool)
     for b in "ugriz":
-        v = np.asarray(t[b], dtype=float)
-        good &= np.isfinite(v) & (v > -100) & (v < 50)
+        good &= ~np.ma.getmaskarray(t[f"mag_{b}"])
     t = t[good]
     out = Table()
-    out["label"] = np.array([str(c).lower().replace("quasar", "qso") for c in t["class"]], dtype="U6")
+    out["label"] = np.array([str(c).replace("quasar", "qso") for c in t["label"]], dtype="U6")
     out["redshift"] = np.asarray(t["redshift"], dtype=float)
     for b in "ugriz":
-        out[b] = np.asarray(t[b], dtype=float) + ab_offsets.get(b, 0.0)
+        out[b] = np.asarray(t[f"mag_{b}"], dtype=float)
     return out
 
 
 def sdss_galaxy_targeting(table: Table) -> np.ndarray:
-    """Approximate SDSS/BOSS/eBOSS spectroscopic target selection of galaxies.
+    """Approximate SDSS/BOSS/eBOSS spectroscopic target selection of galaxies in a table.
 
-    Published cuts on observed magnitudes (model magnitudes in the surveys; here the
-    catalogue magnitudes ``mag_<b>``): the SDSS main sample r < 17.77 (Strauss et al. 2002);
-    BOSS LOWZ, 16 < r < 19.6, |c_perp| < 0.2 and r < 13.5 + c_par / 0.3; BOSS CMASS,
-    17.5 < i < 19.9, d_perp > 0.55 and i < 19.86 + 1.6 (d_perp - 0.8) (Reid et al. 2016); and
-    for fainter objects the optical part of the eBOSS LRG cuts, r - i > 0.98 and
-    i - z > 0.625 (Prakash et al. 2016). WISE-based and emission-line-galaxy selections are
-    not modelled.
+    The cuts of the spectroscopic-target component (:func:`_target_pass`: main sample, BOSS
+    LOWZ and CMASS, the optical part of the eBOSS LRG cuts) applied to the catalogue
+    magnitudes ``mag_<b>``. WISE-based and emission-line-galaxy selections are not modelled.
 
     Parameters
     ----------
@@ -1176,16 +1160,10 @@ def sdss_galaxy_targeting(table: Table) -> np.ndarray:
     numpy.ndarray of bool
         True for objects that would have been targeted.
     """
-    g, r, i, z = (np.asarray(table[f"mag_{b}"], dtype=float) for b in "griz")
+    mags = np.stack([np.asarray(table[f"mag_{b}"], dtype=float) for b in "griz"], axis=1)
     with np.errstate(invalid="ignore"):
-        c_par = 0.7 * (g - r) + 1.2 * (r - i - 0.18)
-        c_perp = (r - i) - (g - r) / 4.0 - 0.18
-        d_perp = (r - i) - (g - r) / 8.0
-        main = r < 17.77
-        lowz = (r > 16) & (r < 19.6) & (np.abs(c_perp) < 0.2) & (r < 13.5 + c_par / 0.3)
-        cmass = (i > 17.5) & (i < 19.9) & (d_perp > 0.55) & (i < 19.86 + 1.6 * (d_perp - 0.8))
-        eboss = (i >= 19.9) & (r - i > 0.98) & (i - z > 0.625)
-    return main | lowz | cmass | eboss
+        return _target_pass(mags[:, 1], mags - mags[:, [1]], {"g": 0, "r": 1, "i": 2, "z": 3},
+                            samples=("main", "lowz", "cmass", "eboss_lrg"))
 
 
 def _weighted_median(x, w):

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from astropy.table import Table
 
+from ..data.catalog import read_unique_catalogs
 from ..data.dataset import random_dihedral_batch
 from ..data.stampset import StampSet
 from ..errors import InputError
@@ -1193,25 +1194,6 @@ def write_model_card(model: str | os.PathLike, evaluations: Mapping[str, str | o
 # ----------------------------------------------------------------------------------------
 # Real spectroscopic classes: simulation-only and fine-tuned photometry branch
 # ----------------------------------------------------------------------------------------
-
-
-def read_unique_catalogs(paths: Sequence[str | os.PathLike], mapping: str = "sdss-specphot", match_arcsec: float = 0.5) -> Table:
-    """Read catalogues with one mapping and keep one row per object (positions matched within
-    ``match_arcsec``; identifiers are not trusted because some public copies rounded them)."""
-    from astropy.table import vstack
-
-    from ..data.catalog import read_catalog
-
-    tables = [read_catalog(p, mapping=mapping, require_positions=False) for p in paths]
-    table = vstack(tables, metadata_conflicts="silent") if len(tables) > 1 else tables[0]
-    ra = np.asarray(table["ra"], float)
-    dec = np.asarray(table["dec"], float)
-    cell = match_arcsec / 3600.0
-    key = np.round(ra * np.cos(np.radians(dec)) / cell).astype(np.int64) * 10_000_000_000 + np.round(dec / cell).astype(np.int64)
-    _, first = np.unique(key, return_index=True)
-    unique = table[np.sort(first)]
-    unique.meta["source_files"] = [str(p) for p in paths]
-    return unique
 
 
 def evaluate_sgq_specphot(model: str | os.PathLike, paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
