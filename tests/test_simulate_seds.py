@@ -400,3 +400,58 @@ def test_eboss_elg_cuts():
     assert not passes(22.3, 21.7, 21.5, 21.4)  # r - z 0.3: below the low-redshift boundary
     # Not among the default samples; chosen with galaxy_targets.
     assert "eboss_elg" not in PopulationModel().galaxy_targets
+
+
+def test_galaxy_emission_lines(sdss):
+    lib = seds.load_galaxy_library()
+    names = list(lib.names)
+    # Flux of a line over the local continuum: rest-frame equivalent width [A].
+    def equivalent_width(template, centre):
+        near = np.abs(np.log(GRID_WAVE / centre)) < 0.01
+        side = (np.abs(GRID_WAVE - centre) > 40) & (np.abs(GRID_WAVE - centre) < 80)
+        flux = np.sum(lib.lines[names.index(template)][near] * GRID_WAVE[near]) * seds.GRID_DLN
+        return flux / lib.flam[names.index(template)][side].mean()
+
+    # Passive templates get none; star formation raises them, to the [OII] and H-alpha
+    # equivalent widths of star-forming and starburst galaxies (tens to hundreds of A).
+    assert not lib.lines[names.index("Ell1_A_0")].any() and not lib.lines[names.index("S0_A_0")].any()
+    assert 2 < equivalent_width("Sb_A_0", 3727.4) < equivalent_width("SB11_A_0", 3727.4) < 150
+    assert 100 < equivalent_width("SB11_A_0", 6562.8) < 600
+    # H-alpha / [OII] keeps the recipe's ratio.
+    sb = lib.lines[names.index("SB5_A_0")]
+    ha = np.abs(np.log(GRID_WAVE / 6562.8)) < 0.01
+    oii = np.abs(np.log(GRID_WAVE / 3727.4)) < 0.01
+    assert np.sum((sb * GRID_WAVE)[ha]) / np.sum((sb * GRID_WAVE)[oii]) == pytest.approx(1.77, rel=0.02)
+
+    # In a population, lines move only the fluxes of galaxies (and of quasar hosts), most
+    # where a line falls: at z ~ 0.02, H-alpha makes r brighter. Stars and bare quasars stay.
+    plain = draw_population(sdss, 3000, 4, balanced=True)
+    lined = draw_population(sdss, 3000, 4, balanced=True, model=PopulationModel(galaxy_emission_lines=1.0))
+    assert lined.meta["galaxy_emission_lines"] == 1.0 and plain.meta["galaxy_emission_lines"] == 0.0
+    point = (np.asarray(plain["label"]) == "star") | (np.asarray(plain["host_sed_name"]).astype(str) == "")
+    point &= np.asarray(plain["label"]) != "galaxy"
+    for b in "ugriz":
+        np.testing.assert_array_equal(np.asarray(plain[f"mag_true_{b}"])[point], np.asarray(lined[f"mag_true_{b}"])[point])
+    # Bright galaxies are nearby: at z < 0.03 H-alpha sits in r, and no line in i. The same
+    # galaxy (template, redshift, dust) is redder in r - i without its lines, and the drawn
+    # photometry is that of its spectrum with lines.
+    from skysort.simulate.spectra import source_sed
+
+    lined = draw_population(sdss, 1500, 4, class_fractions={"galaxy": 1}, mag_range=(14.0, 17.0),
+                            model=PopulationModel(galaxy_emission_lines=1.0))
+    nearby = np.nonzero(np.char.startswith(np.asarray(lined["sed_name"]).astype(str), "SB")
+                        & (np.asarray(lined["redshift"]) < 0.03))[0]
+    assert nearby.size > 10
+    filters = {b: load_filter(sdss.filter_path(b), b) for b in "ri"}
+    for row in nearby[:5]:
+        colour = {}
+        for strength in (0.0, 1.0):
+            wave, flam = source_sed(lined[row], sdss, strength)
+            colour[strength] = ab_mag(wave, flam, filters["r"]) - ab_mag(wave, flam, filters["i"])
+        assert colour[1.0] < colour[0.0] - 0.03
+        assert colour[1.0] == pytest.approx(lined["mag_true_r"][row] - lined["mag_true_i"][row], abs=0.03)
+    spectra = simulate_spectra(lined[nearby[:1]], sdss, seed=1, snr=np.inf)
+    assert ab_mag(spectra["wave"], spectra["model"][0] * 1e-17, filters["i"]) == pytest.approx(lined["mag_true_i"][nearby[0]], abs=0.03)
+    for bad in (-1.0, 20.0, "yes", True):
+        with pytest.raises(InputError, match="galaxy_emission_lines must be a number"):
+            PopulationModel(galaxy_emission_lines=bad)

@@ -252,6 +252,11 @@ class PopulationModel:
         Share of galaxies drawn from the spectroscopic-target component (0 = field
         population only, the default and that of the shipped presets; a preset file sets it
         under ``population``). Needs bands g r i z and selection band r.
+    galaxy_emission_lines : float
+        Strength of the nebular emission lines added to star-forming galaxy templates (and
+        quasar hosts) relative to the Ilbert et al. (2009) recipe of
+        :func:`skysort.simulate.seds.nebular_lines`: 0 (the default) keeps the continuum-only
+        templates, 1 is the recipe.
     galaxy_targets : tuple of str
         Target samples of that component, among ``main``, ``lowz``, ``cmass``,
         ``eboss_lrg``, ``eboss_elg`` (see :func:`_target_pass`). The default leaves out the
@@ -290,6 +295,7 @@ class PopulationModel:
     qso_host_logl_min: float = 43.5
     qso_host_aperture: float = 1.7
     galaxy_target_fraction: float = 0.0
+    galaxy_emission_lines: float = 0.0
     galaxy_targets: tuple[str, ...] = ("main", "lowz", "cmass", "eboss_lrg")
 
     def __post_init__(self):
@@ -297,6 +303,9 @@ class PopulationModel:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise InputError("population model", f"{name} must be a number in [0, 1], got {value!r}")
+        lines = self.galaxy_emission_lines
+        if isinstance(lines, bool) or not isinstance(lines, (int, float)) or not 0.0 <= lines <= 10.0:
+            raise InputError("population model", f"galaxy_emission_lines must be a number in [0, 10], got {lines!r}")
 
     @classmethod
     def from_preset(cls, survey: SurveyPreset) -> PopulationModel:
@@ -387,7 +396,9 @@ class _Tables:
         self.gal_group = np.array([_GAL_GROUPS.index(g) for g in groups])
         ntemp = len(gal.names)
         atten = 10 ** (-0.4 * np.outer(_EBV_GRID, seds.calzetti_k(GRID_WAVE)))
-        rest = (gal.flam[:, None, :] * atten[None, :, :]).reshape(-1, GRID_WAVE.size)
+        # Lines are attenuated with the continuum (one E(B-V) for stars and gas, as Le Phare).
+        gal_flam = gal.with_lines(model.galaxy_emission_lines)
+        rest = (gal_flam[:, None, :] * atten[None, :, :]).reshape(-1, GRID_WAVE.size)
         shifts, zgrid = seds.redshift_shifts(model.galaxy_z_range[1] + 0.05)
         table = seds.redshift_band_table(rest, w, shifts)
         table = table.reshape(ntemp, _EBV_GRID.size, zgrid.size, nb)
@@ -477,7 +488,7 @@ class _Tables:
             host_sel = table[ht, 0, :, self.sel]  # (n_host, z)
             self.host_ln_s5100 = np.log(
                 np.clip(host_sel, 1e-300, None)
-                / (rest_fnu_5100(gal.flam[ht])[:, None] * (1.0 + zgrid)[None, :])
+                / (rest_fnu_5100(gal_flam[ht])[:, None] * (1.0 + zgrid)[None, :])
             )
             s0 = int(np.argmin(np.abs(_QSO_SLOPES)))
             agn_sel = qt[0, s0, :, self.sel] + qt[0, -1, :, self.sel]
@@ -983,7 +994,7 @@ def draw_population(
         ``mag_b`` and ``magerr_b`` (observed, NaN when not detected),
         ``detected_b``, ``flux_obs_b`` and ``flux_err_b`` (noisy flux and its 1-sigma error
         [counts], kept also for non-detections); and ``flags`` (:class:`skysort.data.flags.Flags`). ``meta`` holds the
-        survey name, seed, zero point and flux unit.
+        survey name, seed, zero point, flux unit and the galaxy emission-line strength.
 
     Raises
     ------
@@ -1096,6 +1107,7 @@ def draw_population(
             "flux_unit": f"counts (AB zero point {survey.zero_point})",
             "selection_band": survey.selection.band,
             "kind": kind,
+            "galaxy_emission_lines": float(model.galaxy_emission_lines),
         }
     )
     return table

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .filters import GRID_DLN, GRID_WAVE
+from .filters import C_ANGSTROM_PER_S, GRID_DLN, GRID_WAVE
 from .presets import shared_data_dir
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "load_galaxy_library",
     "load_qso_components",
     "load_star_library",
+    "nebular_lines",
     "redshift_band_table",
     "redshift_shifts",
     "smc_k",
@@ -279,11 +280,85 @@ class GalaxyLibrary:
     names : list of str
         Template names (e.g. ``"Ell1_A_0"``, ``"Sc_A_0"``, ``"SB5_A_0"``).
     flam : numpy.ndarray, shape (n_templates, n_grid)
-        Rest-frame f_lambda, arbitrary normalisation per template.
+        Rest-frame f_lambda, arbitrary normalisation per template (stellar continuum only:
+        the COSMOS templates carry no nebular lines).
+    lines : numpy.ndarray, shape (n_templates, n_grid)
+        Nebular emission lines of each template in the same units, from
+        :func:`nebular_lines`; add ``strength * lines`` to ``flam``.
     """
 
     names: list[str]
     flam: np.ndarray
+    lines: np.ndarray
+
+    def with_lines(self, strength: float) -> np.ndarray:
+        """Rest-frame f_lambda of every template with its lines scaled by ``strength``
+        (0: continuum only; 1: the Ilbert et al. 2009 recipe)."""
+        return self.flam + strength * self.lines if strength else self.flam
+
+
+#: Lines added to galaxy templates: rest wavelength [A] and flux relative to [OII] 3727,
+#: the ratios of Ilbert et al. (2009, ApJ 690, 1236), with [OIII] 4959 at 1/3 of 5007.
+NEBULAR_LINES = {
+    "Lya": (1215.67, 2.0),
+    "[OII]": (3727.4, 1.0),
+    "Hbeta": (4861.3, 0.61),
+    "[OIII]4959": (4958.9, 0.12),
+    "[OIII]5007": (5006.8, 0.36),
+    "Halpha": (6562.8, 1.77),
+}
+#: L([OII]) / L_nu(UV) [Hz] from the Kennicutt (1998) star-formation-rate calibrations:
+#: SFR = 1.4e-28 L_nu(1500-2800 A) = 1.4e-41 L([OII]).
+OII_PER_UV_LNU = 1.4e-28 / 1.4e-41
+#: Templates with a rest-frame NUV - r colour [AB] at or above this get no lines: they are
+#: passive, and their UV light is not from young stars (the cut Le Phare applies).
+LINES_MAX_NUV_R = 4.0
+
+
+def _mean_fnu(flam: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Photon-weighted mean f_nu [f_lambda units x A Hz-1] of spectra in a top-hat band
+    [low, high] A: sum(f_lambda lambda dlambda) / sum(c / lambda dlambda), on the log grid."""
+    band = (GRID_WAVE >= low) & (GRID_WAVE <= high)
+    return flam[..., band] @ GRID_WAVE[band] ** 2 / (C_ANGSTROM_PER_S * band.sum())
+
+
+def nebular_lines(flam: np.ndarray) -> np.ndarray:
+    """Nebular emission lines for star-forming galaxy templates (Ilbert et al. 2009 recipe).
+
+    The [OII] 3727 flux follows from the template's own UV continuum through the Kennicutt
+    (1998) calibrations, ``F([OII]) = 1e13 Hz * f_nu(2300 A)``; the other lines follow from
+    fixed ratios to [OII] (:data:`NEBULAR_LINES`). Templates with rest-frame NUV - r >=
+    :data:`LINES_MAX_NUV_R` get none. Each line is a Gaussian one grid pixel wide in
+    ln(lambda) (600 km/s, below the resolution of broad bands and of the simulated spectra).
+
+    Parameters
+    ----------
+    flam : numpy.ndarray, shape (n, n_grid)
+        Rest-frame f_lambda of the templates on the internal grid, dust-free.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, n_grid)
+        Line f_lambda in the units of ``flam``; attenuate it with the continuum.
+    """
+    flam = np.atleast_2d(flam)
+    # Top-hat stand-ins for GALEX NUV (1771-2831 A) and SDSS r (5500-6900 A): the cut is
+    # coarse, and the filter curves are not among the shared data.
+    nuv = _mean_fnu(flam, 1771.0, 2831.0)
+    r = _mean_fnu(flam, 5500.0, 6900.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nuv_r = -2.5 * np.log10(nuv / r)
+    uv_fnu = _mean_fnu(flam, 2200.0, 2400.0)
+    oii = OII_PER_UV_LNU * uv_fnu * np.where(np.isfinite(nuv_r) & (nuv_r < LINES_MAX_NUV_R), 1.0, 0.0)
+    sigma = GRID_DLN
+    ln_wave = np.log(GRID_WAVE)
+    lines = np.zeros_like(flam)
+    for centre, ratio in NEBULAR_LINES.values():
+        profile = np.exp(-0.5 * ((ln_wave - np.log(centre)) / sigma) ** 2)
+        # Normalised so that the integral over lambda is 1: d lambda = lambda d ln lambda.
+        profile /= np.sum(profile * GRID_WAVE) * GRID_DLN
+        lines += (ratio * oii)[:, None] * profile[None, :]
+    return lines
 
 
 @functools.lru_cache(maxsize=1)
@@ -309,7 +384,8 @@ def load_galaxy_library() -> GalaxyLibrary:
             raise InputError(path, "COSMOS template listed but missing") from None
         names.append(stem)
         rows.append(_to_grid(data[:, 0], np.clip(data[:, 1], 0.0, None)))
-    return GalaxyLibrary(names, np.array(rows))
+    flam = np.array(rows)
+    return GalaxyLibrary(names, flam, nebular_lines(flam))
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def sdss_wavelength_grid(wave_min: float = 3800.0, wave_max: float = 9200.0) -> 
     return 10 ** (SDSS_LOGLAM0 + SDSS_DLOGLAM * np.arange(k0, k1 + 1))
 
 
-def source_sed(row, survey: SurveyPreset | str) -> tuple[np.ndarray, np.ndarray]:
+def source_sed(row, survey: SurveyPreset | str, galaxy_emission_lines: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Observed-frame SED of one row of :func:`draw_population`, in physical units.
 
     Parameters
@@ -60,6 +60,9 @@ def source_sed(row, survey: SurveyPreset | str) -> tuple[np.ndarray, np.ndarray]
         ``z_lls``.
     survey : SurveyPreset or str
         The preset the row was drawn for.
+    galaxy_emission_lines : float
+        Strength of a galaxy's nebular lines, as ``PopulationModel.galaxy_emission_lines``
+        (the population table's ``meta["galaxy_emission_lines"]``).
 
     Returns
     -------
@@ -76,7 +79,8 @@ def source_sed(row, survey: SurveyPreset | str) -> tuple[np.ndarray, np.ndarray]
         rest = lib.flam[lib.index(str(row["sed_name"]))]
     elif label == "galaxy":
         lib = seds.load_galaxy_library()
-        rest = lib.flam[lib.names.index(str(row["sed_name"]))]
+        index = lib.names.index(str(row["sed_name"]))
+        rest = lib.flam[index] + galaxy_emission_lines * lib.lines[index]
         rest = rest * 10 ** (-0.4 * float(row["ebv"]) * seds.calzetti_k(GRID_WAVE))
     elif label == "qso":
         comp = seds.load_qso_components()
@@ -108,7 +112,8 @@ def simulate_spectra(
     Parameters
     ----------
     table : astropy.table.Table
-        Rows of :func:`draw_population` (any classes; stars and quasars are the intended use).
+        Rows of :func:`draw_population` (any classes; stars and quasars are the intended use);
+        galaxies get the emission lines recorded in its ``meta``.
     survey : SurveyPreset or str
         Preset the table was drawn for.
     seed : int
@@ -130,9 +135,10 @@ def simulate_spectra(
     survey = load_survey(survey)
     wave = sdss_wavelength_grid() if wave is None else np.asarray(wave, dtype=float)
     n = len(table)
+    lines = float(table.meta.get("galaxy_emission_lines", 0.0))
     model = np.empty((n, wave.size), dtype=np.float32)
     for j, row in enumerate(table):
-        w, flam = source_sed(row, survey)
+        w, flam = source_sed(row, survey, lines)
         model[j] = np.interp(wave, w, flam) / _FLUX_UNIT
     sigma = np.median(np.abs(model), axis=1) / snr
     sigma = np.where(sigma > 0, sigma, np.finfo(np.float32).tiny)
