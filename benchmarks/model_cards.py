@@ -157,20 +157,21 @@ SDSS_REPRODUCE = [
     "skysort train --task sgq --data sdss_train.h5 --out stage1.pt --image-bands u,g,r,i,z --magnitude-balance --epochs 5 --patience 2 --batch-size 512",
     "skysort train --task sgq --data sdss_train.h5 --init stage1.pt --out stage2.pt --magnitude-balance --epochs 4 --patience 2 --batch-size 512 --lr 5e-4",
     "# photometry branch and fused head (stages 3-4): half field galaxies, half SDSS spectroscopic targets; 15% of the stars from",
-    "# the hot component (white dwarfs, hot subdwarfs, BHB / A stars); random magnitude offsets in training; image branch kept fixed",
-    "skysort simulate --survey sdss --kind sources --balanced --n 200000 --seed 21 --stamp-size 24 --population galaxy_target_fraction=0.5 --population hot_star_fraction=0.15 --out sdss_train_hot.h5",
-    "skysort train --task sgq --data sdss_train_hot.h5 --init stage2.pt --freeze image --out stage3.pt --magnitude-balance --epochs 8 --patience 2 --batch-size 512 --mag-jitter u=0.3,g=0.1,r=0.05,i=0.05,z=0.1",
-    "skysort train --task sgq --data sdss_train_hot.h5 --init stage3.pt --freeze image --out sgq-sdss.pt --magnitude-balance --epochs 4 --patience 2 --batch-size 512 --lr 5e-4 --mag-jitter u=0.3,g=0.1,r=0.05,i=0.05,z=0.1",
+    "# the hot component (white dwarfs, hot subdwarfs, BHB / A stars); galaxies with nebular emission lines; random magnitude",
+    "# offsets in training; image branch kept fixed",
+    "skysort simulate --survey sdss --kind sources --balanced --n 200000 --seed 21 --stamp-size 24 --population galaxy_target_fraction=0.5 --population hot_star_fraction=0.15 --population galaxy_emission_lines=1 --out sdss_train_lines.h5",
+    "skysort train --task sgq --data sdss_train_lines.h5 --init stage2.pt --freeze image --out stage3.pt --magnitude-balance --epochs 8 --patience 2 --batch-size 512 --mag-jitter u=0.3,g=0.1,r=0.05,i=0.05,z=0.1",
+    "skysort train --task sgq --data sdss_train_lines.h5 --init stage3.pt --freeze image --out sgq-sdss.pt --magnitude-balance --epochs 4 --patience 2 --batch-size 512 --lr 5e-4 --mag-jitter u=0.3,g=0.1,r=0.05,i=0.05,z=0.1",
     "skysort evaluate --model sgq-sdss.pt --data sdss_test.h5 --out eval/sdss_test",
     "```",
     "",
-    "Each second stage is shipped because it has the lower validation loss on simulations (stage 4: 1.091, stage 3: 1.106; "
+    "Each second stage is shipped because it has the lower validation loss on simulations (stage 4: 1.085, stage 3: 1.100; "
     "validation magnitudes carry no offsets). "
     "Stages 1-2 were run when the `sdss` preset still wrote Pogson magnitudes (NaN for non-detections); "
     "to repeat them exactly, pass a copy of `sdss.yaml` with `catalogue_magnitudes: pogson` as `--survey`. "
     "The simulated test set above was made with asinh magnitudes."]
 SDSS_NOTES = [
-    "Sim-to-real on spectroscopic photometry misses the 85% goal: 80.8% (67.2% with the field population and Pogson magnitudes). "
+    "Sim-to-real on spectroscopic photometry misses the 85% goal: 81.0% (67.2% with the field population and Pogson magnitudes). "
     "What made the difference, each measured on the whole real table: (1) SDSS catalogue magnitudes are asinh magnitudes, finite "
     "for faint and negative fluxes (real u reaches 24-27 for a tenth of the objects), and the simulation now writes them too; "
     "(2) half of the training galaxies come from the SDSS spectroscopic-target component (main sample, LOWZ, CMASS, eBOSS LRG cuts), "
@@ -178,21 +179,24 @@ SDSS_NOTES = [
     "(3) random Gaussian magnitude offsets while training (sigma u 0.3, g 0.1, r 0.05, i 0.05, z 0.1 mag): the Pickles F-K dwarfs are "
     "0.15-0.25 mag redder in u - g than the SDSS stellar locus at the same g - r, and the COSMOS red-sequence templates 0.2 mag "
     "bluer than real z < 0.15 galaxies, so a classifier trained on sharp simulated loci leans on u - g differences that real data "
-    "do not have (79.9%); (4) 15% of the training stars from the hot component (80.8%).",
+    "do not have (79.9%); (4) 15% of the training stars from the hot component (80.8%); (5) nebular emission lines on the "
+    "star-forming galaxy templates (`galaxy_emission_lines=1`, the Ilbert et al. 2009 recipe, not tuned; 81.0%, galaxies at "
+    "z > 0.7 66% -> 68% correct). The last step is within the spread between repeated trainings (about 0.3 points); it is kept "
+    "because real galaxies have lines.",
     "Selection caveat: the offset widths and the hot-star share (0.15) were not fitted, but they were chosen after trying three "
     "offset settings and two shares (0.1, 0.2) with a gradient-boosting stand-in for the photometry branch scored on this same "
-    "real table (sigma_u 0.1-0.4 gave 78.9-79.9%, shares 0.1 / 0.2 gave +0.7 / +1.0 points), so 80.8% is slightly optimistic as an "
+    "real table (sigma_u 0.1-0.4 gave 78.9-79.9%, shares 0.1 / 0.2 gave +0.7 / +1.0 points), so 81.0% is slightly optimistic as an "
     "estimate for other spectroscopic samples.",
     "The real table is read with the `sdss-specphot` preset, which puts the SDSS magnitudes on AB (u - 0.04, z + 0.02) as the "
     "simulation is; this alone costs the earlier model 0.3 points (77.9% -> 77.5%).",
     "Stars are still the weak class (F1 68%): 445 real stars with catalogue u - g < 0.7 (white dwarfs, hot subdwarfs, A/BHB stars, "
     "targeted by SEGUE and as quasar candidates) are 29% correct (11% before the hot component; the Pickles O/B dwarfs stand in for "
-    "white-dwarf continua, there is no white-dwarf template); F/G stars (u - g 0.7-1.5) are 86% correct (67% before).",
-    "Fine-tuned on half of the real table the photometry branch reaches 87.2% on the other half, short of the 90% goal and close to "
+    "white-dwarf continua, there is no white-dwarf template); F/G stars (u - g 0.7-1.5) are 85% correct (67% before).",
+    "Fine-tuned on half of the real table the photometry branch reaches 87.3% on the other half, short of the 90% goal and close to "
     "the ~88% of a gradient-boosting classifier trained on real colours.",
     "Real field: 94.8% agreement for r < 21 (239 of 252), just under the 95% goal; faint objects (r > 22 in a 6\" aperture) "
     "agree far less. Stages 3-4 keep the image branch fixed, so this figure is the same as before them.",
-    "The fused head was trained on the mixed population; on the field-population simulated test set it reaches 79.1%.",
+    "The fused head was trained on the mixed population; on the field-population simulated test set (no emission lines) it reaches 78.9%.",
     "Simulated SDSS objects reach r = 22.5, beyond the 5-sigma depths (r 22.2, z 20.5); at the faint end colours are noise-dominated, "
     "which is why the simulated test accuracy is far below that of brighter real spectroscopic objects.",
     "The real-field objects have no catalogue photometry, so (b) tests the image branch's head only.",
