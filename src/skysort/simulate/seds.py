@@ -329,7 +329,8 @@ def nebular_lines(flam: np.ndarray) -> np.ndarray:
     (1998) calibrations, ``F([OII]) = 1e13 Hz * f_nu(2300 A)``; the other lines follow from
     fixed ratios to [OII] (:data:`NEBULAR_LINES`). Templates with rest-frame NUV - r >=
     :data:`LINES_MAX_NUV_R` get none. Each line is a Gaussian one grid pixel wide in
-    ln(lambda) (600 km/s, below the resolution of broad bands and of the simulated spectra).
+    ln(lambda) (sigma 600 km/s): irrelevant for broad-band fluxes, but broader than real
+    nebular lines (~100 km/s) in simulated spectra.
 
     Parameters
     ----------
