@@ -150,8 +150,9 @@ def simulate_spectra(
         dev = _block_randoms(seed, int(b) * BLOCK, BLOCK, 2, wave.size, normal=True)
         noise[sel] = dev[index[sel] - b * BLOCK]
     flux = model + (sigma[:, None] * noise if np.isfinite(snr) else 0.0)
-    ivar = np.broadcast_to((1.0 / sigma**2)[:, None], flux.shape).astype(np.float32)
-    if not np.isfinite(snr):
+    if np.isfinite(snr):
+        ivar = np.broadcast_to((1.0 / sigma**2)[:, None], flux.shape).astype(np.float32)
+    else:
         ivar = np.full(flux.shape, np.inf, dtype=np.float32)
     return {
         "wave": wave,
