@@ -307,7 +307,7 @@ def train_command(
     noise_min: Annotated[float, typer.Option("--noise-min", help="blend: lowest noise sigma of the augmentation (counts).")] = 4.0,
     noise_max: Annotated[float, typer.Option("--noise-max", help="blend: highest noise sigma of the augmentation (counts); 0 disables it.")] = 36.0,
     max_objects: Annotated[Optional[int], typer.Option("--max-objects", help="Use at most this many training objects.")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the weights, the batches and, without --val, of the 10% validation split: keep it when continuing with --init on the same data, or the new validation rows include rows already trained on.")] = 0,
     architecture: Annotated[Architecture, typer.Option("--architecture", help="blend: cnn (one noise-augmented multi-task CNN) or paper (BlendHunter: frozen pretrained backbone + dense head on cached features).")] = Architecture.cnn,
     backbone: Annotated[Backbone, typer.Option("--backbone", help="paper: natural-image backbone.")] = Backbone.efficientnet_lite0,
     backbone_weights: Annotated[Optional[Path], typer.Option("--backbone-weights", help="paper: backbone state dict (e.g. a torchvision-format ImageNet VGG-16 file).")] = None,
