@@ -256,7 +256,9 @@ class PopulationModel:
         Strength of the nebular emission lines added to star-forming galaxy templates (and
         quasar hosts) relative to the Ilbert et al. (2009) recipe of
         :func:`skysort.simulate.seds.nebular_lines`: 0 (the default) keeps the continuum-only
-        templates, 1 is the recipe.
+        templates, 1 is the recipe. The luminosity functions then apply to rest-frame
+        magnitudes that include the lines (mostly H-alpha), which lowers the galaxy counts at
+        fixed apparent magnitude (by 9% to r = 22.5 in the ``sdss`` preset with 1).
     galaxy_targets : tuple of str
         Target samples of that component, among ``main``, ``lowz``, ``cmass``,
         ``eboss_lrg``, ``eboss_elg`` (see :func:`_target_pass`). The default leaves out the
