@@ -112,6 +112,8 @@ _N_UNIFORM = 10  # random columns per object; fixed so that streams never shift
 _COL_TARGET = 8  # galaxies: field or spectroscopic-target component; stars: field or hot component
 _TARGET_DRAWS = 8  # noise draws averaged in the target-selection probability
 _TARGET_SAMPLES = ("main", "lowz", "cmass", "eboss_lrg", "eboss_elg")
+# Those of the default model (eboss_elg left out: see PopulationModel.galaxy_targets).
+_DEFAULT_TARGETS = _TARGET_SAMPLES[:4]
 _GAL_GROUPS = ("red", "spiral", "starburst")
 # Block random streams (stream 0: uniforms, 1: photometric noise); hosts get their own so
 # that switching them on or off leaves every other drawn quantity unchanged.
@@ -298,16 +300,13 @@ class PopulationModel:
     qso_host_aperture: float = 1.7
     galaxy_target_fraction: float = 0.0
     galaxy_emission_lines: float = 0.0
-    galaxy_targets: tuple[str, ...] = ("main", "lowz", "cmass", "eboss_lrg")
+    galaxy_targets: tuple[str, ...] = _DEFAULT_TARGETS
 
     def __post_init__(self):
-        for name in ("galaxy_target_fraction", "hot_star_fraction"):
+        for name, high in (("galaxy_target_fraction", 1.0), ("hot_star_fraction", 1.0), ("galaxy_emission_lines", 10.0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise InputError("population model", f"{name} must be a number in [0, 1], got {value!r}")
-        lines = self.galaxy_emission_lines
-        if isinstance(lines, bool) or not isinstance(lines, (int, float)) or not 0.0 <= lines <= 10.0:
-            raise InputError("population model", f"galaxy_emission_lines must be a number in [0, 10], got {lines!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= high:
+                raise InputError("population model", f"{name} must be a number in [0, {high:g}], got {value!r}")
 
     @classmethod
     def from_preset(cls, survey: SurveyPreset) -> PopulationModel:
@@ -1177,7 +1176,7 @@ def sdss_galaxy_targeting(table: Table) -> np.ndarray:
     mags = np.stack([np.asarray(table[f"mag_{b}"], dtype=float) for b in "griz"], axis=1)
     with np.errstate(invalid="ignore"):
         return _target_pass(mags[:, 1], mags - mags[:, [1]], {"g": 0, "r": 1, "i": 2, "z": 3},
-                            samples=("main", "lowz", "cmass", "eboss_lrg"))
+                            samples=_DEFAULT_TARGETS)
 
 
 def _weighted_median(x, w):
