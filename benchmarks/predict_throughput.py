@@ -18,7 +18,10 @@ takes seconds. The last line is::
     end_to_end_sources_per_s=<x> model_only_sources_per_s=<y> ratio=<r> peak_rss_gb=<m>
 
 Run ``nice -n 5 python benchmarks/predict_throughput.py --n 100000 --threads 2``; ``--hats`` gives
-the catalogue as a HATS catalogue instead (LSDB's default partitioning) and writes a HATS result.
+the catalogue as a HATS catalogue instead (LSDB's default partitioning) and writes a HATS result;
+``--csv`` gives it as a CSV file (parsed in blocks, so peak memory should not grow with ``--n``);
+``--photometry-only`` writes no tiles and classifies from the catalogue magnitudes alone (models
+with a photometry branch), which isolates the catalogue path at millions of rows.
 """
 
 from __future__ import annotations
@@ -95,8 +98,10 @@ def draw(size: int, x, y, mag, star, pixel_scale: float, noise: float, seed: int
     return image
 
 
-def make_survey(folder: Path, n: int, per_tile: int, size: int, image_bands: list[str], phot_bands: list[str], pixel_scale: float):
-    """Tiles (one folder each) and a Parquet catalogue; returns (catalogue, tile pattern, tiles)."""
+def make_survey(folder: Path, n: int, per_tile: int, size: int, image_bands: list[str], phot_bands: list[str], pixel_scale: float,
+                write_tiles: bool = True):
+    """Tiles (one folder each, unless ``write_tiles`` is false) and a Parquet catalogue; returns
+    (catalogue, tile pattern, tiles)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from astropy.io import fits
@@ -105,7 +110,7 @@ def make_survey(folder: Path, n: int, per_tile: int, size: int, image_bands: lis
     n_tiles = math.ceil(n / per_tile)
     x, y, mag, star = render_pattern(size, per_tile, seed=1)
     bands = list(dict.fromkeys(image_bands or ["r"]))
-    images = {b: draw(size, x, y, mag + 0.2 * i, star, pixel_scale, noise=5.0, seed=10 + i) for i, b in enumerate(bands)}
+    images = {b: draw(size, x, y, mag + 0.2 * i, star, pixel_scale, noise=5.0, seed=10 + i) for i, b in enumerate(bands)} if write_tiles else {}
     writer = None
     side = size * pixel_scale / 3600
     for t in range(n_tiles):
@@ -117,8 +122,8 @@ def make_survey(folder: Path, n: int, per_tile: int, size: int, image_bands: lis
         w.wcs.cd = [[-pixel_scale / 3600, 0], [0, pixel_scale / 3600]]
         header = w.to_header()
         sub = folder / f"tile{t:05d}"
-        sub.mkdir(parents=True, exist_ok=True)
-        for b in bands:
+        for b in images:
+            sub.mkdir(parents=True, exist_ok=True)
             header["FILTER"] = b
             header["MAGZP"] = 30.0
             fits.PrimaryHDU(images[b], header).writeto(sub / f"img-{b}.fits", overwrite=True)
@@ -149,10 +154,26 @@ def write_hats(catalog: Path) -> Path:
     return path
 
 
+def write_csv(catalog: Path) -> Path:
+    """The Parquet catalogue as a CSV file beside it, written row group by row group."""
+    import pyarrow.csv as pc
+    import pyarrow.parquet as pq
+
+    start = time.perf_counter()
+    path = catalog.with_suffix(".csv")
+    parquet = pq.ParquetFile(catalog)
+    with pc.CSVWriter(path, parquet.schema_arrow) as writer:
+        for group in range(parquet.metadata.num_row_groups):
+            writer.write_table(parquet.read_row_group(group))
+    print(f"CSV catalogue: {path.stat().st_size / 2**20:,.0f} MiB, written in {time.perf_counter() - start:.1f} s")
+    return path
+
+
 def model_only(model: str, folder: Path, device: str, batch: int, n: int, threads: int | None,
-               blocks: int = 5, block_s: float = 3.0) -> float:
+               blocks: int = 5, block_s: float = 3.0, images: bool = True) -> float:
     """Sources/s of the model alone on batches cut beforehand from the first tile (the best of
-    ``blocks`` timed blocks of at least ``block_s`` s each)."""
+    ``blocks`` timed blocks of at least ``block_s`` s each); photometry alone when ``images``
+    is false."""
     import torch
 
     from skysort.data.cutout import sky_to_pixel
@@ -166,7 +187,7 @@ def model_only(model: str, folder: Path, device: str, batch: int, n: int, thread
     spec = predictor.spec
     inputs: dict[str, np.ndarray] = {}
     count = min(batch, n)
-    if spec.uses_images:
+    if spec.uses_images and images:
         import pyarrow.parquet as pq
 
         files = expand_image_paths(str(folder / "tile00000" / "img-*.fits"))
@@ -180,7 +201,7 @@ def model_only(model: str, folder: Path, device: str, batch: int, n: int, thread
     if spec.uses_photometry:
         inputs["mag"] = np.full((count, len(spec.photometry_bands)), 21.0, np.float32)
         inputs["magerr"] = np.full((count, len(spec.photometry_bands)), 0.05, np.float32)
-    run_model(predictor, inputs, images_available=True, device=device)  # warm-up
+    run_model(predictor, inputs, images_available=images, device=device)  # warm-up
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     # The bound is the best of several timed blocks of at least ``block_s`` seconds each:
@@ -189,7 +210,7 @@ def model_only(model: str, folder: Path, device: str, batch: int, n: int, thread
     for _ in range(blocks):
         done, start = 0, time.perf_counter()
         while True:
-            run_model(predictor, inputs, images_available=True, device=device)
+            run_model(predictor, inputs, images_available=images, device=device)
             done += count
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
@@ -218,6 +239,8 @@ def main() -> None:
     parser.add_argument("--memory-gb", type=float, default=4.0)
     parser.add_argument("--folder", type=Path, default=None, help="where to write the tiles (default: a temporary folder)")
     parser.add_argument("--hats", action="store_true", help="give the catalogue as a HATS catalogue (needs lsdb); the result is HATS too")
+    parser.add_argument("--csv", action="store_true", help="give the catalogue as a CSV file")
+    parser.add_argument("--photometry-only", action="store_true", help="no tiles: classify from the catalogue magnitudes alone")
     args = parser.parse_args()
     model = args.model or default_model()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -227,16 +250,24 @@ def main() -> None:
     folder = args.folder or Path(tempfile.mkdtemp(prefix="skysort-predict-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    if args.photometry_only and not spec.uses_photometry:
+        parser.error(f"--photometry-only needs a model with a photometry branch; {model} has none")
     catalog, pattern, n_tiles = make_survey(folder, args.n, args.per_tile, args.tile_size, spec.image_bands,
-                                            spec.photometry_bands, spec.pixel_scale or 0.2)
-    print(f"{args.n:,} sources on {n_tiles} tiles of {args.tile_size}x{args.tile_size} px written in {time.perf_counter() - start:.1f} s")
+                                            spec.photometry_bands, spec.pixel_scale or 0.2, write_tiles=not args.photometry_only)
+    if args.photometry_only:
+        print(f"{args.n:,} sources written in {time.perf_counter() - start:.1f} s (no tiles)")
+    else:
+        print(f"{args.n:,} sources on {n_tiles} tiles of {args.tile_size}x{args.tile_size} px written in {time.perf_counter() - start:.1f} s")
+    if args.csv:
+        catalog = write_csv(catalog)
     out = folder / "out"
     shutil.rmtree(out, ignore_errors=True)
     target = f"{out}/"
     if args.hats:
         catalog, target = write_hats(catalog), str(out)
     peak_file = folder / "prediction_peak_rss.txt"
-    command = [sys.executable, "-c", CHILD, str(peak_file), "predict", "--model", model, "--catalog", str(catalog), "--tiles", pattern,
+    tiles = [] if args.photometry_only else ["--tiles", pattern]
+    command = [sys.executable, "-c", CHILD, str(peak_file), "predict", "--model", model, "--catalog", str(catalog), *tiles,
                "--out", target, "--quiet", "--device", device, "--batch-size", str(args.batch_size),
                "--memory-gb", str(args.memory_gb)]
     if args.threads:
@@ -248,7 +279,7 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     end_to_end = args.n / elapsed
     print(f"end to end: {elapsed:.1f} s ({end_to_end:,.0f} sources/s, process start and planning included)")
-    bound = model_only(model, folder, device, args.batch_size, args.n, args.threads)
+    bound = model_only(model, folder, device, args.batch_size, args.n, args.threads, images=not args.photometry_only)
     children = int(peak_file.read_text()) / 2**20
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"peak RSS: prediction process {children:.2f} GiB, this process (tile writing, model-only) {own:.2f} GiB")

@@ -462,3 +462,51 @@ def test_parquet_catalogue_chunks_cover_every_row_once_within_the_chunk_size(tmp
     # After the last chunk pyarrow holds about one chunk (1,000 rows x 3 columns x 8 bytes);
     # reading by ``iter_batches`` across row groups held over 20 times that here, growing.
     assert allocated[-1] <= 3 * 1000 * 3 * 8
+
+
+def test_csv_catalogue_is_streamed_in_chunks_with_the_values_astropy_reads(tmp_path, monkeypatch):
+    """Plain CSV is parsed block by block: integer-looking first blocks, empty fields and
+    padded header names read as astropy reads them; every row once, chunks bounded."""
+    from astropy.table import Table
+
+    from skysort.inference import stream as stream_module
+    from skysort.inference.stream import CatalogStream
+
+    monkeypatch.setattr(stream_module, "CSV_BLOCK_BYTES", 512)  # many parser blocks
+    rows = ["id, ra ,dec,mag_r,magerr_r,class"]  # class: a text label column, found by the automatic mapping
+    for i in range(3000):
+        mag = "20" if i < 400 else ("" if i % 97 == 0 else f"{20 + (i % 50) / 10:.2f}")
+        rows.append(f"{i},{10 + i * 1e-4:.6f},{-5 - i * 1e-4:.6f},{mag},{'0.1' if mag else ''},{'star' if i % 2 else 'galaxy'}")
+    path = tmp_path / "cat.csv"
+    path.write_text("\n".join(rows) + "\n")
+    reference = Table.read(path, format="ascii.csv")
+    stream = CatalogStream(path, bands=["r"])
+    assert stream.n_rows == 3000 and stream.columns.sources["label"] == "class"
+    seen = {"id": [], "ra": [], "mag_r": []}
+    for first, columns in stream.chunks(700):
+        assert len(columns["id"]) <= 700 and columns["id"][0] == first
+        for key in seen:
+            seen[key].append(columns[key])
+    assert np.array_equal(np.concatenate(seen["id"]), np.arange(3000))
+    assert np.allclose(np.concatenate(seen["ra"]), reference["ra"])
+    expected = np.ma.filled(reference["mag_r"].astype(float), np.nan).astype(np.float32)
+    assert np.array_equal(np.concatenate(seen["mag_r"]), expected, equal_nan=True)
+    assert np.isnan(expected).sum() == len([i for i in range(400, 3000) if i % 97 == 0])
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("ra,dec,mag_r\n" + "1,2,20\n" * 2000 + "3,4,bright\n", "column 'mag_r' is not numeric (invalid value 'bright')"),
+    ("ra,dec,mag_r\n1,2,20\n3,4,5,6\n", "cannot read as CSV: "),
+    ("", "catalogue file is empty"),
+    ("ra,dec,mag_r\n", "catalogue has no rows"),
+])
+def test_csv_catalogue_problems_name_the_file(tmp_path, content, fragment):
+    from skysort.inference.stream import CatalogStream
+
+    path = tmp_path / "cat.csv"
+    path.write_text(content)
+    with pytest.raises(InputError) as info:
+        stream = CatalogStream(path, bands=["r"])
+        for _ in stream.chunks(100):
+            pass
+    assert info.value.where == str(path) and fragment in info.value.problem, info.value.problem

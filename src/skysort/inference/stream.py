@@ -6,11 +6,11 @@ manifest (:mod:`skysort.inference.manifest`):
 1. **Tiles.** The ``--tiles`` files are grouped into tiles (one file per band; files whose
    names differ only in the band token, e.g. ``frame-r-003918-3-0213.fits.bz2``, form one
    tile). Only FITS headers are read while planning.
-2. **Ownership.** The catalogue is read in chunks of bounded size (Parquet by record batches,
-   FITS memory-mapped; CSV is read whole). Each source is owned by exactly one tile: among the
-   tiles whose reference-band image contains it, the one where it lies farthest from the
-   image edge (in arcsec), ties going to the first tile in path order. The choice depends only
-   on the inputs, so every run plans the same units. Sources in no tile are predicted from
+2. **Ownership.** The catalogue is read in chunks of bounded size (Parquet by row groups,
+   FITS memory-mapped, CSV parsed block by block; ECSV is read whole). Each source is owned
+   by exactly one tile: among the tiles whose reference-band image contains it, the one
+   where it lies farthest from the image edge (in arcsec), ties going to the first tile in
+   path order. The choice depends only on the inputs, so every run plans the same units. Sources in no tile are predicted from
    photometry alone when the model can, otherwise written with NaN probabilities and the
    ``MISSING_BAND`` and :data:`~skysort.inference.predictor.MISSING_INPUT_FLAG` flags: every
    catalogue row appears in the output exactly once.
@@ -321,6 +321,67 @@ def _parquet_pieces(parquet: Any, chunk_rows: int, columns: Sequence[str]) -> It
         yield parquet.read_row_groups(group, columns=list(columns))
 
 
+#: Bytes of CSV text parsed at a time (pyarrow's block size); a block's rows are converted
+#: together, so this bounds the parser's memory, not the chunk size.
+CSV_BLOCK_BYTES = 1 << 24
+
+
+def _csv_header(path: Path) -> list[str]:
+    """Column names of a plain CSV file, stripped of surrounding blanks as astropy does."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        first = next(csv.reader(fh), None)
+    if not first or not any(name.strip() for name in first):
+        raise InputError(path, "cannot read as CSV: no header line")
+    return [name.strip() for name in first]
+
+
+def _csv_batches(path: Path, names: Sequence[str], columns: Sequence[str], float_columns: Sequence[str]) -> Iterator[Any]:
+    """pyarrow record batches of ``columns`` of a plain CSV file, parsed block by block.
+
+    astropy's reader (used for ECSV) holds the whole file; a survey catalogue of tens of
+    millions of rows would then need tens of GB. The numeric columns are read as float64 so
+    that a column whose first block happens to hold only integers does not fail later.
+    Reader failures become :class:`~skysort.errors.InputError` naming the file and column.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pc
+
+    read_options = pc.ReadOptions(column_names=list(names), skip_rows=1, block_size=CSV_BLOCK_BYTES)
+    convert_options = pc.ConvertOptions(include_columns=list(columns),
+                                        column_types={name: pa.float64() for name in float_columns})
+    try:
+        # A Python file object, not the path: given a path, pyarrow reads the raw file ahead
+        # without bound (the whole file before the first batch).
+        with open(path, "rb") as fh:
+            yield from pc.open_csv(fh, read_options=read_options, convert_options=convert_options)
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        found = re.match(r"In CSV column #(\d+): CSV conversion error to double: (.*)", message)
+        if found and int(found.group(1)) < len(names):
+            raise InputError(path, f"column {names[int(found.group(1))]!r} is not numeric ({found.group(2)})") from None
+        raise InputError(path, f"cannot read as CSV: {message}") from None
+
+
+def _rebatch(batches: Iterator[Any], rows: int) -> Iterator[Any]:
+    """Tables of exactly ``rows`` rows (the last one shorter) from record batches of any size."""
+    import pyarrow as pa
+
+    pending: list[Any] = []
+    held = 0
+    for batch in batches:
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, rows)
+            rest = table.slice(rows)
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield pa.Table.from_batches(pending)
+
+
 class CatalogColumns:
     """Where a catalogue keeps what prediction needs, and how to read it from raw columns.
 
@@ -398,8 +459,9 @@ class CatalogStream:
 
     Each chunk is a dict of arrays: ``id``, ``ra``, ``dec`` (deg, NaN when absent),
     ``mag_<band>``, ``magerr_<band>`` (float32, NaN where missing) for the model's photometry
-    bands. Parquet files are read by row groups and FITS tables memory-mapped, so memory
-    does not grow with the catalogue; CSV files are read whole.
+    bands. Parquet files are read by row groups, FITS tables memory-mapped and plain CSV
+    files parsed block by block (one extra pass counts the rows), so memory does not grow
+    with the catalogue; ECSV files are read whole.
 
     Parameters
     ----------
@@ -429,6 +491,7 @@ class CatalogStream:
             raise InputError(self.path, "catalogue file not found")
         self._raw: Table | None = None
         self._fits_hdu_index: int | None = None
+        self._csv_names: list[str] | None = None
         try:
             if self.format == "parquet":
                 import pyarrow.parquet as pq
@@ -446,6 +509,10 @@ class CatalogStream:
                     names = list(hdul[index].columns.names)
                     self.n_rows = int(hdul[index].header["NAXIS2"])
                 self._fits_hdu_index = index
+            elif self.format == "csv" and not self._is_ecsv():
+                names = _csv_header(self.path)
+                self._csv_names = names
+                self.n_rows = sum(batch.num_rows for batch in _csv_batches(self.path, names, names[:1], ()))
             else:
                 self._raw, _ = _read_raw(self.path)
                 names = list(self._raw.colnames)
@@ -458,6 +525,12 @@ class CatalogStream:
             raise InputError(self.path, "catalogue has no rows")
         self.columns = CatalogColumns(names, self.path, self.mapping, self.bands, require_sky=require_sky)
 
+    def _is_ecsv(self) -> bool:
+        if self.path.stat().st_size == 0:
+            raise InputError(self.path, "catalogue file is empty")
+        with open(self.path, "rb") as fh:
+            return fh.read(7) == b"# %ECSV"
+
     @property
     def needed_columns(self) -> list[str]:
         return self.columns.needed
@@ -469,6 +542,11 @@ class CatalogStream:
 
             parquet = pq.ParquetFile(self.path)
             for piece in _parquet_pieces(parquet, chunk_rows, columns):
+                yield {name: piece.column(name).to_numpy(zero_copy_only=False) for name in columns}
+        elif self._csv_names is not None:
+            numeric = [name for key, name in self.columns.sources.items()
+                       if name is not None and (key in ("ra", "dec", "x", "y") or key.startswith(("mag_", "magerr_")))]
+            for piece in _rebatch(_csv_batches(self.path, self._csv_names, columns, numeric), chunk_rows):
                 yield {name: piece.column(name).to_numpy(zero_copy_only=False) for name in columns}
         elif self._fits_hdu_index is not None:
             from astropy.io import fits
