@@ -32,7 +32,8 @@ def sdss_field() -> Path:
 def sdss_images(sdss_field):
     from skysort.data.images import expand_image_paths, read_band_images
 
-    return read_band_images(expand_image_paths(str(sdss_field / "frame-*-*.fits.bz2")))
+    # Background removed as ``skysort cutout`` does by default.
+    return read_band_images(expand_image_paths(str(sdss_field / "frame-*-*.fits.bz2")), background="sep")
 
 
 @pytest.fixture(scope="session")

@@ -121,6 +121,15 @@ def _write_mosaic(stamps, path: Path, n: int = 48) -> Path:
                        title=f"{stamps.path.name}: {len(chosen)} of {len(stamps)} stamps")
 
 
+class Background(str, Enum):
+    sep = "sep"
+    none = "none"
+
+
+_BACKGROUND_HELP = ("Sky background removed from each band image before stamps are cut: sep (SExtractor's 64-pixel "
+                    "mesh estimate; the models expect sky-subtracted stamps) or none (pixels as in the files).")
+
+
 @app.command("cutout")
 def cutout_command(
     images: Annotated[list[str], typer.Option("--images", help="Band images: glob pattern(s), one FITS file per band (.fits, .fits.gz, .fits.bz2, .fits.fz). Quote patterns.")],
@@ -132,6 +141,7 @@ def cutout_command(
     mapping: Annotated[Optional[str], typer.Option("--mapping", help="Catalogue column mapping: preset name (kids, sdss, ...), YAML file, or 'ra=RA,dec=DEC,...'.")] = None,
     survey: Annotated[Optional[str], typer.Option("--survey", help="Survey name stored in the metadata (default: from the FITS header).")] = None,
     nan: Annotated[NanPolicy, typer.Option("--nan", help="NaN pixels in the images: flag the stamps, or stop with an error.")] = NanPolicy.flag,
+    background: Annotated[Background, typer.Option("--background", help=_BACKGROUND_HELP)] = Background.sep,
     mosaic: Annotated[Optional[Path], typer.Option("--mosaic", help="Also write a PNG mosaic of stamps here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -144,8 +154,8 @@ def cutout_command(
     table = read_catalog(catalog, mapping=mapping)
     with progress_bar(len(table), "cutting", enabled=not quiet) as advance:
         stamps = cutout(images, table, out, size=size, bands=_split_bands(bands), mapping=mapping,
-                        reference_band=reference_band, survey=survey, nan_policy=nan.value, warn=_warn,
-                        progress=advance)
+                        reference_band=reference_band, survey=survey, nan_policy=nan.value, background=background.value,
+                        warn=_warn, progress=advance)
     _print_stampset_summary(stamps.summary(), time.perf_counter() - start)
     if mosaic:
         console.print(f"mosaic: {_write_mosaic(stamps, mosaic)}")
@@ -457,6 +467,7 @@ def predict_command(
     workers: Annotated[Optional[int], typer.Option("--workers", help="Processes cutting stamps beside the model (default: 0, one thread, on CPU; up to 8 with CUDA).")] = None,
     dask: Annotated[Optional[str], typer.Option("--dask", help="Run work units on Dask: local:N (N worker processes) or a scheduler address tcp://host:8786.")] = None,
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Binary models: the second class when its probability exceeds this (default: the most probable class).")] = None,
+    background: Annotated[Background, typer.Option("--background", help=_BACKGROUND_HELP + " Used with --tiles.")] = Background.sep,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Classify sources: a stamp set, a catalogue with survey tiles (streamed, resumable), or a catalogue alone."""
@@ -482,7 +493,7 @@ def predict_command(
         workers = min(8, max(0, (os.cpu_count() or 1) - 1)) if resolved_device.startswith("cuda") and not dask else 0
     options = RunOptions(tiles=tiles, mapping=mapping or catalog_preset, reference_band=reference_band, batch_size=batch_size,
                          memory_gb=memory_gb, device=resolved_device, threads=threads, workers=workers, dask=dask,
-                         threshold=threshold, quiet=quiet)
+                         threshold=threshold, background=background.value, quiet=quiet)
     if catalog is not None:
         from .inference.hats import is_hats_catalog, predict_hats
 

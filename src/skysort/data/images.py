@@ -58,6 +58,9 @@ class BandImage:
         Number of NaN pixels in ``data``.
     survey : str
         Survey or observatory named by the header (``ORIGIN`` or ``TELESCOP``), or ``""``.
+    background : dict
+        How the sky background was removed from ``data`` (see
+        :func:`skysort.data.background.subtract_background`); empty when nothing was done.
     """
 
     band: str
@@ -69,6 +72,7 @@ class BandImage:
     psf_fwhm: float = float("nan")
     n_nan: int = 0
     survey: str = ""
+    background: dict = dataclasses.field(default_factory=dict)
 
     @property
     def pixel_scale(self) -> float:
@@ -197,7 +201,8 @@ def band_sort_key(band: str) -> tuple[int, str]:
     return (BAND_ORDER.index(band) if band in BAND_ORDER else len(BAND_ORDER), band)
 
 
-def read_band_images(paths: Sequence[str | Path], bands: Sequence[str] | None = None, *, threads: int = 4) -> list[BandImage]:
+def read_band_images(paths: Sequence[str | Path], bands: Sequence[str] | None = None, *, threads: int = 4,
+                     background: str = "none") -> list[BandImage]:
     """Read the band images of one tile, ordered by ``bands`` or by wavelength.
 
     Parameters
@@ -210,12 +215,18 @@ def read_band_images(paths: Sequence[str | Path], bands: Sequence[str] | None = 
         names are assigned to the files in order.
     threads : int
         Files decompress in parallel threads (bz2 and zlib release the GIL).
+    background : {"none", "sep"}
+        Sky background removed from each image as it is read (see
+        :func:`skysort.data.background.subtract_background`); ``none`` keeps the pixels as
+        they are in the files.
     """
+    from .background import subtract_background
+
     paths = [Path(p) for p in paths]
     known = tuple(bands) if bands else BAND_ORDER
 
     def load(path: Path) -> BandImage:
-        return read_band_image(path, known_bands=known)
+        return subtract_background(read_band_image(path, known_bands=known), background, copy=False)
 
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(paths)))) as pool:
         images = list(pool.map(load, paths))

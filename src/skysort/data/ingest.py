@@ -150,6 +150,7 @@ def cutout_to_stampset(
             "band_flux_units": units,
             "alignment": "reference band: integer-pixel cut; other bands: cubic-spline resampling "
             "onto the reference grid through each band's WCS (local affine map, flux-conserving)",
+            "background": {image.band: image.background or {"method": "none"} for image in images},
         },
     )
     table = catalog.copy(copy_data=True)
@@ -187,6 +188,7 @@ def cutout(
     reference_band: str | None = None,
     survey: str | None = None,
     nan_policy: str = "flag",
+    background: str = "sep",
     warn: Callable[[str | os.PathLike, str], None] | None = None,
     progress: Callable[[int], None] | None = None,
     command: str | None = None,
@@ -210,6 +212,11 @@ def cutout(
         Catalogue column mapping (preset name, YAML path, compact string or ColumnMapping).
     nan_policy : {"flag", "error"}
         NaN pixels in an image: flag the affected stamps (``warn`` is told), or raise InputError.
+    background : {"sep", "none"}
+        Sky background subtracted from each band image before cutting (default ``sep``,
+        SExtractor's mesh estimate, as the models expect sky-subtracted stamps; see
+        :mod:`skysort.data.background`), or ``none`` to cut the pixels as they are. The
+        stamp set's metadata (``extra["background"]``) records it per band.
     warn : callable, optional
         ``warn(file, message)`` for non-fatal problems (default: :func:`warnings.warn`).
 
@@ -227,7 +234,7 @@ def cutout(
         catalog = table.meta.get("source_file", "catalogue")
     else:
         table = read_catalog(catalog, mapping=mapping)
-    tiles = read_band_images(paths, bands)
+    tiles = read_band_images(paths, bands, background=background)
     for tile in tiles:
         if tile.n_nan:
             if nan_policy == "error":

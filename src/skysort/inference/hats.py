@@ -225,7 +225,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
         folder=str(out), tiles=[t.to_json() for t in tiles], image_bands=list(spec.image_bands),
         photometry_bands=list(spec.photometry_bands), stamp_size=inputs.stamp_size, reference_band=inputs.reference_band,
         batch_size=memory.batch_size, tile_cache_tiles=memory.tile_cache_tiles, images_available=images_available,
-        photometry_only_ok=probe["photometry_only"])
+        photometry_only_ok=probe["photometry_only"], background=options.background)
     id_column = columns.sources.get("id")
     meta_frame = hats_catalog.meta
     id_dtype = meta_frame[id_column].to_numpy().dtype if id_column else np.dtype(np.int64)
@@ -241,6 +241,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
         "skysort_model_sha256": model_info["sha256"], "skysort_model_created": str(model_info["created"]),
         "skysort_input_catalog": str(Path(catalog).resolve()), "skysort_tiles": str(options.tiles or ""),
         "skysort_images_available": str(images_available), "skysort_threshold": str(options.threshold),
+        "skysort_background": options.background if tiles else "",
         "skysort_software": ";".join(f"{k}={v}" for k, v in software_versions().items()),
     }
     signature = run_signature(model_info, [file_identity(path) for path in sorted(Path(catalog).glob("*properties"))],

@@ -703,6 +703,7 @@ class ReaderConfig:
     tile_cache_tiles: int
     images_available: bool
     photometry_only_ok: bool
+    background: str = "sep"
 
 
 class UnitReader:
@@ -722,7 +723,7 @@ class UnitReader:
             self._tiles.popitem(last=False)
         files = self.config.tiles[t]["files"]
         bands = self.config.image_bands
-        images = read_band_images([files[b] for b in bands], bands, threads=len(bands))
+        images = read_band_images([files[b] for b in bands], bands, threads=len(bands), background=self.config.background)
         reference = bands.index(self.config.reference_band)
         aligned = [b == reference or same_pixel_grid(images[reference], image) for b, image in enumerate(images)]
         self._tiles[t] = (images, aligned, reference)
@@ -1015,12 +1016,13 @@ class RunOptions:
     workers: int | None = None
     dask: str | None = None
     threshold: float | None = None
+    background: str = "sep"
     quiet: bool = True
 
     def signature(self) -> dict[str, Any]:
         """Options that change results (a resumed run must use the same)."""
         return {"mapping": str(self.mapping) if self.mapping is not None else None,
-                "reference_band": self.reference_band, "threshold": self.threshold}
+                "reference_band": self.reference_band, "threshold": self.threshold, "background": self.background}
 
 
 def model_record(predictor: Predictor) -> dict[str, Any]:
@@ -1201,7 +1203,8 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
                     else list(options.tiles), "n_tile_files": sum(len(t.files) for t in tiles)},
             options={"batch_size": memory.batch_size, "memory_gb": options.memory_gb, "rows_per_part": memory.rows_per_part,
                      "reference_band": reference_band, "mapping": signature["mapping"], "threshold": options.threshold,
-                     "images_available": images_available, "device": device})
+                     "images_available": images_available, "device": device,
+                     "background": options.background if tiles else None})
     else:
         manifest.reconcile()
     if manifest.pending():
@@ -1209,7 +1212,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
             folder=str(out), tiles=manifest.content["tiles"], image_bands=list(spec.image_bands),
             photometry_bands=list(spec.photometry_bands), stamp_size=stamp_size, reference_band=reference_band,
             batch_size=memory.batch_size, tile_cache_tiles=memory.tile_cache_tiles, images_available=images_available,
-            photometry_only_ok=probe["photometry_only"])
+            photometry_only_ok=probe["photometry_only"], background=options.background)
         part_meta = {"model": model_info["name"], "model_file": model_info["file"], "model_sha256": model_info["sha256"],
                      "model_created": model_info["created"], "task": predictor.task, "classes": list(predictor.classes),
                      "catalog": str(Path(catalog).resolve()), "images_available": images_available,
