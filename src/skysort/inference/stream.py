@@ -1285,18 +1285,85 @@ def predict_stampset_parts(model: str | os.PathLike, data: str | os.PathLike, ou
 
 
 def assemble_parts(manifest: Manifest, path: str | os.PathLike) -> Path:
-    """Write a finished run's parts as one table (catalogue order when known), atomically."""
-    from ..data.catalog import write_catalog
+    """Write a finished run's parts as one table (catalogue order when known), atomically.
+
+    A Parquet file is written part by part through on-disk buckets of catalogue rows, so
+    memory stays bounded by the run's part size whatever the catalogue's length; FITS and
+    CSV files are assembled in memory (about 250 bytes per source).
+    """
+    from ..data.catalog import _format_of, write_catalog
     from .manifest import read_parts
 
+    content = manifest.content
+    meta = {"model": content["model"], "inputs": content["inputs"], "options": content["options"],
+            "mode": content.get("mode"), "n_sources": content.get("n_sources"),
+            "images_available": content["options"].get("images_available", True)}
+    if _format_of(Path(path)) == "parquet":
+        return _assemble_parquet(manifest.part_paths(), Path(path), meta,
+                                 bucket_rows=int(content["options"].get("rows_per_part") or 1_000_000))
     table = read_parts(manifest.part_paths())
     if "catalog_row" in table.colnames:
         table = table[np.argsort(np.asarray(table["catalog_row"]), kind="stable")]
-    content = manifest.content
-    table.meta.update({"model": content["model"], "inputs": content["inputs"], "options": content["options"],
-                       "mode": content.get("mode"), "n_sources": content.get("n_sources"),
-                       "images_available": content["options"].get("images_available", True)})
+    table.meta.update(meta)
     return write_catalog(table, path)
+
+
+def _assemble_parquet(parts: Sequence[Path], path: Path, meta: Mapping[str, Any], *, bucket_rows: int) -> Path:
+    """Parts into one Parquet file in ``catalog_row`` order, holding one bucket at a time.
+
+    Tile units interleave catalogue rows, so a plain concatenation is out of order and a sort
+    in memory needs every row at once. Instead each part's rows go to bucket files of
+    ``bucket_rows`` consecutive catalogue rows; each bucket is then sorted and appended.
+    Without ``catalog_row`` the parts are appended in order.
+    """
+    import json
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .._io import atomic_path
+    from ..data.catalog import _PARQUET_META_KEY, _json_safe
+    from ..provenance import provenance_record
+
+    schema = pq.read_schema(parts[0]).remove_metadata() if parts else pa.schema([])
+    record = {"provenance": _json_safe(provenance_record()), **_json_safe(dict(meta)), "units": {}}
+    schema = schema.with_metadata({_PARQUET_META_KEY: json.dumps(record).encode()})
+    buckets_dir = path.parent / f".{path.name}.buckets"
+    shutil.rmtree(buckets_dir, ignore_errors=True)
+    try:
+        with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as out:
+            if "catalog_row" not in schema.names:
+                for part in parts:
+                    out.write_table(pq.read_table(part).cast(schema))
+            else:
+                buckets_dir.mkdir(parents=True)
+                writers: dict[int, Any] = {}
+                try:
+                    for part in parts:
+                        table = pq.read_table(part).cast(schema)
+                        bucket = table.column("catalog_row").to_numpy() // bucket_rows
+                        order = np.argsort(bucket, kind="stable")
+                        table, bucket = table.take(pa.array(order)), bucket[order]
+                        bounds = np.flatnonzero(np.diff(bucket)) + 1
+                        for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(bucket)]])):
+                            if hi > lo:
+                                b = int(bucket[lo])
+                                if b not in writers:
+                                    writers[b] = pq.ParquetWriter(buckets_dir / f"bucket-{b:08d}.parquet", schema)
+                                writers[b].write_table(table.slice(lo, hi - lo))
+                finally:
+                    for writer in writers.values():
+                        writer.close()
+                for b in sorted(writers):
+                    table = pq.read_table(buckets_dir / f"bucket-{b:08d}.parquet").cast(schema)
+                    out.write_table(table.take(pa.array(np.argsort(table.column("catalog_row").to_numpy(), kind="stable"))))
+                    (buckets_dir / f"bucket-{b:08d}.parquet").unlink()
+    except OSError as exc:
+        raise InputError(path, f"cannot write: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(buckets_dir, ignore_errors=True)
+    return path
 
 
 __all__ = ["MemoryPlan", "memory_plan", "TileInfo", "scan_tiles", "TileIndex", "CatalogStream", "plan_units",
