@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20000)
     args = parser.parse_args()
     predictor = load_predictor(args.model, device="cpu")
-    size = int(predictor.spec.stamp_size[0])
+    size = int(predictor.spec.stamp_size_to_cut[0])
     config = SimulationConfig(survey="sdss", kind="pointsources", seed=7, balanced=True, stamp_size=size, mag_max=22.0,
                               image_bands=tuple(predictor.spec.image_bands))
     images, _, _ = simulate_block(config, 0, min(args.n, 1024))

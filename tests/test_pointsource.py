@@ -124,6 +124,16 @@ def test_predictor_needs_images_only(trained, tiny_sets, tmp_path):
     assert set(np.asarray(table["class"])) <= {"star", "qso"}
     with pytest.raises(InputError):
         predictor.predict({"image": source.read_images()}, images_available=False)
+    # Larger stamps (e.g. 64 px cutouts made for other models) are centre-cropped to the
+    # training size: padding a stamp with 7 px of noise-free sky on each side changes nothing.
+    images = source.read_images()
+    size = images.shape[-1]
+    assert predictor.spec.stamp_size_to_cut == (size, size)
+    padded = np.pad(images, ((0, 0), (0, 0), (7, 7), (7, 7)))
+    np.testing.assert_allclose(predictor.predict({"image": padded})["probabilities"],
+                               predictor.predict({"image": images})["probabilities"], atol=1e-6)
+    with pytest.raises(InputError, match="at least"):
+        predictor.predict({"image": images[..., 1:, 1:]})
 
 
 def test_training_rejects_sets_without_point_source_labels(tmp_path):

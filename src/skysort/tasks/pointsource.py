@@ -43,7 +43,7 @@ from torch.nn import functional as F
 from ..data.dataset import AsinhStretch, random_dihedral_batch
 from ..data.stampset import StampSet
 from ..errors import InputError
-from ..inference.predictor import InputSpec, TorchPredictor
+from ..inference.predictor import InputSpec, TorchPredictor, centre_crop
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.pointsource import (
     FeatureDiscriminator,
@@ -556,20 +556,29 @@ def _image_logits(network: nn.Module, images: torch.Tensor) -> torch.Tensor:
 class PointSourcePredictor(TorchPredictor):
     """:class:`~skysort.inference.predictor.Predictor` of a point-source model: classes
     ``star`` / ``qso`` from image stamps alone (the fusion of the image CNN and the generated
-    spectral feature, or the image-only CNN of a baseline model file)."""
+    spectral feature, or the image-only CNN of a baseline model file).
+
+    Stamps larger than the training size (e.g. 64 px cutouts shared with other models) are
+    centre-cropped to it; smaller ones are refused."""
 
     task = "pointsource"
 
     def __init__(self, network: nn.Module, meta: dict[str, Any], model_file: Path, device: str = "cpu"):
         self.stretch = AsinhStretch.from_state_dict(meta["normalisation"])
-        spec = InputSpec(image_bands=list(meta["image_bands"]), stamp_size=tuple(meta["stamp_size"]), pixel_scale=meta.get("pixel_scale"))
+        self.input_size = tuple(int(v) for v in meta["stamp_size"])
+        spec = InputSpec(image_bands=list(meta["image_bands"]), stamp_size=None, pixel_scale=meta.get("pixel_scale"),
+                         cut_size=self.input_size)
         super().__init__(network, meta, model_file, spec, device, CLASSES)
 
     @torch.inference_mode()
     def predict(self, inputs: Mapping[str, np.ndarray], *, images_available: bool = True) -> dict[str, np.ndarray]:
         if not images_available or "image" not in inputs:
             raise InputError(self.name, "point-source models need image stamps (spectra are not used at inference)")
-        images = self.stretch(np.asarray(inputs["image"], np.float32)).to(self.device)
+        images = np.asarray(inputs["image"], np.float32)
+        if images.ndim != 4 or images.shape[-2] < self.input_size[0] or images.shape[-1] < self.input_size[1]:
+            raise InputError(self.name, f"images must be (N, {len(self.spec.image_bands)}, H, W) with H, W at least "
+                                        f"{self.input_size[0]}x{self.input_size[1]} px, got {images.shape}")
+        images = self.stretch(np.ascontiguousarray(centre_crop(images, self.input_size))).to(self.device)
         if len(images) == 0:
             return {"probabilities": np.zeros((0, len(self.classes)), np.float32)}
         probabilities = torch.softmax(_image_logits(self.network, images).float(), dim=1).cpu().numpy()

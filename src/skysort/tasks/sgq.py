@@ -37,7 +37,7 @@ from ..data.catalog import read_unique_catalogs
 from ..data.dataset import random_dihedral_batch
 from ..data.stampset import StampSet
 from ..errors import InputError
-from ..inference.predictor import InputSpec, TorchPredictor
+from ..inference.predictor import InputSpec, TorchPredictor, centre_crop
 from ..models.card import percent, write_card
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
@@ -84,12 +84,6 @@ def default_crop(pixel_scale: float, stamp_side: int) -> int:
     return int(min(side, stamp_side))
 
 
-def _crop(images: np.ndarray, size: int) -> np.ndarray:
-    h, w = images.shape[-2:]
-    top, left = (h - size) // 2, (w - size) // 2
-    return images[..., top : top + size, left : left + size]
-
-
 def load_crops(stamps: StampSet, bands: Sequence[str], crop: int, indices: np.ndarray | None = None,
                chunk: int = 8192) -> np.ndarray:
     """Centre crops ``(n, len(bands), crop, crop)`` float32 of the stamps at ``indices`` (default
@@ -99,7 +93,7 @@ def load_crops(stamps: StampSet, bands: Sequence[str], crop: int, indices: np.nd
     out = np.empty((len(indices), len(bands), crop, crop), np.float32)
     for start in range(0, len(indices), chunk):
         part = indices[start : start + chunk]
-        out[start : start + len(part)] = _crop(stamps.read_images(part)[:, band_index], crop)
+        out[start : start + len(part)] = centre_crop(stamps.read_images(part)[:, band_index], crop)
     return out
 
 
@@ -599,7 +593,7 @@ class SGQPredictor(TorchPredictor):
             if min(images.shape[-2:]) < self.crop:
                 raise InputError(self.name, f"stamps of {images.shape[-2]}x{images.shape[-1]} px are smaller than "
                                             f"the model's {self.crop} px input")
-            images = np.ascontiguousarray(_crop(images, self.crop))
+            images = np.ascontiguousarray(centre_crop(images, self.crop))
         mags = None
         if spec.uses_photometry:
             if "mag" in inputs:
