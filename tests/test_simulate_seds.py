@@ -455,3 +455,41 @@ def test_galaxy_emission_lines(sdss):
     for bad in (-1.0, 20.0, "yes", True):
         with pytest.raises(InputError, match="galaxy_emission_lines must be a number"):
             PopulationModel(galaxy_emission_lines=bad)
+
+
+def test_star_metallicity_gives_halo_stars_their_ultraviolet_excess(sdss):
+    from skysort.simulate.population import _ivezic_feh
+    from skysort.simulate.spectra import source_sed
+
+    plain = draw_population(sdss, 4000, 6, kind="pointsources", class_fractions={"star": 1})
+    metal = draw_population(sdss, 4000, 6, kind="pointsources", class_fractions={"star": 1},
+                            model=PopulationModel(star_uv_excess=1.0))
+    assert metal.meta["star_uv_excess"] == 1.0 and "feh" not in plain.colnames
+    # Same stars (templates, magnitudes in the selection band r); only the blue flux changes.
+    np.testing.assert_array_equal(np.asarray(plain["sed_name"]), np.asarray(metal["sed_name"]))
+    np.testing.assert_allclose(metal["mag_true_r"], plain["mag_true_r"], atol=1e-9)
+    np.testing.assert_allclose(metal["mag_true_i"], plain["mag_true_i"], atol=1e-9)
+    ug = np.asarray(metal["mag_true_u"] - metal["mag_true_g"])
+    gr = np.asarray(metal["mag_true_g"] - metal["mag_true_r"])
+    feh = np.asarray(metal["feh"])
+    names = np.char.lower(np.asarray(metal["sed_name"]).astype(str))
+    halo = np.char.startswith(names, "w") & np.isfinite(feh)
+    disc = ~np.char.startswith(names, "w") & np.isfinite(feh)
+    # Metallicities from the two components (Ivezic et al. 2008), on dwarfs of g - r 0.15-0.65 only.
+    assert np.median(feh[halo]) == pytest.approx(-1.46, abs=0.1) and np.median(feh[disc]) == pytest.approx(-0.6, abs=0.1)
+    assert not np.isfinite(feh[np.char.endswith(names, "iii")]).any()
+    # The photometric-metallicity relation gives back the drawn [Fe/H] from the final colours
+    # (Milky-Way reddening aside), and halo stars at g - r 0.2-0.4 sit near u - g 0.9.
+    clean = np.isfinite(feh) & (np.asarray(metal["ebv_mw"]) < 0.01) & (gr > 0.2) & (gr < 0.6)
+    assert np.median(np.abs(_ivezic_feh(ug[clean], gr[clean]) - feh[clean])) < 0.1
+    blue_halo = halo & (gr > 0.2) & (gr < 0.4)
+    assert np.median(ug[blue_halo]) == pytest.approx(0.92, abs=0.06)
+    # The spectrum carries the same change: its synthetic u - g is the table's.
+    filters = {b: load_filter(sdss.filter_path(b), b) for b in "ug"}
+    for row in np.flatnonzero(blue_halo)[:3]:
+        wave, flam = source_sed(metal[row], sdss)
+        synthetic = ab_mag(wave, flam, filters["u"]) - ab_mag(wave, flam, filters["g"])
+        assert synthetic == pytest.approx(ug[row], abs=0.02)
+    for bad in (-0.5, 2.0, "yes"):
+        with pytest.raises(InputError, match="star_uv_excess must be a number"):
+            PopulationModel(star_uv_excess=bad)

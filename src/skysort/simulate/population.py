@@ -20,6 +20,17 @@ Hot spectroscopic-target stars
     SDSS and SEGUE took spectra of them on purpose (Yanny et al. 2009) and quasar selection
     picks them up by their ultraviolet excess, so spectroscopic star samples hold many. Off
     by default.
+Metallicity of F/G dwarfs
+    With ``PopulationModel.star_uv_excess`` > 0, dwarfs of SDSS g - r 0.2-0.6 get the u - g
+    of their metallicity: [Fe/H] is drawn from the halo distribution (mean -1.46, sigma 0.30)
+    for the metal-weak Pickles types (the halo turn-off stars of the mix) and from the thick
+    disc's (-0.6, 0.2) for the others (Ivezic et al. 2008, ApJ 684, 287), and the u - g of the
+    star is set by Ivezic et al.'s photometric-metallicity relation (their eq. 4, fitted to
+    SDSS stars) at the template's g - r. The Pickles templates (solar and a single metal-weak
+    group) put every halo star ~0.2 mag too red in u - g (1.12 against 0.90 at g - r 0.3), on
+    the side of the quasars at z 2.5-3. The change is made as a grey factor on the flux below
+    4000 A (line blanketing, which sets the ultraviolet excess, acts there), so photometry in
+    every band and the spectra stay consistent. Off by default.
 Galaxies
     COSMOS templates in three groups (E/S0, spirals Sa-Sdm, starbursts SB0-SB11), each with a
     Schechter luminosity function in the selection band, evolving as M*(z) = M*_0 - Q z and
@@ -119,6 +130,15 @@ _GAL_GROUPS = ("red", "spiral", "starburst")
 # that switching them on or off leaves every other drawn quantity unchanged.
 _STREAM_HOST = 2
 _N_HOST_UNIFORM = 2
+_STREAM_METALLICITY = 3
+#: Ivezic et al. (2008) eq. 4: [Fe/H] = A + B x + C y + D x y + E x^2 + F y^2 + G x^2 y
+#: + H x y^2 + I x^3 + J y^3, with x = u - g, y = g - r (SDSS), for 0.2 < g - r < 0.6.
+_IVEZIC_FEH = (-13.13, 14.09, 28.04, -5.51, -5.90, -58.68, 9.14, -20.61, 0.0, 58.20)
+#: [Fe/H] (mean, sigma) of halo and thick-disc dwarfs (Ivezic et al. 2008, sections 4-5).
+_HALO_FEH = (-1.46, 0.30)
+_DISC_FEH = (-0.6, 0.2)
+#: The ultraviolet excess acts on the flux blueward of this wavelength [A].
+UV_EXCESS_EDGE = 4000.0
 
 
 @dataclass(frozen=True)
@@ -208,6 +228,10 @@ class PopulationModel:
     hot_star_mix : dict of str to float
         Relative weights of the Pickles types of the hot spectroscopic-target component
         (white-dwarf / hot-subdwarf and BHB / A-star stand-ins).
+    star_uv_excess : float
+        Strength of the metallicity-dependent u - g of F/G dwarfs (see the module notes): 0
+        (the default) keeps the Pickles colours, 1 applies Ivezic et al.'s relation in full;
+        values in between scale the change in u - g.
     galaxy_lf : dict of str to GalaxyLF
         Luminosity functions of the groups ``red``, ``spiral``, ``starburst``.
     galaxy_z_range : tuple of float
@@ -275,6 +299,7 @@ class PopulationModel:
     star_count_slope: float = 0.12
     hot_star_fraction: float = 0.0
     hot_star_mix: dict[str, float] = field(default_factory=_default_hot_stars)
+    star_uv_excess: float = 0.0
     galaxy_lf: dict[str, GalaxyLF] = field(default_factory=_default_lfs)
     galaxy_z_range: tuple[float, float] = (0.02, 1.5)
     ebv_max: float = 0.5
@@ -303,7 +328,8 @@ class PopulationModel:
     galaxy_targets: tuple[str, ...] = _DEFAULT_TARGETS
 
     def __post_init__(self):
-        for name, high in (("galaxy_target_fraction", 1.0), ("hot_star_fraction", 1.0), ("galaxy_emission_lines", 10.0)):
+        for name, high in (("galaxy_target_fraction", 1.0), ("hot_star_fraction", 1.0), ("galaxy_emission_lines", 10.0),
+                           ("star_uv_excess", 1.0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= high:
                 raise InputError("population model", f"{name} must be a number in [0, {high:g}], got {value!r}")
@@ -380,6 +406,19 @@ class _Tables:
         fs = stars.flam @ w.T
         self.star_names = np.array(stars.names)
         self.star_colour = -2.5 * np.log10(fs / fs[:, [self.sel]])
+        # For the metallicity model: each template's SDSS u - g and g - r, whether it is a
+        # dwarf and metal-weak, and the share of each band's flux (survey and SDSS u, g)
+        # blueward of the ultraviolet-excess edge.
+        sdss = load_survey("sdss")
+        w_sdss = band_matrix([load_filter(sdss.filter_path(b), b) for b in ("u", "g", "r")])
+        ugr = -2.5 * np.log10(stars.flam @ w_sdss.T)
+        self.star_sdss_ug, self.star_sdss_gr = ugr[:, 0] - ugr[:, 1], ugr[:, 1] - ugr[:, 2]
+        names = [n.lower() for n in stars.names]
+        self.star_dwarf = np.array([n.endswith("v") and not n.endswith("iv") for n in names])
+        self.star_metal_weak = np.array([n.startswith("w") for n in names])
+        blue = (GRID_WAVE < UV_EXCESS_EDGE).astype(float)
+        self.star_blue_share = (stars.flam * blue) @ w.T / fs
+        self.star_blue_share_ug = (stars.flam * blue) @ w_sdss[:2].T / (stars.flam @ w_sdss[:2].T)
         self.star_cdf = []
         # Mixes: field at the bright pivot, field at the faint pivot, hot component.
         for mix in (model.star_mix_bright, model.star_mix_faint, model.hot_star_mix):
@@ -716,10 +755,59 @@ def _stars(u, mags, tab, model):
     n = mags.size
     return {
         "colour": colour,
+        "template": idx,
         "sed_name": tab.star_names[idx],
         "redshift": np.zeros(n),
         "ebv": np.zeros(n),
     }
+
+
+def _ivezic_feh(ug, gr):
+    """[Fe/H] of a dwarf of SDSS colours ``ug`` = u - g, ``gr`` = g - r (Ivezic et al. 2008)."""
+    a, b, c, d, e, f, g, h, i, j = _IVEZIC_FEH
+    return (a + b * ug + c * gr + d * ug * gr + e * ug**2 + f * gr**2 + g * ug**2 * gr + h * ug * gr**2
+            + i * ug**3 + j * gr**3)
+
+
+def _ivezic_ug(feh, gr):
+    """SDSS u - g of a dwarf of metallicity ``feh`` at g - r ``gr`` in [0.2, 0.6]: the relation
+    inverted by bisection over the u - g range where it rises monotonically."""
+    gr = np.clip(gr, 0.2, 0.6)
+    lo, hi = np.full(np.shape(feh), 0.5), 1.45 + (gr - 0.2)
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        low = _ivezic_feh(mid, gr) < feh
+        lo, hi = np.where(low, mid, lo), np.where(low, hi, mid)
+    return 0.5 * (lo + hi)
+
+
+def _blue_dimming(share, boost):
+    """Magnitude change of a band whose flux has ``share`` blueward of the edge when that flux
+    changes by ``boost`` magnitudes."""
+    return -2.5 * np.log10(1.0 - share + share * 10 ** (-0.4 * boost))
+
+
+def _star_metallicity(template, normal, tab, strength):
+    """[Fe/H], the grey change of the flux blueward of 4000 A [mag] and the colour change per
+    band of stars of Pickles ``template`` indices (see ``PopulationModel.star_uv_excess``)."""
+    halo = tab.star_metal_weak[template]
+    mean = np.where(halo, _HALO_FEH[0], _DISC_FEH[0])
+    sigma = np.where(halo, _HALO_FEH[1], _DISC_FEH[1])
+    feh = np.clip(mean + sigma * normal, -3.0, 0.5)
+    gr = tab.star_sdss_gr[template]
+    # Full change inside the relation's g - r range, tapered to zero over 0.05 mag outside it.
+    weight = np.clip((gr - 0.15) / 0.05, 0, 1) * np.clip((0.65 - gr) / 0.05, 0, 1) * tab.star_dwarf[template]
+    target = strength * weight * (_ivezic_ug(feh, gr) - tab.star_sdss_ug[template])
+    share_u, share_g = tab.star_blue_share_ug[template, 0], tab.star_blue_share_ug[template, 1]
+    # u - g grows with the boost (u has the larger blue share): bisection for the boost.
+    lo, hi = np.full(target.shape, -3.0), np.full(target.shape, 3.0)
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        low = _blue_dimming(share_u, mid) - _blue_dimming(share_g, mid) < target
+        lo, hi = np.where(low, mid, lo), np.where(low, hi, mid)
+    boost = np.where(weight > 0, 0.5 * (lo + hi), 0.0)
+    dmag = _blue_dimming(tab.star_blue_share[template], boost[:, None])
+    return np.where(weight > 0, feh, np.nan), boost, dmag - dmag[:, [tab.sel]]
 
 
 def _galaxies(u, mags, tab, model, target=None):
@@ -1029,6 +1117,8 @@ def draw_population(
     dalpha = np.full(n, np.nan)
     line_scale = np.full(n, np.nan)
     z_lls = np.full(n, np.nan)
+    feh = np.full(n, np.nan)
+    uv_boost = np.zeros(n)
     for label, fn in (("star", _stars), ("galaxy", _galaxies), ("qso", _qsos)):
         rows = np.nonzero(labels == label)[0]
         if rows.size == 0:
@@ -1051,6 +1141,10 @@ def draw_population(
         redshift[rows] = out["redshift"]
         ebv[rows] = out["ebv"]
         sed_name[rows] = out["sed_name"]
+        if label == "star" and model.star_uv_excess > 0:
+            normal = _block_randoms(seed, start, n, _STREAM_METALLICITY, 1, normal=True)[rows, 0]
+            feh[rows], uv_boost[rows], shift = _star_metallicity(out["template"], normal, tab, model.star_uv_excess)
+            colour[rows] += shift
         if "abs_mag" in out:
             abs_mag[rows] = out["abs_mag"]
         if "qso_dalpha" in out:
@@ -1090,6 +1184,9 @@ def draw_population(
     table["z_lls"] = z_lls
     table["host_sed_name"] = np.array(host_name, dtype="U16")
     table[f"host_fraction_{survey.selection.band}"] = host_share[:, tab.sel]
+    if model.star_uv_excess > 0:
+        table["feh"] = feh
+        table["uv_boost"] = uv_boost
     for j, b in enumerate(tab.bands):
         table[f"mag_true_{b}"] = mag_true[:, j]
         table[f"flux_{b}"] = phot["flux_true"][:, j]
@@ -1109,6 +1206,7 @@ def draw_population(
             "selection_band": survey.selection.band,
             "kind": kind,
             "galaxy_emission_lines": float(model.galaxy_emission_lines),
+            "star_uv_excess": float(model.star_uv_excess),
         }
     )
     return table

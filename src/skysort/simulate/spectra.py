@@ -24,7 +24,7 @@ from astropy.table import Table
 from ..errors import InputError
 from . import seds
 from .filters import GRID_WAVE, ab_mag, load_filter
-from .population import BLOCK, _block_randoms
+from .population import BLOCK, UV_EXCESS_EDGE, _block_randoms
 from .presets import SurveyPreset, load_survey
 
 __all__ = ["SDSS_LOGLAM0", "SDSS_DLOGLAM", "sdss_wavelength_grid", "source_sed", "simulate_spectra"]
@@ -57,7 +57,7 @@ def source_sed(row, survey: SurveyPreset | str, galaxy_emission_lines: float = 0
     row : astropy.table.Row or mapping
         Needs ``label``, ``sed_name``, ``redshift``, ``ebv``, ``ebv_mw`` and
         ``mag_true_<selection band>``; quasars also ``qso_dalpha``, ``qso_line_scale``,
-        ``z_lls``.
+        ``z_lls``; stars use ``uv_boost`` when present (``PopulationModel.star_uv_excess``).
     survey : SurveyPreset or str
         The preset the row was drawn for.
     galaxy_emission_lines : float
@@ -77,6 +77,10 @@ def source_sed(row, survey: SurveyPreset | str, galaxy_emission_lines: float = 0
     if label == "star":
         lib = seds.load_star_library()
         rest = lib.flam[lib.index(str(row["sed_name"]))]
+        boost = float(row["uv_boost"]) if "uv_boost" in getattr(row, "colnames", row) else 0.0
+        if boost:
+            # The metallicity model's grey change of the flux blueward of 4000 A (population).
+            rest = np.where(GRID_WAVE < UV_EXCESS_EDGE, rest * 10 ** (-0.4 * boost), rest)
     elif label == "galaxy":
         lib = seds.load_galaxy_library()
         index = lib.names.index(str(row["sed_name"]))
