@@ -982,7 +982,8 @@ def write_model_card(model: str | os.PathLike, metrics_path: str | os.PathLike, 
         "## Training data", "",
         f"- {training.get('data')}: simulated {simulation.get('survey', '')} {simulation.get('kind', '')}, balanced "
         f"{simulation.get('balanced')}, r <= {simulation.get('mag_max')}, stamps {simulation.get('stamp_size')} px, spectra S/N "
-        f"{simulation.get('spectra_snr')} per pixel, seed {simulation.get('seed')}",
+        f"{simulation.get('spectra_snr')} per pixel, seed {simulation.get('seed')}"
+        + "".join(f", population {key}={value}" for key, value in simulation.get("population") or []),
         f"- {training.get('n_train'):,} training / {training.get('n_val'):,} validation objects ({training.get('split')}), "
         f"batch {training.get('batch_size')}, lr {training.get('lr')}",
         f"- {training.get('seconds')} s in total; epochs per stage: "
