@@ -10,10 +10,11 @@ manifest (:mod:`skysort.inference.manifest`):
    FITS memory-mapped, CSV parsed block by block; ECSV is read whole). Each source is owned
    by exactly one tile: among the tiles whose reference-band image contains it, the one
    where it lies farthest from the image edge (in arcsec), ties going to the first tile in
-   path order. The choice depends only on the inputs, so every run plans the same units. Sources in no tile are predicted from
-   photometry alone when the model can, otherwise written with NaN probabilities and the
-   ``MISSING_BAND`` and :data:`~skysort.inference.predictor.MISSING_INPUT_FLAG` flags: every
-   catalogue row appears in the output exactly once.
+   path order. The choice depends only on the inputs, so every run plans the same units.
+   Sources in no tile are predicted from photometry alone when the model can, otherwise
+   written with NaN probabilities and the ``MISSING_BAND`` and
+   :data:`~skysort.inference.predictor.MISSING_INPUT_FLAG` flags: every catalogue row appears
+   in the output exactly once.
 3. **Shards.** Each chunk's rows (only the columns prediction needs) are written to
    ``OUT/_shards/`` as Parquet, one row group per owning tile, so a unit reads its own rows
    without reading the catalogue again.
