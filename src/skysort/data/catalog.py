@@ -113,6 +113,7 @@ __all__ = [
     "STANDARD_COLUMNS",
     "ColumnMapping",
     "catalog_bands",
+    "catalog_metadata",
     "photometry_arrays",
     "preset_names",
     "read_catalog",
@@ -549,6 +550,12 @@ def _format_of(path: Path) -> str | None:
     return None
 
 
+def _is_ecsv(path: Path) -> bool:
+    """Whether a ``.csv``/``.ecsv`` file is ECSV (its first line is ECSV's signature)."""
+    with open(path, "rb") as fh:
+        return fh.read(7) == b"# %ECSV"
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
@@ -576,8 +583,7 @@ def _read_raw(path: Path) -> tuple[Table, dict[str, Any]]:
             elif fmt == "parquet":
                 table, meta = _read_parquet(path)
             else:
-                with open(path, encoding="utf-8") as fh:
-                    is_ecsv = fh.readline().startswith("# %ECSV")
+                is_ecsv = _is_ecsv(path)
                 table = Table.read(path, format="ascii.ecsv" if is_ecsv else "ascii.csv")
                 meta = dict(table.meta) if is_ecsv else {}
     except InputError:
@@ -965,6 +971,13 @@ def _normalise_labels(col: Column, translation: Mapping[str, str]) -> MaskedColu
                         description="class (lower case)")
 
 
+def catalog_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata record a written catalogue carries: a fresh provenance record, then the
+    JSON-representable entries of ``meta`` (an old ``provenance`` entry is replaced)."""
+    kept = {k: v for k, v in _json_safe(dict(meta)).items() if k != "provenance"}
+    return {"provenance": _json_safe(provenance_record()), **kept}
+
+
 def write_catalog(table: Table, path: str | os.PathLike, overwrite: bool = True) -> Path:
     """Write a catalogue atomically, with a provenance record, in the format of its extension.
 
@@ -996,8 +1009,7 @@ def write_catalog(table: Table, path: str | os.PathLike, overwrite: bool = True)
         raise _unknown_format(path)
     if path.exists() and not overwrite:
         raise InputError(path, "already exists (not overwriting)")
-    meta = {k: v for k, v in _json_safe(dict(table.meta)).items() if k != "provenance"}
-    meta = {"provenance": _json_safe(provenance_record()), **meta}
+    meta = catalog_metadata(table.meta)
     try:
         with atomic_path(path) as tmp:
             if fmt == "fits":

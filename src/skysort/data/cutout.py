@@ -217,6 +217,20 @@ def cut_stamps(
     return stamps, flags
 
 
+def centre_crop(images, size: int | tuple[int, int]):
+    """The central pixels of stamps ``(..., H, W)`` (NumPy arrays or torch tensors): ``size`` x
+    ``size`` (or ``(height, width)``).
+
+    Stamps put the object on pixel ``H // 2``; the crop keeps it on pixel ``size // 2`` when
+    ``H - size`` is even (odd differences shift it by half a pixel, as any centred crop must).
+    A view, not a copy.
+    """
+    height, width = (size, size) if np.isscalar(size) else tuple(size)
+    h, w = images.shape[-2:]
+    top, left = (h - height) // 2, (w - width) // 2
+    return images[..., top : top + height, left : left + width]
+
+
 def iter_chunks(n: int, chunk: int) -> Iterator[slice]:
     """Consecutive slices of at most ``chunk`` items covering ``range(n)``."""
     for start in range(0, n, chunk):

@@ -236,16 +236,16 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
         predict_partition, model=model_file, device=device, threads=threads, columns=columns,
         reader_config=reader_config, tiles=tiles, probe=probe, threshold=options.threshold, keep=keep,
         queue_batches=memory.queue_batches, slice_rows=memory.rows_per_part, meta=meta)
+    signature = run_signature(model_info, [file_identity(path) for path in sorted(Path(catalog).glob("*properties"))],
+                              inputs, options)
     provenance = {
         "skysort_version": __version__, "skysort_model": model_info["name"], "skysort_model_file": str(model_info["file"]),
         "skysort_model_sha256": model_info["sha256"], "skysort_model_created": str(model_info["created"]),
         "skysort_input_catalog": str(Path(catalog).resolve()), "skysort_tiles": str(options.tiles or ""),
         "skysort_images_available": str(images_available), "skysort_threshold": str(options.threshold),
-        "skysort_background": options.background if tiles else "",
+        "skysort_background": signature["background"] or "",
         "skysort_software": ";".join(f"{k}={v}" for k, v in software_versions().items()),
     }
-    signature = run_signature(model_info, [file_identity(path) for path in sorted(Path(catalog).glob("*properties"))],
-                              inputs, options)
     partial, partial_signature = unfinished_paths(out)
     resume = partial.exists()
     if resume:

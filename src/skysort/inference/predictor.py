@@ -77,19 +77,6 @@ class InputSpec:
         return bool(self.photometry_bands)
 
 
-def centre_crop(images: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """The central pixels of stamps ``(..., H, W)``: ``size`` x ``size`` (or ``(height, width)``).
-
-    Stamps put the object on pixel ``H // 2``; the crop keeps it on pixel ``size // 2`` when
-    ``H - size`` is even (odd differences shift it by half a pixel, as any centred crop must).
-    A view, not a copy.
-    """
-    height, width = (size, size) if np.isscalar(size) else tuple(size)
-    h, w = images.shape[-2:]
-    top, left = (h - height) // 2, (w - width) // 2
-    return images[..., top : top + height, left : left + width]
-
-
 class Predictor(Protocol):
     """A loaded model ready for inference (see the module docstring for array conventions)."""
 

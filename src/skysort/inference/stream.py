@@ -510,7 +510,7 @@ class CatalogStream:
                     names = list(hdul[index].columns.names)
                     self.n_rows = int(hdul[index].header["NAXIS2"])
                 self._fits_hdu_index = index
-            elif self.format == "csv" and not self._is_ecsv():
+            elif self.format == "csv" and not self._is_ecsv_file():
                 names = _csv_header(self.path)
                 self._csv_names = names
                 self.n_rows = sum(batch.num_rows for batch in _csv_batches(self.path, names, names[:1], ()))
@@ -526,11 +526,12 @@ class CatalogStream:
             raise InputError(self.path, "catalogue has no rows")
         self.columns = CatalogColumns(names, self.path, self.mapping, self.bands, require_sky=require_sky)
 
-    def _is_ecsv(self) -> bool:
+    def _is_ecsv_file(self) -> bool:
+        from ..data.catalog import _is_ecsv
+
         if self.path.stat().st_size == 0:
             raise InputError(self.path, "catalogue file is empty")
-        with open(self.path, "rb") as fh:
-            return fh.read(7) == b"# %ECSV"
+        return _is_ecsv(self.path)
 
     @property
     def needed_columns(self) -> list[str]:
@@ -605,13 +606,10 @@ def plan_units(folder: Path, catalog: CatalogStream, tiles: Sequence[TileInfo], 
         arrays = {"catalog_row": np.arange(start, start + n, dtype=np.int64)[order]}
         arrays.update({name: values[order] for name, values in columns.items()})
         name = f"chunk-{chunk_number:05d}.parquet"
-        bounds = np.flatnonzero(np.diff(owner_sorted)) + 1
-        starts = np.concatenate([[0], bounds])
-        stops = np.concatenate([bounds, [n]])
         with atomic_path(shard_dir / name) as tmp:
             table = pa.table({k: pa.array(v) for k, v in arrays.items()})
             with pq.ParquetWriter(tmp, table.schema) as writer:
-                for group, (lo, hi) in enumerate(zip(starts, stops)):
+                for group, (lo, hi) in enumerate(_runs(owner_sorted)):
                     writer.write_table(table.slice(lo, hi - lo), row_group_size=max(1, hi - lo))
                     refs.setdefault(int(owner_sorted[lo]), []).append((name, group, int(hi - lo)))
         n_total += n
@@ -641,6 +639,14 @@ def plan_units(folder: Path, catalog: CatalogStream, tiles: Sequence[TileInfo], 
         "tiles": [dict(tile.to_json(), n_sources=int(sum(c for _, _, c in refs.get(t, [])))) for t, tile in enumerate(tiles)],
         "units": units,
     }
+
+
+def _runs(sorted_keys: np.ndarray) -> Iterator[tuple[int, int]]:
+    """``(lo, hi)`` of each run of equal values in a sorted array (none for an empty one)."""
+    bounds = np.flatnonzero(np.diff(sorted_keys)) + 1
+    starts = np.concatenate([[0], bounds]) if len(sorted_keys) else bounds
+    stops = np.concatenate([bounds, [len(sorted_keys)]]) if len(sorted_keys) else bounds
+    return zip(starts.tolist(), stops.tolist())
 
 
 def _unit(index: int, tile: int, tiles: Sequence[TileInfo], refs: list[list[Any]], n: int) -> dict[str, Any]:
@@ -1128,6 +1134,8 @@ def run_signature(model_info: Mapping[str, Any], catalog_identity: Any, inputs: 
                         (file_identity(f) for t in inputs.tiles for f in t.files.values())),
         "images_available": inputs.images_available,
         **options.signature(),
+        # Without tiles no stamp is cut, so the background method changes nothing.
+        "background": options.background if inputs.tiles else None,
     }
 
 
@@ -1204,8 +1212,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
                     else list(options.tiles), "n_tile_files": sum(len(t.files) for t in tiles)},
             options={"batch_size": memory.batch_size, "memory_gb": options.memory_gb, "rows_per_part": memory.rows_per_part,
                      "reference_band": reference_band, "mapping": signature["mapping"], "threshold": options.threshold,
-                     "images_available": images_available, "device": device,
-                     "background": options.background if tiles else None})
+                     "images_available": images_available, "device": device, "background": signature["background"]})
     else:
         manifest.reconcile()
     if manifest.pending():
@@ -1324,11 +1331,10 @@ def _assemble_parquet(parts: Sequence[Path], path: Path, meta: Mapping[str, Any]
     import pyarrow.parquet as pq
 
     from .._io import atomic_path
-    from ..data.catalog import _PARQUET_META_KEY, _json_safe
-    from ..provenance import provenance_record
+    from ..data.catalog import _PARQUET_META_KEY, catalog_metadata
 
     schema = pq.read_schema(parts[0]).remove_metadata() if parts else pa.schema([])
-    record = {"provenance": _json_safe(provenance_record()), **_json_safe(dict(meta)), "units": {}}
+    record = {**catalog_metadata(meta), "units": {}}
     schema = schema.with_metadata({_PARQUET_META_KEY: json.dumps(record).encode()})
     buckets_dir = path.parent / f".{path.name}.buckets"
     shutil.rmtree(buckets_dir, ignore_errors=True)
@@ -1346,13 +1352,11 @@ def _assemble_parquet(parts: Sequence[Path], path: Path, meta: Mapping[str, Any]
                         bucket = table.column("catalog_row").to_numpy() // bucket_rows
                         order = np.argsort(bucket, kind="stable")
                         table, bucket = table.take(pa.array(order)), bucket[order]
-                        bounds = np.flatnonzero(np.diff(bucket)) + 1
-                        for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(bucket)]])):
-                            if hi > lo:
-                                b = int(bucket[lo])
-                                if b not in writers:
-                                    writers[b] = pq.ParquetWriter(buckets_dir / f"bucket-{b:08d}.parquet", schema)
-                                writers[b].write_table(table.slice(lo, hi - lo))
+                        for lo, hi in _runs(bucket):
+                            b = int(bucket[lo])
+                            if b not in writers:
+                                writers[b] = pq.ParquetWriter(buckets_dir / f"bucket-{b:08d}.parquet", schema)
+                            writers[b].write_table(table.slice(lo, hi - lo))
                 finally:
                     for writer in writers.values():
                         writer.close()

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.cutout import centre_crop
 from .cnn import ConvEncoder, mlp
 
 BRANCHES = ("both", "image", "photometry")
@@ -145,8 +146,7 @@ class SGQNet(nn.Module):
         h, w = images.shape[-2:]
         if h < size or w < size:
             raise ValueError(f"stamps of {h}x{w} px are smaller than the model's {size} px input")
-        top, left = (h - size) // 2, (w - size) // 2
-        return images[..., top : top + size, left : left + size]
+        return centre_crop(images, size)
 
     def embed_image(self, images: torch.Tensor) -> torch.Tensor:
         images = self.centre_crop(images, self.config["crop"]).float()

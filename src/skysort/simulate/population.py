@@ -406,19 +406,20 @@ class _Tables:
         fs = stars.flam @ w.T
         self.star_names = np.array(stars.names)
         self.star_colour = -2.5 * np.log10(fs / fs[:, [self.sel]])
-        # For the metallicity model: each template's SDSS u - g and g - r, whether it is a
-        # dwarf and metal-weak, and the share of each band's flux (survey and SDSS u, g)
-        # blueward of the ultraviolet-excess edge.
-        sdss = load_survey("sdss")
-        w_sdss = band_matrix([load_filter(sdss.filter_path(b), b) for b in ("u", "g", "r")])
-        ugr = -2.5 * np.log10(stars.flam @ w_sdss.T)
-        self.star_sdss_ug, self.star_sdss_gr = ugr[:, 0] - ugr[:, 1], ugr[:, 1] - ugr[:, 2]
-        names = [n.lower() for n in stars.names]
-        self.star_dwarf = np.array([n.endswith("v") and not n.endswith("iv") for n in names])
-        self.star_metal_weak = np.array([n.startswith("w") for n in names])
-        blue = (GRID_WAVE < UV_EXCESS_EDGE).astype(float)
-        self.star_blue_share = (stars.flam * blue) @ w.T / fs
-        self.star_blue_share_ug = (stars.flam * blue) @ w_sdss[:2].T / (stars.flam @ w_sdss[:2].T)
+        if model.star_uv_excess > 0:
+            # For the metallicity model: each template's SDSS u - g and g - r, whether it is a
+            # dwarf and metal-weak, and the share of each band's flux (survey and SDSS u, g)
+            # blueward of the ultraviolet-excess edge.
+            sdss = load_survey("sdss")
+            w_sdss = band_matrix([load_filter(sdss.filter_path(b), b) for b in ("u", "g", "r")])
+            ugr = -2.5 * np.log10(stars.flam @ w_sdss.T)
+            self.star_sdss_ug, self.star_sdss_gr = ugr[:, 0] - ugr[:, 1], ugr[:, 1] - ugr[:, 2]
+            names = [n.lower() for n in stars.names]
+            self.star_dwarf = np.array([n.endswith("v") and not n.endswith("iv") for n in names])
+            self.star_metal_weak = np.array([n.startswith("w") for n in names])
+            blue = (GRID_WAVE < UV_EXCESS_EDGE).astype(float)
+            self.star_blue_share = (stars.flam * blue) @ w.T / fs
+            self.star_blue_share_ug = (stars.flam * blue) @ w_sdss[:2].T / (stars.flam @ w_sdss[:2].T)
         self.star_cdf = []
         # Mixes: field at the bright pivot, field at the faint pivot, hot component.
         for mix in (model.star_mix_bright, model.star_mix_faint, model.hot_star_mix):

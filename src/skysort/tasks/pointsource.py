@@ -40,10 +40,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..data.cutout import centre_crop
 from ..data.dataset import AsinhStretch, random_dihedral_batch
 from ..data.stampset import StampSet
 from ..errors import InputError
-from ..inference.predictor import InputSpec, TorchPredictor, centre_crop
+from ..inference.predictor import InputSpec, TorchPredictor
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.pointsource import (
     FeatureDiscriminator,

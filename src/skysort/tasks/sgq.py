@@ -34,10 +34,11 @@ import torch
 from astropy.table import Table
 
 from ..data.catalog import read_unique_catalogs
+from ..data.cutout import centre_crop
 from ..data.dataset import random_dihedral_batch
 from ..data.stampset import StampSet
 from ..errors import InputError
-from ..inference.predictor import InputSpec, TorchPredictor, centre_crop
+from ..inference.predictor import InputSpec, TorchPredictor
 from ..models.card import percent, write_card
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
