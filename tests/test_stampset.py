@@ -80,6 +80,27 @@ def test_views_read_only_what_they_select(tmp_path):
     assert [len(b[0]) for b in batches] == [16, 16, 8]
 
 
+
+@pytest.mark.parametrize("window_bytes", [1 << 25, 600, 64])
+def test_scattered_rows_read_the_same_whichever_way_the_windows_fall(tmp_path, monkeypatch, window_bytes):
+    # Scattered rows are read per run of consecutive rows, or a whole window at once when it holds
+    # many runs; tiny windows force both paths and many windows on a small set.
+    import skysort.data.stampset as stampset_module
+
+    monkeypatch.setattr(stampset_module, "_READ_WINDOW_BYTES", window_bytes)
+    monkeypatch.setattr(stampset_module, "_RUNS_PER_WHOLE_WINDOW", 4)
+    images, table = make_objects(n=300)
+    spectra = np.arange(300 * 7, dtype=np.float32).reshape(300, 7)
+    stamps = write_stampset(tmp_path / "s.h5", images, table, make_meta(), arrays={"spectrum": spectra})
+    rng = np.random.default_rng(3)
+    for rows in (rng.permutation(300)[:270], np.sort(rng.permutation(300)[:40]), np.array([299, 0, 0, 150, 151, 152]),
+                 np.arange(100, 160)):
+        np.testing.assert_array_equal(stamps.column("id", rows), table["id"][rows])
+        np.testing.assert_array_equal(stamps.column("mag_r", rows), np.ma.filled(table["mag_r"][rows], np.nan))
+        assert list(stamps.column("label", rows)) == list(table["label"][rows])
+        np.testing.assert_array_equal(stamps.array("spectrum", rows), spectra[rows])
+        np.testing.assert_array_equal(stamps._read_rows(stamps._handle()["images"], rows), images[rows])
+
 def test_append_and_concatenate(tmp_path):
     images, table = make_objects(n=30)
     path = tmp_path / "s.h5"
