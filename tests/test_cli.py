@@ -302,3 +302,13 @@ def test_train_mag_jitter_option(tmp_path, capsys):
                             "--mag-jitter", bad, "--out", target, "--quiet"], capsys)
         assert_one_line_error(code, err, fragment)
         assert not target.exists()
+
+
+def test_recorded_command_names_skysort_however_it_was_started(monkeypatch):
+    from skysort.provenance import current_command
+
+    for argv0 in ("/usr/bin/skysort", "/opt/site/skysort/cli.py"):
+        monkeypatch.setattr("sys.argv", [argv0, "train", "--data", "a b.h5"])
+        assert current_command() == "skysort train --data 'a b.h5'"
+    monkeypatch.setattr("sys.argv", ["bench.py", "--n", "5"])
+    assert current_command() == "bench.py --n 5"

@@ -31,7 +31,8 @@ def software_versions() -> dict[str, str]:
 def current_command() -> str:
     """The command line of this process, quoted so that it can be pasted into a shell."""
     argv = list(sys.argv)
-    if argv and argv[0].endswith(("skysort", "__main__.py")):
+    # ``python -m skysort.cli`` puts the module's file path in argv[0]; it is the same command.
+    if argv and argv[0].replace("\\", "/").endswith(("skysort", "__main__.py", "skysort/cli.py")):
         argv[0] = "skysort"
     return shlex.join(argv)
 
