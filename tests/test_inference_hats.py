@@ -141,7 +141,7 @@ def test_partition_in_slices_equals_partition_whole(hats_survey):
                           photometry_only_ok=False)
     options = dict(model=str(hats_survey["model"]), device="cpu", threads=None,
                    columns=CatalogColumns(list(frame.columns), "test", resolve_mapping(None), (), require_sky=True),
-                   reader_config=config, tiles=tiles, probe=probe_predictor(predictor), threshold=None, keep=[])
+                   reader_config=config, tiles=tiles, probe=probe_predictor(predictor), decision=None, keep=[])
     whole = predict_partition(frame, **options)
     sliced = predict_partition(frame, slice_rows=17, **options)
     assert np.array_equal(whole.index.to_numpy(), frame.index.to_numpy())

@@ -128,6 +128,9 @@ class Background(str, Enum):
 
 _BACKGROUND_HELP = ("Sky background removed from each band image before stamps are cut: sep (SExtractor's 64-pixel "
                     "mesh estimate; the models expect sky-subtracted stamps) or none (pixels as in the files).")
+_PRIOR_HELP = ("Class fractions expected among the sources, e.g. star=0.12,galaxy=0.86,qso=0.02 (normalised): "
+               "probabilities are moved from the model's training balance (equal classes for the shipped sgq models) "
+               "to these by Bayes' rule. Models that record their training class counts only.")
 
 
 @app.command("cutout")
@@ -399,6 +402,7 @@ def evaluate_command(
     no_sep: Annotated[bool, typer.Option("--no-sep", help="blend: skip the SEP baseline beside the model.")] = False,
     threshold: Annotated[float, typer.Option("--threshold", help="Probability threshold of the positive class.")] = 0.5,
     expect: Annotated[Optional[str], typer.Option("--expect", help="sgq external validation: every object is of this class (star, galaxy or qso); reports the fraction so classified.")] = None,
+    prior: Annotated[Optional[str], typer.Option("--prior", help="sgq: " + _PRIOR_HELP)] = None,
     baseline_model: Annotated[Optional[str], typer.Option("--baseline-model", help="pointsource: image-only baseline model to compare against (default: the one recorded in the model).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -411,11 +415,15 @@ def evaluate_command(
 
     meta, _ = load_model_file(resolve_model(model))
     n = len(StampSet.open(data))
+    if prior is not None and meta.get("task") != "sgq":
+        raise InputError("--prior", f"evaluation with a class prior is available for sgq models, not {meta.get('task')!r}")
     if meta.get("task") == "sgq":
+        from .inference.predictor import parse_prior
         from .tasks.sgq import evaluate_sgq_model
 
         with progress_bar(n, "evaluating", enabled=not quiet) as advance:
-            metrics = evaluate_sgq_model(model, data, out, expected_class=expect, progress=advance)
+            metrics = evaluate_sgq_model(model, data, out, expected_class=expect, prior=parse_prior(prior) if prior else None,
+                                         progress=advance)
         _print_metrics(f"{model} on {data}", metrics, _SGQ_KEYS)
         bright = metrics.get("bright") or {}
         if bright.get("n"):
@@ -467,6 +475,7 @@ def predict_command(
     workers: Annotated[Optional[int], typer.Option("--workers", help="Processes cutting stamps beside the model (default: 0, one thread, on CPU; up to 8 with CUDA).")] = None,
     dask: Annotated[Optional[str], typer.Option("--dask", help="Run work units on Dask: local:N (N worker processes) or a scheduler address tcp://host:8786.")] = None,
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Binary models: the second class when its probability exceeds this (default: the most probable class).")] = None,
+    prior: Annotated[Optional[str], typer.Option("--prior", help=_PRIOR_HELP)] = None,
     background: Annotated[Background, typer.Option("--background", help=_BACKGROUND_HELP + " Used with --tiles.")] = Background.sep,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -474,6 +483,7 @@ def predict_command(
     import os
     import shutil
 
+    from .inference.predictor import parse_prior
     from .inference.stream import RunOptions, assemble_parts, predict_catalog, predict_stampset_parts, resolve_device
 
     out_path = Path(out)
@@ -493,7 +503,7 @@ def predict_command(
         workers = min(8, max(0, (os.cpu_count() or 1) - 1)) if resolved_device.startswith("cuda") and not dask else 0
     options = RunOptions(tiles=tiles, mapping=mapping or catalog_preset, reference_band=reference_band, batch_size=batch_size,
                          memory_gb=memory_gb, device=resolved_device, threads=threads, workers=workers, dask=dask,
-                         threshold=threshold, background=background.value, quiet=quiet)
+                         threshold=threshold, prior=parse_prior(prior) if prior else None, background=background.value, quiet=quiet)
     if catalog is not None:
         from .inference.hats import is_hats_catalog, predict_hats
 
@@ -551,6 +561,9 @@ def _predict_stampset_file(model: str, data: Path, out: Path, options) -> None:
         # Paper-faithful blend models (backbone + head on cached features) have their own loop.
         from .tasks.blend import predict_any_blend_model
 
+        if options.prior is not None:
+            raise InputError("--prior", f"not available for model {model} (it records no training class counts)")
+
         with progress_bar(len(stamps), "predicting", unit="src", enabled=not options.quiet) as advance:
             table = predict_any_blend_model(path, stamps, threshold=options.threshold or 0.5, progress=advance)
         from .inference.manifest import file_sha256
@@ -560,7 +573,7 @@ def _predict_stampset_file(model: str, data: Path, out: Path, options) -> None:
     else:
         predictor = load_predictor(model, options.device)
         with progress_bar(len(stamps), "predicting", unit="src", enabled=not options.quiet) as advance:
-            table = predict_stampset(predictor, stamps, batch_size=options.batch_size, threshold=options.threshold,
+            table = predict_stampset(predictor, stamps, batch_size=options.batch_size, decision=options.decision(),
                                      progress=advance)
         table.meta.update({"model": model_record(predictor), "data": str(Path(data).resolve())})
     write_catalog(table, out)

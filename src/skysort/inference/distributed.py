@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 
 from ..errors import InputError
 from .manifest import Manifest
+from .predictor import ClassDecision
 from .stream import ReaderConfig, UnitAssembler, UnitReader, memory_plan, resolve_device, write_part
 
 # One loaded model and one tile reader per worker process, kept between tasks.
@@ -66,14 +67,14 @@ def worker_predictor(model: str, device: str, *, threads: int | None = 1):
 
 
 def run_unit_task(unit: Mapping[str, Any], reader_config: ReaderConfig, part_meta: Mapping[str, Any], model: str,
-                  probe: Mapping[str, Any], threshold: float | None, device: str | None) -> tuple[int, str, int, str]:
+                  probe: Mapping[str, Any], decision: ClassDecision | None, device: str | None) -> tuple[int, str, int, str]:
     """One work unit on a worker: cut, predict, write its part; returns ``(index, part, rows, sha256)``."""
     device = resolve_device(device)
     predictor = worker_predictor(model, device)
     reader = _READERS.get(reader_config.folder)
     if reader is None or reader.config != reader_config:
         reader = _READERS[reader_config.folder] = UnitReader(reader_config)
-    assembler = UnitAssembler(predictor, probe, threshold=threshold, device=device)
+    assembler = UnitAssembler(predictor, probe, decision=decision, device=device)
     table = None
     for batch in reader.batches(unit):
         table = assembler.add(batch, assembler.predict(batch))
@@ -82,7 +83,7 @@ def run_unit_task(unit: Mapping[str, Any], reader_config: ReaderConfig, part_met
 
 
 def run_dask(spec: str, manifest: Manifest, reader_config: ReaderConfig, part_meta: Mapping[str, Any], *, model: str,
-             probe: Mapping[str, Any], threshold: float | None, memory_gb: float, batch_size: int, stamp_bytes: int,
+             probe: Mapping[str, Any], decision: ClassDecision | None, memory_gb: float, batch_size: int, stamp_bytes: int,
              tile_bytes: int, device: str | None = None, progress: Callable[[int], None] | None = None) -> None:
     """Process the manifest's pending units as Dask tasks; the manifest is updated here only.
 
@@ -103,7 +104,7 @@ def run_dask(spec: str, manifest: Manifest, reader_config: ReaderConfig, part_me
         futures = as_completed()
 
         def submit(unit):
-            futures.add(client.submit(run_unit_task, unit, config, meta, model, probe, threshold, device,
+            futures.add(client.submit(run_unit_task, unit, config, meta, model, probe, decision, device,
                                       key=f"skysort-unit-{manifest.run_id}-{unit['index']}", pure=False, retries=1))
 
         for _ in range(window):

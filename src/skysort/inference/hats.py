@@ -32,6 +32,7 @@ import numpy as np
 from .._io import atomic_path
 from ..errors import InputError
 from .manifest import file_identity
+from .predictor import ClassDecision
 from .stream import (CatalogColumns, ReaderConfig, RunOptions, TileIndex, TileInfo, UnitAssembler, UnitReader, _blank_outputs,
                      _in_thread, model_record, prepare_inputs, resolve_device, run_signature)
 
@@ -81,7 +82,7 @@ def _empty_result(predictor, probe: Mapping[str, Any], id_dtype: np.dtype, index
 
 def predict_partition(frame, *, model: str, device: str, threads: int | None, columns: CatalogColumns,
                       reader_config: ReaderConfig, tiles: Sequence[TileInfo], probe: Mapping[str, Any],
-                      threshold: float | None, keep: Sequence[str], queue_batches: int = 4, slice_rows: int = 250_000):
+                      decision: ClassDecision | None, keep: Sequence[str], queue_batches: int = 4, slice_rows: int = 250_000):
     """Classify the rows of one HATS partition (a pandas frame); returns a frame on its index.
 
     ``keep`` names input columns copied to the output as they are (the catalogue's own
@@ -100,14 +101,14 @@ def predict_partition(frame, *, model: str, device: str, threads: int | None, co
         id_dtype = frame[id_column].to_numpy().dtype if id_column else np.dtype(np.int64)
         return _empty_result(predictor, probe, id_dtype, frame.index, {name: frame[name].to_numpy() for name in keep})
     options = dict(predictor=predictor, device=device, columns=columns, reader_config=reader_config, tiles=tiles, probe=probe,
-                   threshold=threshold, keep=keep, queue_batches=queue_batches)
+                   decision=decision, keep=keep, queue_batches=queue_batches)
     if n <= slice_rows:
         return _predict_rows(frame, **options)
     return pd.concat([_predict_rows(frame.iloc[a : a + slice_rows], **options) for a in range(0, n, slice_rows)])
 
 
 def _predict_rows(frame, *, predictor, device: str, columns: CatalogColumns, reader_config: ReaderConfig,
-                  tiles: Sequence[TileInfo], probe: Mapping[str, Any], threshold: float | None, keep: Sequence[str],
+                  tiles: Sequence[TileInfo], probe: Mapping[str, Any], decision: ClassDecision | None, keep: Sequence[str],
                   queue_batches: int):
     from astropy.table import vstack
 
@@ -138,7 +139,7 @@ def _predict_rows(frame, *, predictor, device: str, columns: CatalogColumns, rea
             unit = {"index": k, "kind": "tile" if tile >= 0 else "catalog", "tile": int(tile) if tile >= 0 else None}
             yield from reader.batches_of_rows(unit, {name: values[chosen] for name, values in rows.items()})
 
-    assembler = UnitAssembler(predictor, probe, threshold=threshold, device=device)
+    assembler = UnitAssembler(predictor, probe, decision=decision, device=device)
     tables = []
     # Cut in a producer thread while the model predicts, as in the Parquet path.
     for batch in _in_thread(batches(), maxsize=queue_batches):
@@ -169,7 +170,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
         Result catalogue folder; must not exist yet.
     options : RunOptions
         ``tiles`` (glob patterns; None: photometry only), mapping, memory, device, threads,
-        threshold, ``dask`` (``local:N`` or a scheduler address).
+        threshold, prior, ``dask`` (``local:N`` or a scheduler address).
 
     Returns
     -------
@@ -200,6 +201,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
     # this process find the model already loaded under that key.
     model_file = str(Path(resolve_model(model)).resolve())
     predictor = worker_predictor(model_file, device, threads=options.threads)
+    options.decision().check(predictor)
     spec = predictor.spec
     inputs = prepare_inputs(model, predictor, options, warn)
     probe, images_available, tiles = inputs.probe, inputs.images_available, inputs.tiles
@@ -234,7 +236,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
     threads = 1 if options.dask else options.threads
     result = hats_catalog.map_partitions(
         predict_partition, model=model_file, device=device, threads=threads, columns=columns,
-        reader_config=reader_config, tiles=tiles, probe=probe, threshold=options.threshold, keep=keep,
+        reader_config=reader_config, tiles=tiles, probe=probe, decision=options.decision(), keep=keep,
         queue_batches=memory.queue_batches, slice_rows=memory.rows_per_part, meta=meta)
     signature = run_signature(model_info, [file_identity(path) for path in sorted(Path(catalog).glob("*properties"))],
                               inputs, options)
@@ -243,6 +245,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
         "skysort_model_sha256": model_info["sha256"], "skysort_model_created": str(model_info["created"]),
         "skysort_input_catalog": str(Path(catalog).resolve()), "skysort_tiles": str(options.tiles or ""),
         "skysort_images_available": str(images_available), "skysort_threshold": str(options.threshold),
+        "skysort_prior": json.dumps(options.decision().record()["prior"]),
         "skysort_background": signature["background"] or "",
         "skysort_software": ";".join(f"{k}={v}" for k, v in software_versions().items()),
     }

@@ -148,13 +148,110 @@ def load_predictor(model: str | os.PathLike, device: str | None = None) -> Predi
     return factory(path, meta, state, device)
 
 
+@dataclass(frozen=True)
+class ClassDecision:
+    """How a model's class probabilities become the output ``p_<class>`` and ``class`` columns.
+
+    Attributes
+    ----------
+    threshold : float, optional
+        Binary models: the second class when its probability exceeds this (default: the most
+        probable class).
+    prior : mapping of str to float, optional
+        Class fractions expected among the objects classified (a survey field's, say), one per
+        model class. A network's probabilities hold for the class balance it was trained with
+        (:func:`training_class_fractions`); with a prior they are multiplied by prior / training
+        fraction and renormalised, which is Bayes' rule with the prior changed and the
+        likelihoods kept (Saerens, Latinne & Decaestecker 2002). Without one the training
+        balance stands (for the shipped models: equal classes).
+    """
+
+    threshold: float | None = None
+    prior: Mapping[str, float] | None = None
+
+    def check(self, predictor: "Predictor") -> None:
+        """Raise :class:`InputError` (``--prior``) unless the prior fits the predictor's model."""
+        if self.prior is None:
+            return
+        if sorted(self.prior) != sorted(predictor.classes):
+            raise InputError("--prior", f"give one fraction for each class of model {predictor.name}: "
+                                        f"{', '.join(predictor.classes)} (got {', '.join(self.prior)})")
+        training_class_fractions(predictor)
+
+    def probabilities(self, predictor: "Predictor", probabilities: np.ndarray) -> np.ndarray:
+        """``probabilities`` (N, C) under this decision's prior (unchanged without one)."""
+        if self.prior is None:
+            return probabilities
+        target = np.array([self.prior[name] for name in predictor.classes], np.float64)
+        shifted = np.asarray(probabilities, np.float64) * (target / training_class_fractions(predictor))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def record(self) -> dict[str, Any]:
+        """The decision's settings for manifests and file metadata."""
+        return {"threshold": self.threshold, "prior": dict(self.prior) if self.prior is not None else None}
+
+    def signature(self) -> dict[str, Any]:
+        """The settings in a run's signature: the prior only when there is one, so that a run
+        started before priors existed still resumes."""
+        return {k: v for k, v in self.record().items() if k == "threshold" or v is not None}
+
+
+def parse_prior(text: str) -> dict[str, float]:
+    """``"star=0.12,galaxy=0.86,qso=0.02"`` as ``{class: fraction}``, normalised to sum to 1.
+
+    Raises
+    ------
+    InputError
+        A malformed item, a repeated class, or a fraction that is not a positive number.
+    """
+    prior: dict[str, float] = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        try:
+            fraction = float(value)
+        except ValueError:
+            fraction = float("nan")
+        if not sep or not name or not np.isfinite(fraction) or fraction <= 0:
+            raise InputError("--prior", f"expected CLASS=FRACTION items with positive fractions, separated by commas; got {item.strip()!r}")
+        if name in prior:
+            raise InputError("--prior", f"class {name!r} given twice")
+        prior[name] = fraction
+    total = sum(prior.values())
+    return {name: fraction / total for name, fraction in prior.items()}
+
+
+def training_class_fractions(predictor: "Predictor") -> np.ndarray:
+    """The class balance a model's probabilities refer to, in ``predictor.classes`` order.
+
+    The fraction of each class among the training objects, times the class weight of the
+    loss (a class weighted w counts as w times as many objects), normalised.
+
+    Raises
+    ------
+    InputError
+        The model file records no training class counts.
+    """
+    training = predictor.meta.get("training") or {}
+    counts = training.get("class_counts")
+    if not counts or any(name not in counts for name in predictor.classes):
+        raise InputError(predictor.model_file, "the model records no training class counts, so a --prior cannot be applied to it")
+    weights = training.get("class_weights") or [1.0] * len(predictor.classes)
+    balance = np.array([counts[name] for name in predictor.classes], np.float64) * np.asarray(weights, np.float64)
+    return balance / balance.sum()
+
+
 def class_table(predictor: Predictor, outputs: Mapping[str, np.ndarray], ids: np.ndarray | None = None,
                 extra_columns: Mapping[str, np.ndarray] | None = None, flags: np.ndarray | None = None,
-                threshold: float | None = None) -> Table:
+                decision: ClassDecision | None = None) -> Table:
     """Output rows: ``id`` (and ``ra``, ``dec`` when given in ``extra_columns``), ``p_<class>``
     per class, ``class`` (the most probable, or for a binary model the second class when its
-    probability exceeds ``threshold``), ``flags``, then the predictor's extra outputs."""
-    probabilities = np.asarray(outputs["probabilities"], np.float32)
+    probability exceeds the decision's threshold), ``flags``, then the predictor's extra
+    outputs. The probabilities are those of ``decision`` (see :class:`ClassDecision`)."""
+    decision = decision or ClassDecision()
+    threshold = decision.threshold
+    probabilities = decision.probabilities(predictor, np.asarray(outputs["probabilities"], np.float32))
     n = len(probabilities)
     table = Table()
     if ids is not None:
@@ -214,13 +311,15 @@ def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | 
     return inputs, missing
 
 
-def predict_stampset(predictor: Predictor, stamps, *, batch_size: int = 4096, threshold: float | None = None,
+def predict_stampset(predictor: Predictor, stamps, *, batch_size: int = 4096, decision: ClassDecision | None = None,
                      progress: Callable[[int], None] | None = None) -> Table:
     """Classify every object of a stamp set: one row per object (see :func:`class_table`).
 
     Objects with missing model inputs get :data:`MISSING_INPUT_FLAG` in ``flags`` beside the
     stamp set's own flags.
     """
+    decision = decision or ClassDecision()
+    decision.check(predictor)
     parts = []
     n = len(stamps)
     columns = stamps.columns
@@ -233,7 +332,7 @@ def predict_stampset(predictor: Predictor, stamps, *, batch_size: int = 4096, th
         flags = flags | np.where(missing, MISSING_INPUT_FLAG, 0).astype(np.int32)
         extra = {c: np.asarray(view.column(c)) for c in ("ra", "dec") if c in columns}
         ids = np.asarray(view.column("id")) if "id" in columns else np.arange(start, stop)
-        parts.append(class_table(predictor, outputs, ids, extra, flags, threshold))
+        parts.append(class_table(predictor, outputs, ids, extra, flags, decision))
         if progress:
             progress(stop - start)
         if n == 0:
@@ -243,4 +342,6 @@ def predict_stampset(predictor: Predictor, stamps, *, batch_size: int = 4096, th
     table = vstack(parts, metadata_conflicts="silent") if len(parts) > 1 else parts[0]
     table.meta.update({"model": predictor.name, "model_file": str(predictor.model_file), "task": predictor.task,
                        "classes": list(predictor.classes)})
+    if decision.prior is not None:
+        table.meta["prior"] = dict(decision.prior)
     return table

@@ -49,7 +49,7 @@ import numpy as np
 from ..data.flags import Flags
 from ..errors import InputError
 from .manifest import SHARDS_DIR, Manifest, file_identity, file_sha256, part_name
-from .predictor import MISSING_INPUT_FLAG, Predictor, class_table
+from .predictor import MISSING_INPUT_FLAG, ClassDecision, Predictor, class_table
 
 #: Resident memory of the process before any data (Python, torch, astropy), in GiB; the
 #: memory setting bounds what comes on top of it.
@@ -856,10 +856,11 @@ def _blank_outputs(n: int, n_classes: int, extras: Mapping[str, str]) -> dict[st
 class UnitAssembler:
     """Predicts batches and assembles each unit's rows into its output table."""
 
-    def __init__(self, predictor: Predictor, probe: Mapping[str, Any], *, threshold: float | None, device: str):
+    def __init__(self, predictor: Predictor, probe: Mapping[str, Any], *, decision: ClassDecision | None, device: str):
         self.predictor = predictor
         self.extras = dict(probe["extras"])
-        self.threshold = threshold
+        self.decision = decision or ClassDecision()
+        self.decision.check(predictor)
         self.device = device
         self._pending: dict[int, list[tuple[dict[str, Any], dict[str, np.ndarray]]]] = {}
 
@@ -887,7 +888,7 @@ class UnitAssembler:
 
         merged = {k: cat(k, outputs) for k in outputs[0]}
         table = class_table(self.predictor, merged, cat("id", batches), {"ra": cat("ra", batches), "dec": cat("dec", batches)},
-                            cat("flags", batches), self.threshold)
+                            cat("flags", batches), self.decision)
         unknown = ~np.isfinite(merged["probabilities"]).all(axis=1)
         if unknown.any():
             table["class"][unknown] = ""
@@ -1023,13 +1024,18 @@ class RunOptions:
     workers: int | None = None
     dask: str | None = None
     threshold: float | None = None
+    prior: Mapping[str, float] | None = None
     background: str = "sep"
     quiet: bool = True
+
+    def decision(self) -> ClassDecision:
+        """How probabilities become classes (threshold, class prior)."""
+        return ClassDecision(threshold=self.threshold, prior=dict(self.prior) if self.prior is not None else None)
 
     def signature(self) -> dict[str, Any]:
         """Options that change results (a resumed run must use the same)."""
         return {"mapping": str(self.mapping) if self.mapping is not None else None,
-                "reference_band": self.reference_band, "threshold": self.threshold, "background": self.background}
+                "reference_band": self.reference_band, **self.decision().signature(), "background": self.background}
 
 
 def model_record(predictor: Predictor) -> dict[str, Any]:
@@ -1189,6 +1195,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
     if options.threads:
         torch.set_num_threads(int(options.threads))
     predictor = predictor or load_predictor(model, device)
+    options.decision().check(predictor)
     spec = predictor.spec
     inputs = prepare_inputs(model, predictor, options, warn)
     probe, images_available, tiles = inputs.probe, inputs.images_available, inputs.tiles
@@ -1211,7 +1218,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
             inputs={"catalog": str(Path(catalog).resolve()), "tiles": options.tiles if isinstance(options.tiles, (str, type(None)))
                     else list(options.tiles), "n_tile_files": sum(len(t.files) for t in tiles)},
             options={"batch_size": memory.batch_size, "memory_gb": options.memory_gb, "rows_per_part": memory.rows_per_part,
-                     "reference_band": reference_band, "mapping": signature["mapping"], "threshold": options.threshold,
+                     "reference_band": reference_band, "mapping": signature["mapping"], **options.decision().record(),
                      "images_available": images_available, "device": device, "background": signature["background"]})
     else:
         manifest.reconcile()
@@ -1224,17 +1231,17 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
         part_meta = {"model": model_info["name"], "model_file": model_info["file"], "model_sha256": model_info["sha256"],
                      "model_created": model_info["created"], "task": predictor.task, "classes": list(predictor.classes),
                      "catalog": str(Path(catalog).resolve()), "images_available": images_available,
-                     "threshold": options.threshold}
+                     **options.decision().record()}
         remaining = sum(u["n_sources"] for u in manifest.pending())
         with progress_bar(remaining, "predicting", unit="src", enabled=not options.quiet) as advance:
             if options.dask:
                 from .distributed import run_dask
 
                 run_dask(options.dask, manifest, reader_config, part_meta, model=model_info["file"], probe=probe,
-                         threshold=options.threshold, memory_gb=options.memory_gb, batch_size=options.batch_size,
+                         decision=options.decision(), memory_gb=options.memory_gb, batch_size=options.batch_size,
                          stamp_bytes=inputs.stamp_bytes, tile_bytes=inputs.tile_bytes, device=device, progress=advance)
             else:
-                assembler = UnitAssembler(predictor, probe, threshold=options.threshold, device=device)
+                assembler = UnitAssembler(predictor, probe, decision=options.decision(), device=device)
                 run_local(manifest, reader_config, assembler, part_meta, workers=workers,
                           queue_batches=memory.queue_batches, progress=advance)
     # Also after a kill between marking the run complete and removing the shards.
@@ -1260,9 +1267,10 @@ def predict_stampset_parts(model: str | os.PathLike, data: str | os.PathLike, ou
     if options.threads:
         torch.set_num_threads(int(options.threads))
     predictor = predictor or load_predictor(model, device)
+    options.decision().check(predictor)
     stamps = StampSet.open(data)
     model_info = model_record(predictor)
-    signature = {"model_sha256": model_info["sha256"], "data": file_identity(data), "threshold": options.threshold}
+    signature = {"model_sha256": model_info["sha256"], "data": file_identity(data), **options.decision().signature()}
     manifest = Manifest.prepare_folder(out, signature)
     stamp_bytes = 4 * int(np.prod(stamps.shape[1:]))
     memory = memory_plan(options.memory_gb, stamp_bytes=stamp_bytes, batch_size=options.batch_size)
@@ -1274,17 +1282,17 @@ def predict_stampset_parts(model: str | os.PathLike, data: str | os.PathLike, ou
         manifest = Manifest.create(out, signature=signature, plan={"mode": "stamps", "n_sources": n, "units": units},
                                    model=model_info, inputs={"data": str(Path(data).resolve())},
                                    options={"batch_size": memory.batch_size, "memory_gb": options.memory_gb,
-                                            "rows_per_part": step, "threshold": options.threshold, "device": device})
+                                            "rows_per_part": step, **options.decision().record(), "device": device})
     else:
         manifest.reconcile()
     part_meta = {"model": model_info["name"], "model_file": model_info["file"], "model_sha256": model_info["sha256"],
                  "model_created": model_info["created"], "task": predictor.task, "classes": list(predictor.classes),
-                 "data": str(Path(data).resolve()), "threshold": options.threshold, "run_id": manifest.run_id}
+                 "data": str(Path(data).resolve()), **options.decision().record(), "run_id": manifest.run_id}
     pending = manifest.pending()
     with progress_bar(sum(u["n_sources"] for u in pending), "predicting", unit="src", enabled=not options.quiet) as advance:
         for unit in pending:
             a, b = unit["stamp_rows"]
-            table = predict_stampset(predictor, stamps[a:b], batch_size=memory.batch_size, threshold=options.threshold,
+            table = predict_stampset(predictor, stamps[a:b], batch_size=memory.batch_size, decision=options.decision(),
                                      progress=advance)
             name, rows, digest = write_part(out, unit, table, part_meta)
             manifest.record(unit["index"], name, rows, digest)

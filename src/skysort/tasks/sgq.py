@@ -641,7 +641,8 @@ def predictor_from_file(path: Path, meta: dict[str, Any], state: dict[str, torch
 
 def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | None = None, *,
                 images: np.ndarray | None = None, mag: np.ndarray | None = None, ids: np.ndarray | None = None,
-                batch_size: int = 4096, progress: Callable[[int], None] | None = None) -> Table:
+                batch_size: int = 4096, prior: Mapping[str, float] | None = None,
+                progress: Callable[[int], None] | None = None) -> Table:
     """Classify a stamp set, or arrays of stamps and / or magnitudes.
 
     Parameters
@@ -657,6 +658,10 @@ def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | None
         AB magnitudes in the model's photometric bands, NaN where missing.
     ids : ndarray, optional
         Object identifiers for the array form (default 0..N-1).
+    prior : mapping of str to float, optional
+        Class fractions expected among these objects, e.g. ``{"star": 0.12, "galaxy": 0.86,
+        "qso": 0.02}``; the probabilities are moved from the training balance to it (see
+        :class:`~skysort.inference.predictor.ClassDecision`).
 
     Returns
     -------
@@ -665,13 +670,15 @@ def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | None
         ``flags`` (with :data:`~skysort.inference.predictor.MISSING_INPUT_FLAG` where inputs were
         missing), ``inputs_used``, ``n_missing_bands``.
     """
-    from ..inference.predictor import MISSING_INPUT_FLAG, class_table, load_predictor, predict_stampset
+    from ..inference.predictor import MISSING_INPUT_FLAG, ClassDecision, class_table, load_predictor, predict_stampset
 
     predictor = model if isinstance(model, SGQPredictor) else load_predictor(model, device="cpu")
     if predictor.task != "sgq":
         raise InputError(str(model), f"not an sgq model (task {predictor.task!r})")
+    decision = ClassDecision(prior=prior)
+    decision.check(predictor)
     if stamps is not None:
-        return predict_stampset(predictor, stamps, batch_size=batch_size, progress=progress)
+        return predict_stampset(predictor, stamps, batch_size=batch_size, decision=decision, progress=progress)
     if images is None and mag is None:
         raise InputError("predict_sgq", "give a stamp set, images, magnitudes or both")
     inputs = {}
@@ -684,9 +691,11 @@ def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | None
     missing = (outputs["n_missing_bands"] > 0) | (outputs["inputs_used"] != "both") if predictor.spec.uses_images and predictor.spec.uses_photometry \
         else outputs["n_missing_bands"] > 0
     flags = np.where(missing, MISSING_INPUT_FLAG, 0).astype(np.int32)
-    table = class_table(predictor, outputs, ids if ids is not None else np.arange(n), flags=flags)
+    table = class_table(predictor, outputs, ids if ids is not None else np.arange(n), flags=flags, decision=decision)
     table.meta.update({"model": predictor.name, "model_file": str(predictor.model_file), "task": "sgq", "classes": list(predictor.classes),
                        "images_used": images is not None})
+    if prior is not None:
+        table.meta["prior"] = dict(prior)
     if progress:
         progress(n)
     return table
@@ -928,9 +937,13 @@ def _r_magnitudes(stamps: StampSet) -> tuple[np.ndarray | None, str | None]:
 
 
 def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_dir: str | os.PathLike, *,
-                       expected_class: str | None = None, progress: Callable[[int], None] | None = None,
-                       command: str | None = None) -> dict[str, Any]:
+                       expected_class: str | None = None, prior: Mapping[str, float] | None = None,
+                       progress: Callable[[int], None] | None = None, command: str | None = None) -> dict[str, Any]:
     """Evaluate an sgq model on a labelled stamp set (or, with ``expected_class``, a pure sample).
+
+    With ``prior`` (class fractions expected in the set, see :func:`predict_sgq`) the model's
+    probabilities are moved to that class balance before they are scored; ``metrics.json``
+    records it.
 
     Writes into ``out_dir``: ``metrics.json`` (see :func:`sgq_metrics`; plus the inputs used),
     ``predictions.parquet`` (the prediction table with ``true_label`` and ``r_mag``) and the
@@ -948,7 +961,7 @@ def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_di
     predictor = load_predictor(model, device="cpu")
     if predictor.task != "sgq":
         raise InputError(str(model), f"not an sgq model (task {predictor.task!r})")
-    table = predict_sgq(predictor, stamps, progress=progress)
+    table = predict_sgq(predictor, stamps, prior=prior, progress=progress)
     truth = class_indices(stamps.column("label"), data, allow_unknown=True) if "label" in stamps.columns else np.full(len(stamps), -1)
     probabilities = np.stack([np.asarray(table[f"p_{c}"], float) for c in CLASSES], axis=1) if len(table) else np.zeros((0, 3))
     r_mag, r_source = _r_magnitudes(stamps)
@@ -956,7 +969,8 @@ def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_di
     used, counts = np.unique(np.asarray(table["inputs_used"]).astype(str), return_counts=True)
     metrics.update({"model": str(model), "data": str(data), "r_mag_source": r_source,
                     "inputs_used": {str(u): int(c) for u, c in zip(used, counts)},
-                    "n_objects": int(len(stamps)), "n_unlabelled": int(np.sum(truth < 0))})
+                    "n_objects": int(len(stamps)), "n_unlabelled": int(np.sum(truth < 0)),
+                    "prior": dict(prior) if prior is not None else None})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table["true_label"] = np.where(truth >= 0, np.asarray(CLASSES)[np.maximum(truth, 0)], "")
