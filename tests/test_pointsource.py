@@ -124,6 +124,15 @@ def test_predictor_needs_images_only(trained, tiny_sets, tmp_path):
     assert set(np.asarray(table["class"])) <= {"star", "qso"}
     with pytest.raises(InputError):
         predictor.predict({"image": source.read_images()}, images_available=False)
+    # The training balance is recorded, so a field's star / quasar mix can be given as a prior.
+    from skysort.inference.predictor import ClassDecision, training_class_fractions
+
+    counts = predictor.meta["training"]["class_counts"]
+    assert sum(counts.values()) == predictor.meta["training"]["n_train"]
+    starry = predict_stampset(predictor, bare, decision=ClassDecision(prior={"star": 0.85, "qso": 0.15}))
+    shift = np.array([0.85, 0.15]) / training_class_fractions(predictor)
+    expected = p * shift / (p * shift).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(np.stack([starry["p_star"], starry["p_qso"]], axis=1), expected, rtol=1e-4, atol=1e-6)
     # Larger stamps (e.g. 64 px cutouts made for other models) are centre-cropped to the
     # training size: padding a stamp with 7 px of noise-free sky on each side changes nothing.
     images = source.read_images()

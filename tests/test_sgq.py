@@ -289,6 +289,13 @@ def test_fine_tune_photometry(kids_model, kids_small, tmp_path):
                for a, b in zip(before.encoder.parameters(), after.encoder.parameters()))
     assert not all(np.array_equal(a.detach().numpy(), b.detach().numpy())
                    for a, b in zip(before.photometry.parameters(), after.photometry.parameters()))
+    # A prior refers to the class balance of the fine-tuning set (unweighted here).
+    from skysort.inference.predictor import training_class_fractions
+
+    tuned = load_predictor(tmp_path / "tuned.pt", device="cpu")
+    counts = meta["fine_tuning"]["class_counts"]
+    assert sum(counts.values()) == meta["fine_tuning"]["n_train"]
+    np.testing.assert_allclose(training_class_fractions(tuned), [counts[c] / meta["fine_tuning"]["n_train"] for c in tuned.classes])
 
 
 # ---------------------------------------------------------------------------- shipped models

@@ -226,14 +226,15 @@ def training_class_fractions(predictor: "Predictor") -> np.ndarray:
     """The class balance a model's probabilities refer to, in ``predictor.classes`` order.
 
     The fraction of each class among the training objects, times the class weight of the
-    loss (a class weighted w counts as w times as many objects), normalised.
+    loss (a class weighted w counts as w times as many objects), normalised. For a model
+    fine-tuned after its training (``fine_tuning`` in its metadata) the fine-tuning set's.
 
     Raises
     ------
     InputError
-        The model file records no training class counts.
+        The model file records no class counts for its (last) training.
     """
-    training = predictor.meta.get("training") or {}
+    training = predictor.meta.get("fine_tuning") or predictor.meta.get("training") or {}
     counts = training.get("class_counts")
     if not counts or any(name not in counts for name in predictor.classes):
         raise InputError(predictor.model_file, "the model records no training class counts, so a --prior cannot be applied to it")

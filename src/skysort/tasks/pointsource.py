@@ -445,6 +445,8 @@ def train_pointsource_model(
     training_meta = {
         "data": str(data), "val_data": str(val_data) if val_data else None, "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
         "seed": seed, "batch_size": batch_size, "lr": lr, "max_objects": max_objects, "split": "seeded 90/10 of data" if val_data is None else "val_data",
+        # The classifiers' probabilities refer to this balance (unweighted loss); --prior needs it.
+        "class_counts": {name: int(np.sum(train_labels == i)) for i, name in enumerate(CLASSES)},
         "data_meta": {"survey": stamps.meta.survey, "seed": stamps.meta.seed, "simulation": stamps.meta.extra.get("simulation")},
     }
     if only_baseline:

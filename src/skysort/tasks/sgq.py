@@ -779,7 +779,9 @@ def fine_tune_photometry(model: str | os.PathLike, mag: np.ndarray, labels: Sequ
                 **{f"f1_{c}": float(f1[i]) for i, c in enumerate(CLASSES)}}
     new_meta = {k: v for k, v in meta.items() if k not in ("format_version", "created", "creator", "command", "software")}
     new_meta["fine_tuning"] = {"from": str(model), "data": data_description, "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
-                               "part": "photometry branch and head", "lr": lr, "class_weights": [round(float(w), 4) for w in weights],
+                               "part": "photometry branch and head", "lr": lr,
+                               "class_counts": {c: int(np.sum(truth[train_idx] == i)) for i, c in enumerate(CLASSES)},
+                               "class_weights": [round(float(w), 4) for w in weights],
                                **{k: v for k, v in record.items() if k != "history"}, "held_out": held_out}
     save_model_file(out, network.state_dict(), new_meta, command=command)
     return {**held_out, **record}
