@@ -540,3 +540,14 @@ def test_csv_catalogue_problems_name_the_file(tmp_path, content, fragment):
         for _ in stream.chunks(100):
             pass
     assert info.value.where == str(path) and fragment in info.value.problem, info.value.problem
+
+
+def test_prediction_does_not_import_lightning():
+    # Lightning is for training; importing it would add seconds to every prediction process
+    # (and every Dask worker) for nothing.
+    code = ("import sys\nfrom skysort.inference.predictor import load_predictor\n"
+            "for name in ('sgq-kids', 'pointsource-sdss', 'blend-cfis'):\n    load_predictor(name, device='cpu')\n"
+            "import skysort.cli, skysort.inference.stream, skysort.inference.distributed\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

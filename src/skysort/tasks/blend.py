@@ -25,7 +25,6 @@ from ..models.blend import OFFSET_SCALE_PX, BlendNet, blend_loss
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
 from ..training.data import InMemoryStamps, batch_loader, split_indices
-from ..training.module import OptimConfig, TaskModule, fit
 
 CLASSES = ["isolated", "blended"]
 PADDING_PX = 7
@@ -141,6 +140,8 @@ def train_blend_model(
     dict
         Training record: history, validation metrics, sizes and times.
     """
+    from ..training.module import OptimConfig, TaskModule, fit  # Lightning: training only (slow to import)
+
     stamps = StampSet.open(data)
     targets = blend_targets(stamps)
     n = len(stamps) if max_objects is None else min(len(stamps), max_objects)

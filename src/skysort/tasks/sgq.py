@@ -44,7 +44,6 @@ from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
 from ..models.sgq import BRANCHES, SGQNet, sgq_loss
 from ..training.data import InMemoryBatches, batch_loader, split_indices
-from ..training.module import OptimConfig, TaskModule, fit
 
 CLASSES = ["star", "galaxy", "qso"]
 #: Smallest side of the image branch's centre crop, arcsec and pixels.
@@ -395,6 +394,8 @@ def train_sgq_model(
         Validation ``n``, ``accuracy``, ``f1_star``, ``f1_galaxy``, ``f1_qso`` and the training
         record (``epochs``, ``seconds``, ``history``, ...).
     """
+    from ..training.module import OptimConfig, TaskModule, fit  # Lightning: training only (slow to import)
+
     if branches not in BRANCHES:
         raise InputError("--branches", f"unknown branches {branches!r} (choose from {', '.join(BRANCHES)})")
     freeze = sorted(set(freeze))
@@ -736,6 +737,8 @@ def fine_tune_photometry(model: str | os.PathLike, mag: np.ndarray, labels: Sequ
     dict
         Training record with the held-out ``accuracy`` and F1 per class.
     """
+    from ..training.module import OptimConfig, TaskModule, fit  # Lightning: training only (slow to import)
+
     network, meta, path = load_sgq_model(model)
     if not network.use_photometry:
         raise InputError(path, "this model has no photometry branch")
