@@ -106,6 +106,7 @@ KIDS_EVALUATIONS = {
     "simulated KiDS test, 50,000 balanced (seed 12)": ("kids_test", "kids_test", ()),
     "simulated KiDS, 20,000 natural class mix (seed 13)": ("kids_test_natural", "kids_natural", ()),
     f"the same, `--prior {KIDS_FIELD_PRIOR}`": ("kids_test_natural", "kids_natural_prior", ("--prior", KIDS_FIELD_PRIOR)),
+    "the same, `--prior auto` (mix estimated from the predictions)": ("kids_test_natural", "kids_natural_prior_auto", ("--prior", "auto")),
 }
 #: Ablation row label -> (branches, evaluation folder on kids_test); None: the shipped model.
 KIDS_ABLATIONS = {
@@ -141,7 +142,9 @@ KIDS_NOTES = [
     "model calls too many galaxies quasars in such a field (natural-mix row: quasar F1 75%); `--prior` with the field's "
     "fractions moves the probabilities to that balance by Bayes' rule and lifts quasar F1 to 94% and accuracy to 99.7% "
     "(prior row). The prior given there is the simulator's own mix, i.e. the correct one; a prior far from the truth "
-    "helps less or harms. The 50,000-source balanced test is scored without a prior.",
+    "helps less or harms. `--prior auto` needs no labels and no prior knowledge: it estimates the mix from the "
+    "predictions by expectation-maximisation (Saerens et al. 2002) and found star 0.122, galaxy 0.857, qso 0.020 here, "
+    "with the same result as the true mix. The 50,000-source balanced test is scored without a prior.",
     "Most errors involve quasars (taken for stars or galaxies, or the reverse), mostly at r > 22, near the simulated selection limit r = 23.",
     "Trained on one NVIDIA H100 (bf16 mixed precision): stage 1 ran 14 epochs (131 s of fitting), stage 2 stopped early after 5 "
     "(42 s). On the 2-core CPU here the previous 200,000-source, 5 + 4-epoch recipe took 1,631 s of fitting.",

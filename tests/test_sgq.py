@@ -172,6 +172,26 @@ def test_class_prior_is_bayes_rule_with_the_training_balance(kids_model, kids_sm
     assert metrics["accuracy"] == pytest.approx(np.mean(np.asarray(shifted["class"]) == kids_small.column("label")))
 
 
+def test_class_prior_estimated_from_predictions_alone():
+    from skysort.inference.predictor import estimate_class_prior
+
+    # Three classes with Gaussian likelihoods on one feature; posteriors under equal training
+    # fractions are exact, so the estimate should find the mix the objects were drawn with.
+    rng = np.random.default_rng(5)
+    truth = np.array([0.12, 0.86, 0.02])
+    classes = rng.choice(3, size=40_000, p=truth)
+    x = rng.normal(np.array([-2.0, 0.0, 2.0])[classes], 1.0)
+    likelihood = np.exp(-0.5 * (x[:, None] - np.array([-2.0, 0.0, 2.0])) ** 2)
+    posterior = likelihood / likelihood.sum(axis=1, keepdims=True)
+    estimate = estimate_class_prior(posterior, np.full(3, 1 / 3))
+    np.testing.assert_allclose(estimate, truth, atol=0.01)
+    assert estimate.sum() == pytest.approx(1)
+    # Rows that are not finite are left out; no rows leaves the training balance.
+    with_nan = np.vstack([posterior, np.full((10, 3), np.nan)])
+    np.testing.assert_allclose(estimate_class_prior(with_nan, np.full(3, 1 / 3)), estimate, atol=1e-9)
+    np.testing.assert_allclose(estimate_class_prior(np.zeros((0, 3)), np.array([0.2, 0.3, 0.5])), [0.2, 0.3, 0.5])
+
+
 def test_class_prior_on_the_command_line(kids_model, kids_small, tmp_path, capsys):
     from skysort.cli import main
     from skysort.data.catalog import read_catalog
@@ -200,6 +220,20 @@ def test_class_prior_on_the_command_line(kids_model, kids_small, tmp_path, capsy
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "--prior" in err[0] and fragment in err[0]
         assert not bad.exists()
+    # "auto": estimated from the set's own predictions, printed and recorded; a streamed run refuses it.
+    auto = tmp_path / "auto.parquet"
+    assert main(["predict", "--model", str(path), "--data", str(kids_small.path), "--out", str(auto), "--quiet", "--prior", "auto"]) == 0
+    assert "class prior estimated from the predictions: star=" in capsys.readouterr().out
+    estimated = sgq.predict_sgq(path, kids_small, prior="auto")
+    assert estimated.meta["prior_estimated"] and sum(estimated.meta["prior"].values()) == pytest.approx(1, abs=1e-5)
+    np.testing.assert_allclose(np.asarray(read_catalog(auto, require_positions=False)["p_qso"]), np.asarray(estimated["p_qso"]), rtol=1e-5)
+    assert main(["predict", "--model", str(path), "--data", str(kids_small.path), "--out", f"{tmp_path / 'auto_parts'}/", "--quiet",
+                 "--prior", "auto"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--prior" in err[0] and "estimate it on a sample" in err[0]
+    assert not (tmp_path / "auto_parts" / "manifest.json").exists()
+    metrics = sgq.evaluate_sgq_model(path, kids_small.path, tmp_path / "eval_auto", prior="auto")
+    assert metrics["prior_estimated"] and metrics["prior"] == estimated.meta["prior"]
     _needs("pointsource-sdss")
     assert main(["predict", "--model", "pointsource-sdss", "--data", str(kids_small.path), "--out", str(tmp_path / "ps.parquet"),
                  "--quiet", "--prior", "star=0.9,qso=0.1"]) == 2

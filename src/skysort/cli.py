@@ -130,7 +130,13 @@ _BACKGROUND_HELP = ("Sky background removed from each band image before stamps a
                     "mesh estimate; the models expect sky-subtracted stamps) or none (pixels as in the files).")
 _PRIOR_HELP = ("Class fractions expected among the sources, e.g. star=0.12,galaxy=0.86,qso=0.02 (normalised): "
                "probabilities are moved from the model's training balance (equal classes for the shipped sgq models) "
-               "to these by Bayes' rule. Models that record their training class counts only.")
+               "to these by Bayes' rule. 'auto' estimates them from the predictions (a stamp set into one output "
+               "file). Models that record their training class counts only.")
+
+
+def _format_prior(prior) -> str:
+    """A prior as the --prior option takes it."""
+    return ",".join(f"{name}={fraction:.4g}" for name, fraction in prior.items())
 
 
 @app.command("cutout")
@@ -425,6 +431,8 @@ def evaluate_command(
             metrics = evaluate_sgq_model(model, data, out, expected_class=expect, prior=parse_prior(prior) if prior else None,
                                          progress=advance)
         _print_metrics(f"{model} on {data}", metrics, _SGQ_KEYS)
+        if metrics.get("prior_estimated"):
+            console.print("class prior estimated from the predictions: " + _format_prior(metrics["prior"]))
         bright = metrics.get("bright") or {}
         if bright.get("n"):
             _print_metrics(f"r < {bright['r_max']:g} ({metrics.get('r_mag_source')})", bright, ["n", "accuracy", "point_extended_agreement"])
@@ -576,6 +584,8 @@ def _predict_stampset_file(model: str, data: Path, out: Path, options) -> None:
             table = predict_stampset(predictor, stamps, batch_size=options.batch_size, decision=options.decision(),
                                      progress=advance)
         table.meta.update({"model": model_record(predictor), "data": str(Path(data).resolve())})
+        if table.meta.get("prior_estimated"):
+            console.print("class prior estimated from the predictions: " + _format_prior(table.meta["prior"]))
     write_catalog(table, out)
     counts = ""
     if "class" in table.colnames and len(table):

@@ -157,31 +157,53 @@ class ClassDecision:
     threshold : float, optional
         Binary models: the second class when its probability exceeds this (default: the most
         probable class).
-    prior : mapping of str to float, optional
+    prior : mapping of str to float, or "auto", optional
         Class fractions expected among the objects classified (a survey field's, say), one per
         model class. A network's probabilities hold for the class balance it was trained with
         (:func:`training_class_fractions`); with a prior they are multiplied by prior / training
         fraction and renormalised, which is Bayes' rule with the prior changed and the
-        likelihoods kept (Saerens, Latinne & Decaestecker 2002). Without one the training
-        balance stands (for the shipped models: equal classes).
+        likelihoods kept (Saerens, Latinne & Decaestecker 2002). ``"auto"`` estimates the
+        fractions from the predictions themselves (:func:`estimate_class_prior`), which needs
+        every object's probabilities before any is decided (see :meth:`resolved`). Without a
+        prior the training balance stands (for the shipped models: equal classes).
     """
 
     threshold: float | None = None
-    prior: Mapping[str, float] | None = None
+    prior: Mapping[str, float] | str | None = None
 
-    def check(self, predictor: "Predictor") -> None:
-        """Raise :class:`InputError` (``--prior``) unless the prior fits the predictor's model."""
+    def check(self, predictor: "Predictor", *, allow_auto: bool = False) -> None:
+        """Raise :class:`InputError` (``--prior``) unless the prior fits the predictor's model.
+
+        ``allow_auto``: the caller sees all objects at once and can resolve ``"auto"``.
+        """
         if self.prior is None:
+            return
+        if self.prior == "auto":
+            if not allow_auto:
+                raise InputError("--prior", "auto estimates the class mix from every prediction at once, which this "
+                                            "streamed run cannot do: estimate it on a sample (skysort predict --data "
+                                            "SAMPLE.h5 --out S.parquet --prior auto prints it) and give it here")
+            training_class_fractions(predictor)
             return
         if sorted(self.prior) != sorted(predictor.classes):
             raise InputError("--prior", f"give one fraction for each class of model {predictor.name}: "
                                         f"{', '.join(predictor.classes)} (got {', '.join(self.prior)})")
         training_class_fractions(predictor)
 
+    def resolved(self, predictor: "Predictor", probabilities: np.ndarray) -> "ClassDecision":
+        """This decision with an ``"auto"`` prior replaced by the one estimated from
+        ``probabilities`` (N, C), every object's under the training balance; else itself."""
+        if self.prior != "auto":
+            return self
+        estimate = estimate_class_prior(probabilities, training_class_fractions(predictor))
+        return ClassDecision(threshold=self.threshold, prior={name: round(float(f), 6) for name, f in zip(predictor.classes, estimate)})
+
     def probabilities(self, predictor: "Predictor", probabilities: np.ndarray) -> np.ndarray:
         """``probabilities`` (N, C) under this decision's prior (unchanged without one)."""
         if self.prior is None:
             return probabilities
+        if self.prior == "auto":
+            raise ValueError("an 'auto' prior must be resolved (ClassDecision.resolved) before it is applied")
         target = np.array([self.prior[name] for name in predictor.classes], np.float64)
         shifted = np.asarray(probabilities, np.float64) * (target / training_class_fractions(predictor))
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -189,7 +211,8 @@ class ClassDecision:
 
     def record(self) -> dict[str, Any]:
         """The decision's settings for manifests and file metadata."""
-        return {"threshold": self.threshold, "prior": dict(self.prior) if self.prior is not None else None}
+        prior = self.prior if self.prior is None or isinstance(self.prior, str) else dict(self.prior)
+        return {"threshold": self.threshold, "prior": prior}
 
     def signature(self) -> dict[str, Any]:
         """The settings in a run's signature: the prior only when there is one, so that a run
@@ -197,14 +220,17 @@ class ClassDecision:
         return {k: v for k, v in self.record().items() if k == "threshold" or v is not None}
 
 
-def parse_prior(text: str) -> dict[str, float]:
-    """``"star=0.12,galaxy=0.86,qso=0.02"`` as ``{class: fraction}``, normalised to sum to 1.
+def parse_prior(text: str) -> dict[str, float] | str:
+    """``"star=0.12,galaxy=0.86,qso=0.02"`` as ``{class: fraction}``, normalised to sum to 1;
+    ``"auto"`` as itself (estimate the fractions from the predictions).
 
     Raises
     ------
     InputError
         A malformed item, a repeated class, or a fraction that is not a positive number.
     """
+    if text.strip().lower() == "auto":
+        return "auto"
     prior: dict[str, float] = {}
     for item in text.split(","):
         name, sep, value = item.partition("=")
@@ -220,6 +246,44 @@ def parse_prior(text: str) -> dict[str, float]:
         prior[name] = fraction
     total = sum(prior.values())
     return {name: fraction / total for name, fraction in prior.items()}
+
+
+def estimate_class_prior(probabilities: np.ndarray, training_fractions: np.ndarray, *, tolerance: float = 1e-6,
+                         max_iterations: int = 1000) -> np.ndarray:
+    """Class fractions of a set of objects estimated from their predicted probabilities alone.
+
+    The expectation-maximisation of Saerens, Latinne & Decaestecker (2002, Neural Computation
+    14, 21): start from the training balance, move every object's probabilities to the current
+    fractions by Bayes' rule, take their mean as the new fractions, until they change by less
+    than ``tolerance``. No labels are used. It assumes the probabilities are calibrated for
+    the training balance; objects whose probabilities are not finite are left out.
+
+    Parameters
+    ----------
+    probabilities : ndarray (N, C)
+        Every object's class probabilities under the training balance.
+    training_fractions : ndarray (C,)
+        That balance (:func:`training_class_fractions`).
+
+    Returns
+    -------
+    ndarray (C,)
+        Estimated class fractions, summing to 1.
+    """
+    probabilities = np.asarray(probabilities, np.float64)
+    probabilities = probabilities[np.isfinite(probabilities).all(axis=1)]
+    training = np.asarray(training_fractions, np.float64)
+    fractions = training.copy()
+    if len(probabilities) == 0:
+        return fractions
+    for _ in range(max_iterations):
+        shifted = probabilities * (fractions / training)
+        updated = (shifted / shifted.sum(axis=1, keepdims=True)).mean(axis=0)
+        converged = np.max(np.abs(updated - fractions)) < tolerance
+        fractions = updated
+        if converged:
+            break
+    return fractions / fractions.sum()
 
 
 def training_class_fractions(predictor: "Predictor") -> np.ndarray:
@@ -320,7 +384,9 @@ def predict_stampset(predictor: Predictor, stamps, *, batch_size: int = 4096, de
     stamp set's own flags.
     """
     decision = decision or ClassDecision()
-    decision.check(predictor)
+    decision.check(predictor, allow_auto=True)
+    # An "auto" prior is estimated from every object's probabilities: decide after the last batch.
+    per_batch = ClassDecision(threshold=decision.threshold) if decision.prior == "auto" else decision
     parts = []
     n = len(stamps)
     columns = stamps.columns
@@ -333,7 +399,7 @@ def predict_stampset(predictor: Predictor, stamps, *, batch_size: int = 4096, de
         flags = flags | np.where(missing, MISSING_INPUT_FLAG, 0).astype(np.int32)
         extra = {c: np.asarray(view.column(c)) for c in ("ra", "dec") if c in columns}
         ids = np.asarray(view.column("id")) if "id" in columns else np.arange(start, stop)
-        parts.append(class_table(predictor, outputs, ids, extra, flags, decision))
+        parts.append(class_table(predictor, outputs, ids, extra, flags, per_batch))
         if progress:
             progress(stop - start)
         if n == 0:
@@ -343,6 +409,21 @@ def predict_stampset(predictor: Predictor, stamps, *, batch_size: int = 4096, de
     table = vstack(parts, metadata_conflicts="silent") if len(parts) > 1 else parts[0]
     table.meta.update({"model": predictor.name, "model_file": str(predictor.model_file), "task": predictor.task,
                        "classes": list(predictor.classes)})
+    return apply_decision(table, predictor, decision)
+
+
+def apply_decision(table: Table, predictor: Predictor, decision: ClassDecision) -> Table:
+    """A prediction table whose ``p_<class>`` columns hold the training balance's probabilities,
+    redecided under ``decision`` when it has an ``"auto"`` prior (estimated here from all rows);
+    records the prior in ``table.meta`` (``prior``, ``prior_estimated``). Returns the table."""
+    if decision.prior == "auto":
+        raw = np.stack([np.asarray(table[f"p_{name}"], np.float64) for name in predictor.classes], axis=1)
+        decision = decision.resolved(predictor, raw)
+        decided = class_table(predictor, {"probabilities": raw}, decision=decision)
+        for name in predictor.classes:
+            table[f"p_{name}"] = decided[f"p_{name}"]
+        table["class"] = decided["class"]
+        table.meta["prior_estimated"] = True
     if decision.prior is not None:
         table.meta["prior"] = dict(decision.prior)
     return table

@@ -1024,13 +1024,14 @@ class RunOptions:
     workers: int | None = None
     dask: str | None = None
     threshold: float | None = None
-    prior: Mapping[str, float] | None = None
+    prior: Mapping[str, float] | str | None = None
     background: str = "sep"
     quiet: bool = True
 
     def decision(self) -> ClassDecision:
         """How probabilities become classes (threshold, class prior)."""
-        return ClassDecision(threshold=self.threshold, prior=dict(self.prior) if self.prior is not None else None)
+        prior = self.prior if self.prior is None or isinstance(self.prior, str) else dict(self.prior)
+        return ClassDecision(threshold=self.threshold, prior=prior)
 
     def signature(self) -> dict[str, Any]:
         """Options that change results (a resumed run must use the same)."""

@@ -642,7 +642,7 @@ def predictor_from_file(path: Path, meta: dict[str, Any], state: dict[str, torch
 
 def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | None = None, *,
                 images: np.ndarray | None = None, mag: np.ndarray | None = None, ids: np.ndarray | None = None,
-                batch_size: int = 4096, prior: Mapping[str, float] | None = None,
+                batch_size: int = 4096, prior: Mapping[str, float] | str | None = None,
                 progress: Callable[[int], None] | None = None) -> Table:
     """Classify a stamp set, or arrays of stamps and / or magnitudes.
 
@@ -659,10 +659,12 @@ def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | None
         AB magnitudes in the model's photometric bands, NaN where missing.
     ids : ndarray, optional
         Object identifiers for the array form (default 0..N-1).
-    prior : mapping of str to float, optional
+    prior : mapping of str to float, or "auto", optional
         Class fractions expected among these objects, e.g. ``{"star": 0.12, "galaxy": 0.86,
-        "qso": 0.02}``; the probabilities are moved from the training balance to it (see
-        :class:`~skysort.inference.predictor.ClassDecision`).
+        "qso": 0.02}``, or ``"auto"`` to estimate them from the predictions; the probabilities
+        are moved from the training balance to it (see
+        :class:`~skysort.inference.predictor.ClassDecision`). The table's ``meta["prior"]``
+        records the one applied.
 
     Returns
     -------
@@ -671,13 +673,13 @@ def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | None
         ``flags`` (with :data:`~skysort.inference.predictor.MISSING_INPUT_FLAG` where inputs were
         missing), ``inputs_used``, ``n_missing_bands``.
     """
-    from ..inference.predictor import MISSING_INPUT_FLAG, ClassDecision, class_table, load_predictor, predict_stampset
+    from ..inference.predictor import MISSING_INPUT_FLAG, ClassDecision, apply_decision, class_table, load_predictor, predict_stampset
 
     predictor = model if isinstance(model, SGQPredictor) else load_predictor(model, device="cpu")
     if predictor.task != "sgq":
         raise InputError(str(model), f"not an sgq model (task {predictor.task!r})")
     decision = ClassDecision(prior=prior)
-    decision.check(predictor)
+    decision.check(predictor, allow_auto=True)
     if stamps is not None:
         return predict_stampset(predictor, stamps, batch_size=batch_size, decision=decision, progress=progress)
     if images is None and mag is None:
@@ -692,11 +694,11 @@ def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | None
     missing = (outputs["n_missing_bands"] > 0) | (outputs["inputs_used"] != "both") if predictor.spec.uses_images and predictor.spec.uses_photometry \
         else outputs["n_missing_bands"] > 0
     flags = np.where(missing, MISSING_INPUT_FLAG, 0).astype(np.int32)
-    table = class_table(predictor, outputs, ids if ids is not None else np.arange(n), flags=flags, decision=decision)
+    table = class_table(predictor, outputs, ids if ids is not None else np.arange(n), flags=flags,
+                        decision=ClassDecision() if prior == "auto" else decision)
     table.meta.update({"model": predictor.name, "model_file": str(predictor.model_file), "task": "sgq", "classes": list(predictor.classes),
                        "images_used": images is not None})
-    if prior is not None:
-        table.meta["prior"] = dict(prior)
+    apply_decision(table, predictor, decision)
     if progress:
         progress(n)
     return table
@@ -942,13 +944,13 @@ def _r_magnitudes(stamps: StampSet) -> tuple[np.ndarray | None, str | None]:
 
 
 def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_dir: str | os.PathLike, *,
-                       expected_class: str | None = None, prior: Mapping[str, float] | None = None,
+                       expected_class: str | None = None, prior: Mapping[str, float] | str | None = None,
                        progress: Callable[[int], None] | None = None, command: str | None = None) -> dict[str, Any]:
     """Evaluate an sgq model on a labelled stamp set (or, with ``expected_class``, a pure sample).
 
-    With ``prior`` (class fractions expected in the set, see :func:`predict_sgq`) the model's
-    probabilities are moved to that class balance before they are scored; ``metrics.json``
-    records it.
+    With ``prior`` (class fractions expected in the set, or ``"auto"`` to estimate them from the
+    predictions; see :func:`predict_sgq`) the model's probabilities are moved to that class
+    balance before they are scored; ``metrics.json`` records it (``prior``, ``prior_estimated``).
 
     Writes into ``out_dir``: ``metrics.json`` (see :func:`sgq_metrics`; plus the inputs used),
     ``predictions.parquet`` (the prediction table with ``true_label`` and ``r_mag``) and the
@@ -975,7 +977,7 @@ def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_di
     metrics.update({"model": str(model), "data": str(data), "r_mag_source": r_source,
                     "inputs_used": {str(u): int(c) for u, c in zip(used, counts)},
                     "n_objects": int(len(stamps)), "n_unlabelled": int(np.sum(truth < 0)),
-                    "prior": dict(prior) if prior is not None else None})
+                    "prior": table.meta.get("prior"), "prior_estimated": bool(table.meta.get("prior_estimated", False))})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table["true_label"] = np.where(truth >= 0, np.asarray(CLASSES)[np.maximum(truth, 0)], "")
