@@ -413,9 +413,12 @@ def predict_stampset(predictor: Predictor, stamps, *, batch_size: int = 4096, de
 
 
 def apply_decision(table: Table, predictor: Predictor, decision: ClassDecision) -> Table:
-    """A prediction table whose ``p_<class>`` columns hold the training balance's probabilities,
-    redecided under ``decision`` when it has an ``"auto"`` prior (estimated here from all rows);
-    records the prior in ``table.meta`` (``prior``, ``prior_estimated``). Returns the table."""
+    """Finish a prediction table made by :func:`class_table` under ``decision``.
+
+    With an ``"auto"`` prior the rows were decided under the training balance: the prior is
+    estimated here from all of them and the ``p_<class>`` and ``class`` columns redecided.
+    The prior applied is recorded in ``table.meta`` (``prior``, and ``prior_estimated`` when
+    estimated). Returns the table."""
     if decision.prior == "auto":
         raw = np.stack([np.asarray(table[f"p_{name}"], np.float64) for name in predictor.classes], axis=1)
         decision = decision.resolved(predictor, raw)
