@@ -78,6 +78,9 @@ def test_train_save_load_and_predict(tmp_path):
     network, meta = load_blend_model(tmp_path / "model.pt")
     assert isinstance(network, BlendNet) and meta["task"] == "blend" and meta["classes"] == ["isolated", "blended"]
     assert meta["training"]["n_train"] + meta["training"]["n_val"] == len(stamps)
+    # The class balance p_blended refers to is recorded (--prior needs it).
+    counts = meta["training"]["class_counts"]
+    assert set(counts) == {"isolated", "blended"} and sum(counts.values()) == meta["training"]["n_train"]
     table = predict_blends(tmp_path / "model.pt", stamps)
     assert len(table) == len(stamps)
     assert np.all((table["p_blended"] >= 0) & (table["p_blended"] <= 1))

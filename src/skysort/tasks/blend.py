@@ -184,6 +184,8 @@ def train_blend_model(
         "training": {
             "data": str(data), "val_data": str(val_data) if val_data else None, "n_train": int(len(train_idx)),
             "n_val": int(len(val_idx)), "seed": seed, "noise_range": list(noise_range) if noise_range else None,
+            # p_blended refers to this balance (unweighted loss); --prior needs it.
+            "class_counts": dict(zip(CLASSES, np.bincount(np.asarray(targets["blended"])[train_idx].astype(int), minlength=2).tolist())),
             "data_meta": {"survey": stamps.meta.survey, "seed": stamps.meta.seed, "simulation": stamps.meta.extra.get("simulation")},
             "batch_size": batch_size, "lr": lr, **{k: v for k, v in record.items() if k != "history"},
             "init": None if init_meta is None else {"model": str(init), "created": init_meta.get("created"),
