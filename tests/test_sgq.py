@@ -234,10 +234,16 @@ def test_class_prior_on_the_command_line(kids_model, kids_small, tmp_path, capsy
     assert not (tmp_path / "auto_parts" / "manifest.json").exists()
     metrics = sgq.evaluate_sgq_model(path, kids_small.path, tmp_path / "eval_auto", prior="auto")
     assert metrics["prior_estimated"] and metrics["prior"] == estimated.meta["prior"]
-    _needs("pointsource-sdss")
-    assert main(["predict", "--model", "pointsource-sdss", "--data", str(kids_small.path), "--out", str(tmp_path / "ps.parquet"),
-                 "--quiet", "--prior", "star=0.9,qso=0.1"]) == 2
+    # A model file that records no training class counts cannot take a prior.
+    from skysort.models.checkpoint import load_model_file, save_model_file
+
+    meta, state = load_model_file(path)
+    del meta["training"]["class_counts"]
+    save_model_file(tmp_path / "no_counts.pt", state, meta)
+    assert main(["predict", "--model", str(tmp_path / "no_counts.pt"), "--data", str(kids_small.path), "--out",
+                 str(tmp_path / "nc.parquet"), "--quiet", "--prior", "star=0.2,galaxy=0.7,qso=0.1"]) == 2
     assert "no training class counts" in capsys.readouterr().err
+    assert not (tmp_path / "nc.parquet").exists()
 
 
 def test_write_model_card_from_metadata_and_metrics(kids_model, kids_small, tmp_path):
