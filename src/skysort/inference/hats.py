@@ -201,7 +201,8 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
     # this process find the model already loaded under that key.
     model_file = str(Path(resolve_model(model)).resolve())
     predictor = worker_predictor(model_file, device, threads=options.threads)
-    options.decision().check(predictor)
+    decision = options.decision()
+    decision.check(predictor)
     spec = predictor.spec
     inputs = prepare_inputs(model, predictor, options, warn)
     probe, images_available, tiles = inputs.probe, inputs.images_available, inputs.tiles
@@ -236,7 +237,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
     threads = 1 if options.dask else options.threads
     result = hats_catalog.map_partitions(
         predict_partition, model=model_file, device=device, threads=threads, columns=columns,
-        reader_config=reader_config, tiles=tiles, probe=probe, decision=options.decision(), keep=keep,
+        reader_config=reader_config, tiles=tiles, probe=probe, decision=decision, keep=keep,
         queue_batches=memory.queue_batches, slice_rows=memory.rows_per_part, meta=meta)
     signature = run_signature(model_info, [file_identity(path) for path in sorted(Path(catalog).glob("*properties"))],
                               inputs, options)
@@ -245,7 +246,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
         "skysort_model_sha256": model_info["sha256"], "skysort_model_created": str(model_info["created"]),
         "skysort_input_catalog": str(Path(catalog).resolve()), "skysort_tiles": str(options.tiles or ""),
         "skysort_images_available": str(images_available), "skysort_threshold": str(options.threshold),
-        "skysort_prior": json.dumps(options.decision().record()["prior"]),
+        "skysort_prior": json.dumps(decision.record()["prior"]),
         "skysort_background": signature["background"] or "",
         "skysort_software": ";".join(f"{k}={v}" for k, v in software_versions().items()),
     }

@@ -171,6 +171,11 @@ class ClassDecision:
     threshold: float | None = None
     prior: Mapping[str, float] | str | None = None
 
+    def __post_init__(self):
+        # A plain dict of our own: the caller's mapping may change later, and the record is JSON.
+        if self.prior is not None and not isinstance(self.prior, str):
+            object.__setattr__(self, "prior", dict(self.prior))
+
     def check(self, predictor: "Predictor", *, allow_auto: bool = False) -> None:
         """Raise :class:`InputError` (``--prior``) unless the prior fits the predictor's model.
 
@@ -178,17 +183,20 @@ class ClassDecision:
         """
         if self.prior is None:
             return
-        if self.prior == "auto":
-            if not allow_auto:
-                raise InputError("--prior", "auto estimates the class mix from every prediction at once, which this "
-                                            "streamed run cannot do: estimate it on a sample (skysort predict --data "
-                                            "SAMPLE.h5 --out S.parquet --prior auto prints it) and give it here")
-            training_class_fractions(predictor)
-            return
-        if sorted(self.prior) != sorted(predictor.classes):
+        if self.prior == "auto" and not allow_auto:
+            raise InputError("--prior", "auto estimates the class mix from every prediction at once, which this "
+                                        "streamed run cannot do: estimate it on a sample (skysort predict --data "
+                                        "SAMPLE.h5 --out S.parquet --prior auto prints it) and give it here")
+        if self.prior != "auto" and sorted(self.prior) != sorted(predictor.classes):
             raise InputError("--prior", f"give one fraction for each class of model {predictor.name}: "
                                         f"{', '.join(predictor.classes)} (got {', '.join(self.prior)})")
         training_class_fractions(predictor)
+
+    def batchwise(self) -> "ClassDecision":
+        """The decision to apply batch by batch: an ``"auto"`` prior is estimated only once
+        every object's probabilities are in (:func:`apply_decision`), so batches keep the
+        training balance until then."""
+        return ClassDecision(threshold=self.threshold) if self.prior == "auto" else self
 
     def resolved(self, predictor: "Predictor", probabilities: np.ndarray) -> "ClassDecision":
         """This decision with an ``"auto"`` prior replaced by the one estimated from
@@ -211,8 +219,7 @@ class ClassDecision:
 
     def record(self) -> dict[str, Any]:
         """The decision's settings for manifests and file metadata."""
-        prior = self.prior if self.prior is None or isinstance(self.prior, str) else dict(self.prior)
-        return {"threshold": self.threshold, "prior": prior}
+        return {"threshold": self.threshold, "prior": self.prior if isinstance(self.prior, (str, type(None))) else dict(self.prior)}
 
     def signature(self) -> dict[str, Any]:
         """The settings in a run's signature: the prior only when there is one, so that a run
@@ -385,8 +392,7 @@ def predict_stampset(predictor: Predictor, stamps, *, batch_size: int = 4096, de
     """
     decision = decision or ClassDecision()
     decision.check(predictor, allow_auto=True)
-    # An "auto" prior is estimated from every object's probabilities: decide after the last batch.
-    per_batch = ClassDecision(threshold=decision.threshold) if decision.prior == "auto" else decision
+    per_batch = decision.batchwise()
     parts = []
     n = len(stamps)
     columns = stamps.columns

@@ -1030,13 +1030,13 @@ class RunOptions:
 
     def decision(self) -> ClassDecision:
         """How probabilities become classes (threshold, class prior)."""
-        prior = self.prior if self.prior is None or isinstance(self.prior, str) else dict(self.prior)
-        return ClassDecision(threshold=self.threshold, prior=prior)
+        return ClassDecision(threshold=self.threshold, prior=self.prior)
 
     def signature(self) -> dict[str, Any]:
-        """Options that change results (a resumed run must use the same)."""
+        """Options that change results (a resumed run must use the same; :func:`run_signature`
+        adds the background method when stamps are cut)."""
         return {"mapping": str(self.mapping) if self.mapping is not None else None,
-                "reference_band": self.reference_band, **self.decision().signature(), "background": self.background}
+                "reference_band": self.reference_band, **self.decision().signature()}
 
 
 def model_record(predictor: Predictor) -> dict[str, Any]:
@@ -1196,7 +1196,8 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
     if options.threads:
         torch.set_num_threads(int(options.threads))
     predictor = predictor or load_predictor(model, device)
-    options.decision().check(predictor)
+    decision = options.decision()
+    decision.check(predictor)
     spec = predictor.spec
     inputs = prepare_inputs(model, predictor, options, warn)
     probe, images_available, tiles = inputs.probe, inputs.images_available, inputs.tiles
@@ -1219,7 +1220,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
             inputs={"catalog": str(Path(catalog).resolve()), "tiles": options.tiles if isinstance(options.tiles, (str, type(None)))
                     else list(options.tiles), "n_tile_files": sum(len(t.files) for t in tiles)},
             options={"batch_size": memory.batch_size, "memory_gb": options.memory_gb, "rows_per_part": memory.rows_per_part,
-                     "reference_band": reference_band, "mapping": signature["mapping"], **options.decision().record(),
+                     "reference_band": reference_band, "mapping": signature["mapping"], **decision.record(),
                      "images_available": images_available, "device": device, "background": signature["background"]})
     else:
         manifest.reconcile()
@@ -1232,17 +1233,17 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
         part_meta = {"model": model_info["name"], "model_file": model_info["file"], "model_sha256": model_info["sha256"],
                      "model_created": model_info["created"], "task": predictor.task, "classes": list(predictor.classes),
                      "catalog": str(Path(catalog).resolve()), "images_available": images_available,
-                     **options.decision().record()}
+                     **decision.record()}
         remaining = sum(u["n_sources"] for u in manifest.pending())
         with progress_bar(remaining, "predicting", unit="src", enabled=not options.quiet) as advance:
             if options.dask:
                 from .distributed import run_dask
 
                 run_dask(options.dask, manifest, reader_config, part_meta, model=model_info["file"], probe=probe,
-                         decision=options.decision(), memory_gb=options.memory_gb, batch_size=options.batch_size,
+                         decision=decision, memory_gb=options.memory_gb, batch_size=options.batch_size,
                          stamp_bytes=inputs.stamp_bytes, tile_bytes=inputs.tile_bytes, device=device, progress=advance)
             else:
-                assembler = UnitAssembler(predictor, probe, decision=options.decision(), device=device)
+                assembler = UnitAssembler(predictor, probe, decision=decision, device=device)
                 run_local(manifest, reader_config, assembler, part_meta, workers=workers,
                           queue_batches=memory.queue_batches, progress=advance)
     # Also after a kill between marking the run complete and removing the shards.
@@ -1268,10 +1269,11 @@ def predict_stampset_parts(model: str | os.PathLike, data: str | os.PathLike, ou
     if options.threads:
         torch.set_num_threads(int(options.threads))
     predictor = predictor or load_predictor(model, device)
-    options.decision().check(predictor)
+    decision = options.decision()
+    decision.check(predictor)
     stamps = StampSet.open(data)
     model_info = model_record(predictor)
-    signature = {"model_sha256": model_info["sha256"], "data": file_identity(data), **options.decision().signature()}
+    signature = {"model_sha256": model_info["sha256"], "data": file_identity(data), **decision.signature()}
     manifest = Manifest.prepare_folder(out, signature)
     stamp_bytes = 4 * int(np.prod(stamps.shape[1:]))
     memory = memory_plan(options.memory_gb, stamp_bytes=stamp_bytes, batch_size=options.batch_size)
@@ -1283,17 +1285,17 @@ def predict_stampset_parts(model: str | os.PathLike, data: str | os.PathLike, ou
         manifest = Manifest.create(out, signature=signature, plan={"mode": "stamps", "n_sources": n, "units": units},
                                    model=model_info, inputs={"data": str(Path(data).resolve())},
                                    options={"batch_size": memory.batch_size, "memory_gb": options.memory_gb,
-                                            "rows_per_part": step, **options.decision().record(), "device": device})
+                                            "rows_per_part": step, **decision.record(), "device": device})
     else:
         manifest.reconcile()
     part_meta = {"model": model_info["name"], "model_file": model_info["file"], "model_sha256": model_info["sha256"],
                  "model_created": model_info["created"], "task": predictor.task, "classes": list(predictor.classes),
-                 "data": str(Path(data).resolve()), **options.decision().record(), "run_id": manifest.run_id}
+                 "data": str(Path(data).resolve()), **decision.record(), "run_id": manifest.run_id}
     pending = manifest.pending()
     with progress_bar(sum(u["n_sources"] for u in pending), "predicting", unit="src", enabled=not options.quiet) as advance:
         for unit in pending:
             a, b = unit["stamp_rows"]
-            table = predict_stampset(predictor, stamps[a:b], batch_size=memory.batch_size, decision=options.decision(),
+            table = predict_stampset(predictor, stamps[a:b], batch_size=memory.batch_size, decision=decision,
                                      progress=advance)
             name, rows, digest = write_part(out, unit, table, part_meta)
             manifest.record(unit["index"], name, rows, digest)

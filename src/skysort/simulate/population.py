@@ -770,16 +770,22 @@ def _ivezic_feh(ug, gr):
             + i * ug**3 + j * gr**3)
 
 
-def _ivezic_ug(feh, gr):
-    """SDSS u - g of a dwarf of metallicity ``feh`` at g - r ``gr`` in [0.2, 0.6]: the relation
-    inverted by bisection over the u - g range where it rises monotonically."""
-    gr = np.clip(gr, 0.2, 0.6)
-    lo, hi = np.full(np.shape(feh), 0.5), 1.45 + (gr - 0.2)
-    for _ in range(40):
+def _solve_increasing(function, target, lo, hi, steps: int = 40):
+    """Elementwise x in [lo, hi] with ``function(x) == target`` for a function increasing in x,
+    by bisection (vectorised: no per-object root finder is needed for a few thousand stars)."""
+    lo, hi = np.broadcast_arrays(np.asarray(lo, float), np.asarray(hi, float))
+    for _ in range(steps):
         mid = 0.5 * (lo + hi)
-        low = _ivezic_feh(mid, gr) < feh
+        low = function(mid) < target
         lo, hi = np.where(low, mid, lo), np.where(low, hi, mid)
     return 0.5 * (lo + hi)
+
+
+def _ivezic_ug(feh, gr):
+    """SDSS u - g of a dwarf of metallicity ``feh`` at g - r ``gr`` in [0.2, 0.6]: the relation
+    inverted over the u - g range where it rises monotonically."""
+    gr = np.clip(gr, 0.2, 0.6)
+    return _solve_increasing(lambda ug: _ivezic_feh(ug, gr), feh, np.full(np.shape(feh), 0.5), 1.45 + (gr - 0.2))
 
 
 def _blue_dimming(share, boost):
@@ -800,13 +806,10 @@ def _star_metallicity(template, normal, tab, strength):
     weight = np.clip((gr - 0.15) / 0.05, 0, 1) * np.clip((0.65 - gr) / 0.05, 0, 1) * tab.star_dwarf[template]
     target = strength * weight * (_ivezic_ug(feh, gr) - tab.star_sdss_ug[template])
     share_u, share_g = tab.star_blue_share_ug[template, 0], tab.star_blue_share_ug[template, 1]
-    # u - g grows with the boost (u has the larger blue share): bisection for the boost.
-    lo, hi = np.full(target.shape, -3.0), np.full(target.shape, 3.0)
-    for _ in range(40):
-        mid = 0.5 * (lo + hi)
-        low = _blue_dimming(share_u, mid) - _blue_dimming(share_g, mid) < target
-        lo, hi = np.where(low, mid, lo), np.where(low, hi, mid)
-    boost = np.where(weight > 0, 0.5 * (lo + hi), 0.0)
+    # u - g grows with the boost (u has the larger blue share).
+    boost = _solve_increasing(lambda b: _blue_dimming(share_u, b) - _blue_dimming(share_g, b), target,
+                              np.full(target.shape, -3.0), np.full(target.shape, 3.0))
+    boost = np.where(weight > 0, boost, 0.0)
     dmag = _blue_dimming(tab.star_blue_share[template], boost[:, None])
     return np.where(weight > 0, feh, np.nan), boost, dmag - dmag[:, [tab.sel]]
 

@@ -695,7 +695,7 @@ def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | None
         else outputs["n_missing_bands"] > 0
     flags = np.where(missing, MISSING_INPUT_FLAG, 0).astype(np.int32)
     table = class_table(predictor, outputs, ids if ids is not None else np.arange(n), flags=flags,
-                        decision=ClassDecision() if prior == "auto" else decision)
+                        decision=decision.batchwise())
     table.meta.update({"model": predictor.name, "model_file": str(predictor.model_file), "task": "sgq", "classes": list(predictor.classes),
                        "images_used": images is not None})
     apply_decision(table, predictor, decision)
