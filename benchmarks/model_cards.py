@@ -475,7 +475,8 @@ def real_field_star_note(model: str, field: Path, simulated: Path) -> str:
             f"With that field's point-source mix as a prior (`--prior star={FIELD_POINT_SOURCE_PRIOR['star']},"
             f"qso={FIELD_POINT_SOURCE_PRIOR['qso']}`) it calls {int((np.asarray(with_prior['class']) == 'star')[bright].sum())} "
             f"of the {int(bright.sum())} stars, at a cost in quasar completeness that this field cannot show (it has no "
-            "quasar labels); `--prior auto` estimates star {estimated.meta['prior']['star']:.2f}, qso "
+            "quasar labels); "
+            f"`--prior auto` estimates star {estimated.meta['prior']['star']:.2f}, qso "
             f"{estimated.meta['prior']['qso']:.2f} from all of the field's objects (its galaxies, which this model was not made "
             f"for, count too) and calls {int((np.asarray(estimated['class']) == 'star')[bright].sum())}.")
 
