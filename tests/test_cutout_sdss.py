@@ -117,6 +117,37 @@ def test_cut_integer_matches_slicing_and_pads_with_nan():
     np.testing.assert_array_equal(stamps[2][:6, :6], data[94:100, 114:120])
 
 
+def test_objects_off_the_images_are_kept_flagged_and_all_nan(sdss_images, objects, tmp_path):
+    """Objects beyond the tile (one on the far side of the sky, where the TAN projection has no
+    pixel position) keep their row, with all-NaN stamps flagged EDGE; a catalogue with no object
+    on the tile is refused and nothing is written."""
+    from astropy.table import Table
+
+    from skysort.data.ingest import cutout_to_stampset
+    from skysort.errors import InputError
+
+    inside = objects["x_r"].between(50, 1900) & objects["y_r"].between(50, 1400)
+    near = objects[inside].iloc[:3]
+    table = Table({"ra": np.r_[near["ra"], 49.0, 229.0], "dec": np.r_[near["dec"], -42.0, 42.0]})
+    told = []
+    stamps = cutout_to_stampset(sdss_images, table, tmp_path / "mixed.h5", size=16, catalog_path="mixed.csv",
+                                warn=lambda path, message: told.append((str(path), message)))
+    images, flags = stamps.images(), stamps.column("flags")
+    assert len(stamps) == 5
+    assert np.isfinite(images[:3]).all() and np.isnan(images[3:]).all()
+    assert np.all(flags[3:] & Flags.EDGE) and np.all(flags[3:] & Flags.MISSING_BAND)
+    assert told == [("mixed.csv", "2 of its 5 objects lie wholly off the images; their stamps are all NaN and flagged EDGE")]
+    with pytest.raises(InputError, match="none of its 2 objects lies on the images"):
+        cutout_to_stampset(sdss_images, table[3:], tmp_path / "off.h5", size=16, catalog_path="off.csv")
+    assert not (tmp_path / "off.h5").exists()
+
+
+def test_cut_integer_keeps_non_finite_and_distant_positions_off_the_image():
+    data = np.ones((50, 60), dtype=np.float32)
+    stamps, edge = cut_integer(data, np.array([np.nan, 1e30, -1e30, 30.0]), np.array([10.0, 10.0, 10.0, np.inf]), 8)
+    assert edge.all() and np.isnan(stamps).all()
+
+
 def test_resampled_bands_conserve_flux_and_propagate_nan(sdss_images):
     """A synthetic point source put in every band at the same sky position comes out centred."""
     from dataclasses import replace

@@ -49,6 +49,24 @@ def pixel_to_sky(image: BandImage, x: np.ndarray, y: np.ndarray) -> tuple[np.nda
     return np.asarray(ra), np.asarray(dec)
 
 
+def off_image_safe(position: np.ndarray, extent: int, size: int) -> np.ndarray:
+    """``position`` (0-based pixels along an axis of ``extent`` pixels) with non-finite values
+    and values more than a stamp beyond the image replaced by a point just past the edge
+    (``-size - 1`` or ``extent + size + 1``), so that a ``size``-pixel stamp there misses the image."""
+    position = np.asarray(position, dtype=np.float64)
+    return np.where(np.isfinite(position), np.clip(position, -size - 1, extent + size + 1), -size - 1)
+
+
+def stamps_touch_image(x_pix: np.ndarray, y_pix: np.ndarray, shape: tuple[int, int], size: int) -> np.ndarray:
+    """Whether the ``size``-pixel stamps centred on the nearest pixels to ``(x_pix, y_pix)``
+    (0-based) share at least one pixel with an image of ``shape`` ``(ny, nx)``; False for
+    non-finite positions."""
+    ny, nx = shape
+    x0 = np.rint(off_image_safe(x_pix, nx, size)) - size // 2
+    y0 = np.rint(off_image_safe(y_pix, ny, size)) - size // 2
+    return (x0 + size > 0) & (y0 + size > 0) & (x0 < nx) & (y0 < ny)
+
+
 def cut_integer(data: np.ndarray, x_pix: np.ndarray, y_pix: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Integer-pixel stamps of ``data`` centred on the nearest pixels to ``(x_pix, y_pix)``.
 
@@ -69,6 +87,11 @@ def cut_integer(data: np.ndarray, x_pix: np.ndarray, y_pix: np.ndarray, size: in
         Whether the stamp extends beyond the image.
     """
     ny, nx = data.shape
+    # Positions far off the image (or not finite: beyond the projection's hemisphere) are moved
+    # to just beyond its edge, where the stamp is still wholly off it, so the integer casts and
+    # slice arithmetic below stay in range.
+    x_pix = off_image_safe(x_pix, nx, size)
+    y_pix = off_image_safe(y_pix, ny, size)
     x0 = np.rint(x_pix).astype(np.int64) - size // 2
     y0 = np.rint(y_pix).astype(np.int64) - size // 2
     edge = (x0 < 0) | (y0 < 0) | (x0 + size > nx) | (y0 + size > ny)
@@ -186,10 +209,10 @@ def cut_stamps(
     flags : ndarray (n,) uint32
         :class:`~skysort.data.flags.Flags` bits (EDGE, NAN_PIXELS, MISSING_BAND).
     """
-    x_ref = np.atleast_1d(np.asarray(x_ref, dtype=np.float64))
-    y_ref = np.atleast_1d(np.asarray(y_ref, dtype=np.float64))
-    n = len(x_ref)
     ref = images[reference]
+    x_ref = off_image_safe(np.atleast_1d(x_ref), ref.data.shape[1], size)
+    y_ref = off_image_safe(np.atleast_1d(y_ref), ref.data.shape[0], size)
+    n = len(x_ref)
     stamps = np.empty((n, len(images), size, size), dtype=np.float32)
     flags = np.zeros(n, dtype=np.uint32)
     stamps[:, reference], edge = cut_integer(ref.data, x_ref, y_ref, size)
@@ -197,6 +220,9 @@ def cut_stamps(
     # Offsets of every stamp pixel from the object, in reference pixels (x = column, y = row).
     centre_x = np.rint(x_ref) - size // 2
     centre_y = np.rint(y_ref) - size // 2
+    # A stamp wholly off the reference image stays NaN in every band: its sky position may lie
+    # outside the other bands' projections too.
+    wholly_off = ~stamps_touch_image(x_ref, y_ref, ref.data.shape, size)
     pixel_index = np.arange(size, dtype=np.float64)
     other_bands = [b for b in range(len(images)) if b != reference]
     if other_bands and n:
@@ -205,7 +231,8 @@ def cut_stamps(
         band = images[b]
         bx, by = sky_to_pixel(band, ra, dec)
         jacobians = local_jacobians(ref, band, x_ref, y_ref)
-        for k in range(n):
+        stamps[wholly_off, b] = np.nan
+        for k in np.flatnonzero(~wholly_off):
             grid = np.stack(np.meshgrid(centre_x[k] + pixel_index - x_ref[k], centre_y[k] + pixel_index - y_ref[k]))
             stamp, outside = resample_stamp(band.data, (bx[k], by[k]), jacobians[k], grid)
             stamps[k, b] = stamp

@@ -12,7 +12,7 @@ from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 
 from ..errors import InputError
-from .cutout import cut_stamps, iter_chunks, pixel_to_sky, sky_to_pixel
+from .cutout import cut_stamps, iter_chunks, pixel_to_sky, sky_to_pixel, stamps_touch_image
 from .flags import Flags
 from .images import BandImage
 from .stampset import CORE_COLUMNS, StampMeta, StampSet
@@ -90,6 +90,7 @@ def cutout_to_stampset(
     command: str | None = None,
     chunk: int = DEFAULT_CHUNK,
     progress: Callable[[int], None] | None = None,
+    warn: Callable[[str | os.PathLike, str], None] | None = None,
 ) -> StampSet:
     """Cut aligned stamps of every catalogue object from one tile into a new stamp set.
 
@@ -114,12 +115,16 @@ def cutout_to_stampset(
         Objects cut and written per block.
     progress : callable, optional
         Called with the number of objects finished after each block.
+    warn : callable, optional
+        ``warn(file, message)`` for non-fatal problems (default: :func:`warnings.warn`), such
+        as objects off the images.
 
     Returns
     -------
     StampSet
         The new set, opened for reading. Every catalogue object appears exactly once, in
-        catalogue order; objects at edges are kept, padded with NaN and flagged.
+        catalogue order; objects at edges or off the images are kept, padded with NaN and
+        flagged EDGE. A catalogue with no object on the images is refused (InputError).
     """
     if size < 4:
         raise InputError("--size", f"stamp size must be at least 4 pixels, got {size}")
@@ -131,6 +136,15 @@ def cutout_to_stampset(
     reference = bands.index(reference_band)
     ref_image = images[reference]
     x, y, ra, dec = object_positions(catalog, ref_image, catalog_path)
+    ny, nx = ref_image.data.shape
+    on_image = stamps_touch_image(x, y, (ny, nx), size)
+    if len(x) and not on_image.any():
+        raise InputError(catalog_path, f"none of its {len(x):,} objects lies on the images ({ref_image.path.name}, "
+                         f"{nx}x{ny} px): catalogue and images do not cover the same sky")
+    if not on_image.all():
+        off = int((~on_image).sum())
+        _tell(warn, catalog_path, f"{off:,} of its {len(x):,} objects {'lies' if off == 1 else 'lie'} wholly off the "
+              f"images; {'its stamp is' if off == 1 else 'their stamps are'} all NaN and flagged EDGE")
     units = {image.band: image.flux_unit for image in images}
     if len(set(units.values())) > 1:
         warnings.warn(f"bands have different flux units {units}; stamps keep each band's own unit", stacklevel=2)
@@ -239,15 +253,19 @@ def cutout(
         if tile.n_nan:
             if nan_policy == "error":
                 raise InputError(tile.path, f"{tile.n_nan} NaN pixels (use --nan flag to keep and flag affected stamps)")
-            message = f"{tile.n_nan} NaN pixels; stamps touching them are flagged NAN_PIXELS"
-            if warn:
-                warn(tile.path, message)
-            else:
-                warnings.warn(f"{tile.path}: {message}", stacklevel=2)
+            _tell(warn, tile.path, f"{tile.n_nan} NaN pixels; stamps touching them are flagged NAN_PIXELS")
     # x/y positions refer to the band the catalogue's mapping names, unless the user overrides it.
     reference_band = reference_band or table.meta.get("reference_band")
     return cutout_to_stampset(tiles, table, out, size=size, reference_band=reference_band, survey=survey,
-                              catalog_path=catalog, command=command, progress=progress)
+                              catalog_path=catalog, command=command, progress=progress, warn=warn)
+
+
+def _tell(warn: Callable[[str | os.PathLike, str], None] | None, path: str | os.PathLike, message: str) -> None:
+    """Report a non-fatal problem with ``path`` through ``warn``, else :func:`warnings.warn`."""
+    if warn:
+        warn(path, message)
+    else:
+        warnings.warn(f"{path}: {message}", stacklevel=3)
 
 
 def load_stamp_array(path: str | os.PathLike) -> np.ndarray:
