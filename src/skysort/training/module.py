@@ -8,8 +8,10 @@ checkpoints, mixed precision on GPU and multi-GPU; a task supplies only its netw
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 import sys
@@ -160,14 +162,15 @@ def fit(
         root = Path(work_dir) if work_dir else Path(scratch)
         checkpoint = ModelCheckpoint(dirpath=root / "checkpoints", monitor="val_loss", mode="min", save_top_k=1,
                                      filename="best-{epoch}", save_weights_only=True)
-        trainer = L.Trainer(
-            max_epochs=max_epochs, accelerator=accelerator, devices=devices if accelerator != "cpu" else 1,
-            precision=precision, callbacks=[EarlyStopping(monitor="val_loss", mode="min", patience=patience), checkpoint, history],
-            logger=False, enable_progress_bar=progress, enable_model_summary=False, default_root_dir=root,
-            deterministic=False, num_sanity_val_steps=0,
-        )
+        with _quiet_lightning():
+            trainer = L.Trainer(
+                max_epochs=max_epochs, accelerator=accelerator, devices=devices if accelerator != "cpu" else 1,
+                precision=precision, callbacks=[EarlyStopping(monitor="val_loss", mode="min", patience=patience), checkpoint, history],
+                logger=False, enable_progress_bar=progress, enable_model_summary=False, default_root_dir=root,
+                deterministic=False, num_sanity_val_steps=0,
+            )
         start = time.perf_counter()
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_lightning():
             # Frozen parts of a network (e.g. a fixed image branch) stay in eval mode on purpose.
             warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
             trainer.fit(module, train_loader, val_loader)
@@ -185,6 +188,24 @@ def fit(
         "accelerator": accelerator,
         "precision": precision,
     }
+
+
+@contextlib.contextmanager
+def _quiet_lightning():
+    """Lightning's informational lines (hardware summary, advertising tips) and its own
+    deprecation notices about the torch it runs on are held back: the epoch table and the
+    returned record say which accelerator and precision were used."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def history_json(result: Mapping[str, Any]) -> str:
