@@ -312,6 +312,13 @@ def test_ablations_and_bad_input(kids_small, tmp_path):
         sgq.train_sgq_model(kids_small.path, tmp_path / "x.pt", image_bands=["g"], progress=False)
     with pytest.raises(InputError, match="labels"):
         sgq.class_indices(["star", "planet"])
+    stars = kids_small[kids_small.labels() == "star"]
+    only_stars = tmp_path / "stars.h5"
+    from skysort.data.stampset import write_stampset
+    write_stampset(only_stars, stars.read_images(), stars.table, stars.meta)
+    with pytest.raises(InputError, match=r"fewer than 2 classes \(star 1\d\d, galaxy 0, qso 0\)"):
+        sgq.train_sgq_model(only_stars, tmp_path / "x.pt", epochs=1, progress=False)
+    assert not (tmp_path / "x.pt").exists()
 
 
 def test_fine_tune_photometry(kids_model, kids_small, tmp_path):

@@ -24,7 +24,7 @@ from ..inference.predictor import InputSpec, TorchPredictor
 from ..models.blend import OFFSET_SCALE_PX, BlendNet, blend_loss
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
-from ..training.data import InMemoryStamps, batch_loader, split_indices
+from ..training.data import InMemoryStamps, batch_loader, require_classes, split_indices
 
 CLASSES = ["isolated", "blended"]
 PADDING_PX = 7
@@ -153,6 +153,7 @@ def train_blend_model(
         val_stamps = StampSet.open(val_data)
         val_targets = blend_targets(val_stamps)
         val_idx = np.arange(len(val_stamps))
+    require_classes(np.asarray(targets["blended"])[train_idx], CLASSES, data)
     train_set = InMemoryStamps.from_stampset(stamps, targets, train_idx, transform=BlendAugmentation(noise_range, seed=seed))
     # Validation sees the same noise distribution as training, drawn once and fixed.
     val_set = InMemoryStamps.from_stampset(val_stamps, val_targets, val_idx)

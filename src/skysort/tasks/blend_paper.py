@@ -66,7 +66,7 @@ from ..models.backbones import (Backbone, backbone_spec, default_weights, load_b
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.heads import PAPER_DROPOUT, PAPER_HIDDEN, BackboneWithHead, PaperHead, binary_loss
 from ..training.features import DEFAULT_BATCH, all_cores, cached_features, compute_features
-from ..training.data import InMemoryBatches, batch_loader
+from ..training.data import InMemoryBatches, batch_loader, require_classes
 from ..training.data import split_indices as shared_split
 from ..training.module import OptimConfig, TaskModule, fit
 
@@ -218,10 +218,11 @@ def train_paper_model(stampset_path: str | os.PathLike, out_model_path: str | os
     if stamps.shape[1] != 1:
         raise InputError(stampset_path, f"BlendHunter stamps have one band; this set has {stamps.shape[1]}")
     targets = _label_targets(stamps)
+    train_rows, val_rows, test_rows = split_indices(len(stamps), seed)
+    require_classes(targets[train_rows], CLASSES, stampset_path)
     net_backbone = load_backbone(backbone, weights=backbone_weights, pooling=pooling)
     feats = cached_features(stamps, net_backbone, input_mode=input_mode, weights=backbone_weights,
                             cache_dir=cache_dir, use_cache=use_cache, progress=progress, threads=threads)
-    train_rows, val_rows, test_rows = split_indices(len(stamps), seed)
     features = np.asarray(feats.features)
     head = PaperHead(features.shape[1], hidden=hidden, dropout=dropout)
 

@@ -54,7 +54,7 @@ from ..models.pointsource import (
     normalise_spectra,
 )
 from ..models.registry import resolve_model
-from ..training.data import InMemoryBatches, batch_loader, split_indices
+from ..training.data import InMemoryBatches, batch_loader, require_classes, split_indices
 
 CLASSES = ["star", "qso"]
 #: Image CNN widths and head size shared by the baseline, the generator and the fusion.
@@ -336,6 +336,7 @@ def train_pointsource_model(
     train_images = _images(stamps, train_idx, band_index, stretch)
     val_images = _images(val_stamps, val_idx, val_band_index, stretch)
     train_labels, val_labels = _labels(stamps, train_idx), _labels(val_stamps, val_idx)
+    require_classes(train_labels, CLASSES, data)
     optim = OptimConfig(lr=lr, lr_patience=2)
     options = dict(max_epochs=epochs, patience=patience, progress=progress, seed=seed)
 

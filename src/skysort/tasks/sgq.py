@@ -43,7 +43,7 @@ from ..models.card import percent, write_card
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
 from ..models.sgq import BRANCHES, SGQNet, sgq_loss
-from ..training.data import InMemoryBatches, batch_loader, split_indices
+from ..training.data import InMemoryBatches, batch_loader, require_classes, split_indices
 
 CLASSES = ["star", "galaxy", "qso"]
 #: Smallest side of the image branch's centre crop, arcsec and pixels.
@@ -461,6 +461,7 @@ def train_sgq_model(
         network = SGQNet(len(image_bands), len(photometry_bands), branches=branches, crop=crop,
                          softening=normalisation.get("image", {}).get("softening", ()),
                          widths=widths, **normalisation.get("photometry", {}))
+    require_classes(train_arrays["label"], CLASSES, data)
     weights = balanced_class_weights(train_arrays["label"])
     balance_band = None
     if magnitude_balance:

@@ -14,8 +14,40 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.stampset import StampSet
+from ..errors import InputError
 
 BatchTransform = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+
+def require_classes(labels: np.ndarray, classes: Sequence[str], source, minimum: int = 2) -> np.ndarray:
+    """Refuse a training set whose rows hold fewer than ``minimum`` of ``classes``.
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        Class indices into ``classes`` of the training rows.
+    classes : sequence of str
+        The model's class names.
+    source : str or path-like
+        The training file, named in the error.
+
+    Returns
+    -------
+    ndarray of int
+        Rows per class (``len(classes)`` entries).
+
+    Raises
+    ------
+    InputError
+        With the counts, when too few classes are present: a classifier fitted on one class
+        only learns to answer that class.
+    """
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    if np.count_nonzero(counts) < minimum:
+        found = ", ".join(f"{name} {int(count):,}" for name, count in zip(classes, counts)) or "no rows"
+        raise InputError(source, f"training rows hold fewer than {minimum} classes ({found}); "
+                         f"a {'/'.join(classes)} classifier needs examples of at least {minimum}")
+    return counts
 
 
 class InMemoryBatches(Dataset):
