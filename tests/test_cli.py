@@ -156,6 +156,23 @@ def test_image_pattern_matching_nothing(tile_dir, capsys):
     assert_one_line_error(code, err, "nothing-*.fits", "no image file matches")
 
 
+def test_catalogue_off_the_tile_is_refused(tile_dir, capsys):
+    far = tile_dir / "far.csv"
+    far.write_text("ra,dec,label\n10.0,-40.0,star\n")
+    out = tile_dir / "s.h5"
+    code, _, err = run(cutout_args(tile_dir, out, "tile-*.fits", "far.csv"), capsys)
+    assert_one_line_error(code, err, "far.csv", "none of its 1 objects lies on the images")
+    assert not out.exists()
+
+
+def test_predict_output_of_unknown_format_is_refused(tile_dir, capsys):
+    stamps = tile_dir / "s.h5"
+    assert run(cutout_args(tile_dir, stamps), capsys)[0] == 0
+    code, _, err = run(["predict", "--model", "blend-cfis", "--data", stamps, "--out", tile_dir / "p.txt", "--quiet"], capsys)
+    assert_one_line_error(code, err, "p.txt", "unknown table format '.txt'")
+    assert not (tile_dir / "p.txt").exists()
+
+
 def test_fits_without_wcs(tmp_path, capsys):
     make_tile(tmp_path, "r")
     catalog = make_catalog(tmp_path)

@@ -460,10 +460,18 @@ _TABLE_SUFFIXES = (".parquet", ".pq", ".fits", ".fit", ".fts", ".fits.gz", ".csv
 
 
 def _is_table_path(path: Path, text: str) -> bool:
-    """Whether ``--out`` names one table file (else a folder of parts plus a manifest)."""
+    """Whether ``--out`` names one table file (else a folder of parts plus a manifest).
+
+    A name with another suffix (``pred.txt``, ``pred.h5``) is refused rather than taken for a
+    folder; a folder whose name holds a dot is given with a trailing ``/``."""
     if text.endswith(("/", "\\")) or path.is_dir():
         return False
-    return path.name.lower().endswith(_TABLE_SUFFIXES)
+    if path.name.lower().endswith(_TABLE_SUFFIXES):
+        return True
+    if path.suffix:
+        raise InputError(text, f"unknown table format {path.suffix!r}: give one table (.parquet, .fits, .csv, .ecsv) "
+                         "or a folder ending in /")
+    return False
 
 
 @app.command("predict")
