@@ -284,6 +284,17 @@ def test_console_script_exit_code_and_debug(tile_dir):
     assert subprocess.run([sys.executable, "-m", "skysort.cli", "--help"], capture_output=True).returncode == 0
 
 
+@pytest.mark.parametrize("argv, fragment", [
+    (["predict", "--bogus"], "No such option: --bogus"),
+    (["predict", "--model", "m.pt", "--data", "s.h5", "--out", "p.parquet", "--batch-size", "abc"], "'--batch-size'"),
+    (["predict", "--data", "s.h5"], "Missing option '--model'"),
+    (["nosuchcommand"], "No such command 'nosuchcommand'"),
+])
+def test_command_line_mistakes_get_one_line_and_status_2(argv, fragment, capsys):
+    code, _, err = run(argv, capsys)
+    assert_one_line_error(code, err, fragment, "--help")
+
+
 def test_simulate_population_override(tmp_path, capsys):
     from skysort.data.stampset import StampSet
 

@@ -18,7 +18,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import click
 import numpy as np
 import typer
 from rich.console import Console
@@ -762,22 +761,46 @@ def info_command(
         console.print(f"mosaic: {_write_mosaic(StampSet.open(file), mosaic, n)}")
 
 
+def _command_line_exceptions() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """The exit, abort and usage-error classes of the click that typer runs on: its own copy
+    (``typer._click``, typer >= 0.2x) or the click package (older typer)."""
+    try:
+        from typer._click import exceptions as click_exceptions
+    except ImportError:
+        from click import exceptions as click_exceptions
+    exits = {typer.Exit, getattr(click_exceptions, "Exit", typer.Exit)}
+    aborts = {typer.Abort, getattr(click_exceptions, "Abort", typer.Abort)}
+    return tuple(exits), tuple(aborts), (click_exceptions.ClickException,)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``skysort`` command; returns the exit code."""
+    """Entry point of the ``skysort`` command; returns the exit code.
+
+    Bad input of any kind (a file, an option value, an unknown option) ends in one line
+    ``skysort: error: ...`` on standard error and exit status 2; ``--debug`` shows the traceback.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     command = typer.main.get_command(app)
+    exits, aborts, usage_errors = _command_line_exceptions()
     try:
         result = command.main(args=args, prog_name="skysort", standalone_mode=False)
         return int(result or 0) if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except exits as exc:
+        return int(getattr(exc, "exit_code", 0))
+    except aborts:
         err_console.print("skysort: aborted")
         return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+    except usage_errors as exc:
+        if debug:
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare ``skysort``: its help is already printed
+            return 0
+        context = getattr(exc, "ctx", None)
+        hint = f" (see '{context.command_path} --help')" if context is not None else ""
+        message = " ".join(exc.format_message().split())
+        err_console.print(f"skysort: error: {message}{hint}", highlight=False, soft_wrap=True, markup=False)
+        return 2
     except InputError as exc:
         if debug:
             raise
