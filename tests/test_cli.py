@@ -288,6 +288,7 @@ def test_console_script_exit_code_and_debug(tile_dir):
     (["predict", "--bogus"], "No such option: --bogus"),
     (["predict", "--model", "m.pt", "--data", "s.h5", "--out", "p.parquet", "--batch-size", "abc"], "'--batch-size'"),
     (["predict", "--data", "s.h5"], "Missing option '--model'"),
+    (["predict", "--model", "m.pt", "--data", "s.h5", "--out", "p.parquet", "--threshold", "1.5"], "'--threshold'"),
     (["nosuchcommand"], "No such command 'nosuchcommand'"),
 ])
 def test_command_line_mistakes_get_one_line_and_status_2(argv, fragment, capsys):

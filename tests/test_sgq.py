@@ -135,6 +135,15 @@ def test_evaluate_writes_metrics(kids_model, kids_small, tmp_path):
     assert metrics["expected_class_fraction"] == pytest.approx(predicted_galaxy)
     for plot in ("confusion_matrix.png", "purity_completeness.png", "accuracy_vs_r_mag.png", "predictions.parquet"):
         assert (tmp_path / "eval" / plot).stat().st_size > 0
+    # A set labelled for another task is refused before any prediction, and nothing is written.
+    from skysort.data.stampset import write_stampset
+    few = kids_small[:20]
+    table = few.table
+    table["label"] = ["blended"] * 10 + ["isolated"] * 10
+    write_stampset(tmp_path / "blends.h5", few.read_images(), table, few.meta)
+    with pytest.raises(InputError, match="no object has a star / galaxy / qso label .labels found: blended, isolated"):
+        sgq.evaluate_sgq_model(path, tmp_path / "blends.h5", tmp_path / "eval_blends")
+    assert not (tmp_path / "eval_blends").exists()
 
 
 def test_class_prior_is_bayes_rule_with_the_training_balance(kids_model, kids_small, tmp_path):

@@ -172,6 +172,8 @@ class ClassDecision:
     prior: Mapping[str, float] | str | None = None
 
     def __post_init__(self):
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise InputError("--threshold", f"a probability threshold lies between 0 and 1, got {self.threshold}")
         # A plain dict of our own: the caller's mapping may change later, and the record is JSON.
         if self.prior is not None and not isinstance(self.prior, str):
             object.__setattr__(self, "prior", dict(self.prior))

@@ -966,11 +966,15 @@ def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_di
     stamps = StampSet.open(data)
     if "label" not in stamps.columns and expected_class is None:
         raise InputError(data, "no label column: give --expect CLASS to evaluate a pure sample")
+    truth = class_indices(stamps.column("label"), data, allow_unknown=True) if "label" in stamps.columns else np.full(len(stamps), -1)
+    if expected_class is None and len(stamps) and not np.any(truth >= 0):
+        found = sorted({str(v) for v in stamps.column("label")} - {""})[:5]
+        raise InputError(data, f"no object has a {' / '.join(CLASSES)} label (labels found: {', '.join(found) or 'none'}); "
+                               "give --expect CLASS to evaluate a pure sample")
     predictor = load_predictor(model, device="cpu")
     if predictor.task != "sgq":
         raise InputError(str(model), f"not an sgq model (task {predictor.task!r})")
     table = predict_sgq(predictor, stamps, prior=prior, progress=progress)
-    truth = class_indices(stamps.column("label"), data, allow_unknown=True) if "label" in stamps.columns else np.full(len(stamps), -1)
     probabilities = np.stack([np.asarray(table[f"p_{c}"], float) for c in CLASSES], axis=1) if len(table) else np.zeros((0, 3))
     r_mag, r_source = _r_magnitudes(stamps)
     metrics = sgq_metrics(truth, probabilities, r_mag=r_mag, expected_class=expected_class)
