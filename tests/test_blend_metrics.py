@@ -154,7 +154,8 @@ def test_plots_and_report(tmp_path):
     ]
     written = write_blend_report(model, tmp_path / "report", name="cnn", compare={"SEP": sep}, command="t")
     assert {p.name for p in written} == {"metrics.json", "confusion_matrix.png", "accuracy_vs_separation.png",
-                                         "roc.png", "purity_completeness.png"}
+                                         "roc.png", "purity_completeness.png", "reliability.png"}
+    assert model["calibration"]["n"] == 8 and sep.get("calibration") is None  # SEP gives no probabilities
     for path in paths + [p for p in written if p.suffix == ".png"]:
         assert path.read_bytes()[:8] == PNG_MAGIC
     assert not [p for p in tmp_path.rglob("*.tmp")]

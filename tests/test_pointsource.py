@@ -78,15 +78,17 @@ def test_evaluate_writes_required_metrics_and_plots(trained, tiny_sets, tmp_path
     metrics = evaluate_pointsource_model(trained[0], tiny_sets["test"], tmp_path / "eval")
     written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     for key in ("n", "accuracy", "f1", "f1_image_only", "error_rate_reduction", "encoder_f1", "f1_true_spectral_features",
-                "feature_cosine_similarity", "by_magnitude", "by_redshift"):
+                "feature_cosine_similarity", "by_magnitude", "by_redshift", "calibration"):
         assert key in written, key
+    assert written["calibration"]["n"] == 64 and set(written["calibration"]["reliability"]) == {"top_label", "star", "qso"}
     assert written["n"] == 64
     assert metrics["accuracy"] == pytest.approx(written["accuracy"])
     expected = 1 - (1 - written["accuracy"]) / (1 - written["accuracy_image_only"]) if written["accuracy_image_only"] < 1 else None
     if expected is not None:
         assert written["error_rate_reduction"] == pytest.approx(expected)
     assert sum(row["n"] for row in written["by_magnitude"]) == 64
-    for name in ("features_pca.png", "f1_vs_magnitude.png", "qso_completeness_vs_redshift.png", "predictions.parquet"):
+    for name in ("features_pca.png", "f1_vs_magnitude.png", "qso_completeness_vs_redshift.png", "reliability.png",
+                 "predictions.parquet"):
         assert (tmp_path / "eval" / name).stat().st_size > 0
 
 

@@ -133,8 +133,10 @@ def test_evaluate_writes_metrics(kids_model, kids_small, tmp_path):
     assert written["accuracy_vs_r_mag"] and written["r_mag_source"] == "catalogue mag_r"
     predicted_galaxy = np.mean(np.asarray(sgq.predict_sgq(path, kids_small)["class"]) == "galaxy")
     assert metrics["expected_class_fraction"] == pytest.approx(predicted_galaxy)
-    for plot in ("confusion_matrix.png", "purity_completeness.png", "accuracy_vs_r_mag.png", "predictions.parquet"):
+    for plot in ("confusion_matrix.png", "purity_completeness.png", "accuracy_vs_r_mag.png", "reliability.png",
+                 "predictions.parquet"):
         assert (tmp_path / "eval" / plot).stat().st_size > 0
+    assert written["calibration"]["n"] == len(kids_small) and 0 <= written["calibration"]["ece"] <= 1
     # A set labelled for another task is refused before any prediction, and nothing is written.
     from skysort.data.stampset import write_stampset
     few = kids_small[:20]

@@ -385,9 +385,12 @@ def _print_metrics(title: str, metrics: dict[str, Any], keys: list[str]) -> None
     grid = RichTable(title=title, show_header=False, title_justify="left")
     grid.add_column(style="bold")
     grid.add_column()
-    for key in keys:
-        if key in metrics and metrics[key] is not None:
-            value = metrics[key]
+    # Calibration sits in its own record; its two headline scores are shown with the rest.
+    calibration = {f"calibration_{k}": v for k, v in (metrics.get("calibration") or {}).items() if k in ("ece", "brier")}
+    shown = {**metrics, **calibration}
+    for key in [*keys, *calibration]:
+        if key in shown and shown[key] is not None:
+            value = shown[key]
             grid.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(grid)
 

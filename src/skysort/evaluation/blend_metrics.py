@@ -54,6 +54,7 @@ import numpy as np
 
 from .._io import atomic_path
 from ..provenance import provenance_record
+from .calibration import calibration_metrics, plot_reliability
 
 #: Separation (pixels) below which a blend is "near", as in BlendHunter.
 NEAR_PX = 10.0
@@ -241,6 +242,8 @@ def _probability_metrics(true: np.ndarray, probability: np.ndarray) -> dict[str,
         fpr_grid.append(_ratio(fp, n_neg))
     out["purity_completeness"] = {"threshold": THRESHOLD_GRID.tolist(), "purity": purity,
                                   "completeness": completeness, "false_positive_rate": fpr_grid}
+    out["calibration"] = calibration_metrics(true.astype(np.int64), np.stack([1 - probability, probability], axis=1),
+                                             ["isolated", "blended"]) if len(true) else None
     return out
 
 
@@ -277,7 +280,8 @@ def blend_metrics(truth: Any, probability: np.ndarray | None = None, predicted: 
         ``false_positive_rate``, ``f1``), ``confusion`` (``tp``, ``fn``, ``fp``, ``tn``),
         ``confusion_matrix`` (rows true isolated / blended, columns predicted isolated /
         blended), ``by_separation``, ``by_noise_sigma`` (or ``None``) and, with
-        probabilities, ``roc``, ``auc``, ``average_precision`` and ``purity_completeness``.
+        probabilities, ``roc``, ``auc``, ``average_precision``, ``purity_completeness`` and
+        ``calibration`` (:func:`~skysort.evaluation.calibration.calibration_metrics`).
 
     Raises
     ------
@@ -681,7 +685,7 @@ def write_blend_report(metrics: Mapping[str, Any], out_dir: str | os.PathLike, *
     -------
     list of pathlib.Path
         ``metrics.json``, ``confusion_matrix.png``, ``accuracy_vs_separation.png`` and, when
-        probabilities were given, ``roc.png`` and ``purity_completeness.png``.
+        probabilities were given, ``roc.png``, ``purity_completeness.png`` and ``reliability.png``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -696,6 +700,9 @@ def write_blend_report(metrics: Mapping[str, Any], out_dir: str | os.PathLike, *
         points = {k: v for k, v in everything.items() if isinstance(v, Mapping) and not v.get("roc")}
         written.append(plot_roc(curves, out_dir / "roc.png", points=points))
         written.append(plot_purity_completeness(curves, out_dir / "purity_completeness.png"))
+    if metrics.get("calibration"):
+        written.append(plot_reliability(metrics["calibration"], out_dir / "reliability.png",
+                                        title=f"{name}: ECE {metrics['calibration']['ece']:.4f}"))
     return written
 
 

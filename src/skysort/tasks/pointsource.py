@@ -54,6 +54,7 @@ from ..models.pointsource import (
     normalise_spectra,
 )
 from ..models.registry import resolve_model
+from ..evaluation.calibration import calibration_metrics, plot_reliability
 from ..training.data import InMemoryBatches, batch_loader, require_classes, split_indices
 
 CLASSES = ["star", "qso"]
@@ -795,6 +796,7 @@ def evaluate_pointsource_model(
     from sklearn.metrics import f1_score
 
     metrics["f1_macro"] = float(f1_score(truth, predicted, average="macro", zero_division=0)) if n else float("nan")
+    metrics["calibration"] = calibration_metrics(truth, np.stack([1 - p_qso, p_qso], axis=1), CLASSES) if n else None
     base_predicted = None
     if baseline_net is not None:
         base_predicted = (np.concatenate(p_base) > 0.5).astype(np.int64)
@@ -837,6 +839,9 @@ def evaluate_pointsource_model(
                                   "quasars classified as quasars, per redshift bin"))
     if has_spectra and n >= 3:
         plots.append(_plot_features(true_features, generated, truth, out_dir / "features_pca.png"))
+    if metrics["calibration"]:
+        plots.append(plot_reliability(metrics["calibration"], out_dir / "reliability.png",
+                                      title=f"{Path(str(model)).stem}: ECE {metrics['calibration']['ece']:.4f}"))
     metrics["plots"] = [str(p) for p in plots]
     table = Table()
     table["id"] = stamps.column("id")

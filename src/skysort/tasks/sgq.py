@@ -43,6 +43,7 @@ from ..models.card import percent, write_card
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
 from ..models.sgq import BRANCHES, SGQNet, sgq_loss
+from ..evaluation.calibration import calibration_metrics
 from ..training.data import InMemoryBatches, batch_loader, require_classes, split_indices
 
 CLASSES = ["star", "galaxy", "qso"]
@@ -819,7 +820,8 @@ def sgq_metrics(truth: np.ndarray, probabilities: np.ndarray, *, r_mag: np.ndarr
     dict
         ``n``, ``accuracy``, ``per_class`` (precision, recall, f1, support), flat ``f1_<class>``,
         ``confusion_matrix``, ``purity_completeness`` (per class, against the threshold on its
-        probability), ``accuracy_vs_r_mag``, ``point_extended_agreement`` (star and qso merged
+        probability), ``calibration`` (:func:`~skysort.evaluation.calibration.calibration_metrics`),
+        ``accuracy_vs_r_mag``, ``point_extended_agreement`` (star and qso merged
         as point sources against galaxies: the comparison with a morphological star / galaxy
         type), ``bright`` (the same for r < bright_limit) and, with ``expected_class``,
         ``expected_class_fraction``.
@@ -854,6 +856,7 @@ def sgq_metrics(truth: np.ndarray, probabilities: np.ndarray, *, r_mag: np.ndarr
         curves[c] = {"threshold": THRESHOLDS.tolist(), "purity": purity.tolist(),
                      "completeness": (true_selected / is_c.sum()).tolist()}
     metrics["purity_completeness"] = curves
+    metrics["calibration"] = calibration_metrics(t, prob, CLASSES) if len(t) else None
     point_true, point_pred = t != 1, p != 1
     metrics["point_extended_agreement"] = float(np.mean(point_true == point_pred)) if len(t) else None
     if r_mag is not None:
@@ -880,11 +883,16 @@ def sgq_metrics(truth: np.ndarray, probabilities: np.ndarray, *, r_mag: np.ndarr
 
 
 def plot_sgq_report(metrics: Mapping[str, Any], out_dir: str | os.PathLike, *, name: str = "model") -> list[Path]:
-    """Confusion matrix, purity / completeness vs threshold, accuracy vs r magnitude (PNGs)."""
+    """Confusion matrix, purity / completeness vs threshold, reliability diagram, accuracy vs r
+    magnitude (PNGs)."""
+    from ..evaluation.calibration import plot_reliability
     from ..evaluation.plots import _CLASS_COLOURS, _save, plt
 
     out_dir = Path(out_dir)
     written = []
+    if metrics.get("calibration"):
+        written.append(plot_reliability(metrics["calibration"], out_dir / "reliability.png", colours=_CLASS_COLOURS,
+                                        title=f"{name}: ECE {metrics['calibration']['ece']:.4f}"))
     matrix = np.asarray(metrics["confusion_matrix"]["matrix"], float)
     if matrix.size:
         rows = matrix.sum(axis=1, keepdims=True)
