@@ -353,7 +353,7 @@ def train_command(
                                  magnitude_balance=magnitude_balance, freeze=_split_bands(freeze) or (),
                                  mag_jitter=_parse_band_numbers(mag_jitter, "--mag-jitter"))
         console.print(f"model: {out}")
-        _print_metrics("validation", record, _SGQ_KEYS + ["epochs", "seconds"])
+        _print_metrics("validation", record, _SGQ_KEYS + ["epochs", "seconds", "accelerator", "precision"])
         return
     if task is Task.pointsource:
         from .tasks.pointsource import train_pointsource_model
@@ -362,7 +362,7 @@ def train_command(
                                          image_bands=_split_bands(image_bands), epochs=epochs, patience=patience,
                                          batch_size=batch_size, lr=lr, max_objects=max_objects, seed=seed, progress=not quiet)
         console.print(f"model: {out}")
-        _print_metrics("validation", record, _POINTSOURCE_KEYS + ["epochs", "seconds"])
+        _print_metrics("validation", record, _POINTSOURCE_KEYS + ["epochs", "seconds", "accelerator", "precision"])
         return
 
     if architecture is Architecture.paper:
