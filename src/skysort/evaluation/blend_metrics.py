@@ -243,7 +243,7 @@ def _probability_metrics(true: np.ndarray, probability: np.ndarray) -> dict[str,
     out["purity_completeness"] = {"threshold": THRESHOLD_GRID.tolist(), "purity": purity,
                                   "completeness": completeness, "false_positive_rate": fpr_grid}
     out["calibration"] = calibration_metrics(true.astype(np.int64), np.stack([1 - probability, probability], axis=1),
-                                             ["isolated", "blended"]) if len(true) else None
+                                             ["isolated", "blended"])
     return out
 
 

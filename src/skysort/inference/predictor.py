@@ -221,7 +221,7 @@ class ClassDecision:
 
     def record(self) -> dict[str, Any]:
         """The decision's settings for manifests and file metadata."""
-        return {"threshold": self.threshold, "prior": self.prior if isinstance(self.prior, (str, type(None))) else dict(self.prior)}
+        return {"threshold": self.threshold, "prior": dict(self.prior) if isinstance(self.prior, dict) else self.prior}
 
     def signature(self) -> dict[str, Any]:
         """The settings in a run's signature: the prior only when there is one, so that a run

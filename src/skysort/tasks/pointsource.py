@@ -796,7 +796,7 @@ def evaluate_pointsource_model(
     from sklearn.metrics import f1_score
 
     metrics["f1_macro"] = float(f1_score(truth, predicted, average="macro", zero_division=0)) if n else float("nan")
-    metrics["calibration"] = calibration_metrics(truth, np.stack([1 - p_qso, p_qso], axis=1), CLASSES) if n else None
+    metrics["calibration"] = calibration_metrics(truth, np.stack([1 - p_qso, p_qso], axis=1), CLASSES)
     base_predicted = None
     if baseline_net is not None:
         base_predicted = (np.concatenate(p_base) > 0.5).astype(np.int64)

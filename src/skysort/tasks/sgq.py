@@ -856,7 +856,7 @@ def sgq_metrics(truth: np.ndarray, probabilities: np.ndarray, *, r_mag: np.ndarr
         curves[c] = {"threshold": THRESHOLDS.tolist(), "purity": purity.tolist(),
                      "completeness": (true_selected / is_c.sum()).tolist()}
     metrics["purity_completeness"] = curves
-    metrics["calibration"] = calibration_metrics(t, prob, CLASSES) if len(t) else None
+    metrics["calibration"] = calibration_metrics(t, prob, CLASSES)
     point_true, point_pred = t != 1, p != 1
     metrics["point_extended_agreement"] = float(np.mean(point_true == point_pred)) if len(t) else None
     if r_mag is not None:
@@ -963,7 +963,8 @@ def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_di
 
     Writes into ``out_dir``: ``metrics.json`` (see :func:`sgq_metrics`; plus the inputs used),
     ``predictions.parquet`` (the prediction table with ``true_label`` and ``r_mag``) and the
-    plots ``confusion_matrix.png``, ``purity_completeness.png``, ``accuracy_vs_r_mag.png``.
+    plots ``confusion_matrix.png``, ``purity_completeness.png``, ``reliability.png``,
+    ``accuracy_vs_r_mag.png``.
     Objects without a star / galaxy / qso label are classified but not scored (except for
     ``expected_class``).
     """
