@@ -182,6 +182,11 @@ class PSFSpec(BaseModel):
         Moffat index (4.765 reproduces a Kolmogorov profile, Trujillo et al. 2001).
     fwhm_scatter : float
         Standard deviation of the FWHM between stamps [arcsec].
+    fwhm_levels : list of float
+        The seeing of a simulated set takes these values, in units of ``fwhm_scatter`` around
+        each band's nominal FWHM, one PSF per value, chosen with equal probability per object.
+        A few distinct PSFs keep the renderer's PSF caches effective; a classifier meant for
+        fields of any seeing needs levels that span the survey's whole seeing range.
     ellipticity_sigma : float
         Standard deviation of each PSF ellipticity component (e1, e2).
     """
@@ -191,6 +196,7 @@ class PSFSpec(BaseModel):
     model: Literal["gaussian", "moffat", "kolmogorov", "moffat_kolmogorov"] = "moffat"
     beta: float = Field(default=4.765, gt=1)
     fwhm_scatter: float = Field(default=0.0, ge=0)
+    fwhm_levels: list[float] = Field(default_factory=lambda: [-1.5, -0.75, 0.0, 0.75, 1.5], min_length=1)
     ellipticity_sigma: float = Field(default=0.0, ge=0)
 
 

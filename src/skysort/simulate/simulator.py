@@ -51,12 +51,6 @@ _STREAM_HOST = 15
 #: low-z AGN hosts are bulge-dominated (early and early-spiral types).
 _HOST_MIN_SERSIC = 2.0
 
-#: PSF variation: each object is observed under one of a few PSFs (FWHM offsets of -1.5 .. +1.5
-#: times the preset's ``fwhm_scatter``, each with its own small random shear). A handful of
-#: distinct PSFs keeps the renderer's PSF caches effective while spreading the training data
-#: over the seeing range of a survey.
-_PSF_LEVELS = np.linspace(-1.5, 1.5, 5)
-
 #: Log-normal scatter of galaxy half-light radius at fixed magnitude (dex).
 _SIZE_SCATTER_DEX = 0.2
 
@@ -164,12 +158,17 @@ def _object_seeds(seed: int, indices: np.ndarray, stream: int) -> np.ndarray:
 
 
 def psf_variants(preset: SurveyPreset, seed: int) -> list[dict[str, Any]]:
-    """The PSFs of a simulated set: per variant, FWHM per band (arcsec) and shear (g1, g2)."""
+    """The PSFs of a simulated set: per variant, FWHM per band (arcsec) and shear (g1, g2).
+
+    Each object is observed under one of these PSFs: one per entry of the preset's
+    ``psf.fwhm_levels`` (FWHM offsets in units of ``psf.fwhm_scatter``), each with its own small
+    random shear.
+    """
     from .psf import random_psf_shear
 
     rng = np.random.default_rng(np.random.SeedSequence([seed, _STREAM_PSF]))
     variants = []
-    for level in _PSF_LEVELS:
+    for level in preset.psf.fwhm_levels:
         g1, g2 = random_psf_shear(rng, sigma=preset.psf.ellipticity_sigma)
         fwhm = {b: max(0.3 * preset.band(b).psf_fwhm, preset.band(b).psf_fwhm + level * preset.psf.fwhm_scatter) for b in preset.band_names}
         variants.append({"fwhm": fwhm, "g1": g1, "g2": g2})
@@ -202,9 +201,10 @@ def _host_morphology(preset: SurveyPreset, seed: int, indices: np.ndarray,
 
 
 def _blend_psf(preset: SurveyPreset, seed: int) -> dict[str, Any]:
-    """The single PSF of a blend set (as one CFIS exposure): the nominal FWHM with a small
-    random shear from the seed."""
-    return psf_variants(preset, seed)[len(_PSF_LEVELS) // 2]
+    """The single PSF of a blend set (as one CFIS exposure): the level nearest the nominal FWHM,
+    with a small random shear from the seed."""
+    nominal = int(np.argmin(np.abs(preset.psf.fwhm_levels)))
+    return psf_variants(preset, seed)[nominal]
 
 
 def _flux_unit(preset: SurveyPreset) -> str:
@@ -403,6 +403,8 @@ def _stamp_meta(config: SimulationConfig, preset: SurveyPreset, n: int, block: i
             "sky_sigma": sky,
             "psf_model": preset.psf.model_dump(),
             "psf_variants": [_blend_psf(preset, config.seed)] if config.kind == "blends" else psf_variants(preset, config.seed),
+            # The band of the per-object psf_fwhm_arcsec column.
+            "psf_fwhm_band": preset.selection.band,
             "colour_gradients": "ignored: one morphology per source, flux scaled per band",
             # Catalogue photometry (mag_<b>) covers these bands even when fewer are imaged.
             "photometry_bands": [preset.band_names[0]] if config.kind == "blends" else list(preset.band_names),
