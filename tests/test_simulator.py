@@ -56,22 +56,30 @@ def test_sources_carry_truth_and_metadata(tmp_path):
 
 
 def test_image_flux_matches_catalogue_magnitude(tmp_path):
-    """Flux in a large aperture agrees with the catalogue magnitude within its error."""
+    """Flux in a large aperture agrees with the catalogue magnitude within its error, once the
+    light of the PSF's wings beyond the aperture is accounted for."""
     stamps = simulate(SimulationConfig(survey="sdss", kind="pointsources", seed=4), 300, tmp_path / "p.h5")
     table = stamps.table
     r = stamps.meta.bands.index("r")
     images = stamps.images()[:, r]
     yy, xx = np.mgrid[:64, :64] - 32
-    aperture = np.hypot(xx, yy) <= 15
+    radius_px = 15
+    aperture = np.hypot(xx, yy) <= radius_px
     flux = images[:, aperture].sum(axis=1)
     sky = stamps.meta.extra["sky_sigma"]["r"]
     flux_err = sky * np.sqrt(aperture.sum())
-    true_flux = np.asarray(table["flux_r"])
+    # Moffat enclosed flux, 1 - (1 + (R / alpha)^2)^(1 - beta), with FWHM = 2 alpha sqrt(2^(1/beta) - 1):
+    # the sdss preset's wings (beta 2.2-3.5) put up to 4% of the light beyond 6".
+    beta = np.asarray(table["psf_beta"], float)
+    alpha = np.asarray(table["psf_fwhm_arcsec"], float) / stamps.meta.pixel_scale / (2 * np.sqrt(2 ** (1 / beta) - 1))
+    enclosed = 1 - (1 + (radius_px / alpha) ** 2) ** (1 - beta)
+    assert enclosed.min() < 0.98  # the wings matter here
+    true_flux = np.asarray(table["flux_r"]) * enclosed
     bright = true_flux > 20 * flux_err
     assert bright.sum() > 30
     pulls = (flux - true_flux)[bright] / flux_err
     assert abs(np.median(pulls)) < 0.5 and np.percentile(np.abs(pulls), 95) < 3
-    mag_ap = stamps.meta.zero_points["r"] - 2.5 * np.log10(flux[bright])
+    mag_ap = stamps.meta.zero_points["r"] - 2.5 * np.log10(flux[bright] / enclosed[bright])
     mag_cat = np.ma.filled(table["mag_r"], np.nan)[bright]
     err = np.hypot(np.ma.filled(table["magerr_r"], np.nan)[bright], 1.0857 * flux_err / flux[bright])
     assert np.mean(np.abs(mag_ap - mag_cat) < 3 * err) > 0.95
@@ -178,3 +186,23 @@ def test_real_galaxy_splits_are_disjoint_halves_and_respected():
     assert np.all(rows % 2 == 1)
     with pytest.raises(Exception):
         SimulationConfig(survey="cfis", kind="blends", real_galaxies="half")
+
+
+def test_seeing_levels_come_from_the_preset():
+    from skysort.simulate.presets import load_survey
+    from skysort.simulate.simulator import _blend_psf, psf_variants
+
+    preset = load_survey("kids")  # the default five levels, one Moffat index
+    default = psf_variants(preset, seed=5)
+    assert [round(v["fwhm"]["r"], 4) for v in default] == [round(0.7 + k * 0.1, 4) for k in (-1.5, -0.75, 0.0, 0.75, 1.5)]
+    assert all("beta" not in v for v in default)
+    assert _blend_psf(preset, seed=5) == default[2]
+    sdss = load_survey("sdss")  # the whole SDSS seeing range, with the wings of real frames
+    variants = psf_variants(sdss, seed=5)
+    assert [v["fwhm"]["r"] for v in variants] == pytest.approx(np.linspace(0.8, 2.0, 17))
+    betas = [v["beta"] for v in variants]
+    assert all(2.2 <= b <= 3.5 for b in betas) and len(set(betas)) == 17
+    assert variants == psf_variants(sdss, seed=5) and variants != psf_variants(sdss, seed=6)
+    odd = sdss.model_copy(update={"psf": sdss.psf.model_copy(update={"fwhm_levels": [1.0, -2.0, 2.0]})})
+    # A blend set's single PSF is the level nearest the nominal FWHM.
+    assert _blend_psf(odd, seed=5)["fwhm"]["r"] == pytest.approx(1.7)

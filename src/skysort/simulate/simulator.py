@@ -158,7 +158,8 @@ def _object_seeds(seed: int, indices: np.ndarray, stream: int) -> np.ndarray:
 
 
 def psf_variants(preset: SurveyPreset, seed: int) -> list[dict[str, Any]]:
-    """The PSFs of a simulated set: per variant, FWHM per band (arcsec) and shear (g1, g2).
+    """The PSFs of a simulated set: per variant, FWHM per band (arcsec), shear (g1, g2) and, with
+    the preset's ``psf.beta_range``, its Moffat index ``beta``.
 
     Each object is observed under one of these PSFs: one per entry of the preset's
     ``psf.fwhm_levels`` (FWHM offsets in units of ``psf.fwhm_scatter``), each with its own small
@@ -171,7 +172,11 @@ def psf_variants(preset: SurveyPreset, seed: int) -> list[dict[str, Any]]:
     for level in preset.psf.fwhm_levels:
         g1, g2 = random_psf_shear(rng, sigma=preset.psf.ellipticity_sigma)
         fwhm = {b: max(0.3 * preset.band(b).psf_fwhm, preset.band(b).psf_fwhm + level * preset.psf.fwhm_scatter) for b in preset.band_names}
-        variants.append({"fwhm": fwhm, "g1": g1, "g2": g2})
+        variant = {"fwhm": fwhm, "g1": g1, "g2": g2}
+        if preset.psf.beta_range is not None:
+            # Drawn only when asked for, so that the shears of presets without it stay as they were.
+            variant["beta"] = float(rng.uniform(*preset.psf.beta_range))
+        variants.append(variant)
     return variants
 
 
@@ -287,8 +292,8 @@ def _render_sources(preset: SurveyPreset, population: Table, config: SimulationC
     host_position[host_rows] = np.arange(host_rows.size)
     has_host = host_position >= 0
     psf_kind = preset.psf.model
-    psf_beta = preset.psf.beta if psf_kind == "moffat" else None
     for v, variant in enumerate(variants):
+        psf_beta = variant.get("beta", preset.psf.beta) if psf_kind == "moffat" else None
         psf_fwhm = np.array([variant["fwhm"][bands[k]] for k in rendered])
         options = dict(pixel_scale=preset.pixel_scale, stamp_size=size, sky_sigma=sky[rendered], psf_kind=psf_kind, psf_beta=psf_beta,
                        psf_g1=variant["g1"], psf_g2=variant["g2"])
@@ -310,6 +315,8 @@ def _render_sources(preset: SurveyPreset, population: Table, config: SimulationC
     truth["psf_fwhm_arcsec"] = np.array([variants[k]["fwhm"][reference] for k in psf_choice], dtype=np.float32)
     truth["psf_g1"] = np.array([variants[k]["g1"] for k in psf_choice], dtype=np.float32)
     truth["psf_g2"] = np.array([variants[k]["g2"] for k in psf_choice], dtype=np.float32)
+    if preset.psf.model == "moffat":
+        truth["psf_beta"] = np.array([variants[k].get("beta", preset.psf.beta) for k in psf_choice], dtype=np.float32)
     truth["morphology"] = truth["morphology"].astype(str)
     return images, truth
 
