@@ -103,14 +103,14 @@ class TinyPredictor:
 
     task = "test"
 
-    def __init__(self, model_file: Path, image_bands=("g", "r"), photometry_bands=(), photometry_only=False):
+    def __init__(self, model_file: Path, image_bands=("g", "r"), photometry_bands=(), photometry_only=False, seeing_band=None):
         torch.manual_seed(1)
         self.classes = ["star", "galaxy", "qso"]
         self.name = "tiny"
         self.meta = {"created": "test"}
         self.model_file = Path(model_file)
         self.spec = InputSpec(image_bands=list(image_bands), stamp_size=(STAMP, STAMP) if image_bands else None,
-                              pixel_scale=SCALE, photometry_bands=list(photometry_bands))
+                              pixel_scale=SCALE, photometry_bands=list(photometry_bands), seeing_band=seeing_band)
         self.conv = torch.nn.Conv2d(max(1, len(image_bands)), 4, 3)
         self.mags = torch.nn.Linear(max(1, len(photometry_bands)), 4)
         self.head = torch.nn.Linear(4, 3)
@@ -130,7 +130,10 @@ class TinyPredictor:
         if self.spec.uses_photometry:
             h = h + self.mags(torch.as_tensor(np.nan_to_num(inputs["mag"], nan=25.0)) - 20)
         p = torch.softmax(self.head(h), dim=1).numpy()
-        return {"probabilities": p.astype(np.float32), "score": p[:, 0].astype(np.float32) * 2}
+        outputs = {"probabilities": p.astype(np.float32), "score": p[:, 0].astype(np.float32) * 2}
+        if self.spec.seeing_band:
+            outputs["seeing"] = np.asarray(inputs.get("psf_fwhm", np.full(len(p), np.nan)), np.float32)
+        return outputs
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +180,26 @@ def test_stream_equals_predict_stampset_on_the_same_stamps(tmp_path):
         assert np.allclose(streamed[name].to_numpy()[interior], reference[name].to_numpy()[interior], atol=1e-5)
     assert np.array_equal(streamed["class"].to_numpy()[interior], reference["class"].to_numpy()[interior])
     assert streamed["images_used"].all()
+
+
+def test_seeing_is_measured_on_each_tile_as_cutout_measures_it(tmp_path):
+    """A model that reads the seeing gets, for every object of a tile, the FWHM that cutout records."""
+    from skysort.data.catalog import read_catalog
+    from skysort.data.ingest import cutout
+
+    catalog, _ = make_survey(tmp_path, n_tiles=1, per_tile=30, shape=(200, 240), bands=("g", "r"), outside=0)
+    predictor = TinyPredictor(tmp_path / "none.pt", seeing_band="r")
+    (tmp_path / "none.pt").write_bytes(b"tiny")
+    predict_catalog("tiny", catalog, tmp_path / "out", RunOptions(tiles=str(tmp_path / "t*" / "tile-*.fits"), batch_size=8),
+                    predictor=predictor)
+    _, streamed = read_out(tmp_path / "out")
+    stamps = cutout(str(tmp_path / "t00" / "tile-*.fits"), read_catalog(catalog), tmp_path / "s.h5", size=STAMP, bands=["g", "r"])
+    seeing = stamps.meta.psf_fwhm["r"]
+    # Gaussian sources of sigma 1.5 px at 0.4"/px: FWHM 1.41" (sampled at pixel centres, not integrated over
+    # pixels, so a little more concentrated than the fitted profile family allows).
+    assert stamps.meta.extra["psf_fwhm_source"]["r"] == "measured" and seeing == pytest.approx(1.41, rel=0.06)
+    assert np.allclose(streamed["seeing"].to_numpy(), seeing, atol=1e-3)
+    assert np.allclose(np.asarray(predict_stampset(predictor, stamps)["seeing"]), seeing, atol=1e-3)
 
 
 def test_parts_manifest_ownership_and_provenance(survey, tmp_path):

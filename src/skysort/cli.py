@@ -94,6 +94,14 @@ def _print_stampset_summary(summary: dict[str, Any], elapsed: float | None = Non
     grid.add_row("objects", f"{summary['n_objects']:,}")
     grid.add_row("stamps", f"{len(meta['bands'])} band(s) {' '.join(meta['bands'])}, {summary['stamp_shape'][1]}x{summary['stamp_shape'][2]} px at {meta['pixel_scale']:.4g}\"/px")
     grid.add_row("flux unit", f"{meta['flux_unit']}; zero points {meta['zero_points']}")
+    seeing = {b: (meta.get("psf_fwhm") or {}).get(b, float("nan")) for b in meta["bands"]}
+    seeing = {b: v for b, v in seeing.items() if v == v}  # NaN: unknown
+    if seeing:
+        source = (meta.get("extra") or {}).get("psf_fwhm_source") or {}
+        variants = (meta.get("extra") or {}).get("psf_variants") or []
+        how = " (measured on the images)" if set(source.values()) == {"measured"} else (
+            f" (nominal; {len(variants)} PSF levels)" if len(variants) > 1 else "")
+        grid.add_row("seeing", " ".join(f"{b} {v:.2f}\"" for b, v in seeing.items()) + how)
     grid.add_row("survey", meta["survey"] or "-")
     grid.add_row("classes", ", ".join(f"{k}: {v:,}" for k, v in summary["classes"].items()) or "-")
     grid.add_row("flags", ", ".join(f"{k}: {v:,}" for k, v in summary["flags"].items()))
@@ -338,6 +346,7 @@ def train_command(
     magnitude_balance: Annotated[bool, typer.Option("--magnitude-balance", help="sgq: weight objects so every class has the same r-magnitude distribution (removes the simulation's number-count prior).")] = False,
     freeze: Annotated[Optional[str], typer.Option("--freeze", help="sgq with --init: keep these branches (image, photometry; comma-separated) as they are and train the rest.")] = None,
     mag_jitter: Annotated[Optional[str], typer.Option("--mag-jitter", help="sgq: per-band standard deviation [mag] of random magnitude offsets added while training, BAND=SIGMA comma-separated, e.g. u=0.3,g=0.08 (robustness to the simulation's colour systematics).")] = None,
+    seeing_input: Annotated[bool, typer.Option("--seeing-input", help="sgq: the image branch also reads each object's seeing (PSF FWHM), so one model serves fields of any seeing in the training range; the set must record its seeing (simulated sets do).")] = False,
     baseline: Annotated[Optional[Baseline], typer.Option("--baseline", help="pointsource: train the image-only baseline (same CNN, same split) instead.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -351,7 +360,7 @@ def train_command(
                                  photometry_bands=_split_bands(photometry_bands), init=init, epochs=epochs, patience=patience,
                                  batch_size=batch_size, lr=lr, max_objects=max_objects, seed=seed, progress=not quiet,
                                  magnitude_balance=magnitude_balance, freeze=_split_bands(freeze) or (),
-                                 mag_jitter=_parse_band_numbers(mag_jitter, "--mag-jitter"))
+                                 mag_jitter=_parse_band_numbers(mag_jitter, "--mag-jitter"), seeing_input=seeing_input)
         console.print(f"model: {out}")
         _print_metrics("validation", record, _SGQ_KEYS + ["epochs", "seconds", "accelerator", "precision"])
         return
@@ -422,7 +431,9 @@ def evaluate_command(
     from .tasks.blend import evaluate_blend_model
 
     meta, _ = load_model_file(resolve_model(model))
-    n = len(StampSet.open(data))
+    stamps = StampSet.open(data)
+    n = len(stamps)
+    _warn_seeing(meta, stamps)
     if prior is not None and meta.get("task") != "sgq":
         raise InputError("--prior", f"evaluation with a class prior is available for sgq models, not {meta.get('task')!r}")
     if meta.get("task") == "sgq":
@@ -456,6 +467,23 @@ def evaluate_command(
     if "sep" in metrics:
         _print_metrics("SEP baseline, same stamps", metrics["sep"], _BLEND_KEYS)
     console.print(f"metrics: {out / 'metrics.json'}")
+
+
+def _warn_seeing(model_meta: dict, stamps) -> None:
+    """Warn when the stamps' seeing lies outside the range the model was trained on, or is
+    unknown to a model that reads it."""
+    import numpy as np
+
+    from .data.seeing import object_seeing, seeing_mismatch
+
+    message = seeing_mismatch(model_meta.get("psf_fwhm_range"), stamps.meta.psf_fwhm, model_meta.get("image_bands") or [])
+    if message:
+        _warn(stamps.path, message)
+    band = (model_meta.get("architecture_config") or {}).get("seeing_band")
+    if band and band in stamps.meta.bands and len(stamps) and not np.isfinite(object_seeing(stamps, band)).any():
+        _warn(stamps.path, f"the seeing in {band} is unknown (not in the header, too few stars to measure it, or cut by an "
+                           "older skysort): the model classifies without it, less accurately; give it with "
+                           "'skysort import --psf-fwhm' or cut the stamps again")
 
 
 _TABLE_SUFFIXES = (".parquet", ".pq", ".fits", ".fit", ".fts", ".fits.gz", ".csv", ".ecsv")
@@ -532,6 +560,11 @@ def predict_command(
             console.print(f"{summary['n_sources']:,} predictions in {summary['n_partitions']} HATS partition(s) -> {out_path}")
             return
     if data is not None:
+        from .data.stampset import StampSet
+        from .models.checkpoint import load_model_file
+        from .models.registry import resolve_model
+
+        _warn_seeing(load_model_file(resolve_model(model))[0], StampSet.open(data))
         if not single_file:
             manifest = predict_stampset_parts(model, data, out_path, options)
             console.print(f"{manifest.content['rows_written']:,} predictions in {manifest.content['n_units']} part(s) -> "

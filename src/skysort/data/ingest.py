@@ -78,6 +78,22 @@ def object_positions(catalog: Table, reference: BandImage, source: str | os.Path
     raise InputError(source, "catalogue has neither ra/dec nor x/y columns")
 
 
+def image_seeing(images: Sequence[BandImage]) -> dict[str, tuple[float, str]]:
+    """PSF FWHM of each band [arcsec] and where it came from: the FITS header, else measured on
+    the image's point sources (:func:`skysort.data.seeing.measure_seeing`), else ``unknown``
+    (NaN)."""
+    from .seeing import measure_seeing
+
+    result = {}
+    for image in images:
+        if np.isfinite(image.psf_fwhm):
+            result[image.band] = (float(image.psf_fwhm), "header")
+            continue
+        fwhm = measure_seeing(image.data, image.pixel_scale).fwhm
+        result[image.band] = (round(fwhm, 3), "measured") if np.isfinite(fwhm) else (float("nan"), "unknown")
+    return result
+
+
 def cutout_to_stampset(
     images: Sequence[BandImage],
     catalog: Table,
@@ -148,13 +164,14 @@ def cutout_to_stampset(
     units = {image.band: image.flux_unit for image in images}
     if len(set(units.values())) > 1:
         warnings.warn(f"bands have different flux units {units}; stamps keep each band's own unit", stacklevel=2)
+    seeing = image_seeing(images)
     meta = StampMeta.with_provenance(
         command=command,
         bands=tuple(bands),
         pixel_scale=round(ref_image.pixel_scale, 6),
         flux_unit=units[reference_band],
         zero_points={image.band: float(image.zero_point) for image in images},
-        psf_fwhm={image.band: float(image.psf_fwhm) for image in images},
+        psf_fwhm={band: seeing[band][0] for band in bands},
         survey=survey or ref_image.survey,
         seed=None,
         extra={
@@ -165,6 +182,7 @@ def cutout_to_stampset(
             "alignment": "reference band: integer-pixel cut; other bands: cubic-spline resampling "
             "onto the reference grid through each band's WCS (local affine map, flux-conserving)",
             "background": {image.band: image.background or {"method": "none"} for image in images},
+            "psf_fwhm_source": {band: seeing[band][1] for band in bands},
         },
     )
     table = catalog.copy(copy_data=True)

@@ -228,7 +228,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
         folder=str(out), tiles=[t.to_json() for t in tiles], image_bands=list(spec.image_bands),
         photometry_bands=list(spec.photometry_bands), stamp_size=inputs.stamp_size, reference_band=inputs.reference_band,
         batch_size=memory.batch_size, tile_cache_tiles=memory.tile_cache_tiles, images_available=images_available,
-        photometry_only_ok=probe["photometry_only"], background=options.background)
+        photometry_only_ok=probe["photometry_only"], background=options.background, seeing_band=spec.seeing_band)
     id_column = columns.sources.get("id")
     meta_frame = hats_catalog.meta
     id_dtype = meta_frame[id_column].to_numpy().dtype if id_column else np.dtype(np.int64)

@@ -15,6 +15,8 @@ Conventions
   stamp set's flux units (the model normalises them itself); NaN pixels allowed.
 - ``inputs["mag"]`` / ``inputs["magerr"]``: float32 ``(N, P)`` AB magnitudes and errors in the
   model's ``photometry_bands`` order; NaN where missing.
+- ``inputs["psf_fwhm"]``: float32 ``(N,)`` PSF FWHM [arcsec] in the spec's ``seeing_band``, for
+  models that read the seeing; NaN (or absent) where unknown.
 - ``Predictor.predict`` returns ``{"probabilities": (N, C) float32, ...}`` with rows summing to 1
   over ``classes`` (for a binary model, C = 2), plus optional extra per-object outputs
   (1-D arrays of length N) that are copied into the output table as they are.
@@ -55,6 +57,8 @@ class InputSpec:
     cut_size : (int, int) or None
         Stamp size to cut from survey images when the model accepts several sizes
         (``stamp_size`` None, e.g. a model that centre-crops); default ``stamp_size``.
+    seeing_band : str or None
+        The model also reads each object's PSF FWHM in this band (``inputs["psf_fwhm"]``).
     """
 
     image_bands: list[str] = field(default_factory=list)
@@ -62,6 +66,7 @@ class InputSpec:
     pixel_scale: float | None = None
     photometry_bands: list[str] = field(default_factory=list)
     cut_size: tuple[int, int] | None = None
+    seeing_band: str | None = None
 
     @property
     def stamp_size_to_cut(self) -> tuple[int, int] | None:
@@ -372,6 +377,10 @@ def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | 
                                           f"{spec.stamp_size[0]}x{spec.stamp_size[1]}")
         band_index = [list(stamps.meta.bands).index(b) for b in spec.image_bands]
         inputs["image"] = np.ascontiguousarray(stamps.read_images()[:, band_index], dtype=np.float32)
+        if spec.seeing_band:
+            from ..data.seeing import object_seeing
+
+            inputs["psf_fwhm"] = object_seeing(stamps, spec.seeing_band)
     if spec.uses_photometry:
         mags, errs = [], []
         for band in spec.photometry_bands:

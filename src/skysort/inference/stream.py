@@ -711,6 +711,8 @@ class ReaderConfig:
     images_available: bool
     photometry_only_ok: bool
     background: str = "sep"
+    #: The model reads the seeing in this band: it is measured on each tile (None: it does not).
+    seeing_band: str | None = None
 
 
 class UnitReader:
@@ -720,7 +722,9 @@ class UnitReader:
         self.config = config
         self._tiles: OrderedDict[int, tuple[list[Any], list[bool], int]] = OrderedDict()
 
-    def _tile(self, t: int) -> tuple[list[Any], list[bool], int]:
+    def _tile(self, t: int) -> tuple[list[Any], list[bool], int, float]:
+        """The tile's band images, which of them share the reference grid, the reference band's
+        index and the seeing [arcsec] in the model's seeing band (NaN if it reads none)."""
         from ..data.images import read_band_images
 
         if t in self._tiles:
@@ -733,7 +737,13 @@ class UnitReader:
         images = read_band_images([files[b] for b in bands], bands, threads=len(bands), background=self.config.background)
         reference = bands.index(self.config.reference_band)
         aligned = [b == reference or same_pixel_grid(images[reference], image) for b, image in enumerate(images)]
-        self._tiles[t] = (images, aligned, reference)
+        seeing = float("nan")
+        if self.config.seeing_band in bands:
+            from ..data.ingest import image_seeing
+
+            image = images[bands.index(self.config.seeing_band)]
+            seeing = image_seeing([image])[image.band][0]
+        self._tiles[t] = (images, aligned, reference, seeing)
         return self._tiles[t]
 
     def read_rows(self, unit: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -767,7 +777,7 @@ class UnitReader:
         n = len(rows["catalog_row"])
         with_images = unit["kind"] == "tile" and config.images_available and bool(config.image_bands)
         if with_images:
-            images, aligned, reference = self._tile(unit["tile"])
+            images, aligned, reference, seeing = self._tile(unit["tile"])
             x, y = sky_to_pixel(images[reference], rows["ra"], rows["dec"])
         n_batches = max(1, math.ceil(n / config.batch_size))
         for k in range(n_batches):
@@ -777,6 +787,8 @@ class UnitReader:
             flags = np.zeros(m, np.uint32)
             if with_images:
                 inputs["image"], flags = cut_tile_stamps(images, aligned, x[part], y[part], config.stamp_size, reference)
+                if config.seeing_band:
+                    inputs["psf_fwhm"] = np.full(m, seeing, np.float32)
             elif config.image_bands:
                 flags |= np.uint32(MISSING_INPUT_FLAG)
                 if unit["kind"] == "tile" or config.tiles:
@@ -1229,7 +1241,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
             folder=str(out), tiles=manifest.content["tiles"], image_bands=list(spec.image_bands),
             photometry_bands=list(spec.photometry_bands), stamp_size=stamp_size, reference_band=reference_band,
             batch_size=memory.batch_size, tile_cache_tiles=memory.tile_cache_tiles, images_available=images_available,
-            photometry_only_ok=probe["photometry_only"], background=options.background)
+            photometry_only_ok=probe["photometry_only"], background=options.background, seeing_band=spec.seeing_band)
         part_meta = {"model": model_info["name"], "model_file": model_info["file"], "model_sha256": model_info["sha256"],
                      "model_created": model_info["created"], "task": predictor.task, "classes": list(predictor.classes),
                      "catalog": str(Path(catalog).resolve()), "images_available": images_available,

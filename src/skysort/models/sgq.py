@@ -9,6 +9,12 @@ Two branches, each optional, so that the ablations use the same code:
   non-detection, NaN) enters as 0 (the training mean after standardisation) with its mask bit
   set, and every colour involving it is 0 too; no sentinel number ever reaches the network.
 
+Optionally the image branch also reads the seeing (``seeing_band``): the PSF FWHM of each
+object's image in that band enters beside the CNN embedding as ``log(FWHM / reference)`` plus a
+bit that says the seeing is unknown (then the value is 0). Whether a compact source is a star
+depends on its size *relative to the PSF*; a network that is not told the PSF learns the
+training set's seeing, and misreads fields of other seeing.
+
 With both branches the two embeddings are concatenated and fed to fully connected layers with a
 softmax over {star, galaxy, qso} (the *fused* head). Two auxiliary heads, one on each embedding
 alone, are trained jointly (deep supervision): they let the same model classify from photometry
@@ -29,6 +35,32 @@ from ..data.cutout import centre_crop
 from .cnn import ConvEncoder, mlp
 
 BRANCHES = ("both", "image", "photometry")
+
+
+#: Seeing inputs beside the CNN embedding: log FWHM ratio and the unknown-seeing bit.
+SEEING_FEATURES = 2
+
+
+def seeing_features(fwhm: torch.Tensor | None, n: int, reference: float, like: torch.Tensor) -> torch.Tensor:
+    """``(N, 2)``: ``log(fwhm / reference)`` (0 where unknown) and 1 where the seeing is unknown.
+
+    Parameters
+    ----------
+    fwhm : tensor (N,) or None
+        PSF FWHM [arcsec], NaN where unknown; None: unknown for every object.
+    n : int
+        Objects.
+    reference : float
+        FWHM [arcsec] that maps to 0 (the training set's median).
+    like : tensor
+        Gives the dtype and device.
+    """
+    if fwhm is None:
+        fwhm = torch.full((n,), float("nan"), dtype=like.dtype, device=like.device)
+    fwhm = fwhm.to(device=like.device, dtype=like.dtype).reshape(n)
+    known = torch.isfinite(fwhm) & (fwhm > 0)
+    ratio = torch.where(known, torch.log(torch.where(known, fwhm, torch.ones_like(fwhm)) / reference), torch.zeros_like(fwhm))
+    return torch.stack([ratio, (~known).to(like.dtype)], dim=1)
 
 
 def photometry_feature_count(n_bands: int) -> int:
@@ -95,6 +127,11 @@ class SGQNet(nn.Module):
         Output classes (star, galaxy, qso).
     dropout : float
         Dropout in the MLPs.
+    seeing_band : str, optional
+        The image branch also reads the PSF FWHM in this band (``batch["psf_fwhm"]``, arcsec;
+        see :func:`seeing_features`).
+    seeing_reference : float
+        FWHM [arcsec] at which the seeing input is 0.
     """
 
     def __init__(self, n_image_bands: int, n_photometry_bands: int, *, branches: str = "both", crop: int = 24,
@@ -102,7 +139,7 @@ class SGQNet(nn.Module):
                  colour_mean: Sequence[float] = (), colour_std: Sequence[float] = (),
                  widths: Sequence[int] = (16, 32, 64), convs_per_stage: int = 1,
                  photometry_hidden: Sequence[int] = (64, 64), head_hidden: int = 64, n_classes: int = 3,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, seeing_band: str | None = None, seeing_reference: float = 1.0):
         super().__init__()
         if branches not in BRANCHES:
             raise ValueError(f"unknown branches {branches!r} (choose from {', '.join(BRANCHES)})")
@@ -118,14 +155,21 @@ class SGQNet(nn.Module):
             "convs_per_stage": int(convs_per_stage), "photometry_hidden": [int(w) for w in photometry_hidden],
             "head_hidden": int(head_hidden), "n_classes": int(n_classes), "dropout": float(dropout),
         }
+        self.seeing_band = seeing_band if self.use_image else None
+        self.seeing_reference = float(seeing_reference)
+        if self.seeing_band:
+            if not self.seeing_reference > 0:
+                raise ValueError(f"seeing_reference must be a positive FWHM in arcsec, got {seeing_reference}")
+            self.config.update(seeing_band=str(self.seeing_band), seeing_reference=self.seeing_reference)
         embeddings = []
         if self.use_image:
             if n_image_bands < 1 or len(softening) != n_image_bands:
                 raise ValueError("the image branch needs one softening scale per image band")
             self.encoder = ConvEncoder(n_image_bands, widths=widths, convs_per_stage=convs_per_stage)
             self.register_buffer("softening", torch.as_tensor(np.asarray(softening, np.float32)))
-            self.image_head = mlp(self.encoder.out_features, [head_hidden], n_classes, dropout)
-            embeddings.append(self.encoder.out_features)
+            image_features = self.encoder.out_features + (SEEING_FEATURES if self.seeing_band else 0)
+            self.image_head = mlp(image_features, [head_hidden], n_classes, dropout)
+            embeddings.append(image_features)
         if self.use_photometry:
             p = int(n_photometry_bands)
             if p < 1 or len(mag_mean) != p or len(mag_std) != p or len(colour_mean) != p - 1 or len(colour_std) != p - 1:
@@ -148,17 +192,23 @@ class SGQNet(nn.Module):
             raise ValueError(f"stamps of {h}x{w} px are smaller than the model's {size} px input")
         return centre_crop(images, size)
 
-    def embed_image(self, images: torch.Tensor) -> torch.Tensor:
+    def embed_image(self, images: torch.Tensor, psf_fwhm: torch.Tensor | None = None) -> torch.Tensor:
+        """CNN embedding of the stamps, followed by the seeing inputs when the model reads them
+        (``psf_fwhm`` (N,) arcsec, NaN or None where unknown)."""
         images = self.centre_crop(images, self.config["crop"]).float()
         stretched = torch.nan_to_num(torch.asinh(images / self.softening.view(1, -1, 1, 1)), nan=0.0)
-        return self.encoder(stretched)
+        embedding = self.encoder(stretched)
+        if self.seeing_band:
+            embedding = torch.cat([embedding, seeing_features(psf_fwhm, len(embedding), self.seeing_reference, embedding)], dim=1)
+        return embedding
 
     def embed_photometry(self, mag: torch.Tensor) -> torch.Tensor:
         features = photometry_features(mag.float(), self.mag_mean, self.mag_std, self.colour_mean, self.colour_std)
         return self.photometry(features)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``batch["image"]`` (N, B, H, W) and / or ``batch["mag"]`` (N, P) -> logits.
+        """``batch["image"]`` (N, B, H, W) and / or ``batch["mag"]`` (N, P) -> logits; a model
+        that reads the seeing also takes ``batch["psf_fwhm"]`` (N,) [arcsec, NaN if unknown].
 
         Returns ``logits`` (the model's main output: fused with both branches, else the single
         branch's head) and, with both branches, ``logits_image`` and ``logits_photometry``.
@@ -166,7 +216,7 @@ class SGQNet(nn.Module):
         out: dict[str, torch.Tensor] = {}
         parts = []
         if self.use_image:
-            image_embedding = self.embed_image(batch["image"])
+            image_embedding = self.embed_image(batch["image"], batch.get("psf_fwhm"))
             out["logits_image"] = self.image_head(image_embedding)
             parts.append(image_embedding)
         if self.use_photometry:
@@ -212,11 +262,11 @@ class SGQNet(nn.Module):
             raise ValueError("this model has no photometry branch")
         return self.photometry_head(self.embed_photometry(mag))
 
-    def image_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits from images alone."""
+    def image_logits(self, images: torch.Tensor, psf_fwhm: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits from images alone (and the seeing, for a model that reads it)."""
         if not self.use_image:
             raise ValueError("this model has no image branch")
-        return self.image_head(self.embed_image(images))
+        return self.image_head(self.embed_image(images, psf_fwhm))
 
 
 def sgq_loss(class_weights: torch.Tensor | None = None, aux_weight: float = 0.5):

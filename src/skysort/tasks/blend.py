@@ -24,7 +24,7 @@ from ..inference.predictor import InputSpec, TorchPredictor
 from ..models.blend import OFFSET_SCALE_PX, BlendNet, blend_loss
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
-from ..training.data import InMemoryStamps, batch_loader, require_classes, split_indices
+from ..training.data import InMemoryStamps, batch_loader, require_classes, model_seeing_range, split_indices, training_data_meta
 
 CLASSES = ["isolated", "blended"]
 PADDING_PX = 7
@@ -181,13 +181,14 @@ def train_blend_model(
         "image_bands": list(stamps.meta.bands),
         "pixel_scale": stamps.meta.pixel_scale,
         "stamp_size": list(stamps.shape[2:]),
+        "psf_fwhm_range": model_seeing_range(stamps, list(stamps.meta.bands), init_meta),
         "normalisation": {"kind": "per-stamp-noise-asinh", "padding": PADDING_PX, "softening_sigma": 1.0},
         "training": {
             "data": str(data), "val_data": str(val_data) if val_data else None, "n_train": int(len(train_idx)),
             "n_val": int(len(val_idx)), "seed": seed, "noise_range": list(noise_range) if noise_range else None,
             # p_blended refers to this balance (unweighted loss); --prior needs it.
             "class_counts": dict(zip(CLASSES, np.bincount(np.asarray(targets["blended"])[train_idx].astype(int), minlength=2).tolist())),
-            "data_meta": {"survey": stamps.meta.survey, "seed": stamps.meta.seed, "simulation": stamps.meta.extra.get("simulation")},
+            "data_meta": training_data_meta(stamps),
             "batch_size": batch_size, "lr": lr, **{k: v for k, v in record.items() if k != "history"},
             "init": None if init_meta is None else {"model": str(init), "created": init_meta.get("created"),
                                                     "training_data": (init_meta.get("training") or {}).get("data")},

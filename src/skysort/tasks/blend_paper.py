@@ -66,7 +66,7 @@ from ..models.backbones import (Backbone, backbone_spec, default_weights, load_b
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.heads import PAPER_DROPOUT, PAPER_HIDDEN, BackboneWithHead, PaperHead, binary_loss
 from ..training.features import DEFAULT_BATCH, all_cores, cached_features, compute_features
-from ..training.data import InMemoryBatches, batch_loader, require_classes
+from ..training.data import InMemoryBatches, batch_loader, model_seeing_range, require_classes
 from ..training.data import split_indices as shared_split
 from ..training.module import OptimConfig, TaskModule, fit
 
@@ -302,6 +302,7 @@ def train_paper_model(stampset_path: str | os.PathLike, out_model_path: str | os
         "pixel_scale": float(stamps.meta.pixel_scale),
         "stamp_size": list(stamps.shape[-2:]),
         "stamp_shape": list(stamps.shape[1:]),
+        "psf_fwhm_range": model_seeing_range(stamps, list(stamps.meta.bands)),
         "normalisation": {"kind": f"backbone-{input_mode}"},
         "training": {
             "data": [str(Path(stampset_path).resolve())], "seed": int(seed), "split_fractions": list(SPLIT_FRACTIONS),

@@ -55,7 +55,7 @@ from ..models.pointsource import (
 )
 from ..models.registry import resolve_model
 from ..evaluation.calibration import calibration_metrics, plot_reliability
-from ..training.data import InMemoryBatches, batch_loader, require_classes, split_indices
+from ..training.data import InMemoryBatches, batch_loader, require_classes, model_seeing_range, split_indices, training_data_meta
 
 CLASSES = ["star", "qso"]
 #: Image CNN widths and head size shared by the baseline, the generator and the fusion.
@@ -361,14 +361,14 @@ def train_pointsource_model(
     common_meta = {
         "task": "pointsource", "classes": CLASSES, "image_bands": bands, "photometry_bands": [],
         "pixel_scale": stamps.meta.pixel_scale, "stamp_size": list(stamps.shape[2:]), "normalisation": stretch.state_dict(),
-        "inference_inputs": "images only",
+        "psf_fwhm_range": model_seeing_range(stamps, bands), "inference_inputs": "images only",
     }
     training_meta = {
         "data": str(data), "val_data": str(val_data) if val_data else None, "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
         "seed": seed, "batch_size": batch_size, "lr": lr, "max_objects": max_objects, "split": "seeded 90/10 of data" if val_data is None else "val_data",
         # The classifiers' probabilities refer to this balance (unweighted loss); --prior needs it.
         "class_counts": {name: int(np.sum(train_labels == i)) for i, name in enumerate(CLASSES)},
-        "data_meta": {"survey": stamps.meta.survey, "seed": stamps.meta.seed, "simulation": stamps.meta.extra.get("simulation")},
+        "data_meta": training_data_meta(stamps),
     }
     if only_baseline:
         seconds = round(time.perf_counter() - start_time, 2)

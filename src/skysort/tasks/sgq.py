@@ -36,6 +36,7 @@ from astropy.table import Table
 from ..data.catalog import read_unique_catalogs
 from ..data.cutout import centre_crop
 from ..data.dataset import random_dihedral_batch
+from ..data.seeing import object_seeing
 from ..data.stampset import StampSet
 from ..errors import InputError
 from ..inference.predictor import InputSpec, TorchPredictor
@@ -44,7 +45,7 @@ from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
 from ..models.sgq import BRANCHES, SGQNet, sgq_loss
 from ..evaluation.calibration import calibration_metrics
-from ..training.data import InMemoryBatches, batch_loader, require_classes, split_indices
+from ..training.data import InMemoryBatches, batch_loader, require_classes, model_seeing_range, split_indices, training_data_meta
 
 CLASSES = ["star", "galaxy", "qso"]
 #: Smallest side of the image branch's centre crop, arcsec and pixels.
@@ -53,6 +54,9 @@ MIN_CROP_ARCSEC, MIN_CROP_PX = 4.0, 16
 MAG_BINS = np.arange(14.0, 25.01, 1.0)
 #: Probability thresholds of the purity / completeness curves.
 THRESHOLDS = np.round(np.linspace(0.0, 0.99, 100), 3)
+#: Models that read the seeing: share of training objects whose seeing is hidden, and the
+#: log-normal scatter put on the rest (the precision of a seeing measured on real images).
+SEEING_DROPOUT, SEEING_JITTER = 0.15, 0.04
 
 
 # ----------------------------------------------------------------------------------------
@@ -244,10 +248,19 @@ class SGQAugmentation:
         reproduce real colour loci only to about 0.05-0.2 mag (the u band worst), so a
         classifier trained on sharp simulated loci leans on differences that real data do
         not have; the offsets blur them by about that much.
+    seeing_dropout : float
+        For a model that reads the seeing (``batch["psf_fwhm"]``): probability that an object's
+        seeing is hidden (NaN), so that the model also classifies images of unknown seeing.
+    seeing_jitter : float
+        Log-normal scatter of the seeing given to the model (fraction): the seeing measured on
+        real images is uncertain by a few per cent.
     """
 
-    def __init__(self, mag_dropout: float = 0.05, seed: int = 0, mag_jitter: Sequence[float] | None = None):
+    def __init__(self, mag_dropout: float = 0.05, seed: int = 0, mag_jitter: Sequence[float] | None = None,
+                 seeing_dropout: float = SEEING_DROPOUT, seeing_jitter: float = SEEING_JITTER):
         self.mag_dropout = mag_dropout
+        self.seeing_dropout = seeing_dropout
+        self.seeing_jitter = seeing_jitter
         self.mag_jitter = torch.as_tensor(mag_jitter, dtype=torch.float32) if mag_jitter is not None and any(mag_jitter) else None
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -263,6 +276,10 @@ class SGQAugmentation:
         if "mag" in batch and self.mag_dropout > 0:
             drop = torch.rand(batch["mag"].shape, generator=g) < self.mag_dropout
             out["mag"] = torch.where(drop, torch.full_like(out["mag"], float("nan")), out["mag"])
+        if "psf_fwhm" in batch:
+            fwhm = batch["psf_fwhm"] * torch.exp(torch.randn(batch["psf_fwhm"].shape, generator=g) * self.seeing_jitter)
+            drop = torch.rand(fwhm.shape, generator=g) < self.seeing_dropout
+            out["psf_fwhm"] = torch.where(drop, torch.full_like(fwhm, float("nan")), fwhm)
         return out
 
 
@@ -299,10 +316,12 @@ def _check_bands(stamps: StampSet, image_bands: Sequence[str], photometry_bands:
 
 
 def _arrays(stamps: StampSet, indices: np.ndarray, image_bands: Sequence[str], photometry_bands: Sequence[str],
-            crop: int, branches: str) -> dict[str, np.ndarray]:
+            crop: int, branches: str, seeing_band: str | None = None) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {"label": class_indices(stamps.column("label", indices), stamps.path)}
     if branches in ("both", "image"):
         arrays["image"] = load_crops(stamps, image_bands, crop, indices)
+        if seeing_band:
+            arrays["psf_fwhm"] = object_seeing(stamps, seeing_band, indices)
     if branches in ("both", "photometry"):
         arrays["mag"] = stamp_magnitudes(stamps, photometry_bands, indices)
     return arrays
@@ -311,7 +330,7 @@ def _arrays(stamps: StampSet, indices: np.ndarray, image_bands: Sequence[str], p
 def _validation_metrics(network: SGQNet, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
     from sklearn.metrics import f1_score
 
-    probabilities = _network_probabilities(network, arrays.get("image"), arrays.get("mag"), mode="main")
+    probabilities = _network_probabilities(network, arrays.get("image"), arrays.get("mag"), mode="main", seeing=arrays.get("psf_fwhm"))
     predicted = probabilities.argmax(axis=1)
     truth = arrays["label"]
     f1 = f1_score(truth, predicted, labels=range(len(CLASSES)), average=None, zero_division=0)
@@ -343,6 +362,7 @@ def train_sgq_model(
     magnitude_balance: bool = False,
     freeze: Sequence[str] = (),
     mag_jitter: Mapping[str, float] | None = None,
+    seeing_input: bool = False,
 ) -> dict[str, Any]:
     """Train an :class:`SGQNet` on a labelled stamp set and save it as a skysort model file.
 
@@ -388,6 +408,11 @@ def train_sgq_model(
         Band -> standard deviation [mag] of a random Gaussian offset added to that band's
         magnitude of every training object at every step (:class:`SGQAugmentation`); bands
         left out get none. Validation magnitudes are not touched.
+    seeing_input : bool
+        The image branch also reads each object's seeing (PSF FWHM in ``r``, else the first
+        image band; :func:`skysort.data.seeing.object_seeing`), so that one model serves fields
+        of any seeing within the training range. The training set must record its seeing (a
+        simulated set does). A model given with ``init`` keeps its own choice.
 
     Returns
     -------
@@ -423,6 +448,21 @@ def train_sgq_model(
     photometry_bands = list(photometry_bands) if branches != "image" else []
     _check_bands(stamps, image_bands, photometry_bands, branches)
     jitter = _jitter_per_band(mag_jitter, photometry_bands)
+    if init_meta is not None:
+        seeing_band = init_meta["architecture_config"].get("seeing_band")
+        seeing_reference = init_meta["architecture_config"].get("seeing_reference", 1.0)
+        if seeing_input and not seeing_band:
+            raise InputError("--seeing-input", f"model {init} does not read the seeing; a fine-tuned model keeps its inputs")
+    else:
+        seeing_band = ("r" if "r" in image_bands else image_bands[0]) if seeing_input and image_bands else None
+        seeing_reference = 1.0
+        if seeing_band:
+            known = object_seeing(stamps, seeing_band)
+            known = known[np.isfinite(known)]
+            if len(known) == 0:
+                raise InputError(data, f"--seeing-input: the stamp set records no seeing in {seeing_band} "
+                                       f"(no psf_fwhm_{seeing_band} column, simulated PSF or recorded FWHM)")
+            seeing_reference = round(float(np.median(known)), 4)
     side = int(stamps.shape[2])
     if init_meta is not None:
         crop = int(init_meta["architecture_config"]["crop"])
@@ -439,8 +479,8 @@ def train_sgq_model(
         val_stamps = StampSet.open(val_data)
         _check_bands(val_stamps, image_bands, photometry_bands, branches)
         val_idx = np.arange(len(val_stamps))
-    train_arrays = _arrays(stamps, train_idx, image_bands, photometry_bands, crop, branches)
-    val_arrays = _arrays(val_stamps, val_idx, image_bands, photometry_bands, crop, branches)
+    train_arrays = _arrays(stamps, train_idx, image_bands, photometry_bands, crop, branches, seeing_band)
+    val_arrays = _arrays(val_stamps, val_idx, image_bands, photometry_bands, crop, branches, seeing_band)
 
     if init_meta is not None:
         network = _network_from_meta(init_meta)
@@ -461,7 +501,8 @@ def train_sgq_model(
             normalisation["photometry"] = photometry_statistics(train_arrays["mag"])
         network = SGQNet(len(image_bands), len(photometry_bands), branches=branches, crop=crop,
                          softening=normalisation.get("image", {}).get("softening", ()),
-                         widths=widths, **normalisation.get("photometry", {}))
+                         widths=widths, seeing_band=seeing_band, seeing_reference=seeing_reference,
+                         **normalisation.get("photometry", {}))
     require_classes(train_arrays["label"], CLASSES, data)
     weights = balanced_class_weights(train_arrays["label"])
     balance_band = None
@@ -492,6 +533,7 @@ def train_sgq_model(
         # The network's input: the centre crop. Larger stamps are centre-cropped to it.
         "stamp_size": [crop, crop] if image_bands else None,
         "training_stamp_size": list(stamps.shape[2:]),
+        "psf_fwhm_range": model_seeing_range(stamps, image_bands, init_meta),
         "flux_unit": stamps.meta.flux_unit,
         "zero_points": {b: stamps.meta.zero_points.get(b) for b in image_bands},
         "normalisation": normalisation,
@@ -504,13 +546,16 @@ def train_sgq_model(
             "data": str(data), "val_data": str(val_data) if val_data else None, "init": str(init) if init else None,
             "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "seed": seed,
             "class_counts": {c: int(k) for c, k in zip(CLASSES, counts)}, "class_weights": [round(float(w), 4) for w in weights],
-            "data_meta": {"survey": stamps.meta.survey, "seed": stamps.meta.seed, "simulation": stamps.meta.extra.get("simulation")},
+            "data_meta": training_data_meta(stamps),
             "batch_size": batch_size, "lr": lr, "aux_weight": aux_weight, "mag_dropout": mag_dropout,
             "frozen_branches": freeze,
             "magnitude_balance": f"mag_{balance_band} distribution equalised across classes" if balance_band else None,
             "mag_jitter": {b: float(sigma) for b, sigma in zip(photometry_bands, jitter) if sigma} if jitter else None,
             "augmentation": "random flips and 90-degree rotations; each magnitude masked with probability mag_dropout"
-                            + ("; Gaussian magnitude offsets of mag_jitter [mag] per band" if jitter else ""),
+                            + ("; Gaussian magnitude offsets of mag_jitter [mag] per band" if jitter else "")
+                            + (f"; seeing scattered by {SEEING_JITTER:.0%} (log-normal) and hidden with probability "
+                               f"{SEEING_DROPOUT}" if seeing_band else ""),
+            "seeing_input": {"band": seeing_band, "reference_arcsec": seeing_reference} if seeing_band else None,
             **{k: v for k, v in record.items() if k != "history"}, "history": record["history"],
         },
         "metrics": {f"val_{k}": v for k, v in val_metrics.items() if k != "n"},
@@ -546,20 +591,23 @@ def load_sgq_model(model: str | os.PathLike) -> tuple[SGQNet, dict[str, Any], Pa
 
 @torch.inference_mode()
 def _network_probabilities(network: SGQNet, images: np.ndarray | None, mags: np.ndarray | None, mode: str,
-                           batch_size: int = 4096, device: str = "cpu") -> np.ndarray:
-    """Softmax probabilities ``(N, C)`` from the ``main``, ``image`` or ``photometry`` head."""
+                           batch_size: int = 4096, device: str = "cpu", seeing: np.ndarray | None = None) -> np.ndarray:
+    """Softmax probabilities ``(N, C)`` from the ``main``, ``image`` or ``photometry`` head
+    (``seeing``: PSF FWHM per object [arcsec], for a model that reads it)."""
     n = len(images) if images is not None else len(mags)
     parts = []
     for start in range(0, n, batch_size):
         batch = {}
         if images is not None and mode in ("main", "image"):
             batch["image"] = torch.as_tensor(np.asarray(images[start : start + batch_size], np.float32), device=device)
+            if seeing is not None:
+                batch["psf_fwhm"] = torch.as_tensor(np.asarray(seeing[start : start + batch_size], np.float32), device=device)
         if mags is not None and mode in ("main", "photometry"):
             batch["mag"] = torch.as_tensor(np.asarray(mags[start : start + batch_size], np.float32), device=device)
         if mode == "main":
             logits = network(batch)["logits"]
         elif mode == "image":
-            logits = network.image_logits(batch["image"])
+            logits = network.image_logits(batch["image"], batch.get("psf_fwhm"))
         else:
             logits = network.photometry_logits(batch["mag"])
         parts.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
@@ -573,6 +621,7 @@ class SGQPredictor(TorchPredictor):
     head with images and at least one magnitude (missing bands masked), the photometry head
     without images (``images_available=False`` or no ``"image"`` input), the image head for
     objects with no magnitude at all. Stamps larger than the model's input are centre-cropped.
+    A model that reads the seeing takes ``inputs["psf_fwhm"]`` (unknown where absent or NaN).
     Extra outputs: ``inputs_used`` (``both``, ``image``, ``photometry``, ``none``) and
     ``n_missing_bands`` (magnitudes missing among the model's photometric bands).
     """
@@ -584,7 +633,8 @@ class SGQPredictor(TorchPredictor):
         # cutting from survey tiles needs no more than the crop itself.
         self.crop = int(meta["architecture_config"]["crop"])
         spec = InputSpec(image_bands=list(meta.get("image_bands") or []), stamp_size=None, pixel_scale=meta.get("pixel_scale"),
-                         photometry_bands=list(meta.get("photometry_bands") or []), cut_size=(self.crop, self.crop))
+                         photometry_bands=list(meta.get("photometry_bands") or []), cut_size=(self.crop, self.crop),
+                         seeing_band=network.seeing_band)
         super().__init__(network, meta, model_file, spec, device, CLASSES)
 
     def predict(self, inputs: Mapping[str, np.ndarray], *, images_available: bool = True) -> dict[str, np.ndarray]:
@@ -598,6 +648,12 @@ class SGQPredictor(TorchPredictor):
                 raise InputError(self.name, f"stamps of {images.shape[-2]}x{images.shape[-1]} px are smaller than "
                                             f"the model's {self.crop} px input")
             images = np.ascontiguousarray(centre_crop(images, self.crop))
+        seeing = None
+        if images is not None and spec.seeing_band:
+            # Unknown seeing (absent or NaN) is an input the model was trained with, not an error.
+            seeing = np.asarray(inputs["psf_fwhm"], np.float32).reshape(-1) if "psf_fwhm" in inputs else np.full(len(images), np.nan, np.float32)
+            if len(seeing) != len(images):
+                raise InputError(self.name, f"psf_fwhm must have one value per stamp ({len(images)}), got {len(seeing)}")
         mags = None
         if spec.uses_photometry:
             if "mag" in inputs:
@@ -616,13 +672,16 @@ class SGQPredictor(TorchPredictor):
         branches = self.network.branches
         if images is not None and mags is not None and branches == "both":
             rows = np.flatnonzero(has_mag)
-            probabilities[rows] = _network_probabilities(self.network, images[rows], mags[rows], "main", device=self.device)
+            probabilities[rows] = _network_probabilities(self.network, images[rows], mags[rows], "main", device=self.device,
+                                                         seeing=None if seeing is None else seeing[rows])
             used[rows] = "both"
             rows = np.flatnonzero(~has_mag)
-            probabilities[rows] = _network_probabilities(self.network, images[rows], None, "image", device=self.device)
+            probabilities[rows] = _network_probabilities(self.network, images[rows], None, "image", device=self.device,
+                                                         seeing=None if seeing is None else seeing[rows])
             used[rows] = "image"
         elif images is not None:
-            probabilities[:] = _network_probabilities(self.network, images, None, "main" if branches == "image" else "image", device=self.device)
+            probabilities[:] = _network_probabilities(self.network, images, None, "main" if branches == "image" else "image", device=self.device,
+                                                      seeing=seeing)
             used[:] = "image"
         else:
             rows = np.flatnonzero(has_mag)
@@ -644,7 +703,7 @@ def predictor_from_file(path: Path, meta: dict[str, Any], state: dict[str, torch
 
 def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | None = None, *,
                 images: np.ndarray | None = None, mag: np.ndarray | None = None, ids: np.ndarray | None = None,
-                batch_size: int = 4096, prior: Mapping[str, float] | str | None = None,
+                psf_fwhm: np.ndarray | float | None = None, batch_size: int = 4096, prior: Mapping[str, float] | str | None = None,
                 progress: Callable[[int], None] | None = None) -> Table:
     """Classify a stamp set, or arrays of stamps and / or magnitudes.
 
@@ -661,6 +720,10 @@ def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | None
         AB magnitudes in the model's photometric bands, NaN where missing.
     ids : ndarray, optional
         Object identifiers for the array form (default 0..N-1).
+    psf_fwhm : float or ndarray (N,), optional
+        Seeing of the images [arcsec], in the model's seeing band, for a model that reads it
+        (``meta["architecture_config"]["seeing_band"]``); unknown (NaN, the default) is allowed.
+        A stamp set supplies its own (:func:`skysort.data.seeing.object_seeing`).
     prior : mapping of str to float, or "auto", optional
         Class fractions expected among these objects, e.g. ``{"star": 0.12, "galaxy": 0.86,
         "qso": 0.02}``, or ``"auto"`` to estimate them from the predictions; the probabilities
@@ -689,6 +752,8 @@ def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | None
     inputs = {}
     if images is not None:
         inputs["image"] = np.asarray(images, np.float32)
+        if psf_fwhm is not None:
+            inputs["psf_fwhm"] = np.broadcast_to(np.asarray(psf_fwhm, np.float32), (len(inputs["image"]),)).copy()
     if mag is not None:
         inputs["mag"] = np.asarray(mag, np.float32)
     outputs = predictor.predict(inputs, images_available=images is not None)
@@ -1136,6 +1201,17 @@ def _magnitude_convention_text(convention: Mapping[str, Any] | None, bands: Sequ
     return "; Pogson magnitudes, NaN where not detected"
 
 
+def _seeing_text(meta: Mapping[str, Any]) -> str:
+    """The model card's line on seeing: the training range and whether the model reads it."""
+    ranges = meta.get("psf_fwhm_range") or {}
+    trained = ", ".join(f"{b} {low:.2f}-{high:.2f}\"" for b, (low, high) in ranges.items()) or "not recorded"
+    band = (meta.get("architecture_config") or {}).get("seeing_band")
+    reads = (f"the image branch reads each object's {band}-band PSF FWHM (measured on the tile by `skysort cutout` "
+             "and `skysort predict --tiles`; unknown seeing is allowed)") if band else "the model is not told the seeing"
+    warning = "; predictions on images of other seeing are reported by a warning" if ranges else ""
+    return f"trained on PSF FWHM {trained}; {reads}{warning}"
+
+
 def write_model_card(model: str | os.PathLike, evaluations: Mapping[str, str | os.PathLike], out: str | os.PathLike, *,
                      title: str = "", notes: Sequence[str] = (), sections: Mapping[str, Sequence[str]] | None = None) -> Path:
     """Write a Markdown model card from a model file's metadata and ``metrics.json`` files.
@@ -1188,6 +1264,7 @@ def write_model_card(model: str | os.PathLike, evaluations: Mapping[str, str | o
         f"- photometry input: bands {meta.get('photometry_bands')}: {meta.get('photometry_inputs')}"
         f"{_magnitude_convention_text(meta.get('catalogue_magnitudes'), meta.get('photometry_bands') or [])}",
         f"- photometry-only prediction (catalogue, no images): {meta.get('photometry_only_path')}",
+        f"- seeing: {_seeing_text(meta)}",
         "- outputs: p_star, p_galaxy, p_qso, class, inputs_used, missing-input flag", "",
         "## Training data", "",
         f"- `{training.get('data')}`: simulated {simulation.get('survey', '')} {simulation.get('kind', '')} "

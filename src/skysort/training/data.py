@@ -19,6 +19,25 @@ from ..errors import InputError
 BatchTransform = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
+def training_data_meta(stamps: StampSet) -> dict:
+    """What a model records of its training set: survey, seed, simulation settings and the
+    seeing range per band (:func:`skysort.data.seeing.stamp_seeing_range`)."""
+    from ..data.seeing import stamp_seeing_range
+
+    return {"survey": stamps.meta.survey, "seed": stamps.meta.seed, "simulation": stamps.meta.extra.get("simulation"),
+            "psf_fwhm_range": stamp_seeing_range(stamps.meta)}
+
+
+def model_seeing_range(stamps: StampSet, image_bands: Sequence[str], init_meta: Mapping | None = None) -> dict:
+    """The seeing range per image band [arcsec] a model has been trained on: its training set's,
+    joined with that of the model it was fine-tuned from. Predictions on images of other
+    seeing are reported (:func:`skysort.data.seeing.seeing_mismatch`)."""
+    from ..data.seeing import merge_seeing_ranges, stamp_seeing_range
+
+    own = {b: r for b, r in stamp_seeing_range(stamps.meta).items() if b in image_bands}
+    return merge_seeing_ranges((init_meta or {}).get("psf_fwhm_range"), own)
+
+
 def require_classes(labels: np.ndarray, classes: Sequence[str], source, minimum: int = 2) -> np.ndarray:
     """Refuse a training set whose rows hold fewer than ``minimum`` of ``classes``.
 
