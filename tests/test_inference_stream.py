@@ -386,6 +386,28 @@ def test_photometry_only_refused_for_image_models_and_flagged_otherwise(survey, 
     assert np.allclose(table[["p_star", "p_galaxy", "p_qso"]].to_numpy(), expected, atol=1e-6)
 
 
+def test_catalogue_of_positions_is_classified_from_images_alone(survey, tmp_path):
+    """A model of images and photometry given tiles and a catalogue with none of its magnitudes
+    classifies from the images, flags every row, and leaves rows outside every tile unpredicted."""
+    (tmp_path / "m.pt").write_bytes(b"tiny")
+    predictor = TinyPredictor(tmp_path / "m.pt", image_bands=("r",), photometry_bands=("u", "g"), photometry_only=True)
+    warnings = []
+    manifest = predict_catalog("tiny", survey["catalog"], tmp_path / "out", RunOptions(tiles=survey["tiles"]), predictor=predictor,
+                               warn=lambda where, message: warnings.append(message))
+    assert manifest.complete and len(warnings) == 1 and "from the images alone" in warnings[0]
+    _, table = read_out(tmp_path / "out")
+    flags = table["flags"].to_numpy()
+    assert np.all(flags & MISSING_INPUT_FLAG) and np.all(flags & int(Flags.MISSING_PHOTOMETRY))
+    inside = table["images_used"].to_numpy()
+    assert inside.sum() > 100 and (~inside).sum() == 5  # the five sources beyond every tile
+    assert table.loc[inside, ["p_star", "p_galaxy", "p_qso"]].notna().all().all()
+    assert table.loc[~inside, ["p_star", "p_galaxy", "p_qso"]].isna().all().all()
+    # A catalogue with some of the bands is a mapping problem, not a catalogue of positions.
+    partial = TinyPredictor(tmp_path / "m.pt", image_bands=("r",), photometry_bands=("r", "g"), photometry_only=True)
+    with pytest.raises(InputError, match="mag_g"):
+        predict_catalog("tiny", survey["catalog"], tmp_path / "out2", RunOptions(tiles=survey["tiles"]), predictor=partial)
+
+
 @pytest.mark.parametrize("case", ["no tiles match", "no positions", "both inputs", "tiles without catalogue"])
 def test_bad_inputs_give_one_line_errors(survey, tmp_path, capsys, case):
     import pyarrow as pa

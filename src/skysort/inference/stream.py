@@ -455,6 +455,28 @@ class CatalogColumns:
         return out
 
 
+def open_catalog_stream(catalog, options, spec, inputs, warn) -> tuple["CatalogStream", list[str]]:
+    """The catalogue as a :class:`CatalogStream`, and the photometry bands read from it: the
+    model's, or none when the model also reads images, tiles are given and the catalogue has
+    no magnitude in any of its bands (a catalogue of positions): the model then classifies
+    from the images alone and every row is flagged MISSING_PHOTOMETRY."""
+    bands = list(spec.photometry_bands)
+    image_only_possible = bool(bands) and spec.uses_images and inputs.images_available
+    try:
+        return CatalogStream(catalog, options.mapping, bands, require_sky=inputs.needs_sky), bands
+    except InputError:
+        if not image_only_possible:
+            raise
+        stream = CatalogStream(catalog, options.mapping, (), require_sky=inputs.needs_sky)
+        if stream.has_any_band(bands):
+            raise
+    from ..data.ingest import _tell
+
+    _tell(warn, catalog, f"no magnitude column for any of the model's bands {bands}: classifying from the images alone "
+                         "(flagged MISSING_PHOTOMETRY)")
+    return stream.without_bands(), []
+
+
 class CatalogStream:
     """A catalogue read in chunks, reduced to what prediction needs.
 
@@ -524,7 +546,25 @@ class CatalogStream:
             raise InputError(self.path, f"cannot read as {self.format.upper()}: {exc}") from None
         if self.n_rows == 0:
             raise InputError(self.path, "catalogue has no rows")
+        self.names = list(names)
+        self.require_sky = require_sky
         self.columns = CatalogColumns(names, self.path, self.mapping, self.bands, require_sky=require_sky)
+
+    def has_any_band(self, bands: Sequence[str]) -> bool:
+        """Whether the catalogue holds a magnitude column for at least one of ``bands``."""
+        for band in bands:
+            try:
+                CatalogColumns(self.names, self.path, self.mapping, (band,), require_sky=False)
+            except InputError:
+                continue
+            return True
+        return False
+
+    def without_bands(self) -> "CatalogStream":
+        """This catalogue read for positions only (no magnitude columns)."""
+        self.bands = ()
+        self.columns = CatalogColumns(self.names, self.path, self.mapping, (), require_sky=self.require_sky)
+        return self
 
     def _is_ecsv_file(self) -> bool:
         from ..data.catalog import _is_ecsv
@@ -713,6 +753,9 @@ class ReaderConfig:
     background: str = "sep"
     #: The model reads the seeing in this band: it is measured on each tile (None: it does not).
     seeing_band: str | None = None
+    #: The catalogue has none of the model's magnitudes: they are given to the model as missing
+    #: (NaN) and every row is flagged.
+    photometry_missing: bool = False
 
 
 class UnitReader:
@@ -794,14 +837,17 @@ class UnitReader:
                 if unit["kind"] == "tile" or config.tiles:
                     flags |= np.uint32(Flags.MISSING_BAND)
             if config.photometry_bands:
-                mag = np.stack([rows[f"mag_{b}"][part] for b in config.photometry_bands], axis=1).astype(np.float32)
-                err = np.stack([rows[f"magerr_{b}"][part] for b in config.photometry_bands], axis=1).astype(np.float32)
+                if config.photometry_missing:
+                    mag = err = np.full((m, len(config.photometry_bands)), np.nan, np.float32)
+                else:
+                    mag = np.stack([rows[f"mag_{b}"][part] for b in config.photometry_bands], axis=1).astype(np.float32)
+                    err = np.stack([rows[f"magerr_{b}"][part] for b in config.photometry_bands], axis=1).astype(np.float32)
                 inputs["mag"], inputs["magerr"] = mag, err
                 missing = ~np.isfinite(mag).all(axis=1)
                 flags[missing] |= np.uint32(Flags.MISSING_PHOTOMETRY | MISSING_INPUT_FLAG)
             yield {
                 "unit": unit["index"], "batch": k, "n_batches": n_batches, "inputs": inputs,
-                "predict": with_images or (not config.image_bands) or config.photometry_only_ok,
+                "predict": with_images or (not config.image_bands) or (config.photometry_only_ok and not config.photometry_missing),
                 "images_used": with_images, "flags": flags.astype(np.int32),
                 "id": rows["id"][part], "ra": rows["ra"][part], "dec": rows["dec"][part],
                 "catalog_row": rows["catalog_row"][part],
@@ -861,7 +907,7 @@ def _blank_outputs(n: int, n_classes: int, extras: Mapping[str, str]) -> dict[st
     outputs = {"probabilities": np.full((n, n_classes), np.nan, np.float32)}
     for name, dtype in extras.items():
         dt = np.dtype(dtype)
-        outputs[name] = np.full(n, np.nan if dt.kind == "f" else 0, dt)
+        outputs[name] = np.full(n, np.nan if dt.kind == "f" else ("" if dt.kind in "US" else 0), dt)
     return outputs
 
 
@@ -1216,7 +1262,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
     reference_band, stamp_size = inputs.reference_band, inputs.stamp_size
     out = Path(out)
     model_info = model_record(predictor)
-    catalog_stream = CatalogStream(catalog, options.mapping, spec.photometry_bands, require_sky=inputs.needs_sky)
+    catalog_stream, photometry_bands = open_catalog_stream(catalog, options, spec, inputs, warn)
     signature = run_signature(model_info, file_identity(catalog), inputs, options)
     manifest = Manifest.prepare_folder(out, signature)
     workers = options.workers if options.workers is not None else 0
@@ -1241,7 +1287,8 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
             folder=str(out), tiles=manifest.content["tiles"], image_bands=list(spec.image_bands),
             photometry_bands=list(spec.photometry_bands), stamp_size=stamp_size, reference_band=reference_band,
             batch_size=memory.batch_size, tile_cache_tiles=memory.tile_cache_tiles, images_available=images_available,
-            photometry_only_ok=probe["photometry_only"], background=options.background, seeing_band=spec.seeing_band)
+            photometry_only_ok=probe["photometry_only"], background=options.background, seeing_band=spec.seeing_band,
+            photometry_missing=photometry_bands != list(spec.photometry_bands))
         part_meta = {"model": model_info["name"], "model_file": model_info["file"], "model_sha256": model_info["sha256"],
                      "model_created": model_info["created"], "task": predictor.task, "classes": list(predictor.classes),
                      "catalog": str(Path(catalog).resolve()), "images_available": images_available,
