@@ -34,7 +34,7 @@ from ..errors import InputError
 from .manifest import file_identity
 from .predictor import ClassDecision
 from .stream import (CatalogColumns, ReaderConfig, RunOptions, TileIndex, TileInfo, UnitAssembler, UnitReader, _blank_outputs,
-                     _in_thread, model_record, prepare_inputs, resolve_device, run_signature)
+                     _in_thread, model_record, prediction_columns, prepare_inputs, resolve_device, run_signature)
 
 # One tile reader and tile index per worker process, kept between partitions.
 _READERS: dict[str, UnitReader] = {}
@@ -213,7 +213,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
     from ..data.catalog import resolve_mapping
 
     names = list(hats_catalog.columns)
-    columns = CatalogColumns(names, catalog, resolve_mapping(options.mapping), spec.photometry_bands, require_sky=inputs.needs_sky)
+    columns, photometry_missing = prediction_columns(names, catalog, resolve_mapping(options.mapping), spec, inputs, warn)
     properties = hats_catalog.hc_structure.catalog_info
     keep = [c for c in (properties.ra_column, properties.dec_column) if c and c not in ("ra", "dec") and c in names]
     # Survey catalogues hold hundreds of columns: read only those the model needs (and the sky
@@ -228,7 +228,8 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
         folder=str(out), tiles=[t.to_json() for t in tiles], image_bands=list(spec.image_bands),
         photometry_bands=list(spec.photometry_bands), stamp_size=inputs.stamp_size, reference_band=inputs.reference_band,
         batch_size=memory.batch_size, tile_cache_tiles=memory.tile_cache_tiles, images_available=images_available,
-        photometry_only_ok=probe["photometry_only"], background=options.background, seeing_band=spec.seeing_band)
+        photometry_only_ok=probe["photometry_only"], background=options.background, seeing_band=spec.seeing_band,
+        photometry_missing=photometry_missing)
     id_column = columns.sources.get("id")
     meta_frame = hats_catalog.meta
     id_dtype = meta_frame[id_column].to_numpy().dtype if id_column else np.dtype(np.int64)

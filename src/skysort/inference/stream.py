@@ -455,26 +455,36 @@ class CatalogColumns:
         return out
 
 
-def open_catalog_stream(catalog, options, spec, inputs, warn) -> tuple["CatalogStream", list[str]]:
-    """The catalogue as a :class:`CatalogStream`, and the photometry bands read from it: the
-    model's, or none when the model also reads images, tiles are given and the catalogue has
-    no magnitude in any of its bands (a catalogue of positions): the model then classifies
-    from the images alone and every row is flagged MISSING_PHOTOMETRY."""
+def prediction_columns(names: Sequence[str], where: str | os.PathLike, mapping: Any, spec: Any, inputs: Any,
+                       warn: Callable[[str | os.PathLike, str], None] | None) -> tuple["CatalogColumns", bool]:
+    """The catalogue columns a prediction reads, and whether the model's magnitudes are missing.
+
+    Normally the model's photometry bands are required. A model that also reads images, given
+    tiles and a catalogue with no magnitude in any of its bands (a catalogue of positions),
+    classifies from the images alone: no magnitude is read, the model gets them as missing and
+    every row is flagged MISSING_PHOTOMETRY. A catalogue holding some of the bands is refused
+    as before (a mapping problem, not a catalogue of positions).
+    """
     bands = list(spec.photometry_bands)
-    image_only_possible = bool(bands) and spec.uses_images and inputs.images_available
     try:
-        return CatalogStream(catalog, options.mapping, bands, require_sky=inputs.needs_sky), bands
+        return CatalogColumns(names, where, mapping, bands, require_sky=inputs.needs_sky), False
     except InputError:
-        if not image_only_possible:
-            raise
-        stream = CatalogStream(catalog, options.mapping, (), require_sky=inputs.needs_sky)
-        if stream.has_any_band(bands):
+        image_only_possible = bool(bands) and spec.uses_images and inputs.images_available
+        if not image_only_possible or any(_has_band(names, where, mapping, band) for band in bands):
             raise
     from ..data.ingest import _tell
 
-    _tell(warn, catalog, f"no magnitude column for any of the model's bands {bands}: classifying from the images alone "
-                         "(flagged MISSING_PHOTOMETRY)")
-    return stream.without_bands(), []
+    _tell(warn, where, f"no magnitude column for any of the model's bands {bands}: classifying from the images alone "
+                       "(flagged MISSING_PHOTOMETRY)")
+    return CatalogColumns(names, where, mapping, (), require_sky=inputs.needs_sky), True
+
+
+def _has_band(names: Sequence[str], where: str | os.PathLike, mapping: Any, band: str) -> bool:
+    try:
+        CatalogColumns(names, where, mapping, (band,), require_sky=False)
+    except InputError:
+        return False
+    return True
 
 
 class CatalogStream:
@@ -547,24 +557,7 @@ class CatalogStream:
         if self.n_rows == 0:
             raise InputError(self.path, "catalogue has no rows")
         self.names = list(names)
-        self.require_sky = require_sky
         self.columns = CatalogColumns(names, self.path, self.mapping, self.bands, require_sky=require_sky)
-
-    def has_any_band(self, bands: Sequence[str]) -> bool:
-        """Whether the catalogue holds a magnitude column for at least one of ``bands``."""
-        for band in bands:
-            try:
-                CatalogColumns(self.names, self.path, self.mapping, (band,), require_sky=False)
-            except InputError:
-                continue
-            return True
-        return False
-
-    def without_bands(self) -> "CatalogStream":
-        """This catalogue read for positions only (no magnitude columns)."""
-        self.bands = ()
-        self.columns = CatalogColumns(self.names, self.path, self.mapping, (), require_sky=self.require_sky)
-        return self
 
     def _is_ecsv_file(self) -> bool:
         from ..data.catalog import _is_ecsv
@@ -1262,7 +1255,9 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
     reference_band, stamp_size = inputs.reference_band, inputs.stamp_size
     out = Path(out)
     model_info = model_record(predictor)
-    catalog_stream, photometry_bands = open_catalog_stream(catalog, options, spec, inputs, warn)
+    catalog_stream = CatalogStream(catalog, options.mapping, (), require_sky=inputs.needs_sky)
+    catalog_stream.columns, photometry_missing = prediction_columns(catalog_stream.names, catalog, catalog_stream.mapping, spec,
+                                                                    inputs, warn)
     signature = run_signature(model_info, file_identity(catalog), inputs, options)
     manifest = Manifest.prepare_folder(out, signature)
     workers = options.workers if options.workers is not None else 0
@@ -1288,7 +1283,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
             photometry_bands=list(spec.photometry_bands), stamp_size=stamp_size, reference_band=reference_band,
             batch_size=memory.batch_size, tile_cache_tiles=memory.tile_cache_tiles, images_available=images_available,
             photometry_only_ok=probe["photometry_only"], background=options.background, seeing_band=spec.seeing_band,
-            photometry_missing=photometry_bands != list(spec.photometry_bands))
+            photometry_missing=photometry_missing)
         part_meta = {"model": model_info["name"], "model_file": model_info["file"], "model_sha256": model_info["sha256"],
                      "model_created": model_info["created"], "task": predictor.task, "classes": list(predictor.classes),
                      "catalog": str(Path(catalog).resolve()), "images_available": images_available,
