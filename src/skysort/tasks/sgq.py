@@ -622,8 +622,9 @@ class SGQPredictor(TorchPredictor):
     without images (``images_available=False`` or no ``"image"`` input), the image head for
     objects with no magnitude at all. Stamps larger than the model's input are centre-cropped.
     A model that reads the seeing takes ``inputs["psf_fwhm"]`` (unknown where absent or NaN).
-    Extra outputs: ``inputs_used`` (``both``, ``image``, ``photometry``, ``none``) and
-    ``n_missing_bands`` (magnitudes missing among the model's photometric bands).
+    Extra outputs: ``inputs_used`` (``both``, ``image``, ``photometry``, ``none``),
+    ``n_missing_bands`` (magnitudes missing among the model's photometric bands) and, for a
+    model that reads the seeing, ``psf_fwhm`` (the FWHM it was given [arcsec], NaN if unknown).
     """
 
     task = "sgq"
@@ -688,7 +689,11 @@ class SGQPredictor(TorchPredictor):
             probabilities[rows] = _network_probabilities(self.network, None, mags[rows], "main" if branches == "photometry" else "photometry",
                                                          device=self.device)
             used[rows] = "photometry"
-        return {"probabilities": probabilities.astype(np.float32), "inputs_used": used, "n_missing_bands": n_missing}
+        outputs = {"probabilities": probabilities.astype(np.float32), "inputs_used": used, "n_missing_bands": n_missing}
+        if spec.seeing_band and images_available and spec.uses_images:
+            # The seeing the model was given, per object (NaN: unknown), for the output table's provenance.
+            outputs["psf_fwhm"] = seeing if seeing is not None else np.full(n, np.nan, np.float32)
+        return outputs
 
 
 def predictor_from_file(path: Path, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str = "cpu") -> SGQPredictor:
