@@ -34,6 +34,7 @@ import functools
 
 import numpy as np
 
+
 @dataclasses.dataclass(frozen=True)
 class SeeingEstimate:
     """The PSF size of one image.
@@ -198,7 +199,7 @@ def measure_seeing(data: np.ndarray, pixel_scale: float, *, guess_fwhm: float = 
     radii, flag = sep.flux_radius(image, objects["x"], objects["y"], np.full(len(objects), aperture), [0.5, 0.9],
                                   subpix=5, mask=mask if mask.any() else None)
     good = (flag == 0) & (radii[:, 0] > 0)
-    radius, concentration = radii[good, 0], radii[good, 1] / np.where(good, radii[:, 0], 1.0)[good]
+    radius, concentration = radii[good, 0], radii[good, 1] / radii[good, 0]
     if len(radius) < min_stars:
         return nan_estimate(len(radius))
     smaller = np.sort(radius)[: max(min_stars, (len(radius) + 1) // 2)]
