@@ -131,7 +131,7 @@ class TinyPredictor:
             h = h + self.mags(torch.as_tensor(np.nan_to_num(inputs["mag"], nan=25.0)) - 20)
         p = torch.softmax(self.head(h), dim=1).numpy()
         outputs = {"probabilities": p.astype(np.float32), "score": p[:, 0].astype(np.float32) * 2}
-        if self.spec.seeing_band:
+        if self.spec.seeing_band and images_available:  # a per-image output, absent for photometry-only rows
             outputs["seeing"] = np.asarray(inputs.get("psf_fwhm", np.full(len(p), np.nan)), np.float32)
         return outputs
 
@@ -200,6 +200,19 @@ def test_seeing_is_measured_on_each_tile_as_cutout_measures_it(tmp_path):
     assert stamps.meta.extra["psf_fwhm_source"]["r"] == "measured" and seeing == pytest.approx(1.41, rel=0.06)
     assert np.allclose(streamed["seeing"].to_numpy(), seeing, atol=1e-3)
     assert np.allclose(np.asarray(predict_stampset(predictor, stamps)["seeing"]), seeing, atol=1e-3)
+
+
+def test_an_output_a_predictor_omits_for_some_rows_is_blank_there(survey, tmp_path):
+    """Sources beyond every tile are classified from photometry, where a per-image output is
+    absent: their part still has every column, blank there."""
+    (tmp_path / "m.pt").write_bytes(b"tiny")
+    predictor = TinyPredictor(tmp_path / "m.pt", image_bands=("r",), photometry_bands=("r",), photometry_only=True, seeing_band="r")
+    manifest = predict_catalog("tiny", survey["catalog"], tmp_path / "out", RunOptions(tiles=survey["tiles"]), predictor=predictor)
+    assert manifest.complete
+    _, table = read_out(tmp_path / "out")
+    outside = ~table["images_used"].to_numpy()
+    assert outside.sum() == 5 and table.loc[outside, "seeing"].isna().all()
+    assert table.loc[outside, ["p_star", "p_galaxy", "p_qso"]].notna().all().all()
 
 
 def test_parts_manifest_ownership_and_provenance(survey, tmp_path):

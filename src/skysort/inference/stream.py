@@ -516,7 +516,6 @@ class CatalogStream:
 
         self.path = Path(path)
         self.mapping = resolve_mapping(mapping)
-        self.bands = tuple(bands)
         self.format = _format_of(self.path)
         if self.format is None:
             raise _unknown_format(self.path)
@@ -556,8 +555,10 @@ class CatalogStream:
             raise InputError(self.path, f"cannot read as {self.format.upper()}: {exc}") from None
         if self.n_rows == 0:
             raise InputError(self.path, "catalogue has no rows")
+        #: The file's column names, and the columns read (:func:`prediction_columns` chooses them
+        #: for a prediction run).
         self.names = list(names)
-        self.columns = CatalogColumns(names, self.path, self.mapping, self.bands, require_sky=require_sky)
+        self.columns = CatalogColumns(names, self.path, self.mapping, bands, require_sky=require_sky)
 
     def _is_ecsv_file(self) -> bool:
         from ..data.catalog import _is_ecsv
@@ -920,7 +921,13 @@ class UnitAssembler:
         if not batch["predict"]:
             return _blank_outputs(n, len(self.predictor.classes), self.extras)
         outputs = run_model(self.predictor, batch["inputs"], images_available=batch["images_used"], device=self.device)
-        return {k: v for k, v in outputs.items() if k == "probabilities" or k in self.extras}
+        # Every unit's part has the probe's columns, even where a predictor omits an output
+        # for some inputs (e.g. a per-image quantity for photometry-only rows).
+        kept = {k: v for k, v in outputs.items() if k == "probabilities" or k in self.extras}
+        absent = {k: dtype for k, dtype in self.extras.items() if k not in kept}
+        if absent:
+            kept.update({k: v for k, v in _blank_outputs(n, 0, absent).items() if k != "probabilities"})
+        return kept
 
     def add(self, batch: dict[str, Any], outputs: dict[str, np.ndarray]):
         """Keep a predicted batch; return the unit's table once its last batch has arrived."""

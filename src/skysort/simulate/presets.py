@@ -200,15 +200,15 @@ class PSFSpec(BaseModel):
     model: Literal["gaussian", "moffat", "kolmogorov", "moffat_kolmogorov"] = "moffat"
     beta: float = Field(default=4.765, gt=1)
     beta_range: tuple[float, float] | None = None
+    fwhm_scatter: float = Field(default=0.0, ge=0)
+    fwhm_levels: list[float] = Field(default_factory=lambda: [-1.5, -0.75, 0.0, 0.75, 1.5], min_length=1)
+    ellipticity_sigma: float = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
     def _check_beta_range(self) -> "PSFSpec":
         if self.beta_range is not None and not 1 < self.beta_range[0] <= self.beta_range[1]:
             raise ValueError(f"beta_range must be (low, high) with 1 < low <= high, got {self.beta_range}")
         return self
-    fwhm_scatter: float = Field(default=0.0, ge=0)
-    fwhm_levels: list[float] = Field(default_factory=lambda: [-1.5, -0.75, 0.0, 0.75, 1.5], min_length=1)
-    ellipticity_sigma: float = Field(default=0.0, ge=0)
 
 
 class DepthDefinition(BaseModel):

@@ -24,7 +24,7 @@ from ..inference.predictor import InputSpec, TorchPredictor
 from ..models.blend import OFFSET_SCALE_PX, BlendNet, blend_loss
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
-from ..training.data import InMemoryStamps, batch_loader, require_classes, model_seeing_range, split_indices, training_data_meta
+from ..training.data import InMemoryStamps, batch_loader, model_seeing_range, require_classes, split_indices, training_data_meta
 
 CLASSES = ["isolated", "blended"]
 PADDING_PX = 7

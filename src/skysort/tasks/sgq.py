@@ -45,7 +45,7 @@ from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
 from ..models.sgq import BRANCHES, SGQNet, sgq_loss
 from ..evaluation.calibration import calibration_metrics
-from ..training.data import InMemoryBatches, batch_loader, require_classes, model_seeing_range, split_indices, training_data_meta
+from ..training.data import InMemoryBatches, batch_loader, model_seeing_range, require_classes, split_indices, training_data_meta
 
 CLASSES = ["star", "galaxy", "qso"]
 #: Smallest side of the image branch's centre crop, arcsec and pixels.
@@ -600,7 +600,7 @@ def _network_probabilities(network: SGQNet, images: np.ndarray | None, mags: np.
         batch = {}
         if images is not None and mode in ("main", "image"):
             batch["image"] = torch.as_tensor(np.asarray(images[start : start + batch_size], np.float32), device=device)
-            if seeing is not None:
+            if seeing is not None and network.seeing_band:
                 batch["psf_fwhm"] = torch.as_tensor(np.asarray(seeing[start : start + batch_size], np.float32), device=device)
         if mags is not None and mode in ("main", "photometry"):
             batch["mag"] = torch.as_tensor(np.asarray(mags[start : start + batch_size], np.float32), device=device)
@@ -649,12 +649,6 @@ class SGQPredictor(TorchPredictor):
                 raise InputError(self.name, f"stamps of {images.shape[-2]}x{images.shape[-1]} px are smaller than "
                                             f"the model's {self.crop} px input")
             images = np.ascontiguousarray(centre_crop(images, self.crop))
-        seeing = None
-        if images is not None and spec.seeing_band:
-            # Unknown seeing (absent or NaN) is an input the model was trained with, not an error.
-            seeing = np.asarray(inputs["psf_fwhm"], np.float32).reshape(-1) if "psf_fwhm" in inputs else np.full(len(images), np.nan, np.float32)
-            if len(seeing) != len(images):
-                raise InputError(self.name, f"psf_fwhm must have one value per stamp ({len(images)}), got {len(seeing)}")
         mags = None
         if spec.uses_photometry:
             if "mag" in inputs:
@@ -666,6 +660,12 @@ class SGQPredictor(TorchPredictor):
         if images is None and mags is None:
             raise InputError(self.name, "no usable inputs: this model needs " +
                              ("magnitudes" if not spec.uses_images else "image stamps" if not spec.uses_photometry else "image stamps or magnitudes"))
+        # Unknown seeing (absent or NaN) is an input a seeing model was trained with, not an error;
+        # models that do not read it ignore it.
+        seeing = np.asarray(inputs["psf_fwhm"], np.float32).reshape(-1) if "psf_fwhm" in inputs and images is not None \
+            else np.full(n, np.nan, np.float32)
+        if len(seeing) != n:
+            raise InputError(self.name, f"psf_fwhm must have one value per stamp ({n}), got {len(seeing)}")
         has_mag = np.isfinite(mags).any(axis=1) if mags is not None else np.zeros(n, bool)
         n_missing = (~np.isfinite(mags)).sum(axis=1).astype(np.int16) if mags is not None else np.full(n, len(spec.photometry_bands), np.int16)
         probabilities = np.full((n, len(self.classes)), 1.0 / len(self.classes), np.float32)
@@ -674,11 +674,11 @@ class SGQPredictor(TorchPredictor):
         if images is not None and mags is not None and branches == "both":
             rows = np.flatnonzero(has_mag)
             probabilities[rows] = _network_probabilities(self.network, images[rows], mags[rows], "main", device=self.device,
-                                                         seeing=None if seeing is None else seeing[rows])
+                                                         seeing=seeing[rows])
             used[rows] = "both"
             rows = np.flatnonzero(~has_mag)
             probabilities[rows] = _network_probabilities(self.network, images[rows], None, "image", device=self.device,
-                                                         seeing=None if seeing is None else seeing[rows])
+                                                         seeing=seeing[rows])
             used[rows] = "image"
         elif images is not None:
             probabilities[:] = _network_probabilities(self.network, images, None, "main" if branches == "image" else "image", device=self.device,
@@ -690,9 +690,9 @@ class SGQPredictor(TorchPredictor):
                                                          device=self.device)
             used[rows] = "photometry"
         outputs = {"probabilities": probabilities.astype(np.float32), "inputs_used": used, "n_missing_bands": n_missing}
-        if spec.seeing_band and images_available and spec.uses_images:
-            # The seeing the model was given, per object (NaN: unknown), for the output table's provenance.
-            outputs["psf_fwhm"] = seeing if seeing is not None else np.full(n, np.nan, np.float32)
+        if spec.seeing_band:
+            # The seeing the model was given, per object (NaN: unknown or no images), for provenance.
+            outputs["psf_fwhm"] = seeing
         return outputs
 
 

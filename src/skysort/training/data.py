@@ -20,12 +20,9 @@ BatchTransform = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
 def training_data_meta(stamps: StampSet) -> dict:
-    """What a model records of its training set: survey, seed, simulation settings and the
-    seeing range per band (:func:`skysort.data.seeing.stamp_seeing_range`)."""
-    from ..data.seeing import stamp_seeing_range
-
-    return {"survey": stamps.meta.survey, "seed": stamps.meta.seed, "simulation": stamps.meta.extra.get("simulation"),
-            "psf_fwhm_range": stamp_seeing_range(stamps.meta)}
+    """What a model records of its training set: survey, seed and simulation settings (its
+    seeing is in the model's own ``psf_fwhm_range``, :func:`model_seeing_range`)."""
+    return {"survey": stamps.meta.survey, "seed": stamps.meta.seed, "simulation": stamps.meta.extra.get("simulation")}
 
 
 def model_seeing_range(stamps: StampSet, image_bands: Sequence[str], init_meta: Mapping | None = None) -> dict:
