@@ -61,7 +61,7 @@ def test_sky_sigma_round_trip(sdss):
             other = preset.model_copy(update={"bands": [band]})
             assert other.depth(b) == pytest.approx(preset.depth(b), abs=1e-9)
     # 5-sigma depth in counts, divided by 5, is the catalogue flux error.
-    assert sdss.flux_sigma("r") == pytest.approx(10 ** (-0.4 * (22.2 - 22.5)) / 5)
+    assert sdss.flux_sigma("r") == pytest.approx(10 ** (-0.4 * (sdss.depth("r") - 22.5)) / 5)
 
 
 def test_user_preset_file_and_errors(tmp_path):

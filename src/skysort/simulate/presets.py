@@ -381,10 +381,20 @@ class SurveyPreset(BaseModel):
         else:
             # A Kolmogorov profile (and its Moffat convolution) is close to a Moffat of
             # beta 4.765 with the same FWHM, so all three non-Gaussian models share this.
-            beta = self.psf.beta if self.psf.model == "moffat" else 4.765
-            alpha = fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
-            area = math.pi * alpha**2 * (2.0 * beta - 1.0) / (beta - 1.0) ** 2
-            ee = 1.0 - (1.0 + radius**2 / alpha**2) ** (1.0 - beta)
+            if self.psf.model != "moffat":
+                betas = [4.765]
+            elif self.psf.beta_range is None:
+                betas = [self.psf.beta]
+            else:
+                # The PSF levels draw beta uniformly from the range: average over it, so that
+                # depth and sky noise describe the PSFs the renderer really draws.
+                low, high = self.psf.beta_range
+                betas = [low + (high - low) * (k + 0.5) / 16 for k in range(16)]
+            area = ee = 0.0
+            for beta in betas:
+                alpha = fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
+                area += math.pi * alpha**2 * (2.0 * beta - 1.0) / (beta - 1.0) ** 2 / len(betas)
+                ee += (1.0 - (1.0 + radius**2 / alpha**2) ** (1.0 - beta)) / len(betas)
         return area, ee
 
     def _noise_pixels(self, name: str) -> float:

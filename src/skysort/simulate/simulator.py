@@ -408,6 +408,9 @@ def _stamp_meta(config: SimulationConfig, preset: SurveyPreset, n: int, block: i
         extra={
             "simulation": dataclasses.asdict(config) | {"n": n, "block": block},
             "sky_sigma": sky,
+            # The whole preset, so that a set made from a user's (or an earlier) preset file
+            # records what drew it, not only the preset's name.
+            "survey_preset": preset.model_dump(mode="json", exclude={"source_file"}),
             "psf_model": preset.psf.model_dump(),
             "psf_variants": [_blend_psf(preset, config.seed)] if config.kind == "blends" else psf_variants(preset, config.seed),
             # The band of the per-object psf_fwhm_arcsec column.
