@@ -49,3 +49,25 @@ def test_depth_uses_the_drawn_psf_wings():
     narrow = preset.model_copy(update={"psf": preset.psf.model_copy(update={"beta_range": None, "beta": 4.765})})
     assert preset.depth("r") < narrow.depth("r") - 0.1
     assert preset.sky_sigma("r") == narrow.sky_sigma("r")
+
+
+def test_sky_noise_varies_per_object_within_the_preset_range(tmp_path):
+    from skysort.simulate.simulator import SimulationConfig, simulate
+
+    preset = load_survey("sdss")
+    low, high = preset.sky_scale_range
+    stamps = simulate(SimulationConfig(survey="sdss", kind="sources", seed=5, balanced=True, stamp_size=32), 150, tmp_path / "s.h5")
+    assert stamps.meta.extra["survey_preset"]["sky_scale_range"] == [low, high]
+    images = stamps.images()
+    # Faint stars leave the stamp edges to the sky: their scatter there is the recorded noise.
+    stars = (np.asarray(stamps.column("label")).astype(str) == "star") & (np.asarray(stamps.column("mag_true_r")) > 18)
+    assert stars.sum() > 20
+    for k, band in enumerate(stamps.meta.bands):
+        sigma = np.asarray(stamps.column(f"sky_sigma_{band}"), float)
+        scale = sigma / preset.sky_sigma(band)
+        assert scale.min() >= low - 1e-6 and scale.max() <= high + 1e-6
+        assert scale.max() / scale.min() > 1.5  # drawn per object, not one value
+        edge = np.concatenate([images[:, k, :4].reshape(len(images), -1), images[:, k, -4:].reshape(len(images), -1)], axis=1)
+        measured = edge.std(axis=1)[stars]
+        assert np.median(measured / sigma[stars]) == pytest.approx(1.0, abs=0.05)
+        assert np.corrcoef(measured, sigma[stars])[0, 1] > 0.8

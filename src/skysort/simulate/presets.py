@@ -290,6 +290,11 @@ class SurveyPreset(BaseModel):
         Default magnitude selection.
     noise : NoiseSpec, optional
         Stamp-set noise levels, for presets defined by noise rather than depth.
+    sky_scale_range : (float, float), optional
+        Image sky noise varies between fields (moon, airmass, unresolved starlight near the
+        Galactic plane): each simulated object's sky noise in each band is the band's
+        ``sky_sigma`` times a factor drawn log-uniformly from this range. Catalogue
+        photometry keeps the nominal errors. ``None``: every stamp has the nominal noise.
     mag_error_floor : float
         Calibration error added in quadrature to catalogue magnitude errors [mag].
     catalogue_magnitudes : {"pogson", "asinh"}
@@ -320,6 +325,7 @@ class SurveyPreset(BaseModel):
     depth_definition: DepthDefinition = DepthDefinition()
     selection: SelectionSpec = SelectionSpec()
     noise: NoiseSpec | None = None
+    sky_scale_range: tuple[float, float] | None = None
     mag_error_floor: float = Field(default=0.0, ge=0)
     catalogue_magnitudes: Literal["pogson", "asinh"] = "pogson"
     galactic_ebv_mean: float = Field(default=0.03, ge=0)
@@ -331,6 +337,8 @@ class SurveyPreset(BaseModel):
         names = [b.name for b in self.bands]
         if len(set(names)) != len(names):
             raise ValueError(f"band names repeat: {names}")
+        if self.sky_scale_range is not None and not 0 < self.sky_scale_range[0] <= self.sky_scale_range[1]:
+            raise ValueError(f"sky_scale_range must be (low, high) with 0 < low <= high, got {self.sky_scale_range}")
         if self.selection.band not in names:
             raise ValueError(f"selection band {self.selection.band!r} is not one of {names}")
         if self.catalogue_magnitudes == "asinh":

@@ -46,6 +46,7 @@ MODES = ("parametric", "realistic")
 _STREAM_MORPHOLOGY, _STREAM_NOISE, _STREAM_OFFSET, _STREAM_PSF = 11, 12, 13, 14
 #: Quasar host shapes and sizes.
 _STREAM_HOST = 15
+_STREAM_SKY = 16
 
 #: Quasar hosts are drawn from COSMOS fits whose light-weighted Sersic index is at least this:
 #: low-z AGN hosts are bulge-dominated (early and early-spiral types).
@@ -235,6 +236,10 @@ def _render_sources(preset: SurveyPreset, population: Table, config: SimulationC
         sky = np.full(len(bands), config.noise_sigma)
     offsets = np.array([rng.uniform(-0.5, 0.5, 2) for rng in _object_rngs(config.seed, indices, _STREAM_OFFSET)]).reshape(n, 2)
     noise_seeds = _object_seeds(config.seed, indices, _STREAM_NOISE)
+    sky_scale = np.ones((n, len(bands)))
+    if config.noise_sigma is None and preset.sky_scale_range is not None:
+        low, high = np.log(preset.sky_scale_range)
+        sky_scale = np.exp(np.array([rng.uniform(low, high, len(bands)) for rng in _object_rngs(config.seed, indices, _STREAM_SKY)]))
     size = _source_stamp_size(preset, config)
     # Photometry above covers every band; only the requested image bands are rendered.
     rendered = [bands.index(b) for b in _image_bands(preset, config)]
@@ -304,13 +309,17 @@ def _render_sources(preset: SurveyPreset, population: Table, config: SimulationC
             shapes = morphology.subset(galaxy_position[chosen]) if galaxy else None
             flux = (fluxes[chosen] if galaxy else point_flux[chosen])[:, rendered]
             images[chosen] = render_stamps(flux, psf_fwhm, morphology=shapes, offsets=offsets[chosen],
-                                           noise_seeds=noise_seeds[chosen], **options)
+                                           noise_seeds=noise_seeds[chosen],
+                                           **(options | {"sky_sigma": sky[rendered] * sky_scale[np.ix_(chosen, rendered)]}))
         hosts = np.flatnonzero((psf_choice == v) & has_host)
         if hosts.size:
             # Noiseless, on the AGN's PSF and centre: the stamp got its noise once, above.
             images[hosts] += render_stamps(host_flux[hosts][:, rendered], psf_fwhm,
                                            morphology=host_morphology.subset(host_position[hosts]),
                                            offsets=offsets[hosts], **(options | {"sky_sigma": None}))
+    if preset.sky_scale_range is not None and config.noise_sigma is None:
+        for k in rendered:
+            truth[f"sky_sigma_{bands[k]}"] = (sky[k] * sky_scale[:, k]).astype(np.float32)
     reference = preset.selection.band
     truth["psf_fwhm_arcsec"] = np.array([variants[k]["fwhm"][reference] for k in psf_choice], dtype=np.float32)
     truth["psf_g1"] = np.array([variants[k]["g1"] for k in psf_choice], dtype=np.float32)
