@@ -49,6 +49,7 @@ from ..errors import InputError
 __all__ = [
     "BandSpec",
     "DepthDefinition",
+    "NeighbourSpec",
     "NoiseSpec",
     "PSFSpec",
     "SelectionSpec",
@@ -245,6 +246,43 @@ class NoiseSpec(BaseModel):
     sigma_range: tuple[float, float]
 
 
+class NeighbourSpec(BaseModel):
+    """Unrelated point sources (field stars) scattered over each simulated stamp.
+
+    Real stamps are not empty around their object: at high Galactic latitude about one
+    detected source per square arcminute, near the Galactic plane a hundred. A classifier
+    trained on empty stamps reads a neighbour's light as extended structure.
+
+    Attributes
+    ----------
+    density_range : (float, float)
+        Surface density of neighbours [per arcmin^2], drawn log-uniformly per object.
+    mag_range : (float, float)
+        Neighbour magnitudes in the selection band [AB mag], drawn from number counts rising
+        by ``counts_slope`` dex per magnitude; colours are those of a star of the same set.
+    counts_slope : float
+        Logarithmic slope of the neighbour number counts [dex per mag].
+    min_separation : float
+        No neighbour closer than this to the stamp centre [arcsec]: closer pairs are blends,
+        a different question.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    density_range: tuple[float, float]
+    mag_range: tuple[float, float] = (15.0, 23.5)
+    counts_slope: float = Field(default=0.3, ge=0)
+    min_separation: float = Field(default=2.5, ge=0)
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> "NeighbourSpec":
+        if not 0 < self.density_range[0] <= self.density_range[1]:
+            raise ValueError(f"density_range must be (low, high) with 0 < low <= high, got {self.density_range}")
+        if not self.mag_range[0] <= self.mag_range[1]:
+            raise ValueError(f"mag_range must be (bright, faint), got {self.mag_range}")
+        return self
+
+
 class SelectionSpec(BaseModel):
     """Magnitude selection of simulated sources.
 
@@ -295,6 +333,9 @@ class SurveyPreset(BaseModel):
         Galactic plane): each simulated object's sky noise in each band is the band's
         ``sky_sigma`` times a factor drawn log-uniformly from this range. Catalogue
         photometry keeps the nominal errors. ``None``: every stamp has the nominal noise.
+    neighbours : NeighbourSpec, optional
+        Field stars around each simulated source or point source (not blends); catalogue
+        photometry stays that of the object alone (a deblended catalogue). ``None``: none.
     mag_error_floor : float
         Calibration error added in quadrature to catalogue magnitude errors [mag].
     catalogue_magnitudes : {"pogson", "asinh"}
@@ -326,6 +367,7 @@ class SurveyPreset(BaseModel):
     selection: SelectionSpec = SelectionSpec()
     noise: NoiseSpec | None = None
     sky_scale_range: tuple[float, float] | None = None
+    neighbours: NeighbourSpec | None = None
     mag_error_floor: float = Field(default=0.0, ge=0)
     catalogue_magnitudes: Literal["pogson", "asinh"] = "pogson"
     galactic_ebv_mean: float = Field(default=0.03, ge=0)

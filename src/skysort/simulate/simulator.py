@@ -47,6 +47,7 @@ _STREAM_MORPHOLOGY, _STREAM_NOISE, _STREAM_OFFSET, _STREAM_PSF = 11, 12, 13, 14
 #: Quasar host shapes and sizes.
 _STREAM_HOST = 15
 _STREAM_SKY = 16
+_STREAM_NEIGHBOUR = 17
 
 #: Quasar hosts are drawn from COSMOS fits whose light-weighted Sersic index is at least this:
 #: low-z AGN hosts are bulge-dominated (early and early-spiral types).
@@ -217,6 +218,49 @@ def _flux_unit(preset: SurveyPreset) -> str:
     return "nanomaggy" if abs(preset.zero_point - 22.5) < 1e-9 else "count"
 
 
+def _draw_neighbours(preset: SurveyPreset, population: Table, seed: int, indices: np.ndarray,
+                     size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Field stars around each object of a block (the preset's ``neighbours``).
+
+    Returns the owner row of each neighbour, its fluxes per band [counts], its offset from the
+    stamp centre [pixels], and per object the number of neighbours and the density drawn
+    [per arcmin^2]. Colours are those of a random star of the block (flat if it has none).
+    """
+    spec = preset.neighbours
+    bands = preset.band_names
+    n = len(indices)
+    labels = np.asarray(population["label"]).astype(str)
+    fluxes = np.stack([np.asarray(population[f"flux_{b}"], float) for b in bands], axis=1)
+    stars = np.flatnonzero((labels == "star") & np.all(fluxes > 0, axis=1))
+    sel = bands.index(preset.selection.band)
+    colours = fluxes[stars] / fluxes[stars, sel:sel + 1] if stars.size else np.ones((1, len(bands)))
+    area = (size * preset.pixel_scale / 60.0) ** 2  # arcmin^2
+    half, min_px = 0.5 * size, spec.min_separation / preset.pixel_scale
+    log_density = np.log(spec.density_range)
+    bright, faint = (10.0 ** (spec.counts_slope * m) for m in spec.mag_range)
+    owner, flux, offsets = [], [], []
+    count, density = np.zeros(n, np.int16), np.zeros(n, np.float32)
+    for row, rng in enumerate(_object_rngs(seed, indices, _STREAM_NEIGHBOUR)):
+        density[row] = np.exp(rng.uniform(*log_density))
+        k = rng.poisson(density[row] * area)
+        if k == 0:
+            continue
+        # Inverse of the cumulative counts N(<m) ~ 10**(slope m) between the magnitude limits.
+        u = rng.uniform(size=k)
+        mag = (np.log10(bright + u * (faint - bright)) / spec.counts_slope if spec.counts_slope > 0
+               else spec.mag_range[0] + u * (spec.mag_range[1] - spec.mag_range[0]))
+        xy = rng.uniform(-half, half, size=(k, 2))
+        keep = np.hypot(xy[:, 0], xy[:, 1]) >= min_px
+        template = colours[rng.integers(len(colours), size=k)]
+        count[row] = keep.sum()
+        owner.append(np.full(keep.sum(), row))
+        flux.append(template[keep] * preset.flux_from_mag(mag[keep])[:, None])
+        offsets.append(xy[keep])
+    if not owner:
+        return np.zeros(0, np.int64), np.zeros((0, len(bands))), np.zeros((0, 2)), count, density
+    return np.concatenate(owner), np.concatenate(flux), np.concatenate(offsets), count, density
+
+
 def _render_sources(preset: SurveyPreset, population: Table, config: SimulationConfig) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Stamps ``(n, B, H, W)`` of a population block and per-object morphology truth.
 
@@ -241,6 +285,8 @@ def _render_sources(preset: SurveyPreset, population: Table, config: SimulationC
         low, high = np.log(preset.sky_scale_range)
         sky_scale = np.exp(np.array([rng.uniform(low, high, len(bands)) for rng in _object_rngs(config.seed, indices, _STREAM_SKY)]))
     size = _source_stamp_size(preset, config)
+    if preset.neighbours is not None:
+        nb_owner, nb_flux, nb_offsets, nb_count, nb_density = _draw_neighbours(preset, population, config.seed, indices, size)
     # Photometry above covers every band; only the requested image bands are rendered.
     rendered = [bands.index(b) for b in _image_bands(preset, config)]
     images = np.empty((n, len(rendered), size, size), dtype=np.float32)
@@ -311,12 +357,26 @@ def _render_sources(preset: SurveyPreset, population: Table, config: SimulationC
             images[chosen] = render_stamps(flux, psf_fwhm, morphology=shapes, offsets=offsets[chosen],
                                            noise_seeds=noise_seeds[chosen],
                                            **(options | {"sky_sigma": sky[rendered] * sky_scale[np.ix_(chosen, rendered)]}))
+        if preset.neighbours is not None:
+            near = np.flatnonzero(psf_choice[nb_owner] == v)
+            if near.size:
+                # Noiseless, on the object's PSF (the stamp got its noise once, above); the
+                # renderer widens its periodic image for off-centre sources by itself.
+                light = render_stamps(nb_flux[near][:, rendered], psf_fwhm, offsets=nb_offsets[near],
+                                      **(options | {"sky_sigma": None}))
+                np.add.at(images, nb_owner[near], light)
         hosts = np.flatnonzero((psf_choice == v) & has_host)
         if hosts.size:
             # Noiseless, on the AGN's PSF and centre: the stamp got its noise once, above.
             images[hosts] += render_stamps(host_flux[hosts][:, rendered], psf_fwhm,
                                            morphology=host_morphology.subset(host_position[hosts]),
                                            offsets=offsets[hosts], **(options | {"sky_sigma": None}))
+    if preset.neighbours is not None:
+        truth["n_neighbours"] = nb_count
+        truth["neighbour_density"] = nb_density
+        # Total neighbour flux in the selection band [counts], light partly outside the stamp.
+        sel = bands.index(preset.selection.band)
+        truth[f"neighbour_flux_{bands[sel]}"] = np.bincount(nb_owner, weights=nb_flux[:, sel], minlength=n).astype(np.float32)
     if preset.sky_scale_range is not None and config.noise_sigma is None:
         for k in rendered:
             truth[f"sky_sigma_{bands[k]}"] = (sky[k] * sky_scale[:, k]).astype(np.float32)

@@ -1,5 +1,5 @@
-"""The simulated SDSS sky noise against real SDSS frames: the `sdss` preset must draw images
-as noisy as the survey's, or models learn a faint end that real data do not have."""
+"""The simulated SDSS images against real SDSS frames: sky noise as on real frames, varying
+from field to field, and field stars around each object."""
 
 from __future__ import annotations
 
@@ -71,3 +71,38 @@ def test_sky_noise_varies_per_object_within_the_preset_range(tmp_path):
         measured = edge.std(axis=1)[stars]
         assert np.median(measured / sigma[stars]) == pytest.approx(1.0, abs=0.05)
         assert np.corrcoef(measured, sigma[stars])[0, 1] > 0.8
+
+
+def test_field_stars_are_drawn_around_objects(tmp_path):
+    from skysort.simulate.simulator import SimulationConfig, simulate
+
+    preset = load_survey("sdss")
+    spec = preset.neighbours
+    # Noiseless, so each stamp's light is the object's plus its neighbours'.
+    stamps = simulate(SimulationConfig(survey="sdss", kind="sources", seed=6, balanced=True, stamp_size=32, noise_sigma=0.0),
+                      300, tmp_path / "s.h5")
+    count = np.asarray(stamps.column("n_neighbours"))
+    density = np.asarray(stamps.column("neighbour_density"))
+    assert spec.density_range[0] <= density.min() and density.max() <= spec.density_range[1]
+    # Poisson counts over the 32-px stamp: the mean follows the drawn densities.
+    area = (32 * preset.pixel_scale / 60) ** 2
+    assert count.sum() == pytest.approx((density * area).sum(), rel=0.25)
+    assert (count > 0).mean() > 0.1 and (count == 0).mean() > 0.5
+    r = stamps.meta.bands.index("r")
+    images = stamps.images()[:, r]
+    star = np.asarray(stamps.column("label")).astype(str) == "star"
+    own = np.asarray(stamps.column("flux_r"))
+    extra = np.asarray(stamps.column("neighbour_flux_r"))
+    total = images.sum(axis=(1, 2))
+    lone = star & (count == 0)
+    # A star alone: its own light only (most of a Moffat's flux inside 12.7"), peak at the centre.
+    assert np.all(total[lone] <= own[lone] * 1.001) and np.median(total[lone] / own[lone]) > 0.9
+    peak = np.argmax(images[lone].reshape(lone.sum(), -1), axis=1)
+    assert np.all(np.isin(peak // 32, (15, 16, 17)) & np.isin(peak % 32, (15, 16, 17)))
+    crowded = star & (count > 0)
+    # With neighbours: their light is in the stamp too (part of it falls outside, more for
+    # those near the edge).
+    enclosed = np.median(total[lone] / own[lone])  # of a star's own light, inside the stamp
+    added = (total[crowded] - enclosed * own[crowded]).sum() / extra[crowded].sum()
+    assert 0.4 < added < 1.0
+    assert np.all(total[crowded] < own[crowded] * 1.001 + extra[crowded] * 1.001)
