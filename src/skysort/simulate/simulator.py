@@ -218,22 +218,36 @@ def _flux_unit(preset: SurveyPreset) -> str:
     return "nanomaggy" if abs(preset.zero_point - 22.5) < 1e-9 else "count"
 
 
-def _draw_neighbours(preset: SurveyPreset, population: Table, seed: int, indices: np.ndarray,
-                     size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+_FIELD_STAR_COLOURS: dict[tuple[str, int], np.ndarray] = {}
+
+
+def _field_star_colours(preset: SurveyPreset, seed: int, n: int = 512) -> np.ndarray:
+    """Flux ratios to the selection band, ``(n, bands)``, of ``n`` stars of the preset's field
+    population: the colours neighbours are drawn from. One fixed sample per (preset, seed), so
+    that an object's neighbours do not depend on the block it is simulated in."""
+    key = (preset.model_dump_json(), seed)
+    if key not in _FIELD_STAR_COLOURS:
+        stars = draw_population(preset, n, seed, start=0, kind="pointsources", class_fractions={"star": 1.0})
+        fluxes = np.stack([np.asarray(stars[f"flux_{b}"], float) for b in preset.band_names], axis=1)
+        fluxes = fluxes[np.all(fluxes > 0, axis=1)]
+        sel = preset.band_names.index(preset.selection.band)
+        _FIELD_STAR_COLOURS.clear()  # one preset at a time is the rule; keep memory flat
+        _FIELD_STAR_COLOURS[key] = fluxes / fluxes[:, sel:sel + 1]
+    return _FIELD_STAR_COLOURS[key]
+
+
+def _draw_neighbours(preset: SurveyPreset, seed: int, indices: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Field stars around each object of a block (the preset's ``neighbours``).
 
     Returns the owner row of each neighbour, its fluxes per band [counts], its offset from the
     stamp centre [pixels], and per object the number of neighbours and the density drawn
-    [per arcmin^2]. Colours are those of a random star of the block (flat if it has none).
+    [per arcmin^2]. Colours are those of a star of :func:`_field_star_colours`.
     """
     spec = preset.neighbours
     bands = preset.band_names
     n = len(indices)
-    labels = np.asarray(population["label"]).astype(str)
-    fluxes = np.stack([np.asarray(population[f"flux_{b}"], float) for b in bands], axis=1)
-    stars = np.flatnonzero((labels == "star") & np.all(fluxes > 0, axis=1))
     sel = bands.index(preset.selection.band)
-    colours = fluxes[stars] / fluxes[stars, sel:sel + 1] if stars.size else np.ones((1, len(bands)))
+    colours = _field_star_colours(preset, seed)
     area = (size * preset.pixel_scale / 60.0) ** 2  # arcmin^2
     half, min_px = 0.5 * size, spec.min_separation / preset.pixel_scale
     log_density = np.log(spec.density_range)
@@ -286,7 +300,7 @@ def _render_sources(preset: SurveyPreset, population: Table, config: SimulationC
         sky_scale = np.exp(np.array([rng.uniform(low, high, len(bands)) for rng in _object_rngs(config.seed, indices, _STREAM_SKY)]))
     size = _source_stamp_size(preset, config)
     if preset.neighbours is not None:
-        nb_owner, nb_flux, nb_offsets, nb_count, nb_density = _draw_neighbours(preset, population, config.seed, indices, size)
+        nb_owner, nb_flux, nb_offsets, nb_count, nb_density = _draw_neighbours(preset, config.seed, indices, size)
     # Photometry above covers every band; only the requested image bands are rendered.
     rendered = [bands.index(b) for b in _image_bands(preset, config)]
     images = np.empty((n, len(rendered), size, size), dtype=np.float32)
