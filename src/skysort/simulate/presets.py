@@ -259,7 +259,8 @@ class NeighbourSpec(BaseModel):
         Surface density of neighbours [per arcmin^2], drawn log-uniformly per object.
     mag_range : (float, float)
         Neighbour magnitudes in the selection band [AB mag], drawn from number counts rising
-        by ``counts_slope`` dex per magnitude; colours are those of a star of the same set.
+        by ``counts_slope`` dex per magnitude; colours are those of a random star of the
+        preset's population.
     counts_slope : float
         Logarithmic slope of the neighbour number counts [dex per mag].
     min_separation : float

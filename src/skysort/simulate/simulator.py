@@ -236,7 +236,8 @@ def _field_star_colours(preset: SurveyPreset, seed: int, n: int = 512) -> np.nda
     return _FIELD_STAR_COLOURS[key]
 
 
-def _draw_neighbours(preset: SurveyPreset, seed: int, indices: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _draw_neighbours(preset: SurveyPreset, seed: int, indices: np.ndarray,
+                     size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Field stars around each object of a block (the preset's ``neighbours``).
 
     Returns the owner row of each neighbour, its fluxes per band [counts], its offset from the
@@ -246,7 +247,6 @@ def _draw_neighbours(preset: SurveyPreset, seed: int, indices: np.ndarray, size:
     spec = preset.neighbours
     bands = preset.band_names
     n = len(indices)
-    sel = bands.index(preset.selection.band)
     colours = _field_star_colours(preset, seed)
     area = (size * preset.pixel_scale / 60.0) ** 2  # arcmin^2
     half, min_px = 0.5 * size, spec.min_separation / preset.pixel_scale
