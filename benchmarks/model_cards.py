@@ -270,7 +270,7 @@ SDSS_NOTES = [
     "/ 58.3%, because it took stars in worse seeing for galaxies. The model reads each object's r-band FWHM (the seeing of "
     "its tile, measured by `skysort cutout` or `skysort predict --tiles`) and was trained on 0.8-2.0\" with Moffat wings "
     "of index 2.2-3.5, the spread fitted on stars of two unlabelled SDSS fields.",
-    "Simulated SDSS objects reach r = 22.5, at and beyond the 5-sigma depths (r 22.5, z 20.7 at the nominal noise); at the "
+    "Simulated SDSS objects reach r = 22.5, at the 5-sigma depths (r 22.55, z 20.70 at the nominal noise); at the "
     "faint end colours are noise-dominated, which is why the simulated test accuracy is far below that of brighter real "
     "spectroscopic objects.",
     "Field stars are point sources with stellar colours only; real neighbours at high latitude are mostly galaxies. Catalogue "
