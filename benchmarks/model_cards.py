@@ -237,7 +237,7 @@ SDSS_NOTES = [
     "star-forming galaxy templates (`galaxy_emission_lines=1`, the Ilbert et al. 2009 recipe, not tuned; 81.0%, galaxies at "
     "z > 0.7 66% -> 68% correct); (6) catalogue errors from the real frames' noise, 2.2x smaller in g and i than before "
     "(81.6%; 82.4% for the trial with the other field-star colour sampling, so within the spread between trainings). "
-    "Step 5 is within the spread between repeated trainings (about 0.3 points); it is kept "
+    "Step 5 is within the spread between repeated trainings (0.3-0.8 points); it is kept "
     "because real galaxies have lines. A further trial, stages 3-4 retrained on a set with the metallicity-dependent u - g of "
     "F/G dwarfs (`--population star_uv_excess=1`), gave 81.04% (fine-tuned 87.16%) with the earlier preset: no change, so it is not used.",
     "Selection caveat: the offset widths and the hot-star share (0.15) were not fitted, but they were chosen after trying three "
