@@ -8,6 +8,8 @@ into ``skysort: error: <where>: <problem>`` on standard error and exit code 2.
 from __future__ import annotations
 
 import os
+import warnings
+from typing import Callable
 
 
 class InputError(Exception):
@@ -29,3 +31,17 @@ class InputError(Exception):
 
 class SchemaVersionError(InputError):
     """A stamp set or model written with a format version this release cannot read."""
+
+
+#: ``warn(where, message)``: how a caller wants non-fatal problems reported (the command line
+#: prints one line per problem); ``None`` means :func:`warnings.warn`.
+WarnCallback = Callable[[str | os.PathLike, str], None]
+
+
+def report_problem(warn: WarnCallback | None, where: str | os.PathLike, message: str) -> None:
+    """Report a non-fatal problem with ``where`` (a file or option) through ``warn``, else
+    :func:`warnings.warn`, so that library calls and the command line share one channel."""
+    if warn:
+        warn(where, message)
+    else:
+        warnings.warn(f"{os.fspath(where)}: {message}", stacklevel=3)

@@ -11,7 +11,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 
-from ..errors import InputError
+from ..errors import InputError, report_problem
 from .cutout import cut_stamps, iter_chunks, pixel_to_sky, sky_to_pixel, stamps_touch_image
 from .flags import Flags
 from .images import BandImage
@@ -159,7 +159,7 @@ def cutout_to_stampset(
                          f"{nx}x{ny} px): catalogue and images do not cover the same sky")
     if not on_image.all():
         off = int((~on_image).sum())
-        _tell(warn, catalog_path, f"{off:,} of its {len(x):,} objects {'lies' if off == 1 else 'lie'} wholly off the "
+        report_problem(warn, catalog_path, f"{off:,} of its {len(x):,} objects {'lies' if off == 1 else 'lie'} wholly off the "
               f"images; {'its stamp is' if off == 1 else 'their stamps are'} all NaN and flagged EDGE")
     units = {image.band: image.flux_unit for image in images}
     if len(set(units.values())) > 1:
@@ -271,19 +271,11 @@ def cutout(
         if tile.n_nan:
             if nan_policy == "error":
                 raise InputError(tile.path, f"{tile.n_nan} NaN pixels (use --nan flag to keep and flag affected stamps)")
-            _tell(warn, tile.path, f"{tile.n_nan} NaN pixels; stamps touching them are flagged NAN_PIXELS")
+            report_problem(warn, tile.path, f"{tile.n_nan} NaN pixels; stamps touching them are flagged NAN_PIXELS")
     # x/y positions refer to the band the catalogue's mapping names, unless the user overrides it.
     reference_band = reference_band or table.meta.get("reference_band")
     return cutout_to_stampset(tiles, table, out, size=size, reference_band=reference_band, survey=survey,
                               catalog_path=catalog, command=command, progress=progress, warn=warn)
-
-
-def _tell(warn: Callable[[str | os.PathLike, str], None] | None, path: str | os.PathLike, message: str) -> None:
-    """Report a non-fatal problem with ``path`` through ``warn``, else :func:`warnings.warn`."""
-    if warn:
-        warn(path, message)
-    else:
-        warnings.warn(f"{path}: {message}", stacklevel=3)
 
 
 def load_stamp_array(path: str | os.PathLike) -> np.ndarray:

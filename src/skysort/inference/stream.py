@@ -47,7 +47,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..data.flags import Flags
-from ..errors import InputError
+from ..errors import InputError, report_problem
 from .manifest import SHARDS_DIR, Manifest, file_identity, file_sha256, part_name
 from .predictor import MISSING_INPUT_FLAG, ClassDecision, Predictor, class_table
 
@@ -472,9 +472,7 @@ def prediction_columns(names: Sequence[str], where: str | os.PathLike, mapping: 
         image_only_possible = bool(bands) and spec.uses_images and inputs.images_available
         if not image_only_possible or any(_has_band(names, where, mapping, band) for band in bands):
             raise
-    from ..data.ingest import _tell
-
-    _tell(warn, where, f"no magnitude column for any of the model's bands {bands}: classifying from the images alone "
+    report_problem(warn, where, f"no magnitude column for any of the model's bands {bands}: classifying from the images alone "
                        "(flagged MISSING_PHOTOMETRY)")
     return CatalogColumns(names, where, mapping, (), require_sky=inputs.needs_sky), True
 
