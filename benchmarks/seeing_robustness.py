@@ -93,8 +93,9 @@ def main() -> None:
         stamps = cutout_to_stampset(images, catalog, workdir / f"field_{name}.h5", size=64, catalog_path=catalog_path,
                                     warn=lambda *_: None)
         cells = []
-        for model in models:
-            metrics = evaluate_sgq_model(model, stamps.path, workdir / f"eval_{Path(model).stem}_{name}")
+        for m, model in enumerate(models):
+            # The model's position in the list keeps two models of the same file name apart.
+            metrics = evaluate_sgq_model(model, stamps.path, workdir / f"eval_{m}_{Path(model).stem}_{name}")
             bright = metrics["bright"]
             cells.append(f"{bright['point_extended_agreement']:.1%} ({bright['n']}) | {metrics['point_extended_agreement']:.1%}")
         print(f"| {stamps.meta.psf_fwhm['r']:.2f}\"{' (field)' if target is None else ''} | " + " | ".join(cells) + " |", flush=True)

@@ -159,8 +159,8 @@ def cutout_to_stampset(
                          f"{nx}x{ny} px): catalogue and images do not cover the same sky")
     if not on_image.all():
         off = int((~on_image).sum())
-        report_problem(warn, catalog_path, f"{off:,} of its {len(x):,} objects {'lies' if off == 1 else 'lie'} wholly off the "
-              f"images; {'its stamp is' if off == 1 else 'their stamps are'} all NaN and flagged EDGE")
+        report_problem(warn, catalog_path, f"{off:,} of its {len(x):,} objects {'lies' if off == 1 else 'lie'} wholly off "
+                       f"the images; {'its stamp is' if off == 1 else 'their stamps are'} all NaN and flagged EDGE")
     units = {image.band: image.flux_unit for image in images}
     if len(set(units.values())) > 1:
         warnings.warn(f"bands have different flux units {units}; stamps keep each band's own unit", stacklevel=2)

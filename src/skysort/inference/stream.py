@@ -472,8 +472,8 @@ def prediction_columns(names: Sequence[str], where: str | os.PathLike, mapping: 
         image_only_possible = bool(bands) and spec.uses_images and inputs.images_available
         if not image_only_possible or any(_has_band(names, where, mapping, band) for band in bands):
             raise
-    report_problem(warn, where, f"no magnitude column for any of the model's bands {bands}: classifying from the images alone "
-                       "(flagged MISSING_PHOTOMETRY)")
+    report_problem(warn, where, f"no magnitude column for any of the model's bands {bands}: classifying from the images "
+                                "alone (flagged MISSING_PHOTOMETRY)")
     return CatalogColumns(names, where, mapping, (), require_sky=inputs.needs_sky), True
 
 
@@ -755,7 +755,7 @@ class UnitReader:
 
     def __init__(self, config: ReaderConfig):
         self.config = config
-        self._tiles: OrderedDict[int, tuple[list[Any], list[bool], int]] = OrderedDict()
+        self._tiles: OrderedDict[int, tuple[list[Any], list[bool], int, float]] = OrderedDict()
 
     def _tile(self, t: int) -> tuple[list[Any], list[bool], int, float]:
         """The tile's band images, which of them share the reference grid, the reference band's

@@ -20,9 +20,11 @@ BatchTransform = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
 def training_data_meta(stamps: StampSet) -> dict:
-    """What a model records of its training set: survey, seed and simulation settings (its
-    seeing is in the model's own ``psf_fwhm_range``, :func:`model_seeing_range`)."""
-    return {"survey": stamps.meta.survey, "seed": stamps.meta.seed, "simulation": stamps.meta.extra.get("simulation")}
+    """What a model records of its training set: survey, seed, simulation settings and, for a
+    simulated set, the whole survey preset that drew it (its seeing is in the model's own
+    ``psf_fwhm_range``, :func:`model_seeing_range`)."""
+    return {"survey": stamps.meta.survey, "seed": stamps.meta.seed, "simulation": stamps.meta.extra.get("simulation"),
+            "survey_preset": stamps.meta.extra.get("survey_preset")}
 
 
 def model_seeing_range(stamps: StampSet, image_bands: Sequence[str], init_meta: Mapping | None = None) -> dict:
