@@ -71,7 +71,7 @@ def test_image_flux_matches_catalogue_magnitude(tmp_path):
     flux_err = sky * np.sqrt(aperture.sum())
     alone = np.asarray(table["n_neighbours"]) == 0
     # Moffat enclosed flux, 1 - (1 + (R / alpha)^2)^(1 - beta), with FWHM = 2 alpha sqrt(2^(1/beta) - 1):
-    # the sdss preset's wings (beta 2.2-3.5) put up to 4% of the light beyond 6".
+    # the sdss preset's broadest wings (beta 2.2) put up to 4% of the light beyond 6".
     beta = np.asarray(table["psf_beta"], float)
     alpha = np.asarray(table["psf_fwhm_arcsec"], float) / stamps.meta.pixel_scale / (2 * np.sqrt(2 ** (1 / beta) - 1))
     enclosed = 1 - (1 + (radius_px / alpha) ** 2) ** (1 - beta)
@@ -201,10 +201,18 @@ def test_seeing_levels_come_from_the_preset():
     assert _blend_psf(preset, seed=5) == default[2]
     sdss = load_survey("sdss")  # the whole SDSS seeing range, with the wings of real frames
     variants = psf_variants(sdss, seed=5)
-    assert [v["fwhm"]["r"] for v in variants] == pytest.approx(np.linspace(0.8, 2.0, 17))
+    # Two PSFs per seeing level, with their own wings and shear.
+    assert [v["fwhm"]["r"] for v in variants] == pytest.approx(np.repeat(np.linspace(0.8, 2.0, 17), 2))
     betas = [v["beta"] for v in variants]
-    assert all(2.2 <= b <= 3.5 for b in betas) and len(set(betas)) == 17
+    assert all(2.2 <= b <= 5.0 for b in betas) and len(set(betas)) == 34
+    assert len({(v["g1"], v["g2"]) for v in variants}) == 34
     assert variants == psf_variants(sdss, seed=5) and variants != psf_variants(sdss, seed=6)
+    # One PSF per level draws the same sequence: the first PSF of level k is what a list
+    # naming every level twice gives at 2k.
+    twice = sdss.model_copy(update={"psf": sdss.psf.model_copy(update={
+        "fwhm_levels": list(np.repeat(sdss.psf.fwhm_levels, 2)), "psfs_per_level": 1})})
+    assert psf_variants(twice, seed=5) == variants
+    assert _blend_psf(sdss, seed=5) == variants[16]
     odd = sdss.model_copy(update={"psf": sdss.psf.model_copy(update={"fwhm_levels": [1.0, -2.0, 2.0]})})
     # A blend set's single PSF is the level nearest the nominal FWHM.
     assert _blend_psf(odd, seed=5)["fwhm"]["r"] == pytest.approx(1.7)

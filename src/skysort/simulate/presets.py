@@ -191,9 +191,13 @@ class PSFSpec(BaseModel):
     ellipticity_sigma : float
         Standard deviation of each PSF ellipticity component (e1, e2).
     beta_range : (float, float), optional
-        For ``moffat``: each PSF level draws its Moffat index uniformly from this range instead
+        For ``moffat``: each PSF draws its Moffat index uniformly from this range instead
         of using ``beta``. The wings of real PSFs (optics, scattering) differ between fields
         and are broader than the atmosphere's alone.
+    psfs_per_level : int
+        PSFs drawn at each FWHM level, each with its own shear and (with ``beta_range``) Moffat
+        index, so that a set holds several wing shapes at the same FWHM: a classifier that is
+        told the FWHM but not the wings then cannot learn one wing shape per seeing.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -204,6 +208,7 @@ class PSFSpec(BaseModel):
     fwhm_scatter: float = Field(default=0.0, ge=0)
     fwhm_levels: list[float] = Field(default_factory=lambda: [-1.5, -0.75, 0.0, 0.75, 1.5], min_length=1)
     ellipticity_sigma: float = Field(default=0.0, ge=0)
+    psfs_per_level: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _check_beta_range(self) -> "PSFSpec":

@@ -163,22 +163,23 @@ def psf_variants(preset: SurveyPreset, seed: int) -> list[dict[str, Any]]:
     """The PSFs of a simulated set: per variant, FWHM per band (arcsec), shear (g1, g2) and, with
     the preset's ``psf.beta_range``, its Moffat index ``beta``.
 
-    Each object is observed under one of these PSFs: one per entry of the preset's
-    ``psf.fwhm_levels`` (FWHM offsets in units of ``psf.fwhm_scatter``), each with its own small
-    random shear.
+    Each object is observed under one of these PSFs: ``psf.psfs_per_level`` per entry of the
+    preset's ``psf.fwhm_levels`` (FWHM offsets in units of ``psf.fwhm_scatter``), in that order,
+    each with its own small random shear.
     """
     from .psf import random_psf_shear
 
     rng = np.random.default_rng(np.random.SeedSequence([seed, _STREAM_PSF]))
     variants = []
     for level in preset.psf.fwhm_levels:
-        g1, g2 = random_psf_shear(rng, sigma=preset.psf.ellipticity_sigma)
         fwhm = {b: max(0.3 * preset.band(b).psf_fwhm, preset.band(b).psf_fwhm + level * preset.psf.fwhm_scatter) for b in preset.band_names}
-        variant = {"fwhm": fwhm, "g1": g1, "g2": g2}
-        if preset.psf.beta_range is not None:
-            # Drawn only when asked for, so that the shears of presets without it stay as they were.
-            variant["beta"] = float(rng.uniform(*preset.psf.beta_range))
-        variants.append(variant)
+        for _ in range(preset.psf.psfs_per_level):
+            g1, g2 = random_psf_shear(rng, sigma=preset.psf.ellipticity_sigma)
+            variant = {"fwhm": dict(fwhm), "g1": g1, "g2": g2}
+            if preset.psf.beta_range is not None:
+                # Drawn only when asked for, so that the shears of presets without it stay as they were.
+                variant["beta"] = float(rng.uniform(*preset.psf.beta_range))
+            variants.append(variant)
     return variants
 
 
@@ -211,7 +212,7 @@ def _blend_psf(preset: SurveyPreset, seed: int) -> dict[str, Any]:
     """The single PSF of a blend set (as one CFIS exposure): the level nearest the nominal FWHM,
     with a small random shear from the seed."""
     nominal = int(np.argmin(np.abs(preset.psf.fwhm_levels)))
-    return psf_variants(preset, seed)[nominal]
+    return psf_variants(preset, seed)[nominal * preset.psf.psfs_per_level]
 
 
 def _flux_unit(preset: SurveyPreset) -> str:
