@@ -14,7 +14,8 @@ classified again, so the same objects are compared at each seeing:
 
 Prints one row per seeing: the measured r FWHM and, per model, the point / extended agreement
 for r < 21 (n) and for all objects. The blurring only makes the seeing worse; it cannot test
-seeing better than the field's own.
+seeing better than the field's own. A last row gives the field as it is with the seeing hidden
+from the models (``predict_sgq(images=..., psf_fwhm=nan)``), as for stamps cut without one.
 
 Run ``python benchmarks/seeing_robustness.py [--models sgq-sdss,other.pt] [--seeing 1.3,1.6,1.9]``.
 """
@@ -99,6 +100,30 @@ def main() -> None:
             bright = metrics["bright"]
             cells.append(f"{bright['point_extended_agreement']:.1%} ({bright['n']}) | {metrics['point_extended_agreement']:.1%}")
         print(f"| {stamps.meta.psf_fwhm['r']:.2f}\"{' (field)' if target is None else ''} | " + " | ".join(cells) + " |", flush=True)
+        if target is None:
+            native = stamps
+    cells = []
+    for m, model in enumerate(models):
+        agreement = unknown_seeing_agreement(model, native, workdir / f"eval_{m}_{Path(model).stem}_native" / "predictions.parquet")
+        cells.append(f"{agreement['bright']:.1%} ({agreement['n_bright']}) | {agreement['all']:.1%}")
+    print("| unknown (field) | " + " | ".join(cells) + " |", flush=True)
+
+
+def unknown_seeing_agreement(model: str, stamps, predictions: Path) -> dict:
+    """Point / extended agreement on ``stamps`` when the model is not told the seeing; labels
+    and r magnitudes come from the evaluation ``predictions`` of the same stamps."""
+    import pyarrow.parquet as pq
+
+    from skysort.tasks.sgq import predict_sgq
+
+    reference = pq.read_table(predictions, columns=["id", "true_label", "r_mag"]).to_pandas()
+    out = predict_sgq(model, images=stamps.images(), ids=np.asarray(stamps.column("id")), psf_fwhm=np.nan)
+    assert np.array_equal(np.asarray(out["id"]), reference["id"].to_numpy()), "predictions are not in stamp order"
+    point = np.isin(np.asarray(out["class"]).astype(str), ["star", "qso"])
+    truth = np.isin(reference["true_label"].astype(str).to_numpy(), ["star", "qso"])
+    bright = reference["r_mag"].to_numpy() < 21
+    return {"bright": float(np.mean(point[bright] == truth[bright])), "n_bright": int(bright.sum()),
+            "all": float(np.mean(point == truth))}
 
 
 if __name__ == "__main__":
