@@ -107,6 +107,17 @@ def test_shipped_blend_model_works_by_name(tmp_path, capsys):
     assert main(["models", "list"]) == 0 and "blend-cfis" in capsys.readouterr().out
 
 
+def test_training_is_reproducible_from_its_seed(tmp_path):
+    make_blend_set(tmp_path / "train.h5", n=80)
+    for name in ("a", "b"):
+        train_blend_model(tmp_path / "train.h5", tmp_path / f"{name}.pt", epochs=1, batch_size=32, widths=(4, 8, 8, 8),
+                          progress=False, seed=2)
+    a, _ = load_blend_model(tmp_path / "a.pt")
+    b, _ = load_blend_model(tmp_path / "b.pt")
+    for name, tensor in a.state_dict().items():
+        assert torch.equal(tensor, b.state_dict()[name]), name
+
+
 def test_fine_tuning_starts_from_the_given_model(tmp_path):
     make_blend_set(tmp_path / "train.h5", n=120)
     train_blend_model(tmp_path / "train.h5", tmp_path / "base.pt", epochs=1, batch_size=32, widths=(8, 16, 32, 32), progress=False)

@@ -140,7 +140,7 @@ def train_blend_model(
     dict
         Training record: history, validation metrics, sizes and times.
     """
-    from ..training.module import OptimConfig, TaskModule, fit  # Lightning: training only (slow to import)
+    from ..training.module import OptimConfig, TaskModule, fit, seed_everything  # Lightning: training only (slow to import)
 
     stamps = StampSet.open(data)
     targets = blend_targets(stamps)
@@ -160,6 +160,7 @@ def train_blend_model(
     if noise_range is not None:
         frozen = BlendAugmentation(noise_range, seed=seed + 1)(val_set.__getitems__(np.arange(len(val_set))))
         val_set = InMemoryStamps(frozen["image"].numpy(), {k: frozen[k].numpy() for k in val_targets})
+    seed_everything(seed)  # the network's initial weights follow the seed
     if init is not None:
         network, init_meta = load_blend_model(init)
         network.train()

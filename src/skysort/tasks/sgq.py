@@ -420,7 +420,7 @@ def train_sgq_model(
         Validation ``n``, ``accuracy``, ``f1_star``, ``f1_galaxy``, ``f1_qso`` and the training
         record (``epochs``, ``seconds``, ``history``, ...).
     """
-    from ..training.module import OptimConfig, TaskModule, fit  # Lightning: training only (slow to import)
+    from ..training.module import OptimConfig, TaskModule, fit, seed_everything  # Lightning: training only (slow to import)
 
     if branches not in BRANCHES:
         raise InputError("--branches", f"unknown branches {branches!r} (choose from {', '.join(BRANCHES)})")
@@ -482,6 +482,7 @@ def train_sgq_model(
     train_arrays = _arrays(stamps, train_idx, image_bands, photometry_bands, crop, branches, seeing_band)
     val_arrays = _arrays(val_stamps, val_idx, image_bands, photometry_bands, crop, branches, seeing_band)
 
+    seed_everything(seed)  # the network's initial weights follow the seed
     if init_meta is not None:
         network = _network_from_meta(init_meta)
         network.load_state_dict(init_state)

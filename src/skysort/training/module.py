@@ -116,6 +116,15 @@ def default_accelerator() -> tuple[str, str]:
     return "cpu", "32-true"
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (and data-loader workers) from ``seed``.
+
+    Call it before a network is built: torch seeds its default generator differently in every
+    process, so weights initialised before seeding make a training irreproducible.
+    """
+    L.seed_everything(seed, workers=True, verbose=False)
+
+
 def fit(
     module: TaskModule,
     train_loader,
@@ -153,7 +162,7 @@ def fit(
         ``history`` (per-epoch metrics and time), ``best_val_loss``, ``epochs``, ``seconds``,
         ``accelerator``, ``precision``.
     """
-    L.seed_everything(seed, workers=True, verbose=False)
+    seed_everything(seed)
     auto_accelerator, auto_precision = default_accelerator()
     accelerator = accelerator or auto_accelerator
     precision = precision or (auto_precision if accelerator == auto_accelerator else "32-true")
