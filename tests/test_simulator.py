@@ -71,11 +71,11 @@ def test_image_flux_matches_catalogue_magnitude(tmp_path):
     flux_err = sky * np.sqrt(aperture.sum())
     alone = np.asarray(table["n_neighbours"]) == 0
     # Moffat enclosed flux, 1 - (1 + (R / alpha)^2)^(1 - beta), with FWHM = 2 alpha sqrt(2^(1/beta) - 1):
-    # the sdss preset's broadest wings (beta 2.2) put up to 4% of the light beyond 6".
+    # the broadest wings of this set's PSFs put about 2% of the light beyond 6".
     beta = np.asarray(table["psf_beta"], float)
     alpha = np.asarray(table["psf_fwhm_arcsec"], float) / stamps.meta.pixel_scale / (2 * np.sqrt(2 ** (1 / beta) - 1))
     enclosed = 1 - (1 + (radius_px / alpha) ** 2) ** (1 - beta)
-    assert enclosed.min() < 0.98  # the wings matter here
+    assert enclosed.min() < 0.985  # the wings matter here
     true_flux = np.asarray(table["flux_r"]) * enclosed
     bright = (true_flux > 20 * flux_err) & alone
     assert bright.sum() > 30
