@@ -183,7 +183,7 @@ SDSS_FIELD_CODE = [
     "```"]
 SDSS_REPRODUCE = [
     "```",
-    "# the sdss preset: r seeing 0.8-2.0\" in 17 steps, Moffat wings beta 2.2-3.5, the sky noise of real frames scaled",
+    "# the sdss preset: r seeing 0.8-2.0\" in 17 steps of two PSFs each, Moffat wings beta 2.2-5.0, the sky noise of real frames scaled",
     "# by 0.8-1.8 per object and band, field stars at 0.5-150 per arcmin^2 around each object (sdss.yaml)",
     "# image branch (stage 1): field population; the network also reads each object's r-band seeing",
     "skysort simulate --survey sdss --kind sources --balanced --n 200000 --seed 21 --stamp-size 24 --out sdss_train.h5",
@@ -206,9 +206,26 @@ SDSS_REPRODUCE = [
     "SEP detections of `tests/test_background.py`) the stage-1 model then shipped called 16% of the sources galaxies and "
     "its stage 2 52% (for an earlier trial with the atmosphere-only PSF wings, 43% and 87%). The labelled field 003918-3-0213 "
     "agreed (r < 21: 96.4% after stage 1, 92.5% after stage 2); it was looked at first, so the choice is not blind to it. "
-    "The recipe was kept as it was when the simulator changed (sky noise and field stars, below)."]
+    "The recipe was kept as it was when the simulator changed (sky noise and field stars, then PSF wings; below)."]
 SDSS_NOTES = [
-    "Simulator change of 2026-11-23 (this model): the `sdss` preset had derived its sky noise from SDSS's 95% completeness "
+    "PSF change of 2026-11-23 (this model): the `sdss` preset drew Moffat indices 2.2-3.5 (the wings fitted on stars of real "
+    "frames at 0.8-1.6\" seeing), one PSF per seeing step; it now draws 2.2-5.0, up to the atmosphere's alone (4.765), with two "
+    "PSFs per step, so that the wings vary at a given FWHM. Blurring the labelled field to worse seeing makes its PSF more like "
+    "the atmosphere's (fitted index 3.9-5.1 in r, against 2.5 as it is), as worse atmospheric seeing would with fixed optical "
+    "wings, and the model trained on broad wings alone called compact galaxies point sources there. Retrained with the recipe "
+    "above, unchanged; against the model shipped before it (`benchmarks/presets/sdss_v3.yaml`): field blurred to 1.36 / 1.65 "
+    "/ 1.95\" 95.2% / 94.0% / 91.9% against 94.0% / 90.0% / 87.9% (r < 21); the field as it is 97.2% (245 of 252) against "
+    "96.8% (244; all objects 83.5% against 84.8%); Galactic-plane frame 005405-6-0099, sources called galaxies, 12% against "
+    "13%; simulated test of the new preset 83.8% against 81.4% (of the earlier preset, seed 22: 84.1% against 82.6%); real "
+    "spectroscopic photometry (5a) 81.5% against 81.6%, fine-tuned 87.6% against 87.8% (the photometry does not depend on "
+    "the PSF: that is the spread between trainings). Earlier trainings did not seed the network's initial weights, "
+    "so two runs of the same commands differed; this one does (stage 1 run twice gave identical weights). Three trials "
+    "before it, each scored on the same real field and plane frame (field as it is / 1.36 / 1.65 / 1.95\", plane share): "
+    "the same commands unseeded, twice, 96.4% / 95.6% / 93.2% / 91.1%, 15% and 96.8% / 95.2% / 94.4% / 93.1%, 5.7%; the "
+    "wider range with one PSF per step, 96.0% / 95.6% / 94.0% / 92.7%, 22%. So the gain in worse seeing repeats, while the "
+    "plane figure moves by ten points or more between trainings. The shipped model is the seeded run of the card's "
+    "commands, not the best of the trials.",
+    "Noise change of 2026-11-23 (the model shipped before this one): the `sdss` preset had derived its sky noise from SDSS's 95% completeness "
     "limits, which made simulated g, r and i images 1.6-2.5 times noisier than real frames; it now takes the background rms "
     "of the real frames of the unlabelled field 007264-3-0111, scaled per object and band by 0.8-1.8 (the spread of real "
     "frames), and scatters field stars around each object (0.5-150 per arcmin^2, high latitude to the Galactic plane). "
@@ -220,12 +237,12 @@ SDSS_NOTES = [
     "galaxies point sources (at 1.65\": 18 of the 132 galaxies with r < 21, against 4; stars called galaxies 7 of 117, "
     "against 10). The stage-1 trials on the way, each scored on the real field (r < 21 / all) and the Galactic-plane "
     "frame: real noise alone 96.8% / 84.4%, 34% galaxies; with the noise spread 96.0% / 81.8%, 30%; with field stars too "
-    "96.8% / 84.4%, 20%, and 96.8% / 84.8%, 13% for the shipped model, whose field stars differ only in how their "
+    "96.8% / 84.4%, 20%, and 96.8% / 84.8%, 13% for the model then shipped, whose field stars differ only in how their "
     "colours are sampled (a fixed sample of the preset's stars instead of the stars of each simulated block), so the "
     "plane figure moves by several points between nearly identical trainings. A model trained on empty stamps reads "
     "the light of neighbours on a crowded frame as extended structure; the earlier preset's excess noise had hidden that.",
-    "Sim-to-real on spectroscopic photometry misses the 85% goal: 81.6% (81.1% for the model shipped before, 67.2% with the "
-    "field population and Pogson magnitudes). What made the difference, each measured on the whole real table with earlier "
+    "Sim-to-real on spectroscopic photometry misses the 85% goal: 81.5% (81.6% and 81.1% for the two models shipped before, "
+    "67.2% with the field population and Pogson magnitudes). What made the difference, each measured on the whole real table with earlier "
     "models: (1) SDSS catalogue magnitudes are asinh magnitudes, finite "
     "for faint and negative fluxes (real u reaches 24-27 for a tenth of the objects), and the simulation now writes them too; "
     "(2) half of the training galaxies come from the SDSS spectroscopic-target component (main sample, LOWZ, CMASS, eBOSS LRG cuts), "
@@ -242,21 +259,21 @@ SDSS_NOTES = [
     "F/G dwarfs (`--population star_uv_excess=1`), gave 81.04% (fine-tuned 87.16%) with the earlier preset: no change, so it is not used.",
     "Selection caveat: the offset widths and the hot-star share (0.15) were not fitted, but they were chosen after trying three "
     "offset settings and two shares (0.1, 0.2) with a gradient-boosting stand-in for the photometry branch scored on this same "
-    "real table (sigma_u 0.1-0.4 gave 78.9-79.9%, shares 0.1 / 0.2 gave +0.7 / +1.0 points), so 81.6% is slightly optimistic as an "
+    "real table (sigma_u 0.1-0.4 gave 78.9-79.9%, shares 0.1 / 0.2 gave +0.7 / +1.0 points), so 81.5% is slightly optimistic as an "
     "estimate for other spectroscopic samples.",
     "The real table is read with the `sdss-specphot` preset, which puts the SDSS magnitudes on AB (u - 0.04, z + 0.02) as the "
     "simulation is; this alone costs an earlier model 0.3 points (77.9% -> 77.5%).",
     "Stars are still the weak class (F1 70%). Measured with an earlier model: 445 real stars with catalogue u - g < 0.7 (white dwarfs, hot subdwarfs, A/BHB stars, "
     "targeted by SEGUE and as quasar candidates) are 29% correct (11% before the hot component; the Pickles O/B dwarfs stand in for "
     "white-dwarf continua, there is no white-dwarf template); F/G stars (u - g 0.7-1.5) are 85% correct (67% before).",
-    "Fine-tuned on half of the real table the photometry branch reaches 87.8% on the other half, short "
+    "Fine-tuned on half of the real table the photometry branch reaches 87.6% on the other half, short "
     "of the 90% goal and close to the ~88% of a gradient-boosting classifier trained on real colours.",
-    "Real field: 96.8% agreement for r < 21 (244 of 252); faint objects (r > 22 in a 6\" aperture) agree far less. The "
+    "Real field: 97.2% agreement for r < 21 (245 of 252); faint objects (r > 22 in a 6\" aperture) agree far less. The "
     "stamps are cut with the sky background removed and the seeing measured (the `skysort cutout` defaults; 0.97\" in r "
     "here, Moffat index 2.5); without a seeing value (a stamp set cut by an older skysort) `skysort predict` warns that "
-    "the model is less accurate. The background step exists for crowded fields: on the unlabelled Galactic-plane frame "
+    "the model is less accurate (79.0% at r < 21 on this field with the seeing hidden). The background step exists for crowded fields: on the unlabelled Galactic-plane frame "
     "005405-6-0099 (b = -1 deg, almost every source a star, on a pedestal of unresolved starlight about the noise rms; "
-    "95% of the 300 random SEP detections (10 sigma) have another source within 6\"), 13% are called galaxies (an "
+    "95% of the 300 random SEP detections (10 sigma) have another source within 6\"), 12% are called galaxies (an "
     "earlier model: 80% when the frames were cut without removing the background; `tests/test_background.py`). Stages "
     "3-4 keep the image branch fixed. The 12 disagreements of an earlier model at r < 21, inspected by eye, were 3 SDSS "
     "stars on the scattered-light arcs of a bright star, 1 saturated star with bleed trails (their 6\" aperture "
@@ -264,13 +281,14 @@ SDSS_NOTES = [
     "`skysort cutout` sets no flag for saturated pixels or a bright neighbour.",
     "Seeing (`python benchmarks/seeing_robustness.py --models sgq-sdss,OLD.pt`: the real field blurred to worse seeing, "
     "noise restored, seeing measured again), agreement for r < 21 at r seeing 0.97\" (the field) / 1.36\" / 1.65\" / "
-    "1.95\": 96.8% / 94.0% / 90.0% / 87.9%, mostly compact galaxies called point sources as the seeing worsens (the "
-    "field's labels were measured at 0.97\"). The model shipped before it (earlier preset): 96.4% / 94.4% / 95.2% / 93.9%; "
-    "the one before that (trained at 1.2-1.6\" with atmosphere-only PSF wings, not told the seeing): 95.2% / 92.5% / 75.9% "
-    "/ 58.3%, because it took stars in worse seeing for galaxies. The model reads each object's r-band FWHM (the seeing of "
-    "its tile, measured by `skysort cutout` or `skysort predict --tiles`) and was trained on 0.8-2.0\" with Moffat wings "
-    "of index 2.2-3.5, the spread fitted on stars of two unlabelled SDSS fields.",
-    "Simulated SDSS objects reach r = 22.5, at the 5-sigma depths (r 22.55, z 20.70 at the nominal noise); at the "
+    "1.95\": 97.2% / 95.2% / 94.0% / 91.9%; the errors that grow are compact galaxies called point sources (the "
+    "field's labels were measured at 0.97\"). The model shipped before it (Moffat index 2.2-3.5 only): 96.8% / 94.0% / 90.0% "
+    "/ 87.9%; the one before that (noisier earlier preset): 96.4% / 94.4% / 95.2% / 93.9%; an earlier one (trained at "
+    "1.2-1.6\" with atmosphere-only PSF wings, not told the seeing): 95.2% / 92.5% / 75.9% / 58.3%, because it took stars in "
+    "worse seeing for galaxies. The model reads each object's r-band FWHM (the seeing of its tile, measured by `skysort "
+    "cutout` or `skysort predict --tiles`) and was trained on 0.8-2.0\" with Moffat wings of index 2.2-5.0. With the "
+    "seeing hidden (the benchmark's last row) the field as it is gives 79.0% (the models before it: 77.4%, 89.3%).",
+    "Simulated SDSS objects reach r = 22.5, at the 5-sigma depths (r 22.61, z 20.77 at the nominal noise); at the "
     "faint end colours are noise-dominated, which is why the simulated test accuracy is far below that of brighter real "
     "spectroscopic objects.",
     "Field stars are point sources with stellar colours only; real neighbours at high latitude are mostly galaxies. Catalogue "
@@ -281,26 +299,35 @@ SDSS_NOTES = [
     "not to convergence.",
 ]
 
+#: The sdss preset this model was trained on; the `sdss` preset has since widened its PSF wings.
+POINTSOURCE_SURVEY = "benchmarks/presets/sdss_v3.yaml"
 POINTSOURCE_TESTS = {
-    "test": "--survey sdss --kind pointsources --n 20000 --balanced --seed 2 --stamp-size 20 --mag-max 22",
+    "test": f"--survey {POINTSOURCE_SURVEY} --kind pointsources --n 20000 --balanced --seed 2 --stamp-size 20 --mag-max 22",
     # The same objects with the stellar-metallicity model the shipped model was trained with.
-    "test_metal": "--survey sdss --kind pointsources --n 20000 --balanced --seed 2 --stamp-size 20 --mag-max 22 "
+    "test_metal": f"--survey {POINTSOURCE_SURVEY} --kind pointsources --n 20000 --balanced --seed 2 --stamp-size 20 --mag-max 22 "
                   "--population star_uv_excess=1",
 }
-POINTSOURCE_TRAINING = ("skysort simulate --survey sdss --kind pointsources --n 80000 --balanced --seed 1 --stamp-size 20 "
+POINTSOURCE_TRAINING = (f"skysort simulate --survey {POINTSOURCE_SURVEY} --kind pointsources --n 80000 --balanced --seed 1 --stamp-size 20 "
                         "--mag-max 22 --population star_uv_excess=1 --out train_metal.h5")
 POINTSOURCE_DESCRIPTION = (
-    "20,000 simulated SDSS point sources (`skysort simulate --survey sdss --kind pointsources --n 20000 --balanced --seed 2 "
+    f"20,000 simulated SDSS point sources (`skysort simulate --survey {POINTSOURCE_SURVEY} --kind pointsources --n 20000 --balanced --seed 2 "
     "--stamp-size 20 --mag-max 22`; seed unseen in training): 10,113 stars, 9,887 quasars, r <= 22.")
 #: Real spectra classified by the spectral encoder: (glob under the shared data folder, true class).
 POINTSOURCE_SPECTRA = (("seds/stars_indo_us/*.fits", "star"), ("spectra/sdss_real/spec-0332-52367-0639.fits", "qso"))
 POINTSOURCE_NOTES = [
     f"Training set: `{POINTSOURCE_TRAINING}`, i.e. F/G dwarfs with the u - g of a halo or thick-disc metallicity "
     "(Ivezic et al. 2008; `skysort.simulate.population`).",
-    "Simulator change of 2026-11-23 (this model): the `sdss` preset had derived its sky noise from SDSS's 95% completeness "
+    "Trained on the `sdss` preset as it was after the noise change of 2026-11-23 (below), kept as "
+    f"`{POINTSOURCE_SURVEY}`. The preset has since widened its PSF wings (Moffat index 2.2-5.0 with two PSFs per seeing "
+    "step instead of 2.2-3.5 with one; see the sgq-sdss card). Retrained on it with the same commands, the model reached "
+    "F1 0.899 and accuracy 0.898 on that preset's test set (seed 2; this model there: 0.892, 0.897), but on the real field "
+    "below it called 90% of the 117 SDSS stars at r < 21 stars against 95%, and 27% of the 26 halo turn-off stars quasars "
+    "against 8%. It was not shipped: the real field counts for more than one point of simulated F1, though one training "
+    "cannot separate the preset's effect from the spread between trainings.",
+    "Noise change of 2026-11-23 (this model): the `sdss` preset had derived its sky noise from SDSS's 95% completeness "
     "limits, 1.6-2.5 times the noise of real frames in g, r and i; it now takes the real frames' noise, scales it by 0.8-1.8 "
     "per object and band, and scatters field stars (0.5-150 per arcmin^2) around each object. The model was retrained with "
-    "the same command. The test set above is drawn with the new preset (same seed, same objects); on it the model shipped "
+    "the same command. The test set above is drawn with that preset (same seed, same objects); on it the model shipped "
     "before (trained on `benchmarks/presets/sdss_v1.yaml`) reaches F1 0.872 and accuracy 0.879 (this model: 0.887, 0.892). "
     "On the real field below, the earlier model called 102 of the 117 SDSS stars at r < 21 stars, this one 111.",
     "Targets of the issue missed on this simulation: F1 about 0.89 (target 0.98) and no error-rate reduction against the "

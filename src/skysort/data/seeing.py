@@ -5,7 +5,8 @@ training stamps. ``benchmarks/seeing_robustness.py`` blurs the labelled SDSS fie
 ``003918-3-0213`` (r seeing 0.97") to worse seeing: the earlier ``sgq-sdss``, trained at
 1.2-1.6" and not told the seeing, agreed with the SDSS star / galaxy type for 95% of the
 objects at r < 21 on the field as it is and for 58% at 1.95", because stars then look extended;
-the model trained at 0.8-2.0" that reads the seeing keeps 94-96%. So
+the model trained at 0.8-2.0" that reads the seeing keeps 92-97% (with PSF wings drawn from
+those of real frames to the atmosphere's alone; 88-97% with the real frames' wings only). So
 :func:`~skysort.data.ingest.cutout_to_stampset` records the seeing of each band when the FITS
 header does not, models may read it as an input, and the seeing range a model was trained on
 is recorded so that a prediction outside it is reported.
