@@ -96,34 +96,33 @@ def main() -> None:
         cells = []
         for m, model in enumerate(models):
             # The model's position in the list keeps two models of the same file name apart.
-            metrics = evaluate_sgq_model(model, stamps.path, workdir / f"eval_{m}_{Path(model).stem}_{name}")
-            bright = metrics["bright"]
-            cells.append(f"{bright['point_extended_agreement']:.1%} ({bright['n']}) | {metrics['point_extended_agreement']:.1%}")
+            cells.append(_cells(evaluate_sgq_model(model, stamps.path, workdir / f"eval_{m}_{Path(model).stem}_{name}")))
         print(f"| {stamps.meta.psf_fwhm['r']:.2f}\"{' (field)' if target is None else ''} | " + " | ".join(cells) + " |", flush=True)
         if target is None:
             native = stamps
-    cells = []
-    for m, model in enumerate(models):
-        agreement = unknown_seeing_agreement(model, native, workdir / f"eval_{m}_{Path(model).stem}_native" / "predictions.parquet")
-        cells.append(f"{agreement['bright']:.1%} ({agreement['n_bright']}) | {agreement['all']:.1%}")
+    cells = [_cells(unknown_seeing_metrics(model, native, workdir / f"eval_{m}_{Path(model).stem}_native" / "predictions.parquet"))
+             for m, model in enumerate(models)]
     print("| unknown (field) | " + " | ".join(cells) + " |", flush=True)
 
 
-def unknown_seeing_agreement(model: str, stamps, predictions: Path) -> dict:
-    """Point / extended agreement on ``stamps`` when the model is not told the seeing; labels
+def _cells(metrics: dict) -> str:
+    """Table cells of one model: point / extended agreement for r < 21 (n) and for all objects."""
+    bright = metrics["bright"]
+    return f"{bright['point_extended_agreement']:.1%} ({bright['n']}) | {metrics['point_extended_agreement']:.1%}"
+
+
+def unknown_seeing_metrics(model: str, stamps, predictions: Path) -> dict:
+    """:func:`skysort.tasks.sgq.sgq_metrics` of ``stamps`` classified without the seeing; labels
     and r magnitudes come from the evaluation ``predictions`` of the same stamps."""
     import pyarrow.parquet as pq
 
-    from skysort.tasks.sgq import predict_sgq
+    from skysort.tasks.sgq import CLASSES, class_indices, predict_sgq, sgq_metrics
 
     reference = pq.read_table(predictions, columns=["id", "true_label", "r_mag"]).to_pandas()
     out = predict_sgq(model, images=stamps.images(), ids=np.asarray(stamps.column("id")), psf_fwhm=np.nan)
     assert np.array_equal(np.asarray(out["id"]), reference["id"].to_numpy()), "predictions are not in stamp order"
-    point = np.isin(np.asarray(out["class"]).astype(str), ["star", "qso"])
-    truth = np.isin(reference["true_label"].astype(str).to_numpy(), ["star", "qso"])
-    bright = reference["r_mag"].to_numpy() < 21
-    return {"bright": float(np.mean(point[bright] == truth[bright])), "n_bright": int(bright.sum()),
-            "all": float(np.mean(point == truth))}
+    probabilities = np.stack([np.asarray(out[f"p_{c}"]) for c in CLASSES], axis=1)
+    return sgq_metrics(class_indices(reference["true_label"], allow_unknown=True), probabilities, r_mag=reference["r_mag"].to_numpy())
 
 
 if __name__ == "__main__":
