@@ -14,8 +14,10 @@ classified again, so the same objects are compared at each seeing:
 
 Prints one row per seeing: the measured r FWHM and, per model, the point / extended agreement
 for r < 21 (n) and for all objects. The blurring only makes the seeing worse; it cannot test
-seeing better than the field's own. A last row gives the field as it is with the seeing hidden
-from the models (``predict_sgq(images=..., psf_fwhm=nan)``), as for stamps cut without one.
+seeing better than the field's own. Then, for stamps that carry no seeing (cut elsewhere), one
+row per seeing with the seeing measured from the stamps alone (``predict_sgq(images=...)``,
+:func:`skysort.data.seeing.images_seeing`; the value measured is printed), and a last row with
+the field as it is and the seeing hidden from the models (``psf_fwhm=nan``).
 
 Run ``python benchmarks/seeing_robustness.py [--models sgq-sdss,other.pt] [--seeing 1.3,1.6,1.9]``.
 """
@@ -88,6 +90,7 @@ def main() -> None:
     header = "| r seeing (measured) | " + " | ".join(f"{m}: r < 21 (n) | {m}: all" for m in models) + " |"
     print(header)
     print("|" + "---|" * (1 + 2 * len(models)))
+    levels = []
     for k, target in enumerate(targets):
         images = original if target is None else blurred(original, target, args.seed + k)
         name = "native" if target is None else f"{target:.2f}"
@@ -98,11 +101,17 @@ def main() -> None:
             # The model's position in the list keeps two models of the same file name apart.
             cells.append(_cells(evaluate_sgq_model(model, stamps.path, workdir / f"eval_{m}_{Path(model).stem}_{name}")))
         print(f"| {stamps.meta.psf_fwhm['r']:.2f}\"{' (field)' if target is None else ''} | " + " | ".join(cells) + " |", flush=True)
-        if target is None:
-            native = stamps
-    cells = [_cells(unknown_seeing_metrics(model, native, workdir / f"eval_{m}_{Path(model).stem}_native" / "predictions.parquet"))
-             for m, model in enumerate(models)]
-    print("| unknown (field) | " + " | ".join(cells) + " |", flush=True)
+        levels.append((name, stamps))
+    for name, stamps in levels + [("native", None)]:
+        rows = [array_metrics(model, stamps or levels[0][1], workdir / f"eval_{m}_{Path(model).stem}_{name}" / "predictions.parquet",
+                              psf_fwhm=None if stamps is not None else np.nan)
+                for m, model in enumerate(models)]
+        if stamps is None:
+            label = "hidden (field)"
+        else:
+            measured = rows[0][1].get("fwhm_median_arcsec")
+            label = f"{stamps.meta.psf_fwhm['r']:.2f}\", from the stamps: " + (f"{measured:.2f}\"" if measured else "unknown")
+        print(f"| {label} | " + " | ".join(_cells(metrics) for metrics, _ in rows) + " |", flush=True)
 
 
 def _cells(metrics: dict) -> str:
@@ -111,18 +120,21 @@ def _cells(metrics: dict) -> str:
     return f"{bright['point_extended_agreement']:.1%} ({bright['n']}) | {metrics['point_extended_agreement']:.1%}"
 
 
-def unknown_seeing_metrics(model: str, stamps, predictions: Path) -> dict:
-    """:func:`skysort.tasks.sgq.sgq_metrics` of ``stamps`` classified without the seeing; labels
-    and r magnitudes come from the evaluation ``predictions`` of the same stamps."""
+def array_metrics(model: str, stamps, predictions: Path, psf_fwhm: float | None) -> tuple[dict, dict]:
+    """:func:`skysort.tasks.sgq.sgq_metrics` of ``stamps`` classified from their images as
+    arrays, with the seeing ``psf_fwhm`` (None: measured from the stamps, NaN: hidden), and the
+    seeing record; labels and r magnitudes come from the evaluation ``predictions`` of the same
+    stamps."""
     import pyarrow.parquet as pq
 
     from skysort.tasks.sgq import CLASSES, class_indices, predict_sgq, sgq_metrics
 
     reference = pq.read_table(predictions, columns=["id", "true_label", "r_mag"]).to_pandas()
-    out = predict_sgq(model, images=stamps.images(), ids=np.asarray(stamps.column("id")), psf_fwhm=np.nan)
+    out = predict_sgq(model, images=stamps.images(), ids=np.asarray(stamps.column("id")), psf_fwhm=psf_fwhm)
     assert np.array_equal(np.asarray(out["id"]), reference["id"].to_numpy()), "predictions are not in stamp order"
     probabilities = np.stack([np.asarray(out[f"p_{c}"]) for c in CLASSES], axis=1)
-    return sgq_metrics(class_indices(reference["true_label"], allow_unknown=True), probabilities, r_mag=reference["r_mag"].to_numpy())
+    metrics = sgq_metrics(class_indices(reference["true_label"], allow_unknown=True), probabilities, r_mag=reference["r_mag"].to_numpy())
+    return metrics, out.meta.get("seeing", {})
 
 
 if __name__ == "__main__":

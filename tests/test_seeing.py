@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from skysort.data.seeing import (half_sample_mode, measure_seeing, merge_seeing_ranges, seeing_mismatch,
-                                 stamp_seeing_range)
+from skysort.data.seeing import (half_sample_mode, images_seeing, measure_seeing, measure_stamp_seeing,
+                                 merge_seeing_ranges, seeing_mismatch, stamp_seeing_range, stampset_seeing)
 from skysort.data.stampset import StampMeta
 
 PIXEL_SCALE = 0.4
@@ -53,6 +55,114 @@ def test_a_field_without_point_sources_has_unknown_seeing():
     rng = np.random.default_rng(1)
     estimate = measure_seeing(rng.normal(0, 1, (300, 300)).astype(np.float32), PIXEL_SCALE)
     assert np.isnan(estimate.fwhm)
+
+
+def synthetic_stamps(fwhm: float, *, beta: float = 3.0, n: int = 240, size: int = 24, seed: int = 0) -> np.ndarray:
+    """Stamps centred (within half a pixel) on Moffat stars and on larger exponential
+    galaxies seen through the same PSF, one in three a star, with unit Gaussian noise on a sky
+    level, and a neighbour near the centre in one stamp of ten."""
+    import galsim
+
+    rng = np.random.default_rng(seed)
+    psf = galsim.Moffat(beta=beta, fwhm=fwhm)
+    stamps = np.empty((n, size, size), np.float32)
+    for k in range(n):
+        flux = 10 ** rng.uniform(3.0, 4.0)
+        profile = psf.withFlux(flux) if k % 3 == 0 else galsim.Convolve(
+            galsim.Exponential(half_light_radius=rng.uniform(0.5, 1.5), flux=flux), psf)
+        image = profile.drawImage(nx=size, ny=size, scale=PIXEL_SCALE, offset=tuple(rng.uniform(-0.5, 0.5, 2))).array
+        if k % 10 == 5:
+            image = image + psf.withFlux(flux).drawImage(nx=size, ny=size, scale=PIXEL_SCALE, offset=(2.5, 1.0)).array
+        stamps[k] = image + rng.normal(0.0, 1.0, (size, size)) + 3.0
+    return stamps
+
+
+@pytest.mark.parametrize("fwhm,beta", [(0.9, 4.765), (1.6, 3.0), (2.0, 2.5)])
+def test_the_seeing_of_stamps_is_recovered_from_their_point_sources(fwhm, beta):
+    estimate = measure_stamp_seeing(synthetic_stamps(fwhm, beta=beta, seed=int(fwhm * 10)), PIXEL_SCALE)
+    assert estimate.fwhm == pytest.approx(fwhm, rel=0.05)
+    assert estimate.n_stars >= 40  # of the 80 stars: the stars with a close neighbour are left out
+    # Stamps of galaxies and noise alone: no stellar locus, so the seeing stays unknown.
+    rng = np.random.default_rng(2)
+    assert np.isnan(measure_stamp_seeing(rng.normal(0, 1, (50, 24, 24)), PIXEL_SCALE).fwhm)
+    unknown = images_seeing(rng.normal(0, 1, (50, 24, 24)), PIXEL_SCALE, "r")
+    assert unknown.source == "unknown" and np.isnan(unknown.values).all() and "is unknown" in unknown.describe()
+
+
+def test_the_seeing_measured_on_real_stamps_agrees_with_the_frames(sdss_stamps):
+    """The stamps alone give the seeing measured on the whole frames at cutout (0.97" in r)."""
+    images = sdss_stamps.read_images()
+    for band in "gri":
+        estimate = measure_stamp_seeing(images[:, "ugriz".index(band)], sdss_stamps.meta.pixel_scale)
+        assert estimate.fwhm == pytest.approx(sdss_stamps.meta.psf_fwhm[band], rel=0.06), band
+        assert estimate.n_stars >= 30
+
+
+def test_a_stamp_set_without_recorded_seeing_has_it_measured(tmp_path):
+    from astropy.table import Table
+
+    from skysort.data.ingest import import_to_stampset
+
+    stamps = synthetic_stamps(1.5, seed=3)[:, None]
+    common = dict(bands=["r"], pixel_scale=PIXEL_SCALE, flux_unit="count", zero_points={"r": 30.0})
+    unrecorded = import_to_stampset(None, Table({"id": np.arange(len(stamps))}), tmp_path / "a.h5", array=stamps, **common)
+    seeing = stampset_seeing(unrecorded, "r")
+    assert seeing.source == "measured" and seeing.values.shape == (len(stamps),)
+    assert np.unique(seeing.values).size == 1 and seeing.values[0] == pytest.approx(1.5, rel=0.05)
+    assert seeing.record()["n_stars"] == seeing.estimate.n_stars
+    recorded = import_to_stampset(None, Table({"id": np.arange(len(stamps))}), tmp_path / "b.h5", array=stamps,
+                                  psf_fwhm={"r": 1.2}, **common)
+    seeing = stampset_seeing(recorded, "r")
+    assert seeing.source == "recorded" and np.allclose(seeing.values, 1.2)
+
+
+def test_predict_measures_the_seeing_a_stamp_set_does_not_record(sdss_stamps, tmp_path, capsys):
+    """The real field imported without its seeing: the model gets the seeing measured from the
+    stamps (one value), says so, and classifies as it does with the seeing measured on the frames."""
+    from astropy.table import Table
+
+    from skysort.cli import main
+    from skysort.data.ingest import import_to_stampset
+    from skysort.inference.manifest import read_parts
+    from skysort.models.registry import shipped_model_names
+    from skysort.tasks.sgq import predict_sgq
+
+    if "sgq-sdss" not in shipped_model_names():
+        pytest.skip("sgq-sdss is not shipped")
+    meta = sdss_stamps.meta
+    images = sdss_stamps.read_images()
+    unrecorded = import_to_stampset(None, Table({"id": np.asarray(sdss_stamps.column("id"))}), tmp_path / "s.h5",
+                                    bands=list(meta.bands), pixel_scale=meta.pixel_scale, flux_unit=meta.flux_unit,
+                                    zero_points=dict(meta.zero_points), array=images)
+    measured = predict_sgq("sgq-sdss", unrecorded)
+    seeing = measured.meta["seeing"]
+    assert seeing["source"] == "measured" and seeing["band"] == "r" and seeing["n_stars"] >= 30
+    assert seeing["fwhm_median_arcsec"] == pytest.approx(meta.psf_fwhm["r"], rel=0.06)
+    given = predict_sgq("sgq-sdss", unrecorded, psf_fwhm=seeing["fwhm_median_arcsec"])
+    assert given.meta["seeing"]["source"] == "given"
+    np.testing.assert_allclose(np.asarray(measured["p_star"]), np.asarray(given["p_star"]), atol=2e-3)  # the record is rounded
+    recorded = predict_sgq("sgq-sdss", sdss_stamps)
+    assert recorded.meta["seeing"]["source"] == "recorded"
+    assert np.mean(np.asarray(measured["class"]) == np.asarray(recorded["class"])) > 0.97
+    hidden = predict_sgq("sgq-sdss", unrecorded, psf_fwhm=np.nan)
+    assert hidden.meta["seeing"]["source"] == "unknown" and np.isnan(np.asarray(hidden["psf_fwhm"])).all()
+    # The array form measures the seeing the same way, at the model's pixel scale.
+    arrays = predict_sgq("sgq-sdss", images=images)
+    assert arrays.meta["seeing"]["source"] == "measured" and arrays.meta["seeing"]["n_stars"] == seeing["n_stars"]
+    assert arrays.meta["seeing"]["fwhm_median_arcsec"] == pytest.approx(seeing["fwhm_median_arcsec"], rel=0.02)  # 0.396" model grid
+
+    assert main(["predict", "--model", "sgq-sdss", "--data", str(tmp_path / "s.h5"), "--out", str(tmp_path / "p.parquet"),
+                 "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err
+    assert "seeing in r not recorded: measured from the stamps' point sources" in captured.out
+    # A run into parts measures once for the whole set and records it in the manifest.
+    assert main(["predict", "--model", "sgq-sdss", "--data", str(tmp_path / "s.h5"), "--out", str(tmp_path / "parts") + "/",
+                 "--memory-gb", "0.05", "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "parts" / "manifest.json").read_text())
+    assert manifest["options"]["seeing"]["source"] == "measured"
+    parts = read_parts(sorted((tmp_path / "parts").glob("*.parquet")))
+    assert np.allclose(np.asarray(parts["psf_fwhm"]), float(np.asarray(measured["psf_fwhm"])[0]))
 
 
 def test_seeing_ranges_of_stamp_sets_models_and_the_check():

@@ -511,7 +511,8 @@ def test_train_and_predict_with_seeing_input(kids_small, tmp_path):
     by_hand = sgq.predict_sgq(out, images=images, mag=mag, psf_fwhm=per_object)
     np.testing.assert_allclose(np.asarray(table["p_star"]), np.asarray(by_hand["p_star"]), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(table["psf_fwhm"]), per_object)  # the seeing used, per object
-    unknown = sgq.predict_sgq(out, images=images, mag=mag)  # seeing not given: allowed, and it matters
+    unknown = sgq.predict_sgq(out, images=images, mag=mag, psf_fwhm=np.nan)  # unknown seeing: allowed, and it matters
+    assert unknown.meta["seeing"]["source"] == "unknown"
     assert not np.allclose(np.asarray(by_hand["p_galaxy"]), np.asarray(unknown["p_galaxy"]))
     # Fine-tuning keeps the seeing input of the starting model.
     again = tmp_path / "again.pt"

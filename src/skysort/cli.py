@@ -470,20 +470,23 @@ def evaluate_command(
 
 
 def _warn_seeing(model_meta: dict, stamps) -> None:
-    """Warn when the stamps' seeing lies outside the range the model was trained on, or is
-    unknown to a model that reads it."""
-    import numpy as np
+    """Report the seeing a model that reads it will get (measured from the stamps where the set
+    records none, or unknown), and warn when the stamps' seeing lies outside the range the
+    model was trained on."""
+    from .data.seeing import seeing_mismatch, stampset_seeing
 
-    from .data.seeing import object_seeing, seeing_mismatch
-
-    message = seeing_mismatch(model_meta.get("psf_fwhm_range"), stamps.meta.psf_fwhm, model_meta.get("image_bands") or [])
+    psf_fwhm = dict(stamps.meta.psf_fwhm)
+    band = (model_meta.get("architecture_config") or {}).get("seeing_band")
+    if band and band in stamps.meta.bands and len(stamps):
+        seeing = stampset_seeing(stamps, band)
+        if seeing.source == "measured":
+            console.print(seeing.describe())
+            psf_fwhm[band] = float(seeing.estimate.fwhm)
+        elif seeing.source == "unknown":
+            _warn(stamps.path, seeing.describe())
+    message = seeing_mismatch(model_meta.get("psf_fwhm_range"), psf_fwhm, model_meta.get("image_bands") or [])
     if message:
         _warn(stamps.path, message)
-    band = (model_meta.get("architecture_config") or {}).get("seeing_band")
-    if band and band in stamps.meta.bands and len(stamps) and not np.isfinite(object_seeing(stamps, band)).any():
-        _warn(stamps.path, f"the seeing in {band} is unknown (not in the header, too few stars to measure it, or cut by an "
-                           "older skysort): the model classifies without it, less accurately; give it with "
-                           "'skysort import --psf-fwhm' or cut the stamps again")
 
 
 _TABLE_SUFFIXES = (".parquet", ".pq", ".fits", ".fit", ".fts", ".fits.gz", ".csv", ".ecsv")

@@ -200,9 +200,21 @@ def measure_seeing(data: np.ndarray, pixel_scale: float, *, guess_fwhm: float = 
     radii, flag = sep.flux_radius(image, objects["x"], objects["y"], np.full(len(objects), aperture), [0.5, 0.9],
                                   subpix=5, mask=mask if mask.any() else None)
     good = (flag == 0) & (radii[:, 0] > 0)
-    radius, concentration = radii[good, 0], radii[good, 1] / radii[good, 0]
+    estimate = _seeing_from_radii(radii[good, 0], radii[good, 1], aperture, pixel_scale, min_stars)
+    if refine and np.isfinite(estimate.fwhm) and not 0.67 < estimate.fwhm / guess_fwhm < 1.5:
+        # The aperture and isolation radius scale with the guess: measure again with a better one.
+        return measure_seeing(data, pixel_scale, guess_fwhm=estimate.fwhm, threshold=threshold, min_stars=min_stars, refine=False)
+    return estimate
+
+
+def _seeing_from_radii(r50: np.ndarray, r90: np.ndarray, aperture: float, pixel_scale: float,
+                       min_stars: int) -> SeeingEstimate:
+    """The Moffat fit to the stellar locus of measured radii (pixels, within ``aperture``):
+    the locus is the half-sample mode of the smaller half of the half-light radii, its stars
+    those within 10% of it (see the module notes)."""
+    radius, concentration = np.asarray(r50, float), np.asarray(r90, float) / np.asarray(r50, float)
     if len(radius) < min_stars:
-        return nan_estimate(len(radius))
+        return SeeingEstimate(float("nan"), float("nan"), float("nan"), 0, int(len(radius)))
     smaller = np.sort(radius)[: max(min_stars, (len(radius) + 1) // 2)]
     locus = half_sample_mode(smaller)
     stars = np.abs(radius - locus) < 0.1 * locus
@@ -210,11 +222,92 @@ def measure_seeing(data: np.ndarray, pixel_scale: float, *, guess_fwhm: float = 
     if n_stars < min_stars:
         return SeeingEstimate(float("nan"), float(locus * pixel_scale), float("nan"), n_stars, int(len(radius)))
     fwhm_px, beta = _moffat_from_radii(locus, float(np.median(concentration[stars])), aperture)
-    fwhm = fwhm_px * pixel_scale
-    if refine and not 0.67 < fwhm / guess_fwhm < 1.5:
-        # The aperture and isolation radius scale with the guess: measure again with a better one.
-        return measure_seeing(data, pixel_scale, guess_fwhm=fwhm, threshold=threshold, min_stars=min_stars, refine=False)
-    return SeeingEstimate(float(fwhm), float(locus * pixel_scale), float(beta), n_stars, int(len(radius)))
+    return SeeingEstimate(float(fwhm_px * pixel_scale), float(locus * pixel_scale), float(beta), n_stars, int(len(radius)))
+
+
+def measure_stamp_seeing(images: np.ndarray, pixel_scale: float, *, guess_fwhm: float = 1.0, snr: float = 50.0,
+                         min_stars: int = 10, refine: bool = True) -> SeeingEstimate:
+    """Measure the PSF FWHM of a set of stamps of one seeing from the point sources among them.
+
+    For stamps without their images' headers or frames (a stamp set cut elsewhere), the same
+    fit as :func:`measure_seeing` made on the central objects: each stamp's sky is the median
+    of its outer two-pixel ring and its noise that ring's scaled MAD; the central source's
+    position is refined with ``sep.winpos`` (a stamp whose centroid moves by more than 2 px
+    has no central source and is skipped); stamps with another source within 1.5 apertures of
+    it, an aperture signal-to-noise below ``snr``, or a peak above half the brightest are
+    skipped. Point sources then form the locus of the smallest half-light radii.
+
+    Parameters
+    ----------
+    images : ndarray (N, H, W)
+        Stamps of one band centred on their objects, any flux unit; NaN pixels are set to the sky.
+    pixel_scale : float
+        Arcsec per pixel.
+    guess_fwhm : float
+        Rough FWHM [arcsec] setting the aperture (3 x guess, within the stamp); with ``refine``,
+        a result outside 0.67-1.5 times the guess is measured again with itself as the guess.
+    snr : float
+        Least signal-to-noise ratio of a measured source within the aperture.
+    min_stars : int
+        Fewer stamps in the stellar locus give a NaN FWHM.
+
+    Returns
+    -------
+    SeeingEstimate
+        ``n_sources`` counts the stamps measured, ``n_stars`` those in the stellar locus.
+    """
+    import sep
+
+    stack = np.asarray(images, np.float64)
+    if stack.ndim != 3 or len(stack) == 0:
+        return SeeingEstimate(float("nan"), float("nan"), float("nan"), 0, 0)
+    _, height, width = stack.shape
+    centre_x, centre_y = (width - 1) / 2.0, (height - 1) / 2.0
+    # The aperture must lie inside the stamp around a centre up to 2 px off (SEP flags a
+    # truncated one); the Moffat fit is made within the same aperture.
+    aperture = float(min(max(3.0, 3.0 * guess_fwhm / pixel_scale), min(height, width) / 2.0 - 3.0))
+    if aperture < 2.0:
+        return SeeingEstimate(float("nan"), float("nan"), float("nan"), 0, 0)
+    ring = np.zeros((height, width), bool)
+    ring[:2], ring[-2:], ring[:, :2], ring[:, -2:] = True, True, True, True
+    sigma_px = max(0.5, guess_fwhm / pixel_scale / 2.3548)
+    measured, peaks = [], []
+    for stamp in stack:
+        border = stamp[ring][np.isfinite(stamp[ring])]
+        if len(border) < 8:
+            continue
+        sky = float(np.median(border))
+        noise = 1.4826 * float(np.median(np.abs(border - sky)))
+        if not noise > 0:
+            continue
+        image = np.ascontiguousarray(np.where(np.isfinite(stamp), stamp - sky, 0.0))
+        x, y, _ = sep.winpos(image, np.array([centre_x]), np.array([centre_y]), np.array([sigma_px]))
+        if np.hypot(x[0] - centre_x, y[0] - centre_y) > 2.0:
+            continue
+        flux, flux_err, _ = sep.sum_circle(image, x, y, aperture, err=noise, subpix=5)
+        if not flux[0] > snr * flux_err[0]:
+            continue
+        try:
+            objects = sep.extract(image, 5.0, err=noise, minarea=5)
+        except Exception:  # noqa: BLE001 - SEP raises bare Exceptions; the stamp is skipped
+            continue
+        distance = np.hypot(objects["x"] - x[0], objects["y"] - y[0])
+        if np.count_nonzero(distance < 1.5 * aperture) > 1:
+            continue
+        radii, flag = sep.flux_radius(image, x, y, np.array([aperture]), [0.5, 0.9], subpix=5)
+        if flag[0] == 0 and radii[0, 0] > 0:
+            measured.append(radii[0])
+            peaks.append(float(image[int(round(y[0])), int(round(x[0]))]))
+    if not measured:
+        return SeeingEstimate(float("nan"), float("nan"), float("nan"), 0, 0)
+    radii = np.array(measured)
+    peaks = np.array(peaks)
+    # Saturated cores reach a common ceiling and flatten the profile, as in measure_seeing.
+    radii = radii[peaks < 0.5 * peaks.max()] if len(peaks) > min_stars else radii
+    estimate = _seeing_from_radii(radii[:, 0], radii[:, 1], aperture, pixel_scale, min_stars)
+    if refine and np.isfinite(estimate.fwhm) and not 0.67 < estimate.fwhm / guess_fwhm < 1.5:
+        return measure_stamp_seeing(stack, pixel_scale, guess_fwhm=estimate.fwhm, snr=snr, min_stars=min_stars, refine=False)
+    return estimate
 
 
 # ------------------------------------------------------------------------------------------
@@ -320,3 +413,106 @@ def object_seeing(stamps, band: str, indices=None) -> np.ndarray:
             if len(values) == 0 or np.allclose(table[nearest], values, atol=1e-3):
                 return target[nearest].astype(np.float32)
     return np.full(n, stamps.meta.psf_fwhm.get(band, np.nan), np.float32)
+
+
+#: Stamps read to measure the seeing of a stamp set that does not record it: enough for tens of
+#: point sources in any field, few enough to cost about a second.
+SEEING_SAMPLE = 2000
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectSeeing:
+    """The seeing given to a model for each object of a stamp set, and where it came from.
+
+    Attributes
+    ----------
+    band : str
+        Band of the FWHM.
+    values : ndarray (N,)
+        PSF FWHM per object [arcsec], NaN where unknown.
+    source : str
+        ``recorded`` (in the stamp set: a header, measured at cutout, or simulated), ``measured``
+        (from the stamps' own point sources, one value for the whole set:
+        :func:`measure_stamp_seeing`), ``given`` (by the caller) or ``unknown``.
+    estimate : SeeingEstimate or None
+        The measurement, for ``measured`` and for an ``unknown`` that a measurement failed.
+    """
+
+    band: str
+    values: np.ndarray
+    source: str
+    estimate: SeeingEstimate | None = None
+
+    def record(self) -> dict:
+        """Provenance for a prediction table's metadata (JSON-serialisable)."""
+        finite = self.values[np.isfinite(self.values)]
+        out = {"band": self.band, "source": self.source,
+               "fwhm_median_arcsec": round(float(np.median(finite)), 4) if len(finite) else None}
+        if self.estimate is not None:
+            out.update({"n_stars": self.estimate.n_stars, "n_measured": self.estimate.n_sources,
+                        "beta": None if not np.isfinite(self.estimate.beta) else round(self.estimate.beta, 3)})
+        return out
+
+    def describe(self) -> str:
+        """One line for the user."""
+        if self.source == "measured":
+            return (f"seeing in {self.band} not recorded: measured from the stamps' point sources, FWHM "
+                    f"{self.estimate.fwhm:.2f}\" ({self.estimate.n_stars} stars of {self.estimate.n_sources} stamps measured)")
+        if self.source == "unknown":
+            return (f"the seeing in {self.band} is unknown (not recorded, and too few isolated point sources among the "
+                    "stamps to measure it): the model classifies without it, less accurately; give it with "
+                    "'skysort import --psf-fwhm' or cut the stamps again")
+        finite = self.values[np.isfinite(self.values)]
+        median = f", median {np.median(finite):.2f}\"" if len(finite) else ""
+        return f"seeing in {self.band}: {self.source}{median}"
+
+
+def images_seeing(images: np.ndarray, pixel_scale: float, band: str, *, sample: int = SEEING_SAMPLE,
+                  seed: int = 0) -> ObjectSeeing:
+    """The seeing of stamps of one band measured from their own point sources (up to ``sample``
+    of them, drawn at random), one value for all: ``measured``, or ``unknown`` if too few point
+    sources were found. The stamps must share one seeing (one field or tile).
+
+    Parameters
+    ----------
+    images : ndarray (N, H, W)
+        Stamps in ``band``, centred on their objects.
+    pixel_scale : float
+        Arcsec per pixel.
+    """
+    images = np.asarray(images)
+    rows = _sample_rows(len(images), sample, seed)
+    estimate = measure_stamp_seeing(images[rows], pixel_scale)
+    return _measured(band, len(images), estimate)
+
+
+def stampset_seeing(stamps, band: str, *, sample: int = SEEING_SAMPLE, seed: int = 0) -> ObjectSeeing:
+    """The seeing of each object of a stamp set in ``band``: as recorded
+    (:func:`object_seeing`), else measured from the stamps' own point sources (up to ``sample``
+    stamps drawn at random; one value for the whole set, which must then share one seeing).
+
+    Parameters
+    ----------
+    stamps : StampSet
+    band : str
+    """
+    recorded = object_seeing(stamps, band)
+    if np.isfinite(recorded).any():
+        return ObjectSeeing(band, recorded, "recorded")
+    if band not in stamps.meta.bands or len(stamps) == 0 or not stamps.meta.pixel_scale:
+        return ObjectSeeing(band, recorded, "unknown")
+    rows = _sample_rows(len(stamps), sample, seed)
+    images = stamps.read_images(rows)[:, list(stamps.meta.bands).index(band)]
+    return _measured(band, len(stamps), measure_stamp_seeing(images, float(stamps.meta.pixel_scale)))
+
+
+def _sample_rows(n: int, sample: int, seed: int) -> np.ndarray:
+    if n <= sample:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
+
+
+def _measured(band: str, n: int, estimate: SeeingEstimate) -> ObjectSeeing:
+    if not np.isfinite(estimate.fwhm):
+        return ObjectSeeing(band, np.full(n, np.nan, np.float32), "unknown", estimate)
+    return ObjectSeeing(band, np.full(n, estimate.fwhm, np.float32), "measured", estimate)

@@ -352,11 +352,13 @@ def class_table(predictor: Predictor, outputs: Mapping[str, np.ndarray], ids: np
     return table
 
 
-def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | None = None, *,
+                    psf_fwhm: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The inputs a predictor needs, read from a stamp set (optionally a subset of rows).
 
     Returns ``(inputs, missing)`` where ``missing`` is True for objects lacking some of the
-    model's photometric bands.
+    model's photometric bands. A model that reads the seeing gets ``psf_fwhm`` (FWHM [arcsec]
+    per object of the rows read) when given, else the seeing the stamp set records.
 
     Raises
     ------
@@ -380,7 +382,12 @@ def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | 
         if spec.seeing_band:
             from ..data.seeing import object_seeing
 
-            inputs["psf_fwhm"] = object_seeing(stamps, spec.seeing_band)
+            if psf_fwhm is not None:
+                if len(psf_fwhm) != len(stamps):
+                    raise InputError(stamps.path, f"psf_fwhm must have one value per stamp ({len(stamps)}), got {len(psf_fwhm)}")
+                inputs["psf_fwhm"] = np.asarray(psf_fwhm, np.float32)
+            else:
+                inputs["psf_fwhm"] = object_seeing(stamps, spec.seeing_band)
     if spec.uses_photometry:
         mags, errs = [], []
         for band in spec.photometry_bands:
@@ -394,12 +401,35 @@ def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | 
     return inputs, missing
 
 
+def resolve_seeing(predictor: Predictor, stamps, psf_fwhm: np.ndarray | float | None = None):
+    """The seeing a model that reads it gets for each object of a stamp set
+    (:class:`~skysort.data.seeing.ObjectSeeing`), or None for a model that does not read it.
+
+    ``psf_fwhm`` (FWHM [arcsec] in the model's seeing band, one value or one per object; NaN:
+    unknown) overrides the stamp set; without it the set's recorded seeing is used, else the
+    seeing is measured from its own point sources
+    (:func:`~skysort.data.seeing.stampset_seeing`)."""
+    from ..data.seeing import ObjectSeeing, stampset_seeing
+
+    band = predictor.spec.seeing_band
+    if not (predictor.spec.uses_images and band):
+        return None
+    if psf_fwhm is None:
+        return stampset_seeing(stamps, band)
+    values = np.asarray(psf_fwhm, np.float32)
+    if values.ndim > 1 or (values.ndim == 1 and len(values) != len(stamps)):
+        raise InputError(stamps.path, f"psf_fwhm must be one value or one per stamp ({len(stamps)}), got shape {values.shape}")
+    values = np.broadcast_to(values, (len(stamps),)).copy()
+    return ObjectSeeing(band, values, "given" if np.isfinite(values).any() else "unknown")
+
+
 def predict_stampset(predictor: Predictor, stamps, *, batch_size: int = 4096, decision: ClassDecision | None = None,
-                     progress: Callable[[int], None] | None = None) -> Table:
+                     progress: Callable[[int], None] | None = None, psf_fwhm: np.ndarray | float | None = None) -> Table:
     """Classify every object of a stamp set: one row per object (see :func:`class_table`).
 
     Objects with missing model inputs get :data:`MISSING_INPUT_FLAG` in ``flags`` beside the
-    stamp set's own flags.
+    stamp set's own flags. For a model that reads the seeing, ``psf_fwhm`` is as in
+    :func:`resolve_seeing`; the seeing used and its source are in ``table.meta["seeing"]``.
     """
     decision = decision or ClassDecision()
     decision.check(predictor, allow_auto=True)
@@ -407,10 +437,11 @@ def predict_stampset(predictor: Predictor, stamps, *, batch_size: int = 4096, de
     parts = []
     n = len(stamps)
     columns = stamps.columns
+    seeing = resolve_seeing(predictor, stamps, psf_fwhm)
     for start in range(0, max(n, 1), batch_size):
         stop = min(n, start + batch_size)
         view = stamps[start:stop]
-        inputs, missing = stampset_inputs(predictor, view)
+        inputs, missing = stampset_inputs(predictor, view, psf_fwhm=seeing.values[start:stop] if seeing is not None else None)
         outputs = predictor.predict(inputs)
         flags = np.asarray(view.column("flags"), np.int32) if "flags" in columns else np.zeros(stop - start, np.int32)
         flags = flags | np.where(missing, MISSING_INPUT_FLAG, 0).astype(np.int32)
@@ -426,6 +457,8 @@ def predict_stampset(predictor: Predictor, stamps, *, batch_size: int = 4096, de
     table = vstack(parts, metadata_conflicts="silent") if len(parts) > 1 else parts[0]
     table.meta.update({"model": predictor.name, "model_file": str(predictor.model_file), "task": predictor.task,
                        "classes": list(predictor.classes)})
+    if seeing is not None:
+        table.meta["seeing"] = seeing.record()
     return apply_decision(table, predictor, decision)
 
 

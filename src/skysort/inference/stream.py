@@ -1321,7 +1321,7 @@ def predict_stampset_parts(model: str | os.PathLike, data: str | os.PathLike, ou
 
     from .._progress import progress_bar
     from ..data.stampset import StampSet
-    from .predictor import load_predictor, predict_stampset
+    from .predictor import load_predictor, predict_stampset, resolve_seeing
 
     options = options or RunOptions()
     device = resolve_device(options.device)
@@ -1331,6 +1331,9 @@ def predict_stampset_parts(model: str | os.PathLike, data: str | os.PathLike, ou
     decision = options.decision()
     decision.check(predictor)
     stamps = StampSet.open(data)
+    # Once for the whole set: a seeing measured from the stamps must not differ between parts.
+    seeing = resolve_seeing(predictor, stamps)
+    seeing_record = {"seeing": seeing.record()} if seeing is not None else {}
     model_info = model_record(predictor)
     signature = {"model_sha256": model_info["sha256"], "data": file_identity(data), **decision.signature()}
     manifest = Manifest.prepare_folder(out, signature)
@@ -1344,18 +1347,18 @@ def predict_stampset_parts(model: str | os.PathLike, data: str | os.PathLike, ou
         manifest = Manifest.create(out, signature=signature, plan={"mode": "stamps", "n_sources": n, "units": units},
                                    model=model_info, inputs={"data": str(Path(data).resolve())},
                                    options={"batch_size": memory.batch_size, "memory_gb": options.memory_gb,
-                                            "rows_per_part": step, **decision.record(), "device": device})
+                                            "rows_per_part": step, **decision.record(), "device": device, **seeing_record})
     else:
         manifest.reconcile()
     part_meta = {"model": model_info["name"], "model_file": model_info["file"], "model_sha256": model_info["sha256"],
                  "model_created": model_info["created"], "task": predictor.task, "classes": list(predictor.classes),
-                 "data": str(Path(data).resolve()), **decision.record(), "run_id": manifest.run_id}
+                 "data": str(Path(data).resolve()), **decision.record(), "run_id": manifest.run_id, **seeing_record}
     pending = manifest.pending()
     with progress_bar(sum(u["n_sources"] for u in pending), "predicting", unit="src", enabled=not options.quiet) as advance:
         for unit in pending:
             a, b = unit["stamp_rows"]
             table = predict_stampset(predictor, stamps[a:b], batch_size=memory.batch_size, decision=decision,
-                                     progress=advance)
+                                     progress=advance, psf_fwhm=seeing.values[a:b] if seeing is not None else None)
             name, rows, digest = write_part(out, unit, table, part_meta)
             manifest.record(unit["index"], name, rows, digest)
     manifest.finish()

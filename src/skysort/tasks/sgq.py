@@ -728,8 +728,12 @@ def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | None
         Object identifiers for the array form (default 0..N-1).
     psf_fwhm : float or ndarray (N,), optional
         Seeing of the images [arcsec], in the model's seeing band, for a model that reads it
-        (``meta["architecture_config"]["seeing_band"]``); unknown (NaN, the default) is allowed.
-        A stamp set supplies its own (:func:`skysort.data.seeing.object_seeing`).
+        (``meta["architecture_config"]["seeing_band"]``); NaN: unknown, which the model allows
+        at lower accuracy. By default a stamp set's recorded seeing is used; where none is
+        recorded, and for arrays, the seeing is measured from the stamps' own point sources, one
+        value for all of them (:func:`skysort.data.seeing.stampset_seeing`, which needs stamps
+        of one seeing and a few tens of isolated stars among them). The table's
+        ``meta["seeing"]`` records the seeing used and where it came from.
     prior : mapping of str to float, or "auto", optional
         Class fractions expected among these objects, e.g. ``{"star": 0.12, "galaxy": 0.86,
         "qso": 0.02}``, or ``"auto"`` to estimate them from the predictions; the probabilities
@@ -752,14 +756,16 @@ def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | None
     decision = ClassDecision(prior=prior)
     decision.check(predictor, allow_auto=True)
     if stamps is not None:
-        return predict_stampset(predictor, stamps, batch_size=batch_size, decision=decision, progress=progress)
+        return predict_stampset(predictor, stamps, batch_size=batch_size, decision=decision, progress=progress, psf_fwhm=psf_fwhm)
     if images is None and mag is None:
         raise InputError("predict_sgq", "give a stamp set, images, magnitudes or both")
     inputs = {}
+    seeing = None
     if images is not None:
         inputs["image"] = np.asarray(images, np.float32)
-        if psf_fwhm is not None:
-            inputs["psf_fwhm"] = np.broadcast_to(np.asarray(psf_fwhm, np.float32), (len(inputs["image"]),)).copy()
+        seeing = _array_seeing(predictor, inputs["image"], psf_fwhm)
+        if seeing is not None:
+            inputs["psf_fwhm"] = seeing.values
     if mag is not None:
         inputs["mag"] = np.asarray(mag, np.float32)
     outputs = predictor.predict(inputs, images_available=images is not None)
@@ -771,10 +777,33 @@ def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | None
                         decision=decision.batchwise())
     table.meta.update({"model": predictor.name, "model_file": str(predictor.model_file), "task": "sgq", "classes": list(predictor.classes),
                        "images_used": images is not None})
+    if seeing is not None:
+        table.meta["seeing"] = seeing.record()
     apply_decision(table, predictor, decision)
     if progress:
         progress(n)
     return table
+
+
+def _array_seeing(predictor: SGQPredictor, images: np.ndarray, psf_fwhm: np.ndarray | float | None):
+    """The seeing given with arrays of stamps (:func:`predict_sgq`), or None for a model that
+    does not read it: as given, else measured from the stamps in the model's seeing band at
+    the pixel scale the model was trained at."""
+    from ..data.seeing import ObjectSeeing, images_seeing
+
+    spec = predictor.spec
+    if not spec.seeing_band:
+        return None
+    n = len(images)
+    if psf_fwhm is not None:
+        values = np.asarray(psf_fwhm, np.float32)
+        if values.ndim > 1 or (values.ndim == 1 and len(values) != n):
+            raise InputError("psf_fwhm", f"must be one value or one per stamp ({n}), got shape {values.shape}")
+        values = np.broadcast_to(values, (n,)).copy()
+        return ObjectSeeing(spec.seeing_band, values, "given" if np.isfinite(values).any() else "unknown")
+    if images.ndim != 4 or not spec.pixel_scale:
+        return ObjectSeeing(spec.seeing_band, np.full(n, np.nan, np.float32), "unknown")
+    return images_seeing(images[:, spec.image_bands.index(spec.seeing_band)], float(spec.pixel_scale), spec.seeing_band)
 
 
 # ----------------------------------------------------------------------------------------
