@@ -123,6 +123,7 @@ def test_predict_measures_the_seeing_a_stamp_set_does_not_record(sdss_stamps, tm
 
     from skysort.cli import main
     from skysort.data.ingest import import_to_stampset
+    from skysort.errors import InputError
     from skysort.inference.manifest import read_parts
     from skysort.models.registry import shipped_model_names
     from skysort.tasks.sgq import predict_sgq
@@ -144,6 +145,8 @@ def test_predict_measures_the_seeing_a_stamp_set_does_not_record(sdss_stamps, tm
     recorded = predict_sgq("sgq-sdss", sdss_stamps)
     assert recorded.meta["seeing"]["source"] == "recorded"
     assert np.mean(np.asarray(measured["class"]) == np.asarray(recorded["class"])) > 0.97
+    with pytest.raises(InputError, match="one value or one per stamp"):
+        predict_sgq("sgq-sdss", unrecorded, psf_fwhm=[1.0, 1.2])
     hidden = predict_sgq("sgq-sdss", unrecorded, psf_fwhm=np.nan)
     assert hidden.meta["seeing"]["source"] == "unknown" and np.isnan(np.asarray(hidden["psf_fwhm"])).all()
     # The array form measures the seeing the same way, at the model's pixel scale.

@@ -506,6 +506,22 @@ def stampset_seeing(stamps, band: str, *, sample: int = SEEING_SAMPLE, seed: int
     return _measured(band, len(stamps), measure_stamp_seeing(images, float(stamps.meta.pixel_scale)))
 
 
+def given_seeing(band: str, psf_fwhm, n: int) -> ObjectSeeing:
+    """Seeing given by a caller for ``n`` objects: one FWHM [arcsec] or one per object; NaN
+    is unknown.
+
+    Raises
+    ------
+    ValueError
+        ``psf_fwhm`` is neither one value nor ``n`` values.
+    """
+    values = np.asarray(psf_fwhm, np.float32)
+    if values.ndim > 1 or (values.ndim == 1 and len(values) != n):
+        raise ValueError(f"psf_fwhm must be one value or one per stamp ({n}), got shape {values.shape}")
+    values = np.broadcast_to(values, (n,)).copy()
+    return ObjectSeeing(band, values, "given" if np.isfinite(values).any() else "unknown")
+
+
 def _sample_rows(n: int, sample: int, seed: int) -> np.ndarray:
     if n <= sample:
         return np.arange(n)

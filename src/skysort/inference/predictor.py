@@ -409,18 +409,17 @@ def resolve_seeing(predictor: Predictor, stamps, psf_fwhm: np.ndarray | float | 
     unknown) overrides the stamp set; without it the set's recorded seeing is used, else the
     seeing is measured from its own point sources
     (:func:`~skysort.data.seeing.stampset_seeing`)."""
-    from ..data.seeing import ObjectSeeing, stampset_seeing
+    from ..data.seeing import given_seeing, stampset_seeing
 
     band = predictor.spec.seeing_band
     if not (predictor.spec.uses_images and band):
         return None
     if psf_fwhm is None:
         return stampset_seeing(stamps, band)
-    values = np.asarray(psf_fwhm, np.float32)
-    if values.ndim > 1 or (values.ndim == 1 and len(values) != len(stamps)):
-        raise InputError(stamps.path, f"psf_fwhm must be one value or one per stamp ({len(stamps)}), got shape {values.shape}")
-    values = np.broadcast_to(values, (len(stamps),)).copy()
-    return ObjectSeeing(band, values, "given" if np.isfinite(values).any() else "unknown")
+    try:
+        return given_seeing(band, psf_fwhm, len(stamps))
+    except ValueError as error:
+        raise InputError(stamps.path, str(error)) from None
 
 
 def predict_stampset(predictor: Predictor, stamps, *, batch_size: int = 4096, decision: ClassDecision | None = None,

@@ -789,18 +789,17 @@ def _array_seeing(predictor: SGQPredictor, images: np.ndarray, psf_fwhm: np.ndar
     """The seeing given with arrays of stamps (:func:`predict_sgq`), or None for a model that
     does not read it: as given, else measured from the stamps in the model's seeing band at
     the pixel scale the model was trained at."""
-    from ..data.seeing import ObjectSeeing, images_seeing
+    from ..data.seeing import ObjectSeeing, given_seeing, images_seeing
 
     spec = predictor.spec
     if not spec.seeing_band:
         return None
     n = len(images)
     if psf_fwhm is not None:
-        values = np.asarray(psf_fwhm, np.float32)
-        if values.ndim > 1 or (values.ndim == 1 and len(values) != n):
-            raise InputError("psf_fwhm", f"must be one value or one per stamp ({n}), got shape {values.shape}")
-        values = np.broadcast_to(values, (n,)).copy()
-        return ObjectSeeing(spec.seeing_band, values, "given" if np.isfinite(values).any() else "unknown")
+        try:
+            return given_seeing(spec.seeing_band, psf_fwhm, n)
+        except ValueError as error:
+            raise InputError("psf_fwhm", str(error)) from None
     if images.ndim != 4 or not spec.pixel_scale:
         return ObjectSeeing(spec.seeing_band, np.full(n, np.nan, np.float32), "unknown")
     return images_seeing(images[:, spec.image_bands.index(spec.seeing_band)], float(spec.pixel_scale), spec.seeing_band)
