@@ -12,8 +12,10 @@ import pytest
 from astropy.table import MaskedColumn, Table
 
 from skysort.evaluation.blend_metrics import (
+    accuracy_by_companion_snr,
     accuracy_by_separation,
     blend_metrics,
+    companion_snr,
     load_blendhunter_reference,
     plot_accuracy_vs_noise,
     plot_accuracy_vs_separation,
@@ -89,6 +91,31 @@ def test_noise_sigma_breakdown_from_column_and_argument():
     assert groups[10.0]["false_positive_rate"] == pytest.approx(0.25)
     single = blend_metrics(truth(), None, PREDICTED, noise_sigma=14.5)
     assert [g["noise_sigma"] for g in single["by_noise_sigma"]] == [14.5]
+
+
+def test_companion_snr_is_the_matched_filter_snr_of_a_point_source():
+    """For a Gaussian PSF of sigma s px on white noise sigma_n, the matched filter's S/N for a
+    point source of flux F is F / (sigma_n sqrt(4 pi) s): checked against the sum of the
+    squared, noise-weighted PSF profile, and binned as the module says."""
+    s = 1.5
+    yy, xx = np.mgrid[-25:26, -25:26]
+    profile = np.exp(-(xx ** 2 + yy ** 2) / (2 * s ** 2))
+    profile /= profile.sum()
+    flux, noise = 300.0, 2.0
+    matched = flux * np.sqrt(np.sum(profile ** 2)) / noise
+    assert companion_snr(flux, noise, 2.3548 * s) == pytest.approx(matched, rel=1e-3)
+
+    blended = np.array([1, 1, 1, 1, 0], bool)
+    predicted = np.array([0, 1, 1, 1, 1], bool)
+    binned = accuracy_by_companion_snr(blended, predicted, np.array([3.0, 6.0, 60.0, np.nan, 1.0]))
+    assert binned["n"] == [1, 1, 0, 0, 0, 0, 0, 1] and binned["accuracy"][0] == 0.0 and binned["accuracy"][-1] == 1.0
+    assert binned["edges"][-1] is None  # infinity, as strict JSON allows
+
+    table = truth(noise_sigma=SIGMA)
+    table["flux_companion"] = np.where(np.asarray(table["blended"]).astype(bool), 400.0, np.nan)
+    assert blend_metrics(table, None, PREDICTED)["by_companion_snr"] is None  # no PSF given
+    with_psf = blend_metrics(table, None, PREDICTED, psf_fwhm_px=3.0)["by_companion_snr"]
+    assert sum(with_psf["n"]) == int(np.sum(np.asarray(table["blended"]).astype(bool)))
 
 
 def test_labels_masked_table_and_probabilities():

@@ -216,6 +216,8 @@ def test_run_sep_baseline_writes_predictions_and_metrics(tmp_path):
     assert written["n"] == 48 and written["method"] == "sep"
     assert written["accuracy"] == pytest.approx(metrics["accuracy"])
     assert set(written["sep"]) >= {"n_failures", "n_zero_detections", "accuracy_strict", "stamps_per_second", "settings"}
+    # Completeness by companion S/N, from the set's PSF and noise, over every blend.
+    assert sum(written["by_companion_snr"]["n"]) == int(stamps.column("blended").astype(bool).sum())
     table = pq.read_table(tmp_path / "sep" / "predictions.parquet").to_pandas()
     assert len(table) == 48
     assert {"id", "n_detected", "sep_blended", "sep_failure", "merged_flag", "blended", "separation_px"} <= set(table.columns)

@@ -73,7 +73,7 @@ MATCH_RADIUS_PX = 2.0
 #: Truth columns the baseline needs from a blend stamp set.
 TRUTH_COLUMNS = ("blended", "companion_dx", "companion_dy")
 
-_OPTIONAL_TRUTH = ("id", "n_sources", "separation_px", "near", "noise_sigma", "label", "flux_ratio")
+_OPTIONAL_TRUTH = ("id", "n_sources", "separation_px", "near", "noise_sigma", "label", "flux_ratio", "flux_companion")
 
 
 def stamp_centre(shape: Sequence[int]) -> tuple[float, float]:
@@ -433,7 +433,7 @@ def run_sep_baseline(stampset, out_dir: str | os.PathLike, *, noise: str | float
         If the stamp set is not a single-band blend set with the truth columns.
     """
     from ..data.catalog import write_catalog
-    from ..evaluation.blend_metrics import blend_metrics, write_metrics_json
+    from ..evaluation.blend_metrics import blend_metrics, psf_fwhm_px, write_metrics_json
 
     if predictions_format not in ("parquet", "csv"):
         raise InputError("--format", f"predictions format must be parquet or csv, got {predictions_format!r}")
@@ -475,7 +475,7 @@ def run_sep_baseline(stampset, out_dir: str | os.PathLike, *, noise: str | float
             predictions[name] = values.astype(bool) if name in ("blended", "near") else values
     predictions.meta = {"sep_settings": settings, "stampset": str(stampset.path)}
 
-    metrics = blend_metrics(truth, None, predictions["sep_blended"])
+    metrics = blend_metrics(truth, None, predictions["sep_blended"], psf_fwhm_px=psf_fwhm_px(stampset.meta))
     metrics["method"] = "sep"
     metrics["sep"] = {**sep_summary(predictions, blended), "settings": settings,
                       "stamps_per_second": len(predictions) / seconds if seconds > 0 else None}

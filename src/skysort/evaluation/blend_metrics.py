@@ -33,6 +33,11 @@ predicted isolated, ``FP`` isolated predicted blended and ``TN`` isolated predic
 ``by_noise_sigma``
     The headline metrics per distinct noise level, when the truth has a ``noise_sigma``
     column or one is given.
+``by_companion_snr``
+    Completeness of blended stamps in bins of the companion's signal-to-noise ratio
+    (:func:`companion_snr`), when the truth has ``flux_companion`` and ``noise_sigma`` and
+    the PSF is given: it tells faint companions lost in the noise from blends the model
+    misreads.
 
 With probabilities (of being blended), the ROC curve and its area (scikit-learn) and purity /
 completeness on a grid of thresholds are added.
@@ -69,6 +74,9 @@ THRESHOLD_GRID = np.round(np.linspace(0.0, 1.0, 101), 4)
 _MAX_CURVE_POINTS = 400
 
 CLASS_NAMES = ("isolated", "blended")
+
+#: Bin edges of :func:`accuracy_by_companion_snr` (signal-to-noise ratio).
+SNR_EDGES = (0.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, math.inf)
 
 
 # --------------------------------------------------------------------------------------
@@ -208,6 +216,43 @@ def accuracy_by_separation(blended: np.ndarray, predicted: np.ndarray, separatio
     }
 
 
+def psf_fwhm_px(meta) -> float | None:
+    """PSF FWHM [pixels] in the first band of a stamp set's metadata (``StampMeta``), None
+    where it is not recorded."""
+    fwhm = meta.psf_fwhm.get(meta.bands[0], float("nan")) if meta.bands else float("nan")
+    if not np.isfinite(fwhm) or not meta.pixel_scale:
+        return None
+    return float(fwhm) / float(meta.pixel_scale)
+
+
+def companion_snr(flux: np.ndarray, noise_sigma: np.ndarray, psf_fwhm_px: float) -> np.ndarray:
+    """Signal-to-noise ratio of a companion of total ``flux`` [counts] on white noise of
+    ``noise_sigma`` [counts per pixel] were it a point source detected with its PSF as the
+    matched filter: ``flux / (noise_sigma * sqrt(4 pi) * s)``, ``s`` the PSF's Gaussian sigma
+    [px] (``psf_fwhm_px / 2.3548``). It is the most any detection can reach: an extended
+    galaxy of the same flux has a lower one. NaN where the flux or noise is unknown."""
+    flux = np.asarray(flux, float)
+    sigma = np.asarray(noise_sigma, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return flux / (sigma * math.sqrt(4.0 * math.pi) * (psf_fwhm_px / 2.3548))
+
+
+def accuracy_by_companion_snr(blended: np.ndarray, predicted: np.ndarray, snr: np.ndarray,
+                              edges: tuple[float, ...] = SNR_EDGES) -> dict[str, Any]:
+    """Completeness of blended stamps in bins ``[edges[k], edges[k + 1])`` of companion S/N
+    (:func:`companion_snr`); ``edges`` as lists (the last may be ``None`` for infinity),
+    ``n``, ``n_correct``, ``accuracy`` (``None`` in empty bins) and ``accuracy_err``."""
+    blended = np.asarray(blended, bool)
+    snr = np.asarray(snr, float)
+    chosen = blended & np.isfinite(snr)
+    index = np.clip(np.searchsorted(np.asarray(edges), snr[chosen], side="right") - 1, 0, len(edges) - 2)
+    counts = np.bincount(index, minlength=len(edges) - 1)
+    correct = np.bincount(index, weights=np.asarray(predicted, bool)[chosen].astype(float), minlength=len(edges) - 1).astype(int)
+    accuracy = [_ratio(k, n) for k, n in zip(correct, counts)]
+    return {"edges": [None if math.isinf(e) else float(e) for e in edges], "n": counts.tolist(), "n_correct": correct.tolist(),
+            "accuracy": accuracy, "accuracy_err": [_binomial_error(a, int(n)) for a, n in zip(accuracy, counts)]}
+
+
 def _thin(index_count: int, limit: int) -> np.ndarray:
     if index_count <= limit:
         return np.arange(index_count)
@@ -249,7 +294,7 @@ def _probability_metrics(true: np.ndarray, probability: np.ndarray) -> dict[str,
 
 def blend_metrics(truth: Any, probability: np.ndarray | None = None, predicted: np.ndarray | None = None,
                   threshold: float = 0.5, noise_sigma: float | np.ndarray | None = None,
-                  near_px: float = NEAR_PX) -> dict[str, Any]:
+                  near_px: float = NEAR_PX, psf_fwhm_px: float | None = None) -> dict[str, Any]:
     """Blend-identification metrics of one set of predictions against the truth.
 
     Parameters
@@ -271,6 +316,9 @@ def blend_metrics(truth: Any, probability: np.ndarray | None = None, predicted: 
         column, for the breakdown by noise level.
     near_px : float
         Separation (pixels) below which a blend is near.
+    psf_fwhm_px : float, optional
+        PSF FWHM [pixels]; with the truth's ``flux_companion`` (counts) and the noise, gives
+        ``by_companion_snr`` (:func:`accuracy_by_companion_snr`).
 
     Returns
     -------
@@ -279,7 +327,7 @@ def blend_metrics(truth: Any, probability: np.ndarray | None = None, predicted: 
         ``accuracy_far``, their ``_with_isolated`` variants, ``completeness``, ``purity``,
         ``false_positive_rate``, ``f1``), ``confusion`` (``tp``, ``fn``, ``fp``, ``tn``),
         ``confusion_matrix`` (rows true isolated / blended, columns predicted isolated /
-        blended), ``by_separation``, ``by_noise_sigma`` (or ``None``) and, with
+        blended), ``by_separation``, ``by_noise_sigma`` and ``by_companion_snr`` (or ``None``) and, with
         probabilities, ``roc``, ``auc``, ``average_precision``, ``purity_completeness`` and
         ``calibration`` (:func:`~skysort.evaluation.calibration.calibration_metrics`).
 
@@ -329,6 +377,10 @@ def blend_metrics(truth: Any, probability: np.ndarray | None = None, predicted: 
         out["by_noise_sigma"] = groups
     else:
         out["by_noise_sigma"] = None
+    flux = _column(truth, "flux_companion")
+    out["by_companion_snr"] = None
+    if sigma is not None and flux is not None and psf_fwhm_px:
+        out["by_companion_snr"] = accuracy_by_companion_snr(true, pred, companion_snr(np.asarray(flux, float), sigma, psf_fwhm_px))
 
     if probability is not None:
         out.update(_probability_metrics(true, probability))

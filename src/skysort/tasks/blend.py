@@ -300,14 +300,15 @@ def evaluate_blend_model(model: str | os.PathLike, data: str | os.PathLike, out_
     """
     from ..baselines.sep_blend import run_sep_baseline
     from ..data.catalog import write_catalog
-    from ..evaluation.blend_metrics import blend_metrics, write_blend_report
+    from ..evaluation.blend_metrics import blend_metrics, psf_fwhm_px, write_blend_report
 
     stamps = StampSet.open(data)
     _require_blend_set(stamps)
     out_dir = Path(out_dir)
     predictions = predict_any_blend_model(model, stamps, threshold=threshold, progress=progress)
     truth = stamps.table
-    metrics = blend_metrics(truth, probability=np.asarray(predictions["p_blended"], float), threshold=threshold)
+    metrics = blend_metrics(truth, probability=np.asarray(predictions["p_blended"], float), threshold=threshold,
+                            psf_fwhm_px=psf_fwhm_px(stamps.meta))
     metrics["model"] = str(model)
     metrics["data"] = str(data)
     blended = np.asarray(truth["blended"]).astype(bool)
