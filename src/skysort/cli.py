@@ -511,7 +511,7 @@ def _is_table_path(path: Path, text: str) -> bool:
 def predict_command(
     model: Annotated[str, typer.Option("--model", help="Model file or shipped model name (see skysort models list).")],
     out: Annotated[str, typer.Option("--out", help="Output: one table (.parquet, .fits, .csv) or a folder (ending in /) of Parquet parts plus manifest.json; a folder run is resumed by rerunning the same command.")],
-    data: Annotated[Optional[Path], typer.Option("--data", help="Stamp set to classify.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Stamp set to classify. For a model that reads the seeing, a set that records none has it measured from its own point sources (one value for the set).")] = None,
     catalog: Annotated[Optional[Path], typer.Option("--catalog", help="Catalogue (Parquet, FITS, CSV, or a HATS catalogue folder: the result is then a HATS catalogue at --out) with ra/dec in degrees; with --tiles stamps are cut around each source, without it the model classifies from photometry alone.")] = None,
     tiles: Annotated[Optional[str], typer.Option("--tiles", help="Survey tile images: glob pattern(s), one FITS file per band and tile, e.g. 'DIR/*/frame-*.fits*'. Quote patterns.")] = None,
     mapping: Annotated[Optional[str], typer.Option("--mapping", help="Catalogue column mapping: preset name (kids, sdss, ...), YAML file, or 'ra=RA,dec=DEC,...'.")] = None,
