@@ -97,6 +97,9 @@ BLEND_NOTES = [
     "stamps plus the blends whose companion reaches S/N 10, accuracy is 96.4% / 96.3% / 95.6% / 96.0% at sigma 10 / 14.5 "
     "/ 20 / 30 (spread 0.8 points, against 6.5 points over all stamps, which misses the goal of 2). The BlendHunter "
     "paper's network drops 7.6 points from sigma 14 to 26 on its own tests (`reference/blendhunter`).",
+    "Trained before sgq and blend training seeded the network's initial weights (torch seeds its default generator "
+    "differently in every process): the commands above give a model that differs from this file within the spread between"
+    " trainings, not bit for bit. Models trained since are reproducible from their seed.",
 ]
 
 KIDS_TESTS = {
@@ -165,6 +168,9 @@ KIDS_NOTES = [
     "200,000-source set): 96.98% from the photometry (the network's photometry ablation on that set: 96.54%), and 97.86% "
     "from the photometry plus the image ablation's galaxy probability (fitted by two-fold cross-fitting on the test set, "
     "because that model's outputs on its own training set are over-confident; photometry alone fitted that way: 95.96%).",
+    "Trained before sgq and blend training seeded the network's initial weights (torch seeds its default generator "
+    "differently in every process): the commands above give a model that differs from this file within the spread between"
+    " trainings, not bit for bit. Models trained since are reproducible from their seed.",
 ]
 
 SDSS_TESTS = {"sdss_test": "--survey sdss --kind sources --balanced --n 20000 --seed 22 --stamp-size 24"}
