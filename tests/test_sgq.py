@@ -400,6 +400,28 @@ def test_sgq_sdss_photometry_on_real_spectroscopic_objects():
     assert meta["catalogue_magnitudes"]["system"] == "asinh"  # as the real SDSS catalogue
 
 
+def test_catalogue_evaluation_with_the_class_mix_estimated(tmp_path):
+    """On real spectroscopic objects (about 60% galaxies) the mix estimated from the predictions
+    leans to galaxies, is recorded, and the card table shows the row."""
+    _needs("sgq-sdss")
+    from skysort.data.catalog import read_catalog
+
+    table = read_catalog(require(SPECPHOT), mapping="sdss-specphot", require_positions=False)[:600]
+    balanced = sgq.evaluate_sgq_catalog("sgq-sdss", table, tmp_path / "balanced")
+    mixed = sgq.evaluate_sgq_catalog("sgq-sdss", table, tmp_path / "mixed", prior="auto")
+    assert balanced["prior"] is None
+    assert sum(mixed["prior"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert mixed["prior"]["galaxy"] > 0.45 > mixed["prior"]["star"]
+    summary = {"n_unique": 600, "n_test": 300, "n_fine_tune": 300, "prior_estimated": mixed["prior"],
+               "simulation_only_prior_auto_accuracy": mixed["accuracy"], "test_half_simulation_only_accuracy": 0.8,
+               "simulation_only_accuracy": balanced["accuracy"], "fine_tuned_accuracy": 0.85,
+               **{f"{kind}_f1_{c}": 0.8 for kind in ("simulation_only", "simulation_only_prior_auto", "fine_tuned")
+                  for c in sgq.CLASSES}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    rows = sgq.specphot_table(tmp_path / "summary.json")
+    assert len(rows) == 6 and "class mix estimated" in rows[3] and f"{100 * mixed['accuracy']:.2f}%" in rows[3]
+
+
 def test_sgq_sdss_on_real_field(sdss_stamps):
     _needs("sgq-sdss")
     table = sgq.predict_sgq("sgq-sdss", sdss_stamps)

@@ -1104,10 +1104,13 @@ def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_di
 
 
 def evaluate_sgq_catalog(model: str | os.PathLike, catalog: Table, out_dir: str | os.PathLike, *,
-                         command: str | None = None, description: str = "") -> dict[str, Any]:
+                         command: str | None = None, description: str = "",
+                         prior: Mapping[str, float] | str | None = None) -> dict[str, Any]:
     """Evaluate the photometry branch alone on a labelled catalogue (standard column names,
     e.g. from :func:`skysort.data.catalog.read_catalog`): the same outputs as
-    :func:`evaluate_sgq_model`, with ``catalog_predictions.parquet``."""
+    :func:`evaluate_sgq_model`, with ``catalog_predictions.parquet``. ``prior`` is as in
+    :func:`predict_sgq` (``"auto"``: the class mix estimated from the predictions, no label
+    used); the one applied is recorded as ``metrics["prior"]``."""
     from ..data.catalog import photometry_arrays, write_catalog
     from ..evaluation.blend_metrics import write_metrics_json
     from ..inference.predictor import load_predictor
@@ -1119,13 +1122,14 @@ def evaluate_sgq_catalog(model: str | os.PathLike, catalog: Table, out_dir: str 
         raise InputError(catalog.meta.get("source_file", "catalogue"), "no label column")
     mags, _, _ = photometry_arrays(catalog, predictor.spec.photometry_bands)
     ids = np.asarray(catalog["id"]) if "id" in catalog.colnames else None
-    table = predict_sgq(predictor, mag=mags, ids=ids)
+    table = predict_sgq(predictor, mag=mags, ids=ids, prior=prior)
     truth = class_indices(np.ma.filled(catalog["label"], ""), "label", allow_unknown=True)
     probabilities = np.stack([np.asarray(table[f"p_{c}"], float) for c in CLASSES], axis=1)
     r_mag = mags[:, predictor.spec.photometry_bands.index("r")] if "r" in predictor.spec.photometry_bands else None
     metrics = sgq_metrics(truth, probabilities, r_mag=r_mag)
     metrics.update({"model": str(model), "data": description or str(catalog.meta.get("source_file", "")),
-                    "inputs": "photometry only", "n_objects": int(len(catalog)), "n_unlabelled": int(np.sum(truth < 0))})
+                    "inputs": "photometry only", "n_objects": int(len(catalog)), "n_unlabelled": int(np.sum(truth < 0)),
+                    "prior": table.meta.get("prior")})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table["true_label"] = np.where(truth >= 0, np.asarray(CLASSES)[np.maximum(truth, 0)], "")
@@ -1219,6 +1223,11 @@ def specphot_table(summary_path: str | os.PathLike) -> list[str]:
         "| model | test objects | accuracy | F1 star | F1 galaxy | F1 qso |", "|---|---|---|---|---|---|",
         f"| simulation only | all {s['n_unique']:,} | {_pct(s['simulation_only_accuracy'])} | {_pct(s['simulation_only_f1_star'])} | "
         f"{_pct(s['simulation_only_f1_galaxy'])} | {_pct(s['simulation_only_f1_qso'])} |",
+        *([f"| simulation only, class mix estimated from its predictions (`prior=\"auto\"`: "
+           + ", ".join(f"{c} {v:.2f}" for c, v in s["prior_estimated"].items()) + f") | all {s['n_unique']:,} | "
+           f"{_pct(s['simulation_only_prior_auto_accuracy'])} | {_pct(s['simulation_only_prior_auto_f1_star'])} | "
+           f"{_pct(s['simulation_only_prior_auto_f1_galaxy'])} | {_pct(s['simulation_only_prior_auto_f1_qso'])} |"]
+          if "simulation_only_prior_auto_accuracy" in s else []),
         f"| simulation only | held-out half, {s['n_test']:,} | {_pct(s['test_half_simulation_only_accuracy'])} | | | |",
         f"| fine-tuned on the other half ({s['n_fine_tune']:,}) | held-out half, {s['n_test']:,} | {_pct(s['fine_tuned_accuracy'])} | "
         f"{_pct(s['fine_tuned_f1_star'])} | {_pct(s['fine_tuned_f1_galaxy'])} | {_pct(s['fine_tuned_f1_qso'])} |",
@@ -1343,7 +1352,8 @@ def evaluate_sgq_specphot(model: str | os.PathLike, paths: Sequence[str | os.Pat
     """The photometry branch on real objects with spectroscopic classes, before and after
     fine-tuning on half of them.
 
-    Writes into ``out_dir``: ``all/`` (the simulation-only model on every unique object),
+    Writes into ``out_dir``: ``all/`` (the simulation-only model on every unique object; and
+    ``all_prior_auto/``, the same with the class mix estimated from its predictions),
     ``test_half_simulation_only/`` and ``test_half_fine_tuned/`` (both models on the same held-out
     half), each with ``metrics.json``, predictions and plots; ``fine_tuned.pt`` (tuned on the
     other half, 10% of which stops the training early); and ``summary.json``.
@@ -1351,7 +1361,8 @@ def evaluate_sgq_specphot(model: str | os.PathLike, paths: Sequence[str | os.Pat
     Returns
     -------
     dict
-        ``n_unique``, ``simulation_only_accuracy`` (all objects), ``test_half_simulation_only_accuracy``,
+        ``n_unique``, ``simulation_only_accuracy`` (all objects), ``simulation_only_prior_auto_accuracy``
+        (all objects, class mix estimated from the predictions: ``prior_estimated``), ``test_half_simulation_only_accuracy``,
         ``fine_tuned_accuracy`` (held-out half) and the F1 per class of each.
     """
     from ..data.catalog import photometry_arrays
@@ -1371,6 +1382,11 @@ def evaluate_sgq_specphot(model: str | os.PathLike, paths: Sequence[str | os.Pat
                                                 for c in CLASSES}}
     every = evaluate_sgq_catalog(model, table, out_dir / "all", command=command, description=description)
     summary.update({"simulation_only_accuracy": every["accuracy"], **{f"simulation_only_f1_{c}": every[f"f1_{c}"] for c in CLASSES}})
+    # The model is trained on balanced classes; a spectroscopic table is not. The class mix
+    # estimated from the model's own predictions (no label) moves the probabilities to it.
+    mixed = evaluate_sgq_catalog(model, table, out_dir / "all_prior_auto", command=command, description=description, prior="auto")
+    summary.update({"simulation_only_prior_auto_accuracy": mixed["accuracy"], "prior_estimated": mixed["prior"],
+                    **{f"simulation_only_prior_auto_f1_{c}": mixed[f"f1_{c}"] for c in CLASSES}})
     if fine_tune:
         tune_idx, test_idx = split_indices(len(table), [0.5, 0.5], seed=seed)
         mags, _, _ = photometry_arrays(table, bands)
