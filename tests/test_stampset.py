@@ -119,6 +119,31 @@ def test_append_and_concatenate(tmp_path):
         concatenate([stamps, write_stampset(tmp_path / "r.h5", images[:, :1], table, make_meta(("r",)))], tmp_path / "x.h5")
 
 
+def test_concatenating_sets_of_different_seeing_keeps_each_objects_seeing(tmp_path):
+    """Sets cut from tiles of different seeing: each object keeps its own FWHM (a column), the
+    set records the median and the range; sets on other zero points are refused."""
+    import dataclasses
+
+    from skysort.data.seeing import object_seeing, stamp_seeing_range
+
+    images, table = make_objects(n=12)
+    good = write_stampset(tmp_path / "good.h5", images[:8], table[:8], make_meta())
+    bad_meta = dataclasses.replace(make_meta(), psf_fwhm={"g": 1.5, "r": 1.4})
+    bad = write_stampset(tmp_path / "bad.h5", images[8:], table[8:], bad_meta)
+    joined = concatenate([good, bad], tmp_path / "joined.h5")
+    np.testing.assert_allclose(object_seeing(joined, "r"), [0.7] * 8 + [1.4] * 4)
+    np.testing.assert_allclose(object_seeing(joined, "g"), [0.7] * 8 + [1.5] * 4)
+    assert joined.meta.psf_fwhm["r"] == pytest.approx(0.7)  # the median
+    assert stamp_seeing_range(joined.meta)["r"] == [0.7, 1.4]
+    # One seeing for all: nothing added.
+    same = concatenate([good, good], tmp_path / "same.h5")
+    assert "psf_fwhm_r" not in same.columns and "psf_fwhm_range" not in same.meta.extra
+    other_zero_points = write_stampset(tmp_path / "zp.h5", images[8:], table[8:],
+                                       dataclasses.replace(make_meta(), zero_points={"g": 30.0, "r": 27.0}))
+    with pytest.raises(InputError, match="zero points differ in r"):
+        concatenate([good, other_zero_points], tmp_path / "x.h5")
+
+
 def test_failed_writer_leaves_nothing(tmp_path):
     images, table = make_objects(n=4)
     out = tmp_path / "partial.h5"

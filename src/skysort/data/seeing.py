@@ -320,8 +320,9 @@ SEEING_TOLERANCE = 0.1
 
 
 def stamp_seeing_range(meta) -> dict[str, list[float]]:
-    """PSF FWHM range [arcsec] per band of a stamp set: over the simulated PSF variants, else the
-    recorded (header or measured) FWHM; bands of unknown seeing are left out.
+    """PSF FWHM range [arcsec] per band of a stamp set: the range recorded by a concatenation
+    (``extra["psf_fwhm_range"]``), else over the simulated PSF variants, else the recorded
+    (header or measured) FWHM; bands of unknown seeing are left out.
 
     Parameters
     ----------
@@ -329,7 +330,12 @@ def stamp_seeing_range(meta) -> dict[str, list[float]]:
     """
     variants = meta.extra.get("psf_variants") or []
     ranges: dict[str, list[float]] = {}
+    # A concatenation of sets of different seeing records the range of its per-object values.
+    recorded = meta.extra.get("psf_fwhm_range") or {}
     for band in meta.bands:
+        if band in recorded:
+            ranges[band] = [round(float(recorded[band][0]), 4), round(float(recorded[band][1]), 4)]
+            continue
         values = [float(v["fwhm"][band]) for v in variants if band in v.get("fwhm", {})]
         if not values and np.isfinite(meta.psf_fwhm.get(band, float("nan"))):
             values = [float(meta.psf_fwhm[band])]

@@ -144,6 +144,11 @@ class StampMeta:
             problems.append(f"pixel scales differ ({self.pixel_scale} vs {other.pixel_scale} arcsec/px)")
         if self.flux_unit != other.flux_unit:
             problems.append(f"flux units differ ({self.flux_unit} vs {other.flux_unit})")
+        differing = [b for b in self.bands
+                     if not np.isclose(self.zero_points.get(b, np.nan), other.zero_points.get(b, np.nan), rtol=0, atol=1e-6, equal_nan=True)]
+        if differing:
+            problems.append("zero points differ in " + ", ".join(
+                f"{b} ({self.zero_points.get(b)} vs {other.zero_points.get(b)})" for b in differing))
         return problems
 
 
@@ -761,11 +766,37 @@ def write_stampset(
     return StampSet.open(path)
 
 
+def _per_object_seeing(sets: Sequence[StampSet]) -> dict[str, list[np.ndarray]]:
+    """Per band whose seeing is not the same for every set (recorded value or simulated PSF
+    variants), each set's per-object FWHM [arcsec]; empty when one value serves all."""
+    from .seeing import object_seeing
+
+    first = sets[0].meta
+    out: dict[str, list[np.ndarray]] = {}
+    for band in first.bands:
+        same = all(np.isclose(s.meta.psf_fwhm.get(band, np.nan), first.psf_fwhm.get(band, np.nan), rtol=0, atol=1e-6, equal_nan=True)
+                   and s.meta.extra.get("psf_variants") == first.extra.get("psf_variants")
+                   and s.meta.extra.get("psf_fwhm_band") == first.extra.get("psf_fwhm_band") for s in sets[1:])
+        if same:
+            continue
+        per_set = [np.asarray(object_seeing(s, band), np.float32) for s in sets]
+        values = np.concatenate(per_set)
+        # Metadata that differs in form only (e.g. other PSF variants of one FWHM) needs no column.
+        if not (len(values) and np.isfinite(values).all() and np.ptp(values) < 1e-4
+                and np.isclose(values[0], first.psf_fwhm.get(band, np.nan), atol=1e-4)):
+            out[band] = per_set
+    return out
+
+
 def concatenate(sets: Iterable[StampSet], path: str | os.PathLike, *, batch_size: int = 4096, command: str | None = None) -> StampSet:
     """Concatenate stamp sets (or views) with the same bands, pixel scale and stamp shape.
 
     Metadata comes from the first set, with ``extra["concatenated_from"]`` listing the inputs.
-    Rows are copied in batches, so memory stays bounded whatever the sizes.
+    Where the sets' seeing differs (sets cut from tiles of different seeing, or simulated with
+    other PSFs), each object's seeing is kept in ``psf_fwhm_<band>`` columns
+    (:func:`skysort.data.seeing.object_seeing` reads them first), ``meta.psf_fwhm`` holds the
+    median and ``extra["psf_fwhm_range"]`` the range. Rows are copied in batches, so memory
+    stays bounded whatever the sizes.
     """
     sets = list(sets)
     if not sets:
@@ -780,8 +811,18 @@ def concatenate(sets: Iterable[StampSet], path: str | os.PathLike, *, batch_size
     provenance = provenance_record(command)
     extra = dict(first.meta.extra)
     extra["concatenated_from"] = [str(s.path) for s in sets]
+    seeing = _per_object_seeing(sets)
+    psf_fwhm = dict(first.meta.psf_fwhm)
+    if seeing:
+        extra["psf_fwhm_range"] = {}
+        for band, per_set in seeing.items():
+            values = np.concatenate(per_set)
+            finite = values[np.isfinite(values)]
+            psf_fwhm[band] = round(float(np.median(finite)), 4) if len(finite) else float("nan")
+            if len(finite):
+                extra["psf_fwhm_range"][band] = [round(float(finite.min()), 4), round(float(finite.max()), 4)]
     meta = dataclasses.replace(
-        first.meta, extra=extra, command=str(provenance["command"]), created=str(provenance["created"]),
+        first.meta, extra=extra, psf_fwhm=psf_fwhm, command=str(provenance["command"]), created=str(provenance["created"]),
         creator=str(provenance["creator"]),
     )
     array_specs = {}
@@ -795,11 +836,14 @@ def concatenate(sets: Iterable[StampSet], path: str | os.PathLike, *, batch_size
         for name in s.columns:
             dtype = group[name].dtype
             column_kinds.setdefault(name, "str" if h5py.check_string_dtype(dtype) is not None else dtype.name)
+    for band in seeing:
+        column_kinds.setdefault(f"psf_fwhm_{band}", "float32")
     with StampSet.create(path, meta, first.shape[2:], columns=column_kinds, arrays=array_specs or None, array_attrs=array_attrs) as writer:
-        for s in sets:
+        for k, s in enumerate(sets):
             for start in range(0, len(s), batch_size):
                 idx = np.arange(start, min(start + batch_size, len(s)))
                 table = {name: s.column(name, idx) for name in s.columns}
+                table.update({f"psf_fwhm_{band}": per_set[k][idx] for band, per_set in seeing.items()})
                 arrays = {name: s.array(name, idx) for name in s.array_names if name in array_specs}
                 writer.append(s.read_images(idx), table, arrays or None)
     return StampSet.open(path)
