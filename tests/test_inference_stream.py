@@ -103,14 +103,16 @@ class TinyPredictor:
 
     task = "test"
 
-    def __init__(self, model_file: Path, image_bands=("g", "r"), photometry_bands=(), photometry_only=False, seeing_band=None):
+    def __init__(self, model_file: Path, image_bands=("g", "r"), photometry_bands=(), photometry_only=False, seeing_band=None,
+                 zero_points=None):
         torch.manual_seed(1)
         self.classes = ["star", "galaxy", "qso"]
         self.name = "tiny"
         self.meta = {"created": "test"}
         self.model_file = Path(model_file)
         self.spec = InputSpec(image_bands=list(image_bands), stamp_size=(STAMP, STAMP) if image_bands else None,
-                              pixel_scale=SCALE, photometry_bands=list(photometry_bands), seeing_band=seeing_band)
+                              pixel_scale=SCALE, photometry_bands=list(photometry_bands), seeing_band=seeing_band,
+                              zero_points=zero_points)
         self.conv = torch.nn.Conv2d(max(1, len(image_bands)), 4, 3)
         self.mags = torch.nn.Linear(max(1, len(photometry_bands)), 4)
         self.head = torch.nn.Linear(4, 3)
@@ -158,13 +160,16 @@ def read_out(folder: Path):
 # ------------------------------------------------------------------------------------------
 
 
-def test_stream_equals_predict_stampset_on_the_same_stamps(tmp_path):
-    """Two bands, one resampled through its WCS: streaming gives what cutout + predict_stampset give."""
+@pytest.mark.parametrize("zero_points", [None, {"g": 30.0, "r": 30.0}])
+def test_stream_equals_predict_stampset_on_the_same_stamps(tmp_path, zero_points):
+    """Two bands, one resampled through its WCS: streaming gives what cutout + predict_stampset
+    give, also for a model trained on another flux unit (the nanomaggy tiles then rescaled to
+    it on both paths)."""
     from skysort.data.catalog import read_catalog
     from skysort.data.ingest import cutout
 
     catalog, _ = make_survey(tmp_path, n_tiles=1, per_tile=80, bands=("g", "r"), shifted_band="g", outside=0)
-    predictor = TinyPredictor(tmp_path / "none.pt")
+    predictor = TinyPredictor(tmp_path / "none.pt", zero_points=zero_points)
     (tmp_path / "none.pt").write_bytes(b"tiny")
     manifest = predict_catalog("tiny", catalog, tmp_path / "out", RunOptions(tiles=str(tmp_path / "t*" / "tile-*.fits"), batch_size=16),
                                predictor=predictor)
@@ -180,6 +185,9 @@ def test_stream_equals_predict_stampset_on_the_same_stamps(tmp_path):
         assert np.allclose(streamed[name].to_numpy()[interior], reference[name].to_numpy()[interior], atol=1e-5)
     assert np.array_equal(streamed["class"].to_numpy()[interior], reference["class"].to_numpy()[interior])
     assert streamed["images_used"].all()
+    if zero_points:  # the rescaling matters: without it the model gives other probabilities
+        plain = predict_stampset(TinyPredictor(tmp_path / "none.pt"), stamps, batch_size=7).to_pandas()
+        assert not np.allclose(plain["p_star"].to_numpy(), reference["p_star"].to_numpy(), atol=1e-3)
 
 
 def test_seeing_is_measured_on_each_tile_as_cutout_measures_it(tmp_path):

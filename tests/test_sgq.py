@@ -436,6 +436,25 @@ def test_sgq_sdss_on_real_field(sdss_stamps):
     assert np.mean(agree[r < 21]) > 0.89
 
 
+def test_stamps_on_another_zero_point_are_brought_to_the_models_flux_unit(kids_small, kids_model, tmp_path):
+    """The same stamps in nanomaggies (AB zero point 22.5) instead of the training set's counts
+    (30): the model sees identical inputs, so identical probabilities."""
+    import dataclasses
+
+    from skysort.data.stampset import write_stampset
+    from skysort.inference.predictor import InputSpec, flux_scale
+
+    model, _ = kids_model
+    factor = 10 ** (0.4 * (30.0 - 22.5))
+    meta = dataclasses.replace(kids_small.meta, flux_unit="nanomaggy", zero_points={b: 22.5 for b in kids_small.meta.zero_points})
+    rescaled = write_stampset(tmp_path / "nmgy.h5", kids_small.read_images() / factor, kids_small.table, meta)
+    before, after = sgq.predict_sgq(model, kids_small), sgq.predict_sgq(model, rescaled)
+    np.testing.assert_allclose(np.asarray(after["p_galaxy"]), np.asarray(before["p_galaxy"]), atol=1e-4)
+    spec = InputSpec(image_bands=["r"], zero_points={"r": 30.0})
+    assert flux_scale(spec, {"r": 22.5})[0] == pytest.approx(factor, rel=1e-6)
+    assert flux_scale(spec, {"r": 30.0}) is None and flux_scale(spec, {}) is None  # same unit, or unknown: as they are
+
+
 def test_freeze_keeps_a_branch_fixed(kids_small, kids_model, tmp_path):
     from skysort.models.checkpoint import load_model_file
 

@@ -59,6 +59,11 @@ class InputSpec:
         (``stamp_size`` None, e.g. a model that centre-crops); default ``stamp_size``.
     seeing_band : str or None
         The model also reads each object's PSF FWHM in this band (``inputs["psf_fwhm"]``).
+    zero_points : dict of str to float or None
+        AB zero point per image band of the flux unit the model was trained on
+        (``mag = zero_point - 2.5 log10(flux)``); images on other zero points are brought to
+        it (:func:`flux_scale`). None: the model's image normalisation does not depend on the
+        flux unit, or the unit was not recorded.
     """
 
     image_bands: list[str] = field(default_factory=list)
@@ -67,6 +72,7 @@ class InputSpec:
     photometry_bands: list[str] = field(default_factory=list)
     cut_size: tuple[int, int] | None = None
     seeing_band: str | None = None
+    zero_points: dict[str, float] | None = None
 
     @property
     def stamp_size_to_cut(self) -> tuple[int, int] | None:
@@ -352,6 +358,21 @@ def class_table(predictor: Predictor, outputs: Mapping[str, np.ndarray], ids: np
     return table
 
 
+def flux_scale(spec: InputSpec, zero_points: Mapping[str, float]) -> np.ndarray | None:
+    """Factors (one per image band of ``spec``) that bring images on ``zero_points`` to the
+    flux unit the model was trained on: ``10 ** (0.4 * (zp_model - zp_data))``; None when
+    nothing needs changing or either side's zero point is unknown (the images are then used
+    as they are). E.g. stamps in nanomaggies (22.5) for a model trained in counts on 30:
+    factor 1000."""
+    if not spec.zero_points or not spec.image_bands:
+        return None
+    model = np.array([spec.zero_points.get(b, np.nan) for b in spec.image_bands], float)
+    data = np.array([zero_points.get(b, np.nan) for b in spec.image_bands], float)
+    usable = np.isfinite(model) & np.isfinite(data)
+    factors = np.where(usable, 10.0 ** (0.4 * (np.where(usable, model, 0.0) - np.where(usable, data, 0.0))), 1.0)
+    return None if np.allclose(factors, 1.0, rtol=1e-9) else factors.astype(np.float32)
+
+
 def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | None = None, *,
                     psf_fwhm: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The inputs a predictor needs, read from a stamp set (optionally a subset of rows).
@@ -379,6 +400,9 @@ def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | 
                                           f"{spec.stamp_size[0]}x{spec.stamp_size[1]}")
         band_index = [list(stamps.meta.bands).index(b) for b in spec.image_bands]
         inputs["image"] = np.ascontiguousarray(stamps.read_images()[:, band_index], dtype=np.float32)
+        factors = flux_scale(spec, stamps.meta.zero_points)
+        if factors is not None:
+            inputs["image"] *= factors[None, :, None, None]
         if spec.seeing_band:
             from ..data.seeing import object_seeing
 

@@ -745,6 +745,8 @@ class ReaderConfig:
     background: str = "sep"
     #: The model reads the seeing in this band: it is measured on each tile (None: it does not).
     seeing_band: str | None = None
+    #: AB zero points of the model's flux unit per image band: tiles on others are rescaled to it.
+    zero_points: dict[str, float] | None = None
     #: The catalogue has none of the model's magnitudes: they are given to the model as missing
     #: (NaN) and every row is flagged.
     photometry_missing: bool = False
@@ -812,8 +814,12 @@ class UnitReader:
         n = len(rows["catalog_row"])
         with_images = unit["kind"] == "tile" and config.images_available and bool(config.image_bands)
         if with_images:
+            from .predictor import InputSpec, flux_scale
+
             images, aligned, reference, seeing = self._tile(unit["tile"])
             x, y = sky_to_pixel(images[reference], rows["ra"], rows["dec"])
+            factors = flux_scale(InputSpec(image_bands=list(config.image_bands), zero_points=config.zero_points),
+                                 {image.band: image.zero_point for image in images})
         n_batches = max(1, math.ceil(n / config.batch_size))
         for k in range(n_batches):
             part = slice(k * config.batch_size, min(n, (k + 1) * config.batch_size))
@@ -822,6 +828,8 @@ class UnitReader:
             flags = np.zeros(m, np.uint32)
             if with_images:
                 inputs["image"], flags = cut_tile_stamps(images, aligned, x[part], y[part], config.stamp_size, reference)
+                if factors is not None:
+                    inputs["image"] *= factors[None, :, None, None]
                 if config.seeing_band:
                     inputs["psf_fwhm"] = np.full(m, seeing, np.float32)
             elif config.image_bands:
@@ -1288,7 +1296,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
             photometry_bands=list(spec.photometry_bands), stamp_size=stamp_size, reference_band=reference_band,
             batch_size=memory.batch_size, tile_cache_tiles=memory.tile_cache_tiles, images_available=images_available,
             photometry_only_ok=probe["photometry_only"], background=options.background, seeing_band=spec.seeing_band,
-            photometry_missing=photometry_missing)
+            zero_points=spec.zero_points, photometry_missing=photometry_missing)
         part_meta = {"model": model_info["name"], "model_file": model_info["file"], "model_sha256": model_info["sha256"],
                      "model_created": model_info["created"], "task": predictor.task, "classes": list(predictor.classes),
                      "catalog": str(Path(catalog).resolve()), "images_available": images_available,

@@ -636,7 +636,7 @@ class SGQPredictor(TorchPredictor):
         self.crop = int(meta["architecture_config"]["crop"])
         spec = InputSpec(image_bands=list(meta.get("image_bands") or []), stamp_size=None, pixel_scale=meta.get("pixel_scale"),
                          photometry_bands=list(meta.get("photometry_bands") or []), cut_size=(self.crop, self.crop),
-                         seeing_band=network.seeing_band)
+                         seeing_band=network.seeing_band, zero_points=meta.get("zero_points"))
         super().__init__(network, meta, model_file, spec, device, CLASSES)
 
     def predict(self, inputs: Mapping[str, np.ndarray], *, images_available: bool = True) -> dict[str, np.ndarray]:
