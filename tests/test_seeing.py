@@ -77,6 +77,23 @@ def synthetic_stamps(fwhm: float, *, beta: float = 3.0, n: int = 240, size: int 
     return stamps
 
 
+def test_predict_warns_about_stamps_at_another_pixel_scale(tmp_path, capsys):
+    from astropy.table import Table
+
+    from skysort.cli import main
+    from skysort.data.ingest import import_to_stampset
+    from skysort.models.registry import shipped_model_names
+
+    if "sgq-sdss" not in shipped_model_names():
+        pytest.skip("sgq-sdss is not shipped")
+    import_to_stampset(None, Table({"id": np.arange(4)}), tmp_path / "s.h5", bands=list("ugriz"), pixel_scale=0.262,
+                       flux_unit="nanomaggy", zero_points={b: 22.5 for b in "ugriz"}, psf_fwhm={b: 1.2 for b in "ugriz"},
+                       array=np.random.default_rng(0).normal(0, 0.05, (4, 5, 24, 24)).astype(np.float32))
+    assert main(["predict", "--model", "sgq-sdss", "--data", str(tmp_path / "s.h5"), "--out", str(tmp_path / "p.parquet"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "pixel scale 0.262\"/px differs from the model's 0.396\"/px" in err and err.count("\n") == 1
+
+
 @pytest.mark.parametrize("fwhm,beta", [(0.9, 4.765), (1.6, 3.0), (2.0, 2.5)])
 def test_the_seeing_of_stamps_is_recovered_from_their_point_sources(fwhm, beta):
     estimate = measure_stamp_seeing(synthetic_stamps(fwhm, beta=beta, seed=int(fwhm * 10)), PIXEL_SCALE)

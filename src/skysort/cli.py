@@ -433,7 +433,7 @@ def evaluate_command(
     meta, _ = load_model_file(resolve_model(model))
     stamps = StampSet.open(data)
     n = len(stamps)
-    _warn_seeing(meta, stamps)
+    _warn_inputs(meta, stamps)
     if prior is not None and meta.get("task") != "sgq":
         raise InputError("--prior", f"evaluation with a class prior is available for sgq models, not {meta.get('task')!r}")
     if meta.get("task") == "sgq":
@@ -469,11 +469,17 @@ def evaluate_command(
     console.print(f"metrics: {out / 'metrics.json'}")
 
 
-def _warn_seeing(model_meta: dict, stamps) -> None:
-    """Report the seeing a model that reads it will get (measured from the stamps where the set
-    records none, or unknown), and warn when the stamps' seeing lies outside the range the
+def _warn_inputs(model_meta: dict, stamps) -> None:
+    """Warn when the stamps' pixel scale differs from the model's by more than 2% (as for
+    tiles), report the seeing a model that reads it will get (measured from the stamps where
+    the set records none, or unknown), and warn when that seeing lies outside the range the
     model was trained on."""
     from .data.seeing import seeing_mismatch, stampset_seeing
+
+    model_scale = model_meta.get("pixel_scale")
+    if model_scale and model_meta.get("image_bands") and abs(stamps.meta.pixel_scale / model_scale - 1) > 0.02:
+        _warn(stamps.path, f"pixel scale {stamps.meta.pixel_scale:.4g}\"/px differs from the model's {model_scale:.4g}\"/px: "
+                           "sizes on the sky are misread; cut the stamps at the model's scale")
 
     psf_fwhm = dict(stamps.meta.psf_fwhm)
     band = (model_meta.get("architecture_config") or {}).get("seeing_band")
@@ -567,7 +573,7 @@ def predict_command(
         from .models.checkpoint import load_model_file
         from .models.registry import resolve_model
 
-        _warn_seeing(load_model_file(resolve_model(model))[0], StampSet.open(data))
+        _warn_inputs(load_model_file(resolve_model(model))[0], StampSet.open(data))
         if not single_file:
             manifest = predict_stampset_parts(model, data, out_path, options)
             console.print(f"{manifest.content['rows_written']:,} predictions in {manifest.content['n_units']} part(s) -> "
