@@ -29,7 +29,7 @@ BAND_ORDER = ("FUV", "NUV", "u", "g", "r", "i", "z", "Z", "y", "Y", "J", "H", "K
 #: Zero points (AB mag of one flux unit) of flux units whose calibration is fixed.
 UNIT_ZERO_POINTS = {"nanomaggy": 22.5, "nanomaggies": 22.5, "nmgy": 22.5, "ujy": 23.9, "microjy": 23.9, "njy": 31.4}
 
-_ZERO_POINT_KEYS = ("MAGZP", "MAGZERO", "ZEROPT", "ZP", "PHOTZP", "MAGZPT")
+_ZERO_POINT_KEYS = ("MAGZP", "MAGZERO", "ZEROPT", "ZEROPNT", "ZP", "PHOTZP", "MAGZPT")
 _SEEING_KEYS = ("PSF_FWHM", "SEEING", "FWHM", "PSFFWHM")
 _FILTER_KEYS = ("FILTER", "FILTNAM", "FILTER1", "BAND")
 
