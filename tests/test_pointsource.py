@@ -58,6 +58,8 @@ def test_training_runs_three_stages_and_baseline(trained):
     assert meta["task"] == "pointsource" and meta["architecture"] == "PointSourceNet"
     assert set(meta["training"]["stages"]) == {"baseline", "encoder", "generator", "fusion"}
     assert meta["image_bands"] == ["u", "g", "r", "i", "z"] and meta["stamp_size"] == [16, 16]
+    # The flux unit of the training stamps: stamps on other zero points are rescaled to it.
+    assert meta["flux_unit"] == "nanomaggy" and meta["zero_points"] == {b: 22.5 for b in "ugriz"}
     assert any(k.startswith("baseline.") for k in state) and any(k.startswith("spectral.") for k in state)
     # The discriminator is needed for training only.
     assert not any("discriminator" in k for k in state)

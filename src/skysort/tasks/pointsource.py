@@ -361,6 +361,7 @@ def train_pointsource_model(
     common_meta = {
         "task": "pointsource", "classes": CLASSES, "image_bands": bands, "photometry_bands": [],
         "pixel_scale": stamps.meta.pixel_scale, "stamp_size": list(stamps.shape[2:]), "normalisation": stretch.state_dict(),
+        "flux_unit": stamps.meta.flux_unit, "zero_points": {b: stamps.meta.zero_points.get(b) for b in bands},
         "psf_fwhm_range": model_seeing_range(stamps, bands), "inference_inputs": "images only",
     }
     training_meta = {
@@ -491,7 +492,7 @@ class PointSourcePredictor(TorchPredictor):
         self.stretch = AsinhStretch.from_state_dict(meta["normalisation"])
         self.input_size = tuple(int(v) for v in meta["stamp_size"])
         spec = InputSpec(image_bands=list(meta["image_bands"]), stamp_size=None, pixel_scale=meta.get("pixel_scale"),
-                         cut_size=self.input_size)
+                         cut_size=self.input_size, zero_points=meta.get("zero_points"))
         super().__init__(network, meta, model_file, spec, device, CLASSES)
 
     @torch.inference_mode()
