@@ -10,7 +10,11 @@ classifies every stamp and prints
    (:func:`skysort.evaluation.blend_metrics.companion_snr`: its flux on the set's noise were it a
    point source detected with the PSF as matched filter, the most any detector can reach);
 3. the accuracy over the isolated stamps plus the blends whose companion reaches S/N >= 10
-   (``--min-snr``), i.e. with the companions below a detection limit left out.
+   (``--min-snr``), i.e. with the companions below a detection limit left out;
+4. beside the model's near-blend completeness, the published BlendHunter and SExtractor
+   completeness re-weighted to this set's near-blend separations and interpolated to its noise
+   (:func:`skysort.evaluation.blend_metrics.reference_completeness`; the paper's own tests
+   were parametric galaxies, so this compares a separation distribution, not the galaxies).
 
 The spread across the sets (best minus worst accuracy) is printed for 1 and 3.
 
@@ -22,9 +26,12 @@ test --noise-sigma SIGMA --n 20000 --seed 7``.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
+
+REFERENCE = Path(os.environ.get("SKYSORT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "reference" / "blendhunter"
 
 
 def main() -> None:
@@ -33,16 +40,19 @@ def main() -> None:
     parser.add_argument("--model", default="blend-cfis")
     parser.add_argument("--min-snr", type=float, default=10.0, help="companion S/N kept in the restricted accuracy")
     parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--reference", type=Path, default=REFERENCE, help="folder of the BlendHunter results files")
     args = parser.parse_args()
 
     from skysort.data.stampset import StampSet
-    from skysort.evaluation.blend_metrics import SNR_EDGES, blend_metrics, companion_snr, psf_fwhm_px
+    from skysort.evaluation.blend_metrics import (SNR_EDGES, blend_metrics, companion_snr, load_blendhunter_reference, psf_fwhm_px,
+                                                  reference_completeness)
     from skysort.tasks.blend import predict_any_blend_model
 
     bins = [f"{lo:g}-{hi:g}" if np.isfinite(hi) else f">={lo:g}" for lo, hi in zip(SNR_EDGES[:-1], SNR_EDGES[1:])]
-    print(f"| sigma | n | accuracy | near | far | isolated FP | blends by companion S/N ({', '.join(bins)}) | "
-          f"accuracy, companions S/N >= {args.min_snr:g} |")
-    print("|---|---|---|---|---|---|---|---|")
+    reference = load_blendhunter_reference(args.reference) if args.reference.is_dir() else None
+    print(f"| sigma | n | accuracy | near | near, paper BlendHunter / SExtractor at these separations | far | isolated FP | "
+          f"blends by companion S/N ({', '.join(bins)}) | accuracy, companions S/N >= {args.min_snr:g} |")
+    print("|---|---|---|---|---|---|---|---|---|")
     accuracies, restricted = [], []
     for path in args.data:
         stamps = StampSet.open(path)
@@ -55,9 +65,14 @@ def main() -> None:
         keep = ~blended | (snr >= args.min_snr)
         kept = blend_metrics(truth[keep], probability=probability[keep], threshold=args.threshold)
         sigma = float(np.median(np.asarray(truth["noise_sigma"], float)))
+        separation = np.ma.filled(truth["separation_px"], np.nan).astype(float)
+        paper = "-"
+        if reference is not None:
+            published = reference_completeness(reference, separation[blended & (separation < metrics["near_px"])], sigma)
+            paper = f"{published['blendhunter']:.1%} / {published['sep']:.1%}"
         cells = " / ".join("-" if a is None else f"{a:.1%} ({n})" for a, n in zip(metrics["by_companion_snr"]["accuracy"],
                                                                                     metrics["by_companion_snr"]["n"]))
-        print(f"| {sigma:g} | {metrics['n']} | {metrics['accuracy']:.2%} | {metrics['accuracy_near']:.2%} | "
+        print(f"| {sigma:g} | {metrics['n']} | {metrics['accuracy']:.2%} | {metrics['accuracy_near']:.2%} | {paper} | "
               f"{metrics['accuracy_far']:.2%} | {metrics['false_positive_rate']:.2%} | {cells} | "
               f"{kept['accuracy']:.2%} ({kept['n']}) |", flush=True)
         accuracies.append(metrics["accuracy"])

@@ -204,6 +204,21 @@ def test_blendhunter_reference():
     assert math.isfinite(curve[1][30])
 
 
+def test_reference_completeness_reweights_the_published_curve():
+    """Separations at one published bin give that bin's value; a noise between two published
+    levels gives the value between them; the mean follows the separations given."""
+    from skysort.evaluation.blend_metrics import reference_completeness
+
+    centres = [1.0, 2.0, 3.0]
+    reference = {"noise_sigma": [10.0, 20.0],
+                 "by_separation": {"separation_px": centres, "blendhunter": [[0.2, 0.6, 1.0], [0.0, 0.4, 0.8]],
+                                   "sep": [[0.1, 0.2, 0.3], [0.1, 0.2, 0.3]]}}
+    assert reference_completeness(reference, np.array([2.1, 1.9]), 10.0)["blendhunter"] == pytest.approx(0.6)
+    assert reference_completeness(reference, np.array([2.0]), 15.0)["blendhunter"] == pytest.approx(0.5)
+    assert reference_completeness(reference, np.array([1.0, 3.0, 3.0, np.nan]), 40.0)["blendhunter"] == pytest.approx((0.0 + 1.6) / 3)
+    assert reference_completeness(reference, np.array([1.0, 3.0]), 5.0)["sep"] == pytest.approx(0.2)
+
+
 def test_reference_loader_refuses_arbitrary_pickles(tmp_path):
     np.save(tmp_path / "results_sigmas.npy", np.array([Fraction(1, 2)], dtype=object), allow_pickle=True)
     with pytest.raises(Exception, match="refusing"):
