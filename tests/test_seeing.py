@@ -115,7 +115,7 @@ def test_the_seeing_measured_on_real_stamps_agrees_with_the_frames(sdss_stamps):
         assert estimate.n_stars >= 30
 
 
-def test_a_stamp_set_without_recorded_seeing_has_it_measured(tmp_path):
+def test_a_stamp_set_without_recorded_seeing_has_it_measured(tmp_path, monkeypatch):
     from astropy.table import Table
 
     from skysort.data.ingest import import_to_stampset
@@ -127,6 +127,10 @@ def test_a_stamp_set_without_recorded_seeing_has_it_measured(tmp_path):
     assert seeing.source == "measured" and seeing.values.shape == (len(stamps),)
     assert np.unique(seeing.values).size == 1 and seeing.values[0] == pytest.approx(1.5, rel=0.05)
     assert seeing.record()["n_stars"] == seeing.estimate.n_stars
+    # Measured once per set: a second call (predict after the CLI's check) reads no stamps.
+    calls = []
+    monkeypatch.setattr(unrecorded, "read_images", lambda *a, **k: calls.append(1))
+    assert stampset_seeing(unrecorded, "r").values[0] == seeing.values[0] and not calls
     recorded = import_to_stampset(None, Table({"id": np.arange(len(stamps))}), tmp_path / "b.h5", array=stamps,
                                   psf_fwhm={"r": 1.2}, **common)
     seeing = stampset_seeing(recorded, "r")

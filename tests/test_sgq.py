@@ -442,7 +442,7 @@ def test_stamps_on_another_zero_point_are_brought_to_the_models_flux_unit(kids_s
     import dataclasses
 
     from skysort.data.stampset import write_stampset
-    from skysort.inference.predictor import InputSpec, flux_scale
+    from skysort.inference.predictor import flux_scale
 
     model, _ = kids_model
     factor = 10 ** (0.4 * (30.0 - 22.5))
@@ -450,9 +450,8 @@ def test_stamps_on_another_zero_point_are_brought_to_the_models_flux_unit(kids_s
     rescaled = write_stampset(tmp_path / "nmgy.h5", kids_small.read_images() / factor, kids_small.table, meta)
     before, after = sgq.predict_sgq(model, kids_small), sgq.predict_sgq(model, rescaled)
     np.testing.assert_allclose(np.asarray(after["p_galaxy"]), np.asarray(before["p_galaxy"]), atol=1e-4)
-    spec = InputSpec(image_bands=["r"], zero_points={"r": 30.0})
-    assert flux_scale(spec, {"r": 22.5})[0] == pytest.approx(factor, rel=1e-6)
-    assert flux_scale(spec, {"r": 30.0}) is None and flux_scale(spec, {}) is None  # same unit, or unknown: as they are
+    assert flux_scale(["r"], {"r": 30.0}, {"r": 22.5})[0] == pytest.approx(factor, rel=1e-6)
+    assert flux_scale(["r"], {"r": 30.0}, {"r": 30.0}) is None and flux_scale(["r"], {"r": 30.0}, {}) is None  # as they are
 
 
 def test_freeze_keeps_a_branch_fixed(kids_small, kids_model, tmp_path):

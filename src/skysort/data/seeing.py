@@ -61,6 +61,11 @@ class SeeingEstimate:
     n_sources: int
 
 
+def _unknown_estimate(n_sources: int = 0) -> SeeingEstimate:
+    """The estimate of an image or stamp set whose seeing could not be measured."""
+    return SeeingEstimate(float("nan"), float("nan"), float("nan"), 0, int(n_sources))
+
+
 def half_sample_mode(values: np.ndarray) -> float:
     """The half-sample mode of a sample: the densest point, found by halving the sample into
     its shortest half-range repeatedly (Bickel & Fruehwirth 2006). Robust where a histogram's
@@ -173,15 +178,12 @@ def measure_seeing(data: np.ndarray, pixel_scale: float, *, guess_fwhm: float = 
     image = image - background.back()
     aperture = max(3.0, 3.0 * guess_fwhm / pixel_scale)
 
-    def nan_estimate(n_sources: int = 0) -> SeeingEstimate:
-        return SeeingEstimate(float("nan"), float("nan"), float("nan"), 0, int(n_sources))
-
     try:
         objects = sep.extract(image, threshold, err=background.globalrms, mask=mask if mask.any() else None, minarea=5)
     except Exception:  # noqa: BLE001 - SEP raises bare Exceptions (e.g. too many objects); seeing stays unknown
-        return nan_estimate()
+        return _unknown_estimate()
     if len(objects) == 0:
-        return nan_estimate()
+        return _unknown_estimate()
     ny, nx = image.shape
     margin = 3 * aperture
     keep = ((objects["flag"] == 0) & (objects["x"] > margin) & (objects["x"] < nx - 1 - margin)
@@ -196,7 +198,7 @@ def measure_seeing(data: np.ndarray, pixel_scale: float, *, guess_fwhm: float = 
     keep[np.flatnonzero(keep)[neighbours > 1]] = False
     objects = objects[keep]
     if len(objects) < min_stars:
-        return nan_estimate(len(objects))
+        return _unknown_estimate(len(objects))
     radii, flag = sep.flux_radius(image, objects["x"], objects["y"], np.full(len(objects), aperture), [0.5, 0.9],
                                   subpix=5, mask=mask if mask.any() else None)
     good = (flag == 0) & (radii[:, 0] > 0)
@@ -214,7 +216,7 @@ def _seeing_from_radii(r50: np.ndarray, r90: np.ndarray, aperture: float, pixel_
     those within 10% of it (see the module notes)."""
     radius, concentration = np.asarray(r50, float), np.asarray(r90, float) / np.asarray(r50, float)
     if len(radius) < min_stars:
-        return SeeingEstimate(float("nan"), float("nan"), float("nan"), 0, int(len(radius)))
+        return _unknown_estimate(len(radius))
     smaller = np.sort(radius)[: max(min_stars, (len(radius) + 1) // 2)]
     locus = half_sample_mode(smaller)
     stars = np.abs(radius - locus) < 0.1 * locus
@@ -260,14 +262,14 @@ def measure_stamp_seeing(images: np.ndarray, pixel_scale: float, *, guess_fwhm: 
 
     stack = np.asarray(images, np.float64)
     if stack.ndim != 3 or len(stack) == 0:
-        return SeeingEstimate(float("nan"), float("nan"), float("nan"), 0, 0)
+        return _unknown_estimate()
     _, height, width = stack.shape
     centre_x, centre_y = (width - 1) / 2.0, (height - 1) / 2.0
     # The aperture must lie inside the stamp around a centre up to 2 px off (SEP flags a
     # truncated one); the Moffat fit is made within the same aperture.
     aperture = float(min(max(3.0, 3.0 * guess_fwhm / pixel_scale), min(height, width) / 2.0 - 3.0))
     if aperture < 2.0:
-        return SeeingEstimate(float("nan"), float("nan"), float("nan"), 0, 0)
+        return _unknown_estimate()
     ring = np.zeros((height, width), bool)
     ring[:2], ring[-2:], ring[:, :2], ring[:, -2:] = True, True, True, True
     sigma_px = max(0.5, guess_fwhm / pixel_scale / 2.3548)
@@ -299,7 +301,7 @@ def measure_stamp_seeing(images: np.ndarray, pixel_scale: float, *, guess_fwhm: 
             measured.append(radii[0])
             peaks.append(float(image[int(round(y[0])), int(round(x[0]))]))
     if not measured:
-        return SeeingEstimate(float("nan"), float("nan"), float("nan"), 0, 0)
+        return _unknown_estimate()
     radii = np.array(measured)
     peaks = np.array(peaks)
     # Saturated cores reach a common ceiling and flatten the profile, as in measure_seeing.
@@ -507,9 +509,29 @@ def stampset_seeing(stamps, band: str, *, sample: int = SEEING_SAMPLE, seed: int
         return ObjectSeeing(band, recorded, "recorded")
     if band not in stamps.meta.bands or len(stamps) == 0 or not stamps.meta.pixel_scale:
         return ObjectSeeing(band, recorded, "unknown")
-    rows = _sample_rows(len(stamps), sample, seed)
-    images = stamps.read_images(rows)[:, list(stamps.meta.bands).index(band)]
-    return _measured(band, len(stamps), measure_stamp_seeing(images, float(stamps.meta.pixel_scale)))
+    key = _stampset_key(stamps, band, sample, seed)
+    estimate = _MEASURED.get(key)
+    if estimate is None:
+        rows = _sample_rows(len(stamps), sample, seed)
+        images = stamps.read_images(rows)[:, list(stamps.meta.bands).index(band)]
+        estimate = measure_stamp_seeing(images, float(stamps.meta.pixel_scale))
+        if len(_MEASURED) >= 32:
+            _MEASURED.pop(next(iter(_MEASURED)))
+        _MEASURED[key] = estimate
+    return _measured(band, len(stamps), estimate)
+
+
+#: Measurements of stamp sets by file identity, rows, band and sample: a command that checks the
+#: seeing before predicting (``skysort predict``) measures each set once.
+_MEASURED: dict[tuple, SeeingEstimate] = {}
+
+
+def _stampset_key(stamps, band: str, sample: int, seed: int) -> tuple:
+    import hashlib
+
+    stat = stamps.path.stat()
+    rows = hashlib.blake2b(np.ascontiguousarray(stamps.file_rows(), np.int64).tobytes(), digest_size=16).hexdigest()
+    return (str(stamps.path.resolve()), stat.st_size, stat.st_mtime_ns, rows, band, sample, seed)
 
 
 def given_seeing(band: str, psf_fwhm, n: int) -> ObjectSeeing:

@@ -358,16 +358,17 @@ def class_table(predictor: Predictor, outputs: Mapping[str, np.ndarray], ids: np
     return table
 
 
-def flux_scale(spec: InputSpec, zero_points: Mapping[str, float]) -> np.ndarray | None:
-    """Factors (one per image band of ``spec``) that bring images on ``zero_points`` to the
-    flux unit the model was trained on: ``10 ** (0.4 * (zp_model - zp_data))``; None when
-    nothing needs changing or either side's zero point is unknown (the images are then used
-    as they are). E.g. stamps in nanomaggies (22.5) for a model trained in counts on 30:
-    factor 1000."""
-    if not spec.zero_points or not spec.image_bands:
+def flux_scale(image_bands, model_zero_points: Mapping[str, float] | None,
+               zero_points: Mapping[str, float]) -> np.ndarray | None:
+    """Factors (one per image band) that bring images on ``zero_points`` to the flux unit a
+    model was trained on (``model_zero_points``, :attr:`InputSpec.zero_points`):
+    ``10 ** (0.4 * (zp_model - zp_data))``; None when nothing needs changing or either side's
+    zero point is unknown (the images are then used as they are). E.g. stamps in nanomaggies
+    (22.5) for a model trained in counts on 30: factor 1000."""
+    if not model_zero_points or not image_bands:
         return None
-    model = np.array([spec.zero_points.get(b, np.nan) for b in spec.image_bands], float)
-    data = np.array([zero_points.get(b, np.nan) for b in spec.image_bands], float)
+    model = np.array([model_zero_points.get(b, np.nan) for b in image_bands], float)
+    data = np.array([zero_points.get(b, np.nan) for b in image_bands], float)
     usable = np.isfinite(model) & np.isfinite(data)
     factors = np.where(usable, 10.0 ** (0.4 * (np.where(usable, model, 0.0) - np.where(usable, data, 0.0))), 1.0)
     return None if np.allclose(factors, 1.0, rtol=1e-9) else factors.astype(np.float32)
@@ -400,7 +401,7 @@ def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | 
                                           f"{spec.stamp_size[0]}x{spec.stamp_size[1]}")
         band_index = [list(stamps.meta.bands).index(b) for b in spec.image_bands]
         inputs["image"] = np.ascontiguousarray(stamps.read_images()[:, band_index], dtype=np.float32)
-        factors = flux_scale(spec, stamps.meta.zero_points)
+        factors = flux_scale(spec.image_bands, spec.zero_points, stamps.meta.zero_points)
         if factors is not None:
             inputs["image"] *= factors[None, :, None, None]
         if spec.seeing_band:

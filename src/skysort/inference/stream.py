@@ -814,12 +814,11 @@ class UnitReader:
         n = len(rows["catalog_row"])
         with_images = unit["kind"] == "tile" and config.images_available and bool(config.image_bands)
         if with_images:
-            from .predictor import InputSpec, flux_scale
+            from .predictor import flux_scale
 
             images, aligned, reference, seeing = self._tile(unit["tile"])
             x, y = sky_to_pixel(images[reference], rows["ra"], rows["dec"])
-            factors = flux_scale(InputSpec(image_bands=list(config.image_bands), zero_points=config.zero_points),
-                                 {image.band: image.zero_point for image in images})
+            factors = flux_scale(config.image_bands, config.zero_points, {image.band: image.zero_point for image in images})
         n_batches = max(1, math.ceil(n / config.batch_size))
         for k in range(n_batches):
             part = slice(k * config.batch_size, min(n, (k + 1) * config.batch_size))
