@@ -580,3 +580,6 @@ def test_seeing_input_needs_a_set_that_records_its_seeing(tmp_path):
                        array=rng.normal(size=(30, 1, 24, 24)).astype(np.float32))
     with pytest.raises(InputError, match="records no seeing"):
         sgq.train_sgq_model(path, tmp_path / "x.pt", branches="image", epochs=1, progress=False, seeing_input=True)
+    # The seeing is an input of the image branch: a photometry-only model cannot take it.
+    with pytest.raises(InputError, match="photometry has none"):
+        sgq.train_sgq_model(path, tmp_path / "x.pt", branches="photometry", epochs=1, progress=False, seeing_input=True)

@@ -427,6 +427,8 @@ def train_sgq_model(
     freeze = sorted(set(freeze))
     if freeze and init is None:
         raise InputError("--freeze", "needs --init: a frozen branch keeps the initial model's weights")
+    if seeing_input and branches == "photometry":
+        raise InputError("--seeing-input", "the seeing is read by the image branch; --branches photometry has none")
     stamps = StampSet.open(data)
     if "label" not in stamps.columns:
         raise InputError(data, "no label column: sgq training needs star / galaxy / qso labels")
