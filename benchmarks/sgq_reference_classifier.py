@@ -51,23 +51,32 @@ def concentration(stamps, band: str, inner_arcsec: float = 0.5, outer_arcsec: fl
                   batch: int = 20000) -> np.ndarray:
     """Flux within ``inner_arcsec`` of the stamp centre over flux within ``outer_arcsec``, one column.
 
-    Circular apertures on whole pixels (pixel centre inside the radius), summed over batches of
-    ``batch`` stamps so that a large set is never held in memory at once.
+    Summed over batches of ``batch`` stamps so that a large set is never held in memory at once.
     """
+    from skysort.tasks.sgq import aperture_fluxes
+
     channel = stamps.bands.index(band)
-    side = stamps.shape[-1]
-    offset = np.arange(side) - (side - 1) / 2
-    radius = np.hypot(*np.meshgrid(offset, offset)) * stamps.meta.pixel_scale
-    inner, outer = radius < inner_arcsec, radius < outer_arcsec
     out = np.empty(len(stamps))
     for rows, images in stamps.iter_batches(batch):
-        image = images[:, channel]
-        flux_outer = image[:, outer].sum(1)
+        inner, outer = (aperture_fluxes(images[:, channel], stamps.meta.pixel_scale, 2 * radius)
+                        for radius in (inner_arcsec, outer_arcsec))
         # Faint objects can sum to about zero or below in the outer aperture; clip the ratio to
         # the range it has for real profiles rather than let noise send it to +-infinity.
-        ratio = image[:, inner].sum(1) / np.where(np.abs(flux_outer) > 0, flux_outer, np.nan)
-        out[rows] = np.clip(ratio, -1.0, 2.0)
+        out[rows] = np.clip(inner / np.where(np.abs(outer) > 0, outer, np.nan), -1.0, 2.0)
     return out[:, None]
+
+
+def shape_features(stamps, path: Path, band: str) -> np.ndarray:
+    """The concentration index in ``band`` and each object's seeing there [arcsec], two columns."""
+    from skysort.data.seeing import object_seeing
+    from skysort.errors import InputError
+
+    if band not in stamps.bands:
+        raise InputError(path, f"--concentration: no {band} image (image bands: {', '.join(stamps.bands)})")
+    seeing = object_seeing(stamps, band)
+    if np.isnan(seeing).all():
+        raise InputError(path, f"--concentration: no seeing recorded in {band}")
+    return np.hstack([concentration(stamps, band), seeing[:, None]])
 
 
 def galaxy_logit(model: Path, stamps) -> np.ndarray:
@@ -104,13 +113,8 @@ def main() -> None:
         r_test = np.asarray(test.column("mag_r"), float) if "mag_r" in test.columns else None
         morphology = galaxy_logit(args.morphology, test) if args.morphology else None
         if args.concentration:
-            from skysort.data.seeing import object_seeing
-
-            shape_train, shape_test = (np.hstack([concentration(s, args.concentration),
-                                                  object_seeing(s, args.concentration)[:, None]]) for s in (train, test))
-            if np.isnan(shape_train[:, 1]).all() or np.isnan(shape_test[:, 1]).all():
-                raise InputError(args.train if np.isnan(shape_train[:, 1]).all() else args.test,
-                                 f"--concentration: no seeing recorded in {args.concentration}")
+            shape_train = shape_features(train, args.train, args.concentration)
+            shape_test = shape_features(test, args.test, args.concentration)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

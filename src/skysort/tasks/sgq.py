@@ -131,6 +131,31 @@ def stamp_magnitudes(stamps: StampSet, bands: Sequence[str], indices: np.ndarray
     return mags
 
 
+def aperture_fluxes(images: np.ndarray, pixel_scale: float, diameter_arcsec: float) -> np.ndarray:
+    """Flux in a circular aperture at the stamp centre, in the stamps' flux unit.
+
+    Whole pixels whose centre lies within the aperture; NaN pixels count as zero.
+
+    Parameters
+    ----------
+    images : ndarray (N, H, W)
+        One band's stamps, sky-subtracted.
+    pixel_scale : float
+        Arcsec per pixel.
+    diameter_arcsec : float
+        Aperture diameter [arcsec].
+
+    Returns
+    -------
+    ndarray (N,)
+    """
+    images = np.asarray(images, np.float64)
+    h, w = images.shape[-2:]
+    yy, xx = np.mgrid[:h, :w]
+    inside = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2) <= 0.5 * diameter_arcsec / pixel_scale
+    return np.nansum(images[:, inside], axis=1)
+
+
 def aperture_magnitudes(images: np.ndarray, zero_point: float, pixel_scale: float, diameter_arcsec: float = 6.0) -> np.ndarray:
     """AB magnitudes in a circular aperture at the stamp centre (for binning by brightness
     when a stamp set has no catalogue magnitudes).
@@ -150,12 +175,7 @@ def aperture_magnitudes(images: np.ndarray, zero_point: float, pixel_scale: floa
     ndarray (N,)
         Magnitudes; NaN where the aperture flux is not positive.
     """
-    images = np.asarray(images, np.float64)
-    h, w = images.shape[-2:]
-    yy, xx = np.mgrid[:h, :w]
-    radius = 0.5 * diameter_arcsec / pixel_scale
-    inside = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2) <= radius
-    flux = np.nansum(images[:, inside], axis=1)
+    flux = aperture_fluxes(images, pixel_scale, diameter_arcsec)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(flux > 0, zero_point - 2.5 * np.log10(flux), np.nan)
 
