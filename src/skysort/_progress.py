@@ -36,11 +36,21 @@ def progress_bar(total: int, description: str, unit: str = "obj", enabled: bool 
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(unit),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
     )
-    with Progress(*columns, console=_console, transient=False) as progress:
-        task = progress.add_task(description, total=total)
-        try:
-            yield lambda n: progress.advance(task, n)
-        except BaseException:
-            # A failed command ends with its one error line, not a half-filled bar above it.
-            progress.update(task, visible=False)
-            raise
+    progress = Progress(*columns, console=_console, transient=False)
+    refresher = None
+    try:
+        with progress:
+            task = progress.add_task(description, total=total)
+            refresher = getattr(progress.live, "_refresh_thread", None)
+            try:
+                yield lambda n: progress.advance(task, n)
+            except BaseException:
+                # A failed command ends with its one error line, not a half-filled bar above it.
+                progress.update(task, visible=False)
+                raise
+    finally:
+        # rich stops its refresh thread without waiting for it; a command that fails just after
+        # starting a bar would then exit with that thread still running, which aborts the
+        # interpreter now and then (exit status 134 instead of the error line's 2).
+        if refresher is not None:
+            refresher.join(timeout=5.0)
