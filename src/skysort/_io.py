@@ -9,6 +9,75 @@ from pathlib import Path
 from typing import Iterator
 
 
+#: Temporary files and folders of this process that are not yet committed; removed by
+#: :func:`discard_temporaries` when the process is terminated (SIGTERM) before it can unwind.
+_TEMPORARIES: set[Path] = set()
+
+
+@contextlib.contextmanager
+def registered_temporary(path: str | os.PathLike) -> Iterator[Path]:
+    """Register ``path`` (a temporary file or folder) for removal on termination while the
+    block runs; the block itself is responsible for removing it in the normal course."""
+    path = Path(path)
+    _TEMPORARIES.add(path)
+    try:
+        yield path
+    finally:
+        _TEMPORARIES.discard(path)
+
+
+def discard_temporaries() -> None:
+    """Remove every registered temporary file and folder of this process (best effort)."""
+    import shutil
+
+    for path in list(_TEMPORARIES):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        _TEMPORARIES.discard(path)
+
+
+def check_output_path(path: str | os.PathLike, *, folder: bool = False, option: str = "--out") -> Path:
+    """Check, before any work is done, that ``path`` can be written as a file (or a folder).
+
+    A command that finds out only at the end that its output cannot be written has wasted the
+    work and may have committed other outputs; this check makes it fail first, with one line.
+
+    Parameters
+    ----------
+    path : path-like
+        The output file or folder; missing parent folders are allowed (they are created).
+    folder : bool
+        Whether ``path`` is a folder.
+    option : str
+        The command-line option that gave it, for the message.
+
+    Raises
+    ------
+    skysort.errors.InputError
+        ``path`` is a folder where a file is wanted (or a file where a folder is), a parent is a
+        file, or the nearest existing folder is not writable.
+    """
+    from .errors import InputError
+
+    path = Path(path)
+    if path.exists():
+        if folder and not path.is_dir():
+            raise InputError(path, f"{option} must be a folder, and this is a file")
+        if not folder and path.is_dir():
+            raise InputError(path, f"{option} must be a file name, and this is a folder")
+    ancestor = path if folder and path.is_dir() else path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(path, f"cannot be written: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(path, f"cannot be written: no permission to write in {ancestor}")
+    return path
+
+
 class AtomicFile:
     """A temporary file beside ``path`` that replaces ``path`` only when committed.
 
@@ -26,15 +95,22 @@ class AtomicFile:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         self.tmp = Path(tmp)
+        _TEMPORARIES.add(self.tmp)
 
     def commit(self) -> None:
-        """Move the temporary file onto the final path."""
-        os.replace(self.tmp, self.path)
+        """Move the temporary file onto the final path (the temporary file is removed if that fails)."""
+        try:
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+        _TEMPORARIES.discard(self.tmp)
 
     def discard(self) -> None:
         """Remove the temporary file, leaving the final path untouched."""
         with contextlib.suppress(FileNotFoundError):
             self.tmp.unlink()
+        _TEMPORARIES.discard(self.tmp)
 
 
 @contextlib.contextmanager

@@ -26,6 +26,8 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch import nn
 
+from .._io import registered_temporary
+
 LossFunction = Callable[[Mapping[str, torch.Tensor], Mapping[str, torch.Tensor]], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
@@ -167,7 +169,7 @@ def fit(
     accelerator = accelerator or auto_accelerator
     precision = precision or (auto_precision if accelerator == auto_accelerator else "32-true")
     history = _History(verbose=progress)
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, registered_temporary(scratch):
         root = Path(work_dir) if work_dir else Path(scratch)
         checkpoint = ModelCheckpoint(dirpath=root / "checkpoints", monitor="val_loss", mode="min", save_top_k=1,
                                      filename="best-{epoch}", save_weights_only=True)
