@@ -193,7 +193,11 @@ class ClassDecision:
         """Raise :class:`InputError` (``--prior``) unless the prior fits the predictor's model.
 
         ``allow_auto``: the caller sees all objects at once and can resolve ``"auto"``.
+        A threshold needs a two-class model (:class:`InputError` on ``--threshold`` otherwise).
         """
+        if self.threshold is not None and len(predictor.classes) != 2:
+            raise InputError("--threshold", f"applies to two-class models; {predictor.name} has "
+                                            f"{len(predictor.classes)} classes ({', '.join(predictor.classes)})")
         if self.prior is None:
             return
         if self.prior == "auto" and not allow_auto:
@@ -351,6 +355,10 @@ def class_table(predictor: Predictor, outputs: Mapping[str, np.ndarray], ids: np
         chosen = np.argmax(probabilities, axis=1) if n else np.zeros(0, int)
     labels = np.asarray(predictor.classes)
     table["class"] = labels[chosen] if n else np.zeros(0, dtype=labels.dtype)
+    if "inputs_used" in outputs and n:
+        # An object with no usable input keeps the prior as its probabilities, but no class:
+        # the most probable class of a flat prior would be an arbitrary label.
+        table["class"][np.asarray(outputs["inputs_used"]) == "none"] = ""
     table["flags"] = np.asarray(flags, np.int32) if flags is not None else np.zeros(n, np.int32)
     for name, values in outputs.items():
         if name != "probabilities" and np.ndim(values) == 1:

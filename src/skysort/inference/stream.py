@@ -36,6 +36,7 @@ import math
 import os
 import queue
 import re
+import shutil
 import threading
 import warnings
 from collections import OrderedDict
@@ -647,6 +648,10 @@ def plan_units(folder: Path, catalog: CatalogStream, tiles: Sequence[TileInfo], 
         n_total += n
         if progress:
             progress(n)
+    if tiles and n_total and set(refs) == {-1}:
+        # As skysort cutout does: a catalogue and tiles of different skies is a mistake, not a run.
+        raise InputError(catalog.path, f"none of its {n_total:,} sources lies on a tile of --tiles "
+                                       f"({len(tiles)} tile(s)); the catalogue and the images cover different skies")
     units: list[dict[str, Any]] = []
     owners = [t for t in range(len(tiles)) if t in refs] + ([-1] if -1 in refs else [])
     for t in owners:
@@ -1271,6 +1276,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
     catalog_stream.columns, photometry_missing = prediction_columns(catalog_stream.names, catalog, catalog_stream.mapping, spec,
                                                                     inputs, warn)
     signature = run_signature(model_info, file_identity(catalog), inputs, options)
+    folder_existed = out.exists()
     manifest = Manifest.prepare_folder(out, signature)
     workers = options.workers if options.workers is not None else 0
     processes = max(1, workers)
@@ -1278,8 +1284,16 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
         processes = 1  # each Dask worker plans its own share of the setting below
     memory = inputs.memory_plan(options, processes=processes)
     if manifest is None:
-        with progress_bar(catalog_stream.n_rows, "planning", unit="src", enabled=not options.quiet) as advance:
-            plan = plan_units(out, catalog_stream, tiles, memory, progress=advance)
+        try:
+            with progress_bar(catalog_stream.n_rows, "planning", unit="src", enabled=not options.quiet) as advance:
+                plan = plan_units(out, catalog_stream, tiles, memory, progress=advance)
+        except InputError:
+            # A catalogue found bad while planning leaves nothing behind (an interruption
+            # leaves the shards, which the next run plans again).
+            shutil.rmtree(out / SHARDS_DIR, ignore_errors=True)
+            if not folder_existed and not any(out.iterdir()):
+                out.rmdir()
+            raise
         manifest = Manifest.create(
             out, signature=signature, plan=plan, model=model_info,
             inputs={"catalog": str(Path(catalog).resolve()), "tiles": options.tiles if isinstance(options.tiles, (str, type(None)))
