@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from skysort.errors import InputError
 from skysort.models.backbones import (VGG16_CONV_INDICES, VGG16Features, load_backbone, prepare_images,
                                       torchvision_vgg16_key_names, weights_sha256)
 
@@ -49,8 +50,13 @@ def test_vgg16_loads_torchvision_format_file(tmp_path):
     broken = dict(state)
     broken.pop("features.10.weight")
     torch.save(broken, path)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(InputError, match="not a torchvision VGG-16 state dict"):
         load_backbone("vgg16", weights=path)
+    path.write_text("not a torch file")
+    with pytest.raises(InputError, match="not a readable"):
+        load_backbone("vgg16", weights=path)
+    with pytest.raises(InputError, match="no such weights file"):
+        load_backbone("vgg16", weights=tmp_path / "missing.pth")
 
 
 def test_vgg16_without_weights_warns():

@@ -255,16 +255,36 @@ def default_weights(name: str) -> Path | None:
     return None
 
 
+def _read_state_dict(weights: Path, what: str) -> dict:
+    """A state dict from a weights file, or :class:`~skysort.errors.InputError` naming the file."""
+    from ..errors import InputError
+
+    if not weights.is_file():
+        raise InputError(weights, "no such weights file")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises pickle, zip and runtime errors for a file that is not its own
+        raise InputError(weights, f"not a readable {what} state dict ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise InputError(weights, f"not a {what} state dict (holds a {type(state).__name__})")
+    return state
+
+
 def _efficientnet_lite0(weights: Path) -> nn.Module:
     from efficientnet_lite_pytorch import EfficientNet
 
     # image_size=None selects dynamic "same" padding, correct for any input size; the
     # package's static padding is computed for 224 px and pads 65 px stamps asymmetrically.
     model = EfficientNet.from_name("efficientnet-lite0", image_size=None)
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    state = _read_state_dict(weights, "EfficientNet-Lite0")
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError:  # tensors of other shapes
+        missing, unexpected = ["(shapes differ)"], []
     if missing or unexpected:
-        raise ValueError(f"{weights} is not an EfficientNet-Lite0 state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        from ..errors import InputError
+
+        raise InputError(weights, f"not an EfficientNet-Lite0 state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
     # The classifier is not part of the extractor; dropping it avoids carrying 1.3 M
     # unused parameters into fine-tuned model files.
     model._fc = nn.Identity()
@@ -307,7 +327,13 @@ def load_backbone(name: str = "efficientnet-lite0", weights: str | os.PathLike |
                           "weights; pass a torchvision vgg16 state dict with weights=/--backbone-weights.",
                           stacklevel=2)
         else:
-            body.load_torchvision_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=strict)
+            from ..errors import InputError
+
+            try:
+                body.load_torchvision_state_dict(_read_state_dict(weights, "torchvision VGG-16"), strict=strict)
+            except (ValueError, RuntimeError) as exc:
+                problem = " ".join(str(exc).split())[:200]
+                raise InputError(weights, f"not a torchvision VGG-16 state dict: {problem}") from None
         pooling = pooling or "flatten"
     else:
         body = _efficientnet_lite0(weights)

@@ -24,7 +24,8 @@ from ..inference.predictor import InputSpec, TorchPredictor
 from ..models.blend import OFFSET_SCALE_PX, BlendNet, blend_loss
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
-from ..training.data import InMemoryStamps, batch_loader, model_seeing_range, require_classes, split_indices, training_data_meta
+from ..training.data import (InMemoryStamps, batch_loader, model_seeing_range, require_classes, require_finite_images,
+                             split_indices, training_data_meta)
 
 CLASSES = ["isolated", "blended"]
 PADDING_PX = 7
@@ -157,6 +158,8 @@ def train_blend_model(
     train_set = InMemoryStamps.from_stampset(stamps, targets, train_idx, transform=BlendAugmentation(noise_range, seed=seed))
     # Validation sees the same noise distribution as training, drawn once and fixed.
     val_set = InMemoryStamps.from_stampset(val_stamps, val_targets, val_idx)
+    require_finite_images(train_set.images.numpy(), data)
+    require_finite_images(val_set.images.numpy(), val_data or data)
     if noise_range is not None:
         frozen = BlendAugmentation(noise_range, seed=seed + 1)(val_set.__getitems__(np.arange(len(val_set))))
         val_set = InMemoryStamps(frozen["image"].numpy(), {k: frozen[k].numpy() for k in val_targets})
@@ -167,7 +170,7 @@ def train_blend_model(
     else:
         network, init_meta = BlendNet(widths=widths, padding=PADDING_PX), None
     module = TaskModule(network, blend_loss, OptimConfig(lr=lr, lr_patience=2))
-    record = fit(module, batch_loader(train_set, batch_size, shuffle=True, seed=seed, drop_last=True),
+    record = fit(module, batch_loader(train_set, batch_size, shuffle=True, seed=seed, drop_last=len(train_set) > batch_size),
                  batch_loader(val_set, 1024, shuffle=False), max_epochs=epochs, patience=patience, progress=progress, seed=seed)
     network.eval()
     probability = predict_probabilities(network, val_set.images.numpy())

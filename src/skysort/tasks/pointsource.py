@@ -55,7 +55,8 @@ from ..models.pointsource import (
 )
 from ..models.registry import resolve_model
 from ..evaluation.calibration import calibration_metrics, plot_reliability
-from ..training.data import InMemoryBatches, batch_loader, require_classes, model_seeing_range, split_indices, training_data_meta
+from ..training.data import (InMemoryBatches, batch_loader, model_seeing_range, require_classes, require_finite_images,
+                             split_indices, training_data_meta)
 
 CLASSES = ["star", "qso"]
 #: Image CNN widths and head size shared by the baseline, the generator and the fusion.
@@ -336,6 +337,8 @@ def train_pointsource_model(
     stretch = AsinhStretch.fit(stamps[train_idx], bands, seed=seed)
     train_images = _images(stamps, train_idx, band_index, stretch)
     val_images = _images(val_stamps, val_idx, val_band_index, stretch)
+    require_finite_images(train_images, data)
+    require_finite_images(val_images, val_data or data)
     train_labels, val_labels = _labels(stamps, train_idx), _labels(val_stamps, val_idx)
     require_classes(train_labels, CLASSES, data)
     optim = OptimConfig(lr=lr, lr_patience=2)
@@ -753,8 +756,10 @@ def evaluate_pointsource_model(
     stamps = StampSet.open(data)
     _require_pointsource_set(stamps, spectra=False)
     band_index, bands = _band_index(stamps, meta["image_bands"])
-    if list(stamps.shape[2:]) != list(meta["stamp_size"]):
-        raise InputError(stamps.path, f"stamps are {stamps.shape[2]}x{stamps.shape[3]} px but the model expects {meta['stamp_size']}")
+    input_size = tuple(int(v) for v in meta["stamp_size"])
+    if any(have < want for have, want in zip(stamps.shape[2:], input_size)):
+        raise InputError(stamps.path, f"stamps are {stamps.shape[2]}x{stamps.shape[3]} px, smaller than the model's "
+                                      f"{input_size[0]}x{input_size[1]} px input")
     stretch = AsinhStretch.from_state_dict(meta["normalisation"])
     baseline_net: nn.Module | None = None
     if baseline_model is not None:
@@ -773,7 +778,8 @@ def evaluate_pointsource_model(
     with torch.inference_mode():
         for start in range(0, n, 4096):
             idx = np.arange(start, min(n, start + 4096))
-            raw = stamps.read_images(idx)[:, band_index]
+            # Larger stamps are centre-cropped, as skysort predict does.
+            raw = np.ascontiguousarray(centre_crop(stamps.read_images(idx)[:, band_index], input_size))
             images = stretch(raw)
             if isinstance(network, PointSourceNet):
                 feature, _ = network.fusion.generator(images)

@@ -45,7 +45,8 @@ from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
 from ..models.sgq import BRANCHES, SGQNet, sgq_loss
 from ..evaluation.calibration import calibration_metrics
-from ..training.data import InMemoryBatches, batch_loader, model_seeing_range, require_classes, split_indices, training_data_meta
+from ..training.data import (InMemoryBatches, batch_loader, model_seeing_range, require_classes, require_finite_images,
+                             require_magnitudes, split_indices, training_data_meta)
 
 CLASSES = ["star", "galaxy", "qso"]
 #: Smallest side of the image branch's centre crop, arcsec and pixels.
@@ -503,6 +504,11 @@ def train_sgq_model(
         val_idx = np.arange(len(val_stamps))
     train_arrays = _arrays(stamps, train_idx, image_bands, photometry_bands, crop, branches, seeing_band)
     val_arrays = _arrays(val_stamps, val_idx, image_bands, photometry_bands, crop, branches, seeing_band)
+    for arrays, source in ((train_arrays, data), (val_arrays, val_data or data)):
+        if "image" in arrays:
+            require_finite_images(arrays["image"], source)
+    if "mag" in train_arrays:
+        require_magnitudes(train_arrays["mag"], photometry_bands, data)
 
     seed_everything(seed)  # the network's initial weights follow the seed
     if init_meta is not None:

@@ -37,6 +37,44 @@ def model_seeing_range(stamps: StampSet, image_bands: Sequence[str], init_meta: 
     return merge_seeing_ranges((init_meta or {}).get("psf_fwhm_range"), own)
 
 
+def require_finite_images(images: np.ndarray, source, what: str = "training") -> None:
+    """Refuse stamps with NaN or infinite pixels: one such pixel makes the loss NaN and the
+    model useless, found only at the end of the training.
+
+    Raises
+    ------
+    InputError
+        Naming ``source`` and how many stamps are affected.
+    """
+    images = np.asarray(images)
+    if images.size == 0:
+        return
+    bad = ~np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+    if bad.any():
+        raise InputError(source, f"{int(bad.sum()):,} of {len(images):,} {what} stamps have NaN or infinite pixels "
+                                 "(flagged NAN_PIXELS): select the others first, e.g. stamps[stamps.column('flags') == 0]")
+
+
+def require_magnitudes(mags: np.ndarray, bands: Sequence[str], source) -> None:
+    """Refuse photometry with a band that holds no finite magnitude at all: a photometry branch
+    would learn nothing from it (leave the band out, e.g. ``--photometry-bands``).
+
+    Raises
+    ------
+    InputError
+        Naming ``source`` and the empty bands.
+    """
+    mags = np.asarray(mags, float)
+    if len(mags) == 0:
+        return
+    empty = [band for band, column in zip(bands, mags.T) if not np.isfinite(column).any()]
+    if len(empty) == len(bands):
+        raise InputError(source, f"no finite magnitude in any photometric band {list(bands)}: nothing for the photometry "
+                                 "branch to learn (train with --branches image, or give magnitudes)")
+    if empty:
+        raise InputError(source, f"no finite magnitude in band(s) {empty}: leave them out with --photometry-bands")
+
+
 def require_classes(labels: np.ndarray, classes: Sequence[str], source, minimum: int = 2) -> np.ndarray:
     """Refuse a training set whose rows hold fewer than ``minimum`` of ``classes``.
 
