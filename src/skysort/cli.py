@@ -12,7 +12,11 @@ Verbs reserved for the classification stages: ``simulate``, ``train``, ``evaluat
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import signal
 import sys
+import threading
 import time
 from enum import Enum
 from pathlib import Path
@@ -24,6 +28,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from . import __version__
+from ._io import check_output_path
 from .errors import InputError
 
 app = typer.Typer(
@@ -166,6 +171,9 @@ def cutout_command(
     from .data.catalog import read_catalog
     from .data.ingest import cutout
 
+    check_output_path(out)
+    if mosaic:
+        check_output_path(mosaic, option="--mosaic")
     start = time.perf_counter()
     table = read_catalog(catalog, mapping=mapping)
     with progress_bar(len(table), "cutting", enabled=not quiet) as advance:
@@ -197,8 +205,11 @@ def import_command(
     from .data.catalog import read_catalog
     from .data.ingest import import_to_stampset, load_stamp_array
 
+    check_output_path(out)
     start = time.perf_counter()
     band_list = _split_bands(bands) or []
+    if len(set(band_list)) != len(band_list):
+        raise InputError("--bands", f"each band may appear once, got {bands!r}")
     object_table = read_catalog(table, mapping=mapping, require_positions=False) if table else None
     array = load_stamp_array(images)
     with progress_bar(len(array), "importing", enabled=not quiet) as advance:
@@ -257,7 +268,7 @@ def simulate_command(
     kind: Annotated[SimKind, typer.Option("--kind", help="sources: stars, galaxies, quasars; pointsources: stars and quasars with spectra; blends: isolated / blended galaxies (cfis).")] = SimKind.sources,
     n: Annotated[int, typer.Option("--n", help="Number of objects.")] = 10000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; object i depends only on (seed, i).")] = 0,
-    balanced: Annotated[bool, typer.Option("--balanced", help="Equal numbers of each class.")] = False,
+    balanced: Annotated[bool, typer.Option("--balanced", help="Equal class odds: each object's class is drawn with equal probability (counts scatter around n / classes).")] = False,
     mode: Annotated[SimMode, typer.Option("--mode", help="Galaxy morphologies: COSMOS parametric fits, or real COSMOS HST images.")] = SimMode.parametric,
     noise_sigma: Annotated[Optional[float], typer.Option("--noise-sigma", help="Sky noise per pixel in counts, every band (default: the preset's).")] = None,
     spectra_snr: Annotated[float, typer.Option("--spectra-snr", help="Median S/N per pixel of point-source spectra.")] = 10.0,
@@ -274,6 +285,9 @@ def simulate_command(
     from ._progress import progress_bar
     from .simulate.simulator import SimulationConfig, simulate
 
+    check_output_path(out)
+    if plots:
+        check_output_path(plots, folder=True, option="--plots")
     start = time.perf_counter()
     config = SimulationConfig(survey=survey, kind=kind.value, seed=seed, balanced=balanced, mode=mode.value,
                               noise_sigma=noise_sigma, spectra_snr=spectra_snr, real_galaxies=real_galaxies,
@@ -353,6 +367,30 @@ def train_command(
     """Train a model on a stamp set and write it, with its training record, to a model file."""
     from .tasks.blend import train_blend_model
 
+    check_output_path(out)
+    if epochs < 1:
+        raise InputError("--epochs", f"must be at least 1, got {epochs}")
+    if patience < 1:
+        raise InputError("--patience", f"must be at least 1, got {patience}")
+    if batch_size < 1:
+        raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
+    if not lr > 0:
+        raise InputError("--lr", f"must be positive, got {lr}")
+    if max_objects is not None and max_objects < 1:
+        raise InputError("--max-objects", f"must be at least 1, got {max_objects}")
+    if noise_max > 0 and not 0 <= noise_min <= noise_max:
+        raise InputError("--noise-min", f"must lie in 0 to --noise-max ({noise_max:g}), got {noise_min:g}")
+    if noise_max < 0:
+        raise InputError("--noise-max", f"must be 0 (no augmentation) or positive, got {noise_max:g}")
+    if backbone_weights is not None and not backbone_weights.is_file():
+        raise InputError(backbone_weights, "no such file (--backbone-weights)")
+    if architecture is Architecture.paper and task is Task.blend:
+        if backbone is Backbone.vgg16 and backbone_weights is None:
+            raise InputError("--backbone-weights", "--backbone vgg16 needs ImageNet weights (a torchvision vgg16 state "
+                                                   "dict); none are installed. efficientnet-lite0 has them built in")
+        if init is not None:
+            raise InputError("--init", "applies to --architecture cnn; the paper model starts from its pretrained backbone")
+
     if task is Task.sgq:
         from .tasks.sgq import train_sgq_model
 
@@ -430,6 +468,7 @@ def evaluate_command(
     from .models.registry import resolve_model
     from .tasks.blend import evaluate_blend_model
 
+    check_output_path(out, folder=True)
     meta, _ = load_model_file(resolve_model(model))
     stamps = StampSet.open(data)
     n = len(stamps)
@@ -535,7 +574,6 @@ def predict_command(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Classify sources: a stamp set, a catalogue with survey tiles (streamed, resumable), or a catalogue alone."""
-    import os
     import shutil
 
     from .inference.predictor import parse_prior
@@ -543,6 +581,9 @@ def predict_command(
 
     out_path = Path(out)
     single_file = _is_table_path(out_path, out)
+    check_output_path(out_path, folder=not single_file)
+    if batch_size < 1:
+        raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
     if tiles is not None and catalog is None:
         raise InputError("--tiles", "needs --catalog (the sources whose stamps to cut)")
     if (data is None) == (catalog is None):
@@ -583,14 +624,40 @@ def predict_command(
         return
     if not single_file:
         manifest = predict_catalog(model, catalog, out_path, options, warn=_warn)
+        _warn_without_input(manifest, catalog)
         _print_run_summary(manifest, out_path / "manifest.json")
         return
     # One table: the same resumable run in a hidden folder beside it, assembled at the end.
     work = out_path.parent / f".{out_path.name}.parts"
-    manifest = predict_catalog(model, catalog, work, options, warn=_warn)
+    resuming = work.exists()
+    try:
+        manifest = predict_catalog(model, catalog, work, options, warn=_warn)
+    except InputError:
+        # Bad input found by this run: nothing of it is worth resuming. An interruption keeps
+        # the folder, and so does a failed rerun of an earlier, interrupted run.
+        if not resuming:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    _warn_without_input(manifest, catalog)
     assemble_parts(manifest, out_path)
     shutil.rmtree(work, ignore_errors=True)
     _print_run_summary(manifest, out_path)
+
+
+def _warn_without_input(manifest, catalog: Path) -> None:
+    """Warn when objects had no usable input (e.g. every magnitude missing, no images)."""
+    import pyarrow.parquet as pq
+
+    missing = total = 0
+    for part in manifest.part_paths():
+        if "inputs_used" not in pq.read_schema(part).names:
+            return
+        used = pq.read_table(part, columns=["inputs_used"]).column(0).to_numpy(zero_copy_only=False)
+        missing += int(np.sum(used == "none"))
+        total += len(used)
+    if missing:
+        _warn(catalog, f"{missing:,} of {total:,} objects had no usable input (no magnitude in the model's bands and "
+                       "no image): their class is empty and their probabilities are the prior (inputs_used none)")
 
 
 def _print_run_summary(manifest, where: Path) -> None:
@@ -667,6 +734,7 @@ def baseline_sep_command(
     from .baselines.sep_blend import run_sep_baseline
     from .data.stampset import StampSet
 
+    check_output_path(out, folder=True)
     stamps = StampSet.open(data)
     with progress_bar(len(stamps), "SEP", enabled=not quiet) as advance:
         metrics = run_sep_baseline(stamps, out, noise=noise.value, progress=advance)
@@ -718,9 +786,18 @@ def reproduce_blendhunter_command(
     from .simulate.presets import shared_data_dir
     from .tasks.blend_reproduce import ReproduceConfig, reproduce_blendhunter
 
+    check_output_path(out, folder=True)
     options = {"input_mode": input_mode.value, "seed": seed, "workers": workers}
     config = ReproduceConfig.quick(**options) if quick else ReproduceConfig(**options)
     single = model or ("blend-cfis" if "blend-cfis" in shipped_model_names() else None)
+    if single is not None:
+        # Checked now, not after the hours of training that come before its evaluation.
+        from .models.checkpoint import load_model_file
+        from .models.registry import resolve_model
+
+        single_meta, _ = load_model_file(resolve_model(single))
+        if single_meta.get("task") != "blend":
+            raise InputError(single, f"--model must be a blend model, this one is for the {single_meta.get('task')!r} task")
     reference = shared_data_dir() / "reference" / "blendhunter"
     report = reproduce_blendhunter(out, config, single_model=single, reference_dir=reference,
                                    hsc_dir=shared_data_dir() / "blends" / "hsc_real_scenes", progress=not quiet)
@@ -733,7 +810,11 @@ def _describe_file(path: Path) -> dict[str, Any]:
     import h5py
 
     if not path.exists():
-        raise InputError(path, "no such file")
+        from .models.registry import resolve_model, shipped_model_names
+
+        if str(path) not in shipped_model_names():
+            raise InputError(path, "no such file")
+        path = Path(resolve_model(str(path)))
     if h5py.is_hdf5(path):
         from .data.stampset import StampSet
 
@@ -750,7 +831,9 @@ def _describe_file(path: Path) -> dict[str, Any]:
 
         try:
             with fits.open(path) as hdul:
-                has_image = any(h.data is not None and getattr(h.data, "ndim", 0) == 2 for h in hdul if not isinstance(h, fits.BinTableHDU))
+                # From the headers: reading the data here would fail on a truncated file with
+                # astropy's own errors before read_band_image can say what is wrong.
+                has_image = any(h.is_image and h.header.get("NAXIS") == 2 for h in hdul)
         except (OSError, ValueError, EOFError) as exc:
             raise InputError(path, f"not a readable FITS file (truncated or corrupt: {exc})") from exc
         if has_image:
@@ -784,6 +867,10 @@ def info_command(
     n: Annotated[int, typer.Option("--n", help="Stamps in the mosaic.")] = 48,
 ) -> None:
     """Summarise a stamp set, catalogue, image or model."""
+    if mosaic:
+        check_output_path(mosaic, option="--mosaic")
+        if n < 1:
+            raise InputError("--n", f"must be at least 1, got {n}")
     summary = _describe_file(file)
     if as_json:
         console.print_json(json.dumps(summary, default=str))
@@ -818,6 +905,28 @@ def _command_line_exceptions() -> tuple[tuple[type, ...], tuple[type, ...], tupl
     return tuple(exits), tuple(aborts), (click_exceptions.ClickException,)
 
 
+_MAIN_PID: int | None = None
+
+
+def _on_terminate(signum, frame) -> None:
+    """SIGTERM (a batch system's time limit, ``kill``): remove this run's temporary outputs and
+    exit with status 143. Done here rather than by raising into the running code, because an
+    exception raised in a signal handler is lost when it lands in a finaliser or callback and
+    the command would then run on."""
+    from ._io import discard_temporaries
+
+    if os.getpid() != _MAIN_PID:
+        # A forked worker inherits the handler; it dies as workers do when terminated.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    for child in multiprocessing.active_children():  # worker pools would outlive us
+        child.terminate()
+    discard_temporaries()
+    os.write(2, b"skysort: terminated\n")
+    os._exit(143)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``skysort`` command; returns the exit code.
 
@@ -828,6 +937,20 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args
     command = typer.main.get_command(app)
     exits, aborts, usage_errors = _command_line_exceptions()
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        global _MAIN_PID
+        _MAIN_PID = os.getpid()
+        previous_handler = signal.signal(signal.SIGTERM, _on_terminate)
+    try:
+        return _run_command(command, args, debug, exits, aborts, usage_errors)
+    finally:
+        if previous_handler is not None:  # main() called from Python: leave the caller's handler as it was
+            signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _run_command(command, args: list[str], debug: bool, exits, aborts, usage_errors) -> int:
+    """Run the click command; every anticipated failure becomes its one line and exit code."""
     try:
         result = command.main(args=args, prog_name="skysort", standalone_mode=False)
         return int(result or 0) if isinstance(result, int) else 0
@@ -850,6 +973,15 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         err_console.print(f"skysort: error: {exc}", highlight=False, soft_wrap=True, markup=False)
+        return 2
+    except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+        # An output that cannot be written where it was asked for (checked up front where the
+        # command knows its outputs; this catches the rest) is a problem with the input.
+        if debug:
+            raise
+        where = exc.filename or "output"
+        err_console.print(f"skysort: error: {where}: {exc.strerror or type(exc).__name__}", highlight=False,
+                          soft_wrap=True, markup=False)
         return 2
     except KeyboardInterrupt:
         err_console.print("skysort: interrupted")

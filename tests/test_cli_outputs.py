@@ -1,0 +1,177 @@
+"""Outputs that cannot be written, interrupted runs and inputs that hold nothing usable: one
+error line, exit status 2 (143 when terminated), and nothing half written."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skysort._io import AtomicFile, check_output_path
+from skysort._progress import progress_bar
+from skysort.data.stampset import StampSet, write_stampset
+from skysort.errors import InputError
+
+from test_cli import assert_one_line_error, make_catalog, run, tile_dir  # noqa: F401 (fixture)
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Hidden temporary files and folders left in ``folder`` (recursively)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*"))
+
+
+def test_check_output_path(tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    assert check_output_path(tmp_path / "new" / "deeper" / "out.h5") == tmp_path / "new" / "deeper" / "out.h5"
+    check_output_path(tmp_path / "folder", folder=True)
+    with pytest.raises(InputError, match="must be a file name, and this is a folder"):
+        check_output_path(tmp_path / "folder")
+    with pytest.raises(InputError, match="must be a folder, and this is a file"):
+        check_output_path(tmp_path / "file.txt", folder=True)
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        check_output_path(tmp_path / "file.txt" / "out.h5")
+
+
+def test_failed_commit_leaves_no_temporary_file(tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "inside").write_text("x")  # a non-empty folder cannot be replaced by a file
+    target = AtomicFile(tmp_path / "taken")
+    target.tmp.write_text("data")
+    with pytest.raises(OSError):
+        target.commit()
+    assert leftovers(tmp_path) == []
+
+
+def test_progress_bar_waits_for_its_refresh_thread():
+    before = set(threading.enumerate())
+    with pytest.raises(RuntimeError):
+        with progress_bar(10, "failing") as advance:
+            advance(1)
+            raise RuntimeError("early failure")
+    assert set(threading.enumerate()) <= before
+
+
+@pytest.mark.parametrize("kind", ["folder", "under-a-file"])
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path, capsys, kind):
+    (tmp_path / "taken.h5").mkdir()
+    (tmp_path / "plain").write_text("x")
+    out = tmp_path / "taken.h5" if kind == "folder" else tmp_path / "plain" / "s.h5"
+    code, _, err = run(["simulate", "--n", 5, "--out", out, "--quiet"], capsys)
+    assert_one_line_error(code, err, str(out))
+    code, _, err = run(["simulate", "--n", 5, "--out", tmp_path / "ok.h5", "--plots", tmp_path / "plain", "--quiet"], capsys)
+    assert_one_line_error(code, err, "--plots must be a folder")
+    assert not (tmp_path / "ok.h5").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_training_options_are_checked_before_training(tmp_path, capsys):
+    data = tmp_path / "small.h5"
+    code, _, err = run(["simulate", "--survey", "sdss", "--n", 30, "--seed", 6, "--stamp-size", 16, "--balanced",
+                        "--out", data, "--quiet"], capsys)
+    assert code == 0, err
+    base = ["train", "--task", "sgq", "--data", data, "--branches", "photometry", "--out", tmp_path / "m.pt", "--quiet"]
+    for extra, fragment in ((["--epochs", 0], "--epochs"), (["--batch-size", 0], "--batch-size"), (["--lr", -1], "--lr")):
+        code, _, err = run(base + extra, capsys)
+        assert_one_line_error(code, err, fragment)
+    paper = ["train", "--task", "blend", "--architecture", "paper", "--data", data, "--out", tmp_path / "p.pt", "--quiet"]
+    code, _, err = run(paper + ["--backbone", "vgg16"], capsys)
+    assert_one_line_error(code, err, "--backbone-weights", "ImageNet")
+    code, _, err = run(paper + ["--backbone", "vgg16", "--backbone-weights", tmp_path / "missing.pth"], capsys)
+    assert_one_line_error(code, err, "missing.pth", "no such file")
+    code, _, err = run(paper + ["--init", "blend-cfis"], capsys)
+    assert_one_line_error(code, err, "--init")
+    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "p.pt").exists()
+
+
+def test_training_on_nan_stamps_or_empty_photometry_is_refused(tmp_path):
+    from skysort.tasks.sgq import train_sgq_model
+
+    from skysort.cli import main
+
+    data = tmp_path / "small.h5"
+    assert main(["simulate", "--survey", "sdss", "--n", "30", "--seed", "6", "--stamp-size", "16", "--balanced",
+                 "--out", str(data), "--quiet"]) == 0
+    stamps = StampSet.open(data)
+    images = stamps.read_images(np.arange(len(stamps)))
+    images[3, 2, 8, 8] = np.nan
+    table = stamps.table
+    for band in "ugriz":
+        table[f"mag_{band}"] = np.nan
+    broken = tmp_path / "broken.h5"
+    write_stampset(broken, images, table, stamps.meta)
+    with pytest.raises(InputError, match="1 of .* training stamps have NaN"):
+        train_sgq_model(broken, tmp_path / "m.pt", branches="image", image_bands=["r"], epochs=1, progress=False)
+    with pytest.raises(InputError, match="no finite magnitude in any photometric band"):
+        train_sgq_model(broken, tmp_path / "m.pt", branches="photometry", epochs=1, progress=False)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_predict_catalogue_problems(tile_dir, capsys):  # noqa: F811 (fixture)
+    tiles = str(tile_dir / "tile-*.fits")
+    # Non-numeric magnitudes: the error line, every time, and no hidden work folder left.
+    bad = tile_dir / "bad.csv"
+    bad.write_text("ra,dec,mag_u,mag_g,mag_r,mag_i,mag_z\n10.0,1.0,21,20,abc,19,19\n10.1,1.1,21,20,20,19,19\n")
+    for _ in range(3):
+        code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", bad, "--out", tile_dir / "p.parquet", "--quiet"], capsys)
+        assert_one_line_error(code, err, "bad.csv", "mag_r", "not numeric")
+    assert leftovers(tile_dir) == [] and not (tile_dir / "p.parquet").exists()
+    # A catalogue of another sky than the tiles.
+    off = tile_dir / "off.csv"
+    off.write_text("ra,dec,mag_r\n200.0,-30.0,20\n200.1,-30.1,21\n")
+    for out in (tile_dir / "off.parquet", tile_dir / "offdir"):
+        code, _, err = run(["predict", "--model", "blend-cfis", "--catalog", off, "--tiles", tiles, "--out", f"{out}{'/' if out.suffix == '' else ''}",
+                            "--quiet"], capsys)
+        lines = [line for line in err.splitlines() if line.startswith("skysort: error:")]
+        assert code == 2 and len(lines) == 1 and "none of its 2 sources lies on a tile" in lines[0], err
+        assert not out.exists()
+    assert leftovers(tile_dir) == []
+    # A threshold is for two-class models.
+    code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", bad, "--threshold", 0.7, "--out", tile_dir / "t.parquet",
+                        "--quiet"], capsys)
+    assert_one_line_error(code, err, "--threshold", "two-class")
+
+
+def test_objects_without_any_input_get_no_class(tmp_path, capsys):
+    from astropy.table import Table
+
+    catalog = tmp_path / "cat.csv"
+    catalog.write_text("obj_ID,alpha,delta,u,g,r,i,z,class\n1,10.0,1.0,,,,,,STAR\n"
+                       "2,10.1,1.1,-9999,-9999,-9999,-9999,-9999,STAR\n3,10.2,1.2,20,19,18.5,18.3,18.2,STAR\n")
+    out = tmp_path / "p.fits"
+    code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", catalog, "--mapping", "sdss-specphot", "--out", out,
+                        "--quiet"], capsys)
+    assert code == 0, err
+    assert "2 of 3 objects had no usable input" in err
+    table = Table.read(out)
+    classes = [str(c).strip() for c in np.ma.filled(table["class"], "")]
+    assert classes[:2] == ["", ""]
+    assert str(table["class"][2]).strip() in ("star", "galaxy", "qso")
+    assert list(table["inputs_used"][:2]) == ["none", "none"]
+    np.testing.assert_allclose(np.asarray(table["p_star"][:2]), 1 / 3, rtol=1e-5)
+
+
+def test_sigterm_removes_the_temporary_output(tmp_path):
+    """A batch system's time limit (SIGTERM) ends the command with status 143 and no temporary file."""
+    out = tmp_path / "big.h5"
+    process = subprocess.Popen([sys.executable, "-m", "skysort.cli", "simulate", "--n", "20000", "--workers", "2",
+                                "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not leftovers(tmp_path) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert leftovers(tmp_path), "the temporary output never appeared"
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert "skysort: terminated" in stderr
+    assert leftovers(tmp_path) == [] and not out.exists()
+    children = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
+    assert [pid for pid in children if int(pid) != os.getpid()] == []
