@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -675,6 +676,10 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="redo steps whose output exists")
     parser.add_argument("--dry-run", action="store_true", help="print the commands of the simulate, train and evaluate steps only")
     args = parser.parse_args()
+    # The recorded commands name repository files (benchmarks/presets/...) relative to its root.
+    args.data = args.data.resolve()
+    args.out = args.out.resolve() if args.out else None
+    os.chdir(Path(__file__).resolve().parents[1])
     out = args.out or args.data / "cards"
     out.mkdir(parents=True, exist_ok=True)
     run = Runner(args.data, args.n, args.workers, args.force, args.dry_run)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -87,32 +88,36 @@ def main() -> None:
     targets = [None] + [float(t) for t in args.seeing.split(",") if t]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="skysort-seeing-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    header = "| r seeing (measured) | " + " | ".join(f"{m}: r < 21 (n) | {m}: all" for m in models) + " |"
-    print(header)
-    print("|" + "---|" * (1 + 2 * len(models)))
-    levels = []
-    for k, target in enumerate(targets):
-        images = original if target is None else blurred(original, target, args.seed + k)
-        name = "native" if target is None else f"{target:.2f}"
-        stamps = cutout_to_stampset(images, catalog, workdir / f"field_{name}.h5", size=64, catalog_path=catalog_path,
-                                    warn=lambda *_: None)
-        cells = []
-        for m, model in enumerate(models):
-            # The model's position in the list keeps two models of the same file name apart.
-            cells.append(_cells(evaluate_sgq_model(model, stamps.path, workdir / f"eval_{m}_{Path(model).stem}_{name}")))
-        print(f"| {stamps.meta.psf_fwhm['r']:.2f}\"{' (field)' if target is None else ''} | " + " | ".join(cells) + " |", flush=True)
-        levels.append((name, stamps))
-    for name, stamps in levels + [("native", None)]:
-        rows = [array_metrics(model, stamps or levels[0][1], workdir / f"eval_{m}_{Path(model).stem}_{name}" / "predictions.parquet",
-                              psf_fwhm=None if stamps is not None else np.nan)
-                for m, model in enumerate(models)]
-        if stamps is None:
-            label = "hidden (field)"
-        else:
-            measured = rows[0][1].get("fwhm_median_arcsec")
-            label = f"{stamps.meta.psf_fwhm['r']:.2f}\", from the stamps: " + (f"{measured:.2f}\"" if measured else "unknown")
-        print(f"| {label} | " + " | ".join(_cells(metrics) for metrics, _ in rows) + " |", flush=True)
+    try:
+        header = "| r seeing (measured) | " + " | ".join(f"{m}: r < 21 (n) | {m}: all" for m in models) + " |"
+        print(header)
+        print("|" + "---|" * (1 + 2 * len(models)))
+        levels = []
+        for k, target in enumerate(targets):
+            images = original if target is None else blurred(original, target, args.seed + k)
+            name = "native" if target is None else f"{target:.2f}"
+            stamps = cutout_to_stampset(images, catalog, workdir / f"field_{name}.h5", size=64, catalog_path=catalog_path,
+                                        warn=lambda *_: None)
+            cells = []
+            for m, model in enumerate(models):
+                # The model's position in the list keeps two models of the same file name apart.
+                cells.append(_cells(evaluate_sgq_model(model, stamps.path, workdir / f"eval_{m}_{Path(model).stem}_{name}")))
+            print(f"| {stamps.meta.psf_fwhm['r']:.2f}\"{' (field)' if target is None else ''} | " + " | ".join(cells) + " |", flush=True)
+            levels.append((name, stamps))
+        for name, stamps in levels + [("native", None)]:
+            rows = [array_metrics(model, stamps or levels[0][1], workdir / f"eval_{m}_{Path(model).stem}_{name}" / "predictions.parquet",
+                                  psf_fwhm=None if stamps is not None else np.nan)
+                    for m, model in enumerate(models)]
+            if stamps is None:
+                label = "hidden (field)"
+            else:
+                measured = rows[0][1].get("fwhm_median_arcsec")
+                label = f"{stamps.meta.psf_fwhm['r']:.2f}\", from the stamps: " + (f"{measured:.2f}\"" if measured else "unknown")
+            print(f"| {label} | " + " | ".join(_cells(metrics) for metrics, _ in rows) + " |", flush=True)
 
+    finally:
+        if args.workdir is None:  # a folder of our own: hundreds of MB of stamp sets
+            shutil.rmtree(workdir, ignore_errors=True)
 
 def _cells(metrics: dict) -> str:
     """Table cells of one model: point / extended agreement for r < 21 (n) and for all objects."""
