@@ -236,3 +236,17 @@ def test_magnitude_limit_is_validated(tmp_path):
     with pytest.raises(InputError, match="--mag-max"):
         simulate(SimulationConfig(survey="sdss", kind="pointsources", mag_max=10.0, stamp_size=16), 4, tmp_path / "x.h5")
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_evaluate_centre_crops_larger_stamps(trained, tiny_sets, tmp_path):
+    """As predict does: stamps larger than the model's input give the same classes as the input size."""
+    from skysort.data.stampset import StampSet, write_stampset
+    from skysort.tasks.pointsource import evaluate_pointsource_model
+
+    stamps = StampSet.open(tiny_sets["test"])
+    padded = np.pad(stamps.read_images(np.arange(len(stamps))), ((0, 0), (0, 0), (2, 2), (2, 2)))
+    larger = write_stampset(tmp_path / "larger.h5", padded, stamps.table, stamps.meta).path
+    same = evaluate_pointsource_model(trained[0], tiny_sets["test"], tmp_path / "same")
+    cropped = evaluate_pointsource_model(trained[0], larger, tmp_path / "cropped")
+    assert cropped["accuracy"] == pytest.approx(same["accuracy"])
+    assert cropped["f1_image_only"] == pytest.approx(same["f1_image_only"])
