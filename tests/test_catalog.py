@@ -115,6 +115,20 @@ def test_write_unknown_extension(tmp_path):
         write_catalog(standard_table(), tmp_path / "c.txt")
 
 
+def test_folders_and_hdf5_files_given_as_catalogues(tmp_path):
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(InputError, match="is a folder, not a catalogue file"):
+        read_catalog(tmp_path / "folder")
+    (tmp_path / "junk.h5").write_text("not hdf5")
+    with pytest.raises(InputError, match="not a readable HDF5 file"):
+        read_catalog(tmp_path / "junk.h5")
+    import h5py
+
+    h5py.File(tmp_path / "stamps.h5", "w").close()
+    with pytest.raises(InputError, match="a stamp set: give it with --data"):
+        read_catalog(tmp_path / "stamps.h5")
+
+
 # ---------------------------------------------------------------------------------------
 # Presets
 # ---------------------------------------------------------------------------------------

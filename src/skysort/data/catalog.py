@@ -531,7 +531,15 @@ def _as_float_tuple(value: Any, where: str | os.PathLike, key: str) -> tuple[flo
 
 
 def _unknown_format(path: Path) -> InputError:
+    if path.is_dir():
+        return InputError(path, f"is a folder, not a catalogue file ({_KNOWN_EXTENSIONS}) or a HATS catalogue")
     suffix = "".join(path.suffixes) or "(no extension)"
+    if path.suffix.lower() in (".h5", ".hdf5") and path.is_file():
+        # A stamp set given where a catalogue is wanted, or a file that is not HDF5 at all.
+        import h5py
+
+        what = "a stamp set: give it with --data" if h5py.is_hdf5(path) else "not a readable HDF5 file"
+        return InputError(path, f"not a catalogue ({what})")
     return InputError(path, f"unknown catalogue format {suffix!r} (expected {_KNOWN_EXTENSIONS})")
 
 
