@@ -787,6 +787,8 @@ def reproduce_blendhunter_command(
     from .tasks.blend_reproduce import ReproduceConfig, reproduce_blendhunter
 
     check_output_path(out, folder=True)
+    if workers < 1:
+        raise InputError("--workers", f"must be at least 1, got {workers}")
     options = {"input_mode": input_mode.value, "seed": seed, "workers": workers}
     config = ReproduceConfig.quick(**options) if quick else ReproduceConfig(**options)
     single = model or ("blend-cfis" if "blend-cfis" in shipped_model_names() else None)
