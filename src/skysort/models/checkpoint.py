@@ -54,7 +54,8 @@ def load_model_file(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         content = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or foreign files
-        raise InputError(path, f"not a readable model file ({exc.__class__.__name__})") from exc
+        raise InputError(path, f"not a readable model file: truncated, corrupt or not written by torch "
+                               f"({exc.__class__.__name__})") from exc
     if not isinstance(content, dict) or "skysort_model" not in content or "state_dict" not in content:
         raise InputError(path, "not a skysort model file (no 'skysort_model' metadata)")
     meta = content["skysort_model"]
