@@ -101,17 +101,22 @@ def test_training_on_nan_stamps_or_empty_photometry_is_refused(tmp_path):
                  "--out", str(data), "--quiet"]) == 0
     stamps = StampSet.open(data)
     images = stamps.read_images(np.arange(len(stamps)))
-    images[3, 2, 8, 8] = np.nan
+    images[3] = np.nan  # one stamp without any finite pixel
+    images[4, 2, 8, 8] = np.nan  # a masked pixel is allowed
     table = stamps.table
     for band in "ugriz":
         table[f"mag_{band}"] = np.nan
     broken = tmp_path / "broken.h5"
     write_stampset(broken, images, table, stamps.meta)
-    with pytest.raises(InputError, match="1 of .* training stamps have NaN"):
+    with pytest.raises(InputError, match="1 of .* training stamps have no finite pixel"):
         train_sgq_model(broken, tmp_path / "m.pt", branches="image", image_bands=["r"], epochs=1, progress=False)
     with pytest.raises(InputError, match="no finite magnitude in any photometric band"):
         train_sgq_model(broken, tmp_path / "m.pt", branches="photometry", epochs=1, progress=False)
     assert not (tmp_path / "m.pt").exists()
+    images[3] = stamps.read_images([3])[0]  # only the masked pixel left: trains
+    write_stampset(broken, images, table, stamps.meta)
+    train_sgq_model(broken, tmp_path / "m.pt", branches="image", image_bands=["r"], epochs=1, progress=False)
+    assert (tmp_path / "m.pt").exists()
 
 
 def test_predict_catalogue_problems(tile_dir, capsys):  # noqa: F811 (fixture)

@@ -38,20 +38,22 @@ def model_seeing_range(stamps: StampSet, image_bands: Sequence[str], init_meta: 
 
 
 def require_finite_images(images: np.ndarray, source, what: str = "training") -> None:
-    """Refuse stamps with NaN or infinite pixels: one such pixel makes the loss NaN and the
-    model useless, found only at the end of the training.
+    """Refuse stamps none of whose pixels is finite: there is nothing in them to learn from.
+
+    Stamps with some NaN pixels (a tile edge, a masked defect) are accepted: the networks read
+    non-finite pixels as zero after their stretch, in training as in prediction.
 
     Raises
     ------
     InputError
-        Naming ``source`` and how many stamps are affected.
+        Naming ``source`` and how many stamps are empty.
     """
     images = np.asarray(images)
     if images.size == 0:
         return
-    bad = ~np.isfinite(images.reshape(len(images), -1)).all(axis=1)
-    if bad.any():
-        raise InputError(source, f"{int(bad.sum()):,} of {len(images):,} {what} stamps have NaN or infinite pixels "
+    empty = ~np.isfinite(images.reshape(len(images), -1)).any(axis=1)
+    if empty.any():
+        raise InputError(source, f"{int(empty.sum()):,} of {len(images):,} {what} stamps have no finite pixel "
                                  "(flagged NAN_PIXELS): select the others first, e.g. stamps[stamps.column('flags') == 0]")
 
 
