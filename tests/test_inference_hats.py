@@ -189,3 +189,26 @@ def test_interrupted_hats_run_resumes_without_recomputing_done_partitions(hats_s
     assert not partial.exists() and not signature.exists()
     predict_hats(hats_survey["model"], hats_survey["hats"], tmp_path / "clean", options)
     assert_same_rows(read_hats_result(out), read_hats_result(tmp_path / "clean"))
+
+
+def test_bad_hats_catalogue_gives_its_error_and_leaves_nothing(hats_survey, tmp_path, capsys):
+    """A problem a partition finds (here a magnitude that is not a number) is the catalogue's error
+    line, not Dask's wrapped traceback, and no unfinished result is left to resume."""
+    frame = pq.read_table(hats_survey["catalog"]).to_pandas()
+    for band in ("u", "g", "i", "Z", "Y", "J", "H", "Ks"):
+        frame[f"mag_{band}"] = frame["mag_r"]
+    frame["mag_r"] = frame["mag_r"].astype(str)
+    frame.loc[frame.index[3], "mag_r"] = "abc"
+    lsdb.from_dataframe(frame, ra_column="ra", dec_column="dec", lowest_order=10, highest_order=10).write_catalog(
+        tmp_path / "bad_hats", catalog_name="bad_hats", progress_bar=False)
+    code = main(["predict", "--model", "sgq-kids", "--catalog", str(tmp_path / "bad_hats"), "--out", str(tmp_path / "res"),
+                 "--quiet"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("skysort: error: "), err
+    assert "not numeric" in lines[0] or "mag_r" in lines[0], lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad_hats"]
+    code = main(["predict", "--model", "sgq-kids", "--catalog", str(tmp_path / "bad_hats"), "--out", str(tmp_path / "res"),
+                 "--dask", "local:0", "--quiet"])
+    assert code == 2 and "--dask" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad_hats"]

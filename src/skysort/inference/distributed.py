@@ -25,10 +25,15 @@ _PREDICTORS: dict[tuple[str, str], Any] = {}
 _READERS: dict[str, UnitReader] = {}
 
 
-def connect(spec: str):
-    """A Dask client for ``local:N`` or a scheduler address; returns ``(client, cluster or None)``."""
-    from distributed import Client, LocalCluster
+def check_dask_spec(spec: str) -> int | None:
+    """Check a ``--dask`` value before any work: ``local:N`` (returns N) or a scheduler
+    address with a scheme such as ``tcp://host:8786`` (returns None).
 
+    Raises
+    ------
+    InputError
+        Any other value.
+    """
     spec = spec.strip()
     if spec.startswith("local:"):
         try:
@@ -37,11 +42,22 @@ def connect(spec: str):
             n = 0
         if n < 1:
             raise InputError("--dask", f"expected local:N with N >= 1 workers, got {spec!r}")
+        return n
+    if "://" not in spec:
+        raise InputError("--dask", f"expected local:N or a scheduler address such as tcp://host:8786, got {spec!r}")
+    return None
+
+
+def connect(spec: str):
+    """A Dask client for ``local:N`` or a scheduler address; returns ``(client, cluster or None)``."""
+    from distributed import Client, LocalCluster
+
+    spec = spec.strip()
+    n = check_dask_spec(spec)
+    if n is not None:
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                silence_logs=logging.ERROR)
         return Client(cluster), cluster
-    if "://" not in spec:
-        raise InputError("--dask", f"expected local:N or a scheduler address such as tcp://host:8786, got {spec!r}")
     try:
         return Client(spec, timeout="30s"), None
     except (OSError, TimeoutError) as exc:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -271,8 +272,17 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
             context = dask.config.set(scheduler="synchronous")
         with context:
             # LSDB marks each partition done after writing it; resuming rewrites only the others.
-            result.write_catalog(partial, catalog_name=out.name, addl_hats_properties=provenance, as_collection=False,
-                                 resume=resume, progress_bar=not options.quiet)
+            try:
+                result.write_catalog(partial, catalog_name=out.name, addl_hats_properties=provenance, as_collection=False,
+                                     resume=resume, progress_bar=not options.quiet)
+            except Exception as exc:
+                problem = _input_error_in(exc)
+                if problem is None:
+                    raise
+                if not resume:  # bad input found by this run: nothing of it is worth resuming
+                    shutil.rmtree(partial, ignore_errors=True)
+                    partial_signature.unlink(missing_ok=True)
+                raise problem from None
         os.replace(partial, out)
         partial_signature.unlink()
     finally:
@@ -282,6 +292,18 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
             cluster.close()
     n_sources = int(lsdb.read_hats(out).hc_structure.catalog_info.total_rows or 0)
     return {"out": out, "n_sources": n_sources, "n_partitions": len(hats_catalog.get_healpix_pixels()), "provenance": provenance}
+
+
+def _input_error_in(exc: BaseException) -> InputError | None:
+    """The :class:`InputError` a partition raised, found in the exception Dask re-raises
+    around it (a ``RuntimeError`` "Error applying function ..." whose cause chain holds it)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, InputError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 __all__ = ["is_hats_catalog", "predict_hats", "predict_partition"]

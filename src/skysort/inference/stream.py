@@ -554,6 +554,10 @@ class CatalogStream:
             raise InputError(self.path, f"cannot read as {self.format.upper()}: {exc}") from None
         if self.n_rows == 0:
             raise InputError(self.path, "catalogue has no rows")
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise InputError(self.path, f"column name(s) {', '.join(repeated)} appear more than once: which one is meant "
+                                        "is ambiguous")
         #: The file's column names, and the columns read (:func:`prediction_columns` chooses them
         #: for a prediction run).
         self.names = list(names)
