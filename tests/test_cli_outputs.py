@@ -180,3 +180,30 @@ def test_sigterm_removes_the_temporary_output(tmp_path):
     assert leftovers(tmp_path) == [] and not out.exists()
     children = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
     assert [pid for pid in children if int(pid) != os.getpid()] == []
+
+
+def test_options_that_do_not_apply_and_empty_or_ambiguous_inputs(tmp_path, capsys):
+    data = tmp_path / "small.h5"
+    assert run(["simulate", "--survey", "sdss", "--n", 20, "--seed", 6, "--stamp-size", 16, "--balanced",
+                "--out", data, "--quiet"], capsys)[0] == 0
+    empty = write_stampset(tmp_path / "empty.h5", np.zeros((0, 5, 16, 16), np.float32),
+                           StampSet.open(data).table[:0], StampSet.open(data).meta).path
+    code, _, err = run(["evaluate", "--model", "sgq-sdss", "--data", empty, "--out", tmp_path / "e", "--quiet"], capsys)
+    assert_one_line_error(code, err, "empty.h5", "no objects")
+    code, _, err = run(["train", "--task", "sgq", "--data", empty, "--out", tmp_path / "m.pt", "--quiet"], capsys)
+    assert_one_line_error(code, err, "empty.h5", "no objects")
+    for option, value in (("--expect", "star"), ("--threshold", "0.7"), ("--baseline-model", "pointsource-sdss")):
+        code, _, err = run(["evaluate", "--model", "sgq-sdss", "--data", data, "--out", tmp_path / "e", option, value, "--quiet"]
+                           if option != "--expect" else
+                           ["evaluate", "--model", "blend-cfis", "--data", data, "--out", tmp_path / "e", option, value, "--quiet"],
+                           capsys)
+        assert_one_line_error(code, err, option, "applies to")
+    code, _, err = run(["predict", "--model", "sgq-sdss", "--data", data, "--out", tmp_path / "p.parquet", "--dask", "local:2",
+                        "--quiet"], capsys)
+    assert_one_line_error(code, err, "--dask")
+    duplicated = tmp_path / "dup.csv"
+    duplicated.write_text("ra,dec,mag_u,mag_g,mag_r,mag_i,mag_z,mag_r\n10.0,1.0,21,20,20,19,19,20\n")
+    code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", duplicated, "--out", tmp_path / "d.parquet", "--quiet"],
+                       capsys)
+    assert_one_line_error(code, err, "dup.csv", "mag_r", "more than once")
+    assert not (tmp_path / "e").exists() and not (tmp_path / "m.pt").exists() and leftovers(tmp_path) == []

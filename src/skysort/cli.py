@@ -384,6 +384,11 @@ def train_command(
         raise InputError("--noise-max", f"must be 0 (no augmentation) or positive, got {noise_max:g}")
     if backbone_weights is not None and not backbone_weights.is_file():
         raise InputError(backbone_weights, "no such file (--backbone-weights)")
+    from .data.stampset import StampSet
+
+    for path in (data, val):
+        if path is not None and len(StampSet.open(path)) == 0:
+            raise InputError(path, "the stamp set holds no objects")
     if architecture is Architecture.paper and task is Task.blend:
         if backbone is Backbone.vgg16 and backbone_weights is None:
             raise InputError("--backbone-weights", "--backbone vgg16 needs ImageNet weights (a torchvision vgg16 state "
@@ -455,7 +460,7 @@ def evaluate_command(
     data: Annotated[Path, typer.Option("--data", help="Labelled stamp set to evaluate on.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder: metrics.json, predictions, plots.")],
     no_sep: Annotated[bool, typer.Option("--no-sep", help="blend: skip the SEP baseline beside the model.")] = False,
-    threshold: Annotated[float, typer.Option("--threshold", min=0.0, max=1.0, help="Probability threshold of the positive class.")] = 0.5,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="blend: probability threshold of the blended class (default 0.5).")] = None,
     expect: Annotated[Optional[str], typer.Option("--expect", help="sgq external validation: every object is of this class (star, galaxy or qso); reports the fraction so classified.")] = None,
     prior: Annotated[Optional[str], typer.Option("--prior", help="sgq: " + _PRIOR_HELP)] = None,
     baseline_model: Annotated[Optional[str], typer.Option("--baseline-model", help="pointsource: image-only baseline model to compare against (default: the one recorded in the model).")] = None,
@@ -470,11 +475,17 @@ def evaluate_command(
 
     check_output_path(out, folder=True)
     meta, _ = load_model_file(resolve_model(model))
+    task = meta.get("task")
+    for option, value, tasks in (("--prior", prior, ("sgq",)), ("--expect", expect, ("sgq",)),
+                                 ("--threshold", threshold, ("blend",)), ("--baseline-model", baseline_model, ("pointsource",)),
+                                 ("--no-sep", no_sep or None, ("blend",))):
+        if value is not None and task not in tasks:
+            raise InputError(option, f"applies to {' and '.join(tasks)} models; {model} is a {task!r} model")
     stamps = StampSet.open(data)
     n = len(stamps)
+    if n == 0:
+        raise InputError(data, "the stamp set holds no objects")
     _warn_inputs(meta, stamps)
-    if prior is not None and meta.get("task") != "sgq":
-        raise InputError("--prior", f"evaluation with a class prior is available for sgq models, not {meta.get('task')!r}")
     if meta.get("task") == "sgq":
         from .inference.predictor import parse_prior
         from .tasks.sgq import evaluate_sgq_model
@@ -501,7 +512,8 @@ def evaluate_command(
     if meta.get("task") != "blend":
         raise InputError(model, f"evaluation of {meta.get('task')!r} models is not available in this version")
     with progress_bar(n, "evaluating", enabled=not quiet) as advance:
-        metrics = evaluate_blend_model(model, data, out, with_sep=not no_sep, threshold=threshold, progress=advance)
+        metrics = evaluate_blend_model(model, data, out, with_sep=not no_sep, threshold=0.5 if threshold is None else threshold,
+                                       progress=advance)
     _print_metrics(f"{model} on {data}", metrics, _BLEND_KEYS)
     if "sep" in metrics:
         _print_metrics("SEP baseline, same stamps", metrics["sep"], _BLEND_KEYS)
@@ -594,6 +606,12 @@ def predict_command(
         raise InputError("--threads", f"must be at least 1, got {threads}")
     if workers is not None and workers < 0:
         raise InputError("--workers", f"must be 0 or more, got {workers}")
+    if dask:
+        if data is not None:
+            raise InputError("--dask", "distributes catalogue runs (--catalog); a stamp set is classified in this process")
+        from .inference.distributed import check_dask_spec
+
+        check_dask_spec(dask)
     resolved_device = resolve_device(device)
     if workers is None:
         workers = min(8, max(0, (os.cpu_count() or 1) - 1)) if resolved_device.startswith("cuda") and not dask else 0
@@ -955,7 +973,10 @@ def _run_command(command, args: list[str], debug: bool, exits, aborts, usage_err
     """Run the click command; every anticipated failure becomes its one line and exit code."""
     try:
         result = command.main(args=args, prog_name="skysort", standalone_mode=False)
-        return int(result or 0) if isinstance(result, int) else 0
+        code = int(result or 0) if isinstance(result, int) else 0
+        if code == 130:  # how the command line library returns a Ctrl-C (our commands return nothing)
+            err_console.print("skysort: interrupted")
+        return code
     except exits as exc:
         return int(getattr(exc, "exit_code", 0))
     except aborts:

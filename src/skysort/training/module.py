@@ -14,8 +14,10 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -184,7 +186,18 @@ def fit(
         with warnings.catch_warnings(), _quiet_lightning():
             # Frozen parts of a network (e.g. a fixed image branch) stay in eval mode on purpose.
             warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
-            trainer.fit(module, train_loader, val_loader)
+            sigint = signal.getsignal(signal.SIGINT)
+            try:
+                trainer.fit(module, train_loader, val_loader)
+            except SystemExit:
+                # Lightning answers Ctrl-C by tearing down and calling sys.exit(1), after
+                # setting SIGINT to be ignored: give the caller the interruption it was.
+                if trainer.interrupted:
+                    raise KeyboardInterrupt from None
+                raise
+            finally:
+                if threading.current_thread() is threading.main_thread():
+                    signal.signal(signal.SIGINT, sigint)
         seconds = time.perf_counter() - start
         best = checkpoint.best_model_path
         if best:
