@@ -940,8 +940,11 @@ def _on_terminate(signum, frame) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
         return
-    for child in multiprocessing.active_children():  # worker pools would outlive us
+    children = multiprocessing.active_children()
+    for child in children:  # worker pools would outlive us
         child.terminate()
+    for child in children:
+        child.join(timeout=2.0)
     discard_temporaries()
     os.write(2, b"skysort: terminated\n")
     os._exit(143)

@@ -372,10 +372,12 @@ class ColumnMapping:
                                         f"(allowed: {', '.join(_STRING_KEYS)})")
             if key in data:
                 raise InputError(where, f"key {key!r} given twice in {spec!r}")
+            if not value:
+                raise InputError(where, f"key {key!r} has no value in {spec!r} (leave the key out instead)")
             if key in ("bands", "sentinels"):
                 data[key] = value.split()
             else:
-                data[key] = value or None
+                data[key] = value
         if not data:
             raise InputError(where, "empty column mapping")
         return cls.from_dict(data, where)

@@ -159,7 +159,7 @@ def train_blend_model(
     # Validation sees the same noise distribution as training, drawn once and fixed.
     val_set = InMemoryStamps.from_stampset(val_stamps, val_targets, val_idx)
     require_finite_images(train_set.images.numpy(), data)
-    require_finite_images(val_set.images.numpy(), val_data or data)
+    require_finite_images(val_set.images.numpy(), val_data or data, "validation")
     if noise_range is not None:
         frozen = BlendAugmentation(noise_range, seed=seed + 1)(val_set.__getitems__(np.arange(len(val_set))))
         val_set = InMemoryStamps(frozen["image"].numpy(), {k: frozen[k].numpy() for k in val_targets})

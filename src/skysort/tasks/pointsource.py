@@ -338,7 +338,7 @@ def train_pointsource_model(
     train_images = _images(stamps, train_idx, band_index, stretch)
     val_images = _images(val_stamps, val_idx, val_band_index, stretch)
     require_finite_images(train_images, data)
-    require_finite_images(val_images, val_data or data)
+    require_finite_images(val_images, val_data or data, "validation")
     train_labels, val_labels = _labels(stamps, train_idx), _labels(val_stamps, val_idx)
     require_classes(train_labels, CLASSES, data)
     optim = OptimConfig(lr=lr, lr_patience=2)

@@ -504,9 +504,9 @@ def train_sgq_model(
         val_idx = np.arange(len(val_stamps))
     train_arrays = _arrays(stamps, train_idx, image_bands, photometry_bands, crop, branches, seeing_band)
     val_arrays = _arrays(val_stamps, val_idx, image_bands, photometry_bands, crop, branches, seeing_band)
-    for arrays, source in ((train_arrays, data), (val_arrays, val_data or data)):
+    for arrays, source, what in ((train_arrays, data, "training"), (val_arrays, val_data or data, "validation")):
         if "image" in arrays:
-            require_finite_images(arrays["image"], source)
+            require_finite_images(arrays["image"], source, what)
     if "mag" in train_arrays:
         require_magnitudes(train_arrays["mag"], photometry_bands, data)
 
