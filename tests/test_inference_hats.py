@@ -212,3 +212,25 @@ def test_bad_hats_catalogue_gives_its_error_and_leaves_nothing(hats_survey, tmp_
                  "--dask", "local:0", "--quiet"])
     assert code == 2 and "--dask" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad_hats"]
+
+
+def test_hats_catalogue_off_the_tiles_or_without_inputs(hats_survey, tmp_path, capsys):
+    """As for a Parquet catalogue: off every tile is an error; objects without input are reported."""
+    frame = pq.read_table(hats_survey["catalog"]).to_pandas()
+    frame["ra"] = (frame["ra"] + 90.0) % 360.0
+    lsdb.from_dataframe(frame, ra_column="ra", dec_column="dec", lowest_order=10, highest_order=10).write_catalog(
+        tmp_path / "off_hats", catalog_name="off_hats", progress_bar=False)
+    code = main(["predict", "--model", str(hats_survey["model"]), "--catalog", str(tmp_path / "off_hats"), "--tiles",
+                 hats_survey["tiles"], "--out", str(tmp_path / "res"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "none of its" in err and "lies on a tile" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["off_hats"]
+    frame = pq.read_table(hats_survey["catalog"]).to_pandas()
+    for band in ("u", "g", "r", "i", "Z", "Y", "J", "H", "Ks"):
+        frame[f"mag_{band}"] = np.nan
+    lsdb.from_dataframe(frame, ra_column="ra", dec_column="dec", lowest_order=10, highest_order=10).write_catalog(
+        tmp_path / "blank_hats", catalog_name="blank_hats", progress_bar=False)
+    code = main(["predict", "--model", "sgq-kids", "--catalog", str(tmp_path / "blank_hats"), "--out", str(tmp_path / "res2"),
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0 and f"{len(frame):,} of {len(frame):,} objects had no usable input" in err, err

@@ -291,7 +291,34 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
         if cluster is not None:
             cluster.close()
     n_sources = int(lsdb.read_hats(out).hc_structure.catalog_info.total_rows or 0)
+    _check_result(out, catalog, n_sources, bool(options.tiles), warn)
     return {"out": out, "n_sources": n_sources, "n_partitions": len(hats_catalog.get_healpix_pixels()), "provenance": provenance}
+
+
+def _check_result(out: Path, catalog, n_sources: int, with_tiles: bool, warn) -> None:
+    """What the plain-file path finds while planning, found here from the result (a HATS
+    catalogue is not read before its partitions run): a catalogue entirely off the tiles is an
+    error (the result is removed); objects without any usable input are reported."""
+    import lsdb
+
+    from ..errors import report_problem
+
+    if not n_sources:
+        return
+    wanted = [name for name in ("images_used", "inputs_used") if name in lsdb.read_hats(out).columns]
+    if not wanted:
+        return
+    frame = lsdb.read_hats(out, columns=wanted).compute()
+    if with_tiles and "images_used" in frame and not frame["images_used"].any():
+        shutil.rmtree(out, ignore_errors=True)
+        raise InputError(catalog, f"none of its {n_sources:,} sources lies on a tile of --tiles; the catalogue and the "
+                                  "images cover different skies")
+    if "inputs_used" in frame:
+        missing = int((frame["inputs_used"] == "none").sum())
+        if missing:
+            report_problem(warn, catalog, f"{missing:,} of {n_sources:,} objects had no usable input (no magnitude in the "
+                                          "model's bands and no image): their class is empty and their probabilities are "
+                                          "the prior (inputs_used none)")
 
 
 def _input_error_in(exc: BaseException) -> InputError | None:
