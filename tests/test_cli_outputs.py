@@ -207,3 +207,10 @@ def test_options_that_do_not_apply_and_empty_or_ambiguous_inputs(tmp_path, capsy
                        capsys)
     assert_one_line_error(code, err, "dup.csv", "mag_r", "more than once")
     assert not (tmp_path / "e").exists() and not (tmp_path / "m.pt").exists() and leftovers(tmp_path) == []
+
+
+def test_an_error_after_a_progress_bar_is_the_only_output(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("ra,dec,mag_u,mag_g,mag_r,mag_i,mag_z\n10.0,1.0,21,20,abc,19,19\n")
+    code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", bad, "--out", tmp_path / "p.parquet"], capsys)
+    assert code == 2 and err.splitlines() == [err.strip()] and err.startswith("skysort: error: "), repr(err)

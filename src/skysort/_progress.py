@@ -47,8 +47,12 @@ def progress_bar(total: int, description: str, unit: str = "obj", enabled: bool 
             except BaseException:
                 # A failed command ends with its one error line, not a half-filled bar above it.
                 progress.update(task, visible=False)
+                if not _console.is_terminal:
+                    # A log file would get the hidden bar's final render, a blank line.
+                    _console.quiet = True  # restored below, once the bar has stopped
                 raise
     finally:
+        _console.quiet = False
         # rich stops its refresh thread without waiting for it; a command that fails just after
         # starting a bar would then exit with that thread still running, which aborts the
         # interpreter now and then (exit status 134 instead of the error line's 2).
