@@ -114,10 +114,10 @@ def main() -> None:
                 measured = rows[0][1].get("fwhm_median_arcsec")
                 label = f"{stamps.meta.psf_fwhm['r']:.2f}\", from the stamps: " + (f"{measured:.2f}\"" if measured else "unknown")
             print(f"| {label} | " + " | ".join(_cells(metrics) for metrics, _ in rows) + " |", flush=True)
-
     finally:
         if args.workdir is None:  # a folder of our own: hundreds of MB of stamp sets
             shutil.rmtree(workdir, ignore_errors=True)
+
 
 def _cells(metrics: dict) -> str:
     """Table cells of one model: point / extended agreement for r < 21 (n) and for all objects."""

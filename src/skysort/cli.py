@@ -486,7 +486,7 @@ def evaluate_command(
     if n == 0:
         raise InputError(data, "the stamp set holds no objects")
     _warn_inputs(meta, stamps)
-    if meta.get("task") == "sgq":
+    if task == "sgq":
         from .inference.predictor import parse_prior
         from .tasks.sgq import evaluate_sgq_model
 
@@ -501,7 +501,7 @@ def evaluate_command(
             _print_metrics(f"r < {bright['r_max']:g} ({metrics.get('r_mag_source')})", bright, ["n", "accuracy", "point_extended_agreement"])
         console.print(f"metrics: {out / 'metrics.json'}")
         return
-    if meta.get("task") == "pointsource":
+    if task == "pointsource":
         from .tasks.pointsource import evaluate_pointsource_model
 
         with progress_bar(n, "evaluating", enabled=not quiet) as advance:
@@ -509,8 +509,8 @@ def evaluate_command(
         _print_metrics(f"{model} on {data}", metrics, _POINTSOURCE_KEYS)
         console.print(f"metrics: {out / 'metrics.json'}")
         return
-    if meta.get("task") != "blend":
-        raise InputError(model, f"evaluation of {meta.get('task')!r} models is not available in this version")
+    if task != "blend":
+        raise InputError(model, f"evaluation of {task!r} models is not available in this version")
     with progress_bar(n, "evaluating", enabled=not quiet) as advance:
         metrics = evaluate_blend_model(model, data, out, with_sep=not no_sep, threshold=0.5 if threshold is None else threshold,
                                        progress=advance)
@@ -642,7 +642,6 @@ def predict_command(
         return
     if not single_file:
         manifest = predict_catalog(model, catalog, out_path, options, warn=_warn)
-        _warn_without_input(manifest, catalog)
         _print_run_summary(manifest, out_path / "manifest.json")
         return
     # One table: the same resumable run in a hidden folder beside it, assembled at the end.
@@ -656,26 +655,9 @@ def predict_command(
         if not resuming:
             shutil.rmtree(work, ignore_errors=True)
         raise
-    _warn_without_input(manifest, catalog)
     assemble_parts(manifest, out_path)
     shutil.rmtree(work, ignore_errors=True)
     _print_run_summary(manifest, out_path)
-
-
-def _warn_without_input(manifest, catalog: Path) -> None:
-    """Warn when objects had no usable input (e.g. every magnitude missing, no images)."""
-    import pyarrow.parquet as pq
-
-    missing = total = 0
-    for part in manifest.part_paths():
-        if "inputs_used" not in pq.read_schema(part).names:
-            return
-        used = pq.read_table(part, columns=["inputs_used"]).column(0).to_numpy(zero_copy_only=False)
-        missing += int(np.sum(used == "none"))
-        total += len(used)
-    if missing:
-        _warn(catalog, f"{missing:,} of {total:,} objects had no usable input (no magnitude in the model's bands and "
-                       "no image): their class is empty and their probabilities are the prior (inputs_used none)")
 
 
 def _print_run_summary(manifest, where: Path) -> None:

@@ -301,7 +301,7 @@ def _check_result(out: Path, catalog, n_sources: int, with_tiles: bool, warn) ->
     error (the result is removed); objects without any usable input are reported."""
     import lsdb
 
-    from ..errors import report_problem
+    from .stream import off_tiles_error, report_without_input
 
     if not n_sources:
         return
@@ -311,14 +311,9 @@ def _check_result(out: Path, catalog, n_sources: int, with_tiles: bool, warn) ->
     frame = lsdb.read_hats(out, columns=wanted).compute()
     if with_tiles and "images_used" in frame and not frame["images_used"].any():
         shutil.rmtree(out, ignore_errors=True)
-        raise InputError(catalog, f"none of its {n_sources:,} sources lies on a tile of --tiles; the catalogue and the "
-                                  "images cover different skies")
+        raise off_tiles_error(catalog, n_sources)
     if "inputs_used" in frame:
-        missing = int((frame["inputs_used"] == "none").sum())
-        if missing:
-            report_problem(warn, catalog, f"{missing:,} of {n_sources:,} objects had no usable input (no magnitude in the "
-                                          "model's bands and no image): their class is empty and their probabilities are "
-                                          "the prior (inputs_used none)")
+        report_without_input([frame["inputs_used"].to_numpy()], catalog, warn)
 
 
 def _input_error_in(exc: BaseException) -> InputError | None:

@@ -654,8 +654,7 @@ def plan_units(folder: Path, catalog: CatalogStream, tiles: Sequence[TileInfo], 
             progress(n)
     if tiles and n_total and set(refs) == {-1}:
         # As skysort cutout does: a catalogue and tiles of different skies is a mistake, not a run.
-        raise InputError(catalog.path, f"none of its {n_total:,} sources lies on a tile of --tiles "
-                                       f"({len(tiles)} tile(s)); the catalogue and the images cover different skies")
+        raise off_tiles_error(catalog.path, n_total)
     units: list[dict[str, Any]] = []
     owners = [t for t in range(len(tiles)) if t in refs] + ([-1] if -1 in refs else [])
     for t in owners:
@@ -680,6 +679,24 @@ def plan_units(folder: Path, catalog: CatalogStream, tiles: Sequence[TileInfo], 
         "tiles": [dict(tile.to_json(), n_sources=int(sum(c for _, _, c in refs.get(t, [])))) for t, tile in enumerate(tiles)],
         "units": units,
     }
+
+
+def off_tiles_error(catalog: str | os.PathLike, n_sources: int) -> InputError:
+    """The error for a catalogue none of whose ``n_sources`` sources lies on a tile."""
+    return InputError(catalog, f"none of its {n_sources:,} sources lies on a tile of --tiles; the catalogue and the "
+                               "images cover different skies")
+
+
+def report_without_input(used: Sequence[np.ndarray], catalog: str | os.PathLike,
+                         warn: Callable[[str | os.PathLike, str], None] | None) -> None:
+    """Report the objects that had no usable input, from the ``inputs_used`` columns of a run's
+    results (one array per part; an sgq model's output)."""
+    missing = sum(int(np.count_nonzero(np.asarray(values) == "none")) for values in used)
+    if missing:
+        total = sum(len(values) for values in used)
+        report_problem(warn, catalog, f"{missing:,} of {total:,} objects had no usable input (no magnitude in the model's "
+                                      "bands and no image): their class is empty and their probabilities are the prior "
+                                      "(inputs_used none)")
 
 
 def _runs(sorted_keys: np.ndarray) -> Iterator[tuple[int, int]]:
@@ -1332,7 +1349,17 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
                           queue_batches=memory.queue_batches, progress=advance)
     # Also after a kill between marking the run complete and removing the shards.
     manifest.finish()
+    _report_parts_without_input(manifest, catalog, warn)
     return manifest
+
+
+def _report_parts_without_input(manifest: Manifest, catalog, warn) -> None:
+    import pyarrow.parquet as pq
+
+    parts = manifest.part_paths()
+    if parts and "inputs_used" in pq.read_schema(parts[0]).names:
+        report_without_input([pq.read_table(part, columns=["inputs_used"]).column(0).to_numpy(zero_copy_only=False)
+                              for part in parts], catalog, warn)
 
 
 def predict_stampset_parts(model: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
@@ -1471,4 +1498,4 @@ def _assemble_parquet(parts: Sequence[Path], path: Path, meta: Mapping[str, Any]
 
 __all__ = ["MemoryPlan", "memory_plan", "TileInfo", "scan_tiles", "TileIndex", "CatalogStream", "plan_units",
            "cut_tile_stamps", "UnitReader", "UnitAssembler", "RunOptions", "predict_catalog", "predict_stampset_parts",
-           "assemble_parts", "probe_predictor", "run_model"]
+           "assemble_parts", "probe_predictor", "run_model", "off_tiles_error", "report_without_input"]

@@ -25,7 +25,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .._io import registered_temporary
+from .._io import atomic_path
 from .._progress import progress_bar
 from ..data.stampset import StampSet
 from ..models.backbones import Backbone, BackboneSpec, backbone_spec, load_backbone, prepare_images
@@ -226,20 +226,14 @@ def cached_features(stamps: StampSet | str | os.PathLike, backbone: Backbone | s
     dim = backbone.output_dim(tuple(stamps.shape[-2:]))
     # Written under a temporary name and renamed, so an interrupted run never leaves a
     # truncated file that a later call would take for a complete cache entry.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with registered_temporary(tmp):
-        try:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(stamps), dim))
-            start = time.perf_counter()
-            compute_features(stamps, backbone, input_mode, out=out, batch_size=batch_size, progress=progress,
-                             threads=threads)
-            seconds = time.perf_counter() - start
-            out.flush()
-            del out
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+    with atomic_path(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(stamps), dim))
+        start = time.perf_counter()
+        compute_features(stamps, backbone, input_mode, out=out, batch_size=batch_size, progress=progress,
+                         threads=threads)
+        seconds = time.perf_counter() - start
+        out.flush()
+        del out
     rate = len(stamps) / max(seconds, 1e-9)
     sidecar.write_text(json.dumps({**record, "spec": spec.as_dict(), "shape": [len(stamps), dim],
                                    "seconds": round(seconds, 2), "stamps_per_second": round(rate, 1)}, indent=1))
