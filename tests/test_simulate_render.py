@@ -95,6 +95,33 @@ def test_fast_renderer_matches_galsim_sersic():
     _compare_with_galsim(morph, 0.2, 64, 0.75, "moffat")
 
 
+def test_fast_renderer_matches_galsim_knots():
+    morph = galaxies.Morphology.sersic([1.0, 1.0, 0.8], [0.6, 0.9, 0.4], q=[0.5, 0.8, 0.3],
+                                       beta=[0.3, 2.0, 4.0])
+    morph.n[1, 1], morph.hlr[1, 1], morph.frac[1] = 4.0, 0.2, [0.7, 0.3]
+    morph.knot_frac[:] = [0.3, 0.5, 0.0]
+    morph.knot_count[:] = [5, 20, 10]
+    morph.knot_seed[:] = [1, 2, 3]
+    knots = morph.knot_offsets(0)
+    assert knots.shape == (5, 2) and morph.knot_offsets(2).shape == (0, 2)
+    # Knots lie along the disc: spread more along its major axis (beta = 0.3) than across it.
+    many = galaxies.Morphology.sersic([1.0], [0.6], q=[0.3], beta=[0.3])
+    many.knot_frac[:], many.knot_count[:], many.knot_seed[:] = 0.2, 4000, 9
+    xy = many.knot_offsets(0)
+    major = xy @ [np.cos(0.3), np.sin(0.3)]
+    minor = xy @ [-np.sin(0.3), np.cos(0.3)]
+    assert major.std() / minor.std() == pytest.approx(1 / 0.3, rel=0.1)
+    assert np.median(np.hypot(major * np.sqrt(0.3), minor / np.sqrt(0.3))) == pytest.approx(0.6, rel=0.1)
+    _compare_with_galsim(morph, 0.2, 64, 0.75, "moffat")
+    # The knots make the image lumpier than the smooth galaxy of the same flux.
+    smooth = morph.subset([0, 1])
+    smooth.knot_frac[:] = 0.0
+    lumpy = render.render_stamps(np.full((2, 1), 1000.0), [0.75], 0.2, 64, morph.subset(slice(0, 2)))
+    flat = render.render_stamps(np.full((2, 1), 1000.0), [0.75], 0.2, 64, smooth)
+    np.testing.assert_allclose(lumpy.sum(axis=(2, 3)), flat.sum(axis=(2, 3)), rtol=1e-3)
+    assert np.all(np.abs(lumpy - flat).max(axis=(1, 2, 3)) > 0.05 * flat.max(axis=(1, 2, 3)))
+
+
 @needs_data
 def test_fast_renderer_matches_galsim_cosmos():
     rngs = [np.random.default_rng(i) for i in range(4)]
@@ -149,9 +176,9 @@ def test_noise_reproducible_and_chunk_independent():
 
 
 @needs_data
-@pytest.mark.parametrize("mode", ["parametric", "realistic"])
+@pytest.mark.parametrize("mode", ["parametric", "clumpy", "realistic"])
 def test_blends_reproducible_across_chunking(mode):
-    n_full = 100 if mode == "parametric" else 30
+    n_full = 30 if mode == "realistic" else 100
     full, truth = blends.make_blend_stamps(n_full, seed=11, mode=mode)
     part, tpart = blends.make_blend_stamps(10, seed=11, start=5, mode=mode)
     assert full.shape == (n_full, 1, 65, 65) and full.dtype == np.float32
@@ -265,3 +292,29 @@ def test_realistic_blends_have_no_negative_artefacts():
     big = iso & (np.asarray(truth["mag_central"]) < 22)
     frac = inner[big].sum(axis=(1, 2)) / np.asarray(truth["flux_central"])[big]
     assert np.median(frac) == pytest.approx(1.0, abs=0.02)
+
+
+@needs_data
+def test_clumpy_blends_vary_parametric_shapes_and_add_knots():
+    lib = galaxies.load_parametric_library()
+    _, plain = blends.make_blend_stamps(300, seed=9, mode="parametric", noise_sigma=0.0)
+    images, clumpy = blends.make_blend_stamps(300, seed=9, mode="clumpy", noise_sigma=0.0)
+    # Magnitudes drawn apart from the shapes: the catalogue's values, not each row's own.
+    assert np.all(np.isin(np.round(clumpy["mag_central"], 6), np.round(lib.mag, 6)))
+    assert np.mean(clumpy["mag_central"] != lib.mag[clumpy["source_central"]]) > 0.8
+    np.testing.assert_array_equal(plain["mag_central"], lib.mag[plain["source_central"]])
+    rngs = [np.random.default_rng(i) for i in range(400)]
+    morph, _ = galaxies.sample_parametric(rngs, lib)
+    galaxies.add_knots(morph, rngs)
+    disc = morph.n[:, 0] <= 2.5
+    assert np.all(morph.knot_frac[~disc] == 0) and np.all(morph.knot_frac <= 0.5 * morph.frac[:, 0] + 1e-12)
+    assert np.mean(morph.knot_frac[disc] > 0) > 0.99 and morph.knot_frac[disc].max() > 0.3
+    assert set(morph.knot_count[disc]) <= set(range(3, 31))
+    # Knots move light, they do not add any: isolated faint (small) galaxies keep their flux in the
+    # stamp; larger ones can only lose some beyond its edge.
+    isolated = ~np.asarray(clumpy["blended"])
+    ratio = images[isolated, 0].sum(axis=(1, 2)) / np.asarray(clumpy["flux_central"])[isolated]
+    faint = np.asarray(clumpy["mag_central"])[isolated] > 21
+    assert np.median(ratio[faint]) == pytest.approx(1.0, abs=0.01) and ratio.max() < 1.01
+    with pytest.raises(ValueError):
+        galaxies.add_knots(morph, rngs, max_disc_fraction=1.5)

@@ -190,6 +190,20 @@ def test_real_galaxy_splits_are_disjoint_halves_and_respected():
         SimulationConfig(survey="cfis", kind="blends", real_galaxies="half")
 
 
+def test_clumpy_sources_are_parametric_galaxies_with_knots(tmp_path):
+    config = dict(survey="kids", kind="sources", seed=4, image_bands=("r",), stamp_size=24)
+    stamps = simulate(SimulationConfig(mode="clumpy", **config), 60, tmp_path / "clumpy.h5")
+    table = stamps.table
+    morph = np.asarray(table["morphology"]).astype(str)
+    galaxy = np.asarray(table["label"]).astype(str) == "galaxy"
+    assert set(morph[galaxy]) == {"clumpy"} and np.all(np.isfinite(table["sersic_n"][galaxy]))
+    smooth = simulate(SimulationConfig(mode="parametric", **config), 60, tmp_path / "smooth.h5")
+    # Same objects and fluxes, different light distribution in the galaxies' discs.
+    images, smooth_images = stamps.read_images(), smooth.read_images()
+    assert not np.allclose(images[galaxy], smooth_images[galaxy])
+    np.testing.assert_array_equal(images[~galaxy], smooth_images[~galaxy])
+
+
 def test_seeing_levels_come_from_the_preset():
     from skysort.simulate.presets import load_survey
     from skysort.simulate.simulator import _blend_psf, psf_variants

@@ -233,6 +233,7 @@ class SimKind(str, Enum):
 
 class SimMode(str, Enum):
     parametric = "parametric"
+    clumpy = "clumpy"
     realistic = "realistic"
 
 
@@ -269,7 +270,7 @@ def simulate_command(
     n: Annotated[int, typer.Option("--n", help="Number of objects.")] = 10000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; object i depends only on (seed, i).")] = 0,
     balanced: Annotated[bool, typer.Option("--balanced", help="Equal class odds: each object's class is drawn with equal probability (counts scatter around n / classes).")] = False,
-    mode: Annotated[SimMode, typer.Option("--mode", help="Galaxy morphologies: COSMOS parametric fits, or real COSMOS HST images.")] = SimMode.parametric,
+    mode: Annotated[SimMode, typer.Option("--mode", help="Galaxy morphologies: COSMOS parametric fits; clumpy (the fits with star-forming knots in their discs, and for blends sizes and magnitudes drawn apart from the shapes); or real COSMOS HST images.")] = SimMode.parametric,
     noise_sigma: Annotated[Optional[float], typer.Option("--noise-sigma", help="Sky noise per pixel in counts, every band (default: the preset's).")] = None,
     spectra_snr: Annotated[float, typer.Option("--spectra-snr", help="Median S/N per pixel of point-source spectra.")] = 10.0,
     real_galaxies: Annotated[str, typer.Option("--real-galaxies", help="realistic mode: all, train (even rows of the real COSMOS library) or test (odd rows): train and test on different galaxies.")] = "all",

@@ -12,6 +12,12 @@ A blend is ``near`` when the two centres are less than 10 pixels apart. Two mode
 ``"parametric"``
     COSMOS F814W < 23.5 Sersic / bulge+disc fits at their catalogue size, random rotation;
     magnitude = the catalogue F814W ``mag_auto``.
+``"clumpy"``
+    The parametric fits made more varied, for training: each galaxy takes the shape of a
+    random catalogue fit, a magnitude drawn from the catalogue's distribution and the size
+    that goes with it (as in ``"realistic"``), and its disc puts up to half of its light in
+    3-30 star-forming knots (:func:`skysort.simulate.galaxies.add_knots`). Real discs are
+    lumpy at CFIS resolution; smooth profiles alone teach a network that any lump is a companion.
 ``"realistic"``
     Real COSMOS HST galaxies (random rotation and flip). Their catalogue (F814W < 26) is mostly
     too faint for CFIS, so each gets a magnitude drawn from the parametric catalogue's
@@ -44,7 +50,7 @@ ZERO_POINT = 30.0
 PSF_FWHM = 0.65
 NOISE_SIGMA = 14.5
 NOISE_SIGMAS = (5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0)
-MODES = ("parametric", "realistic")
+MODES = ("parametric", "clumpy", "realistic")
 
 
 def _mag_to_flux(mag, zero_point):
@@ -65,7 +71,7 @@ def make_blend_stamps(n: int, seed: int, start: int = 0, mode: str = "parametric
         Seed of the whole set; stamp ``i`` depends only on ``(seed, i)``.
     start : int
         Global index of the first stamp (for chunked or parallel generation).
-    mode : {"parametric", "realistic"}
+    mode : {"parametric", "clumpy", "realistic"}
         Galaxy morphologies (see the module docstring).
     noise_sigma : float
         Gaussian noise standard deviation per pixel, counts (0 for noiseless).
@@ -130,12 +136,20 @@ def make_blend_stamps(n: int, seed: int, start: int = 0, mode: str = "parametric
         morph, rows = _gal.sample_parametric(src_rngs, plib)
         mags = plib.mag[rows]
     else:
-        morph, rows = _gal.sample_real(src_rngs, rlib, split=real_galaxies)
-        # Each source generator is used after sample_real's draws, so magnitudes stay per-source.
+        if mode == "clumpy":
+            morph, rows = _gal.sample_parametric(src_rngs, plib)
+            native = plib.mag[rows]
+        else:
+            morph, rows = _gal.sample_real(src_rngs, rlib, split=real_galaxies)
+            native = rlib.mag_r[rows]
+        # Each source generator is used after the shape's draws, so magnitudes stay per-source.
         mags = plib.mag[[rng.integers(len(plib)) for rng in src_rngs]]
-        native = rlib.mag_r[rows]
-        morph.real_scale[:] = np.clip(_gal.median_half_light_radius(mags)
-                                      / _gal.median_half_light_radius(native), 0.5, 3.0)
+        scale = np.clip(_gal.median_half_light_radius(mags) / _gal.median_half_light_radius(native), 0.5, 3.0)
+        if mode == "clumpy":
+            morph.hlr *= scale[:, None]
+            _gal.add_knots(morph, src_rngs)
+        else:
+            morph.real_scale[:] = scale
     fluxes = _mag_to_flux(mags, zero_point)
     offsets = np.zeros((nsrc, 2))
     offsets[is_comp] = dxdy[src_stamp_arr[is_comp]]

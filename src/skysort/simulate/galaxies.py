@@ -83,8 +83,23 @@ class Morphology:
         Rotation of a real galaxy, radians counter-clockwise.
     real_flip : ndarray of bool, shape (N,)
         Mirror a real galaxy in x before rotating it.
+    knot_frac : ndarray, shape (N,)
+        Fraction of a parametric galaxy's flux in star-forming knots, taken from component 0
+        (its disc), so at most ``frac[:, 0]``; 0 for a smooth galaxy.
+    knot_count : ndarray of int, shape (N,)
+        Number of knots (used where ``knot_frac > 0``).
+    knot_seed : ndarray of int, shape (N,)
+        Seed of the knot positions (:meth:`knot_offsets`).
     real_library : RealGalaxyLibrary or None
         The library that ``real_index`` refers to.
+
+    Notes
+    -----
+    Knots are unresolved clumps of equal flux scattered over component 0 as
+    ``galsim.RandomKnots`` scatters them over an exponential disc (radius drawn from
+    ``r exp(-r / r_s)``, with the component's half-light radius, axis ratio and position angle).
+    At ground-based resolution they make isolated galaxies lumpy, like the star-forming regions
+    of real discs, which a network must learn not to take for companions.
     """
 
     kind: np.ndarray
@@ -97,7 +112,19 @@ class Morphology:
     real_scale: np.ndarray
     real_rotation: np.ndarray
     real_flip: np.ndarray
+    knot_frac: np.ndarray | None = None
+    knot_count: np.ndarray | None = None
+    knot_seed: np.ndarray | None = None
     real_library: "RealGalaxyLibrary | None" = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.kind)
+        if self.knot_frac is None:
+            self.knot_frac = np.zeros(n)
+        if self.knot_count is None:
+            self.knot_count = np.zeros(n, np.int64)
+        if self.knot_seed is None:
+            self.knot_seed = np.zeros(n, np.int64)
 
     def __len__(self) -> int:
         return len(self.kind)
@@ -147,6 +174,26 @@ class Morphology:
                              for name in _ARRAY_FIELDS},
                           real_library=next(iter(libs.values()), None))
 
+    def knot_offsets(self, i: int) -> np.ndarray:
+        """Positions of source ``i``'s knots relative to its centre, arcsec, shape (K, 2) as (x, y).
+
+        Radii follow an exponential disc of component 0's half-light radius (truncated at 6 scale
+        lengths, inside the light radius the renderer pads for), then the component's
+        area-preserving shear (axis ratio ``q``) and rotation ``beta`` are applied.
+        """
+        count = int(self.knot_count[i])
+        if count <= 0 or self.knot_frac[i] <= 0:
+            return np.zeros((0, 2))
+        rng = np.random.default_rng(int(self.knot_seed[i]))
+        scale_length = self.hlr[i, 0] / _EXPONENTIAL_HLR_OVER_SCALE
+        radius = np.minimum(rng.gamma(2.0, 1.0, count), 6.0) * scale_length
+        angle = rng.uniform(0.0, 2.0 * np.pi, count)
+        q = self.q[i, 0]
+        u = radius * np.cos(angle) / np.sqrt(q)
+        v = radius * np.sin(angle) * np.sqrt(q)
+        c, s = np.cos(self.beta[i, 0]), np.sin(self.beta[i, 0])
+        return np.column_stack([c * u - s * v, s * u + c * v])
+
     def total_hlr(self) -> np.ndarray:
         """Half-light radius of each source, arcsec (0 for point sources).
 
@@ -166,7 +213,10 @@ class Morphology:
 
 
 _ARRAY_FIELDS = ("kind", "n", "hlr", "q", "beta", "frac", "real_index", "real_scale",
-                 "real_rotation", "real_flip")
+                 "real_rotation", "real_flip", "knot_frac", "knot_count", "knot_seed")
+
+#: Half-light radius of an exponential disc in units of its scale length.
+_EXPONENTIAL_HLR_OVER_SCALE = 1.6783469900166608
 
 
 def _sersic_b(n: np.ndarray) -> np.ndarray:
@@ -379,6 +429,50 @@ def sample_parametric(rngs: list[np.random.Generator], library: ParametricLibrar
     scale = np.ones(nsrc) if target_hlr is None else np.asarray(target_hlr, float) / lib.total_hlr[rows]
     m.hlr[:] = lib.hlr[rows] * scale[:, None]
     return m, rows
+
+
+def add_knots(morphology: Morphology, rngs: list[np.random.Generator], max_disc_fraction: float = 0.5,
+              count_range: tuple[int, int] = (3, 30), max_disc_sersic: float = 2.5) -> Morphology:
+    """Give the discs of parametric galaxies star-forming knots, in place (see :class:`Morphology`).
+
+    Each galaxy whose component 0 has a Sersic index of at most ``max_disc_sersic`` (a disc;
+    bulge+disc fits keep their disc there) moves a fraction, uniform in
+    ``[0, max_disc_fraction]``, of that component's light into ``count_range`` (inclusive,
+    uniform) knots. Spheroids stay smooth. Drawn from each source's own generator, after any
+    draws already made from it.
+
+    Parameters
+    ----------
+    morphology : Morphology
+        Sources to modify; only ``kind == PARAMETRIC`` rows are touched.
+    rngs : list of numpy.random.Generator
+        One generator per source.
+    max_disc_fraction : float
+        Largest fraction of the disc's light in knots.
+    count_range : (int, int)
+        Smallest and largest number of knots.
+    max_disc_sersic : float
+        Component 0 counts as a disc up to this Sersic index.
+
+    Returns
+    -------
+    Morphology
+        The same object.
+    """
+    if not 0.0 <= max_disc_fraction <= 1.0:
+        raise ValueError("max_disc_fraction must be within [0, 1]")
+    if not 1 <= count_range[0] <= count_range[1]:
+        raise ValueError("count_range must be (low, high) with 1 <= low <= high")
+    for i, rng in enumerate(rngs):
+        fraction = rng.uniform(0.0, max_disc_fraction)
+        count = rng.integers(count_range[0], count_range[1] + 1)
+        seed = rng.integers(2 ** 62)
+        if morphology.kind[i] != PARAMETRIC or morphology.n[i, 0] > max_disc_sersic:
+            continue
+        morphology.knot_frac[i] = fraction * morphology.frac[i, 0]
+        morphology.knot_count[i] = count
+        morphology.knot_seed[i] = seed
+    return morphology
 
 
 def clean_hst_image(image: np.ndarray, nsigma: float = 1.5, smooth_px: float = 1.5,

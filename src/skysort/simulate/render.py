@@ -10,6 +10,8 @@ per stamp, e.g. blends) draw sources in Fourier space, in vectorised numpy batch
 * Sersic components are looked up in radial transform tables (one per Sersic index on a
   0.05 grid, computed once from ``galsim.Sersic.kValue``), so an elliptical, rotated Sersic of
   any size costs one table look-up per k sample;
+* star-forming knots (:class:`~skysort.simulate.galaxies.Morphology` ``knot_*``) are point
+  sources, a sum of phase ramps added to their galaxy's transform;
 * real COSMOS galaxies are looked up (bilinearly) in the tabulated transform of their cleaned
   HST image (:meth:`RealGalaxyLibrary.ktable`), rotated, flipped and rescaled by a change of k
   coordinates;
@@ -132,6 +134,14 @@ def _real_k(lib, index, scale, rotation, flip, kx, ky):
     val = ((1 - wv) * ((1 - wu) * flat[p] + wu * flat[p + 1])
            + wv * ((1 - wu) * flat[p + m] + wu * flat[p + m + 1]))
     return np.where(inside, val, 0).astype(np.complex64)
+
+
+def _knots_k(positions, kx, ky):
+    """Transform of equal point sources at ``positions`` (K, 2) arcsec, unit total flux, complex64 (Ky, Kx)."""
+    # A sum of phase ramps, as one (Ky, K) x (K, Kx) product.
+    ey = np.exp(-1j * np.outer(ky, positions[:, 1])).astype(np.complex64)
+    ex = np.exp(-1j * np.outer(positions[:, 0], kx)).astype(np.complex64)
+    return (ey @ ex) / len(positions)
 
 
 # A set holds 5 PSF variants x up to 9 band FWHMs x a few FFT sizes: 64 entries thrashed.
@@ -264,8 +274,12 @@ def _render_chunk(out, idx, npad, psf_ks, groups, h, w, pixel_scale, morphology,
     par = np.nonzero(ck == PARAMETRIC)[0]
     if len(par):
         acc = np.zeros((len(par), npad, npad // 2 + 1), np.float32)
+        knot_frac = morphology.knot_frac[idx[par]]
         for comp in range(morphology.n.shape[1]):
             frac = morphology.frac[idx[par], comp]
+            if comp == 0:
+                # Knots take their light from the disc (component 0).
+                frac = frac - knot_frac
             use = frac > 0
             if not use.any():
                 continue
@@ -274,6 +288,8 @@ def _render_chunk(out, idx, npad, psf_ks, groups, h, w, pixel_scale, morphology,
                 sersic_rows[sub, comp], morphology.hlr[sub, comp], morphology.q[sub, comp],
                 morphology.beta[sub, comp], kx, ky)
         gal[par] = acc
+        for j in par[knot_frac > 0]:
+            gal[j] += morphology.knot_frac[idx[j]] * _knots_k(morphology.knot_offsets(idx[j]), kx, ky)
     for j in np.nonzero(ck == REAL)[0]:
         i = idx[j]
         gal[j] = _real_k(morphology.real_library, morphology.real_index[i],
@@ -435,11 +451,16 @@ def galsim_profile(morphology: Morphology, i: int):
                 continue
             n = float(np.clip(np.round(morphology.n[i, c] / SERSIC_STEP) * SERSIC_STEP,
                               SERSIC_MIN, SERSIC_MAX))
+            if c == 0:
+                frac -= morphology.knot_frac[i]
             prof = galsim.Sersic(n, half_light_radius=float(morphology.hlr[i, c]), flux=float(frac))
             if morphology.q[i, c] < 1:
                 prof = prof.shear(q=float(morphology.q[i, c]),
                                   beta=float(morphology.beta[i, c]) * galsim.radians)
             comps.append(prof)
+        knots = morphology.knot_offsets(i)
+        comps += [galsim.DeltaFunction(flux=float(morphology.knot_frac[i]) / len(knots)).shift(x, y)
+                  for x, y in knots]
         return galsim.Add(comps) if len(comps) > 1 else comps[0]
     if k == REAL:
         prof = morphology.real_library.galsim_object(morphology.real_index[i])

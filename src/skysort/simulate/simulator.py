@@ -29,6 +29,7 @@ from ..errors import InputError
 from .galaxies import (
     Morphology,
     ParametricLibrary,
+    add_knots,
     load_parametric_library,
     median_half_light_radius,
     sample_parametric,
@@ -40,7 +41,7 @@ from .presets import SurveyPreset, load_survey
 from .render import render_stamps
 
 KINDS = ("sources", "pointsources", "blends")
-MODES = ("parametric", "realistic")
+MODES = ("parametric", "clumpy", "realistic")
 
 #: Streams of per-object random numbers, kept apart so that adding one never shifts another.
 _STREAM_MORPHOLOGY, _STREAM_NOISE, _STREAM_OFFSET, _STREAM_PSF = 11, 12, 13, 14
@@ -71,8 +72,11 @@ class SimulationConfig:
         Master seed.
     balanced : bool
         Equal class fractions (sources, pointsources).
-    mode : {"parametric", "realistic"}
-        Galaxy morphologies: COSMOS Sersic / bulge+disc fits, or real COSMOS HST images.
+    mode : {"parametric", "clumpy", "realistic"}
+        Galaxy morphologies: COSMOS Sersic / bulge+disc fits; the same with star-forming knots
+        in their discs (:func:`skysort.simulate.galaxies.add_knots`; for blends also a
+        magnitude and size drawn apart from the shape, see :mod:`skysort.simulate.blends`);
+        or real COSMOS HST images.
     noise_sigma : float or None
         Gaussian sky noise per pixel in counts, the same in every band; default the preset's
         (per band, from its depths; for blends its ``noise.sigma_default``).
@@ -325,10 +329,12 @@ def _render_sources(preset: SurveyPreset, population: Table, config: SimulationC
         sampler = sample_real if config.mode == "realistic" else sample_parametric
         extra = {"split": config.real_galaxies} if config.mode == "realistic" else {}
         morphology, rows = sampler(rngs, target_hlr=target_hlr, **extra)
+        if config.mode == "clumpy":
+            add_knots(morphology, rngs)
         truth["hlr_arcsec"][galaxy_rows] = target_hlr
-        truth["morphology"][galaxy_rows] = "real" if config.mode == "realistic" else "parametric"
+        truth["morphology"][galaxy_rows] = "real" if config.mode == "realistic" else config.mode
         truth["cosmos_row"][galaxy_rows] = rows
-        if config.mode == "parametric":
+        if config.mode != "realistic":
             # The light-weighted Sersic index of bulge+disc fits: a compact summary for users.
             truth["sersic_n"][galaxy_rows] = np.sum(morphology.n * morphology.frac, axis=1)
     galaxy_position = np.full(n, -1, dtype=np.int64)
