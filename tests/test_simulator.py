@@ -188,6 +188,13 @@ def test_real_galaxy_splits_are_disjoint_halves_and_respected():
     assert np.all(rows % 2 == 1)
     with pytest.raises(Exception):
         SimulationConfig(survey="cfis", kind="blends", real_galaxies="half")
+    # Options that would be ignored are refused: a split without real galaxies, a mode without galaxies.
+    for mode in ("parametric", "clumpy"):
+        with pytest.raises(InputError, match="needs --mode realistic"):
+            SimulationConfig(survey="cfis", kind="blends", mode=mode, real_galaxies="test")
+    with pytest.raises(InputError, match="--mode is for sources and blends"):
+        SimulationConfig(survey="sdss", kind="pointsources", mode="realistic")
+    SimulationConfig(survey="cfis", kind="blends", mode="realistic", real_galaxies="test")
 
 
 def test_clumpy_sources_are_parametric_galaxies_with_knots(tmp_path):

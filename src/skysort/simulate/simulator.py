@@ -125,6 +125,10 @@ class SimulationConfig:
             raise InputError("--spectra-snr", f"spectral S/N must be positive, got {self.spectra_snr}")
         if self.real_galaxies not in REAL_GALAXY_SPLITS:
             raise InputError("--real-galaxies", f"unknown split {self.real_galaxies!r} (choose from {', '.join(REAL_GALAXY_SPLITS)})")
+        if self.real_galaxies != "all" and self.mode != "realistic":
+            raise InputError("--real-galaxies", f"selects real COSMOS galaxies: it needs --mode realistic, not {self.mode}")
+        if self.kind == "pointsources" and self.mode != "parametric":
+            raise InputError("--mode", "point-source sets hold stars and quasars (hosts are parametric fits); --mode is for sources and blends")
         if self.image_bands is not None:
             # A tuple keeps the frozen config hashable whatever sequence the caller passed.
             object.__setattr__(self, "image_bands", tuple(self.image_bands))
