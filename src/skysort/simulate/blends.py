@@ -50,7 +50,6 @@ ZERO_POINT = 30.0
 PSF_FWHM = 0.65
 NOISE_SIGMA = 14.5
 NOISE_SIGMAS = (5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0)
-MODES = ("parametric", "clumpy", "realistic")
 
 
 def _mag_to_flux(mag, zero_point):
@@ -100,8 +99,8 @@ def make_blend_stamps(n: int, seed: int, start: int = 0, mode: str = "parametric
         ``source_companion`` (catalogue rows, -1 if none). Set-wide values (mode, seed,
         noise_sigma, psf_fwhm, pixel_scale, zero_point) are in ``truth.meta``.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown blend mode {mode!r}; expected one of {MODES}")
+    if mode not in _gal.MORPHOLOGY_MODES:
+        raise ValueError(f"unknown blend mode {mode!r}; expected one of {_gal.MORPHOLOGY_MODES}")
     if not 0.0 <= blended_fraction <= 1.0:
         raise ValueError("blended_fraction must be within [0, 1]")
     index = np.arange(start, start + n, dtype=np.int64)
@@ -132,24 +131,23 @@ def make_blend_stamps(n: int, seed: int, start: int = 0, mode: str = "parametric
     is_comp = np.zeros(nsrc, bool)
     is_comp[1:] = src_stamp_arr[1:] == src_stamp_arr[:-1]
 
-    if mode == "parametric":
-        morph, rows = _gal.sample_parametric(src_rngs, plib)
-        mags = plib.mag[rows]
+    if mode == "realistic":
+        morph, rows = _gal.sample_real(src_rngs, rlib, split=real_galaxies)
+        native = rlib.mag_r[rows]
     else:
-        if mode == "clumpy":
-            morph, rows = _gal.sample_parametric(src_rngs, plib)
-            native = plib.mag[rows]
-        else:
-            morph, rows = _gal.sample_real(src_rngs, rlib, split=real_galaxies)
-            native = rlib.mag_r[rows]
+        morph, rows = _gal.sample_parametric(src_rngs, plib)
+        native = plib.mag[rows]
+    if mode == "parametric":
+        mags = native
+    else:
         # Each source generator is used after the shape's draws, so magnitudes stay per-source.
         mags = plib.mag[[rng.integers(len(plib)) for rng in src_rngs]]
         scale = np.clip(_gal.median_half_light_radius(mags) / _gal.median_half_light_radius(native), 0.5, 3.0)
-        if mode == "clumpy":
+        if mode == "realistic":
+            morph.real_scale[:] = scale
+        else:
             morph.hlr *= scale[:, None]
             _gal.add_knots(morph, src_rngs)
-        else:
-            morph.real_scale[:] = scale
     fluxes = _mag_to_flux(mags, zero_point)
     offsets = np.zeros((nsrc, 2))
     offsets[is_comp] = dxdy[src_stamp_arr[is_comp]]

@@ -34,6 +34,10 @@ from .presets import shared_data_dir
 #: Source kinds stored in :attr:`Morphology.kind`.
 POINT, PARAMETRIC, REAL = 0, 1, 2
 
+#: Galaxy morphologies a simulation can draw: the parametric fits, the same with knots
+#: (:func:`add_knots`), or real HST images.
+MORPHOLOGY_MODES = ("parametric", "clumpy", "realistic")
+
 #: Sersic indices are rounded to this grid so that the radial Fourier tables (ours and
 #: GalSim's own ``SersicInfo`` cache) are reused instead of recomputed for every galaxy.
 SERSIC_STEP = 0.05

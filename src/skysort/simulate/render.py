@@ -288,8 +288,8 @@ def _render_chunk(out, idx, npad, psf_ks, groups, h, w, pixel_scale, morphology,
                 sersic_rows[sub, comp], morphology.hlr[sub, comp], morphology.q[sub, comp],
                 morphology.beta[sub, comp], kx, ky)
         gal[par] = acc
-        for j in par[knot_frac > 0]:
-            gal[j] += morphology.knot_frac[idx[j]] * _knots_k(morphology.knot_offsets(idx[j]), kx, ky)
+        for p in np.nonzero(knot_frac > 0)[0]:
+            gal[par[p]] += knot_frac[p] * _knots_k(morphology.knot_offsets(idx[par[p]]), kx, ky)
     for j in np.nonzero(ck == REAL)[0]:
         i = idx[j]
         gal[j] = _real_k(morphology.real_library, morphology.real_index[i],

@@ -27,6 +27,7 @@ from astropy.table import Table
 from ..data.stampset import StampMeta, StampSet
 from ..errors import InputError
 from .galaxies import (
+    MORPHOLOGY_MODES,
     Morphology,
     ParametricLibrary,
     add_knots,
@@ -41,7 +42,6 @@ from .presets import SurveyPreset, load_survey
 from .render import render_stamps
 
 KINDS = ("sources", "pointsources", "blends")
-MODES = ("parametric", "clumpy", "realistic")
 
 #: Streams of per-object random numbers, kept apart so that adding one never shifts another.
 _STREAM_MORPHOLOGY, _STREAM_NOISE, _STREAM_OFFSET, _STREAM_PSF = 11, 12, 13, 14
@@ -117,8 +117,8 @@ class SimulationConfig:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise InputError("--kind", f"unknown kind {self.kind!r} (choose from {', '.join(KINDS)})")
-        if self.mode not in MODES:
-            raise InputError("--mode", f"unknown mode {self.mode!r} (choose from {', '.join(MODES)})")
+        if self.mode not in MORPHOLOGY_MODES:
+            raise InputError("--mode", f"unknown mode {self.mode!r} (choose from {', '.join(MORPHOLOGY_MODES)})")
         if self.noise_sigma is not None and self.noise_sigma < 0:
             raise InputError("--noise-sigma", f"noise sigma must be >= 0, got {self.noise_sigma}")
         if not self.spectra_snr > 0:
