@@ -6,6 +6,7 @@ import bz2
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import h5py
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from astropy.io import fits
+from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS
 
 from skysort.cli import main
@@ -191,6 +193,11 @@ def test_truncated_fits(tmp_path, capsys, suffix):
     code, _, err = run(cutout_args(tmp_path, tmp_path / "s.h5", "tile-*" + ("" if suffix == ".fits" else "") + "", catalog.name), capsys)
     assert_one_line_error(code, err, broken.name)
     assert not (tmp_path / "s.h5").exists()
+    with warnings.catch_warnings():
+        # astropy's truncation warning would print a second line before the error.
+        warnings.simplefilter("error", AstropyWarning)
+        code, _, err = run(["info", broken], capsys)
+    assert_one_line_error(code, err, broken.name, "truncated or corrupt")
 
 
 def test_empty_catalogue(tile_dir, capsys):

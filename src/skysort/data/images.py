@@ -125,6 +125,29 @@ def celestial_wcs(header, path: str | Path) -> WCS:
     return wcs
 
 
+def first_image_header(path: str | Path) -> fits.Header | None:
+    """Header of the first HDU of ``path`` holding a 2-D image, read from the headers only
+    (no pixel data); None when no HDU does.
+
+    Raises
+    ------
+    InputError
+        The file is not a readable FITS file (truncated or corrupt).
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            # A truncated file is reported as one error line; astropy's own warning would be a second.
+            warnings.simplefilter("ignore", AstropyWarning)
+            with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
+                for hdu in hdul:
+                    if hdu.is_image and hdu.header.get("NAXIS") == 2:
+                        return hdu.header.copy()
+    except (OSError, ValueError, EOFError, TypeError, IndexError) as exc:
+        raise InputError(path, f"not a readable FITS file (truncated or corrupt: {exc})") from exc
+    return None
+
+
 def read_band_image(path: str | Path, band: str | None = None, *, known_bands: Sequence[str] = BAND_ORDER) -> BandImage:
     """Read one band image with its WCS.
 

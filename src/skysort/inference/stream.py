@@ -169,22 +169,9 @@ class TileInfo:
 
 def _header_info(path: Path, known_bands: Sequence[str]) -> tuple[str, Any, tuple[int, int]]:
     """Band, celestial WCS and shape of an image file, from its header only."""
-    from astropy.io import fits
-    from astropy.utils.exceptions import AstropyWarning
+    from ..data.images import _band_from_header, _band_from_name, celestial_wcs, first_image_header
 
-    from ..data.images import _band_from_header, _band_from_name, celestial_wcs
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", AstropyWarning)
-            with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
-                header = None
-                for hdu in hdul:
-                    if hdu.is_image and hdu.header.get("NAXIS") == 2:
-                        header = hdu.header.copy()
-                        break
-    except (OSError, ValueError, EOFError, TypeError, IndexError) as exc:
-        raise InputError(path, f"not a readable FITS file (truncated or corrupt: {exc})") from exc
+    header = first_image_header(path)
     if header is None:
         raise InputError(path, "no 2-D image in any HDU")
     wcs = celestial_wcs(header, path)
