@@ -192,6 +192,15 @@ def test_options_that_do_not_apply_and_empty_or_ambiguous_inputs(tmp_path, capsy
     assert_one_line_error(code, err, "empty.h5", "no objects")
     code, _, err = run(["train", "--task", "sgq", "--data", empty, "--out", tmp_path / "m.pt", "--quiet"], capsys)
     assert_one_line_error(code, err, "empty.h5", "no objects")
+    from skysort.tasks.blend import train_blend_model
+    from skysort.tasks.pointsource import train_pointsource_model
+    from skysort.tasks.sgq import train_sgq_model
+
+    for train_model in (train_sgq_model, train_blend_model, train_pointsource_model):  # the Python API says the same
+        with pytest.raises(InputError, match="empty.h5: the stamp set holds no objects"):
+            train_model(empty, tmp_path / "m.pt", epochs=1, progress=False)
+    with pytest.raises(InputError, match="empty.h5: the stamp set holds no objects"):
+        train_sgq_model(data, tmp_path / "m.pt", val_data=empty, epochs=1, progress=False)
     for option, value in (("--expect", "star"), ("--threshold", "0.7"), ("--baseline-model", "pointsource-sdss")):
         code, _, err = run(["evaluate", "--model", "sgq-sdss", "--data", data, "--out", tmp_path / "e", option, value, "--quiet"]
                            if option != "--expect" else

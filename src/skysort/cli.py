@@ -385,11 +385,11 @@ def train_command(
         raise InputError("--noise-max", f"must be 0 (no augmentation) or positive, got {noise_max:g}")
     if backbone_weights is not None and not backbone_weights.is_file():
         raise InputError(backbone_weights, "no such file (--backbone-weights)")
-    from .data.stampset import StampSet
+    from .training.data import open_training_set
 
     for path in (data, val):
-        if path is not None and len(StampSet.open(path)) == 0:
-            raise InputError(path, "the stamp set holds no objects")
+        if path is not None:
+            open_training_set(path)
     if architecture is Architecture.paper and task is Task.blend:
         if backbone is Backbone.vgg16 and backbone_weights is None:
             raise InputError("--backbone-weights", "--backbone vgg16 needs ImageNet weights (a torchvision vgg16 state "

@@ -24,8 +24,8 @@ from ..inference.predictor import InputSpec, TorchPredictor
 from ..models.blend import OFFSET_SCALE_PX, BlendNet, blend_loss
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
-from ..training.data import (InMemoryStamps, batch_loader, model_seeing_range, require_classes, require_finite_images,
-                             split_indices, training_data_meta)
+from ..training.data import (InMemoryStamps, batch_loader, model_seeing_range, open_training_set, require_classes,
+                             require_finite_images, split_indices, training_data_meta)
 
 CLASSES = ["isolated", "blended"]
 PADDING_PX = 7
@@ -143,7 +143,7 @@ def train_blend_model(
     """
     from ..training.module import OptimConfig, TaskModule, fit, seed_everything  # Lightning: training only (slow to import)
 
-    stamps = StampSet.open(data)
+    stamps = open_training_set(data)
     targets = blend_targets(stamps)
     n = len(stamps) if max_objects is None else min(len(stamps), max_objects)
     if val_data is None:
@@ -151,7 +151,7 @@ def train_blend_model(
         val_stamps, val_targets = stamps, targets
     else:
         train_idx = np.arange(n)
-        val_stamps = StampSet.open(val_data)
+        val_stamps = open_training_set(val_data)
         val_targets = blend_targets(val_stamps)
         val_idx = np.arange(len(val_stamps))
     require_classes(np.asarray(targets["blended"])[train_idx], CLASSES, data)

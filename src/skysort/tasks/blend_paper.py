@@ -66,7 +66,7 @@ from ..models.backbones import (Backbone, backbone_spec, default_weights, load_b
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.heads import PAPER_DROPOUT, PAPER_HIDDEN, BackboneWithHead, PaperHead, binary_loss
 from ..training.features import DEFAULT_BATCH, all_cores, cached_features, compute_features
-from ..training.data import InMemoryBatches, batch_loader, model_seeing_range, require_classes
+from ..training.data import InMemoryBatches, batch_loader, model_seeing_range, open_training_set, require_classes
 from ..training.data import split_indices as shared_split
 from ..training.module import OptimConfig, TaskModule, fit
 
@@ -214,7 +214,7 @@ def train_paper_model(stampset_path: str | os.PathLike, out_model_path: str | os
         ``feature_cache_hit``, ``split_sizes``, ``fine_tune`` (when run), ``model_path``.
     """
     start_all = time.perf_counter()
-    stamps = StampSet.open(stampset_path)
+    stamps = open_training_set(stampset_path)
     if stamps.shape[1] != 1:
         raise InputError(stampset_path, f"BlendHunter stamps have one band; this set has {stamps.shape[1]}")
     targets = _label_targets(stamps)

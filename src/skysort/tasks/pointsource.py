@@ -55,8 +55,8 @@ from ..models.pointsource import (
 )
 from ..models.registry import resolve_model
 from ..evaluation.calibration import calibration_metrics, plot_reliability
-from ..training.data import (InMemoryBatches, batch_loader, model_seeing_range, require_classes, require_finite_images,
-                             split_indices, training_data_meta)
+from ..training.data import (InMemoryBatches, batch_loader, model_seeing_range, open_training_set, require_classes,
+                             require_finite_images, split_indices, training_data_meta)
 
 CLASSES = ["star", "qso"]
 #: Image CNN widths and head size shared by the baseline, the generator and the fusion.
@@ -315,7 +315,7 @@ def train_pointsource_model(
     if epochs < 1:
         raise InputError("--epochs", f"need at least one epoch, got {epochs}")
     start_time = time.perf_counter()
-    stamps = StampSet.open(data)
+    stamps = open_training_set(data)
     only_baseline = baseline == "image-only"
     _require_pointsource_set(stamps, spectra=not only_baseline)
     band_index, bands = _band_index(stamps, image_bands)
@@ -324,7 +324,7 @@ def train_pointsource_model(
     if max_objects is not None and max_objects < n_all:
         chosen = np.sort(np.random.default_rng(seed).choice(n_all, size=max_objects, replace=False))
     if val_data is not None:
-        val_stamps = StampSet.open(val_data)
+        val_stamps = open_training_set(val_data)
         _require_pointsource_set(val_stamps, spectra=not only_baseline)
         val_band_index, _ = _band_index(val_stamps, bands)
         train_idx, val_idx = chosen, np.arange(len(val_stamps))

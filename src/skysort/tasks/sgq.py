@@ -45,8 +45,8 @@ from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
 from ..models.sgq import BRANCHES, SGQNet, sgq_loss
 from ..evaluation.calibration import calibration_metrics
-from ..training.data import (InMemoryBatches, batch_loader, model_seeing_range, require_classes, require_finite_images,
-                             require_magnitudes, split_indices, training_data_meta)
+from ..training.data import (InMemoryBatches, batch_loader, model_seeing_range, open_training_set, require_classes,
+                             require_finite_images, require_magnitudes, split_indices, training_data_meta)
 
 CLASSES = ["star", "galaxy", "qso"]
 #: Smallest side of the image branch's centre crop, arcsec and pixels.
@@ -450,7 +450,7 @@ def train_sgq_model(
         raise InputError("--freeze", "needs --init: a frozen branch keeps the initial model's weights")
     if seeing_input and branches == "photometry":
         raise InputError("--seeing-input", "the seeing is read by the image branch; --branches photometry has none")
-    stamps = StampSet.open(data)
+    stamps = open_training_set(data)
     if "label" not in stamps.columns:
         raise InputError(data, "no label column: sgq training needs star / galaxy / qso labels")
     init_meta, init_state = (None, None)
@@ -499,7 +499,7 @@ def train_sgq_model(
         val_stamps = stamps
     else:
         train_idx = np.arange(n)
-        val_stamps = StampSet.open(val_data)
+        val_stamps = open_training_set(val_data)
         _check_bands(val_stamps, image_bands, photometry_bands, branches)
         val_idx = np.arange(len(val_stamps))
     train_arrays = _arrays(stamps, train_idx, image_bands, photometry_bands, crop, branches, seeing_band)

@@ -19,6 +19,20 @@ from ..errors import InputError
 BatchTransform = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
+def open_training_set(path) -> StampSet:
+    """Open a training or validation stamp set.
+
+    Raises
+    ------
+    InputError
+        The file is not a stamp set, or it holds no objects.
+    """
+    stamps = StampSet.open(path)
+    if len(stamps) == 0:
+        raise InputError(path, "the stamp set holds no objects")
+    return stamps
+
+
 def training_data_meta(stamps: StampSet) -> dict:
     """What a model records of its training set: survey, seed, simulation settings and, for a
     simulated set, the whole survey preset that drew it (its seeing is in the model's own
