@@ -415,7 +415,10 @@ def train_command(
                                          image_bands=_split_bands(image_bands), epochs=epochs, patience=patience,
                                          batch_size=batch_size, lr=lr, max_objects=max_objects, seed=seed, progress=not quiet)
         console.print(f"model: {out}")
-        _print_metrics("validation", record, _POINTSOURCE_KEYS + ["epochs", "seconds", "accelerator", "precision"])
+        # Each stage stops early on its own, so a total over the stages would say little.
+        per_stage = ", ".join(f"{name} {stage['epochs']}" for name, stage in record.get("stages", {}).items())
+        _print_metrics("validation", {**record, "epochs": per_stage or record.get("epochs")},
+                       _POINTSOURCE_KEYS + ["epochs", "seconds", "accelerator", "precision"])
         return
 
     if architecture is Architecture.paper:
