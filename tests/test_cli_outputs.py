@@ -19,7 +19,7 @@ from skysort._progress import progress_bar
 from skysort.data.stampset import StampSet, write_stampset
 from skysort.errors import InputError
 
-from test_cli import assert_one_line_error, make_catalog, run, tile_dir  # noqa: F401 (fixture)
+from test_cli import assert_one_line_error, cutout_args, make_catalog, run, tile_dir  # noqa: F401 (fixture)
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -223,3 +223,65 @@ def test_an_error_after_a_progress_bar_is_the_only_output(tmp_path, capsys):
     bad.write_text("ra,dec,mag_u,mag_g,mag_r,mag_i,mag_z\n10.0,1.0,21,20,abc,19,19\n")
     code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", bad, "--out", tmp_path / "p.parquet"], capsys)
     assert code == 2 and err.splitlines() == [err.strip()] and err.startswith("skysort: error: "), repr(err)
+
+
+def test_an_output_that_names_an_input_is_refused(tile_dir, capsys):  # noqa: F811 (fixture)
+    catalog = tile_dir / "objects.csv"
+    before = catalog.read_bytes()
+    code, _, err = run(["cutout", "--images", tile_dir / "tile-*.fits", "--catalog", catalog, "--out", catalog, "--quiet"], capsys)
+    assert_one_line_error(code, err, "objects.csv", "names an input")
+    code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", catalog, "--out", catalog, "--quiet"], capsys)
+    assert_one_line_error(code, err, "objects.csv", "names an input")
+    assert catalog.read_bytes() == before
+    stamps = tile_dir / "s.h5"
+    assert run(["cutout", "--images", tile_dir / "tile-*.fits", "--catalog", catalog, "--out", stamps, "--size", 16, "--quiet"],
+               capsys)[0] == 0
+    before = stamps.read_bytes()
+    code, _, err = run(["train", "--task", "sgq", "--data", stamps, "--out", stamps, "--quiet"], capsys)
+    assert_one_line_error(code, err, "s.h5", "names an input")
+    code, _, err = run(["info", stamps, "--mosaic", stamps], capsys)
+    assert_one_line_error(code, err, "s.h5", "names an input")
+    code, _, err = run(["cutout", "--images", tile_dir / "tile-*.fits", "--catalog", catalog, "--out", tile_dir / "t.h5",
+                        "--mosaic", tile_dir / "t.h5", "--quiet"], capsys)
+    assert_one_line_error(code, err, "--mosaic", "same file as --out")
+    assert stamps.read_bytes() == before and not (tile_dir / "t.h5").exists()
+
+
+def test_out_of_range_and_non_finite_options_are_refused(tile_dir, capsys):  # noqa: F811 (fixture)
+    out = tile_dir / "o.h5"
+    for argv, fragment in (
+            (["simulate", "--survey", "sdss", "--n", 5, "--seed", -1, "--out", out], "--seed"),
+            (["simulate", "--survey", "sdss", "--n", 5, "--seed", 2 ** 32, "--out", out], "--seed"),
+            (["simulate", "--survey", "sdss", "--n", 5, "--noise-sigma", "nan", "--out", out], "--noise-sigma"),
+            (["train", "--task", "blend", "--data", tile_dir / "none.h5", "--noise-max", "nan", "--out", tile_dir / "m.pt"], "--noise-max"),
+            (["train", "--task", "sgq", "--data", tile_dir / "none.h5", "--lr", "nan", "--out", tile_dir / "m.pt"], "--lr"),
+            (["predict", "--model", "sgq-sdss", "--catalog", tile_dir / "objects.csv", "--memory-gb", 0, "--out", tile_dir / "p.parquet"],
+             "--memory-gb"),
+            (cutout_args(tile_dir, out, "tile-*.fits", "objects.csv", "--bands", "r,r"), "each band may appear once"),
+            (cutout_args(tile_dir, out)[:-3] + ["--size", 100000], "more than twice the side of the images")):
+        code, _, err = run(argv, capsys)
+        assert_one_line_error(code, err, fragment)
+    np.save(tile_dir / "st.npy", np.zeros((3, 8, 8), np.float32))
+    for extra, fragment in ((["--pixel-scale", "nan"], "finite"), (["--psf-fwhm", "-1"], "positive"),
+                            (["--zero-points", "r=nan"], "finite")):
+        options = {"--pixel-scale": "0.2", **dict([extra])}
+        argv = ["import", "--images", tile_dir / "st.npy", "--bands", "r", "--out", out, "--quiet"]
+        code, _, err = run(argv + [item for pair in options.items() for item in pair], capsys)
+        assert_one_line_error(code, err, extra[0], fragment)
+    assert not out.exists() and leftovers(tile_dir) == []
+
+
+def test_a_truncated_fits_cube_is_one_error_line(tmp_path, capsys):
+    import warnings
+
+    from astropy.io import fits
+    from astropy.utils.exceptions import AstropyWarning
+
+    cube = tmp_path / "cube.fits"
+    fits.PrimaryHDU(np.zeros((50, 16, 16), np.float32)).writeto(cube)
+    cube.write_bytes(cube.read_bytes()[:20000])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AstropyWarning)  # astropy's truncation warning would be a second line
+        code, _, err = run(["import", "--images", cube, "--bands", "r", "--pixel-scale", "0.4", "--out", tmp_path / "c.h5"], capsys)
+    assert_one_line_error(code, err, "cube.fits", "truncated or corrupt")
+    assert not (tmp_path / "c.h5").exists()

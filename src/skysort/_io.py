@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
 #: Temporary files and folders of this process that are not yet committed; removed by
@@ -39,7 +39,8 @@ def discard_temporaries() -> None:
         _TEMPORARIES.discard(path)
 
 
-def check_output_path(path: str | os.PathLike, *, folder: bool = False, option: str = "--out") -> Path:
+def check_output_path(path: str | os.PathLike, *, folder: bool = False, option: str = "--out",
+                      inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
     """Check, before any work is done, that ``path`` can be written as a file (or a folder).
 
     A command that finds out only at the end that its output cannot be written has wasted the
@@ -53,16 +54,21 @@ def check_output_path(path: str | os.PathLike, *, folder: bool = False, option: 
         Whether ``path`` is a folder.
     option : str
         The command-line option that gave it, for the message.
+    inputs : iterable of path-like or None
+        The command's input files: an output that is one of them would destroy it.
 
     Raises
     ------
     skysort.errors.InputError
-        ``path`` is a folder where a file is wanted (or a file where a folder is), a parent is a
-        file, or the nearest existing folder is not writable.
+        ``path`` is one of ``inputs``, a folder where a file is wanted (or a file where a folder
+        is), a parent is a file, or nothing can be created in the nearest existing folder.
     """
     from .errors import InputError
 
     path = Path(path)
+    for source in inputs:
+        if source is not None and _same_file(path, Path(source)):
+            raise InputError(path, f"{option} names an input of this command, which the output would overwrite")
     if path.exists():
         if folder and not path.is_dir():
             raise InputError(path, f"{option} must be a folder, and this is a file")
@@ -75,7 +81,22 @@ def check_output_path(path: str | os.PathLike, *, folder: bool = False, option: 
         raise InputError(path, f"cannot be written: {ancestor} is a file, not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise InputError(path, f"cannot be written: no permission to write in {ancestor}")
+    try:
+        # Permission bits do not tell everything (a read-only or special file system, or root,
+        # for whom access() says yes): creating a file is the test the output will face.
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as exc:
+        raise InputError(path, f"cannot be written: {exc.strerror or exc} in {ancestor}") from None
     return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same existing file (links and relative paths included)."""
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 class AtomicFile:

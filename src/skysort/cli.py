@@ -47,6 +47,10 @@ class NanPolicy(str, Enum):
     error = "error"
 
 
+#: Largest seed numpy's legacy generators accept (seeds are 32-bit there).
+SEED_MAX = 2**32 - 1
+
+
 def _version_callback(value: bool) -> None:
     if value:
         console.print(f"skysort {__version__}")
@@ -65,23 +69,40 @@ def _warn(where: str | Path, message: str) -> None:
     err_console.print(f"skysort: warning: {where}: {message}", highlight=False, soft_wrap=True)
 
 
-def _parse_band_values(text: str | None, bands: list[str], option: str) -> dict[str, float]:
-    """Parse ``"22.5"`` (all bands) or ``"g=22.5,r=22.4"`` into a per-band dict."""
+def _require_number(value: float | None, option: str, *, positive: bool = False, minimum: float | None = None) -> None:
+    """Refuse a NaN or infinite option value (``float("nan")`` passes every ``<`` test), and
+    with ``positive`` one that is not above 0, with ``minimum`` one below it."""
+    if value is None:
+        return
+    if not np.isfinite(value):
+        raise InputError(option, f"must be a finite number, got {value}")
+    if positive and not value > 0:
+        raise InputError(option, f"must be positive, got {value:g}")
+    if minimum is not None and value < minimum:
+        raise InputError(option, f"must be at least {minimum:g}, got {value:g}")
+
+
+def _parse_band_values(text: str | None, bands: list[str], option: str, *, positive: bool = False) -> dict[str, float]:
+    """Parse ``"22.5"`` (all bands) or ``"g=22.5,r=22.4"`` into a per-band dict of finite
+    numbers (positive ones with ``positive``)."""
     if not text:
         return {}
     text = text.strip()
     try:
         if "=" not in text:
-            return {band: float(text) for band in bands}
-        values = {}
-        for item in text.split(","):
-            band, value = item.split("=", 1)
-            values[band.strip()] = float(value)
+            values = {band: float(text) for band in bands}
+        else:
+            values = {}
+            for item in text.split(","):
+                band, value = item.split("=", 1)
+                values[band.strip()] = float(value)
     except ValueError:
         raise InputError(option, f"expected a number or band=value pairs, got {text!r}") from None
     unknown = set(values) - set(bands)
     if unknown:
         raise InputError(option, f"bands {sorted(unknown)} are not among {bands}")
+    for value in values.values():
+        _require_number(value, option, positive=positive)
     return values
 
 
@@ -171,9 +192,14 @@ def cutout_command(
     from .data.catalog import read_catalog
     from .data.ingest import cutout
 
-    check_output_path(out)
+    from .data.images import expand_image_paths
+
+    image_paths = expand_image_paths(images)
+    check_output_path(out, inputs=[catalog, *image_paths])
     if mosaic:
-        check_output_path(mosaic, option="--mosaic")
+        if Path(mosaic).resolve() == Path(out).resolve():
+            raise InputError("--mosaic", "names the same file as --out")
+        check_output_path(mosaic, option="--mosaic", inputs=[catalog, *image_paths])
     start = time.perf_counter()
     table = read_catalog(catalog, mapping=mapping)
     with progress_bar(len(table), "cutting", enabled=not quiet) as advance:
@@ -205,7 +231,8 @@ def import_command(
     from .data.catalog import read_catalog
     from .data.ingest import import_to_stampset, load_stamp_array
 
-    check_output_path(out)
+    check_output_path(out, inputs=[images, table])
+    _require_number(pixel_scale, "--pixel-scale", positive=True)
     start = time.perf_counter()
     band_list = _split_bands(bands) or []
     if len(set(band_list)) != len(band_list):
@@ -216,7 +243,7 @@ def import_command(
         stamps = import_to_stampset(
             images, object_table, out, bands=band_list, pixel_scale=pixel_scale, flux_unit=flux_unit,
             zero_points=_parse_band_values(zero_points, band_list, "--zero-points"),
-            psf_fwhm=_parse_band_values(psf_fwhm, band_list, "--psf-fwhm"), survey=survey,
+            psf_fwhm=_parse_band_values(psf_fwhm, band_list, "--psf-fwhm", positive=True), survey=survey,
             table_path=table, nan_policy=nan.value, array=array, progress=advance,
         )
     summary = stamps.summary()
@@ -268,7 +295,7 @@ def simulate_command(
     survey: Annotated[str, typer.Option("--survey", help="Survey preset (kids, sdss, cfis) or a preset YAML file.")] = "kids",
     kind: Annotated[SimKind, typer.Option("--kind", help="sources: stars, galaxies, quasars; pointsources: stars and quasars with spectra; blends: isolated / blended galaxies (cfis).")] = SimKind.sources,
     n: Annotated[int, typer.Option("--n", help="Number of objects.")] = 10000,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; object i depends only on (seed, i).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Random seed; object i depends only on (seed, i).")] = 0,
     balanced: Annotated[bool, typer.Option("--balanced", help="Equal class odds: each object's class is drawn with equal probability (counts scatter around n / classes).")] = False,
     mode: Annotated[SimMode, typer.Option("--mode", help="Galaxy morphologies: COSMOS parametric fits; clumpy (the fits with star-forming knots in their discs, and for blends sizes and magnitudes drawn apart from the shapes); or real COSMOS HST images.")] = SimMode.parametric,
     noise_sigma: Annotated[Optional[float], typer.Option("--noise-sigma", help="Sky noise per pixel in counts, every band (default: the preset's).")] = None,
@@ -289,6 +316,9 @@ def simulate_command(
     check_output_path(out)
     if plots:
         check_output_path(plots, folder=True, option="--plots")
+    _require_number(noise_sigma, "--noise-sigma", minimum=0.0)
+    _require_number(spectra_snr, "--spectra-snr", positive=True)
+    _require_number(mag_max, "--mag-max")
     start = time.perf_counter()
     config = SimulationConfig(survey=survey, kind=kind.value, seed=seed, balanced=balanced, mode=mode.value,
                               noise_sigma=noise_sigma, spectra_snr=spectra_snr, real_galaxies=real_galaxies,
@@ -348,7 +378,7 @@ def train_command(
     noise_min: Annotated[float, typer.Option("--noise-min", help="blend: lowest noise sigma of the augmentation (counts).")] = 4.0,
     noise_max: Annotated[float, typer.Option("--noise-max", help="blend: highest noise sigma of the augmentation (counts); 0 disables it.")] = 36.0,
     max_objects: Annotated[Optional[int], typer.Option("--max-objects", help="Use at most this many training objects.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the weights, the batches and, without --val, of the 10% validation split: keep it when continuing with --init on the same data, or the new validation rows include rows already trained on.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Seed of the weights, the batches and, without --val, of the 10% validation split: keep it when continuing with --init on the same data, or the new validation rows include rows already trained on.")] = 0,
     architecture: Annotated[Architecture, typer.Option("--architecture", help="blend: cnn (one noise-augmented multi-task CNN) or paper (BlendHunter: frozen pretrained backbone + dense head on cached features).")] = Architecture.cnn,
     backbone: Annotated[Backbone, typer.Option("--backbone", help="paper: natural-image backbone.")] = Backbone.efficientnet_lite0,
     backbone_weights: Annotated[Optional[Path], typer.Option("--backbone-weights", help="paper: backbone state dict (e.g. a torchvision-format ImageNet VGG-16 file).")] = None,
@@ -368,15 +398,16 @@ def train_command(
     """Train a model on a stamp set and write it, with its training record, to a model file."""
     from .tasks.blend import train_blend_model
 
-    check_output_path(out)
+    check_output_path(out, inputs=[data, val, backbone_weights, init])
     if epochs < 1:
         raise InputError("--epochs", f"must be at least 1, got {epochs}")
     if patience < 1:
         raise InputError("--patience", f"must be at least 1, got {patience}")
     if batch_size < 1:
         raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
-    if not lr > 0:
-        raise InputError("--lr", f"must be positive, got {lr}")
+    _require_number(lr, "--lr", positive=True)
+    _require_number(noise_min, "--noise-min")
+    _require_number(noise_max, "--noise-max")
     if max_objects is not None and max_objects < 1:
         raise InputError("--max-objects", f"must be at least 1, got {max_objects}")
     if noise_max > 0 and not 0 <= noise_min <= noise_max:
@@ -597,9 +628,10 @@ def predict_command(
 
     out_path = Path(out)
     single_file = _is_table_path(out_path, out)
-    check_output_path(out_path, folder=not single_file)
+    check_output_path(out_path, folder=not single_file, inputs=[data, catalog, model])
     if batch_size < 1:
         raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
+    _require_number(memory_gb, "--memory-gb", positive=True)
     if tiles is not None and catalog is None:
         raise InputError("--tiles", "needs --catalog (the sources whose stamps to cut)")
     if (data is None) == (catalog is None):
@@ -782,7 +814,7 @@ def reproduce_blendhunter_command(
     model: Annotated[Optional[str], typer.Option("--model", help="Our single blend model to evaluate beside (default: the shipped blend-cfis, if present).")] = None,
     input_mode: Annotated[InputMode, typer.Option("--input-mode", help="Backbone input: 8-bit as published, or float.")] = InputMode.paper8bit,
     workers: Annotated[int, typer.Option("--workers", help="Simulation processes.")] = 2,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Random seed of the simulated sets and the trainings.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
     """BlendHunter's experiment: per-noise paper models and SEP on parametric and realistic stamps; Markdown report."""
@@ -870,7 +902,7 @@ def info_command(
 ) -> None:
     """Summarise a stamp set, catalogue, image or model."""
     if mosaic:
-        check_output_path(mosaic, option="--mosaic")
+        check_output_path(mosaic, option="--mosaic", inputs=[file])
         if n < 1:
             raise InputError("--n", f"must be at least 1, got {n}")
     summary = _describe_file(file)

@@ -6,13 +6,14 @@ tile compressed (``.fits.fz``); astropy reads them all. The first HDU holding a 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from astropy.io import fits
@@ -125,6 +126,16 @@ def celestial_wcs(header, path: str | Path) -> WCS:
     return wcs
 
 
+@contextlib.contextmanager
+def open_fits(path: str | Path, **options) -> Iterator[fits.HDUList]:
+    """``astropy.io.fits.open`` without astropy's warnings: a truncated or corrupt file is
+    reported by the caller as one error line, and astropy's own warning would be a second."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyWarning)
+        with fits.open(path, **options) as hdul:
+            yield hdul
+
+
 def first_image_header(path: str | Path) -> fits.Header | None:
     """Header of the first HDU of ``path`` holding a 2-D image, read from the headers only
     (no pixel data); None when no HDU does.
@@ -136,13 +147,10 @@ def first_image_header(path: str | Path) -> fits.Header | None:
     """
     path = Path(path)
     try:
-        with warnings.catch_warnings():
-            # A truncated file is reported as one error line; astropy's own warning would be a second.
-            warnings.simplefilter("ignore", AstropyWarning)
-            with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
-                for hdu in hdul:
-                    if hdu.is_image and hdu.header.get("NAXIS") == 2:
-                        return hdu.header.copy()
+        with open_fits(path, memmap=True, lazy_load_hdus=True) as hdul:
+            for hdu in hdul:
+                if hdu.is_image and hdu.header.get("NAXIS") == 2:
+                    return hdu.header.copy()
     except (OSError, ValueError, EOFError, TypeError, IndexError) as exc:
         raise InputError(path, f"not a readable FITS file (truncated or corrupt: {exc})") from exc
     return None
@@ -170,15 +178,12 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
     if not path.exists():
         raise InputError(path, "no such file")
     try:
-        with warnings.catch_warnings():
-            # Truncation is reported below as an error; astropy's own warning would be a second line.
-            warnings.simplefilter("ignore", AstropyWarning)
-            with fits.open(path, memmap=False) as hdul:
-                hdu = next((h for h in hdul if h.data is not None and getattr(h.data, "ndim", 0) == 2), None)
-                if hdu is None:
-                    raise InputError(path, "no 2-D image in any HDU")
-                data = np.asarray(hdu.data, dtype=np.float32)
-                header = hdu.header.copy()
+        with open_fits(path, memmap=False) as hdul:
+            hdu = next((h for h in hdul if h.data is not None and getattr(h.data, "ndim", 0) == 2), None)
+            if hdu is None:
+                raise InputError(path, "no 2-D image in any HDU")
+            data = np.asarray(hdu.data, dtype=np.float32)
+            header = hdu.header.copy()
     except InputError:
         raise
     except (OSError, ValueError, EOFError, TypeError, IndexError) as exc:
@@ -247,6 +252,9 @@ def read_band_images(paths: Sequence[str | Path], bands: Sequence[str] | None = 
 
     paths = [Path(p) for p in paths]
     known = tuple(bands) if bands else BAND_ORDER
+    repeated = sorted({b for b in known if known.count(b) > 1})
+    if repeated:
+        raise InputError("--bands", f"each band may appear once, got {', '.join(repeated)} more than once")
 
     def load(path: Path) -> BandImage:
         return subtract_background(read_band_image(path, known_bands=known), background, copy=False)

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 
 from ..errors import InputError, report_problem
 from .cutout import cut_stamps, iter_chunks, pixel_to_sky, sky_to_pixel, stamps_touch_image
 from .flags import Flags
-from .images import BandImage
+from .images import BandImage, open_fits
 from .stampset import CORE_COLUMNS, StampMeta, StampSet
 
 #: Objects cut and written per block: bounds memory (5 bands x 64 x 64 x 4 B x 2048 = 168 MB).
@@ -153,6 +152,10 @@ def cutout_to_stampset(
     ref_image = images[reference]
     x, y, ra, dec = object_positions(catalog, ref_image, catalog_path)
     ny, nx = ref_image.data.shape
+    if size > 2 * max(ny, nx):
+        # Beyond that every stamp is mostly padding, and the stamps alone may not fit in memory.
+        raise InputError("--size", f"stamps of {size} px are more than twice the side of the images ({nx}x{ny} px, "
+                                   f"{ref_image.path.name})")
     on_image = stamps_touch_image(x, y, (ny, nx), size)
     if len(x) and not on_image.any():
         raise InputError(catalog_path, f"none of its {len(x):,} objects lies on the images ({ref_image.path.name}, "
@@ -288,7 +291,7 @@ def load_stamp_array(path: str | os.PathLike) -> np.ndarray:
         if name.endswith(".npy"):
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         elif name.endswith((".fits", ".fit", ".fits.gz", ".fits.bz2", ".fits.fz")):
-            with fits.open(path, memmap=False) as hdul:
+            with open_fits(path, memmap=False) as hdul:
                 hdu = next((h for h in hdul if h.data is not None and getattr(h.data, "ndim", 0) in (3, 4)), None)
                 if hdu is None:
                     raise InputError(path, "no 3-D (N, H, W) or 4-D (N, B, H, W) image cube in any HDU")
