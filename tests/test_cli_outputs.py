@@ -285,3 +285,14 @@ def test_a_truncated_fits_cube_is_one_error_line(tmp_path, capsys):
         code, _, err = run(["import", "--images", cube, "--bands", "r", "--pixel-scale", "0.4", "--out", tmp_path / "c.h5"], capsys)
     assert_one_line_error(code, err, "cube.fits", "truncated or corrupt")
     assert not (tmp_path / "c.h5").exists()
+
+
+def test_stamps_a_model_cannot_read_are_refused_before_any_warning(tmp_path, capsys):
+    blends = tmp_path / "b.h5"
+    assert run(["simulate", "--survey", "cfis", "--kind", "blends", "--n", 6, "--out", blends, "--quiet"], capsys)[0] == 0
+    for command in ("predict", "evaluate"):
+        # sgq-sdss reads ugriz at 0.396"/px: the pixel-scale and seeing warnings would come first otherwise.
+        out = tmp_path / ("p.parquet" if command == "predict" else "e")
+        code, _, err = run([command, "--model", "sgq-sdss", "--data", blends, "--out", out, "--quiet"], capsys)
+        assert_one_line_error(code, err, "b.h5", "no image band(s)")
+        assert not out.exists()

@@ -520,7 +520,7 @@ def evaluate_command(
     n = len(stamps)
     if n == 0:
         raise InputError(data, "the stamp set holds no objects")
-    _warn_inputs(meta, stamps)
+    _warn_inputs(model, meta, stamps)
     if task == "sgq":
         from .inference.predictor import parse_prior
         from .tasks.sgq import evaluate_sgq_model
@@ -555,12 +555,21 @@ def evaluate_command(
     console.print(f"metrics: {out / 'metrics.json'}")
 
 
-def _warn_inputs(model_meta: dict, stamps) -> None:
-    """Warn when the stamps' pixel scale differs from the model's by more than 2% (as for
+def _warn_inputs(model: str, model_meta: dict, stamps) -> None:
+    """Refuse stamps the model cannot read (missing bands, wrong size) before any warning;
+    then warn when the stamps' pixel scale differs from the model's by more than 2% (as for
     tiles), report the seeing a model that reads it will get (measured from the stamps where
     the set records none, or unknown), and warn when that seeing lies outside the range the
     model was trained on."""
     from .data.seeing import seeing_mismatch, stampset_seeing
+    from .inference.predictor import check_stampset, load_predictor
+
+    try:
+        predictor = load_predictor(model, device="cpu")
+    except InputError:
+        predictor = None  # a model the streaming predictor does not serve: its task checks the stamps
+    if predictor is not None:
+        check_stampset(predictor, stamps)
 
     model_scale = model_meta.get("pixel_scale")
     if model_scale and model_meta.get("image_bands") and abs(stamps.meta.pixel_scale / model_scale - 1) > 0.02:
@@ -668,7 +677,7 @@ def predict_command(
         from .models.checkpoint import load_model_file
         from .models.registry import resolve_model
 
-        _warn_inputs(load_model_file(resolve_model(model))[0], StampSet.open(data))
+        _warn_inputs(model, load_model_file(resolve_model(model))[0], StampSet.open(data))
         if not single_file:
             manifest = predict_stampset_parts(model, data, out_path, options)
             console.print(f"{manifest.content['rows_written']:,} predictions in {manifest.content['n_units']} part(s) -> "

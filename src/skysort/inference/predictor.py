@@ -382,6 +382,30 @@ def flux_scale(image_bands, model_zero_points: Mapping[str, float] | None,
     return None if np.allclose(factors, 1.0, rtol=1e-9) else factors.astype(np.float32)
 
 
+def check_stampset(predictor: Predictor, stamps) -> None:
+    """Check that a stamp set can feed ``predictor``, from its metadata alone.
+
+    Raises
+    ------
+    InputError
+        The stamp set lacks an image band the model needs, its stamps are not the size the
+        model takes, or they are smaller than the centre crop it reads.
+    """
+    spec = predictor.spec
+    if not spec.uses_images:
+        return
+    absent = [b for b in spec.image_bands if b not in stamps.meta.bands]
+    if absent:
+        raise InputError(stamps.path, f"no image band(s) {absent} needed by model {predictor.name} (has {stamps.meta.bands})")
+    height, width = stamps.shape[2:]
+    if spec.stamp_size and (height, width) != tuple(spec.stamp_size):
+        raise InputError(stamps.path, f"stamps are {height}x{width} px but model {predictor.name} expects "
+                                      f"{spec.stamp_size[0]}x{spec.stamp_size[1]}")
+    if spec.cut_size and (height < spec.cut_size[0] or width < spec.cut_size[1]):
+        raise InputError(stamps.path, f"stamps of {height}x{width} px are smaller than model {predictor.name}'s "
+                                      f"{spec.cut_size[0]}x{spec.cut_size[1]} px input")
+
+
 def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | None = None, *,
                     psf_fwhm: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The inputs a predictor needs, read from a stamp set (optionally a subset of rows).
@@ -396,17 +420,12 @@ def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | 
         The stamp set lacks a band the model needs or has a different stamp size.
     """
     spec = predictor.spec
+    check_stampset(predictor, stamps)
     if indices is not None:
         stamps = stamps[indices]
     inputs: dict[str, np.ndarray] = {}
     missing = np.zeros(len(stamps), bool)
     if spec.uses_images:
-        absent = [b for b in spec.image_bands if b not in stamps.meta.bands]
-        if absent:
-            raise InputError(stamps.path, f"no image band(s) {absent} needed by model {predictor.name} (has {stamps.meta.bands})")
-        if spec.stamp_size and tuple(stamps.shape[2:]) != tuple(spec.stamp_size):
-            raise InputError(stamps.path, f"stamps are {stamps.shape[2]}x{stamps.shape[3]} px but model {predictor.name} expects "
-                                          f"{spec.stamp_size[0]}x{spec.stamp_size[1]}")
         band_index = [list(stamps.meta.bands).index(b) for b in spec.image_bands]
         inputs["image"] = np.ascontiguousarray(stamps.read_images()[:, band_index], dtype=np.float32)
         factors = flux_scale(spec.image_bands, spec.zero_points, stamps.meta.zero_points)
