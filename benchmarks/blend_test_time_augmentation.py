@@ -40,20 +40,20 @@ def main() -> None:
     blended = np.asarray(stamps.column("blended"), bool)
     near = np.asarray(stamps.column("near"), bool) & blended
     far = blended & ~near
-    single, summed = [], []
+    single, averaged = [], []
     for _, images in stamps.iter_batches(batch_size=4096):
         views = [np.rot90(images, k, axes=(2, 3)) for k in range(4)]
         views += [view[..., ::-1] for view in views]
         passes = [predict_probabilities(network, np.ascontiguousarray(view)) for view in views]
         single.append(passes[0])
-        summed.append(np.mean(passes, axis=0))
-    results = {"single pass": np.concatenate(single), "mean of 8 views": np.concatenate(summed)}
+        averaged.append(np.mean(passes, axis=0))
+    results = {"single pass": np.concatenate(single), "mean of 8 views": np.concatenate(averaged)}
 
     print(f"{args.data.name}: {len(stamps)} stamps, {near.sum()} near and {far.sum()} far blends, {(~blended).sum()} isolated")
     print("| prediction | threshold | accuracy | near | far | isolated FP |")
     print("|---|---|---|---|---|---|")
     for name, probability in results.items():
-        thresholds = [("%g" % args.threshold, args.threshold)]
+        thresholds = [(f"{args.threshold:g}", args.threshold)]
         thresholds += [(f"FP {float(rate):.1%}", float(np.quantile(probability[~blended], 1 - float(rate))))
                        for rate in args.fp.split(",")]
         for label, threshold in thresholds:

@@ -38,6 +38,9 @@ def test_check_output_path(tmp_path):
         check_output_path(tmp_path / "file.txt", folder=True)
     with pytest.raises(InputError, match="is a file, not a folder"):
         check_output_path(tmp_path / "file.txt" / "out.h5")
+    if Path("/sys").is_dir():  # Linux: no file can be created there, whatever the permission bits say to root
+        with pytest.raises(InputError, match="cannot be written"):
+            check_output_path("/sys/out.h5")
 
 
 def test_failed_commit_leaves_no_temporary_file(tmp_path):

@@ -79,11 +79,9 @@ def check_output_path(path: str | os.PathLike, *, folder: bool = False, option: 
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise InputError(path, f"cannot be written: {ancestor} is a file, not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise InputError(path, f"cannot be written: no permission to write in {ancestor}")
     try:
-        # Permission bits do not tell everything (a read-only or special file system, or root,
-        # for whom access() says yes): creating a file is the test the output will face.
+        # Creating a file is the test the output will face; permission bits alone miss
+        # read-only and special file systems, and say yes to root everywhere.
         with tempfile.TemporaryFile(dir=ancestor):
             pass
     except OSError as exc:

@@ -190,9 +190,8 @@ def cutout_command(
     """Cut aligned multi-band stamps of every catalogue object from FITS images into a stamp set."""
     from ._progress import progress_bar
     from .data.catalog import read_catalog
-    from .data.ingest import cutout
-
     from .data.images import expand_image_paths
+    from .data.ingest import cutout
 
     image_paths = expand_image_paths(images)
     check_output_path(out, inputs=[catalog, *image_paths])

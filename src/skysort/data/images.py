@@ -128,12 +128,21 @@ def celestial_wcs(header, path: str | Path) -> WCS:
 
 @contextlib.contextmanager
 def open_fits(path: str | Path, **options) -> Iterator[fits.HDUList]:
-    """``astropy.io.fits.open`` without astropy's warnings: a truncated or corrupt file is
-    reported by the caller as one error line, and astropy's own warning would be a second."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AstropyWarning)
-        with fits.open(path, **options) as hdul:
-            yield hdul
+    """``astropy.io.fits.open`` for reading inside the block, with one error for a bad file.
+
+    Raises
+    ------
+    InputError
+        The file, or the data read from it in the block, is truncated or corrupt. astropy's
+        own warnings are silenced: they would be a second line before that error.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)
+            with fits.open(path, **options) as hdul:
+                yield hdul
+    except (OSError, ValueError, EOFError, TypeError, IndexError) as exc:
+        raise InputError(path, f"not a readable FITS file (truncated or corrupt: {exc})") from exc
 
 
 def first_image_header(path: str | Path) -> fits.Header | None:
@@ -145,14 +154,10 @@ def first_image_header(path: str | Path) -> fits.Header | None:
     InputError
         The file is not a readable FITS file (truncated or corrupt).
     """
-    path = Path(path)
-    try:
-        with open_fits(path, memmap=True, lazy_load_hdus=True) as hdul:
-            for hdu in hdul:
-                if hdu.is_image and hdu.header.get("NAXIS") == 2:
-                    return hdu.header.copy()
-    except (OSError, ValueError, EOFError, TypeError, IndexError) as exc:
-        raise InputError(path, f"not a readable FITS file (truncated or corrupt: {exc})") from exc
+    with open_fits(path, memmap=True, lazy_load_hdus=True) as hdul:
+        for hdu in hdul:
+            if hdu.is_image and hdu.header.get("NAXIS") == 2:
+                return hdu.header.copy()
     return None
 
 
@@ -177,17 +182,12 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file")
-    try:
-        with open_fits(path, memmap=False) as hdul:
-            hdu = next((h for h in hdul if h.data is not None and getattr(h.data, "ndim", 0) == 2), None)
-            if hdu is None:
-                raise InputError(path, "no 2-D image in any HDU")
-            data = np.asarray(hdu.data, dtype=np.float32)
-            header = hdu.header.copy()
-    except InputError:
-        raise
-    except (OSError, ValueError, EOFError, TypeError, IndexError) as exc:
-        raise InputError(path, f"not a readable FITS file (truncated or corrupt: {exc})") from exc
+    with open_fits(path, memmap=False) as hdul:
+        hdu = next((h for h in hdul if h.data is not None and getattr(h.data, "ndim", 0) == 2), None)
+        if hdu is None:
+            raise InputError(path, "no 2-D image in any HDU")
+        data = np.asarray(hdu.data, dtype=np.float32)
+        header = hdu.header.copy()
     wcs = celestial_wcs(header, path)
     band = band or _band_from_header(header) or _band_from_name(path, known_bands)
     if band is None:
