@@ -374,6 +374,123 @@ def test_part_renamed_but_not_recorded_is_adopted_not_duplicated(survey, tmp_pat
         predict_catalog(other, survey["catalog"], out, options)
 
 
+def _damage(path: Path) -> str:
+    """Overwrite bytes in the middle of a file, keeping its size; returns the new SHA-256."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(255 - b for b in data[middle : middle + 64])
+    path.write_bytes(bytes(data))
+    return file_sha256(path)
+
+
+def _part_frame(path: Path):
+    return pq.read_table(path).replace_schema_metadata(None).to_pandas()
+
+
+def test_damaged_part_of_a_finished_stamp_set_run_is_recomputed(survey, tmp_path):
+    """A recorded part altered after the run (same size, other bytes) is found by its SHA-256 on
+    the rerun, deleted and computed again; the other parts are left as they are."""
+    from skysort.data.stampset import StampMeta, write_stampset
+    from skysort.inference.stream import predict_stampset_parts
+
+    rng = np.random.default_rng(4)
+    n = 2100  # three parts: 1000 rows each (the least) under a tiny memory setting
+    images = rng.normal(0, 2, (n, 1, STAMP, STAMP)).astype(np.float32)
+    images[:, 0, STAMP // 2, STAMP // 2] += rng.uniform(5, 200, n).astype(np.float32)
+    meta = StampMeta.with_provenance(command="pytest", bands=("r",), pixel_scale=SCALE, flux_unit="nanomaggy",
+                                     zero_points={"r": 22.5}, psf_fwhm={"r": 1.0}, survey="test", seed=0)
+    write_stampset(tmp_path / "s.h5", images, {"id": np.arange(n, dtype=np.int64)}, meta).close()
+    out = tmp_path / "parts"
+    first = predict_stampset_parts(survey["model"], tmp_path / "s.h5", out, RunOptions(batch_size=256, memory_gb=0.01))
+    assert first.complete and first.content["n_units"] == 3
+    original = _part_frame(out / "part-00001.parquet")
+    untouched = {i: (out / f"part-0000{i}.parquet").stat().st_mtime_ns for i in (0, 2)}
+    damaged = _damage(out / "part-00001.parquet")
+    assert damaged != first.units[1]["sha256"]
+    again = predict_stampset_parts(survey["model"], tmp_path / "s.h5", out, RunOptions(batch_size=256, memory_gb=0.01))
+    assert again.complete and again.content["rows_written"] == n
+    recomputed = file_sha256(out / "part-00001.parquet")
+    assert recomputed != damaged and again.units[1]["sha256"] == recomputed
+    assert json.loads((out / "manifest.json").read_text())["units"][1]["sha256"] == recomputed
+    frame = _part_frame(out / "part-00001.parquet")
+    assert list(frame.columns) == list(original.columns) and len(frame) == len(original) == 1000
+    for column in original.columns:
+        x, y = original[column].to_numpy(), frame[column].to_numpy()
+        assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), column
+    assert {i: (out / f"part-0000{i}.parquet").stat().st_mtime_ns for i in (0, 2)} == untouched
+
+
+def test_damaged_or_deleted_part_of_a_finished_catalogue_run_is_recomputed(survey, tmp_path):
+    """A finished run has removed its shards: a damaged or deleted part is recomputed from the
+    catalogue planned again, into the same unit, with the same rows and predictions."""
+    out = tmp_path / "out"
+    options = RunOptions(tiles=survey["tiles"], batch_size=32)
+    first = predict_catalog(survey["model"], survey["catalog"], out, options)
+    assert first.complete and first.content["n_units"] >= 3 and not (out / "_shards").exists()
+    _, original = read_out(out)
+    _damage(out / "part-00000.parquet")
+    (out / "part-00002.parquet").unlink()
+    # A later run's memory setting does not move the recorded units.
+    again = predict_catalog(survey["model"], survey["catalog"], out, RunOptions(tiles=survey["tiles"], batch_size=32, memory_gb=0.3))
+    assert again.complete and not (out / "_shards").exists()
+    assert [u["refs"] for u in again.units] == [u["refs"] for u in first.units]
+    assert all(u["sha256"] == file_sha256(out / u["part"]) for u in again.units)
+    _, table = read_out(out)
+    assert list(table.columns) == list(original.columns) and len(table) == len(original)
+    for column in original.columns:
+        x, y = original[column].to_numpy(), table[column].to_numpy()
+        assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), column
+
+
+def test_rows_without_a_sky_position_are_reported_once_and_kept_out_of_tiles(survey, tmp_path, capsys):
+    """NaN ra and |dec| > 90 give one warning with their number; they are written as sources in
+    no tile (a dec of 95 is not folded over the pole onto a tile) and the other rows are
+    predicted as before. A finite ra beyond 360 wraps."""
+    import pyarrow as pa
+
+    table = pq.read_table(survey["catalog"])
+    ra, dec = table.column("ra").to_numpy().copy(), table.column("dec").to_numpy().copy()
+    ra[3], dec[7], ra[11] = np.nan, 95.0, ra[11] + 360.0
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(table.set_column(1, "ra", pa.array(ra)).set_column(2, "dec", pa.array(dec)), bad)
+    reference = tmp_path / "reference"
+    predict_catalog(survey["model"], survey["catalog"], reference, RunOptions(tiles=survey["tiles"]))
+    out = tmp_path / "out"
+    argv = ["predict", "--model", str(survey["model"]), "--catalog", str(bad), "--tiles", survey["tiles"], "--out", f"{out}/",
+            "--quiet"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "sky position" in line]
+    assert len(lines) == 1 and lines[0].startswith("skysort: warning: ") and str(bad) in lines[0], err
+    assert f"2 of {len(ra):,} rows have no valid sky position" in lines[0] and "|dec| > 90" in lines[0]
+    manifest, got = read_out(out)
+    _, expected = read_out(reference)
+    assert manifest["n_invalid_positions"] == 2 and manifest["n_outside"] == 5 + 2
+    assert len(got) == len(expected) == len(ra) and list(got["id"]) == list(expected["id"])
+    invalid = np.isin(got["catalog_row"].to_numpy(), [3, 7])
+    assert not got.loc[invalid, "images_used"].any() and got.loc[invalid, "p_blended"].isna().all()
+    assert np.all(got.loc[invalid, "flags"].to_numpy() & MISSING_INPUT_FLAG)
+    assert got.loc[got["catalog_row"] == 11, "images_used"].all()  # ra + 360: the same place
+    same = ~invalid
+    for column in ("flags", "images_used"):
+        assert np.array_equal(expected.loc[same, column].to_numpy(), got.loc[same, column].to_numpy()), column
+    for column in ("p_isolated", "p_blended"):  # batches hold other rows: float rounding differs
+        assert np.allclose(expected.loc[same, column].to_numpy(), got.loc[same, column].to_numpy(), atol=1e-5, equal_nan=True)
+    # The rerun of the finished run says it again (once).
+    assert main(argv) == 0
+    assert capsys.readouterr().err.count("no valid sky position") == 1
+
+
+def test_a_dec_beyond_the_pole_is_on_no_tile():
+    """dec 95 at ra 150 would fold onto dec 85 at ra 330 (unit vectors, WCS): it is no position."""
+    from skysort.inference.stream import TileIndex, TileInfo
+
+    tile = TileInfo(key="polar", files={"r": "polar.fits"}, shape=(120, 140), wcs=tile_wcs(330.0, 85.0, (120, 140)),
+                    pixel_scale=SCALE)
+    owners = TileIndex([tile]).owners(np.array([330.0, 150.0, -30.0, np.nan, 330.0]), np.array([85.0, 95.0, 85.0, 85.0, np.inf]))
+    assert owners.tolist() == [0, -1, 0, -1, -1]
+
+
 def test_dask_local_two_workers_equals_single_process(survey, tmp_path):
     pytest.importorskip("distributed")
     local = predict_catalog(survey["model"], survey["catalog"], tmp_path / "local", RunOptions(tiles=survey["tiles"], batch_size=32))

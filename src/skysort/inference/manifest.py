@@ -17,6 +17,8 @@ Why a run can be killed at any moment and rerun
   run (:attr:`Manifest.run_id`). A part found on disk but not recorded in the manifest (killed
   between the rename and the manifest update) is adopted when its unit, run and row count
   match, and otherwise deleted and recomputed: a unit is never written twice under two names.
+* A recorded part that is gone, or whose SHA-256 differs from the recorded one (damaged or
+  altered after the run, even a finished one), is deleted and recomputed.
 * A rerun with a different model, different inputs or options that change results is refused
   (:class:`~skysort.errors.InputError`) rather than mixed into the same folder.
 
@@ -226,7 +228,8 @@ class Manifest:
     # ---- reconciliation with the folder ------------------------------------------------------
 
     def reconcile(self) -> tuple[int, int]:
-        """Adopt whole parts the manifest does not record yet; delete temporary and stray files.
+        """Adopt whole parts the manifest does not record yet; delete temporary and stray files,
+        and recorded parts that are gone or whose SHA-256 no longer matches (recomputed).
 
         Returns
         -------
@@ -242,6 +245,13 @@ class Manifest:
             if unit.get("part") is not None:
                 if not path.exists():
                     # The recorded part was deleted by hand: compute it again.
+                    unit.update(part=None, rows=None, sha256=None)
+                    self.content["complete"] = False
+                    removed += 1
+                elif file_sha256(path) != unit.get("sha256"):
+                    # Altered or damaged since it was recorded (truncated, overwritten): reading
+                    # each part once per rerun costs less than assembling or keeping a damaged output.
+                    path.unlink()
                     unit.update(part=None, rows=None, sha256=None)
                     self.content["complete"] = False
                     removed += 1

@@ -14,7 +14,9 @@ manifest (:mod:`skysort.inference.manifest`):
    Sources in no tile are predicted from photometry alone when the model can, otherwise
    written with NaN probabilities and the ``MISSING_BAND`` and
    :data:`~skysort.inference.predictor.MISSING_INPUT_FLAG` flags: every catalogue row appears
-   in the output exactly once.
+   in the output exactly once. Rows with no position on the sky (ra or dec NaN or infinite,
+   or ``|dec| > 90``) are in no tile; one warning gives their number. Any finite ra is valid
+   (angles wrap).
 3. **Shards.** Each chunk's rows (only the columns prediction needs) are written to
    ``OUT/_shards/`` as Parquet, one row group per owning tile, so a unit reads its own rows
    without reading the catalogue again.
@@ -228,6 +230,13 @@ def scan_tiles(patterns: str | Sequence[str], bands: Sequence[str], reference_ba
     return tiles
 
 
+def valid_sky_positions(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    """Whether each ``(ra, dec)`` (degrees) is a position on the sky: both finite and
+    ``|dec| <= 90``. Any finite ra is valid: the unit vectors and the WCS wrap it."""
+    ra, dec = np.asarray(ra, np.float64), np.asarray(dec, np.float64)
+    return np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
+
+
 def _unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
     ra, dec = np.radians(ra), np.radians(dec)
     return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], axis=1)
@@ -252,13 +261,16 @@ class TileIndex:
         self.radii = np.array(radii) * 1.05 + 1e-9
 
     def owners(self, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-        """Index of the owning tile of each position, -1 for none (or non-finite positions)."""
+        """Index of the owning tile of each position, -1 for none (or positions off the sky,
+        see :func:`valid_sky_positions`)."""
         from scipy.spatial import cKDTree
 
         n = len(ra)
         owner = np.full(n, -1, np.int32)
         best = np.full(n, -np.inf)
-        good = np.flatnonzero(np.isfinite(ra) & np.isfinite(dec))
+        # A dec beyond the pole is no position: its unit vector and the WCS would fold it
+        # onto the other side of the pole (dec 95 at ra 150 is dec 85 at ra 330).
+        good = np.flatnonzero(valid_sky_positions(ra, dec))
         if not len(good) or not self.tiles:
             return owner
         tree = cKDTree(_unit_vectors(ra[good], dec[good]))
@@ -609,8 +621,9 @@ def plan_units(folder: Path, catalog: CatalogStream, tiles: Sequence[TileInfo], 
     Returns
     -------
     dict
-        ``mode``, ``n_sources``, ``n_outside`` (sources in no tile), ``tiles`` and ``units``
-        (see ``docs/formats.md``); the manifest records it as it is.
+        ``mode``, ``n_sources``, ``n_outside`` (sources in no tile), ``n_invalid_positions``
+        (those of them with no position on the sky), ``tiles`` and ``units`` (see
+        ``docs/formats.md``); the manifest records it as it is.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -621,10 +634,13 @@ def plan_units(folder: Path, catalog: CatalogStream, tiles: Sequence[TileInfo], 
     shard_dir.mkdir(parents=True, exist_ok=True)
     index = TileIndex(tiles) if tiles else None
     refs: dict[int, list[tuple[str, int, int]]] = {}
-    n_total = 0
+    n_total = n_invalid = 0
     for chunk_number, (start, columns) in enumerate(catalog.chunks(memory.catalog_chunk_rows)):
         n = len(columns["ra"])
         owner = index.owners(columns["ra"], columns["dec"]) if index else np.full(n, -1, np.int32)
+        if index:
+            # Counted chunk by chunk for one warning (report_invalid_positions), not one per chunk.
+            n_invalid += n - int(np.count_nonzero(valid_sky_positions(columns["ra"], columns["dec"])))
         order = np.argsort(owner, kind="stable")
         owner_sorted = owner[order]
         arrays = {"catalog_row": np.arange(start, start + n, dtype=np.int64)[order]}
@@ -663,6 +679,7 @@ def plan_units(folder: Path, catalog: CatalogStream, tiles: Sequence[TileInfo], 
         "mode": "tiles" if tiles else "photometry",
         "n_sources": int(n_total),
         "n_outside": int(sum(c for _, _, c in refs.get(-1, []))) if tiles else 0,
+        "n_invalid_positions": int(n_invalid),
         "tiles": [dict(tile.to_json(), n_sources=int(sum(c for _, _, c in refs.get(t, [])))) for t, tile in enumerate(tiles)],
         "units": units,
     }
@@ -672,6 +689,16 @@ def off_tiles_error(catalog: str | os.PathLike, n_sources: int) -> InputError:
     """The error for a catalogue none of whose ``n_sources`` sources lies on a tile."""
     return InputError(catalog, f"none of its {n_sources:,} sources lies on a tile of --tiles; the catalogue and the "
                                "images cover different skies")
+
+
+def report_invalid_positions(manifest: Manifest, catalog: str | os.PathLike,
+                             warn: Callable[[str | os.PathLike, str], None] | None) -> None:
+    """Report the catalogue rows planned without a position on the sky (once per run)."""
+    n_invalid = int(manifest.content.get("n_invalid_positions") or 0)
+    if n_invalid:
+        report_problem(warn, catalog, f"{n_invalid:,} of {manifest.content['n_sources']:,} rows have no valid sky position "
+                                      "(ra or dec NaN or infinite, or |dec| > 90): no stamps are cut for them, they are "
+                                      "treated as sources in no tile")
 
 
 def report_without_input(used: Sequence[np.ndarray], catalog: str | os.PathLike,
@@ -1311,6 +1338,8 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
                      "images_available": images_available, "device": device, "background": signature["background"]})
     else:
         manifest.reconcile()
+        restore_shards(manifest, catalog_stream, tiles, inputs, options)
+    report_invalid_positions(manifest, catalog, warn)
     if manifest.pending():
         reader_config = ReaderConfig(
             folder=str(out), tiles=manifest.content["tiles"], image_bands=list(spec.image_bands),
@@ -1338,6 +1367,41 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
     manifest.finish()
     _report_parts_without_input(manifest, catalog, warn)
     return manifest
+
+
+def restore_shards(manifest: Manifest, catalog: CatalogStream, tiles: Sequence[TileInfo], inputs: PreparedInputs,
+                   options: RunOptions) -> None:
+    """Write again the shards that unfinished units need when they are gone.
+
+    A finished run removes its shards; a part of it deleted or found damaged afterwards
+    (:meth:`Manifest.reconcile`) needs its unit's rows again. The catalogue is planned again
+    with the recorded part size and the chunk size of the recorded memory setting, which gives
+    the recorded units (the plan depends only on the inputs, which the signature fixes).
+
+    Raises
+    ------
+    InputError
+        Planning again gives other units (a skysort that plans differently): the folder
+        cannot be completed.
+    """
+    from dataclasses import replace
+
+    from .._progress import progress_bar
+
+    shard_dir = manifest.folder / SHARDS_DIR
+    needed = {ref[0] for unit in manifest.pending() for ref in unit.get("refs", [])}
+    if all((shard_dir / name).exists() for name in needed):
+        return
+    recorded = manifest.content["options"]
+    memory = replace(inputs.memory_plan(replace(options, memory_gb=recorded["memory_gb"])),
+                     rows_per_part=int(recorded["rows_per_part"]))
+    with progress_bar(catalog.n_rows, "planning again", unit="src", enabled=not options.quiet) as advance:
+        plan = plan_units(manifest.folder, catalog, tiles, memory, progress=advance)
+    keys = ("index", "kind", "tile", "input_tiles", "refs", "n_sources")
+    if [{k: u.get(k) for k in keys} for u in plan["units"]] != [{k: u.get(k) for k in keys} for u in manifest.units]:
+        shutil.rmtree(shard_dir, ignore_errors=True)
+        raise InputError(manifest.folder, "the catalogue rows of its parts to recompute are gone and planning again gives "
+                                          "other work units; remove the folder and run again")
 
 
 def _report_parts_without_input(manifest: Manifest, catalog, warn) -> None:
