@@ -299,3 +299,84 @@ def test_stamps_a_model_cannot_read_are_refused_before_any_warning(tmp_path, cap
         code, _, err = run([command, "--model", "sgq-sdss", "--data", blends, "--out", out, "--quiet"], capsys)
         assert_one_line_error(code, err, "b.h5", "no image band(s)")
         assert not out.exists()
+
+
+def test_options_a_run_would_ignore_are_refused(tmp_path, capsys):
+    # Refused before any input is read: the files need not exist.
+    data, model = tmp_path / "none.h5", tmp_path / "m.pt"
+    train = ["train", "--data", data, "--out", model, "--quiet", "--task"]
+    for argv, option, scope in (
+            (train + ["blend", "--branches", "image"], "--branches", "--task sgq"),
+            (train + ["blend", "--magnitude-balance"], "--magnitude-balance", "--task sgq"),
+            (train + ["blend", "--backbone", "vgg16"], "--backbone", "--architecture paper"),
+            (train + ["blend", "--architecture", "paper", "--val", data], "--val", "--task sgq"),
+            (train + ["blend", "--architecture", "paper", "--noise-max", 20], "--noise-max", "--task blend"),
+            (train + ["pointsource", "--init", "sgq-sdss"], "--init", "--task sgq"),
+            (train + ["pointsource", "--freeze", "image"], "--freeze", "--task sgq"),
+            (train + ["sgq", "--architecture", "paper"], "--architecture", "--task blend"),
+            (train + ["sgq", "--noise-min", 2], "--noise-min", "--task blend"),
+            (train + ["sgq", "--baseline", "image-only"], "--baseline", "--task pointsource"),
+            (["simulate", "--kind", "sources", "--spectra-snr", 5, "--n", 3, "--out", tmp_path / "s.h5"], "--spectra-snr",
+             "--kind pointsources"),
+            (["simulate", "--kind", "blends", "--survey", "cfis", "--balanced", "--n", 3, "--out", tmp_path / "s.h5"],
+             "--balanced", "--kind sources"),
+            (["predict", "--model", "sgq-sdss", "--data", data, "--mapping", "sdss", "--out", tmp_path / "p.parquet"], "--mapping",
+             "--catalog"),
+            (["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "c.csv", "--background", "none",
+              "--out", tmp_path / "p.parquet"], "--background", "--tiles")):
+        code, _, err = run(argv, capsys)
+        assert_one_line_error(code, err, option, "applies to", scope)
+    # An option given at its default value is still an option the run would ignore.
+    code, _, err = run(train + ["sgq", "--noise-max", 36], capsys)
+    assert_one_line_error(code, err, "--noise-max", "applies to")
+    assert leftovers(tmp_path) == [] and list(tmp_path.iterdir()) == []
+
+
+def test_the_paper_model_trains_with_the_published_protocol_by_default(tmp_path, capsys, monkeypatch):
+    import skysort.tasks.blend_paper as blend_paper
+
+    calls = []
+    monkeypatch.setattr(blend_paper, "train_paper_model", lambda *args, **kwargs: calls.append(kwargs) or {})
+    data = tmp_path / "b.h5"
+    assert run(["simulate", "--survey", "cfis", "--kind", "blends", "--n", 4, "--out", data, "--quiet"], capsys)[0] == 0
+    for extra, expected in (([], dict(max_epochs=500, patience=10, batch_size=250, lr=1e-3)),
+                            (["--epochs", 3, "--patience", 2, "--batch-size", 64, "--lr", 0.01],
+                             dict(max_epochs=3, patience=2, batch_size=64, lr=0.01))):
+        code, _, err = run(["train", "--task", "blend", "--architecture", "paper", "--data", data, "--out", tmp_path / "m.pt",
+                            "--quiet", *extra], capsys)
+        assert code == 0, err
+        assert {k: calls[-1][k] for k in expected} == expected
+
+
+def test_output_names_the_readers_would_not_recognise_are_refused(tmp_path, capsys):
+    np.save(tmp_path / "st.npy", np.zeros((3, 8, 8), np.float32))
+    for argv, fragment in (
+            (["import", "--images", tmp_path / "st.npy", "--bands", "r", "--pixel-scale", 0.2, "--out", tmp_path / "s.txt"],
+             "must end in .h5 or .hdf5"),
+            (["simulate", "--n", 3, "--out", tmp_path / "s.fits"], "must end in .h5 or .hdf5"),
+            (["train", "--task", "sgq", "--data", tmp_path / "none.h5", "--out", tmp_path / "m.h5"], "must end in .pt or .pth"),
+            (["import", "--images", tmp_path / "st.npy", "--bands", "r,", "--pixel-scale", 0.2, "--out", tmp_path / "s.h5"],
+             "empty name"),
+            (["predict", "--model", "sgq-sdss", "--data", tmp_path / "none.h5", "--out", tmp_path / "pred"],
+             "neither a table")):
+        code, _, err = run(argv, capsys)
+        assert_one_line_error(code, err, fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["st.npy"]
+    # A name with a table suffix is one table; one ending in / is a folder of parts.
+    assert run(["simulate", "--survey", "sdss", "--n", 4, "--stamp-size", 16, "--out", tmp_path / "s.h5", "--quiet"], capsys)[0] == 0
+    code, _, err = run(["info", tmp_path / "s.h5", "--mosaic", tmp_path / "m.jpg"], capsys)
+    assert_one_line_error(code, err, "--mosaic", "must end in .png")
+    assert run(["predict", "--model", "sgq-sdss", "--data", tmp_path / "s.h5", "--out", f"{tmp_path / 'parts'}/", "--quiet"],
+               capsys)[0] == 0
+    assert (tmp_path / "parts" / "manifest.json").is_file()
+
+
+def test_an_unlabelled_set_is_refused_before_any_warning(tmp_path, capsys):
+    np.save(tmp_path / "st.npy", np.random.default_rng(0).normal(0, 1, (6, 5, 32, 32)).astype(np.float32))
+    data = tmp_path / "u.h5"
+    assert run(["import", "--images", tmp_path / "st.npy", "--bands", "u,g,r,i,z", "--pixel-scale", 0.396, "--out", data,
+                "--quiet"], capsys)[0] == 0
+    # Without the check first, the unknown seeing of these stamps would be warned about before the error.
+    code, _, err = run(["evaluate", "--model", "sgq-sdss", "--data", data, "--out", tmp_path / "e", "--quiet"], capsys)
+    assert_one_line_error(code, err, "u.h5", "no object has a star / galaxy / qso label")
+    assert not (tmp_path / "e").exists()

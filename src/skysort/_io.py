@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 
 #: Temporary files and folders of this process that are not yet committed; removed by
@@ -40,7 +40,7 @@ def discard_temporaries() -> None:
 
 
 def check_output_path(path: str | os.PathLike, *, folder: bool = False, option: str = "--out",
-                      inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+                      inputs: Iterable[str | os.PathLike | None] = (), suffixes: Sequence[str] = ()) -> Path:
     """Check, before any work is done, that ``path`` can be written as a file (or a folder).
 
     A command that finds out only at the end that its output cannot be written has wasted the
@@ -56,12 +56,15 @@ def check_output_path(path: str | os.PathLike, *, folder: bool = False, option: 
         The command-line option that gave it, for the message.
     inputs : iterable of path-like or None
         The command's input files: an output that is one of them would destroy it.
+    suffixes : sequence of str
+        Accepted file name endings, lower case (e.g. ``(".h5", ".hdf5")``); empty accepts any.
 
     Raises
     ------
     skysort.errors.InputError
         ``path`` is one of ``inputs``, a folder where a file is wanted (or a file where a folder
-        is), a parent is a file, or nothing can be created in the nearest existing folder.
+        is), its name ends otherwise than ``suffixes``, a parent is a file, or nothing can be
+        created in the nearest existing folder.
     """
     from .errors import InputError
 
@@ -69,6 +72,10 @@ def check_output_path(path: str | os.PathLike, *, folder: bool = False, option: 
     for source in inputs:
         if source is not None and _same_file(path, Path(source)):
             raise InputError(path, f"{option} names an input of this command, which the output would overwrite")
+    if suffixes and not path.name.lower().endswith(tuple(suffixes)):
+        # A file that the tool's readers would not recognise later (``info``, ``--model``,
+        # ``--data``) is better refused now than written.
+        raise InputError(path, f"{option} must end in {' or '.join(suffixes)}")
     if path.exists():
         if folder and not path.is_dir():
             raise InputError(path, f"{option} must be a folder, and this is a file")

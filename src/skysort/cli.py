@@ -20,7 +20,7 @@ import threading
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import numpy as np
 import typer
@@ -49,6 +49,9 @@ class NanPolicy(str, Enum):
 
 #: Largest seed numpy's legacy generators accept (seeds are 32-bit there).
 SEED_MAX = 2**32 - 1
+#: File name endings of the stamp sets and model files the commands write (and ``info`` reads).
+STAMPSET_SUFFIXES = (".h5", ".hdf5")
+MODEL_SUFFIXES = (".pt", ".pth")
 
 
 def _version_callback(value: bool) -> None:
@@ -106,10 +109,37 @@ def _parse_band_values(text: str | None, bands: list[str], option: str, *, posit
     return values
 
 
-def _split_bands(text: str | None) -> list[str] | None:
+def _split_bands(text: str | None, option: str) -> list[str] | None:
+    """Names from 'g,r,i' (or spaces); an empty name (``'r,'``, ``'g,,r'``) is refused."""
     if not text:
         return None
+    if any(not item.strip() for item in text.split(",")):
+        raise InputError(option, f"empty name in {text!r}: give names separated by single commas, e.g. 'g,r,i'")
     return [b for b in text.replace(",", " ").split() if b]
+
+
+def _options_given(ctx: typer.Context) -> dict[str, str]:
+    """The command's parameters set on the command line, by name, with their option spelling."""
+    # Compared by name: click versions differ in where the ParameterSource enum lives.
+    sources = {param.name: ctx.get_parameter_source(param.name) for param in ctx.command.params if param.name}
+    return {param.name: param.opts[0] for param in ctx.command.params
+            if sources.get(param.name) is not None and sources[param.name].name not in ("DEFAULT", "DEFAULT_MAP")}
+
+
+def _refuse_options_outside(ctx: typer.Context, scope: str, applies_to: dict[str, tuple[str, ...]],
+                            describe: dict[Any, str], subject: str) -> None:
+    """Refuse an option given on the command line that does nothing in ``scope``.
+
+    A silently ignored option is a run that did not do what was asked, found out (if ever) only
+    after the work; ``applies_to`` maps parameter names to the scopes that read them, and
+    ``describe`` names the scopes (or a tuple of them) for the message.
+    """
+    given = _options_given(ctx)
+    for name, scopes in applies_to.items():
+        if name in given and scope not in scopes:
+            names = [describe[s] for s in scopes]
+            where = describe.get(scopes) or (", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0])
+            raise InputError(given[name], f"applies to {where}; {subject}")
 
 
 def _print_stampset_summary(summary: dict[str, Any], elapsed: float | None = None) -> None:
@@ -194,15 +224,16 @@ def cutout_command(
     from .data.ingest import cutout
 
     image_paths = expand_image_paths(images)
-    check_output_path(out, inputs=[catalog, *image_paths])
+    check_output_path(out, inputs=[catalog, *image_paths], suffixes=STAMPSET_SUFFIXES)
+    band_list = _split_bands(bands, "--bands")
     if mosaic:
         if Path(mosaic).resolve() == Path(out).resolve():
             raise InputError("--mosaic", "names the same file as --out")
-        check_output_path(mosaic, option="--mosaic", inputs=[catalog, *image_paths])
+        check_output_path(mosaic, option="--mosaic", inputs=[catalog, *image_paths], suffixes=(".png",))
     start = time.perf_counter()
     table = read_catalog(catalog, mapping=mapping)
     with progress_bar(len(table), "cutting", enabled=not quiet) as advance:
-        stamps = cutout(images, table, out, size=size, bands=_split_bands(bands), mapping=mapping,
+        stamps = cutout(images, table, out, size=size, bands=band_list, mapping=mapping,
                         reference_band=reference_band, survey=survey, nan_policy=nan.value, background=background.value,
                         warn=_warn, progress=advance)
     _print_stampset_summary(stamps.summary(), time.perf_counter() - start)
@@ -230,10 +261,10 @@ def import_command(
     from .data.catalog import read_catalog
     from .data.ingest import import_to_stampset, load_stamp_array
 
-    check_output_path(out, inputs=[images, table])
+    check_output_path(out, inputs=[images, table], suffixes=STAMPSET_SUFFIXES)
     _require_number(pixel_scale, "--pixel-scale", positive=True)
     start = time.perf_counter()
-    band_list = _split_bands(bands) or []
+    band_list = _split_bands(bands, "--bands") or []
     if len(set(band_list)) != len(band_list):
         raise InputError("--bands", f"each band may appear once, got {bands!r}")
     object_table = read_catalog(table, mapping=mapping, require_positions=False) if table else None
@@ -290,12 +321,13 @@ def _parse_band_numbers(text: Optional[str], option: str) -> dict[str, float] | 
 
 @app.command("simulate")
 def simulate_command(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", help="Output stamp set (.h5).")],
     survey: Annotated[str, typer.Option("--survey", help="Survey preset (kids, sdss, cfis) or a preset YAML file.")] = "kids",
     kind: Annotated[SimKind, typer.Option("--kind", help="sources: stars, galaxies, quasars; pointsources: stars and quasars with spectra; blends: isolated / blended galaxies (cfis).")] = SimKind.sources,
     n: Annotated[int, typer.Option("--n", help="Number of objects.")] = 10000,
     seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Random seed; object i depends only on (seed, i).")] = 0,
-    balanced: Annotated[bool, typer.Option("--balanced", help="Equal class odds: each object's class is drawn with equal probability (counts scatter around n / classes).")] = False,
+    balanced: Annotated[bool, typer.Option("--balanced", help="sources / pointsources: equal class odds (blend sets are half blended already): each object's class is drawn with equal probability (counts scatter around n / classes).")] = False,
     mode: Annotated[SimMode, typer.Option("--mode", help="Galaxy morphologies: COSMOS parametric fits; clumpy (the fits with star-forming knots in their discs, and for blends sizes and magnitudes drawn apart from the shapes); or real COSMOS HST images.")] = SimMode.parametric,
     noise_sigma: Annotated[Optional[float], typer.Option("--noise-sigma", help="Sky noise per pixel in counts, every band (default: the preset's).")] = None,
     spectra_snr: Annotated[float, typer.Option("--spectra-snr", help="Median S/N per pixel of point-source spectra.")] = 10.0,
@@ -312,7 +344,10 @@ def simulate_command(
     from ._progress import progress_bar
     from .simulate.simulator import SimulationConfig, simulate
 
-    check_output_path(out)
+    # The others are refused, kind by kind, with their reasons by the simulation's configuration.
+    _refuse_options_outside(ctx, kind.value, {"spectra_snr": ("pointsources",), "balanced": ("sources", "pointsources")},
+                            {k.value: f"--kind {k.value}" for k in SimKind}, f"this run is --kind {kind.value}")
+    check_output_path(out, suffixes=STAMPSET_SUFFIXES)
     if plots:
         check_output_path(plots, folder=True, option="--plots")
     _require_number(noise_sigma, "--noise-sigma", minimum=0.0)
@@ -321,7 +356,7 @@ def simulate_command(
     start = time.perf_counter()
     config = SimulationConfig(survey=survey, kind=kind.value, seed=seed, balanced=balanced, mode=mode.value,
                               noise_sigma=noise_sigma, spectra_snr=spectra_snr, real_galaxies=real_galaxies,
-                              image_bands=tuple(_split_bands(image_bands)) if image_bands else None, stamp_size=stamp_size,
+                              image_bands=tuple(_split_bands(image_bands, "--image-bands")) if image_bands else None, stamp_size=stamp_size,
                               mag_max=mag_max, population=_parse_overrides(population or [], "--population"))
     with progress_bar(n, "simulating", enabled=not quiet) as advance:
         stamps = simulate(config, n, out, workers=workers, progress=advance)
@@ -366,14 +401,15 @@ class InputMode(str, Enum):
 
 @app.command("train")
 def train_command(
+    ctx: typer.Context,
     task: Annotated[Task, typer.Option("--task", help="What to learn: sgq (star / galaxy / quasar from stamps + photometry), pointsource (star vs quasar from images, with spectral knowledge) or blend (isolated vs blended galaxies).")],
     data: Annotated[Path, typer.Option("--data", help="Training stamp set (from skysort simulate).")],
     out: Annotated[Path, typer.Option("--out", help="Model file to write (.pt).")],
-    val: Annotated[Optional[Path], typer.Option("--val", help="Validation stamp set (default: 10% of --data).")] = None,
-    epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs (early stopping on the validation loss).")] = 30,
-    patience: Annotated[int, typer.Option("--patience", help="Stop after this many epochs without improvement.")] = 6,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 256,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 2e-3,
+    val: Annotated[Optional[Path], typer.Option("--val", help="Validation stamp set (default: 10% of --data; the paper model splits --data 45/45/10 as published).")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs (early stopping on the validation loss); default 30, paper 500.")] = None,
+    patience: Annotated[Optional[int], typer.Option("--patience", help="Stop after this many epochs without improvement; default 6, paper 10.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Training batch; default 256, paper 250.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Initial Adam learning rate; default 2e-3, paper 1e-3.")] = None,
     noise_min: Annotated[float, typer.Option("--noise-min", help="blend: lowest noise sigma of the augmentation (counts).")] = 4.0,
     noise_max: Annotated[float, typer.Option("--noise-max", help="blend: highest noise sigma of the augmentation (counts); 0 disables it.")] = 36.0,
     max_objects: Annotated[Optional[int], typer.Option("--max-objects", help="Use at most this many training objects.")] = None,
@@ -397,7 +433,16 @@ def train_command(
     """Train a model on a stamp set and write it, with its training record, to a model file."""
     from .tasks.blend import train_blend_model
 
-    check_output_path(out, inputs=[data, val, backbone_weights, init])
+    paper = task is Task.blend and architecture is Architecture.paper
+    _refuse_options_outside(ctx, "paper" if paper else task.value, _TRAIN_OPTION_SCOPES, _TRAIN_SCOPE_NAMES,
+                            f"this run is {_TRAIN_SCOPE_NAMES['paper' if paper else task.value]}")
+    check_output_path(out, inputs=[data, val, backbone_weights, init], suffixes=MODEL_SUFFIXES)
+    # The paper model keeps BlendHunter's protocol unless told otherwise.
+    defaults = _PAPER_TRAINING if paper else _TRAINING
+    epochs = defaults["epochs"] if epochs is None else epochs
+    patience = defaults["patience"] if patience is None else patience
+    batch_size = defaults["batch_size"] if batch_size is None else batch_size
+    lr = defaults["lr"] if lr is None else lr
     if epochs < 1:
         raise InputError("--epochs", f"must be at least 1, got {epochs}")
     if patience < 1:
@@ -413,6 +458,9 @@ def train_command(
         raise InputError("--noise-min", f"must lie in 0 to --noise-max ({noise_max:g}), got {noise_min:g}")
     if noise_max < 0:
         raise InputError("--noise-max", f"must be 0 (no augmentation) or positive, got {noise_max:g}")
+    image_band_list = _split_bands(image_bands, "--image-bands")
+    photometry_band_list = _split_bands(photometry_bands, "--photometry-bands")
+    freeze_list = _split_bands(freeze, "--freeze") or ()
     if backbone_weights is not None and not backbone_weights.is_file():
         raise InputError(backbone_weights, "no such file (--backbone-weights)")
     from .training.data import open_training_set
@@ -420,20 +468,17 @@ def train_command(
     for path in (data, val):
         if path is not None:
             open_training_set(path)
-    if architecture is Architecture.paper and task is Task.blend:
-        if backbone is Backbone.vgg16 and backbone_weights is None:
-            raise InputError("--backbone-weights", "--backbone vgg16 needs ImageNet weights (a torchvision vgg16 state "
-                                                   "dict); none are installed. efficientnet-lite0 has them built in")
-        if init is not None:
-            raise InputError("--init", "applies to --architecture cnn; the paper model starts from its pretrained backbone")
+    if paper and backbone is Backbone.vgg16 and backbone_weights is None:
+        raise InputError("--backbone-weights", "--backbone vgg16 needs ImageNet weights (a torchvision vgg16 state "
+                                               "dict); none are installed. efficientnet-lite0 has them built in")
 
     if task is Task.sgq:
         from .tasks.sgq import train_sgq_model
 
-        record = train_sgq_model(data, out, val_data=val, branches=branches.value, image_bands=_split_bands(image_bands),
-                                 photometry_bands=_split_bands(photometry_bands), init=init, epochs=epochs, patience=patience,
-                                 batch_size=batch_size, lr=lr, max_objects=max_objects, seed=seed, progress=not quiet,
-                                 magnitude_balance=magnitude_balance, freeze=_split_bands(freeze) or (),
+        record = train_sgq_model(data, out, val_data=val, branches=branches.value, image_bands=image_band_list,
+                                 photometry_bands=photometry_band_list, init=init, epochs=epochs,
+                                 patience=patience, batch_size=batch_size, lr=lr, max_objects=max_objects, seed=seed,
+                                 progress=not quiet, magnitude_balance=magnitude_balance, freeze=freeze_list,
                                  mag_jitter=_parse_band_numbers(mag_jitter, "--mag-jitter"), seeing_input=seeing_input)
         console.print(f"model: {out}")
         _print_metrics("validation", record, _SGQ_KEYS + ["epochs", "seconds", "accelerator", "precision"])
@@ -442,7 +487,7 @@ def train_command(
         from .tasks.pointsource import train_pointsource_model
 
         record = train_pointsource_model(data, out, val_data=val, baseline=baseline.value if baseline else None,
-                                         image_bands=_split_bands(image_bands), epochs=epochs, patience=patience,
+                                         image_bands=image_band_list, epochs=epochs, patience=patience,
                                          batch_size=batch_size, lr=lr, max_objects=max_objects, seed=seed, progress=not quiet)
         console.print(f"model: {out}")
         # Each stage stops early on its own, so a total over the stages would say little.
@@ -451,11 +496,12 @@ def train_command(
                        _POINTSOURCE_KEYS + ["epochs", "seconds", "accelerator", "precision"])
         return
 
-    if architecture is Architecture.paper:
+    if paper:
         from .tasks.blend_paper import train_paper_model
 
         result = train_paper_model(data, out, backbone=backbone.value, backbone_weights=backbone_weights, input_mode=input_mode.value,
-                                   seed=seed, max_epochs=epochs, patience=patience, lr=lr, fine_tune_top=fine_tune_top, progress=not quiet)
+                                   seed=seed, max_epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
+                                   fine_tune_top=fine_tune_top, progress=not quiet)
         console.print(f"model: {out}")
         _print_metrics("paper-faithful model (held-out 10%)", result, ["test_accuracy", "test_accuracy_near_blends", "test_accuracy_far_blends", "test_accuracy_isolated", "head_training_seconds", "epochs"])
         return
@@ -465,6 +511,35 @@ def train_command(
     console.print(f"model: {out}")
     console.print(f"epochs {record['epochs']}, {record['seconds']:.0f} s on {record['accelerator']}; "
                   f"validation accuracy {record['val_accuracy']:.4f}, false-positive rate {record['val_false_positive_rate']:.4f}")
+
+
+#: Training defaults of the networks, and BlendHunter's protocol for the paper model.
+_TRAINING = {"epochs": 30, "patience": 6, "batch_size": 256, "lr": 2e-3}
+_PAPER_TRAINING = {"epochs": 500, "patience": 10, "batch_size": 250, "lr": 1e-3}
+_TRAIN_SCOPE_NAMES = {"sgq": "--task sgq", "pointsource": "--task pointsource", "blend": "--task blend (--architecture cnn)",
+                      "paper": "--task blend --architecture paper", ("blend", "paper"): "--task blend"}
+#: The train options each task (and the blend paper model) reads; any other given is refused.
+_TRAIN_OPTION_SCOPES: dict[str, tuple[str, ...]] = {
+    # The paper model splits --data 45 / 45 / 10 itself and trains on every stamp, as published.
+    "val": ("sgq", "pointsource", "blend"),
+    "max_objects": ("sgq", "pointsource", "blend"),
+    "noise_min": ("blend",),
+    "noise_max": ("blend",),
+    "init": ("sgq", "blend"),
+    "architecture": ("blend", "paper"),
+    "backbone": ("paper",),
+    "backbone_weights": ("paper",),
+    "input_mode": ("paper",),
+    "fine_tune_top": ("paper",),
+    "branches": ("sgq",),
+    "image_bands": ("sgq", "pointsource"),
+    "photometry_bands": ("sgq",),
+    "magnitude_balance": ("sgq",),
+    "freeze": ("sgq",),
+    "mag_jitter": ("sgq",),
+    "seeing_input": ("sgq",),
+    "baseline": ("pointsource",),
+}
 
 
 def _print_metrics(title: str, metrics: dict[str, Any], keys: list[str]) -> None:
@@ -490,6 +565,7 @@ _BLEND_KEYS = ["n", "accuracy", "accuracy_near", "accuracy_far", "false_positive
 
 @app.command("evaluate")
 def evaluate_command(
+    ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", help="Model file or shipped model name (see skysort models list).")],
     data: Annotated[Path, typer.Option("--data", help="Labelled stamp set to evaluate on.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder: metrics.json, predictions, plots.")],
@@ -510,16 +586,15 @@ def evaluate_command(
     check_output_path(out, folder=True)
     meta, _ = load_model_file(resolve_model(model))
     task = meta.get("task")
-    for option, value, tasks in (("--prior", prior, ("sgq",)), ("--expect", expect, ("sgq",)),
-                                 ("--threshold", threshold, ("blend",)), ("--baseline-model", baseline_model, ("pointsource",)),
-                                 ("--no-sep", no_sep or None, ("blend",))):
-        if value is not None and task not in tasks:
-            raise InputError(option, f"applies to {' and '.join(tasks)} models; {model} is a {task!r} model")
+    _refuse_options_outside(ctx, task, {"prior": ("sgq",), "expect": ("sgq",), "threshold": ("blend",),
+                                        "baseline_model": ("pointsource",), "no_sep": ("blend",)},
+                            {"sgq": "sgq models", "blend": "blend models", "pointsource": "pointsource models"},
+                            f"{model} is a {task!r} model")
     stamps = StampSet.open(data)
     n = len(stamps)
     if n == 0:
         raise InputError(data, "the stamp set holds no objects")
-    _warn_inputs(model, meta, stamps)
+    _warn_inputs(model, meta, stamps, also_require=lambda: _require_labels(task, stamps, expect))
     if task == "sgq":
         from .inference.predictor import parse_prior
         from .tasks.sgq import evaluate_sgq_model
@@ -554,12 +629,28 @@ def evaluate_command(
     console.print(f"metrics: {out / 'metrics.json'}")
 
 
-def _warn_inputs(model: str, model_meta: dict, stamps) -> None:
-    """Refuse stamps the model cannot read (missing bands, wrong size) before any warning;
-    then warn when the stamps' pixel scale differs from the model's by more than 2% (as for
-    tiles), report the seeing a model that reads it will get (measured from the stamps where
-    the set records none, or unknown), and warn when that seeing lies outside the range the
-    model was trained on."""
+def _require_labels(task: str | None, stamps, expect: str | None) -> None:
+    """Refuse a set without the labels an evaluation of a ``task`` model scores."""
+    if task == "sgq":
+        from .tasks.sgq import require_sgq_evaluation_set
+
+        require_sgq_evaluation_set(stamps, expect)
+    elif task == "pointsource":
+        from .tasks.pointsource import require_pointsource_set
+
+        require_pointsource_set(stamps, spectra=False)
+    elif task == "blend":
+        from .tasks.blend import require_blend_set
+
+        require_blend_set(stamps)
+
+
+def _warn_inputs(model: str, model_meta: dict, stamps, also_require: Callable[[], None] | None = None) -> None:
+    """Refuse stamps the model cannot read (missing bands, wrong size), and those ``also_require``
+    refuses, before any warning; then warn when the stamps' pixel scale differs from the model's
+    by more than 2% (as for tiles), report the seeing a model that reads it will get (measured
+    from the stamps where the set records none, or unknown), and warn when that seeing lies
+    outside the range the model was trained on."""
     from .data.seeing import seeing_mismatch, stampset_seeing
     from .inference.predictor import check_stampset, load_predictor
 
@@ -569,6 +660,8 @@ def _warn_inputs(model: str, model_meta: dict, stamps) -> None:
         predictor = None  # a model the streaming predictor does not serve: its task checks the stamps
     if predictor is not None:
         check_stampset(predictor, stamps)
+    if also_require is not None:
+        also_require()
 
     model_scale = model_meta.get("pixel_scale")
     if model_scale and model_meta.get("image_bands") and abs(stamps.meta.pixel_scale / model_scale - 1) > 0.02:
@@ -609,6 +702,7 @@ def _is_table_path(path: Path, text: str) -> bool:
 
 @app.command("predict")
 def predict_command(
+    ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", help="Model file or shipped model name (see skysort models list).")],
     out: Annotated[str, typer.Option("--out", help="Output: one table (.parquet, .fits, .csv) or a folder (ending in /) of Parquet parts plus manifest.json; a folder run is resumed by rerunning the same command.")],
     data: Annotated[Optional[Path], typer.Option("--data", help="Stamp set to classify. For a model that reads the seeing, a set that records none has it measured from its own point sources (one value for the set).")] = None,
@@ -634,8 +728,14 @@ def predict_command(
     from .inference.predictor import parse_prior
     from .inference.stream import RunOptions, assemble_parts, predict_catalog, predict_stampset_parts, resolve_device
 
+    from .inference.hats import is_hats_catalog
+
     out_path = Path(out)
     single_file = _is_table_path(out_path, out)
+    hats_input = catalog is not None and is_hats_catalog(catalog)
+    if not (single_file or hats_input or out.endswith(("/", "\\")) or out_path.is_dir()):
+        # 'pred' could be meant as a file whose format was forgotten: do not guess a folder.
+        raise InputError(out, "names neither a table (.parquet, .fits, .csv, .ecsv) nor a folder: end a new folder's name with /")
     check_output_path(out_path, folder=not single_file, inputs=[data, catalog, model])
     if batch_size < 1:
         raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
@@ -644,6 +744,13 @@ def predict_command(
         raise InputError("--tiles", "needs --catalog (the sources whose stamps to cut)")
     if (data is None) == (catalog is None):
         raise InputError("--data/--catalog", "give exactly one of --data (a stamp set) or --catalog")
+    source = "data" if data is not None else ("tiles" if tiles is not None else "catalog")
+    _refuse_options_outside(ctx, source, {"mapping": ("tiles", "catalog"), "catalog_preset": ("tiles", "catalog"),
+                                          "reference_band": ("tiles",), "background": ("tiles",), "workers": ("tiles", "catalog")},
+                            {"data": "--data", "tiles": "--catalog with --tiles", "catalog": "--catalog alone",
+                             ("tiles", "catalog"): "--catalog"},
+                            {"data": "a stamp set (--data) is read as it is", "tiles": "",
+                             "catalog": "without --tiles no stamps are cut"}[source])
     if mapping and catalog_preset:
         raise InputError("--catalog-preset", "give either --catalog-preset or --mapping, not both")
     if threads is not None and threads < 1:
@@ -663,9 +770,9 @@ def predict_command(
                          memory_gb=memory_gb, device=resolved_device, threads=threads, workers=workers, dask=dask,
                          threshold=threshold, prior=parse_prior(prior) if prior else None, background=background.value, quiet=quiet)
     if catalog is not None:
-        from .inference.hats import is_hats_catalog, predict_hats
+        from .inference.hats import predict_hats
 
-        if is_hats_catalog(catalog):
+        if hats_input:
             if single_file:
                 raise InputError(out, "the result of a HATS catalogue is a HATS catalogue: give a folder, not a file name")
             summary = predict_hats(model, catalog, out_path, options, warn=_warn)
@@ -910,7 +1017,7 @@ def info_command(
 ) -> None:
     """Summarise a stamp set, catalogue, image or model."""
     if mosaic:
-        check_output_path(mosaic, option="--mosaic", inputs=[file])
+        check_output_path(mosaic, option="--mosaic", inputs=[file], suffixes=(".png",))
         if n < 1:
             raise InputError("--n", f"must be at least 1, got {n}")
     summary = _describe_file(file)

@@ -31,7 +31,8 @@ CLASSES = ["isolated", "blended"]
 PADDING_PX = 7
 
 
-def _require_blend_set(stamps: StampSet) -> None:
+def require_blend_set(stamps: StampSet) -> None:
+    """Refuse a set that is not one band with the blend truth columns (``skysort simulate --kind blends``)."""
     missing = [c for c in ("blended", "companion_dx", "companion_dy") if c not in stamps.columns]
     if missing or stamps.shape[1] != 1:
         raise InputError(stamps.path, f"not a blend stamp set (needs one band and columns blended, companion_dx, companion_dy; missing {missing})")
@@ -40,7 +41,7 @@ def _require_blend_set(stamps: StampSet) -> None:
 def blend_targets(stamps: StampSet) -> dict[str, np.ndarray]:
     """Training targets: ``blended`` (0/1), ``offset`` (companion dx, dy in 10-px units, 0 if
     isolated) and ``noise_sigma`` (counts, the set's noise)."""
-    _require_blend_set(stamps)
+    require_blend_set(stamps)
     blended = np.asarray(stamps.column("blended")).astype(np.int64)
     dx = np.nan_to_num(np.asarray(stamps.column("companion_dx"), float))
     dy = np.nan_to_num(np.asarray(stamps.column("companion_dy"), float))
@@ -306,7 +307,7 @@ def evaluate_blend_model(model: str | os.PathLike, data: str | os.PathLike, out_
     from ..evaluation.blend_metrics import blend_metrics, psf_fwhm_px, write_blend_report
 
     stamps = StampSet.open(data)
-    _require_blend_set(stamps)
+    require_blend_set(stamps)
     out_dir = Path(out_dir)
     predictions = predict_any_blend_model(model, stamps, threshold=threshold, progress=progress)
     truth = stamps.table

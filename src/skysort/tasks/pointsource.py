@@ -80,7 +80,8 @@ MAX_BAD_FRACTION = 0.5
 # ----------------------------------------------------------------------------- data
 
 
-def _require_pointsource_set(stamps: StampSet, spectra: bool) -> None:
+def require_pointsource_set(stamps: StampSet, spectra: bool) -> None:
+    """Refuse a set whose labels are not star / qso (or, with ``spectra``, that holds no spectra)."""
     labels = set(np.unique(stamps.labels()).tolist())
     unknown = labels - set(CLASSES)
     if unknown:
@@ -317,7 +318,7 @@ def train_pointsource_model(
     start_time = time.perf_counter()
     stamps = open_training_set(data)
     only_baseline = baseline == "image-only"
-    _require_pointsource_set(stamps, spectra=not only_baseline)
+    require_pointsource_set(stamps, spectra=not only_baseline)
     band_index, bands = _band_index(stamps, image_bands)
     n_all = len(stamps)
     chosen = np.arange(n_all)
@@ -325,7 +326,7 @@ def train_pointsource_model(
         chosen = np.sort(np.random.default_rng(seed).choice(n_all, size=max_objects, replace=False))
     if val_data is not None:
         val_stamps = open_training_set(val_data)
-        _require_pointsource_set(val_stamps, spectra=not only_baseline)
+        require_pointsource_set(val_stamps, spectra=not only_baseline)
         val_band_index, _ = _band_index(val_stamps, bands)
         train_idx, val_idx = chosen, np.arange(len(val_stamps))
     else:
@@ -754,7 +755,7 @@ def evaluate_pointsource_model(
     path = resolve_model(model)
     network, meta = load_pointsource_model(path)
     stamps = StampSet.open(data)
-    _require_pointsource_set(stamps, spectra=False)
+    require_pointsource_set(stamps, spectra=False)
     band_index, bands = _band_index(stamps, meta["image_bands"])
     input_size = tuple(int(v) for v in meta["stamp_size"])
     if any(have < want for have, want in zip(stamps.shape[2:], input_size)):

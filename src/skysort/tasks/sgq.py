@@ -1079,6 +1079,20 @@ def _r_magnitudes(stamps: StampSet) -> tuple[np.ndarray | None, str | None]:
     return None, None
 
 
+def require_sgq_evaluation_set(stamps: StampSet, expected_class: str | None = None) -> np.ndarray:
+    """The class index of each object (-1 where unlabelled), refusing a set with no star / galaxy /
+    qso label at all unless ``expected_class`` makes it a pure sample."""
+    data = stamps.path
+    if "label" not in stamps.columns and expected_class is None:
+        raise InputError(data, "no label column: give --expect CLASS to evaluate a pure sample")
+    truth = class_indices(stamps.column("label"), data, allow_unknown=True) if "label" in stamps.columns else np.full(len(stamps), -1)
+    if expected_class is None and len(stamps) and not np.any(truth >= 0):
+        found = sorted({str(v) for v in stamps.column("label")} - {""})[:5]
+        raise InputError(data, f"no object has a {' / '.join(CLASSES)} label (labels found: {', '.join(found) or 'none'}); "
+                               "give --expect CLASS to evaluate a pure sample")
+    return truth
+
+
 def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_dir: str | os.PathLike, *,
                        expected_class: str | None = None, prior: Mapping[str, float] | str | None = None,
                        progress: Callable[[int], None] | None = None, command: str | None = None) -> dict[str, Any]:
@@ -1100,13 +1114,7 @@ def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_di
     from ..inference.predictor import load_predictor
 
     stamps = StampSet.open(data)
-    if "label" not in stamps.columns and expected_class is None:
-        raise InputError(data, "no label column: give --expect CLASS to evaluate a pure sample")
-    truth = class_indices(stamps.column("label"), data, allow_unknown=True) if "label" in stamps.columns else np.full(len(stamps), -1)
-    if expected_class is None and len(stamps) and not np.any(truth >= 0):
-        found = sorted({str(v) for v in stamps.column("label")} - {""})[:5]
-        raise InputError(data, f"no object has a {' / '.join(CLASSES)} label (labels found: {', '.join(found) or 'none'}); "
-                               "give --expect CLASS to evaluate a pure sample")
+    truth = require_sgq_evaluation_set(stamps, expected_class)
     predictor = load_predictor(model, device="cpu")
     if predictor.task != "sgq":
         raise InputError(str(model), f"not an sgq model (task {predictor.task!r})")
