@@ -380,3 +380,14 @@ def test_an_unlabelled_set_is_refused_before_any_warning(tmp_path, capsys):
     code, _, err = run(["evaluate", "--model", "sgq-sdss", "--data", data, "--out", tmp_path / "e", "--quiet"], capsys)
     assert_one_line_error(code, err, "u.h5", "no object has a star / galaxy / qso label")
     assert not (tmp_path / "e").exists()
+
+
+def test_info_refuses_mosaic_options_before_printing(tmp_path, capsys):
+    data = tmp_path / "s.h5"
+    assert run(["simulate", "--survey", "sdss", "--n", 4, "--stamp-size", 16, "--out", data, "--quiet"], capsys)[0] == 0
+    code, out, err = run(["info", data, "--n", 5], capsys)
+    assert_one_line_error(code, err, "--n", "applies to --mosaic")
+    assert out == ""
+    code, out, err = run(["info", "sgq-sdss", "--mosaic", tmp_path / "m.png"], capsys)
+    assert_one_line_error(code, err, "sgq-sdss", "needs a stamp set")
+    assert out == "" and not (tmp_path / "m.png").exists()

@@ -1010,17 +1010,22 @@ def _describe_file(path: Path) -> dict[str, Any]:
 
 @app.command("info")
 def info_command(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="Stamp set (.h5), model (.pt), FITS image or catalogue.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     mosaic: Annotated[Optional[Path], typer.Option("--mosaic", help="For a stamp set: write a PNG mosaic of stamps.")] = None,
     n: Annotated[int, typer.Option("--n", help="Stamps in the mosaic.")] = 48,
 ) -> None:
     """Summarise a stamp set, catalogue, image or model."""
+    _refuse_options_outside(ctx, "mosaic" if mosaic else "summary", {"n": ("mosaic",)}, {"mosaic": "--mosaic"},
+                            "no mosaic is asked for")
     if mosaic:
         check_output_path(mosaic, option="--mosaic", inputs=[file], suffixes=(".png",))
         if n < 1:
             raise InputError("--n", f"must be at least 1, got {n}")
     summary = _describe_file(file)
+    if mosaic and summary["kind"] != "stampset":
+        raise InputError(file, f"--mosaic needs a stamp set; this is a {summary['kind']}")
     if as_json:
         console.print_json(json.dumps(summary, default=str))
     elif summary["kind"] == "stampset":
@@ -1035,8 +1040,6 @@ def info_command(
             grid.add_row(key, json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value))
         console.print(grid)
     if mosaic:
-        if summary["kind"] != "stampset":
-            raise InputError(file, "--mosaic needs a stamp set")
         from .data.stampset import StampSet
 
         console.print(f"mosaic: {_write_mosaic(StampSet.open(file), mosaic, n)}")
