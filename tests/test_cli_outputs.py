@@ -3,6 +3,7 @@ error line, exit status 2 (143 when terminated), and nothing half written."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -260,7 +261,7 @@ def test_out_of_range_and_non_finite_options_are_refused(tile_dir, capsys):  # n
             (["train", "--task", "sgq", "--data", tile_dir / "none.h5", "--lr", "nan", "--out", tile_dir / "m.pt"], "--lr"),
             (["predict", "--model", "sgq-sdss", "--catalog", tile_dir / "objects.csv", "--memory-gb", 0, "--out", tile_dir / "p.parquet"],
              "--memory-gb"),
-            (cutout_args(tile_dir, out, "tile-*.fits", "objects.csv", "--bands", "r,r"), "each band may appear once"),
+            (cutout_args(tile_dir, out, "tile-*.fits", "objects.csv", "--bands", "r,r"), "may appear once"),
             (cutout_args(tile_dir, out)[:-3] + ["--size", 100000], "more than twice the side of the images")):
         code, _, err = run(argv, capsys)
         assert_one_line_error(code, err, fragment)
@@ -380,6 +381,41 @@ def test_an_unlabelled_set_is_refused_before_any_warning(tmp_path, capsys):
     code, _, err = run(["evaluate", "--model", "sgq-sdss", "--data", data, "--out", tmp_path / "e", "--quiet"], capsys)
     assert_one_line_error(code, err, "u.h5", "no object has a star / galaxy / qso label")
     assert not (tmp_path / "e").exists()
+    # A pure sample needs no labels: only the fraction given the expected class is scored.
+    code, _, err = run(["evaluate", "--model", "sgq-sdss", "--data", data, "--out", tmp_path / "e", "--expect", "star",
+                        "--quiet"], capsys)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["n_expected_class_sample"] == 6 and 0 <= metrics["expected_class_fraction"] <= 1
+
+
+def test_decision_options_are_refused_before_any_warning(tmp_path, capsys):
+    data = tmp_path / "s.h5"
+    assert run(["simulate", "--survey", "sdss", "--n", 6, "--stamp-size", 20, "--out", data, "--quiet"], capsys)[0] == 0
+    # sgq-kids reads r at 0.2"/px: these SDSS stamps would draw a pixel-scale warning first.
+    for argv, option in (
+            (["predict", "--threshold", 0.5, "--out", tmp_path / "p.csv"], "--threshold"),
+            (["predict", "--prior", "star=0.1,galaxy=0.8,qso=0.1,foo=0.1", "--out", tmp_path / "p.csv"], "--prior"),
+            (["evaluate", "--prior", "star=0.1,galaxy=x", "--out", tmp_path / "e"], "--prior"),
+            (["evaluate", "--prior", "star=0.1,galaxy=0.8,qso=0.1,foo=0.1", "--out", tmp_path / "e"], "--prior"),
+            (["evaluate", "--expect", "quasar", "--out", tmp_path / "e"], "--expect")):
+        code, _, err = run([argv[0], "--model", "sgq-kids", "--data", data, *argv[1:], "--quiet"], capsys)
+        assert_one_line_error(code, err, option)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]
+
+
+def test_train_refuses_band_options_it_would_drop(tmp_path, capsys):
+    data = tmp_path / "s.h5"
+    assert run(["simulate", "--survey", "sdss", "--n", 6, "--stamp-size", 16, "--out", data, "--quiet"], capsys)[0] == 0
+    for extra, option, fragment in (
+            (["--task", "sgq", "--branches", "photometry", "--image-bands", "r"], "--image-bands", "no"),
+            (["--task", "sgq", "--branches", "image", "--photometry-bands", "u,g"], "--photometry-bands", "no"),
+            (["--task", "sgq", "--image-bands", "g,g"], "--image-bands", "once"),
+            (["--task", "pointsource", "--image-bands", ""], "--image-bands", "empty name"),
+            (["--task", "blend", "--noise-max", 0, "--noise-min", 5], "--noise-min", "does nothing")):
+        code, _, err = run(["train", "--data", data, "--out", tmp_path / "m.pt", "--quiet", *extra], capsys)
+        assert_one_line_error(code, err, option, fragment)
+    assert not (tmp_path / "m.pt").exists()
 
 
 def test_info_refuses_mosaic_options_before_printing(tmp_path, capsys):

@@ -110,12 +110,17 @@ def _parse_band_values(text: str | None, bands: list[str], option: str, *, posit
 
 
 def _split_bands(text: str | None, option: str) -> list[str] | None:
-    """Names from 'g,r,i' (or spaces); an empty name (``'r,'``, ``'g,,r'``) is refused."""
-    if not text:
+    """Names from 'g,r,i' (or spaces), None when the option is not given. An empty name
+    (``''``, ``'r,'``, ``'g,,r'``: often a shell variable that expanded to nothing) and a
+    repeated one are refused."""
+    if text is None:
         return None
     if any(not item.strip() for item in text.split(",")):
         raise InputError(option, f"empty name in {text!r}: give names separated by single commas, e.g. 'g,r,i'")
-    return [b for b in text.replace(",", " ").split() if b]
+    names = text.replace(",", " ").split()
+    if len(set(names)) != len(names):
+        raise InputError(option, f"each name may appear once, got {text!r}")
+    return names
 
 
 def _options_given(ctx: typer.Context) -> dict[str, str]:
@@ -265,8 +270,6 @@ def import_command(
     _require_number(pixel_scale, "--pixel-scale", positive=True)
     start = time.perf_counter()
     band_list = _split_bands(bands, "--bands") or []
-    if len(set(band_list)) != len(band_list):
-        raise InputError("--bands", f"each band may appear once, got {bands!r}")
     object_table = read_catalog(table, mapping=mapping, require_positions=False) if table else None
     array = load_stamp_array(images)
     with progress_bar(len(array), "importing", enabled=not quiet) as advance:
@@ -356,7 +359,7 @@ def simulate_command(
     start = time.perf_counter()
     config = SimulationConfig(survey=survey, kind=kind.value, seed=seed, balanced=balanced, mode=mode.value,
                               noise_sigma=noise_sigma, spectra_snr=spectra_snr, real_galaxies=real_galaxies,
-                              image_bands=tuple(_split_bands(image_bands, "--image-bands")) if image_bands else None, stamp_size=stamp_size,
+                              image_bands=tuple(_split_bands(image_bands, "--image-bands")) if image_bands is not None else None, stamp_size=stamp_size,
                               mag_max=mag_max, population=_parse_overrides(population or [], "--population"))
     with progress_bar(n, "simulating", enabled=not quiet) as advance:
         stamps = simulate(config, n, out, workers=workers, progress=advance)
@@ -458,6 +461,8 @@ def train_command(
         raise InputError("--noise-min", f"must lie in 0 to --noise-max ({noise_max:g}), got {noise_min:g}")
     if noise_max < 0:
         raise InputError("--noise-max", f"must be 0 (no augmentation) or positive, got {noise_max:g}")
+    if noise_max == 0 and "noise_min" in _options_given(ctx):
+        raise InputError("--noise-min", "does nothing with --noise-max 0 (no noise augmentation)")
     image_band_list = _split_bands(image_bands, "--image-bands")
     photometry_band_list = _split_bands(photometry_bands, "--photometry-bands")
     freeze_list = _split_bands(freeze, "--freeze") or ()
@@ -556,7 +561,8 @@ def _print_metrics(title: str, metrics: dict[str, Any], keys: list[str]) -> None
     console.print(grid)
 
 
-_SGQ_KEYS = ["n", "accuracy", "f1_star", "f1_galaxy", "f1_qso", "point_extended_agreement", "expected_class_fraction"]
+_SGQ_KEYS = ["n", "accuracy", "f1_star", "f1_galaxy", "f1_qso", "point_extended_agreement", "expected_class_fraction",
+             "n_expected_class_sample"]
 _POINTSOURCE_KEYS = ["n", "accuracy", "f1", "f1_image_only", "error_rate_reduction", "f1_true_spectral_features",
                      "encoder_f1", "feature_cosine_similarity"]
 _BLEND_KEYS = ["n", "accuracy", "accuracy_near", "accuracy_far", "false_positive_rate", "auc",
@@ -594,14 +600,21 @@ def evaluate_command(
     n = len(stamps)
     if n == 0:
         raise InputError(data, "the stamp set holds no objects")
-    _warn_inputs(model, meta, stamps, also_require=lambda: _require_labels(task, stamps, expect))
+    from .inference.predictor import ClassDecision, parse_prior
+
+    prior_value = parse_prior(prior) if prior else None
+
+    def require(predictor) -> None:
+        _require_labels(task, stamps, expect)
+        if predictor is not None and prior_value is not None:
+            ClassDecision(prior=prior_value).check(predictor, allow_auto=True)
+
+    _warn_inputs(model, meta, stamps, also_require=require)
     if task == "sgq":
-        from .inference.predictor import parse_prior
         from .tasks.sgq import evaluate_sgq_model
 
         with progress_bar(n, "evaluating", enabled=not quiet) as advance:
-            metrics = evaluate_sgq_model(model, data, out, expected_class=expect, prior=parse_prior(prior) if prior else None,
-                                         progress=advance)
+            metrics = evaluate_sgq_model(model, data, out, expected_class=expect, prior=prior_value, progress=advance)
         _print_metrics(f"{model} on {data}", metrics, _SGQ_KEYS)
         if metrics.get("prior_estimated"):
             console.print("class prior estimated from the predictions: " + _format_prior(metrics["prior"]))
@@ -630,7 +643,8 @@ def evaluate_command(
 
 
 def _require_labels(task: str | None, stamps, expect: str | None) -> None:
-    """Refuse a set without the labels an evaluation of a ``task`` model scores."""
+    """Refuse a set without the labels an evaluation of a ``task`` model scores (or, for
+    ``--expect``, a class the model does not have)."""
     if task == "sgq":
         from .tasks.sgq import require_sgq_evaluation_set
 
@@ -645,9 +659,10 @@ def _require_labels(task: str | None, stamps, expect: str | None) -> None:
         require_blend_set(stamps)
 
 
-def _warn_inputs(model: str, model_meta: dict, stamps, also_require: Callable[[], None] | None = None) -> None:
+def _warn_inputs(model: str, model_meta: dict, stamps, also_require: Callable[[Any], None] | None = None) -> None:
     """Refuse stamps the model cannot read (missing bands, wrong size), and those ``also_require``
-    refuses, before any warning; then warn when the stamps' pixel scale differs from the model's
+    refuses (given the model's predictor, None for a model the streaming predictor does not
+    serve), before any warning; then warn when the stamps' pixel scale differs from the model's
     by more than 2% (as for tiles), report the seeing a model that reads it will get (measured
     from the stamps where the set records none, or unknown), and warn when that seeing lies
     outside the range the model was trained on."""
@@ -661,7 +676,7 @@ def _warn_inputs(model: str, model_meta: dict, stamps, also_require: Callable[[]
     if predictor is not None:
         check_stampset(predictor, stamps)
     if also_require is not None:
-        also_require()
+        also_require(predictor)
 
     model_scale = model_meta.get("pixel_scale")
     if model_scale and model_meta.get("image_bands") and abs(stamps.meta.pixel_scale / model_scale - 1) > 0.02:
@@ -731,8 +746,8 @@ def predict_command(
     from .inference.hats import is_hats_catalog
 
     out_path = Path(out)
-    single_file = _is_table_path(out_path, out)
     hats_input = catalog is not None and is_hats_catalog(catalog)
+    single_file = False if hats_input and not out_path.name.lower().endswith(_TABLE_SUFFIXES) else _is_table_path(out_path, out)
     if not (single_file or hats_input or out.endswith(("/", "\\")) or out_path.is_dir()):
         # 'pred' could be meant as a file whose format was forgotten: do not guess a folder.
         raise InputError(out, "names neither a table (.parquet, .fits, .csv, .ecsv) nor a folder: end a new folder's name with /")
@@ -783,7 +798,8 @@ def predict_command(
         from .models.checkpoint import load_model_file
         from .models.registry import resolve_model
 
-        _warn_inputs(model, load_model_file(resolve_model(model))[0], StampSet.open(data))
+        _warn_inputs(model, load_model_file(resolve_model(model))[0], StampSet.open(data),
+                     also_require=lambda predictor: _check_decision(options, predictor, model, single_file))
         if not single_file:
             manifest = predict_stampset_parts(model, data, out_path, options)
             console.print(f"{manifest.content['rows_written']:,} predictions in {manifest.content['n_units']} part(s) -> "
@@ -809,6 +825,19 @@ def predict_command(
     assemble_parts(manifest, out_path)
     shutil.rmtree(work, ignore_errors=True)
     _print_run_summary(manifest, out_path)
+
+
+def _check_decision(options, predictor, model: str, single_file: bool) -> None:
+    """Refuse a threshold or prior the model cannot take, and a folder output of a model the
+    streaming predictor does not serve (``predictor`` None: the paper-faithful blend model)."""
+    if predictor is None:
+        if options.prior is not None:
+            raise InputError("--prior", f"not available for model {model} (it records no training class counts)")
+        if not single_file:
+            raise InputError("--out", f"model {model} is written to one table (.parquet, .fits, .csv, .ecsv), not a folder of parts")
+        return
+    # One table sees every object at once, so there an 'auto' prior can be estimated.
+    options.decision().check(predictor, allow_auto=single_file)
 
 
 def _print_run_summary(manifest, where: Path) -> None:

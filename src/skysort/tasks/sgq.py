@@ -450,6 +450,10 @@ def train_sgq_model(
         raise InputError("--freeze", "needs --init: a frozen branch keeps the initial model's weights")
     if seeing_input and branches == "photometry":
         raise InputError("--seeing-input", "the seeing is read by the image branch; --branches photometry has none")
+    if image_bands and branches == "photometry":
+        raise InputError("--image-bands", "are read by the image branch; --branches photometry has none")
+    if photometry_bands and branches == "image":
+        raise InputError("--photometry-bands", "are read by the photometry branch; --branches image has none")
     stamps = open_training_set(data)
     if "label" not in stamps.columns:
         raise InputError(data, "no label column: sgq training needs star / galaxy / qso labels")
@@ -962,7 +966,11 @@ def sgq_metrics(truth: np.ndarray, probabilities: np.ndarray, *, r_mag: np.ndarr
     t, p, prob = truth[known], predicted[known], probabilities[known]
     metrics: dict[str, Any] = {"n": int(known.sum()), "classes": CLASSES}
     metrics["accuracy"] = float(np.mean(t == p)) if len(t) else None
-    precision, recall, f1, support = precision_recall_fscore_support(t, p, labels=range(len(CLASSES)), zero_division=0)
+    if len(t):
+        precision, recall, f1, support = precision_recall_fscore_support(t, p, labels=range(len(CLASSES)), zero_division=0)
+    else:  # a pure sample without labels (expected_class): nothing to score per class
+        precision = recall = f1 = np.zeros(len(CLASSES))
+        support = np.zeros(len(CLASSES), int)
     present = [i for i in range(len(CLASSES)) if support[i] > 0 or np.any(p == i)]
     metrics["per_class"] = {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
                                 "support": int(support[i])} for i, c in enumerate(CLASSES)}
@@ -1083,6 +1091,8 @@ def require_sgq_evaluation_set(stamps: StampSet, expected_class: str | None = No
     """The class index of each object (-1 where unlabelled), refusing a set with no star / galaxy /
     qso label at all unless ``expected_class`` makes it a pure sample."""
     data = stamps.path
+    if expected_class is not None and expected_class not in CLASSES:
+        raise InputError("--expect", f"unknown class {expected_class!r} (choose from {', '.join(CLASSES)})")
     if "label" not in stamps.columns and expected_class is None:
         raise InputError(data, "no label column: give --expect CLASS to evaluate a pure sample")
     truth = class_indices(stamps.column("label"), data, allow_unknown=True) if "label" in stamps.columns else np.full(len(stamps), -1)
