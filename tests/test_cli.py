@@ -340,6 +340,21 @@ def test_train_mag_jitter_option(tmp_path, capsys):
         assert not target.exists()
 
 
+def test_tiles_for_a_model_that_reads_no_images_are_refused(tile_dir, capsys):
+    data = tile_dir / "small.h5"
+    assert run(["simulate", "--survey", "sdss", "--n", 30, "--seed", 6, "--stamp-size", 16, "--balanced", "--out", data,
+                "--quiet"], capsys)[0] == 0
+    model = tile_dir / "phot.pt"
+    code, _, err = run(["train", "--task", "sgq", "--data", data, "--branches", "photometry", "--epochs", 1, "--out", model,
+                        "--quiet"], capsys)
+    assert code == 0, err
+    out = tile_dir / "p.parquet"
+    code, _, err = run(["predict", "--model", model, "--catalog", tile_dir / "objects.csv", "--tiles", tile_dir / "tile-*.fits",
+                        "--out", out, "--quiet"], capsys)
+    assert_one_line_error(code, err, "--tiles", "reads no images")
+    assert not out.exists()
+
+
 def test_recorded_command_names_skysort_however_it_was_started(monkeypatch):
     from skysort.provenance import current_command
 

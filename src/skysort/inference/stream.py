@@ -1212,8 +1212,8 @@ def prepare_inputs(model: str | os.PathLike, predictor: Predictor, options: "Run
     Raises
     ------
     InputError
-        An image model without tiles (unless it can fall back on photometry), or a model
-        with no square stamp size to cut.
+        An image model without tiles (unless it can fall back on photometry), tiles for a
+        model that reads no images, or a model with no square stamp size to cut.
     """
     spec = predictor.spec
     images_available = options.tiles is not None
@@ -1221,6 +1221,9 @@ def prepare_inputs(model: str | os.PathLike, predictor: Predictor, options: "Run
     if not images_available and spec.uses_images and not probe["photometry_only"]:
         raise InputError(model, f"model {predictor.name} needs image stamps ({', '.join(spec.image_bands)}); give --tiles "
                                 "(or classify a stamp set with --data)")
+    if images_available and not spec.uses_images:
+        # The tiles would be ignored: a run that looks image-based but is not.
+        raise InputError("--tiles", f"model {predictor.name} reads no images (photometry only); leave out --tiles")
     cut = spec.stamp_size_to_cut
     if images_available and spec.uses_images and not cut:
         raise InputError(model, f"model {predictor.name} states no stamp size to cut from tiles")
