@@ -764,8 +764,7 @@ def predict_command(
                                           "reference_band": ("tiles",), "background": ("tiles",), "workers": ("tiles", "catalog")},
                             {"data": "--data", "tiles": "--catalog with --tiles", "catalog": "--catalog alone",
                              ("tiles", "catalog"): "--catalog"},
-                            {"data": "a stamp set (--data) is read as it is", "tiles": "",
-                             "catalog": "without --tiles no stamps are cut"}[source])
+                            {"data": "a stamp set (--data) is read as it is"}.get(source, "without --tiles no stamps are cut"))
     if mapping and catalog_preset:
         raise InputError("--catalog-preset", "give either --catalog-preset or --mapping, not both")
     if threads is not None and threads < 1:
@@ -867,9 +866,6 @@ def _predict_stampset_file(model: str, data: Path, out: Path, options) -> None:
     if meta.get("task") == "blend" and meta.get("architecture") != "BlendNet":
         # Paper-faithful blend models (backbone + head on cached features) have their own loop.
         from .tasks.blend import predict_any_blend_model
-
-        if options.prior is not None:
-            raise InputError("--prior", f"not available for model {model} (it records no training class counts)")
 
         with progress_bar(len(stamps), "predicting", unit="src", enabled=not options.quiet) as advance:
             table = predict_any_blend_model(path, stamps, threshold=options.threshold or 0.5, progress=advance)
