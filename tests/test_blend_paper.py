@@ -93,7 +93,7 @@ def test_paper_head_learns_separable_features():
     assert np.mean((logits > 0) == (labels[500:] > 0.5)) > 0.95
 
 
-def test_train_and_predict_paper_model(blend_set, tmp_path):
+def test_train_and_predict_paper_model(blend_set, tmp_path, capsys):
     model_path = tmp_path / "paper.pt"
     metrics = blend_paper.train_paper_model(blend_set, model_path, max_epochs=2, seed=1, cache_dir=tmp_path / "cache",
                                             progress=False)
@@ -113,6 +113,17 @@ def test_train_and_predict_paper_model(blend_set, tmp_path):
 
     prob = blend_paper.predict_paper_model(model_path, blend_set)
     assert prob.shape == (300,) and np.all((prob >= 0) & (prob <= 1))
+
+    # What the command line cannot do with it is refused before any warning about the stamps.
+    from skysort.cli import main
+
+    capsys.readouterr()
+    for extra, fragment in ((["--prior", "isolated=0.5,blended=0.5", "--out", str(tmp_path / "p.csv")], "--prior: not available"),
+                            (["--out", f"{tmp_path / 'parts'}/"], "--out: model")):
+        assert main(["predict", "--model", str(model_path), "--data", str(blend_set), "--quiet", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("skysort: error: ") and fragment in err, err
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "parts").exists()
 
     # A model whose recorded backbone identity no longer matches is refused.
     torch.save({"skysort_model": {**meta, "backbone": {**meta["backbone"], "weights_id": "sha256:0"}}, "state_dict": state},
