@@ -347,8 +347,9 @@ def simulate_command(
     from ._progress import progress_bar
     from .simulate.simulator import SimulationConfig, simulate
 
-    # The others are refused, kind by kind, with their reasons by the simulation's configuration.
-    _refuse_options_outside(ctx, kind.value, {"spectra_snr": ("pointsources",), "balanced": ("sources", "pointsources")},
+    # The simulation's configuration refuses the other options of another kind; this one's default
+    # is a number, so only the command line knows whether it was given.
+    _refuse_options_outside(ctx, kind.value, {"spectra_snr": ("pointsources",)},
                             {k.value: f"--kind {k.value}" for k in SimKind}, f"this run is --kind {kind.value}")
     check_output_path(out, suffixes=STAMPSET_SUFFIXES)
     if plots:
@@ -740,14 +741,14 @@ def predict_command(
     """Classify sources: a stamp set, a catalogue with survey tiles (streamed, resumable), or a catalogue alone."""
     import shutil
 
+    from .inference.hats import is_hats_catalog
     from .inference.predictor import parse_prior
     from .inference.stream import RunOptions, assemble_parts, predict_catalog, predict_stampset_parts, resolve_device
 
-    from .inference.hats import is_hats_catalog
-
     out_path = Path(out)
     hats_input = catalog is not None and is_hats_catalog(catalog)
-    single_file = False if hats_input and not out_path.name.lower().endswith(_TABLE_SUFFIXES) else _is_table_path(out_path, out)
+    # A HATS result is a folder whatever its name; a table name for it is refused below.
+    single_file = out_path.name.lower().endswith(_TABLE_SUFFIXES) if hats_input else _is_table_path(out_path, out)
     if not (single_file or hats_input or out.endswith(("/", "\\")) or out_path.is_dir()):
         # 'pred' could be meant as a file whose format was forgotten: do not guess a folder.
         raise InputError(out, "names neither a table (.parquet, .fits, .csv, .ecsv) nor a folder: end a new folder's name with /")

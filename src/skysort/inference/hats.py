@@ -290,12 +290,13 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
             client.close()
         if cluster is not None:
             cluster.close()
-    n_sources = int(lsdb.read_hats(out).hc_structure.catalog_info.total_rows or 0)
-    _check_result(out, catalog, n_sources, bool(options.tiles), warn)
+    written = lsdb.read_hats(out)
+    n_sources = int(written.hc_structure.catalog_info.total_rows or 0)
+    _check_result(out, list(written.columns), catalog, n_sources, bool(options.tiles), warn)
     return {"out": out, "n_sources": n_sources, "n_partitions": len(hats_catalog.get_healpix_pixels()), "provenance": provenance}
 
 
-def _check_result(out: Path, catalog, n_sources: int, with_tiles: bool, warn) -> None:
+def _check_result(out: Path, columns: Sequence[str], catalog, n_sources: int, with_tiles: bool, warn) -> None:
     """What the plain-file path finds while planning, found here from the result (a HATS
     catalogue is not read before its partitions run): a catalogue entirely off the tiles is an
     error (the result is removed); objects without any usable input are reported."""
@@ -305,7 +306,7 @@ def _check_result(out: Path, catalog, n_sources: int, with_tiles: bool, warn) ->
 
     if not n_sources:
         return
-    wanted = [name for name in ("images_used", "inputs_used") if name in lsdb.read_hats(out).columns]
+    wanted = [name for name in ("images_used", "inputs_used") if name in columns]
     if not wanted:
         return
     frame = lsdb.read_hats(out, columns=wanted).compute()

@@ -127,6 +127,8 @@ class SimulationConfig:
             raise InputError("--real-galaxies", f"unknown split {self.real_galaxies!r} (choose from {', '.join(REAL_GALAXY_SPLITS)})")
         if self.real_galaxies != "all" and self.mode != "realistic":
             raise InputError("--real-galaxies", f"selects real COSMOS galaxies: it needs --mode realistic, not {self.mode}")
+        if self.balanced and self.kind == "blends":
+            raise InputError("--balanced", "applies to --kind sources and --kind pointsources; blend sets are half blended already")
         if self.kind == "pointsources" and self.mode != "parametric":
             raise InputError("--mode", "point-source sets hold stars and quasars (hosts are parametric fits); --mode is for sources and blends")
         if self.image_bands is not None:
