@@ -76,6 +76,9 @@ def test_hats_through_the_cli_and_its_errors(hats_survey, tmp_path, capsys):
     code = main(["predict", "--model", str(hats_survey["model"]), "--catalog", str(hats_survey["hats"]),
                  "--tiles", hats_survey["tiles"], "--out", str(out), "--quiet"])
     assert code == 0 and is_hats_catalog(out)
+    # --quiet silences lsdb's own progress lines too, not only skysort's.
+    printed = capsys.readouterr()
+    assert "Computing Catalog" not in printed.err and "Building task graph" not in printed.err
     # A second run onto the same folder is refused, and the result is left alone.
     before = sorted(p.name for p in out.rglob("*"))
     code = main(["predict", "--model", str(hats_survey["model"]), "--catalog", str(hats_survey["hats"]),

@@ -309,7 +309,9 @@ def _check_result(out: Path, columns: Sequence[str], catalog, n_sources: int, wi
     wanted = [name for name in ("images_used", "inputs_used") if name in columns]
     if not wanted:
         return
-    frame = lsdb.read_hats(out, columns=wanted).compute()
+    # A read of two flag columns, not long work: lsdb's own progress lines would print even under
+    # --quiet.
+    frame = lsdb.read_hats(out, columns=wanted).compute(progress_bar=False)
     if with_tiles and "images_used" in frame and not frame["images_used"].any():
         shutil.rmtree(out, ignore_errors=True)
         raise off_tiles_error(catalog, n_sources)
