@@ -209,3 +209,49 @@ def test_background_sigma_and_flags():
     images = rng.normal(0, 2.5, size=(20, 1, 32, 32))
     np.testing.assert_allclose(background_sigma(images), [2.5], rtol=0.05)
     assert describe(int(Flags.EDGE | Flags.NAN_PIXELS)) == ["EDGE", "NAN_PIXELS"]
+
+
+def test_python_api_inputs_from_a_notebook(tmp_path):
+    """Numbers of any kind in the metadata, text columns given numbers, views and parents closed
+    apart, empty selections, and modes that would truncate the file."""
+    import astropy.units as u
+
+    meta = StampMeta(bands=("r",), pixel_scale=np.float32(0.25), zero_points={"r": np.float32(30)},
+                     psf_fwhm={"r": 0.7 * u.arcsec}, seed=np.int64(3), extra={"gain": np.float32(2.5)})
+    assert type(meta.pixel_scale) is float and meta.zero_points == {"r": 30.0} and meta.seed == 3
+    assert meta.psf_fwhm == {"r": pytest.approx(0.7)}
+    assert StampMeta(bands=("r",), pixel_scale=0.25 * u.arcsec).pixel_scale == 0.25
+    for bad in (dict(pixel_scale="abc"), dict(pixel_scale=1 * u.m), dict(pixel_scale=0.2, extra={"x": object()}),
+                dict(pixel_scale=0.2, seed=1.5)):
+        with pytest.raises(ValueError):
+            StampMeta(bands=("r",), **bad)
+    path = tmp_path / "s.h5"
+    stamps = write_stampset(path, np.zeros((3, 8, 8)), {"label": [0, 1, 2]}, meta)
+    assert list(stamps.labels()) == ["0", "1", "2"] and stamps.meta.extra == {"gain": 2.5}
+    # A writer that fails while starting leaves no temporary file.
+    with pytest.raises(TypeError):
+        write_stampset(tmp_path / "bad.h5", np.zeros((2, 8, 8)), {}, meta, columns={"a": "nonsense"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]
+    size = path.stat().st_size
+    with pytest.raises(ValueError, match="mode"):
+        StampSet.open(path, mode="w")
+    assert path.stat().st_size == size and len(StampSet.open(path)) == 3
+    with pytest.raises(InputError, match="no such file"):
+        StampSet(tmp_path / "missing.h5")
+    with StampSet.open(path) as parent:
+        view = parent[:2]
+    assert list(view.column("id")) == [0, 1]  # the parent closed the shared handle
+    parent = StampSet.open(path)
+    parent[:1].close()
+    assert list(parent.column("id")) == [0, 1, 2]
+    assert len(parent[[]]) == 0 and parent[[]].read_images().shape == (0, 1, 8, 8)
+    # FITS cubes are big-endian; the stretch takes them, and refuses the wrong band count.
+    stretch = AsinhStretch([1.0])
+    big_endian = np.ones((2, 1, 8, 8), dtype=">f8")
+    assert torch.allclose(stretch(big_endian), torch.asinh(torch.ones(2, 1, 8, 8)))
+    with pytest.raises(ValueError, match="band"):
+        stretch(np.ones((2, 3, 8, 8), np.float32))
+    dataset = StampDataset(parent, stretch)
+    assert dataset[-1]["index"].item() == 2
+    with pytest.raises(IndexError):
+        dataset[3]

@@ -87,7 +87,13 @@ class AsinhStretch:
 
     def __call__(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Stretch ``(..., B, H, W)`` images; returns a float32 tensor."""
+        if not isinstance(images, torch.Tensor):
+            # FITS arrays are big-endian, which torch does not take; float32 in native order is.
+            images = np.asarray(images, dtype=np.float32)
         tensor = torch.as_tensor(images, dtype=torch.float32)
+        if tensor.ndim < 3 or tensor.shape[-3] != self.softening.size:
+            raise ValueError(f"images of shape {tuple(tensor.shape)} for a stretch of {self.softening.size} band(s) "
+                             f"(expected (..., {self.softening.size}, H, W))")
         scale = torch.as_tensor(self.softening, dtype=torch.float32).view(-1, 1, 1)
         return torch.nan_to_num(torch.asinh(tensor / scale), nan=0.0)
 
@@ -197,6 +203,10 @@ class StampDataset(Dataset):
 
     def _items(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
         indices = np.asarray(indices, dtype=np.int64)
+        n = len(self)
+        if np.any((indices < -n) | (indices >= n)):
+            raise IndexError(f"index out of range for a dataset of {n} objects")
+        indices = np.where(indices < 0, indices + n, indices)  # "index" is the position in the set
         images = self.stamps.read_images(indices)[:, self.band_index]
         stretched = self.normaliser(images)
         items = []

@@ -111,8 +111,23 @@ class StampMeta:
         object.__setattr__(self, "bands", tuple(str(b) for b in self.bands))
         if len(set(self.bands)) != len(self.bands) or not self.bands:
             raise ValueError(f"bands must be unique and non-empty, got {self.bands}")
+        # Numbers are stored as JSON: numpy scalars and Quantities become plain floats here, so
+        # that a file is not left half written when the metadata is serialised.
+        object.__setattr__(self, "pixel_scale", _as_float("pixel_scale", self.pixel_scale, "arcsec"))
         if not self.pixel_scale > 0:
             raise ValueError(f"pixel_scale must be positive (arcsec/px), got {self.pixel_scale}")
+        object.__setattr__(self, "zero_points", {str(b): _as_float(f"zero_points[{b!r}]", v, "mag")
+                                                 for b, v in dict(self.zero_points).items()})
+        object.__setattr__(self, "psf_fwhm", {str(b): _as_float(f"psf_fwhm[{b!r}]", v, "arcsec")
+                                              for b, v in dict(self.psf_fwhm).items()})
+        if self.seed is not None:
+            if isinstance(self.seed, (bool, np.bool_)) or not isinstance(self.seed, (int, np.integer)):
+                raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+            object.__setattr__(self, "seed", int(self.seed))
+        try:
+            self.to_json()
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"stamp set metadata must be JSON-serialisable: {exc}") from None
 
     @classmethod
     def with_provenance(cls, command: str | None = None, **fields) -> "StampMeta":
@@ -127,7 +142,7 @@ class StampMeta:
         )
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True, allow_nan=True)
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, allow_nan=True, default=_json_number)
 
     @classmethod
     def from_json(cls, text: str) -> "StampMeta":
@@ -150,6 +165,51 @@ class StampMeta:
             problems.append("zero points differ in " + ", ".join(
                 f"{b} ({self.zero_points.get(b)} vs {other.zero_points.get(b)})" for b in differing))
         return problems
+
+
+def _as_float(name: str, value: Any, unit: str) -> float:
+    """A metadata number as a float; a Quantity is converted to ``unit`` first."""
+    if hasattr(value, "unit") and hasattr(value, "to_value"):
+        try:
+            value = value.to_value(unit)
+        except Exception as exc:  # noqa: BLE001 - astropy raises UnitConversionError or TypeError
+            raise ValueError(f"{name} must be in {unit}, got {value!r} ({exc})") from None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number ({unit}), got {value!r}") from None
+
+
+def _json_number(value: Any) -> Any:
+    """numpy scalars and arrays in free-form metadata (``extra``) as plain JSON values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _check_stampset_file(path: Path) -> None:
+    """Raise :class:`InputError` unless ``path`` is a stamp set this release reads."""
+    if not path.exists():
+        raise InputError(path, "no such file")
+    try:
+        with h5py.File(path, "r") as handle:
+            fmt = handle.attrs.get("format")
+            version = handle.attrs.get("schema_version")
+            if fmt != FORMAT_NAME:
+                raise InputError(path, "not a skysort stamp set (no 'format' attribute)")
+            if version != SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    path,
+                    f"stamp set schema version {version} is not supported "
+                    f"(this skysort reads version {SCHEMA_VERSION})",
+                )
+            for required in ("images", "table"):
+                if required not in handle:
+                    raise InputError(path, f"stamp set is missing its '{required}' group")
+    except OSError as exc:
+        raise InputError(path, f"not a readable HDF5 file ({exc.__class__.__name__}: {exc})") from exc
 
 
 def _column_kind(values: np.ndarray) -> str:
@@ -198,7 +258,11 @@ class StampSet:
     """
 
     def __init__(self, path: str | os.PathLike, rows: np.ndarray | None = None, *, _mode: str = "r"):
+        if _mode not in ("r", "a"):
+            # h5py's "w" would truncate the set before anything could be read from it.
+            raise ValueError(f"mode must be 'r' (read) or 'a' (append), got {_mode!r}")
         self.path = Path(path)
+        _check_stampset_file(self.path)
         self._mode = _mode
         self._file: h5py.File | None = None
         self._pid: int | None = None
@@ -219,27 +283,9 @@ class StampSet:
             If the file is missing, is not a stamp set, or is corrupt.
         SchemaVersionError
             If it was written with a schema version this release does not read.
+        ValueError
+            If ``mode`` is neither ``"r"`` nor ``"a"``.
         """
-        path = Path(path)
-        if not path.exists():
-            raise InputError(path, "no such file")
-        try:
-            with h5py.File(path, "r") as handle:
-                fmt = handle.attrs.get("format")
-                version = handle.attrs.get("schema_version")
-                if fmt != FORMAT_NAME:
-                    raise InputError(path, "not a skysort stamp set (no 'format' attribute)")
-                if version != SCHEMA_VERSION:
-                    raise SchemaVersionError(
-                        path,
-                        f"stamp set schema version {version} is not supported "
-                        f"(this skysort reads version {SCHEMA_VERSION})",
-                    )
-                for required in ("images", "table"):
-                    if required not in handle:
-                        raise InputError(path, f"stamp set is missing its '{required}' group")
-        except OSError as exc:
-            raise InputError(path, f"not a readable HDF5 file ({exc.__class__.__name__}: {exc})") from exc
         return cls(path, _mode=mode)
 
     @classmethod
@@ -254,7 +300,8 @@ class StampSet:
 
     def _handle(self) -> h5py.File:
         # HDF5 handles must not cross a fork: a DataLoader worker reopens its own.
-        if self._file is None or self._pid != os.getpid():
+        # A view shares its parent's handle, so either may find it closed by the other.
+        if self._file is None or self._pid != os.getpid() or not self._file:
             self._file = h5py.File(self.path, self._mode)
             self._pid = os.getpid()
         return self._file
@@ -305,6 +352,8 @@ class StampSet:
                 return StampSet._view(self, np.arange(self._length)[key])
             return StampSet._view(self, self._rows[key])
         key = np.asarray(key)
+        if key.size == 0 and key.dtype.kind not in "iub":
+            key = key.astype(np.int64)  # [] is float64 to numpy: an empty selection
         if key.dtype == bool:
             if key.shape != (len(self),):
                 raise IndexError(f"boolean mask of shape {key.shape} for a set of {len(self)} objects")
@@ -595,6 +644,9 @@ def _append(handle: h5py.File, images: np.ndarray, table: Table | Mapping[str, A
             values = _as_storable(name, table[name])
             if len(values) != n_new:
                 raise ValueError(f"column {name!r} has {len(values)} rows for {n_new} images")
+            if h5py.check_string_dtype(dataset.dtype) is not None and values.dtype != object:
+                # A text column (label, or ids declared as text) given numbers: store their text.
+                values = np.asarray([str(v) for v in values], dtype=object)
             dataset[start:stop] = values
         elif name == "id":
             dataset[start:stop] = np.arange(start, stop)
@@ -678,6 +730,20 @@ class StampSetWriter:
         n_bands = len(meta.bands)
         chunk = chunk_objects or _default_chunk_objects(n_bands, height, width)
         self._handle = h5py.File(self._target.tmp, "w")
+        try:
+            self._start(meta, (height, width), chunk, columns, arrays, array_attrs, compression)
+        except BaseException:
+            # A bad column dtype or array shape must not leave the temporary file behind.
+            self._handle.close()
+            self._target.discard()
+            raise
+        self._closed = False
+
+    def _start(self, meta: StampMeta, stamp_shape: tuple[int, int], chunk: int, columns, arrays, array_attrs,
+               compression) -> None:
+        """Write the empty datasets and the metadata into the new file."""
+        height, width = stamp_shape
+        n_bands = len(meta.bands)
         handle = self._handle
         handle.attrs["format"] = FORMAT_NAME
         handle.attrs["schema_version"] = SCHEMA_VERSION
@@ -708,7 +774,6 @@ class StampSetWriter:
                 )
                 for key, value in (array_attrs or {}).get(name, {}).items():
                     dataset.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
-        self._closed = False
 
     def __len__(self) -> int:
         return int(self._handle.attrs["length"])
@@ -788,8 +853,10 @@ def _per_object_seeing(sets: Sequence[StampSet]) -> dict[str, list[np.ndarray]]:
     return out
 
 
-def concatenate(sets: Iterable[StampSet], path: str | os.PathLike, *, batch_size: int = 4096, command: str | None = None) -> StampSet:
-    """Concatenate stamp sets (or views) with the same bands, pixel scale and stamp shape.
+def concatenate(sets: Iterable[StampSet | str | os.PathLike], path: str | os.PathLike, *, batch_size: int = 4096,
+                command: str | None = None) -> StampSet:
+    """Concatenate stamp sets (or views, or stamp set files) with the same bands, pixel scale
+    and stamp shape.
 
     Metadata comes from the first set, with ``extra["concatenated_from"]`` listing the inputs.
     Where the sets' seeing differs (sets cut from tiles of different seeing, or simulated with
@@ -798,7 +865,7 @@ def concatenate(sets: Iterable[StampSet], path: str | os.PathLike, *, batch_size
     median and ``extra["psf_fwhm_range"]`` the range. Rows are copied in batches, so memory
     stays bounded whatever the sizes.
     """
-    sets = list(sets)
+    sets = [StampSet.open(item) if isinstance(item, (str, os.PathLike)) else item for item in sets]
     if not sets:
         raise ValueError("nothing to concatenate")
     first = sets[0]
