@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from skysort.data.stampset import StampMeta, write_stampset
+from skysort.errors import InputError
 from skysort.models.blend import BlendNet, noise_normalise
 from skysort.tasks.blend import BlendAugmentation, dihedral_offsets, load_blend_model, predict_blends, train_blend_model
 
@@ -88,6 +89,20 @@ def test_train_save_load_and_predict(tmp_path):
     # Easy, bright blends: even a few epochs of a tiny network separate them well above chance
     # (the exact figure moves with the number of torch threads, hence the margin).
     assert np.mean(table["blended"] == stamps.column("blended").astype(bool)) > 0.7
+    # A path works like the opened set; a set with more bands gives the model its own band.
+    by_path = predict_blends(tmp_path / "model.pt", tmp_path / "train.h5")
+    np.testing.assert_array_equal(np.asarray(by_path["p_blended"]), np.asarray(table["p_blended"]))
+    assert str(by_path["companion_dx"].unit) == "pix"
+    images = stamps.images()
+    three = write_stampset(tmp_path / "gri.h5", np.concatenate([images * 0, images, images * 0], axis=1), stamps.table,
+                           StampMeta(bands=("g", "r", "i"), pixel_scale=0.187, flux_unit="count"))
+    np.testing.assert_allclose(np.asarray(predict_blends(tmp_path / "model.pt", three)["p_blended"]),
+                               np.asarray(table["p_blended"]), atol=1e-6)
+    only_g = write_stampset(tmp_path / "g.h5", images, stamps.table, StampMeta(bands=("g",), pixel_scale=0.187))
+    with pytest.raises(InputError, match="no r band"):
+        predict_blends(tmp_path / "model.pt", only_g)
+    with pytest.raises(InputError, match="threshold"):
+        predict_blends(tmp_path / "model.pt", stamps, threshold=50)
 
 
 def test_shipped_blend_model_works_by_name(tmp_path, capsys):

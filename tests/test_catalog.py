@@ -493,3 +493,34 @@ def test_preset_field_overrides():
     assert ColumnMapping.from_preset("kids", pixel_origin="1").pixel_origin == 1
     with pytest.raises(InputError, match="pixel_origin must be 0 or 1"):
         ColumnMapping.from_string("ra=RA,dec=DEC,pixel_origin=2")
+
+
+def test_tables_from_elsewhere_round_trip_with_their_metadata(tmp_path):
+    """A table read from FITS (big-endian) writes to Parquet; a mapping or DataFrame writes too;
+    a written file's own metadata comes back under ``source_meta``."""
+    import pandas as pd
+
+    from skysort.data.catalog import standardise_catalog
+
+    Table({"RA": [1.0, 2.0], "DEC": [0.0, 1.0], "FLUX_RADIUS": [1.5, 2.5]}).write(tmp_path / "survey.fits")
+    catalog = read_catalog(tmp_path / "survey.fits", mapping="ra=RA,dec=DEC")
+    assert catalog["FLUX_RADIUS"].dtype.byteorder == ">"
+    write_catalog(catalog, tmp_path / "out.parquet")
+    assert list(read_catalog(tmp_path / "out.parquet")["FLUX_RADIUS"]) == [1.5, 2.5]
+    for ext in ("fits", "parquet", "csv"):
+        write_catalog(Table({"ra": [1.0], "dec": [2.0]}, meta={"survey": "KiDS", "tile": "KIDS_1"}), tmp_path / f"m.{ext}")
+        back = read_catalog(tmp_path / f"m.{ext}")
+        assert back.meta["source_meta"] == {"survey": "KiDS", "tile": "KIDS_1"} and "source_provenance" in back.meta
+    write_catalog({"ra": [1.0], "dec": [2.0]}, tmp_path / "d.parquet")
+    write_catalog(pd.DataFrame({"ra": [3.0], "dec": [4.0]}), tmp_path / "p.fits")
+    assert read_catalog(tmp_path / "d.parquet")["dec"][0] == 2.0 and read_catalog(tmp_path / "p.fits")["ra"][0] == 3.0
+    with pytest.raises(TypeError):
+        write_catalog([1, 2], tmp_path / "l.parquet")
+    with pytest.raises(InputError, match="multidimensional"):
+        write_catalog(Table({"ra": [1.0], "x": [[1, 2]]}), tmp_path / "mm.parquet")
+    assert not (tmp_path / "mm.parquet").exists()
+    # A table in memory is translated as a file would be, and left as it was.
+    raw = Table({"ALPHA": [10.0], "DELTA": [-5.0], "MAG_R": [99.0]})
+    standard = standardise_catalog(raw, mapping="ra=ALPHA,dec=DELTA,mag=MAG_{band},bands=r,sentinels=99")
+    assert standard["ra"][0] == 10.0 and standard["mag_r"].mask[0]
+    assert raw.colnames == ["ALPHA", "DELTA", "MAG_R"] and raw["MAG_R"][0] == 99.0

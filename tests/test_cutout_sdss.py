@@ -171,3 +171,24 @@ def test_resampled_bands_conserve_flux_and_propagate_nan(sdss_images):
         nan_pixels = np.argwhere(np.isnan(stamp))
         assert 1 <= len(nan_pixels) <= 16  # the bad pixel, plus at most its spline footprint
     assert flags[0] == Flags.NAN_PIXELS
+
+
+def test_cutout_translates_a_table_with_the_mapping_given(sdss_field, objects, tmp_path):
+    """A table read elsewhere, with its own column names, is cut with the mapping given; a bad
+    size or NaN policy is refused before any frame is read."""
+    from astropy.table import Table
+
+    from skysort.data.ingest import cutout
+    from skysort.errors import InputError
+
+    inside = objects["x_r"].between(50, 1900) & objects["y_r"].between(50, 1400)
+    near = objects[inside].iloc[:3]
+    table = Table({"RA": np.asarray(near["ra"]), "DEC": np.asarray(near["dec"])})
+    r_frame = sorted(sdss_field.glob("frame-r-*.fits.bz2"))
+    stamps = cutout(r_frame, table, tmp_path / "r.h5", size=16, mapping="ra=RA,dec=DEC", background="none")
+    assert len(stamps) == 3 and np.isfinite(stamps.images()).all()
+    np.testing.assert_allclose(stamps.column("ra"), near["ra"])
+    for options, problem in ((dict(size=16.0), "--size"), (dict(size=16, nan_policy="ignore"), "--nan")):
+        with pytest.raises(InputError, match=problem):
+            cutout(r_frame, table, tmp_path / "bad.h5", mapping="ra=RA,dec=DEC", **options)
+    assert not (tmp_path / "bad.h5").exists()

@@ -589,3 +589,47 @@ def test_seeing_input_needs_a_set_that_records_its_seeing(tmp_path):
     # The seeing is an input of the image branch: a photometry-only model cannot take it.
     with pytest.raises(InputError, match="photometry has none"):
         sgq.train_sgq_model(path, tmp_path / "x.pt", branches="photometry", epochs=1, progress=False, seeing_input=True)
+
+
+def test_python_api_takes_paths_and_checks_what_it_is_given(kids_model, kids_small, tmp_path):
+    """predict_sgq: a path works like the opened set; priors are checked (text read as on the
+    command line); arrays of different lengths and sentinel magnitudes are caught; the command
+    line's input warnings reach Python callers."""
+    import dataclasses
+    import warnings
+
+    from skysort.data.stampset import write_stampset
+
+    path, _ = kids_model
+    by_path = sgq.predict_sgq(path, kids_small.path)
+    opened = sgq.predict_sgq(path, kids_small)
+    np.testing.assert_array_equal(np.asarray(by_path["p_star"]), np.asarray(opened["p_star"]))
+    text = sgq.predict_sgq(path, kids_small, prior="star=12,galaxy=86,qso=2")
+    assert text.meta["prior"] == pytest.approx({"star": 0.12, "galaxy": 0.86, "qso": 0.02})
+    for prior in ({"star": -1, "galaxy": 1, "qso": 1}, {"star": 0, "galaxy": 0, "qso": 0},
+                  {"star": float("nan"), "galaxy": 1, "qso": 1}):
+        with pytest.raises(InputError, match="--prior"):
+            sgq.predict_sgq(path, kids_small, prior=prior)
+    unnormalised = sgq.predict_sgq(path, kids_small, prior={"star": 12, "galaxy": 86, "qso": 2})
+    assert unnormalised.meta["prior"] == pytest.approx(text.meta["prior"])
+    images = kids_small.read_images(np.arange(20))
+    bands = kids_small.meta.extra["photometry_bands"]
+    mag = np.stack([kids_small.column(f"mag_{b}")[:20] for b in bands], axis=1)
+    with pytest.raises(InputError, match="images 20, mag 10"):
+        sgq.predict_sgq(path, images=images, mag=mag[:10], psf_fwhm=0.7)
+    wild = mag.copy()
+    wild[0, 0], wild[1, 1] = 99.0, -9999.0
+    with pytest.warns(UserWarning, match="2 magnitude"):
+        table = sgq.predict_sgq(path, mag=wild)
+    reference = mag.copy()
+    reference[0, 0] = reference[1, 1] = np.nan
+    np.testing.assert_array_equal(np.asarray(table["p_star"]), np.asarray(sgq.predict_sgq(path, mag=reference)["p_star"]))
+    assert list(table["n_missing_bands"][:2]) == [1, 1]
+    # Stamps at another pixel scale: the warning `skysort predict` prints, as a Python warning.
+    meta = dataclasses.replace(kids_small.meta, pixel_scale=0.4)
+    coarse = write_stampset(tmp_path / "coarse.h5", kids_small.images(), kids_small.table, meta)
+    with pytest.warns(UserWarning, match="pixel scale 0.4"):
+        sgq.predict_sgq(path, coarse)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sgq.predict_sgq(path, kids_small, psf_fwhm=0.7)

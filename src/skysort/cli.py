@@ -238,7 +238,7 @@ def cutout_command(
     start = time.perf_counter()
     table = read_catalog(catalog, mapping=mapping)
     with progress_bar(len(table), "cutting", enabled=not quiet) as advance:
-        stamps = cutout(images, table, out, size=size, bands=band_list, mapping=mapping,
+        stamps = cutout(images, table, out, size=size, bands=band_list,
                         reference_band=reference_band, survey=survey, nan_policy=nan.value, background=background.value,
                         warn=_warn, progress=advance)
     _print_stampset_summary(stamps.summary(), time.perf_counter() - start)
@@ -615,7 +615,9 @@ def evaluate_command(
         from .tasks.sgq import evaluate_sgq_model
 
         with progress_bar(n, "evaluating", enabled=not quiet) as advance:
-            metrics = evaluate_sgq_model(model, data, out, expected_class=expect, prior=prior_value, progress=advance)
+            # The input warnings were printed above, before any work.
+            metrics = evaluate_sgq_model(model, data, out, expected_class=expect, prior=prior_value, progress=advance,
+                                         input_warnings=False)
         _print_metrics(f"{model} on {data}", metrics, _SGQ_KEYS)
         if metrics.get("prior_estimated"):
             console.print("class prior estimated from the predictions: " + _format_prior(metrics["prior"]))
@@ -667,8 +669,7 @@ def _warn_inputs(model: str, model_meta: dict, stamps, also_require: Callable[[A
     by more than 2% (as for tiles), report the seeing a model that reads it will get (measured
     from the stamps where the set records none, or unknown), and warn when that seeing lies
     outside the range the model was trained on."""
-    from .data.seeing import seeing_mismatch, stampset_seeing
-    from .inference.predictor import check_stampset, load_predictor
+    from .inference.predictor import check_stampset, load_predictor, stampset_notes
 
     try:
         predictor = load_predictor(model, device="cpu")
@@ -678,23 +679,10 @@ def _warn_inputs(model: str, model_meta: dict, stamps, also_require: Callable[[A
         check_stampset(predictor, stamps)
     if also_require is not None:
         also_require(predictor)
-
-    model_scale = model_meta.get("pixel_scale")
-    if model_scale and model_meta.get("image_bands") and abs(stamps.meta.pixel_scale / model_scale - 1) > 0.02:
-        _warn(stamps.path, f"pixel scale {stamps.meta.pixel_scale:.4g}\"/px differs from the model's {model_scale:.4g}\"/px: "
-                           "sizes on the sky are misread; cut the stamps at the model's scale")
-
-    psf_fwhm = dict(stamps.meta.psf_fwhm)
-    band = (model_meta.get("architecture_config") or {}).get("seeing_band")
-    if band and band in stamps.meta.bands and len(stamps):
-        seeing = stampset_seeing(stamps, band)
-        if seeing.source == "measured":
-            console.print(seeing.describe())
-            psf_fwhm[band] = float(seeing.estimate.fwhm)
-        elif seeing.source == "unknown":
-            _warn(stamps.path, seeing.describe())
-    message = seeing_mismatch(model_meta.get("psf_fwhm_range"), psf_fwhm, model_meta.get("image_bands") or [])
-    if message:
+    information, cautions = stampset_notes(model_meta, stamps)
+    for line in information:
+        console.print(line)
+    for message in cautions:
         _warn(stamps.path, message)
 
 

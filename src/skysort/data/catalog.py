@@ -93,6 +93,7 @@ import json
 import math
 import os
 import re
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -119,6 +120,7 @@ __all__ = [
     "read_catalog",
     "read_unique_catalogs",
     "resolve_mapping",
+    "standardise_catalog",
     "write_catalog",
 ]
 
@@ -660,6 +662,9 @@ def _write_parquet(table: Table, tmp: Path, meta: dict[str, Any]) -> None:
             raise ValueError(f"column {name!r} is multidimensional; Parquet output needs scalars")
         mask = np.ma.getmaskarray(col)
         data = np.asarray(np.ma.getdata(col))
+        if data.dtype.byteorder == (">" if sys.byteorder == "little" else "<"):
+            # Columns read from FITS are big-endian; Arrow takes native byte order only.
+            data = data.astype(data.dtype.newbyteorder("="))
         if data.dtype.kind == "O":
             arrays.append(pa.array([None if m else v for v, m in zip(data.tolist(), mask)]))
         else:
@@ -733,7 +738,9 @@ def read_catalog(path: str | os.PathLike,
         other column. Magnitudes and errors are float :class:`~astropy.table.MaskedColumn`
         with sentinels and non-finite values masked. ``table.meta`` holds ``source_file``,
         ``mapping`` (its name and options), ``bands``, ``reference_band`` when the mapping
-        has one, and ``source_provenance`` when the file was written by skysort.
+        has one, and, when the file was written by skysort, ``source_provenance`` (its
+        provenance record) and ``source_meta`` (its other metadata, e.g. a prediction
+        file's model and prior).
 
     Raises
     ------
@@ -744,6 +751,34 @@ def read_catalog(path: str | os.PathLike,
     path = Path(path)
     cmap = resolve_mapping(mapping)
     raw, carried = _read_raw(path)
+    return _standardise(raw, carried, path, cmap, bands, require_positions)
+
+
+def standardise_catalog(table: Table, mapping: ColumnMapping | str | os.PathLike | None = None,
+                        bands: Sequence[str] | str | None = None, require_positions: bool = True) -> Table:
+    """Translate a table already in memory into skysort's standard columns, as
+    :func:`read_catalog` does for a file.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        The catalogue as read (e.g. ``Table.read("kids.fits")``); it is not modified.
+        ``table.meta["source_file"]``, when present, names it in messages.
+    mapping, bands, require_positions
+        As for :func:`read_catalog`.
+
+    Returns
+    -------
+    astropy.table.Table
+        As :func:`read_catalog` returns.
+    """
+    source = table.meta.get("source_file", "catalogue")
+    return _standardise(table, {}, source, resolve_mapping(mapping), bands, require_positions)
+
+
+def _standardise(raw: Table, carried: Mapping[str, Any], path: str | os.PathLike, cmap: ColumnMapping,
+                 bands: Sequence[str] | str | None, require_positions: bool) -> Table:
+    """The column translation of :func:`read_catalog`, on a table as read from ``path``."""
     if len(raw) == 0:
         raise InputError(path, "catalogue has no rows")
     requested = None if bands is None else _as_band_tuple(bands, "bands")
@@ -811,6 +846,9 @@ def read_catalog(path: str | os.PathLike,
         out.meta["reference_band"] = cmap.reference_band
     if isinstance(carried.get("provenance"), dict):
         out.meta["source_provenance"] = carried["provenance"]
+    stored = {k: v for k, v in carried.items() if k not in ("provenance", "units")}
+    if stored:
+        out.meta["source_meta"] = stored
     return out
 
 
@@ -993,7 +1031,7 @@ def write_catalog(table: Table, path: str | os.PathLike, overwrite: bool = True)
 
     Parameters
     ----------
-    table : astropy.table.Table
+    table : astropy.table.Table, mapping of str to array, or pandas.DataFrame
         Catalogue, normally from :func:`read_catalog`. Its JSON-representable ``meta``
         entries are kept, with ``provenance`` set to :func:`skysort.provenance.provenance_record`.
     path : str or os.PathLike
@@ -1019,6 +1057,14 @@ def write_catalog(table: Table, path: str | os.PathLike, overwrite: bool = True)
         raise _unknown_format(path)
     if path.exists() and not overwrite:
         raise InputError(path, "already exists (not overwriting)")
+    if not isinstance(table, Table):
+        if hasattr(table, "to_records") and hasattr(table, "columns"):
+            table = Table.from_pandas(table)
+        elif isinstance(table, Mapping):
+            table = Table(dict(table))
+        else:
+            raise TypeError(f"write_catalog needs an astropy Table, a mapping of columns or a pandas DataFrame, "
+                            f"got {type(table).__name__}")
     meta = catalog_metadata(table.meta)
     try:
         with atomic_path(path) as tmp:
@@ -1030,6 +1076,8 @@ def write_catalog(table: Table, path: str | os.PathLike, overwrite: bool = True)
                 _write_ecsv(table, tmp, meta)
     except OSError as exc:
         raise InputError(path, f"cannot write: {exc.strerror or _first_line(exc)}") from None
+    except ValueError as exc:  # a column the format cannot hold (e.g. multidimensional in Parquet)
+        raise InputError(path, f"cannot write: {_first_line(exc)}") from None
     return path
 
 

@@ -236,7 +236,8 @@ def cutout(
         Glob pattern(s) or files, one FITS file per band.
     catalog : path-like or astropy Table
         Catalogue (CSV, FITS, Parquet; see :func:`skysort.data.catalog.read_catalog`), or a
-        table already read with it.
+        table: one already read with it (its own mapping stands), or any table with ``mapping``
+        to translate it.
     out : path-like
         Output stamp set.
     size : int
@@ -245,6 +246,11 @@ def cutout(
         Bands and their order (default: all found, by wavelength).
     mapping : optional
         Catalogue column mapping (preset name, YAML path, compact string or ColumnMapping).
+    reference_band : str, optional
+        Band whose pixel grid the stamps share (default: the mapping's, else ``r`` if present,
+        else the first band); catalogue x/y refer to it.
+    survey : str, optional
+        Survey name for the metadata (default: the header ``ORIGIN`` if any).
     nan_policy : {"flag", "error"}
         NaN pixels in an image: flag the affected stamps (``warn`` is told), or raise InputError.
     background : {"sep", "none"}
@@ -254,18 +260,40 @@ def cutout(
         stamp set's metadata (``extra["background"]``) records it per band.
     warn : callable, optional
         ``warn(file, message)`` for non-fatal problems (default: :func:`warnings.warn`).
+    progress : callable, optional
+        Called with the number of objects finished after each block.
+    command : str, optional
+        Command line recorded in the stamp set's provenance.
+
+    Returns
+    -------
+    StampSet
+        The new set, opened for reading (see :func:`cutout_to_stampset`).
+
+    Raises
+    ------
+    InputError
+        Unreadable images or catalogue, NaN pixels with ``nan_policy="error"``, a bad size or
+        a catalogue whose objects all lie off the images.
 
     Examples
     --------
     >>> stamps = cutout("field/frame-*.fits.bz2", "field/objects.csv", "stamps.h5")  # doctest: +SKIP
     """
-    from .catalog import read_catalog
+    from .catalog import read_catalog, standardise_catalog
     from .images import expand_image_paths, read_band_images
 
+    if nan_policy not in ("flag", "error"):
+        raise InputError("--nan", f"must be 'flag' or 'error', got {nan_policy!r}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise InputError("--size", f"stamp size must be a whole number of pixels, got {size!r}")
     patterns = [images] if isinstance(images, (str, os.PathLike)) else list(images)
     paths = expand_image_paths([str(p) for p in patterns])
     if isinstance(catalog, Table):
-        table = catalog
+        # A table read elsewhere is translated with the mapping given; one from read_catalog
+        # (which records its mapping) has the standard names already.
+        translated = mapping is None or "mapping" in catalog.meta
+        table = catalog if translated else standardise_catalog(catalog, mapping=mapping)
         catalog = table.meta.get("source_file", "catalogue")
     else:
         table = read_catalog(catalog, mapping=mapping)

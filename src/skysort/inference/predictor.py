@@ -168,9 +168,10 @@ class ClassDecision:
     threshold : float, optional
         Binary models: the second class when its probability exceeds this (default: the most
         probable class).
-    prior : mapping of str to float, or "auto", optional
+    prior : mapping of str to float, str, or "auto", optional
         Class fractions expected among the objects classified (a survey field's, say), one per
-        model class. A network's probabilities hold for the class balance it was trained with
+        model class; at least 0, not all 0, normalised to sum to 1 (the text ``"star=0.12,galaxy=0.86,qso=0.02"``
+        is read by :func:`parse_prior`). A network's probabilities hold for the class balance it was trained with
         (:func:`training_class_fractions`); with a prior they are multiplied by prior / training
         fraction and renormalised, which is Bayes' rule with the prior changed and the
         likelihoods kept (Saerens, Latinne & Decaestecker 2002). ``"auto"`` estimates the
@@ -185,9 +186,27 @@ class ClassDecision:
     def __post_init__(self):
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise InputError("--threshold", f"a probability threshold lies between 0 and 1, got {self.threshold}")
-        # A plain dict of our own: the caller's mapping may change later, and the record is JSON.
-        if self.prior is not None and not isinstance(self.prior, str):
-            object.__setattr__(self, "prior", dict(self.prior))
+        if isinstance(self.prior, str):
+            # The Python API takes the command line's text too ("star=0.12,..." or "auto").
+            object.__setattr__(self, "prior", parse_prior(self.prior))
+        elif self.prior is not None:
+            # A plain dict of our own: the caller's mapping may change later, and the record is JSON.
+            prior = {}
+            for name, value in dict(self.prior).items():
+                try:
+                    fraction = float(value)
+                except (TypeError, ValueError):
+                    fraction = float("nan")
+                if not np.isfinite(fraction) or fraction < 0:
+                    raise InputError("--prior", f"class fractions must be numbers of at least 0; got {name}={value!r}")
+                prior[str(name)] = fraction
+            total = sum(prior.values())
+            if not total > 0:
+                # (An estimated prior may hold a class at 0, but not every class.)
+                raise InputError("--prior", "give at least one class a positive fraction")
+            if abs(total - 1.0) > 1e-9:
+                prior = {name: fraction / total for name, fraction in prior.items()}
+            object.__setattr__(self, "prior", prior)
 
     def check(self, predictor: "Predictor", *, allow_auto: bool = False) -> None:
         """Raise :class:`InputError` (``--prior``) unless the prior fits the predictor's model.
@@ -363,7 +382,14 @@ def class_table(predictor: Predictor, outputs: Mapping[str, np.ndarray], ids: np
     for name, values in outputs.items():
         if name != "probabilities" and np.ndim(values) == 1:
             table[name] = np.asarray(values)
+    for name, unit in _OUTPUT_UNITS.items():
+        if name in table.colnames:
+            table[name].unit = unit
     return table
+
+
+#: Units of the prediction columns that carry one (written to every output format).
+_OUTPUT_UNITS = {"ra": "deg", "dec": "deg", "psf_fwhm": "arcsec", "companion_dx": "pix", "companion_dy": "pix"}
 
 
 def flux_scale(image_bands, model_zero_points: Mapping[str, float] | None,
@@ -404,6 +430,49 @@ def check_stampset(predictor: Predictor, stamps) -> None:
     if spec.cut_size and (height < spec.cut_size[0] or width < spec.cut_size[1]):
         raise InputError(stamps.path, f"stamps of {height}x{width} px are smaller than model {predictor.name}'s "
                                       f"{spec.cut_size[0]}x{spec.cut_size[1]} px input")
+
+
+def stampset_notes(model_meta: Mapping[str, Any], stamps) -> tuple[list[str], list[str]]:
+    """What a user should hear before ``stamps`` are classified by a model, from metadata and,
+    for a model that reads the seeing, the stamps' own point sources.
+
+    Parameters
+    ----------
+    model_meta : mapping
+        The model file's metadata (``pixel_scale``, ``image_bands``, ``psf_fwhm_range``,
+        ``architecture_config["seeing_band"]``).
+    stamps : StampSet
+        The stamps to classify.
+
+    Returns
+    -------
+    information : list of str
+        The seeing measured from the stamps, where the set records none.
+    warnings : list of str
+        A pixel scale more than 2% from the model's (sizes on the sky misread), a seeing that
+        could not be measured (the model runs at lower accuracy), a seeing outside the range
+        the model was trained on.
+    """
+    from ..data.seeing import seeing_mismatch, stampset_seeing
+
+    information, warnings = [], []
+    model_scale = model_meta.get("pixel_scale")
+    if model_scale and model_meta.get("image_bands") and abs(stamps.meta.pixel_scale / model_scale - 1) > 0.02:
+        warnings.append(f"pixel scale {stamps.meta.pixel_scale:.4g}\"/px differs from the model's {model_scale:.4g}\"/px: "
+                        "sizes on the sky are misread; cut the stamps at the model's scale")
+    psf_fwhm = dict(stamps.meta.psf_fwhm)
+    band = (model_meta.get("architecture_config") or {}).get("seeing_band")
+    if band and band in stamps.meta.bands and len(stamps):
+        seeing = stampset_seeing(stamps, band)
+        if seeing.source == "measured":
+            information.append(seeing.describe())
+            psf_fwhm[band] = float(seeing.estimate.fwhm)
+        elif seeing.source == "unknown":
+            warnings.append(seeing.describe())
+    message = seeing_mismatch(model_meta.get("psf_fwhm_range"), psf_fwhm, model_meta.get("image_bands") or [])
+    if message:
+        warnings.append(message)
+    return information, warnings
 
 
 def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | None = None, *,

@@ -15,12 +15,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from astropy.table import Table
+from astropy import units as u
+from astropy.table import Column, Table
 
 from ..data.dataset import random_dihedral_batch
 from ..data.stampset import StampSet
 from ..errors import InputError
-from ..inference.predictor import InputSpec, TorchPredictor
+from ..inference.predictor import ClassDecision, InputSpec, TorchPredictor
 from ..models.blend import OFFSET_SCALE_PX, BlendNet, blend_loss
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
@@ -241,16 +242,45 @@ def predict_probabilities(network: BlendNet, images: np.ndarray, batch_size: int
     return _predict_outputs(network, images, batch_size)["p_blended"]
 
 
-def predict_blends(model: str | os.PathLike, stamps: StampSet, *, batch_size: int = 1024, threshold: float = 0.5,
-                   progress: Callable[[int], None] | None = None) -> Table:
-    """Per-stamp predictions: ``p_blended``, ``blended`` (p > threshold), ``n_sources``,
-    ``companion_dx``/``companion_dy`` (pixels, NaN when predicted isolated)."""
+def predict_blends(model: str | os.PathLike, stamps: StampSet | str | os.PathLike, *, batch_size: int = 1024,
+                   threshold: float = 0.5, progress: Callable[[int], None] | None = None) -> Table:
+    """Per-stamp predictions of a :class:`BlendNet` model.
+
+    Parameters
+    ----------
+    model : str or path-like
+        Model file or shipped name (``blend-cfis``).
+    stamps : StampSet or path-like
+        Stamps of the model's size holding its band (other bands are ignored).
+    batch_size : int
+        Stamps per forward pass.
+    threshold : float
+        ``blended`` is ``p_blended > threshold`` (0-1).
+    progress : callable, optional
+        Called with the number of stamps done after each block.
+
+    Returns
+    -------
+    astropy.table.Table
+        ``id``, ``p_blended``, ``blended``, ``n_sources`` (1 or 2), ``companion_dx`` /
+        ``companion_dy`` [pix] (the companion's offset from the stamp centre, NaN when predicted
+        isolated).
+    """
+    ClassDecision(threshold=threshold)  # a threshold outside 0-1 is refused
+    if isinstance(stamps, (str, os.PathLike)):
+        with StampSet.open(stamps) as opened:
+            return predict_blends(model, opened, batch_size=batch_size, threshold=threshold, progress=progress)
     network, meta = load_blend_model(model)
     if list(stamps.shape[2:]) != list(meta["stamp_size"]):
         raise InputError(stamps.path, f"stamps are {stamps.shape[2]}x{stamps.shape[3]} px but the model expects {meta['stamp_size']}")
+    wanted = list(meta.get("image_bands") or stamps.meta.bands)
+    missing = [band for band in wanted if band not in stamps.meta.bands]
+    if missing:
+        raise InputError(stamps.path, f"no {', '.join(missing)} band for the model (stamp set bands {', '.join(stamps.meta.bands)})")
+    band_index = [stamps.meta.bands.index(band) for band in wanted]
     parts = []
     for _, images in stamps.iter_batches(batch_size=8192):
-        parts.append(_predict_outputs(network, images, batch_size))
+        parts.append(_predict_outputs(network, images[:, band_index], batch_size))
         if progress:
             progress(len(images))
     merged = ({k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts
@@ -261,8 +291,8 @@ def predict_blends(model: str | os.PathLike, stamps: StampSet, *, batch_size: in
     table["p_blended"] = merged["p_blended"].astype(np.float32)
     table["blended"] = blended
     table["n_sources"] = np.where(merged["p_two_sources"] > 0.5, 2, 1).astype(np.int16)
-    table["companion_dx"] = np.where(blended, merged["offset"][:, 0], np.nan).astype(np.float32)
-    table["companion_dy"] = np.where(blended, merged["offset"][:, 1], np.nan).astype(np.float32)
+    table["companion_dx"] = Column(np.where(blended, merged["offset"][:, 0], np.nan).astype(np.float32), unit=u.pix)
+    table["companion_dy"] = Column(np.where(blended, merged["offset"][:, 1], np.nan).astype(np.float32), unit=u.pix)
     table.meta["model"] = meta.get("name", str(model))
     return table
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -647,6 +648,18 @@ def _network_probabilities(network: SGQNet, images: np.ndarray | None, mags: np.
     return np.concatenate(parts) if parts else np.zeros((0, len(CLASSES)), np.float32)
 
 
+#: Magnitudes outside this range [mag] are no measurement: catalogue sentinels (99, -99,
+#: -9999, 999) that reached the model without a mapping to mask them.
+PLAUSIBLE_MAGNITUDES = (-10.0, 50.0)
+
+
+def plausible_magnitudes(mags: np.ndarray) -> np.ndarray:
+    """True where a magnitude is a measurement: finite and within :data:`PLAUSIBLE_MAGNITUDES`."""
+    lo, hi = PLAUSIBLE_MAGNITUDES
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(mags) & (mags > lo) & (mags < hi)
+
+
 class SGQPredictor(TorchPredictor):
     """:class:`~skysort.inference.predictor.Predictor` of an sgq model.
 
@@ -655,6 +668,7 @@ class SGQPredictor(TorchPredictor):
     without images (``images_available=False`` or no ``"image"`` input), the image head for
     objects with no magnitude at all. Stamps larger than the model's input are centre-cropped.
     A model that reads the seeing takes ``inputs["psf_fwhm"]`` (unknown where absent or NaN).
+    Magnitudes that are not finite or lie outside :data:`PLAUSIBLE_MAGNITUDES` count as missing.
     Extra outputs: ``inputs_used`` (``both``, ``image``, ``photometry``, ``none``),
     ``n_missing_bands`` (magnitudes missing among the model's photometric bands) and, for a
     model that reads the seeing, ``psf_fwhm`` (the FWHM it was given [arcsec], NaN if unknown).
@@ -688,7 +702,7 @@ class SGQPredictor(TorchPredictor):
                 mags = np.asarray(inputs["mag"], np.float32).copy()
                 if mags.ndim != 2 or mags.shape[1] != len(spec.photometry_bands):
                     raise InputError(self.name, f"magnitudes must be (N, {len(spec.photometry_bands)}) in bands {spec.photometry_bands}")
-                mags[~np.isfinite(mags)] = np.nan
+                mags[~plausible_magnitudes(mags)] = np.nan
         n = len(images) if images is not None else (len(mags) if mags is not None else len(next(iter(inputs.values()), [])))
         if images is None and mags is None:
             raise InputError(self.name, "no usable inputs: this model needs " +
@@ -739,23 +753,25 @@ def predictor_from_file(path: Path, meta: dict[str, Any], state: dict[str, torch
     return SGQPredictor(network, meta, Path(path), device)
 
 
-def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | None = None, *,
+def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | str | os.PathLike | None = None, *,
                 images: np.ndarray | None = None, mag: np.ndarray | None = None, ids: np.ndarray | None = None,
                 psf_fwhm: np.ndarray | float | None = None, batch_size: int = 4096, prior: Mapping[str, float] | str | None = None,
-                progress: Callable[[int], None] | None = None) -> Table:
+                progress: Callable[[int], None] | None = None, input_warnings: bool = True) -> Table:
     """Classify a stamp set, or arrays of stamps and / or magnitudes.
 
     Parameters
     ----------
     model : str, path-like or SGQPredictor
         Model file, shipped name (``sgq-kids``, ``sgq-sdss``) or a loaded predictor.
-    stamps : StampSet, optional
+    stamps : StampSet or path-like, optional
         Stamps in the model's image bands plus ``mag_<band>`` columns (those absent count as missing).
     images : ndarray (N, B, H, W), optional
         Stamps in the model's image bands, in the flux units it was trained on; without them
         (and without ``stamps``) the photometry branch runs alone.
     mag : ndarray (N, P), optional
-        AB magnitudes in the model's photometric bands, NaN where missing.
+        AB magnitudes in the model's photometric bands, NaN where missing. Values outside
+        :data:`PLAUSIBLE_MAGNITUDES` (sentinels such as 99 or -9999) are taken as missing, with a
+        warning.
     ids : ndarray, optional
         Object identifiers for the array form (default 0..N-1).
     psf_fwhm : float or ndarray (N,), optional
@@ -772,15 +788,28 @@ def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | None
         are moved from the training balance to it (see
         :class:`~skysort.inference.predictor.ClassDecision`). The table's ``meta["prior"]``
         records the one applied.
+    input_warnings : bool
+        Warn (:func:`warnings.warn`) when a stamp set's pixel scale differs from the model's, its
+        seeing cannot be measured or lies outside the training range
+        (:func:`~skysort.inference.predictor.stampset_notes`), and when the seeing of arrays
+        cannot be measured; False for a caller that has reported them already.
 
     Returns
     -------
     astropy.table.Table
         ``id`` (``ra``, ``dec`` for a stamp set), ``p_star``, ``p_galaxy``, ``p_qso``, ``class``,
         ``flags`` (with :data:`~skysort.inference.predictor.MISSING_INPUT_FLAG` where inputs were
-        missing), ``inputs_used``, ``n_missing_bands``.
+        missing), ``inputs_used``, ``n_missing_bands`` and, for a model that reads the seeing,
+        ``psf_fwhm`` [arcsec] (the seeing it was given, NaN where unknown).
+
+    Raises
+    ------
+    InputError
+        Not an sgq model; no input; arrays of different lengths or shapes the model cannot
+        read; a prior that does not fit the model.
     """
-    from ..inference.predictor import MISSING_INPUT_FLAG, ClassDecision, apply_decision, class_table, load_predictor, predict_stampset
+    from ..inference.predictor import (MISSING_INPUT_FLAG, ClassDecision, apply_decision, check_stampset, class_table, load_predictor,
+                                       predict_stampset, stampset_notes)
 
     predictor = model if isinstance(model, SGQPredictor) else load_predictor(model, device="cpu")
     if predictor.task != "sgq":
@@ -788,9 +817,29 @@ def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | None
     decision = ClassDecision(prior=prior)
     decision.check(predictor, allow_auto=True)
     if stamps is not None:
+        if isinstance(stamps, (str, os.PathLike)):
+            with StampSet.open(stamps) as opened:
+                return predict_sgq(predictor, opened, psf_fwhm=psf_fwhm, batch_size=batch_size, prior=decision.prior,
+                                   progress=progress, input_warnings=input_warnings)
+        check_stampset(predictor, stamps)
+        if psf_fwhm is None and input_warnings:
+            # The command line's warnings, as Python warnings: misread pixel scale, unknown seeing
+            # or seeing outside the training range all cost accuracy without any error.
+            for message in stampset_notes(predictor.meta, stamps)[1]:
+                warnings.warn(f"{stamps.path}: {message}", stacklevel=2)
         return predict_stampset(predictor, stamps, batch_size=batch_size, decision=decision, progress=progress, psf_fwhm=psf_fwhm)
     if images is None and mag is None:
         raise InputError("predict_sgq", "give a stamp set, images, magnitudes or both")
+    lengths = {name: len(values) for name, values in (("images", images), ("mag", mag), ("ids", ids)) if values is not None}
+    if len(set(lengths.values())) > 1:
+        raise InputError("predict_sgq", "arrays of different lengths: " + ", ".join(f"{k} {v}" for k, v in lengths.items()))
+    if mag is not None:
+        mag = np.asarray(mag, np.float32)
+        wild = np.isfinite(mag) & ~plausible_magnitudes(mag)
+        if wild.any():
+            lo, hi = PLAUSIBLE_MAGNITUDES
+            warnings.warn(f"{int(wild.sum())} magnitude(s) outside {lo:g} to {hi:g} (catalogue sentinels such as 99 or "
+                          "-9999?) are taken as missing", stacklevel=2)
     inputs = {}
     seeing = None
     if images is not None:
@@ -798,6 +847,10 @@ def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | None
         seeing = _array_seeing(predictor, inputs["image"], psf_fwhm)
         if seeing is not None:
             inputs["psf_fwhm"] = seeing.values
+            if seeing.source == "unknown" and psf_fwhm is None and input_warnings:
+                warnings.warn(f"the seeing in {seeing.band} is unknown (too few isolated point sources among the images to "
+                              "measure it): the model classifies without it, less accurately; give psf_fwhm [arcsec]",
+                              stacklevel=2)
     if mag is not None:
         inputs["mag"] = np.asarray(mag, np.float32)
     outputs = predictor.predict(inputs, images_available=images is not None)
@@ -1105,7 +1158,8 @@ def require_sgq_evaluation_set(stamps: StampSet, expected_class: str | None = No
 
 def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_dir: str | os.PathLike, *,
                        expected_class: str | None = None, prior: Mapping[str, float] | str | None = None,
-                       progress: Callable[[int], None] | None = None, command: str | None = None) -> dict[str, Any]:
+                       progress: Callable[[int], None] | None = None, command: str | None = None,
+                       input_warnings: bool = True) -> dict[str, Any]:
     """Evaluate an sgq model on a labelled stamp set (or, with ``expected_class``, a pure sample).
 
     With ``prior`` (class fractions expected in the set, or ``"auto"`` to estimate them from the
@@ -1117,7 +1171,7 @@ def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_di
     plots ``confusion_matrix.png``, ``purity_completeness.png``, ``reliability.png``,
     ``accuracy_vs_r_mag.png``.
     Objects without a star / galaxy / qso label are classified but not scored (except for
-    ``expected_class``).
+    ``expected_class``). ``input_warnings`` is as in :func:`predict_sgq`.
     """
     from ..data.catalog import write_catalog
     from ..evaluation.blend_metrics import write_metrics_json
@@ -1128,7 +1182,7 @@ def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_di
     predictor = load_predictor(model, device="cpu")
     if predictor.task != "sgq":
         raise InputError(str(model), f"not an sgq model (task {predictor.task!r})")
-    table = predict_sgq(predictor, stamps, prior=prior, progress=progress)
+    table = predict_sgq(predictor, stamps, prior=prior, progress=progress, input_warnings=input_warnings)
     probabilities = np.stack([np.asarray(table[f"p_{c}"], float) for c in CLASSES], axis=1) if len(table) else np.zeros((0, 3))
     r_mag, r_source = _r_magnitudes(stamps)
     metrics = sgq_metrics(truth, probabilities, r_mag=r_mag, expected_class=expected_class)
