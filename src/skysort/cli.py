@@ -11,6 +11,7 @@ Verbs reserved for the classification stages: ``simulate``, ``train``, ``evaluat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -281,7 +282,7 @@ def import_command(
         )
     summary = stamps.summary()
     if summary["flags"].get("NAN_PIXELS"):
-        _warn(images, f"{summary['flags']['NAN_PIXELS']} stamps have NaN pixels and are flagged NAN_PIXELS")
+        _warn(images, f"{summary['flags']['NAN_PIXELS']} stamps have NaN or infinite pixels and are flagged NAN_PIXELS")
     _print_stampset_summary(summary, time.perf_counter() - start)
 
 
@@ -789,14 +790,16 @@ def predict_command(
         _warn_inputs(model, load_model_file(resolve_model(model))[0], StampSet.open(data),
                      also_require=lambda predictor: _check_decision(options, predictor, model, single_file))
         if not single_file:
-            manifest = predict_stampset_parts(model, data, out_path, options)
+            with _removed_on_bad_input(out_path):
+                manifest = predict_stampset_parts(model, data, out_path, options)
             console.print(f"{manifest.content['rows_written']:,} predictions in {manifest.content['n_units']} part(s) -> "
                           f"{out_path / 'manifest.json'}")
             return
         _predict_stampset_file(model, data, out_path, options)
         return
     if not single_file:
-        manifest = predict_catalog(model, catalog, out_path, options, warn=_warn)
+        with _removed_on_bad_input(out_path):
+            manifest = predict_catalog(model, catalog, out_path, options, warn=_warn)
         _print_run_summary(manifest, out_path / "manifest.json")
         return
     # One table: the same resumable run in a hidden folder beside it, assembled at the end.
@@ -810,9 +813,32 @@ def predict_command(
         if not resuming:
             shutil.rmtree(work, ignore_errors=True)
         raise
-    assemble_parts(manifest, out_path)
+    try:
+        assemble_parts(manifest, out_path)
+    except InputError:
+        # The output refused what the parts hold (e.g. text a FITS table cannot hold): a rerun of
+        # this --out would fail the same way, so no hidden folder is left behind. An interruption
+        # keeps it: the rerun then only assembles.
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     shutil.rmtree(work, ignore_errors=True)
     _print_run_summary(manifest, out_path)
+
+
+@contextlib.contextmanager
+def _removed_on_bad_input(folder: Path):
+    """Remove a result folder this run created when the run stops on bad input (a damaged
+    stamp set found mid-run, say): nothing of it is worth resuming. A folder that existed
+    before (an interrupted run being resumed) is kept, as is one left by an interruption."""
+    import shutil
+
+    existed = folder.exists()
+    try:
+        yield
+    except InputError:
+        if not existed:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def _check_decision(options, predictor, model: str, single_file: bool) -> None:

@@ -433,7 +433,7 @@ def run_sep_baseline(stampset, out_dir: str | os.PathLike, *, noise: str | float
         If the stamp set is not a single-band blend set with the truth columns.
     """
     from ..data.catalog import write_catalog
-    from ..evaluation.blend_metrics import blend_metrics, psf_fwhm_px, write_metrics_json
+    from ..evaluation.blend_metrics import blend_metrics, blended_truth, psf_fwhm_px, write_metrics_json
 
     if predictions_format not in ("parquet", "csv"):
         raise InputError("--format", f"predictions format must be parquet or csv, got {predictions_format!r}")
@@ -448,6 +448,7 @@ def run_sep_baseline(stampset, out_dir: str | os.PathLike, *, noise: str | float
         raise InputError(stampset.path, "noise 'known' needs a noise_sigma column")
     present = [c for c in TRUTH_COLUMNS + _OPTIONAL_TRUTH if c in stampset.columns]
     truth = {c: stampset.column(c) for c in present}
+    truth["blended"] = blended_truth(truth["blended"], stampset.path)
 
     parts = []
     seconds = 0.0

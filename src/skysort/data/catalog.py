@@ -598,6 +598,9 @@ def _read_raw(path: Path) -> tuple[Table, dict[str, Any]]:
                 is_ecsv = _is_ecsv(path)
                 table = Table.read(path, format="ascii.ecsv" if is_ecsv else "ascii.csv")
                 meta = dict(table.meta) if is_ecsv else {}
+                if table.colnames and table.colnames[0].startswith("\ufeff"):
+                    # The byte-order mark spreadsheet programs write is not part of the name.
+                    table.rename_column(table.colnames[0], table.colnames[0].lstrip("\ufeff").strip())
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - every reader failure is the file's problem

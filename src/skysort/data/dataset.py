@@ -95,7 +95,8 @@ class AsinhStretch:
             raise ValueError(f"images of shape {tuple(tensor.shape)} for a stretch of {self.softening.size} band(s) "
                              f"(expected (..., {self.softening.size}, H, W))")
         scale = torch.as_tensor(self.softening, dtype=torch.float32).view(-1, 1, 1)
-        return torch.nan_to_num(torch.asinh(tensor / scale), nan=0.0)
+        # Non-finite pixels (NaN, and inf from an overflowing cast) carry no measurement: sky level.
+        return torch.nan_to_num(torch.asinh(tensor / scale), nan=0.0, posinf=0.0, neginf=0.0)
 
     def state_dict(self) -> dict[str, Any]:
         return {"kind": "asinh", "softening": self.softening.tolist(), "bands": list(self.bands or [])}

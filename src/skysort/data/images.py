@@ -196,6 +196,8 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
     n_nan = int(data.size - np.count_nonzero(finite))
     if n_nan == data.size:
         raise InputError(path, "every pixel is NaN")
+    if n_nan:
+        data[~finite] = np.nan  # infinite pixels are no measurement either: flagged as NaN ones are
     unit = str(header.get("BUNIT", "unknown")).strip() or "unknown"
     zero_point = UNIT_ZERO_POINTS.get(unit.lower(), float("nan"))
     if not np.isfinite(zero_point):

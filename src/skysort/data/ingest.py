@@ -36,6 +36,40 @@ def _photometry_flags(table: Table, bands: Sequence[str]) -> np.ndarray:
     return flags
 
 
+def _storable_table(table: Table, source: str | os.PathLike) -> Table:
+    """``table`` with every column in a form a stamp set stores, or InputError naming the
+    column: FITS byte strings as text, dates as ISO text, integer or boolean columns with
+    missing values as floats with NaN; vector columns, complex numbers, an incomplete ``id`` and
+    a ``flags`` column that is not a whole number of at least 0 are refused."""
+    out = table.copy(copy_data=False)
+    for name in table.colnames:
+        column = table[name]
+        data, mask = np.ma.getdata(column), np.ma.getmaskarray(column)
+        if data.ndim > 1:
+            raise InputError(source, f"column {name!r} holds {data.shape[1:]} values per object; a stamp set column "
+                                     "holds one (give its elements as separate columns)")
+        kind = data.dtype.kind
+        if kind == "S" or (kind == "O" and any(isinstance(v, bytes) for v in data[:100])):
+            # FITS text columns are bytes: str() of them would store "b'...'".
+            text = [v.decode("utf-8", "replace").strip() if isinstance(v, bytes) else str(v) for v in data]
+            out[name] = MaskedColumn(text, mask=mask) if mask.any() else text
+        elif kind == "M":
+            out[name] = MaskedColumn(np.datetime_as_string(data), mask=mask) if mask.any() else np.datetime_as_string(data)
+        elif kind in "cmV":
+            raise InputError(source, f"column {name!r} has {data.dtype} values, which a stamp set does not store")
+        if name == "flags":
+            if kind not in "iub" and not (kind == "f" and np.all(np.isfinite(data[~mask])) and np.all(data == np.round(data))):
+                raise InputError(source, "column 'flags' must hold whole numbers of at least 0 (skysort's flag bits)")
+            if mask.any() or (kind in "if" and np.any(data < 0)):
+                raise InputError(source, "column 'flags' must hold whole numbers of at least 0 (skysort's flag bits), "
+                                         "with none missing")
+        elif kind in "iub" and mask.any():
+            if name == "id":
+                raise InputError(source, f"column 'id' has {int(mask.sum())} missing value(s)")
+            out[name] = np.where(mask, np.nan, data.astype(np.float64))
+    return out
+
+
 def _column_kinds(table: Table) -> dict[str, str]:
     kinds = {}
     for name in table.colnames:
@@ -188,7 +222,7 @@ def cutout_to_stampset(
             "psf_fwhm_source": {band: seeing[band][1] for band in bands},
         },
     )
-    table = catalog.copy(copy_data=True)
+    table = _storable_table(catalog.copy(copy_data=True), catalog_path)
     for name in ("x", "y", "ra", "dec"):
         if name in table.colnames:
             table.remove_column(name)
@@ -338,6 +372,8 @@ def load_stamp_array(path: str | os.PathLike) -> np.ndarray:
         raise InputError(path, f"stamps must be numeric, got dtype {array.dtype}")
     if array.shape[0] == 0:
         raise InputError(path, "no stamps in the array")
+    if 0 in array.shape[1:]:
+        raise InputError(path, f"stamps of shape {array.shape[1:]} have an axis of size 0")
     return array
 
 
@@ -387,7 +423,7 @@ def import_to_stampset(
         table = Table({"id": np.arange(n, dtype=np.int64)})
     elif len(table) != n:
         raise InputError(table_path or "table", f"table has {len(table)} rows but the stamp array {Path(array_path).name} has {n} stamps")
-    table = table.copy(copy_data=True)
+    table = _storable_table(table.copy(copy_data=True), table_path or "table")
     if "label" in table.colnames:
         table["label"] = [str(v).strip().lower() for v in _filled(table["label"], "")]
     meta = StampMeta.with_provenance(
@@ -399,8 +435,12 @@ def import_to_stampset(
     declared = {name: kind for name, kind in _column_kinds(table).items() if name not in CORE_COLUMNS or name == "id"}
     with StampSet.create(out, meta, (height, width), columns=declared) as writer:
         for block in iter_chunks(n, chunk):
-            stamps = np.asarray(array[block], dtype=np.float32)
-            nan_pixels = np.isnan(stamps)
+            with np.errstate(over="ignore", invalid="ignore"):
+                stamps = np.array(array[block], dtype=np.float32)  # a copy: the array may be a read-only memmap
+            # Infinite pixels (or values beyond float32, which overflow to inf) are no measurement:
+            # stored as NaN and flagged like NaN pixels.
+            nan_pixels = ~np.isfinite(stamps)
+            stamps[nan_pixels] = np.nan
             flags = photometry_flags[block].copy()
             if nan_pixels.any():
                 if nan_policy == "error":

@@ -208,8 +208,35 @@ def _check_stampset_file(path: Path) -> None:
             for required in ("images", "table"):
                 if required not in handle:
                     raise InputError(path, f"stamp set is missing its '{required}' group")
+            _check_structure(path, handle)
     except OSError as exc:
         raise InputError(path, f"not a readable HDF5 file ({exc.__class__.__name__}: {exc})") from exc
+
+
+def _check_structure(path: Path, handle: h5py.File) -> None:
+    """Raise :class:`InputError` for a damaged stamp set: metadata that does not parse, a length
+    that the images or table columns do not reach, images that are not ``(N, bands, H, W)``."""
+    try:
+        meta = StampMeta.from_json(handle.attrs["meta"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(path, f"damaged stamp set: its metadata cannot be read ({exc.__class__.__name__}: {exc})") from None
+    try:
+        length = int(handle.attrs["length"])
+        columns = json.loads(handle["table"].attrs["columns"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(path, f"damaged stamp set: no valid length or column list ({exc.__class__.__name__}: {exc})") from None
+    images = handle["images"]
+    if not isinstance(images, h5py.Dataset) or images.ndim != 4 or images.shape[1] != len(meta.bands):
+        raise InputError(path, f"damaged stamp set: images are not (N, {len(meta.bands)}, H, W)")
+    if not 0 <= length <= images.shape[0]:
+        raise InputError(path, f"damaged stamp set: {length} objects recorded but {images.shape[0]} images stored")
+    table = handle["table"]
+    if not isinstance(columns, list) or any(name not in columns for name in CORE_COLUMNS):
+        raise InputError(path, f"damaged stamp set: its table lacks core columns ({', '.join(CORE_COLUMNS)} needed)")
+    for name in columns:
+        dataset = table.get(name) if isinstance(name, str) else None
+        if not isinstance(dataset, h5py.Dataset) or dataset.ndim != 1 or dataset.shape[0] < length:
+            raise InputError(path, f"damaged stamp set: table column {name!r} is missing or shorter than its {length} objects")
 
 
 def _column_kind(values: np.ndarray) -> str:
@@ -410,7 +437,19 @@ class StampSet:
         return out
 
     def read_images(self, indices: Sequence[int] | np.ndarray | slice | None = None) -> np.ndarray:
-        """Images of the objects at ``indices`` of this set, ``(n, bands, H, W)`` float32."""
+        """Images of the objects at ``indices`` of this set, ``(n, bands, H, W)`` float32.
+
+        Raises
+        ------
+        InputError
+            The stored images cannot be read back (a damaged file).
+        """
+        try:
+            return self._read_images(indices)
+        except OSError as exc:
+            raise InputError(self.path, f"damaged stamp set: its images cannot be read ({exc})") from None
+
+    def _read_images(self, indices) -> np.ndarray:
         rows = self.file_rows() if indices is None else self.file_rows(indices)
         rows = np.atleast_1d(rows)
         images = self._handle()["images"]
@@ -457,10 +496,13 @@ class StampSet:
             raise KeyError(f"{self.path}: no column {name!r}; columns are {self.columns}")
         dataset = table[name]
         rows = self.file_rows() if indices is None else np.atleast_1d(self.file_rows(indices))
-        if self._rows is None and indices is None:
-            values = dataset[: self._length]
-        else:
-            values = self._read_rows(dataset, rows)
+        try:
+            if self._rows is None and indices is None:
+                values = dataset[: self._length]
+            else:
+                values = self._read_rows(dataset, rows)
+        except OSError as exc:
+            raise InputError(self.path, f"damaged stamp set: column {name!r} cannot be read ({exc})") from None
         if dataset.dtype.kind == "O" or h5py.check_string_dtype(dataset.dtype) is not None:
             values = np.asarray([v.decode() if isinstance(v, bytes) else v for v in values], dtype=object)
             values = values.astype(str) if len(values) else np.zeros(0, dtype="U1")

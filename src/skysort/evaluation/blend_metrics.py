@@ -79,6 +79,30 @@ CLASS_NAMES = ("isolated", "blended")
 SNR_EDGES = (0.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, math.inf)
 
 
+def blended_truth(values: Any, where: str | os.PathLike) -> np.ndarray:
+    """A ``blended`` truth column as booleans, refusing anything but True/False or 0/1.
+
+    Raises
+    ------
+    InputError
+        Values other than booleans or the numbers 0 and 1 (text, NaN, -1, 2, ...), which
+        ``astype(bool)`` would silently count as blended.
+    """
+    from ..errors import InputError
+
+    array = np.asarray(values)
+    if array.dtype.kind == "b":
+        return array.astype(bool)
+    if array.dtype.kind in "iuf":
+        with np.errstate(invalid="ignore"):
+            good = (array == 0) | (array == 1)
+        if good.all():
+            return array.astype(bool)
+        bad = np.unique(array[~good])[:3]
+        raise InputError(where, f"column 'blended' must hold 0/1 or True/False; found {', '.join(map(str, bad))}")
+    raise InputError(where, f"column 'blended' must hold 0/1 or True/False, not {array.dtype} values")
+
+
 # --------------------------------------------------------------------------------------
 # Inputs
 # --------------------------------------------------------------------------------------

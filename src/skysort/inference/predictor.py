@@ -378,6 +378,9 @@ def class_table(predictor: Predictor, outputs: Mapping[str, np.ndarray], ids: np
         # An object with no usable input keeps the prior as its probabilities, but no class:
         # the most probable class of a flat prior would be an arbitrary label.
         table["class"][np.asarray(outputs["inputs_used"]) == "none"] = ""
+    if n:
+        # Nor does an object whose probabilities could not be computed (argmax of NaN is 0).
+        table["class"][~np.isfinite(probabilities).all(axis=1)] = ""
     table["flags"] = np.asarray(flags, np.int32) if flags is not None else np.zeros(n, np.int32)
     for name, values in outputs.items():
         if name != "probabilities" and np.ndim(values) == 1:

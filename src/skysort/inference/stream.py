@@ -328,10 +328,11 @@ CSV_BLOCK_BYTES = 1 << 24
 
 
 def _csv_header(path: Path) -> list[str]:
-    """Column names of a plain CSV file, stripped of surrounding blanks as astropy does."""
+    """Column names of a plain CSV file, stripped of surrounding blanks as astropy does (and of
+    the byte-order mark spreadsheet programs write first, which would rename the first column)."""
     import csv
 
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         first = next(csv.reader(fh), None)
     if not first or not any(name.strip() for name in first):
         raise InputError(path, "cannot read as CSV: no header line")

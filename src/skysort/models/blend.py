@@ -44,7 +44,7 @@ def noise_normalise(images: torch.Tensor, padding: int = 7, softening: float = 1
     sigma is 1.4826 x the median absolute deviation of the data region: robust to the
     galaxies, which cover a small fraction of the pixels.
     """
-    images = torch.nan_to_num(images.float(), nan=0.0)
+    images = torch.nan_to_num(images.float(), nan=0.0, posinf=0.0, neginf=0.0)
     region = images[..., padding : images.shape[-2] - padding, padding : images.shape[-1] - padding] if padding else images
     flat = region.flatten(1)
     median = flat.median(dim=1, keepdim=True).values

@@ -196,7 +196,7 @@ class SGQNet(nn.Module):
         """CNN embedding of the stamps, followed by the seeing inputs when the model reads them
         (``psf_fwhm`` (N,) arcsec, NaN or None where unknown)."""
         images = self.centre_crop(images, self.config["crop"]).float()
-        stretched = torch.nan_to_num(torch.asinh(images / self.softening.view(1, -1, 1, 1)), nan=0.0)
+        stretched = torch.nan_to_num(torch.asinh(images / self.softening.view(1, -1, 1, 1)), nan=0.0, posinf=0.0, neginf=0.0)
         embedding = self.encoder(stretched)
         if self.seeing_band:
             embedding = torch.cat([embedding, seeing_features(psf_fwhm, len(embedding), self.seeing_reference, embedding)], dim=1)

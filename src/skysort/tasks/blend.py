@@ -19,6 +19,7 @@ from astropy import units as u
 from astropy.table import Column, Table
 
 from ..data.dataset import random_dihedral_batch
+from ..evaluation.blend_metrics import blended_truth
 from ..data.stampset import StampSet
 from ..errors import InputError
 from ..inference.predictor import ClassDecision, InputSpec, TorchPredictor
@@ -37,13 +38,14 @@ def require_blend_set(stamps: StampSet) -> None:
     missing = [c for c in ("blended", "companion_dx", "companion_dy") if c not in stamps.columns]
     if missing or stamps.shape[1] != 1:
         raise InputError(stamps.path, f"not a blend stamp set (needs one band and columns blended, companion_dx, companion_dy; missing {missing})")
+    blended_truth(stamps.column("blended"), stamps.path)
 
 
 def blend_targets(stamps: StampSet) -> dict[str, np.ndarray]:
     """Training targets: ``blended`` (0/1), ``offset`` (companion dx, dy in 10-px units, 0 if
     isolated) and ``noise_sigma`` (counts, the set's noise)."""
     require_blend_set(stamps)
-    blended = np.asarray(stamps.column("blended")).astype(np.int64)
+    blended = blended_truth(stamps.column("blended"), stamps.path).astype(np.int64)
     dx = np.nan_to_num(np.asarray(stamps.column("companion_dx"), float))
     dy = np.nan_to_num(np.asarray(stamps.column("companion_dy"), float))
     offset = np.stack([dx, dy], axis=1).astype(np.float32) / OFFSET_SCALE_PX
@@ -431,7 +433,7 @@ class BlendPredictor(TorchPredictor):
     def predict(self, inputs, *, images_available: bool = True) -> dict[str, np.ndarray]:
         if not images_available or "image" not in inputs:
             raise InputError(self.name, "blend models need image stamps")
-        images = np.nan_to_num(np.asarray(inputs["image"], np.float32))
+        images = np.nan_to_num(np.asarray(inputs["image"], np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         result = _predict_outputs(self.network, images, batch_size=max(len(images), 1), device=self.device)
         p, offset = result["p_blended"], result["offset"]
         blended = p > 0.5

@@ -1,0 +1,194 @@
+"""Data a survey pipeline really hands over: null cells, FITS byte strings, infinite pixels,
+spreadsheet CSVs, damaged stamp sets. Each gives correct results or one error line (status 2)
+with nothing left behind."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.table import MaskedColumn, Table
+
+from skysort.cli import main
+from skysort.data.flags import Flags
+from skysort.data.stampset import StampMeta, StampSet, write_stampset
+
+N = 12
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_error_line(code, err, *fragments):
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("skysort: error:"), err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def import_args(folder, table, out, images="st.npy"):
+    return ["import", "--images", folder / images, "--table", folder / table, "--bands", "r", "--pixel-scale", 0.2,
+            "--out", folder / out, "--quiet"]
+
+
+@pytest.fixture()
+def stamps_npy(tmp_path):
+    np.save(tmp_path / "st.npy", np.random.default_rng(0).normal(0, 1, (N, 8, 8)).astype(np.float32))
+    return tmp_path
+
+
+def base_table():
+    rng = np.random.default_rng(1)
+    return {"id": np.arange(N), "ra": rng.uniform(0, 1, N), "dec": rng.uniform(0, 1, N), "mag_r": rng.uniform(16, 22, N)}
+
+
+def test_import_takes_null_cells_byte_strings_and_dates(stamps_npy, capsys):
+    folder = stamps_npy
+    frame = pd.DataFrame(base_table())
+    frame["nobs"] = pd.array(np.arange(N), dtype="Int64")
+    frame.loc[3, "nobs"] = pd.NA
+    frame["when"] = pd.Timestamp("2020-01-01")
+    frame.to_parquet(folder / "t.parquet")
+    code, _, err = run(import_args(folder, "t.parquet", "a.h5"), capsys)
+    assert code == 0, err
+    stamps = StampSet.open(folder / "a.h5")
+    nobs = stamps.column("nobs")
+    assert np.isnan(nobs[3]) and nobs[4] == 4  # a missing integer is NaN, not a crash
+    assert stamps.column("when")[0].startswith("2020-01-01")
+    fits_table = Table(base_table())
+    fits_table["id"] = [f"KIDS J{i:04d}" for i in range(N)]
+    fits_table.write(folder / "t.fits")
+    code, _, err = run(import_args(folder, "t.fits", "b.h5"), capsys)
+    assert code == 0, err
+    assert StampSet.open(folder / "b.h5").column("id")[1] == "KIDS J0001"  # not "b'KIDS J0001'"
+
+
+@pytest.mark.parametrize("column, values, fragment", [
+    ("vec", np.ones((N, 3)), "holds (3,) values per object"),
+    ("flags", -np.ones(N, int), "column 'flags'"),
+    ("flags", np.full(N, 0.5), "column 'flags'"),
+])
+def test_import_refuses_columns_a_stamp_set_cannot_hold(stamps_npy, capsys, column, values, fragment):
+    table = Table(base_table())
+    table[column] = values
+    table.write(stamps_npy / "t.fits")
+    one_error_line(*run(import_args(stamps_npy, "t.fits", "c.h5"), capsys)[::2], fragment)
+    assert not list(stamps_npy.glob("*.h5")) and not list(stamps_npy.glob(".*.tmp"))
+
+
+def test_import_refuses_a_missing_id_and_a_zero_size_axis(stamps_npy, capsys):
+    table = Table(base_table())
+    table["id"] = MaskedColumn(table["id"], mask=np.arange(N) == 2)
+    table.write(stamps_npy / "t.ecsv")
+    one_error_line(*run(import_args(stamps_npy, "t.ecsv", "d.h5"), capsys)[::2], "column 'id' has 1 missing")
+    np.save(stamps_npy / "flat.npy", np.zeros((N, 0, 8), np.float32))
+    one_error_line(*run(["import", "--images", stamps_npy / "flat.npy", "--bands", "r", "--pixel-scale", 0.2,
+                         "--out", stamps_npy / "e.h5", "--quiet"], capsys)[::2], "axis of size 0")
+    assert not list(stamps_npy.glob("*.h5")) and not list(stamps_npy.glob(".*.tmp"))
+
+
+def test_infinite_pixels_are_flagged_like_nan_and_never_reach_a_network(tmp_path, capsys):
+    images = np.random.default_rng(2).normal(0, 1, (N, 5, 24, 24))
+    images[2, 1, 5:7, 5:7] = np.inf
+    images[3] = 1e300  # beyond float32: overflows to inf
+    np.save(tmp_path / "inf.npy", images)
+    code, _, err = run(["import", "--images", tmp_path / "inf.npy", "--bands", "u,g,r,i,z", "--pixel-scale", 0.396,
+                        "--out", tmp_path / "inf.h5", "--quiet"], capsys)
+    assert code == 0 and "2 stamps have NaN or infinite pixels" in err
+    stamps = StampSet.open(tmp_path / "inf.h5")
+    flags = stamps.column("flags")
+    assert flags[2] & Flags.NAN_PIXELS and flags[3] & Flags.MISSING_BAND and not flags[0] & Flags.NAN_PIXELS
+    stored = stamps.read_images([2, 3])
+    assert not np.isinf(stored).any() and np.isnan(stored[1]).all()
+    code, _, err = run(["predict", "--model", "sgq-sdss", "--data", tmp_path / "inf.h5", "--out", tmp_path / "p.parquet",
+                        "--quiet"], capsys)
+    assert code == 0, err
+    predictions = pd.read_parquet(tmp_path / "p.parquet")
+    assert np.isfinite(predictions[["p_star", "p_galaxy", "p_qso"]].to_numpy()).all()
+
+
+def test_a_class_is_never_given_to_probabilities_that_are_not_numbers():
+    from skysort.inference.predictor import class_table, load_predictor
+
+    predictor = load_predictor("sgq-sdss")
+    probabilities = np.array([[0.2, 0.7, 0.1], [np.nan, np.nan, np.nan]], np.float32)
+    table = class_table(predictor, {"probabilities": probabilities}, np.arange(2))
+    assert list(table["class"]) == ["galaxy", ""]
+
+
+def test_blend_truth_other_than_0_1_is_refused(tmp_path, capsys):
+    images = np.zeros((N, 1, 65, 65), np.float32)
+    table = {"blended": np.where(np.arange(N) % 2, "yes", "no"), "companion_dx": np.zeros(N), "companion_dy": np.zeros(N)}
+    meta = StampMeta(bands=("r",), pixel_scale=0.187, flux_unit="count")
+    write_stampset(tmp_path / "yes.h5", images, table, meta)
+    table["blended"] = np.where(np.arange(N) % 2, 2.0, 0.0)
+    write_stampset(tmp_path / "two.h5", images, table, meta)
+    for name, fragment in (("yes", "not <U3 values"), ("two", "found 2.0")):
+        one_error_line(*run(["evaluate", "--model", "blend-cfis", "--data", tmp_path / f"{name}.h5", "--out",
+                             tmp_path / f"ev_{name}", "--quiet"], capsys)[::2], "column 'blended' must hold 0/1", fragment)
+        one_error_line(*run(["baseline", "sep", "--data", tmp_path / f"{name}.h5", "--out", tmp_path / f"sep_{name}",
+                             "--quiet"], capsys)[::2], "column 'blended'")
+
+
+def test_spreadsheet_csv_keeps_its_ids_and_an_unwritable_fits_leaves_no_work_folder(tmp_path, capsys):
+    frame = pd.DataFrame({"id": [17, 23], "ra": [150.0, 150.1], "dec": [2.0, 2.1],
+                          **{f"mag_{b}": [20.0, 21.0] for b in "ugriz"}})
+    (tmp_path / "bom.csv").write_text(frame.to_csv(index=False), encoding="utf-8-sig")
+    code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "bom.csv", "--out",
+                        tmp_path / "bom.parquet", "--quiet"], capsys)
+    assert code == 0, err
+    assert pd.read_parquet(tmp_path / "bom.parquet")["id"].tolist() == [17, 23]
+    frame["id"] = ["Ωmega-1", "Ωmega-2"]
+    frame.to_csv(tmp_path / "uni.csv", index=False)
+    one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "uni.csv", "--out",
+                         tmp_path / "uni.fits", "--quiet"], capsys)[::2], "uni.fits", "cannot write")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bom.csv", "bom.parquet", "uni.csv"]
+
+
+def damage(path, how):
+    with h5py.File(path, "a") as handle:
+        if how == "meta":
+            handle.attrs["meta"] = "{not json"
+        elif how == "length":
+            handle.attrs["length"] = 10**6
+        elif how == "label":
+            columns = json.loads(handle["table"].attrs["columns"])
+            del handle["table/label"]
+            handle["table"].attrs["columns"] = json.dumps([c for c in columns if c != "label"])
+        elif how == "short":
+            data = handle["table/mag_r"][:3]
+            del handle["table/mag_r"]
+            handle["table"].create_dataset("mag_r", data=data, maxshape=(None,))
+
+
+@pytest.mark.parametrize("how, fragment", [("meta", "metadata cannot be read"), ("length", "objects recorded"),
+                                           ("label", "lacks core columns"), ("short", "shorter than")])
+def test_damaged_stamp_sets_are_one_error_line(tmp_path, capsys, how, fragment):
+    meta = StampMeta(bands=("u", "g", "r", "i", "z"), pixel_scale=0.396, flux_unit="nanomaggy")
+    path = tmp_path / "s.h5"
+    write_stampset(path, np.zeros((N, 5, 24, 24), np.float32), {"mag_r": np.full(N, 20.0)}, meta).close()
+    damage(path, how)
+    one_error_line(*run(["info", path], capsys)[::2], "damaged stamp set", fragment)
+    one_error_line(*run(["predict", "--model", "sgq-sdss", "--data", path, "--out", f"{tmp_path / 'p'}/", "--quiet"],
+                        capsys)[::2], "damaged stamp set")
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_stamp_set_damaged_inside_its_images_stops_predict_and_removes_the_new_folder(tmp_path, capsys):
+    meta = StampMeta(bands=("u", "g", "r", "i", "z"), pixel_scale=0.396, flux_unit="nanomaggy")
+    path = tmp_path / "s.h5"
+    write_stampset(path, np.random.default_rng(3).normal(0, 1, (N, 5, 24, 24)), {}, meta, compression="gzip").close()
+    with h5py.File(path, "r") as handle:
+        offset = handle["images"].id.get_chunk_info(0).byte_offset
+    with open(path, "r+b") as fh:  # garble the first compressed chunk
+        fh.seek(offset + 8)
+        fh.write(b"\xff" * 64)
+    one_error_line(*run(["predict", "--model", "sgq-sdss", "--data", path, "--out", f"{tmp_path / 'p'}/", "--quiet"],
+                        capsys)[::2], "damaged stamp set", "images cannot be read")
+    assert not (tmp_path / "p").exists()
