@@ -183,11 +183,13 @@ def test_cutout_translates_a_table_with_the_mapping_given(sdss_field, objects, t
 
     inside = objects["x_r"].between(50, 1900) & objects["y_r"].between(50, 1400)
     near = objects[inside].iloc[:3]
-    table = Table({"RA": np.asarray(near["ra"]), "DEC": np.asarray(near["dec"])})
+    table = Table({"RA": np.asarray(near["ra"]), "DEC": np.asarray(near["dec"]), "flags": [-1, 0, 3]})
     r_frame = sorted(sdss_field.glob("frame-r-*.fits.bz2"))
     stamps = cutout(r_frame, table, tmp_path / "r.h5", size=16, mapping="ra=RA,dec=DEC", background="none")
     assert len(stamps) == 3 and np.isfinite(stamps.images()).all()
     np.testing.assert_allclose(stamps.column("ra"), near["ra"])
+    # The survey's own flags are kept beside skysort's, not mixed into them.
+    assert list(stamps.column("catalog_flags")) == [-1, 0, 3] and not stamps.column("flags").any()
     for options, problem in ((dict(size=16.0), "--size"), (dict(size=16, nan_policy="ignore"), "--nan")):
         with pytest.raises(InputError, match=problem):
             cutout(r_frame, table, tmp_path / "bad.h5", mapping="ra=RA,dec=DEC", **options)

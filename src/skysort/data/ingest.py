@@ -149,7 +149,8 @@ def cutout_to_stampset(
         The tile's bands in the order wanted in the stamps.
     catalog : astropy Table
         Standard-named catalogue (see :func:`skysort.data.catalog.read_catalog`) with ``ra``,
-        ``dec`` (deg) or ``x``, ``y`` (0-based pixels of the reference band).
+        ``dec`` (deg) or ``x``, ``y`` (0-based pixels of the reference band). Its other columns
+        are kept; its own ``flags`` as ``catalog_flags``.
     out : path-like
         Output stamp set (written atomically).
     size : int
@@ -222,7 +223,15 @@ def cutout_to_stampset(
             "psf_fwhm_source": {band: seeing[band][1] for band in bands},
         },
     )
-    table = _storable_table(catalog.copy(copy_data=True), catalog_path)
+    table = catalog.copy(copy_data=True)
+    if "flags" in table.colnames:
+        # A survey's own flags (SExtractor bits, say) mean something else than skysort's: kept
+        # beside them, under another name.
+        if "catalog_flags" in table.colnames:
+            table.remove_column("flags")
+        else:
+            table.rename_column("flags", "catalog_flags")
+    table = _storable_table(table, catalog_path)
     for name in ("x", "y", "ra", "dec"):
         if name in table.colnames:
             table.remove_column(name)
