@@ -804,15 +804,8 @@ def predict_command(
         return
     # One table: the same resumable run in a hidden folder beside it, assembled at the end.
     work = out_path.parent / f".{out_path.name}.parts"
-    resuming = work.exists()
-    try:
+    with _removed_on_bad_input(work):
         manifest = predict_catalog(model, catalog, work, options, warn=_warn)
-    except InputError:
-        # Bad input found by this run: nothing of it is worth resuming. An interruption keeps
-        # the folder, and so does a failed rerun of an earlier, interrupted run.
-        if not resuming:
-            shutil.rmtree(work, ignore_errors=True)
-        raise
     try:
         assemble_parts(manifest, out_path)
     except InputError:

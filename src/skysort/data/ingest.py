@@ -58,9 +58,9 @@ def _storable_table(table: Table, source: str | os.PathLike) -> Table:
         elif kind in "cmV":
             raise InputError(source, f"column {name!r} has {data.dtype} values, which a stamp set does not store")
         if name == "flags":
-            if kind not in "iub" and not (kind == "f" and np.all(np.isfinite(data[~mask])) and np.all(data == np.round(data))):
-                raise InputError(source, "column 'flags' must hold whole numbers of at least 0 (skysort's flag bits)")
-            if mask.any() or (kind in "if" and np.any(data < 0)):
+            given = data[~mask]
+            whole = kind in "iub" or (kind == "f" and np.all(np.isfinite(given)) and np.all(given == np.round(given)))
+            if mask.any() or not whole or (kind in "if" and np.any(given < 0)):
                 raise InputError(source, "column 'flags' must hold whole numbers of at least 0 (skysort's flag bits), "
                                          "with none missing")
         elif kind in "iub" and mask.any():

@@ -189,33 +189,32 @@ def _json_number(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def _check_stampset_file(path: Path) -> None:
-    """Raise :class:`InputError` unless ``path`` is a stamp set this release reads."""
-    if not path.exists():
-        raise InputError(path, "no such file")
+def _read_header(path: Path, handle: h5py.File) -> tuple[StampMeta, int]:
+    """The metadata and length of an open stamp set, or :class:`InputError` unless it is one this
+    release reads, whole."""
     try:
-        with h5py.File(path, "r") as handle:
-            fmt = handle.attrs.get("format")
-            version = handle.attrs.get("schema_version")
-            if fmt != FORMAT_NAME:
-                raise InputError(path, "not a skysort stamp set (no 'format' attribute)")
-            if version != SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    path,
-                    f"stamp set schema version {version} is not supported "
-                    f"(this skysort reads version {SCHEMA_VERSION})",
-                )
-            for required in ("images", "table"):
-                if required not in handle:
-                    raise InputError(path, f"stamp set is missing its '{required}' group")
-            _check_structure(path, handle)
+        fmt = handle.attrs.get("format")
+        version = handle.attrs.get("schema_version")
+        if fmt != FORMAT_NAME:
+            raise InputError(path, "not a skysort stamp set (no 'format' attribute)")
+        if version != SCHEMA_VERSION:
+            raise SchemaVersionError(
+                path,
+                f"stamp set schema version {version} is not supported "
+                f"(this skysort reads version {SCHEMA_VERSION})",
+            )
+        for required in ("images", "table"):
+            if required not in handle:
+                raise InputError(path, f"stamp set is missing its '{required}' group")
+        return _check_structure(path, handle)
     except OSError as exc:
         raise InputError(path, f"not a readable HDF5 file ({exc.__class__.__name__}: {exc})") from exc
 
 
-def _check_structure(path: Path, handle: h5py.File) -> None:
-    """Raise :class:`InputError` for a damaged stamp set: metadata that does not parse, a length
-    that the images or table columns do not reach, images that are not ``(N, bands, H, W)``."""
+def _check_structure(path: Path, handle: h5py.File) -> tuple[StampMeta, int]:
+    """The metadata and length, or :class:`InputError` for a damaged stamp set: metadata that
+    does not parse, a length that the images or table columns do not reach, images that are not
+    ``(N, bands, H, W)``."""
     try:
         meta = StampMeta.from_json(handle.attrs["meta"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -237,6 +236,7 @@ def _check_structure(path: Path, handle: h5py.File) -> None:
         dataset = table.get(name) if isinstance(name, str) else None
         if not isinstance(dataset, h5py.Dataset) or dataset.ndim != 1 or dataset.shape[0] < length:
             raise InputError(path, f"damaged stamp set: table column {name!r} is missing or shorter than its {length} objects")
+    return meta, length
 
 
 def _column_kind(values: np.ndarray) -> str:
@@ -289,14 +289,21 @@ class StampSet:
             # h5py's "w" would truncate the set before anything could be read from it.
             raise ValueError(f"mode must be 'r' (read) or 'a' (append), got {_mode!r}")
         self.path = Path(path)
-        _check_stampset_file(self.path)
+        if not self.path.exists():
+            raise InputError(self.path, "no such file")
         self._mode = _mode
         self._file: h5py.File | None = None
         self._pid: int | None = None
         self._raw: _RawChunkReader | None = None
-        handle = self._handle()
-        self.meta = StampMeta.from_json(handle.attrs["meta"])
-        self._length = int(handle.attrs["length"])
+        try:
+            handle = self._handle()
+        except OSError as exc:
+            raise InputError(self.path, f"not a readable HDF5 file ({exc.__class__.__name__}: {exc})") from exc
+        try:
+            self.meta, self._length = _read_header(self.path, handle)
+        except BaseException:
+            self.close()
+            raise
         self._rows = rows
 
     # ------------------------------------------------------------------ opening and creation

@@ -58,6 +58,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .._io import atomic_path
+from ..errors import InputError
 from ..provenance import provenance_record
 from .calibration import calibration_metrics, plot_reliability
 
@@ -88,8 +89,6 @@ def blended_truth(values: Any, where: str | os.PathLike) -> np.ndarray:
         Values other than booleans or the numbers 0 and 1 (text, NaN, -1, 2, ...), which
         ``astype(bool)`` would silently count as blended.
     """
-    from ..errors import InputError
-
     array = np.asarray(values)
     if array.dtype.kind == "b":
         return array.astype(bool)

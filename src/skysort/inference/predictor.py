@@ -458,10 +458,10 @@ def stampset_notes(model_meta: Mapping[str, Any], stamps) -> tuple[list[str], li
     """
     from ..data.seeing import seeing_mismatch, stampset_seeing
 
-    information, warnings = [], []
+    information, cautions = [], []
     model_scale = model_meta.get("pixel_scale")
     if model_scale and model_meta.get("image_bands") and abs(stamps.meta.pixel_scale / model_scale - 1) > 0.02:
-        warnings.append(f"pixel scale {stamps.meta.pixel_scale:.4g}\"/px differs from the model's {model_scale:.4g}\"/px: "
+        cautions.append(f"pixel scale {stamps.meta.pixel_scale:.4g}\"/px differs from the model's {model_scale:.4g}\"/px: "
                         "sizes on the sky are misread; cut the stamps at the model's scale")
     psf_fwhm = dict(stamps.meta.psf_fwhm)
     band = (model_meta.get("architecture_config") or {}).get("seeing_band")
@@ -471,11 +471,11 @@ def stampset_notes(model_meta: Mapping[str, Any], stamps) -> tuple[list[str], li
             information.append(seeing.describe())
             psf_fwhm[band] = float(seeing.estimate.fwhm)
         elif seeing.source == "unknown":
-            warnings.append(seeing.describe())
+            cautions.append(seeing.describe())
     message = seeing_mismatch(model_meta.get("psf_fwhm_range"), psf_fwhm, model_meta.get("image_bands") or [])
     if message:
-        warnings.append(message)
-    return information, warnings
+        cautions.append(message)
+    return information, cautions
 
 
 def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | None = None, *,

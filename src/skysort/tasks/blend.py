@@ -19,9 +19,9 @@ from astropy import units as u
 from astropy.table import Column, Table
 
 from ..data.dataset import random_dihedral_batch
-from ..evaluation.blend_metrics import blended_truth
 from ..data.stampset import StampSet
 from ..errors import InputError
+from ..evaluation.blend_metrics import blended_truth
 from ..inference.predictor import ClassDecision, InputSpec, TorchPredictor
 from ..models.blend import OFFSET_SCALE_PX, BlendNet, blend_loss
 from ..models.checkpoint import load_model_file, save_model_file
