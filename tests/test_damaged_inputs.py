@@ -93,6 +93,67 @@ def test_import_refuses_a_missing_id_and_a_zero_size_axis(stamps_npy, capsys):
     assert not list(stamps_npy.glob("*.h5")) and not list(stamps_npy.glob(".*.tmp"))
 
 
+@pytest.mark.parametrize("ids", [[1.0, np.nan, 3.0], ["a", " ", "c"], ["a", None, "c"]])
+def test_import_refuses_ids_that_are_not_there_whatever_their_type(stamps_npy, capsys, ids):
+    pd.DataFrame({"id": ids, "x": [2.0, 3.0, 4.0], "y": [2.0, 3.0, 4.0]}).to_parquet(stamps_npy / "t.parquet")
+    np.save(stamps_npy / "three.npy", np.zeros((3, 8, 8), np.float32))
+    one_error_line(*run(import_args(stamps_npy, "t.parquet", "d.h5", "three.npy"), capsys)[::2], "column 'id' has 1 missing")
+
+
+SDSS_IDS = np.array([1237663204920852481, 1237663204920852482, 1237663204920852483, 1237663204920852484])
+
+
+def photometry_catalog(ids):
+    return {"id": ids, **{f"mag_{b}": np.linspace(18, 21, len(ids)) + k * 0.1 for k, b in enumerate("ugriz")}}
+
+
+def write_with_missing_id(folder, fmt):
+    """A catalogue of 64-bit ids whose second id is empty, as each format stores an empty cell."""
+    if fmt in ("fits", "ecsv"):
+        table = Table(photometry_catalog(MaskedColumn(SDSS_IDS, mask=[False, True, False, False])))
+        table.write(folder / f"cat.{fmt}")  # FITS stores the masked integer as a TNULL value
+    elif fmt in ("parquet", "text.parquet"):
+        values = pd.array([*SDSS_IDS[:1], None, *SDSS_IDS[2:]], dtype="Int64")
+        frame = pd.DataFrame(photometry_catalog(values.astype("string") if fmt == "text.parquet" else values))
+        frame.to_parquet(folder / f"cat.{fmt}")
+    else:
+        lines = ["id," + ",".join(f"mag_{b}" for b in "ugriz")]
+        lines += [("" if i == 1 else str(v)) + ",20,19.5,19.2,19.1,19" for i, v in enumerate(SDSS_IDS)]
+        (folder / "cat.csv").write_text("\n".join(lines) + "\n")
+    return folder / f"cat.{fmt}"
+
+
+@pytest.mark.parametrize("fmt", ["fits", "ecsv", "parquet", "text.parquet", "csv"])
+def test_predict_refuses_a_catalogue_row_without_an_id(tmp_path, capsys, fmt):
+    # Before: FITS gave the row id 999999 and ECSV 0, a text column gave 'None', and Parquet and
+    # CSV read the column as floats, so all four 64-bit ids became the same number.
+    catalog = write_with_missing_id(tmp_path, fmt)
+    one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", catalog, "--out", tmp_path / "p.parquet",
+                         "--quiet"], capsys)[::2], catalog.name, "column 'id' has no value in data row 2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [catalog.name]
+
+
+def test_csv_ids_come_back_exactly_as_written(tmp_path, capsys, monkeypatch):
+    import skysort.inference.stream as stream
+
+    # Small parser blocks, so that the text ids sit in a later block than the integer ones: the
+    # type pyarrow infers from a first block would refuse them.
+    monkeypatch.setattr(stream, "CSV_BLOCK_BYTES", 256)
+    ids = [str(v) for v in SDSS_IDS] * 5 + ["18446744073709551001", "18446744073709551002", "J0001", "1.2e+18"]
+    lines = ["id," + ",".join(f"mag_{b}" for b in "ugriz")] + [f"{v},20,19.5,19.2,19.1,19" for v in ids]
+    (tmp_path / "mixed.csv").write_text("\n".join(lines) + "\n")
+    code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "mixed.csv", "--out",
+                        tmp_path / "mixed.parquet", "--quiet"], capsys)
+    assert code == 0, err
+    assert pd.read_parquet(tmp_path / "mixed.parquet")["id"].tolist() == ids
+    (tmp_path / "int.csv").write_text("\n".join(lines[:21]) + "\n")
+    code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "int.csv", "--out",
+                        tmp_path / "int.parquet", "--quiet"], capsys)
+    assert code == 0, err
+    result = pd.read_parquet(tmp_path / "int.parquet")["id"]
+    assert result.dtype == np.int64 and result.tolist() == list(SDSS_IDS) * 5
+
+
 def test_infinite_pixels_are_flagged_like_nan_and_never_reach_a_network(tmp_path, capsys):
     images = np.random.default_rng(2).normal(0, 1, (N, 5, 24, 24))
     images[2, 1, 5:7, 5:7] = np.inf

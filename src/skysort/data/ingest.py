@@ -57,15 +57,25 @@ def _storable_table(table: Table, source: str | os.PathLike) -> Table:
             out[name] = MaskedColumn(np.datetime_as_string(data), mask=mask) if mask.any() else np.datetime_as_string(data)
         elif kind in "cmV":
             raise InputError(source, f"column {name!r} has {data.dtype} values, which a stamp set does not store")
-        if name == "flags":
+        if name == "id":
+            missing = mask.copy()
+            if kind == "f":
+                missing |= ~np.isfinite(data)
+            elif kind in "SUO":
+                missing |= np.char.str_len(np.char.strip(np.asarray(out[name]).astype(str))) == 0
+                if kind == "O":
+                    import pandas as pd
+
+                    missing |= np.asarray(pd.isna(data), dtype=bool)
+            if missing.any():
+                raise InputError(source, f"column 'id' has {int(np.count_nonzero(missing))} missing value(s)")
+        elif name == "flags":
             given = data[~mask]
             whole = kind in "iub" or (kind == "f" and np.all(np.isfinite(given)) and np.all(given == np.round(given)))
             if mask.any() or not whole or (kind in "if" and np.any(given < 0)):
                 raise InputError(source, "column 'flags' must hold whole numbers of at least 0 (skysort's flag bits), "
                                          "with none missing")
         elif kind in "iub" and mask.any():
-            if name == "id":
-                raise InputError(source, f"column 'id' has {int(mask.sum())} missing value(s)")
             out[name] = np.where(mask, np.nan, data.astype(np.float64))
     return out
 

@@ -339,12 +339,14 @@ def _csv_header(path: Path) -> list[str]:
     return [name.strip() for name in first]
 
 
-def _csv_batches(path: Path, names: Sequence[str], columns: Sequence[str], float_columns: Sequence[str]) -> Iterator[Any]:
+def _csv_batches(path: Path, names: Sequence[str], columns: Sequence[str], float_columns: Sequence[str],
+                 types: Mapping[str, Any] | None = None) -> Iterator[Any]:
     """pyarrow record batches of ``columns`` of a plain CSV file, parsed block by block.
 
     astropy's reader (used for ECSV) holds the whole file; a survey catalogue of tens of
     millions of rows would then need tens of GB. The numeric columns are read as float64 so
     that a column whose first block happens to hold only integers does not fail later.
+    ``types`` gives other columns' pyarrow types (the id column's, :func:`_csv_rows_and_id_type`).
     Reader failures become :class:`~skysort.errors.InputError` naming the file and column.
     """
     import pyarrow as pa
@@ -352,7 +354,7 @@ def _csv_batches(path: Path, names: Sequence[str], columns: Sequence[str], float
 
     read_options = pc.ReadOptions(column_names=list(names), skip_rows=1, block_size=CSV_BLOCK_BYTES)
     convert_options = pc.ConvertOptions(include_columns=list(columns),
-                                        column_types={name: pa.float64() for name in float_columns})
+                                        column_types={**{name: pa.float64() for name in float_columns}, **(types or {})})
     try:
         # A Python file object, not the path: given a path, pyarrow reads the raw file ahead
         # without bound (the whole file before the first batch).
@@ -364,6 +366,30 @@ def _csv_batches(path: Path, names: Sequence[str], columns: Sequence[str], float
         if found and int(found.group(1)) < len(names):
             raise InputError(path, f"column {names[int(found.group(1))]!r} is not numeric ({found.group(2)})") from None
         raise InputError(path, f"cannot read as CSV: {message}") from None
+
+
+def _csv_rows_and_id_type(path: Path, names: Sequence[str], id_column: str | None) -> tuple[int, Any]:
+    """Rows of a plain CSV file, and the pyarrow type its id column is read as (None without one).
+
+    pyarrow infers a column's type from the first block and then fails on a later block that
+    does not fit it (integer ids, then text ids), and reads integers beyond int64 as floats,
+    which merges neighbouring ids. So the counting pass reads the ids as text: int64 when every
+    one is a whole number that int64 holds, text otherwise, exact either way.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if id_column is None:
+        return sum(batch.num_rows for batch in _csv_batches(path, names, names[:1], ())), None
+    rows, integer = 0, True
+    for batch in _csv_batches(path, names, [id_column], (), {id_column: pa.string()}):
+        rows += batch.num_rows
+        if integer:
+            try:
+                pc.cast(pc.utf8_trim_whitespace(batch.column(0)), pa.int64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                integer = False
+    return rows, pa.int64() if integer else pa.string()
 
 
 def _rebatch(batches: Iterator[Any], rows: int) -> Iterator[Any]:
@@ -382,6 +408,13 @@ def _rebatch(batches: Iterator[Any], rows: int) -> Iterator[Any]:
             pending, held = rest.to_batches(), rest.num_rows
     if held:
         yield pa.Table.from_batches(pending)
+
+
+def _masked_null(values: np.ndarray, null: Any) -> np.ndarray:
+    """Integer ``values`` with the cells equal to a FITS column's TNULL ``null`` masked."""
+    if null is None or values.dtype.kind not in "iu":
+        return values
+    return np.ma.MaskedArray(values, mask=values == null)
 
 
 class CatalogColumns:
@@ -424,14 +457,41 @@ class CatalogColumns:
         return list(dict.fromkeys(v for v in self.sources.values() if v is not None))
 
     def _float(self, values: np.ndarray, name: str, sentinels: bool) -> np.ndarray:
+        masked = np.ma.getmaskarray(values)
         try:
-            values = np.asarray(values, dtype=np.float64)
+            values = np.asarray(np.ma.getdata(values), dtype=np.float64)
         except (TypeError, ValueError):
             raise InputError(self.where, f"column {name!r} is not numeric") from None
-        bad = ~np.isfinite(values)
+        bad = ~np.isfinite(values) | masked
         if sentinels and self.sentinels.size:
             bad |= np.isin(values, self.sentinels)
         return np.where(bad, np.nan, values)
+
+    def _ids(self, values: np.ndarray, name: str, start: int) -> np.ndarray:
+        """Ids as given (numbers in native byte order, anything else as text); a row without one
+        is refused. Predictions are matched back to the catalogue by id, and an integer column
+        with an empty cell would otherwise be read as floats, which cannot hold 64-bit ids
+        (every SDSS objID of a chunk would become the same number)."""
+        import pandas as pd
+
+        data = np.asarray(np.ma.getdata(values))
+        missing = np.ma.getmaskarray(values).copy()
+        if data.dtype.kind in "iuf":
+            ids = data.astype(data.dtype.newbyteorder("="))
+            if data.dtype.kind == "f":
+                missing |= ~np.isfinite(ids)
+        else:
+            if data.dtype.kind == "O":
+                missing |= np.asarray(pd.isna(data), dtype=bool)
+                data = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data], dtype=object)
+            ids = np.char.strip(data.astype(str))
+            missing |= np.char.str_len(ids) == 0
+        if missing.any():
+            rows = np.flatnonzero(missing)
+            more = f" and {rows.size - 1:,} more of rows {start + 1:,}-{start + len(ids):,}" if rows.size > 1 else ""
+            raise InputError(self.where, f"column {name!r} has no value in data row {start + rows[0] + 1:,}{more}: every "
+                                         "prediction carries its object's id, so every row needs one")
+        return ids
 
     def reduce(self, raw: Mapping[str, np.ndarray], start: int, n: int) -> dict[str, np.ndarray]:
         """``id``, ``ra``, ``dec`` (deg, NaN when absent), ``mag_<band>``, ``magerr_<band>``
@@ -439,8 +499,7 @@ class CatalogColumns:
         ``id`` defaults to the row number counted from ``start``."""
         out: dict[str, np.ndarray] = {}
         if self.sources.get("id") is not None:
-            ids = np.asarray(raw[self.sources["id"]])
-            out["id"] = ids.astype(ids.dtype.newbyteorder("=")) if ids.dtype.kind in "iuf" else ids.astype(str)
+            out["id"] = self._ids(raw[self.sources["id"]], self.sources["id"], start)
         else:
             out["id"] = np.arange(start, start + n, dtype=np.int64)
         for key in ("ra", "dec"):
@@ -543,7 +602,7 @@ class CatalogStream:
             elif self.format == "csv" and not self._is_ecsv_file():
                 names = _csv_header(self.path)
                 self._csv_names = names
-                self.n_rows = sum(batch.num_rows for batch in _csv_batches(self.path, names, names[:1], ()))
+                self.n_rows = -1  # counted below, with the id column's type
             else:
                 self._raw, _ = _read_raw(self.path)
                 names = list(self._raw.colnames)
@@ -552,16 +611,19 @@ class CatalogStream:
             raise
         except Exception as exc:  # noqa: BLE001 - every reader failure is the file's problem
             raise InputError(self.path, f"cannot read as {self.format.upper()}: {exc}") from None
-        if self.n_rows == 0:
-            raise InputError(self.path, "catalogue has no rows")
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise InputError(self.path, f"column name(s) {', '.join(repeated)} appear more than once: which one is meant "
                                         "is ambiguous")
         #: The file's column names, and the columns read (:func:`prediction_columns` chooses them
-        #: for a prediction run).
+        #: for a prediction run; the id column is the same whichever bands are read).
         self.names = list(names)
         self.columns = CatalogColumns(names, self.path, self.mapping, bands, require_sky=require_sky)
+        self._csv_id_type = None
+        if self._csv_names is not None:
+            self.n_rows, self._csv_id_type = _csv_rows_and_id_type(self.path, names, self.columns.sources.get("id"))
+        if self.n_rows == 0:
+            raise InputError(self.path, "catalogue has no rows")
 
     def _is_ecsv_file(self) -> bool:
         from ..data.catalog import _is_ecsv
@@ -585,21 +647,25 @@ class CatalogStream:
         elif self._csv_names is not None:
             numeric = [name for key, name in self.columns.sources.items()
                        if name is not None and (key in ("ra", "dec", "x", "y") or key.startswith(("mag_", "magerr_")))]
-            for piece in _rebatch(_csv_batches(self.path, self._csv_names, columns, numeric), chunk_rows):
+            id_column = self.columns.sources.get("id")
+            types = {id_column: self._csv_id_type} if id_column and self._csv_id_type is not None else None
+            for piece in _rebatch(_csv_batches(self.path, self._csv_names, columns, numeric, types), chunk_rows):
                 yield {name: piece.column(name).to_numpy(zero_copy_only=False) for name in columns}
         elif self._fits_hdu_index is not None:
             from astropy.io import fits
 
             with fits.open(self.path, memmap=True) as hdul:
-                data = hdul[self._fits_hdu_index].data
+                hdu = hdul[self._fits_hdu_index]
+                # Integer FITS columns mark empty cells with a TNULL value, which astropy's
+                # record array does not mask.
+                nulls = {name: hdu.columns[name].null for name in columns}
                 for start in range(0, self.n_rows, chunk_rows):
-                    rows = data[start : start + chunk_rows]
-                    yield {name: np.array(rows[name]) for name in columns}
+                    rows = hdu.data[start : start + chunk_rows]
+                    yield {name: _masked_null(np.array(rows[name]), nulls[name]) for name in columns}
         else:
+            # Masked columns stay masked: their empty cells are missing values (or missing ids).
             for start in range(0, self.n_rows, chunk_rows):
-                yield {name: np.ma.filled(self._raw[name][start : start + chunk_rows], np.nan)
-                       if np.asarray(self._raw[name]).dtype.kind == "f" else np.asarray(self._raw[name][start : start + chunk_rows])
-                       for name in columns}
+                yield {name: self._raw[name][start : start + chunk_rows] for name in columns}
 
     def chunks(self, chunk_rows: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """``(first_row, columns)`` for consecutive chunks of at most ``chunk_rows`` rows."""
