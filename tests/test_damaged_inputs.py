@@ -253,3 +253,39 @@ def test_a_stamp_set_damaged_inside_its_images_stops_predict_and_removes_the_new
     one_error_line(*run(["predict", "--model", "sgq-sdss", "--data", path, "--out", f"{tmp_path / 'p'}/", "--quiet"],
                         capsys)[::2], "damaged stamp set", "images cannot be read")
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("model, kind, survey", [("sgq-sdss", "sources", "sdss"), ("pointsource-sdss", "pointsources", "sdss"),
+                                                 ("blend-cfis", "blends", "cfis")])
+def test_a_stamp_without_a_finite_pixel_is_not_classified_from_its_fill(tmp_path, capsys, model, kind, survey):
+    # An object off the tile's data: before, the networks classified the sky level its NaN
+    # pixels are read as (inputs_used 'both' for sgq), and blend evaluate stopped on NaN.
+    code, _, err = run(["simulate", "--survey", survey, "--kind", kind, "--n", 16, "--seed", 5, "--out", tmp_path / "sim.h5",
+                        "--quiet", *(["--stamp-size", 24] if kind == "sources" else [])], capsys)
+    assert code == 0, err
+    with StampSet.open(tmp_path / "sim.h5") as stamps:
+        images, table, meta = stamps.read_images(), stamps.table, stamps.meta
+    images[:2] = np.nan
+    if kind == "sources":
+        for band in "ugriz":
+            table[f"mag_{band}"][1] = np.nan  # object 1: no pixel and no magnitude
+    write_stampset(tmp_path / "blank.h5", images, table, meta).close()
+    code, _, err = run(["predict", "--model", model, "--data", tmp_path / "blank.h5", "--out", tmp_path / "p.parquet", "--quiet"],
+                       capsys)
+    assert code == 0, err
+    result = pd.read_parquet(tmp_path / "p.parquet")
+    assert (result["flags"][:2] & 256).all() and not (result["flags"][2:] & 256).any()
+    assert result["class"][1] == "" and (result["class"][2:] != "").all()
+    if kind == "sources":
+        assert result["inputs_used"].tolist()[:3] == ["photometry", "none", "both"] and result["class"][0] != ""
+    else:
+        probability = result.filter(like="p_").to_numpy()
+        assert np.isnan(probability[:2]).all() and np.isfinite(probability[2:]).all() and result["class"][0] == ""
+    code, _, err = run(["evaluate", "--model", model, "--data", tmp_path / "blank.h5", "--out", tmp_path / "eval", "--quiet"],
+                       capsys)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    if kind == "sources":
+        assert metrics["n_without_input"] == 1 and "not scored" in err
+    else:
+        assert metrics["n"] == 14 and metrics["n_without_pixels"] == 2 and "were not scored" in err

@@ -588,7 +588,10 @@ def test_stamp_set_to_file_and_to_parts_agree(survey, tmp_path):
     manifest = json.loads((tmp_path / "parts" / "manifest.json").read_text())
     parts = pq.read_table(tmp_path / "parts" / manifest["units"][0]["part"]).to_pandas()
     assert len(whole) == len(parts) == len(stamps) and manifest["complete"]
-    assert np.allclose(whole["p_blended"], parts["p_blended"]) and list(whole["id"]) == list(parts["id"])
+    assert np.allclose(whole["p_blended"], parts["p_blended"], equal_nan=True) and list(whole["id"]) == list(parts["id"])
+    # The objects wholly off the images have no pixel to be classified from.
+    off = np.isnan(whole["p_blended"])
+    assert off.any() and (whole["class"][off] == "").all() and (whole["class"][~off] != "").all()
     meta = json.loads(pq.read_schema(tmp_path / "p.parquet").metadata[b"skysort"])
     assert meta["model"]["sha256"] == file_sha256(survey["model"])
 

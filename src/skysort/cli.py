@@ -21,7 +21,7 @@ import threading
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, Mapping, Optional
 
 import numpy as np
 import typer
@@ -620,6 +620,9 @@ def evaluate_command(
             metrics = evaluate_sgq_model(model, data, out, expected_class=expect, prior=prior_value, progress=advance,
                                          input_warnings=False)
         _print_metrics(f"{model} on {data}", metrics, _SGQ_KEYS)
+        if metrics.get("n_without_input"):
+            _warn(data, f"{metrics['n_without_input']:,} object(s) have neither a finite pixel nor a magnitude and were not "
+                        "scored (n_without_input)")
         if metrics.get("prior_estimated"):
             console.print("class prior estimated from the predictions: " + _format_prior(metrics["prior"]))
         bright = metrics.get("bright") or {}
@@ -633,6 +636,7 @@ def evaluate_command(
         with progress_bar(n, "evaluating", enabled=not quiet) as advance:
             metrics = evaluate_pointsource_model(model, data, out, baseline_model=baseline_model, progress=advance)
         _print_metrics(f"{model} on {data}", metrics, _POINTSOURCE_KEYS)
+        _warn_unscored(data, metrics)
         console.print(f"metrics: {out / 'metrics.json'}")
         return
     if task != "blend":
@@ -643,7 +647,13 @@ def evaluate_command(
     _print_metrics(f"{model} on {data}", metrics, _BLEND_KEYS)
     if "sep" in metrics:
         _print_metrics("SEP baseline, same stamps", metrics["sep"], _BLEND_KEYS)
+    _warn_unscored(data, metrics)
     console.print(f"metrics: {out / 'metrics.json'}")
+
+
+def _warn_unscored(data: Path, metrics: Mapping[str, Any]) -> None:
+    if metrics.get("n_without_pixels"):
+        _warn(data, f"{metrics['n_without_pixels']:,} stamp(s) hold no finite pixel and were not scored (n_without_pixels)")
 
 
 def _require_labels(task: str | None, stamps, expect: str | None) -> None:
@@ -893,7 +903,7 @@ def _predict_stampset_file(model: str, data: Path, out: Path, options) -> None:
     counts = ""
     if "class" in table.colnames and len(table):
         values, n = np.unique(np.asarray(table["class"]).astype(str), return_counts=True)
-        counts = " (" + ", ".join(f"{v}: {c:,}" for v, c in zip(values, n)) + ")"
+        counts = " (" + ", ".join(f"{v or 'no class'}: {c:,}" for v, c in zip(values, n)) + ")"
     console.print(f"{len(table):,} predictions{counts} -> {out}")
 
 

@@ -28,7 +28,7 @@ import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 from astropy.table import Table
@@ -395,6 +395,28 @@ def class_table(predictor: Predictor, outputs: Mapping[str, np.ndarray], ids: np
 _OUTPUT_UNITS = {"ra": "deg", "dec": "deg", "psf_fwhm": "arcsec", "companion_dx": "pix", "companion_dy": "pix"}
 
 
+def stamps_without_pixels(images: np.ndarray) -> np.ndarray:
+    """Whether each stamp of ``images`` ``(N, ...)`` holds no finite pixel at all: an object
+    off the tile's data or in a masked region. A network given one would classify the sky level
+    it is filled with, so predictors give such a stamp no probabilities (or use other inputs)."""
+    images = np.asarray(images)
+    return ~np.isfinite(images).reshape(len(images), -1).any(axis=1)
+
+
+def stamps_with_pixels(stamps, band_index: Sequence[int] | None = None, batch_size: int = 4096):
+    """``(view, n_blank)``: the stamp set without its stamps that hold no finite pixel (in the
+    planes ``band_index``, default all), and how many those were. Evaluations score the view:
+    an image-only model cannot classify a stamp without pixels, and predicts none for it."""
+    blank = [stamps_without_pixels(images if band_index is None else images[:, list(band_index)])
+             for _, images in stamps.iter_batches(batch_size=batch_size)]
+    blank = np.concatenate(blank) if blank else np.zeros(0, bool)
+    if not blank.any():
+        return stamps, 0
+    if blank.all():
+        raise InputError(stamps.path, "no stamp holds a finite pixel: there is nothing to score")
+    return stamps[np.flatnonzero(~blank)], int(np.count_nonzero(blank))
+
+
 def flux_scale(image_bands, model_zero_points: Mapping[str, float] | None,
                zero_points: Mapping[str, float]) -> np.ndarray | None:
     """Factors (one per image band) that bring images on ``zero_points`` to the flux unit a
@@ -483,7 +505,7 @@ def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | 
     """The inputs a predictor needs, read from a stamp set (optionally a subset of rows).
 
     Returns ``(inputs, missing)`` where ``missing`` is True for objects lacking some of the
-    model's photometric bands. A model that reads the seeing gets ``psf_fwhm`` (FWHM [arcsec]
+    model's photometric bands or whose stamp holds no finite pixel. A model that reads the seeing gets ``psf_fwhm`` (FWHM [arcsec]
     per object of the rows read) when given, else the seeing the stamp set records.
 
     Raises
@@ -503,6 +525,7 @@ def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | 
         factors = flux_scale(spec.image_bands, spec.zero_points, stamps.meta.zero_points)
         if factors is not None:
             inputs["image"] *= factors[None, :, None, None]
+        missing |= stamps_without_pixels(inputs["image"])
         if spec.seeing_band:
             from ..data.seeing import object_seeing
 

@@ -52,7 +52,7 @@ import numpy as np
 from ..data.flags import Flags
 from ..errors import InputError, report_problem
 from .manifest import SHARDS_DIR, Manifest, file_identity, file_sha256, part_name
-from .predictor import MISSING_INPUT_FLAG, ClassDecision, Predictor, class_table
+from .predictor import MISSING_INPUT_FLAG, ClassDecision, Predictor, class_table, stamps_without_pixels
 
 #: Resident memory of the process before any data (Python, torch, astropy), in GiB; the
 #: memory setting bounds what comes on top of it.
@@ -934,6 +934,7 @@ class UnitReader:
             flags = np.zeros(m, np.uint32)
             if with_images:
                 inputs["image"], flags = cut_tile_stamps(images, aligned, x[part], y[part], config.stamp_size, reference)
+                flags[stamps_without_pixels(inputs["image"])] |= np.uint32(MISSING_INPUT_FLAG)
                 if factors is not None:
                     inputs["image"] *= factors[None, :, None, None]
                 if config.seeing_band:

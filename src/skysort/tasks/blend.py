@@ -22,7 +22,7 @@ from ..data.dataset import random_dihedral_batch
 from ..data.stampset import StampSet
 from ..errors import InputError
 from ..evaluation.blend_metrics import blended_truth
-from ..inference.predictor import ClassDecision, InputSpec, TorchPredictor
+from ..inference.predictor import ClassDecision, InputSpec, TorchPredictor, stamps_with_pixels, stamps_without_pixels
 from ..models.blend import OFFSET_SCALE_PX, BlendNet, blend_loss
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
@@ -228,15 +228,22 @@ def _blend_network(path: Path, meta: dict[str, Any], state: dict[str, torch.Tens
 
 @torch.inference_mode()
 def _predict_outputs(network: BlendNet, images: np.ndarray, batch_size: int = 1024, device: str = "cpu") -> dict[str, np.ndarray]:
-    """``p_blended``, ``p_two_sources`` and ``offset`` (px) of stamps ``(N, 1, H, W)``."""
+    """``p_blended``, ``p_two_sources`` and ``offset`` (px) of stamps ``(N, 1, H, W)``; NaN for a
+    stamp without a finite pixel (:func:`~skysort.inference.predictor.stamps_without_pixels`)."""
     outputs: dict[str, list[np.ndarray]] = {"p_blended": [], "p_two_sources": [], "offset": []}
     for start in range(0, len(images), batch_size):
-        batch = {"image": torch.as_tensor(np.asarray(images[start : start + batch_size], np.float32), device=device)}
-        result = network(batch)
-        outputs["p_blended"].append(torch.sigmoid(result["blend_logit"].float()).cpu().numpy())
-        outputs["p_two_sources"].append(torch.softmax(result["n_sources_logits"].float(), dim=1)[:, 1].cpu().numpy())
-        outputs["offset"].append(result["offset"].float().cpu().numpy() * OFFSET_SCALE_PX)
+        chunk = np.asarray(images[start : start + batch_size], np.float32)
+        result = network({"image": torch.as_tensor(chunk, device=device)})
+        blank = stamps_without_pixels(chunk)
+        outputs["p_blended"].append(np.where(blank, np.nan, torch.sigmoid(result["blend_logit"].float()).cpu().numpy()))
+        outputs["p_two_sources"].append(np.where(blank, np.nan, torch.softmax(result["n_sources_logits"].float(), dim=1)[:, 1].cpu().numpy()))
+        outputs["offset"].append(np.where(blank[:, None], np.nan, result["offset"].float().cpu().numpy() * OFFSET_SCALE_PX))
     return {k: np.concatenate(v) if v else np.zeros((0,) if k != "offset" else (0, 2)) for k, v in outputs.items()}
+
+
+def _n_sources(p_two_sources: np.ndarray) -> np.ndarray:
+    """Sources in each stamp (1 or 2) from the probability of two; 0 where it is NaN (no pixels)."""
+    return np.where(np.isnan(p_two_sources), 0, np.where(p_two_sources > 0.5, 2, 1)).astype(np.int16)
 
 
 def predict_probabilities(network: BlendNet, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -266,7 +273,8 @@ def predict_blends(model: str | os.PathLike, stamps: StampSet | str | os.PathLik
     astropy.table.Table
         ``id``, ``p_blended``, ``blended``, ``n_sources`` (1 or 2), ``companion_dx`` /
         ``companion_dy`` [pix] (the companion's offset from the stamp centre, NaN when predicted
-        isolated).
+        isolated). A stamp without a finite pixel gets ``p_blended`` NaN, ``blended`` False and
+        ``n_sources`` 0.
     """
     ClassDecision(threshold=threshold)  # a threshold outside 0-1 is refused
     if isinstance(stamps, (str, os.PathLike)):
@@ -292,7 +300,7 @@ def predict_blends(model: str | os.PathLike, stamps: StampSet | str | os.PathLik
     table["id"] = stamps.column("id")
     table["p_blended"] = merged["p_blended"].astype(np.float32)
     table["blended"] = blended
-    table["n_sources"] = np.where(merged["p_two_sources"] > 0.5, 2, 1).astype(np.int16)
+    table["n_sources"] = _n_sources(merged["p_two_sources"])
     table["companion_dx"] = Column(np.where(blended, merged["offset"][:, 0], np.nan).astype(np.float32), unit=u.pix)
     table["companion_dy"] = Column(np.where(blended, merged["offset"][:, 1], np.nan).astype(np.float32), unit=u.pix)
     table.meta["model"] = meta.get("name", str(model))
@@ -332,7 +340,8 @@ def evaluate_blend_model(model: str | os.PathLike, data: str | os.PathLike, out_
     Writes into ``out_dir``: ``metrics.json`` (accuracy, near / far accuracy, false-positive
     rate, per-separation and per-noise accuracy, ROC, purity-completeness, and the same for SEP
     under ``"sep"``), ``predictions.parquet`` and the plots (accuracy vs separation with SEP
-    beside the model, confusion matrix, ROC, purity-completeness).
+    beside the model, confusion matrix, ROC, purity-completeness). Stamps without a finite
+    pixel are left out of all of them, model and SEP alike, and counted as ``n_without_pixels``.
     """
     from ..baselines.sep_blend import run_sep_baseline
     from ..data.catalog import write_catalog
@@ -340,6 +349,7 @@ def evaluate_blend_model(model: str | os.PathLike, data: str | os.PathLike, out_
 
     stamps = StampSet.open(data)
     require_blend_set(stamps)
+    stamps, n_blank = stamps_with_pixels(stamps)
     out_dir = Path(out_dir)
     predictions = predict_any_blend_model(model, stamps, threshold=threshold, progress=progress)
     truth = stamps.table
@@ -347,6 +357,7 @@ def evaluate_blend_model(model: str | os.PathLike, data: str | os.PathLike, out_
                             psf_fwhm_px=psf_fwhm_px(stamps.meta))
     metrics["model"] = str(model)
     metrics["data"] = str(data)
+    metrics["n_without_pixels"] = n_blank
     blended = np.asarray(truth["blended"]).astype(bool)
     offset_error = np.hypot(np.asarray(predictions["companion_dx"]) - np.ma.filled(truth["companion_dx"], np.nan),
                             np.asarray(predictions["companion_dy"]) - np.ma.filled(truth["companion_dy"], np.nan))
@@ -433,12 +444,13 @@ class BlendPredictor(TorchPredictor):
     def predict(self, inputs, *, images_available: bool = True) -> dict[str, np.ndarray]:
         if not images_available or "image" not in inputs:
             raise InputError(self.name, "blend models need image stamps")
-        images = np.nan_to_num(np.asarray(inputs["image"], np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        # BlendNet maps non-finite pixels to the sky level itself.
+        images = np.asarray(inputs["image"], np.float32)
         result = _predict_outputs(self.network, images, batch_size=max(len(images), 1), device=self.device)
         p, offset = result["p_blended"], result["offset"]
         blended = p > 0.5
         return {"probabilities": np.stack([1 - p, p], axis=1).astype(np.float32),
-                "n_sources": np.where(result["p_two_sources"] > 0.5, 2, 1).astype(np.int16),
+                "n_sources": _n_sources(result["p_two_sources"]),
                 "companion_dx": np.where(blended, offset[:, 0], np.nan).astype(np.float32),
                 "companion_dy": np.where(blended, offset[:, 1], np.nan).astype(np.float32)}
 

@@ -44,7 +44,7 @@ from ..data.cutout import centre_crop
 from ..data.dataset import AsinhStretch, random_dihedral_batch
 from ..data.stampset import StampSet
 from ..errors import InputError
-from ..inference.predictor import InputSpec, TorchPredictor
+from ..inference.predictor import InputSpec, TorchPredictor, stamps_with_pixels, stamps_without_pixels
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.pointsource import (
     FeatureDiscriminator,
@@ -507,10 +507,12 @@ class PointSourcePredictor(TorchPredictor):
         if images.ndim != 4 or images.shape[-2] < self.input_size[0] or images.shape[-1] < self.input_size[1]:
             raise InputError(self.name, f"images must be (N, {len(self.spec.image_bands)}, H, W) with H, W at least "
                                         f"{self.input_size[0]}x{self.input_size[1]} px, got {images.shape}")
-        images = self.stretch(np.ascontiguousarray(centre_crop(images, self.input_size))).to(self.device)
+        images = np.ascontiguousarray(centre_crop(images, self.input_size))
         if len(images) == 0:
             return {"probabilities": np.zeros((0, len(self.classes)), np.float32)}
-        probabilities = torch.softmax(_image_logits(self.network, images).float(), dim=1).cpu().numpy()
+        blank = stamps_without_pixels(images)
+        probabilities = torch.softmax(_image_logits(self.network, self.stretch(images).to(self.device)).float(), dim=1).cpu().numpy()
+        probabilities[blank] = np.nan
         return {"probabilities": probabilities.astype(np.float32)}
 
 
@@ -744,7 +746,8 @@ def evaluate_pointsource_model(
     ``by_magnitude`` (r-band true magnitude bins: n, accuracy, F1 and the image-only ones,
     error-rate reduction) and ``by_redshift`` (quasars: completeness, image-only completeness,
     error-rate reduction)), ``predictions.parquet`` and PNG plots (F1 and accuracy vs magnitude,
-    quasar completeness vs redshift, PCA of true vs generated features).
+    quasar completeness vs redshift, PCA of true vs generated features). Stamps without a finite
+    pixel in the model's bands are left out of all of them and counted as ``n_without_pixels``.
     """
     from ..data.catalog import write_catalog
     from ..evaluation.blend_metrics import write_metrics_json
@@ -757,6 +760,7 @@ def evaluate_pointsource_model(
     stamps = StampSet.open(data)
     require_pointsource_set(stamps, spectra=False)
     band_index, bands = _band_index(stamps, meta["image_bands"])
+    stamps, n_blank = stamps_with_pixels(stamps, band_index)
     input_size = tuple(int(v) for v in meta["stamp_size"])
     if any(have < want for have, want in zip(stamps.shape[2:], input_size)):
         raise InputError(stamps.path, f"stamps are {stamps.shape[2]}x{stamps.shape[3]} px, smaller than the model's "
@@ -800,7 +804,8 @@ def evaluate_pointsource_model(
                 progress(len(idx))
     p_qso = np.concatenate(p_qso) if p_qso else np.zeros(0)
     predicted = (p_qso > 0.5).astype(np.int64)
-    metrics: dict[str, Any] = {"model": str(model), "data": str(data), **_binary_metrics(truth, predicted)}
+    metrics: dict[str, Any] = {"model": str(model), "data": str(data), **_binary_metrics(truth, predicted),
+                               "n_without_pixels": n_blank}
     from sklearn.metrics import f1_score
 
     metrics["f1_macro"] = float(f1_score(truth, predicted, average="macro", zero_division=0)) if n else float("nan")

@@ -40,7 +40,7 @@ from ..data.dataset import random_dihedral_batch
 from ..data.seeing import object_seeing
 from ..data.stampset import StampSet
 from ..errors import InputError
-from ..inference.predictor import InputSpec, TorchPredictor
+from ..inference.predictor import InputSpec, TorchPredictor, stamps_without_pixels
 from ..models.card import percent, write_card
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
@@ -666,7 +666,8 @@ class SGQPredictor(TorchPredictor):
     ``predict`` picks, object by object, the head that matches the inputs at hand: the fused
     head with images and at least one magnitude (missing bands masked), the photometry head
     without images (``images_available=False`` or no ``"image"`` input), the image head for
-    objects with no magnitude at all. Stamps larger than the model's input are centre-cropped.
+    objects with no magnitude at all; a stamp whose crop holds no finite pixel counts as no
+    image. Stamps larger than the model's input are centre-cropped.
     A model that reads the seeing takes ``inputs["psf_fwhm"]`` (unknown where absent or NaN).
     Magnitudes that are not finite or lie outside :data:`PLAUSIBLE_MAGNITUDES` count as missing.
     Extra outputs: ``inputs_used`` (``both``, ``image``, ``photometry``, ``none``),
@@ -714,32 +715,24 @@ class SGQPredictor(TorchPredictor):
         if len(seeing) != n:
             raise InputError(self.name, f"psf_fwhm must have one value per stamp ({n}), got {len(seeing)}")
         has_mag = np.isfinite(mags).any(axis=1) if mags is not None else np.zeros(n, bool)
+        has_image = ~stamps_without_pixels(images) if images is not None else np.zeros(n, bool)
         n_missing = (~np.isfinite(mags)).sum(axis=1).astype(np.int16) if mags is not None else np.full(n, len(spec.photometry_bands), np.int16)
         probabilities = np.full((n, len(self.classes)), 1.0 / len(self.classes), np.float32)
-        used = np.full(n, "none", dtype="<U10")
-        branches = self.network.branches
-        if images is not None and mags is not None and branches == "both":
-            rows = np.flatnonzero(has_mag)
-            probabilities[rows] = _network_probabilities(self.network, images[rows], mags[rows], "main", device=self.device,
-                                                         seeing=seeing[rows])
-            used[rows] = "both"
-            rows = np.flatnonzero(~has_mag)
-            probabilities[rows] = _network_probabilities(self.network, images[rows], None, "image", device=self.device,
-                                                         seeing=seeing[rows])
-            used[rows] = "image"
-        elif images is not None:
-            probabilities[:] = _network_probabilities(self.network, images, None, "main" if branches == "image" else "image", device=self.device,
-                                                      seeing=seeing)
-            used[:] = "image"
-        else:
-            rows = np.flatnonzero(has_mag)
-            probabilities[rows] = _network_probabilities(self.network, None, mags[rows], "main" if branches == "photometry" else "photometry",
-                                                         device=self.device)
-            used[rows] = "photometry"
+        used = np.where(has_image & has_mag, "both", np.where(has_image, "image", np.where(has_mag, "photometry", "none")))
+        used = used.astype("<U10")
+        # The head for each kind of input at hand: a single-branch network has only its main head.
+        heads = {"both": {"both": "main", "image": "image", "photometry": "photometry"},
+                 "image": {"image": "main"}, "photometry": {"photometry": "main"}}[self.network.branches]
+        for kind, head in heads.items():
+            rows = np.flatnonzero(used == kind)
+            if rows.size:
+                probabilities[rows] = _network_probabilities(
+                    self.network, images[rows] if kind != "photometry" else None, mags[rows] if kind != "image" else None,
+                    head, device=self.device, seeing=seeing[rows])
         outputs = {"probabilities": probabilities.astype(np.float32), "inputs_used": used, "n_missing_bands": n_missing}
         if spec.seeing_band:
             # The seeing the model was given, per object (NaN: unknown or no images), for provenance.
-            outputs["psf_fwhm"] = seeing
+            outputs["psf_fwhm"] = np.where(has_image, seeing, np.float32(np.nan))
         return outputs
 
 
@@ -1171,7 +1164,9 @@ def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_di
     plots ``confusion_matrix.png``, ``purity_completeness.png``, ``reliability.png``,
     ``accuracy_vs_r_mag.png``.
     Objects without a star / galaxy / qso label are classified but not scored (except for
-    ``expected_class``). ``input_warnings`` is as in :func:`predict_sgq`.
+    ``expected_class``); objects with neither a finite pixel nor a magnitude (``inputs_used``
+    none: no class) are not scored and are counted as ``n_without_input``. ``input_warnings``
+    is as in :func:`predict_sgq`.
     """
     from ..data.catalog import write_catalog
     from ..evaluation.blend_metrics import write_metrics_json
@@ -1185,10 +1180,13 @@ def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_di
     table = predict_sgq(predictor, stamps, prior=prior, progress=progress, input_warnings=input_warnings)
     probabilities = np.stack([np.asarray(table[f"p_{c}"], float) for c in CLASSES], axis=1) if len(table) else np.zeros((0, 3))
     r_mag, r_source = _r_magnitudes(stamps)
-    metrics = sgq_metrics(truth, probabilities, r_mag=r_mag, expected_class=expected_class)
+    # An object with neither a pixel nor a magnitude got no class: it is not scored.
+    scored = np.asarray(table["inputs_used"]).astype(str) != "none"
+    metrics = sgq_metrics(truth[scored], probabilities[scored], r_mag=None if r_mag is None else np.asarray(r_mag)[scored],
+                          expected_class=expected_class)
     used, counts = np.unique(np.asarray(table["inputs_used"]).astype(str), return_counts=True)
     metrics.update({"model": str(model), "data": str(data), "r_mag_source": r_source,
-                    "inputs_used": {str(u): int(c) for u, c in zip(used, counts)},
+                    "inputs_used": {str(u): int(c) for u, c in zip(used, counts)}, "n_without_input": int(np.sum(~scored)),
                     "n_objects": int(len(stamps)), "n_unlabelled": int(np.sum(truth < 0)),
                     "prior": table.meta.get("prior"), "prior_estimated": bool(table.meta.get("prior_estimated", False))})
     out_dir = Path(out_dir)
