@@ -13,6 +13,7 @@ import pytest
 from astropy.table import MaskedColumn, Table
 
 from skysort.cli import main
+from skysort.errors import InputError
 from skysort.data.flags import Flags
 from skysort.data.stampset import StampMeta, StampSet, write_stampset
 
@@ -289,3 +290,33 @@ def test_a_stamp_without_a_finite_pixel_is_not_classified_from_its_fill(tmp_path
         assert metrics["n_without_input"] == 1 and "not scored" in err
     else:
         assert metrics["n"] == 14 and metrics["n_without_pixels"] == 2 and "were not scored" in err
+
+
+@pytest.mark.parametrize("fmt", ["fits", "parquet", "ecsv"])
+def test_positions_in_other_angle_units_are_converted_and_fluxes_are_not_magnitudes(tmp_path, capsys, fmt):
+    import astropy.units as u
+
+    from skysort.data.catalog import read_catalog
+
+    # Before, radians and arcseconds were read as degrees (the objects fell off every tile).
+    ra, dec = np.array([150.1, 150.2]), np.array([2.1, 2.2])
+    table = Table({"id": [1, 2], "ra": np.deg2rad(ra) * u.rad, "dec": dec * 3600 * u.arcsec,
+                   **{f"mag_{b}": [20.0, 21.0] * u.mag for b in "ugriz"}})
+    table.write(tmp_path / f"cat.{fmt}")
+    read = read_catalog(tmp_path / f"cat.{fmt}")
+    assert np.allclose(read["ra"], ra, rtol=0, atol=1e-9) and np.allclose(read["dec"], dec, rtol=0, atol=1e-9)
+    code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / f"cat.{fmt}", "--out",
+                        tmp_path / "p.parquet", "--quiet"], capsys)
+    assert code == 0, err
+    result = pd.read_parquet(tmp_path / "p.parquet")
+    assert np.allclose(result["ra"], ra, rtol=0, atol=1e-9) and np.allclose(result["dec"], dec, rtol=0, atol=1e-9)
+    for column, unit, fragment in (("ra", u.pix, "column 'ra' is in pix, not an angle"),
+                                   ("mag_g", u.nJy, "column 'mag_g' holds fluxes (nJy), not magnitudes")):
+        bad = table.copy()
+        bad[column] = bad[column].value * unit
+        bad.write(tmp_path / f"bad.{fmt}", overwrite=True)
+        with pytest.raises(InputError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+            read_catalog(tmp_path / f"bad.{fmt}")
+        one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / f"bad.{fmt}", "--out",
+                             tmp_path / "q.parquet", "--quiet"], capsys)[::2], f"bad.{fmt}", fragment)
+        assert not (tmp_path / "q.parquet").exists()

@@ -618,6 +618,26 @@ def _json_or_empty(text: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def parquet_units(schema: Any) -> dict[str, Any]:
+    """Column units a Parquet file declares: in skysort's metadata, or where astropy writes
+    them (``table_meta_yaml``); none for files from other writers."""
+    units: dict[str, Any] = {}
+    text = (schema.metadata or {}).get(b"table_meta_yaml")
+    if text:
+        from astropy.table.meta import get_header_from_yaml
+
+        try:
+            header = get_header_from_yaml(text.decode("utf-8").splitlines())
+            units = {column["name"]: column.get("unit") for column in header.get("datatype", []) if "name" in column}
+        except Exception:  # noqa: BLE001 - unreadable metadata declares no unit
+            units = {}
+    carried = (schema.metadata or {}).get(_PARQUET_META_KEY)
+    ours = _json_or_empty(carried.decode("utf-8", "replace") if carried else None).get("units")
+    if isinstance(ours, dict):
+        units.update(ours)
+    return units
+
+
 def _read_parquet(path: Path) -> tuple[Table, dict[str, Any]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -625,7 +645,8 @@ def _read_parquet(path: Path) -> tuple[Table, dict[str, Any]]:
     arrow = pq.read_table(path)
     carried = (arrow.schema.metadata or {}).get(_PARQUET_META_KEY)
     meta = _json_or_empty(carried.decode("utf-8", "replace") if carried else None)
-    units = meta.pop("units", {}) if isinstance(meta.get("units"), dict) else {}
+    meta.pop("units", None)
+    units = parquet_units(arrow.schema)
     table = Table()
     for name, chunked in zip(arrow.column_names, arrow.columns):
         arr = chunked.combine_chunks()
@@ -799,6 +820,7 @@ def _standardise(raw: Table, carried: Mapping[str, Any], path: str | os.PathLike
                             ("dec", u.deg, "declination (ICRS)")):
         if sources.get(key) is not None:
             out[key] = _float_column(raw[sources[key]], unit, desc, path)
+            out[key] *= degrees_per_unit(raw[sources[key]].unit, sources[key], path)
             consumed.add(sources[key])
     for key in ("x", "y"):
         if sources.get(key) is not None:
@@ -815,6 +837,7 @@ def _standardise(raw: Table, carried: Mapping[str, Any], path: str | os.PathLike
     sentinels = np.array(cmap.effective_sentinels(), dtype=np.float64)
     for band in band_list:
         mag_name = sources[f"mag_{band}"]
+        check_magnitude_unit(raw[mag_name].unit, mag_name, path)
         mag = _masked_magnitudes(raw[mag_name], sentinels, path)
         offset = cmap.ab_offsets.get(band, 0.0)
         if offset:
@@ -970,6 +993,44 @@ def _locate_columns(raw: Table, cmap: ColumnMapping, requested: tuple[str, ...] 
         raise InputError(path, f"missing column(s) {', '.join(missing)} named by column "
                                f"mapping {cmap.describe()}")
     return sources, tuple(band_list)
+
+
+def _declared_unit(unit: Any) -> u.UnitBase | None:
+    """A column's unit (astropy unit or FITS / ECSV unit text), or None when it has none or
+    astropy does not know it (such a column is read as the standard unit, as before)."""
+    if unit is None or (isinstance(unit, str) and not unit.strip()):
+        return None
+    try:
+        parsed = u.Unit(unit, parse_strict="silent")
+    except (TypeError, ValueError):
+        return None
+    return None if isinstance(parsed, u.UnrecognizedUnit) else parsed
+
+
+def degrees_per_unit(unit: Any, column: str, path: str | os.PathLike) -> float:
+    """Degrees per unit of a sky-position column declared in ``unit`` (1 when it declares none).
+
+    Catalogues in radians or arcseconds are converted, not read as degrees; a unit that is not
+    an angle (pixels, hours of time, magnitudes) is :class:`InputError`.
+    """
+    parsed = _declared_unit(unit)
+    if parsed is None:
+        return 1.0
+    try:
+        return float(parsed.to(u.deg))
+    except (u.UnitsError, TypeError, ValueError):
+        raise InputError(path, f"column {column!r} is in {parsed}, not an angle: sky positions are read in degrees "
+                               "(or any angle unit the file declares)") from None
+
+
+def check_magnitude_unit(unit: Any, column: str, path: str | os.PathLike) -> None:
+    """Refuse a magnitude column whose declared unit is a flux density (nJy, nanomaggy, ...)."""
+    parsed = _declared_unit(unit)
+    if parsed is None or isinstance(parsed, u.FunctionUnitBase):
+        return  # mag, mag(AB), dex and the like
+    if any(parsed.is_equivalent(flux) for flux in (u.Jy, u.mgy, u.erg / u.s / u.cm**2 / u.Hz)):
+        raise InputError(path, f"column {column!r} holds fluxes ({parsed}), not magnitudes: give magnitudes, or map "
+                               "the magnitude columns")
 
 
 def _float_column(col: Column, unit: u.UnitBase, description: str,

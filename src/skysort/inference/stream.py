@@ -432,12 +432,16 @@ class CatalogColumns:
         Photometry bands the model needs.
     require_sky : bool
         Whether ``ra``/``dec`` columns are required (to place sources on tiles).
+    units : mapping, optional
+        Column name -> unit the file declares (astropy unit or text): positions in another
+        angle unit are converted to degrees, magnitude columns holding fluxes are refused.
     """
 
-    def __init__(self, names: Sequence[str], where: str | os.PathLike, mapping: Any, bands: Sequence[str], *, require_sky: bool):
+    def __init__(self, names: Sequence[str], where: str | os.PathLike, mapping: Any, bands: Sequence[str], *, require_sky: bool,
+                 units: Mapping[str, Any] | None = None):
         from astropy.table import Table
 
-        from ..data.catalog import _locate_columns
+        from ..data.catalog import _locate_columns, check_magnitude_unit, degrees_per_unit
 
         self.where = where
         self.bands = tuple(bands)
@@ -450,6 +454,12 @@ class CatalogColumns:
         if require_sky and self.sources.get("ra") is None:
             raise InputError(where, "no ra/dec columns: tiles need sky positions (x/y pixel positions refer to a single image)")
         self.sentinels = np.array(mapping.effective_sentinels(), dtype=np.float64)
+        units = units or {}
+        self.degrees_per_unit = {key: degrees_per_unit(units.get(self.sources[key]), self.sources[key], where)
+                                 for key in ("ra", "dec") if self.sources.get(key) is not None}
+        for key, column in self.sources.items():
+            if key.startswith("mag_") and column is not None:
+                check_magnitude_unit(units.get(column), column, where)
 
     @property
     def needed(self) -> list[str]:
@@ -504,7 +514,7 @@ class CatalogColumns:
             out["id"] = np.arange(start, start + n, dtype=np.int64)
         for key in ("ra", "dec"):
             column = self.sources.get(key)
-            out[key] = self._float(raw[column], column, False) if column else np.full(n, np.nan)
+            out[key] = self._float(raw[column], column, False) * self.degrees_per_unit[key] if column else np.full(n, np.nan)
         for band in self.bands:
             for prefix in ("mag", "magerr"):
                 column = self.sources.get(f"{prefix}_{band}")
@@ -516,7 +526,8 @@ class CatalogColumns:
 
 
 def prediction_columns(names: Sequence[str], where: str | os.PathLike, mapping: Any, spec: Any, inputs: Any,
-                       warn: Callable[[str | os.PathLike, str], None] | None) -> tuple["CatalogColumns", bool]:
+                       warn: Callable[[str | os.PathLike, str], None] | None,
+                       units: Mapping[str, Any] | None = None) -> tuple["CatalogColumns", bool]:
     """The catalogue columns a prediction reads, and whether the model's magnitudes are missing.
 
     Normally the model's photometry bands are required. A model that also reads images, given
@@ -527,14 +538,14 @@ def prediction_columns(names: Sequence[str], where: str | os.PathLike, mapping: 
     """
     bands = list(spec.photometry_bands)
     try:
-        return CatalogColumns(names, where, mapping, bands, require_sky=inputs.needs_sky), False
+        return CatalogColumns(names, where, mapping, bands, require_sky=inputs.needs_sky, units=units), False
     except InputError:
         image_only_possible = bool(bands) and spec.uses_images and inputs.images_available
         if not image_only_possible or any(_has_band(names, where, mapping, band) for band in bands):
             raise
     report_problem(warn, where, f"no magnitude column for any of the model's bands {bands}: classifying from the images "
                                 "alone (flagged MISSING_PHOTOMETRY)")
-    return CatalogColumns(names, where, mapping, (), require_sky=inputs.needs_sky), True
+    return CatalogColumns(names, where, mapping, (), require_sky=inputs.needs_sky, units=units), True
 
 
 def _has_band(names: Sequence[str], where: str | os.PathLike, mapping: Any, band: str) -> bool:
@@ -570,7 +581,7 @@ class CatalogStream:
     def __init__(self, path: str | os.PathLike, mapping: Any = None, bands: Sequence[str] = (), require_sky: bool = True):
         from astropy.table import Table
 
-        from ..data.catalog import _format_of, _read_raw, _unknown_format, resolve_mapping
+        from ..data.catalog import _format_of, _read_raw, _unknown_format, parquet_units, resolve_mapping
 
         self.path = Path(path)
         self.mapping = resolve_mapping(mapping)
@@ -582,6 +593,8 @@ class CatalogStream:
         self._raw: Table | None = None
         self._fits_hdu_index: int | None = None
         self._csv_names: list[str] | None = None
+        #: Units the file declares per column (FITS TUNITn, astropy's metadata in Parquet and ECSV).
+        self.units: dict[str, Any] = {}
         try:
             if self.format == "parquet":
                 import pyarrow.parquet as pq
@@ -589,6 +602,7 @@ class CatalogStream:
                 parquet = pq.ParquetFile(self.path)
                 names = parquet.schema_arrow.names
                 self.n_rows = parquet.metadata.num_rows
+                self.units = parquet_units(parquet.schema_arrow)
             elif self.format == "fits" and not self.path.name.lower().endswith(".gz"):
                 from astropy.io import fits
 
@@ -598,6 +612,7 @@ class CatalogStream:
                         raise InputError(self.path, "no table HDU")
                     names = list(hdul[index].columns.names)
                     self.n_rows = int(hdul[index].header["NAXIS2"])
+                    self.units = {column.name: column.unit for column in hdul[index].columns}
                 self._fits_hdu_index = index
             elif self.format == "csv" and not self._is_ecsv_file():
                 names = _csv_header(self.path)
@@ -607,6 +622,7 @@ class CatalogStream:
                 self._raw, _ = _read_raw(self.path)
                 names = list(self._raw.colnames)
                 self.n_rows = len(self._raw)
+                self.units = {name: self._raw[name].unit for name in names}
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - every reader failure is the file's problem
@@ -618,7 +634,7 @@ class CatalogStream:
         #: The file's column names, and the columns read (:func:`prediction_columns` chooses them
         #: for a prediction run; the id column is the same whichever bands are read).
         self.names = list(names)
-        self.columns = CatalogColumns(names, self.path, self.mapping, bands, require_sky=require_sky)
+        self.columns = CatalogColumns(names, self.path, self.mapping, bands, require_sky=require_sky, units=self.units)
         self._csv_id_type = None
         if self._csv_names is not None:
             self.n_rows, self._csv_id_type = _csv_rows_and_id_type(self.path, names, self.columns.sources.get("id"))
@@ -1380,7 +1396,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
     model_info = model_record(predictor)
     catalog_stream = CatalogStream(catalog, options.mapping, (), require_sky=inputs.needs_sky)
     catalog_stream.columns, photometry_missing = prediction_columns(catalog_stream.names, catalog, catalog_stream.mapping, spec,
-                                                                    inputs, warn)
+                                                                    inputs, warn, catalog_stream.units)
     signature = run_signature(model_info, file_identity(catalog), inputs, options)
     folder_existed = out.exists()
     manifest = Manifest.prepare_folder(out, signature)
