@@ -99,7 +99,7 @@ def test_train_save_load_and_predict(tmp_path):
     np.testing.assert_allclose(np.asarray(predict_blends(tmp_path / "model.pt", three)["p_blended"]),
                                np.asarray(table["p_blended"]), atol=1e-6)
     only_g = write_stampset(tmp_path / "g.h5", images, stamps.table, StampMeta(bands=("g",), pixel_scale=0.187))
-    with pytest.raises(InputError, match="no r band"):
+    with pytest.raises(InputError, match=r"no image band\(s\) \[.r.\]"):
         predict_blends(tmp_path / "model.pt", only_g)
     with pytest.raises(InputError, match="threshold"):
         predict_blends(tmp_path / "model.pt", stamps, threshold=50)

@@ -15,8 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from astropy import units as u
-from astropy.table import Column, Table
+from astropy.table import Table
 
 from ..data.dataset import random_dihedral_batch
 from ..data.stampset import StampSet
@@ -272,37 +271,29 @@ def predict_blends(model: str | os.PathLike, stamps: StampSet | str | os.PathLik
     -------
     astropy.table.Table
         ``id``, ``p_blended``, ``blended``, ``n_sources`` (1 or 2), ``companion_dx`` /
-        ``companion_dy`` [pix] (the companion's offset from the stamp centre, NaN when predicted
-        isolated). A stamp without a finite pixel gets ``p_blended`` NaN, ``blended`` False and
-        ``n_sources`` 0.
+        ``companion_dy`` [pix] (the companion's offset from the stamp centre; NaN unless
+        ``p_blended`` > 0.5, whatever the threshold: an offset is given where the network finds a
+        companion more likely than not). A stamp without a finite pixel gets ``p_blended`` NaN,
+        ``blended`` False and ``n_sources`` 0. The same as ``skysort predict`` writes, through
+        :class:`BlendPredictor`.
     """
     ClassDecision(threshold=threshold)  # a threshold outside 0-1 is refused
     if isinstance(stamps, (str, os.PathLike)):
         with StampSet.open(stamps) as opened:
             return predict_blends(model, opened, batch_size=batch_size, threshold=threshold, progress=progress)
-    network, meta = load_blend_model(model)
-    if list(stamps.shape[2:]) != list(meta["stamp_size"]):
-        raise InputError(stamps.path, f"stamps are {stamps.shape[2]}x{stamps.shape[3]} px but the model expects {meta['stamp_size']}")
-    wanted = list(meta.get("image_bands") or stamps.meta.bands)
-    missing = [band for band in wanted if band not in stamps.meta.bands]
-    if missing:
-        raise InputError(stamps.path, f"no {', '.join(missing)} band for the model (stamp set bands {', '.join(stamps.meta.bands)})")
-    band_index = [stamps.meta.bands.index(band) for band in wanted]
-    parts = []
-    for _, images in stamps.iter_batches(batch_size=8192):
-        parts.append(_predict_outputs(network, images[:, band_index], batch_size))
-        if progress:
-            progress(len(images))
-    merged = ({k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts
-              else _predict_outputs(network, np.zeros((0, 1, *meta["stamp_size"]), np.float32)))
-    blended = merged["p_blended"] > threshold
+    from ..inference.predictor import predict_stampset
+
+    path = resolve_model(model)
+    meta, state = load_model_file(path)
+    predictor = BlendPredictor(_blend_network(path, meta, state), meta, path)
+    predicted = predict_stampset(predictor, stamps, batch_size=batch_size, decision=ClassDecision(threshold=threshold),
+                                 progress=progress)
     table = Table()
-    table["id"] = stamps.column("id")
-    table["p_blended"] = merged["p_blended"].astype(np.float32)
-    table["blended"] = blended
-    table["n_sources"] = _n_sources(merged["p_two_sources"])
-    table["companion_dx"] = Column(np.where(blended, merged["offset"][:, 0], np.nan).astype(np.float32), unit=u.pix)
-    table["companion_dy"] = Column(np.where(blended, merged["offset"][:, 1], np.nan).astype(np.float32), unit=u.pix)
+    table["id"] = predicted["id"]
+    table["p_blended"] = predicted["p_blended"]
+    table["blended"] = np.asarray(predicted["class"]) == "blended"
+    for name in ("n_sources", "companion_dx", "companion_dy"):
+        table[name] = predicted[name]
     table.meta["model"] = meta.get("name", str(model))
     return table
 
@@ -433,7 +424,8 @@ def write_model_card(model: str | os.PathLike, evaluations: dict[str, str | os.P
 
 class BlendPredictor(TorchPredictor):
     """:class:`~skysort.inference.predictor.Predictor` of a :class:`BlendNet` model: classes
-    ``isolated`` / ``blended``, extra outputs ``n_sources``, ``companion_dx``, ``companion_dy`` (px)."""
+    ``isolated`` / ``blended``, extra outputs ``n_sources``, ``companion_dx``, ``companion_dy`` (px;
+    NaN unless the blend probability exceeds 0.5, whatever threshold decides the class)."""
 
     task = "blend"
 
