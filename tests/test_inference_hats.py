@@ -237,3 +237,21 @@ def test_hats_catalogue_off_the_tiles_or_without_inputs(hats_survey, tmp_path, c
                  "--quiet"])
     err = capsys.readouterr().err
     assert code == 0 and f"{len(frame):,} of {len(frame):,} objects had no usable input" in err, err
+
+
+def test_hats_row_without_an_id_is_refused(hats_survey, tmp_path, capsys):
+    """As for a Parquet catalogue: an id column with a null would otherwise be read as floats."""
+    frame = pq.read_table(hats_survey["catalog"]).to_pandas()
+    import pandas as pd
+
+    for band in ("u", "g", "i", "Z", "Y", "J", "H", "Ks"):
+        frame[f"mag_{band}"] = frame["mag_r"]
+    frame["id"] = pd.array(np.arange(len(frame)) + 1237663204920852481, dtype="Int64")
+    frame.loc[frame.index[5], "id"] = pd.NA
+    lsdb.from_dataframe(frame, ra_column="ra", dec_column="dec", lowest_order=10, highest_order=10).write_catalog(
+        tmp_path / "null_id", catalog_name="null_id", progress_bar=False)
+    code = main(["predict", "--model", "sgq-kids", "--catalog", str(tmp_path / "null_id"), "--out", str(tmp_path / "res"),
+                 "--quiet"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "column 'id' has no value in 1 row(s) of a partition" in lines[0], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null_id"]

@@ -115,7 +115,7 @@ def _predict_rows(frame, *, predictor, device: str, columns: CatalogColumns, rea
 
     n = len(frame)
     extra = {name: frame[name].to_numpy() for name in keep}
-    rows = columns.reduce({name: frame[name].to_numpy() for name in columns.needed}, 0, n)
+    rows = columns.reduce({name: frame[name].to_numpy() for name in columns.needed}, None, n)
     if columns.sources.get("id") is None:
         # Row numbers would repeat from one partition to the next; the spatial index does not.
         rows["id"] = np.asarray(frame.index.to_numpy(), np.int64)

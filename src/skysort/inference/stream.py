@@ -477,7 +477,7 @@ class CatalogColumns:
             bad |= np.isin(values, self.sentinels)
         return np.where(bad, np.nan, values)
 
-    def _ids(self, values: np.ndarray, name: str, start: int) -> np.ndarray:
+    def _ids(self, values: np.ndarray, name: str, start: int | None) -> np.ndarray:
         """Ids as given (numbers in native byte order, anything else as text); a row without one
         is refused. Predictions are matched back to the catalogue by id, and an integer column
         with an empty cell would otherwise be read as floats, which cannot hold 64-bit ids
@@ -498,20 +498,25 @@ class CatalogColumns:
             missing |= np.char.str_len(ids) == 0
         if missing.any():
             rows = np.flatnonzero(missing)
-            more = f" and {rows.size - 1:,} more of rows {start + 1:,}-{start + len(ids):,}" if rows.size > 1 else ""
-            raise InputError(self.where, f"column {name!r} has no value in data row {start + rows[0] + 1:,}{more}: every "
-                                         "prediction carries its object's id, so every row needs one")
+            if start is None:
+                where = f"{rows.size:,} row(s) of a partition"
+            else:
+                more = f" and {rows.size - 1:,} more of rows {start + 1:,}-{start + len(ids):,}" if rows.size > 1 else ""
+                where = f"data row {start + rows[0] + 1:,}{more}"
+            raise InputError(self.where, f"column {name!r} has no value in {where}: every prediction carries its object's "
+                                         "id, so every row needs one")
         return ids
 
-    def reduce(self, raw: Mapping[str, np.ndarray], start: int, n: int) -> dict[str, np.ndarray]:
+    def reduce(self, raw: Mapping[str, np.ndarray], start: int | None, n: int) -> dict[str, np.ndarray]:
         """``id``, ``ra``, ``dec`` (deg, NaN when absent), ``mag_<band>``, ``magerr_<band>``
         (float32, NaN where missing) of ``n`` rows from raw columns (catalogue name -> array);
-        ``id`` defaults to the row number counted from ``start``."""
+        ``id`` defaults to the row number counted from ``start`` (None: rows whose place in the
+        catalogue is not known, a HATS partition's, numbered from 0)."""
         out: dict[str, np.ndarray] = {}
         if self.sources.get("id") is not None:
             out["id"] = self._ids(raw[self.sources["id"]], self.sources["id"], start)
         else:
-            out["id"] = np.arange(start, start + n, dtype=np.int64)
+            out["id"] = np.arange(start or 0, (start or 0) + n, dtype=np.int64)
         for key in ("ra", "dec"):
             column = self.sources.get(key)
             out[key] = self._float(raw[column], column, False) * self.degrees_per_unit[key] if column else np.full(n, np.nan)
