@@ -320,3 +320,23 @@ def test_positions_in_other_angle_units_are_converted_and_fluxes_are_not_magnitu
         one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / f"bad.{fmt}", "--out",
                              tmp_path / "q.parquet", "--quiet"], capsys)[::2], f"bad.{fmt}", fragment)
         assert not (tmp_path / "q.parquet").exists()
+
+
+def test_single_table_outputs_of_a_run_keep_their_units(tmp_path, capsys):
+    # The parts carried units, but the assembled FITS / Parquet / ECSV table did not (no TUNITn).
+    from astropy.io import fits
+
+    from skysort.data.catalog import read_catalog
+
+    frame = pd.DataFrame({"id": [1, 2], "ra": [150.1, 150.2], "dec": [2.1, 2.2], **{f"mag_{b}": [20.0, 21.0] for b in "ugriz"}})
+    frame.to_csv(tmp_path / "cat.csv", index=False)
+    for name in ("p.fits", "p.parquet", "p.ecsv"):
+        code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "cat.csv", "--out", tmp_path / name,
+                            "--quiet"], capsys)
+        assert code == 0, err
+        table = read_catalog(tmp_path / name)
+        assert str(table["ra"].unit) == str(table["dec"].unit) == "deg", name
+    with fits.open(tmp_path / "p.fits") as hdul:
+        header = hdul[1].header
+        units = {header[f"TTYPE{i}"]: header.get(f"TUNIT{i}") for i in range(1, header["TFIELDS"] + 1)}
+    assert units["ra"] == units["dec"] == "deg"

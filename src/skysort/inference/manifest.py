@@ -282,14 +282,21 @@ class Manifest:
 
 
 def read_parts(paths: Iterable[str | os.PathLike]):
-    """Concatenate Parquet parts into one astropy Table (for single-file outputs)."""
+    """Concatenate Parquet parts into one astropy Table (for single-file outputs), with the
+    column units the parts record."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from astropy.table import Table
 
-    arrow = pa.concat_tables([pq.read_table(p).replace_schema_metadata(None) for p in paths])
+    from ..data.catalog import parquet_units
+
+    tables = [pq.read_table(p) for p in paths]
+    units = parquet_units(tables[0].schema) if tables else {}
+    arrow = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
     table = Table()
     for name, column in zip(arrow.column_names, arrow.columns):
         values = column.to_numpy(zero_copy_only=False)
         table[name] = values.astype(str) if values.dtype.kind == "O" else values
+        if units.get(name):
+            table[name].unit = units[name]
     return table

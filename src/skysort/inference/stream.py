@@ -1599,10 +1599,11 @@ def _assemble_parquet(parts: Sequence[Path], path: Path, meta: Mapping[str, Any]
     import pyarrow.parquet as pq
 
     from .._io import atomic_path
-    from ..data.catalog import _PARQUET_META_KEY, catalog_metadata
+    from ..data.catalog import _PARQUET_META_KEY, catalog_metadata, parquet_units
 
-    schema = pq.read_schema(parts[0]).remove_metadata() if parts else pa.schema([])
-    record = {**catalog_metadata(meta), "units": {}}
+    schema = pq.read_schema(parts[0]) if parts else pa.schema([])
+    record = {**catalog_metadata(meta), "units": parquet_units(schema)}
+    schema = schema.remove_metadata()
     schema = schema.with_metadata({_PARQUET_META_KEY: json.dumps(record).encode()})
     buckets_dir = path.parent / f".{path.name}.buckets"
     shutil.rmtree(buckets_dir, ignore_errors=True)
