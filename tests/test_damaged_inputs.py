@@ -340,3 +340,24 @@ def test_single_table_outputs_of_a_run_keep_their_units(tmp_path, capsys):
         header = hdul[1].header
         units = {header[f"TTYPE{i}"]: header.get(f"TUNIT{i}") for i in range(1, header["TFIELDS"] + 1)}
     assert units["ra"] == units["dec"] == "deg"
+
+
+def test_images_without_a_zero_point_are_warned_about_for_a_model_that_reads_fluxes(tmp_path, capsys):
+    # Before, they were used as they are without a word: a survey in counts on zero point 30
+    # would reach sgq-sdss (nanomaggies, 22.5) 1000 times too bright.
+    images = np.random.default_rng(4).normal(0, 0.01, (N, 5, 24, 24)).astype(np.float32)
+    for unit, warned in (("count", True), ("nanomaggy", False)):
+        meta = StampMeta(bands=("u", "g", "r", "i", "z"), pixel_scale=0.396, flux_unit=unit, psf_fwhm={"r": 1.2})
+        write_stampset(tmp_path / f"{unit}.h5", images, {"mag_r": np.full(N, 20.0)}, meta).close()
+        code, _, err = run(["predict", "--model", "sgq-sdss", "--data", tmp_path / f"{unit}.h5", "--out",
+                            tmp_path / f"{unit}.parquet", "--quiet"], capsys)
+        assert code == 0 and ("no zero point for band(s) u, g, r, i, z" in err) == warned, err
+    # A flux unit that fixes the zero point (nanomaggy: 22.5) counts as one: stamps in nJy are
+    # brought to the model's scale.
+    from skysort.inference.predictor import load_predictor, stampset_inputs
+
+    meta = StampMeta(bands=("u", "g", "r", "i", "z"), pixel_scale=0.396, flux_unit="nJy")
+    stamps = write_stampset(tmp_path / "njy.h5", images, {}, meta)
+    inputs, _ = stampset_inputs(load_predictor("sgq-sdss"), stamps)
+    np.testing.assert_allclose(inputs["image"], images * 10 ** (0.4 * (22.5 - 31.4)), rtol=1e-5)
+    stamps.close()

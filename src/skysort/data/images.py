@@ -85,6 +85,18 @@ class BandImage:
         return self.data.shape  # type: ignore[return-value]
 
 
+def header_flux_unit(header: fits.Header) -> tuple[str, float]:
+    """``(flux_unit, zero_point)`` of an image header: ``BUNIT`` (or ``"unknown"``) and the AB
+    magnitude of one unit, fixed by the unit (nanomaggy 22.5, nJy 31.4, uJy 23.9) or given by a
+    zero-point keyword (``MAGZP``, ``ZEROPT``, ...); NaN when neither fixes it."""
+    unit = str(header.get("BUNIT", "unknown")).strip() or "unknown"
+    zero_point = UNIT_ZERO_POINTS.get(unit.lower(), float("nan"))
+    if not np.isfinite(zero_point):
+        zero_point = next((float(header[k]) for k in _ZERO_POINT_KEYS
+                           if isinstance(header.get(k), (int, float)) and not isinstance(header.get(k), bool)), zero_point)
+    return unit, zero_point
+
+
 def _band_from_header(header: fits.Header) -> str | None:
     for key in _FILTER_KEYS:
         value = header.get(key)
@@ -198,10 +210,7 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
         raise InputError(path, "every pixel is NaN")
     if n_nan:
         data[~finite] = np.nan  # infinite pixels are no measurement either: flagged as NaN ones are
-    unit = str(header.get("BUNIT", "unknown")).strip() or "unknown"
-    zero_point = UNIT_ZERO_POINTS.get(unit.lower(), float("nan"))
-    if not np.isfinite(zero_point):
-        zero_point = next((float(header[k]) for k in _ZERO_POINT_KEYS if isinstance(header.get(k), (int, float))), zero_point)
+    unit, zero_point = header_flux_unit(header)
     psf_fwhm = next((float(header[k]) for k in _SEEING_KEYS if isinstance(header.get(k), (int, float))), float("nan"))
     return BandImage(band=band, path=path, data=data, wcs=wcs, flux_unit=unit, zero_point=zero_point,
                      psf_fwhm=psf_fwhm, n_nan=n_nan,

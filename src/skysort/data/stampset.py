@@ -141,6 +141,16 @@ class StampMeta:
             **fields,
         )
 
+    def zero_point(self, band: str) -> float:
+        """AB zero point of one flux unit in ``band`` [mag]: as recorded, else fixed by the flux
+        unit (nanomaggy 22.5, nJy 31.4, uJy 23.9), else NaN."""
+        from .images import UNIT_ZERO_POINTS
+
+        recorded = self.zero_points.get(band)
+        if recorded is not None and np.isfinite(recorded):
+            return float(recorded)
+        return float(UNIT_ZERO_POINTS.get(self.flux_unit.strip().lower(), np.nan))
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True, allow_nan=True, default=_json_number)
 

@@ -433,6 +433,20 @@ def flux_scale(image_bands, model_zero_points: Mapping[str, float] | None,
     return None if np.allclose(factors, 1.0, rtol=1e-9) else factors.astype(np.float32)
 
 
+def unknown_zero_point_message(model_zero_points: Mapping[str, float] | None, bands: Sequence[str]) -> str | None:
+    """The warning for images whose zero point is unknown in ``bands``, for a model that reads
+    absolute fluxes (one recording ``model_zero_points``); None when there is nothing to say.
+    :func:`flux_scale` then uses such images as they are."""
+    model_zero_points = model_zero_points or {}
+    bands = [b for b in bands if np.isfinite(model_zero_points.get(b, np.nan))]
+    if not bands:
+        return None
+    scale = ", ".join(f"{b} {model_zero_points[b]:g}" for b in bands)
+    return (f"no zero point for band(s) {', '.join(bands)} (no flux unit such as nanomaggy or nJy, no MAGZP-like keyword): the "
+            f"pixel values are used as they are, as if on the model's scale (AB mag of one unit: {scale}); if they are "
+            "not, the classes are biased: give the images a BUNIT or MAGZP header keyword (skysort import: --zero-points)")
+
+
 def check_stampset(predictor: Predictor, stamps) -> None:
     """Check that a stamp set can feed ``predictor``, from its metadata alone.
 
@@ -476,7 +490,7 @@ def stampset_notes(model_meta: Mapping[str, Any], stamps) -> tuple[list[str], li
     warnings : list of str
         A pixel scale more than 2% from the model's (sizes on the sky misread), a seeing that
         could not be measured (the model runs at lower accuracy), a seeing outside the range
-        the model was trained on.
+        the model was trained on, an unknown zero point for a model that reads absolute fluxes.
     """
     from ..data.seeing import seeing_mismatch, stampset_seeing
 
@@ -495,6 +509,10 @@ def stampset_notes(model_meta: Mapping[str, Any], stamps) -> tuple[list[str], li
         elif seeing.source == "unknown":
             cautions.append(seeing.describe())
     message = seeing_mismatch(model_meta.get("psf_fwhm_range"), psf_fwhm, model_meta.get("image_bands") or [])
+    if message:
+        cautions.append(message)
+    unknown = [b for b in model_meta.get("image_bands") or [] if not np.isfinite(stamps.meta.zero_point(b))]
+    message = unknown_zero_point_message(model_meta.get("zero_points"), unknown)
     if message:
         cautions.append(message)
     return information, cautions
@@ -522,7 +540,7 @@ def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | 
     if spec.uses_images:
         band_index = [list(stamps.meta.bands).index(b) for b in spec.image_bands]
         inputs["image"] = np.ascontiguousarray(stamps.read_images()[:, band_index], dtype=np.float32)
-        factors = flux_scale(spec.image_bands, spec.zero_points, stamps.meta.zero_points)
+        factors = flux_scale(spec.image_bands, spec.zero_points, {b: stamps.meta.zero_point(b) for b in spec.image_bands})
         if factors is not None:
             inputs["image"] *= factors[None, :, None, None]
         missing |= stamps_without_pixels(inputs["image"])

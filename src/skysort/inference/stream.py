@@ -52,7 +52,8 @@ import numpy as np
 from ..data.flags import Flags
 from ..errors import InputError, report_problem
 from .manifest import SHARDS_DIR, Manifest, file_identity, file_sha256, part_name
-from .predictor import MISSING_INPUT_FLAG, ClassDecision, Predictor, class_table, stamps_without_pixels
+from .predictor import (MISSING_INPUT_FLAG, ClassDecision, Predictor, class_table, stamps_without_pixels,
+                        unknown_zero_point_message)
 
 #: Resident memory of the process before any data (Python, torch, astropy), in GiB; the
 #: memory setting bounds what comes on top of it.
@@ -164,14 +165,17 @@ class TileInfo:
     shape: tuple[int, int]
     wcs: Any = field(default=None, repr=False)
     pixel_scale: float = float("nan")
+    #: Band -> AB zero point of one pixel unit from the file's header (NaN where none).
+    zero_points: dict[str, float] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "files": dict(self.files), "shape": list(self.shape)}
 
 
-def _header_info(path: Path, known_bands: Sequence[str]) -> tuple[str, Any, tuple[int, int]]:
-    """Band, celestial WCS and shape of an image file, from its header only."""
-    from ..data.images import _band_from_header, _band_from_name, celestial_wcs, first_image_header
+def _header_info(path: Path, known_bands: Sequence[str]) -> tuple[str, Any, tuple[int, int], float]:
+    """Band, celestial WCS, shape and zero point (NaN if unknown) of an image file, from its
+    header only."""
+    from ..data.images import _band_from_header, _band_from_name, celestial_wcs, first_image_header, header_flux_unit
 
     header = first_image_header(path)
     if header is None:
@@ -180,7 +184,7 @@ def _header_info(path: Path, known_bands: Sequence[str]) -> tuple[str, Any, tupl
     band = _band_from_header(header) or _band_from_name(path, known_bands)
     if band is None:
         raise InputError(path, "band name not found in the header (FILTER) or file name")
-    return band, wcs, (int(header["NAXIS2"]), int(header["NAXIS1"]))
+    return band, wcs, (int(header["NAXIS2"]), int(header["NAXIS1"])), header_flux_unit(header)[1]
 
 
 def _tile_key(path: Path, band: str) -> str:
@@ -211,22 +215,23 @@ def scan_tiles(patterns: str | Sequence[str], bands: Sequence[str], reference_ba
     known = tuple(dict.fromkeys([*bands, *BAND_ORDER]))
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         infos = list(pool.map(lambda p: (p, *_header_info(p, known)), paths))
-    groups: dict[str, dict[str, tuple[Path, Any, tuple[int, int]]]] = {}
-    for path, band, wcs, shape in infos:
+    groups: dict[str, dict[str, tuple[Path, Any, tuple[int, int], float]]] = {}
+    for path, band, wcs, shape, zero_point in infos:
         key = _tile_key(path, band)
         group = groups.setdefault(key, {})
         if band in group:
             raise InputError(path, f"band {band!r} of tile {key} also comes from {group[band][0]}")
-        group[band] = (path, wcs, shape)
+        group[band] = (path, wcs, shape, zero_point)
     tiles = []
     for key in sorted(groups):
         group = groups[key]
         missing = [b for b in bands if b not in group]
         if missing:
             raise InputError(key, f"tile has no file for band(s) {missing} needed by the model (has {sorted(group)})")
-        _, wcs, shape = group[reference_band]
+        _, wcs, shape, _ = group[reference_band]
         scale = float(np.mean(proj_plane_pixel_scales(wcs.celestial)) * 3600.0)
-        tiles.append(TileInfo(key=key, files={b: str(group[b][0]) for b in bands}, shape=shape, wcs=wcs, pixel_scale=scale))
+        tiles.append(TileInfo(key=key, files={b: str(group[b][0]) for b in bands}, shape=shape, wcs=wcs, pixel_scale=scale,
+                              zero_points={b: group[b][3] for b in bands}))
     return tiles
 
 
@@ -1323,6 +1328,11 @@ def prepare_inputs(model: str | os.PathLike, predictor: Predictor, options: "Run
     if images_available and spec.uses_images:
         tiles = scan_tiles(options.tiles, spec.image_bands, reference_band)
         warn_pixel_scale(tiles, spec, warn)
+        if warn:
+            unknown = [b for b in spec.image_bands if any(not np.isfinite(t.zero_points.get(b, np.nan)) for t in tiles)]
+            message = unknown_zero_point_message(spec.zero_points, unknown)
+            if message:
+                warn(next(t.key for t in tiles if any(not np.isfinite(zp) for zp in t.zero_points.values())), message)
     return PreparedInputs(spec, probe, images_available, reference_band, int(cut[0]) if cut else 0, tiles)
 
 

@@ -1125,9 +1125,9 @@ def _r_magnitudes(stamps: StampSet) -> tuple[np.ndarray | None, str | None]:
         # Stamps cut without catalogue photometry carry an all-NaN column: measure instead.
         if np.isfinite(mags).any():
             return mags, "catalogue mag_r"
-    if "r" in stamps.meta.bands and stamps.meta.zero_points.get("r") is not None:
+    if "r" in stamps.meta.bands and np.isfinite(stamps.meta.zero_point("r")):
         band = list(stamps.meta.bands).index("r")
-        mags = np.concatenate([aperture_magnitudes(images[:, band], stamps.meta.zero_points["r"], stamps.meta.pixel_scale)
+        mags = np.concatenate([aperture_magnitudes(images[:, band], stamps.meta.zero_point("r"), stamps.meta.pixel_scale)
                                for _, images in stamps.iter_batches(4096)]) if len(stamps) else np.zeros(0)
         return mags, "6 arcsec diameter aperture on the r stamps"
     return None, None
