@@ -524,3 +524,14 @@ def test_tables_from_elsewhere_round_trip_with_their_metadata(tmp_path):
     standard = standardise_catalog(raw, mapping="ra=ALPHA,dec=DELTA,mag=MAG_{band},bands=r,sentinels=99")
     assert standard["ra"][0] == 10.0 and standard["mag_r"].mask[0]
     assert raw.colnames == ["ALPHA", "DELTA", "MAG_R"] and raw["MAG_R"][0] == 99.0
+
+
+def test_a_masked_boolean_survives_fits(tmp_path):
+    table = Table({"id": [1, 2, 3], "ra": [1.0, 2.0, 3.0], "dec": [1.0, 2.0, 3.0],
+                   "ok": MaskedColumn([True, False, True], mask=[False, False, True])})
+    for name in ("t.fits", "t.parquet", "t.ecsv"):
+        write_catalog(table, tmp_path / name)
+        back = read_catalog(tmp_path / name)["ok"]
+        # Before, FITS gave the missing cell back as True.
+        assert list(np.ma.getmaskarray(back)) == [False, False, True], name
+        assert list(np.ma.getdata(back)[:2].astype(bool)) == [True, False], name

@@ -707,6 +707,13 @@ def _write_fits(table: Table, tmp: Path, meta: dict[str, Any], gzipped: bool) ->
     plain = table.copy(copy_data=False)
     # Only the JSON card carries metadata: nested values (provenance) cannot be FITS cards.
     plain.meta.clear()
+    for name in plain.colnames:
+        column = plain[name]
+        if column.dtype.kind == "b" and np.ma.getmaskarray(column).any():
+            # astropy writes a masked logical as its stored value (a missing True reads back
+            # True); as a small integer the gaps are TNULL cells, read back masked.
+            plain[name] = MaskedColumn(np.ma.getdata(column).astype(np.int16), mask=np.ma.getmaskarray(column),
+                                       unit=column.unit, description=column.description)
     hdu = fits.table_to_hdu(plain)
     hdu.header[_FITS_META_KEY] = (json.dumps(meta), "skysort metadata (JSON)")
     hdul = fits.HDUList([fits.PrimaryHDU(), hdu])
@@ -1113,7 +1120,9 @@ def write_catalog(table: Table, path: str | os.PathLike, overwrite: bool = True)
     -----
     Metadata go into the FITS table header as JSON under ``SKYSORT``, into the Parquet
     schema metadata as JSON under ``skysort`` (with column units), and into the ECSV
-    header. Masked values become NaN/``TNULL`` (FITS), nulls (Parquet), empty fields (CSV).
+    header. Masked values become NaN/``TNULL`` (FITS), nulls (Parquet), empty fields (CSV); a
+    boolean column with masked values is written to FITS as 16-bit integers (1 / 0) with
+    ``TNULL`` gaps, since a FITS logical column would store the hidden value.
     """
     path = Path(path)
     fmt = _format_of(path)
