@@ -535,3 +535,20 @@ def test_a_masked_boolean_survives_fits(tmp_path):
         # Before, FITS gave the missing cell back as True.
         assert list(np.ma.getmaskarray(back)) == [False, False, True], name
         assert list(np.ma.getdata(back)[:2].astype(bool)) == [True, False], name
+
+
+def test_compact_mapping_takes_labels_and_ab_offsets(tmp_path):
+    from skysort.data.catalog import ColumnMapping, resolve_mapping
+
+    text = "ra=alpha,dec=delta,mag={band},bands=u z,label=class,labels=GALAXY:galaxy 6:star,ab_offsets=u:-0.04 z:0.02"
+    mapping = resolve_mapping(text)  # its colons are not a preset's options
+    assert mapping.labels == {"GALAXY": "galaxy", "6": "star"} and mapping.ab_offsets == {"u": -0.04, "z": 0.02}
+    Table({"alpha": [1.0, 2.0], "delta": [3.0, 4.0], "u": [20.0, 21.0], "z": [19.0, 18.0],
+           "class": ["GALAXY", "6"]}).write(tmp_path / "c.csv")
+    table = read_catalog(tmp_path / "c.csv", mapping=text)
+    assert list(table["label"]) == ["galaxy", "star"]
+    assert np.allclose(table["mag_u"], [19.96, 20.96]) and np.allclose(table["mag_z"], [19.02, 18.02])
+    for bad, fragment in (("labels=GALAXY", "key:value pairs"), ("ab_offsets=u:x", "must be numbers")):
+        with pytest.raises(InputError, match=fragment):
+            ColumnMapping.from_string("ra=a,dec=d," + bad)
+    assert resolve_mapping("sdss:kind=model").describe() == "sdss (kind=model)"

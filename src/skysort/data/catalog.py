@@ -56,9 +56,11 @@ When ``sentinels`` is left out, :data:`DEFAULT_SENTINELS` apply (no real magnitu
 bright or faint); write ``sentinels: []`` to mask only non-finite values.
 
 The compact string form, for the command line, has the same keys as ``key=value`` pairs
-separated by commas; lists are separated by spaces::
+separated by commas (all but ``options`` and ``description``); lists are separated by spaces,
+and ``labels`` and ``ab_offsets`` are space-separated ``key:value`` pairs::
 
     id=objID,ra=RA,dec=DEC,mag=MAG_{band},magerr=MAGERR_{band},bands=u g r,sentinels=99 -99
+    label=class,labels=GALAXY:galaxy STAR:star QSO:qso,ab_offsets=u:-0.04 z:0.02
 
 Every column a mapping names must be in the catalogue; a name is matched exactly, else
 case-insensitively (CasJobs exports sometimes change case). A quantity the mapping leaves
@@ -157,8 +159,9 @@ _YAML_KEYS = (
     "name", "description", "id", "ra", "dec", "x", "y", "pixel_origin", "reference_band",
     "label", "labels", "mag", "magerr", "bands", "sentinels", "ab_offsets", "options",
 )
-# Keys the compact string form accepts; "labels", "ab_offsets" and "options" need YAML's nesting.
-_STRING_KEYS = tuple(k for k in _YAML_KEYS if k not in ("labels", "ab_offsets", "options", "description"))
+# Keys the compact string form accepts; "options" needs YAML's nesting ("labels" and
+# "ab_offsets" are written as space-separated key:value pairs).
+_STRING_KEYS = tuple(k for k in _YAML_KEYS if k not in ("options", "description"))
 
 
 # --------------------------------------------------------------------------------------
@@ -356,8 +359,10 @@ class ColumnMapping:
     def from_string(cls, spec: str) -> ColumnMapping:
         """Parse the compact command-line form, e.g. ``"id=objID,ra=RA,dec=DEC,bands=g r"``.
 
-        Keys are those of the YAML schema except ``labels``, ``options`` and
-        ``description``; ``bands`` and ``sentinels`` are space-separated lists.
+        Keys are those of the YAML schema except ``options`` and ``description``; ``bands``
+        and ``sentinels`` are space-separated lists, ``labels`` and ``ab_offsets``
+        space-separated ``key:value`` pairs (``labels=GALAXY:galaxy STAR:star QSO:qso``,
+        ``ab_offsets=u:-0.04 z:0.02``).
         """
         where = "column mapping"
         data: dict[str, Any] = {}
@@ -378,6 +383,13 @@ class ColumnMapping:
                 raise InputError(where, f"key {key!r} has no value in {spec!r} (leave the key out instead)")
             if key in ("bands", "sentinels"):
                 data[key] = value.split()
+            elif key in ("labels", "ab_offsets"):
+                pairs = [pair.rpartition(":") for pair in value.split()]
+                if any(not sep or not raw or not given for raw, sep, given in pairs):
+                    raise InputError(where, f"{key} takes space-separated key:value pairs (e.g. "
+                                            f"{'GALAXY:galaxy STAR:star' if key == 'labels' else 'u:-0.04 z:0.02'}), "
+                                            f"got {value!r}")
+                data[key] = {raw: given for raw, _, given in pairs}
             else:
                 data[key] = value
         if not data:
@@ -495,7 +507,7 @@ def resolve_mapping(spec: ColumnMapping | str | os.PathLike | None) -> ColumnMap
         return ColumnMapping.from_yaml(spec)
     text = str(spec).strip()
     name, colon, opts = text.partition(":")
-    if colon:
+    if colon and "=" not in name:  # a compact string's colons are in its labels and ab_offsets
         options: dict[str, str] = {}
         for item in opts.split(","):
             key, sep, value = item.partition("=")
