@@ -361,3 +361,19 @@ def test_images_without_a_zero_point_are_warned_about_for_a_model_that_reads_flu
     inputs, _ = stampset_inputs(load_predictor("sgq-sdss"), stamps)
     np.testing.assert_allclose(inputs["image"], images * 10 ** (0.4 * (22.5 - 31.4)), rtol=1e-5)
     stamps.close()
+
+
+def test_magnitude_errors_mapped_as_magnitudes_are_warned_about(tmp_path, capsys):
+    # Each value passes the plausible range (-10 to 50) on its own; only the distribution shows
+    # that these are errors, not magnitudes.
+    errors = {f"mag_{b}": np.random.default_rng(k).uniform(0.01, 0.1, N) for k, b in enumerate("ugriz")}
+    real = {f"mag_{b}": np.random.default_rng(k).uniform(17, 22, N) for k, b in enumerate("ugriz")}
+    for name, columns, warned in (("errors", errors, True), ("real", real, False)):
+        pd.DataFrame({"id": np.arange(N), **columns}).to_csv(tmp_path / f"{name}.csv", index=False)
+        code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / f"{name}.csv", "--out",
+                            tmp_path / f"{name}.parquet", "--quiet"], capsys)
+        assert code == 0 and ("magnitudes unlike the model's training magnitudes: u median" in err) == warned, err
+    from skysort.tasks.sgq import predict_sgq
+
+    with pytest.warns(UserWarning, match="magnitude errors, fluxes or another system"):
+        predict_sgq("sgq-sdss", mag=np.stack([errors[f"mag_{b}"] for b in "ugriz"], axis=1))

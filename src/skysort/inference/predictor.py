@@ -433,6 +433,39 @@ def flux_scale(image_bands, model_zero_points: Mapping[str, float] | None,
     return None if np.allclose(factors, 1.0, rtol=1e-9) else factors.astype(np.float32)
 
 
+#: A band whose median input magnitude lies further than this many standard deviations from
+#: the training mean is reported by :func:`magnitude_range_message`.
+MAGNITUDE_OUTLIER_SIGMA = 5.0
+
+
+def magnitude_range_message(model_meta: Mapping[str, Any], bands: Sequence[str], mags: np.ndarray) -> str | None:
+    """A caution when magnitudes given to a model look like something else: the median of a
+    band's finite values ``mags`` ``(N, len(bands))`` [mag] lies more than
+    :data:`MAGNITUDE_OUTLIER_SIGMA` standard deviations from the training mean the model
+    records (``normalisation["photometry"]``). Errors, fluxes or another system mapped as
+    magnitudes pass every range check one by one, but not this one. None when nothing is off
+    or the model records no training magnitudes."""
+    photometry = (model_meta.get("normalisation") or {}).get("photometry") or {}
+    model_bands = list(model_meta.get("photometry_bands") or [])
+    mean, std = photometry.get("mag_mean"), photometry.get("mag_std")
+    if not mean or not std or len(mean) != len(model_bands):
+        return None
+    mags = np.asarray(mags, float).reshape(len(mags), len(bands))
+    off = []
+    for column, band in enumerate(bands):
+        finite = mags[:, column][np.isfinite(mags[:, column])]
+        if band not in model_bands or not finite.size:
+            continue
+        i = model_bands.index(band)
+        median = float(np.median(finite))
+        if abs(median - mean[i]) > MAGNITUDE_OUTLIER_SIGMA * std[i]:
+            off.append(f"{band} median {median:.3g} (trained on {mean[i]:.1f} +- {std[i]:.1f})")
+    if not off:
+        return None
+    return (f"magnitudes unlike the model's training magnitudes: {'; '.join(off)}; are magnitude errors, fluxes or "
+            "another system mapped as magnitudes? (check the column mapping)")
+
+
 def unknown_zero_point_message(model_zero_points: Mapping[str, float] | None, bands: Sequence[str]) -> str | None:
     """The warning for images whose zero point is unknown in ``bands``, for a model that reads
     absolute fluxes (one recording ``model_zero_points``); None when there is nothing to say.
@@ -490,7 +523,8 @@ def stampset_notes(model_meta: Mapping[str, Any], stamps) -> tuple[list[str], li
     warnings : list of str
         A pixel scale more than 2% from the model's (sizes on the sky misread), a seeing that
         could not be measured (the model runs at lower accuracy), a seeing outside the range
-        the model was trained on, an unknown zero point for a model that reads absolute fluxes.
+        the model was trained on, an unknown zero point for a model that reads absolute fluxes,
+        magnitudes unlike the training ones (:func:`magnitude_range_message`).
     """
     from ..data.seeing import seeing_mismatch, stampset_seeing
 
@@ -515,6 +549,12 @@ def stampset_notes(model_meta: Mapping[str, Any], stamps) -> tuple[list[str], li
     message = unknown_zero_point_message(model_meta.get("zero_points"), unknown)
     if message:
         cautions.append(message)
+    bands = [b for b in model_meta.get("photometry_bands") or [] if f"mag_{b}" in stamps.columns]
+    if bands and len(stamps):
+        mags = np.stack([np.asarray(stamps.column(f"mag_{b}"), float) for b in bands], axis=1)
+        message = magnitude_range_message(model_meta, bands, mags)
+        if message:
+            cautions.append(message)
     return information, cautions
 
 

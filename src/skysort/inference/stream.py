@@ -1257,6 +1257,20 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
+def warn_magnitude_range(predictor: Any, catalog: "CatalogStream", warn: Callable[[str | os.PathLike, str], None],
+                         sample_rows: int = 100_000) -> None:
+    """Warn once when the catalogue's first ``sample_rows`` magnitudes look unlike the model's
+    training magnitudes (:func:`~skysort.inference.predictor.magnitude_range_message`)."""
+    from .predictor import magnitude_range_message
+
+    bands = list(predictor.spec.photometry_bands)
+    _, rows = next(catalog.chunks(sample_rows))
+    mags = np.stack([rows[f"mag_{b}"] for b in bands], axis=1)
+    message = magnitude_range_message(predictor.meta, bands, mags)
+    if message:
+        warn(catalog.path, message)
+
+
 def warn_pixel_scale(tiles: Sequence[TileInfo], spec: Any, warn: Callable[[str | os.PathLike, str], None] | None) -> None:
     """Warn once when tiles' pixel scales differ from the model's by more than 2%."""
     if not (spec.pixel_scale and warn):
@@ -1412,6 +1426,8 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
     catalog_stream = CatalogStream(catalog, options.mapping, (), require_sky=inputs.needs_sky)
     catalog_stream.columns, photometry_missing = prediction_columns(catalog_stream.names, catalog, catalog_stream.mapping, spec,
                                                                     inputs, warn, catalog_stream.units)
+    if warn and spec.photometry_bands and not photometry_missing:
+        warn_magnitude_range(predictor, catalog_stream, warn)
     signature = run_signature(model_info, file_identity(catalog), inputs, options)
     folder_existed = out.exists()
     manifest = Manifest.prepare_folder(out, signature)

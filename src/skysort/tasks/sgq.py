@@ -802,7 +802,7 @@ def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | str 
         read; a prior that does not fit the model.
     """
     from ..inference.predictor import (MISSING_INPUT_FLAG, ClassDecision, apply_decision, check_stampset, class_table, load_predictor,
-                                       predict_stampset, stampset_notes)
+                                       magnitude_range_message, predict_stampset, stampset_notes)
 
     predictor = model if isinstance(model, SGQPredictor) else load_predictor(model, device="cpu")
     if predictor.task != "sgq":
@@ -833,6 +833,11 @@ def predict_sgq(model: str | os.PathLike | SGQPredictor, stamps: StampSet | str 
             lo, hi = PLAUSIBLE_MAGNITUDES
             warnings.warn(f"{int(wild.sum())} magnitude(s) outside {lo:g} to {hi:g} (catalogue sentinels such as 99 or "
                           "-9999?) are taken as missing", stacklevel=2)
+        if input_warnings and mag.ndim == 2 and mag.shape[1] == len(predictor.spec.photometry_bands):
+            message = magnitude_range_message(predictor.meta, predictor.spec.photometry_bands,
+                                              np.where(plausible_magnitudes(mag), mag, np.nan))
+            if message:
+                warnings.warn(message, stacklevel=2)
     inputs = {}
     seeing = None
     if images is not None:
