@@ -113,6 +113,15 @@ def test_train_and_predict_paper_model(blend_set, tmp_path, capsys):
 
     prob = blend_paper.predict_paper_model(model_path, blend_set)
     assert prob.shape == (300,) and np.all((prob >= 0) & (prob <= 1))
+    # A stamp without a finite pixel gets no probability, as from a BlendNet model.
+    from skysort.tasks.blend import predict_any_blend_model
+
+    stamps = StampSet.open(blend_set)
+    images = stamps.images()
+    images[:2] = np.nan
+    table = predict_any_blend_model(model_path, write_stampset(tmp_path / "blank.h5", images, stamps.table, stamps.meta))
+    assert np.isnan(table["p_blended"][:2]).all() and np.isfinite(table["p_blended"][2:]).all()
+    assert list(table["n_sources"][:2]) == [0, 0] and not table["blended"][:2].any()
 
     # What the command line cannot do with it is refused before any warning about the stamps.
     from skysort.cli import main

@@ -403,13 +403,19 @@ def stamps_without_pixels(images: np.ndarray) -> np.ndarray:
     return ~np.isfinite(images).reshape(len(images), -1).any(axis=1)
 
 
+def stampset_without_pixels(stamps, band_index: Sequence[int] | None = None, batch_size: int = 4096) -> np.ndarray:
+    """:func:`stamps_without_pixels` for every stamp of a stamp set (in the planes
+    ``band_index``, default all), read batch by batch."""
+    blank = [stamps_without_pixels(images if band_index is None else images[:, list(band_index)])
+             for _, images in stamps.iter_batches(batch_size=batch_size)]
+    return np.concatenate(blank) if blank else np.zeros(0, bool)
+
+
 def stamps_with_pixels(stamps, band_index: Sequence[int] | None = None, batch_size: int = 4096):
     """``(view, n_blank)``: the stamp set without its stamps that hold no finite pixel (in the
     planes ``band_index``, default all), and how many those were. Evaluations score the view:
     an image-only model cannot classify a stamp without pixels, and predicts none for it."""
-    blank = [stamps_without_pixels(images if band_index is None else images[:, list(band_index)])
-             for _, images in stamps.iter_batches(batch_size=batch_size)]
-    blank = np.concatenate(blank) if blank else np.zeros(0, bool)
+    blank = stampset_without_pixels(stamps, band_index, batch_size)
     if not blank.any():
         return stamps, 0
     if blank.all():

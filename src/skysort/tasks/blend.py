@@ -21,7 +21,8 @@ from ..data.dataset import random_dihedral_batch
 from ..data.stampset import StampSet
 from ..errors import InputError
 from ..evaluation.blend_metrics import blended_truth
-from ..inference.predictor import ClassDecision, InputSpec, TorchPredictor, stamps_with_pixels, stamps_without_pixels
+from ..inference.predictor import (ClassDecision, InputSpec, TorchPredictor, stamps_with_pixels, stamps_without_pixels,
+                                   stampset_without_pixels)
 from ..models.blend import OFFSET_SCALE_PX, BlendNet, blend_loss
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
@@ -311,13 +312,14 @@ def predict_any_blend_model(model: str | os.PathLike, stamps: StampSet, *, thres
     from .blend_paper import predict_paper_model
 
     probability = np.asarray(predict_paper_model(path, stamps, progress=progress is not None), dtype=np.float32)
+    probability[stampset_without_pixels(stamps)] = np.nan  # as BlendNet predictions: no pixel, no probability
     if progress:
         progress(len(stamps))
     table = Table()
     table["id"] = stamps.column("id")
     table["p_blended"] = probability
     table["blended"] = probability > threshold
-    table["n_sources"] = np.where(table["blended"], 2, 1).astype(np.int16)
+    table["n_sources"] = np.where(np.isnan(probability), 0, np.where(table["blended"], 2, 1)).astype(np.int16)
     table["companion_dx"] = np.full(len(stamps), np.nan, np.float32)
     table["companion_dy"] = np.full(len(stamps), np.nan, np.float32)
     return table
