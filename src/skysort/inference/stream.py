@@ -499,8 +499,8 @@ class CatalogColumns:
             if data.dtype.kind == "O":
                 missing |= np.asarray(pd.isna(data), dtype=bool)
                 data = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data], dtype=object)
-            ids = np.char.strip(data.astype(str))
-            missing |= np.char.str_len(ids) == 0
+            ids = data.astype(str)
+            missing |= (np.char.str_len(ids) == 0) | np.char.isspace(ids)
         if missing.any():
             rows = np.flatnonzero(missing)
             if start is None:
