@@ -718,14 +718,16 @@ class SGQPredictor(TorchPredictor):
         has_image = ~stamps_without_pixels(images) if images is not None else np.zeros(n, bool)
         n_missing = (~np.isfinite(mags)).sum(axis=1).astype(np.int16) if mags is not None else np.full(n, len(spec.photometry_bands), np.int16)
         probabilities = np.full((n, len(self.classes)), 1.0 / len(self.classes), np.float32)
-        used = np.where(has_image & has_mag, "both", np.where(has_image, "image", np.where(has_mag, "photometry", "none")))
-        used = used.astype("<U10")
+        kinds = ("both", "image", "photometry", "none")
+        kind_of = np.where(has_image & has_mag, 0, np.where(has_image, 1, np.where(has_mag, 2, 3)))
+        used = np.asarray(kinds, dtype="<U10")[kind_of]
         # The head for each kind of input at hand: a single-branch network has only its main head.
         heads = {"both": {"both": "main", "image": "image", "photometry": "photometry"},
                  "image": {"image": "main"}, "photometry": {"photometry": "main"}}[self.network.branches]
         for kind, head in heads.items():
-            rows = np.flatnonzero(used == kind)
-            if rows.size:
+            chosen = kind_of == kinds.index(kind)
+            rows = slice(None) if chosen.all() else np.flatnonzero(chosen)  # no copies in the usual case
+            if chosen.any():
                 probabilities[rows] = _network_probabilities(
                     self.network, images[rows] if kind != "photometry" else None, mags[rows] if kind != "image" else None,
                     head, device=self.device, seeing=seeing[rows])
