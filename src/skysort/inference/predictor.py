@@ -569,8 +569,9 @@ def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | 
     """The inputs a predictor needs, read from a stamp set (optionally a subset of rows).
 
     Returns ``(inputs, missing)`` where ``missing`` is True for objects lacking some of the
-    model's photometric bands or whose stamp holds no finite pixel. A model that reads the seeing gets ``psf_fwhm`` (FWHM [arcsec]
-    per object of the rows read) when given, else the seeing the stamp set records.
+    model's photometric bands or whose stamp holds no finite pixel. A model that reads the
+    seeing gets ``psf_fwhm`` (FWHM [arcsec] per object of the rows read) when given, else the
+    seeing the stamp set records.
 
     Raises
     ------

@@ -498,7 +498,8 @@ class CatalogColumns:
         else:
             if data.dtype.kind == "O":
                 missing |= np.asarray(pd.isna(data), dtype=bool)
-                data = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data], dtype=object)
+                if any(isinstance(v, bytes) for v in data[:100]):
+                    data = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data], dtype=object)
             ids = data.astype(str)
             missing |= (np.char.str_len(ids) == 0) | np.char.isspace(ids)
         if missing.any():
