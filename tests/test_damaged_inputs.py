@@ -377,3 +377,18 @@ def test_magnitude_errors_mapped_as_magnitudes_are_warned_about(tmp_path, capsys
 
     with pytest.warns(UserWarning, match="magnitude errors, fluxes or another system"):
         predict_sgq("sgq-sdss", mag=np.stack([errors[f"mag_{b}"] for b in "ugriz"], axis=1))
+
+
+@pytest.mark.parametrize("separator, name", [(";", "semicolons"), ("\t", "tabs"), (" ", "spaces")])
+def test_a_csv_separated_by_other_than_commas_is_named_so(tmp_path, capsys, separator, name):
+    # Before: one column, then "no position columns" or "no column mag_u", which hid the cause.
+    lines = [separator.join(["id", "ra", "dec", *(f"mag_{b}" for b in "ugriz")]),
+             separator.join(["1", "150.1", "2.1", "20", "19.5", "19.2", "19.1", "19"])]
+    (tmp_path / "c.csv").write_text("\n".join(lines) + "\n")
+    fragment = f"the header line is separated by {name}, not commas"
+    one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "c.csv", "--out", tmp_path / "p.parquet",
+                         "--quiet"], capsys)[::2], "c.csv", fragment)
+    from skysort.data.catalog import read_catalog
+
+    with pytest.raises(InputError, match=fragment):
+        read_catalog(tmp_path / "c.csv")

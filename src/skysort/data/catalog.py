@@ -580,6 +580,20 @@ def _is_ecsv(path: Path) -> bool:
         return fh.read(7) == b"# %ECSV"
 
 
+def check_comma_separated(path: str | os.PathLike, header: str) -> None:
+    """Refuse a CSV file whose ``header`` line holds no comma but other separators: spreadsheet
+    programs in many locales write semicolons, and tab- or space-separated tables are named
+    .csv too. Read as CSV such a file is one column, which would fail later as a missing
+    position or magnitude column."""
+    header = header.strip()
+    if "," in header or not header or header.startswith("#"):
+        return  # a comment line is not the header
+    for separator, name in (("\t", "tabs"), (";", "semicolons"), ("|", "vertical bars"), (" ", "spaces")):
+        if separator in header:
+            raise InputError(path, f"the header line is separated by {name}, not commas: save the table as "
+                                   "comma-separated CSV (with '.' as the decimal point)")
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
@@ -608,6 +622,9 @@ def _read_raw(path: Path) -> tuple[Table, dict[str, Any]]:
                 table, meta = _read_parquet(path)
             else:
                 is_ecsv = _is_ecsv(path)
+                if not is_ecsv:
+                    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+                        check_comma_separated(path, fh.readline())
                 table = Table.read(path, format="ascii.ecsv" if is_ecsv else "ascii.csv")
                 meta = dict(table.meta) if is_ecsv else {}
                 if table.colnames and table.colnames[0].startswith("\ufeff"):

@@ -341,6 +341,10 @@ def _csv_header(path: Path) -> list[str]:
         first = next(csv.reader(fh), None)
     if not first or not any(name.strip() for name in first):
         raise InputError(path, "cannot read as CSV: no header line")
+    if len(first) == 1:
+        from ..data.catalog import check_comma_separated
+
+        check_comma_separated(path, first[0])
     return [name.strip() for name in first]
 
 
