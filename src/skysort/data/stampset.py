@@ -870,6 +870,15 @@ class StampSetWriter:
         self.close(success=exc_type is None)
 
 
+def stamps_without_pixels(images: np.ndarray) -> np.ndarray:
+    """Whether each stamp of ``images`` ``(N, ...)`` holds no finite pixel at all: an object
+    off the tile's data or in a masked region. A network given one would classify the sky level
+    it is filled with, so predictors give such a stamp no probabilities (or use other inputs),
+    evaluations do not score it and training refuses it."""
+    images = np.asarray(images)
+    return ~np.isfinite(images).reshape(len(images), -1).any(axis=1)
+
+
 def write_stampset(
     path: str | os.PathLike,
     images: np.ndarray,

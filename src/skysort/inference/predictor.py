@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import numpy as np
 from astropy.table import Table
 
+from ..data.stampset import stamps_without_pixels
 from ..errors import InputError
 
 #: Bit set in the output ``flags`` column (beside the stamp set's own flags) when the model
@@ -393,14 +394,6 @@ def class_table(predictor: Predictor, outputs: Mapping[str, np.ndarray], ids: np
 
 #: Units of the prediction columns that carry one (written to every output format).
 _OUTPUT_UNITS = {"ra": "deg", "dec": "deg", "psf_fwhm": "arcsec", "companion_dx": "pix", "companion_dy": "pix"}
-
-
-def stamps_without_pixels(images: np.ndarray) -> np.ndarray:
-    """Whether each stamp of ``images`` ``(N, ...)`` holds no finite pixel at all: an object
-    off the tile's data or in a masked region. A network given one would classify the sky level
-    it is filled with, so predictors give such a stamp no probabilities (or use other inputs)."""
-    images = np.asarray(images)
-    return ~np.isfinite(images).reshape(len(images), -1).any(axis=1)
 
 
 def stampset_without_pixels(stamps, band_index: Sequence[int] | None = None, batch_size: int = 4096) -> np.ndarray:

@@ -50,10 +50,10 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..data.flags import Flags
+from ..data.stampset import stamps_without_pixels
 from ..errors import InputError, report_problem
 from .manifest import SHARDS_DIR, Manifest, file_identity, file_sha256, part_name
-from .predictor import (MISSING_INPUT_FLAG, ClassDecision, Predictor, class_table, stamps_without_pixels,
-                        unknown_zero_point_message)
+from .predictor import MISSING_INPUT_FLAG, ClassDecision, Predictor, class_table, unknown_zero_point_message
 
 #: Resident memory of the process before any data (Python, torch, astropy), in GiB; the
 #: memory setting bounds what comes on top of it.

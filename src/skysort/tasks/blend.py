@@ -18,11 +18,10 @@ import torch
 from astropy.table import Table
 
 from ..data.dataset import random_dihedral_batch
-from ..data.stampset import StampSet
+from ..data.stampset import StampSet, stamps_without_pixels
 from ..errors import InputError
 from ..evaluation.blend_metrics import blended_truth
-from ..inference.predictor import (ClassDecision, InputSpec, TorchPredictor, stamps_with_pixels, stamps_without_pixels,
-                                   stampset_without_pixels)
+from ..inference.predictor import ClassDecision, InputSpec, TorchPredictor, stamps_with_pixels, stampset_without_pixels
 from ..models.blend import OFFSET_SCALE_PX, BlendNet, blend_loss
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
@@ -229,7 +228,7 @@ def _blend_network(path: Path, meta: dict[str, Any], state: dict[str, torch.Tens
 @torch.inference_mode()
 def _predict_outputs(network: BlendNet, images: np.ndarray, batch_size: int = 1024, device: str = "cpu") -> dict[str, np.ndarray]:
     """``p_blended``, ``p_two_sources`` and ``offset`` (px) of stamps ``(N, 1, H, W)``; NaN for a
-    stamp without a finite pixel (:func:`~skysort.inference.predictor.stamps_without_pixels`)."""
+    stamp without a finite pixel (:func:`~skysort.data.stampset.stamps_without_pixels`)."""
     outputs: dict[str, list[np.ndarray]] = {"p_blended": [], "p_two_sources": [], "offset": []}
     for start in range(0, len(images), batch_size):
         chunk = np.asarray(images[start : start + batch_size], np.float32)

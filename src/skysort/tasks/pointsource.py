@@ -42,9 +42,9 @@ from torch.nn import functional as F
 
 from ..data.cutout import centre_crop
 from ..data.dataset import AsinhStretch, random_dihedral_batch
-from ..data.stampset import StampSet
+from ..data.stampset import StampSet, stamps_without_pixels
 from ..errors import InputError
-from ..inference.predictor import InputSpec, TorchPredictor, stamps_with_pixels, stamps_without_pixels
+from ..inference.predictor import InputSpec, TorchPredictor, stamps_with_pixels
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.pointsource import (
     FeatureDiscriminator,

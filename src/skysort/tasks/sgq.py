@@ -38,9 +38,9 @@ from ..data.catalog import read_unique_catalogs
 from ..data.cutout import centre_crop
 from ..data.dataset import random_dihedral_batch
 from ..data.seeing import object_seeing
-from ..data.stampset import StampSet
+from ..data.stampset import StampSet, stamps_without_pixels
 from ..errors import InputError
-from ..inference.predictor import InputSpec, TorchPredictor, stamps_without_pixels
+from ..inference.predictor import InputSpec, TorchPredictor
 from ..models.card import percent, write_card
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model

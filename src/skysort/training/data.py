@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.stampset import StampSet
+from ..data.stampset import StampSet, stamps_without_pixels
 from ..errors import InputError
 
 BatchTransform = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
@@ -65,7 +65,7 @@ def require_finite_images(images: np.ndarray, source, what: str = "training") ->
     images = np.asarray(images)
     if images.size == 0:
         return
-    empty = ~np.isfinite(images.reshape(len(images), -1)).any(axis=1)
+    empty = stamps_without_pixels(images)
     if empty.any():
         raise InputError(source, f"{int(empty.sum()):,} of {len(images):,} {what} stamps have no finite pixel "
                                  "(flagged NAN_PIXELS): select the others first, e.g. stamps[stamps.column('flags') == 0]")
