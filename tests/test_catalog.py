@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from astropy import units as u
 from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 
@@ -552,3 +553,32 @@ def test_compact_mapping_takes_labels_and_ab_offsets(tmp_path):
         with pytest.raises(InputError, match=fragment):
             ColumnMapping.from_string("ra=a,dec=d," + bad)
     assert resolve_mapping("sdss:kind=model").describe() == "sdss (kind=model)"
+
+
+def test_flux_columns_become_ab_magnitudes(tmp_path):
+    from skysort.data.catalog import ColumnMapping, fluxes_to_magnitudes
+
+    # Rubin-like object table: fluxes in nJy, a negative flux for a non-detection.
+    mags = np.array([20.0, 22.0, 25.0])
+    flux = 3631e9 * 10 ** (-0.4 * mags)
+    flux[2] = -5.0
+    Table({"id": [1, 2, 3], "ra": [1.0, 2.0, 3.0], "dec": [1.0, 2.0, 3.0], "g_psfFlux": flux,
+           "g_psfFluxErr": [100.0, 50.0, 20.0]}).write(tmp_path / "objects.parquet")
+    mapping = "mag={band}_psfFlux,magerr={band}_psfFluxErr,bands=g,flux_unit=nJy"
+    table = read_catalog(tmp_path / "objects.parquet", mapping=mapping)
+    assert np.allclose(table["mag_g"][:2], mags[:2]) and table["mag_g"].mask.tolist() == [False, False, True]
+    assert np.allclose(table["magerr_g"][:2], 2.5 / np.log(10) * np.array([100.0, 50.0]) / flux[:2])
+    # With a softening the magnitudes are asinh ones, finite for the negative flux too.
+    asinh, _ = fluxes_to_magnitudes(flux, None, 1e-9 / 3631, softening=1e-10)
+    assert np.all(np.isfinite(asinh)) and np.allclose(asinh[:2], mags[:2], atol=5e-3)  # 0.004 apart at 22
+    # Units that contradict the mapping, and mappings that cannot hold, are one error each.
+    Table({"id": [1], "ra": [1.0], "dec": [1.0], "g_psfFlux": [1e3] * u.uJy}).write(tmp_path / "uJy.fits")
+    with pytest.raises(InputError, match="is in uJy, but the column mapping's flux_unit says nJy"):
+        read_catalog(tmp_path / "uJy.fits", mapping="mag={band}_psfFlux,bands=g,flux_unit=nJy")
+    with pytest.raises(InputError, match=r"say so in the column mapping \(flux_unit=uJy\)"):
+        read_catalog(tmp_path / "uJy.fits", mapping="mag={band}_psfFlux,bands=g")
+    for bad, fragment in (("mag=f_{band},bands=g,flux_unit=mag", "not a flux density"),
+                          ("mag=f_{band},bands=g,flux_unit=nJy,ab_offsets=g:0.1", "AB already"),
+                          ("ra=ra,dec=dec,flux_unit=nJy", "give mag")):
+        with pytest.raises(InputError, match=fragment):
+            ColumnMapping.from_string(bad)

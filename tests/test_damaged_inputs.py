@@ -392,3 +392,32 @@ def test_a_csv_separated_by_other_than_commas_is_named_so(tmp_path, capsys, sepa
 
     with pytest.raises(InputError, match=fragment):
         read_catalog(tmp_path / "c.csv")
+
+
+def test_predict_takes_a_flux_catalogue_in_the_models_magnitude_convention(tmp_path, capsys):
+    # Rubin and HSC object tables hold fluxes (nJy). sgq-sdss learnt SDSS asinh magnitudes, so
+    # the fluxes must become asinh magnitudes with its softening, faint and negative ones included.
+    from skysort.data.catalog import fluxes_to_magnitudes
+    from skysort.inference.predictor import load_predictor
+
+    rng = np.random.default_rng(6)
+    mags = rng.uniform(18, 24, (N, 5))
+    flux = 3631e9 * 10 ** (-0.4 * mags)
+    flux[0, 0] = -20.0  # a u-band non-detection
+    frame = pd.DataFrame({"id": np.arange(N), **{f"{b}_psfFlux": flux[:, k] for k, b in enumerate("ugriz")},
+                          **{f"{b}_psfFluxErr": np.full(N, 30.0) for b in "ugriz"}})
+    frame.to_parquet(tmp_path / "objects.parquet")
+    mapping = "mag={band}_psfFlux,magerr={band}_psfFluxErr,bands=u g r i z,flux_unit=nJy"
+    code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "objects.parquet", "--mapping", mapping,
+                        "--out", tmp_path / "from_flux.parquet", "--quiet"], capsys)
+    assert code == 0 and "warning" not in err, err
+    softening = load_predictor("sgq-sdss").meta["catalogue_magnitudes"]["softening"]
+    asinh = {f"mag_{b}": fluxes_to_magnitudes(flux[:, k], None, 1e-9 / 3631, softening[b])[0] for k, b in enumerate("ugriz")}
+    pd.DataFrame({"id": np.arange(N), **asinh}).to_parquet(tmp_path / "magnitudes.parquet")
+    code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "magnitudes.parquet", "--out",
+                        tmp_path / "from_mag.parquet", "--quiet"], capsys)
+    assert code == 0, err
+    from_flux, from_mag = (pd.read_parquet(tmp_path / f"{name}.parquet") for name in ("from_flux", "from_mag"))
+    assert from_flux["n_missing_bands"].tolist() == [0] * N  # the negative flux is a finite asinh magnitude
+    for column in ("p_star", "p_galaxy", "p_qso"):
+        np.testing.assert_allclose(from_flux[column], from_mag[column], atol=1e-5)

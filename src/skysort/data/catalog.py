@@ -45,6 +45,7 @@ YAML schema (every key optional)::
     bands: [u, g, r]            # bands in order
     sentinels: [99, -99]        # magnitudes/errors equal to these are missing
     ab_offsets: {u: -0.04}      # added to the magnitudes to put them on the AB system
+    flux_unit: nJy              # mag/magerr name flux and flux-error columns in this unit
     options:                    # named choices for from_preset(name, option=value)
       kind:
         default: psf
@@ -157,7 +158,7 @@ _PRESET_DIR = ("presets", "catalogs")
 
 _YAML_KEYS = (
     "name", "description", "id", "ra", "dec", "x", "y", "pixel_origin", "reference_band",
-    "label", "labels", "mag", "magerr", "bands", "sentinels", "ab_offsets", "options",
+    "label", "labels", "mag", "magerr", "bands", "sentinels", "ab_offsets", "options", "flux_unit",
 )
 # Keys the compact string form accepts; "options" needs YAML's nesting ("labels" and
 # "ab_offsets" are written as space-separated key:value pairs).
@@ -196,6 +197,11 @@ class ColumnMapping:
     ab_offsets : dict of str to float
         Per band, the offset [mag] added to the catalogue's magnitudes to put them on the AB
         system (SDSS: u_AB = u - 0.04, z_AB = z + 0.02); bands left out are AB already.
+    flux_unit : str or None
+        When given, the ``mag`` / ``magerr`` columns hold fluxes and flux errors in this unit
+        (nJy, uJy, Jy, nanomaggy, ...), as Rubin and HSC object tables do; they are turned into
+        AB magnitudes (:func:`fluxes_to_magnitudes`). Only the mapping's own ``sentinels``
+        apply to fluxes (the default magnitude sentinels are real fluxes).
     labels : dict of str to str
         Translation of raw class values (as strings, compared case-insensitively) into
         skysort class names before lower-casing, e.g. ``{"3": "galaxy", "6": "star"}``.
@@ -223,6 +229,7 @@ class ColumnMapping:
     reference_band: str | None = None
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
     ab_offsets: dict[str, float] = dataclasses.field(default_factory=dict)
+    flux_unit: str | None = None
     description: str = ""
     options: dict[str, str] = dataclasses.field(default_factory=dict)
     auto: bool = False
@@ -287,6 +294,9 @@ class ColumnMapping:
                 raise InputError(where, f"ab_offsets must be numbers in mag, not {dict(offsets)!r}") from None
             if not all(np.isfinite(v) for v in kwargs["ab_offsets"].values()):
                 raise InputError(where, "ab_offsets must be finite")
+        if data.get("flux_unit") is not None:
+            kwargs["flux_unit"] = str(data["flux_unit"]).strip()
+            maggies_per_unit(kwargs["flux_unit"], where)  # a unit that is no flux density is refused here
         if data.get("description"):
             kwargs["description"] = str(data["description"])
         return cls._checked(where, **kwargs)
@@ -321,6 +331,10 @@ class ColumnMapping:
             return "a column mapping with bands needs mag"
         if len(set(self.bands)) != len(self.bands):
             return f"bands repeat: {' '.join(self.bands)}"
+        if self.flux_unit and self.mag is None:
+            return "flux_unit says what the mag columns hold: give mag (the flux columns) too"
+        if self.flux_unit and self.ab_offsets:
+            return "ab_offsets correct catalogue magnitudes; fluxes in a physical unit are AB already"
         return None
 
     @classmethod
@@ -411,8 +425,11 @@ class ColumnMapping:
         return f"{self.name} ({opts})"
 
     def effective_sentinels(self) -> tuple[float, ...]:
-        """The sentinel values in force: the mapping's own, else :data:`DEFAULT_SENTINELS`."""
-        return DEFAULT_SENTINELS if self.sentinels is None else self.sentinels
+        """The sentinel values in force: the mapping's own, else :data:`DEFAULT_SENTINELS`
+        (none for fluxes: 99 nJy is a flux)."""
+        if self.sentinels is None:
+            return () if self.flux_unit else DEFAULT_SENTINELS
+        return self.sentinels
 
     def mag_column(self, band: str) -> str | None:
         """Survey column of the magnitude in ``band`` (None if the mapping has none)."""
@@ -873,18 +890,21 @@ def _standardise(raw: Table, carried: Mapping[str, Any], path: str | os.PathLike
     sentinels = np.array(cmap.effective_sentinels(), dtype=np.float64)
     for band in band_list:
         mag_name = sources[f"mag_{band}"]
-        check_magnitude_unit(raw[mag_name].unit, mag_name, path)
-        mag = _masked_magnitudes(raw[mag_name], sentinels, path)
-        offset = cmap.ab_offsets.get(band, 0.0)
-        if offset:
-            mag = MaskedColumn(mag.data + offset, mask=mag.mask)
-        out[f"mag_{band}"] = MaskedColumn(mag, unit=u.mag,
-                                          description=f"AB magnitude, band {band}"
-                                          + (f" (catalogue value {offset:+g} mag)" if offset else ""))
-        consumed.add(mag_name)
         err_name = sources.get(f"magerr_{band}")
+        if cmap.flux_unit:
+            mag, err = _magnitudes_from_fluxes(raw, mag_name, err_name, cmap.flux_unit, sentinels, path)
+            note = f" (Pogson, from flux column {mag_name} [{cmap.flux_unit}]; NaN where the flux is not positive)"
+        else:
+            check_magnitude_unit(raw[mag_name].unit, mag_name, path)
+            mag = _masked_magnitudes(raw[mag_name], sentinels, path)
+            offset = cmap.ab_offsets.get(band, 0.0)
+            if offset:
+                mag = MaskedColumn(mag.data + offset, mask=mag.mask)
+            note = f" (catalogue value {offset:+g} mag)" if offset else ""
+            err = _masked_magnitudes(raw[err_name], sentinels, path) if err_name is not None else None
+        out[f"mag_{band}"] = MaskedColumn(mag, unit=u.mag, description=f"AB magnitude, band {band}{note}")
+        consumed.add(mag_name)
         if err_name is not None:
-            err = _masked_magnitudes(raw[err_name], sentinels, path)
             err.mask |= mag.mask
             out[f"magerr_{band}"] = MaskedColumn(err, unit=u.mag,
                                                  description=f"AB magnitude error, band {band}")
@@ -1059,14 +1079,52 @@ def degrees_per_unit(unit: Any, column: str, path: str | os.PathLike) -> float:
                                "(or any angle unit the file declares)") from None
 
 
+def maggies_per_unit(unit: Any, where: str | os.PathLike) -> float:
+    """Maggies (the flux of an AB magnitude 0 source, 3631 Jy) per unit of a flux column
+    (``unit``: nJy, uJy, Jy, nanomaggy, ... as text or astropy unit); InputError otherwise."""
+    parsed = _declared_unit(unit)
+    if parsed is not None and not isinstance(parsed, u.FunctionUnitBase):
+        for target, scale in ((u.mgy, 1.0), (u.Jy, 1.0 / 3631.0)):
+            try:
+                return float(parsed.to(target)) * scale
+            except u.UnitsError:
+                continue
+    raise InputError(where, f"flux_unit {unit!r} is not a flux density astropy knows (nJy, uJy, Jy, nanomaggy)")
+
+
+def fluxes_to_magnitudes(flux: np.ndarray, flux_err: np.ndarray | None, maggies_per_flux: float,
+                         softening: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """AB magnitudes and errors [mag] of fluxes ``flux`` (and errors ``flux_err``) given in a
+    unit worth ``maggies_per_flux`` maggies.
+
+    Pogson magnitudes ``-2.5 log10(f)`` (f in maggies) by default, NaN where the flux is not
+    positive (a non-detection, as KiDS catalogues write it); with ``softening`` ``b``
+    [maggies], asinh magnitudes (Lupton, Gunn & Szalay 1999, as SDSS catalogues write them),
+    finite for every finite flux. Errors: ``1.0857 sigma / f`` and ``1.0857 sigma /
+    hypot(f, 2b)`` respectively.
+    """
+    factor = 2.5 / np.log(10.0)
+    f = np.asarray(flux, np.float64) * maggies_per_flux
+    sigma = None if flux_err is None else np.abs(np.asarray(flux_err, np.float64)) * maggies_per_flux
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if softening:
+            mag = -factor * (np.arcsinh(f / (2.0 * softening)) + np.log(softening))
+            err = None if sigma is None else factor * sigma / np.hypot(f, 2.0 * softening)
+        else:
+            positive = np.isfinite(f) & (f > 0)
+            mag = np.where(positive, -2.5 * np.log10(np.where(positive, f, 1.0)), np.nan)
+            err = None if sigma is None else np.where(positive, factor * sigma / np.where(positive, f, 1.0), np.nan)
+    return mag, err
+
+
 def check_magnitude_unit(unit: Any, column: str, path: str | os.PathLike) -> None:
     """Refuse a magnitude column whose declared unit is a flux density (nJy, nanomaggy, ...)."""
     parsed = _declared_unit(unit)
     if parsed is None or isinstance(parsed, u.FunctionUnitBase):
         return  # mag, mag(AB), dex and the like
     if any(parsed.is_equivalent(flux) for flux in (u.Jy, u.mgy, u.erg / u.s / u.cm**2 / u.Hz)):
-        raise InputError(path, f"column {column!r} holds fluxes ({parsed}), not magnitudes: give magnitudes, or map "
-                               "the magnitude columns")
+        raise InputError(path, f"column {column!r} holds fluxes ({parsed}), not magnitudes: give magnitudes, or say "
+                               f"so in the column mapping (flux_unit={parsed})")
 
 
 def _float_column(col: Column, unit: u.UnitBase, description: str,
@@ -1079,6 +1137,37 @@ def _float_column(col: Column, unit: u.UnitBase, description: str,
     mask = np.ma.getmaskarray(col) | ~np.isfinite(values)
     return MaskedColumn(np.where(mask, np.nan, values), mask=mask, unit=unit,
                         description=description)
+
+
+def check_flux_unit(declared: Any, column: str, flux_unit: str, path: str | os.PathLike) -> None:
+    """Refuse a flux column whose own declared unit contradicts the mapping's ``flux_unit``
+    (a magnitude, or another flux unit): which one is meant would be a guess."""
+    parsed = _declared_unit(declared)
+    if parsed is None:
+        return
+    if not isinstance(parsed, u.FunctionUnitBase):
+        try:
+            if np.isclose(maggies_per_unit(parsed, path), maggies_per_unit(flux_unit, path), rtol=1e-9, atol=0):
+                return
+        except InputError:
+            pass
+    raise InputError(path, f"column {column!r} is in {parsed}, but the column mapping's flux_unit says {flux_unit}")
+
+
+def _magnitudes_from_fluxes(raw: Table, flux_name: str, err_name: str | None, flux_unit: str, sentinels: np.ndarray,
+                            path: Path) -> tuple[MaskedColumn, MaskedColumn | None]:
+    """Pogson AB magnitudes and errors of a flux column and its error column (masked where the
+    flux is missing, a sentinel or not positive)."""
+    scale = maggies_per_unit(flux_unit, path)
+    for name in (flux_name, err_name):
+        if name is not None:
+            check_flux_unit(raw[name].unit, name, flux_unit, path)
+    flux = _masked_magnitudes(raw[flux_name], sentinels, path)
+    err = _masked_magnitudes(raw[err_name], sentinels, path) if err_name is not None else None
+    mag, magerr = fluxes_to_magnitudes(flux.filled(np.nan), None if err is None else err.filled(np.nan), scale)
+    mask = ~np.isfinite(mag)
+    return (MaskedColumn(np.where(mask, np.nan, mag), mask=mask),
+            None if magerr is None else MaskedColumn(np.where(mask, np.nan, magerr), mask=mask | ~np.isfinite(magerr)))
 
 
 def _masked_magnitudes(col: Column, sentinels: np.ndarray, path: Path) -> MaskedColumn:

@@ -214,7 +214,8 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
     from ..data.catalog import resolve_mapping
 
     names = list(hats_catalog.columns)
-    columns, photometry_missing = prediction_columns(names, catalog, resolve_mapping(options.mapping), spec, inputs, warn)
+    columns, photometry_missing = prediction_columns(names, catalog, resolve_mapping(options.mapping), spec, inputs, warn,
+                                                     magnitudes=predictor.meta.get("catalogue_magnitudes"))
     properties = hats_catalog.hc_structure.catalog_info
     keep = [c for c in (properties.ra_column, properties.dec_column) if c and c not in ("ra", "dec") and c in names]
     # Survey catalogues hold hundreds of columns: read only those the model needs (and the sky

@@ -444,13 +444,17 @@ class CatalogColumns:
     units : mapping, optional
         Column name -> unit the file declares (astropy unit or text): positions in another
         angle unit are converted to degrees, magnitude columns holding fluxes are refused.
+    magnitudes : mapping, optional
+        The magnitude convention the model learnt (its ``catalogue_magnitudes``): fluxes of a
+        mapping with ``flux_unit`` become asinh magnitudes with the model's softening where
+        it learnt those (SDSS), Pogson magnitudes otherwise.
     """
 
     def __init__(self, names: Sequence[str], where: str | os.PathLike, mapping: Any, bands: Sequence[str], *, require_sky: bool,
-                 units: Mapping[str, Any] | None = None):
+                 units: Mapping[str, Any] | None = None, magnitudes: Mapping[str, Any] | None = None):
         from astropy.table import Table
 
-        from ..data.catalog import _locate_columns, check_magnitude_unit, degrees_per_unit
+        from ..data.catalog import _locate_columns, check_flux_unit, check_magnitude_unit, degrees_per_unit, maggies_per_unit
 
         self.where = where
         self.bands = tuple(bands)
@@ -466,8 +470,16 @@ class CatalogColumns:
         units = units or {}
         self.degrees_per_unit = {key: degrees_per_unit(units.get(self.sources[key]), self.sources[key], where)
                                  for key in ("ra", "dec") if self.sources.get(key) is not None}
+        #: Maggies per unit of the flux columns the mapping names as mag (None: magnitudes).
+        self.maggies_per_flux = maggies_per_unit(mapping.flux_unit, where) if mapping.flux_unit else None
+        magnitudes = magnitudes or {}
+        self.softening = dict(magnitudes.get("softening") or {}) if magnitudes.get("system") == "asinh" else {}
         for key, column in self.sources.items():
-            if key.startswith("mag_") and column is not None:
+            if column is None or not key.startswith(("mag_", "magerr_")):
+                continue
+            if self.maggies_per_flux is not None:
+                check_flux_unit(units.get(column), column, mapping.flux_unit, where)
+            elif key.startswith("mag_"):
                 check_magnitude_unit(units.get(column), column, where)
 
     @property
@@ -531,10 +543,17 @@ class CatalogColumns:
             column = self.sources.get(key)
             out[key] = self._float(raw[column], column, False) * self.degrees_per_unit[key] if column else np.full(n, np.nan)
         for band in self.bands:
+            values = {}
             for prefix in ("mag", "magerr"):
                 column = self.sources.get(f"{prefix}_{band}")
-                values = self._float(raw[column], column, True) if column else np.full(n, np.nan)
-                out[f"{prefix}_{band}"] = values.astype(np.float32)
+                values[prefix] = self._float(raw[column], column, True) if column else np.full(n, np.nan)
+            if self.maggies_per_flux is not None:
+                from ..data.catalog import fluxes_to_magnitudes
+
+                values["mag"], values["magerr"] = fluxes_to_magnitudes(values["mag"], values["magerr"], self.maggies_per_flux,
+                                                                       self.softening.get(band))
+            for prefix in ("mag", "magerr"):
+                out[f"{prefix}_{band}"] = values[prefix].astype(np.float32)
         for band in self.bands:
             out[f"magerr_{band}"][~np.isfinite(out[f"mag_{band}"])] = np.nan
         return out
@@ -542,7 +561,8 @@ class CatalogColumns:
 
 def prediction_columns(names: Sequence[str], where: str | os.PathLike, mapping: Any, spec: Any, inputs: Any,
                        warn: Callable[[str | os.PathLike, str], None] | None,
-                       units: Mapping[str, Any] | None = None) -> tuple["CatalogColumns", bool]:
+                       units: Mapping[str, Any] | None = None,
+                       magnitudes: Mapping[str, Any] | None = None) -> tuple["CatalogColumns", bool]:
     """The catalogue columns a prediction reads, and whether the model's magnitudes are missing.
 
     Normally the model's photometry bands are required. A model that also reads images, given
@@ -553,7 +573,8 @@ def prediction_columns(names: Sequence[str], where: str | os.PathLike, mapping: 
     """
     bands = list(spec.photometry_bands)
     try:
-        return CatalogColumns(names, where, mapping, bands, require_sky=inputs.needs_sky, units=units), False
+        return CatalogColumns(names, where, mapping, bands, require_sky=inputs.needs_sky, units=units,
+                              magnitudes=magnitudes), False
     except InputError:
         image_only_possible = bool(bands) and spec.uses_images and inputs.images_available
         if not image_only_possible or any(_has_band(names, where, mapping, band) for band in bands):
@@ -1430,7 +1451,8 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
     model_info = model_record(predictor)
     catalog_stream = CatalogStream(catalog, options.mapping, (), require_sky=inputs.needs_sky)
     catalog_stream.columns, photometry_missing = prediction_columns(catalog_stream.names, catalog, catalog_stream.mapping, spec,
-                                                                    inputs, warn, catalog_stream.units)
+                                                                    inputs, warn, catalog_stream.units,
+                                                                    predictor.meta.get("catalogue_magnitudes"))
     if warn and spec.photometry_bands and not photometry_missing:
         warn_magnitude_range(predictor, catalog_stream, warn)
     signature = run_signature(model_info, file_identity(catalog), inputs, options)
