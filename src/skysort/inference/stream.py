@@ -534,6 +534,8 @@ class CatalogColumns:
         (float32, NaN where missing) of ``n`` rows from raw columns (catalogue name -> array);
         ``id`` defaults to the row number counted from ``start`` (None: rows whose place in the
         catalogue is not known, a HATS partition's, numbered from 0)."""
+        from ..data.catalog import fluxes_to_magnitudes
+
         out: dict[str, np.ndarray] = {}
         if self.sources.get("id") is not None:
             out["id"] = self._ids(raw[self.sources["id"]], self.sources["id"], start)
@@ -548,8 +550,6 @@ class CatalogColumns:
                 column = self.sources.get(f"{prefix}_{band}")
                 values[prefix] = self._float(raw[column], column, True) if column else np.full(n, np.nan)
             if self.maggies_per_flux is not None:
-                from ..data.catalog import fluxes_to_magnitudes
-
                 values["mag"], values["magerr"] = fluxes_to_magnitudes(values["mag"], values["magerr"], self.maggies_per_flux,
                                                                        self.softening.get(band))
             for prefix in ("mag", "magerr"):
