@@ -382,14 +382,25 @@ def _csv_rows_and_id_type(path: Path, names: Sequence[str], id_column: str | Non
 
     pyarrow infers a column's type from the first block and then fails on a later block that
     does not fit it (integer ids, then text ids), and reads integers beyond int64 as floats,
-    which merges neighbouring ids. So the counting pass reads the ids as text: int64 when every
-    one is a whole number that int64 holds, text otherwise, exact either way.
+    which merges neighbouring ids. So the ids are int64 when every one is a whole number that
+    int64 holds, text otherwise, exact either way. The counting pass reads them as pyarrow
+    infers them; only when that gives neither int64 nor text, or a later block does not fit,
+    does a second pass read them as text and decide.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if id_column is None:
         return sum(batch.num_rows for batch in _csv_batches(path, names, names[:1], ())), None
+    rows, inferred = 0, None
+    try:
+        for batch in _csv_batches(path, names, [id_column], ()):
+            rows += batch.num_rows
+            inferred = batch.schema.field(0).type
+    except InputError:
+        inferred = None  # a later block of another type
+    if inferred is not None and (inferred == pa.int64() or pa.types.is_string(inferred)):
+        return rows, inferred
     rows, integer = 0, True
     for batch in _csv_batches(path, names, [id_column], (), {id_column: pa.string()}):
         rows += batch.num_rows
@@ -734,8 +745,11 @@ class CatalogStream:
 
 
 def plan_units(folder: Path, catalog: CatalogStream, tiles: Sequence[TileInfo], memory: MemoryPlan,
-               progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+               progress: Callable[[int], None] | None = None,
+               inspect: Callable[[Mapping[str, np.ndarray]], None] | None = None) -> dict[str, Any]:
     """Assign catalogue rows to tiles, write the shards and cut the work into units.
+
+    ``inspect`` is called with the first chunk's columns (a look at the data at no extra read).
 
     Returns
     -------
@@ -755,6 +769,8 @@ def plan_units(folder: Path, catalog: CatalogStream, tiles: Sequence[TileInfo], 
     refs: dict[int, list[tuple[str, int, int]]] = {}
     n_total = n_invalid = 0
     for chunk_number, (start, columns) in enumerate(catalog.chunks(memory.catalog_chunk_rows)):
+        if chunk_number == 0 and inspect:
+            inspect(columns)
         n = len(columns["ra"])
         owner = index.owners(columns["ra"], columns["dec"]) if index else np.full(n, -1, np.int32)
         if index:
@@ -1283,18 +1299,20 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
-def warn_magnitude_range(predictor: Any, catalog: "CatalogStream", warn: Callable[[str | os.PathLike, str], None],
-                         sample_rows: int = 100_000) -> None:
-    """Warn once when the catalogue's first ``sample_rows`` magnitudes look unlike the model's
-    training magnitudes (:func:`~skysort.inference.predictor.magnitude_range_message`)."""
+def magnitude_range_check(predictor: Any, found: list[str]) -> Callable[[Mapping[str, np.ndarray]], None]:
+    """A :func:`plan_units` ``inspect`` that appends to ``found`` the caution for catalogue
+    magnitudes unlike the model's training magnitudes
+    (:func:`~skysort.inference.predictor.magnitude_range_message`), judged on the first chunk."""
     from .predictor import magnitude_range_message
 
     bands = list(predictor.spec.photometry_bands)
-    _, rows = next(catalog.chunks(sample_rows))
-    mags = np.stack([rows[f"mag_{b}"] for b in bands], axis=1)
-    message = magnitude_range_message(predictor.meta, bands, mags)
-    if message:
-        warn(catalog.path, message)
+
+    def inspect(rows: Mapping[str, np.ndarray]) -> None:
+        message = magnitude_range_message(predictor.meta, bands, np.stack([rows[f"mag_{b}"] for b in bands], axis=1))
+        if message:
+            found.append(message)
+
+    return inspect
 
 
 def warn_pixel_scale(tiles: Sequence[TileInfo], spec: Any, warn: Callable[[str | os.PathLike, str], None] | None) -> None:
@@ -1453,8 +1471,8 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
     catalog_stream.columns, photometry_missing = prediction_columns(catalog_stream.names, catalog, catalog_stream.mapping, spec,
                                                                     inputs, warn, catalog_stream.units,
                                                                     predictor.meta.get("catalogue_magnitudes"))
-    if warn and spec.photometry_bands and not photometry_missing:
-        warn_magnitude_range(predictor, catalog_stream, warn)
+    cautions: list[str] = []
+    inspect = magnitude_range_check(predictor, cautions) if warn and spec.photometry_bands and not photometry_missing else None
     signature = run_signature(model_info, file_identity(catalog), inputs, options)
     folder_existed = out.exists()
     manifest = Manifest.prepare_folder(out, signature)
@@ -1466,7 +1484,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
     if manifest is None:
         try:
             with progress_bar(catalog_stream.n_rows, "planning", unit="src", enabled=not options.quiet) as advance:
-                plan = plan_units(out, catalog_stream, tiles, memory, progress=advance)
+                plan = plan_units(out, catalog_stream, tiles, memory, progress=advance, inspect=inspect)
         except InputError:
             # A catalogue found bad while planning leaves nothing behind (an interruption
             # leaves the shards, which the next run plans again).
@@ -1485,6 +1503,8 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
         manifest.reconcile()
         restore_shards(manifest, catalog_stream, tiles, inputs, options)
     report_invalid_positions(manifest, catalog, warn)
+    for message in cautions:
+        warn(catalog, message)
     if manifest.pending():
         reader_config = ReaderConfig(
             folder=str(out), tiles=manifest.content["tiles"], image_bands=list(spec.image_bands),
