@@ -620,9 +620,7 @@ def evaluate_command(
             metrics = evaluate_sgq_model(model, data, out, expected_class=expect, prior=prior_value, progress=advance,
                                          input_warnings=False)
         _print_metrics(f"{model} on {data}", metrics, _SGQ_KEYS)
-        if metrics.get("n_without_input"):
-            _warn(data, f"{metrics['n_without_input']:,} object(s) have neither a finite pixel nor a magnitude and were not "
-                        "scored (n_without_input)")
+        _warn_unscored(data, metrics)
         if metrics.get("prior_estimated"):
             console.print("class prior estimated from the predictions: " + _format_prior(metrics["prior"]))
         bright = metrics.get("bright") or {}
@@ -652,8 +650,11 @@ def evaluate_command(
 
 
 def _warn_unscored(data: Path, metrics: Mapping[str, Any]) -> None:
-    if metrics.get("n_without_pixels"):
-        _warn(data, f"{metrics['n_without_pixels']:,} stamp(s) hold no finite pixel and were not scored (n_without_pixels)")
+    """Warn about the objects an evaluation could not score (no pixel, or no input at all)."""
+    for key, what in (("n_without_pixels", "stamp(s) hold no finite pixel"),
+                      ("n_without_input", "object(s) have neither a finite pixel nor a magnitude")):
+        if metrics.get(key):
+            _warn(data, f"{metrics[key]:,} {what} and were not scored ({key})")
 
 
 def _require_labels(task: str | None, stamps, expect: str | None) -> None:

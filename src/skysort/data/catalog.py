@@ -597,6 +597,23 @@ def _is_ecsv(path: Path) -> bool:
         return fh.read(7) == b"# %ECSV"
 
 
+def missing_ids(ids: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Whether each id is missing: masked (``mask``, or the array's own mask), NaN, None / NA, or
+    blank text. ``ids`` holds numbers or decoded text."""
+    data = np.asarray(np.ma.getdata(ids))
+    missing = np.ma.getmaskarray(ids).copy() if mask is None else np.asarray(mask, bool).copy()
+    if data.dtype.kind == "f":
+        missing |= ~np.isfinite(data)
+    elif data.dtype.kind in "SUO":
+        if data.dtype.kind == "O":
+            import pandas as pd
+
+            missing |= np.asarray(pd.isna(data), dtype=bool)
+        text = data.astype(str)
+        missing |= (np.char.str_len(text) == 0) | np.char.isspace(text)
+    return missing
+
+
 def check_comma_separated(path: str | os.PathLike, header: str) -> None:
     """Refuse a CSV file whose ``header`` line holds no comma but other separators: spreadsheet
     programs in many locales write semicolons, and tab- or space-separated tables are named

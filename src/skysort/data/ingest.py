@@ -58,15 +58,9 @@ def _storable_table(table: Table, source: str | os.PathLike) -> Table:
         elif kind in "cmV":
             raise InputError(source, f"column {name!r} has {data.dtype} values, which a stamp set does not store")
         if name == "id":
-            missing = mask.copy()
-            if kind == "f":
-                missing |= ~np.isfinite(data)
-            elif kind in "SUO":
-                missing |= np.char.str_len(np.char.strip(np.asarray(out[name]).astype(str))) == 0
-                if kind == "O":
-                    import pandas as pd
+            from .catalog import missing_ids
 
-                    missing |= np.asarray(pd.isna(data), dtype=bool)
+            missing = missing_ids(np.ma.getdata(out[name]) if kind in "SUO" else data, mask)
             if missing.any():
                 raise InputError(source, f"column 'id' has {int(np.count_nonzero(missing))} missing value(s)")
         elif name == "flags":

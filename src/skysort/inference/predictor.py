@@ -404,11 +404,11 @@ def stampset_without_pixels(stamps, band_index: Sequence[int] | None = None, bat
     return np.concatenate(blank) if blank else np.zeros(0, bool)
 
 
-def stamps_with_pixels(stamps, band_index: Sequence[int] | None = None, batch_size: int = 4096):
-    """``(view, n_blank)``: the stamp set without its stamps that hold no finite pixel (in the
-    planes ``band_index``, default all), and how many those were. Evaluations score the view:
-    an image-only model cannot classify a stamp without pixels, and predicts none for it."""
-    blank = stampset_without_pixels(stamps, band_index, batch_size)
+def without_blank_stamps(stamps, blank: np.ndarray):
+    """``(view, n_blank)``: the stamp set without the stamps marked ``blank`` (no finite pixel:
+    :func:`stampset_without_pixels`, or the NaN predictions a model gives them), and how many
+    those were. Evaluations score the view: an image-only model cannot classify such a stamp."""
+    blank = np.asarray(blank, bool)
     if not blank.any():
         return stamps, 0
     if blank.all():
@@ -435,6 +435,8 @@ def flux_scale(image_bands, model_zero_points: Mapping[str, float] | None,
 #: A band whose median input magnitude lies further than this many standard deviations from
 #: the training mean is reported by :func:`magnitude_range_message`.
 MAGNITUDE_OUTLIER_SIGMA = 5.0
+#: Rows of a stamp set whose magnitudes :func:`stampset_notes` judges.
+MAGNITUDE_SAMPLE_ROWS = 100_000
 
 
 def magnitude_range_message(model_meta: Mapping[str, Any], bands: Sequence[str], mags: np.ndarray) -> str | None:
@@ -550,7 +552,8 @@ def stampset_notes(model_meta: Mapping[str, Any], stamps) -> tuple[list[str], li
         cautions.append(message)
     bands = [b for b in model_meta.get("photometry_bands") or [] if f"mag_{b}" in stamps.columns]
     if bands and len(stamps):
-        mags = np.stack([np.asarray(stamps.column(f"mag_{b}"), float) for b in bands], axis=1)
+        sample = stamps[:MAGNITUDE_SAMPLE_ROWS]  # judged on the first rows, as a catalogue on its first chunk
+        mags = np.stack([np.asarray(sample.column(f"mag_{b}"), float) for b in bands], axis=1)
         message = magnitude_range_message(model_meta, bands, mags)
         if message:
             cautions.append(message)

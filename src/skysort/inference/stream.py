@@ -514,21 +514,13 @@ class CatalogColumns:
         is refused. Predictions are matched back to the catalogue by id, and an integer column
         with an empty cell would otherwise be read as floats, which cannot hold 64-bit ids
         (every SDSS objID of a chunk would become the same number)."""
-        import pandas as pd
+        from ..data.catalog import missing_ids
 
         data = np.asarray(np.ma.getdata(values))
-        missing = np.ma.getmaskarray(values).copy()
-        if data.dtype.kind in "iuf":
-            ids = data.astype(data.dtype.newbyteorder("="))
-            if data.dtype.kind == "f":
-                missing |= ~np.isfinite(ids)
-        else:
-            if data.dtype.kind == "O":
-                missing |= np.asarray(pd.isna(data), dtype=bool)
-                if any(isinstance(v, bytes) for v in data[:100]):
-                    data = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data], dtype=object)
-            ids = data.astype(str)
-            missing |= (np.char.str_len(ids) == 0) | np.char.isspace(ids)
+        if data.dtype.kind == "O" and any(isinstance(v, bytes) for v in data[:100]):
+            data = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data], dtype=object)
+        missing = missing_ids(data, np.ma.getmaskarray(values))
+        ids = data.astype(data.dtype.newbyteorder("=")) if data.dtype.kind in "iuf" else data.astype(str)
         if missing.any():
             rows = np.flatnonzero(missing)
             if start is None:
@@ -1315,6 +1307,21 @@ def magnitude_range_check(predictor: Any, found: list[str]) -> Callable[[Mapping
     return inspect
 
 
+def warn_zero_points(tiles: Sequence[TileInfo], spec: Any, warn: Callable[[str | os.PathLike, str], None] | None) -> None:
+    """Warn once when tiles have no zero point in a band of a model that reads absolute fluxes
+    (:func:`~skysort.inference.predictor.unknown_zero_point_message`)."""
+    if not warn:
+        return
+
+    def lacks(tile: TileInfo, band: str) -> bool:
+        return not np.isfinite(tile.zero_points.get(band, np.nan))
+
+    unknown = [b for b in spec.image_bands if any(lacks(t, b) for t in tiles)]
+    message = unknown_zero_point_message(spec.zero_points, unknown)
+    if message:
+        warn(next(t for t in tiles if any(lacks(t, b) for b in unknown)).key, message)
+
+
 def warn_pixel_scale(tiles: Sequence[TileInfo], spec: Any, warn: Callable[[str | os.PathLike, str], None] | None) -> None:
     """Warn once when tiles' pixel scales differ from the model's by more than 2%."""
     if not (spec.pixel_scale and warn):
@@ -1386,11 +1393,7 @@ def prepare_inputs(model: str | os.PathLike, predictor: Predictor, options: "Run
     if images_available and spec.uses_images:
         tiles = scan_tiles(options.tiles, spec.image_bands, reference_band)
         warn_pixel_scale(tiles, spec, warn)
-        if warn:
-            unknown = [b for b in spec.image_bands if any(not np.isfinite(t.zero_points.get(b, np.nan)) for t in tiles)]
-            message = unknown_zero_point_message(spec.zero_points, unknown)
-            if message:
-                warn(next(t.key for t in tiles if any(not np.isfinite(zp) for zp in t.zero_points.values())), message)
+        warn_zero_points(tiles, spec, warn)
     return PreparedInputs(spec, probe, images_available, reference_band, int(cut[0]) if cut else 0, tiles)
 
 

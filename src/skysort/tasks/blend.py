@@ -21,7 +21,7 @@ from ..data.dataset import random_dihedral_batch
 from ..data.stampset import StampSet, stamps_without_pixels
 from ..errors import InputError
 from ..evaluation.blend_metrics import blended_truth
-from ..inference.predictor import ClassDecision, InputSpec, TorchPredictor, stamps_with_pixels, stampset_without_pixels
+from ..inference.predictor import ClassDecision, InputSpec, TorchPredictor, stampset_without_pixels, without_blank_stamps
 from ..models.blend import OFFSET_SCALE_PX, BlendNet, blend_loss
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
@@ -341,9 +341,12 @@ def evaluate_blend_model(model: str | os.PathLike, data: str | os.PathLike, out_
 
     stamps = StampSet.open(data)
     require_blend_set(stamps)
-    stamps, n_blank = stamps_with_pixels(stamps)
     out_dir = Path(out_dir)
     predictions = predict_any_blend_model(model, stamps, threshold=threshold, progress=progress)
+    # Blend models give a stamp without a finite pixel no probability; such stamps are not scored.
+    blank = ~np.isfinite(np.asarray(predictions["p_blended"], float))
+    stamps, n_blank = without_blank_stamps(stamps, blank)
+    predictions = predictions[~blank]
     truth = stamps.table
     metrics = blend_metrics(truth, probability=np.asarray(predictions["p_blended"], float), threshold=threshold,
                             psf_fwhm_px=psf_fwhm_px(stamps.meta))

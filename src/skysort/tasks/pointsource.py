@@ -44,7 +44,7 @@ from ..data.cutout import centre_crop
 from ..data.dataset import AsinhStretch, random_dihedral_batch
 from ..data.stampset import StampSet, stamps_without_pixels
 from ..errors import InputError
-from ..inference.predictor import InputSpec, TorchPredictor, stamps_with_pixels
+from ..inference.predictor import InputSpec, TorchPredictor, stampset_without_pixels, without_blank_stamps
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.pointsource import (
     FeatureDiscriminator,
@@ -760,7 +760,7 @@ def evaluate_pointsource_model(
     stamps = StampSet.open(data)
     require_pointsource_set(stamps, spectra=False)
     band_index, bands = _band_index(stamps, meta["image_bands"])
-    stamps, n_blank = stamps_with_pixels(stamps, band_index)
+    stamps, n_blank = without_blank_stamps(stamps, stampset_without_pixels(stamps, band_index))
     input_size = tuple(int(v) for v in meta["stamp_size"])
     if any(have < want for have, want in zip(stamps.shape[2:], input_size)):
         raise InputError(stamps.path, f"stamps are {stamps.shape[2]}x{stamps.shape[3]} px, smaller than the model's "
