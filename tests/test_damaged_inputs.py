@@ -421,3 +421,27 @@ def test_predict_takes_a_flux_catalogue_in_the_models_magnitude_convention(tmp_p
     assert from_flux["n_missing_bands"].tolist() == [0] * N  # the negative flux is a finite asinh magnitude
     for column in ("p_star", "p_galaxy", "p_qso"):
         np.testing.assert_allclose(from_flux[column], from_mag[column], atol=1e-5)
+
+
+def test_comment_lines_before_a_csv_header_are_skipped(tmp_path, capsys):
+    # SDSS SkyServer's CSV output begins with a "#Table1" line. Before, predict took that line
+    # for the header ("missing column(s) id, ...") and read_catalog failed on its column count.
+    from skysort.data.catalog import read_catalog
+
+    lines = ["id," + ",".join(f"mag_{b}" for b in "ugriz")]
+    lines += [f"{v},{20 + 0.1 * k},19.5,19.2,19.1,19" for k, v in enumerate(SDSS_IDS)]
+    (tmp_path / "plain.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "sky.csv").write_text("\n".join(["#Table1", "", "# a query note, with a comma", *lines]) + "\n")
+    results = []
+    for name in ("plain", "sky"):
+        code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / f"{name}.csv", "--out",
+                            tmp_path / f"{name}.parquet", "--quiet"], capsys)
+        assert code == 0, err
+        results.append(pd.read_parquet(tmp_path / f"{name}.parquet"))
+    assert results[1]["id"].tolist() == list(SDSS_IDS)
+    pd.testing.assert_frame_equal(results[0], results[1])
+    table = read_catalog(tmp_path / "sky.csv", require_positions=False)
+    assert list(table["id"]) == list(SDSS_IDS) and np.allclose(table["mag_u"], 20 + 0.1 * np.arange(4))
+    (tmp_path / "only.csv").write_text("#Table1\n# nothing else\n")
+    one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "only.csv", "--out",
+                         tmp_path / "o.parquet", "--quiet"], capsys)[::2], "only.csv", "no header line")

@@ -614,14 +614,29 @@ def missing_ids(ids: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     return missing
 
 
+def csv_header_line(path: str | os.PathLike) -> tuple[int, str]:
+    """Where the header of a plain CSV file is: its line number (0-based, counting every line)
+    and its text, or ``(-1, "")`` when the file has none.
+
+    Blank lines and comment lines (first character ``#``) before it are skipped: SDSS
+    SkyServer's CSV output, for one, begins with a ``#Table1`` line, and other archives put
+    query notes there.
+    """
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        for number, line in enumerate(fh):
+            if line.strip() and not line.lstrip().startswith("#"):
+                return number, line
+    return -1, ""
+
+
 def check_comma_separated(path: str | os.PathLike, header: str) -> None:
     """Refuse a CSV file whose ``header`` line holds no comma but other separators: spreadsheet
     programs in many locales write semicolons, and tab- or space-separated tables are named
     .csv too. Read as CSV such a file is one column, which would fail later as a missing
     position or magnitude column."""
     header = header.strip()
-    if "," in header or not header or header.startswith("#"):
-        return  # a comment line is not the header
+    if "," in header or not header:
+        return
     for separator, name in (("\t", "tabs"), (";", "semicolons"), ("|", "vertical bars"), (" ", "spaces")):
         if separator in header:
             raise InputError(path, f"the header line is separated by {name}, not commas: save the table as "
@@ -656,10 +671,11 @@ def _read_raw(path: Path) -> tuple[Table, dict[str, Any]]:
                 table, meta = _read_parquet(path)
             else:
                 is_ecsv = _is_ecsv(path)
-                if not is_ecsv:
-                    with open(path, encoding="utf-8-sig", errors="replace") as fh:
-                        check_comma_separated(path, fh.readline())
-                table = Table.read(path, format="ascii.ecsv" if is_ecsv else "ascii.csv")
+                if is_ecsv:
+                    table = Table.read(path, format="ascii.ecsv")
+                else:
+                    check_comma_separated(path, csv_header_line(path)[1])
+                    table = Table.read(path, format="ascii.csv", comment=r"\s*#")
                 meta = dict(table.meta) if is_ecsv else {}
                 if table.colnames and table.colnames[0].startswith("\ufeff"):
                     # The byte-order mark spreadsheet programs write is not part of the name.

@@ -45,7 +45,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -332,23 +332,31 @@ def _parquet_pieces(parquet: Any, chunk_rows: int, columns: Sequence[str]) -> It
 CSV_BLOCK_BYTES = 1 << 24
 
 
-def _csv_header(path: Path) -> list[str]:
+class CsvLayout(NamedTuple):
+    """Column names of a plain CSV file and the lines before its first data row."""
+
+    names: list[str]
+    skip_rows: int
+
+
+def _csv_header(path: Path) -> CsvLayout:
     """Column names of a plain CSV file, stripped of surrounding blanks as astropy does (and of
-    the byte-order mark spreadsheet programs write first, which would rename the first column)."""
+    the byte-order mark spreadsheet programs write first, which would rename the first column),
+    after any comment lines (:func:`skysort.data.catalog.csv_header_line`)."""
     import csv
 
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        first = next(csv.reader(fh), None)
+    from ..data.catalog import check_comma_separated, csv_header_line
+
+    number, line = csv_header_line(path)
+    first = next(csv.reader([line]), None) if number >= 0 else None
     if not first or not any(name.strip() for name in first):
         raise InputError(path, "cannot read as CSV: no header line")
     if len(first) == 1:
-        from ..data.catalog import check_comma_separated
-
         check_comma_separated(path, first[0])
-    return [name.strip() for name in first]
+    return CsvLayout([name.strip() for name in first], number + 1)
 
 
-def _csv_batches(path: Path, names: Sequence[str], columns: Sequence[str], float_columns: Sequence[str],
+def _csv_batches(path: Path, layout: CsvLayout, columns: Sequence[str], float_columns: Sequence[str],
                  types: Mapping[str, Any] | None = None) -> Iterator[Any]:
     """pyarrow record batches of ``columns`` of a plain CSV file, parsed block by block.
 
@@ -361,7 +369,8 @@ def _csv_batches(path: Path, names: Sequence[str], columns: Sequence[str], float
     import pyarrow as pa
     import pyarrow.csv as pc
 
-    read_options = pc.ReadOptions(column_names=list(names), skip_rows=1, block_size=CSV_BLOCK_BYTES)
+    names = layout.names
+    read_options = pc.ReadOptions(column_names=list(names), skip_rows=layout.skip_rows, block_size=CSV_BLOCK_BYTES)
     convert_options = pc.ConvertOptions(include_columns=list(columns),
                                         column_types={**{name: pa.float64() for name in float_columns}, **(types or {})})
     try:
@@ -377,7 +386,7 @@ def _csv_batches(path: Path, names: Sequence[str], columns: Sequence[str], float
         raise InputError(path, f"cannot read as CSV: {message}") from None
 
 
-def _csv_rows_and_id_type(path: Path, names: Sequence[str], id_column: str | None) -> tuple[int, Any]:
+def _csv_rows_and_id_type(path: Path, layout: CsvLayout, id_column: str | None) -> tuple[int, Any]:
     """Rows of a plain CSV file, and the pyarrow type its id column is read as (None without one).
 
     pyarrow infers a column's type from the first block and then fails on a later block that
@@ -391,10 +400,10 @@ def _csv_rows_and_id_type(path: Path, names: Sequence[str], id_column: str | Non
     import pyarrow.compute as pc
 
     if id_column is None:
-        return sum(batch.num_rows for batch in _csv_batches(path, names, names[:1], ())), None
+        return sum(batch.num_rows for batch in _csv_batches(path, layout, layout.names[:1], ())), None
     rows, inferred = 0, None
     try:
-        for batch in _csv_batches(path, names, [id_column], ()):
+        for batch in _csv_batches(path, layout, [id_column], ()):
             rows += batch.num_rows
             inferred = batch.schema.field(0).type
     except InputError:
@@ -402,7 +411,7 @@ def _csv_rows_and_id_type(path: Path, names: Sequence[str], id_column: str | Non
     if inferred is not None and (inferred == pa.int64() or pa.types.is_string(inferred)):
         return rows, inferred
     rows, integer = 0, True
-    for batch in _csv_batches(path, names, [id_column], (), {id_column: pa.string()}):
+    for batch in _csv_batches(path, layout, [id_column], (), {id_column: pa.string()}):
         rows += batch.num_rows
         if integer:
             try:
@@ -631,7 +640,7 @@ class CatalogStream:
             raise InputError(self.path, "catalogue file not found")
         self._raw: Table | None = None
         self._fits_hdu_index: int | None = None
-        self._csv_names: list[str] | None = None
+        self._csv_layout: CsvLayout | None = None
         #: Units the file declares per column (FITS TUNITn, astropy's metadata in Parquet and ECSV).
         self.units: dict[str, Any] = {}
         try:
@@ -654,8 +663,8 @@ class CatalogStream:
                     self.units = {column.name: column.unit for column in hdul[index].columns}
                 self._fits_hdu_index = index
             elif self.format == "csv" and not self._is_ecsv_file():
-                names = _csv_header(self.path)
-                self._csv_names = names
+                self._csv_layout = _csv_header(self.path)
+                names = self._csv_layout.names
                 self.n_rows = -1  # counted below, with the id column's type
             else:
                 self._raw, _ = _read_raw(self.path)
@@ -675,8 +684,8 @@ class CatalogStream:
         self.names = list(names)
         self.columns = CatalogColumns(names, self.path, self.mapping, bands, require_sky=require_sky, units=self.units)
         self._csv_id_type = None
-        if self._csv_names is not None:
-            self.n_rows, self._csv_id_type = _csv_rows_and_id_type(self.path, names, self.columns.sources.get("id"))
+        if self._csv_layout is not None:
+            self.n_rows, self._csv_id_type = _csv_rows_and_id_type(self.path, self._csv_layout, self.columns.sources.get("id"))
         if self.n_rows == 0:
             raise InputError(self.path, "catalogue has no rows")
 
@@ -699,12 +708,12 @@ class CatalogStream:
             parquet = pq.ParquetFile(self.path)
             for piece in _parquet_pieces(parquet, chunk_rows, columns):
                 yield {name: piece.column(name).to_numpy(zero_copy_only=False) for name in columns}
-        elif self._csv_names is not None:
+        elif self._csv_layout is not None:
             numeric = [name for key, name in self.columns.sources.items()
                        if name is not None and (key in ("ra", "dec", "x", "y") or key.startswith(("mag_", "magerr_")))]
             id_column = self.columns.sources.get("id")
             types = {id_column: self._csv_id_type} if id_column and self._csv_id_type is not None else None
-            for piece in _rebatch(_csv_batches(self.path, self._csv_names, columns, numeric, types), chunk_rows):
+            for piece in _rebatch(_csv_batches(self.path, self._csv_layout, columns, numeric, types), chunk_rows):
                 yield {name: piece.column(name).to_numpy(zero_copy_only=False) for name in columns}
         elif self._fits_hdu_index is not None:
             from astropy.io import fits
