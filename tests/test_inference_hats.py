@@ -255,3 +255,23 @@ def test_hats_row_without_an_id_is_refused(hats_survey, tmp_path, capsys):
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and "column 'id' has no value in 1 row(s) of a partition" in lines[0], lines
     assert sorted(p.name for p in tmp_path.iterdir()) == ["null_id"]
+
+
+def test_hats_magnitudes_unlike_the_models_are_warned_about(hats_survey, tmp_path, capsys):
+    # As for a Parquet or CSV catalogue: magnitude errors mapped as magnitudes pass every range
+    # check one by one; only their median shows it. Before, a HATS catalogue had no such warning.
+    frame = pq.read_table(hats_survey["catalog"]).to_pandas()
+    rng = np.random.default_rng(4)
+    for k, band in enumerate("ugriz"):
+        frame[f"mag_{band}"] = frame["mag_r"] + 0.2 * k if band != "r" else frame["mag_r"]
+        frame[f"err_{band}"] = rng.uniform(0.01, 0.1, len(frame))
+    lsdb.from_dataframe(frame, ra_column="ra", dec_column="dec", lowest_order=10, highest_order=10).write_catalog(
+        tmp_path / "mags", catalog_name="mags", progress_bar=False)
+    messages = {}
+    for name, mapping in (("right", None), ("errors", "mag=err_{band},bands=u g r i z")):
+        code = main(["predict", "--model", "sgq-sdss", "--catalog", str(tmp_path / "mags"), "--out", str(tmp_path / name),
+                     "--quiet", *(["--mapping", mapping] if mapping else [])])
+        messages[name] = capsys.readouterr().err
+        assert code == 0, messages[name]
+    assert "magnitudes unlike the model's training magnitudes" in messages["errors"]
+    assert "magnitudes unlike" not in messages["right"]

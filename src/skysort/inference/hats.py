@@ -35,7 +35,8 @@ from ..errors import InputError
 from .manifest import file_identity
 from .predictor import ClassDecision
 from .stream import (CatalogColumns, ReaderConfig, RunOptions, TileIndex, TileInfo, UnitAssembler, UnitReader, _blank_outputs,
-                     _in_thread, model_record, prediction_columns, prepare_inputs, resolve_device, run_signature)
+                     _in_thread, magnitude_range_check, model_record, prediction_columns, prepare_inputs, resolve_device,
+                     run_signature)
 
 # One tile reader and tile index per worker process, kept between partitions.
 _READERS: dict[str, UnitReader] = {}
@@ -225,6 +226,8 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
         hats_catalog = lsdb.read_hats(catalog, columns=wanted)
     except Exception as exc:  # noqa: BLE001 - every reader failure is the catalogue's problem
         raise InputError(catalog, f"cannot read as a HATS catalogue: {exc}") from None
+    if warn and spec.photometry_bands and not photometry_missing:
+        _warn_magnitude_range(hats_catalog, columns, predictor, catalog, warn)
     memory = inputs.memory_plan(options)
     reader_config = ReaderConfig(
         folder=str(out), tiles=[t.to_json() for t in tiles], image_bands=list(spec.image_bands),
@@ -295,6 +298,34 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
     n_sources = int(written.hc_structure.catalog_info.total_rows or 0)
     _check_result(out, list(written.columns), catalog, n_sources, bool(options.tiles), warn)
     return {"out": out, "n_sources": n_sources, "n_partitions": len(hats_catalog.get_healpix_pixels()), "provenance": provenance}
+
+
+def _warn_magnitude_range(hats_catalog, columns: CatalogColumns, predictor, catalog, warn) -> None:
+    """The magnitude-range caution of :func:`~skysort.inference.stream.magnitude_range_check`,
+    judged on the first partitions' rows (up to the rows a stamp set is judged on)."""
+    from .predictor import MAGNITUDE_SAMPLE_ROWS
+
+    import pandas as pd
+
+    found: list[str] = []
+    check = magnitude_range_check(predictor, found)
+    frames, rows = [], 0
+    # Not lsdb's head(): it prints progress lines even under --quiet.
+    for partition in hats_catalog.partitions:
+        if rows >= MAGNITUDE_SAMPLE_ROWS:
+            break
+        frame = partition.compute(progress_bar=False).iloc[: MAGNITUDE_SAMPLE_ROWS - rows]
+        frames.append(frame)
+        rows += len(frame)
+    if not rows:
+        return
+    frame = pd.concat(frames) if len(frames) > 1 else frames[0]
+    try:
+        check(columns.reduce({name: frame[name].to_numpy() for name in columns.needed}, None, rows))
+    except InputError:
+        return  # a damaged row: the run reports it, naming its partition
+    for message in found:
+        warn(catalog, message)
 
 
 def _check_result(out: Path, columns: Sequence[str], catalog, n_sources: int, with_tiles: bool, warn) -> None:
