@@ -11,6 +11,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from astropy.io import fits
@@ -279,6 +280,24 @@ def test_info_on_every_kind_of_file(tile_dir, capsys):
     assert meta["task"] == "sgq" and meta["creator"].startswith("skysort")
     code, _, err = run(["info", tile_dir / "missing.h5"], capsys)
     assert_one_line_error(code, err, "missing.h5", "no such file")
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "fits", "csv"])
+def test_info_on_a_prediction_file_names_its_model_and_predicted_classes(tmp_path, capsys, suffix):
+    # Before: shown as a catalogue, its predicted "class" column as "label" (a truth column).
+    lines = ["id,mag_u,mag_g,mag_r,mag_i,mag_z"] + [f"{k},{19 + k * 0.3},18.5,18.2,18.1,18" for k in range(6)]
+    (tmp_path / "c.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / f"p.{suffix}"
+    assert run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "c.csv", "--out", out, "--quiet"], capsys)[0] == 0
+    code, stdout, _ = run(["info", out, "--json"], capsys)
+    summary = json.loads(stdout)
+    predicted = pd.read_parquet(out)["class"] if suffix == "parquet" else None
+    assert code == 0 and summary["kind"] == "predictions" and summary["model"] == "sgq-sdss" and summary["task"] == "sgq"
+    assert "class" in summary["columns"] and "label" not in summary["columns"]
+    assert sum(summary["predicted_classes"].values()) == 6 and summary["inputs_used"] == {"photometry": 6}
+    if predicted is not None:
+        assert summary["predicted_classes"] == {name: int((predicted == name).sum()) for name in ("star", "galaxy", "qso")}
+    assert summary["flags"] == {"MISSING_INPUT": 6}  # photometry alone: the model's image input is missing
 
 
 def test_console_script_exit_code_and_debug(tile_dir):

@@ -1039,8 +1039,11 @@ def _describe_file(path: Path) -> dict[str, Any]:
                 "zero_point": image.zero_point, "psf_fwhm_arcsec": image.psf_fwhm, "n_nan_pixels": image.n_nan,
                 "survey": image.survey, "footprint_deg": image.wcs.calc_footprint().tolist(),
             }
-    from .data.catalog import catalog_bands, read_catalog
+    from .data.catalog import _read_raw, catalog_bands, read_catalog
 
+    raw, carried = _read_raw(path)
+    if isinstance(carried.get("model"), dict) and "class" in raw.colnames:
+        return _describe_predictions(path, raw, carried)
     table = read_catalog(path, require_positions=False)
     labels = {}
     if "label" in table.colnames:
@@ -1050,6 +1053,34 @@ def _describe_file(path: Path) -> dict[str, Any]:
         "path": str(path), "kind": "catalog", "n_rows": len(table), "columns": table.colnames,
         "bands": catalog_bands(table), "classes": labels, "mapping": table.meta.get("mapping"),
     }
+
+
+def _describe_predictions(path: Path, table, meta: dict[str, Any]) -> dict[str, Any]:
+    """Summarise a file ``skysort predict`` wrote: its model, and the classes it gave (its
+    ``class`` column is a prediction, not the truth a catalogue's ``class`` column holds)."""
+    model = meta["model"]
+    classes = [str(name) for name in model.get("classes") or []]
+    given = np.asarray(np.ma.filled(table["class"], "")).astype(str)
+    counts = {name: int(np.count_nonzero(given == name)) for name in classes}
+    unclassified = int(np.count_nonzero(~np.isin(given, classes)))
+    if unclassified:
+        counts["no class"] = unclassified
+    summary = {"path": str(path), "kind": "predictions", "n_rows": len(table), "columns": table.colnames,
+               "model": model.get("name"), "task": model.get("task"), "predicted_classes": counts}
+    if "inputs_used" in table.colnames:
+        used, number = np.unique(np.asarray(np.ma.filled(table["inputs_used"], "")).astype(str), return_counts=True)
+        summary["inputs_used"] = {str(u) or "none": int(c) for u, c in zip(used, number)}
+    if "flags" in table.colnames:
+        from .data.flags import Flags
+        from .inference.predictor import MISSING_INPUT_FLAG
+
+        flags = np.asarray(np.ma.filled(table["flags"], 0)).astype(np.int64)
+        bits = [(flag.name, int(flag)) for flag in Flags] + [("MISSING_INPUT", MISSING_INPUT_FLAG)]
+        summary["flags"] = {name: int(np.count_nonzero(flags & bit)) for name, bit in bits if np.any(flags & bit)}
+    created = (meta.get("provenance") or {}).get("created") if isinstance(meta.get("provenance"), dict) else None
+    if created:
+        summary["created"] = created
+    return summary
 
 
 @app.command("info")
