@@ -1086,12 +1086,12 @@ def _describe_predictions(path: Path, table, meta: dict[str, Any]) -> dict[str, 
 @app.command("info")
 def info_command(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="Stamp set (.h5), model (.pt), FITS image or catalogue.")],
+    file: Annotated[Path, typer.Argument(help="Stamp set (.h5), model (.pt), FITS image, catalogue or prediction file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     mosaic: Annotated[Optional[Path], typer.Option("--mosaic", help="For a stamp set: write a PNG mosaic of stamps.")] = None,
     n: Annotated[int, typer.Option("--n", help="Stamps in the mosaic.")] = 48,
 ) -> None:
-    """Summarise a stamp set, catalogue, image or model."""
+    """Summarise a stamp set, catalogue, prediction file, image or model."""
     _refuse_options_outside(ctx, "mosaic" if mosaic else "summary", {"n": ("mosaic",)}, {"mosaic": "--mosaic"},
                             "no mosaic is asked for")
     if mosaic:
