@@ -445,3 +445,41 @@ def test_comment_lines_before_a_csv_header_are_skipped(tmp_path, capsys):
     (tmp_path / "only.csv").write_text("#Table1\n# nothing else\n")
     one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "only.csv", "--out",
                          tmp_path / "o.parquet", "--quiet"], capsys)[::2], "only.csv", "no header line")
+
+
+@pytest.mark.parametrize("compression", ["gz", "bz2", "xz"])
+def test_compressed_csv_catalogues_are_read_as_the_plain_file(tmp_path, capsys, compression):
+    # Archives distribute CSV compressed (Gaia's bulk files are .csv.gz). Before: "unknown
+    # catalogue format".
+    import bz2
+    import gzip
+    import lzma
+
+    from skysort.data.catalog import read_catalog, write_catalog
+
+    opener = {"gz": gzip.open, "bz2": bz2.open, "xz": lzma.open}[compression]
+    lines = ["#Table1", "id," + ",".join(f"mag_{b}" for b in "ugriz")]
+    lines += [f"{v},{20 + 0.1 * k},19.5,19.2,19.1,19" for k, v in enumerate(SDSS_IDS)]
+    text = "\n".join(lines) + "\n"
+    (tmp_path / "plain.csv").write_text(text)
+    packed = tmp_path / f"packed.csv.{compression}"
+    with opener(packed, "wt") as fh:
+        fh.write(text)
+    for name in ("plain.csv", packed.name):
+        code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / name, "--out",
+                            tmp_path / f"{name}.parquet", "--quiet"], capsys)
+        assert code == 0, err
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "plain.csv.parquet"),
+                                  pd.read_parquet(tmp_path / f"{packed.name}.parquet"))
+    table = read_catalog(packed, require_positions=False)
+    assert list(table["id"]) == list(SDSS_IDS)
+    # A file whose name says compressed but whose bytes are not, and a cut-off one.
+    (tmp_path / f"bad.csv.{compression}").write_text(text)
+    one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / f"bad.csv.{compression}", "--out",
+                         tmp_path / "bad.parquet", "--quiet"], capsys)[::2], f"bad.csv.{compression}", "cannot read as")
+    (tmp_path / f"cut.csv.{compression}").write_bytes(packed.read_bytes()[:40])
+    one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / f"cut.csv.{compression}", "--out",
+                         tmp_path / "cut.parquet", "--quiet"], capsys)[::2], f"cut.csv.{compression}", "cannot read as")
+    assert not (tmp_path / "bad.parquet").exists() and not (tmp_path / "cut.parquet").exists()
+    with pytest.raises(InputError, match="compressed CSV is read, not written"):
+        write_catalog(table, tmp_path / f"out.csv.{compression}")

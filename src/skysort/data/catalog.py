@@ -80,7 +80,8 @@ prefix), because survey names such as ``MAG_AUTO`` do not say which band they ar
 File formats
 ------------
 Chosen by extension: FITS (``.fits``, ``.fit``, ``.fts``, optionally ``.gz``; the first
-table HDU is read), Parquet (``.parquet``, ``.pq``) and CSV (``.csv``, ``.ecsv``). Written
+table HDU is read), Parquet (``.parquet``, ``.pq``) and CSV (``.csv``, ``.ecsv``; read also
+compressed, ``.gz``, ``.bz2`` or ``.xz``, as archives such as Gaia's distribute them). Written
 ``.csv`` files are comma-separated ECSV: a ``#`` header with units and metadata above a
 plain CSV body, so that metadata and masks survive a round trip. Masked values are stored
 as NaN or ``TNULL`` in FITS (masked booleans cannot be represented in FITS and lose their
@@ -101,7 +102,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import yaml
@@ -146,7 +147,9 @@ _AUTO_NAMES = {
 _FITS_SUFFIXES = (".fits", ".fit", ".fts")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 _CSV_SUFFIXES = (".csv", ".ecsv")
-_KNOWN_EXTENSIONS = ".fits, .fit, .fts (optionally .gz), .parquet, .pq, .csv, .ecsv"
+#: Compressions a CSV catalogue is read in (written CSV is never compressed).
+_CSV_COMPRESSIONS = (".gz", ".bz2", ".xz")
+_KNOWN_EXTENSIONS = ".fits, .fit, .fts (optionally .gz), .parquet, .pq, .csv, .ecsv (optionally .gz, .bz2, .xz)"
 
 # FITS header keyword holding skysort's metadata (provenance, mapping, bands) as JSON.
 _FITS_META_KEY = "SKYSORT"
@@ -579,9 +582,12 @@ def _unknown_format(path: Path) -> InputError:
 def _format_of(path: Path) -> str | None:
     """``fits``, ``parquet`` or ``csv`` from the file name, None when unknown."""
     name = path.name.lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
-        return "fits" if name.endswith(_FITS_SUFFIXES) else None
+    compression = next((suffix for suffix in _CSV_COMPRESSIONS if name.endswith(suffix)), None)
+    if compression:
+        name = name[: -len(compression)]
+        if compression == ".gz" and name.endswith(_FITS_SUFFIXES):
+            return "fits"
+        return "csv" if name.endswith(_CSV_SUFFIXES) else None
     if name.endswith(_FITS_SUFFIXES):
         return "fits"
     if name.endswith(_PARQUET_SUFFIXES):
@@ -591,10 +597,33 @@ def _format_of(path: Path) -> str | None:
     return None
 
 
+def open_csv_bytes(path: str | os.PathLike) -> IO[bytes]:
+    """A CSV catalogue opened for reading bytes, decompressed as its name says (``.gz``,
+    ``.bz2``, ``.xz``). A Python file object streams: the file is never held whole."""
+    name = Path(path).name.lower()
+    if name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if name.endswith(".bz2"):
+        import bz2
+
+        return bz2.open(path, "rb")
+    if name.endswith(".xz"):
+        import lzma
+
+        return lzma.open(path, "rb")
+    return open(path, "rb")
+
+
 def _is_ecsv(path: Path) -> bool:
     """Whether a ``.csv``/``.ecsv`` file is ECSV (its first line is ECSV's signature)."""
-    with open(path, "rb") as fh:
-        return fh.read(7) == b"# %ECSV"
+    if not Path(path).name.lower().endswith(_CSV_COMPRESSIONS):
+        with open(path, "rb") as fh:
+            return fh.read(7) == b"# %ECSV"
+    try:
+        with open_csv_bytes(path) as fh:
+            return fh.read(7) == b"# %ECSV"
+    except Exception as exc:  # noqa: BLE001 - BadGzipFile, bz2's OSError, LZMAError, EOFError: all the file's fault
+        raise InputError(path, f"cannot read as {Path(path).suffix[1:]}-compressed CSV: {_first_line(exc)}") from None
 
 
 def missing_ids(ids: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -622,7 +651,7 @@ def csv_header_line(path: str | os.PathLike) -> tuple[int, str]:
     SkyServer's CSV output, for one, begins with a ``#Table1`` line, and other archives put
     query notes there.
     """
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+    with io.TextIOWrapper(open_csv_bytes(path), encoding="utf-8-sig", errors="replace", newline="") as fh:
         for number, line in enumerate(fh):
             if line.strip() and not line.lstrip().startswith("#"):
                 return number, line
@@ -1281,6 +1310,8 @@ def write_catalog(table: Table, path: str | os.PathLike, overwrite: bool = True)
         raise _unknown_format(path)
     if path.exists() and not overwrite:
         raise InputError(path, "already exists (not overwriting)")
+    if fmt == "csv" and path.name.lower().endswith(_CSV_COMPRESSIONS):
+        raise InputError(path, "compressed CSV is read, not written: write .csv, or .parquet (compressed and typed)")
     if not isinstance(table, Table):
         if hasattr(table, "to_records") and hasattr(table, "columns"):
             table = Table.from_pandas(table)

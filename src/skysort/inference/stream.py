@@ -369,6 +369,8 @@ def _csv_batches(path: Path, layout: CsvLayout, columns: Sequence[str], float_co
     import pyarrow as pa
     import pyarrow.csv as pc
 
+    from ..data.catalog import open_csv_bytes
+
     names = layout.names
     read_options = pc.ReadOptions(column_names=list(names), skip_rows=layout.skip_rows, block_size=CSV_BLOCK_BYTES)
     convert_options = pc.ConvertOptions(include_columns=list(columns),
@@ -376,9 +378,9 @@ def _csv_batches(path: Path, layout: CsvLayout, columns: Sequence[str], float_co
     try:
         # A Python file object, not the path: given a path, pyarrow reads the raw file ahead
         # without bound (the whole file before the first batch).
-        with open(path, "rb") as fh:
+        with open_csv_bytes(path) as fh:
             yield from pc.open_csv(fh, read_options=read_options, convert_options=convert_options)
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+    except (pa.ArrowInvalid, UnicodeDecodeError, EOFError, OSError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         found = re.match(r"In CSV column #(\d+): CSV conversion error to double: (.*)", message)
         if found and int(found.group(1)) < len(names):
