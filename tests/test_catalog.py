@@ -118,7 +118,7 @@ def test_write_unknown_extension(tmp_path):
 
 def test_folders_and_hdf5_files_given_as_catalogues(tmp_path):
     (tmp_path / "folder").mkdir()
-    with pytest.raises(InputError, match="is a folder, not a catalogue file"):
+    with pytest.raises(InputError, match="is a folder without Parquet files, not a catalogue"):
         read_catalog(tmp_path / "folder")
     (tmp_path / "junk.h5").write_text("not hdf5")
     with pytest.raises(InputError, match="not a readable HDF5 file"):

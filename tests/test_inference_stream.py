@@ -739,3 +739,48 @@ def test_prediction_does_not_import_lightning():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_folder_of_parquet_files_is_one_catalogue(tmp_path, capsys):
+    # Dask, Spark and survey butlers write a catalogue as a folder of Parquet files. Before, such
+    # a folder was refused ("is a folder, not a catalogue file").
+    from skysort.data.catalog import read_catalog
+
+    catalog, _ = make_survey(tmp_path)
+    model = tiny_blend_model(tmp_path / "tiny.pt")
+    tiles = str(tmp_path / "t*" / "tile-*.fits")
+    table = pq.read_table(catalog)
+    folder = tmp_path / "cat_folder"
+    (folder / "tract=2").mkdir(parents=True)
+    pq.write_table(table.slice(0, 70), folder / "part-0.parquet", row_group_size=25)
+    pq.write_table(table.slice(70), folder / "tract=2" / "part-1.parquet")
+    (folder / "_SUCCESS").write_text("")
+    (folder / "_metadata").write_bytes(b"not read")
+    options = RunOptions(tiles=tiles, batch_size=32)
+    predict_catalog(model, catalog, tmp_path / "one", options)
+    predict_catalog(model, folder, tmp_path / "many", options)
+    _, expected = read_out(tmp_path / "one")
+    _, got = read_out(tmp_path / "many")
+    assert len(got) == table.num_rows
+    for column in ("id", "flags", "images_used", "catalog_row"):
+        assert np.array_equal(got[column].to_numpy(), expected[column].to_numpy()), column
+    assert np.allclose(got["p_blended"], expected["p_blended"], equal_nan=True)
+    assert list(read_catalog(folder)["id"]) == table.column("id").to_pylist()
+    # A file added to the folder is noticed when the run is resumed.
+    pq.write_table(table.slice(0, 3), folder / "part-2.parquet")
+    with pytest.raises(InputError, match="different prediction run"):
+        predict_catalog(model, folder, tmp_path / "many", options)
+    # One catalogue has one set of columns; the output may not go inside the input folder.
+    pq.write_table(table.drop_columns(["ra"]), folder / "part-2.parquet")
+    code = main(["predict", "--model", str(model), "--catalog", str(folder), "--tiles", tiles, "--out",
+                 str(tmp_path / "bad") + "/", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "part-2.parquet: lacks column(s) ra of part-0.parquet" in err, err
+    assert not (tmp_path / "bad").exists()
+    code = main(["predict", "--model", str(model), "--catalog", str(folder), "--tiles", tiles, "--out",
+                 str(folder / "pred.parquet"), "--quiet"])
+    assert code == 2 and "an input folder of this command" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = main(["predict", "--model", "sgq-sdss", "--catalog", str(empty), "--out", str(tmp_path / "e.parquet"), "--quiet"])
+    assert code == 2 and "folder without Parquet files" in capsys.readouterr().err

@@ -72,6 +72,9 @@ def check_output_path(path: str | os.PathLike, *, folder: bool = False, option: 
     for source in inputs:
         if source is not None and _same_file(path, Path(source)):
             raise InputError(path, f"{option} names an input of this command, which the output would overwrite")
+        if source is not None and Path(source).is_dir() and _inside(path, Path(source)):
+            # A folder input (a folder catalogue) would read the output as part of itself next time.
+            raise InputError(path, f"{option} lies inside {source}, an input folder of this command: write it elsewhere")
     if suffixes and not path.name.lower().endswith(tuple(suffixes)):
         # A file that the tool's readers would not recognise later (``info``, ``--model``,
         # ``--data``) is better refused now than written.
@@ -94,6 +97,14 @@ def check_output_path(path: str | os.PathLike, *, folder: bool = False, option: 
     except OSError as exc:
         raise InputError(path, f"cannot be written: {exc.strerror or exc} in {ancestor}") from None
     return path
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` (existing or not) lies in ``folder`` or any folder beneath it."""
+    try:
+        return Path(os.path.realpath(path)).is_relative_to(Path(os.path.realpath(folder)))
+    except OSError:
+        return False
 
 
 def _same_file(a: Path, b: Path) -> bool:

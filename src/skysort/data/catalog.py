@@ -80,7 +80,8 @@ prefix), because survey names such as ``MAG_AUTO`` do not say which band they ar
 File formats
 ------------
 Chosen by extension: FITS (``.fits``, ``.fit``, ``.fts``, optionally ``.gz``; the first
-table HDU is read), Parquet (``.parquet``, ``.pq``) and CSV (``.csv``, ``.ecsv``; read also
+table HDU is read), Parquet (``.parquet``, ``.pq``, or a folder of them:
+:func:`parquet_folder_files`) and CSV (``.csv``, ``.ecsv``; read also
 compressed, ``.gz``, ``.bz2`` or ``.xz``, as archives such as Gaia's distribute them). Written
 ``.csv`` files are comma-separated ECSV: a ``#`` header with units and metadata above a
 plain CSV body, so that metadata and masks survive a round trip. Masked values are stored
@@ -568,7 +569,8 @@ def _as_float_tuple(value: Any, where: str | os.PathLike, key: str) -> tuple[flo
 
 def _unknown_format(path: Path) -> InputError:
     if path.is_dir():
-        return InputError(path, f"is a folder, not a catalogue file ({_KNOWN_EXTENSIONS}) or a HATS catalogue")
+        return InputError(path, f"is a folder without Parquet files, not a catalogue ({_KNOWN_EXTENSIONS}, a folder of "
+                                "Parquet files or a HATS catalogue)")
     suffix = "".join(path.suffixes) or "(no extension)"
     if path.suffix.lower() in (".h5", ".hdf5") and path.is_file():
         # A stamp set given where a catalogue is wanted, or a file that is not HDF5 at all.
@@ -579,8 +581,23 @@ def _unknown_format(path: Path) -> InputError:
     return InputError(path, f"unknown catalogue format {suffix!r} (expected {_KNOWN_EXTENSIONS})")
 
 
+def parquet_folder_files(path: str | os.PathLike) -> list[Path]:
+    """The Parquet files of a folder catalogue, as Dask, Spark or a survey's data butler write
+    one: every ``*.parquet`` / ``*.pq`` file beneath it, in path order, leaving out those
+    under a name that starts with ``_`` or ``.`` (writers' bookkeeping, such as ``_metadata``
+    or an unfinished prediction's ``_shards``). Empty when ``path`` is not such a folder."""
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    files = [f for f in path.rglob("*") if f.name.lower().endswith(_PARQUET_SUFFIXES) and f.is_file()]
+    return sorted(f for f in files if not any(part.startswith(("_", ".")) for part in f.relative_to(path).parts))
+
+
 def _format_of(path: Path) -> str | None:
-    """``fits``, ``parquet`` or ``csv`` from the file name, None when unknown."""
+    """``fits``, ``parquet`` or ``csv`` from the file name (``parquet`` for a folder of Parquet
+    files, :func:`parquet_folder_files`), None when unknown."""
+    if path.is_dir():
+        return "parquet" if parquet_folder_files(path) else None
     name = path.name.lower()
     compression = next((suffix for suffix in _CSV_COMPRESSIONS if name.endswith(suffix)), None)
     if compression:
@@ -684,9 +701,9 @@ def _read_raw(path: Path) -> tuple[Table, dict[str, Any]]:
         raise _unknown_format(path)
     if not path.exists():
         raise InputError(path, "catalogue file not found")
-    if not path.is_file():
+    if not path.is_file() and not path.is_dir():
         raise InputError(path, "not a file")
-    if path.stat().st_size == 0:
+    if path.is_file() and path.stat().st_size == 0:
         raise InputError(path, "catalogue file is empty")
     try:
         with warnings.catch_warnings():
@@ -746,11 +763,41 @@ def parquet_units(schema: Any) -> dict[str, Any]:
     return units
 
 
+def _read_parquet_folder(path: Path):
+    """The Parquet files of a folder catalogue as one pyarrow table (the first file's metadata;
+    types promoted where files differ, e.g. int32 and int64)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = parquet_folder_files(path)
+    tables = []
+    for file in files:
+        try:
+            tables.append(pq.read_table(file))
+        except Exception as exc:  # noqa: BLE001 - a reader failure is that file's problem
+            raise InputError(file, f"cannot read as PARQUET: {_first_line(exc)}") from None
+        check_same_columns(file, tables[0].column_names, tables[-1].column_names, files[0])
+    return pa.concat_tables(tables, promote_options="permissive").replace_schema_metadata(tables[0].schema.metadata)
+
+
+def check_same_columns(file: Path, first: Sequence[str], names: Sequence[str], first_file: Path,
+                       needed: Sequence[str] | None = None) -> None:
+    """Refuse a file of a folder catalogue that lacks columns of its first file (all of them, or
+    only ``needed``): one catalogue has one set of columns."""
+    missing = [name for name in (needed if needed is not None else first) if name not in names]
+    if missing:
+        raise InputError(file, f"lacks column(s) {', '.join(missing)} of {first_file.name}, the folder's first file: "
+                               "its files must hold the same columns")
+
+
 def _read_parquet(path: Path) -> tuple[Table, dict[str, Any]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    arrow = pq.read_table(path)
+    if path.is_dir():
+        arrow = _read_parquet_folder(path)
+    else:
+        arrow = pq.read_table(path)
     carried = (arrow.schema.metadata or {}).get(_PARQUET_META_KEY)
     meta = _json_or_empty(carried.decode("utf-8", "replace") if carried else None)
     meta.pop("units", None)

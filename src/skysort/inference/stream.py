@@ -631,15 +631,18 @@ class CatalogStream:
     def __init__(self, path: str | os.PathLike, mapping: Any = None, bands: Sequence[str] = (), require_sky: bool = True):
         from astropy.table import Table
 
-        from ..data.catalog import _format_of, _read_raw, _unknown_format, parquet_units, resolve_mapping
+        from ..data.catalog import _format_of, _read_raw, _unknown_format, parquet_folder_files, parquet_units, resolve_mapping
 
         self.path = Path(path)
         self.mapping = resolve_mapping(mapping)
         self.format = _format_of(self.path)
         if self.format is None:
             raise _unknown_format(self.path)
-        if not self.path.is_file():
+        if not self.path.is_file() and not self.path.is_dir():
             raise InputError(self.path, "catalogue file not found")
+        #: The Parquet files read in turn: the file itself, or those of a folder catalogue.
+        self._parquet_files = (parquet_folder_files(self.path) if self.path.is_dir() else [self.path]) \
+            if self.format == "parquet" else []
         self._raw: Table | None = None
         self._fits_hdu_index: int | None = None
         self._csv_layout: CsvLayout | None = None
@@ -649,10 +652,15 @@ class CatalogStream:
             if self.format == "parquet":
                 import pyarrow.parquet as pq
 
-                parquet = pq.ParquetFile(self.path)
-                names = parquet.schema_arrow.names
-                self.n_rows = parquet.metadata.num_rows
-                self.units = parquet_units(parquet.schema_arrow)
+                schema = pq.read_schema(self._parquet_files[0])
+                names = schema.names
+                self.n_rows = 0
+                for file in self._parquet_files:
+                    try:
+                        self.n_rows += pq.read_metadata(file).num_rows
+                    except Exception as exc:  # noqa: BLE001 - a reader failure is that file's problem
+                        raise InputError(file, f"cannot read as PARQUET: {exc}") from None
+                self.units = parquet_units(schema)
             elif self.format == "fits" and not self.path.name.lower().endswith(".gz"):
                 from astropy.io import fits
 
@@ -698,6 +706,14 @@ class CatalogStream:
             raise InputError(self.path, "catalogue file is empty")
         return _is_ecsv(self.path)
 
+    def identity(self) -> Any:
+        """What fixes this catalogue's content for a run's signature: the file's path, size and
+        modification time, or those of each file of a folder catalogue (so a file added to or
+        changed in the folder is noticed on resuming)."""
+        if self.path.is_dir():
+            return [file_identity(file) for file in self._parquet_files]
+        return file_identity(self.path)
+
     @property
     def needed_columns(self) -> list[str]:
         return self.columns.needed
@@ -707,9 +723,14 @@ class CatalogStream:
         if self.format == "parquet":
             import pyarrow.parquet as pq
 
-            parquet = pq.ParquetFile(self.path)
-            for piece in _parquet_pieces(parquet, chunk_rows, columns):
-                yield {name: piece.column(name).to_numpy(zero_copy_only=False) for name in columns}
+            from ..data.catalog import check_same_columns
+
+            for file in self._parquet_files:
+                # A chunk does not span files: a folder's chunks are at most a file's rows.
+                with pq.ParquetFile(file) as parquet:
+                    check_same_columns(file, self.names, parquet.schema_arrow.names, self._parquet_files[0], columns)
+                    for piece in _parquet_pieces(parquet, chunk_rows, columns):
+                        yield {name: piece.column(name).to_numpy(zero_copy_only=False) for name in columns}
         elif self._csv_layout is not None:
             numeric = [name for key, name in self.columns.sources.items()
                        if name is not None and (key in ("ra", "dec", "x", "y") or key.startswith(("mag_", "magerr_")))]
@@ -1487,7 +1508,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
                                                                     predictor.meta.get("catalogue_magnitudes"))
     cautions: list[str] = []
     inspect = magnitude_range_check(predictor, cautions) if warn and spec.photometry_bands and not photometry_missing else None
-    signature = run_signature(model_info, file_identity(catalog), inputs, options)
+    signature = run_signature(model_info, catalog_stream.identity(), inputs, options)
     folder_existed = out.exists()
     manifest = Manifest.prepare_folder(out, signature)
     workers = options.workers if options.workers is not None else 0
