@@ -275,3 +275,13 @@ def test_hats_magnitudes_unlike_the_models_are_warned_about(hats_survey, tmp_pat
         assert code == 0, messages[name]
     assert "magnitudes unlike the model's training magnitudes" in messages["errors"]
     assert "magnitudes unlike" not in messages["right"]
+
+
+def test_a_hats_catalogue_is_not_read_as_a_folder_of_parquet_files(hats_survey):
+    # Its files are not one table (a collection's margin catalogues repeat rows): only predict
+    # reads it, through LSDB.
+    from skysort.data.catalog import read_catalog
+    from skysort.errors import InputError
+
+    with pytest.raises(InputError, match="is a HATS catalogue, which only skysort predict reads"):
+        read_catalog(hats_survey["hats"])

@@ -568,6 +568,9 @@ def _as_float_tuple(value: Any, where: str | os.PathLike, key: str) -> tuple[flo
 
 
 def _unknown_format(path: Path) -> InputError:
+    if path.is_dir() and _is_hats_folder(path):
+        return InputError(path, "is a HATS catalogue, which only skysort predict reads; give a catalogue file or a folder "
+                                "of Parquet files here")
     if path.is_dir():
         return InputError(path, f"is a folder without Parquet files, not a catalogue ({_KNOWN_EXTENSIONS}, a folder of "
                                 "Parquet files or a HATS catalogue)")
@@ -587,10 +590,16 @@ def parquet_folder_files(path: str | os.PathLike) -> list[Path]:
     under a name that starts with ``_`` or ``.`` (writers' bookkeeping, such as ``_metadata``
     or an unfinished prediction's ``_shards``). Empty when ``path`` is not such a folder."""
     path = Path(path)
-    if not path.is_dir():
+    if not path.is_dir() or _is_hats_folder(path):
         return []
     files = [f for f in path.rglob("*") if f.name.lower().endswith(_PARQUET_SUFFIXES) and f.is_file()]
     return sorted(f for f in files if not any(part.startswith(("_", ".")) for part in f.relative_to(path).parts))
+
+
+def _is_hats_folder(path: Path) -> bool:
+    """A HATS catalogue or collection: its Parquet files are not one table (a collection's
+    margin catalogues repeat rows), so only ``skysort predict`` reads it, through LSDB."""
+    return any((path / name).is_file() for name in ("hats.properties", "properties", "collection.properties"))
 
 
 def _format_of(path: Path) -> str | None:

@@ -46,8 +46,10 @@ _INDEXES: dict[tuple[str, ...], TileIndex] = {}
 def is_hats_catalog(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a HATS catalogue or collection folder (it holds ``hats.properties``,
     ``properties`` or ``collection.properties``)."""
+    from ..data.catalog import _is_hats_folder
+
     path = Path(path)
-    return path.is_dir() and any((path / name).is_file() for name in ("hats.properties", "properties", "collection.properties"))
+    return path.is_dir() and _is_hats_folder(path)
 
 
 def unfinished_paths(out: str | os.PathLike) -> tuple[Path, Path]:
