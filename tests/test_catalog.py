@@ -393,6 +393,24 @@ def test_auto_detection_of_common_names(tmp_path):
     assert cat.meta["mapping"] == "auto"
 
 
+@pytest.mark.parametrize("columns, expected", [
+    # VizieR: positions at Gaia's epoch beside computed J2000 ones; DE, not DEC.
+    (["RA_ICRS", "DE_ICRS", "_RAJ2000", "_DEJ2000"], ("RA_ICRS", "DE_ICRS")),
+    (["RAJ2000", "DEJ2000"], ("RAJ2000", "DEJ2000")),
+    (["RAdeg", "DEdeg"], ("RAdeg", "DEdeg")),
+    (["raMean", "decMean"], ("raMean", "decMean")),  # Pan-STARRS
+    (["ALPHA_J2000", "DELTA_J2000"], ("ALPHA_J2000", "DELTA_J2000")),  # SExtractor
+    # A pair, never ra of one system with dec of another.
+    (["RA", "DE_ICRS", "RA_ICRS"], ("RA_ICRS", "DE_ICRS")),
+])
+def test_auto_detection_takes_sky_positions_in_pairs(tmp_path, columns, expected):
+    # Before: DEJ2000 and DE_ICRS were not found ("no position columns"), and ra and dec were
+    # chosen one by one.
+    values = {name: [10.0 + k, 20.0 + k] for k, name in enumerate(columns)}
+    cat = read_catalog(write_raw(Table({**values, "mag_r": [19.0, 20.0]}), tmp_path / "c.fits"))
+    assert list(cat["ra"]) == values[expected[0]] and list(cat["dec"]) == values[expected[1]]
+
+
 def test_pixel_positions_only(tmp_path):
     t = Table({"x": [0.5, 1.5], "y": [2.5, 3.5], "mag_i": [20.0, 21.0]})
     cat = read_catalog(write_raw(t, tmp_path / "c.csv"))

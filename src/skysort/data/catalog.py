@@ -72,8 +72,10 @@ Reading without a mapping
 -------------------------
 ``read_catalog(path)`` with no mapping accepts a catalogue in standard names and otherwise
 looks, case-insensitively and in this order of preference, for ``id``: id, objid, obj_id;
-``ra``: ra, raj2000, ra_j2000, alpha, alpha_j2000; ``dec``: dec, decj2000, dec_j2000,
-delta, delta_j2000; ``x``/``y``: x, y (0-based); ``label``: label, class. Magnitudes are
+``ra``/``dec`` as a pair: ra/dec, raj2000/decj2000, raj2000/dej2000, ra_j2000/dec_j2000,
+ra_icrs/de_icrs, radeg/dedeg, ra_deg/dec_deg, _raj2000/_dej2000, alpha/delta,
+alpha_j2000/delta_j2000, ramean/decmean (VizieR, SExtractor and Pan-STARRS names);
+``x``/``y``: x, y (0-based); ``label``: label, class. Magnitudes are
 found only under the standard names ``mag_<band>`` and ``magerr_<band>`` (lower-case
 prefix), because survey names such as ``MAG_AUTO`` do not say which band they are in.
 
@@ -138,12 +140,17 @@ DEFAULT_SENTINELS = (99.0, -99.0, 999.0, -999.0, 9999.0, -9999.0)
 # Case-insensitive candidates for automatic detection, most preferred first.
 _AUTO_NAMES = {
     "id": ("id", "objid", "obj_id"),
-    "ra": ("ra", "raj2000", "ra_j2000", "alpha", "alpha_j2000"),
-    "dec": ("dec", "decj2000", "dec_j2000", "delta", "delta_j2000"),
     "x": ("x",),
     "y": ("y",),
     "label": ("label", "class"),
 }
+# Sky positions are found in pairs, so that ra and dec come from the same system and epoch
+# (a VizieR table holds RA_ICRS / DE_ICRS at Gaia's epoch beside its computed _RAJ2000 / _DEJ2000).
+_AUTO_POSITIONS = (
+    ("ra", "dec"), ("raj2000", "decj2000"), ("raj2000", "dej2000"), ("ra_j2000", "dec_j2000"), ("ra_icrs", "de_icrs"),
+    ("radeg", "dedeg"), ("ra_deg", "dec_deg"), ("_raj2000", "_dej2000"), ("alpha", "delta"),
+    ("alpha_j2000", "delta_j2000"), ("ramean", "decmean"),
+)
 
 _FITS_SUFFIXES = (".fits", ".fit", ".fts")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -1109,8 +1116,9 @@ def _locate_columns(raw: Table, cmap: ColumnMapping, requested: tuple[str, ...] 
                                  if (hits := by_lower.get(c))), None)
         if sources["x"] is None or sources["y"] is None:
             sources["x"] = sources["y"] = None
-        if sources["ra"] is None or sources["dec"] is None:
-            sources["ra"] = sources["dec"] = None
+        pair = next(((by_lower[ra][0], by_lower[dec][0]) for ra, dec in _AUTO_POSITIONS
+                     if ra in by_lower and dec in by_lower), (None, None))
+        sources["ra"], sources["dec"] = pair
         present = [n[len("mag_"):] for n in names if n.startswith("mag_")]
         band_list = requested if requested is not None else tuple(present)
         missing = [f"mag_{b}" for b in band_list if b not in present]
