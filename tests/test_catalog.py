@@ -400,8 +400,9 @@ def test_auto_detection_of_common_names(tmp_path):
     (["RAdeg", "DEdeg"], ("RAdeg", "DEdeg")),
     (["raMean", "decMean"], ("raMean", "decMean")),  # Pan-STARRS
     (["ALPHA_J2000", "DELTA_J2000"], ("ALPHA_J2000", "DELTA_J2000")),  # SExtractor
-    # A pair, never ra of one system with dec of another.
+    # A pair before ra of one system with dec of another; without a pair, the first of each.
     (["RA", "DE_ICRS", "RA_ICRS"], ("RA_ICRS", "DE_ICRS")),
+    (["RAJ2000", "dec"], ("RAJ2000", "dec")),
 ])
 def test_auto_detection_takes_sky_positions_in_pairs(tmp_path, columns, expected):
     # Before: DEJ2000 and DE_ICRS were not found ("no position columns"), and ra and dec were

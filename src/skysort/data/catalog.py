@@ -74,7 +74,8 @@ Reading without a mapping
 looks, case-insensitively and in this order of preference, for ``id``: id, objid, obj_id;
 ``ra``/``dec`` as a pair: ra/dec, raj2000/decj2000, raj2000/dej2000, ra_j2000/dec_j2000,
 ra_icrs/de_icrs, radeg/dedeg, ra_deg/dec_deg, _raj2000/_dej2000, alpha/delta,
-alpha_j2000/delta_j2000, ramean/decmean (VizieR, SExtractor and Pan-STARRS names);
+alpha_j2000/delta_j2000, ramean/decmean (VizieR, SExtractor and Pan-STARRS names), else
+the first of these names found for each;
 ``x``/``y``: x, y (0-based); ``label``: label, class. Magnitudes are
 found only under the standard names ``mag_<band>`` and ``magerr_<band>`` (lower-case
 prefix), because survey names such as ``MAG_AUTO`` do not say which band they are in.
@@ -1117,7 +1118,12 @@ def _locate_columns(raw: Table, cmap: ColumnMapping, requested: tuple[str, ...] 
         if sources["x"] is None or sources["y"] is None:
             sources["x"] = sources["y"] = None
         pair = next(((by_lower[ra][0], by_lower[dec][0]) for ra, dec in _AUTO_POSITIONS
-                     if ra in by_lower and dec in by_lower), (None, None))
+                     if ra in by_lower and dec in by_lower), None)
+        if pair is None:  # no matching pair: the first name found for each (RAJ2000 beside dec)
+            pair = tuple(next((by_lower[names[k]][0] for names in _AUTO_POSITIONS if names[k] in by_lower), None)
+                         for k in (0, 1))
+            if None in pair:
+                pair = (None, None)
         sources["ra"], sources["dec"] = pair
         present = [n[len("mag_"):] for n in names if n.startswith("mag_")]
         band_list = requested if requested is not None else tuple(present)
