@@ -382,3 +382,31 @@ def test_recorded_command_names_skysort_however_it_was_started(monkeypatch):
         assert current_command() == "skysort train --data 'a b.h5'"
     monkeypatch.setattr("sys.argv", ["bench.py", "--n", "5"])
     assert current_command() == "bench.py --n 5"
+
+
+def test_saturated_objects_are_flagged_in_cutout_and_predict_cutting(tile_dir, capsys):
+    # Header SATURATE levels: the r (reference) image saturates at object 0, the g image (resampled
+    # onto r's grid) at object 1; object 2 reaches neither level. Before, nothing was flagged.
+    from skysort.data.flags import Flags
+    from skysort.data.images import read_band_images
+    from skysort.inference.stream import cut_tile_stamps
+
+    for band, (x, y) in (("r", (40, 50)), ("g", (100 + 1.3, 60 - 0.6))):
+        with fits.open(tile_dir / f"tile-{band}.fits", mode="update") as hdul:
+            hdul[0].header["SATURATE"] = 100.0
+            hdul[0].data[int(round(y)) - 1 : int(round(y)) + 2, int(round(x)) - 1 : int(round(x)) + 2] = 150.0
+    out = tile_dir / "s.h5"
+    assert run(cutout_args(tile_dir, out), capsys)[0] == 0
+    flags = StampSet.open(out).column("flags")
+    assert [bool(f & Flags.SATURATED) for f in flags] == [True, True, False]
+    images = read_band_images(sorted(tile_dir.glob("tile-*.fits")), background="sep")
+    assert images[1].band == "r" and images[1].saturation == 100.0 and len(images[1].saturated_pixels) == 9
+    x, y = np.array([40.0, 100.0, 3.0]), np.array([50.0, 60.0, 3.0])
+    _, stream_flags = cut_tile_stamps(images, [False, True], x, y, 16, reference=1)
+    assert [bool(f & Flags.SATURATED) for f in stream_flags] == [True, True, False]
+    # No level in the header: nothing is flagged, whatever the pixel values.
+    for band in "rg":
+        with fits.open(tile_dir / f"tile-{band}.fits", mode="update") as hdul:
+            del hdul[0].header["SATURATE"]
+    assert run(cutout_args(tile_dir, tile_dir / "none.h5"), capsys)[0] == 0
+    assert not any(StampSet.open(tile_dir / "none.h5").column("flags") & Flags.SATURATED)

@@ -1033,12 +1033,16 @@ def _describe_file(path: Path) -> dict[str, Any]:
             from .data.images import read_band_image
 
             image = read_band_image(path)
-            return {
+            summary = {
                 "path": str(path), "kind": "image", "band": image.band, "shape": list(image.shape),
                 "pixel_scale_arcsec": round(image.pixel_scale, 5), "flux_unit": image.flux_unit,
                 "zero_point": image.zero_point, "psf_fwhm_arcsec": image.psf_fwhm, "n_nan_pixels": image.n_nan,
+                "saturation": image.saturation, "n_saturated_pixels": len(image.saturated_pixels),
                 "survey": image.survey, "footprint_deg": image.wcs.calc_footprint().tolist(),
             }
+            # What the header does not give is null, not NaN (which JSON does not have).
+            return {key: None if isinstance(value, float) and not np.isfinite(value) else value
+                    for key, value in summary.items()}
     from .data.catalog import _read_raw, catalog_bands, read_catalog
 
     raw, carried = _read_raw(path)

@@ -16,6 +16,10 @@ The stamps of every band share the pixel grid of the *reference band* (``r`` by 
   Across a 64-pixel stamp the affine approximation departs from the full WCS by far less than
   0.01 px for survey-sized pixels.
 
+An object whose stamp area holds a pixel at or above a band image's saturation level (header
+``SATURATE`` or ``SATLEVEL``) is flagged ``SATURATED``; in a resampled band the area is the
+stamp's square scaled to that band's pixels.
+
 Objects near an edge are never shifted or dropped: stamp pixels outside a band's image are NaN,
 and the object is flagged ``EDGE`` (and ``NAN_PIXELS``); an object entirely outside a band's
 image gets ``MISSING_BAND``. NaN pixels inside an image stay NaN in the stamp (the spline never
@@ -182,6 +186,23 @@ def resample_stamp(data: np.ndarray, centre: tuple[float, float], jacobian: np.n
     return (values * abs(np.linalg.det(jacobian))).astype(np.float32), bool(beyond_edge.any())
 
 
+def saturated_in_stamps(image: BandImage, x: np.ndarray, y: np.ndarray, half_width: float) -> np.ndarray:
+    """Whether each square of half-side ``half_width`` [pixels of ``image``] centred on
+    ``(x, y)`` [0-based pixels of ``image``] holds one of ``image.saturated_pixels``."""
+    x, y = np.atleast_1d(x), np.atleast_1d(y)
+    found = np.zeros(len(x), bool)
+    if not len(image.saturated_pixels) or not len(x):
+        return found
+    from scipy.spatial import cKDTree
+
+    ok = np.isfinite(x) & np.isfinite(y)
+    # Chebyshev distance (p = inf): the stamp is a square, not a disc.
+    counts = cKDTree(image.saturated_pixels).query_ball_point(np.c_[x[ok], y[ok]], r=half_width, p=np.inf,
+                                                               return_length=True)
+    found[ok] = np.asarray(counts) > 0
+    return found
+
+
 def cut_stamps(
     images: Sequence[BandImage],
     x_ref: np.ndarray,
@@ -207,7 +228,7 @@ def cut_stamps(
     stamps : ndarray (n, bands, size, size) float32
         In each band's flux unit per reference pixel.
     flags : ndarray (n,) uint32
-        :class:`~skysort.data.flags.Flags` bits (EDGE, NAN_PIXELS, MISSING_BAND).
+        :class:`~skysort.data.flags.Flags` bits (EDGE, NAN_PIXELS, MISSING_BAND, SATURATED).
     """
     ref = images[reference]
     x_ref = off_image_safe(np.atleast_1d(x_ref), ref.data.shape[1], size)
@@ -217,6 +238,7 @@ def cut_stamps(
     flags = np.zeros(n, dtype=np.uint32)
     stamps[:, reference], edge = cut_integer(ref.data, x_ref, y_ref, size)
     flags[edge] |= np.uint32(Flags.EDGE)
+    flags[saturated_in_stamps(ref, x_ref, y_ref, size / 2)] |= np.uint32(Flags.SATURATED)
     # Offsets of every stamp pixel from the object, in reference pixels (x = column, y = row).
     centre_x = np.rint(x_ref) - size // 2
     centre_y = np.rint(y_ref) - size // 2
@@ -231,6 +253,7 @@ def cut_stamps(
         band = images[b]
         bx, by = sky_to_pixel(band, ra, dec)
         jacobians = local_jacobians(ref, band, x_ref, y_ref)
+        flags[saturated_in_stamps(band, bx, by, size / 2 * ref.pixel_scale / band.pixel_scale)] |= np.uint32(Flags.SATURATED)
         stamps[wholly_off, b] = np.nan
         for k in np.flatnonzero(~wholly_off):
             grid = np.stack(np.meshgrid(centre_x[k] + pixel_index - x_ref[k], centre_y[k] + pixel_index - y_ref[k]))

@@ -20,12 +20,18 @@ class Flags(enum.IntFlag):
         At least one band has no pixels at all for this object (no file, or off its footprint).
     MISSING_PHOTOMETRY
         At least one catalogue magnitude is missing (non-detection, sentinel or non-finite).
+    SATURATED
+        A pixel of the stamp's area, in at least one band, is at or above its image's
+        saturation level (header ``SATURATE`` or ``SATLEVEL``, in the image's units before any
+        background subtraction): the object, or a neighbour inside its stamp, is saturated.
+        Images whose header gives no level (SDSS frames, for one) set nothing.
     """
 
     EDGE = 1
     NAN_PIXELS = 2
     MISSING_BAND = 4
     MISSING_PHOTOMETRY = 8
+    SATURATED = 16
 
 
 def describe(value: int) -> list[str]:

@@ -32,6 +32,8 @@ UNIT_ZERO_POINTS = {"nanomaggy": 22.5, "nanomaggies": 22.5, "nmgy": 22.5, "ujy":
 
 _ZERO_POINT_KEYS = ("MAGZP", "MAGZERO", "ZEROPT", "ZEROPNT", "ZP", "PHOTZP", "MAGZPT")
 _SEEING_KEYS = ("PSF_FWHM", "SEEING", "FWHM", "PSFFWHM")
+#: Header keywords giving the saturation level in the image's units (SExtractor's SATUR_KEY).
+_SATURATION_KEYS = ("SATURATE", "SATLEVEL")
 _FILTER_KEYS = ("FILTER", "FILTNAM", "FILTER1", "BAND")
 
 
@@ -62,6 +64,12 @@ class BandImage:
     background : dict
         How the sky background was removed from ``data`` (see
         :func:`skysort.data.background.subtract_background`); empty when nothing was done.
+    saturation : float
+        Saturation level in ``flux_unit`` from the header (``SATURATE`` or ``SATLEVEL``), NaN
+        when it gives none.
+    saturated_pixels : ndarray, shape (m, 2)
+        ``(x, y)`` of the pixels at or above ``saturation`` as read (before any background
+        subtraction); a list rather than a mask, since saturated pixels are few.
     """
 
     band: str
@@ -74,6 +82,8 @@ class BandImage:
     n_nan: int = 0
     survey: str = ""
     background: dict = dataclasses.field(default_factory=dict)
+    saturation: float = float("nan")
+    saturated_pixels: np.ndarray = dataclasses.field(default_factory=lambda: np.empty((0, 2), np.float32), repr=False)
 
     @property
     def pixel_scale(self) -> float:
@@ -212,9 +222,17 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
         data[~finite] = np.nan  # infinite pixels are no measurement either: flagged as NaN ones are
     unit, zero_point = header_flux_unit(header)
     psf_fwhm = next((float(header[k]) for k in _SEEING_KEYS if isinstance(header.get(k), (int, float))), float("nan"))
+    saturation = next((float(header[k]) for k in _SATURATION_KEYS
+                       if isinstance(header.get(k), (int, float)) and not isinstance(header.get(k), bool)
+                       and np.isfinite(header[k]) and header[k] > 0), float("nan"))
+    saturated = np.empty((0, 2), np.float32)
+    if np.isfinite(saturation):
+        with np.errstate(invalid="ignore"):
+            saturated = np.argwhere(data >= saturation)[:, ::-1].astype(np.float32)
     return BandImage(band=band, path=path, data=data, wcs=wcs, flux_unit=unit, zero_point=zero_point,
                      psf_fwhm=psf_fwhm, n_nan=n_nan,
-                     survey=str(header.get("ORIGIN") or header.get("TELESCOP") or "").strip())
+                     survey=str(header.get("ORIGIN") or header.get("TELESCOP") or "").strip(),
+                     saturation=saturation, saturated_pixels=saturated)
 
 
 def expand_image_paths(patterns: str | Sequence[str]) -> list[Path]:

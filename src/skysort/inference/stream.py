@@ -907,7 +907,7 @@ def cut_tile_stamps(images: Sequence[Any], aligned: Sequence[bool], x: np.ndarra
                     reference: int) -> tuple[np.ndarray, np.ndarray]:
     """Stamps ``(n, bands, size, size)`` and flags, as :func:`skysort.data.cutout.cut_stamps`
     but with an integer-pixel cut for every band on the reference band's pixel grid."""
-    from ..data.cutout import cut_integer, cut_stamps
+    from ..data.cutout import cut_integer, cut_stamps, saturated_in_stamps
 
     n = len(x)
     stamps = np.empty((n, len(images), size, size), np.float32)
@@ -916,11 +916,12 @@ def cut_tile_stamps(images: Sequence[Any], aligned: Sequence[bool], x: np.ndarra
         if aligned[b]:
             stamps[:, b], edge = cut_integer(image.data, x, y, size)
             flags[edge] |= np.uint32(Flags.EDGE)
+            flags[saturated_in_stamps(image, x, y, size / 2)] |= np.uint32(Flags.SATURATED)
     resampled = [b for b in range(len(images)) if not aligned[b]]
     if resampled and n:
         sub, sub_flags = cut_stamps([images[reference]] + [images[b] for b in resampled], x, y, size=size, reference=0)
         stamps[:, resampled] = sub[:, 1:]
-        flags |= sub_flags & np.uint32(Flags.EDGE)
+        flags |= sub_flags & np.uint32(Flags.EDGE | Flags.SATURATED)
     nan = np.isnan(stamps)
     flags[nan.any(axis=(1, 2, 3))] |= np.uint32(Flags.NAN_PIXELS)
     flags[nan.all(axis=(2, 3)).any(axis=1)] |= np.uint32(Flags.MISSING_BAND)
