@@ -432,16 +432,20 @@ def test_comment_lines_before_a_csv_header_are_skipped(tmp_path, capsys):
     lines += [f"{v},{20 + 0.1 * k},19.5,19.2,19.1,19" for k, v in enumerate(SDSS_IDS)]
     (tmp_path / "plain.csv").write_text("\n".join(lines) + "\n")
     (tmp_path / "sky.csv").write_text("\n".join(["#Table1", "", "# a query note, with a comma", *lines]) + "\n")
+    # The same from a spreadsheet on Windows: a byte-order mark before the comment, CRLF line ends.
+    (tmp_path / "excel.csv").write_bytes(("\ufeff" + "\r\n".join(["# note", *lines]) + "\r\n").encode())
     results = []
-    for name in ("plain", "sky"):
+    for name in ("plain", "sky", "excel"):
         code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / f"{name}.csv", "--out",
                             tmp_path / f"{name}.parquet", "--quiet"], capsys)
         assert code == 0, err
         results.append(pd.read_parquet(tmp_path / f"{name}.parquet"))
     assert results[1]["id"].tolist() == list(SDSS_IDS)
     pd.testing.assert_frame_equal(results[0], results[1])
-    table = read_catalog(tmp_path / "sky.csv", require_positions=False)
-    assert list(table["id"]) == list(SDSS_IDS) and np.allclose(table["mag_u"], 20 + 0.1 * np.arange(4))
+    pd.testing.assert_frame_equal(results[0], results[2])
+    for name in ("sky", "excel"):
+        table = read_catalog(tmp_path / f"{name}.csv", require_positions=False)
+        assert list(table["id"]) == list(SDSS_IDS) and np.allclose(table["mag_u"], 20 + 0.1 * np.arange(4))
     (tmp_path / "only.csv").write_text("#Table1\n# nothing else\n")
     one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "only.csv", "--out",
                          tmp_path / "o.parquet", "--quiet"], capsys)[::2], "only.csv", "no header line")

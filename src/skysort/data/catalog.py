@@ -738,7 +738,7 @@ def _read_raw(path: Path) -> tuple[Table, dict[str, Any]]:
                     table = Table.read(path, format="ascii.ecsv")
                 else:
                     check_comma_separated(path, csv_header_line(path)[1])
-                    table = Table.read(path, format="ascii.csv", comment=r"\s*#")
+                    table = Table.read(path, format="ascii.csv", comment=r"\ufeff?\s*#")  # after a byte-order mark too
                 meta = dict(table.meta) if is_ecsv else {}
                 if table.colnames and table.colnames[0].startswith("\ufeff"):
                     # The byte-order mark spreadsheet programs write is not part of the name.
