@@ -487,3 +487,24 @@ def test_compressed_csv_catalogues_are_read_as_the_plain_file(tmp_path, capsys, 
     assert not (tmp_path / "bad.parquet").exists() and not (tmp_path / "cut.parquet").exists()
     with pytest.raises(InputError, match="compressed CSV is read, not written"):
         write_catalog(table, tmp_path / f"out.csv.{compression}")
+
+
+def test_null_text_in_a_numeric_column_is_a_missing_value_in_every_command(tmp_path, capsys):
+    # predict (pyarrow) read "null" and "N/A" as missing, read_catalog (cutout, import) refused
+    # the column as "not numeric". Now both mask them; other text is still refused, naming it.
+    from skysort.data.catalog import read_catalog
+
+    lines = ["id,ra,dec," + ",".join(f"mag_{b}" for b in "ugriz"),
+             "1,150.1,2.1,null,19.5,19.2,19.1,19", "2,150.2,null,20.5,NaN,19.2,19.1,19", "3,150.3,2.3,N/A,19.5,19.2,19.1,19"]
+    (tmp_path / "c.csv").write_text("\n".join(lines) + "\n")
+    table = read_catalog(tmp_path / "c.csv")
+    assert list(table["mag_u"].mask) == [True, False, True] and list(table["mag_g"].mask) == [False, True, False]
+    assert list(table["dec"].mask) == [False, True, False]
+    code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "c.csv", "--out", tmp_path / "p.parquet",
+                        "--quiet"], capsys)
+    assert code == 0, err
+    flags = pd.read_parquet(tmp_path / "p.parquet")["flags"].to_numpy()
+    assert all(flags & Flags.MISSING_PHOTOMETRY)
+    (tmp_path / "bad.csv").write_text("id,ra,dec,mag_r\n1,150.1,2.1,19\n2,150.2,2.2,abc\n")
+    with pytest.raises(InputError, match="magnitude column 'mag_r' is not numeric \\(holds 'abc'\\)"):
+        read_catalog(tmp_path / "bad.csv")

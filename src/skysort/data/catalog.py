@@ -1259,14 +1259,47 @@ def check_magnitude_unit(unit: Any, column: str, path: str | os.PathLike) -> Non
                                f"so in the column mapping (flux_unit={parsed})")
 
 
+#: Text that marks an empty numeric cell: pyarrow's CSV defaults (what ``predict`` streams a CSV
+#: with), so that ``null`` or ``N/A`` is a missing value in every command, not only in some.
+NULL_TEXT = frozenset(['', '#N/A', '#N/A N/A', '#NA', '-1.#IND', '-1.#QNAN', '-NaN', '-nan', '1.#IND', '1.#QNAN', 'N/A',
+                       'NA', 'NULL', 'NaN', 'n/a', 'nan', 'null'])
+
+
+def as_float(col: Any, what: str, path: str | os.PathLike, name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, missing)``: a column (``name``, else its own) as float64, its masked cells and
+    :data:`NULL_TEXT` cells missing (astropy reads a CSV column holding ``null`` as text)."""
+    name = name if name is not None else col.name
+    data = np.ma.getdata(col)
+    missing = np.ma.getmaskarray(col)
+    try:
+        return np.asarray(data, dtype=np.float64), missing
+    except (TypeError, ValueError):
+        pass
+    if data.dtype.kind not in "SUO":
+        raise InputError(path, f"{what} {name!r} is not numeric")
+    text = np.char.strip(np.asarray(data).astype(str))
+    missing = missing | np.isin(text, list(NULL_TEXT))
+    try:
+        values = np.where(missing, "nan", text).astype(np.float64)
+    except ValueError:
+        bad = next(v for v, m in zip(text.tolist(), missing.tolist()) if not m and not _parses_as_float(v))
+        raise InputError(path, f"{what} {name!r} is not numeric (holds {bad!r})") from None
+    return values, missing
+
+
+def _parses_as_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _float_column(col: Column, unit: u.UnitBase, description: str,
                   path: Path) -> MaskedColumn:
     """Positions as float64 (float32 loses milliarcseconds at large RA); non-finite masked."""
-    try:
-        values = np.asarray(np.ma.getdata(col), dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError(path, f"column {col.name!r} is not numeric") from None
-    mask = np.ma.getmaskarray(col) | ~np.isfinite(values)
+    values, missing = as_float(col, "column", path)
+    mask = missing | ~np.isfinite(values)
     return MaskedColumn(np.where(mask, np.nan, values), mask=mask, unit=unit,
                         description=description)
 
@@ -1305,12 +1338,10 @@ def _magnitudes_from_fluxes(raw: Table, flux_name: str, err_name: str | None, fl
 def _masked_magnitudes(col: Column, sentinels: np.ndarray, path: Path) -> MaskedColumn:
     """Float magnitudes (or errors) with sentinels and non-finite values masked."""
     values = np.asarray(np.ma.getdata(col))
+    mask = np.ma.getmaskarray(col)
     if values.dtype.kind != "f":
-        try:
-            values = values.astype(np.float64)
-        except (TypeError, ValueError):
-            raise InputError(path, f"magnitude column {col.name!r} is not numeric") from None
-    mask = np.ma.getmaskarray(col) | ~np.isfinite(values)
+        values, mask = as_float(col, "magnitude column", path)
+    mask = mask | ~np.isfinite(values)
     if sentinels.size:
         mask |= np.isin(values, sentinels.astype(values.dtype))
     # Masked slots hold NaN so that code reading .data by mistake cannot see a sentinel.

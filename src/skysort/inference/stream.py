@@ -510,11 +510,9 @@ class CatalogColumns:
         return list(dict.fromkeys(v for v in self.sources.values() if v is not None))
 
     def _float(self, values: np.ndarray, name: str, sentinels: bool) -> np.ndarray:
-        masked = np.ma.getmaskarray(values)
-        try:
-            values = np.asarray(np.ma.getdata(values), dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InputError(self.where, f"column {name!r} is not numeric") from None
+        from ..data.catalog import as_float
+
+        values, masked = as_float(values, "column", self.where, name)
         bad = ~np.isfinite(values) | masked
         if sentinels and self.sentinels.size:
             bad |= np.isin(values, self.sentinels)
