@@ -508,3 +508,17 @@ def test_null_text_in_a_numeric_column_is_a_missing_value_in_every_command(tmp_p
     (tmp_path / "bad.csv").write_text("id,ra,dec,mag_r\n1,150.1,2.1,19\n2,150.2,2.2,abc\n")
     with pytest.raises(InputError, match="magnitude column 'mag_r' is not numeric \\(holds 'abc'\\)"):
         read_catalog(tmp_path / "bad.csv")
+
+
+def test_sexagesimal_positions_are_named_as_such(tmp_path, capsys):
+    # VizieR's default text output writes RAJ2000 / DEJ2000 as "10 23 45.6": the error says what
+    # they are and what to give instead, in predict and in read_catalog (cutout, import).
+    from skysort.data.catalog import read_catalog
+
+    lines = ["RAJ2000,DEJ2000," + ",".join(f"mag_{b}" for b in "ugriz"),
+             "10 23 45.6,+12 34 56.7,20,19.5,19.2,19.1,19", "10 23 46.6,+12 34 58.7,20,19.5,19.2,19.1,19"]
+    (tmp_path / "v.csv").write_text("\n".join(lines) + "\n")
+    one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "v.csv", "--out", tmp_path / "p.parquet",
+                         "--quiet"], capsys)[::2], "v.csv", "'RAJ2000'", "sexagesimal positions; give ra/dec in decimal degrees")
+    with pytest.raises(InputError, match="'RAJ2000' is not numeric .*sexagesimal positions"):
+        read_catalog(tmp_path / "v.csv")

@@ -1283,8 +1283,19 @@ def as_float(col: Any, what: str, path: str | os.PathLike, name: str | None = No
         values = np.where(missing, "nan", text).astype(np.float64)
     except ValueError:
         bad = next(v for v, m in zip(text.tolist(), missing.tolist()) if not m and not _parses_as_float(v))
-        raise InputError(path, f"{what} {name!r} is not numeric (holds {bad!r})") from None
+        raise InputError(path, f"{what} {name!r} is not numeric (holds {bad!r}){sexagesimal_hint(bad)}") from None
     return values, missing
+
+
+_SEXAGESIMAL = re.compile(r"^[+-]?\d{1,3}[ :hd]\s*\d{1,2}[ :m']\s*\d{1,2}(\.\d*)?\s*[s\"]?$")
+
+
+def sexagesimal_hint(value: str) -> str:
+    """``"; ..."`` advice when ``value`` is a sexagesimal angle (VizieR's default text output
+    writes positions so), else an empty string."""
+    if not _SEXAGESIMAL.match(str(value).strip().strip("'\"")):
+        return ""
+    return ": sexagesimal positions; give ra/dec in decimal degrees (VizieR: choose decimal output)"
 
 
 def _parses_as_float(text: str) -> bool:

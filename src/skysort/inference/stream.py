@@ -384,7 +384,11 @@ def _csv_batches(path: Path, layout: CsvLayout, columns: Sequence[str], float_co
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         found = re.match(r"In CSV column #(\d+): CSV conversion error to double: (.*)", message)
         if found and int(found.group(1)) < len(names):
-            raise InputError(path, f"column {names[int(found.group(1))]!r} is not numeric ({found.group(2)})") from None
+            from ..data.catalog import sexagesimal_hint
+
+            value = re.search(r"'([^']*)'", found.group(2))
+            hint = sexagesimal_hint(value.group(1)) if value else ""
+            raise InputError(path, f"column {names[int(found.group(1))]!r} is not numeric ({found.group(2)}){hint}") from None
         raise InputError(path, f"cannot read as CSV: {message}") from None
 
 
