@@ -305,9 +305,9 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
 def _warn_magnitude_range(hats_catalog, columns: CatalogColumns, predictor, catalog, warn) -> None:
     """The magnitude-range caution of :func:`~skysort.inference.stream.magnitude_range_check`,
     judged on the first partitions' rows (up to the rows a stamp set is judged on)."""
-    from .predictor import MAGNITUDE_SAMPLE_ROWS
-
     import pandas as pd
+
+    from .predictor import MAGNITUDE_SAMPLE_ROWS
 
     found: list[str] = []
     check = magnitude_range_check(predictor, found)
