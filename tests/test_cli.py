@@ -282,17 +282,23 @@ def test_info_on_every_kind_of_file(tile_dir, capsys):
     assert_one_line_error(code, err, "missing.h5", "no such file")
 
 
-@pytest.mark.parametrize("suffix", ["parquet", "fits", "csv"])
+@pytest.mark.parametrize("suffix", ["parquet", "fits", "csv", "folder"])
 def test_info_on_a_prediction_file_names_its_model_and_predicted_classes(tmp_path, capsys, suffix):
-    # Before: shown as a catalogue, its predicted "class" column as "label" (a truth column).
+    # Before: shown as a catalogue, its predicted "class" column as "label" (a truth column);
+    # a prediction folder (parts + manifest) was no catalogue at all.
     lines = ["id,mag_u,mag_g,mag_r,mag_i,mag_z"] + [f"{k},{19 + k * 0.3},18.5,18.2,18.1,18" for k in range(6)]
     (tmp_path / "c.csv").write_text("\n".join(lines) + "\n")
-    out = tmp_path / f"p.{suffix}"
-    assert run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "c.csv", "--out", out, "--quiet"], capsys)[0] == 0
+    out = tmp_path / ("p/" if suffix == "folder" else f"p.{suffix}")
+    assert run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "c.csv", "--out", str(out) + ("/" if suffix == "folder" else ""),
+                "--quiet"], capsys)[0] == 0
     code, stdout, _ = run(["info", out, "--json"], capsys)
     summary = json.loads(stdout)
-    predicted = pd.read_parquet(out)["class"] if suffix == "parquet" else None
-    assert code == 0 and summary["kind"] == "predictions" and summary["model"] == "sgq-sdss" and summary["task"] == "sgq"
+    predicted = pd.read_parquet(out / "part-00000.parquet" if suffix == "folder" else out)["class"] \
+        if suffix in ("parquet", "folder") else None
+    kind = "prediction folder" if suffix == "folder" else "predictions"
+    assert code == 0 and summary["kind"] == kind and summary["model"] == "sgq-sdss" and summary["task"] == "sgq"
+    if suffix == "folder":
+        assert summary["complete"] and summary["units_done"] == "1 of 1" and summary["n_sources_planned"] == 6
     assert "class" in summary["columns"] and "label" not in summary["columns"]
     assert sum(summary["predicted_classes"].values()) == 6 and summary["inputs_used"] == {"photometry": 6}
     if predicted is not None:

@@ -1012,6 +1012,12 @@ def _describe_file(path: Path) -> dict[str, Any]:
         if str(path) not in shipped_model_names():
             raise InputError(path, "no such file")
         path = Path(resolve_model(str(path)))
+    if path.is_dir():
+        from .inference.manifest import Manifest
+
+        manifest = Manifest.load(path)
+        if manifest is not None:
+            return _describe_prediction_folder(path, manifest)
     if h5py.is_hdf5(path):
         from .data.stampset import StampSet
 
@@ -1059,6 +1065,27 @@ def _describe_file(path: Path) -> dict[str, Any]:
     }
 
 
+def _describe_prediction_folder(path: Path, manifest) -> dict[str, Any]:
+    """Summarise a ``skysort predict`` output folder, finished or not: its run's progress, and
+    the predictions of its finished parts (only the columns summarised are read)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from astropy.table import Table
+
+    parts = [part for part in manifest.part_paths() if part.is_file()]
+    columns = pq.read_schema(parts[0]).names if parts else []
+    wanted = [name for name in ("class", "inputs_used", "flags") if name in columns]
+    arrow = pa.concat_tables([pq.read_table(part, columns=wanted).replace_schema_metadata(None) for part in parts]) \
+        if parts and wanted else None
+    table = Table({name: arrow.column(name).to_numpy(zero_copy_only=False) for name in wanted}) if arrow is not None \
+        else Table({"class": np.array([], str)})
+    summary = _describe_predictions(path, table, manifest.content)
+    summary.update(kind="prediction folder", columns=columns, complete=manifest.complete,
+                   units_done=f"{len(manifest.units) - len(manifest.pending())} of {len(manifest.units)}",
+                   n_sources_planned=manifest.content.get("n_sources"))
+    return summary
+
+
 def _describe_predictions(path: Path, table, meta: dict[str, Any]) -> dict[str, Any]:
     """Summarise a file ``skysort predict`` wrote: its model, and the classes it gave (its
     ``class`` column is a prediction, not the truth a catalogue's ``class`` column holds)."""
@@ -1090,7 +1117,7 @@ def _describe_predictions(path: Path, table, meta: dict[str, Any]) -> dict[str, 
 @app.command("info")
 def info_command(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="Stamp set (.h5), model (.pt), FITS image, catalogue or prediction file.")],
+    file: Annotated[Path, typer.Argument(help="Stamp set (.h5), model (.pt), FITS image, catalogue, or prediction file or folder (a run's progress too).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     mosaic: Annotated[Optional[Path], typer.Option("--mosaic", help="For a stamp set: write a PNG mosaic of stamps.")] = None,
     n: Annotated[int, typer.Option("--n", help="Stamps in the mosaic.")] = 48,
