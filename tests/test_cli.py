@@ -20,6 +20,7 @@ from astropy.wcs import WCS
 
 from skysort.cli import main
 from skysort.data.stampset import SCHEMA_VERSION, StampSet
+from skysort.errors import InputError
 from skysort.models.checkpoint import load_model_file, save_model_file
 
 
@@ -416,3 +417,27 @@ def test_saturated_objects_are_flagged_in_cutout_and_predict_cutting(tile_dir, c
             del hdul[0].header["SATURATE"]
     assert run(cutout_args(tile_dir, tile_dir / "none.h5"), capsys)[0] == 0
     assert not any(StampSet.open(tile_dir / "none.h5").column("flags") & Flags.SATURATED)
+
+
+def test_a_multi_ccd_mosaic_file_is_refused_and_image_plus_variance_is_not(tile_dir, capsys):
+    # Before: only the first image extension of a mosaic (DECam, MegaCam exposures) was read, and
+    # objects on the other CCDs silently got no stamp.
+    from skysort.data.images import first_image_header, read_band_image
+
+    with fits.open(tile_dir / "tile-r.fits") as hdul:
+        image, header = hdul[0].data, hdul[0].header
+    other_ccd = header.copy()
+    other_ccd["CRPIX1"] = header["CRPIX1"] - 2100  # the next CCD along RA
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(image, header), fits.ImageHDU(image, other_ccd)]).writeto(
+        tile_dir / "mosaic-r.fits")
+    for reader in (first_image_header, read_band_image):
+        with pytest.raises(InputError, match="holds 2 images of different sky areas"):
+            reader(tile_dir / "mosaic-r.fits")
+    code, _, err = run(["cutout", "--images", tile_dir / "mosaic-r.fits", "--catalog", tile_dir / "objects.csv",
+                        "--out", tile_dir / "m.h5", "--size", 16, "--quiet"], capsys)
+    assert_one_line_error(code, err, "mosaic-r.fits", "multi-CCD mosaic")
+    # Image, variance on the same pixels, and a PSF model without a sky WCS: one sky area.
+    psf = fits.ImageHDU(np.ones((25, 25), np.float32))
+    fits.HDUList([fits.PrimaryHDU(image, header), fits.ImageHDU(image * 0 + 1, header), psf]).writeto(tile_dir / "calexp-r.fits")
+    assert read_band_image(tile_dir / "calexp-r.fits").band == "r"
+    assert first_image_header(tile_dir / "calexp-r.fits") is not None

@@ -210,7 +210,7 @@ def _format_prior(prior) -> str:
 
 @app.command("cutout")
 def cutout_command(
-    images: Annotated[list[str], typer.Option("--images", help="Band images: glob pattern(s), one FITS file per band (.fits, .fits.gz, .fits.bz2, .fits.fz). Quote patterns.")],
+    images: Annotated[list[str], typer.Option("--images", help="Band images: glob pattern(s), one FITS file per band (.fits, .fits.gz, .fits.bz2, .fits.fz) holding one sky image (a multi-CCD mosaic is refused; further extensions on the same pixels, such as a variance map, are ignored). Quote patterns.")],
     catalog: Annotated[Path, typer.Option("--catalog", help="Catalogue (CSV, FITS, Parquet, or a folder of Parquet files) with ra/dec in degrees, or x/y in reference-band pixels.")],
     out: Annotated[Path, typer.Option("--out", help="Output stamp set (.h5).")],
     size: Annotated[int, typer.Option("--size", help="Stamp side in reference-band pixels.")] = 64,

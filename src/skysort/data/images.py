@@ -167,18 +167,62 @@ def open_fits(path: str | Path, **options) -> Iterator[fits.HDUList]:
         raise InputError(path, f"not a readable FITS file (truncated or corrupt: {exc})") from exc
 
 
-def first_image_header(path: str | Path) -> fits.Header | None:
-    """Header of the first HDU of ``path`` holding a 2-D image, read from the headers only
-    (no pixel data); None when no HDU does.
+def _is_2d_image(hdu) -> bool:
+    return bool(hdu.is_image and hdu.header.get("NAXIS") == 2)
+
+
+def check_one_sky_area(hdul: fits.HDUList, first: int, path: str | Path) -> None:
+    """Refuse a file whose 2-D image HDUs after the first (index ``first``) cover other sky: a
+    multi-CCD mosaic (DECam, MegaCam, HSC raw exposures), of which only the first image would be
+    read, so objects on the other CCDs would silently get no stamp. Extensions on the first
+    image's footprint (mask, variance, weight) and images without a celestial WCS (a PSF model)
+    are fine. Only headers are read.
 
     Raises
     ------
     InputError
-        The file is not a readable FITS file (truncated or corrupt).
+        Another image's centre lies outside the first image.
+    """
+    images = [i for i in range(first + 1, len(hdul)) if _is_2d_image(hdul[i])]
+    if not images:
+        return
+    reference = celestial_wcs(hdul[first].header, path)
+    ny, nx = int(hdul[first].header["NAXIS2"]), int(hdul[first].header["NAXIS1"])
+    elsewhere = 0
+    for i in images:
+        header = hdul[i].header
+        try:
+            wcs = celestial_wcs(header, path)
+        except InputError:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            centre = wcs.all_pix2world([[(header["NAXIS1"] - 1) / 2, (header["NAXIS2"] - 1) / 2]], 0)
+            x, y = reference.all_world2pix(centre, 0)[0]
+        if not (np.isfinite(x) and np.isfinite(y) and -0.5 <= x <= nx - 0.5 and -0.5 <= y <= ny - 0.5):
+            elsewhere += 1
+    if elsewhere:
+        raise InputError(path, f"holds {elsewhere + 1} images of different sky areas (a multi-CCD mosaic): only single-"
+                               "image files are read; write each image extension to its own file")
+
+
+def first_image_header(path: str | Path) -> fits.Header | None:
+    """Header of the first HDU of ``path`` holding a 2-D image, read from the headers only
+    (no pixel data); None when no HDU does. A multi-CCD mosaic is refused
+    (:func:`check_one_sky_area`) unless the file is gzip- or bzip2-compressed as a whole, where
+    reaching the later headers means decompressing the images: :func:`read_band_image`, which
+    reads them anyway, checks those.
+
+    Raises
+    ------
+    InputError
+        The file is not a readable FITS file (truncated or corrupt), or a mosaic.
     """
     with open_fits(path, memmap=True, lazy_load_hdus=True) as hdul:
-        for hdu in hdul:
-            if hdu.is_image and hdu.header.get("NAXIS") == 2:
+        for index, hdu in enumerate(hdul):
+            if _is_2d_image(hdu):
+                if not str(path).lower().endswith((".gz", ".bz2")):
+                    check_one_sky_area(hdul, index, path)
                 return hdu.header.copy()
     return None
 
@@ -205,11 +249,13 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
     if not path.exists():
         raise InputError(path, "no such file")
     with open_fits(path, memmap=False) as hdul:
-        hdu = next((h for h in hdul if h.data is not None and getattr(h.data, "ndim", 0) == 2), None)
-        if hdu is None:
+        index = next((i for i, h in enumerate(hdul) if h.data is not None and getattr(h.data, "ndim", 0) == 2), None)
+        if index is None:
             raise InputError(path, "no 2-D image in any HDU")
+        hdu = hdul[index]
         data = np.asarray(hdu.data, dtype=np.float32)
         header = hdu.header.copy()
+        check_one_sky_area(hdul, index, path)
     wcs = celestial_wcs(header, path)
     band = band or _band_from_header(header) or _band_from_name(path, known_bands)
     if band is None:
