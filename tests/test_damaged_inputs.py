@@ -510,15 +510,38 @@ def test_null_text_in_a_numeric_column_is_a_missing_value_in_every_command(tmp_p
         read_catalog(tmp_path / "bad.csv")
 
 
-def test_sexagesimal_positions_are_named_as_such(tmp_path, capsys):
-    # VizieR's default text output writes RAJ2000 / DEJ2000 as "10 23 45.6": the error says what
-    # they are and what to give instead, in predict and in read_catalog (cutout, import).
+def test_sexagesimal_positions_are_read_as_astronomers_write_them(tmp_path, capsys):
+    # VizieR's default text output writes RAJ2000 / DEJ2000 as "10 23 45.6" / "-00 30 00.0".
+    # Before, predict and read_catalog refused the columns as not numeric.
+    from astropy.coordinates import SkyCoord
+    import astropy.units as u
+
     from skysort.data.catalog import read_catalog
 
-    lines = ["RAJ2000,DEJ2000," + ",".join(f"mag_{b}" for b in "ugriz"),
-             "10 23 45.6,+12 34 56.7,20,19.5,19.2,19.1,19", "10 23 46.6,+12 34 58.7,20,19.5,19.2,19.1,19"]
-    (tmp_path / "v.csv").write_text("\n".join(lines) + "\n")
-    one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "v.csv", "--out", tmp_path / "p.parquet",
-                         "--quiet"], capsys)[::2], "v.csv", "'RAJ2000'", "sexagesimal positions; give ra/dec in decimal degrees")
-    with pytest.raises(InputError, match="'RAJ2000' is not numeric .*sexagesimal positions"):
-        read_catalog(tmp_path / "v.csv")
+    positions = [("10 23 45.6", "+12 34 56.7"), ("10:23:46.60", "-00:30:00.0"), ("23h59m59.9s", "-89d59m59.9s")]
+    mags = ",20,19.5,19.2,19.1,19"
+    header = "RAJ2000,DEJ2000," + ",".join(f"mag_{b}" for b in "ugriz")
+    (tmp_path / "sexa.csv").write_text("\n".join([header] + [f"{ra},{dec}{mags}" for ra, dec in positions]) + "\n")
+    truth = SkyCoord([ra for ra, _ in positions], [dec for _, dec in positions], unit=(u.hourangle, u.deg))
+    (tmp_path / "deg.csv").write_text("\n".join([header] + [f"{float(c.ra.deg)!r},{float(c.dec.deg)!r}{mags}" for c in truth]) + "\n")
+    results = {}
+    for name in ("sexa", "deg"):
+        code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / f"{name}.csv", "--out",
+                            tmp_path / f"{name}.parquet", "--quiet"], capsys)
+        assert code == 0, err
+        results[name] = pd.read_parquet(tmp_path / f"{name}.parquet")
+    for name in ("sexa", "deg"):
+        table = read_catalog(tmp_path / f"{name}.csv")
+        assert np.allclose(table["ra"], truth.ra.deg, rtol=0, atol=1e-9) and np.allclose(table["dec"], truth.dec.deg, atol=1e-9)
+        assert np.allclose(results[name]["ra"], truth.ra.deg, rtol=0, atol=1e-9)
+        assert np.allclose(results[name]["dec"], truth.dec.deg, rtol=0, atol=1e-9)
+    assert results["sexa"]["class"].tolist() == results["deg"]["class"].tolist()
+    # Not an angle: refused, naming the value; sexagesimal text where a magnitude belongs is named.
+    (tmp_path / "bad.csv").write_text(header + "\n10 23 75.0,+12 34 56.7" + mags + "\n")
+    with pytest.raises(InputError, match="60 or more minutes or seconds"):
+        read_catalog(tmp_path / "bad.csv")
+    one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "bad.csv", "--out", tmp_path / "b.parquet",
+                         "--quiet"], capsys)[::2], "bad.csv", "60 or more minutes or seconds")
+    (tmp_path / "mag.csv").write_text("id,ra,dec,mag_r\n1,150.1,2.1,10 23 45.6\n")
+    with pytest.raises(InputError, match="magnitude column 'mag_r' is not numeric .*sexagesimal text"):
+        read_catalog(tmp_path / "mag.csv")

@@ -998,8 +998,9 @@ def _standardise(raw: Table, carried: Mapping[str, Any], path: str | os.PathLike
     for key, unit, desc in (("ra", u.deg, "right ascension (ICRS)"),
                             ("dec", u.deg, "declination (ICRS)")):
         if sources.get(key) is not None:
-            out[key] = _float_column(raw[sources[key]], unit, desc, path)
-            out[key] *= degrees_per_unit(raw[sources[key]].unit, sources[key], path)
+            out[key] = _float_column(raw[sources[key]], unit, desc, path, key)
+            if np.ma.getdata(raw[sources[key]]).dtype.kind not in "SUO":  # sexagesimal text is read in degrees
+                out[key] *= degrees_per_unit(raw[sources[key]].unit, sources[key], path)
             consumed.add(sources[key])
     for key in ("x", "y"):
         if sources.get(key) is not None:
@@ -1287,15 +1288,57 @@ def as_float(col: Any, what: str, path: str | os.PathLike, name: str | None = No
     return values, missing
 
 
-_SEXAGESIMAL = re.compile(r"^[+-]?\d{1,3}[ :hd]\s*\d{1,2}[ :m']\s*\d{1,2}(\.\d*)?\s*[s\"]?$")
+_SEXAGESIMAL_PARTS = r"\s*([+-]?)(\d{1,3})[ :hd°]\s*(\d{1,2})[ :m']\s*(\d{1,2}(?:\.\d*)?)\s*[s\"]?\s*"
+_SEXAGESIMAL = re.compile(f"^{_SEXAGESIMAL_PARTS}$")
+
+
+def is_sexagesimal(value: Any) -> bool:
+    """Whether ``value`` is an angle written as three sexagesimal fields (``10 23 45.6``,
+    ``-05:04:03``, ``12h34m56.7s``), as VizieR's default text output writes positions."""
+    return bool(_SEXAGESIMAL.match(str(value).strip().strip("'\"")))
 
 
 def sexagesimal_hint(value: str) -> str:
-    """``"; ..."`` advice when ``value`` is a sexagesimal angle (VizieR's default text output
-    writes positions so), else an empty string."""
-    if not _SEXAGESIMAL.match(str(value).strip().strip("'\"")):
+    """``": ..."`` advice when ``value`` is a sexagesimal angle in a column that must be a
+    number, else an empty string."""
+    if not is_sexagesimal(value):
         return ""
-    return ": sexagesimal positions; give ra/dec in decimal degrees (VizieR: choose decimal output)"
+    return ": sexagesimal text; give decimal numbers"
+
+
+def position_degrees(col: Any, key: str, path: str | os.PathLike, name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, missing)`` of a ``ra`` or ``dec`` column (``key``) as float64: numbers as they
+    are, or sexagesimal text (VizieR's default text output) read as hours, minutes, seconds of
+    right ascension or degrees, arcminutes, arcseconds of declination, in degrees.
+
+    Raises
+    ------
+    InputError
+        Text that is neither numbers nor sexagesimal angles (naming the column and a value).
+    """
+    try:
+        return as_float(col, "column", path, name)
+    except InputError:
+        data = np.ma.getdata(col)
+        if data.dtype.kind not in "SUO":
+            raise
+    import pandas as pd
+
+    name = name if name is not None else col.name
+    text = pd.Series(np.char.strip(np.asarray(data).astype(str)))
+    missing = np.ma.getmaskarray(col) | text.isin(NULL_TEXT).to_numpy()
+    parts = text.str.extract(f"^{_SEXAGESIMAL_PARTS}$")
+    unparsed = parts[1].isna().to_numpy() & ~missing
+    if unparsed.any():
+        bad = text[unparsed].iloc[0]
+        raise InputError(path, f"column {name!r} is neither numbers nor sexagesimal angles (holds {bad!r})")
+    whole, minutes, seconds = (parts[k].astype(float).to_numpy() for k in (1, 2, 3))
+    if np.any((minutes >= 60) | (seconds >= 60)):
+        bad = text[(minutes >= 60) | (seconds >= 60)].iloc[0]
+        raise InputError(path, f"column {name!r} holds a sexagesimal angle with 60 or more minutes or seconds ({bad!r})")
+    sign = np.where(parts[0].to_numpy() == "-", -1.0, 1.0)
+    values = sign * (whole + minutes / 60 + seconds / 3600) * (15.0 if key == "ra" else 1.0)
+    return np.where(missing, np.nan, values), missing
 
 
 def _parses_as_float(text: str) -> bool:
@@ -1307,9 +1350,10 @@ def _parses_as_float(text: str) -> bool:
 
 
 def _float_column(col: Column, unit: u.UnitBase, description: str,
-                  path: Path) -> MaskedColumn:
-    """Positions as float64 (float32 loses milliarcseconds at large RA); non-finite masked."""
-    values, missing = as_float(col, "column", path)
+                  path: Path, key: str | None = None) -> MaskedColumn:
+    """Positions as float64 (float32 loses milliarcseconds at large RA); non-finite masked;
+    sky positions (``key`` ra or dec) also from sexagesimal text (:func:`position_degrees`)."""
+    values, missing = position_degrees(col, key, path) if key in ("ra", "dec") else as_float(col, "column", path)
     mask = missing | ~np.isfinite(values)
     return MaskedColumn(np.where(mask, np.nan, values), mask=mask, unit=unit,
                         description=description)

@@ -522,6 +522,16 @@ class CatalogColumns:
             bad |= np.isin(values, self.sentinels)
         return np.where(bad, np.nan, values)
 
+    def _position(self, values: np.ndarray, key: str, name: str) -> np.ndarray:
+        """ra or dec in degrees, NaN where missing: numbers in the column's unit, or sexagesimal
+        text (:func:`~skysort.data.catalog.position_degrees`)."""
+        from ..data.catalog import position_degrees
+
+        degrees, missing = position_degrees(values, key, self.where, name)
+        if np.ma.getdata(values).dtype.kind not in "SUO":
+            degrees = degrees * self.degrees_per_unit[key]
+        return np.where(missing | ~np.isfinite(degrees), np.nan, degrees)
+
     def _ids(self, values: np.ndarray, name: str, start: int | None) -> np.ndarray:
         """Ids as given (numbers in native byte order, anything else as text); a row without one
         is refused. Predictions are matched back to the catalogue by id, and an integer column
@@ -559,7 +569,7 @@ class CatalogColumns:
             out["id"] = np.arange(start or 0, (start or 0) + n, dtype=np.int64)
         for key in ("ra", "dec"):
             column = self.sources.get(key)
-            out[key] = self._float(raw[column], column, False) * self.degrees_per_unit[key] if column else np.full(n, np.nan)
+            out[key] = self._position(raw[column], key, column) if column else np.full(n, np.nan)
         for band in self.bands:
             values = {}
             for prefix in ("mag", "magerr"):
@@ -708,6 +718,22 @@ class CatalogStream:
             raise InputError(self.path, "catalogue file is empty")
         return _is_ecsv(self.path)
 
+    def _sexagesimal_columns(self) -> list[str]:
+        """The ra/dec columns of a plain CSV file whose first data row is sexagesimal text."""
+        import csv
+        import io
+
+        from ..data.catalog import is_sexagesimal, open_csv_bytes
+
+        wanted = [self.columns.sources.get(key) for key in ("ra", "dec")]
+        if self._csv_layout is None or None in wanted:
+            return []
+        with io.TextIOWrapper(open_csv_bytes(self.path), encoding="utf-8-sig", errors="replace", newline="") as fh:
+            lines = (line for number, line in enumerate(fh) if number >= self._csv_layout.skip_rows and line.strip())
+            first = next(csv.reader([next(lines, "")]), [])
+        row = dict(zip(self._csv_layout.names, first))
+        return [name for name in wanted if is_sexagesimal(row.get(name, ""))]
+
     def identity(self) -> Any:
         """What fixes this catalogue's content for a run's signature: the file's path, size and
         modification time, or those of each file of a folder catalogue (so a file added to or
@@ -734,10 +760,17 @@ class CatalogStream:
                     for piece in _parquet_pieces(parquet, chunk_rows, columns):
                         yield {name: piece.column(name).to_numpy(zero_copy_only=False) for name in columns}
         elif self._csv_layout is not None:
+            import pyarrow as pa
+
+            # Positions written as sexagesimal text are read as text and converted in reduce().
+            text = self._sexagesimal_columns()
             numeric = [name for key, name in self.columns.sources.items()
-                       if name is not None and (key in ("ra", "dec", "x", "y") or key.startswith(("mag_", "magerr_")))]
+                       if name is not None and name not in text
+                       and (key in ("ra", "dec", "x", "y") or key.startswith(("mag_", "magerr_")))]
             id_column = self.columns.sources.get("id")
-            types = {id_column: self._csv_id_type} if id_column and self._csv_id_type is not None else None
+            types = {name: pa.string() for name in text}
+            if id_column and self._csv_id_type is not None:
+                types[id_column] = self._csv_id_type
             for piece in _rebatch(_csv_batches(self.path, self._csv_layout, columns, numeric, types), chunk_rows):
                 yield {name: piece.column(name).to_numpy(zero_copy_only=False) for name in columns}
         elif self._fits_hdu_index is not None:
