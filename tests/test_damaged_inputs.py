@@ -545,3 +545,30 @@ def test_sexagesimal_positions_are_read_as_astronomers_write_them(tmp_path, caps
     (tmp_path / "mag.csv").write_text("id,ra,dec,mag_r\n1,150.1,2.1,10 23 45.6\n")
     with pytest.raises(InputError, match="magnitude column 'mag_r' is not numeric .*sexagesimal text"):
         read_catalog(tmp_path / "mag.csv")
+
+
+@pytest.mark.parametrize("suffix, encoding", [("vot", "tabledata"), ("xml", "binary2")])
+def test_votable_catalogues_from_tap_services_are_read(tmp_path, capsys, suffix, encoding):
+    # TAP services (Gaia, ESO, CADC) and TOPCAT hand over VOTables. Before: "unknown catalogue format".
+    import astropy.units as u
+
+    from skysort.data.catalog import read_catalog, write_catalog
+
+    table = Table({"id": SDSS_IDS, "ra": [150.1, 150.2, 150.3, 150.4] * u.deg, "dec": [2.1, 2.2, 2.3, 2.4] * u.deg,
+                   **{f"mag_{b}": (np.linspace(18, 21, 4) + k * 0.1) * u.mag for k, b in enumerate("ugriz")}})
+    table.write(tmp_path / "cat.parquet")
+    table.write(tmp_path / f"cat.{suffix}", format="votable", tabledata_format=encoding)
+    results = []
+    for name in ("cat.parquet", f"cat.{suffix}"):
+        code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / name, "--out",
+                            tmp_path / f"{name}.out.parquet", "--quiet"], capsys)
+        assert code == 0, err
+        results.append(pd.read_parquet(tmp_path / f"{name}.out.parquet"))
+    pd.testing.assert_frame_equal(results[0], results[1])
+    assert results[1]["id"].tolist() == list(SDSS_IDS)
+    assert np.allclose(read_catalog(tmp_path / f"cat.{suffix}")["mag_r"], table["mag_r"])
+    with pytest.raises(InputError, match="VOTable is read, not written"):
+        write_catalog(table, tmp_path / f"out.{suffix}")
+    (tmp_path / "page.xml").write_text("<html>not a table</html>\n")
+    one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "page.xml", "--out", tmp_path / "x.parquet",
+                         "--quiet"], capsys)[::2], "page.xml", "cannot read as VOTABLE")

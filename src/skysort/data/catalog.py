@@ -83,8 +83,8 @@ prefix), because survey names such as ``MAG_AUTO`` do not say which band they ar
 File formats
 ------------
 Chosen by extension: FITS (``.fits``, ``.fit``, ``.fts``, optionally ``.gz``; the first
-table HDU is read), Parquet (``.parquet``, ``.pq``, or a folder of them:
-:func:`parquet_folder_files`) and CSV (``.csv``, ``.ecsv``; read also
+table HDU is read), VOTable (``.vot``, ``.votable``, ``.xml``; the first table, read only),
+Parquet (``.parquet``, ``.pq``, or a folder of them: :func:`parquet_folder_files`) and CSV (``.csv``, ``.ecsv``; read also
 compressed, ``.gz``, ``.bz2`` or ``.xz``, as archives such as Gaia's distribute them). Written
 ``.csv`` files are comma-separated ECSV: a ``#`` header with units and metadata above a
 plain CSV body, so that metadata and masks survive a round trip. Masked values are stored
@@ -112,6 +112,7 @@ import numpy as np
 import yaml
 from astropy import units as u
 from astropy.table import Column, MaskedColumn, Table
+from astropy.utils.exceptions import AstropyWarning
 
 from .._io import atomic_path
 from ..errors import InputError
@@ -156,9 +157,12 @@ _AUTO_POSITIONS = (
 _FITS_SUFFIXES = (".fits", ".fit", ".fts")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 _CSV_SUFFIXES = (".csv", ".ecsv")
+#: VOTable, what TAP services (Gaia, ESO, CADC) and TOPCAT hand over; read whole, never written.
+_VOTABLE_SUFFIXES = (".vot", ".votable", ".xml")
 #: Compressions a CSV catalogue is read in (written CSV is never compressed).
 _CSV_COMPRESSIONS = (".gz", ".bz2", ".xz")
-_KNOWN_EXTENSIONS = ".fits, .fit, .fts (optionally .gz), .parquet, .pq, .csv, .ecsv (optionally .gz, .bz2, .xz)"
+_KNOWN_EXTENSIONS = (".fits, .fit, .fts (optionally .gz), .parquet, .pq, .csv, .ecsv (optionally .gz, .bz2, .xz), "
+                     ".vot, .votable, .xml (VOTable)")
 
 # FITS header keyword holding skysort's metadata (provenance, mapping, bands) as JSON.
 _FITS_META_KEY = "SKYSORT"
@@ -628,6 +632,8 @@ def _format_of(path: Path) -> str | None:
         return "parquet"
     if name.endswith(_CSV_SUFFIXES):
         return "csv"
+    if name.endswith(_VOTABLE_SUFFIXES):
+        return "votable"
     return None
 
 
@@ -732,6 +738,11 @@ def _read_raw(path: Path) -> tuple[Table, dict[str, Any]]:
                 meta = _json_or_empty(table.meta.get(_FITS_META_KEY))
             elif fmt == "parquet":
                 table, meta = _read_parquet(path)
+            elif fmt == "votable":
+                # The first table; VOTable's own warnings (non-standard units, ucds) are noise here.
+                warnings.simplefilter("ignore", AstropyWarning)
+                table = Table.read(path, format="votable")
+                meta = _json_or_empty(table.meta.get(_FITS_META_KEY))
             else:
                 is_ecsv = _is_ecsv(path)
                 if is_ecsv:
@@ -1468,6 +1479,8 @@ def write_catalog(table: Table, path: str | os.PathLike, overwrite: bool = True)
         raise InputError(path, "already exists (not overwriting)")
     if fmt == "csv" and path.name.lower().endswith(_CSV_COMPRESSIONS):
         raise InputError(path, "compressed CSV is read, not written: write .csv, or .parquet (compressed and typed)")
+    if fmt == "votable":
+        raise InputError(path, "VOTable is read, not written: write .fits, .parquet or .csv")
     if not isinstance(table, Table):
         if hasattr(table, "to_records") and hasattr(table, "columns"):
             table = Table.from_pandas(table)
