@@ -518,12 +518,13 @@ def test_sexagesimal_positions_are_read_as_astronomers_write_them(tmp_path, caps
 
     from skysort.data.catalog import read_catalog
 
-    positions = [("10 23 45.6", "+12 34 56.7"), ("10:23:46.60", "-00:30:00.0"), ("23h59m59.9s", "-89d59m59.9s")]
+    positions = [("", ""), ("10 23 45.6", "+12 34 56.7"), ("10:23:46.60", "-00:30:00.0"), ("23h59m59.9s", "-89d59m59.9s")]
     mags = ",20,19.5,19.2,19.1,19"
     header = "RAJ2000,DEJ2000," + ",".join(f"mag_{b}" for b in "ugriz")
     (tmp_path / "sexa.csv").write_text("\n".join([header] + [f"{ra},{dec}{mags}" for ra, dec in positions]) + "\n")
-    truth = SkyCoord([ra for ra, _ in positions], [dec for _, dec in positions], unit=(u.hourangle, u.deg))
-    (tmp_path / "deg.csv").write_text("\n".join([header] + [f"{float(c.ra.deg)!r},{float(c.dec.deg)!r}{mags}" for c in truth]) + "\n")
+    truth = SkyCoord([ra for ra, _ in positions[1:]], [dec for _, dec in positions[1:]], unit=(u.hourangle, u.deg))
+    rows = [",", *(f"{float(c.ra.deg)!r},{float(c.dec.deg)!r}" for c in truth)]  # the first row has no position
+    (tmp_path / "deg.csv").write_text("\n".join([header] + [f"{row}{mags}" for row in rows]) + "\n")
     results = {}
     for name in ("sexa", "deg"):
         code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / f"{name}.csv", "--out",
@@ -532,9 +533,12 @@ def test_sexagesimal_positions_are_read_as_astronomers_write_them(tmp_path, caps
         results[name] = pd.read_parquet(tmp_path / f"{name}.parquet")
     for name in ("sexa", "deg"):
         table = read_catalog(tmp_path / f"{name}.csv")
-        assert np.allclose(table["ra"], truth.ra.deg, rtol=0, atol=1e-9) and np.allclose(table["dec"], truth.dec.deg, atol=1e-9)
-        assert np.allclose(results[name]["ra"], truth.ra.deg, rtol=0, atol=1e-9)
-        assert np.allclose(results[name]["dec"], truth.dec.deg, rtol=0, atol=1e-9)
+        assert table["ra"].mask[0] and table["dec"].mask[0]
+        assert np.allclose(table["ra"][1:], truth.ra.deg, rtol=0, atol=1e-9)
+        assert np.allclose(table["dec"][1:], truth.dec.deg, rtol=0, atol=1e-9)
+        assert np.isnan(results[name]["ra"][0]) and np.isnan(results[name]["dec"][0])
+        assert np.allclose(results[name]["ra"][1:], truth.ra.deg, rtol=0, atol=1e-9)
+        assert np.allclose(results[name]["dec"][1:], truth.dec.deg, rtol=0, atol=1e-9)
     assert results["sexa"]["class"].tolist() == results["deg"]["class"].tolist()
     # Not an angle: refused, naming the value; sexagesimal text where a magnitude belongs is named.
     (tmp_path / "bad.csv").write_text(header + "\n10 23 75.0,+12 34 56.7" + mags + "\n")

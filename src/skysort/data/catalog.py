@@ -1289,8 +1289,8 @@ def as_float(col: Any, what: str, path: str | os.PathLike, name: str | None = No
         pass
     if data.dtype.kind not in "SUO":
         raise InputError(path, f"{what} {name!r} is not numeric")
-    text = np.char.strip(np.asarray(data).astype(str))
-    missing = missing | np.isin(text, list(NULL_TEXT))
+    text, empty = _text_cells(data)
+    missing = missing | empty
     try:
         values = np.where(missing, "nan", text).astype(np.float64)
     except ValueError:
@@ -1336,8 +1336,9 @@ def position_degrees(col: Any, key: str, path: str | os.PathLike, name: str | No
     import pandas as pd
 
     name = name if name is not None else col.name
-    text = pd.Series(np.char.strip(np.asarray(data).astype(str)))
-    missing = np.ma.getmaskarray(col) | text.isin(NULL_TEXT).to_numpy()
+    cells, empty = _text_cells(data)
+    text = pd.Series(cells)
+    missing = np.ma.getmaskarray(col) | empty
     parts = text.str.extract(f"^{_SEXAGESIMAL_PARTS}$")
     unparsed = parts[1].isna().to_numpy() & ~missing
     if unparsed.any():
@@ -1350,6 +1351,19 @@ def position_degrees(col: Any, key: str, path: str | os.PathLike, name: str | No
     sign = np.where(parts[0].to_numpy() == "-", -1.0, 1.0)
     values = sign * (whole + minutes / 60 + seconds / 3600) * (15.0 if key == "ra" else 1.0)
     return np.where(missing, np.nan, values), missing
+
+
+def _text_cells(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Text cells stripped of blanks, and which are empty: :data:`NULL_TEXT`, or a null (None,
+    NA) of an object column (Parquet text with nulls)."""
+    empty = np.zeros(len(data), bool)
+    if data.dtype.kind == "O":
+        import pandas as pd
+
+        empty = np.asarray(pd.isna(data), dtype=bool)
+        data = np.where(empty, "", data)
+    text = np.char.strip(np.asarray(data).astype(str))
+    return text, empty | np.isin(text, list(NULL_TEXT))
 
 
 def _parses_as_float(text: str) -> bool:

@@ -718,21 +718,25 @@ class CatalogStream:
             raise InputError(self.path, "catalogue file is empty")
         return _is_ecsv(self.path)
 
-    def _sexagesimal_columns(self) -> list[str]:
-        """The ra/dec columns of a plain CSV file whose first data row is sexagesimal text."""
+    def _sexagesimal_columns(self, rows: int = 1000) -> list[str]:
+        """The ra/dec columns of a plain CSV file holding sexagesimal text in its first ``rows``
+        data rows (an empty first cell does not hide the convention)."""
         import csv
         import io
+        import itertools
 
         from ..data.catalog import is_sexagesimal, open_csv_bytes
 
         wanted = [self.columns.sources.get(key) for key in ("ra", "dec")]
         if self._csv_layout is None or None in wanted:
             return []
+        where = [self._csv_layout.names.index(name) for name in wanted]
+        found: set[str] = set()
         with io.TextIOWrapper(open_csv_bytes(self.path), encoding="utf-8-sig", errors="replace", newline="") as fh:
-            lines = (line for number, line in enumerate(fh) if number >= self._csv_layout.skip_rows and line.strip())
-            first = next(csv.reader([next(lines, "")]), [])
-        row = dict(zip(self._csv_layout.names, first))
-        return [name for name in wanted if is_sexagesimal(row.get(name, ""))]
+            lines = itertools.islice(fh, self._csv_layout.skip_rows, self._csv_layout.skip_rows + rows)
+            for cells in csv.reader(line for line in lines if line.strip()):
+                found.update(name for name, k in zip(wanted, where) if k < len(cells) and is_sexagesimal(cells[k]))
+        return [name for name in wanted if name in found]
 
     def identity(self) -> Any:
         """What fixes this catalogue's content for a run's signature: the file's path, size and
