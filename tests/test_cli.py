@@ -406,6 +406,7 @@ def test_saturated_objects_are_flagged_in_cutout_and_predict_cutting(tile_dir, c
     assert run(cutout_args(tile_dir, out), capsys)[0] == 0
     flags = StampSet.open(out).column("flags")
     assert [bool(f & Flags.SATURATED) for f in flags] == [True, True, False]
+    assert StampSet.open(out).meta.extra["saturation"] == {"g": 100.0, "r": 100.0}
     images = read_band_images(sorted(tile_dir.glob("tile-*.fits")), background="sep")
     assert images[1].band == "r" and images[1].saturation == 100.0 and len(images[1].saturated_pixels) == 9
     x, y = np.array([40.0, 100.0, 3.0]), np.array([50.0, 60.0, 3.0])

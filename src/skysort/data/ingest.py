@@ -225,6 +225,8 @@ def cutout_to_stampset(
             "onto the reference grid through each band's WCS (local affine map, flux-conserving)",
             "background": {image.band: image.background or {"method": "none"} for image in images},
             "psf_fwhm_source": {band: seeing[band][1] for band in bands},
+            # What the SATURATED flag was judged against (None: the header gives no level).
+            "saturation": {image.band: float(image.saturation) if np.isfinite(image.saturation) else None for image in images},
         },
     )
     table = catalog.copy(copy_data=True)
