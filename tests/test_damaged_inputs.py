@@ -431,7 +431,9 @@ def test_comment_lines_before_a_csv_header_are_skipped(tmp_path, capsys):
     lines = ["id," + ",".join(f"mag_{b}" for b in "ugriz")]
     lines += [f"{v},{20 + 0.1 * k},19.5,19.2,19.1,19" for k, v in enumerate(SDSS_IDS)]
     (tmp_path / "plain.csv").write_text("\n".join(lines) + "\n")
-    (tmp_path / "sky.csv").write_text("\n".join(["#Table1", "", "# a query note, with a comma", *lines]) + "\n")
+    # Comments among the rows too (a note between two query results pasted together).
+    (tmp_path / "sky.csv").write_text("\n".join(["#Table1", "", "# a query note, with a comma", *lines[:3], "# part 2",
+                                                 *lines[3:]]) + "\n")
     # The same from a spreadsheet on Windows: a byte-order mark before the comment, CRLF line ends.
     (tmp_path / "excel.csv").write_bytes(("\ufeff" + "\r\n".join(["# note", *lines]) + "\r\n").encode())
     results = []

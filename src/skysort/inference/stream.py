@@ -375,11 +375,14 @@ def _csv_batches(path: Path, layout: CsvLayout, columns: Sequence[str], float_co
     read_options = pc.ReadOptions(column_names=list(names), skip_rows=layout.skip_rows, block_size=CSV_BLOCK_BYTES)
     convert_options = pc.ConvertOptions(include_columns=list(columns),
                                         column_types={**{name: pa.float64() for name in float_columns}, **(types or {})})
+    # A '#' comment line among the rows is skipped, as astropy's reader (read_catalog) skips it.
+    parse_options = pc.ParseOptions(invalid_row_handler=_skip_comment_row)
     try:
         # A Python file object, not the path: given a path, pyarrow reads the raw file ahead
         # without bound (the whole file before the first batch).
         with open_csv_bytes(path) as fh:
-            yield from pc.open_csv(fh, read_options=read_options, convert_options=convert_options)
+            yield from pc.open_csv(fh, read_options=read_options, parse_options=parse_options,
+                                   convert_options=convert_options)
     except (pa.ArrowInvalid, UnicodeDecodeError, EOFError, OSError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         found = re.match(r"In CSV column #(\d+): CSV conversion error to double: (.*)", message)
@@ -390,6 +393,12 @@ def _csv_batches(path: Path, layout: CsvLayout, columns: Sequence[str], float_co
             hint = sexagesimal_hint(value.group(1)) if value else ""
             raise InputError(path, f"column {names[int(found.group(1))]!r} is not numeric ({found.group(2)}){hint}") from None
         raise InputError(path, f"cannot read as CSV: {message}") from None
+
+
+def _skip_comment_row(row: Any) -> str:
+    """pyarrow's handler of a CSV row with the wrong number of fields: skip it when it is a
+    ``#`` comment line, else fail as before."""
+    return "skip" if row.text.lstrip().startswith("#") else "error"
 
 
 def _csv_rows_and_id_type(path: Path, layout: CsvLayout, id_column: str | None) -> tuple[int, Any]:
