@@ -1049,12 +1049,13 @@ def _describe_file(path: Path) -> dict[str, Any]:
             # What the header does not give is null, not NaN (which JSON does not have).
             return {key: None if isinstance(value, float) and not np.isfinite(value) else value
                     for key, value in summary.items()}
-    from .data.catalog import _read_raw, catalog_bands, read_catalog
+    from .data.catalog import _read_raw, _standardise, catalog_bands, resolve_mapping
 
     raw, carried = _read_raw(path)
     if isinstance(carried.get("model"), dict) and "class" in raw.colnames:
         return _describe_predictions(path, raw, carried)
-    table = read_catalog(path, require_positions=False)
+    # What read_catalog returns, from the table already read.
+    table = _standardise(raw, carried, path, resolve_mapping(None), None, False)
     labels = {}
     if "label" in table.colnames:
         values, counts = np.unique(np.asarray(np.ma.filled(table["label"], "")).astype(str), return_counts=True)
