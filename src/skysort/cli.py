@@ -1076,10 +1076,10 @@ def _describe_prediction_folder(path: Path, manifest) -> dict[str, Any]:
     parts = [part for part in manifest.part_paths() if part.is_file()]
     columns = pq.read_schema(parts[0]).names if parts else []
     wanted = [name for name in ("class", "inputs_used", "flags") if name in columns]
-    arrow = pa.concat_tables([pq.read_table(part, columns=wanted).replace_schema_metadata(None) for part in parts]) \
-        if parts and wanted else None
-    table = Table({name: arrow.column(name).to_numpy(zero_copy_only=False) for name in wanted}) if arrow is not None \
-        else Table({"class": np.array([], str)})
+    table = Table({"class": np.array([], str)})
+    if parts and wanted:
+        arrow = pa.concat_tables([pq.read_table(part, columns=wanted).replace_schema_metadata(None) for part in parts])
+        table = Table({name: arrow.column(name).to_numpy(zero_copy_only=False) for name in wanted})
     summary = _describe_predictions(path, table, manifest.content)
     summary.update(kind="prediction folder", columns=columns, complete=manifest.complete,
                    units_done=f"{len(manifest.units) - len(manifest.pending())} of {len(manifest.units)}",
@@ -1103,15 +1103,14 @@ def _describe_predictions(path: Path, table, meta: dict[str, Any]) -> dict[str, 
         used, number = np.unique(np.asarray(np.ma.filled(table["inputs_used"], "")).astype(str), return_counts=True)
         summary["inputs_used"] = {str(u) or "none": int(c) for u, c in zip(used, number)}
     if "flags" in table.colnames:
-        from .data.flags import Flags
+        from .data.flags import flag_counts
         from .inference.predictor import MISSING_INPUT_FLAG
 
-        flags = np.asarray(np.ma.filled(table["flags"], 0)).astype(np.int64)
-        bits = [(flag.name, int(flag)) for flag in Flags] + [("MISSING_INPUT", MISSING_INPUT_FLAG)]
-        summary["flags"] = {name: int(np.count_nonzero(flags & bit)) for name, bit in bits if np.any(flags & bit)}
-    created = (meta.get("provenance") or {}).get("created") if isinstance(meta.get("provenance"), dict) else None
-    if created:
-        summary["created"] = created
+        counts = flag_counts(np.ma.filled(table["flags"], 0), {"MISSING_INPUT": MISSING_INPUT_FLAG})
+        summary["flags"] = {name: count for name, count in counts.items() if count}
+    provenance = meta.get("provenance")
+    if isinstance(provenance, dict) and provenance.get("created"):
+        summary["created"] = provenance["created"]
     return summary
 
 

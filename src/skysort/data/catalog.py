@@ -656,13 +656,13 @@ def open_csv_bytes(path: str | os.PathLike) -> IO[bytes]:
 
 def _is_ecsv(path: Path) -> bool:
     """Whether a ``.csv``/``.ecsv`` file is ECSV (its first line is ECSV's signature)."""
-    if not Path(path).name.lower().endswith(_CSV_COMPRESSIONS):
-        with open(path, "rb") as fh:
-            return fh.read(7) == b"# %ECSV"
+    compressed = Path(path).name.lower().endswith(_CSV_COMPRESSIONS)
     try:
         with open_csv_bytes(path) as fh:
             return fh.read(7) == b"# %ECSV"
     except Exception as exc:  # noqa: BLE001 - BadGzipFile, bz2's OSError, LZMAError, EOFError: all the file's fault
+        if not compressed:
+            raise
         raise InputError(path, f"cannot read as {Path(path).suffix[1:]}-compressed CSV: {_first_line(exc)}") from None
 
 
@@ -1009,9 +1009,8 @@ def _standardise(raw: Table, carried: Mapping[str, Any], path: str | os.PathLike
     for key, unit, desc in (("ra", u.deg, "right ascension (ICRS)"),
                             ("dec", u.deg, "declination (ICRS)")):
         if sources.get(key) is not None:
-            out[key] = _float_column(raw[sources[key]], unit, desc, path, key)
-            if np.ma.getdata(raw[sources[key]]).dtype.kind not in "SUO":  # sexagesimal text is read in degrees
-                out[key] *= degrees_per_unit(raw[sources[key]].unit, sources[key], path)
+            scale = degrees_per_unit(raw[sources[key]].unit, sources[key], path)
+            out[key] = _float_column(raw[sources[key]], unit, desc, path, key, scale)
             consumed.add(sources[key])
     for key in ("x", "y"):
         if sources.get(key) is not None:
@@ -1317,10 +1316,12 @@ def sexagesimal_hint(value: str) -> str:
     return ": sexagesimal text; give decimal numbers"
 
 
-def position_degrees(col: Any, key: str, path: str | os.PathLike, name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(values, missing)`` of a ``ra`` or ``dec`` column (``key``) as float64: numbers as they
-    are, or sexagesimal text (VizieR's default text output) read as hours, minutes, seconds of
-    right ascension or degrees, arcminutes, arcseconds of declination, in degrees.
+def position_degrees(col: Any, key: str, path: str | os.PathLike, name: str | None = None,
+                     degrees_per_unit: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, missing)`` of a ``ra`` or ``dec`` column (``key``) in degrees, float64: numbers
+    times ``degrees_per_unit`` (the column's declared unit, :func:`degrees_per_unit`), or
+    sexagesimal text (VizieR's default text output) read as hours, minutes, seconds of right
+    ascension or degrees, arcminutes, arcseconds of declination.
 
     Raises
     ------
@@ -1328,7 +1329,8 @@ def position_degrees(col: Any, key: str, path: str | os.PathLike, name: str | No
         Text that is neither numbers nor sexagesimal angles (naming the column and a value).
     """
     try:
-        return as_float(col, "column", path, name)
+        values, missing = as_float(col, "column", path, name)
+        return values * degrees_per_unit, missing
     except InputError:
         data = np.ma.getdata(col)
         if data.dtype.kind not in "SUO":
@@ -1375,10 +1377,12 @@ def _parses_as_float(text: str) -> bool:
 
 
 def _float_column(col: Column, unit: u.UnitBase, description: str,
-                  path: Path, key: str | None = None) -> MaskedColumn:
+                  path: Path, key: str | None = None, degrees_per_unit: float = 1.0) -> MaskedColumn:
     """Positions as float64 (float32 loses milliarcseconds at large RA); non-finite masked;
-    sky positions (``key`` ra or dec) also from sexagesimal text (:func:`position_degrees`)."""
-    values, missing = position_degrees(col, key, path) if key in ("ra", "dec") else as_float(col, "column", path)
+    sky positions (``key`` ra or dec) in degrees, also from sexagesimal text
+    (:func:`position_degrees`)."""
+    values, missing = (position_degrees(col, key, path, degrees_per_unit=degrees_per_unit) if key in ("ra", "dec")
+                       else as_float(col, "column", path))
     mask = missing | ~np.isfinite(values)
     return MaskedColumn(np.where(mask, np.nan, values), mask=mask, unit=unit,
                         description=description)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import enum
 
+import numpy as np
+
 
 class Flags(enum.IntFlag):
     """Bits of the ``flags`` column.
@@ -37,3 +39,11 @@ class Flags(enum.IntFlag):
 def describe(value: int) -> list[str]:
     """Names of the flags set in ``value``, e.g. ``["EDGE", "NAN_PIXELS"]``."""
     return [flag.name for flag in Flags if value & flag]
+
+
+def flag_counts(flags, extra: dict[str, int] | None = None) -> dict[str, int]:
+    """Objects with each flag set, by name, for an array of ``flags`` values; ``extra`` adds
+    other bits by name (a prediction's missing-input bit)."""
+    values = np.asarray(flags).astype(np.int64)
+    bits = {flag.name: int(flag) for flag in Flags} | dict(extra or {})
+    return {name: int(np.count_nonzero(values & bit)) for name, bit in bits.items()}

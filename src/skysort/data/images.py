@@ -95,6 +95,18 @@ class BandImage:
         return self.data.shape  # type: ignore[return-value]
 
 
+def _header_number(header: fits.Header, keys: Sequence[str], default: float = float("nan"), *,
+                   positive: bool = False) -> float:
+    """The value of the first of ``keys`` the header gives as a number (not a logical; finite
+    and above 0 with ``positive``), else ``default``."""
+    for key in keys:
+        value = header.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                not positive or (np.isfinite(value) and value > 0)):
+            return float(value)
+    return default
+
+
 def header_flux_unit(header: fits.Header) -> tuple[str, float]:
     """``(flux_unit, zero_point)`` of an image header: ``BUNIT`` (or ``"unknown"``) and the AB
     magnitude of one unit, fixed by the unit (nanomaggy 22.5, nJy 31.4, uJy 23.9) or given by a
@@ -102,8 +114,7 @@ def header_flux_unit(header: fits.Header) -> tuple[str, float]:
     unit = str(header.get("BUNIT", "unknown")).strip() or "unknown"
     zero_point = UNIT_ZERO_POINTS.get(unit.lower(), float("nan"))
     if not np.isfinite(zero_point):
-        zero_point = next((float(header[k]) for k in _ZERO_POINT_KEYS
-                           if isinstance(header.get(k), (int, float)) and not isinstance(header.get(k), bool)), zero_point)
+        zero_point = _header_number(header, _ZERO_POINT_KEYS, zero_point)
     return unit, zero_point
 
 
@@ -267,10 +278,8 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
     if n_nan:
         data[~finite] = np.nan  # infinite pixels are no measurement either: flagged as NaN ones are
     unit, zero_point = header_flux_unit(header)
-    psf_fwhm = next((float(header[k]) for k in _SEEING_KEYS if isinstance(header.get(k), (int, float))), float("nan"))
-    saturation = next((float(header[k]) for k in _SATURATION_KEYS
-                       if isinstance(header.get(k), (int, float)) and not isinstance(header.get(k), bool)
-                       and np.isfinite(header[k]) and header[k] > 0), float("nan"))
+    psf_fwhm = _header_number(header, _SEEING_KEYS)
+    saturation = _header_number(header, _SATURATION_KEYS, positive=True)
     saturated = np.empty((0, 2), np.float32)
     if np.isfinite(saturation):
         with np.errstate(invalid="ignore"):

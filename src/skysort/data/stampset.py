@@ -563,7 +563,7 @@ class StampSet:
 
     def summary(self) -> dict[str, Any]:
         """A JSON-serialisable summary: size, bands, metadata, class counts, flag counts."""
-        from .flags import Flags
+        from .flags import flag_counts
 
         labels = self.labels()
         flags = self.column("flags")
@@ -576,7 +576,7 @@ class StampSet:
             "stamp_shape": list(self.shape[1:]),
             "meta": dataclasses.asdict(self.meta),
             "classes": {str(c) or "(unlabelled)": int(n) for c, n in zip(classes, counts)},
-            "flags": {flag.name: int(np.count_nonzero(flags & flag)) for flag in Flags},
+            "flags": flag_counts(flags),
             "columns": self.columns,
             "arrays": self.array_names,
             "file_size_bytes": self.path.stat().st_size,

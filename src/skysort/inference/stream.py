@@ -536,9 +536,7 @@ class CatalogColumns:
         text (:func:`~skysort.data.catalog.position_degrees`)."""
         from ..data.catalog import position_degrees
 
-        degrees, missing = position_degrees(values, key, self.where, name)
-        if np.ma.getdata(values).dtype.kind not in "SUO":
-            degrees = degrees * self.degrees_per_unit[key]
+        degrees, missing = position_degrees(values, key, self.where, name, self.degrees_per_unit[key])
         return np.where(missing | ~np.isfinite(degrees), np.nan, degrees)
 
     def _ids(self, values: np.ndarray, name: str, start: int | None) -> np.ndarray:
@@ -661,9 +659,8 @@ class CatalogStream:
             raise _unknown_format(self.path)
         if not self.path.is_file() and not self.path.is_dir():
             raise InputError(self.path, "catalogue file not found")
-        #: The Parquet files read in turn: the file itself, or those of a folder catalogue.
-        self._parquet_files = (parquet_folder_files(self.path) if self.path.is_dir() else [self.path]) \
-            if self.format == "parquet" else []
+        #: The file, or the Parquet files of a folder catalogue (read in turn).
+        self._parquet_files = parquet_folder_files(self.path) if self.path.is_dir() else [self.path]
         self._raw: Table | None = None
         self._fits_hdu_index: int | None = None
         self._csv_layout: CsvLayout | None = None
