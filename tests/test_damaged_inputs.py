@@ -5,6 +5,7 @@ with nothing left behind."""
 from __future__ import annotations
 
 import json
+import re
 
 import h5py
 import numpy as np
@@ -548,9 +549,93 @@ def test_sexagesimal_positions_are_read_as_astronomers_write_them(tmp_path, caps
         read_catalog(tmp_path / "bad.csv")
     one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "bad.csv", "--out", tmp_path / "b.parquet",
                          "--quiet"], capsys)[::2], "bad.csv", "60 or more minutes or seconds")
+    # Decimal numbers among the angles: degrees, or hours as the angles beside them? Refused, naming both.
+    (tmp_path / "mixed.csv").write_text(header + "\n10 23 45.6,+12 34 56.7" + mags + "\n150.5,+12 34 56.7" + mags + "\n")
+    fragment = "column 'RAJ2000' mixes decimal numbers ('150.5') and sexagesimal angles ('10 23 45.6')"
+    with pytest.raises(InputError, match=re.escape(fragment)):
+        read_catalog(tmp_path / "mixed.csv")
+    one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "mixed.csv", "--out",
+                         tmp_path / "m.parquet", "--quiet"], capsys)[::2], "mixed.csv", fragment)
     (tmp_path / "mag.csv").write_text("id,ra,dec,mag_r\n1,150.1,2.1,10 23 45.6\n")
     with pytest.raises(InputError, match="magnitude column 'mag_r' is not numeric .*sexagesimal text"):
         read_catalog(tmp_path / "mag.csv")
+
+
+def _vizier_tsv(rows, units=("deg", "deg", "", "mag", "mag", "mag", "mag", "mag", "mag")):
+    """A VizieR "Tab-Separated-Values" download: query and column notes as '#' lines, the header,
+    a units line, a dashes line, then rows padded to each column's width."""
+    names = ["RA_ICRS", "DE_ICRS", "objID", "umag", "e_umag", "gmag", "rmag", "imag", "zmag"]
+    widths = [max(len(name), *(len(row[k]) for row in rows)) for k, name in enumerate(names)]
+    lines = ["#", "#   VizieR Astronomical Server vizier.cds.unistra.fr", "#Coosys\tJ2000:\teq_FK5 J2000", "",
+             "#RESOURCE=yCat_5154", "#Name: V/154", "#Column\tRA_ICRS\t(F10.6)\tRight ascension (ICRS)\t[ucd=pos.eq.ra]",
+             "\t".join(names), "\t".join(units), "\t".join("-" * w for w in widths)]
+    lines += ["\t".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines) + "\n\n"
+
+
+def test_vizier_tab_separated_downloads_are_read(tmp_path, capsys):
+    # VizieR's TSV download puts '#' notes, then a units line and a dashes line between the
+    # header and the rows, and pads every cell (a blank magnitude is spaces). Before: "unknown
+    # catalogue format '.tsv'", and as .csv "separated by tabs".
+    import gzip
+
+    from skysort.data.catalog import read_catalog, write_catalog
+
+    ids = ["1237648720693755918", "1237648720693755919", "1237648720693755920", "1237648720693755921"]
+    rows = [["150.100001", "+2.100002", ids[0], "20.123", "0.050", "19.5", "19.2", "19.1", "19"],
+            ["150.200001", "-2.200002", ids[1], "", "", "19.4", "19.1", "19.0", "18.9"],
+            ["150.300001", "+2.300002", ids[2], "21.0", "0.100", "20.5", "20.1", "20.0", "19.8"],
+            ["150.400001", "+2.400002", ids[3], "19.5", "0.020", "18.5", "18.0", "17.8", "17.7"]]
+    (tmp_path / "asu.tsv").write_text(_vizier_tsv(rows))
+    with gzip.open(tmp_path / "asu.tsv.gz", "wt") as fh:
+        fh.write(_vizier_tsv(rows))
+    # The same table as comma-separated text; a blank cell padded with spaces is missing there too.
+    header = "RA_ICRS,DE_ICRS,objID,umag,e_umag,gmag,rmag,imag,zmag"
+    (tmp_path / "same.csv").write_text("\n".join([header, *(",".join(c or "   " for c in row) for row in rows)]) + "\n")
+    mapping = "id=objID,ra=RA_ICRS,dec=DE_ICRS,mag={band}mag,bands=u g r i z"
+    results = []
+    for name in ("same.csv", "asu.tsv", "asu.tsv.gz"):
+        code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / name, "--mapping", mapping, "--out",
+                            tmp_path / f"{name}.parquet", "--quiet"], capsys)
+        assert code == 0, err
+        results.append(pd.read_parquet(tmp_path / f"{name}.parquet"))
+    assert results[1]["id"].tolist() == [int(i) for i in ids]  # exact int64
+    assert np.allclose(results[1]["dec"], [2.100002, -2.200002, 2.300002, 2.400002])
+    assert (results[1]["flags"].to_numpy() & Flags.MISSING_PHOTOMETRY).tolist() == [0, Flags.MISSING_PHOTOMETRY, 0, 0]
+    pd.testing.assert_frame_equal(results[0], results[1])
+    pd.testing.assert_frame_equal(results[1], results[2])
+    table = read_catalog(tmp_path / "asu.tsv", mapping=mapping)
+    assert list(table["id"]) == [int(i) for i in ids] and list(table["mag_u"].mask) == [False, True, False, False]
+    assert table["ra"].unit == "deg" and np.allclose(table["mag_u"][[0, 2, 3]], [20.123, 21.0, 19.5])
+    # VizieR's default positions: sexagesimal text with units h:m:s and d:m:s.
+    sexagesimal = [["10 00 24.00024", "+02 06 00.0072", *row[2:]] for row in rows[:1]]
+    (tmp_path / "sexa.tsv").write_text(_vizier_tsv(sexagesimal, ("h:m:s", "d:m:s", "", *["mag"] * 6)))
+    table = read_catalog(tmp_path / "sexa.tsv", mapping=mapping)
+    assert np.allclose([table["ra"][0], table["dec"][0]], [150.100001, 2.100002], rtol=0, atol=1e-6)
+    code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "sexa.tsv", "--mapping", mapping, "--out",
+                        tmp_path / "sexa.parquet", "--quiet"], capsys)
+    assert code == 0, err
+    assert np.allclose(pd.read_parquet(tmp_path / "sexa.parquet")["ra"], [150.100001], rtol=0, atol=1e-6)
+    # A spreadsheet's tab-delimited export: the header right above the rows.
+    (tmp_path / "sheet.tsv").write_text("\n".join(["\t".join(header.split(",")),
+                                                   *("\t".join(row) for row in rows)]) + "\n")
+    assert list(read_catalog(tmp_path / "sheet.tsv", mapping=mapping)["id"]) == [int(i) for i in ids]
+    # A comma-separated file named .tsv, and a tab-separated one named .csv, are named so.
+    (tmp_path / "commas.tsv").write_text((tmp_path / "same.csv").read_text())
+    one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "commas.tsv", "--mapping", mapping,
+                         "--out", tmp_path / "c.parquet", "--quiet"], capsys)[::2], "commas.tsv", "separated by commas, not tabs")
+    (tmp_path / "tabs.csv").write_text((tmp_path / "sheet.tsv").read_text())
+    with pytest.raises(InputError, match="separated by tabs, not commas: name the file .tsv"):
+        read_catalog(tmp_path / "tabs.csv", mapping=mapping)
+    with pytest.raises(InputError, match="TSV is read, not written"):
+        write_catalog(table, tmp_path / "out.tsv")
+    # Two tables one after the other (a VizieR query of two catalogues): the second header is named.
+    (tmp_path / "two.tsv").write_text(_vizier_tsv(rows) + _vizier_tsv(rows))
+    fragment = "a second header line among the rows (the file holds more than one table)"
+    one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "two.tsv", "--mapping", mapping,
+                         "--out", tmp_path / "two.parquet", "--quiet"], capsys)[::2], "two.tsv", "'RA_ICRS'", fragment)
+    with pytest.raises(InputError, match=re.escape(fragment)):
+        read_catalog(tmp_path / "two.tsv", mapping=mapping)
 
 
 @pytest.mark.parametrize("suffix, encoding", [("vot", "tabledata"), ("xml", "binary2")])

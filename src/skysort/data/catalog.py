@@ -84,8 +84,10 @@ File formats
 ------------
 Chosen by extension: FITS (``.fits``, ``.fit``, ``.fts``, optionally ``.gz``; the first
 table HDU is read), VOTable (``.vot``, ``.votable``, ``.xml``; the first table, read only),
-Parquet (``.parquet``, ``.pq``, or a folder of them: :func:`parquet_folder_files`) and CSV (``.csv``, ``.ecsv``; read also
-compressed, ``.gz``, ``.bz2`` or ``.xz``, as archives such as Gaia's distribute them). Written
+Parquet (``.parquet``, ``.pq``, or a folder of them: :func:`parquet_folder_files`), CSV (``.csv``, ``.ecsv``) and
+tab-separated text (``.tsv``, read only: VizieR's download, with its units and dashes lines
+under the header, :func:`text_layout`); text is read also compressed, ``.gz``, ``.bz2`` or
+``.xz``, as archives such as Gaia's distribute it. Written
 ``.csv`` files are comma-separated ECSV: a ``#`` header with units and metadata above a
 plain CSV body, so that metadata and masks survive a round trip. Masked values are stored
 as NaN or ``TNULL`` in FITS (masked booleans cannot be represented in FITS and lose their
@@ -106,7 +108,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 import yaml
@@ -157,12 +159,15 @@ _AUTO_POSITIONS = (
 _FITS_SUFFIXES = (".fits", ".fit", ".fts")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 _CSV_SUFFIXES = (".csv", ".ecsv")
+#: Tab-separated text, as VizieR's "Tab-Separated-Values" download (``asu.tsv``) and
+#: spreadsheets' tab-delimited export; read (also compressed), never written.
+_TSV_SUFFIXES = (".tsv",)
 #: VOTable, what TAP services (Gaia, ESO, CADC) and TOPCAT hand over; read whole, never written.
 _VOTABLE_SUFFIXES = (".vot", ".votable", ".xml")
 #: Compressions a CSV catalogue is read in (written CSV is never compressed).
 _CSV_COMPRESSIONS = (".gz", ".bz2", ".xz")
-_KNOWN_EXTENSIONS = (".fits, .fit, .fts (optionally .gz), .parquet, .pq, .csv, .ecsv (optionally .gz, .bz2, .xz), "
-                     ".vot, .votable, .xml (VOTable)")
+_KNOWN_EXTENSIONS = (".fits, .fit, .fts (optionally .gz), .parquet, .pq, .csv, .ecsv, .tsv (optionally .gz, .bz2, "
+                     ".xz), .vot, .votable, .xml (VOTable)")
 
 # FITS header keyword holding skysort's metadata (provenance, mapping, bands) as JSON.
 _FITS_META_KEY = "SKYSORT"
@@ -615,7 +620,7 @@ def _is_hats_folder(path: Path) -> bool:
 
 
 def _format_of(path: Path) -> str | None:
-    """``fits``, ``parquet`` or ``csv`` from the file name (``parquet`` for a folder of Parquet
+    """``fits``, ``parquet``, ``csv``, ``tsv`` or ``votable`` from the file name (``parquet`` for a folder of Parquet
     files, :func:`parquet_folder_files`), None when unknown."""
     if path.is_dir():
         return "parquet" if parquet_folder_files(path) else None
@@ -625,13 +630,15 @@ def _format_of(path: Path) -> str | None:
         name = name[: -len(compression)]
         if compression == ".gz" and name.endswith(_FITS_SUFFIXES):
             return "fits"
-        return "csv" if name.endswith(_CSV_SUFFIXES) else None
+        return "csv" if name.endswith(_CSV_SUFFIXES) else "tsv" if name.endswith(_TSV_SUFFIXES) else None
     if name.endswith(_FITS_SUFFIXES):
         return "fits"
     if name.endswith(_PARQUET_SUFFIXES):
         return "parquet"
     if name.endswith(_CSV_SUFFIXES):
         return "csv"
+    if name.endswith(_TSV_SUFFIXES):
+        return "tsv"
     if name.endswith(_VOTABLE_SUFFIXES):
         return "votable"
     return None
@@ -684,12 +691,12 @@ def missing_ids(ids: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
 
 
 def csv_header_line(path: str | os.PathLike) -> tuple[int, str]:
-    """Where the header of a plain CSV file is: its line number (0-based, counting every line)
-    and its text, or ``(-1, "")`` when the file has none.
+    """Where the header of a plain CSV or TSV file is: its line number (0-based, counting every
+    line) and its text, or ``(-1, "")`` when the file has none.
 
     Blank lines and comment lines (first character ``#``) before it are skipped: SDSS
-    SkyServer's CSV output, for one, begins with a ``#Table1`` line, and other archives put
-    query notes there.
+    SkyServer's CSV output, for one, begins with a ``#Table1`` line, and VizieR's TSV with the
+    query and a description of every column.
     """
     with io.TextIOWrapper(open_csv_bytes(path), encoding="utf-8-sig", errors="replace", newline="") as fh:
         for number, line in enumerate(fh):
@@ -698,15 +705,94 @@ def csv_header_line(path: str | os.PathLike) -> tuple[int, str]:
     return -1, ""
 
 
-def check_comma_separated(path: str | os.PathLike, header: str) -> None:
-    """Refuse a CSV file whose ``header`` line holds no comma but other separators: spreadsheet
-    programs in many locales write semicolons, and tab- or space-separated tables are named
-    .csv too. Read as CSV such a file is one column, which would fail later as a missing
-    position or magnitude column."""
-    header = header.strip()
-    if "," in header or not header:
+class TextLayout(NamedTuple):
+    """Where the columns and rows of a plain delimited text catalogue (CSV or TSV) are.
+
+    Attributes
+    ----------
+    names : list of str
+        Column names, stripped of surrounding blanks.
+    delimiter : str
+        ``","`` or ``"\\t"``.
+    skip_rows : int
+        Lines before the first data row (comments, the header, VizieR's units and dashes lines).
+    units : dict
+        Column name -> unit text from a units line under the header (VizieR's ``deg``,
+        ``mag``; sexagesimal ``h:m:s`` too, which the readers recognise by the cells), or empty.
+    lines_under_header : int
+        Lines between the header and the first row that are not blank (the dashes line, and
+        a units line with at least one unit).
+    """
+
+    names: list[str]
+    delimiter: str
+    skip_rows: int
+    units: dict[str, str]
+    lines_under_header: int = 0
+
+
+def _is_rule_line(cells: Sequence[str]) -> bool:
+    """Whether a line's cells are only dashes (VizieR's rule under its header and units)."""
+    text = "".join(cells).strip()
+    return bool(text) and set(text) <= {"-", " "}
+
+
+def text_layout(path: str | os.PathLike) -> TextLayout:
+    """The :class:`TextLayout` of a plain CSV (comma-separated) or TSV (tab-separated) file.
+
+    Comment and blank lines before the header are skipped (:func:`csv_header_line`). VizieR's
+    tab-separated download puts a units line and a line of dashes between the header and the
+    rows; when one of the two lines under the header is such a dashes line, the lines up to it
+    are skipped and a line between gives the columns' units.
+
+    Raises
+    ------
+    InputError
+        A file without a header line, or one whose header is separated by other characters
+        than the file name says (:func:`check_separator`).
+    """
+    import csv
+    import itertools
+
+    delimiter = "\t" if _format_of(Path(path)) == "tsv" else ","
+    number, line = csv_header_line(path)
+    header = next(csv.reader([line], delimiter=delimiter), None) if number >= 0 else None
+    if not header or not any(name.strip() for name in header):
+        raise InputError(path, f"cannot read as {_text_format_name(delimiter)}: no header line")
+    if len(header) == 1:
+        check_separator(path, header[0], delimiter)
+    names = [name.strip() for name in header]
+    with io.TextIOWrapper(open_csv_bytes(path), encoding="utf-8-sig", errors="replace", newline="") as fh:
+        following = list(csv.reader(itertools.islice(fh, number + 1, number + 3), delimiter=delimiter))
+    rule = next((k for k, cells in enumerate(following) if _is_rule_line(cells)), None)
+    if rule is None:
+        return TextLayout(names, delimiter, number + 1, {})
+    units = dict(zip(names, (cell.strip() for cell in following[0]))) if rule == 1 else {}
+    units = {name: unit for name, unit in units.items() if unit}
+    return TextLayout(names, delimiter, number + 2 + rule, units, 1 + bool(units))
+
+
+def _text_format_name(delimiter: str) -> str:
+    return "TSV" if delimiter == "\t" else "CSV"
+
+
+def check_separator(path: str | os.PathLike, header: str, delimiter: str = ",") -> None:
+    """Refuse a CSV (``delimiter`` ``,``) or TSV (tab) file whose ``header`` line holds no
+    ``delimiter`` but other separators: spreadsheet programs in many locales write semicolons,
+    and tab- or space-separated tables are named .csv too. Read with the wrong separator such
+    a file is one column, which would fail later as a missing position or magnitude column."""
+    header = header.strip("\r\n")
+    if delimiter in header or not header.strip():
         return
-    for separator, name in (("\t", "tabs"), (";", "semicolons"), ("|", "vertical bars"), (" ", "spaces")):
+    if delimiter == "\t":
+        if "," in header:
+            raise InputError(path, "the header line is separated by commas, not tabs: name the file .csv")
+        return  # a one-column table
+    header = header.strip()
+    if "\t" in header:
+        raise InputError(path, "the header line is separated by tabs, not commas: name the file .tsv (tab-separated), "
+                               "or save the table as comma-separated CSV")
+    for separator, name in ((";", "semicolons"), ("|", "vertical bars"), (" ", "spaces")):
         if separator in header:
             raise InputError(path, f"the header line is separated by {name}, not commas: save the table as "
                                    "comma-separated CSV (with '.' as the decimal point)")
@@ -744,21 +830,33 @@ def _read_raw(path: Path) -> tuple[Table, dict[str, Any]]:
                 table = Table.read(path, format="votable")
                 meta = _json_or_empty(table.meta.get(_FITS_META_KEY))
             else:
-                is_ecsv = _is_ecsv(path)
-                if is_ecsv:
-                    table = Table.read(path, format="ascii.ecsv")
-                else:
-                    check_comma_separated(path, csv_header_line(path)[1])
-                    table = Table.read(path, format="ascii.csv", comment=r"\ufeff?\s*#")  # after a byte-order mark too
+                is_ecsv = fmt == "csv" and _is_ecsv(path)
+                table = Table.read(path, format="ascii.ecsv") if is_ecsv else _read_delimited(path)
                 meta = dict(table.meta) if is_ecsv else {}
-                if table.colnames and table.colnames[0].startswith("\ufeff"):
-                    # The byte-order mark spreadsheet programs write is not part of the name.
-                    table.rename_column(table.colnames[0], table.colnames[0].lstrip("\ufeff").strip())
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - every reader failure is the file's problem
         raise InputError(path, f"cannot read as {fmt.upper()}: {_first_line(exc)}") from None
     return table, meta
+
+
+def _read_delimited(path: Path) -> Table:
+    """A plain CSV or TSV file as a Table (:func:`text_layout`: comments, VizieR's units and
+    dashes lines), with the units of a units line that astropy knows."""
+    layout = text_layout(path)
+    # astropy counts the lines from the header on without comment and blank lines; the first
+    # data row follows the header and layout.lines_under_header such lines.
+    table = Table.read(path, format="ascii.tab" if layout.delimiter == "\t" else "ascii.csv",
+                       comment=r"\ufeff?\s*#", data_start=1 + layout.lines_under_header)  # after a byte-order mark too
+    # The byte-order mark spreadsheet programs write is not part of the first name, and the
+    # tab reader keeps blanks around names.
+    for name, clean in zip(table.colnames, layout.names):
+        if name != clean and name.lstrip("\ufeff").strip() == clean:
+            table.rename_column(name, clean)
+    for name, unit in layout.units.items():
+        if name in table.colnames and _declared_unit(unit) is not None:
+            table[name].unit = _declared_unit(unit)
+    return table
 
 
 def _json_or_empty(text: Any) -> dict[str, Any]:
@@ -1294,7 +1392,7 @@ def as_float(col: Any, what: str, path: str | os.PathLike, name: str | None = No
         values = np.where(missing, "nan", text).astype(np.float64)
     except ValueError:
         bad = next(v for v, m in zip(text.tolist(), missing.tolist()) if not m and not _parses_as_float(v))
-        raise InputError(path, f"{what} {name!r} is not numeric (holds {bad!r}){sexagesimal_hint(bad)}") from None
+        raise InputError(path, f"{what} {name!r} is not numeric (holds {bad!r}){not_numeric_hint(bad, name)}") from None
     return values, missing
 
 
@@ -1308,12 +1406,16 @@ def is_sexagesimal(value: Any) -> bool:
     return bool(_SEXAGESIMAL.match(str(value).strip().strip("'\"")))
 
 
-def sexagesimal_hint(value: str) -> str:
-    """``": ..."`` advice when ``value`` is a sexagesimal angle in a column that must be a
-    number, else an empty string."""
-    if not is_sexagesimal(value):
-        return ""
-    return ": sexagesimal text; give decimal numbers"
+def not_numeric_hint(value: str, column: str) -> str:
+    """``": ..."`` advice on why ``value`` stands in ``column``, which must hold numbers: a
+    sexagesimal angle, or the column's own name or a line of dashes (a second table's header
+    in the same file, as VizieR writes several tables one after another), else empty."""
+    value = str(value).strip()
+    if value == column.strip() or (value and set(value) == {"-"}):
+        return ": a second header line among the rows (the file holds more than one table): save each table in its own file"
+    if is_sexagesimal(value):
+        return ": sexagesimal text; give decimal numbers"
+    return ""
 
 
 def position_degrees(col: Any, key: str, path: str | os.PathLike, name: str | None = None,
@@ -1342,10 +1444,17 @@ def position_degrees(col: Any, key: str, path: str | os.PathLike, name: str | No
     text = pd.Series(cells)
     missing = np.ma.getmaskarray(col) | empty
     parts = text.str.extract(f"^{_SEXAGESIMAL_PARTS}$")
-    unparsed = parts[1].isna().to_numpy() & ~missing
+    angles = parts[1].notna().to_numpy()
+    numbers = pd.to_numeric(text, errors="coerce").notna().to_numpy() & ~missing
+    unparsed = ~angles & ~numbers & ~missing
     if unparsed.any():
         bad = text[unparsed].iloc[0]
-        raise InputError(path, f"column {name!r} is neither numbers nor sexagesimal angles (holds {bad!r})")
+        raise InputError(path, f"column {name!r} is neither numbers nor sexagesimal angles (holds {bad!r})"
+                               f"{not_numeric_hint(bad, name) if not is_sexagesimal(bad) else ''}")
+    if numbers.any():
+        # Which unit the numbers are in (degrees, or hours as the angles beside them) is a guess.
+        raise InputError(path, f"column {name!r} mixes decimal numbers ({text[numbers].iloc[0]!r}) and sexagesimal "
+                               f"angles ({text[angles].iloc[0]!r}): give one or the other")
     whole, minutes, seconds = (parts[k].astype(float).to_numpy() for k in (1, 2, 3))
     if np.any((minutes >= 60) | (seconds >= 60)):
         bad = text[(minutes >= 60) | (seconds >= 60)].iloc[0]
@@ -1497,8 +1606,9 @@ def write_catalog(table: Table, path: str | os.PathLike, overwrite: bool = True)
         raise InputError(path, "already exists (not overwriting)")
     if fmt == "csv" and path.name.lower().endswith(_CSV_COMPRESSIONS):
         raise InputError(path, "compressed CSV is read, not written: write .csv, or .parquet (compressed and typed)")
-    if fmt == "votable":
-        raise InputError(path, "VOTable is read, not written: write .fits, .parquet or .csv")
+    if fmt in ("votable", "tsv"):
+        raise InputError(path, f"{'VOTable' if fmt == 'votable' else 'TSV'} is read, not written: write .fits, .parquet "
+                               "or .csv")
     if not isinstance(table, Table):
         if hasattr(table, "to_records") and hasattr(table, "columns"):
             table = Table.from_pandas(table)

@@ -45,7 +45,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -54,6 +54,9 @@ from ..data.stampset import stamps_without_pixels
 from ..errors import InputError, report_problem
 from .manifest import SHARDS_DIR, Manifest, file_identity, file_sha256, part_name
 from .predictor import MISSING_INPUT_FLAG, ClassDecision, Predictor, class_table, unknown_zero_point_message
+
+if TYPE_CHECKING:
+    from ..data.catalog import TextLayout
 
 #: Resident memory of the process before any data (Python, torch, astropy), in GiB; the
 #: memory setting bounds what comes on top of it.
@@ -332,33 +335,15 @@ def _parquet_pieces(parquet: Any, chunk_rows: int, columns: Sequence[str]) -> It
 CSV_BLOCK_BYTES = 1 << 24
 
 
-class CsvLayout(NamedTuple):
-    """Column names of a plain CSV file and the lines before its first data row."""
-
-    names: list[str]
-    skip_rows: int
-
-
-def _csv_header(path: Path) -> CsvLayout:
-    """Column names of a plain CSV file, stripped of surrounding blanks as astropy does (and of
-    the byte-order mark spreadsheet programs write first, which would rename the first column),
-    after any comment lines (:func:`skysort.data.catalog.csv_header_line`)."""
-    import csv
-
-    from ..data.catalog import check_comma_separated, csv_header_line
-
-    number, line = csv_header_line(path)
-    first = next(csv.reader([line]), None) if number >= 0 else None
-    if not first or not any(name.strip() for name in first):
-        raise InputError(path, "cannot read as CSV: no header line")
-    if len(first) == 1:
-        check_comma_separated(path, first[0])
-    return CsvLayout([name.strip() for name in first], number + 1)
+#: Whitespace-only cells are missing values: pyarrow trims blanks around a number before
+#: converting it but matches its null strings against the untrimmed cell, so the padded blank
+#: cells of fixed-width text (VizieR's TSV pads every column) would fail as "invalid value ''".
+_BLANK_CELLS = tuple(" " * width for width in range(1, 65))
 
 
-def _csv_batches(path: Path, layout: CsvLayout, columns: Sequence[str], float_columns: Sequence[str],
+def _csv_batches(path: Path, layout: TextLayout, columns: Sequence[str], float_columns: Sequence[str],
                  types: Mapping[str, Any] | None = None) -> Iterator[Any]:
-    """pyarrow record batches of ``columns`` of a plain CSV file, parsed block by block.
+    """pyarrow record batches of ``columns`` of a plain CSV or TSV file, parsed block by block.
 
     astropy's reader (used for ECSV) holds the whole file; a survey catalogue of tens of
     millions of rows would then need tens of GB. The numeric columns are read as float64 so
@@ -374,9 +359,10 @@ def _csv_batches(path: Path, layout: CsvLayout, columns: Sequence[str], float_co
     names = layout.names
     read_options = pc.ReadOptions(column_names=list(names), skip_rows=layout.skip_rows, block_size=CSV_BLOCK_BYTES)
     convert_options = pc.ConvertOptions(include_columns=list(columns),
-                                        column_types={**{name: pa.float64() for name in float_columns}, **(types or {})})
+                                        column_types={**{name: pa.float64() for name in float_columns}, **(types or {})},
+                                        null_values=[*pc.ConvertOptions().null_values, *_BLANK_CELLS])
     # A '#' comment line among the rows is skipped, as astropy's reader (read_catalog) skips it.
-    parse_options = pc.ParseOptions(invalid_row_handler=_skip_comment_row)
+    parse_options = pc.ParseOptions(delimiter=layout.delimiter, invalid_row_handler=_skip_comment_row)
     try:
         # A Python file object, not the path: given a path, pyarrow reads the raw file ahead
         # without bound (the whole file before the first batch).
@@ -387,12 +373,12 @@ def _csv_batches(path: Path, layout: CsvLayout, columns: Sequence[str], float_co
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         found = re.match(r"In CSV column #(\d+): CSV conversion error to double: (.*)", message)
         if found and int(found.group(1)) < len(names):
-            from ..data.catalog import sexagesimal_hint
+            from ..data.catalog import not_numeric_hint
 
             value = re.search(r"'([^']*)'", found.group(2))
-            hint = sexagesimal_hint(value.group(1)) if value else ""
+            hint = not_numeric_hint(value.group(1), names[int(found.group(1))]) if value else ""
             raise InputError(path, f"column {names[int(found.group(1))]!r} is not numeric ({found.group(2)}){hint}") from None
-        raise InputError(path, f"cannot read as CSV: {message}") from None
+        raise InputError(path, f"cannot read as {'TSV' if layout.delimiter == chr(9) else 'CSV'}: {message}") from None
 
 
 def _skip_comment_row(row: Any) -> str:
@@ -401,7 +387,7 @@ def _skip_comment_row(row: Any) -> str:
     return "skip" if row.text.lstrip().startswith("#") else "error"
 
 
-def _csv_rows_and_id_type(path: Path, layout: CsvLayout, id_column: str | None) -> tuple[int, Any]:
+def _csv_rows_and_id_type(path: Path, layout: TextLayout, id_column: str | None) -> tuple[int, Any]:
     """Rows of a plain CSV file, and the pyarrow type its id column is read as (None without one).
 
     pyarrow infers a column's type from the first block and then fails on a later block that
@@ -650,7 +636,8 @@ class CatalogStream:
     def __init__(self, path: str | os.PathLike, mapping: Any = None, bands: Sequence[str] = (), require_sky: bool = True):
         from astropy.table import Table
 
-        from ..data.catalog import _format_of, _read_raw, _unknown_format, parquet_folder_files, parquet_units, resolve_mapping
+        from ..data.catalog import (_format_of, _read_raw, _unknown_format, parquet_folder_files, parquet_units,
+                                    resolve_mapping, text_layout)
 
         self.path = Path(path)
         self.mapping = resolve_mapping(mapping)
@@ -663,7 +650,7 @@ class CatalogStream:
         self._parquet_files = parquet_folder_files(self.path) if self.path.is_dir() else [self.path]
         self._raw: Table | None = None
         self._fits_hdu_index: int | None = None
-        self._csv_layout: CsvLayout | None = None
+        self._csv_layout: TextLayout | None = None
         #: Units the file declares per column (FITS TUNITn, astropy's metadata in Parquet and ECSV).
         self.units: dict[str, Any] = {}
         try:
@@ -690,9 +677,10 @@ class CatalogStream:
                     self.n_rows = int(hdul[index].header["NAXIS2"])
                     self.units = {column.name: column.unit for column in hdul[index].columns}
                 self._fits_hdu_index = index
-            elif self.format == "csv" and not self._is_ecsv_file():
-                self._csv_layout = _csv_header(self.path)
+            elif self.format == "tsv" or (self.format == "csv" and not self._is_ecsv_file()):
+                self._csv_layout = text_layout(self.path)
                 names = self._csv_layout.names
+                self.units = dict(self._csv_layout.units)
                 self.n_rows = -1  # counted below, with the id column's type
             else:
                 self._raw, _ = _read_raw(self.path)
@@ -740,7 +728,7 @@ class CatalogStream:
         found: set[str] = set()
         with io.TextIOWrapper(open_csv_bytes(self.path), encoding="utf-8-sig", errors="replace", newline="") as fh:
             lines = itertools.islice(fh, self._csv_layout.skip_rows, self._csv_layout.skip_rows + rows)
-            for cells in csv.reader(line for line in lines if line.strip()):
+            for cells in csv.reader((line for line in lines if line.strip()), delimiter=self._csv_layout.delimiter):
                 found.update(name for name, k in zip(wanted, where) if k < len(cells) and is_sexagesimal(cells[k]))
         return [name for name in wanted if name in found]
 
