@@ -638,6 +638,77 @@ def test_vizier_tab_separated_downloads_are_read(tmp_path, capsys):
         read_catalog(tmp_path / "two.tsv", mapping=mapping)
 
 
+def test_masks_astropy_writes_beside_parquet_columns_are_honoured(tmp_path, capsys):
+    # astropy's Table.write stores a masked column in Parquet as its data (the masked cells
+    # holding ordinary numbers) plus a boolean "<name>.mask" column. Before, predict and
+    # read_catalog read those numbers as magnitudes and showed "mag_u.mask" as a column.
+    import astropy.units as u
+
+    from skysort.data.catalog import read_catalog
+
+    def table(rows):
+        mag_u = MaskedColumn(20.0 + 0.1 * rows, mask=np.isin(rows, [1, 5]), unit=u.mag)
+        return Table({"id": SDSS_IDS[0] + rows, "ra": (150 + 0.1 * rows) * u.deg, "dec": (2 + 0.1 * rows) * u.deg,
+                      "mag_u": mag_u, **{f"mag_{b}": (19 + 0.1 * rows + k * 0.1) * u.mag for k, b in enumerate("griz")}})
+
+    rows = np.arange(8)
+    table(rows).write(tmp_path / "cat.fits")  # FITS stores the masked floats as NaN
+    table(rows).write(tmp_path / "cat.parquet")
+    assert "mag_u.mask" in pd.read_parquet(tmp_path / "cat.parquet").columns
+    (tmp_path / "folder").mkdir()
+    table(rows[:4]).write(tmp_path / "folder" / "a.parquet")
+    table(rows[4:]).write(tmp_path / "folder" / "b.parquet")
+    table(rows[6:]).write(tmp_path / "folder" / "c.parquet")  # no masked cell: no mask column
+    results = []
+    for name in ("cat.fits", "cat.parquet", "folder"):
+        code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / name, "--out",
+                            tmp_path / f"{name}.out.parquet", "--quiet"], capsys)
+        assert code == 0, err
+        results.append(pd.read_parquet(tmp_path / f"{name}.out.parquet"))
+    missing = (results[1]["flags"].to_numpy() & Flags.MISSING_PHOTOMETRY) > 0
+    assert missing.tolist() == [False, True, False, False, False, True, False, False]
+    pd.testing.assert_frame_equal(results[0], results[1])
+    pd.testing.assert_frame_equal(results[1].iloc[:6].reset_index(drop=True), results[2].iloc[:6].reset_index(drop=True))
+    for name in ("cat.parquet", "folder"):
+        read = read_catalog(tmp_path / name)
+        assert "mag_u.mask" not in read.colnames
+        assert np.flatnonzero(read["mag_u"].mask).tolist() == [1, 5]
+
+
+@pytest.mark.parametrize("name", ["allwise.tbl", "allwise.tbl.gz"])
+def test_ipac_tables_from_irsa_are_read(tmp_path, capsys, name):
+    # IRSA's services (AllWISE, 2MASS, ZTF) hand over IPAC tables: units and nulls in the header.
+    # Before: "unknown catalogue format '.tbl'".
+    import astropy.units as u
+
+    from skysort.data.catalog import read_catalog, write_catalog
+
+    mag_u = MaskedColumn([20.0, 20.1, 20.2, 20.3], mask=[False, True, False, False], unit=u.mag)
+    table = Table({"id": SDSS_IDS, "ra": [150.1, 150.2, 150.3, 150.4] * u.deg, "dec": [2.1, 2.2, 2.3, 2.4] * u.deg,
+                   "mag_u": mag_u, **{f"mag_{b}": (np.linspace(18, 21, 4) + k * 0.1) * u.mag for k, b in enumerate("griz")}})
+    table.write(tmp_path / "cat.parquet")
+    table.write(tmp_path / name, format="ascii.ipac")
+    results = []
+    for catalog in ("cat.parquet", name):
+        code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / catalog, "--out",
+                            tmp_path / f"{catalog}.out.parquet", "--quiet"], capsys)
+        assert code == 0, err
+        results.append(pd.read_parquet(tmp_path / f"{catalog}.out.parquet"))
+    pd.testing.assert_frame_equal(results[0], results[1])
+    assert results[1]["id"].tolist() == list(SDSS_IDS)
+    read = read_catalog(tmp_path / name)
+    assert list(read["mag_u"].mask) == [False, True, False, False] and read["ra"].unit == u.deg
+    # Positions the table declares in another angle unit are converted, as in FITS.
+    table["ra"] = table["ra"].to(u.arcsec)
+    table.write(tmp_path / "arcsec.tbl", format="ascii.ipac")
+    assert np.allclose(read_catalog(tmp_path / "arcsec.tbl")["ra"], [150.1, 150.2, 150.3, 150.4])
+    with pytest.raises(InputError, match="an IPAC table is read, not written"):
+        write_catalog(table, tmp_path / "out.tbl")
+    (tmp_path / "broken.tbl").write_text("|id|ra|\n|int|\n1 2 3\n")
+    one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "broken.tbl", "--out", tmp_path / "x.parquet",
+                         "--quiet"], capsys)[::2], "broken.tbl", "cannot read as IPAC")
+
+
 @pytest.mark.parametrize("suffix, encoding", [("vot", "tabledata"), ("xml", "binary2")])
 def test_votable_catalogues_from_tap_services_are_read(tmp_path, capsys, suffix, encoding):
     # TAP services (Gaia, ESO, CADC) and TOPCAT hand over VOTables. Before: "unknown catalogue format".

@@ -86,8 +86,9 @@ Chosen by extension: FITS (``.fits``, ``.fit``, ``.fts``, optionally ``.gz``; th
 table HDU is read), VOTable (``.vot``, ``.votable``, ``.xml``; the first table, read only),
 Parquet (``.parquet``, ``.pq``, or a folder of them: :func:`parquet_folder_files`), CSV (``.csv``, ``.ecsv``) and
 tab-separated text (``.tsv``, read only: VizieR's download, with its units and dashes lines
-under the header, :func:`text_layout`); text is read also compressed, ``.gz``, ``.bz2`` or
-``.xz``, as archives such as Gaia's distribute it. Written
+under the header, :func:`text_layout`) and IPAC tables (``.tbl``, ``.ipac``, read only: IRSA's
+format, with its units and nulls); text is read also compressed, ``.gz``, ``.bz2`` or ``.xz``,
+as archives such as Gaia's distribute it. Written
 ``.csv`` files are comma-separated ECSV: a ``#`` header with units and metadata above a
 plain CSV body, so that metadata and masks survive a round trip. Masked values are stored
 as NaN or ``TNULL`` in FITS (masked booleans cannot be represented in FITS and lose their
@@ -164,10 +165,16 @@ _CSV_SUFFIXES = (".csv", ".ecsv")
 _TSV_SUFFIXES = (".tsv",)
 #: VOTable, what TAP services (Gaia, ESO, CADC) and TOPCAT hand over; read whole, never written.
 _VOTABLE_SUFFIXES = (".vot", ".votable", ".xml")
+#: IPAC tables, what IRSA's services (AllWISE, 2MASS, Spitzer, ZTF) hand over; read whole (also
+#: compressed), never written.
+_IPAC_SUFFIXES = (".tbl", ".ipac")
+#: Formats read, never written (a catalogue written by skysort keeps its metadata and masks in
+#: FITS, Parquet or ECSV).
+_READ_ONLY_FORMATS = {"votable": "VOTable", "tsv": "TSV", "ipac": "an IPAC table"}
 #: Compressions a CSV catalogue is read in (written CSV is never compressed).
 _CSV_COMPRESSIONS = (".gz", ".bz2", ".xz")
-_KNOWN_EXTENSIONS = (".fits, .fit, .fts (optionally .gz), .parquet, .pq, .csv, .ecsv, .tsv (optionally .gz, .bz2, "
-                     ".xz), .vot, .votable, .xml (VOTable)")
+_KNOWN_EXTENSIONS = (".fits, .fit, .fts (optionally .gz), .parquet, .pq, .csv, .ecsv, .tsv, .tbl, .ipac (optionally .gz, "
+                     ".bz2, .xz), .vot, .votable, .xml (VOTable)")
 
 # FITS header keyword holding skysort's metadata (provenance, mapping, bands) as JSON.
 _FITS_META_KEY = "SKYSORT"
@@ -620,8 +627,8 @@ def _is_hats_folder(path: Path) -> bool:
 
 
 def _format_of(path: Path) -> str | None:
-    """``fits``, ``parquet``, ``csv``, ``tsv`` or ``votable`` from the file name (``parquet`` for a folder of Parquet
-    files, :func:`parquet_folder_files`), None when unknown."""
+    """``fits``, ``parquet``, ``csv``, ``tsv``, ``ipac`` or ``votable`` from the file name
+    (``parquet`` for a folder of Parquet files, :func:`parquet_folder_files`), None when unknown."""
     if path.is_dir():
         return "parquet" if parquet_folder_files(path) else None
     name = path.name.lower()
@@ -630,17 +637,21 @@ def _format_of(path: Path) -> str | None:
         name = name[: -len(compression)]
         if compression == ".gz" and name.endswith(_FITS_SUFFIXES):
             return "fits"
-        return "csv" if name.endswith(_CSV_SUFFIXES) else "tsv" if name.endswith(_TSV_SUFFIXES) else None
+        return _text_format_of(name)
     if name.endswith(_FITS_SUFFIXES):
         return "fits"
     if name.endswith(_PARQUET_SUFFIXES):
         return "parquet"
-    if name.endswith(_CSV_SUFFIXES):
-        return "csv"
-    if name.endswith(_TSV_SUFFIXES):
-        return "tsv"
     if name.endswith(_VOTABLE_SUFFIXES):
         return "votable"
+    return _text_format_of(name)
+
+
+def _text_format_of(name: str) -> str | None:
+    """``csv``, ``tsv`` or ``ipac`` from a (lower-case, uncompressed) file name, else None."""
+    for suffixes, fmt in ((_CSV_SUFFIXES, "csv"), (_TSV_SUFFIXES, "tsv"), (_IPAC_SUFFIXES, "ipac")):
+        if name.endswith(suffixes):
+            return fmt
     return None
 
 
@@ -829,6 +840,9 @@ def _read_raw(path: Path) -> tuple[Table, dict[str, Any]]:
                 warnings.simplefilter("ignore", AstropyWarning)
                 table = Table.read(path, format="votable")
                 meta = _json_or_empty(table.meta.get(_FITS_META_KEY))
+            elif fmt == "ipac":
+                # Its nulls are masked and its units read (unknown ones are noise, as above).
+                table, meta = Table.read(path, format="ascii.ipac"), {}
             else:
                 is_ecsv = fmt == "csv" and _is_ecsv(path)
                 table = Table.read(path, format="ascii.ecsv") if is_ecsv else _read_delimited(path)
@@ -869,19 +883,54 @@ def _json_or_empty(text: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _astropy_parquet_header(schema: Any) -> dict[str, Any]:
+    """The table header astropy writes into a Parquet file's metadata (``table_meta_yaml``:
+    columns' units, serialized columns), empty for files from other writers."""
+    text = (schema.metadata or {}).get(b"table_meta_yaml")
+    if not text:
+        return {}
+    from astropy.table.meta import get_header_from_yaml
+
+    try:
+        return get_header_from_yaml(text.decode("utf-8").splitlines())
+    except Exception:  # noqa: BLE001 - unreadable metadata declares nothing
+        return {}
+
+
+def parquet_mask_columns(schema: Any) -> dict[str, str]:
+    """Column name -> name of the boolean column holding its mask, for masked columns that
+    astropy wrote to Parquet (``Table.write``): their masked cells hold ordinary numbers,
+    and the mask is a separate ``<name>.mask`` column, not Parquet nulls."""
+    serialized = (_astropy_parquet_header(schema).get("meta") or {}).get("__serialized_columns__") or {}
+    masks = {}
+    for name, parts in serialized.items():
+        if isinstance(parts, Mapping) and isinstance(parts.get("mask"), Mapping) and isinstance(parts.get("data"), Mapping):
+            data, mask = parts["data"].get("name"), parts["mask"].get("name")
+            if data in schema.names and mask in schema.names:
+                masks[data] = mask
+    return masks
+
+
+def masks_as_nulls(arrow: Any) -> Any:
+    """A pyarrow table with the masks astropy wrote beside its columns
+    (:func:`parquet_mask_columns`) turned into nulls, and the mask columns left out."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for data, mask in parquet_mask_columns(arrow.schema).items():
+        column = arrow.column(data)
+        nulled = pc.if_else(pc.fill_null(arrow.column(mask), False), pa.scalar(None, column.type), column)
+        arrow = arrow.set_column(arrow.schema.get_field_index(data), arrow.schema.field(data), nulled)
+        arrow = arrow.remove_column(arrow.schema.get_field_index(mask))
+    return arrow
+
+
 def parquet_units(schema: Any) -> dict[str, Any]:
     """Column units a Parquet file declares: in skysort's metadata, or where astropy writes
     them (``table_meta_yaml``); none for files from other writers."""
-    units: dict[str, Any] = {}
-    text = (schema.metadata or {}).get(b"table_meta_yaml")
-    if text:
-        from astropy.table.meta import get_header_from_yaml
-
-        try:
-            header = get_header_from_yaml(text.decode("utf-8").splitlines())
-            units = {column["name"]: column.get("unit") for column in header.get("datatype", []) if "name" in column}
-        except Exception:  # noqa: BLE001 - unreadable metadata declares no unit
-            units = {}
+    header = _astropy_parquet_header(schema)
+    units = {column["name"]: column.get("unit") for column in header.get("datatype", [])
+             if isinstance(column, Mapping) and "name" in column}
     carried = (schema.metadata or {}).get(_PARQUET_META_KEY)
     ours = _json_or_empty(carried.decode("utf-8", "replace") if carried else None).get("units")
     if isinstance(ours, dict):
@@ -899,7 +948,7 @@ def _read_parquet_folder(path: Path):
     tables = []
     for file in files:
         try:
-            tables.append(pq.read_table(file))
+            tables.append(masks_as_nulls(pq.read_table(file)))
         except Exception as exc:  # noqa: BLE001 - a reader failure is that file's problem
             raise InputError(file, f"cannot read as PARQUET: {_first_line(exc)}") from None
         check_same_columns(file, tables[0].column_names, tables[-1].column_names, files[0])
@@ -923,7 +972,7 @@ def _read_parquet(path: Path) -> tuple[Table, dict[str, Any]]:
     if path.is_dir():
         arrow = _read_parquet_folder(path)
     else:
-        arrow = pq.read_table(path)
+        arrow = masks_as_nulls(pq.read_table(path))
     carried = (arrow.schema.metadata or {}).get(_PARQUET_META_KEY)
     meta = _json_or_empty(carried.decode("utf-8", "replace") if carried else None)
     meta.pop("units", None)
@@ -1606,9 +1655,8 @@ def write_catalog(table: Table, path: str | os.PathLike, overwrite: bool = True)
         raise InputError(path, "already exists (not overwriting)")
     if fmt == "csv" and path.name.lower().endswith(_CSV_COMPRESSIONS):
         raise InputError(path, "compressed CSV is read, not written: write .csv, or .parquet (compressed and typed)")
-    if fmt in ("votable", "tsv"):
-        raise InputError(path, f"{'VOTable' if fmt == 'votable' else 'TSV'} is read, not written: write .fits, .parquet "
-                               "or .csv")
+    if fmt in _READ_ONLY_FORMATS:
+        raise InputError(path, f"{_READ_ONLY_FORMATS[fmt]} is read, not written: write .fits, .parquet or .csv")
     if not isinstance(table, Table):
         if hasattr(table, "to_records") and hasattr(table, "columns"):
             table = Table.from_pandas(table)

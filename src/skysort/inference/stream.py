@@ -636,8 +636,8 @@ class CatalogStream:
     def __init__(self, path: str | os.PathLike, mapping: Any = None, bands: Sequence[str] = (), require_sky: bool = True):
         from astropy.table import Table
 
-        from ..data.catalog import (_format_of, _read_raw, _unknown_format, parquet_folder_files, parquet_units,
-                                    resolve_mapping, text_layout)
+        from ..data.catalog import (_format_of, _read_raw, _unknown_format, parquet_folder_files, parquet_mask_columns,
+                                    parquet_units, resolve_mapping, text_layout)
 
         self.path = Path(path)
         self.mapping = resolve_mapping(mapping)
@@ -658,7 +658,8 @@ class CatalogStream:
                 import pyarrow.parquet as pq
 
                 schema = pq.read_schema(self._parquet_files[0])
-                names = schema.names
+                # The masks astropy writes beside masked columns are read with them, not as columns.
+                names = [name for name in schema.names if name not in parquet_mask_columns(schema).values()]
                 self.n_rows = 0
                 for file in self._parquet_files:
                     try:
@@ -749,14 +750,19 @@ class CatalogStream:
         if self.format == "parquet":
             import pyarrow.parquet as pq
 
-            from ..data.catalog import check_same_columns
+            from ..data.catalog import check_same_columns, parquet_mask_columns
 
             for file in self._parquet_files:
                 # A chunk does not span files: a folder's chunks are at most a file's rows.
                 with pq.ParquetFile(file) as parquet:
                     check_same_columns(file, self.names, parquet.schema_arrow.names, self._parquet_files[0], columns)
-                    for piece in _parquet_pieces(parquet, chunk_rows, columns):
-                        yield {name: piece.column(name).to_numpy(zero_copy_only=False) for name in columns}
+                    masks = {name: mask for name, mask in parquet_mask_columns(parquet.schema_arrow).items() if name in columns}
+                    for piece in _parquet_pieces(parquet, chunk_rows, [*columns, *masks.values()]):
+                        raw = {name: piece.column(name).to_numpy(zero_copy_only=False) for name in columns}
+                        for name, mask in masks.items():
+                            raw[name] = np.ma.masked_array(raw[name], mask=piece.column(mask).fill_null(False).to_numpy(
+                                zero_copy_only=False))
+                        yield raw
         elif self._csv_layout is not None:
             import pyarrow as pa
 
