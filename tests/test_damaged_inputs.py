@@ -675,6 +675,48 @@ def test_masks_astropy_writes_beside_parquet_columns_are_honoured(tmp_path, caps
         assert np.flatnonzero(read["mag_u"].mask).tolist() == [1, 5]
 
 
+def test_vector_magnitude_columns_are_read_by_element(tmp_path, capsys):
+    # SDSS's FITS products (photoObj, calibObj) hold the five bands in one column, PSFMAG[5].
+    # Before: a vector column crashed predict with a traceback and read_catalog kept it whole.
+    from skysort.data.catalog import read_catalog
+
+    rng = np.random.default_rng(3)
+    mags = rng.uniform(17, 22, (N, 5))
+    mags[2, 0] = -9999.0  # a sentinel inside the vector
+    ids = SDSS_IDS[0] + np.arange(N)
+    vector = Table({"OBJID": ids, "RA": 150 + 0.01 * np.arange(N), "DEC": 2 + 0.01 * np.arange(N), "PSFMAG": mags,
+                    "PSFMAGERR": np.full((N, 5), 0.05)})
+    vector.write(tmp_path / "photo.fits")
+    vector.write(tmp_path / "photo.parquet")
+    flat = Table({"objID": ids, "ra": vector["RA"], "dec": vector["DEC"],
+                  **{f"psfMag_{b}": mags[:, k] for k, b in enumerate("ugriz")},
+                  **{f"psfMagErr_{b}": np.full(N, 0.05) for b in "ugriz"}})
+    flat.write(tmp_path / "flat.parquet")
+    by_element = "id=OBJID,ra=RA,dec=DEC,mag=PSFMAG[{index}],magerr=PSFMAGERR[{index}],bands=u g r i z,sentinels=-9999"
+    by_name = "id=objID,ra=ra,dec=dec,mag=psfMag_{band},magerr=psfMagErr_{band},bands=u g r i z,sentinels=-9999"
+    results = []
+    for name, mapping in (("flat.parquet", by_name), ("photo.fits", by_element), ("photo.parquet", by_element)):
+        code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / name, "--mapping", mapping, "--out",
+                            tmp_path / f"{name}.out.parquet", "--quiet"], capsys)
+        assert code == 0, err
+        results.append(pd.read_parquet(tmp_path / f"{name}.out.parquet"))
+        read = read_catalog(tmp_path / name, mapping=mapping)
+        assert np.allclose(read["mag_g"], mags[:, 1]) and np.flatnonzero(read["mag_u"].mask).tolist() == [2]
+        assert "PSFMAG" not in read.colnames  # its elements are the magnitudes
+    pd.testing.assert_frame_equal(results[0], results[1])
+    pd.testing.assert_frame_equal(results[0], results[2])
+    assert results[1]["flags"][2] & Flags.MISSING_PHOTOMETRY
+    # The vector column named as one number, an element beyond it, an element of a scalar column.
+    for mapping, fragment in (("id=OBJID,ra=RA,dec=DEC,mag=PSFMAG,bands=u", "'PSFMAG' holds 5 values per row, not one number"),
+                              ("id=OBJID,ra=RA,dec=DEC,mag=PSFMAG[{index}],bands=x x2 x3 x4 x5 u", "'PSFMAG[5]' is beyond"),
+                              ("id=OBJID,ra=RA[0],dec=DEC,mag=PSFMAG[{index}],bands=u g r i z", "'RA[0]' names nothing")):
+        for name in ("photo.fits", "photo.parquet"):
+            with pytest.raises(InputError, match=re.escape(fragment)):
+                read_catalog(tmp_path / name, mapping=mapping, bands="u")
+            one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / name, "--mapping", mapping,
+                                 "--out", tmp_path / "x.parquet", "--quiet"], capsys)[::2], name)
+
+
 @pytest.mark.parametrize("name", ["allwise.tbl", "allwise.tbl.gz"])
 def test_ipac_tables_from_irsa_are_read(tmp_path, capsys, name):
     # IRSA's services (AllWISE, 2MASS, ZTF) hand over IPAC tables: units and nulls in the header.

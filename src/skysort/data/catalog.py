@@ -64,7 +64,9 @@ and ``labels`` and ``ab_offsets`` are space-separated ``key:value`` pairs::
     label=class,labels=GALAXY:galaxy STAR:star QSO:qso,ab_offsets=u:-0.04 z:0.02
 
 Every column a mapping names must be in the catalogue; a name is matched exactly, else
-case-insensitively (CasJobs exports sometimes change case). A quantity the mapping leaves
+case-insensitively (CasJobs exports sometimes change case). ``NAME[k]`` names element ``k``
+(0-based) of a vector column, as SDSS's FITS products hold the five bands in one column; in a
+template ``{index}`` is the band's place in ``bands``: ``mag=PSFMAG[{index}],bands=u g r i z``. A quantity the mapping leaves
 out (say ``id``) is taken from a column already bearing its standard name, if there is one;
 an ``id`` found nowhere becomes the row number.
 
@@ -347,8 +349,10 @@ class ColumnMapping:
             return f"pixel_origin must be 0 or 1, not {self.pixel_origin!r}"
         for key in ("mag", "magerr"):
             value = getattr(self, key)
-            if isinstance(value, str) and "{band}" not in value and len(self.bands) > 1:
-                return f"{key} template {value!r} lacks {{band}}"
+            if isinstance(value, str) and "{band}" not in value and "{index}" not in value and len(self.bands) > 1:
+                return f"{key} template {value!r} lacks {{band}} (or {{index}}, the band's place in bands)"
+            if isinstance(value, str) and "{index}" in value and not self.bands:
+                return f"{key} template {value!r} has {{index}}, the band's place in bands, but the mapping gives no bands"
             if isinstance(value, dict) and self.bands:
                 missing = [b for b in self.bands if b not in value]
                 if missing:
@@ -461,19 +465,24 @@ class ColumnMapping:
 
     def mag_column(self, band: str) -> str | None:
         """Survey column of the magnitude in ``band`` (None if the mapping has none)."""
-        return _band_column(self.mag, band)
+        return _band_column(self.mag, band, self.bands)
 
     def magerr_column(self, band: str) -> str | None:
         """Survey column of the magnitude error in ``band`` (None if the mapping has none)."""
-        return _band_column(self.magerr, band)
+        return _band_column(self.magerr, band, self.bands)
 
 
-def _band_column(spec: str | dict[str, str] | None, band: str) -> str | None:
+def _band_column(spec: str | dict[str, str] | None, band: str, bands: Sequence[str]) -> str | None:
+    """The column ``spec`` names for ``band``: a template's ``{band}`` replaced by the band and
+    ``{index}`` by its 0-based place in ``bands`` (for vector columns, ``PSFMAG[{index}]``)."""
     if spec is None:
         return None
     if isinstance(spec, dict):
         return spec.get(band)
-    return spec.replace("{band}", band)
+    column = spec.replace("{band}", band)
+    if "{index}" in column and band in bands:
+        column = column.replace("{index}", str(list(bands).index(band)))
+    return column
 
 
 def _resolve_options(data: Any, where: str | os.PathLike, default_name: str,
@@ -1144,9 +1153,15 @@ def _standardise(raw: Table, carried: Mapping[str, Any], path: str | os.PathLike
         raise InputError(path, "catalogue has no rows")
     requested = None if bands is None else _as_band_tuple(bands, "bands")
     sources, band_list = _locate_columns(raw, cmap, requested, path, require_positions)
+    elements = {name: element_reference(name) for name in sources.values() if name is not None and name not in raw.colnames}
+    consumed: set[str] = set()
+    if elements:
+        raw = raw.copy(copy_data=False)
+        for name, (base, _) in elements.items():  # type: ignore[misc]
+            raw[name] = MaskedColumn(column_element(raw[base], name, path), unit=raw[base].unit)
+            consumed.add(base)
 
     out = Table()
-    consumed: set[str] = set()
     if sources.get("id") is not None:
         out["id"] = raw[sources["id"]].copy()
         consumed.add(sources["id"])
@@ -1266,7 +1281,11 @@ def _locate_columns(raw: Table, cmap: ColumnMapping, requested: tuple[str, ...] 
         if wanted in names:
             return wanted
         hits = by_lower.get(wanted.lower(), [])
-        return hits[0] if len(hits) == 1 else None
+        if len(hits) == 1:
+            return hits[0]
+        element = element_reference(wanted)
+        base = find(element[0]) if element is not None else None
+        return f"{base}[{element[1]}]" if base is not None else None
 
     sources: dict[str, str | None] = {}
     if cmap.auto:
@@ -1423,12 +1442,73 @@ NULL_TEXT = frozenset(['', '#N/A', '#N/A N/A', '#NA', '-1.#IND', '-1.#QNAN', '-N
                        'NA', 'NULL', 'NaN', 'n/a', 'nan', 'null'])
 
 
+_ELEMENT = re.compile(r"^(.*\S)\[(\d+)\]$")
+
+
+def element_reference(name: str) -> tuple[str, int] | None:
+    """``(column, index)`` when ``name`` names one element of a vector column, as ``PSFMAG[2]``
+    (0-based: SDSS's FITS products hold the five bands' magnitudes in one column, u to z);
+    None for any other name."""
+    found = _ELEMENT.match(name)
+    return (found.group(1), int(found.group(2))) if found else None
+
+
+def _values_per_row(data: np.ndarray) -> int | None:
+    """How many values each row of a vector column holds (a FITS array column, a Parquet list
+    column read as objects; the first row's count for lists), None for a column of scalars."""
+    if data.ndim > 1:
+        return int(np.prod(data.shape[1:]))
+    if data.dtype.kind == "O":
+        first = next((v for v in data[:1000] if v is not None and not isinstance(v, (str, bytes))), None)
+        if first is not None and np.ndim(first) > 0:
+            return int(np.size(first))
+    return None
+
+
+def column_element(values: Any, name: str, path: str | os.PathLike) -> np.ndarray:
+    """Element of each row that ``name`` (``COLUMN[k]``, :func:`element_reference`) refers to,
+    from the vector column's ``values``: a masked array, masked where the row or its list is
+    missing.
+
+    Raises
+    ------
+    InputError
+        The column holds one value per row, or fewer than ``k + 1``.
+    """
+    base, index = element_reference(name)  # type: ignore[misc]
+    data = np.ma.getdata(values)
+    rows_missing = np.ma.getmaskarray(values)
+    count = _values_per_row(data)
+    if count is None:
+        raise InputError(path, f"column {base!r} holds one value per row, so {name!r} names nothing: give the column itself")
+    if data.ndim > 1:
+        flat = np.asarray(values).reshape(len(data), -1)
+        mask = np.ma.getmaskarray(values).reshape(len(data), -1) if np.ma.isMaskedArray(values) else None
+        if index >= flat.shape[1]:
+            raise InputError(path, f"column {base!r} holds {count} values per row, so {name!r} is beyond them (0-based)")
+        return np.ma.masked_array(flat[:, index], mask=None if mask is None else mask[:, index])
+    cells = [None if m or v is None or np.ndim(v) == 0 else v for v, m in zip(data, np.broadcast_to(rows_missing, len(data)))]
+    short = next((len(v) for v in cells if v is not None and len(v) <= index), None)
+    if short is not None:
+        raise InputError(path, f"column {base!r} holds {short} values in a row, so {name!r} is beyond them (0-based)")
+    picked = [v[index] if v is not None else None for v in cells]
+    mask = np.array([v is None for v in picked], dtype=bool)
+    dtype = object if any(isinstance(v, (str, bytes)) for v in picked) else np.float64
+    return np.ma.masked_array(np.array([np.nan if v is None else v for v in picked], dtype=dtype), mask=mask)
+
+
 def as_float(col: Any, what: str, path: str | os.PathLike, name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(values, missing)``: a column (``name``, else its own) as float64, its masked cells and
-    :data:`NULL_TEXT` cells missing (astropy reads a CSV column holding ``null`` as text)."""
+    :data:`NULL_TEXT` cells missing (astropy reads a CSV column holding ``null`` as text).
+    A vector column (several values per row) is refused, pointing to its elements."""
     name = name if name is not None else col.name
     data = np.ma.getdata(col)
     missing = np.ma.getmaskarray(col)
+    count = _values_per_row(data)
+    if count is not None:
+        raise InputError(path, f"{what} {name!r} holds {count} values per row, not one number: name one of them, "
+                               f"{name}[0] to {name}[{count - 1}] (0-based; in a mapping template {name}[{{index}}] is "
+                               "the band's place in bands)")
     try:
         return np.asarray(data, dtype=np.float64), missing
     except (TypeError, ValueError):
@@ -1581,7 +1661,7 @@ def _masked_magnitudes(col: Column, sentinels: np.ndarray, path: Path) -> Masked
     """Float magnitudes (or errors) with sentinels and non-finite values masked."""
     values = np.asarray(np.ma.getdata(col))
     mask = np.ma.getmaskarray(col)
-    if values.dtype.kind != "f":
+    if values.dtype.kind != "f" or values.ndim > 1:  # as_float converts text and refuses vector columns
         values, mask = as_float(col, "magnitude column", path)
     mask = mask | ~np.isfinite(values)
     if sentinels.size:

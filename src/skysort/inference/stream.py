@@ -475,7 +475,8 @@ class CatalogColumns:
                  units: Mapping[str, Any] | None = None, magnitudes: Mapping[str, Any] | None = None):
         from astropy.table import Table
 
-        from ..data.catalog import _locate_columns, check_flux_unit, check_magnitude_unit, degrees_per_unit, maggies_per_unit
+        from ..data.catalog import (_locate_columns, check_flux_unit, check_magnitude_unit, degrees_per_unit, element_reference,
+                                    maggies_per_unit)
 
         self.where = where
         self.bands = tuple(bands)
@@ -488,7 +489,10 @@ class CatalogColumns:
         if require_sky and self.sources.get("ra") is None:
             raise InputError(where, "no ra/dec columns: tiles need sky positions (x/y pixel positions refer to a single image)")
         self.sentinels = np.array(mapping.effective_sentinels(), dtype=np.float64)
-        units = units or {}
+        #: Sources that name one element of a vector column (``PSFMAG[2]``) -> that column.
+        self.elements = {name: element_reference(name)[0] for name in self.sources.values()  # type: ignore[index]
+                         if name is not None and name not in names and element_reference(name) is not None}
+        units = {**{name: (units or {}).get(base) for name, base in self.elements.items()}, **(units or {})}
         self.degrees_per_unit = {key: degrees_per_unit(units.get(self.sources[key]), self.sources[key], where)
                                  for key in ("ra", "dec") if self.sources.get(key) is not None}
         #: Maggies per unit of the flux columns the mapping names as mag (None: magnitudes).
@@ -505,8 +509,17 @@ class CatalogColumns:
 
     @property
     def needed(self) -> list[str]:
-        """Catalogue columns to read."""
-        return list(dict.fromkeys(v for v in self.sources.values() if v is not None))
+        """Catalogue columns to read (a vector column once for all its elements)."""
+        return list(dict.fromkeys(self.elements.get(v, v) for v in self.sources.values() if v is not None))
+
+    def _column(self, raw: Mapping[str, np.ndarray], name: str) -> np.ndarray:
+        """Source column ``name`` of the raw columns read: itself, or one element of each row
+        of a vector column (:func:`~skysort.data.catalog.column_element`)."""
+        if name not in self.elements:
+            return raw[name]
+        from ..data.catalog import column_element
+
+        return column_element(raw[self.elements[name]], name, self.where)
 
     def _float(self, values: np.ndarray, name: str, sentinels: bool) -> np.ndarray:
         from ..data.catalog import as_float
@@ -557,17 +570,17 @@ class CatalogColumns:
 
         out: dict[str, np.ndarray] = {}
         if self.sources.get("id") is not None:
-            out["id"] = self._ids(raw[self.sources["id"]], self.sources["id"], start)
+            out["id"] = self._ids(self._column(raw, self.sources["id"]), self.sources["id"], start)
         else:
             out["id"] = np.arange(start or 0, (start or 0) + n, dtype=np.int64)
         for key in ("ra", "dec"):
             column = self.sources.get(key)
-            out[key] = self._position(raw[column], key, column) if column else np.full(n, np.nan)
+            out[key] = self._position(self._column(raw, column), key, column) if column else np.full(n, np.nan)
         for band in self.bands:
             values = {}
             for prefix in ("mag", "magerr"):
                 column = self.sources.get(f"{prefix}_{band}")
-                values[prefix] = self._float(raw[column], column, True) if column else np.full(n, np.nan)
+                values[prefix] = self._float(self._column(raw, column), column, True) if column else np.full(n, np.nan)
             if self.maggies_per_flux is not None:
                 values["mag"], values["magerr"] = fluxes_to_magnitudes(values["mag"], values["magerr"], self.maggies_per_flux,
                                                                        self.softening.get(band))
@@ -723,8 +736,8 @@ class CatalogStream:
         from ..data.catalog import is_sexagesimal, open_csv_bytes
 
         wanted = [self.columns.sources.get(key) for key in ("ra", "dec")]
-        if self._csv_layout is None or None in wanted:
-            return []
+        if self._csv_layout is None or any(name not in self._csv_layout.names for name in wanted):
+            return []  # no sky positions, or ones a text file cannot hold (elements of vector columns)
         where = [self._csv_layout.names.index(name) for name in wanted]
         found: set[str] = set()
         with io.TextIOWrapper(open_csv_bytes(self.path), encoding="utf-8-sig", errors="replace", newline="") as fh:
