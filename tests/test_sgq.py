@@ -406,6 +406,29 @@ def test_sgq_sdss_photometry_on_real_spectroscopic_objects():
     assert meta["catalogue_magnitudes"]["system"] == "asinh"  # as the real SDSS catalogue
 
 
+def test_predict_on_a_catalogue_puts_its_magnitudes_on_ab_as_read_catalog_does(tmp_path):
+    """The sdss presets' ab_offsets (u_AB = u - 0.04, z_AB = z + 0.02) were applied by read_catalog
+    (cutout, evaluate, the Python API) but not by skysort predict --catalog, so one catalogue
+    got two sets of probabilities."""
+    _needs("sgq-sdss")
+    import pandas as pd
+
+    from skysort.cli import main
+    from skysort.data.catalog import photometry_arrays, read_catalog
+
+    rows = pd.read_csv(require(SPECPHOT)).drop_duplicates("obj_ID").iloc[:300]
+    rows.to_csv(tmp_path / "real.csv", index=False)
+    assert main(["predict", "--model", "sgq-sdss", "--catalog", str(tmp_path / "real.csv"), "--mapping", "sdss-specphot",
+                 "--out", str(tmp_path / "p.parquet"), "--quiet"]) == 0
+    streamed = pd.read_parquet(tmp_path / "p.parquet")
+    table = read_catalog(tmp_path / "real.csv", mapping="sdss-specphot", require_positions=False)
+    mags, _, _ = photometry_arrays(table, ["u", "g", "r", "i", "z"])  # the table has no errors
+    direct = sgq.predict_sgq("sgq-sdss", mag=mags)
+    assert len(streamed) == len(table) == 300
+    for name in ("p_star", "p_galaxy", "p_qso"):
+        np.testing.assert_allclose(streamed[name].to_numpy(), np.asarray(direct[name]), atol=2e-6)
+
+
 def test_catalogue_evaluation_with_the_class_mix_estimated(tmp_path):
     """On real spectroscopic objects (about 60% galaxies) the mix estimated from the predictions
     leans to galaxies, is recorded, and the card table shows the row."""

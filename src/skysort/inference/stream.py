@@ -497,6 +497,9 @@ class CatalogColumns:
                                  for key in ("ra", "dec") if self.sources.get(key) is not None}
         #: Maggies per unit of the flux columns the mapping names as mag (None: magnitudes).
         self.maggies_per_flux = maggies_per_unit(mapping.flux_unit, where) if mapping.flux_unit else None
+        #: Magnitudes added to a band's catalogue magnitudes to put them on AB, as read_catalog
+        #: adds them (a mapping with flux_unit has none: fluxes in a physical unit are AB).
+        self.ab_offsets = {band: float(mapping.ab_offsets[band]) for band in self.bands if mapping.ab_offsets.get(band)}
         magnitudes = magnitudes or {}
         self.softening = dict(magnitudes.get("softening") or {}) if magnitudes.get("system") == "asinh" else {}
         for key, column in self.sources.items():
@@ -584,6 +587,7 @@ class CatalogColumns:
             if self.maggies_per_flux is not None:
                 values["mag"], values["magerr"] = fluxes_to_magnitudes(values["mag"], values["magerr"], self.maggies_per_flux,
                                                                        self.softening.get(band))
+            values["mag"] = values["mag"] + self.ab_offsets.get(band, 0.0)
             for prefix in ("mag", "magerr"):
                 out[f"{prefix}_{band}"] = values[prefix].astype(np.float32)
         for band in self.bands:
