@@ -194,3 +194,28 @@ def test_cutout_translates_a_table_with_the_mapping_given(sdss_field, objects, t
         with pytest.raises(InputError, match=problem):
             cutout(r_frame, table, tmp_path / "bad.h5", mapping="ra=RA,dec=DEC", **options)
     assert not (tmp_path / "bad.h5").exists()
+
+
+def test_predict_streamed_from_the_real_frames_equals_cutout_then_predict(sdss_stamps, sdss_field, objects, tmp_path):
+    """sgq-sdss on the real field streamed from its bz2 frames (``predict --tiles``: frame
+    reading, background, four bands resampled, seeing measured per tile) gives what it gives on
+    the stamps cutout cuts, object by object."""
+    from skysort.cli import main
+    from skysort.inference.predictor import load_predictor, predict_stampset
+    from skysort.models.registry import shipped_model_names
+
+    if "sgq-sdss" not in shipped_model_names():
+        pytest.skip("sgq-sdss is not shipped in this checkout")
+    out = tmp_path / "streamed.parquet"
+    assert main(["predict", "--model", "sgq-sdss", "--catalog", str(sdss_field / "objects.csv"), "--tiles",
+                 str(sdss_field / "frame-*-*.fits.bz2"), "--out", str(out), "--quiet"]) == 0
+    streamed = pd.read_parquet(out)
+    reference = predict_stampset(load_predictor("sgq-sdss"), sdss_stamps).to_pandas()
+    assert len(streamed) == len(reference) == len(objects)
+    np.testing.assert_allclose(streamed["ra"], reference["ra"], rtol=0, atol=1e-9)
+    interior = (reference["flags"].to_numpy() & int(Flags.EDGE)) == 0
+    assert interior.sum() > 600
+    for name in ("p_star", "p_galaxy", "p_qso"):
+        np.testing.assert_allclose(streamed[name].to_numpy()[interior], reference[name].to_numpy()[interior], atol=1e-4)
+    assert (streamed["class"].to_numpy()[interior] == reference["class"].to_numpy()[interior]).all()
+    np.testing.assert_allclose(streamed["psf_fwhm"].to_numpy()[interior], reference["psf_fwhm"].to_numpy()[interior])
