@@ -776,3 +776,24 @@ def test_votable_catalogues_from_tap_services_are_read(tmp_path, capsys, suffix,
     (tmp_path / "page.xml").write_text("<html>not a table</html>\n")
     one_error_line(*run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / "page.xml", "--out", tmp_path / "x.parquet",
                          "--quiet"], capsys)[::2], "page.xml", "cannot read as VOTABLE")
+
+
+@pytest.mark.parametrize("filter_name, band", [
+    ("r", "r"), ("OCAM_r_SDSS", "r"), ("r DECam SDSS c0002 6415.0 1480.0", "r"), ("z DECam SDSS c0004 9260.0 1520.0", "z"),
+    ("r.MP9602", "r"), ("i.00000", "i"), ("HSC-I", "i"), ("HSC-R2", "r"), ("ZTF_g", "g"), ("Ks", "Ks"), ("VIS", "VIS"),
+    ("VR DECam c0007 6300.0 2600.0", "VR")])
+def test_band_names_are_read_from_instruments_filter_keywords(tmp_path, filter_name, band):
+    # Before: the last word of FILTER was taken, so a DECam image ("r DECam SDSS c0002 6415.0
+    # 1480.0") was band "1480.0", and MegaCam's "r.MP9602" or HSC's "HSC-I" were bands of no model.
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from skysort.data.images import read_band_image
+
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval, wcs.wcs.crpix, wcs.wcs.cdelt = [150.0, 2.0], [8.0, 8.0], [-0.2 / 3600, 0.2 / 3600]
+    header = wcs.to_header()
+    header["FILTER"] = filter_name
+    fits.writeto(tmp_path / "image.fits", np.zeros((16, 16), np.float32), header)
+    assert read_band_image(tmp_path / "image.fits").band == band

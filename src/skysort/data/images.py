@@ -118,16 +118,34 @@ def header_flux_unit(header: fits.Header) -> tuple[str, float]:
     return unit, zero_point
 
 
+#: HSC's filter names (FILTER = 'HSC-I', 'HSC-R2'): the SDSS-like bands in lower case.
+_HSC_FILTER = re.compile(r"^HSC-([GRIZY])2?$", re.IGNORECASE)
+
+
+def band_from_filter(value: str) -> str | None:
+    """The band a header's filter name means: the first band of :data:`BAND_ORDER` among its
+    words and their parts, as instruments write them (KiDS ``OCAM_r_SDSS``, DECam
+    ``r DECam SDSS c0002 6415.0 1480.0``, MegaCam ``r.MP9602``, Pan-STARRS ``r.00000``,
+    ZTF ``ZTF_r``, HSC ``HSC-I`` -> ``i``); otherwise the name's first word (a band of the
+    user's own, as ``VIS`` or ``NB816``), None for an empty name."""
+    words = value.split()
+    if not words:
+        return None
+    hsc = _HSC_FILTER.match(words[0])
+    if hsc:
+        return hsc.group(1).lower()
+    for word in words:
+        for part in re.split(r"[_\-/.]", word):
+            if part in BAND_ORDER:
+                return part
+    return words[0]
+
+
 def _band_from_header(header: fits.Header) -> str | None:
     for key in _FILTER_KEYS:
         value = header.get(key)
         if isinstance(value, str) and value.strip():
-            token = value.strip().split()[-1]
-            # Names like "r_SDSS" or "OmegaCAM-r" keep the band letter(s) only.
-            for part in re.split(r"[_\-/]", token):
-                if part in BAND_ORDER:
-                    return part
-            return token
+            return band_from_filter(value)
     return None
 
 
