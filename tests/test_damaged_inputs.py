@@ -797,3 +797,29 @@ def test_band_names_are_read_from_instruments_filter_keywords(tmp_path, filter_n
     header["FILTER"] = filter_name
     fits.writeto(tmp_path / "image.fits", np.zeros((16, 16), np.float32), header)
     assert read_band_image(tmp_path / "image.fits").band == band
+
+
+@pytest.mark.parametrize("cards, fwhm, zero_point", [
+    ({"SEEING": (1.1, "[arcsec] seeing FWHM")}, 1.1, np.nan),
+    ({"SEEING": (4.0, "[pix] Seeing FWHM"), "MAGZP": 26.3}, 4.0 * 0.263, 26.3),  # ZTF
+    ({"FWHM": (4.0, "[pixel] median FWHM"), "MAGZERO": 30.0}, 4.0 * 0.263, 30.0),  # DES
+    ({"FLUXMAG0": 63095734448.0194}, np.nan, 27.0),  # HSC coadds: the flux of magnitude 0
+])
+def test_seeing_and_zero_point_are_read_in_the_units_headers_give(tmp_path, cards, fwhm, zero_point):
+    # Before: a seeing keyword in pixels was read as arcsec (4" for a 1.05" image, a model input
+    # of the sgq models), and HSC's FLUXMAG0 was no zero point.
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from skysort.data.images import read_band_image
+
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval, wcs.wcs.crpix, wcs.wcs.cdelt = [150.0, 2.0], [8.0, 8.0], [-0.263 / 3600, 0.263 / 3600]
+    header = wcs.to_header()
+    header["FILTER"] = "r"
+    for key, value in cards.items():
+        header[key] = value
+    fits.writeto(tmp_path / "image.fits", np.zeros((16, 16), np.float32), header)
+    image = read_band_image(tmp_path / "image.fits")
+    np.testing.assert_allclose([image.psf_fwhm, image.zero_point], [fwhm, zero_point], rtol=1e-6)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
+import math
 import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -110,12 +111,30 @@ def _header_number(header: fits.Header, keys: Sequence[str], default: float = fl
 def header_flux_unit(header: fits.Header) -> tuple[str, float]:
     """``(flux_unit, zero_point)`` of an image header: ``BUNIT`` (or ``"unknown"``) and the AB
     magnitude of one unit, fixed by the unit (nanomaggy 22.5, nJy 31.4, uJy 23.9) or given by a
-    zero-point keyword (``MAGZP``, ``ZEROPT``, ...); NaN when neither fixes it."""
+    zero-point keyword (``MAGZP``, ``ZEROPT``, ..., or HSC's ``FLUXMAG0``, the flux of
+    magnitude 0); NaN when none fixes it."""
     unit = str(header.get("BUNIT", "unknown")).strip() or "unknown"
     zero_point = UNIT_ZERO_POINTS.get(unit.lower(), float("nan"))
     if not np.isfinite(zero_point):
         zero_point = _header_number(header, _ZERO_POINT_KEYS, zero_point)
+    if not np.isfinite(zero_point):
+        # HSC's pipeline gives the flux of magnitude 0 instead (FLUXMAG0 = 10**(0.4 * 27) on coadds).
+        flux_of_zero = _header_number(header, ("FLUXMAG0",), positive=True)
+        zero_point = 2.5 * math.log10(flux_of_zero) if np.isfinite(flux_of_zero) else zero_point
     return unit, zero_point
+
+
+def header_seeing(header: fits.Header, wcs: WCS) -> float:
+    """The seeing FWHM a header gives (``PSF_FWHM``, ``SEEING``, ``FWHM``, ``PSFFWHM``), in
+    arcsec: a keyword whose comment says pixels (ZTF's ``SEEING``, DES's and IRAF's ``FWHM``)
+    is converted with the image's pixel scale; NaN when no keyword gives it."""
+    for key in _SEEING_KEYS:
+        value = _header_number(header, (key,), positive=True)
+        if np.isfinite(value):
+            if re.search(r"pix|\bpx\b", str(header.comments[key]), re.IGNORECASE):
+                return float(value * np.mean(proj_plane_pixel_scales(wcs.celestial)) * 3600.0)
+            return value
+    return float("nan")
 
 
 #: HSC's filter names (FILTER = 'HSC-I', 'HSC-R2'): the SDSS-like bands in lower case.
@@ -296,7 +315,7 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
     if n_nan:
         data[~finite] = np.nan  # infinite pixels are no measurement either: flagged as NaN ones are
     unit, zero_point = header_flux_unit(header)
-    psf_fwhm = _header_number(header, _SEEING_KEYS)
+    psf_fwhm = header_seeing(header, wcs)
     saturation = _header_number(header, _SATURATION_KEYS, positive=True)
     saturated = np.empty((0, 2), np.float32)
     if np.isfinite(saturation):
