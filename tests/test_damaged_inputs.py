@@ -823,3 +823,30 @@ def test_seeing_and_zero_point_are_read_in_the_units_headers_give(tmp_path, card
     fits.writeto(tmp_path / "image.fits", np.zeros((16, 16), np.float32), header)
     image = read_band_image(tmp_path / "image.fits")
     np.testing.assert_allclose([image.psf_fwhm, image.zero_point], [fwhm, zero_point], rtol=1e-6)
+
+
+def test_pan_starrs_asinh_compressed_stacks_are_read_as_linear_fluxes(tmp_path):
+    # Pan-STARRS stack images store alpha * asinh((L - BOFFSET) / (2 BSOFTEN)); read as they are,
+    # every object's profile and flux were distorted (a bright core compressed logarithmically).
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from skysort.data.images import read_band_image
+
+    alpha = 2.5 * np.log10(np.e)
+    yy, xx = np.mgrid[:32, :32]
+    linear = (5000.0 * np.exp(-((xx - 16.0) ** 2 + (yy - 16.0) ** 2) / 8.0) + np.random.default_rng(0).normal(0, 3, (32, 32)))
+    soften, offset = 4.0, 1.5
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval, wcs.wcs.crpix, wcs.wcs.cdelt = [150.0, 2.0], [16.0, 16.0], [-0.25 / 3600, 0.25 / 3600]
+    header = wcs.to_header()
+    header["FILTER"], header["BSOFTEN"], header["BOFFSET"] = "r.00000", soften, offset
+    stored = alpha * np.arcsinh((linear - offset) / (2 * soften))
+    fits.writeto(tmp_path / "rings.v3.skycell.1725.051.stk.r.unconv.fits", stored.astype(np.float32), header)
+    image = read_band_image(tmp_path / "rings.v3.skycell.1725.051.stk.r.unconv.fits")
+    assert image.band == "r"
+    np.testing.assert_allclose(image.data, linear, rtol=1e-4, atol=1e-2)
+    del header["BSOFTEN"]  # an ordinary image is read as it is
+    fits.writeto(tmp_path / "plain.fits", linear.astype(np.float32), header)
+    np.testing.assert_array_equal(read_band_image(tmp_path / "plain.fits").data, linear.astype(np.float32))

@@ -124,6 +124,22 @@ def header_flux_unit(header: fits.Header) -> tuple[str, float]:
     return unit, zero_point
 
 
+#: Pan-STARRS's asinh scale, 2.5 log10(e): its stacks store alpha * asinh((L - BOFFSET) / (2 BSOFTEN)).
+_PS1_ALPHA = 2.5 * math.log10(math.e)
+
+
+def linear_pixels(data: np.ndarray, header: fits.Header) -> np.ndarray:
+    """Pixel values proportional to flux: Pan-STARRS's stack images (header ``BSOFTEN`` and
+    ``BOFFSET``) hold asinh-compressed values, turned back into linear ones by
+    ``BOFFSET + 2 BSOFTEN sinh(value / alpha)``; any other image is returned as it is."""
+    soften = _header_number(header, ("BSOFTEN",), positive=True)
+    offset = _header_number(header, ("BOFFSET",))
+    if not (np.isfinite(soften) and np.isfinite(offset)):
+        return data
+    with np.errstate(over="ignore", invalid="ignore"):
+        return (offset + 2.0 * soften * np.sinh(data / _PS1_ALPHA)).astype(np.float32)
+
+
 def header_seeing(header: fits.Header, wcs: WCS) -> float:
     """The seeing FWHM a header gives (``PSF_FWHM``, ``SEEING``, ``FWHM``, ``PSFFWHM``), in
     arcsec: a keyword whose comment says pixels (ZTF's ``SEEING``, DES's and IRAF's ``FWHM``)
@@ -308,6 +324,7 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
     band = band or _band_from_header(header) or _band_from_name(path, known_bands)
     if band is None:
         raise InputError(path, "band name not found in the header (FILTER) or file name; give it explicitly")
+    data = linear_pixels(data, header)
     finite = np.isfinite(data)
     n_nan = int(data.size - np.count_nonzero(finite))
     if n_nan == data.size:
