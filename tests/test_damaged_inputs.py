@@ -850,3 +850,42 @@ def test_pan_starrs_asinh_compressed_stacks_are_read_as_linear_fluxes(tmp_path):
     del header["BSOFTEN"]  # an ordinary image is read as it is
     fits.writeto(tmp_path / "plain.fits", linear.astype(np.float32), header)
     np.testing.assert_array_equal(read_band_image(tmp_path / "plain.fits").data, linear.astype(np.float32))
+
+
+def test_sextractor_catalogues_are_read_ldac_and_ascii(tmp_path, capsys):
+    # SExtractor writes FITS_LDAC (the objects in the second table, LDAC_OBJECTS, after the image
+    # header's LDAC_IMHEAD) or ASCII_HEAD ('#   1 NUMBER ...  [unit]' lines). Before: the LDAC
+    # image header was read as the catalogue (one row, no columns) and '.cat' was unknown.
+    from astropy.io import fits
+
+    from skysort.data.catalog import read_catalog, write_catalog
+
+    rng = np.random.default_rng(8)
+    mags = rng.uniform(17, 22, (N, 5))
+    columns = {"NUMBER": np.arange(1, N + 1), "ALPHA_J2000": 150 + 0.01 * np.arange(N), "DELTA_J2000": 2 + 0.01 * np.arange(N),
+               **{f"MAG_AUTO_{b}": mags[:, k] for k, b in enumerate("ugriz")}}
+    Table(columns).write(tmp_path / "same.parquet")
+    imhead = fits.BinTableHDU.from_columns([fits.Column(name="Field Header Card", format="80A",
+                                                        array=np.array(["SIMPLE  =                    T"]))], name="LDAC_IMHEAD")
+    objects = fits.BinTableHDU(Table(columns), name="LDAC_OBJECTS")
+    objects.columns["ALPHA_J2000"].unit = "deg"
+    for name in ("field.cat", "field.ldac", "field_ldac.fits"):
+        fits.HDUList([fits.PrimaryHDU(), imhead, objects]).writeto(tmp_path / name)
+    units = {"ALPHA_J2000": "[deg]", "DELTA_J2000": "[deg]", **{f"MAG_AUTO_{b}": "[mag]" for b in "ugriz"}}
+    header = [f"# {k + 1:3d} {name:22s} {'a quantity':40s} {units.get(name, '')}" for k, name in enumerate(columns)]
+    rows = [" ".join(f"{columns[name][i]:.7f}" if name != "NUMBER" else f"{i + 1:10d}" for name in columns) for i in range(N)]
+    (tmp_path / "ascii.cat").write_text("\n".join(header + rows) + "\n")
+    mapping = "id=NUMBER,ra=ALPHA_J2000,dec=DELTA_J2000,mag=MAG_AUTO_{band},bands=u g r i z"
+    results = []
+    for name in ("same.parquet", "field.cat", "field.ldac", "field_ldac.fits", "ascii.cat"):
+        code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / name, "--mapping", mapping, "--out",
+                            tmp_path / f"{name}.out.parquet", "--quiet"], capsys)
+        assert code == 0, err
+        results.append(pd.read_parquet(tmp_path / f"{name}.out.parquet"))
+        read = read_catalog(tmp_path / name, mapping=mapping)
+        assert list(read["id"]) == list(range(1, N + 1)) and np.allclose(read["mag_r"], mags[:, 2], atol=1e-6)
+    for result in results[1:]:
+        pd.testing.assert_frame_equal(results[0], result, atol=1e-5)
+    assert str(read_catalog(tmp_path / "ascii.cat")["ra"].unit) == "deg"
+    with pytest.raises(InputError, match="a SExtractor catalogue is read, not written"):
+        write_catalog(read, tmp_path / "out.cat")

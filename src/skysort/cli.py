@@ -211,7 +211,7 @@ def _format_prior(prior) -> str:
 @app.command("cutout")
 def cutout_command(
     images: Annotated[list[str], typer.Option("--images", help="Band images: glob pattern(s), one FITS file per band (.fits, .fits.gz, .fits.bz2, .fits.fz) holding one sky image (a multi-CCD mosaic is refused; further extensions on the same pixels, such as a variance map, are ignored). Quote patterns.")],
-    catalog: Annotated[Path, typer.Option("--catalog", help="Catalogue (CSV, TSV, FITS, Parquet, VOTable, IPAC, or a folder of Parquet files) with ra/dec in degrees, or x/y in reference-band pixels.")],
+    catalog: Annotated[Path, typer.Option("--catalog", help="Catalogue (CSV, TSV, FITS, Parquet, VOTable, IPAC, SExtractor, or a folder of Parquet files) with ra/dec in degrees, or x/y in reference-band pixels.")],
     out: Annotated[Path, typer.Option("--out", help="Output stamp set (.h5).")],
     size: Annotated[int, typer.Option("--size", help="Stamp side in reference-band pixels.")] = 64,
     bands: Annotated[Optional[str], typer.Option("--bands", help="Bands to use, in order (e.g. 'u,g,r,i,z'); default: all, by wavelength.")] = None,
@@ -722,7 +722,7 @@ def predict_command(
     model: Annotated[str, typer.Option("--model", help="Model file or shipped model name (see skysort models list).")],
     out: Annotated[str, typer.Option("--out", help="Output: one table (.parquet, .fits, .csv) or a folder (ending in /) of Parquet parts plus manifest.json; a folder run is resumed by rerunning the same command.")],
     data: Annotated[Optional[Path], typer.Option("--data", help="Stamp set to classify. For a model that reads the seeing, a set that records none has it measured from its own point sources (one value for the set).")] = None,
-    catalog: Annotated[Optional[Path], typer.Option("--catalog", help="Catalogue (Parquet, FITS, CSV, TSV, VOTable, IPAC, a folder of Parquet files, or a HATS catalogue folder: the result is then a HATS catalogue at --out) with ra/dec in degrees; with --tiles stamps are cut around each source, without it the model classifies from photometry alone.")] = None,
+    catalog: Annotated[Optional[Path], typer.Option("--catalog", help="Catalogue (Parquet, FITS, CSV, TSV, VOTable, IPAC, SExtractor, a folder of Parquet files, or a HATS catalogue folder: the result is then a HATS catalogue at --out) with ra/dec in degrees; with --tiles stamps are cut around each source, without it the model classifies from photometry alone.")] = None,
     tiles: Annotated[Optional[str], typer.Option("--tiles", help="Survey tile images: glob pattern(s), one FITS file per band and tile, e.g. 'DIR/*/frame-*.fits*'. Quote patterns.")] = None,
     mapping: Annotated[Optional[str], typer.Option("--mapping", help="Catalogue column mapping: preset name (kids, sdss, ...), YAML file, or 'ra=RA,dec=DEC,...'.")] = None,
     catalog_preset: Annotated[Optional[str], typer.Option("--catalog-preset", help="Catalogue preset name (same as --mapping NAME).")] = None,

@@ -88,8 +88,9 @@ Chosen by extension: FITS (``.fits``, ``.fit``, ``.fts``, optionally ``.gz``; th
 table HDU is read), VOTable (``.vot``, ``.votable``, ``.xml``; the first table, read only),
 Parquet (``.parquet``, ``.pq``, or a folder of them: :func:`parquet_folder_files`), CSV (``.csv``, ``.ecsv``) and
 tab-separated text (``.tsv``, read only: VizieR's download, with its units and dashes lines
-under the header, :func:`text_layout`) and IPAC tables (``.tbl``, ``.ipac``, read only: IRSA's
-format, with its units and nulls); text is read also compressed, ``.gz``, ``.bz2`` or ``.xz``,
+under the header, :func:`text_layout`), IPAC tables (``.tbl``, ``.ipac``, read only: IRSA's
+format, with its units and nulls) and SExtractor catalogues (``.cat``, ``.ldac``, read only:
+FITS_LDAC, its ``LDAC_OBJECTS`` table, or ASCII_HEAD); text is read also compressed, ``.gz``, ``.bz2`` or ``.xz``,
 as archives such as Gaia's distribute it. Written
 ``.csv`` files are comma-separated ECSV: a ``#`` header with units and metadata above a
 plain CSV body, so that metadata and masks survive a round trip. Masked values are stored
@@ -165,6 +166,9 @@ _CSV_SUFFIXES = (".csv", ".ecsv")
 #: Tab-separated text, as VizieR's "Tab-Separated-Values" download (``asu.tsv``) and
 #: spreadsheets' tab-delimited export; read (also compressed), never written.
 _TSV_SUFFIXES = (".tsv",)
+#: SExtractor's catalogues: FITS_LDAC (its objects in the LDAC_OBJECTS table, the same in a
+#: ``.ldac`` file) or ASCII_HEAD (``#   1 NUMBER  Running object number  [unit]`` header lines).
+_SEXTRACTOR_SUFFIXES = (".cat", ".ldac")
 #: VOTable, what TAP services (Gaia, ESO, CADC) and TOPCAT hand over; read whole, never written.
 _VOTABLE_SUFFIXES = (".vot", ".votable", ".xml")
 #: IPAC tables, what IRSA's services (AllWISE, 2MASS, Spitzer, ZTF) hand over; read whole (also
@@ -172,11 +176,11 @@ _VOTABLE_SUFFIXES = (".vot", ".votable", ".xml")
 _IPAC_SUFFIXES = (".tbl", ".ipac")
 #: Formats read, never written (a catalogue written by skysort keeps its metadata and masks in
 #: FITS, Parquet or ECSV).
-_READ_ONLY_FORMATS = {"votable": "VOTable", "tsv": "TSV", "ipac": "an IPAC table"}
+_READ_ONLY_FORMATS = {"votable": "VOTable", "tsv": "TSV", "ipac": "an IPAC table", "sextractor": "a SExtractor catalogue"}
 #: Compressions a CSV catalogue is read in (written CSV is never compressed).
 _CSV_COMPRESSIONS = (".gz", ".bz2", ".xz")
 _KNOWN_EXTENSIONS = (".fits, .fit, .fts (optionally .gz), .parquet, .pq, .csv, .ecsv, .tsv, .tbl, .ipac (optionally .gz, "
-                     ".bz2, .xz), .vot, .votable, .xml (VOTable)")
+                     ".bz2, .xz), .vot, .votable, .xml (VOTable), .cat, .ldac (SExtractor)")
 
 # FITS header keyword holding skysort's metadata (provenance, mapping, bands) as JSON.
 _FITS_META_KEY = "SKYSORT"
@@ -636,8 +640,9 @@ def _is_hats_folder(path: Path) -> bool:
 
 
 def _format_of(path: Path) -> str | None:
-    """``fits``, ``parquet``, ``csv``, ``tsv``, ``ipac`` or ``votable`` from the file name
-    (``parquet`` for a folder of Parquet files, :func:`parquet_folder_files`), None when unknown."""
+    """``fits``, ``parquet``, ``csv``, ``tsv``, ``ipac``, ``votable`` or ``sextractor`` from the
+    file name (``parquet`` for a folder of Parquet files, :func:`parquet_folder_files`; a ``.cat``
+    file is FITS or SExtractor's ASCII by its first bytes), None when unknown."""
     if path.is_dir():
         return "parquet" if parquet_folder_files(path) else None
     name = path.name.lower()
@@ -647,13 +652,41 @@ def _format_of(path: Path) -> str | None:
         if compression == ".gz" and name.endswith(_FITS_SUFFIXES):
             return "fits"
         return _text_format_of(name)
-    if name.endswith(_FITS_SUFFIXES):
+    if name.endswith(_FITS_SUFFIXES) or name.endswith(".ldac"):
         return "fits"
     if name.endswith(_PARQUET_SUFFIXES):
         return "parquet"
     if name.endswith(_VOTABLE_SUFFIXES):
         return "votable"
+    if name.endswith(".cat"):  # SExtractor writes either FITS_LDAC or ASCII_HEAD under this name
+        return "fits" if _starts_with(path, b"SIMPLE  =") else "sextractor"
     return _text_format_of(name)
+
+
+def _starts_with(path: Path, signature: bytes) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(signature)) == signature
+    except OSError:
+        return False
+
+
+def fits_table_hdu(hdul: Any, path: str | os.PathLike) -> int:
+    """Index of the catalogue's table in an open FITS file: SExtractor's ``LDAC_OBJECTS`` in a
+    FITS_LDAC catalogue (its first table, ``LDAC_IMHEAD``, holds the image header), else the
+    first table HDU.
+
+    Raises
+    ------
+    InputError
+        The file holds no table.
+    """
+    from astropy.io import fits
+
+    tables = [i for i, hdu in enumerate(hdul) if isinstance(hdu, (fits.BinTableHDU, fits.TableHDU))]
+    if not tables:
+        raise InputError(path, "no table HDU")
+    return next((i for i in tables if hdul[i].name == "LDAC_OBJECTS"), tables[0])
 
 
 def _text_format_of(name: str) -> str | None:
@@ -840,8 +873,14 @@ def _read_raw(path: Path) -> tuple[Table, dict[str, Any]]:
             # those columns are still usable, so the warnings are only noise.
             warnings.simplefilter("ignore", u.UnitsWarning)
             if fmt == "fits":
-                table = Table.read(path, format="fits")
+                from astropy.io import fits
+
+                with fits.open(path) as hdul:
+                    index = fits_table_hdu(hdul, path)
+                table = Table.read(path, format="fits", hdu=index)
                 meta = _json_or_empty(table.meta.get(_FITS_META_KEY))
+            elif fmt == "sextractor":
+                table, meta = Table.read(path, format="ascii.sextractor"), {}
             elif fmt == "parquet":
                 table, meta = _read_parquet(path)
             elif fmt == "votable":

@@ -687,10 +687,10 @@ class CatalogStream:
             elif self.format == "fits" and not self.path.name.lower().endswith(".gz"):
                 from astropy.io import fits
 
+                from ..data.catalog import fits_table_hdu
+
                 with fits.open(self.path, memmap=True) as hdul:
-                    index = next((i for i, h in enumerate(hdul) if isinstance(h, (fits.BinTableHDU, fits.TableHDU))), None)
-                    if index is None:
-                        raise InputError(self.path, "no table HDU")
+                    index = fits_table_hdu(hdul, self.path)
                     names = list(hdul[index].columns.names)
                     self.n_rows = int(hdul[index].header["NAXIS2"])
                     self.units = {column.name: column.unit for column in hdul[index].columns}
