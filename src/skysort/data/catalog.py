@@ -811,7 +811,7 @@ def text_layout(path: str | os.PathLike) -> TextLayout:
     number, line = csv_header_line(path)
     header = next(csv.reader([line], delimiter=delimiter), None) if number >= 0 else None
     if not header or not any(name.strip() for name in header):
-        raise InputError(path, f"cannot read as {_text_format_name(delimiter)}: no header line")
+        raise InputError(path, f"cannot read as {text_format_name(delimiter)}: no header line")
     if len(header) == 1:
         check_separator(path, header[0], delimiter)
     names = [name.strip() for name in header]
@@ -825,7 +825,8 @@ def text_layout(path: str | os.PathLike) -> TextLayout:
     return TextLayout(names, delimiter, number + 2 + rule, units, 1 + bool(units))
 
 
-def _text_format_name(delimiter: str) -> str:
+def text_format_name(delimiter: str) -> str:
+    """``TSV`` or ``CSV``, the name of delimited text by its ``delimiter``, for messages."""
     return "TSV" if delimiter == "\t" else "CSV"
 
 

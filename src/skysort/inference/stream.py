@@ -354,7 +354,7 @@ def _csv_batches(path: Path, layout: TextLayout, columns: Sequence[str], float_c
     import pyarrow as pa
     import pyarrow.csv as pc
 
-    from ..data.catalog import open_csv_bytes
+    from ..data.catalog import open_csv_bytes, text_format_name
 
     names = layout.names
     read_options = pc.ReadOptions(column_names=list(names), skip_rows=layout.skip_rows, block_size=CSV_BLOCK_BYTES)
@@ -378,7 +378,7 @@ def _csv_batches(path: Path, layout: TextLayout, columns: Sequence[str], float_c
             value = re.search(r"'([^']*)'", found.group(2))
             hint = not_numeric_hint(value.group(1), names[int(found.group(1))]) if value else ""
             raise InputError(path, f"column {names[int(found.group(1))]!r} is not numeric ({found.group(2)}){hint}") from None
-        raise InputError(path, f"cannot read as {'TSV' if layout.delimiter == chr(9) else 'CSV'}: {message}") from None
+        raise InputError(path, f"cannot read as {text_format_name(layout.delimiter)}: {message}") from None
 
 
 def _skip_comment_row(row: Any) -> str:
@@ -490,8 +490,11 @@ class CatalogColumns:
             raise InputError(where, "no ra/dec columns: tiles need sky positions (x/y pixel positions refer to a single image)")
         self.sentinels = np.array(mapping.effective_sentinels(), dtype=np.float64)
         #: Sources that name one element of a vector column (``PSFMAG[2]``) -> that column.
-        self.elements = {name: element_reference(name)[0] for name in self.sources.values()  # type: ignore[index]
-                         if name is not None and name not in names and element_reference(name) is not None}
+        self.elements: dict[str, str] = {}
+        for name in self.sources.values():
+            element = element_reference(name) if name is not None and name not in names else None
+            if element is not None:
+                self.elements[name] = element[0]
         units = {**{name: (units or {}).get(base) for name, base in self.elements.items()}, **(units or {})}
         self.degrees_per_unit = {key: degrees_per_unit(units.get(self.sources[key]), self.sources[key], where)
                                  for key in ("ra", "dec") if self.sources.get(key) is not None}
