@@ -400,6 +400,8 @@ def test_auto_detection_of_common_names(tmp_path):
     (["RAdeg", "DEdeg"], ("RAdeg", "DEdeg")),
     (["raMean", "decMean"], ("raMean", "decMean")),  # Pan-STARRS
     (["ALPHA_J2000", "DELTA_J2000"], ("ALPHA_J2000", "DELTA_J2000")),  # SExtractor
+    (["ALPHAWIN_J2000", "DELTAWIN_J2000"], ("ALPHAWIN_J2000", "DELTAWIN_J2000")),  # SExtractor windowed, DES
+    (["coord_ra", "coord_dec"], ("coord_ra", "coord_dec")),  # Rubin object tables
     # A pair before ra of one system with dec of another; without a pair, the first of each.
     (["RA", "DE_ICRS", "RA_ICRS"], ("RA_ICRS", "DE_ICRS")),
     (["RAJ2000", "dec"], ("RAJ2000", "dec")),
@@ -410,6 +412,16 @@ def test_auto_detection_takes_sky_positions_in_pairs(tmp_path, columns, expected
     values = {name: [10.0 + k, 20.0 + k] for k, name in enumerate(columns)}
     cat = read_catalog(write_raw(Table({**values, "mag_r": [19.0, 20.0]}), tmp_path / "c.fits"))
     assert list(cat["ra"]) == values[expected[0]] and list(cat["dec"]) == values[expected[1]]
+
+
+@pytest.mark.parametrize("name", ["objectId", "object_id", "source_id", "COADD_OBJECT_ID"])
+def test_auto_detection_finds_the_surveys_object_ids(tmp_path, name):
+    # Rubin, HSC, Gaia / AllWISE and DES ids; before, the rows were numbered and the id was
+    # carried as an ordinary column, so predictions did not name their objects.
+    ids = [4295032833, 4295032834]
+    cat = read_catalog(write_raw(Table({name: ids, "ra": [10.0, 11.0], "dec": [1.0, 2.0], "mag_r": [19.0, 20.0]}),
+                                 tmp_path / "c.parquet"))
+    assert list(cat["id"]) == ids and name not in cat.colnames
 
 
 def test_pixel_positions_only(tmp_path):

@@ -73,11 +73,12 @@ an ``id`` found nowhere becomes the row number.
 Reading without a mapping
 -------------------------
 ``read_catalog(path)`` with no mapping accepts a catalogue in standard names and otherwise
-looks, case-insensitively and in this order of preference, for ``id``: id, objid, obj_id;
+looks, case-insensitively and in this order of preference, for ``id``: id, objid, obj_id,
+objectid, object_id, source_id, coadd_object_id (SDSS, Rubin, HSC, Gaia, DES);
 ``ra``/``dec`` as a pair: ra/dec, raj2000/decj2000, raj2000/dej2000, ra_j2000/dec_j2000,
 ra_icrs/de_icrs, radeg/dedeg, ra_deg/dec_deg, _raj2000/_dej2000, alpha/delta,
-alpha_j2000/delta_j2000, ramean/decmean (VizieR, SExtractor and Pan-STARRS names), else
-the first of these names found for each;
+alpha_j2000/delta_j2000, alphawin_j2000/deltawin_j2000, ramean/decmean, coord_ra/coord_dec
+(VizieR, SExtractor, Pan-STARRS and Rubin names), else the first of these names found for each;
 ``x``/``y``: x, y (0-based); ``label``: label, class. Magnitudes are
 found only under the standard names ``mag_<band>`` and ``magerr_<band>`` (lower-case
 prefix), because survey names such as ``MAG_AUTO`` do not say which band they are in.
@@ -147,7 +148,8 @@ DEFAULT_SENTINELS = (99.0, -99.0, 999.0, -999.0, 9999.0, -9999.0)
 
 # Case-insensitive candidates for automatic detection, most preferred first.
 _AUTO_NAMES = {
-    "id": ("id", "objid", "obj_id"),
+    # SDSS and Pan-STARRS objID, Rubin objectId, HSC object_id, Gaia and AllWISE source_id, DES.
+    "id": ("id", "objid", "obj_id", "objectid", "object_id", "source_id", "coadd_object_id"),
     "x": ("x",),
     "y": ("y",),
     "label": ("label", "class"),
@@ -157,7 +159,7 @@ _AUTO_NAMES = {
 _AUTO_POSITIONS = (
     ("ra", "dec"), ("raj2000", "decj2000"), ("raj2000", "dej2000"), ("ra_j2000", "dec_j2000"), ("ra_icrs", "de_icrs"),
     ("radeg", "dedeg"), ("ra_deg", "dec_deg"), ("_raj2000", "_dej2000"), ("alpha", "delta"),
-    ("alpha_j2000", "delta_j2000"), ("ramean", "decmean"),
+    ("alpha_j2000", "delta_j2000"), ("alphawin_j2000", "deltawin_j2000"), ("ramean", "decmean"), ("coord_ra", "coord_dec"),
 )
 
 _FITS_SUFFIXES = (".fits", ".fit", ".fts")
