@@ -429,6 +429,49 @@ def test_predict_on_a_catalogue_puts_its_magnitudes_on_ab_as_read_catalog_does(t
         np.testing.assert_allclose(streamed[name].to_numpy(), np.asarray(direct[name]), atol=2e-6)
 
 
+def test_evaluate_command_scores_a_labelled_catalogue_and_a_pure_sample(tmp_path, capsys):
+    """skysort evaluate --catalog: the photometry branch on real DR17 spectroscopic objects, as
+    the Python API scores it; with --expect, the fraction of a pure sample (here its stars)
+    given that class, as the KiDS network was validated on Gaia stars."""
+    _needs("sgq-sdss")
+    import pandas as pd
+
+    from skysort.cli import main
+    from skysort.data.catalog import read_catalog
+
+    rows = pd.read_csv(require(SPECPHOT)).drop_duplicates("obj_ID").iloc[:400]
+    rows.loc[rows.index[0], ["u", "g", "r", "i", "z"]] = -9999.0  # no magnitude at all: not scored
+    rows.to_csv(tmp_path / "real.csv", index=False)
+    assert main(["evaluate", "--model", "sgq-sdss", "--catalog", str(tmp_path / "real.csv"), "--mapping", "sdss-specphot",
+                 "--out", str(tmp_path / "eval"), "--quiet"]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    table = read_catalog(tmp_path / "real.csv", mapping="sdss-specphot", require_positions=False)
+    direct = sgq.evaluate_sgq_catalog("sgq-sdss", table, tmp_path / "direct")
+    assert metrics["n"] == direct["n"] == 399 and metrics["n_without_input"] == 1
+    assert metrics["accuracy"] == pytest.approx(direct["accuracy"]) and metrics["accuracy"] > 0.75
+    assert (tmp_path / "eval" / "confusion_matrix.png").exists() and metrics["provenance"]["creator"].startswith("skysort")
+    stars = rows[rows["class"] == "STAR"].drop(columns="class")
+    stars.to_csv(tmp_path / "stars.csv", index=False)
+    mapping = "id=obj_ID,mag={band},bands=u g r i z,sentinels=-9999,ab_offsets=u:-0.04 z:0.02"
+    assert main(["evaluate", "--model", "sgq-sdss", "--catalog", str(tmp_path / "stars.csv"), "--mapping", mapping,
+                 "--expect", "star", "--out", str(tmp_path / "pure"), "--quiet"]) == 0
+    pure = json.loads((tmp_path / "pure" / "metrics.json").read_text())
+    labelled = pd.read_parquet(tmp_path / "eval" / "catalog_predictions.parquet")
+    star_rows = labelled[labelled["true_label"] == "star"]
+    assert pure["n_expected_class_sample"] == len(star_rows)
+    assert pure["expected_class_fraction"] == pytest.approx(np.mean(star_rows["class"] == "star"))
+    capsys.readouterr()
+    # A catalogue without labels and without --expect, a model that reads no photometry, and
+    # both inputs at once are one error line each.
+    for argv, fragment in ((["--model", "sgq-sdss", "--catalog", tmp_path / "stars.csv", "--mapping", mapping], "no label column"),
+                           (["--model", "blend-cfis", "--catalog", tmp_path / "stars.csv"], "applies to sgq models"),
+                           (["--model", "sgq-sdss", "--catalog", tmp_path / "stars.csv", "--data", tmp_path / "x.h5"],
+                            "give one of --data")):
+        code = main(["evaluate", *map(str, argv), "--out", str(tmp_path / "bad"), "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_catalogue_evaluation_with_the_class_mix_estimated(tmp_path):
     """On real spectroscopic objects (about 60% galaxies) the mix estimated from the predictions
     leans to galaxies, is recorded, and the card table shows the row."""

@@ -575,8 +575,10 @@ _BLEND_KEYS = ["n", "accuracy", "accuracy_near", "accuracy_far", "false_positive
 def evaluate_command(
     ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", help="Model file or shipped model name (see skysort models list).")],
-    data: Annotated[Path, typer.Option("--data", help="Labelled stamp set to evaluate on.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder: metrics.json, predictions, plots.")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="Labelled stamp set to evaluate on.")] = None,
+    catalog: Annotated[Optional[Path], typer.Option("--catalog", help="sgq models with a photometry branch: a labelled catalogue (or, with --expect, a pure sample) evaluated on its magnitudes alone, instead of --data.")] = None,
+    mapping: Annotated[Optional[str], typer.Option("--mapping", help="With --catalog: column mapping (preset name such as sdss-specphot, YAML file, or 'mag={band}mag,label=class,...').")] = None,
     no_sep: Annotated[bool, typer.Option("--no-sep", help="blend: skip the SEP baseline beside the model.")] = False,
     threshold: Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="blend: probability threshold of the blended class (default 0.5).")] = None,
     expect: Annotated[Optional[str], typer.Option("--expect", help="sgq external validation: every object is of this class (star, galaxy or qso); reports the fraction so classified.")] = None,
@@ -584,20 +586,30 @@ def evaluate_command(
     baseline_model: Annotated[Optional[str], typer.Option("--baseline-model", help="pointsource: image-only baseline model to compare against (default: the one recorded in the model).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Evaluate a model on a labelled stamp set: metrics.json, predictions and plots."""
+    """Evaluate a model on a labelled stamp set (or an sgq model's photometry on a labelled
+    catalogue): metrics.json, predictions and plots."""
     from ._progress import progress_bar
     from .data.stampset import StampSet
     from .models.checkpoint import load_model_file
     from .models.registry import resolve_model
     from .tasks.blend import evaluate_blend_model
 
-    check_output_path(out, folder=True)
+    if (data is None) == (catalog is None):
+        raise InputError("--data", "give one of --data (a labelled stamp set) and --catalog (a labelled catalogue, for sgq "
+                                   "models with a photometry branch)")
+    if mapping is not None and catalog is None:
+        raise InputError("--mapping", "maps the columns of a --catalog; a stamp set has skysort's own")
+    check_output_path(out, folder=True, inputs=[data, catalog])
     meta, _ = load_model_file(resolve_model(model))
     task = meta.get("task")
     _refuse_options_outside(ctx, task, {"prior": ("sgq",), "expect": ("sgq",), "threshold": ("blend",),
-                                        "baseline_model": ("pointsource",), "no_sep": ("blend",)},
+                                        "baseline_model": ("pointsource",), "no_sep": ("blend",), "catalog": ("sgq",)},
                             {"sgq": "sgq models", "blend": "blend models", "pointsource": "pointsource models"},
                             f"{model} is a {task!r} model")
+    if catalog is not None:
+        _evaluate_sgq_catalogue(model, meta, catalog, mapping, out, expect, prior)
+        return
+    assert data is not None
     stamps = StampSet.open(data)
     n = len(stamps)
     if n == 0:
@@ -646,6 +658,27 @@ def evaluate_command(
     if "sep" in metrics:
         _print_metrics("SEP baseline, same stamps", metrics["sep"], _BLEND_KEYS)
     _warn_unscored(data, metrics)
+    console.print(f"metrics: {out / 'metrics.json'}")
+
+
+def _evaluate_sgq_catalogue(model: str, meta: Mapping[str, Any], catalog: Path, mapping: str | None, out: Path,
+                            expect: str | None, prior: str | None) -> None:
+    """``evaluate --catalog``: an sgq model's photometry branch on a labelled catalogue (or a
+    pure sample, ``--expect``), as the KiDS network was validated on Gaia stars."""
+    from .data.catalog import read_catalog
+    from .inference.predictor import parse_prior
+    from .tasks.sgq import evaluate_sgq_catalog
+
+    bands = list(meta.get("photometry_bands") or [])
+    if not bands:
+        raise InputError(model, "reads no photometry, so a catalogue cannot be evaluated with it: give --data")
+    table = read_catalog(catalog, mapping=mapping, bands=bands, require_positions=False)
+    metrics = evaluate_sgq_catalog(model, table, out, description=str(catalog), expected_class=expect,
+                                   prior=parse_prior(prior) if prior else None)
+    _print_metrics(f"{model} on {catalog} (photometry only)", metrics, _SGQ_KEYS)
+    _warn_unscored(catalog, metrics)
+    if metrics.get("prior_estimated"):
+        console.print("class prior estimated from the predictions: " + _format_prior(metrics["prior"]))
     console.print(f"metrics: {out / 'metrics.json'}")
 
 

@@ -1210,31 +1210,46 @@ def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_di
 
 def evaluate_sgq_catalog(model: str | os.PathLike, catalog: Table, out_dir: str | os.PathLike, *,
                          command: str | None = None, description: str = "",
-                         prior: Mapping[str, float] | str | None = None) -> dict[str, Any]:
+                         prior: Mapping[str, float] | str | None = None,
+                         expected_class: str | None = None) -> dict[str, Any]:
     """Evaluate the photometry branch alone on a labelled catalogue (standard column names,
-    e.g. from :func:`skysort.data.catalog.read_catalog`): the same outputs as
-    :func:`evaluate_sgq_model`, with ``catalog_predictions.parquet``. ``prior`` is as in
-    :func:`predict_sgq` (``"auto"``: the class mix estimated from the predictions, no label
-    used); the one applied is recorded as ``metrics["prior"]``."""
+    e.g. from :func:`skysort.data.catalog.read_catalog`), or with ``expected_class`` on a pure
+    sample without labels (the fraction given that class, as the KiDS network was validated
+    on Gaia stars and GAMA galaxies): the same outputs as :func:`evaluate_sgq_model`, with
+    ``catalog_predictions.parquet``. ``prior`` is as in :func:`predict_sgq` (``"auto"``: the
+    class mix estimated from the predictions, no label used); the one applied is recorded as
+    ``metrics["prior"]``. Objects without a single magnitude get no class and are not scored
+    (``n_without_input``)."""
     from ..data.catalog import photometry_arrays, write_catalog
     from ..evaluation.blend_metrics import write_metrics_json
     from ..inference.predictor import load_predictor
 
+    where = description or catalog.meta.get("source_file", "catalogue")
     predictor = load_predictor(model, device="cpu")
     if predictor.task != "sgq" or not predictor.spec.uses_photometry:
         raise InputError(str(model), "needs an sgq model with a photometry branch")
-    if "label" not in catalog.colnames:
-        raise InputError(catalog.meta.get("source_file", "catalogue"), "no label column")
+    if expected_class is not None and expected_class not in CLASSES:
+        raise InputError("--expect", f"unknown class {expected_class!r} (choose from {', '.join(CLASSES)})")
+    if "label" not in catalog.colnames and expected_class is None:
+        raise InputError(where, "no label column: map the catalogue's class column as label, or give the class of a "
+                                "pure sample (--expect)")
     mags, _, _ = photometry_arrays(catalog, predictor.spec.photometry_bands)
     ids = np.asarray(catalog["id"]) if "id" in catalog.colnames else None
     table = predict_sgq(predictor, mag=mags, ids=ids, prior=prior)
-    truth = class_indices(np.ma.filled(catalog["label"], ""), "label", allow_unknown=True)
+    if "label" in catalog.colnames:
+        truth = class_indices(np.ma.filled(catalog["label"], ""), "label", allow_unknown=True)
+    else:
+        truth = np.full(len(catalog), CLASSES.index(expected_class))  # type: ignore[arg-type]
+    if expected_class is None and len(catalog) and not np.any(truth >= 0):
+        raise InputError(where, f"no label is one of {', '.join(CLASSES)}: map the labels (labels=GALAXY:galaxy ...)")
     probabilities = np.stack([np.asarray(table[f"p_{c}"], float) for c in CLASSES], axis=1)
     r_mag = mags[:, predictor.spec.photometry_bands.index("r")] if "r" in predictor.spec.photometry_bands else None
-    metrics = sgq_metrics(truth, probabilities, r_mag=r_mag)
-    metrics.update({"model": str(model), "data": description or str(catalog.meta.get("source_file", "")),
-                    "inputs": "photometry only", "n_objects": int(len(catalog)), "n_unlabelled": int(np.sum(truth < 0)),
-                    "prior": table.meta.get("prior")})
+    scored = np.isfinite(mags).any(axis=1)
+    metrics = sgq_metrics(truth[scored], probabilities[scored], r_mag=None if r_mag is None else r_mag[scored],
+                          expected_class=expected_class)
+    metrics.update({"model": str(model), "data": str(where), "inputs": "photometry only", "n_objects": int(len(catalog)),
+                    "n_unlabelled": int(np.sum(truth < 0)), "n_without_input": int(np.sum(~scored)),
+                    "prior": table.meta.get("prior"), "prior_estimated": bool(table.meta.get("prior_estimated", False))})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table["true_label"] = np.where(truth >= 0, np.asarray(CLASSES)[np.maximum(truth, 0)], "")
