@@ -784,3 +784,20 @@ def test_a_folder_of_parquet_files_is_one_catalogue(tmp_path, capsys):
     empty.mkdir()
     code = main(["predict", "--model", "sgq-sdss", "--catalog", str(empty), "--out", str(tmp_path / "e.parquet"), "--quiet"])
     assert code == 2 and "folder without Parquet files" in capsys.readouterr().err
+
+
+def test_two_tiles_on_the_same_pixels_are_refused(tmp_path):
+    """A --tiles pattern that also matches the weight maps (KiDS *_wei.fits beside *_sci.fits)
+    gave a second tile on the science tile's pixels; which one an object was cut from was a
+    tie broken by file name."""
+    from skysort.inference.stream import scan_tiles
+
+    make_survey(tmp_path, n_tiles=2, per_tile=5)
+    for folder in ("t00", "t01"):
+        assert len(scan_tiles(str(tmp_path / folder / "tile-*.fits"), ["r"], "r")) == 1
+    weights = fits.open(tmp_path / "t01" / "tile-r.fits")
+    weights[0].data = np.ones_like(weights[0].data)
+    weights.writeto(tmp_path / "t01" / "tile-r.weight.fits")
+    assert len(scan_tiles(str(tmp_path / "t0*" / "tile-r.fits"), ["r"], "r")) == 2  # neighbours overlap, no grid shared
+    with pytest.raises(InputError, match="covers the same pixels as .*tile-r.fits: give only the science images"):
+        scan_tiles(str(tmp_path / "t0*" / "tile-r*.fits"), ["r"], "r")

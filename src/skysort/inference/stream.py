@@ -235,7 +235,23 @@ def scan_tiles(patterns: str | Sequence[str], bands: Sequence[str], reference_ba
         scale = float(np.mean(proj_plane_pixel_scales(wcs.celestial)) * 3600.0)
         tiles.append(TileInfo(key=key, files={b: str(group[b][0]) for b in bands}, shape=shape, wcs=wcs, pixel_scale=scale,
                               zero_points={b: group[b][3] for b in bands}))
+    _refuse_tiles_on_the_same_pixels(tiles, reference_band)
     return tiles
+
+
+def _refuse_tiles_on_the_same_pixels(tiles: Sequence[TileInfo], reference_band: str) -> None:
+    """Refuse two tiles on one pixel grid: which of them an object's stamp comes from would be
+    arbitrary, and the second is nearly always a weight, mask or variance image that the
+    pattern also matched (KiDS ``*_wei.fits``, SWarp ``*.weight.fits``)."""
+    seen: dict[tuple[Any, ...], TileInfo] = {}
+    for tile in tiles:
+        crval = tuple(np.round(np.asarray(tile.wcs.wcs.crval, float), 8))
+        bucket = (tuple(tile.shape), crval, tuple(np.round(np.asarray(tile.wcs.wcs.crpix, float), 4)))
+        other = seen.setdefault(bucket, tile)
+        if other is not tile and same_pixel_grid(other, tile):
+            raise InputError(tile.files[reference_band], f"covers the same pixels as {other.files[reference_band]}: give only "
+                                                         "the science images (a weight, mask or variance image matched "
+                                                         "the --tiles pattern?)")
 
 
 def valid_sky_positions(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
