@@ -889,3 +889,26 @@ def test_sextractor_catalogues_are_read_ldac_and_ascii(tmp_path, capsys):
     assert str(read_catalog(tmp_path / "ascii.cat")["ra"].unit) == "deg"
     with pytest.raises(InputError, match="a SExtractor catalogue is read, not written"):
         write_catalog(read, tmp_path / "out.cat")
+
+
+def test_placeholder_dashes_and_seeing_comments_are_not_misread(tmp_path):
+    # A row of '-' placeholders under a TSV header is data, not VizieR's rule line (which would
+    # have dropped it and the row above as units); a seeing keyword in arcsec whose comment
+    # mentions pixels is not converted.
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from skysort.data.catalog import read_catalog, text_layout
+    from skysort.data.images import header_seeing
+
+    (tmp_path / "p.tsv").write_text("id\tra\tdec\tmag_r\n1\t10.0\t1.0\t20.0\n-\t-\t-\t-\n3\t10.2\t1.2\t20.2\n")
+    assert text_layout(tmp_path / "p.tsv").skip_rows == 1
+    with pytest.raises(InputError, match="holds '-'\\)$"):  # named, not read as a second table's rule
+        read_catalog(tmp_path / "p.tsv")
+    (tmp_path / "d.csv").write_text("id,ra,dec,mag_r\n---,---,---,---\n")
+    assert text_layout(tmp_path / "d.csv").skip_rows == 1  # in CSV a line of dashes is data
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype, wcs.wcs.cdelt = ["RA---TAN", "DEC--TAN"], [-0.2 / 3600, 0.2 / 3600]
+    header = wcs.to_header()
+    header["SEEING"] = (1.1, "[arcsec] FWHM from stars of 5-50 pixels")
+    assert header_seeing(header, wcs) == 1.1

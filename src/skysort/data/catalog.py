@@ -787,9 +787,10 @@ class TextLayout(NamedTuple):
 
 
 def _is_rule_line(cells: Sequence[str]) -> bool:
-    """Whether a line's cells are only dashes (VizieR's rule under its header and units)."""
-    text = "".join(cells).strip()
-    return bool(text) and set(text) <= {"-", " "}
+    """Whether a line's cells are only dashes, as VizieR's rule under its header and units (a
+    column's width of them; a row of single-dash placeholders for missing values is data)."""
+    cells = [cell.strip() for cell in cells]
+    return all(set(cell) <= {"-"} for cell in cells) and any(len(cell) >= 3 for cell in cells)
 
 
 def text_layout(path: str | os.PathLike) -> TextLayout:
@@ -797,8 +798,8 @@ def text_layout(path: str | os.PathLike) -> TextLayout:
 
     Comment and blank lines before the header are skipped (:func:`csv_header_line`). VizieR's
     tab-separated download puts a units line and a line of dashes between the header and the
-    rows; when one of the two lines under the header is such a dashes line, the lines up to it
-    are skipped and a line between gives the columns' units.
+    rows; when one of the two lines under a TSV header is such a dashes line, the lines up to
+    it are skipped and a line between gives the columns' units.
 
     Raises
     ------
@@ -819,7 +820,8 @@ def text_layout(path: str | os.PathLike) -> TextLayout:
     names = [name.strip() for name in header]
     with io.TextIOWrapper(open_csv_bytes(path), encoding="utf-8-sig", errors="replace", newline="") as fh:
         following = list(csv.reader(itertools.islice(fh, number + 1, number + 3), delimiter=delimiter))
-    rule = next((k for k, cells in enumerate(following) if _is_rule_line(cells)), None)
+    # Only VizieR's tab-separated text has these lines; in CSV a line of dashes is data.
+    rule = next((k for k, cells in enumerate(following) if _is_rule_line(cells)), None) if delimiter == "\t" else None
     if rule is None:
         return TextLayout(names, delimiter, number + 1, {})
     units = dict(zip(names, (cell.strip() for cell in following[0]))) if rule == 1 else {}
@@ -1582,7 +1584,7 @@ def not_numeric_hint(value: str, column: str) -> str:
     sexagesimal angle, or the column's own name or a line of dashes (a second table's header
     in the same file, as VizieR writes several tables one after another), else empty."""
     value = str(value).strip()
-    if value == column.strip() or (value and set(value) == {"-"}):
+    if value == column.strip() or _is_rule_line([value]):
         return ": a second header line among the rows (the file holds more than one table): save each table in its own file"
     if is_sexagesimal(value):
         return ": sexagesimal text; give decimal numbers"

@@ -147,9 +147,10 @@ def header_seeing(header: fits.Header, wcs: WCS) -> float:
     for key in _SEEING_KEYS:
         value = _header_number(header, (key,), positive=True)
         if np.isfinite(value):
-            if re.search(r"pix|\bpx\b", str(header.comments[key]), re.IGNORECASE):
-                return float(value * np.mean(proj_plane_pixel_scales(wcs.celestial)) * 3600.0)
-            return value
+            comment = str(header.comments[key])
+            in_pixels = re.search(r"pix|\bpx\b", comment, re.IGNORECASE) and not re.search(r"arcsec|asec|\"", comment,
+                                                                                            re.IGNORECASE)
+            return float(value * np.mean(proj_plane_pixel_scales(wcs.celestial)) * 3600.0) if in_pixels else value
     return float("nan")
 
 
