@@ -801,3 +801,24 @@ def test_two_tiles_on_the_same_pixels_are_refused(tmp_path):
     assert len(scan_tiles(str(tmp_path / "t0*" / "tile-r.fits"), ["r"], "r")) == 2  # neighbours overlap, no grid shared
     with pytest.raises(InputError, match="covers the same pixels as .*tile-r.fits: give only the science images"):
         scan_tiles(str(tmp_path / "t0*" / "tile-r*.fits"), ["r"], "r")
+
+
+def test_bands_with_different_tpv_distortions_are_not_one_grid():
+    """astropy folds SCAMP's TPV polynomial (DECam, MegaCam) into the projection, where neither
+    has_distortion nor the PV keywords show it: two bands with equal CRVAL, CRPIX and CD but
+    different TPV terms were taken as one grid and cut without resampling."""
+    from types import SimpleNamespace
+
+    from skysort.data.images import celestial_wcs
+    from skysort.inference.stream import same_pixel_grid
+
+    def band(scale_term):
+        header = fits.Header({"NAXIS": 2, "NAXIS1": 100, "NAXIS2": 80, "CTYPE1": "RA---TPV", "CTYPE2": "DEC--TPV",
+                              "CRVAL1": 150.0, "CRVAL2": 2.0, "CRPIX1": 50.0, "CRPIX2": 40.0, "CD1_1": -7.3e-5, "CD1_2": 0.0,
+                              "CD2_1": 0.0, "CD2_2": 7.3e-5, "PV1_0": 0.0, "PV1_1": scale_term, "PV1_4": 0.0,
+                              "PV2_0": 0.0, "PV2_1": scale_term, "PV2_4": 0.0})
+        return SimpleNamespace(shape=(80, 100), wcs=celestial_wcs(header, "tile.fits"))
+
+    assert same_pixel_grid(band(1.0), band(1.0))
+    assert not same_pixel_grid(band(1.0), band(1.0 + 1e-4))  # 0.005 px at the corners
+    assert not same_pixel_grid(band(1.0), SimpleNamespace(shape=(80, 99), wcs=band(1.0).wcs))

@@ -966,16 +966,26 @@ def _unit(index: int, tile: int, tiles: Sequence[TileInfo], refs: list[list[Any]
 
 
 def same_pixel_grid(a, b) -> bool:
-    """Whether two band images share one pixel grid exactly (then no resampling is needed)."""
+    """Whether two band images share one pixel grid exactly (then no resampling is needed).
+
+    Their shapes and projection types must be equal and their WCSs must map the same pixels to
+    the same sky positions (within 1e-6 px) at the corners, edges and centre: comparing the
+    keywords alone misses the polynomial distortions that astropy folds into the projection
+    (SCAMP's TPV terms on DECam and MegaCam images), which differ between bands.
+    """
     if a.shape != b.shape:
         return False
     wa, wb = a.wcs.wcs, b.wcs.wcs
-    if list(wa.ctype) != list(wb.ctype) or a.wcs.sip is not None or b.wcs.sip is not None:
+    if list(wa.ctype) != list(wb.ctype):
         return False
-    if a.wcs.has_distortion or b.wcs.has_distortion:
+    if not (np.allclose(wa.crpix, wb.crpix, rtol=0, atol=1e-6) and np.allclose(wa.crval, wb.crval, rtol=0, atol=1e-10)
+            and np.allclose(a.wcs.pixel_scale_matrix, b.wcs.pixel_scale_matrix, rtol=1e-9, atol=0)):
         return False
-    return (np.allclose(wa.crpix, wb.crpix, rtol=0, atol=1e-6) and np.allclose(wa.crval, wb.crval, rtol=0, atol=1e-10)
-            and np.allclose(a.wcs.pixel_scale_matrix, b.wcs.pixel_scale_matrix, rtol=1e-9, atol=0))
+    ny, nx = a.shape[-2:]
+    x, y = np.meshgrid(np.linspace(0, nx - 1, 5), np.linspace(0, ny - 1, 5))
+    ra, dec = a.wcs.all_pix2world(x.ravel(), y.ravel(), 0)
+    bx, by = b.wcs.all_world2pix(ra, dec, 0)
+    return bool(np.all(np.hypot(bx - x.ravel(), by - y.ravel()) < 1e-6))
 
 
 def cut_tile_stamps(images: Sequence[Any], aligned: Sequence[bool], x: np.ndarray, y: np.ndarray, size: int,
