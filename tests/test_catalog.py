@@ -424,6 +424,19 @@ def test_auto_detection_finds_the_surveys_object_ids(tmp_path, name):
     assert list(cat["id"]) == ids and name not in cat.colnames
 
 
+def test_a_mapping_of_magnitudes_alone_keeps_the_surveys_ids_and_positions(tmp_path):
+    # A mapping that names only the magnitudes (mag={band}mag) found ids and positions under
+    # standard names only: objID and RA_ICRS / DE_ICRS stayed ordinary columns, the rows were
+    # numbered and predictions had no position.
+    t = Table({"objID": [5, 6], "RA_ICRS": [1.0, 2.0], "DE_ICRS": [3.0, 4.0], "gmag": [19.0, 20.0], "rmag": [18.0, 19.0]})
+    cat = read_catalog(write_raw(t, tmp_path / "c.fits"), mapping="mag={band}mag,bands=g r")
+    assert list(cat["id"]) == [5, 6] and list(cat["ra"]) == [1.0, 2.0] and list(cat["dec"]) == [3.0, 4.0]
+    assert "objID" not in cat.colnames and "RA_ICRS" not in cat.colnames
+    # What the mapping names still wins.
+    t["ID2"] = [7, 8]
+    assert list(read_catalog(write_raw(t, tmp_path / "d.fits"), mapping="id=ID2,mag={band}mag,bands=g r")["id"]) == [7, 8]
+
+
 def test_pixel_positions_only(tmp_path):
     t = Table({"x": [0.5, 1.5], "y": [2.5, 3.5], "mag_i": [20.0, 21.0]})
     cat = read_catalog(write_raw(t, tmp_path / "c.csv"))

@@ -67,8 +67,9 @@ Every column a mapping names must be in the catalogue; a name is matched exactly
 case-insensitively (CasJobs exports sometimes change case). ``NAME[k]`` names element ``k``
 (0-based) of a vector column, as SDSS's FITS products hold the five bands in one column; in a
 template ``{index}`` is the band's place in ``bands``: ``mag=PSFMAG[{index}],bands=u g r i z``. A quantity the mapping leaves
-out (say ``id``) is taken from a column already bearing its standard name, if there is one;
-an ``id`` found nowhere becomes the row number.
+out (say ``id``) is taken from a column already bearing its standard name, if there is one,
+else (``id`` and a ``ra``/``dec`` pair) from the survey names looked for without a mapping
+(below); an ``id`` found nowhere becomes the row number.
 
 Reading without a mapping
 -------------------------
@@ -1313,6 +1314,13 @@ def read_unique_catalogs(paths: Sequence[str | os.PathLike], mapping: ColumnMapp
     return unique
 
 
+def _auto_position_pair(by_lower: Mapping[str, list[str]]) -> tuple[str, str] | None:
+    """The first ra/dec pair of :data:`_AUTO_POSITIONS` among the columns (lower-case name ->
+    names), None when there is none."""
+    return next(((by_lower[ra][0], by_lower[dec][0]) for ra, dec in _AUTO_POSITIONS if ra in by_lower and dec in by_lower),
+                None)
+
+
 def _locate_columns(raw: Table, cmap: ColumnMapping, requested: tuple[str, ...] | None,
                     path: Path, require_positions: bool = True) -> tuple[dict[str, str | None], tuple[str, ...]]:
     """Source column for every standard column, and the bands to read."""
@@ -1338,8 +1346,7 @@ def _locate_columns(raw: Table, cmap: ColumnMapping, requested: tuple[str, ...] 
                                  if (hits := by_lower.get(c))), None)
         if sources["x"] is None or sources["y"] is None:
             sources["x"] = sources["y"] = None
-        pair = next(((by_lower[ra][0], by_lower[dec][0]) for ra, dec in _AUTO_POSITIONS
-                     if ra in by_lower and dec in by_lower), None)
+        pair = _auto_position_pair(by_lower)
         if pair is None:  # no matching pair: the first name found for each (RAJ2000 beside dec)
             pair = tuple(next((by_lower[names[k]][0] for names in _AUTO_POSITIONS if names[k] in by_lower), None)
                          for k in (0, 1))
@@ -1377,6 +1384,16 @@ def _locate_columns(raw: Table, cmap: ColumnMapping, requested: tuple[str, ...] 
     for group in (("id",), ("ra", "dec"), ("x", "y"), ("label",)):
         if all(getattr(cmap, key) is None and key in names for key in group):
             sources.update({key: key for key in group})
+    # Failing that, the survey names found without a mapping: a mapping that names only the
+    # magnitudes still carries the objects' ids and positions to the output.
+    if cmap.id is None and "id" not in sources:
+        found = next((hits[0] for name in _AUTO_NAMES["id"] if (hits := by_lower.get(name))), None)
+        if found is not None:
+            sources["id"] = found
+    if cmap.ra is None and cmap.x is None and "ra" not in sources and "x" not in sources:
+        pair = _auto_position_pair(by_lower)
+        if pair is not None:
+            sources["ra"], sources["dec"] = pair
     if (require_positions and cmap.ra is None and cmap.x is None
             and "ra" not in sources and "x" not in sources):
         raise InputError(path, f"no position columns: column mapping {cmap.describe()} names "
