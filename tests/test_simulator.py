@@ -114,6 +114,27 @@ def test_blends_follow_the_blendhunter_geometry(tmp_path):
         simulate(SimulationConfig(survey="kids", kind="blends"), 4, tmp_path / "x.h5")
 
 
+def test_near_fraction_puts_companions_within_ten_pixels_and_changes_nothing_else(tmp_path):
+    """--near-fraction trains on more near blends; at 0 (the default) a set is what it was."""
+    from skysort.simulate.blends import make_blend_stamps
+
+    images, truth = make_blend_stamps(400, seed=5, noise_sigma=5.0)
+    again, same = make_blend_stamps(400, seed=5, noise_sigma=5.0, near_fraction=0.0)
+    assert np.array_equal(images, again) and np.array_equal(np.asarray(truth["blended"]), np.asarray(same["blended"]))
+    _, near = make_blend_stamps(400, seed=5, noise_sigma=5.0, near_fraction=0.8)
+    blended = np.asarray(near["blended"]).astype(bool)
+    assert np.array_equal(blended, np.asarray(truth["blended"]).astype(bool))  # which stamps are blends is unchanged
+    share = np.mean(np.asarray(near["separation_px"])[blended] < 10)
+    assert 0.75 < share < 0.9 and np.mean(np.asarray(truth["separation_px"])[blended] < 10) < 0.25
+    assert near.meta["near_fraction"] == 0.8
+    stamps = simulate(SimulationConfig(survey="cfis", kind="blends", seed=3, near_fraction=0.5), 8, tmp_path / "b.h5")
+    assert stamps.meta.extra["simulation"]["near_fraction"] == 0.5
+    for config, fragment in ((dict(kind="sources", near_fraction=0.5), "for --kind blends"),
+                             (dict(survey="cfis", kind="blends", near_fraction=1.5), "within 0 to 1")):
+        with pytest.raises(InputError, match=fragment):
+            SimulationConfig(**config)
+
+
 def test_cli_simulate_with_plots(tmp_path, capsys):
     out = tmp_path / "s.h5"
     code = main(["simulate", "--survey", "sdss", "--n", "120", "--seed", "9", "--out", str(out), "--plots", str(tmp_path / "plots"), "--quiet"])

@@ -99,6 +99,9 @@ class SimulationConfig:
         Overrides of the preset's ``population`` parameters
         (:class:`~skysort.simulate.population.PopulationModel`), e.g.
         ``(("galaxy_target_fraction", 0.5),)``.
+    near_fraction : float
+        Blends: probability that a companion is drawn within 10 px of the centre (near
+        blends) rather than anywhere in the stamp (:func:`~skysort.simulate.blends.make_blend_stamps`).
     """
 
     survey: str = "kids"
@@ -113,6 +116,7 @@ class SimulationConfig:
     stamp_size: int | None = None
     mag_max: float | None = None
     population: tuple[tuple[str, Any], ...] = ()
+    near_fraction: float = 0.0
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -142,6 +146,10 @@ class SimulationConfig:
             raise InputError("--stamp-size", f"stamp side must be 8 to 512 pixels, got {self.stamp_size}")
         if self.stamp_size is not None and self.kind == "blends":
             raise InputError("--stamp-size", "blend sets follow BlendHunter's fixed 51 + 2x7 px geometry")
+        if not 0.0 <= self.near_fraction <= 1.0:
+            raise InputError("--near-fraction", f"is a probability, within 0 to 1, not {self.near_fraction}")
+        if self.near_fraction and self.kind != "blends":
+            raise InputError("--near-fraction", "places blends' companions; it is for --kind blends")
         if self.mag_max is not None and self.kind == "blends":
             raise InputError("--mag-max", "blend sets draw their galaxies from the COSMOS catalogue; --mag-max is for sources and point sources")
         object.__setattr__(self, "population", tuple((str(k), v) for k, v in dict(self.population).items()))
@@ -446,7 +454,8 @@ def simulate_block(config: SimulationConfig, start: int, n: int) -> tuple[np.nda
         psf = _blend_psf(preset, config.seed)
         images, truth = make_blend_stamps(n, config.seed, start=start, mode=config.mode, noise_sigma=sigma,
                                           psf_fwhm=psf["fwhm"][preset.band_names[0]], psf_g1=psf["g1"], psf_g2=psf["g2"],
-                                          zero_point=preset.zero_point, real_galaxies=config.real_galaxies)
+                                          zero_point=preset.zero_point, real_galaxies=config.real_galaxies,
+                                          near_fraction=config.near_fraction)
         columns = {name: np.asarray(truth[name]) for name in truth.colnames}
         columns["id"] = columns.pop("index")
         columns["label"] = np.where(columns["blended"], "blended", "isolated")
