@@ -133,6 +133,26 @@ def test_training_is_reproducible_from_its_seed(tmp_path):
         assert torch.equal(tensor, b.state_dict()[name]), name
 
 
+def test_the_decision_can_be_set_to_a_false_positive_rate_on_a_validation_set(tmp_path):
+    """--false-positive-rate with --val: the blend logit's bias moves so that p_blended > 0.5
+    calls that share of the validation set's isolated stamps blended; the ranking is kept."""
+    make_blend_set(tmp_path / "train.h5", n=120)
+    make_blend_set(tmp_path / "val.h5", n=400, seed=9)
+    common = dict(epochs=1, batch_size=32, widths=(4, 8, 8, 8), progress=False, seed=2, val_data=tmp_path / "val.h5")
+    plain = train_blend_model(tmp_path / "train.h5", tmp_path / "plain.pt", **common)
+    record = train_blend_model(tmp_path / "train.h5", tmp_path / "set.pt", false_positive_rate=0.1, **common)
+    assert record["val_false_positive_rate"] == pytest.approx(0.1, abs=0.02)
+    assert record["val_false_positive_rate"] != pytest.approx(plain["val_false_positive_rate"], abs=1e-6)
+    a, _ = load_blend_model(tmp_path / "plain.pt")
+    b, meta = load_blend_model(tmp_path / "set.pt")
+    calibration = meta["training"]["decision_calibration"]
+    assert calibration["false_positive_rate"] == 0.1 and calibration["n_isolated"] > 100
+    assert float((b.blend.bias - a.blend.bias).detach()) == pytest.approx(-calibration["logit_shift"], rel=1e-5)
+    with pytest.raises(InputError, match="--val"):
+        train_blend_model(tmp_path / "train.h5", tmp_path / "x.pt", epochs=1, batch_size=32, widths=(4, 8, 8, 8),
+                          progress=False, false_positive_rate=0.05)
+
+
 def test_fine_tuning_starts_from_the_given_model(tmp_path):
     make_blend_set(tmp_path / "train.h5", n=120)
     train_blend_model(tmp_path / "train.h5", tmp_path / "base.pt", epochs=1, batch_size=32, widths=(8, 16, 32, 32), progress=False)

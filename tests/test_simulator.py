@@ -204,6 +204,11 @@ def test_real_galaxy_splits_are_disjoint_halves_and_respected():
     train, test = real_galaxy_rows(100, "train"), real_galaxy_rows(100, "test")
     assert len(train) == len(test) == 50 and not set(train) & set(test)
     assert sorted(set(train) | set(test)) == list(range(100))
+    # The training rows halved, for choices made on galaxies unseen in fitting.
+    fit, check = real_galaxy_rows(100, "train-fit"), real_galaxy_rows(100, "train-check")
+    assert len(fit) == len(check) == 25 and sorted(set(fit) | set(check)) == list(train)
+    _, truth = make_blend_stamps(30, seed=3, mode="realistic", real_galaxies="train-check")
+    assert np.all(np.concatenate([truth["source_central"], truth["source_companion"][truth["source_companion"] >= 0]]) % 4 == 2)
     _, truth = make_blend_stamps(30, seed=3, mode="realistic", real_galaxies="test")
     rows = np.concatenate([truth["source_central"], truth["source_companion"][truth["source_companion"] >= 0]])
     assert np.all(rows % 2 == 1)

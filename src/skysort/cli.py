@@ -335,7 +335,7 @@ def simulate_command(
     mode: Annotated[SimMode, typer.Option("--mode", help="Galaxy morphologies: COSMOS parametric fits; clumpy (the fits with star-forming knots in their discs, and for blends sizes and magnitudes drawn apart from the shapes); or real COSMOS HST images.")] = SimMode.parametric,
     noise_sigma: Annotated[Optional[float], typer.Option("--noise-sigma", help="Sky noise per pixel in counts, every band (default: the preset's).")] = None,
     spectra_snr: Annotated[float, typer.Option("--spectra-snr", help="Median S/N per pixel of point-source spectra.")] = 10.0,
-    real_galaxies: Annotated[str, typer.Option("--real-galaxies", help="realistic mode: all, train (even rows of the real COSMOS library) or test (odd rows): train and test on different galaxies.")] = "all",
+    real_galaxies: Annotated[str, typer.Option("--real-galaxies", help="realistic mode: all, train (even rows of the real COSMOS library) or test (odd rows): train and test on different galaxies; train-fit and train-check halve the training rows (0, 4, 8, ... and 2, 6, 10, ...) for choices made on galaxies unseen in fitting.")] = "all",
     image_bands: Annotated[Optional[str], typer.Option("--image-bands", help="sources / pointsources: render stamps in these bands only, comma-separated (photometry still covers every band; default all).")] = None,
     stamp_size: Annotated[Optional[int], typer.Option("--stamp-size", help="sources / pointsources: stamp side in pixels (default: the preset's).")] = None,
     mag_max: Annotated[Optional[float], typer.Option("--mag-max", help="sources / pointsources: faintest true magnitude in the selection band (AB; default: the preset's).")] = None,
@@ -430,6 +430,7 @@ def train_command(
     image_bands: Annotated[Optional[str], typer.Option("--image-bands", help="sgq / pointsource: image bands, comma-separated (sgq default: r; pointsource default: all).")] = None,
     photometry_bands: Annotated[Optional[str], typer.Option("--photometry-bands", help="sgq: photometric bands, comma-separated (default: all of the stamp set).")] = None,
     init: Annotated[Optional[str], typer.Option("--init", help="sgq, blend: start from this model's architecture and weights (fine-tuning).")] = None,
+    false_positive_rate: Annotated[Optional[float], typer.Option("--false-positive-rate", help="blend, with --val: set the decision (p_blended > 0.5) to call this fraction of the --val set's isolated stamps blended, e.g. 0.04 on a --real-galaxies train-check set (galaxies unseen in training).")] = None,
     magnitude_balance: Annotated[bool, typer.Option("--magnitude-balance", help="sgq: weight objects so every class has the same r-magnitude distribution (removes the simulation's number-count prior).")] = False,
     freeze: Annotated[Optional[str], typer.Option("--freeze", help="sgq with --init: keep these branches (image, photometry; comma-separated) as they are and train the rest.")] = None,
     mag_jitter: Annotated[Optional[str], typer.Option("--mag-jitter", help="sgq: per-band standard deviation [mag] of random magnitude offsets added while training, BAND=SIGMA comma-separated, e.g. u=0.3,g=0.08 (robustness to the simulation's colour systematics).")] = None,
@@ -465,6 +466,8 @@ def train_command(
         raise InputError("--noise-min", f"must lie in 0 to --noise-max ({noise_max:g}), got {noise_min:g}")
     if noise_max < 0:
         raise InputError("--noise-max", f"must be 0 (no augmentation) or positive, got {noise_max:g}")
+    if false_positive_rate is not None and val is None:
+        raise InputError("--false-positive-rate", "sets the decision on galaxies unseen in training: give them with --val")
     if noise_max == 0 and "noise_min" in _options_given(ctx):
         raise InputError("--noise-min", "does nothing with --noise-max 0 (no noise augmentation)")
     image_band_list = _split_bands(image_bands, "--image-bands")
@@ -516,7 +519,8 @@ def train_command(
         return
     noise_range = (noise_min, noise_max) if noise_max > 0 else None
     record = train_blend_model(data, out, val_data=val, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
-                               noise_range=noise_range, max_objects=max_objects, seed=seed, init=init, progress=not quiet)
+                               noise_range=noise_range, max_objects=max_objects, seed=seed, init=init,
+                               false_positive_rate=false_positive_rate, progress=not quiet)
     console.print(f"model: {out}")
     console.print(f"epochs {record['epochs']}, {record['seconds']:.0f} s on {record['accelerator']}; "
                   f"validation accuracy {record['val_accuracy']:.4f}, false-positive rate {record['val_false_positive_rate']:.4f}")
@@ -535,6 +539,7 @@ _TRAIN_OPTION_SCOPES: dict[str, tuple[str, ...]] = {
     "noise_min": ("blend",),
     "noise_max": ("blend",),
     "init": ("sgq", "blend"),
+    "false_positive_rate": ("blend",),
     "architecture": ("blend", "paper"),
     "backbone": ("paper",),
     "backbone_weights": ("paper",),

@@ -697,15 +697,22 @@ def load_real_library(directory: str | None = None) -> RealGalaxyLibrary:
 
 #: Library halves for honest tests: a model trained on ``"train"`` galaxies is tested on
 #: ``"test"`` ones (even / odd library rows), never seeing a test galaxy's morphology.
-REAL_GALAXY_SPLITS = ("all", "train", "test")
+REAL_GALAXY_SPLITS = ("all", "train", "test", "train-fit", "train-check")
 
 
 def real_galaxy_rows(n_library: int, split: str = "all") -> np.ndarray:
-    """Library rows of a real-galaxy split: ``all``, ``train`` (even rows) or ``test`` (odd rows)."""
+    """Library rows of a real-galaxy split: ``all``, ``train`` (even rows) or ``test`` (odd
+    rows); ``train-fit`` and ``train-check`` halve the training rows (rows 0, 4, 8, ... and 2, 6,
+    10, ...), so that a choice made on galaxies unseen in fitting (a decision threshold) never
+    looks at the test galaxies."""
     if split not in REAL_GALAXY_SPLITS:
         raise ValueError(f"unknown real-galaxy split {split!r}; expected one of {REAL_GALAXY_SPLITS}")
     rows = np.arange(n_library)
-    return rows if split == "all" else rows[(rows % 2) == (0 if split == "train" else 1)]
+    if split == "all":
+        return rows
+    if split in ("train-fit", "train-check"):
+        return rows[(rows % 4) == (0 if split == "train-fit" else 2)]
+    return rows[(rows % 2) == (0 if split == "train" else 1)]
 
 
 def sample_real(rngs: list[np.random.Generator], library: RealGalaxyLibrary | None = None,

@@ -117,6 +117,7 @@ def train_blend_model(
     seed: int = 0,
     max_objects: int | None = None,
     init: str | os.PathLike | None = None,
+    false_positive_rate: float | None = None,
     progress: bool = True,
     command: str | None = None,
 ) -> dict[str, Any]:
@@ -138,6 +139,12 @@ def train_blend_model(
     init : str or path-like, optional
         A BlendNet model (file or shipped name) whose architecture and weights start the
         training (fine-tuning, e.g. on realistic galaxies); ``widths`` is then ignored.
+    false_positive_rate : float, optional
+        Needs ``val_data``: after training, the blend logit's bias is moved so that
+        ``p_blended > 0.5`` calls this fraction of the validation set's isolated stamps
+        blended (the decision threshold set on galaxies unseen in training, e.g. a
+        ``--real-galaxies train-check`` set; a monotone change: the ranking of stamps is
+        kept). Recorded as ``training.decision_calibration``.
 
     Returns
     -------
@@ -177,8 +184,11 @@ def train_blend_model(
                  batch_loader(val_set, 1024, shuffle=False), max_epochs=epochs, patience=patience, progress=progress, seed=seed)
     network.eval()
     probability = predict_probabilities(network, val_set.images.numpy())
-    predicted = probability > 0.5
     truth = val_set.columns["blended"].numpy().astype(bool)
+    calibration = None
+    if false_positive_rate is not None:
+        probability, calibration = _calibrate_decision(network, probability, truth, false_positive_rate, val_data)
+    predicted = probability > 0.5
     val_metrics = {"val_accuracy": float(np.mean(predicted == truth)), "val_false_positive_rate": float(np.mean(predicted[~truth])) if (~truth).any() else float("nan")}
     metadata = {
         "task": "blend",
@@ -196,7 +206,8 @@ def train_blend_model(
             # p_blended refers to this balance (unweighted loss); --prior needs it.
             "class_counts": dict(zip(CLASSES, np.bincount(np.asarray(targets["blended"])[train_idx].astype(int), minlength=2).tolist())),
             "data_meta": training_data_meta(stamps),
-            "batch_size": batch_size, "lr": lr, **{k: v for k, v in record.items() if k != "history"},
+            "batch_size": batch_size, "lr": lr, "decision_calibration": calibration,
+            **{k: v for k, v in record.items() if k != "history"},
             "init": None if init_meta is None else {"model": str(init), "created": init_meta.get("created"),
                                                     "training_data": (init_meta.get("training") or {}).get("data")},
             "history": record["history"],
@@ -205,6 +216,28 @@ def train_blend_model(
     }
     save_model_file(out, network.state_dict(), metadata, command=command)
     return {**record, **val_metrics, "n_train": int(len(train_idx)), "n_val": int(len(val_idx))}
+
+
+def _calibrate_decision(network: BlendNet, probability: np.ndarray, blended: np.ndarray, false_positive_rate: float,
+                        val_data: str | os.PathLike | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Move the blend logit's bias so that ``p_blended > 0.5`` calls ``false_positive_rate`` of
+    the isolated validation stamps blended; the probabilities after the move, and its record."""
+    if val_data is None:
+        raise InputError("--false-positive-rate", "sets the decision on galaxies unseen in training: give them with --val")
+    if not 0.0 < false_positive_rate < 1.0:
+        raise InputError("--false-positive-rate", f"is a fraction between 0 and 1, not {false_positive_rate}")
+    isolated = probability[~blended]
+    if isolated.size < 100:
+        raise InputError(val_data, f"holds {isolated.size} isolated stamps: too few to set a false-positive rate")
+    threshold = float(np.clip(np.quantile(isolated, 1.0 - false_positive_rate), 1e-6, 1 - 1e-6))
+    shift = float(np.log(threshold / (1.0 - threshold)))
+    with torch.no_grad():
+        network.blend.bias -= shift
+    # The logit is moved by the same amount for every stamp, so the new probabilities follow.
+    logit = np.log(np.clip(probability, 1e-12, 1.0)) - np.log(np.clip(1.0 - probability, 1e-12, 1.0)) - shift
+    record = {"false_positive_rate": float(false_positive_rate), "threshold_before": threshold, "logit_shift": shift,
+              "val_data": str(val_data), "n_isolated": int(isolated.size)}
+    return 1.0 / (1.0 + np.exp(-logit)), record
 
 
 def load_blend_model(model: str | os.PathLike) -> tuple[BlendNet, dict[str, Any]]:
