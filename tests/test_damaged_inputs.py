@@ -34,6 +34,15 @@ def one_error_line(code, err, *fragments):
         assert fragment in lines[0], lines[0]
 
 
+def predicted(folder, capsys, catalog, *options):
+    """``skysort predict --model sgq-sdss`` on ``folder / catalog`` (with ``options``, e.g. a
+    mapping); its predictions, which must have been written without an error."""
+    out = folder / f"{catalog}.out.parquet"
+    code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", folder / catalog, *options, "--out", out, "--quiet"], capsys)
+    assert code == 0, err
+    return pd.read_parquet(out)
+
+
 def import_args(folder, table, out, images="st.npy"):
     return ["import", "--images", folder / images, "--table", folder / table, "--bands", "r", "--pixel-scale", 0.2,
             "--out", folder / out, "--quiet"]
@@ -437,12 +446,7 @@ def test_comment_lines_before_a_csv_header_are_skipped(tmp_path, capsys):
                                                  *lines[3:]]) + "\n")
     # The same from a spreadsheet on Windows: a byte-order mark before the comment, CRLF line ends.
     (tmp_path / "excel.csv").write_bytes(("\ufeff" + "\r\n".join(["# note", *lines]) + "\r\n").encode())
-    results = []
-    for name in ("plain", "sky", "excel"):
-        code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / f"{name}.csv", "--out",
-                            tmp_path / f"{name}.parquet", "--quiet"], capsys)
-        assert code == 0, err
-        results.append(pd.read_parquet(tmp_path / f"{name}.parquet"))
+    results = [predicted(tmp_path, capsys, f"{name}.csv") for name in ("plain", "sky", "excel")]
     assert results[1]["id"].tolist() == list(SDSS_IDS)
     pd.testing.assert_frame_equal(results[0], results[1])
     pd.testing.assert_frame_equal(results[0], results[2])
@@ -593,12 +597,7 @@ def test_vizier_tab_separated_downloads_are_read(tmp_path, capsys):
     header = "RA_ICRS,DE_ICRS,objID,umag,e_umag,gmag,rmag,imag,zmag"
     (tmp_path / "same.csv").write_text("\n".join([header, *(",".join(c or "   " for c in row) for row in rows)]) + "\n")
     mapping = "id=objID,ra=RA_ICRS,dec=DE_ICRS,mag={band}mag,bands=u g r i z"
-    results = []
-    for name in ("same.csv", "asu.tsv", "asu.tsv.gz"):
-        code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / name, "--mapping", mapping, "--out",
-                            tmp_path / f"{name}.parquet", "--quiet"], capsys)
-        assert code == 0, err
-        results.append(pd.read_parquet(tmp_path / f"{name}.parquet"))
+    results = [predicted(tmp_path, capsys, name, "--mapping", mapping) for name in ("same.csv", "asu.tsv", "asu.tsv.gz")]
     assert results[1]["id"].tolist() == [int(i) for i in ids]  # exact int64
     assert np.allclose(results[1]["dec"], [2.100002, -2.200002, 2.300002, 2.400002])
     assert (results[1]["flags"].to_numpy() & Flags.MISSING_PHOTOMETRY).tolist() == [0, Flags.MISSING_PHOTOMETRY, 0, 0]
@@ -659,12 +658,7 @@ def test_masks_astropy_writes_beside_parquet_columns_are_honoured(tmp_path, caps
     table(rows[:4]).write(tmp_path / "folder" / "a.parquet")
     table(rows[4:]).write(tmp_path / "folder" / "b.parquet")
     table(rows[6:]).write(tmp_path / "folder" / "c.parquet")  # no masked cell: no mask column
-    results = []
-    for name in ("cat.fits", "cat.parquet", "folder"):
-        code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / name, "--out",
-                            tmp_path / f"{name}.out.parquet", "--quiet"], capsys)
-        assert code == 0, err
-        results.append(pd.read_parquet(tmp_path / f"{name}.out.parquet"))
+    results = [predicted(tmp_path, capsys, name) for name in ("cat.fits", "cat.parquet", "folder")]
     missing = (results[1]["flags"].to_numpy() & Flags.MISSING_PHOTOMETRY) > 0
     assert missing.tolist() == [False, True, False, False, False, True, False, False]
     pd.testing.assert_frame_equal(results[0], results[1])
@@ -696,10 +690,7 @@ def test_vector_magnitude_columns_are_read_by_element(tmp_path, capsys):
     by_name = "id=objID,ra=ra,dec=dec,mag=psfMag_{band},magerr=psfMagErr_{band},bands=u g r i z,sentinels=-9999"
     results = []
     for name, mapping in (("flat.parquet", by_name), ("photo.fits", by_element), ("photo.parquet", by_element)):
-        code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / name, "--mapping", mapping, "--out",
-                            tmp_path / f"{name}.out.parquet", "--quiet"], capsys)
-        assert code == 0, err
-        results.append(pd.read_parquet(tmp_path / f"{name}.out.parquet"))
+        results.append(predicted(tmp_path, capsys, name, "--mapping", mapping))
         read = read_catalog(tmp_path / name, mapping=mapping)
         assert np.allclose(read["mag_g"], mags[:, 1]) and np.flatnonzero(read["mag_u"].mask).tolist() == [2]
         assert "PSFMAG" not in read.colnames  # its elements are the magnitudes
@@ -730,12 +721,7 @@ def test_ipac_tables_from_irsa_are_read(tmp_path, capsys, name):
                    "mag_u": mag_u, **{f"mag_{b}": (np.linspace(18, 21, 4) + k * 0.1) * u.mag for k, b in enumerate("griz")}})
     table.write(tmp_path / "cat.parquet")
     table.write(tmp_path / name, format="ascii.ipac")
-    results = []
-    for catalog in ("cat.parquet", name):
-        code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / catalog, "--out",
-                            tmp_path / f"{catalog}.out.parquet", "--quiet"], capsys)
-        assert code == 0, err
-        results.append(pd.read_parquet(tmp_path / f"{catalog}.out.parquet"))
+    results = [predicted(tmp_path, capsys, catalog) for catalog in ("cat.parquet", name)]
     pd.testing.assert_frame_equal(results[0], results[1])
     assert results[1]["id"].tolist() == list(SDSS_IDS)
     read = read_catalog(tmp_path / name)
@@ -762,12 +748,7 @@ def test_votable_catalogues_from_tap_services_are_read(tmp_path, capsys, suffix,
                    **{f"mag_{b}": (np.linspace(18, 21, 4) + k * 0.1) * u.mag for k, b in enumerate("ugriz")}})
     table.write(tmp_path / "cat.parquet")
     table.write(tmp_path / f"cat.{suffix}", format="votable", tabledata_format=encoding)
-    results = []
-    for name in ("cat.parquet", f"cat.{suffix}"):
-        code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / name, "--out",
-                            tmp_path / f"{name}.out.parquet", "--quiet"], capsys)
-        assert code == 0, err
-        results.append(pd.read_parquet(tmp_path / f"{name}.out.parquet"))
+    results = [predicted(tmp_path, capsys, name) for name in ("cat.parquet", f"cat.{suffix}")]
     pd.testing.assert_frame_equal(results[0], results[1])
     assert results[1]["id"].tolist() == list(SDSS_IDS)
     assert np.allclose(read_catalog(tmp_path / f"cat.{suffix}")["mag_r"], table["mag_r"])
@@ -878,10 +859,7 @@ def test_sextractor_catalogues_are_read_ldac_and_ascii(tmp_path, capsys):
     mapping = "id=NUMBER,ra=ALPHA_J2000,dec=DELTA_J2000,mag=MAG_AUTO_{band},bands=u g r i z"
     results = []
     for name in ("same.parquet", "field.cat", "field.ldac", "field_ldac.fits", "ascii.cat"):
-        code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", tmp_path / name, "--mapping", mapping, "--out",
-                            tmp_path / f"{name}.out.parquet", "--quiet"], capsys)
-        assert code == 0, err
-        results.append(pd.read_parquet(tmp_path / f"{name}.out.parquet"))
+        results.append(predicted(tmp_path, capsys, name, "--mapping", mapping))
         read = read_catalog(tmp_path / name, mapping=mapping)
         assert list(read["id"]) == list(range(1, N + 1)) and np.allclose(read["mag_r"], mags[:, 2], atol=1e-6)
     for result in results[1:]:

@@ -746,21 +746,6 @@ def missing_ids(ids: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     return missing
 
 
-def csv_header_line(path: str | os.PathLike) -> tuple[int, str]:
-    """Where the header of a plain CSV or TSV file is: its line number (0-based, counting every
-    line) and its text, or ``(-1, "")`` when the file has none.
-
-    Blank lines and comment lines (first character ``#``) before it are skipped: SDSS
-    SkyServer's CSV output, for one, begins with a ``#Table1`` line, and VizieR's TSV with the
-    query and a description of every column.
-    """
-    with io.TextIOWrapper(open_csv_bytes(path), encoding="utf-8-sig", errors="replace", newline="") as fh:
-        for number, line in enumerate(fh):
-            if line.strip() and not line.lstrip().startswith("#"):
-                return number, line
-    return -1, ""
-
-
 class TextLayout(NamedTuple):
     """Where the columns and rows of a plain delimited text catalogue (CSV or TSV) are.
 
@@ -797,8 +782,9 @@ def _is_rule_line(cells: Sequence[str]) -> bool:
 def text_layout(path: str | os.PathLike) -> TextLayout:
     """The :class:`TextLayout` of a plain CSV (comma-separated) or TSV (tab-separated) file.
 
-    Comment and blank lines before the header are skipped (:func:`csv_header_line`). VizieR's
-    tab-separated download puts a units line and a line of dashes between the header and the
+    Blank lines and comment lines (first character ``#``) before the header are skipped: SDSS
+    SkyServer's CSV output, for one, begins with a ``#Table1`` line, and VizieR's TSV with the
+    query and a description of every column. VizieR's tab-separated download puts a units line and a line of dashes between the header and the
     rows; when one of the two lines under a TSV header is such a dashes line, the lines up to
     it are skipped and a line between gives the columns' units.
 
@@ -812,15 +798,22 @@ def text_layout(path: str | os.PathLike) -> TextLayout:
     import itertools
 
     delimiter = "\t" if _format_of(Path(path)) == "tsv" else ","
-    number, line = csv_header_line(path)
+    number, line, following_lines = -1, "", []
+    with io.TextIOWrapper(open_csv_bytes(path), encoding="utf-8-sig", errors="replace", newline="") as fh:
+        # Blank and comment lines before the header are skipped; the two lines after it are kept.
+        for number, line in enumerate(fh):
+            if line.strip() and not line.lstrip().startswith("#"):
+                following_lines = list(itertools.islice(fh, 2))
+                break
+        else:
+            number = -1
     header = next(csv.reader([line], delimiter=delimiter), None) if number >= 0 else None
     if not header or not any(name.strip() for name in header):
         raise InputError(path, f"cannot read as {text_format_name(delimiter)}: no header line")
     if len(header) == 1:
         check_separator(path, header[0], delimiter)
     names = [name.strip() for name in header]
-    with io.TextIOWrapper(open_csv_bytes(path), encoding="utf-8-sig", errors="replace", newline="") as fh:
-        following = list(csv.reader(itertools.islice(fh, number + 1, number + 3), delimiter=delimiter))
+    following = list(csv.reader(following_lines, delimiter=delimiter))
     # Only VizieR's tab-separated text has these lines; in CSV a line of dashes is data.
     rule = next((k for k, cells in enumerate(following) if _is_rule_line(cells)), None) if delimiter == "\t" else None
     if rule is None:
@@ -881,9 +874,8 @@ def _read_raw(path: Path) -> tuple[Table, dict[str, Any]]:
             if fmt == "fits":
                 from astropy.io import fits
 
-                with fits.open(path) as hdul:
-                    index = fits_table_hdu(hdul, path)
-                table = Table.read(path, format="fits", hdu=index)
+                with fits.open(path, memmap=False) as hdul:
+                    table = Table.read(hdul, format="fits", hdu=fits_table_hdu(hdul, path))
                 meta = _json_or_empty(table.meta.get(_FITS_META_KEY))
             elif fmt == "sextractor":
                 table, meta = Table.read(path, format="ascii.sextractor"), {}
@@ -965,13 +957,15 @@ def parquet_mask_columns(schema: Any) -> dict[str, str]:
     return masks
 
 
-def masks_as_nulls(arrow: Any) -> Any:
-    """A pyarrow table with the masks astropy wrote beside its columns
-    (:func:`parquet_mask_columns`) turned into nulls, and the mask columns left out."""
+def masks_as_nulls(arrow: Any, masks: Mapping[str, str] | None = None) -> Any:
+    """A pyarrow table with the masks astropy wrote beside its columns turned into nulls, and
+    the mask columns left out. ``masks`` (column -> its mask column) defaults to the table's
+    own metadata (:func:`parquet_mask_columns`)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    for data, mask in parquet_mask_columns(arrow.schema).items():
+    masks = parquet_mask_columns(arrow.schema) if masks is None else masks
+    for data, mask in masks.items():
         column = arrow.column(data)
         nulled = pc.if_else(pc.fill_null(arrow.column(mask), False), pa.scalar(None, column.type), column)
         arrow = arrow.set_column(arrow.schema.get_field_index(data), arrow.schema.field(data), nulled)
@@ -1520,8 +1514,8 @@ def _values_per_row(data: np.ndarray) -> int | None:
     if data.ndim > 1:
         return int(np.prod(data.shape[1:]))
     if data.dtype.kind == "O":
-        first = next((v for v in data[:1000] if v is not None and not isinstance(v, (str, bytes))), None)
-        if first is not None and np.ndim(first) > 0:
+        first = next((v for v in data[:1000] if v is not None), None)
+        if first is not None and not isinstance(first, (str, bytes)) and np.ndim(first) > 0:
             return int(np.size(first))
     return None
 

@@ -786,7 +786,9 @@ class CatalogStream:
         if self.format == "parquet":
             import pyarrow.parquet as pq
 
-            from ..data.catalog import check_same_columns, parquet_mask_columns
+            import pyarrow as pa
+
+            from ..data.catalog import check_same_columns, masks_as_nulls, parquet_mask_columns
 
             for file in self._parquet_files:
                 # A chunk does not span files: a folder's chunks are at most a file's rows.
@@ -794,11 +796,10 @@ class CatalogStream:
                     check_same_columns(file, self.names, parquet.schema_arrow.names, self._parquet_files[0], columns)
                     masks = {name: mask for name, mask in parquet_mask_columns(parquet.schema_arrow).items() if name in columns}
                     for piece in _parquet_pieces(parquet, chunk_rows, [*columns, *masks.values()]):
-                        raw = {name: piece.column(name).to_numpy(zero_copy_only=False) for name in columns}
-                        for name, mask in masks.items():
-                            raw[name] = np.ma.masked_array(raw[name], mask=piece.column(mask).fill_null(False).to_numpy(
-                                zero_copy_only=False))
-                        yield raw
+                        if masks:
+                            table = piece if isinstance(piece, pa.Table) else pa.Table.from_batches([piece])
+                            piece = masks_as_nulls(table, masks)
+                        yield {name: piece.column(name).to_numpy(zero_copy_only=False) for name in columns}
         elif self._csv_layout is not None:
             import pyarrow as pa
 
