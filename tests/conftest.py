@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-# Feature caches and other per-user caches go to a throw-away folder, not the home directory.
-os.environ.setdefault("SKYSORT_CACHE", tempfile.mkdtemp(prefix="skysort-test-cache-"))
+# Feature caches and other per-user caches go to a throw-away folder, not the home directory;
+# the folder is removed when the test session's interpreter exits (a mkdtemp folder was left
+# behind by every run, tens of MB each on a CI machine's disk).
+_TEST_CACHE = tempfile.TemporaryDirectory(prefix="skysort-test-cache-")
+os.environ.setdefault("SKYSORT_CACHE", _TEST_CACHE.name)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SKYSORT_DATA", REPO.parent / "shared" / "data"))
