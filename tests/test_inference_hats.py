@@ -144,7 +144,7 @@ def test_partition_in_slices_equals_partition_whole(hats_survey):
                           photometry_only_ok=False)
     options = dict(model=str(hats_survey["model"]), device="cpu", threads=None,
                    columns=CatalogColumns(list(frame.columns), "test", resolve_mapping(None), (), require_sky=True),
-                   reader_config=config, tiles=tiles, probe=probe_predictor(predictor), decision=None, keep=[])
+                   reader_config=config, tiles=tiles, probe=probe_predictor(predictor), decision=None, keep={})
     whole = predict_partition(frame, **options)
     sliced = predict_partition(frame, slice_rows=17, **options)
     assert np.array_equal(whole.index.to_numpy(), frame.index.to_numpy())
@@ -285,3 +285,34 @@ def test_a_hats_catalogue_is_not_read_as_a_folder_of_parquet_files(hats_survey):
 
     with pytest.raises(InputError, match="is a HATS catalogue, which only skysort predict reads"):
         read_catalog(hats_survey["hats"])
+
+
+def test_hats_result_carries_the_kept_columns_as_the_parquet_path_does(hats_survey, tmp_path):
+    """--keep on a HATS catalogue: the columns are in the result, each on its own source's row,
+    and a name already taken by the prediction is refused before any partition is read."""
+    import pyarrow as pa
+
+    from skysort.errors import InputError
+
+    frame = pq.read_table(hats_survey["catalog"]).to_pandas()
+    frame["FLAGS"] = np.arange(len(frame)) % 5
+    frame["note"] = [f"n{i}" for i in range(len(frame))]
+    parquet = tmp_path / "cat.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), parquet)
+    lsdb.from_dataframe(frame, ra_column="ra", dec_column="dec", lowest_order=10, highest_order=10).write_catalog(
+        tmp_path / "cat_hats", catalog_name="cat_hats", progress_bar=False)
+    options = RunOptions(tiles=hats_survey["tiles"], keep="sex_flags=FLAGS,note")
+    predict_hats(hats_survey["model"], tmp_path / "cat_hats", tmp_path / "result", options)
+    predict_catalog(hats_survey["model"], parquet, tmp_path / "parts", options)
+    got = read_hats_result(tmp_path / "result")
+    _, expected = read_out(tmp_path / "parts")
+    expected = expected.sort_values("id").reset_index(drop=True)
+    assert_same_rows(got, expected)
+    by_id = frame.set_index("id")
+    for name, source in (("sex_flags", "FLAGS"), ("note", "note")):
+        assert np.array_equal(got[name].to_numpy(), by_id.loc[got["id"], source].to_numpy()), name
+        assert np.array_equal(got[name].to_numpy(), expected[name].to_numpy()), name
+    with pytest.raises(InputError, match="output column 'FLAGS' would repeat the prediction's column 'flags'"):
+        predict_hats(hats_survey["model"], tmp_path / "cat_hats", tmp_path / "again",
+                     RunOptions(tiles=hats_survey["tiles"], keep="FLAGS"))
+    assert not (tmp_path / "again").exists()

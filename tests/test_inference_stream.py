@@ -822,3 +822,107 @@ def test_bands_with_different_tpv_distortions_are_not_one_grid():
     assert same_pixel_grid(band(1.0), band(1.0))
     assert not same_pixel_grid(band(1.0), band(1.0 + 1e-4))  # 0.005 px at the corners
     assert not same_pixel_grid(band(1.0), SimpleNamespace(shape=(80, 99), wcs=band(1.0).wcs))
+
+
+def test_kept_catalogue_columns_travel_with_their_sources_through_tiles_parts_and_dask(survey, tmp_path):
+    """--keep: catalogue columns reach each source's output row as they are (values, empty cells,
+    integer and text types, units), whichever tile and part the source went through."""
+    pytest.importorskip("distributed")
+    from astropy.table import MaskedColumn, Table
+
+    base = Table.read(survey["catalog"])
+    n = len(base)
+    rng = np.random.default_rng(5)
+    base["FLAGS"] = MaskedColumn(rng.integers(0, 8, n).astype(np.int16), mask=np.arange(n) % 11 == 0)
+    base["note"] = MaskedColumn([f"obj{i}" for i in range(n)], mask=np.arange(n) % 13 == 0)
+    base["size"] = rng.uniform(0.5, 3.0, n) * u_arcsec()
+    catalog = tmp_path / "cat.parquet"
+    base.write(catalog)  # astropy's Parquet: masks in 'FLAGS.mask' and 'note.mask' columns
+    keep = "sex_flags=FLAGS,note,size"
+    predict_catalog(survey["model"], catalog, tmp_path / "local", RunOptions(tiles=survey["tiles"], batch_size=32, keep=keep))
+    predict_catalog(survey["model"], catalog, tmp_path / "dask",
+                    RunOptions(tiles=survey["tiles"], batch_size=32, keep=keep, dask="local:2"))
+    for folder in ("local", "dask"):
+        manifest, table = read_out(tmp_path / folder)
+        rows = table["catalog_row"].to_numpy()
+        assert len(table) == n and len(manifest["units"]) > 1
+        for name, source in (("sex_flags", "FLAGS"), ("note", "note")):
+            empty = np.asarray(base[source].mask)[rows]
+            assert np.array_equal(table[name].isna().to_numpy(), empty), name
+            assert np.array_equal(table[name][~empty].to_numpy(), np.asarray(base[source].data)[rows][~empty]), name
+        assert np.allclose(table["size"].to_numpy(), np.asarray(base["size"])[rows])
+        assert np.array_equal(table["id"].to_numpy(), np.asarray(base["id"])[rows])
+    part = pq.read_table(tmp_path / "local" / json.loads((tmp_path / "local" / "manifest.json").read_text())["units"][0]["part"])
+    assert json.loads(part.schema.metadata[b"skysort"])["units"]["size"] == "arcsec"
+    assert str(part.schema.field("sex_flags").type) == "int16"  # integers with empty cells stay integers
+    # One table, in catalogue order, as FITS: the same values; empty cells stay empty.
+    assert main(["predict", "--model", str(survey["model"]), "--catalog", str(catalog), "--tiles", survey["tiles"],
+                 "--keep", keep, "--out", str(tmp_path / "one.fits"), "--quiet"]) == 0
+    one = Table.read(tmp_path / "one.fits")
+    assert np.array_equal(np.asarray(one["catalog_row"]), np.arange(n))
+    assert np.array_equal(np.ma.getmaskarray(one["sex_flags"]), np.asarray(base["FLAGS"].mask))
+    assert np.array_equal(np.ma.getmaskarray(one["note"]), np.asarray(base["note"].mask))
+    assert one["size"].unit == "arcsec" and np.allclose(one["size"], base["size"])
+
+
+def u_arcsec():
+    from astropy import units as u
+
+    return u.arcsec
+
+
+def test_kept_text_catalogue_columns_keep_one_type_across_parser_blocks(tmp_path, monkeypatch):
+    """A CSV column of integers that turns decimal after the first parser block is carried as
+    numbers, dates as text, blank text cells as empty cells."""
+    from skysort.inference import stream as stream_module
+
+    monkeypatch.setattr(stream_module, "CSV_BLOCK_BYTES", 512)
+    rows = ["id,ra,dec,mag_r,magerr_r,area,seen,comment"]
+    for i in range(600):
+        area = str(i) if i < 400 else f"{i}.5"
+        rows.append(f"{i},{10 + i * 1e-4:.6f},-5,{20 + (i % 30) / 10:.2f},0.05,{area},2021-03-{1 + i % 28:02d},"
+                    f"{'' if i % 9 == 0 else ' ' if i % 9 == 1 else f'c{i}'}")
+    path = tmp_path / "cat.csv"
+    path.write_text("\n".join(rows) + "\n")
+    (tmp_path / "m.pt").write_bytes(b"tiny")
+    predictor = TinyPredictor(tmp_path / "m.pt", image_bands=(), photometry_bands=("r",))
+    predict_catalog("tiny", path, tmp_path / "out", RunOptions(keep=["area", "seen", "comment"]), predictor=predictor)
+    _, table = read_out(tmp_path / "out")
+    assert len(table) == 600
+    assert np.allclose(table["area"].to_numpy(), [i if i < 400 else i + 0.5 for i in range(600)])
+    assert table["seen"].iloc[33] == "2021-03-06"
+    empty = np.array([i % 9 in (0, 1) for i in range(600)])
+    assert np.array_equal(table["comment"].isna().to_numpy(), empty)
+    assert table["comment"].iloc[2] == "c2"
+
+
+@pytest.mark.parametrize("keep, fragment", [
+    ("NOTE", "--keep names column 'NOTE', which the catalogue does not have (did you mean 'note'?)"),
+    ("FLAGS=note", "output column 'FLAGS' would repeat the prediction's column 'flags': give it another name, "
+                   "e.g. --keep cat_FLAGS=note"),
+    ("note,note", "output column 'note' would repeat the carried column 'note'"),
+    ("vec", "column 'vec' holds several values per row"),
+    ("note,", "an empty column name"),
+])
+def test_keep_problems_give_one_line_errors_and_leave_nothing(survey, tmp_path, capsys, keep, fragment):
+    import pyarrow as pa
+
+    table = pq.read_table(survey["catalog"])
+    n = table.num_rows
+    table = table.append_column("note", pa.array([f"n{i}" for i in range(n)]))
+    table = table.append_column("vec", pa.array([[1.0, 2.0]] * n))
+    catalog = tmp_path / "cat.parquet"
+    pq.write_table(table, catalog)
+    code = main(["predict", "--model", str(survey["model"]), "--catalog", str(catalog), "--tiles", survey["tiles"],
+                 "--out", str(tmp_path / "p.parquet"), "--keep", keep, "--quiet"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if line.strip() and "warning" not in line]
+    assert code == 2 and len(lines) == 1 and fragment in lines[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.parquet"]
+
+
+def test_keep_is_refused_for_a_stamp_set(survey, tmp_path, capsys):
+    code = main(["predict", "--model", str(survey["model"]), "--data", str(tmp_path / "s.h5"), "--out", str(tmp_path / "p.parquet"),
+                 "--keep", "note", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--keep: applies to --catalog" in err

@@ -776,6 +776,7 @@ def predict_command(
     threshold: Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Binary models: the second class when its probability exceeds this (default: the most probable class).")] = None,
     prior: Annotated[Optional[str], typer.Option("--prior", help=_PRIOR_HELP)] = None,
     background: Annotated[Background, typer.Option("--background", help=_BACKGROUND_HELP + " Used with --tiles.")] = Background.sep,
+    keep: Annotated[Optional[str], typer.Option("--keep", help="Catalogue columns copied to the output beside the predictions, comma-separated, as they are (values, empty cells, units); NEW=OLD writes column OLD as NEW, e.g. 'MAG_AUTO,sex_flags=FLAGS'.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Classify sources: a stamp set, a catalogue with survey tiles (streamed, resumable), or a catalogue alone."""
@@ -802,7 +803,8 @@ def predict_command(
         raise InputError("--data/--catalog", "give exactly one of --data (a stamp set) or --catalog")
     source = "data" if data is not None else ("tiles" if tiles is not None else "catalog")
     _refuse_options_outside(ctx, source, {"mapping": ("tiles", "catalog"), "catalog_preset": ("tiles", "catalog"),
-                                          "reference_band": ("tiles",), "background": ("tiles",), "workers": ("tiles", "catalog")},
+                                          "reference_band": ("tiles",), "background": ("tiles",), "workers": ("tiles", "catalog"),
+                                          "keep": ("tiles", "catalog")},
                             {"data": "--data", "tiles": "--catalog with --tiles", "catalog": "--catalog alone",
                              ("tiles", "catalog"): "--catalog"},
                             {"data": "a stamp set (--data) is read as it is"}.get(source, "without --tiles no stamps are cut"))
@@ -823,7 +825,8 @@ def predict_command(
         workers = min(8, max(0, (os.cpu_count() or 1) - 1)) if resolved_device.startswith("cuda") and not dask else 0
     options = RunOptions(tiles=tiles, mapping=mapping or catalog_preset, reference_band=reference_band, batch_size=batch_size,
                          memory_gb=memory_gb, device=resolved_device, threads=threads, workers=workers, dask=dask,
-                         threshold=threshold, prior=parse_prior(prior) if prior else None, background=background.value, quiet=quiet)
+                         threshold=threshold, prior=parse_prior(prior) if prior else None, background=background.value, quiet=quiet,
+                         keep=keep)
     if catalog is not None:
         from .inference.hats import predict_hats
 

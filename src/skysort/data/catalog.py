@@ -957,6 +957,22 @@ def parquet_mask_columns(schema: Any) -> dict[str, str]:
     return masks
 
 
+def arrow_to_numpy(column: Any) -> np.ndarray:
+    """An Arrow array or chunked array as numpy with its nulls masked: integers, booleans and
+    text keep their type (pyarrow's own conversion turns integers with nulls into floats and
+    text nulls into None)."""
+    import pyarrow as pa
+
+    if not column.null_count:
+        return column.to_numpy(zero_copy_only=False)
+    mask = column.is_null().to_numpy(zero_copy_only=False)
+    kind = column.type
+    if pa.types.is_null(kind):
+        return np.ma.MaskedArray(np.zeros(len(column)), mask=mask)
+    fill = "" if pa.types.is_string(kind) or pa.types.is_large_string(kind) else (False if pa.types.is_boolean(kind) else 0)
+    return np.ma.MaskedArray(column.fill_null(pa.scalar(fill, kind)).to_numpy(zero_copy_only=False), mask=mask)
+
+
 def masks_as_nulls(arrow: Any, masks: Mapping[str, str] | None = None) -> Any:
     """A pyarrow table with the masks astropy wrote beside its columns turned into nulls, and
     the mask columns left out. ``masks`` (column -> its mask column) defaults to the table's

@@ -90,7 +90,7 @@ def run_unit_task(unit: Mapping[str, Any], reader_config: ReaderConfig, part_met
     reader = _READERS.get(reader_config.folder)
     if reader is None or reader.config != reader_config:
         reader = _READERS[reader_config.folder] = UnitReader(reader_config)
-    assembler = UnitAssembler(predictor, probe, decision=decision, device=device)
+    assembler = UnitAssembler(predictor, probe, decision=decision, device=device, carried_units=reader_config.carried_units)
     table = None
     for batch in reader.batches(unit):
         table = assembler.add(batch, assembler.predict(batch))

@@ -35,7 +35,8 @@ from ..errors import InputError
 from .manifest import file_identity
 from .predictor import ClassDecision
 from .stream import (CatalogColumns, ReaderConfig, RunOptions, TileIndex, TileInfo, UnitAssembler, UnitReader, _blank_outputs,
-                     _in_thread, magnitude_range_check, model_record, prediction_columns, prepare_inputs, resolve_device,
+                     _in_thread, magnitude_range_check, model_record, parse_carried, prediction_columns,
+                     prediction_output_names, prepare_inputs, resolve_device,
                      run_signature)
 
 # One tile reader and tile index per worker process, kept between partitions.
@@ -86,11 +87,12 @@ def _empty_result(predictor, probe: Mapping[str, Any], id_dtype: np.dtype, index
 
 def predict_partition(frame, *, model: str, device: str, threads: int | None, columns: CatalogColumns,
                       reader_config: ReaderConfig, tiles: Sequence[TileInfo], probe: Mapping[str, Any],
-                      decision: ClassDecision | None, keep: Sequence[str], queue_batches: int = 4, slice_rows: int = 250_000):
+                      decision: ClassDecision | None, keep: Mapping[str, str], queue_batches: int = 4,
+                      slice_rows: int = 250_000):
     """Classify the rows of one HATS partition (a pandas frame); returns a frame on its index.
 
-    ``keep`` names input columns copied to the output as they are (the catalogue's own
-    ra/dec columns when they are not called ``ra``/``dec``). The partition is processed in
+    ``keep`` maps output names to input columns copied to the output as they are (the
+    catalogue's own ra/dec columns when they are not called ``ra``/``dec``, and ``--keep``'s). The partition is processed in
     slices of at most ``slice_rows`` rows, so that the working arrays of a large partition do
     not add to its own size.
     """
@@ -103,7 +105,7 @@ def predict_partition(frame, *, model: str, device: str, threads: int | None, co
     if n == 0:
         id_column = columns.sources.get("id")
         id_dtype = frame[id_column].to_numpy().dtype if id_column else np.dtype(np.int64)
-        return _empty_result(predictor, probe, id_dtype, frame.index, {name: frame[name].to_numpy() for name in keep})
+        return _empty_result(predictor, probe, id_dtype, frame.index, _copied(frame, keep))
     options = dict(predictor=predictor, device=device, columns=columns, reader_config=reader_config, tiles=tiles, probe=probe,
                    decision=decision, keep=keep, queue_batches=queue_batches)
     if n <= slice_rows:
@@ -112,12 +114,12 @@ def predict_partition(frame, *, model: str, device: str, threads: int | None, co
 
 
 def _predict_rows(frame, *, predictor, device: str, columns: CatalogColumns, reader_config: ReaderConfig,
-                  tiles: Sequence[TileInfo], probe: Mapping[str, Any], decision: ClassDecision | None, keep: Sequence[str],
+                  tiles: Sequence[TileInfo], probe: Mapping[str, Any], decision: ClassDecision | None, keep: Mapping[str, str],
                   queue_batches: int):
     from astropy.table import vstack
 
     n = len(frame)
-    extra = {name: frame[name].to_numpy() for name in keep}
+    extra = _copied(frame, keep)
     rows = columns.reduce({name: frame[name].to_numpy() for name in columns.needed}, None, n)
     if columns.sources.get("id") is None:
         # Row numbers would repeat from one partition to the next; the spatial index does not.
@@ -155,6 +157,12 @@ def _predict_rows(frame, *, predictor, device: str, columns: CatalogColumns, rea
     table = table[order]
     del table["catalog_row"]
     return _result_frame(table, frame.index, extra)
+
+
+def _copied(frame, keep: Mapping[str, str]) -> dict[str, np.ndarray]:
+    """The input columns copied to the output as they are: output name -> values, of the input's
+    pandas type (so that an empty partition's and a full one's agree, as Dask requires)."""
+    return {output: frame[source].array for output, source in keep.items()}
 
 
 def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str | os.PathLike,
@@ -220,10 +228,13 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
     columns, photometry_missing = prediction_columns(names, catalog, resolve_mapping(options.mapping), spec, inputs, warn,
                                                      magnitudes=predictor.meta.get("catalogue_magnitudes"))
     properties = hats_catalog.hc_structure.catalog_info
-    keep = [c for c in (properties.ra_column, properties.dec_column) if c and c not in ("ra", "dec") and c in names]
+    keep = {c: c for c in (properties.ra_column, properties.dec_column) if c and c not in ("ra", "dec") and c in names}
+    keep.update(parse_carried(options.keep, names, catalog, [*prediction_output_names(predictor, probe), *keep]))
     # Survey catalogues hold hundreds of columns: read only those the model needs (and the sky
-    # position columns LSDB keeps), so a partition costs I/O and memory for these alone.
-    wanted = list(dict.fromkeys(columns.needed + [c for c in (properties.ra_column, properties.dec_column) if c in names]))
+    # position columns LSDB keeps, and the carried ones), so a partition costs I/O and memory for
+    # these alone.
+    wanted = list(dict.fromkeys(columns.needed + [c for c in (properties.ra_column, properties.dec_column) if c in names]
+                                + list(keep.values())))
     try:
         hats_catalog = lsdb.read_hats(catalog, columns=wanted)
     except Exception as exc:  # noqa: BLE001 - every reader failure is the catalogue's problem
@@ -240,7 +251,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
     id_column = columns.sources.get("id")
     meta_frame = hats_catalog.meta
     id_dtype = meta_frame[id_column].to_numpy().dtype if id_column else np.dtype(np.int64)
-    meta = _empty_result(predictor, probe, id_dtype, meta_frame.index, {name: meta_frame[name].to_numpy() for name in keep})
+    meta = _empty_result(predictor, probe, id_dtype, meta_frame.index, _copied(meta_frame, keep))
     model_info = model_record(predictor)
     threads = 1 if options.dask else options.threads
     result = hats_catalog.map_partitions(

@@ -288,14 +288,15 @@ def read_parts(paths: Iterable[str | os.PathLike]):
     import pyarrow.parquet as pq
     from astropy.table import Table
 
-    from ..data.catalog import parquet_units
+    from ..data.catalog import arrow_to_numpy, parquet_units
 
     tables = [pq.read_table(p) for p in paths]
     units = parquet_units(tables[0].schema) if tables else {}
     arrow = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
     table = Table()
     for name, column in zip(arrow.column_names, arrow.columns):
-        values = column.to_numpy(zero_copy_only=False)
+        # Empty cells (carried catalogue columns) stay empty, of their column's type.
+        values = arrow_to_numpy(column)
         table[name] = values.astype(str) if values.dtype.kind == "O" else values
         if units.get(name):
             table[name].unit = units[name]

@@ -397,6 +397,46 @@ def _csv_batches(path: Path, layout: TextLayout, columns: Sequence[str], float_c
         raise InputError(path, f"cannot read as {text_format_name(layout.delimiter)}: {message}") from None
 
 
+def _csv_column_types(path: Path, layout: TextLayout, columns: Sequence[str]) -> dict[str, Any]:
+    """pyarrow types to read text columns as, the same in every block: as pyarrow infers them
+    over the whole file when every block agrees; else float64 when every value is a number;
+    else text. (pyarrow infers a type from the first block and fails on a later block that does
+    not fit it: integers, then a decimal number.) Dates and times stay text, which every output
+    format holds."""
+    import pyarrow as pa
+
+    def types_read(names: Sequence[str], given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for batch in _csv_batches(path, layout, names, (), given):
+            found = {field.name: field.type for field in batch.schema}
+        return found
+
+    if not columns:
+        return {}
+    try:
+        inferred = types_read(columns)
+    except InputError:
+        inferred = {}
+        for name in columns:
+            for given in (None, pa.float64()):
+                try:
+                    inferred[name] = types_read([name], {name: given} if given is not None else None)[name]
+                    break
+                except InputError:
+                    continue
+            else:
+                inferred[name] = pa.string()
+    out = {}
+    for name in columns:
+        kind = inferred.get(name, pa.string())
+        if pa.types.is_temporal(kind):
+            kind = pa.string()
+        elif pa.types.is_null(kind):
+            kind = pa.float64()  # empty throughout
+        out[name] = kind
+    return out
+
+
 def _skip_comment_row(row: Any) -> str:
     """pyarrow's handler of a CSV row with the wrong number of fields: skip it when it is a
     ``#`` comment line, else fail as before."""
@@ -463,6 +503,97 @@ def _masked_null(values: np.ndarray, null: Any) -> np.ndarray:
     return np.ma.MaskedArray(values, mask=values == null)
 
 
+#: Prefix of the catalogue columns a run carries to its output (``--keep``) among the row
+#: arrays of shards and batches, so that a carried column never meets an input of the same name
+#: (a catalogue's own ``mag_r`` carried beside the model's ``mag_r``).
+CARRIED_PREFIX = "carried:"
+
+
+def parse_carried(spec: str | Sequence[str] | Mapping[str, str] | None, names: Sequence[str],
+                  where: str | os.PathLike, reserved: Sequence[str] = ()) -> dict[str, str]:
+    """The catalogue columns to copy to the output: output name -> catalogue column.
+
+    Parameters
+    ----------
+    spec : str, sequence of str or mapping
+        ``"A,B,NEW=C"`` (``NEW=C`` writes column ``C`` as ``NEW``), the same as a list, or a
+        mapping output name -> column. None or empty: nothing is carried.
+    names : sequence of str
+        The catalogue's columns.
+    where : str or path-like
+        The catalogue, named in error messages.
+    reserved : sequence of str
+        The prediction's own output columns.
+
+    Raises
+    ------
+    InputError
+        A column the catalogue lacks, or an output name that repeats one of the prediction's
+        or another carried column's. Names are compared without case: FITS column names
+        ignore it, and an output may be written as FITS.
+    """
+    if not spec:
+        return {}
+    if isinstance(spec, Mapping):
+        pairs = [(str(k), str(v)) for k, v in spec.items()]
+    else:
+        items = spec.split(",") if isinstance(spec, str) else list(spec)
+        pairs = []
+        for item in (str(item).strip() for item in items):
+            if not item:
+                raise InputError("--keep", f"an empty column name in {spec!r}")
+            output, _, source = item.partition("=") if "=" in item else (item, "", item)
+            pairs.append((output.strip(), source.strip()))
+    taken = {name.lower(): f"the prediction's column {name!r}" for name in reserved}
+    carried: dict[str, str] = {}
+    for output, source in pairs:
+        if source not in names:
+            close = [name for name in names if name.lower() == source.lower()]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise InputError(where, f"--keep names column {source!r}, which the catalogue does not have{hint}")
+        if not output:
+            raise InputError("--keep", f"an empty output name for column {source!r}")
+        clash = taken.get(output.lower())
+        if clash:
+            raise InputError("--keep", f"output column {output!r} would repeat {clash}: give it another name, "
+                                       f"e.g. --keep cat_{output}={source}")
+        taken[output.lower()] = f"the carried column {output!r}"
+        carried[output] = source
+    return carried
+
+
+def carried_values(values: np.ndarray, name: str, where: str | os.PathLike) -> np.ndarray:
+    """A carried column's values as a 1-D array (masked where empty), text decoded.
+
+    Raises
+    ------
+    InputError
+        A column holding several values per row (a vector column).
+    """
+    data = np.ma.getdata(values)
+    mask = np.ma.getmaskarray(values)
+    if data.ndim != 1 or (data.dtype.kind == "O" and any(np.ndim(v) > 0 and not isinstance(v, (str, bytes))
+                                                          for v in data[:100])):
+        raise InputError(where, f"--keep: column {name!r} holds several values per row; carry columns of one value per row")
+    if data.dtype.kind == "S" or (data.dtype.kind == "O" and any(isinstance(v, bytes) for v in data[:100])):
+        data = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data], dtype=object)
+    if data.dtype.kind == "O":
+        # Text with empty cells (None from Arrow): masked text, as an astropy table holds it.
+        missing = np.array([v is None for v in data], bool)
+        mask = mask | missing
+        data = np.where(missing, "", data).astype(str)
+    data = data.astype(data.dtype.newbyteorder("=")) if data.dtype.kind in "iufb" else data
+    return np.ma.MaskedArray(data, mask=mask) if mask.any() else data
+
+
+def _empty_text_as_null(column: Any) -> Any:
+    """A text Arrow column with its empty and blank cells as nulls."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.if_else(pc.equal(pc.utf8_trim_whitespace(column), ""), pa.scalar(None, column.type), column)
+
+
 class CatalogColumns:
     """Where a catalogue keeps what prediction needs, and how to read it from raw columns.
 
@@ -496,6 +627,8 @@ class CatalogColumns:
 
         self.where = where
         self.bands = tuple(bands)
+        #: Catalogue columns copied to the output: output name -> column (:func:`parse_carried`).
+        self.carried: dict[str, str] = {}
         names = list(names)
         empty = Table(names=names, dtype=[float] * len(names)) if names else Table()
         self.sources, _ = _locate_columns(empty, mapping, self.bands or None, where, require_positions=require_sky)
@@ -531,8 +664,10 @@ class CatalogColumns:
 
     @property
     def needed(self) -> list[str]:
-        """Catalogue columns to read (a vector column once for all its elements)."""
-        return list(dict.fromkeys(self.elements.get(v, v) for v in self.sources.values() if v is not None))
+        """Catalogue columns to read (a vector column once for all its elements), then the
+        carried ones."""
+        sources = [self.elements.get(v, v) for v in self.sources.values() if v is not None]
+        return list(dict.fromkeys([*sources, *self.carried.values()]))
 
     def _column(self, raw: Mapping[str, np.ndarray], name: str) -> np.ndarray:
         """Source column ``name`` of the raw columns read: itself, or one element of each row
@@ -587,7 +722,8 @@ class CatalogColumns:
         """``id``, ``ra``, ``dec`` (deg, NaN when absent), ``mag_<band>``, ``magerr_<band>``
         (float32, NaN where missing) of ``n`` rows from raw columns (catalogue name -> array);
         ``id`` defaults to the row number counted from ``start`` (None: rows whose place in the
-        catalogue is not known, a HATS partition's, numbered from 0)."""
+        catalogue is not known, a HATS partition's, numbered from 0); the carried columns
+        follow as ``carried:<output name>`` (:data:`CARRIED_PREFIX`)."""
         from ..data.catalog import fluxes_to_magnitudes
 
         out: dict[str, np.ndarray] = {}
@@ -611,6 +747,8 @@ class CatalogColumns:
                 out[f"{prefix}_{band}"] = values[prefix].astype(np.float32)
         for band in self.bands:
             out[f"magerr_{band}"][~np.isfinite(out[f"mag_{band}"])] = np.nan
+        for output, source in self.carried.items():
+            out[CARRIED_PREFIX + output] = carried_values(raw[source], source, self.where)
         return out
 
 
@@ -781,6 +919,15 @@ class CatalogStream:
     def needed_columns(self) -> list[str]:
         return self.columns.needed
 
+    def _numpy(self, column: Any, name: str) -> np.ndarray:
+        """An Arrow column as numpy: a carried column with its nulls masked (an integer column
+        with empty cells stays integer), any other as pyarrow converts it (nulls as NaN)."""
+        if name in self.columns.carried.values():
+            from ..data.catalog import arrow_to_numpy
+
+            return arrow_to_numpy(column)
+        return column.to_numpy(zero_copy_only=False)
+
     def _raw_chunks(self, chunk_rows: int) -> Iterator[dict[str, np.ndarray]]:
         columns = self.needed_columns
         if self.format == "parquet":
@@ -799,7 +946,7 @@ class CatalogStream:
                         if masks:
                             table = piece if isinstance(piece, pa.Table) else pa.Table.from_batches([piece])
                             piece = masks_as_nulls(table, masks)
-                        yield {name: piece.column(name).to_numpy(zero_copy_only=False) for name in columns}
+                        yield {name: self._numpy(piece.column(name), name) for name in columns}
         elif self._csv_layout is not None:
             import pyarrow as pa
 
@@ -812,8 +959,15 @@ class CatalogStream:
             types = {name: pa.string() for name in text}
             if id_column and self._csv_id_type is not None:
                 types[id_column] = self._csv_id_type
+            # A carried column that is also an input keeps the input's type.
+            types = {**_csv_column_types(self.path, self._csv_layout, [c for c in self.columns.carried.values()
+                                                                       if c not in numeric and c not in types]), **types}
+            # An empty text cell is a missing value, as astropy's reader (read_catalog) reads it;
+            # pyarrow reads it as the text "".
+            text_carried = {name for name in self.columns.carried.values() if types.get(name) == pa.string()}
             for piece in _rebatch(_csv_batches(self.path, self._csv_layout, columns, numeric, types), chunk_rows):
-                yield {name: piece.column(name).to_numpy(zero_copy_only=False) for name in columns}
+                yield {name: self._numpy(_empty_text_as_null(piece.column(name)) if name in text_carried else piece.column(name),
+                                         name) for name in columns}
         elif self._fits_hdu_index is not None:
             from astropy.io import fits
 
@@ -1036,6 +1190,8 @@ class ReaderConfig:
     #: The catalogue has none of the model's magnitudes: they are given to the model as missing
     #: (NaN) and every row is flagged.
     photometry_missing: bool = False
+    #: Units of the catalogue columns carried to the output (output name -> unit text).
+    carried_units: dict[str, str] | None = None
 
 
 class UnitReader:
@@ -1084,8 +1240,11 @@ class UnitReader:
                                                          "remove the folder and run again")
                 files[name] = pq.ParquetFile(path)
             pieces.append(files[name].read_row_group(group).slice(lo, hi - lo))
+        from ..data.catalog import arrow_to_numpy
+
         table = pa.concat_tables(pieces)
-        return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+        return {name: arrow_to_numpy(table.column(name)) if name.startswith(CARRIED_PREFIX)
+                else table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
 
     def batches(self, unit: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         """Batches of one unit: model inputs plus the rows' ids, positions and flags."""
@@ -1137,6 +1296,7 @@ class UnitReader:
                 "images_used": with_images, "flags": flags.astype(np.int32),
                 "id": rows["id"][part], "ra": rows["ra"][part], "dec": rows["dec"][part],
                 "catalog_row": rows["catalog_row"][part],
+                "carried": {name: values[part] for name, values in rows.items() if name.startswith(CARRIED_PREFIX)},
             }
 
 
@@ -1189,6 +1349,15 @@ def run_model(predictor: Predictor, inputs: Mapping[str, np.ndarray], *, images_
     return outputs
 
 
+def prediction_output_names(predictor: Predictor, probe: Mapping[str, Any]) -> list[str]:
+    """The columns a prediction run writes for ``predictor`` (before any carried column)."""
+    from .predictor import class_table
+
+    outputs = _blank_outputs(0, len(predictor.classes), probe["extras"])
+    table = class_table(predictor, outputs, np.zeros(0, np.int64), {"ra": np.zeros(0), "dec": np.zeros(0)}, np.zeros(0, np.int32))
+    return [*table.colnames, "images_used", "catalog_row"]
+
+
 def _blank_outputs(n: int, n_classes: int, extras: Mapping[str, str]) -> dict[str, np.ndarray]:
     outputs = {"probabilities": np.full((n, n_classes), np.nan, np.float32)}
     for name, dtype in extras.items():
@@ -1200,8 +1369,11 @@ def _blank_outputs(n: int, n_classes: int, extras: Mapping[str, str]) -> dict[st
 class UnitAssembler:
     """Predicts batches and assembles each unit's rows into its output table."""
 
-    def __init__(self, predictor: Predictor, probe: Mapping[str, Any], *, decision: ClassDecision | None, device: str):
+    def __init__(self, predictor: Predictor, probe: Mapping[str, Any], *, decision: ClassDecision | None, device: str,
+                 carried_units: Mapping[str, str] | None = None):
         self.predictor = predictor
+        #: Units of the carried catalogue columns (output name -> unit text).
+        self.carried_units = dict(carried_units or {})
         self.extras = dict(probe["extras"])
         self.decision = decision or ClassDecision()
         self.decision.check(predictor)
@@ -1244,6 +1416,15 @@ class UnitAssembler:
             table["class"][unknown] = ""
         table["images_used"] = np.concatenate([np.full(len(b["flags"]), bool(b["images_used"])) for b in batches])
         table["catalog_row"] = cat("catalog_row", batches)
+        for key in batches[0].get("carried", {}):
+            pieces = [b["carried"][key] for b in batches]
+            name = key[len(CARRIED_PREFIX):]
+            table[name] = np.ma.concatenate(pieces) if any(np.ma.isMaskedArray(p) for p in pieces) else np.concatenate(pieces)
+            if self.carried_units.get(name):
+                from astropy import units as u
+
+                # A unit astropy does not know is kept as text, not refused (a catalogue's own business).
+                table[name].unit = u.Unit(self.carried_units[name], parse_strict="silent")
         return table
 
 
@@ -1377,6 +1558,9 @@ class RunOptions:
     prior: Mapping[str, float] | str | None = None
     background: str = "sep"
     quiet: bool = True
+    #: Catalogue columns copied to the output (:func:`parse_carried`: ``"A,B,NEW=C"``, a list or
+    #: a mapping output name -> column).
+    keep: str | Sequence[str] | Mapping[str, str] | None = None
 
     def decision(self) -> ClassDecision:
         """How probabilities become classes (threshold, class prior)."""
@@ -1386,7 +1570,8 @@ class RunOptions:
         """Options that change results (a resumed run must use the same; :func:`run_signature`
         adds the background method when stamps are cut)."""
         return {"mapping": str(self.mapping) if self.mapping is not None else None,
-                "reference_band": self.reference_band, **self.decision().signature()}
+                "reference_band": self.reference_band, **self.decision().signature(),
+                **({"keep": str(self.keep)} if self.keep else {})}
 
 
 def model_record(predictor: Predictor) -> dict[str, Any]:
@@ -1593,6 +1778,10 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
     catalog_stream.columns, photometry_missing = prediction_columns(catalog_stream.names, catalog, catalog_stream.mapping, spec,
                                                                     inputs, warn, catalog_stream.units,
                                                                     predictor.meta.get("catalogue_magnitudes"))
+    catalog_stream.columns.carried = parse_carried(options.keep, catalog_stream.names, catalog,
+                                                   prediction_output_names(predictor, probe))
+    carried_units = {output: str(catalog_stream.units[source]) for output, source in catalog_stream.columns.carried.items()
+                     if catalog_stream.units.get(source) not in (None, "")}
     cautions: list[str] = []
     inspect = magnitude_range_check(predictor, cautions) if warn and spec.photometry_bands and not photometry_missing else None
     signature = run_signature(model_info, catalog_stream.identity(), inputs, options)
@@ -1633,7 +1822,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
             photometry_bands=list(spec.photometry_bands), stamp_size=stamp_size, reference_band=reference_band,
             batch_size=memory.batch_size, tile_cache_tiles=memory.tile_cache_tiles, images_available=images_available,
             photometry_only_ok=probe["photometry_only"], background=options.background, seeing_band=spec.seeing_band,
-            zero_points=spec.zero_points, photometry_missing=photometry_missing)
+            zero_points=spec.zero_points, photometry_missing=photometry_missing, carried_units=carried_units)
         part_meta = {"model": model_info["name"], "model_file": model_info["file"], "model_sha256": model_info["sha256"],
                      "model_created": model_info["created"], "task": predictor.task, "classes": list(predictor.classes),
                      "catalog": str(Path(catalog).resolve()), "images_available": images_available,
@@ -1647,7 +1836,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
                          decision=decision, memory_gb=options.memory_gb, batch_size=options.batch_size,
                          stamp_bytes=inputs.stamp_bytes, tile_bytes=inputs.tile_bytes, device=device, progress=advance)
             else:
-                assembler = UnitAssembler(predictor, probe, decision=decision, device=device)
+                assembler = UnitAssembler(predictor, probe, decision=decision, device=device, carried_units=carried_units)
                 run_local(manifest, reader_config, assembler, part_meta, workers=workers,
                           queue_batches=memory.queue_batches, progress=advance)
     # Also after a kill between marking the run complete and removing the shards.
@@ -1837,4 +2026,4 @@ def _assemble_parquet(parts: Sequence[Path], path: Path, meta: Mapping[str, Any]
 
 __all__ = ["MemoryPlan", "memory_plan", "TileInfo", "scan_tiles", "TileIndex", "CatalogStream", "plan_units",
            "cut_tile_stamps", "UnitReader", "UnitAssembler", "RunOptions", "predict_catalog", "predict_stampset_parts",
-           "assemble_parts", "probe_predictor", "run_model", "off_tiles_error", "report_without_input"]
+           "assemble_parts", "probe_predictor", "run_model", "off_tiles_error", "report_without_input", "parse_carried"]
