@@ -921,8 +921,30 @@ def test_keep_problems_give_one_line_errors_and_leave_nothing(survey, tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.parquet"]
 
 
-def test_keep_is_refused_for_a_stamp_set(survey, tmp_path, capsys):
-    code = main(["predict", "--model", str(survey["model"]), "--data", str(tmp_path / "s.h5"), "--out", str(tmp_path / "p.parquet"),
-                 "--keep", "note", "--quiet"])
+def test_kept_stamp_set_columns_reach_file_and_parts_outputs(survey, tmp_path, capsys):
+    """--keep with a stamp set copies its table's columns, row for row, to one table and to parts;
+    a name the prediction already writes is refused before any stamp is classified."""
+    from skysort.data.catalog import read_catalog
+    from skysort.data.ingest import cutout
+    from skysort.data.stampset import StampSet
+
+    with pytest.warns(UserWarning, match="lie wholly off the images"):
+        cutout(str(survey["folder"] / "t00" / "tile-*.fits"), read_catalog(survey["catalog"]).copy()[:40], tmp_path / "s.h5",
+               size=STAMP)
+    stamps = StampSet.open(tmp_path / "s.h5")
+    argv = ["predict", "--model", str(survey["model"]), "--data", str(tmp_path / "s.h5"), "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "p.fits"), "--keep", "cut_flags=flags,x,mag_r"]) == 0
+    assert main([*argv, "--out", f"{tmp_path / 'parts'}/", "--keep", "cut_flags=flags,x,mag_r"]) == 0
+    from astropy.table import Table
+
+    whole = Table.read(tmp_path / "p.fits")
+    manifest = json.loads((tmp_path / "parts" / "manifest.json").read_text())
+    parts = pq.read_table(tmp_path / "parts" / manifest["units"][0]["part"]).to_pandas()
+    for name, source in (("cut_flags", "flags"), ("x", "x"), ("mag_r", "mag_r")):
+        assert np.array_equal(np.asarray(whole[name]), stamps.column(source), equal_nan=True), name
+        assert np.array_equal(parts[name].to_numpy(), stamps.column(source), equal_nan=True), name
+    assert whole["x"].unit == stamps.column_unit("x")
+    code = main([*argv, "--out", str(tmp_path / "q.parquet"), "--keep", "flags"])
     err = capsys.readouterr().err
-    assert code == 2 and "--keep: applies to --catalog" in err
+    assert code == 2 and "output column 'flags' would repeat the prediction's column 'flags'" in err
+    assert not (tmp_path / "q.parquet").exists()

@@ -776,7 +776,7 @@ def predict_command(
     threshold: Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Binary models: the second class when its probability exceeds this (default: the most probable class).")] = None,
     prior: Annotated[Optional[str], typer.Option("--prior", help=_PRIOR_HELP)] = None,
     background: Annotated[Background, typer.Option("--background", help=_BACKGROUND_HELP + " Used with --tiles.")] = Background.sep,
-    keep: Annotated[Optional[str], typer.Option("--keep", help="Catalogue columns copied to the output beside the predictions, comma-separated, as they are (values, empty cells, units); NEW=OLD writes column OLD as NEW, e.g. 'MAG_AUTO,sex_flags=FLAGS'.")] = None,
+    keep: Annotated[Optional[str], typer.Option("--keep", help="Catalogue (or stamp set table) columns copied to the output beside the predictions, comma-separated, as they are (values, empty cells, units); NEW=OLD writes column OLD as NEW, e.g. 'MAG_AUTO,sex_flags=FLAGS'.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Classify sources: a stamp set, a catalogue with survey tiles (streamed, resumable), or a catalogue alone."""
@@ -803,8 +803,7 @@ def predict_command(
         raise InputError("--data/--catalog", "give exactly one of --data (a stamp set) or --catalog")
     source = "data" if data is not None else ("tiles" if tiles is not None else "catalog")
     _refuse_options_outside(ctx, source, {"mapping": ("tiles", "catalog"), "catalog_preset": ("tiles", "catalog"),
-                                          "reference_band": ("tiles",), "background": ("tiles",), "workers": ("tiles", "catalog"),
-                                          "keep": ("tiles", "catalog")},
+                                          "reference_band": ("tiles",), "background": ("tiles",), "workers": ("tiles", "catalog")},
                             {"data": "--data", "tiles": "--catalog with --tiles", "catalog": "--catalog alone",
                              ("tiles", "catalog"): "--catalog"},
                             {"data": "a stamp set (--data) is read as it is"}.get(source, "without --tiles no stamps are cut"))
@@ -916,7 +915,7 @@ def _predict_stampset_file(model: str, data: Path, out: Path, options) -> None:
     from .data.catalog import write_catalog
     from .data.stampset import StampSet
     from .inference.predictor import load_predictor, predict_stampset
-    from .inference.stream import model_record
+    from .inference.stream import add_stamp_columns, model_record, parse_carried, prediction_output_names, probe_predictor
     from .models.checkpoint import load_model_file
     from .models.registry import resolve_model
 
@@ -927,8 +926,9 @@ def _predict_stampset_file(model: str, data: Path, out: Path, options) -> None:
     meta, _ = load_model_file(path)
     if meta.get("task") == "blend" and meta.get("architecture") != "BlendNet":
         # Paper-faithful blend models (backbone + head on cached features) have their own loop.
-        from .tasks.blend import predict_any_blend_model
+        from .tasks.blend import PAPER_MODEL_COLUMNS, predict_any_blend_model
 
+        carried = parse_carried(options.keep, stamps.columns, data, PAPER_MODEL_COLUMNS)
         with progress_bar(len(stamps), "predicting", unit="src", enabled=not options.quiet) as advance:
             table = predict_any_blend_model(path, stamps, threshold=options.threshold or 0.5, progress=advance)
         from .inference.manifest import file_sha256
@@ -937,12 +937,14 @@ def _predict_stampset_file(model: str, data: Path, out: Path, options) -> None:
                            "model_created": meta.get("created"), "data": str(data)})
     else:
         predictor = load_predictor(model, options.device)
+        carried = parse_carried(options.keep, stamps.columns, data, prediction_output_names(predictor, probe_predictor(predictor)))
         with progress_bar(len(stamps), "predicting", unit="src", enabled=not options.quiet) as advance:
             table = predict_stampset(predictor, stamps, batch_size=options.batch_size, decision=options.decision(),
                                      progress=advance)
         table.meta.update({"model": model_record(predictor), "data": str(Path(data).resolve())})
         if table.meta.get("prior_estimated"):
             console.print("class prior estimated from the predictions: " + _format_prior(table.meta["prior"]))
+    add_stamp_columns(table, stamps, carried)
     write_catalog(table, out)
     counts = ""
     if "class" in table.colnames and len(table):

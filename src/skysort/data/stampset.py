@@ -525,6 +525,10 @@ class StampSet:
             values = values.astype(str) if len(values) else np.zeros(0, dtype="U1")
         return values
 
+    def column_unit(self, name: str) -> str | None:
+        """The unit of a table column (None: dimensionless or not recorded)."""
+        return self._handle()["table"][name].attrs.get("unit", "") or None
+
     def array(self, name: str, indices: Any = None) -> np.ndarray:
         """An extra per-object array (e.g. spectra) for this set's objects."""
         group = self._handle().get("arrays")

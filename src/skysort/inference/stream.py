@@ -586,6 +586,20 @@ def carried_values(values: np.ndarray, name: str, where: str | os.PathLike) -> n
     return np.ma.MaskedArray(data, mask=mask) if mask.any() else data
 
 
+def add_stamp_columns(table: Any, stamps: Any, carried: Mapping[str, str]) -> Any:
+    """Copy the stamp set table's columns ``carried`` (output name -> column,
+    :func:`parse_carried`) to the prediction ``table`` of ``stamps`` (one row per stamp, in
+    order), with their units; returns the table."""
+    from astropy import units as u
+
+    for output, source in carried.items():
+        table[output] = carried_values(stamps.column(source), source, stamps.path)
+        unit = stamps.column_unit(source)
+        if unit:
+            table[output].unit = u.Unit(unit, parse_strict="silent")
+    return table
+
+
 def _empty_text_as_null(column: Any) -> Any:
     """A text Arrow column with its empty and blank cells as nulls."""
     import pyarrow as pa
@@ -1910,11 +1924,13 @@ def predict_stampset_parts(model: str | os.PathLike, data: str | os.PathLike, ou
     decision = options.decision()
     decision.check(predictor)
     stamps = StampSet.open(data)
+    carried = parse_carried(options.keep, stamps.columns, data, prediction_output_names(predictor, probe_predictor(predictor)))
     # Once for the whole set: a seeing measured from the stamps must not differ between parts.
     seeing = resolve_seeing(predictor, stamps)
     seeing_record = {"seeing": seeing.record()} if seeing is not None else {}
     model_info = model_record(predictor)
-    signature = {"model_sha256": model_info["sha256"], "data": file_identity(data), **decision.signature()}
+    signature = {"model_sha256": model_info["sha256"], "data": file_identity(data), **decision.signature(),
+                 **({"keep": str(options.keep)} if options.keep else {})}
     manifest = Manifest.prepare_folder(out, signature)
     stamp_bytes = 4 * int(np.prod(stamps.shape[1:]))
     memory = memory_plan(options.memory_gb, stamp_bytes=stamp_bytes, batch_size=options.batch_size)
@@ -1938,6 +1954,7 @@ def predict_stampset_parts(model: str | os.PathLike, data: str | os.PathLike, ou
             a, b = unit["stamp_rows"]
             table = predict_stampset(predictor, stamps[a:b], batch_size=memory.batch_size, decision=decision,
                                      progress=advance, psf_fwhm=seeing.values[a:b] if seeing is not None else None)
+            add_stamp_columns(table, stamps[a:b], carried)
             name, rows, digest = write_part(out, unit, table, part_meta)
             manifest.record(unit["index"], name, rows, digest)
     manifest.finish()

@@ -331,6 +331,10 @@ def predict_blends(model: str | os.PathLike, stamps: StampSet | str | os.PathLik
     return table
 
 
+#: The columns of a paper-faithful blend model's predictions (:func:`predict_any_blend_model`).
+PAPER_MODEL_COLUMNS = ("id", "p_blended", "blended", "n_sources", "companion_dx", "companion_dy")
+
+
 def predict_any_blend_model(model: str | os.PathLike, stamps: StampSet, *, threshold: float = 0.5,
                             progress: Callable[[int], None] | None = None) -> Table:
     """Predictions of any blend model: the single :class:`BlendNet` or a paper-faithful
