@@ -250,3 +250,87 @@ def test_evaluate_centre_crops_larger_stamps(trained, tiny_sets, tmp_path):
     cropped = evaluate_pointsource_model(trained[0], larger, tmp_path / "cropped")
     assert cropped["accuracy"] == pytest.approx(same["accuracy"])
     assert cropped["f1_image_only"] == pytest.approx(same["f1_image_only"])
+
+
+def _spectrum_files(folder, name, loglam, flux, ivar):
+    """The same spectrum written in the layouts read_real_spectrum understands besides SDSS's COADD."""
+    from astropy.io import fits
+
+    n = flux.size
+    # SDSS's grid: 1e-4 dex steps from a start with four decimals (loglam is stored as float32).
+    coeff = {"COEFF0": round(float(loglam[0]), 4), "COEFF1": 1e-4}
+    wave = 10.0 ** (coeff["COEFF0"] + coeff["COEFF1"] * np.arange(n))
+    error = np.where(ivar > 0, 1 / np.sqrt(np.where(ivar > 0, ivar, 1)), 0.0)
+    files = {}
+    header = fits.Header(coeff)
+    files["spspec"] = folder / f"spSpec-{name}.fit"
+    fits.PrimaryHDU(np.stack([flux, flux * 0, error, np.zeros(n)]).astype(np.float32), header).writeto(files["spspec"])
+    files["lamost-image"] = folder / f"lamost-{name}.fits"
+    fits.PrimaryHDU(np.stack([flux, ivar, wave, np.zeros(n), np.zeros(n)]).astype(np.float32),
+                    fits.Header({**coeff, "TELESCOP": "LAMOST", "VACUUM": True})).writeto(files["lamost-image"])
+    files["lamost-table"] = folder / f"lamost-dr9-{name}.fits"
+    row = fits.BinTableHDU.from_columns([fits.Column(name=c, format=f"{n}E", array=v[None, :].astype(np.float32))
+                                         for c, v in (("FLUX", flux), ("IVAR", ivar), ("WAVELENGTH", wave))])
+    fits.HDUList([fits.PrimaryHDU(header=fits.Header({"TELESCOP": "LAMOST"})), row]).writeto(files["lamost-table"])
+    files["table"] = folder / f"table-{name}.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns([
+        fits.Column(name="loglam", format="D", array=np.log10(wave)), fits.Column(name="flux", format="E", array=flux),
+        fits.Column(name="ivar", format="E", array=ivar)])]).writeto(files["table"])
+    files["image-1d"] = folder / f"image-{name}.fits"
+    fits.PrimaryHDU(flux.astype(np.float32), header).writeto(files["image-1d"])
+    return files
+
+
+def test_real_spectrum_layouts_of_sdss_and_lamost_give_the_coadd_result(tmp_path):
+    """The real SDSS quasar written as an SDSS spSpec, both LAMOST layouts, a plain table and a 1-D
+    image: read to the same wavelengths and usable pixels, and encoded to the same probability."""
+    from astropy.io import fits
+
+    from skysort.models.registry import shipped_model_names
+    from skysort.tasks.pointsource import encode_real_spectrum, load_pointsource_model, read_real_spectrum
+
+    path = require(SHARED_DATA / "spectra" / "sdss_real" / "spec-0332-52367-0639.fits")
+    coadd = fits.getdata(path, "COADD")
+    loglam, flux, ivar = (np.asarray(coadd[c], float) for c in ("loglam", "flux", "ivar"))
+    reference = read_real_spectrum(path)
+    files = _spectrum_files(tmp_path, "qso", loglam, flux, ivar)
+    network, meta = (load_pointsource_model("pointsource-sdss") if "pointsource-sdss" in shipped_model_names() else (None, None))
+    expected = None if network is None else encode_real_spectrum(network, reference["wave"], reference["flux"], reference["valid"],
+                                                                 grid=meta["spectrum_grid"])
+    for layout, file in files.items():
+        got = read_real_spectrum(file)
+        assert got["source"] == {"spspec": "sdss-spspec", "lamost-image": "lamost", "lamost-table": "lamost"}.get(
+            layout, "linear" if layout == "image-1d" else "table"), layout
+        assert np.allclose(got["wave"], reference["wave"], rtol=1e-6), layout
+        assert np.allclose(got["flux"], reference["flux"], rtol=1e-6), layout
+        if layout != "image-1d":  # a bare image says nothing about unusable pixels
+            assert np.array_equal(got["valid"], reference["valid"]), layout
+        if network is not None and layout != "image-1d":
+            result = encode_real_spectrum(network, got["wave"], got["flux"], got["valid"], grid=meta["spectrum_grid"])
+            assert result["class"] == expected["class"] == "qso" and result["p_qso"] == pytest.approx(expected["p_qso"], abs=1e-4)
+
+
+@pytest.mark.parametrize("layout, fragment", [
+    ("three rows", "neither an SDSS spSpec"),
+    ("rows without grid", "without COEFF0/COEFF1"),
+    ("table without flux", "no spectrum found"),
+    ("1-d without axis", "without a wavelength axis"),
+])
+def test_unreadable_spectrum_layouts_are_named(tmp_path, layout, fragment):
+    from astropy.io import fits
+
+    from skysort.tasks.pointsource import read_real_spectrum
+
+    path = tmp_path / "s.fits"
+    coeff = fits.Header({"COEFF0": 3.58, "COEFF1": 1e-4})
+    if layout == "three rows":
+        fits.PrimaryHDU(np.ones((3, 50), np.float32), coeff).writeto(path)
+    elif layout == "rows without grid":
+        fits.PrimaryHDU(np.ones((4, 50), np.float32)).writeto(path)
+    elif layout == "table without flux":
+        fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column(name="mag", format="E", array=np.ones(3))])]
+                     ).writeto(path)
+    else:
+        fits.PrimaryHDU(np.ones(50, np.float32)).writeto(path)
+    with pytest.raises(InputError, match=fragment):
+        read_real_spectrum(path)
