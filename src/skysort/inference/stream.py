@@ -889,6 +889,8 @@ class CatalogStream:
         self.names = list(names)
         self.columns = CatalogColumns(names, self.path, self.mapping, bands, require_sky=require_sky, units=self.units)
         self._csv_id_type = None
+        #: (carried columns, the pyarrow types a text catalogue's carried columns are read as).
+        self._carried_types: tuple[tuple[str, ...], dict[str, Any]] | None = None
         if self._csv_layout is not None:
             self.n_rows, self._csv_id_type = _csv_rows_and_id_type(self.path, self._csv_layout, self.columns.sources.get("id"))
         if self.n_rows == 0:
@@ -973,9 +975,12 @@ class CatalogStream:
             types = {name: pa.string() for name in text}
             if id_column and self._csv_id_type is not None:
                 types[id_column] = self._csv_id_type
-            # A carried column that is also an input keeps the input's type.
-            types = {**_csv_column_types(self.path, self._csv_layout, [c for c in self.columns.carried.values()
-                                                                       if c not in numeric and c not in types]), **types}
+            # A carried column that is also an input keeps the input's type. The others' types
+            # take a pass over the file, made once (planning again reads the file again).
+            carried = tuple(c for c in self.columns.carried.values() if c not in numeric and c not in types)
+            if self._carried_types is None or self._carried_types[0] != carried:
+                self._carried_types = (carried, _csv_column_types(self.path, self._csv_layout, carried))
+            types = {**self._carried_types[1], **types}
             # An empty text cell is a missing value, as astropy's reader (read_catalog) reads it;
             # pyarrow reads it as the text "".
             text_carried = {name for name in self.columns.carried.values() if types.get(name) == pa.string()}
