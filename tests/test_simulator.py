@@ -135,6 +135,19 @@ def test_near_fraction_puts_companions_within_ten_pixels_and_changes_nothing_els
             SimulationConfig(**config)
 
 
+def test_real_shear_is_recorded_and_refused_outside_realistic_blends(tmp_path, capsys):
+    stamps = simulate(SimulationConfig(survey="cfis", kind="blends", mode="realistic", seed=3, real_shear=0.3), 4,
+                      tmp_path / "b.h5")
+    assert stamps.meta.extra["simulation"]["real_shear"] == 0.3
+    for config, fragment in ((dict(survey="cfis", kind="blends", real_shear=0.3), "for --kind blends --mode realistic"),
+                             (dict(survey="cfis", kind="blends", mode="realistic", real_shear=0.7), "within 0 to 0.5")):
+        with pytest.raises(InputError, match=fragment):
+            SimulationConfig(**config)
+    code = main(["simulate", "--survey", "kids", "--n", "4", "--real-shear", "0.2", "--out", str(tmp_path / "s.h5"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--real-shear: shears real COSMOS galaxies" in err and not (tmp_path / "s.h5").exists()
+
+
 def test_cli_simulate_with_plots(tmp_path, capsys):
     out = tmp_path / "s.h5"
     code = main(["simulate", "--survey", "sdss", "--n", "120", "--seed", "9", "--out", str(out), "--plots", str(tmp_path / "plots"), "--quiet"])

@@ -341,6 +341,7 @@ def simulate_command(
     mag_max: Annotated[Optional[float], typer.Option("--mag-max", help="sources / pointsources: faintest true magnitude in the selection band (AB; default: the preset's).")] = None,
     population: Annotated[Optional[list[str]], typer.Option("--population", help="sources / pointsources: override a population parameter of the preset, KEY=VALUE (repeatable), e.g. galaxy_target_fraction=0.5.")] = None,
     near_fraction: Annotated[float, typer.Option("--near-fraction", help="blends: probability that a companion lies within 10 px of the centre (near blends; about 0.12 of them when drawn anywhere in the stamp, the default 0).")] = 0.0,
+    real_shear: Annotated[float, typer.Option("--real-shear", help="realistic blends: shear each real galaxy by a random reduced shear up to this (0-0.5, area kept, random axis), for more shapes in training than the library holds; default 0, the library's shapes.")] = 0.0,
     workers: Annotated[int, typer.Option("--workers", help="Parallel processes (the output does not depend on it).")] = 1,
     plots: Annotated[Optional[Path], typer.Option("--plots", help="Write validation plots (colour-colour, magnitudes, mosaics) to this folder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
@@ -364,7 +365,7 @@ def simulate_command(
                               noise_sigma=noise_sigma, spectra_snr=spectra_snr, real_galaxies=real_galaxies,
                               image_bands=tuple(_split_bands(image_bands, "--image-bands")) if image_bands is not None else None, stamp_size=stamp_size,
                               mag_max=mag_max, population=_parse_overrides(population or [], "--population"),
-                              near_fraction=near_fraction)
+                              near_fraction=near_fraction, real_shear=real_shear)
     with progress_bar(n, "simulating", enabled=not quiet) as advance:
         stamps = simulate(config, n, out, workers=workers, progress=advance)
     _print_stampset_summary(stamps.summary(), time.perf_counter() - start)

@@ -60,7 +60,7 @@ def make_blend_stamps(n: int, seed: int, start: int = 0, mode: str = "parametric
                       noise_sigma: float = NOISE_SIGMA, blended_fraction: float = 0.5,
                       psf_fwhm: float = PSF_FWHM, zero_point: float = ZERO_POINT,
                       psf_g1: float = 0.0, psf_g2: float = 0.0, real_galaxies: str = "all",
-                      near_fraction: float = 0.0) -> tuple[np.ndarray, Table]:
+                      near_fraction: float = 0.0, real_shear: float = 0.0) -> tuple[np.ndarray, Table]:
     """Make ``n`` isolated / blended stamps with global indices ``start .. start + n - 1``.
 
     Parameters
@@ -91,6 +91,12 @@ def make_blend_stamps(n: int, seed: int, start: int = 0, mode: str = "parametric
         ``NEAR_PX`` of the centre instead of anywhere in the stamp, to train on more near
         blends (in the stamp at large about 12% of companions are near). 0, the default,
         draws nothing more, so a set is the same as without the option.
+    real_shear : float
+        Realistic mode: each real galaxy is sheared by a reduced shear drawn uniformly within
+        ``[-real_shear, real_shear]`` along a random axis (area kept), so that a training set
+        holds more shapes than the library's galaxies. The shear is drawn after every other
+        draw of its source: a set differs from the one without the option only in the
+        galaxies' shapes. 0, the default, keeps the library's shapes.
 
     Returns
     -------
@@ -111,6 +117,8 @@ def make_blend_stamps(n: int, seed: int, start: int = 0, mode: str = "parametric
         raise ValueError("blended_fraction must be within [0, 1]")
     if not 0.0 <= near_fraction <= 1.0:
         raise ValueError("near_fraction must be within [0, 1]")
+    if not 0.0 <= real_shear < 1.0 or (real_shear and mode != "realistic"):
+        raise ValueError("real_shear must be within [0, 1) and is for the realistic mode")
     index = np.arange(start, start + n, dtype=np.int64)
     plib = _gal.load_parametric_library()
     rlib = _gal.load_real_library() if mode == "realistic" else None
@@ -159,6 +167,8 @@ def make_blend_stamps(n: int, seed: int, start: int = 0, mode: str = "parametric
         else:
             morph.hlr *= scale[:, None]
             _gal.add_knots(morph, src_rngs)
+    if real_shear:
+        morph.real_shear[:] = [rng.uniform(-real_shear, real_shear) for rng in src_rngs]
     fluxes = _mag_to_flux(mags, zero_point)
     offsets = np.zeros((nsrc, 2))
     offsets[is_comp] = dxdy[src_stamp_arr[is_comp]]
@@ -196,5 +206,6 @@ def make_blend_stamps(n: int, seed: int, start: int = 0, mode: str = "parametric
     })
     truth.meta.update(mode=mode, seed=int(seed), noise_sigma=float(noise_sigma),
                       psf_fwhm=float(psf_fwhm), pixel_scale=PIXEL_SCALE, zero_point=float(zero_point),
-                      stamp_size=STAMP_SIZE, pad=PAD, near_px=NEAR_PX, near_fraction=float(near_fraction))
+                      stamp_size=STAMP_SIZE, pad=PAD, near_px=NEAR_PX, near_fraction=float(near_fraction),
+                      real_shear=float(real_shear))
     return images, truth

@@ -87,6 +87,10 @@ class Morphology:
         Rotation of a real galaxy, radians counter-clockwise.
     real_flip : ndarray of bool, shape (N,)
         Mirror a real galaxy in x before rotating it.
+    real_shear : ndarray, shape (N,)
+        Reduced shear g applied to a real galaxy along x after the mirror and before the
+        rotation (area preserving: x stretched by ``(1 + g) / sqrt(1 - g**2)``, y by
+        ``(1 - g) / sqrt(1 - g**2)``); 0, the default, keeps its shape.
     knot_frac : ndarray, shape (N,)
         Fraction of a parametric galaxy's flux in star-forming knots, taken from component 0
         (its disc), so at most ``frac[:, 0]``; 0 for a smooth galaxy.
@@ -119,6 +123,7 @@ class Morphology:
     knot_frac: np.ndarray | None = None
     knot_count: np.ndarray | None = None
     knot_seed: np.ndarray | None = None
+    real_shear: np.ndarray | None = None
     real_library: "RealGalaxyLibrary | None" = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -129,6 +134,8 @@ class Morphology:
             self.knot_count = np.zeros(n, np.int64)
         if self.knot_seed is None:
             self.knot_seed = np.zeros(n, np.int64)
+        if self.real_shear is None:
+            self.real_shear = np.zeros(n)
 
     def __len__(self) -> int:
         return len(self.kind)
@@ -217,7 +224,7 @@ class Morphology:
 
 
 _ARRAY_FIELDS = ("kind", "n", "hlr", "q", "beta", "frac", "real_index", "real_scale",
-                 "real_rotation", "real_flip", "knot_frac", "knot_count", "knot_seed")
+                 "real_rotation", "real_flip", "knot_frac", "knot_count", "knot_seed", "real_shear")
 
 #: Half-light radius of an exponential disc in units of its scale length.
 _EXPONENTIAL_HLR_OVER_SCALE = 1.6783469900166608

@@ -109,14 +109,20 @@ def _sersic_k(rows, hlr, q, beta, kx, ky):
     return lo + w * (hi - lo)
 
 
-def _real_k(lib, index, scale, rotation, flip, kx, ky):
-    """Transform of one rotated / flipped / rescaled real galaxy on a k grid, complex64 (Ky, Kx)."""
+def _real_k(lib, index, scale, rotation, flip, kx, ky, shear=0.0):
+    """Transform of one rotated / flipped / sheared / rescaled real galaxy on a k grid, complex64 (Ky, Kx)."""
     table, dk, _ = lib.ktable(index)
     half = table.shape[0] // 2
     c, s = np.cos(rotation), np.sin(rotation)
-    # F(k) = F0(J^T k) with J = scale * R(rotation) * flip: rotate k by -rotation, flip, scale.
+    # F(k) = F0(J^T k) with J = scale * R(rotation) * S(shear) * flip (the shear acts along x
+    # before the rotation, S = diag(1 + g, 1 - g) / sqrt(1 - g^2), symmetric with det 1): rotate
+    # k by -rotation, scale, shear, flip.
     u = scale * (c * kx[None, :] + s * ky[:, None])
     v = scale * (-s * kx[None, :] + c * ky[:, None])
+    if shear:
+        norm = np.sqrt(1.0 - shear * shear)
+        u = u * ((1.0 + shear) / norm)
+        v = v * ((1.0 - shear) / norm)
     if flip:
         u = -u
     fu = u / dk + half
@@ -256,7 +262,8 @@ def _extent_arcsec(morphology: Morphology) -> np.ndarray:
     if len(real):
         lib = morphology.real_library
         radii = np.array([lib.light_radius(i) for i in morphology.real_index[real]])
-        ext[real] = radii * morphology.real_scale[real]
+        shear = np.abs(morphology.real_shear[real])
+        ext[real] = radii * morphology.real_scale[real] * (1.0 + shear) / np.sqrt(1.0 - shear**2)
     return ext
 
 
@@ -294,7 +301,7 @@ def _render_chunk(out, idx, npad, psf_ks, groups, h, w, pixel_scale, morphology,
         i = idx[j]
         gal[j] = _real_k(morphology.real_library, morphology.real_index[i],
                          morphology.real_scale[i], morphology.real_rotation[i],
-                         morphology.real_flip[i], kx, ky)
+                         morphology.real_flip[i], kx, ky, float(morphology.real_shear[i]))
     # Phase ramp putting the source at (W-1)/2 + dx, (H-1)/2 + dy of the cropped corner.
     sx = (w - 1) / 2.0 + offsets[idx, 0]
     sy = (h - 1) / 2.0 + offsets[idx, 1]
@@ -466,6 +473,8 @@ def galsim_profile(morphology: Morphology, i: int):
         prof = morphology.real_library.galsim_object(morphology.real_index[i])
         if morphology.real_flip[i]:
             prof = prof.transform(-1.0, 0.0, 0.0, 1.0)
+        if morphology.real_shear[i]:
+            prof = prof.shear(g1=float(morphology.real_shear[i]), g2=0.0)
         return prof.rotate(float(morphology.real_rotation[i]) * galsim.radians).dilate(
             float(morphology.real_scale[i]))
     raise ValueError(f"unknown source kind {k}")

@@ -102,6 +102,9 @@ class SimulationConfig:
     near_fraction : float
         Blends: probability that a companion is drawn within 10 px of the centre (near
         blends) rather than anywhere in the stamp (:func:`~skysort.simulate.blends.make_blend_stamps`).
+    real_shear : float
+        Realistic blends: largest reduced shear applied to each real galaxy (a random one
+        within ``[-real_shear, real_shear]`` along a random axis; 0 keeps the library's shapes).
     """
 
     survey: str = "kids"
@@ -117,6 +120,7 @@ class SimulationConfig:
     mag_max: float | None = None
     population: tuple[tuple[str, Any], ...] = ()
     near_fraction: float = 0.0
+    real_shear: float = 0.0
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -150,6 +154,10 @@ class SimulationConfig:
             raise InputError("--near-fraction", f"is a probability, within 0 to 1, not {self.near_fraction}")
         if self.near_fraction and self.kind != "blends":
             raise InputError("--near-fraction", "places blends' companions; it is for --kind blends")
+        if not 0.0 <= self.real_shear <= 0.5:
+            raise InputError("--real-shear", f"is a reduced shear, within 0 to 0.5, not {self.real_shear}")
+        if self.real_shear and (self.kind != "blends" or self.mode != "realistic"):
+            raise InputError("--real-shear", "shears real COSMOS galaxies: it is for --kind blends --mode realistic")
         if self.mag_max is not None and self.kind == "blends":
             raise InputError("--mag-max", "blend sets draw their galaxies from the COSMOS catalogue; --mag-max is for sources and point sources")
         object.__setattr__(self, "population", tuple((str(k), v) for k, v in dict(self.population).items()))
@@ -455,7 +463,7 @@ def simulate_block(config: SimulationConfig, start: int, n: int) -> tuple[np.nda
         images, truth = make_blend_stamps(n, config.seed, start=start, mode=config.mode, noise_sigma=sigma,
                                           psf_fwhm=psf["fwhm"][preset.band_names[0]], psf_g1=psf["g1"], psf_g2=psf["g2"],
                                           zero_point=preset.zero_point, real_galaxies=config.real_galaxies,
-                                          near_fraction=config.near_fraction)
+                                          near_fraction=config.near_fraction, real_shear=config.real_shear)
         columns = {name: np.asarray(truth[name]) for name in truth.colnames}
         columns["id"] = columns.pop("index")
         columns["label"] = np.where(columns["blended"], "blended", "isolated")
