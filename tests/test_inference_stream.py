@@ -607,6 +607,10 @@ def test_memory_setting_bounds_batches_queue_tiles_and_parts():
         assert plan.catalog_chunk_rows * 512 <= 0.15 * budget or plan.catalog_chunk_rows == 10_000
     assert [p.batch_size for p in plans] == sorted(p.batch_size for p in plans) and plans[0].batch_size < 4096
     assert plans[0].rows_per_part < plans[-1].rows_per_part
+    # Carried catalogue columns (--keep) make rows larger: fewer of them per chunk and part.
+    wide = memory_plan(4.0, stamp_bytes=stamp, tile_bytes=tile, batch_size=4096, carried_columns=20)
+    assert wide.catalog_chunk_rows < plans[2].catalog_chunk_rows and wide.rows_per_part < plans[2].rows_per_part
+    assert wide.catalog_chunk_rows * (512 + 20 * 64) <= 0.15 * (4.0 - 0.75) * 2**30
     # Shared among processes: each gets less.
     assert memory_plan(4.0, stamp_bytes=stamp, tile_bytes=tile, processes=4).tile_cache_tiles < plans[2].tile_cache_tiles
     with pytest.raises(InputError, match="--memory-gb"):

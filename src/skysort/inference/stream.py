@@ -65,6 +65,9 @@ BASELINE_GB = 0.75
 CATALOG_ROW_BYTES = 512
 #: Bytes per output row held before a part is written (inputs kept for the table, outputs).
 OUTPUT_ROW_BYTES = 1024
+#: Bytes per row of each catalogue column carried to the output (``--keep``), while planning and
+#: before a part is written: a number takes 8, a short text as a numpy object about 64.
+CARRIED_COLUMN_BYTES = 64
 
 
 # ------------------------------------------------------------------------------------------
@@ -106,7 +109,7 @@ class MemoryPlan:
 
 
 def memory_plan(memory_gb: float, *, stamp_bytes: int, tile_bytes: int = 0, batch_size: int = 1024,
-                processes: int = 1) -> MemoryPlan:
+                processes: int = 1, carried_columns: int = 0) -> MemoryPlan:
     """Split a memory setting among stamps in flight, the tile cache, parts and catalogue chunks.
 
     Parameters
@@ -122,6 +125,9 @@ def memory_plan(memory_gb: float, *, stamp_bytes: int, tile_bytes: int = 0, batc
     processes : int
         Processes sharing the setting (cutting workers or Dask workers), each with its own
         tile cache and queue.
+    carried_columns : int
+        Catalogue columns carried to the output (``--keep``): each adds
+        :data:`CARRIED_COLUMN_BYTES` to a row while planning and before its part is written.
 
     Returns
     -------
@@ -139,8 +145,9 @@ def memory_plan(memory_gb: float, *, stamp_bytes: int, tile_bytes: int = 0, batc
     batch = batch_size if stamp_bytes == 0 else int(max(1, min(batch_size, stamps_budget // (3 * stamp_bytes))))
     queue_batches = 8 if stamp_bytes == 0 else int(max(1, min(8, stamps_budget // (batch * stamp_bytes) - 2)))
     tiles = 1 if tile_bytes <= 0 else int(max(1, min(8, 0.4 * per_process // tile_bytes)))
-    rows_per_part = int(min(1_000_000, max(1000, 0.1 * per_process // OUTPUT_ROW_BYTES)))
-    chunk_rows = int(min(1_000_000, max(10_000, 0.15 * budget // CATALOG_ROW_BYTES)))
+    carried = CARRIED_COLUMN_BYTES * max(0, int(carried_columns))
+    rows_per_part = int(min(1_000_000, max(1000, 0.1 * per_process // (OUTPUT_ROW_BYTES + carried))))
+    chunk_rows = int(min(1_000_000, max(10_000, 0.15 * budget // (CATALOG_ROW_BYTES + carried))))
     return MemoryPlan(float(memory_gb), batch, queue_batches, tiles, rows_per_part, chunk_rows)
 
 
@@ -1581,6 +1588,12 @@ class RunOptions:
     #: a mapping output name -> column).
     keep: str | Sequence[str] | Mapping[str, str] | None = None
 
+    def carried_count(self) -> int:
+        """How many catalogue columns ``keep`` names (for the memory plan)."""
+        if not self.keep:
+            return 0
+        return len(self.keep.split(",") if isinstance(self.keep, str) else list(self.keep))
+
     def decision(self) -> ClassDecision:
         """How probabilities become classes (threshold, class prior)."""
         return ClassDecision(threshold=self.threshold, prior=self.prior)
@@ -1684,7 +1697,7 @@ class PreparedInputs:
     def memory_plan(self, options: "RunOptions", *, processes: int = 1) -> MemoryPlan:
         """:func:`memory_plan` for these stamps and tiles."""
         return memory_plan(options.memory_gb, stamp_bytes=self.stamp_bytes, tile_bytes=self.tile_bytes,
-                           batch_size=options.batch_size, processes=processes)
+                           batch_size=options.batch_size, processes=processes, carried_columns=options.carried_count())
 
 
 def prepare_inputs(model: str | os.PathLike, predictor: Predictor, options: "RunOptions",
@@ -1938,7 +1951,8 @@ def predict_stampset_parts(model: str | os.PathLike, data: str | os.PathLike, ou
                  **({"keep": str(options.keep)} if options.keep else {})}
     manifest = Manifest.prepare_folder(out, signature)
     stamp_bytes = 4 * int(np.prod(stamps.shape[1:]))
-    memory = memory_plan(options.memory_gb, stamp_bytes=stamp_bytes, batch_size=options.batch_size)
+    memory = memory_plan(options.memory_gb, stamp_bytes=stamp_bytes, batch_size=options.batch_size,
+                         carried_columns=len(carried))
     if manifest is None:
         n = len(stamps)
         step = memory.rows_per_part
