@@ -315,6 +315,7 @@ def test_real_spectrum_layouts_of_sdss_and_lamost_give_the_coadd_result(tmp_path
     ("rows without grid", "without COEFF0/COEFF1"),
     ("table without flux", "no spectrum found"),
     ("1-d without axis", "without a wavelength axis"),
+    ("table of several spectra", "holds 2 spectra"),
 ])
 def test_unreadable_spectrum_layouts_are_named(tmp_path, layout, fragment):
     from astropy.io import fits
@@ -330,6 +331,9 @@ def test_unreadable_spectrum_layouts_are_named(tmp_path, layout, fragment):
     elif layout == "table without flux":
         fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column(name="mag", format="E", array=np.ones(3))])]
                      ).writeto(path)
+    elif layout == "table of several spectra":
+        columns = [fits.Column(name=name, format="50E", array=np.ones((2, 50), np.float32)) for name in ("FLUX", "WAVELENGTH")]
+        fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(columns)]).writeto(path)
     else:
         fits.PrimaryHDU(np.ones(50, np.float32)).writeto(path)
     with pytest.raises(InputError, match=fragment):

@@ -561,6 +561,8 @@ def _table_spectrum(path: Path, hdu, primary_header) -> dict[str, Any] | None:
     if flux_name is None or (wave_name is None and loglam_name is None):
         return None
     data = hdu.data
+    if np.ndim(data[flux_name]) == 2 and len(data) > 1:
+        raise InputError(path, f"table {hdu.name} holds {len(data)} spectra (one per row); give a file of one spectrum")
 
     def values(name: str) -> np.ndarray:
         return np.asarray(data[name], float).ravel()
