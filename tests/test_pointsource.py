@@ -338,3 +338,20 @@ def test_unreadable_spectrum_layouts_are_named(tmp_path, layout, fragment):
         fits.PrimaryHDU(np.ones(50, np.float32)).writeto(path)
     with pytest.raises(InputError, match=fragment):
         read_real_spectrum(path)
+
+
+def test_a_real_spectrum_covering_less_than_the_training_is_flagged(recwarn):
+    """The encoder was trained on spectra covering at least 80% of the grid: the real quasar
+    with its red part masked (68%) is outside that and is flagged, with a warning."""
+    from skysort.models.registry import shipped_model_names
+    from skysort.tasks.pointsource import MIN_TRAINED_COVERAGE, encode_real_spectrum, read_real_spectrum
+
+    if "pointsource-sdss" not in shipped_model_names():
+        pytest.skip("pointsource-sdss is not shipped in this build")
+    spectrum = read_real_spectrum(require(SHARED_DATA / "spectra" / "sdss_real" / "spec-0332-52367-0639.fits"))
+    whole = encode_real_spectrum("pointsource-sdss", spectrum["wave"], spectrum["flux"], spectrum["valid"])
+    assert whole["reliable"] and whole["class"] == "qso" and not recwarn.list
+    blue = spectrum["valid"] & (spectrum["wave"] < 7000)
+    with pytest.warns(UserWarning, match="covers 68% of the model's wavelength grid"):
+        part = encode_real_spectrum("pointsource-sdss", spectrum["wave"], spectrum["flux"], blue)
+    assert not part["reliable"] and part["coverage"] < MIN_TRAINED_COVERAGE == pytest.approx(0.8)

@@ -175,11 +175,18 @@ class Dihedral:
         return {**batch, "image": images}
 
 
+#: Most of the wavelength grid lost at each end in the encoder's training (:class:`SpectrumCoverage`).
+SPECTRUM_COVERAGE_LOSS = 0.1
+#: The least grid coverage of a spectrum the encoder was trained on: a real spectrum covering
+#: less is outside its training, and its class is flagged as unreliable.
+MIN_TRAINED_COVERAGE = 1.0 - 2 * SPECTRUM_COVERAGE_LOSS
+
+
 class SpectrumCoverage:
     """Random loss of wavelength coverage at the blue and red ends (up to ``max_fraction`` of
     the grid each), so the encoder copes with real spectra that do not fill the grid."""
 
-    def __init__(self, max_fraction: float = 0.1, probability: float = 0.5, seed: int = 0):
+    def __init__(self, max_fraction: float = SPECTRUM_COVERAGE_LOSS, probability: float = 0.5, seed: int = 0):
         self.max_fraction, self.probability = max_fraction, probability
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -753,7 +760,9 @@ def encode_real_spectrum(model: str | os.PathLike | PointSourceNet, wave: np.nda
     -------
     dict
         ``class`` (``"star"`` / ``"qso"``), ``p_qso``, ``feature`` (128-d), ``coverage``
-        (fraction of the grid covered).
+        (fraction of the grid covered), ``reliable`` (False when the coverage is below
+        :data:`MIN_TRAINED_COVERAGE`, the least the encoder was trained on; a warning says so:
+        a real quasar with its spectrum red of 7000 A masked is called a star).
     """
     if isinstance(model, PointSourceNet):
         network = model
@@ -774,8 +783,15 @@ def encode_real_spectrum(model: str | os.PathLike | PointSourceNet, wave: np.nda
     with torch.inference_mode():
         out = network.spectral({"spectrum": torch.as_tensor(spectrum).to(device), "spectrum_valid": torch.as_tensor(mask).to(device)})
     p_qso = float(torch.softmax(out["logits"].float(), dim=1)[0, 1])
+    coverage = float(usable.mean())
+    reliable = coverage >= MIN_TRAINED_COVERAGE
+    if not reliable:
+        import warnings
+
+        warnings.warn(f"the spectrum covers {coverage:.0%} of the model's wavelength grid; the encoder was trained on spectra "
+                      f"covering at least {MIN_TRAINED_COVERAGE:.0%}, so its class is unreliable", UserWarning, stacklevel=2)
     return {"class": CLASSES[int(p_qso > 0.5)], "p_qso": p_qso, "feature": out["feature"][0].float().cpu().numpy(),
-            "coverage": float(usable.mean())}
+            "coverage": coverage, "reliable": reliable}
 
 
 # ----------------------------------------------------------------------------- evaluation
