@@ -916,7 +916,7 @@ def _predict_stampset_file(model: str, data: Path, out: Path, options) -> None:
     from .data.catalog import write_catalog
     from .data.stampset import StampSet
     from .inference.predictor import load_predictor, predict_stampset
-    from .inference.stream import add_stamp_columns, model_record, parse_carried, prediction_output_names, probe_predictor
+    from .inference.stream import add_stamp_columns, model_record, parse_carried, stampset_carried
     from .models.checkpoint import load_model_file
     from .models.registry import resolve_model
 
@@ -938,7 +938,7 @@ def _predict_stampset_file(model: str, data: Path, out: Path, options) -> None:
                            "model_created": meta.get("created"), "data": str(data)})
     else:
         predictor = load_predictor(model, options.device)
-        carried = parse_carried(options.keep, stamps.columns, data, prediction_output_names(predictor, probe_predictor(predictor)))
+        carried = stampset_carried(options.keep, stamps, data, predictor)
         with progress_bar(len(stamps), "predicting", unit="src", enabled=not options.quiet) as advance:
             table = predict_stampset(predictor, stamps, batch_size=options.batch_size, decision=options.decision(),
                                      progress=advance)

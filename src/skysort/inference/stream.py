@@ -516,6 +516,22 @@ def _masked_null(values: np.ndarray, null: Any) -> np.ndarray:
 CARRIED_PREFIX = "carried:"
 
 
+def carried_pairs(spec: str | Sequence[str] | Mapping[str, str] | None) -> list[tuple[str, str]]:
+    """``(output name, column)`` of each entry of a ``--keep`` spec (:func:`parse_carried`),
+    before any check against a catalogue; an empty entry is refused."""
+    if not spec:
+        return []
+    if isinstance(spec, Mapping):
+        return [(str(k), str(v)) for k, v in spec.items()]
+    pairs = []
+    for item in (str(item).strip() for item in (spec.split(",") if isinstance(spec, str) else spec)):
+        if not item:
+            raise InputError("--keep", f"an empty column name in {spec!r}")
+        output, _, source = item.partition("=") if "=" in item else (item, "", item)
+        pairs.append((output.strip(), source.strip()))
+    return pairs
+
+
 def parse_carried(spec: str | Sequence[str] | Mapping[str, str] | None, names: Sequence[str],
                   where: str | os.PathLike, reserved: Sequence[str] = ()) -> dict[str, str]:
     """The catalogue columns to copy to the output: output name -> catalogue column.
@@ -539,21 +555,9 @@ def parse_carried(spec: str | Sequence[str] | Mapping[str, str] | None, names: S
         or another carried column's. Names are compared without case: FITS column names
         ignore it, and an output may be written as FITS.
     """
-    if not spec:
-        return {}
-    if isinstance(spec, Mapping):
-        pairs = [(str(k), str(v)) for k, v in spec.items()]
-    else:
-        items = spec.split(",") if isinstance(spec, str) else list(spec)
-        pairs = []
-        for item in (str(item).strip() for item in items):
-            if not item:
-                raise InputError("--keep", f"an empty column name in {spec!r}")
-            output, _, source = item.partition("=") if "=" in item else (item, "", item)
-            pairs.append((output.strip(), source.strip()))
     taken = {name.lower(): f"the prediction's column {name!r}" for name in reserved}
     carried: dict[str, str] = {}
-    for output, source in pairs:
+    for output, source in carried_pairs(spec):
         if source not in names:
             close = [name for name in names if name.lower() == source.lower()]
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -569,6 +573,14 @@ def parse_carried(spec: str | Sequence[str] | Mapping[str, str] | None, names: S
     return carried
 
 
+def _decoded_bytes(data: np.ndarray) -> np.ndarray:
+    """An object array holding byte strings (text read from FITS, some Parquet writers) with
+    them decoded as UTF-8; any other array as it is."""
+    if data.dtype.kind == "O" and any(isinstance(v, bytes) for v in data[:100]):
+        return np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data], dtype=object)
+    return data
+
+
 def carried_values(values: np.ndarray, name: str, where: str | os.PathLike) -> np.ndarray:
     """A carried column's values as a 1-D array (masked where empty), text decoded.
 
@@ -577,13 +589,13 @@ def carried_values(values: np.ndarray, name: str, where: str | os.PathLike) -> n
     InputError
         A column holding several values per row (a vector column).
     """
+    from ..data.catalog import _values_per_row
+
     data = np.ma.getdata(values)
     mask = np.ma.getmaskarray(values)
-    if data.ndim != 1 or (data.dtype.kind == "O" and any(np.ndim(v) > 0 and not isinstance(v, (str, bytes))
-                                                          for v in data[:100])):
+    if _values_per_row(data) is not None:
         raise InputError(where, f"--keep: column {name!r} holds several values per row; carry columns of one value per row")
-    if data.dtype.kind == "S" or (data.dtype.kind == "O" and any(isinstance(v, bytes) for v in data[:100])):
-        data = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data], dtype=object)
+    data = _decoded_bytes(np.char.decode(data, "utf-8", "replace") if data.dtype.kind == "S" else data)
     if data.dtype.kind == "O":
         # Text with empty cells (None from Arrow): masked text, as an astropy table holds it.
         missing = np.array([v is None for v in data], bool)
@@ -597,14 +609,27 @@ def add_stamp_columns(table: Any, stamps: Any, carried: Mapping[str, str]) -> An
     """Copy the stamp set table's columns ``carried`` (output name -> column,
     :func:`parse_carried`) to the prediction ``table`` of ``stamps`` (one row per stamp, in
     order), with their units; returns the table."""
-    from astropy import units as u
-
     for output, source in carried.items():
         table[output] = carried_values(stamps.column(source), source, stamps.path)
-        unit = stamps.column_unit(source)
-        if unit:
-            table[output].unit = u.Unit(unit, parse_strict="silent")
+        _set_carried_unit(table[output], stamps.column_unit(source))
     return table
+
+
+def _set_carried_unit(column: Any, unit: str | None) -> None:
+    """Give a carried column its catalogue's unit; a unit astropy does not know is kept as
+    text, not refused (it is the catalogue's own business)."""
+    if unit:
+        from astropy import units as u
+
+        column.unit = u.Unit(unit, parse_strict="silent")
+
+
+def stampset_carried(keep: Any, stamps: Any, where: str | os.PathLike, predictor: Predictor) -> dict[str, str]:
+    """:func:`parse_carried` for a stamp set's table and ``predictor``'s output columns (the
+    model is probed for them only when ``keep`` names columns)."""
+    if not keep:
+        return {}
+    return parse_carried(keep, stamps.columns, where, prediction_output_names(predictor, probe_predictor(predictor)))
 
 
 def _empty_text_as_null(column: Any) -> Any:
@@ -723,9 +748,7 @@ class CatalogColumns:
         (every SDSS objID of a chunk would become the same number)."""
         from ..data.catalog import missing_ids
 
-        data = np.asarray(np.ma.getdata(values))
-        if data.dtype.kind == "O" and any(isinstance(v, bytes) for v in data[:100]):
-            data = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data], dtype=object)
+        data = _decoded_bytes(np.asarray(np.ma.getdata(values)))
         missing = missing_ids(data, np.ma.getmaskarray(values))
         ids = data.astype(data.dtype.newbyteorder("=")) if data.dtype.kind in "iuf" else data.astype(str)
         if missing.any():
@@ -989,7 +1012,8 @@ class CatalogStream:
                 self._carried_types = (carried, _csv_column_types(self.path, self._csv_layout, carried))
             types = {**self._carried_types[1], **types}
             # An empty text cell is a missing value, as astropy's reader (read_catalog) reads it;
-            # pyarrow reads it as the text "".
+            # pyarrow reads it as the text "". Its strings_can_be_null would also null text cells
+            # holding "NA" or "null", which astropy keeps as text.
             text_carried = {name for name in self.columns.carried.values() if types.get(name) == pa.string()}
             for piece in _rebatch(_csv_batches(self.path, self._csv_layout, columns, numeric, types), chunk_rows):
                 yield {name: self._numpy(_empty_text_as_null(piece.column(name)) if name in text_carried else piece.column(name),
@@ -1269,8 +1293,8 @@ class UnitReader:
         from ..data.catalog import arrow_to_numpy
 
         table = pa.concat_tables(pieces)
-        return {name: arrow_to_numpy(table.column(name)) if name.startswith(CARRIED_PREFIX)
-                else table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+        # Only carried columns hold nulls in a shard; they stay masked, with their type.
+        return {name: arrow_to_numpy(table.column(name)) for name in table.column_names}
 
     def batches(self, unit: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         """Batches of one unit: model inputs plus the rows' ids, positions and flags."""
@@ -1446,11 +1470,7 @@ class UnitAssembler:
             pieces = [b["carried"][key] for b in batches]
             name = key[len(CARRIED_PREFIX):]
             table[name] = np.ma.concatenate(pieces) if any(np.ma.isMaskedArray(p) for p in pieces) else np.concatenate(pieces)
-            if self.carried_units.get(name):
-                from astropy import units as u
-
-                # A unit astropy does not know is kept as text, not refused (a catalogue's own business).
-                table[name].unit = u.Unit(self.carried_units[name], parse_strict="silent")
+            _set_carried_unit(table[name], self.carried_units.get(name))
         return table
 
 
@@ -1590,9 +1610,7 @@ class RunOptions:
 
     def carried_count(self) -> int:
         """How many catalogue columns ``keep`` names (for the memory plan)."""
-        if not self.keep:
-            return 0
-        return len(self.keep.split(",") if isinstance(self.keep, str) else list(self.keep))
+        return len(carried_pairs(self.keep))
 
     def decision(self) -> ClassDecision:
         """How probabilities become classes (threshold, class prior)."""
@@ -1942,7 +1960,7 @@ def predict_stampset_parts(model: str | os.PathLike, data: str | os.PathLike, ou
     decision = options.decision()
     decision.check(predictor)
     stamps = StampSet.open(data)
-    carried = parse_carried(options.keep, stamps.columns, data, prediction_output_names(predictor, probe_predictor(predictor)))
+    carried = stampset_carried(options.keep, stamps, data, predictor)
     # Once for the whole set: a seeing measured from the stamps must not differ between parts.
     seeing = resolve_seeing(predictor, stamps)
     seeing_record = {"seeing": seeing.record()} if seeing is not None else {}
