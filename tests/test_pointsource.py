@@ -63,6 +63,8 @@ def test_training_runs_three_stages_and_baseline(trained):
     assert any(k.startswith("baseline.") for k in state) and any(k.startswith("spectral.") for k in state)
     # The discriminator is needed for training only.
     assert not any("discriminator" in k for k in state)
+    # The encoder's augmentation is recorded: it sets which real spectra the model is trusted on.
+    assert meta["encoder_augmentation"] == {"coverage_loss": 0.3, "snr_range": [2.0, 10.0]}
 
 
 def test_generator_is_frozen_inside_fusion(trained):
@@ -157,6 +159,9 @@ def test_training_rejects_sets_without_point_source_labels(tmp_path):
     path = write_stampset(tmp_path / "g.h5", np.zeros((4, 1, 8, 8), np.float32), {"label": ["galaxy"] * 4}, meta).path
     with pytest.raises(InputError, match="point-source"):
         train_pointsource_model(path, tmp_path / "m.pt", epochs=1, progress=False)
+    with pytest.raises(InputError, match="coverage_loss"):
+        train_pointsource_model(path, tmp_path / "m.pt", epochs=1, progress=False, coverage_loss=0.5)
+    assert not (tmp_path / "m.pt").exists()
 
 
 def test_resampling_conserves_flux_and_masks_gaps():
@@ -340,18 +345,87 @@ def test_unreadable_spectrum_layouts_are_named(tmp_path, layout, fragment):
         read_real_spectrum(path)
 
 
-def test_a_real_spectrum_covering_less_than_the_training_is_flagged(recwarn):
-    """The encoder was trained on spectra covering at least 80% of the grid: the real quasar
-    with its red part masked (68%) is outside that and is flagged, with a warning."""
+def test_spectrum_noise_reaches_the_drawn_snr_on_usable_pixels_only():
+    from skysort.models.pointsource import normalise_spectra
+    from skysort.tasks.pointsource import SpectrumNoise
+
+    rng = np.random.default_rng(2)
+    flux = 1.0 + rng.normal(0.0, 0.1, (64, 2000))  # S/N 10, the simulated spectra's
+    values, valid = normalise_spectra(flux)
+    valid[:, :100] = False
+    values[:, :100] = 0
+    batch = {"spectrum": torch.as_tensor(values), "spectrum_valid": torch.as_tensor(valid), "label": torch.zeros(64)}
+    noisy = SpectrumNoise((3.0, 3.0), probability=1.0, seed=1)(batch)
+    recovered = torch.sinh(noisy["spectrum"][:, 100:].float())
+    assert noisy["spectrum"].dtype == batch["spectrum"].dtype and torch.equal(noisy["spectrum_valid"], batch["spectrum_valid"])
+    assert torch.all(noisy["spectrum"][:, :100] == 0)
+    assert float(recovered.median(1).values.mean()) == pytest.approx(1.0, abs=0.02)
+    assert float(recovered.std(1).mean()) == pytest.approx(1 / 3, rel=0.05)
+    untouched = SpectrumNoise((3.0, 3.0), probability=0.0)(batch)
+    assert torch.equal(untouched["spectrum"], batch["spectrum"])
+    with pytest.raises(ValueError, match="snr_range"):
+        SpectrumNoise((5.0, 2.0))
+
+
+def test_trained_coverage_comes_from_the_model_file():
+    from skysort.tasks.pointsource import min_trained_coverage
+
+    assert min_trained_coverage({"encoder_augmentation": {"coverage_loss": 0.3, "snr_range": [2.0, 10.0]}}) == pytest.approx(0.4)
+    # Files written before the augmentation was recorded were trained with 10% lost at each end.
+    assert min_trained_coverage({}) == pytest.approx(0.8)
+
+
+def test_shipped_encoder_calls_independent_quasar_templates_quasars():
+    """Quasar spectra the simulator never draws: the mean spectra of SDSS DR16Q quasars (DESI
+    redrock), SDSS's eigenspectra, Yip et al.'s and Cristiani & Vio's composites, redshifted
+    0.1-4.5 with intergalactic absorption, at S/N 10 per pixel."""
+    import importlib.util
+
+    from conftest import REPO
     from skysort.models.registry import shipped_model_names
-    from skysort.tasks.pointsource import MIN_TRAINED_COVERAGE, encode_real_spectrum, read_real_spectrum
 
     if "pointsource-sdss" not in shipped_model_names():
         pytest.skip("pointsource-sdss is not shipped in this build")
+    require(SHARED_DATA / "seds" / "qso")
+    spec = importlib.util.spec_from_file_location("templates", REPO / "benchmarks" / "pointsource_encoder_templates.py")
+    templates = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(templates)
+    table = templates.template_probabilities("pointsource-sdss", snr=10.0, seed=0)
+    empirical = ("dr16q-lowz", "dr16q-highz", "speigen", "brodzeller", "yip", "cristiani")
+    scored = {(name, z): p for name in empirical for z, p in table[name].items() if p is not None}
+    assert len(scored) >= 45  # each redshift 0.1-4.5 is covered by several templates
+    assert {z for _, z in scored} == set(templates.REDSHIFTS)
+    missed = {key: round(p, 3) for key, p in scored.items() if p <= 0.5}
+    assert not missed, f"quasar templates called stars: {missed}"
+
+
+@pytest.mark.parametrize("kept", ["< 4500", "< 6000", "< 7000", "> 5000", "> 6000"])
+def test_a_real_spectrum_covering_less_than_the_training_is_flagged(kept):
+    """The real quasar with part of its spectrum masked: flagged, with a warning, where it covers
+    less of the grid than the model's encoder was trained on; called a quasar where it does not."""
+    import warnings
+
+    from skysort.models.checkpoint import load_model_file
+    from skysort.models.registry import resolve_model, shipped_model_names
+    from skysort.tasks.pointsource import encode_real_spectrum, min_trained_coverage, read_real_spectrum
+
+    if "pointsource-sdss" not in shipped_model_names():
+        pytest.skip("pointsource-sdss is not shipped in this build")
+    trained_on = min_trained_coverage(load_model_file(resolve_model("pointsource-sdss"))[0])
     spectrum = read_real_spectrum(require(SHARED_DATA / "spectra" / "sdss_real" / "spec-0332-52367-0639.fits"))
-    whole = encode_real_spectrum("pointsource-sdss", spectrum["wave"], spectrum["flux"], spectrum["valid"])
-    assert whole["reliable"] and whole["class"] == "qso" and not recwarn.list
-    blue = spectrum["valid"] & (spectrum["wave"] < 7000)
-    with pytest.warns(UserWarning, match="covers 68% of the model's wavelength grid"):
-        part = encode_real_spectrum("pointsource-sdss", spectrum["wave"], spectrum["flux"], blue)
-    assert not part["reliable"] and part["coverage"] < MIN_TRAINED_COVERAGE == pytest.approx(0.8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        whole = encode_real_spectrum("pointsource-sdss", spectrum["wave"], spectrum["flux"], spectrum["valid"])
+    assert whole["reliable"] and whole["class"] == "qso"
+    side, cut = kept.split()
+    part_valid = spectrum["valid"] & ((spectrum["wave"] < float(cut)) if side == "<" else (spectrum["wave"] > float(cut)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        part = encode_real_spectrum("pointsource-sdss", spectrum["wave"], spectrum["flux"], part_valid)
+    if part["coverage"] < trained_on:
+        assert not part["reliable"]
+        assert [str(w.message) for w in caught] == [
+            f"the spectrum covers {part['coverage']:.0%} of the model's wavelength grid; the encoder was trained on spectra "
+            f"covering at least {trained_on:.0%}, so its class is unreliable"]
+    else:
+        assert part["reliable"] and not caught and part["class"] == "qso"

@@ -8,7 +8,9 @@ split of a ``skysort simulate --kind pointsources`` stamp set (images + SDSS-gri
 1. the 1-D ResNet spectral encoder, a star / quasar classifier on spectra whose 128-d
    feature is then frozen (trained on the set's spectra plus noisy spectra of every Pickles
    stellar template, :func:`library_star_spectra`, so that hot stars absent from faint
-   high-latitude samples are still recognised as stars);
+   high-latitude samples are still recognised as stars; half of the spectra are degraded to
+   S/N 2-10 and half lose up to 30% of the grid at each end (:class:`SpectrumAugmentation`),
+   so that faint objects' spectra and spectra of other coverage are still read);
 2. the conditional GAN: a generator maps images (+ noise) to 128-d features, trained against a
    discriminator on (feature, image embedding) pairs together with an L2 term to the frozen
    encoder's features, a feature-matching term on the discriminator's hidden layer, and a
@@ -176,10 +178,22 @@ class Dihedral:
 
 
 #: Most of the wavelength grid lost at each end in the encoder's training (:class:`SpectrumCoverage`).
-SPECTRUM_COVERAGE_LOSS = 0.1
-#: The least grid coverage of a spectrum the encoder was trained on: a real spectrum covering
-#: less is outside its training, and its class is flagged as unreliable.
-MIN_TRAINED_COVERAGE = 1.0 - 2 * SPECTRUM_COVERAGE_LOSS
+#: Models trained before this was recorded in the model file (``encoder_augmentation``) lost up to 0.1.
+SPECTRUM_COVERAGE_LOSS = 0.3
+#: Median S/N per pixel the encoder's noise augmentation degrades spectra to (:class:`SpectrumNoise`):
+#: simulated spectra are drawn at S/N 10, while SDSS spectra of r = 21-22 sources hold 2-5.
+SPECTRUM_SNR_RANGE = (2.0, 10.0)
+#: What models record no augmentation for were trained with: 10% lost at each end, no added noise.
+LEGACY_AUGMENTATION = {"coverage_loss": 0.1, "snr_range": None}
+
+
+def min_trained_coverage(meta: Mapping[str, Any]) -> float:
+    """The least grid coverage of a spectrum the model's encoder was trained on (0-1).
+
+    A real spectrum covering less is outside its training, and its class is flagged as unreliable.
+    """
+    augmentation = meta.get("encoder_augmentation") or LEGACY_AUGMENTATION
+    return 1.0 - 2.0 * float(augmentation["coverage_loss"])
 
 
 class SpectrumCoverage:
@@ -202,6 +216,56 @@ class SpectrumCoverage:
         keep = (position >= blue.unsqueeze(1)) & (position < (length - red).unsqueeze(1))
         return {**batch, "spectrum": torch.where(keep, spectrum, torch.zeros((), dtype=spectrum.dtype)),
                 "spectrum_valid": valid & keep}
+
+
+class SpectrumNoise:
+    """Extra Gaussian noise bringing normalised spectra down to a median S/N per pixel drawn
+    log-uniformly in ``snr_range``, so the encoder knows faint objects' spectra.
+
+    The spectra are stored normalised (:func:`~skysort.models.pointsource.normalise_spectra`:
+    ``asinh(flux / s)``, ``s`` the median |flux|), so the flux is ``sinh`` of them in units of
+    ``s``; noise of standard deviation ``sqrt(1 / snr**2 - 1 / base_snr**2)`` in those units is
+    added to the usable pixels and the result normalised again. ``base_snr`` is the S/N the
+    spectra already have (white noise; real spectra are noisier under sky lines).
+    """
+
+    def __init__(self, snr_range: tuple[float, float] = SPECTRUM_SNR_RANGE, base_snr: float = 10.0, probability: float = 0.5,
+                 seed: int = 0):
+        if not 0 < snr_range[0] <= snr_range[1]:
+            raise ValueError(f"snr_range must be increasing and positive, got {snr_range}")
+        self.snr_range, self.base_snr, self.probability = snr_range, base_snr, probability
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        spectrum, valid = batch["spectrum"], batch["spectrum_valid"]
+        n = spectrum.shape[0]
+        g = self.generator
+        low, high = np.log(self.snr_range[0]), np.log(self.snr_range[1])
+        snr = torch.exp(low + (high - low) * torch.rand(n, generator=g))
+        sigma = torch.sqrt(torch.clamp(1.0 / snr**2 - 1.0 / self.base_snr**2, min=0.0))
+        sigma = torch.where(torch.rand(n, generator=g) < self.probability, sigma, 0.0)
+        flux = torch.sinh(spectrum.float()) + sigma.unsqueeze(1) * torch.randn(spectrum.shape, generator=g)
+        scale = torch.nanmedian(torch.where(valid, flux.abs(), torch.nan), dim=1).values
+        scale = torch.where(torch.isfinite(scale) & (scale > 0), scale, 1.0)
+        noisy = torch.where(valid, torch.asinh(flux / scale.unsqueeze(1)), 0.0).to(spectrum.dtype)
+        return {**batch, "spectrum": torch.where(sigma.unsqueeze(1) > 0, noisy, spectrum)}
+
+
+class SpectrumAugmentation:
+    """The encoder's training augmentation: :class:`SpectrumNoise`, then :class:`SpectrumCoverage`."""
+
+    def __init__(self, coverage_loss: float = SPECTRUM_COVERAGE_LOSS, snr_range: tuple[float, float] | None = SPECTRUM_SNR_RANGE,
+                 seed: int = 0):
+        self.coverage = SpectrumCoverage(coverage_loss, seed=seed)
+        self.noise = SpectrumNoise(snr_range, seed=seed + 1) if snr_range else None
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """What the model file records (``encoder_augmentation``)."""
+        return {"coverage_loss": self.coverage.max_fraction, "snr_range": list(self.noise.snr_range) if self.noise else None}
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.coverage(self.noise(batch) if self.noise else batch)
 
 
 # ----------------------------------------------------------------------------- losses and GAN stage
@@ -274,6 +338,8 @@ def train_pointsource_model(
     progress: bool = True,
     command: str | None = None,
     library_stars_per_template: int = LIBRARY_STARS_PER_TEMPLATE,
+    coverage_loss: float = SPECTRUM_COVERAGE_LOSS,
+    spectrum_snr_range: tuple[float, float] | None = SPECTRUM_SNR_RANGE,
 ) -> dict[str, Any]:
     """Train a point-source (star / quasar) model and write it to ``out``.
 
@@ -306,6 +372,13 @@ def train_pointsource_model(
     library_stars_per_template : int
         Spectra of each Pickles template per S/N level added to the encoder's training
         (:func:`library_star_spectra`; 0: none).
+    coverage_loss : float
+        Most of the wavelength grid lost at each end in the encoder's training
+        (:class:`SpectrumCoverage`); spectra covering at least ``1 - 2 * coverage_loss`` of the
+        grid are within the model's training.
+    spectrum_snr_range : (float, float) or None
+        Median S/N per pixel the encoder's training degrades half of the spectra to
+        (:class:`SpectrumNoise`; None: no added noise).
 
     Returns
     -------
@@ -322,6 +395,8 @@ def train_pointsource_model(
         raise InputError("--baseline", f"unknown baseline {baseline!r} (choose image-only)")
     if epochs < 1:
         raise InputError("--epochs", f"need at least one epoch, got {epochs}")
+    if not 0 <= coverage_loss < 0.5:
+        raise InputError("coverage_loss", f"must lie in [0, 0.5), got {coverage_loss}")
     start_time = time.perf_counter()
     stamps = open_training_set(data)
     only_baseline = baseline == "image-only"
@@ -408,8 +483,9 @@ def train_pointsource_model(
     del library_spec, library_valid
     spectral_val = {"spectrum": val_spec, "spectrum_valid": val_valid, "label": val_labels}
     torch.manual_seed(seed + 1)
+    augmentation = SpectrumAugmentation(coverage_loss, spectrum_snr_range, seed=seed + 1)
     stages["encoder"] = fit(TaskModule(net.spectral, classification_loss, optim),
-                            *loaders(spectral_train, spectral_val, SpectrumCoverage(seed=seed + 1), seed + 1),
+                            *loaders(spectral_train, spectral_val, augmentation, seed + 1),
                             **(options | {"max_epochs": min(epochs, ENCODER_MAX_EPOCHS)}))
     spectral_arrays = lambda spec, valid: {"spectrum": spec, "spectrum_valid": valid}  # noqa: E731
     encoder_val = _binary_metrics(val_labels, _softmax_qso(_batched(lambda b: net.spectral(b)["logits"], spectral_arrays(val_spec, val_valid), net.spectral)) > 0.5)
@@ -449,6 +525,7 @@ def train_pointsource_model(
     save_model_file(out, net.state_dict(), {
         **common_meta, "architecture": "PointSourceNet", "architecture_config": net.config, "spectrum_grid": grid,
         "spectrum_normalisation": "asinh(flux / median|flux| over valid pixels); valid-pixel mask as a second channel",
+        "encoder_augmentation": augmentation.record,
         "encoder_library_stars": {"library": "Pickles 1998", "per_template_per_snr": library_stars_per_template, "snr": list(LIBRARY_STAR_SNR)},
         "gan_weights": GAN_WEIGHTS, "baseline": "image-only ImageClassifier stored under 'baseline.' (same CNN, same split)",
         "training": {**training_meta, "stages": stages, "seconds": seconds},
@@ -744,7 +821,8 @@ def resample_spectrum(wave: np.ndarray, flux: np.ndarray, valid: np.ndarray | No
 
 
 def encode_real_spectrum(model: str | os.PathLike | PointSourceNet, wave: np.ndarray, flux: np.ndarray,
-                         valid: np.ndarray | None = None, *, grid: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                         valid: np.ndarray | None = None, *, grid: Mapping[str, Any] | None = None,
+                         min_coverage: float | None = None) -> dict[str, Any]:
     """Resample a real spectrum onto the model's grid and classify it with the spectral encoder.
 
     Parameters
@@ -755,24 +833,32 @@ def encode_real_spectrum(model: str | os.PathLike | PointSourceNet, wave: np.nda
         Vacuum wavelengths [A], f_lambda (any unit) and usable pixels (see :func:`read_real_spectrum`).
     grid : mapping, optional
         ``loglam_start``, ``loglam_step``, ``n_pixels`` (default the model file's ``spectrum_grid``).
+    min_coverage : float, optional
+        The least coverage the encoder was trained on (default from the model file,
+        :func:`min_trained_coverage`; with a network and no value, 0.8, the least any model was
+        trained on).
 
     Returns
     -------
     dict
         ``class`` (``"star"`` / ``"qso"``), ``p_qso``, ``feature`` (128-d), ``coverage``
         (fraction of the grid covered), ``reliable`` (False when the coverage is below
-        :data:`MIN_TRAINED_COVERAGE`, the least the encoder was trained on; a warning says so:
-        a real quasar with its spectrum red of 7000 A masked is called a star).
+        ``min_coverage``; a warning says so: the model shipped before encoders were trained on
+        partial spectra called a real quasar with its spectrum red of 7000 A masked a star).
     """
     if isinstance(model, PointSourceNet):
         network = model
         if grid is None:
             raise InputError("grid", "the wavelength grid is needed with a network")
+        if min_coverage is None:
+            min_coverage = min_trained_coverage({})
     else:
         network, meta = load_pointsource_model(model)
         if not isinstance(network, PointSourceNet):
             raise InputError(model, "an image-only baseline model has no spectral encoder")
         grid = grid or meta["spectrum_grid"]
+        if min_coverage is None:
+            min_coverage = min_trained_coverage(meta)
     resampled, usable = resample_spectrum(wave, flux, valid, loglam_start=grid["loglam_start"], loglam_step=grid["loglam_step"],
                                           n_pixels=int(grid["n_pixels"]))
     if not usable.any():
@@ -784,12 +870,12 @@ def encode_real_spectrum(model: str | os.PathLike | PointSourceNet, wave: np.nda
         out = network.spectral({"spectrum": torch.as_tensor(spectrum).to(device), "spectrum_valid": torch.as_tensor(mask).to(device)})
     p_qso = float(torch.softmax(out["logits"].float(), dim=1)[0, 1])
     coverage = float(usable.mean())
-    reliable = coverage >= MIN_TRAINED_COVERAGE
+    reliable = coverage >= min_coverage
     if not reliable:
         import warnings
 
         warnings.warn(f"the spectrum covers {coverage:.0%} of the model's wavelength grid; the encoder was trained on spectra "
-                      f"covering at least {MIN_TRAINED_COVERAGE:.0%}, so its class is unreliable", UserWarning, stacklevel=2)
+                      f"covering at least {min_coverage:.0%}, so its class is unreliable", UserWarning, stacklevel=2)
     return {"class": CLASSES[int(p_qso > 0.5)], "p_qso": p_qso, "feature": out["feature"][0].float().cpu().numpy(),
             "coverage": coverage, "reliable": reliable}
 
