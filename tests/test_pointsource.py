@@ -94,6 +94,12 @@ def test_evaluate_writes_required_metrics_and_plots(trained, tiny_sets, tmp_path
     for name in ("features_pca.png", "f1_vs_magnitude.png", "qso_completeness_vs_redshift.png", "reliability.png",
                  "predictions.parquet"):
         assert (tmp_path / "eval" / name).stat().st_size > 0
+    # The card states what the encoder was trained on, hence which real spectra it is trusted with.
+    from skysort.tasks.pointsource import write_model_card
+
+    card = write_model_card(trained[0], tmp_path / "eval" / "metrics.json", tmp_path / "card.md", test_description="tiny").read_text()
+    assert ("- spectral encoder augmentation: up to 30% of the grid lost at each end, so real spectra covering at least 40% of it "
+            "are within its training; half of the spectra degraded to S/N 2-10 per pixel") in card
 
 
 def test_image_only_baseline_uses_same_split_and_compares(tiny_sets, trained, tmp_path):

@@ -1088,6 +1088,17 @@ def evaluate_pointsource_model(
     return metrics
 
 
+def _augmentation_line(meta: Mapping[str, Any]) -> str:
+    """The card's line on the spectral encoder's training augmentation."""
+    recorded = meta.get("encoder_augmentation")
+    augmentation = recorded or LEGACY_AUGMENTATION
+    snr = augmentation["snr_range"]
+    return (f"- spectral encoder augmentation{'' if recorded else ' (not recorded in the file; the code of its time)'}: "
+            f"up to {augmentation['coverage_loss']:.0%} of the grid lost at each end, so real spectra covering at least "
+            f"{min_trained_coverage(meta):.0%} of it are within its training; "
+            + (f"half of the spectra degraded to S/N {snr[0]:g}-{snr[1]:g} per pixel" if snr else "no noise added"))
+
+
 def write_model_card(model: str | os.PathLike, metrics_path: str | os.PathLike, out: str | os.PathLike, *, test_description: str,
                      real_spectra: Sequence[Mapping[str, Any]] = (), notes: Sequence[str] = ()) -> Path:
     """Write a Markdown model card from a model file's metadata and an evaluation ``metrics.json``.
@@ -1142,7 +1153,8 @@ def write_model_card(model: str | os.PathLike, metrics_path: str | os.PathLike, 
         f"- {training.get('n_train'):,} training / {training.get('n_val'):,} validation objects ({training.get('split')}), "
         f"batch {training.get('batch_size')}, lr {training.get('lr')}",
         f"- {training.get('seconds')} s in total; epochs per stage: "
-        + ", ".join(f"{k} {v.get('epochs')}" for k, v in (training.get("stages") or {}).items()), "",
+        + ", ".join(f"{k} {v.get('epochs')}" for k, v in (training.get("stages") or {}).items()),
+        _augmentation_line(meta), "",
         "## Measured performance (held-out test set)", "",
         f"Test set: {test_description}", "",
         "| quantity | value |", "|---|---|",
