@@ -170,6 +170,38 @@ def test_kids_preset(tmp_path):
     assert "MAG_GAAP_u" in subset.colnames  # bands not asked for pass through unchanged
 
 
+def test_kids_preset_reads_dr5_first_i_pass(tmp_path):
+    """KiDS DR5 observed i twice; a catalogue naming the passes MAG_GAAP_i1 / MAG_GAAP_i2 has no
+    MAG_GAAP_i: the preset reads the first pass (DR4's i depth), the second passes through. With
+    MAG_GAAP_i present, it is read."""
+    bands = ["u", "g", "r", "i1", "i2", "Z", "Y", "J", "H", "Ks"]
+    t = Table({"ID": ["a", "b"], "RAJ2000": [10.0, 10.1], "DECJ2000": [-30.0, -30.1]})
+    for k, b in enumerate(bands):
+        t[f"MAG_GAAP_{b}"] = np.array([20.0 + k / 10, 21.0 + k / 10])
+        t[f"MAGERR_GAAP_{b}"] = np.array([0.01 * (k + 1), 0.02 * (k + 1)])
+    t["MAG_GAAP_i1"][1] = 99.0
+    path = write_raw(t, tmp_path / "dr5.fits")
+    cat = read_catalog(path, "kids")
+    assert catalog_bands(cat) == ["u", "g", "r", "i", "Z", "Y", "J", "H", "Ks"]
+    assert cat["mag_i"][0] == pytest.approx(20.3) and cat["magerr_i"][0] == pytest.approx(0.04)
+    assert list(cat["mag_i"].mask) == [False, True]  # i1 not detected: missing, not i2
+    assert "column MAG_GAAP_i1" in cat["mag_i"].description
+    assert {"MAG_GAAP_i2", "MAGERR_GAAP_i2"} <= set(cat.colnames) and "MAG_GAAP_i1" not in cat.colnames
+    t["MAG_GAAP_i"], t["MAGERR_GAAP_i"] = [19.0, 19.5], [0.5, 0.6]
+    both = read_catalog(write_raw(t, tmp_path / "both.fits"), "kids")
+    assert list(both["mag_i"]) == [19.0, 19.5] and "MAG_GAAP_i1" in both.colnames
+    del t["MAG_GAAP_i"], t["MAG_GAAP_i1"]
+    with pytest.raises(InputError, match="MAG_GAAP_i or MAG_GAAP_i1"):
+        read_catalog(write_raw(t, tmp_path / "neither.fits"), "kids")
+
+
+@pytest.mark.parametrize("value, fragment", [([], "must list column names"), ([1.5, None], "must list column names"),
+                                             ({"a": 1}, "a column name or a list")])
+def test_band_column_alternatives_are_validated(value, fragment):
+    with pytest.raises(InputError, match=fragment):
+        ColumnMapping.from_dict({"mag": {"r": value}, "bands": ["r"]})
+
+
 @pytest.mark.parametrize("kind, prefix", [("psf", "psfMag"), ("model", "modelMag"),
                                           ("cmodel", "cModelMag")])
 def test_sdss_preset_kinds(tmp_path, kind, prefix):

@@ -219,9 +219,11 @@ class ColumnMapping:
         Survey column holding each standard quantity, or None when the catalogue lacks it.
         ``ra``/``dec`` are in degrees; ``x``/``y`` are pixel positions counted from
         ``pixel_origin`` in the image of ``reference_band``.
-    mag, magerr : str or dict of str to str or None
+    mag, magerr : str or dict of str to (str or tuple of str) or None
         Magnitude (AB) and error columns: a template containing ``{band}`` or an explicit
-        ``{band: column}`` dictionary. ``magerr`` may be None (no errors in the catalogue).
+        ``{band: column}`` dictionary, where a band may name several columns, the first of them
+        the catalogue holds being read (KiDS DR4 has ``MAG_GAAP_i``; DR5 observed i twice, and
+        catalogues naming the passes ``MAG_GAAP_i1`` / ``MAG_GAAP_i2`` have no ``MAG_GAAP_i``). ``magerr`` may be None (no errors in the catalogue).
     bands : tuple of str
         Bands in order. Empty means "whatever the caller asks for" (templates only).
     sentinels : tuple of float or None
@@ -258,8 +260,8 @@ class ColumnMapping:
     x: str | None = None
     y: str | None = None
     label: str | None = None
-    mag: str | dict[str, str] | None = None
-    magerr: str | dict[str, str] | None = None
+    mag: str | dict[str, str | tuple[str, ...]] | None = None
+    magerr: str | dict[str, str | tuple[str, ...]] | None = None
     bands: tuple[str, ...] = ()
     sentinels: tuple[float, ...] | None = None
     pixel_origin: int = 0
@@ -299,7 +301,7 @@ class ColumnMapping:
             if value is None:
                 continue
             if isinstance(value, Mapping):
-                kwargs[key] = {str(b): str(c) for b, c in value.items()}
+                kwargs[key] = {str(b): _column_choice(c, where, key, b) for b, c in value.items()}
             elif isinstance(value, str):
                 kwargs[key] = value
             else:
@@ -470,16 +472,30 @@ class ColumnMapping:
             return () if self.flux_unit else DEFAULT_SENTINELS
         return self.sentinels
 
-    def mag_column(self, band: str) -> str | None:
-        """Survey column of the magnitude in ``band`` (None if the mapping has none)."""
+    def mag_column(self, band: str) -> str | tuple[str, ...] | None:
+        """Survey column of the magnitude in ``band`` (None if the mapping has none; a tuple
+        of alternatives, the first present being read)."""
         return _band_column(self.mag, band, self.bands)
 
-    def magerr_column(self, band: str) -> str | None:
-        """Survey column of the magnitude error in ``band`` (None if the mapping has none)."""
+    def magerr_column(self, band: str) -> str | tuple[str, ...] | None:
+        """Survey column of the magnitude error in ``band`` (as :meth:`mag_column`)."""
         return _band_column(self.magerr, band, self.bands)
 
 
-def _band_column(spec: str | dict[str, str] | None, band: str, bands: Sequence[str]) -> str | None:
+def _column_choice(value: Any, where: str | os.PathLike, key: str, band: str) -> str | tuple[str, ...]:
+    """A band's column in a ``{band: column}`` mapping: one name, or a non-empty list of
+    alternatives (as a tuple)."""
+    if isinstance(value, (list, tuple)):
+        if not value or not all(isinstance(v, str) and v.strip() for v in value):
+            raise InputError(where, f"{key} of band {band} must list column names, not {list(value)!r}")
+        return tuple(value) if len(value) > 1 else value[0]
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return str(value)
+    raise InputError(where, f"{key} of band {band} must be a column name or a list of them, not {value!r}")
+
+
+def _band_column(spec: str | dict[str, str | tuple[str, ...]] | None, band: str,
+                 bands: Sequence[str]) -> str | tuple[str, ...] | None:
     """The column ``spec`` names for ``band``: a template's ``{band}`` replaced by the band and
     ``{index}`` by its 0-based place in ``bands`` (for vector columns, ``PSFMAG[{index}]``)."""
     if spec is None:
@@ -1254,7 +1270,7 @@ def _standardise(raw: Table, carried: Mapping[str, Any], path: str | os.PathLike
             offset = cmap.ab_offsets.get(band, 0.0)
             if offset:
                 mag = MaskedColumn(mag.data + offset, mask=mag.mask)
-            note = f" (catalogue value {offset:+g} mag)" if offset else ""
+            note = f" (column {mag_name}{f', catalogue value {offset:+g} mag' if offset else ''})"
             err = _masked_magnitudes(raw[err_name], sentinels, path) if err_name is not None else None
         out[f"mag_{band}"] = MaskedColumn(mag, unit=u.mag, description=f"AB magnitude, band {band}{note}")
         consumed.add(mag_name)
@@ -1409,7 +1425,7 @@ def _locate_columns(raw: Table, cmap: ColumnMapping, requested: tuple[str, ...] 
         raise InputError(path, f"no position columns: column mapping {cmap.describe()} names "
                                "neither ra/dec nor x/y, and there are no ra/dec or x/y columns")
 
-    wanted: dict[str, str] = {}
+    wanted: dict[str, str | tuple[str, ...]] = {}
     for key in STANDARD_COLUMNS:
         column = getattr(cmap, key)
         if column is not None:
@@ -1421,9 +1437,10 @@ def _locate_columns(raw: Table, cmap: ColumnMapping, requested: tuple[str, ...] 
             wanted[f"magerr_{band}"] = err
     missing = []
     for key, column in wanted.items():
-        found = find(column)
+        choices = column if isinstance(column, tuple) else (column,)
+        found = next((hit for choice in choices if (hit := find(choice)) is not None), None)
         if found is None:
-            missing.append(column)
+            missing.append(" or ".join(choices))
         sources[key] = found
     if missing:
         raise InputError(path, f"missing column(s) {', '.join(missing)} named by column "
