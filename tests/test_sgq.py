@@ -464,12 +464,31 @@ def test_evaluate_command_scores_a_labelled_catalogue_and_a_pure_sample(tmp_path
     # A catalogue without labels and without --expect, a model that reads no photometry, and
     # both inputs at once are one error line each.
     for argv, fragment in ((["--model", "sgq-sdss", "--catalog", tmp_path / "stars.csv", "--mapping", mapping], "no label column"),
+                           # A column that looks like the classes is named, with the mapping that reads it.
+                           (["--model", "sgq-sdss", "--catalog", tmp_path / "real.csv", "--mapping", mapping],
+                            "no label column: map the catalogue's class column as label (column 'class' looks like it: "
+                            "label=class in the mapping)"),
                            (["--model", "blend-cfis", "--catalog", tmp_path / "stars.csv"], "applies to sgq models"),
                            (["--model", "sgq-sdss", "--catalog", tmp_path / "stars.csv", "--data", tmp_path / "x.h5"],
                             "give one of --data")):
         code = main(["evaluate", *map(str, argv), "--out", str(tmp_path / "bad"), "--quiet"])
         err = capsys.readouterr().err
         assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_missing_labels_name_the_preset_option_that_reads_them(tmp_path):
+    _needs("sgq-sdss")
+    from astropy.table import Table
+
+    table = Table({"ra": [1.0], "dec": [2.0], **{f"mag_{b}": [20.0] for b in "ugriz"}, "CLASS": ["STAR"]},
+                  meta={"mapping": "sdss (kind=model)"})
+    with pytest.raises(InputError, match=r"column 'CLASS' looks like it: --mapping sdss:kind=model,label=CLASS\)"):
+        sgq.evaluate_sgq_catalog("sgq-sdss", table, tmp_path / "e")
+    del table["CLASS"]
+    with pytest.raises(InputError) as info:
+        sgq.evaluate_sgq_catalog("sgq-sdss", table, tmp_path / "e")
+    assert "looks like" not in info.value.problem
+    assert not (tmp_path / "e").exists()
 
 
 def test_catalogue_evaluation_with_the_class_mix_estimated(tmp_path):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -1208,6 +1209,23 @@ def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_di
     return metrics
 
 
+#: Names a catalogue's class column often has (compared without case), for the hint below.
+_CLASS_COLUMN_NAMES = ("class", "specclass", "spec_class", "spectype", "type", "objtype", "classification")
+
+
+def _label_column_hint(catalog: Table) -> str:
+    """`` (e.g. --mapping NAME:label=COLUMN)`` for a column that looks like the classes, else empty."""
+    found = next((name for wanted in _CLASS_COLUMN_NAMES for name in catalog.colnames if name.lower() == wanted), None)
+    if found is None:
+        return ""
+    # The catalogue records its mapping as described: "sdss (kind=psf)", a preset with its options.
+    described = re.match(r"^([A-Za-z0-9_.-]+)(?: \((.*)\))?$", str(catalog.meta.get("mapping", "")))
+    if described is None or described.group(1) in ("auto", "custom"):
+        return f" (column {found!r} looks like it: label={found} in the mapping)"
+    options = [o.strip() for o in (described.group(2) or "").split(",") if o.strip()]
+    return f" (column {found!r} looks like it: --mapping {described.group(1)}:{','.join([*options, f'label={found}'])})"
+
+
 def evaluate_sgq_catalog(model: str | os.PathLike, catalog: Table, out_dir: str | os.PathLike, *,
                          command: str | None = None, description: str = "",
                          prior: Mapping[str, float] | str | None = None,
@@ -1231,8 +1249,8 @@ def evaluate_sgq_catalog(model: str | os.PathLike, catalog: Table, out_dir: str 
     if expected_class is not None and expected_class not in CLASSES:
         raise InputError("--expect", f"unknown class {expected_class!r} (choose from {', '.join(CLASSES)})")
     if "label" not in catalog.colnames and expected_class is None:
-        raise InputError(where, "no label column: map the catalogue's class column as label, or give the class of a "
-                                "pure sample (--expect)")
+        raise InputError(where, "no label column: map the catalogue's class column as label"
+                                f"{_label_column_hint(catalog)}, or give the class of a pure sample (--expect)")
     mags, _, _ = photometry_arrays(catalog, predictor.spec.photometry_bands)
     ids = np.asarray(catalog["id"]) if "id" in catalog.colnames else None
     table = predict_sgq(predictor, mag=mags, ids=ids, prior=prior)
