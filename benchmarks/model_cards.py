@@ -360,6 +360,8 @@ POINTSOURCE_TRAINING = (f"skysort simulate --survey {POINTSOURCE_SURVEY} --kind 
 POINTSOURCE_DESCRIPTION = (
     f"20,000 simulated SDSS point sources (`skysort simulate --survey {POINTSOURCE_SURVEY} --kind pointsources --n 20000 --balanced --seed 2 "
     "--stamp-size 20 --mag-max 22`; seed unseen in training): 10,113 stars, 9,887 quasars, r <= 22.")
+#: Real galaxy spectra (out of the model's classes) whose encoder classes the card reports.
+POINTSOURCE_GALAXY_SPECTRA = ("spectra/sdss_real/spec-0266-51602-0013.fits", "spectra/sdss_real/spec-0266-51602-0107.fits")
 #: Real spectra classified by the spectral encoder: (glob under the shared data folder, true class).
 POINTSOURCE_SPECTRA = (("seds/stars_indo_us/*.fits", "star"), ("spectra/sdss_real/spec-0332-52367-0639.fits", "qso"))
 POINTSOURCE_NOTES = [
@@ -392,7 +394,6 @@ POINTSOURCE_NOTES = [
     "composite quasars with hosts below z 0.7). Inputs are ugriz stamps in nanomaggies at 0.396\"/px centred on the source, "
     "at least 20x20 px (larger stamps are centre-cropped). The model does not read the seeing; `skysort predict` warns "
     "when a stamp set's seeing lies outside its training range (recorded in the model file as `psf_fwhm_range`).",
-    "Classes are star and qso only: galaxies are out of scope (the encoder calls the emission-line galaxy spec-0266-51602-0107 a quasar).",
     "The spectral encoder is trained on the set's spectra plus noisy spectra of all 131 Pickles templates (8 per S/N level 5, 10, "
     "30), because faint high-latitude samples have no O/B stars; in a trial without them (a smaller encoder trained on 7,200 "
     "spectra) the real B0.5III spectrum was called a quasar. Real spectra are resampled flux-conservingly onto the SDSS vacuum "
@@ -669,6 +670,17 @@ def sgq_sdss(run: Runner, steps: set[str], out: Path) -> None:
         print("  card", write_model_card("sgq-sdss", rows, out / "sgq-sdss.md", title=SDSS_TITLE, sections=sections, notes=SDSS_NOTES))
 
 
+def galaxy_spectra_note(model: str) -> str:
+    """What the spectral encoder makes of real galaxy spectra, which are outside its classes."""
+    from skysort.simulate.presets import shared_data_dir
+    from skysort.tasks.pointsource import classify_real_spectra
+
+    table = classify_real_spectra(model, [shared_data_dir() / name for name in POINTSOURCE_GALAXY_SPECTRA])
+    calls = "; ".join(f"{Path(f).stem} {c} (p_qso {p:.3f})" for f, c, p in zip(table["file"], table["class"], table["p_qso"]))
+    return ("Classes are star and qso only: galaxies are out of scope, and the encoder gives a galaxy spectrum one of the two "
+            f"(the real SDSS galaxies: {calls}; the retrain trial above called the emission-line galaxy -0107 a quasar).")
+
+
 def pointsource_sdss(run: Runner, steps: set[str], out: Path) -> None:
     from skysort.simulate.presets import shared_data_dir
     from skysort.tasks.pointsource import encode_real_spectrum, load_pointsource_model, read_real_spectrum, write_model_card
@@ -693,6 +705,7 @@ def pointsource_sdss(run: Runner, steps: set[str], out: Path) -> None:
         print("  card", write_model_card("pointsource-sdss", folder / "eval_test" / "metrics.json", out / "pointsource-sdss.md",
                                          test_description=POINTSOURCE_DESCRIPTION, real_spectra=rows,
                                          notes=[metal_test_note(folder / "eval_test_metal" / "metrics.json"), *POINTSOURCE_NOTES,
+                                                galaxy_spectra_note("pointsource-sdss"),
                                                 real_field_star_note("pointsource-sdss", field, folder / "test.h5", folder / "test_metal.h5",
                                                                      folder / "eval_test" / "metrics.json")]))
 

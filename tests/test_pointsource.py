@@ -435,3 +435,73 @@ def test_a_real_spectrum_covering_less_than_the_training_is_flagged(kept):
             f"covering at least {trained_on:.0%}, so its class is unreliable"]
     else:
         assert part["reliable"] and not caught and part["class"] == "qso"
+
+
+def test_predict_classifies_real_spectrum_files(tmp_path, capsys):
+    """``skysort predict --spectra``: one row per file with the encoder's class, p_qso, the grid
+    coverage and whether the encoder was trained on such coverage; the same as the Python call."""
+    from astropy.io import fits
+    from astropy.table import Table
+
+    from skysort.cli import main
+    from skysort.models.registry import shipped_model_names
+    from skysort.tasks.pointsource import encode_real_spectrum, read_real_spectrum
+
+    if "pointsource-sdss" not in shipped_model_names():
+        pytest.skip("pointsource-sdss is not shipped in this build")
+    stars = sorted((require(SHARED_DATA / "seds" / "stars_indo_us")).glob("G8*.fits"))
+    quasar = require(SHARED_DATA / "spectra" / "sdss_real" / "spec-0332-52367-0639.fits")
+    coadd = fits.getdata(quasar, "COADD")
+    blue = np.asarray(coadd["loglam"]) < np.log10(4600.0)  # about a fifth of the grid
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU(Table({c: np.asarray(coadd[c])[blue] for c in ("loglam", "flux", "ivar")}))]
+                 ).writeto(tmp_path / "blue_part.fits")
+    pattern = str(stars[0].parent / "G8*.fits")
+    out = tmp_path / "classes.parquet"
+    assert main(["predict", "--model", "pointsource-sdss", "--spectra", f"{pattern},{quasar},{tmp_path / 'blue_part.fits'}",
+                 "--out", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "1 spectrum file(s) cover less of the wavelength grid than the encoder was trained on" in err
+    import pyarrow.parquet as pq
+
+    table = Table.read(out)
+    recorded = json.loads(pq.read_schema(out).metadata[b"skysort"])
+    assert recorded["min_trained_coverage"] == pytest.approx(0.8) and recorded["threshold"] == 0.5
+    assert recorded["model"].endswith("pointsource-sdss.pt") and recorded["provenance"]["creator"].startswith("skysort")
+    assert list(table["file"]) == [*map(str, stars), str(quasar), str(tmp_path / "blue_part.fits")]
+    assert list(table["class"][:-1]) == ["star"] * len(stars) + ["qso"]
+    assert list(table["reliable"]) == [True] * (len(stars) + 1) + [False]
+    assert list(table["layout"]) == ["linear"] * len(stars) + ["sdss", "table"]
+    assert np.allclose(table["p_star"] + table["p_qso"], 1.0)
+    spectrum = read_real_spectrum(quasar)
+    direct = encode_real_spectrum("pointsource-sdss", spectrum["wave"], spectrum["flux"], spectrum["valid"])
+    assert table["p_qso"][len(stars)] == pytest.approx(direct["p_qso"]) and table["coverage"][len(stars)] == pytest.approx(direct["coverage"])
+    # The threshold moves the decision as for images.
+    strict = tmp_path / "strict.csv"
+    assert main(["predict", "--model", "pointsource-sdss", "--spectra", str(quasar), "--threshold", "0.9999999", "--out", str(strict),
+                 "--quiet"]) == 0
+    assert list(Table.read(strict, format="ascii.ecsv")["class"]) == ["star"]
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--spectra", "NOWHERE/*.fits"], "no spectrum file matches this path or pattern"),
+    (["--spectra", "{star},{bad}"], "bad.fits"),
+    (["--spectra", "{star}", "--keep", "ra"], "applies to --data and --catalog"),
+    (["--spectra", "{star}", "--data", "{star}"], "give exactly one of --data (a stamp set), --catalog or --spectra"),
+    (["--spectra", "{star}", "--out", "{folder}/"], "not a folder"),
+])
+def test_predict_spectra_refuses_bad_input_with_one_line(tmp_path, capsys, extra, fragment):
+    from skysort.cli import main
+    from skysort.models.registry import shipped_model_names
+
+    if "pointsource-sdss" not in shipped_model_names():
+        pytest.skip("pointsource-sdss is not shipped in this build")
+    star = sorted(require(SHARED_DATA / "seds" / "stars_indo_us").glob("*.fits"))[0]
+    (tmp_path / "bad.fits").write_text("not a FITS file")
+    names = {"star": star, "bad": tmp_path / "bad.fits", "folder": tmp_path / "parts"}
+    args = [a.format(**names) for a in extra]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "classes.parquet")]
+    code = main(["predict", "--model", "pointsource-sdss", *args, "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "classes.parquet").exists() and not (tmp_path / "parts").exists()

@@ -777,10 +777,11 @@ def predict_command(
     threshold: Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Binary models: the second class when its probability exceeds this (default: the most probable class).")] = None,
     prior: Annotated[Optional[str], typer.Option("--prior", help=_PRIOR_HELP)] = None,
     background: Annotated[Background, typer.Option("--background", help=_BACKGROUND_HELP + " Used with --tiles.")] = Background.sep,
+    spectra: Annotated[Optional[str], typer.Option("--spectra", help="Real 1-D spectra to classify with a point-source model's spectral encoder: FITS files or glob patterns, comma-separated (SDSS spec / spSpec, LAMOST, flux tables, 1-D images); one row per file, with the coverage of the model's wavelength grid. Quote patterns.")] = None,
     keep: Annotated[Optional[str], typer.Option("--keep", help="Catalogue (or stamp set table) columns copied to the output beside the predictions, comma-separated, as they are (values, empty cells, units); NEW=OLD writes column OLD as NEW, e.g. 'MAG_AUTO,sex_flags=FLAGS'.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Classify sources: a stamp set, a catalogue with survey tiles (streamed, resumable), or a catalogue alone."""
+    """Classify sources: a stamp set, a catalogue with survey tiles (streamed, resumable), a catalogue alone, or real spectra."""
     import shutil
 
     from .inference.hats import is_hats_catalog
@@ -794,14 +795,18 @@ def predict_command(
     if not (single_file or hats_input or out.endswith(("/", "\\")) or out_path.is_dir()):
         # 'pred' could be meant as a file whose format was forgotten: do not guess a folder.
         raise InputError(out, "names neither a table (.parquet, .fits, .csv, .ecsv) nor a folder: end a new folder's name with /")
-    check_output_path(out_path, folder=not single_file, inputs=[data, catalog, model])
+    spectrum_paths = _spectrum_paths(spectra) if spectra is not None else []
+    check_output_path(out_path, folder=not single_file, inputs=[data, catalog, model, *spectrum_paths])
     if batch_size < 1:
         raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
     _require_number(memory_gb, "--memory-gb", positive=True)
     if tiles is not None and catalog is None:
         raise InputError("--tiles", "needs --catalog (the sources whose stamps to cut)")
-    if (data is None) == (catalog is None):
-        raise InputError("--data/--catalog", "give exactly one of --data (a stamp set) or --catalog")
+    if sum(given is not None for given in (data, catalog, spectra)) != 1:
+        raise InputError("--data/--catalog/--spectra", "give exactly one of --data (a stamp set), --catalog or --spectra")
+    if spectra is not None:
+        _predict_spectra(ctx, model, spectrum_paths, out_path, single_file, threshold, quiet)
+        return
     source = "data" if data is not None else ("tiles" if tiles is not None else "catalog")
     _refuse_options_outside(ctx, source, {"mapping": ("tiles", "catalog"), "catalog_preset": ("tiles", "catalog"),
                                           "reference_band": ("tiles",), "background": ("tiles",), "workers": ("tiles", "catalog")},
@@ -870,6 +875,41 @@ def predict_command(
         raise
     shutil.rmtree(work, ignore_errors=True)
     _print_run_summary(manifest, out_path)
+
+
+def _spectrum_paths(spectra: str) -> list[Path]:
+    from .data.images import expand_paths
+
+    return expand_paths(spectra, what="spectrum file")
+
+
+#: predict options that only apply to stamp sets and catalogues (the ones --spectra takes are
+#: --model, --out, --threshold, --quiet).
+_NOT_FOR_SPECTRA = ("tiles", "mapping", "catalog_preset", "reference_band", "batch_size", "memory_gb", "device", "threads",
+                    "workers", "dask", "prior", "background", "keep")
+
+
+def _predict_spectra(ctx: typer.Context, model: str, paths: list[Path], out_path: Path, single_file: bool,
+                     threshold: float | None, quiet: bool) -> None:
+    """``predict --spectra``: one table of the spectral encoder's classes, one row per file."""
+    from .data.catalog import write_catalog
+    from .tasks.pointsource import classify_real_spectra
+
+    given = _options_given(ctx)
+    for name in _NOT_FOR_SPECTRA:
+        if name in given:
+            raise InputError(given[name], "applies to --data and --catalog; real spectra (--spectra) are classified one file at a "
+                                          "time by the model's spectral encoder")
+    if not single_file:
+        raise InputError(out_path, "the classes of --spectra are one table: give a .parquet, .fits or .csv file, not a folder")
+    table = classify_real_spectra(model, paths, threshold=threshold, progress=not quiet)
+    write_catalog(table, out_path)
+    unreliable = int(np.sum(~np.asarray(table["reliable"], bool)))
+    counts = ", ".join(f"{name}: {int(np.sum(np.asarray(table['class']) == name))}" for name in ("star", "qso"))
+    console.print(f"{len(table):,} spectra ({counts}) -> {out_path}")
+    if unreliable:
+        _warn("--spectra", f"{unreliable} spectrum file(s) cover less of the wavelength grid than the encoder was trained on "
+              f"({table.meta['min_trained_coverage']:.0%}): their class is unreliable (column reliable)")
 
 
 @contextlib.contextmanager

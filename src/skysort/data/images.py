@@ -345,23 +345,29 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
                      saturation=saturation, saturated_pixels=saturated)
 
 
-def expand_image_paths(patterns: str | Sequence[str]) -> list[Path]:
-    """Expand glob patterns (or a comma-separated string of them) into existing files.
+def expand_paths(patterns: str | Sequence[str], what: str = "file") -> list[Path]:
+    """Expand glob patterns (or a comma-separated string of them) into existing files, in
+    pattern order, each pattern's matches sorted.
 
     Raises
     ------
     InputError
-        If a pattern matches nothing.
+        If a pattern matches nothing (the message names ``what`` was looked for).
     """
     if isinstance(patterns, str):
-        patterns = [p for p in patterns.split(",") if p.strip()]
+        patterns = [p.strip() for p in patterns.split(",") if p.strip()]
     paths: list[Path] = []
     for pattern in patterns:
         matches = sorted(glob.glob(pattern))
         if not matches:
-            raise InputError(pattern, "no image file matches this path or pattern")
+            raise InputError(pattern, f"no {what} matches this path or pattern")
         paths.extend(Path(m) for m in matches)
     return paths
+
+
+def expand_image_paths(patterns: str | Sequence[str]) -> list[Path]:
+    """:func:`expand_paths` of band images."""
+    return expand_paths(patterns, what="image file")
 
 
 def band_sort_key(band: str) -> tuple[int, str]:

@@ -853,16 +853,33 @@ def encode_real_spectrum(model: str | os.PathLike | PointSourceNet, wave: np.nda
         if min_coverage is None:
             min_coverage = min_trained_coverage({})
     else:
-        network, meta = load_pointsource_model(model)
-        if not isinstance(network, PointSourceNet):
-            raise InputError(model, "an image-only baseline model has no spectral encoder")
+        network, meta = _spectral_model(model)
         grid = grid or meta["spectrum_grid"]
         if min_coverage is None:
             min_coverage = min_trained_coverage(meta)
+    result = _encode_spectrum(network, grid, min_coverage, wave, flux, valid)
+    if not result["reliable"]:
+        import warnings
+
+        warnings.warn(f"the spectrum covers {result['coverage']:.0%} of the model's wavelength grid; the encoder was trained "
+                      f"on spectra covering at least {min_coverage:.0%}, so its class is unreliable", UserWarning, stacklevel=2)
+    return result
+
+
+def _spectral_model(model: str | os.PathLike) -> tuple[PointSourceNet, dict[str, Any]]:
+    network, meta = load_pointsource_model(model)
+    if not isinstance(network, PointSourceNet):
+        raise InputError(model, "an image-only baseline model has no spectral encoder")
+    return network, meta
+
+
+def _encode_spectrum(network: PointSourceNet, grid: Mapping[str, Any], min_coverage: float, wave: np.ndarray,
+                     flux: np.ndarray, valid: np.ndarray | None, where: str | os.PathLike = "spectrum") -> dict[str, Any]:
+    """:func:`encode_real_spectrum` without its warning (``reliable`` says the same)."""
     resampled, usable = resample_spectrum(wave, flux, valid, loglam_start=grid["loglam_start"], loglam_step=grid["loglam_step"],
                                           n_pixels=int(grid["n_pixels"]))
     if not usable.any():
-        raise InputError("spectrum", "the spectrum does not overlap the model's wavelength grid")
+        raise InputError(where, "the spectrum does not overlap the model's wavelength grid")
     spectrum, mask = normalise_spectra(resampled, usable)
     network.eval()
     device = _device_of(network)
@@ -870,14 +887,65 @@ def encode_real_spectrum(model: str | os.PathLike | PointSourceNet, wave: np.nda
         out = network.spectral({"spectrum": torch.as_tensor(spectrum).to(device), "spectrum_valid": torch.as_tensor(mask).to(device)})
     p_qso = float(torch.softmax(out["logits"].float(), dim=1)[0, 1])
     coverage = float(usable.mean())
-    reliable = coverage >= min_coverage
-    if not reliable:
-        import warnings
-
-        warnings.warn(f"the spectrum covers {coverage:.0%} of the model's wavelength grid; the encoder was trained on spectra "
-                      f"covering at least {min_coverage:.0%}, so its class is unreliable", UserWarning, stacklevel=2)
     return {"class": CLASSES[int(p_qso > 0.5)], "p_qso": p_qso, "feature": out["feature"][0].float().cpu().numpy(),
-            "coverage": coverage, "reliable": reliable}
+            "coverage": coverage, "reliable": coverage >= min_coverage}
+
+
+def classify_real_spectra(model: str | os.PathLike, paths: Sequence[str | os.PathLike], *, threshold: float | None = None,
+                          progress: bool = False):
+    """Classify real 1-D spectra (one FITS file each) with a point-source model's spectral encoder.
+
+    Parameters
+    ----------
+    model : path-like or shipped name
+        A point-source model with a spectral encoder (e.g. ``pointsource-sdss``).
+    paths : sequence of path-like
+        Spectrum files in any layout :func:`read_real_spectrum` reads.
+    threshold : float, optional
+        A spectrum is called ``qso`` when its p_qso exceeds this (default 0.5).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    astropy.table.Table
+        One row per file, in the given order: ``file``, ``class``, ``p_star``, ``p_qso``,
+        ``coverage`` (fraction of the model's wavelength grid the spectrum covers), ``reliable``
+        (coverage at least what the encoder was trained on, :func:`min_trained_coverage`) and
+        ``layout`` (as :func:`read_real_spectrum` found it). ``meta`` records the model, its grid,
+        the trained coverage and the threshold.
+
+    Raises
+    ------
+    InputError
+        A file that is missing or unreadable, or does not overlap the model's grid (naming it).
+    """
+    from astropy.table import Table
+
+    from .._progress import progress_bar
+
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise InputError("--threshold", f"must lie in [0, 1], got {threshold}")
+    network, meta = _spectral_model(model)
+    grid, min_coverage = meta["spectrum_grid"], min_trained_coverage(meta)
+    cut = 0.5 if threshold is None else float(threshold)
+    rows = []
+    with progress_bar(len(paths), "spectra", unit="spec", enabled=progress) as advance:
+        for path in paths:
+            spectrum = read_real_spectrum(path)
+            result = _encode_spectrum(network, grid, min_coverage, spectrum["wave"], spectrum["flux"], spectrum["valid"], where=path)
+            rows.append((str(path), CLASSES[int(result["p_qso"] > cut)], 1.0 - result["p_qso"], result["p_qso"],
+                         result["coverage"], result["reliable"], spectrum["source"]))
+            advance(1)
+    names = ("file", "class", "p_star", "p_qso", "coverage", "reliable", "layout")
+    columns = list(zip(*rows)) if rows else [[] for _ in names]
+    table = Table([np.asarray(c, dtype=float if n in ("p_star", "p_qso", "coverage") else (bool if n == "reliable" else str))
+                   for n, c in zip(names, columns)], names=names)
+    table["coverage"].description = "fraction of the model's wavelength grid the spectrum covers"
+    table["reliable"].description = f"coverage at least {min_coverage:.0%}, the least the encoder was trained on"
+    table.meta.update({"task": "pointsource", "inputs": "real spectra (spectral encoder)", "model": str(resolve_model(model)),
+                       "spectrum_grid": dict(grid), "min_trained_coverage": min_coverage, "threshold": cut})
+    return table
 
 
 # ----------------------------------------------------------------------------- evaluation
