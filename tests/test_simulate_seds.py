@@ -493,3 +493,34 @@ def test_star_metallicity_gives_halo_stars_their_ultraviolet_excess(sdss):
     for bad in (-0.5, 2.0, "yes"):
         with pytest.raises(InputError, match="star_uv_excess must be a number"):
             PopulationModel(star_uv_excess=bad)
+
+
+def test_halo_membership_from_galactic_structure(sdss):
+    """With star_halo_latitude the halo share of turn-off stars follows the Juric et al. (2008)
+    model with distance, whatever the template; every other draw is unchanged."""
+    from skysort.simulate.population import halo_fraction
+
+    # The model's halo share: rising with distance, from the discs' stars to the halo's.
+    share = halo_fraction(np.array([15.0, 16.0, 18.0, 19.5, 21.0]), 50.0)
+    assert np.all(np.diff(share) > 0) and share[0] < 0.1 and share[1] < 0.25 and 0.5 < share[2] < 0.8 and share[3] > 0.9
+    assert halo_fraction(18.0, 80.0) > halo_fraction(18.0, 50.0) > halo_fraction(18.0, 30.0)
+    template = draw_population(sdss, 6000, 6, kind="pointsources", class_fractions={"star": 1},
+                               model=PopulationModel(star_uv_excess=1.0))
+    galactic = draw_population(sdss, 6000, 6, kind="pointsources", class_fractions={"star": 1},
+                               model=PopulationModel(star_uv_excess=1.0, star_halo_latitude=50.0))
+    assert galactic.meta["star_halo_latitude"] == 50.0 and template.meta["star_halo_latitude"] == 0.0
+    np.testing.assert_array_equal(np.asarray(template["sed_name"]), np.asarray(galactic["sed_name"]))
+    np.testing.assert_allclose(galactic["mag_true_r"], template["mag_true_r"], atol=1e-9)
+    feh_t, feh_g = np.asarray(template["feh"]), np.asarray(galactic["feh"])
+    r = np.asarray(galactic["mag_true_r"])
+    gr = np.asarray(galactic["mag_true_g"] - galactic["mag_true_r"])
+    turnoff = np.isfinite(feh_g) & (gr > 0.2) & (gr < 0.4)
+    # Metal-poor ([Fe/H] < -1, the halo's) share of faint and bright turn-off stars.
+    faint, bright = turnoff & (r > 19.5), turnoff & (r < 16)
+    assert np.mean(feh_g[faint] < -1.0) > 0.85 > np.mean(feh_t[faint] < -1.0)
+    assert np.mean(feh_g[bright] < -1.0) < 0.25
+    assert np.median(np.asarray(galactic["mag_true_u"] - galactic["mag_true_g"])[faint]) == pytest.approx(0.9, abs=0.06)
+    with pytest.raises(InputError, match="star_halo_latitude must be 0"):
+        PopulationModel(star_uv_excess=1.0, star_halo_latitude=10.0)
+    with pytest.raises(InputError, match="needs star_uv_excess"):
+        PopulationModel(star_halo_latitude=50.0)

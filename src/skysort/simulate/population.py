@@ -31,6 +31,15 @@ Metallicity of F/G dwarfs
     the side of the quasars at z 2.5-3. The change is made as a grey factor on the flux below
     4000 A (line blanketing, which sets the ultraviolet excess, acts there), so photometry in
     every band and the spectra stay consistent. Off by default.
+
+    With ``PopulationModel.star_halo_latitude`` also set (degrees), a dwarf belongs to the halo
+    not by its template but with the probability that the Galactic structure model of Juric et
+    al. (2008, ApJ 673, 864: thin and thick exponential discs, a flattened power-law halo)
+    gives at its distance along a line of sight at that latitude, for the absolute magnitude
+    of a turn-off star (M_r 4.5). At b = 55 deg the halo holds 16% of the turn-off stars at
+    r = 16, 69% at r = 18 and more than 95% from r = 19 on, whereas the template mix
+    (``star_mix_bright`` / ``star_mix_faint``, interpolated in magnitude) puts about 60% of
+    them in the halo at r 19-21.
 Galaxies
     COSMOS templates in three groups (E/S0, spirals Sa-Sdm, starbursts SB0-SB11), each with a
     Schechter luminosity function in the selection band, evolving as M*(z) = M*_0 - Q z and
@@ -131,6 +140,15 @@ _GAL_GROUPS = ("red", "spiral", "starburst")
 _STREAM_HOST = 2
 _N_HOST_UNIFORM = 2
 _STREAM_METALLICITY = 3
+_STREAM_HALO = 4
+#: Juric et al. (2008) Galactic structure (their Table 10, bias-corrected), pc: the Sun's
+#: distance from the centre and height above the plane; thin and thick disc scale heights and
+#: lengths, the thick disc's density relative to the thin at the Sun; the halo's density
+#: relative to the thin disc at the Sun, its axis ratio and power-law index.
+_JURIC = {"r_sun": 8000.0, "z_sun": 25.0, "h_thin": 300.0, "l_thin": 2600.0, "h_thick": 900.0, "l_thick": 3600.0,
+          "f_thick": 0.12, "f_halo": 0.0051, "q_halo": 0.64, "n_halo": 2.77}
+#: Absolute r magnitude of a main-sequence turn-off star, for its distance (Juric et al. 2008).
+_TURNOFF_ABS_MAG_R = 4.5
 #: Ivezic et al. (2008) eq. 4: [Fe/H] = A + B x + C y + D x y + E x^2 + F y^2 + G x^2 y
 #: + H x y^2 + I x^3 + J y^3, with x = u - g, y = g - r (SDSS), for 0.2 < g - r < 0.6.
 _IVEZIC_FEH = (-13.13, 14.09, 28.04, -5.51, -5.90, -58.68, 9.14, -20.61, 0.0, 58.20)
@@ -232,6 +250,11 @@ class PopulationModel:
         Strength of the metallicity-dependent u - g of F/G dwarfs (see the module notes): 0
         (the default) keeps the Pickles colours, 1 applies Ivezic et al.'s relation in full;
         values in between scale the change in u - g.
+    star_halo_latitude : float
+        With ``star_uv_excess``: Galactic latitude [deg, 20-90] of the line of sight along
+        which a dwarf's halo membership is drawn from the Juric et al. (2008) model at its
+        distance (see the module notes); 0 (the default): the metal-weak Pickles types are
+        the halo.
     galaxy_lf : dict of str to GalaxyLF
         Luminosity functions of the groups ``red``, ``spiral``, ``starburst``.
     galaxy_z_range : tuple of float
@@ -300,6 +323,7 @@ class PopulationModel:
     hot_star_fraction: float = 0.0
     hot_star_mix: dict[str, float] = field(default_factory=_default_hot_stars)
     star_uv_excess: float = 0.0
+    star_halo_latitude: float = 0.0
     galaxy_lf: dict[str, GalaxyLF] = field(default_factory=_default_lfs)
     galaxy_z_range: tuple[float, float] = (0.02, 1.5)
     ebv_max: float = 0.5
@@ -333,6 +357,12 @@ class PopulationModel:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= high:
                 raise InputError("population model", f"{name} must be a number in [0, {high:g}], got {value!r}")
+        latitude = self.star_halo_latitude
+        if isinstance(latitude, bool) or not isinstance(latitude, (int, float)) or not (latitude == 0 or 20 <= latitude <= 90):
+            raise InputError("population model", f"star_halo_latitude must be 0 (off) or a latitude in [20, 90] deg, got {latitude!r}")
+        if latitude and not self.star_uv_excess:
+            raise InputError("population model", "star_halo_latitude sets the halo membership of the metallicity model: "
+                                                  "it needs star_uv_excess > 0")
 
     @classmethod
     def from_preset(cls, survey: SurveyPreset) -> PopulationModel:
@@ -794,10 +824,26 @@ def _blue_dimming(share, boost):
     return -2.5 * np.log10(1.0 - share + share * 10 ** (-0.4 * boost))
 
 
-def _star_metallicity(template, normal, tab, strength):
+def halo_fraction(mag_r, latitude: float, abs_mag_r: float = _TURNOFF_ABS_MAG_R):
+    """Share of the halo in the stellar density at the distance of a star of apparent and
+    absolute r magnitudes ``mag_r``, ``abs_mag_r`` along a line of sight at Galactic latitude
+    ``latitude`` [deg] (and longitude 90 deg), in the Juric et al. (2008) model."""
+    p = _JURIC
+    distance = 10.0 ** ((np.asarray(mag_r, float) - abs_mag_r + 5.0) / 5.0)
+    b = np.radians(latitude)
+    height = distance * np.sin(b) + p["z_sun"]
+    radius = np.hypot(p["r_sun"], distance * np.cos(b))
+    thin = np.exp((p["r_sun"] - radius) / p["l_thin"] - np.abs(height) / p["h_thin"])
+    thick = p["f_thick"] * np.exp((p["r_sun"] - radius) / p["l_thick"] - np.abs(height) / p["h_thick"])
+    halo = p["f_halo"] * (p["r_sun"] / np.hypot(radius, height / p["q_halo"])) ** p["n_halo"]
+    return halo / (thin + thick + halo)
+
+
+def _star_metallicity(template, normal, tab, strength, halo=None):
     """[Fe/H], the grey change of the flux blueward of 4000 A [mag] and the colour change per
-    band of stars of Pickles ``template`` indices (see ``PopulationModel.star_uv_excess``)."""
-    halo = tab.star_metal_weak[template]
+    band of stars of Pickles ``template`` indices (see ``PopulationModel.star_uv_excess``);
+    ``halo`` (bool per star) overrides the membership of the metal-weak templates."""
+    halo = tab.star_metal_weak[template] if halo is None else halo
     mean = np.where(halo, _HALO_FEH[0], _DISC_FEH[0])
     sigma = np.where(halo, _HALO_FEH[1], _DISC_FEH[1])
     feh = np.clip(mean + sigma * normal, -3.0, 0.5)
@@ -1147,7 +1193,12 @@ def draw_population(
         sed_name[rows] = out["sed_name"]
         if label == "star" and model.star_uv_excess > 0:
             normal = _block_randoms(seed, start, n, _STREAM_METALLICITY, 1, normal=True)[rows, 0]
-            feh[rows], uv_boost[rows], shift = _star_metallicity(out["template"], normal, tab, model.star_uv_excess)
+            halo = None
+            if model.star_halo_latitude:
+                # The selection band's magnitude stands in for r (it is r in the sdss preset).
+                draw = _block_randoms(seed, start, n, _STREAM_HALO, 1, normal=False)[rows, 0]
+                halo = draw < halo_fraction(mags, model.star_halo_latitude)
+            feh[rows], uv_boost[rows], shift = _star_metallicity(out["template"], normal, tab, model.star_uv_excess, halo)
             colour[rows] += shift
         if "abs_mag" in out:
             abs_mag[rows] = out["abs_mag"]
@@ -1211,6 +1262,7 @@ def draw_population(
             "kind": kind,
             "galaxy_emission_lines": float(model.galaxy_emission_lines),
             "star_uv_excess": float(model.star_uv_excess),
+            "star_halo_latitude": float(model.star_halo_latitude),
         }
     )
     return table
