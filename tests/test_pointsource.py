@@ -461,9 +461,10 @@ def test_predict_classifies_real_spectrum_files(tmp_path, capsys):
                  "--out", str(out), "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "1 spectrum file(s) cover less of the wavelength grid than the encoder was trained on" in err
+    import pandas as pd
     import pyarrow.parquet as pq
 
-    table = Table.read(out)
+    table = Table.from_pandas(pd.read_parquet(out))
     recorded = json.loads(pq.read_schema(out).metadata[b"skysort"])
     assert recorded["min_trained_coverage"] == pytest.approx(0.8) and recorded["threshold"] == 0.5
     assert recorded["model"].endswith("pointsource-sdss.pt") and recorded["provenance"]["creator"].startswith("skysort")
