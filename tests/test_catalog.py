@@ -170,6 +170,27 @@ def test_kids_preset(tmp_path):
     assert "MAG_GAAP_u" in subset.colnames  # bands not asked for pass through unchanged
 
 
+def test_parquet_output_gives_astropy_the_width_of_its_text_columns(tmp_path):
+    """astropy's Parquet reader warns for each text column without a recorded width (its writer
+    records one); a column with nulls gets none (astropy would read a null as 'None' cut short)."""
+    import warnings
+
+    import pyarrow.parquet as pq
+    from astropy.io.misc.parquet import read_table_parquet
+
+    table = Table({"id": ["a", "bbb", "cc"], "class": ["star", "galaxy", "qso"], "x": [1.0, 2.0, 3.0]})
+    path = write_catalog(table, tmp_path / "t.parquet")
+    metadata = pq.read_schema(path).metadata
+    assert metadata[b"table::len::id"] == b"3" and metadata[b"table::len::class"] == b"6" and b"table::len::x" not in metadata
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_table_parquet(str(path), schema_only=True)
+    table["note"] = MaskedColumn(["é", "", "x"], mask=[False, True, False])
+    metadata = pq.read_schema(write_catalog(table, tmp_path / "nulls.parquet")).metadata
+    assert b"table::len::note" not in metadata and metadata[b"table::len::id"] == b"3"
+    assert read_catalog(tmp_path / "nulls.parquet", require_positions=False)["note"].mask.tolist() == [False, True, False]
+
+
 def test_kids_preset_reads_dr5_first_i_pass(tmp_path):
     """KiDS DR5 observed i twice; a catalogue naming the passes MAG_GAAP_i1 / MAG_GAAP_i2 has no
     MAG_GAAP_i: the preset reads the first pass (DR4's i depth), the second passes through. With

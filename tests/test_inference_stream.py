@@ -306,6 +306,11 @@ def test_parquet_single_file_is_assembled_through_buckets_like_the_in_memory_tab
     assert np.array_equal(a.column("catalog_row").to_numpy(), np.arange(a.num_rows))
     meta_a, meta_b = (json.loads(t.schema.metadata[b"skysort"]) for t in (a, b))
     assert meta_a.keys() == meta_b.keys() and meta_a["model"] == meta_b["model"]
+    # Both record the width of each text column for astropy's reader, the longest value's.
+    widths = {k: v for k, v in a.schema.metadata.items() if k.startswith(b"table::len::")}
+    assert widths and widths == {k: v for k, v in b.schema.metadata.items() if k.startswith(b"table::len::")}
+    for key, width in widths.items():
+        assert int(width) == max(len(v) for v in a.column(key.decode()[len("table::len::"):]).to_pylist())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bucketed.parquet", "in_memory.parquet", "run"]
 
 

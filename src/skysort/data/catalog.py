@@ -1107,8 +1107,38 @@ def _write_parquet(table: Table, tmp: Path, meta: dict[str, Any]) -> None:
             units[name] = col.unit.to_string()
     arrow = pa.Table.from_arrays(arrays, names=list(table.colnames))
     meta = dict(meta, units=units)
-    arrow = arrow.replace_schema_metadata({_PARQUET_META_KEY: json.dumps(meta).encode()})
+    widths = astropy_text_widths(text_column_lengths(arrow))
+    arrow = arrow.replace_schema_metadata({_PARQUET_META_KEY: json.dumps(meta).encode(), **widths})
     pq.write_table(arrow, tmp)
+
+
+def text_column_lengths(arrow: Any, lengths: dict[str, int | None] | None = None) -> dict[str, int | None]:
+    """The longest value (characters) of each text column of a pyarrow table, None for a column
+    holding nulls; ``lengths`` (from other tables of the same schema) are combined in."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lengths = dict(lengths or {})
+    for field in arrow.schema:
+        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        column = arrow.column(field.name)
+        if field.name in lengths and lengths[field.name] is None:
+            continue
+        if column.null_count:
+            lengths[field.name] = None
+            continue
+        longest = pc.max(pc.utf8_length(column)).as_py() if len(column) else 0
+        lengths[field.name] = max(lengths.get(field.name) or 0, longest or 0, 1)
+    return lengths
+
+
+def astropy_text_widths(lengths: Mapping[str, int | None]) -> dict[bytes, bytes]:
+    """Parquet schema metadata giving astropy's reader the width of each text column
+    (``table::len::NAME``), as astropy's own writer records it: without it ``Table.read`` warns
+    once per text column. Columns with nulls are left out: astropy would read a null as the
+    text ``'None'`` cut to that width, where without the key it fails on the null instead."""
+    return {f"table::len::{name}".encode(): str(width).encode() for name, width in lengths.items() if width is not None}
 
 
 def _write_fits(table: Table, tmp: Path, meta: dict[str, Any], gzipped: bool) -> None:
