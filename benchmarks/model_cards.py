@@ -692,7 +692,7 @@ def galaxy_spectra_note(model: str) -> str:
 
 def pointsource_sdss(run: Runner, steps: set[str], out: Path) -> None:
     from skysort.simulate.presets import shared_data_dir
-    from skysort.tasks.pointsource import encode_real_spectrum, load_pointsource_model, read_real_spectrum, write_model_card
+    from skysort.tasks.pointsource import classify_real_spectra, write_model_card
 
     folder = run.data / "pointsource"
     field = folder / f"sdss_{SDSS_FIELD}.h5"
@@ -703,13 +703,11 @@ def pointsource_sdss(run: Runner, steps: set[str], out: Path) -> None:
         run.evaluate("pointsource-sdss", folder / "test.h5", folder / "eval_test")
         run.evaluate("pointsource-sdss", folder / "test_metal.h5", folder / "eval_test_metal")
     if "card" in steps:
-        network, meta = load_pointsource_model("pointsource-sdss")
         rows = []
         for pattern, truth in POINTSOURCE_SPECTRA:
-            for path in sorted(shared_data_dir().glob(pattern)):
-                spectrum = read_real_spectrum(path)
-                result = encode_real_spectrum(network, spectrum["wave"], spectrum["flux"], spectrum["valid"], grid=meta["spectrum_grid"])
-                rows.append({"file": path.name, "truth": truth, "class": result["class"], "p_qso": result["p_qso"]})
+            classes = classify_real_spectra("pointsource-sdss", sorted(shared_data_dir().glob(pattern)))
+            rows += [{"file": Path(f).name, "truth": truth, "class": c, "p_qso": p}
+                     for f, c, p in zip(classes["file"], classes["class"], classes["p_qso"])]
         print(f"  real spectra: {sum(r['truth'] == r['class'] for r in rows)} of {len(rows)} correct")
         print("  card", write_model_card("pointsource-sdss", folder / "eval_test" / "metrics.json", out / "pointsource-sdss.md",
                                          test_description=POINTSOURCE_DESCRIPTION, real_spectra=rows,

@@ -34,6 +34,7 @@ Run ``python benchmarks/pointsource_encoder_templates.py [--model pointsource-sd
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import warnings
 from pathlib import Path
@@ -97,13 +98,27 @@ def observed_spectrum(rest_wave: np.ndarray, rest_flux: np.ndarray, z: float, wa
     return np.where(covered, flux, 0.0), covered
 
 
-def template_probabilities(model: str, snr: float | None, seed: int = 0,
-                           redshifts=REDSHIFTS) -> dict[str, dict[float, float | None]]:
-    """p(qso) of the encoder for every template and redshift (None where the grid is not covered)."""
+@functools.lru_cache(maxsize=4)
+def _encoder(model: str):
+    """``(encode, grid)``: the model's encoder on ``(wave, flux, valid)``, without the coverage
+    warning (the scripts score coverage themselves), and its wavelength grid."""
     from skysort.tasks.pointsource import encode_real_spectrum, load_pointsource_model
 
     network, meta = load_pointsource_model(model)
     grid = meta["spectrum_grid"]
+
+    def encode(wave: np.ndarray, flux: np.ndarray, valid: np.ndarray) -> dict:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return encode_real_spectrum(network, wave, flux, valid, grid=grid)
+
+    return encode, grid
+
+
+def template_probabilities(model: str, snr: float | None, seed: int = 0,
+                           redshifts=REDSHIFTS) -> dict[str, dict[float, float | None]]:
+    """p(qso) of the encoder for every template and redshift (None where the grid is not covered)."""
+    encode, grid = _encoder(model)
     wave = 10.0 ** (grid["loglam_start"] + grid["loglam_step"] * np.arange(int(grid["n_pixels"])))
     rng = np.random.default_rng(seed)
     result = {}
@@ -115,17 +130,15 @@ def template_probabilities(model: str, snr: float | None, seed: int = 0,
             if covered.mean() < MIN_COVERAGE:
                 result[name][z] = None
                 continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                result[name][z] = encode_real_spectrum(network, wave, flux, covered, grid=grid)["p_qso"]
+            result[name][z] = encode(wave, flux, covered)["p_qso"]
     return result
 
 
 def real_spectra_correct(model: str, snr: float | None, seed: int = 0) -> tuple[int, int, list[str]]:
     """Real spectra (Indo-US stars, the SDSS quasar) at median S/N ``snr`` per pixel: correct, total, wrong names."""
-    from skysort.tasks.pointsource import encode_real_spectrum, load_pointsource_model, read_real_spectrum
+    from skysort.tasks.pointsource import read_real_spectrum
 
-    network, meta = load_pointsource_model(model)
+    encode, _ = _encoder(model)
     files = [(p, "star") for p in sorted((SHARED / "seds" / "stars_indo_us").glob("*.fits"))]
     files.append((SHARED / "spectra" / "sdss_real" / "spec-0332-52367-0639.fits", "qso"))
     rng = np.random.default_rng(seed)
@@ -135,10 +148,7 @@ def real_spectra_correct(model: str, snr: float | None, seed: int = 0) -> tuple[
         flux, valid = spectrum["flux"], spectrum["valid"]
         if snr:
             flux = flux + rng.normal(0.0, np.median(np.abs(flux[valid])) / snr, flux.size)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = encode_real_spectrum(network, spectrum["wave"], flux, valid, grid=meta["spectrum_grid"])
-        if result["class"] != truth:
+        if encode(spectrum["wave"], flux, valid)["class"] != truth:
             wrong.append(path.name)
     return len(files) - len(wrong), len(files), wrong
 
@@ -148,9 +158,7 @@ def quasar_with_its_own_noise(model: str, snr: float, draws: int = 5, seed: int 
     array (sky-line residuals included): in how many of ``draws`` draws it is called a quasar."""
     from astropy.io import fits
 
-    from skysort.tasks.pointsource import encode_real_spectrum, load_pointsource_model
-
-    network, meta = load_pointsource_model(model)
+    encode, _ = _encoder(model)
     coadd = fits.getdata(SHARED / "spectra" / "sdss_real" / "spec-0332-52367-0639.fits", "COADD")
     wave, flux, ivar = (np.asarray(coadd[c], float) for c in ("loglam", "flux", "ivar"))
     wave = 10.0 ** wave
@@ -161,9 +169,7 @@ def quasar_with_its_own_noise(model: str, snr: float, draws: int = 5, seed: int 
     called = 0
     for _ in range(draws):
         noisy = flux + rng.normal(0.0, 1.0, flux.size) * sigma * scale
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            called += encode_real_spectrum(network, wave, noisy, usable, grid=meta["spectrum_grid"])["class"] == "qso"
+        called += encode(wave, noisy, usable)["class"] == "qso"
     return called
 
 

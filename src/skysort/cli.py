@@ -795,7 +795,12 @@ def predict_command(
     if not (single_file or hats_input or out.endswith(("/", "\\")) or out_path.is_dir()):
         # 'pred' could be meant as a file whose format was forgotten: do not guess a folder.
         raise InputError(out, "names neither a table (.parquet, .fits, .csv, .ecsv) nor a folder: end a new folder's name with /")
-    spectrum_paths = _spectrum_paths(spectra) if spectra is not None else []
+    if spectra is not None:
+        from .data.images import expand_paths
+
+        spectrum_paths = expand_paths(spectra, what="spectrum file")
+    else:
+        spectrum_paths = []
     check_output_path(out_path, folder=not single_file, inputs=[data, catalog, model, *spectrum_paths])
     if batch_size < 1:
         raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
@@ -804,15 +809,20 @@ def predict_command(
         raise InputError("--tiles", "needs --catalog (the sources whose stamps to cut)")
     if sum(given is not None for given in (data, catalog, spectra)) != 1:
         raise InputError("--data/--catalog/--spectra", "give exactly one of --data (a stamp set), --catalog or --spectra")
-    if spectra is not None:
-        _predict_spectra(ctx, model, spectrum_paths, out_path, single_file, threshold, quiet)
-        return
-    source = "data" if data is not None else ("tiles" if tiles is not None else "catalog")
+    source = "spectra" if spectra is not None else "data" if data is not None else ("tiles" if tiles is not None else "catalog")
+    images = ("data", "tiles", "catalog")  # what --spectra is not: options of the image and photometry runs
     _refuse_options_outside(ctx, source, {"mapping": ("tiles", "catalog"), "catalog_preset": ("tiles", "catalog"),
-                                          "reference_band": ("tiles",), "background": ("tiles",), "workers": ("tiles", "catalog")},
+                                          "reference_band": ("tiles",), "background": ("tiles",), "workers": ("tiles", "catalog"),
+                                          **{name: images for name in ("batch_size", "memory_gb", "device", "threads", "dask",
+                                                                       "prior", "keep")}},
                             {"data": "--data", "tiles": "--catalog with --tiles", "catalog": "--catalog alone",
-                             ("tiles", "catalog"): "--catalog"},
-                            {"data": "a stamp set (--data) is read as it is"}.get(source, "without --tiles no stamps are cut"))
+                             ("tiles", "catalog"): "--catalog", images: "--data and --catalog"},
+                            {"data": "a stamp set (--data) is read as it is",
+                             "spectra": "real spectra (--spectra) are classified one file at a time by the model's spectral encoder"
+                             }.get(source, "without --tiles no stamps are cut"))
+    if source == "spectra":
+        _predict_spectra(model, spectrum_paths, out_path, single_file, threshold, quiet)
+        return
     if mapping and catalog_preset:
         raise InputError("--catalog-preset", "give either --catalog-preset or --mapping, not both")
     if threads is not None and threads < 1:
@@ -877,29 +887,12 @@ def predict_command(
     _print_run_summary(manifest, out_path)
 
 
-def _spectrum_paths(spectra: str) -> list[Path]:
-    from .data.images import expand_paths
-
-    return expand_paths(spectra, what="spectrum file")
-
-
-#: predict options that only apply to stamp sets and catalogues (the ones --spectra takes are
-#: --model, --out, --threshold, --quiet).
-_NOT_FOR_SPECTRA = ("tiles", "mapping", "catalog_preset", "reference_band", "batch_size", "memory_gb", "device", "threads",
-                    "workers", "dask", "prior", "background", "keep")
-
-
-def _predict_spectra(ctx: typer.Context, model: str, paths: list[Path], out_path: Path, single_file: bool,
-                     threshold: float | None, quiet: bool) -> None:
+def _predict_spectra(model: str, paths: list[Path], out_path: Path, single_file: bool, threshold: float | None,
+                     quiet: bool) -> None:
     """``predict --spectra``: one table of the spectral encoder's classes, one row per file."""
     from .data.catalog import write_catalog
     from .tasks.pointsource import classify_real_spectra
 
-    given = _options_given(ctx)
-    for name in _NOT_FOR_SPECTRA:
-        if name in given:
-            raise InputError(given[name], "applies to --data and --catalog; real spectra (--spectra) are classified one file at a "
-                                          "time by the model's spectral encoder")
     if not single_file:
         raise InputError(out_path, "the classes of --spectra are one table: give a .parquet, .fits or .csv file, not a folder")
     table = classify_real_spectra(model, paths, threshold=threshold, progress=not quiet)

@@ -223,7 +223,8 @@ class ColumnMapping:
         Magnitude (AB) and error columns: a template containing ``{band}`` or an explicit
         ``{band: column}`` dictionary, where a band may name several columns, the first of them
         the catalogue holds being read (KiDS DR4 has ``MAG_GAAP_i``; DR5 observed i twice, and
-        catalogues naming the passes ``MAG_GAAP_i1`` / ``MAG_GAAP_i2`` have no ``MAG_GAAP_i``). ``magerr`` may be None (no errors in the catalogue).
+        catalogues naming the passes ``MAG_GAAP_i1`` / ``MAG_GAAP_i2`` have no ``MAG_GAAP_i``).
+        ``magerr`` may be None (no errors in the catalogue).
     bands : tuple of str
         Bands in order. Empty means "whatever the caller asks for" (templates only).
     sentinels : tuple of float or None
@@ -1115,22 +1116,26 @@ def _write_parquet(table: Table, tmp: Path, meta: dict[str, Any]) -> None:
 def text_column_lengths(arrow: Any, lengths: dict[str, int | None] | None = None) -> dict[str, int | None]:
     """The longest value (characters) of each text column of a pyarrow table, None for a column
     holding nulls; ``lengths`` (from other tables of the same schema) are combined in."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     lengths = dict(lengths or {})
-    for field in arrow.schema:
-        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
-            continue
-        column = arrow.column(field.name)
-        if field.name in lengths and lengths[field.name] is None:
+    for name in text_columns(arrow.schema):
+        column = arrow.column(name)
+        if name in lengths and lengths[name] is None:
             continue
         if column.null_count:
-            lengths[field.name] = None
+            lengths[name] = None
             continue
         longest = pc.max(pc.utf8_length(column)).as_py() if len(column) else 0
-        lengths[field.name] = max(lengths.get(field.name) or 0, longest or 0, 1)
+        lengths[name] = max(lengths.get(name) or 0, longest or 0, 1)
     return lengths
+
+
+def text_columns(schema: Any) -> list[str]:
+    """Names of the text (string) fields of a pyarrow schema."""
+    import pyarrow as pa
+
+    return [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
 
 
 def astropy_text_widths(lengths: Mapping[str, int | None]) -> dict[bytes, bytes]:

@@ -2037,13 +2037,14 @@ def _assemble_parquet(parts: Sequence[Path], path: Path, meta: Mapping[str, Any]
     import pyarrow.parquet as pq
 
     from .._io import atomic_path
-    from ..data.catalog import _PARQUET_META_KEY, astropy_text_widths, catalog_metadata, parquet_units, text_column_lengths
+    from ..data.catalog import (_PARQUET_META_KEY, astropy_text_widths, catalog_metadata, parquet_units, text_column_lengths,
+                                text_columns)
 
     schema = pq.read_schema(parts[0]) if parts else pa.schema([])
     record = {**catalog_metadata(meta), "units": parquet_units(schema)}
     # The widths of the text columns go into the schema before the first row is written: one
     # pass over those columns of the parts.
-    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    text = text_columns(schema)
     lengths: dict[str, int | None] = {}
     for part in parts if text else ():
         lengths = text_column_lengths(pq.read_table(part, columns=text), lengths)

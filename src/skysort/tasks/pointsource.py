@@ -923,9 +923,9 @@ def classify_real_spectra(model: str | os.PathLike, paths: Sequence[str | os.Pat
     from astropy.table import Table
 
     from .._progress import progress_bar
+    from ..inference.predictor import ClassDecision
 
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise InputError("--threshold", f"must lie in [0, 1], got {threshold}")
+    ClassDecision(threshold=threshold)  # the images' check of a threshold
     network, meta = _spectral_model(model)
     grid, min_coverage = meta["spectrum_grid"], min_trained_coverage(meta)
     cut = 0.5 if threshold is None else float(threshold)
@@ -937,10 +937,8 @@ def classify_real_spectra(model: str | os.PathLike, paths: Sequence[str | os.Pat
             rows.append((str(path), CLASSES[int(result["p_qso"] > cut)], 1.0 - result["p_qso"], result["p_qso"],
                          result["coverage"], result["reliable"], spectrum["source"]))
             advance(1)
-    names = ("file", "class", "p_star", "p_qso", "coverage", "reliable", "layout")
-    columns = list(zip(*rows)) if rows else [[] for _ in names]
-    table = Table([np.asarray(c, dtype=float if n in ("p_star", "p_qso", "coverage") else (bool if n == "reliable" else str))
-                   for n, c in zip(names, columns)], names=names)
+    table = Table(rows=rows, names=("file", "class", "p_star", "p_qso", "coverage", "reliable", "layout"),
+                  dtype=(str, str, float, float, float, bool, str))
     table["coverage"].description = "fraction of the model's wavelength grid the spectrum covers"
     table["reliable"].description = f"coverage at least {min_coverage:.0%}, the least the encoder was trained on"
     table.meta.update({"task": "pointsource", "inputs": "real spectra (spectral encoder)", "model": str(resolve_model(model)),

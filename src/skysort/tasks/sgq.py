@@ -1218,9 +1218,12 @@ def _label_column_hint(catalog: Table) -> str:
     found = next((name for wanted in _CLASS_COLUMN_NAMES for name in catalog.colnames if name.lower() == wanted), None)
     if found is None:
         return ""
-    # The catalogue records its mapping as described: "sdss (kind=psf)", a preset with its options.
+    from ..data.catalog import preset_names
+
+    # The catalogue records its mapping as described: "sdss (kind=psf)", a preset with its options
+    # (a YAML file's or a compact string's mapping has a name too, but no preset to extend).
     described = re.match(r"^([A-Za-z0-9_.-]+)(?: \((.*)\))?$", str(catalog.meta.get("mapping", "")))
-    if described is None or described.group(1) in ("auto", "custom"):
+    if described is None or described.group(1) not in preset_names():
         return f" (column {found!r} looks like it: label={found} in the mapping)"
     options = [o.strip() for o in (described.group(2) or "").split(",") if o.strip()]
     return f" (column {found!r} looks like it: --mapping {described.group(1)}:{','.join([*options, f'label={found}'])})"
