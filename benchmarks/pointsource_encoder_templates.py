@@ -136,7 +136,7 @@ def template_probabilities(model: str, snr: float | None, seed: int = 0,
 
 def real_spectra_correct(model: str, snr: float | None, seed: int = 0) -> tuple[int, int, list[str]]:
     """Real spectra (Indo-US stars, the SDSS quasar) at median S/N ``snr`` per pixel: correct, total, wrong names."""
-    from skysort.tasks.pointsource import read_real_spectrum
+    from skysort.data.spectra import read_real_spectrum
 
     encode, _ = _encoder(model)
     files = [(p, "star") for p in sorted((SHARED / "seds" / "stars_indo_us").glob("*.fits"))]

@@ -172,7 +172,7 @@ def test_training_rejects_sets_without_point_source_labels(tmp_path):
 
 def test_resampling_conserves_flux_and_masks_gaps():
     from skysort.simulate.spectra import SDSS_DLOGLAM, SDSS_LOGLAM0
-    from skysort.tasks.pointsource import resample_spectrum
+    from skysort.data.spectra import resample_spectrum
 
     grid = {"loglam_start": SDSS_LOGLAM0, "loglam_step": SDSS_DLOGLAM, "n_pixels": 3840}
     # A fine linear grid of a linear spectrum: each coarse pixel gets its mean flux.
@@ -193,7 +193,7 @@ def test_resampling_conserves_flux_and_masks_gaps():
 
 
 def test_air_to_vacuum_matches_known_line():
-    from skysort.tasks.pointsource import air_to_vacuum
+    from skysort.data.spectra import air_to_vacuum
 
     # H-alpha: 6562.80 A in air, 6564.61 A in vacuum.
     assert air_to_vacuum(np.array([6562.80]))[0] == pytest.approx(6564.61, abs=0.02)
@@ -331,7 +331,7 @@ def test_real_spectrum_layouts_of_sdss_and_lamost_give_the_coadd_result(tmp_path
 def test_unreadable_spectrum_layouts_are_named(tmp_path, layout, fragment):
     from astropy.io import fits
 
-    from skysort.tasks.pointsource import read_real_spectrum
+    from skysort.data.spectra import read_real_spectrum
 
     path = tmp_path / "s.fits"
     coeff = fits.Header({"COEFF0": 3.58, "COEFF1": 1e-4})
