@@ -664,6 +664,11 @@ def _spectral_model(model: str | os.PathLike) -> tuple[PointSourceNet, dict[str,
 def _encode_spectrum(network: PointSourceNet, grid: Mapping[str, Any], min_coverage: float, wave: np.ndarray,
                      flux: np.ndarray, valid: np.ndarray | None, where: str | os.PathLike = "spectrum") -> dict[str, Any]:
     """:func:`encode_real_spectrum` without its warning (``reliable`` says the same)."""
+    usable_input = np.isfinite(np.asarray(flux, float))
+    if valid is not None:
+        usable_input &= np.asarray(valid, bool)
+    if not usable_input.any():
+        raise InputError(where, "no usable pixel: the inverse variance or error is 0, or the flux not finite, everywhere")
     resampled, usable = resample_spectrum(wave, flux, valid, loglam_start=grid["loglam_start"], loglam_step=grid["loglam_step"],
                                           n_pixels=int(grid["n_pixels"]))
     if not usable.any():
