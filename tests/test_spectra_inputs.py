@@ -192,3 +192,34 @@ def test_a_spectrum_without_a_usable_pixel_is_told_apart_from_one_off_the_grid(t
     wave = np.linspace(4000.0, 8000.0, N)
     with pytest.raises(InputError, match="no usable pixel"):
         encode_real_spectrum("pointsource-sdss", wave, _smooth_spectrum(wave), np.zeros(N, bool))
+
+
+def test_resampling_weights_input_pixels_by_their_inverse_variance():
+    """A sky-line residual (one input pixel far off, with a large error) sharing a grid pixel
+    with clean pixels barely moves the weighted mean; without the inverse variance it would."""
+    from skysort.data.spectra import resample_spectrum
+
+    grid = {"loglam_start": 3.7, "loglam_step": 1e-4, "n_pixels": 50}
+    # Three input pixels per grid pixel, on the grid's own log-lambda edges.
+    wave = 10 ** (3.7 + 1e-4 * (np.arange(150) - 1) / 3)
+    flux = np.ones(150)
+    ivar = np.full(150, 100.0)
+    flux[76], ivar[76] = 40.0, 1e-4
+    plain, _ = resample_spectrum(wave, flux, **grid)
+    weighted, usable = resample_spectrum(wave, flux, ivar=ivar, **grid)
+    assert plain[25] == pytest.approx(14.0, rel=1e-3)
+    assert weighted[25] == pytest.approx(1.0, abs=1e-3) and usable.all()
+    assert np.allclose(np.delete(weighted, 25), 1.0) and np.allclose(np.delete(plain, 25), 1.0)
+
+
+def test_readers_return_the_inverse_variance_in_f_lambda_units(tmp_path):
+    """An error column becomes an inverse variance, scaled with the flux when it is converted
+    from f_nu; a file without errors gives None."""
+    wave = np.linspace(4000.0, 8000.0, N)
+    error = np.full(N, 0.5)
+    path = _one_row_table(tmp_path / "fnu.fits", [("WAVELENGTH", wave, "Angstrom"), ("FLUX", np.ones(N), "Jy"),
+                                                   ("ERR", error, "Jy")])
+    got = read_real_spectrum(path)
+    assert np.allclose(got["ivar"] * got["flux"] ** 2, 4.0)  # S/N 2 per pixel, whatever the unit
+    bare = _one_row_table(tmp_path / "bare.fits", [("WAVELENGTH", wave, None), ("FLUX", np.ones(N), None)])
+    assert read_real_spectrum(bare)["ivar"] is None

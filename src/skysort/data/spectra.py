@@ -148,7 +148,9 @@ def _table_spectrum(path: Path, hdu, primary_header) -> dict[str, Any] | None:
         wave = 10.0 ** values(loglam_name)
     if wave.shape != flux.shape:
         raise InputError(path, f"{table}: {flux.size} flux values but {wave.size} wavelengths")
-    flux = _as_f_lambda(flux, wave, unit(flux_name))
+    # The unit conversion is linear per pixel, so the inverse variance scales by its square.
+    to_f_lambda = _as_f_lambda(np.ones_like(flux), wave, unit(flux_name))
+    flux = flux * to_f_lambda
     valid = np.isfinite(flux) & np.isfinite(wave)
     weight_name = next((columns[c] for c in ("ivar", "invvar", "inverse_variance") if c in columns), None)
     error_name = next((columns[c] for c in ("error", "err", "sigma", "flux_err") if c in columns), None)
@@ -160,6 +162,7 @@ def _table_spectrum(path: Path, hdu, primary_header) -> dict[str, Any] | None:
         weight = np.where(error > 0, 1.0 / np.where(error > 0, error, 1.0) ** 2, 0.0)
     if weight is not None:
         valid &= weight > 0
+        weight = weight / to_f_lambda**2
     for flag in ("andmask", "qual"):
         if flag in columns:
             valid &= values(columns[flag]) == 0
@@ -206,15 +209,18 @@ def _in_wavelength_order(path: Path, spectrum: dict[str, Any]) -> dict[str, Any]
     """``spectrum`` with its samples in increasing wavelength: decreasing wavelengths reversed,
     overlapping ones (spectrograph arms, echelle orders) interleaved, samples at the same
     wavelength averaged over their usable values (weighted by inverse variance where the file
-    gives one), and samples without a finite wavelength dropped (nothing places them)."""
-    weight = spectrum.pop("weight", None)
+    gives one), and samples without a finite wavelength dropped (nothing places them). The
+    file's inverse variance (``weight``, derived from an error where that is what it holds) is
+    returned as ``ivar``, None when the file gives none."""
+    given = spectrum.pop("weight", None)
     wave, flux, valid = spectrum["wave"], spectrum["flux"], spectrum["valid"]
-    weight = np.ones_like(flux) if weight is None else np.where(np.isfinite(weight), weight, 0.0)
+    ivar = None if given is None else np.where(np.isfinite(given), np.asarray(given, float), 0.0)
     placed = np.isfinite(wave)
     if placed.sum() < 2:
         raise InputError(path, "fewer than 2 pixels with a finite wavelength")
     if placed.all() and np.all(np.diff(wave) > 0):
-        return spectrum
+        return {**spectrum, "ivar": ivar}
+    weight = np.ones_like(flux) if ivar is None else ivar
     wave, flux, valid, weight = wave[placed], flux[placed], valid[placed], weight[placed]
     order = np.argsort(wave, kind="stable")
     wave, flux, valid, weight = wave[order], flux[order], valid[order], weight[order]
@@ -227,8 +233,8 @@ def _in_wavelength_order(path: Path, spectrum: dict[str, Any]) -> dict[str, Any]
         summed = np.bincount(group, weights=np.where(valid, flux, 0.0) * used)
         combined = total > 0
         flux = np.where(combined, summed / np.where(combined, total, 1.0), flux[first])
-        wave, valid = unique, combined
-    return {**spectrum, "wave": wave, "flux": flux, "valid": valid}
+        wave, valid, weight = unique, combined, total
+    return {**spectrum, "wave": wave, "flux": flux, "valid": valid, "ivar": None if ivar is None else weight}
 
 
 def read_real_spectrum(path: str | os.PathLike) -> dict[str, Any]:
@@ -264,8 +270,10 @@ def read_real_spectrum(path: str | os.PathLike) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``wave`` (vacuum, A, increasing), ``flux`` (f_lambda), ``valid`` (bool), ``source``
-        (``"sdss"``, ``"sdss-spspec"``, ``"lamost"``, ``"desi"``, ``"table"`` or ``"linear"``).
+        ``wave`` (vacuum, A, increasing), ``flux`` (f_lambda), ``valid`` (bool), ``ivar``
+        (inverse variance of ``flux``, from the file's inverse variance or error; None when it
+        gives neither), ``source`` (``"sdss"``, ``"sdss-spspec"``, ``"lamost"``, ``"desi"``,
+        ``"table"`` or ``"linear"``).
 
     Raises
     ------
@@ -355,25 +363,30 @@ def _image_rows_spectrum(path: Path, header, image: np.ndarray) -> dict[str, Any
     if rows == 5 and np.allclose(image[2], wave, rtol=1e-3):
         # LAMOST: flux, inverse variance, wavelength, and-mask (bad in every exposure), or-mask.
         flux, usable, source = image[0], (image[1] > 0) & (image[3] == 0), "lamost"
+        ivar = image[1]
         wave = image[2]
     elif rows == 4:
         # SDSS spSpec: flux, continuum-subtracted flux, error (0 where unusable), mask.
         flux, usable, source = image[0], image[2] > 0, "sdss-spspec"
+        ivar = np.where(usable, 1.0 / np.where(usable, image[2], 1.0) ** 2, 0.0)
     else:
         raise InputError(path, f"a {rows}x{n} image: neither an SDSS spSpec (4 rows) nor a LAMOST spectrum (5 rows with "
                                "the wavelengths in the third)")
     if _header_says_air(header, default=False):
         wave = air_to_vacuum(wave)
-    return {"wave": np.asarray(wave, float), "flux": flux, "valid": usable & np.isfinite(flux), "source": source}
+    return {"wave": np.asarray(wave, float), "flux": flux, "valid": usable & np.isfinite(flux), "source": source, "weight": ivar}
 
 
 def resample_spectrum(wave: np.ndarray, flux: np.ndarray, valid: np.ndarray | None = None, *, loglam_start: float,
-                      loglam_step: float, n_pixels: int) -> tuple[np.ndarray, np.ndarray]:
+                      loglam_step: float, n_pixels: int, ivar: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Flux-conserving resampling of a spectrum onto a log-lambda grid.
 
     Each grid pixel gets the mean f_lambda over its extent (``loglam +- step / 2``), from the
     integral of the input's piecewise-constant pixels, so a finer input is averaged (no
-    aliasing of narrow lines) and an input on the same grid is copied unchanged.
+    aliasing of narrow lines) and an input on the same grid is copied unchanged. With ``ivar``
+    the mean is weighted by each input pixel's inverse variance times its overlap, so that a
+    noisy pixel (a sky-line residual, a detector edge) sharing a grid pixel with clean ones
+    counts for little; without it every usable input pixel counts by its overlap alone.
 
     Parameters
     ----------
@@ -385,6 +398,9 @@ def resample_spectrum(wave: np.ndarray, flux: np.ndarray, valid: np.ndarray | No
         Usable input pixels (default: finite flux).
     loglam_start, loglam_step, n_pixels : float, float, int
         The grid: ``log10(lambda) = loglam_start + loglam_step k``.
+    ivar : ndarray, optional
+        Inverse variance of ``flux`` [flux unit^-2]; pixels where it is 0 or not finite are
+        unusable.
 
     Returns
     -------
@@ -398,22 +414,35 @@ def resample_spectrum(wave: np.ndarray, flux: np.ndarray, valid: np.ndarray | No
     good = np.isfinite(flux) if valid is None else (np.asarray(valid, bool) & np.isfinite(flux))
     if wave.ndim != 1 or wave.shape != flux.shape or wave.size < 2 or np.any(np.diff(wave) <= 0):
         raise InputError("spectrum", "wavelengths must be a 1-D increasing array matching the fluxes")
+    if ivar is None:
+        weight = np.ones_like(flux)
+    else:
+        weight = np.asarray(ivar, float)
+        if weight.shape != flux.shape:
+            raise InputError("spectrum", f"{weight.size} inverse variances for {flux.size} fluxes")
+        good &= np.isfinite(weight) & (weight > 0)
+    weight = np.where(good, weight, 0.0)
     # Geometric midpoints: exact pixel edges for log-lambda inputs (SDSS), and within 1e-5 A of
     # the arithmetic ones for linear inputs with sub-Angstrom pixels.
     middle = np.sqrt(wave[1:] * wave[:-1])
     edges = np.concatenate(([wave[0] ** 2 / middle[0]], middle, [wave[-1] ** 2 / middle[-1]]))
     width = np.diff(edges)
-    cumulative = np.concatenate(([0.0], np.cumsum(np.where(good, flux, 0.0) * width)))
+    weighted_flux = np.concatenate(([0.0], np.cumsum(np.where(good, flux, 0.0) * weight * width)))
+    total_weight = np.concatenate(([0.0], np.cumsum(weight * width)))
     bad = np.concatenate(([0.0], np.cumsum(np.where(good, 0.0, width))))
     k = np.arange(n_pixels + 1) - 0.5
     grid_edges = 10.0 ** (loglam_start + loglam_step * k)
     lo, hi = grid_edges[:-1], grid_edges[1:]
     extent = hi - lo
-    mean = (np.interp(hi, edges, cumulative) - np.interp(lo, edges, cumulative)) / extent
+
+    def integral(cumulative: np.ndarray) -> np.ndarray:
+        return np.interp(hi, edges, cumulative) - np.interp(lo, edges, cumulative)
+
     # Bad input pixels and wavelengths outside the input both count as missing.
     outside = extent - np.clip(np.minimum(hi, edges[-1]) - np.maximum(lo, edges[0]), 0.0, None)
-    bad_fraction = (np.interp(hi, edges, bad) - np.interp(lo, edges, bad) + outside) / extent
-    usable = bad_fraction <= MAX_BAD_FRACTION
+    bad_fraction = (integral(bad) + outside) / extent
+    denominator = integral(total_weight)
+    usable = (bad_fraction <= MAX_BAD_FRACTION) & (denominator > 0)
     # Partly missing pixels: the mean over their good part.
-    mean = np.where(usable, mean / np.maximum(1.0 - bad_fraction, 1e-12), 0.0)
+    mean = np.where(usable, integral(weighted_flux) / np.where(usable, denominator, 1.0), 0.0)
     return mean, usable

@@ -609,8 +609,8 @@ def predictor_from_file(path: Path, meta: dict[str, Any], state: dict[str, torch
 
 
 def encode_real_spectrum(model: str | os.PathLike | PointSourceNet, wave: np.ndarray, flux: np.ndarray,
-                         valid: np.ndarray | None = None, *, grid: Mapping[str, Any] | None = None,
-                         min_coverage: float | None = None) -> dict[str, Any]:
+                         valid: np.ndarray | None = None, *, ivar: np.ndarray | None = None,
+                         grid: Mapping[str, Any] | None = None, min_coverage: float | None = None) -> dict[str, Any]:
     """Resample a real spectrum onto the model's grid and classify it with the spectral encoder.
 
     Parameters
@@ -619,6 +619,9 @@ def encode_real_spectrum(model: str | os.PathLike | PointSourceNet, wave: np.nda
         A point-source model (with ``grid`` when a network is passed).
     wave, flux, valid : ndarray
         Vacuum wavelengths [A], f_lambda (any unit) and usable pixels (see :func:`~skysort.data.spectra.read_real_spectrum`).
+    ivar : ndarray, optional
+        Inverse variance of ``flux``; it weights the input pixels that share a grid pixel
+        (:func:`~skysort.data.spectra.resample_spectrum`).
     grid : mapping, optional
         ``loglam_start``, ``loglam_step``, ``n_pixels`` (default the model file's ``spectrum_grid``).
     min_coverage : float, optional
@@ -645,7 +648,7 @@ def encode_real_spectrum(model: str | os.PathLike | PointSourceNet, wave: np.nda
         grid = grid or meta["spectrum_grid"]
         if min_coverage is None:
             min_coverage = min_trained_coverage(meta)
-    result = _encode_spectrum(network, grid, min_coverage, wave, flux, valid)
+    result = _encode_spectrum(network, grid, min_coverage, wave, flux, valid, ivar)
     if not result["reliable"]:
         import warnings
 
@@ -662,15 +665,18 @@ def _spectral_model(model: str | os.PathLike) -> tuple[PointSourceNet, dict[str,
 
 
 def _encode_spectrum(network: PointSourceNet, grid: Mapping[str, Any], min_coverage: float, wave: np.ndarray,
-                     flux: np.ndarray, valid: np.ndarray | None, where: str | os.PathLike = "spectrum") -> dict[str, Any]:
+                     flux: np.ndarray, valid: np.ndarray | None, ivar: np.ndarray | None = None,
+                     where: str | os.PathLike = "spectrum") -> dict[str, Any]:
     """:func:`encode_real_spectrum` without its warning (``reliable`` says the same)."""
     usable_input = np.isfinite(np.asarray(flux, float))
     if valid is not None:
         usable_input &= np.asarray(valid, bool)
+    if ivar is not None:
+        usable_input &= np.asarray(ivar, float) > 0
     if not usable_input.any():
         raise InputError(where, "no usable pixel: the inverse variance or error is 0, or the flux not finite, everywhere")
     resampled, usable = resample_spectrum(wave, flux, valid, loglam_start=grid["loglam_start"], loglam_step=grid["loglam_step"],
-                                          n_pixels=int(grid["n_pixels"]))
+                                          n_pixels=int(grid["n_pixels"]), ivar=ivar)
     if not usable.any():
         raise InputError(where, "the spectrum does not overlap the model's wavelength grid")
     spectrum, mask = normalise_spectra(resampled, usable)
@@ -726,7 +732,8 @@ def classify_real_spectra(model: str | os.PathLike, paths: Sequence[str | os.Pat
     with progress_bar(len(paths), "spectra", unit="spec", enabled=progress) as advance:
         for path in paths:
             spectrum = read_real_spectrum(path)
-            result = _encode_spectrum(network, grid, min_coverage, spectrum["wave"], spectrum["flux"], spectrum["valid"], where=path)
+            result = _encode_spectrum(network, grid, min_coverage, spectrum["wave"], spectrum["flux"], spectrum["valid"],
+                                      spectrum["ivar"], where=path)
             rows.append((str(path), CLASSES[int(result["p_qso"] > cut)], 1.0 - result["p_qso"], result["p_qso"],
                          result["coverage"], result["reliable"], spectrum["source"]))
             advance(1)
