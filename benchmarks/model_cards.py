@@ -397,7 +397,8 @@ POINTSOURCE_NOTES = [
     "The spectral encoder is trained on the set's spectra plus noisy spectra of all 131 Pickles templates (8 per S/N level 5, 10, "
     "30), because faint high-latitude samples have no O/B stars; in a trial without them (a smaller encoder trained on 7,200 "
     "spectra) the real B0.5III spectrum was called a quasar. Real spectra are resampled flux-conservingly onto the SDSS vacuum "
-    "log-lambda grid (Indo-US air wavelengths converted to vacuum) with skysort.data.spectra.read_real_spectrum / skysort.tasks.pointsource."
+    "log-lambda grid (Indo-US air wavelengths converted to vacuum; input pixels sharing a grid pixel weighted by their inverse "
+    "variance where the file gives errors) with skysort.data.spectra.read_real_spectrum / skysort.tasks.pointsource."
     "encode_real_spectrum.",
     "The encoder was trained on spectra covering at least 80% of the grid (up to 10% lost at each end). A real spectrum covering less is outside that: the real quasar spec-0332-52367-0639 with its light red of 7000 A masked (68% of the grid, H-alpha gone, H-beta and [O III] kept) is called a star with p_qso 0.000. encode_real_spectrum then returns reliable = False and warns.",
     "Quasar spectra the simulator never draws (`python benchmarks/pointsource_encoder_templates.py`; the simulated quasars all "
