@@ -6,7 +6,10 @@ skysort works with one set of *standard column names*, whatever survey a catalog
     Object identifier (kept in the catalogue's own type; a running row number ``0..N-1``
     when the catalogue has none).
 ``ra``, ``dec``
-    ICRS right ascension and declination in degrees.
+    ICRS right ascension (0..360, a catalogue's -180..180 wrapped) and declination in degrees,
+    converted from the unit a column declares (also as older pipelines spell it: ``RAD``,
+    ``HOURS`` for right ascension). A row whose declination is beyond -90..90 has no position
+    (both masked, with a warning), as ``skysort predict`` treats it.
 ``x``, ``y`` (optional)
     Pixel position in the image of the mapping's ``reference_band``, 0-based (the centre of
     the first pixel is 0.0, as in numpy; FITS and SExtractor count from 1).
@@ -86,8 +89,8 @@ prefix), because survey names such as ``MAG_AUTO`` do not say which band they ar
 
 File formats
 ------------
-Chosen by extension: FITS (``.fits``, ``.fit``, ``.fts``, optionally ``.gz``; the first
-table HDU is read), VOTable (``.vot``, ``.votable``, ``.xml``; the first table, read only),
+Chosen by extension: FITS (``.fits``, ``.fit``, ``.fts``, optionally ``.gz``, and read also
+``.bz2`` or ``.xz``; the first table HDU is read), VOTable (``.vot``, ``.votable``, ``.xml``; the first table, read only),
 Parquet (``.parquet``, ``.pq``, or a folder of them: :func:`parquet_folder_files`), CSV (``.csv``, ``.ecsv``) and
 tab-separated text (``.tsv``, read only: VizieR's download, with its units and dashes lines
 under the header, :func:`text_layout`), IPAC tables (``.tbl``, ``.ipac``, read only: IRSA's
@@ -120,10 +123,10 @@ import numpy as np
 import yaml
 from astropy import units as u
 from astropy.table import Column, MaskedColumn, Table
-from astropy.utils.exceptions import AstropyWarning
+from astropy.utils.exceptions import AstropyUserWarning, AstropyWarning
 
 from .._io import atomic_path
-from ..errors import InputError
+from ..errors import InputError, report_problem
 from ..provenance import provenance_record
 
 __all__ = [
@@ -182,7 +185,7 @@ _IPAC_SUFFIXES = (".tbl", ".ipac")
 _READ_ONLY_FORMATS = {"votable": "VOTable", "tsv": "TSV", "ipac": "an IPAC table", "sextractor": "a SExtractor catalogue"}
 #: Compressions a CSV catalogue is read in (written CSV is never compressed).
 _CSV_COMPRESSIONS = (".gz", ".bz2", ".xz")
-_KNOWN_EXTENSIONS = (".fits, .fit, .fts (optionally .gz), .parquet, .pq, .csv, .ecsv, .tsv, .tbl, .ipac (optionally .gz, "
+_KNOWN_EXTENSIONS = (".fits, .fit, .fts (optionally .gz, .bz2, .xz), .parquet, .pq, .csv, .ecsv, .tsv, .tbl, .ipac (optionally .gz, "
                      ".bz2, .xz), .vot, .votable, .xml (VOTable), .cat, .ldac (SExtractor)")
 
 # FITS header keyword holding skysort's metadata (provenance, mapping, bands) as JSON.
@@ -669,7 +672,7 @@ def _format_of(path: Path) -> str | None:
     compression = next((suffix for suffix in _CSV_COMPRESSIONS if name.endswith(suffix)), None)
     if compression:
         name = name[: -len(compression)]
-        if compression == ".gz" and name.endswith(_FITS_SUFFIXES):
+        if name.endswith(_FITS_SUFFIXES):  # astropy reads all three compressions, and writes gzip
             return "fits"
         return _text_format_of(name)
     if name.endswith(_FITS_SUFFIXES) or name.endswith(".ldac"):
@@ -888,11 +891,10 @@ def _read_raw(path: Path) -> tuple[Table, dict[str, Any]]:
             # Survey files often carry units astropy cannot parse (nanomaggies, "mag(AB)");
             # those columns are still usable, so the warnings are only noise.
             warnings.simplefilter("ignore", u.UnitsWarning)
+            if path.is_file():
+                _check_content(path, fmt)
             if fmt == "fits":
-                from astropy.io import fits
-
-                with fits.open(path, memmap=False) as hdul:
-                    table = Table.read(hdul, format="fits", hdu=fits_table_hdu(hdul, path))
+                table = _read_fits(path)
                 meta = _json_or_empty(table.meta.get(_FITS_META_KEY))
             elif fmt == "sextractor":
                 table, meta = Table.read(path, format="ascii.sextractor"), {}
@@ -915,6 +917,80 @@ def _read_raw(path: Path) -> tuple[Table, dict[str, Any]]:
     except Exception as exc:  # noqa: BLE001 - every reader failure is the file's problem
         raise InputError(path, f"cannot read as {fmt.upper()}: {_first_line(exc)}") from None
     return table, meta
+
+
+def _read_fits(path: Path) -> Table:
+    """The catalogue table of a FITS file (:func:`fits_table_hdu`).
+
+    Raises
+    ------
+    InputError
+        A file cut short (an interrupted download) or with a damaged header where its table
+        should be, said so: astropy only warns, then fails on the short data or finds no table.
+    """
+    from astropy.io import fits
+
+    failure: BaseException | None = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AstropyUserWarning)
+        try:
+            with fits.open(path, memmap=False) as hdul:
+                table = Table.read(hdul, format="fits", hdu=fits_table_hdu(hdul, path))
+        except Exception as exc:  # noqa: BLE001 - reported below, after the warnings are known
+            failure = exc
+    truncated = next((w for w in caught if "truncated" in str(w.message)), None)
+    damaged = truncated or next((w for w in caught if "Error validating header" in str(w.message)), None)
+    if truncated is not None or (failure is not None and damaged is not None):
+        lines = [line.strip() for line in str(damaged.message).splitlines() if line.strip()]  # type: ignore[union-attr]
+        # astropy's header message leads with a note on its zero-based numbering; the cause follows.
+        detail = lines[1] if len(lines) > 1 and lines[0].startswith("Error validating header") else lines[0]
+        raise InputError(path, f"the FITS file is truncated or damaged ({detail}): download or copy it again")
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if failure is not None:
+        raise failure
+    return table
+
+
+#: First bytes of file formats, to say what a file is when its extension says otherwise.
+_SIGNATURES = (
+    (b"SIMPLE  =", "fits", "a FITS file"), (b"PAR1", "parquet", "a Parquet file"), (b"\x89HDF", "hdf5", "an HDF5 file"),
+    (b"\x1f\x8b", "gz", "gzip-compressed"), (b"BZh", "bz2", "bzip2-compressed"), (b"\xfd7zXZ\x00", "xz", "xz-compressed"),
+    (b"# %ECSV", "ecsv", "an ECSV table"),
+)
+
+
+def _check_content(path: Path, fmt: str) -> None:
+    """Refuse a file whose first bytes show another format than its name says (a Parquet file
+    named .fits, a FITS file named .csv, a compressed file without its compression's suffix),
+    or an HTML page (what a failed download saves), naming what it is: the reader for the
+    name's format would fail on it with a message about bytes, or misread it."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1024)
+    except OSError:
+        return  # the reader reports it
+    kind, what = next(((k, w) for signature, k, w in _SIGNATURES if head.startswith(signature)), (None, None))
+    lead = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if lead.startswith((b"<!doctype html", b"<html")):
+        raise InputError(path, f"cannot read as {fmt.upper()}: the file is an HTML page, not a catalogue (what a failed "
+                               "download or an archive's error page saves): download the table again")
+    if kind is None:
+        return
+    name = path.name.lower()
+    compression = next((c[1:] for c in _CSV_COMPRESSIONS if name.endswith(c)), None)
+    if kind == compression or kind == fmt or (fmt == "fits" and kind in ("gz", "bz2", "xz")) \
+            or (kind == "ecsv" and fmt == "csv"):
+        return
+    if kind in ("gz", "bz2", "xz"):
+        problem = f"the file is {what}, but its name does not end in .{kind}: add .{kind} to the name"
+    else:
+        problem = f"the file is {what}, not {_FORMAT_NAMES.get(fmt, fmt.upper())}: give it the extension of its format"
+    raise InputError(path, f"cannot read as {fmt.upper()}: {problem}")
+
+
+_FORMAT_NAMES = {"fits": "FITS", "parquet": "Parquet", "csv": "CSV", "tsv": "TSV", "ipac": "an IPAC table",
+                 "votable": "VOTable", "sextractor": "a SExtractor catalogue"}
 
 
 def _read_delimited(path: Path) -> Table:
@@ -1277,9 +1353,11 @@ def _standardise(raw: Table, carried: Mapping[str, Any], path: str | os.PathLike
     for key, unit, desc in (("ra", u.deg, "right ascension (ICRS)"),
                             ("dec", u.deg, "declination (ICRS)")):
         if sources.get(key) is not None:
-            scale = degrees_per_unit(raw[sources[key]].unit, sources[key], path)
+            scale = degrees_per_unit(raw[sources[key]].unit, sources[key], path, key)
             out[key] = _float_column(raw[sources[key]], unit, desc, path, key, scale)
             consumed.add(sources[key])
+    if "ra" in out.colnames and "dec" in out.colnames:
+        _sky_positions(out["ra"], out["dec"], path)
     for key in ("x", "y"):
         if sources.get(key) is not None:
             image = f"the {cmap.reference_band} image" if cmap.reference_band else "image"
@@ -1300,9 +1378,9 @@ def _standardise(raw: Table, carried: Mapping[str, Any], path: str | os.PathLike
             mag, err = _magnitudes_from_fluxes(raw, mag_name, err_name, cmap.flux_unit, sentinels, path)
             note = f" (Pogson, from flux column {mag_name} [{cmap.flux_unit}]; NaN where the flux is not positive)"
         else:
-            check_magnitude_unit(raw[mag_name].unit, mag_name, path)
-            mag = _masked_magnitudes(raw[mag_name], sentinels, path)
             offset = cmap.ab_offsets.get(band, 0.0)
+            check_magnitude_unit(raw[mag_name].unit, mag_name, path, offset)
+            mag = _masked_magnitudes(raw[mag_name], sentinels, path)
             if offset:
                 mag = MaskedColumn(mag.data + offset, mask=mag.mask)
             note = f" (column {mag_name}{f', catalogue value {offset:+g} mag' if offset else ''})"
@@ -1483,27 +1561,56 @@ def _locate_columns(raw: Table, cmap: ColumnMapping, requested: tuple[str, ...] 
     return sources, tuple(band_list)
 
 
+#: Unit spellings of real catalogues that astropy does not parse, by their lower-case text:
+#: SDSS's TUNIT ``nanomaggies``, upper-case FITS units of older pipelines (``DEG``, ``RAD``,
+#: ``MAG``), plurals and ``ABmag``-like names. Read as their plain meaning, a ``RAD`` or
+#: ``HOURS`` position would be taken for degrees and a ``nanomaggies`` flux for a magnitude.
+_UNIT_SPELLINGS = {
+    **dict.fromkeys(("nanomaggies", "nanomaggie", "nmgys", "nmgy"), "nmgy"),
+    **dict.fromkeys(("maggies", "maggie", "mgy"), "mgy"),
+    **dict.fromkeys(("microjy", "mujy", "ujy", "microjansky"), "uJy"),
+    **dict.fromkeys(("njy", "nanojy", "nanojansky"), "nJy"),
+    **dict.fromkeys(("jy", "jansky"), "Jy"),
+    **dict.fromkeys(("deg", "degs", "degree", "degrees"), "deg"),
+    **dict.fromkeys(("rad", "rads", "radian", "radians"), "rad"),
+    **dict.fromkeys(("arcsec", "arcsecs", "arcsecond", "arcseconds"), "arcsec"),
+    **dict.fromkeys(("arcmin", "arcmins", "arcminute", "arcminutes"), "arcmin"),
+    **dict.fromkeys(("hour", "hours", "hr", "hrs"), "h"),
+    **dict.fromkeys(("mag", "mags", "magnitude", "magnitudes"), "mag"),
+    **dict.fromkeys(("abmag", "abmags", "mag_ab", "magab", "ab_mag", "mag(ab)", "ab mag"), "mag(AB)"),
+    **dict.fromkeys(("stmag", "stmags", "mag_st", "magst", "st_mag", "mag(st)"), "mag(ST)"),
+}
+
+
 def _declared_unit(unit: Any) -> u.UnitBase | None:
-    """A column's unit (astropy unit or FITS / ECSV unit text), or None when it has none or
-    astropy does not know it (such a column is read as the standard unit, as before)."""
+    """A column's unit (astropy unit or FITS / ECSV unit text, also in the spellings of
+    :data:`_UNIT_SPELLINGS`), or None when it has none or astropy does not know it (such a
+    column is read as the standard unit, as before)."""
     if unit is None or (isinstance(unit, str) and not unit.strip()):
         return None
     try:
         parsed = u.Unit(unit, parse_strict="silent")
     except (TypeError, ValueError):
         return None
-    return None if isinstance(parsed, u.UnrecognizedUnit) else parsed
+    if isinstance(parsed, u.UnrecognizedUnit):
+        spelling = _UNIT_SPELLINGS.get(str(unit).strip().strip("[]").strip().lower())
+        return u.Unit(spelling) if spelling is not None else None
+    return parsed
 
 
-def degrees_per_unit(unit: Any, column: str, path: str | os.PathLike) -> float:
+def degrees_per_unit(unit: Any, column: str, path: str | os.PathLike, key: str | None = None) -> float:
     """Degrees per unit of a sky-position column declared in ``unit`` (1 when it declares none).
 
-    Catalogues in radians or arcseconds are converted, not read as degrees; a unit that is not
-    an angle (pixels, hours of time, magnitudes) is :class:`InputError`.
+    Catalogues in radians or arcseconds are converted, not read as degrees; a right ascension
+    (``key`` ``"ra"``) in hours of time (a ``HOURS`` or ``h`` unit) is read as hour angle,
+    15 degrees an hour. Any other unit that is not an angle (pixels, magnitudes; hours for a
+    declination, or when ``key`` is not given) is :class:`InputError`.
     """
     parsed = _declared_unit(unit)
     if parsed is None:
         return 1.0
+    if key == "ra" and parsed.is_equivalent(u.h):
+        return float(parsed.to(u.h)) * 15.0
     try:
         return float(parsed.to(u.deg))
     except (u.UnitsError, TypeError, ValueError):
@@ -1549,9 +1656,27 @@ def fluxes_to_magnitudes(flux: np.ndarray, flux_err: np.ndarray | None, maggies_
     return mag, err
 
 
-def check_magnitude_unit(unit: Any, column: str, path: str | os.PathLike) -> None:
-    """Refuse a magnitude column whose declared unit is a flux density (nJy, nanomaggy, ...)."""
+def check_magnitude_unit(unit: Any, column: str, path: str | os.PathLike, ab_offset: float | None = None) -> None:
+    """Refuse a magnitude column whose declared unit is a flux density (nJy, nanomaggy, ...),
+    or magnitudes on another system than AB, unless the mapping gives the band's non-zero
+    ``ab_offset`` [mag] to AB: ST (``mag(ST)``), instrumental (``mag(ct)``) and Vega magnitudes
+    (a unit such as ``VEGAMAG`` or ``mag(Vega)``, which astropy does not know; checked only when
+    the caller gives ``ab_offset``, None meaning it does not know the offsets).
+
+    A unit of ``AB`` alone, which astropy reads as the AB flux unit, is how some catalogues
+    mark AB magnitudes, and is accepted.
+    """
+    text = str(unit).strip() if unit is not None else ""
+    if ab_offset is not None and not ab_offset and "vega" in text.lower():
+        raise InputError(path, f"column {column!r} holds Vega magnitudes ({text}), and skysort reads AB magnitudes: give "
+                               "the band's Vega-to-AB offset in the column mapping (ab_offsets)")
+    if text == "AB":
+        return
     parsed = _declared_unit(unit)
+    if (isinstance(parsed, u.MagUnit) and parsed.physical_unit not in (u.dimensionless_unscaled, u.AB, u.mgy)
+            and not ab_offset):
+        raise InputError(path, f"column {column!r} holds {parsed} magnitudes, not AB magnitudes: convert them to AB, or "
+                               "give the band's offset to AB in the column mapping (ab_offsets)")
     if parsed is None or isinstance(parsed, u.FunctionUnitBase):
         return  # mag, mag(AB), dex and the like
     if any(parsed.is_equivalent(flux) for flux in (u.Jy, u.mgy, u.erg / u.s / u.cm**2 / u.Hz)):
@@ -1716,6 +1841,34 @@ def position_degrees(col: Any, key: str, path: str | os.PathLike, name: str | No
     return np.where(missing, np.nan, values), missing
 
 
+#: Rounding [deg] allowed beyond a pole in positions converted from other units (pi/2 rad).
+_POLE_TOLERANCE_DEG = 1e-9
+
+
+def _sky_positions(ra: MaskedColumn, dec: MaskedColumn, path: str | os.PathLike) -> None:
+    """Put ``ra`` and ``dec`` [deg] (float64 columns, changed in place) on the sky as ``skysort
+    predict`` does: every finite right ascension in 0..360 (catalogues centred on RA 0 write
+    -180..180, and an object must have one RA whichever file it comes from), and a row whose
+    declination is beyond -90..90 (a placeholder such as -999, or another unit) masked in both,
+    as a NaN position is, with one warning giving their number and an example."""
+    ra_values, dec_values = np.ma.getdata(ra), np.ma.getdata(dec)  # views: written in place, masks kept
+    present_ra = ~np.ma.getmaskarray(ra) & np.isfinite(ra_values)
+    wrapped = np.where(present_ra, np.mod(np.where(present_ra, ra_values, 0.0), 360.0), ra_values)
+    # A tiny negative RA wraps to 360.0 itself in floating point.
+    ra_values[:] = np.where(present_ra & (wrapped >= 360.0), 0.0, wrapped)
+    present = ~np.ma.getmaskarray(dec) & np.isfinite(dec_values)
+    off = present & (np.abs(np.where(present, dec_values, 0.0)) > 90.0 + _POLE_TOLERANCE_DEG)
+    example = dec_values[np.flatnonzero(off)[0]] if off.any() else None
+    dec_values[:] = np.where(present & ~off, np.clip(dec_values, -90.0, 90.0), dec_values)
+    if example is None:
+        return
+    for column, values in ((ra, ra_values), (dec, dec_values)):
+        values[off] = np.nan
+        column.mask = np.ma.getmaskarray(column) | off
+    report_problem(None, path, f"{off.sum():,} of {len(dec):,} rows have a declination beyond -90..90 degrees "
+                               f"(e.g. {example:g}): they are read as rows without a sky position")
+
+
 def _text_cells(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Text cells stripped of blanks, and which are empty: :data:`NULL_TEXT`, or a null (None,
     NA) of an object column (Parquet text with nulls)."""
@@ -1858,6 +2011,8 @@ def write_catalog(table: Table, path: str | os.PathLike, overwrite: bool = True)
         raise InputError(path, "already exists (not overwriting)")
     if fmt == "csv" and path.name.lower().endswith(_CSV_COMPRESSIONS):
         raise InputError(path, "compressed CSV is read, not written: write .csv, or .parquet (compressed and typed)")
+    if fmt == "fits" and path.name.lower().endswith((".bz2", ".xz")):
+        raise InputError(path, "FITS compressed with bzip2 or xz is read, not written: write .fits or .fits.gz")
     if fmt in _READ_ONLY_FORMATS:
         raise InputError(path, f"{_READ_ONLY_FORMATS[fmt]} is read, not written: write .fits, .parquet or .csv")
     if not isinstance(table, Table):
