@@ -34,7 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from .flags import Flags
-from .images import BandImage
+from .images import BandImage, pixel_to_world, world_to_pixel
 
 #: Pixels of context around a stamp used by the cubic spline so that its prefilter is
 #: unaffected by the cut.
@@ -42,15 +42,15 @@ _SPLINE_MARGIN = 6
 
 
 def sky_to_pixel(image: BandImage, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """0-based pixel coordinates ``(x, y)`` of sky positions (degrees) in ``image``."""
-    x, y = image.wcs.all_world2pix(np.asarray(ra, float), np.asarray(dec, float), 0)
-    return np.asarray(x), np.asarray(y)
+    """0-based pixel coordinates ``(x, y)`` of ICRS sky positions (degrees) in ``image``, whatever
+    the frame and axis order of its WCS; NaN for positions with no pixel (see
+    :func:`skysort.data.images.world_to_pixel`)."""
+    return world_to_pixel(image.wcs, ra, dec)
 
 
 def pixel_to_sky(image: BandImage, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sky positions ``(ra, dec)`` in degrees of 0-based pixel coordinates of ``image``."""
-    ra, dec = image.wcs.all_pix2world(np.asarray(x, float), np.asarray(y, float), 0)
-    return np.asarray(ra), np.asarray(dec)
+    """ICRS sky positions ``(ra, dec)`` in degrees of 0-based pixel coordinates of ``image``."""
+    return pixel_to_world(image.wcs, x, y)
 
 
 def off_image_safe(position: np.ndarray, extent: int, size: int) -> np.ndarray:

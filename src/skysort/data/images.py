@@ -1,7 +1,12 @@
 """Reading survey images: one FITS file per band, with its WCS, flux unit and zero point.
 
 Files may be plain (``.fits``), gzip or bzip2 compressed (``.fits.gz``, ``.fits.bz2``) or
-tile compressed (``.fits.fz``); astropy reads them all. The first HDU holding a 2-D image is used.
+tile compressed (``.fits.fz``); astropy reads them all. The first HDU holding a 2-D image is used
+(an image with further axes of length 1, ``NAXIS3 = 1``, is one).
+
+Sky positions in and out of this package are ICRS degrees: :func:`world_to_pixel` and
+:func:`pixel_to_world` convert them to and from the frame an image's WCS is written in
+(Galactic, ecliptic, FK4 B1950) and its axis order.
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
-from astropy.wcs import WCS, FITSFixedWarning
-from astropy.wcs.utils import proj_plane_pixel_scales
+from astropy.wcs import WCS, FITSFixedWarning, NoConvergence
+from astropy.wcs.utils import proj_plane_pixel_scales, wcs_to_celestial_frame
 
 from ..errors import InputError
 
@@ -108,15 +113,51 @@ def _header_number(header: fits.Header, keys: Sequence[str], default: float = fl
     return default
 
 
+#: AB magnitudes of one data unit a zero-point keyword may give [mag]: from a Jansky (8.9) to
+#: a count of a deep stack (about 35), with room either side; outside it is a placeholder.
+_ZERO_POINT_RANGE = (5.0, 45.0)
+
+
+def _per_pixel_removed(unit: str) -> str:
+    """``unit`` without a trailing "per pixel" (``nJy/pix``): fluxes are per pixel anyway."""
+    return re.sub(r"\s*(/|per)\s*(pix|pixel|px)$", "", unit.strip(), flags=re.IGNORECASE)
+
+
+def _jansky_zero_point(unit: str) -> float:
+    """AB magnitude of one ``unit`` when it is a spectral flux density (``Jy``, ``mJy``,
+    ``uJy``, ``nJy``, optionally per pixel), read with astropy's FITS unit parser; NaN
+    for any other unit."""
+    from astropy import units as u
+
+    name = _per_pixel_removed(unit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = u.Unit(name, format="fits", parse_strict="silent")
+        if isinstance(parsed, u.UnrecognizedUnit):  # "microJy" is astropy's name, not the FITS standard's
+            parsed = u.Unit(name, parse_strict="silent")
+    if isinstance(parsed, u.UnrecognizedUnit) or not parsed.is_equivalent(u.Jy):
+        return float("nan")
+    return round(float((1.0 * parsed).to(u.ABmag).value), 6)
+
+
 def header_flux_unit(header: fits.Header) -> tuple[str, float]:
     """``(flux_unit, zero_point)`` of an image header: ``BUNIT`` (or ``"unknown"``) and the AB
-    magnitude of one unit, fixed by the unit (nanomaggy 22.5, nJy 31.4, uJy 23.9) or given by a
-    zero-point keyword (``MAGZP``, ``ZEROPT``, ..., or HSC's ``FLUXMAG0``, the flux of
-    magnitude 0); NaN when none fixes it."""
+    magnitude of one unit, fixed by the unit (nanomaggy 22.5, and any Jansky multiple per pixel:
+    nJy 31.4, uJy 23.9, mJy 16.4) or given by a zero-point keyword (``MAGZP``, ``ZEROPT``, ...,
+    or HSC's ``FLUXMAG0``, the flux of magnitude 0; a keyword value outside 5-45 mag is a
+    placeholder and is skipped); NaN when none fixes it."""
     unit = str(header.get("BUNIT", "unknown")).strip() or "unknown"
-    zero_point = UNIT_ZERO_POINTS.get(unit.lower(), float("nan"))
+    zero_point = UNIT_ZERO_POINTS.get(_per_pixel_removed(unit).lower(), float("nan"))
     if not np.isfinite(zero_point):
-        zero_point = _header_number(header, _ZERO_POINT_KEYS, zero_point)
+        zero_point = _jansky_zero_point(unit)
+    if not np.isfinite(zero_point):
+        # Pipelines write 0, -99 or 99 for "not calibrated": such a value is no zero point,
+        # and another keyword may still give one.
+        for key in _ZERO_POINT_KEYS:
+            value = _header_number(header, (key,))
+            if _ZERO_POINT_RANGE[0] < value < _ZERO_POINT_RANGE[1]:
+                zero_point = value
+                break
     if not np.isfinite(zero_point):
         # HSC's pipeline gives the flux of magnitude 0 instead (FLUXMAG0 = 10**(0.4 * 27) on coadds).
         flux_of_zero = _header_number(header, ("FLUXMAG0",), positive=True)
@@ -199,7 +240,9 @@ def celestial_wcs(header, path: str | Path) -> WCS:
     Raises
     ------
     InputError
-        Malformed WCS keywords, or no celestial WCS (naming ``path``).
+        Malformed WCS keywords; no celestial WCS; a celestial WCS that lacks its reference
+        point (``CRVAL``, ``CRPIX``) or pixel scale (``CD`` or ``CDELT``), which wcslib would
+        fill with 0 and 1 degree per pixel; a sky frame astropy does not know (naming ``path``).
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
@@ -210,7 +253,93 @@ def celestial_wcs(header, path: str | Path) -> WCS:
             raise InputError(path, f"has an invalid WCS ({exc})") from exc
     if not wcs.has_celestial or not wcs.is_celestial:
         raise InputError(path, "has no celestial WCS (CTYPE1/2, CRVAL, CRPIX and CD or CDELT keywords)")
+    if isinstance(header, fits.Header):
+        axes = (wcs.wcs.lng + 1, wcs.wcs.lat + 1)
+        missing = [f"{key}{i}" for key in ("CRVAL", "CRPIX") for i in axes if f"{key}{i}" not in header]
+        has_cd = any(f"CD{i}_{j}" in header for i in axes for j in (1, 2))
+        if not has_cd:
+            missing += [f"CDELT{i}" for i in axes if f"CDELT{i}" not in header]
+        if missing:
+            raise InputError(path, f"has an incomplete celestial WCS: no {', '.join(missing)} (a position or pixel "
+                                   "scale would be guessed)")
+    try:
+        wcs_to_celestial_frame(wcs)
+    except ValueError as exc:
+        raise InputError(path, f"has a celestial WCS in a sky frame that cannot be converted to ICRS ({exc})") from exc
     return wcs
+
+
+def _frame_if_not_icrs(wcs: WCS):
+    """The WCS's sky frame, or None when it is ICRS or FK5 J2000 (the same to 0.02")."""
+    from astropy.coordinates import FK5, ICRS
+    from astropy.time import Time
+
+    frame = wcs_to_celestial_frame(wcs)
+    if isinstance(frame, ICRS) or (isinstance(frame, FK5) and frame.equinox == Time("J2000")):
+        return None
+    return frame
+
+
+def world_to_pixel(wcs: WCS, ra, dec) -> tuple[np.ndarray, np.ndarray]:
+    """0-based pixel coordinates ``(x, y)`` of ICRS positions in a 2-D celestial WCS.
+
+    Parameters
+    ----------
+    wcs : astropy.wcs.WCS
+        From :func:`celestial_wcs`; any sky frame and axis order, distortions included.
+    ra, dec : array_like
+        ICRS right ascension and declination [deg].
+
+    Returns
+    -------
+    x, y : ndarray
+        Column and row [pixels]; NaN where the position has no pixel (beyond the projection, or
+        so far off the image that the inverse of its distortion polynomial diverges).
+    """
+    ra = np.atleast_1d(np.asarray(ra, float))
+    dec = np.atleast_1d(np.asarray(dec, float))
+    frame = _frame_if_not_icrs(wcs)
+    if frame is not None and ra.size:
+        from astropy import units as u
+        from astropy.coordinates import SkyCoord
+
+        valid = np.abs(dec) <= 90.0  # SkyCoord refuses the rest; they have no pixel either
+        native = SkyCoord(np.where(valid, ra, 0.0) * u.deg, np.where(valid, dec, 0.0) * u.deg,
+                          frame="icrs").transform_to(frame).spherical
+        ra, dec = np.where(valid, native.lon.deg, np.nan), np.where(valid, native.lat.deg, np.nan)
+    world = np.empty((ra.size, 2))
+    world[:, wcs.wcs.lng], world[:, wcs.wcs.lat] = ra.ravel(), dec.ravel()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            pixels = wcs.all_world2pix(world, 0)
+    except NoConvergence as exc:
+        # A SIP or TPV polynomial fitted to one chip diverges far from it: such positions are
+        # off the image, not a reason to stop.
+        pixels = np.array(exc.best_solution, float)
+        for failed in (exc.divergent, exc.slow_conv):
+            if failed is not None:
+                pixels[np.asarray(failed, int)] = np.nan
+    return pixels[:, 0].reshape(ra.shape), pixels[:, 1].reshape(ra.shape)
+
+
+def pixel_to_world(wcs: WCS, x, y) -> tuple[np.ndarray, np.ndarray]:
+    """ICRS positions ``(ra, dec)`` [deg] of 0-based pixel coordinates ``(x, y)`` of a 2-D
+    celestial WCS (any sky frame and axis order); NaN beyond the projection."""
+    x = np.atleast_1d(np.asarray(x, float))
+    y = np.atleast_1d(np.asarray(y, float))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        world = wcs.all_pix2world(np.column_stack([x.ravel(), y.ravel()]), 0)
+    lon, lat = world[:, wcs.wcs.lng], world[:, wcs.wcs.lat]
+    frame = _frame_if_not_icrs(wcs)
+    if frame is not None and lon.size:
+        from astropy import units as u
+        from astropy.coordinates import SkyCoord
+
+        icrs = SkyCoord(lon * u.deg, lat * u.deg, frame=frame).icrs
+        lon, lat = icrs.ra.deg, icrs.dec.deg
+    return np.asarray(lon).reshape(x.shape), np.asarray(lat).reshape(x.shape)
 
 
 @contextlib.contextmanager
@@ -232,8 +361,35 @@ def open_fits(path: str | Path, **options) -> Iterator[fits.HDUList]:
         raise InputError(path, f"not a readable FITS file (truncated or corrupt: {exc})") from exc
 
 
+#: FITS block size [bytes]: whatever follows the last HDU read, if at least one block, is an HDU
+#: astropy could not read.
+_BLOCK = 2880
+_TRUNCATED = ("not a readable FITS file: {tail:,} bytes after the last readable HDU could not be read as one "
+              "(truncated or corrupt)")
+
+
 def _is_2d_image(hdu) -> bool:
-    return bool(hdu.is_image and hdu.header.get("NAXIS") == 2)
+    """Whether ``hdu`` holds an image of two axes, or more of which all but the first two have
+    length 1 (``NAXIS3 = 1``, as some pipelines write a single plane)."""
+    header = hdu.header
+    naxis = header.get("NAXIS")
+    if not hdu.is_image or not isinstance(naxis, int) or naxis < 2:
+        return False
+    return all(header.get(f"NAXIS{k}") == 1 for k in range(3, naxis + 1))
+
+
+def _unparsed_tail(hdul: fits.HDUList, path: str | Path) -> int:
+    """Bytes of a file beyond its last HDU that astropy could read: astropy drops an HDU whose
+    header is cut short (a truncated download) with only a warning. 0 for a gzip or bzip2 file,
+    whose decompression fails on its own when it is cut short."""
+    if str(path).lower().endswith((".gz", ".bz2")):
+        return 0
+    info = hdul.fileinfo(len(hdul) - 1) if len(hdul) else None
+    end = info["datLoc"] + info["datSpan"] if info else 0
+    try:
+        return max(0, Path(path).stat().st_size - end)
+    except OSError:
+        return 0
 
 
 def check_one_sky_area(hdul: fits.HDUList, first: int, path: str | Path) -> None:
@@ -260,10 +416,8 @@ def check_one_sky_area(hdul: fits.HDUList, first: int, path: str | Path) -> None
             wcs = celestial_wcs(header, path)
         except InputError:
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            centre = wcs.all_pix2world([[(header["NAXIS1"] - 1) / 2, (header["NAXIS2"] - 1) / 2]], 0)
-            x, y = reference.all_world2pix(centre, 0)[0]
+        ra, dec = pixel_to_world(wcs, (header["NAXIS1"] - 1) / 2, (header["NAXIS2"] - 1) / 2)
+        x, y = (float(v[0]) for v in world_to_pixel(reference, ra, dec))
         if not (np.isfinite(x) and np.isfinite(y) and -0.5 <= x <= nx - 0.5 and -0.5 <= y <= ny - 0.5):
             elsewhere += 1
     if elsewhere:
@@ -289,6 +443,9 @@ def first_image_header(path: str | Path) -> fits.Header | None:
                 if not str(path).lower().endswith((".gz", ".bz2")):
                     check_one_sky_area(hdul, index, path)
                 return hdu.header.copy()
+        tail = _unparsed_tail(hdul, path)
+    if tail >= _BLOCK:
+        raise InputError(path, _TRUNCATED.format(tail=tail))
     return None
 
 
@@ -314,11 +471,16 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
     if not path.exists():
         raise InputError(path, "no such file")
     with open_fits(path, memmap=False) as hdul:
-        index = next((i for i, h in enumerate(hdul) if h.data is not None and getattr(h.data, "ndim", 0) == 2), None)
+        index = next((i for i, h in enumerate(hdul) if _is_2d_image(h)), None)
         if index is None:
-            raise InputError(path, "no 2-D image in any HDU")
+            tail = _unparsed_tail(hdul, path)
+            raise InputError(path, _TRUNCATED.format(tail=tail) if tail >= _BLOCK else "no 2-D image in any HDU")
         hdu = hdul[index]
-        data = np.asarray(hdu.data, dtype=np.float32)
+        if hdu.data is None or hdu.data.size == 0:
+            raise InputError(path, f"its image (HDU {index}) has no pixels (NAXIS1 = {hdu.header.get('NAXIS1')}, "
+                                   f"NAXIS2 = {hdu.header.get('NAXIS2')})")
+        # Axes of length 1 beyond the first two (NAXIS3 = 1) carry no pixels of their own.
+        data = np.asarray(hdu.data, dtype=np.float32).reshape(hdu.data.shape[-2:])
         header = hdu.header.copy()
         check_one_sky_area(hdul, index, path)
     wcs = celestial_wcs(header, path)
