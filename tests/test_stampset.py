@@ -255,3 +255,17 @@ def test_python_api_inputs_from_a_notebook(tmp_path):
     assert dataset[-1]["index"].item() == 2
     with pytest.raises(IndexError):
         dataset[3]
+
+
+@pytest.mark.parametrize("unit, zero_point", [("nanomaggy", 22.5), ("nJy/pixel", 31.4), ("mJy", 16.4), ("uJy", 23.9),
+                                              ("counts", np.nan)])
+def test_a_stamp_sets_flux_unit_fixes_its_zero_point_as_an_image_headers_does(unit, zero_point):
+    """The zero point a stamp set's unit implies is the one :func:`header_flux_unit` reads from a
+    tile of that BUNIT, so stamps and tiles in mJy or per-pixel units are scaled alike."""
+    from astropy.io import fits
+
+    from skysort.data.images import header_flux_unit
+
+    got = StampMeta(bands=("r",), pixel_scale=0.2, flux_unit=unit).zero_point("r")
+    assert got == pytest.approx(zero_point, abs=0.01, nan_ok=True)
+    assert header_flux_unit(fits.Header({"BUNIT": unit}))[1] == pytest.approx(got, nan_ok=True)

@@ -140,6 +140,14 @@ def _jansky_zero_point(unit: str) -> float:
     return round(float((1.0 * parsed).to(u.ABmag).value), 6)
 
 
+def unit_zero_point(unit: str) -> float:
+    """AB magnitude of one ``unit`` [mag] when the unit alone fixes it: nanomaggy 22.5, and any
+    Jansky multiple (nJy 31.4, uJy 23.9, mJy 16.4), optionally per pixel; NaN otherwise (counts,
+    ADU, electrons need a zero-point keyword)."""
+    zero_point = UNIT_ZERO_POINTS.get(_per_pixel_removed(unit).lower(), float("nan"))
+    return zero_point if np.isfinite(zero_point) else _jansky_zero_point(unit)
+
+
 def header_flux_unit(header: fits.Header) -> tuple[str, float]:
     """``(flux_unit, zero_point)`` of an image header: ``BUNIT`` (or ``"unknown"``) and the AB
     magnitude of one unit, fixed by the unit (nanomaggy 22.5, and any Jansky multiple per pixel:
@@ -147,9 +155,7 @@ def header_flux_unit(header: fits.Header) -> tuple[str, float]:
     or HSC's ``FLUXMAG0``, the flux of magnitude 0; a keyword value outside 5-45 mag is a
     placeholder and is skipped); NaN when none fixes it."""
     unit = str(header.get("BUNIT", "unknown")).strip() or "unknown"
-    zero_point = UNIT_ZERO_POINTS.get(_per_pixel_removed(unit).lower(), float("nan"))
-    if not np.isfinite(zero_point):
-        zero_point = _jansky_zero_point(unit)
+    zero_point = unit_zero_point(unit)
     if not np.isfinite(zero_point):
         # Pipelines write 0, -99 or 99 for "not calibrated": such a value is no zero point,
         # and another keyword may still give one.

@@ -143,13 +143,14 @@ class StampMeta:
 
     def zero_point(self, band: str) -> float:
         """AB zero point of one flux unit in ``band`` [mag]: as recorded, else fixed by the flux
-        unit (nanomaggy 22.5, nJy 31.4, uJy 23.9), else NaN."""
-        from .images import UNIT_ZERO_POINTS
+        unit (:func:`skysort.data.images.unit_zero_point`: nanomaggy 22.5, nJy 31.4, uJy 23.9,
+        mJy 16.4, also per pixel), else NaN."""
+        from .images import unit_zero_point
 
         recorded = self.zero_points.get(band)
         if recorded is not None and np.isfinite(recorded):
             return float(recorded)
-        return float(UNIT_ZERO_POINTS.get(self.flux_unit.strip().lower(), np.nan))
+        return float(unit_zero_point(self.flux_unit))
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True, allow_nan=True, default=_json_number)
