@@ -188,3 +188,40 @@ def test_a_file_whose_name_lies_about_its_format_is_named_for_what_it_is(tmp_pat
     with pytest.raises(InputError) as caught:
         read_catalog(tmp_path / name)
     assert fragment in str(caught.value)
+
+
+# ---------------------------------------------------------------------------------------
+# FITS files of several tables
+# ---------------------------------------------------------------------------------------
+
+
+def _table_hdu(n, name=None, start=0.0):
+    cols = [fits.Column(name=c, format="D", array=start + np.arange(n, dtype=float)) for c in ("RA", "DEC")]
+    return fits.BinTableHDU.from_columns(cols, name=name)
+
+
+def test_an_empty_first_table_is_passed_over_for_the_one_with_rows(tmp_path):
+    path = tmp_path / "c.fits"
+    fits.HDUList([fits.PrimaryHDU(), _table_hdu(0, "HEADER_INFO"), _table_hdu(5, "OBJECTS")]).writeto(path)
+    assert len(read_catalog(path)) == 5
+
+
+def test_several_tables_with_rows_say_which_is_read(tmp_path):
+    path = tmp_path / "c.fits"
+    fits.HDUList([fits.PrimaryHDU(), _table_hdu(4, "OBJECTS"), _table_hdu(2, "FILTERS")]).writeto(path)
+    with pytest.warns(UserWarning, match=r"2 tables hold rows; the catalogue is read from the first, HDU 1 \(OBJECTS\), "
+                                         r"4 rows \(not HDU 2 \(FILTERS\)\)"):
+        assert len(read_catalog(path)) == 4
+
+
+def test_a_fits_ldac_catalogue_of_several_chips_is_not_read_as_its_first_chip(tmp_path):
+    """SExtractor on a multi-extension image writes an LDAC_IMHEAD / LDAC_OBJECTS pair per chip."""
+    imhead = fits.BinTableHDU.from_columns([fits.Column(name="Field Header Card", format="80A",
+                                                        array=np.array(["SIMPLE  =                    T"]))], name="LDAC_IMHEAD")
+    path = tmp_path / "chips.cat"
+    hdus = [fits.PrimaryHDU()]
+    for chip in range(3):
+        hdus += [imhead.copy(), _table_hdu(4, "LDAC_OBJECTS", start=10.0 * chip)]
+    fits.HDUList(hdus).writeto(path)
+    with pytest.raises(InputError, match="a FITS_LDAC catalogue of 3 chips"):
+        read_catalog(path, mapping="ra=RA,dec=DEC")

@@ -697,19 +697,41 @@ def _starts_with(path: Path, signature: bytes) -> bool:
 def fits_table_hdu(hdul: Any, path: str | os.PathLike) -> int:
     """Index of the catalogue's table in an open FITS file: SExtractor's ``LDAC_OBJECTS`` in a
     FITS_LDAC catalogue (its first table, ``LDAC_IMHEAD``, holds the image header), else the
-    first table HDU.
+    first table holding rows (the first table when none does). When other tables hold rows too,
+    a warning names the one read.
 
     Raises
     ------
     InputError
-        The file holds no table.
+        The file holds no table, or several ``LDAC_OBJECTS`` tables with rows (SExtractor run
+        on a multi-extension image writes one per chip; reading the first would lose the others).
     """
     from astropy.io import fits
 
     tables = [i for i, hdu in enumerate(hdul) if isinstance(hdu, (fits.BinTableHDU, fits.TableHDU))]
     if not tables:
         raise InputError(path, "no table HDU")
-    return next((i for i in tables if hdul[i].name == "LDAC_OBJECTS"), tables[0])
+
+    def rows(index: int) -> int:
+        return int(hdul[index].header.get("NAXIS2", 0))
+
+    ldac = [i for i in tables if hdul[i].name == "LDAC_OBJECTS"]
+    if ldac:
+        filled = [i for i in ldac if rows(i)]
+        if len(filled) > 1:
+            raise InputError(path, f"a FITS_LDAC catalogue of {len(ldac)} chips (LDAC_OBJECTS in HDUs "
+                                   f"{', '.join(map(str, ldac))}): skysort reads one catalogue table per file; join the "
+                                   "chips' tables into one (e.g. astropy.table.vstack, with a chip column if NUMBER "
+                                   "repeats) or give one file per chip")
+        return filled[0] if filled else ldac[0]
+    filled = [i for i in tables if rows(i)]
+    if len(filled) > 1:
+        def name(index: int) -> str:
+            return f"HDU {index}" + (f" ({hdul[index].name})" if hdul[index].name else "")
+
+        report_problem(None, path, f"{len(filled)} tables hold rows; the catalogue is read from the first, {name(filled[0])}, "
+                                   f"{rows(filled[0]):,} rows (not {', '.join(name(i) for i in filled[1:])})")
+    return filled[0] if filled else tables[0]
 
 
 def _text_format_of(name: str) -> str | None:
