@@ -83,19 +83,32 @@ def worker_predictor(model: str, device: str, *, threads: int | None = 1):
 
 
 def run_unit_task(unit: Mapping[str, Any], reader_config: ReaderConfig, part_meta: Mapping[str, Any], model: str,
-                  probe: Mapping[str, Any], decision: ClassDecision | None, device: str | None) -> tuple[int, str, int, str]:
-    """One work unit on a worker: cut, predict, write its part; returns ``(index, part, rows, sha256)``."""
-    device = resolve_device(device)
-    predictor = worker_predictor(model, device)
-    reader = _READERS.get(reader_config.folder)
-    if reader is None or reader.config != reader_config:
-        reader = _READERS[reader_config.folder] = UnitReader(reader_config)
-    assembler = UnitAssembler(predictor, probe, decision=decision, device=device, carried_units=reader_config.carried_units)
-    table = None
-    for batch in reader.batches(unit):
-        table = assembler.add(batch, assembler.predict(batch))
-    name, rows, digest = write_part(reader_config.folder, unit, table, part_meta)
+                  probe: Mapping[str, Any], decision: ClassDecision | None,
+                  device: str | None) -> tuple[int, str, int, str] | tuple[str, str, str]:
+    """One work unit on a worker: cut, predict, write its part; returns ``(index, part, rows, sha256)``.
+
+    Bad input (a damaged tile, say) is returned as ``(INPUT_ERROR, where, problem)`` rather
+    than raised: it is no worker failure for Dask to log with a traceback and retry, and the
+    driver raises it as the run's one error (:func:`run_dask`).
+    """
+    try:
+        device = resolve_device(device)
+        predictor = worker_predictor(model, device)
+        reader = _READERS.get(reader_config.folder)
+        if reader is None or reader.config != reader_config:
+            reader = _READERS[reader_config.folder] = UnitReader(reader_config)
+        assembler = UnitAssembler(predictor, probe, decision=decision, device=device, carried_units=reader_config.carried_units)
+        table = None
+        for batch in reader.batches(unit):
+            table = assembler.add(batch, assembler.predict(batch))
+        name, rows, digest = write_part(reader_config.folder, unit, table, part_meta)
+    except InputError as error:
+        return INPUT_ERROR, error.where, error.problem
     return int(unit["index"]), name, rows, digest
+
+
+#: First item of what :func:`run_unit_task` returns for a unit stopped by bad input.
+INPUT_ERROR = "skysort-input-error"
 
 
 def run_dask(spec: str, manifest: Manifest, reader_config: ReaderConfig, part_meta: Mapping[str, Any], *, model: str,
@@ -129,7 +142,10 @@ def run_dask(spec: str, manifest: Manifest, reader_config: ReaderConfig, part_me
                 break
             submit(unit)
         for future in futures:
-            index, name, rows, digest = future.result()
+            result = future.result()
+            if result[0] == INPUT_ERROR:
+                raise InputError(result[1], result[2])
+            index, name, rows, digest = result
             manifest.record(index, name, rows, digest)
             if progress:
                 progress(rows)

@@ -35,7 +35,7 @@ from ..errors import InputError
 from .manifest import file_identity
 from .predictor import ClassDecision
 from .stream import (CatalogColumns, ReaderConfig, RunOptions, TileIndex, TileInfo, UnitAssembler, UnitReader, _blank_outputs,
-                     _in_thread, magnitude_range_check, model_record, parse_carried, prediction_columns,
+                     _in_thread, magnitude_range_check, model_record, output_id_dtype, parse_carried, prediction_columns,
                      prediction_output_names, prepare_inputs, resolve_device,
                      run_signature)
 
@@ -104,7 +104,7 @@ def predict_partition(frame, *, model: str, device: str, threads: int | None, co
     n = len(frame)
     if n == 0:
         id_column = columns.sources.get("id")
-        id_dtype = frame[id_column].to_numpy().dtype if id_column else np.dtype(np.int64)
+        id_dtype = output_id_dtype(frame[id_column].to_numpy().dtype) if id_column else np.dtype(np.int64)
         return _empty_result(predictor, probe, id_dtype, frame.index, _copied(frame, keep))
     options = dict(predictor=predictor, device=device, columns=columns, reader_config=reader_config, tiles=tiles, probe=probe,
                    decision=decision, keep=keep, queue_batches=queue_batches)
@@ -250,7 +250,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
         photometry_missing=photometry_missing)
     id_column = columns.sources.get("id")
     meta_frame = hats_catalog.meta
-    id_dtype = meta_frame[id_column].to_numpy().dtype if id_column else np.dtype(np.int64)
+    id_dtype = output_id_dtype(meta_frame[id_column].to_numpy().dtype) if id_column else np.dtype(np.int64)
     meta = _empty_result(predictor, probe, id_dtype, meta_frame.index, _copied(meta_frame, keep))
     model_info = model_record(predictor)
     threads = 1 if options.dask else options.threads
@@ -263,6 +263,8 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
     provenance = {
         "skysort_version": __version__, "skysort_model": model_info["name"], "skysort_model_file": str(model_info["file"]),
         "skysort_model_sha256": model_info["sha256"], "skysort_model_created": str(model_info["created"]),
+        "skysort_classes": " ".join(model_info["classes"]), "skysort_image_bands": " ".join(model_info["image_bands"]) or "none",
+        "skysort_photometry_bands": " ".join(model_info["photometry_bands"]) or "none",
         "skysort_input_catalog": str(Path(catalog).resolve()), "skysort_tiles": str(options.tiles or ""),
         "skysort_images_available": str(images_available), "skysort_threshold": str(options.threshold),
         "skysort_prior": json.dumps(decision.record()["prior"]),

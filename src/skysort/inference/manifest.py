@@ -74,8 +74,24 @@ def part_name(index: int) -> str:
 
 
 def _describe_signature_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
-    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    return ", ".join(keys) or "signature"
+    """The signature entries that differ, each with its two values when they are short (a
+    threshold, a reference band), so that the user sees which setting to give back."""
+    described = []
+    for key in sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)):
+        before, now = ("none" if side.get(key) is None else json.dumps(side[key], sort_keys=True, default=str)
+                       for side in (old, new))
+        described.append(f"{key}: {before} there, {now} now" if len(before) + len(now) <= 120 else key)
+    return "; ".join(described) or "signature"
+
+
+def work_folder_output(folder: str | os.PathLike) -> Path | None:
+    """The one-table output whose hidden work folder ``folder`` is (``DIR/.NAME.parts`` for
+    ``--out DIR/NAME``), or None for a folder of another name."""
+    folder = Path(folder)
+    name = folder.name
+    if name.startswith(".") and name.endswith(".parts") and len(name) > len("..parts"):
+        return folder.parent / name[1 : -len(".parts")]
+    return None
 
 
 class Manifest:
@@ -133,8 +149,14 @@ class Manifest:
         if manifest is not None:
             old = manifest.content.get("signature", {})
             if json_sha256(old) != json_sha256(signature):
-                raise InputError(folder, "holds the output of a different prediction run (differs in "
-                                         f"{_describe_signature_difference(old, signature)}); give a new --out folder or remove it")
+                difference = _describe_signature_difference(old, signature)
+                table = work_folder_output(folder)
+                if table is not None:
+                    # The hidden work folder of a one-table --out, which the user never named.
+                    raise InputError(folder, f"holds the unfinished run of --out {table} with other settings ({difference}); "
+                                             "rerun with those settings to finish it, or remove this folder to start again")
+                raise InputError(folder, f"holds the output of a different prediction run (differs in {difference}); "
+                                         "give a new --out folder or remove it")
             return manifest
         if folder.exists():
             foreign = [p.name for p in folder.iterdir() if p.name != SHARDS_DIR and not p.name.startswith(".")]
@@ -292,7 +314,8 @@ def read_parts(paths: Iterable[str | os.PathLike]):
 
     tables = [pq.read_table(p) for p in paths]
     units = parquet_units(tables[0].schema) if tables else {}
-    arrow = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
+    # Widened where parts differ (a carried column of int32 in one file, int64 in the next).
+    arrow = pa.concat_tables([t.replace_schema_metadata(None) for t in tables], promote_options="permissive")
     table = Table()
     for name, column in zip(arrow.column_names, arrow.columns):
         # Empty cells (carried catalogue columns) stay empty, of their column's type.

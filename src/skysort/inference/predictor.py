@@ -396,6 +396,17 @@ def class_table(predictor: Predictor, outputs: Mapping[str, np.ndarray], ids: np
 _OUTPUT_UNITS = {"ra": "deg", "dec": "deg", "psf_fwhm": "arcsec", "companion_dx": "pix", "companion_dy": "pix"}
 
 
+def stamps_missing_a_band(images: np.ndarray) -> np.ndarray:
+    """Whether each stamp of ``images`` ``(N, B, H, W)`` lacks a band: one of its B planes
+    holds no finite pixel (a chip gap, a masked region, a band off its image), or all do.
+
+    A network reads such a plane as blank sky, so its class comes without that band's light
+    (for colours, a made-up colour): :data:`MISSING_INPUT_FLAG` says so.
+    """
+    images = np.asarray(images)
+    return (~np.isfinite(images).any(axis=(2, 3))).any(axis=1)
+
+
 def stampset_without_pixels(stamps, band_index: Sequence[int] | None = None, batch_size: int = 4096) -> np.ndarray:
     """:func:`stamps_without_pixels` for every stamp of a stamp set (in the planes
     ``band_index``, default all), read batch by batch."""
@@ -565,7 +576,8 @@ def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | 
     """The inputs a predictor needs, read from a stamp set (optionally a subset of rows).
 
     Returns ``(inputs, missing)`` where ``missing`` is True for objects lacking some of the
-    model's photometric bands or whose stamp holds no finite pixel. A model that reads the
+    model's photometric bands or with a stamp band that holds no finite pixel
+    (:func:`stamps_missing_a_band`). A model that reads the
     seeing gets ``psf_fwhm`` (FWHM [arcsec] per object of the rows read) when given, else the
     seeing the stamp set records.
 
@@ -586,7 +598,7 @@ def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | 
         factors = flux_scale(spec.image_bands, spec.zero_points, {b: stamps.meta.zero_point(b) for b in spec.image_bands})
         if factors is not None:
             inputs["image"] *= factors[None, :, None, None]
-        missing |= stamps_without_pixels(inputs["image"])
+        missing |= stamps_missing_a_band(inputs["image"])
         if spec.seeing_band:
             from ..data.seeing import object_seeing
 
@@ -636,16 +648,25 @@ def predict_stampset(predictor: Predictor, stamps, *, batch_size: int = 4096, de
 
     Objects with missing model inputs get :data:`MISSING_INPUT_FLAG` in ``flags`` beside the
     stamp set's own flags. For a model that reads the seeing, ``psf_fwhm`` is as in
-    :func:`resolve_seeing`; the seeing used and its source are in ``table.meta["seeing"]``.
+    :func:`resolve_seeing`; the seeing used and its source are in ``table.meta["seeing"]``,
+    the threshold and prior in ``table.meta["threshold"]`` and ``table.meta["prior"]``.
+
+    Raises
+    ------
+    InputError
+        The stamp set holds no objects (as an empty catalogue is refused), or does not fit the
+        model (:func:`check_stampset`).
     """
     decision = decision or ClassDecision()
     decision.check(predictor, allow_auto=True)
     per_batch = decision.batchwise()
     parts = []
     n = len(stamps)
+    if n == 0:
+        raise InputError(stamps.path, "the stamp set holds no objects: there is nothing to classify")
     columns = stamps.columns
     seeing = resolve_seeing(predictor, stamps, psf_fwhm)
-    for start in range(0, max(n, 1), batch_size):
+    for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
         view = stamps[start:stop]
         inputs, missing = stampset_inputs(predictor, view, psf_fwhm=seeing.values[start:stop] if seeing is not None else None)
@@ -657,13 +678,12 @@ def predict_stampset(predictor: Predictor, stamps, *, batch_size: int = 4096, de
         parts.append(class_table(predictor, outputs, ids, extra, flags, per_batch))
         if progress:
             progress(stop - start)
-        if n == 0:
-            break
     from astropy.table import vstack
 
     table = vstack(parts, metadata_conflicts="silent") if len(parts) > 1 else parts[0]
     table.meta.update({"model": predictor.name, "model_file": str(predictor.model_file), "task": predictor.task,
-                       "classes": list(predictor.classes)})
+                       "classes": list(predictor.classes), "image_bands": list(predictor.spec.image_bands),
+                       "photometry_bands": list(predictor.spec.photometry_bands), **decision.record()})
     if seeing is not None:
         table.meta["seeing"] = seeing.record()
     return apply_decision(table, predictor, decision)

@@ -50,10 +50,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..data.flags import Flags
-from ..data.stampset import stamps_without_pixels
 from ..errors import InputError, report_problem
 from .manifest import SHARDS_DIR, Manifest, file_identity, file_sha256, part_name
-from .predictor import MISSING_INPUT_FLAG, ClassDecision, Predictor, class_table, unknown_zero_point_message
+from .predictor import (MISSING_INPUT_FLAG, ClassDecision, Predictor, class_table, stamps_missing_a_band,
+                        unknown_zero_point_message)
 
 if TYPE_CHECKING:
     from ..data.catalog import TextLayout
@@ -640,6 +640,24 @@ def _empty_text_as_null(column: Any) -> Any:
     return pc.if_else(pc.equal(pc.utf8_trim_whitespace(column), ""), pa.scalar(None, column.type), column)
 
 
+def output_id_dtype(dtype: np.dtype) -> np.dtype:
+    """The type numeric ids of ``dtype`` are carried in: integers as int64 (uint64 as it is),
+    floats as float64, any other type unchanged.
+
+    The files of a folder catalogue often hold the ids at different widths (int32 in one,
+    int64 in the next); one exact type for all keeps every shard and part of one schema, so
+    that the rows of several files can go into one part and the parts into one table.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "u" and dtype.itemsize == 8:
+        return np.dtype(np.uint64)
+    if dtype.kind in "iu":
+        return np.dtype(np.int64)
+    if dtype.kind == "f":
+        return np.dtype(np.float64)
+    return dtype
+
+
 class CatalogColumns:
     """Where a catalogue keeps what prediction needs, and how to read it from raw columns.
 
@@ -750,7 +768,7 @@ class CatalogColumns:
 
         data = _decoded_bytes(np.asarray(np.ma.getdata(values)))
         missing = missing_ids(data, np.ma.getmaskarray(values))
-        ids = data.astype(data.dtype.newbyteorder("=")) if data.dtype.kind in "iuf" else data.astype(str)
+        ids = data.astype(output_id_dtype(data.dtype)) if data.dtype.kind in "iuf" else data.astype(str)
         if missing.any():
             rows = np.flatnonzero(missing)
             if start is None:
@@ -1292,7 +1310,9 @@ class UnitReader:
             pieces.append(files[name].read_row_group(group).slice(lo, hi - lo))
         from ..data.catalog import arrow_to_numpy
 
-        table = pa.concat_tables(pieces)
+        # Carried columns may differ in width between the files of a folder catalogue (int32 in
+        # one, int64 in the next): widened, never narrowed or turned into floats.
+        table = pa.concat_tables(pieces, promote_options="permissive")
         # Only carried columns hold nulls in a shard; they stay masked, with their type.
         return {name: arrow_to_numpy(table.column(name)) for name in table.column_names}
 
@@ -1322,7 +1342,7 @@ class UnitReader:
             flags = np.zeros(m, np.uint32)
             if with_images:
                 inputs["image"], flags = cut_tile_stamps(images, aligned, x[part], y[part], config.stamp_size, reference)
-                flags[stamps_without_pixels(inputs["image"])] |= np.uint32(MISSING_INPUT_FLAG)
+                flags[stamps_missing_a_band(inputs["image"])] |= np.uint32(MISSING_INPUT_FLAG)
                 if factors is not None:
                     inputs["image"] *= factors[None, :, None, None]
                 if config.seeing_band:
@@ -1548,8 +1568,17 @@ class _UnitBatches:
 
             torch.set_num_threads(1)
         reader = UnitReader(self.config)
-        for unit in units:
-            yield from reader.batches(unit)
+        try:
+            for unit in units:
+                yield from reader.batches(unit)
+        except InputError as error:
+            # The loader rebuilds a worker's exception from its traceback text alone, which an
+            # InputError (file and problem) cannot take: the user would get a traceback.
+            yield {_WORKER_INPUT_ERROR: (error.where, error.problem)}
+
+
+#: Key of the item a cutting worker process sends instead of a batch when it meets bad input.
+_WORKER_INPUT_ERROR = "skysort-input-error"
 
 
 def iter_batches(config: ReaderConfig, units: Sequence[Mapping[str, Any]], *, workers: int, queue_batches: int) -> Iterator[dict[str, Any]]:
@@ -1563,7 +1592,10 @@ def iter_batches(config: ReaderConfig, units: Sequence[Mapping[str, Any]], *, wo
     dataset = type("UnitBatchDataset", (_UnitBatches, torch.utils.data.IterableDataset), {})(config, units)
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_identity,
                                          prefetch_factor=max(1, queue_batches // workers), persistent_workers=False)
-    yield from loader
+    for batch in loader:
+        if _WORKER_INPUT_ERROR in batch:
+            raise InputError(*batch[_WORKER_INPUT_ERROR])
+        yield batch
 
 
 def run_local(manifest: Manifest, reader_config: ReaderConfig, assembler: UnitAssembler, part_meta: Mapping[str, Any], *,
@@ -1625,23 +1657,36 @@ class RunOptions:
 
 
 def model_record(predictor: Predictor) -> dict[str, Any]:
-    """Model name, task, classes, version (creation date and creator) and file SHA-256."""
+    """Model name, task, classes, the bands it reads (images and magnitudes), version
+    (creation date and creator) and file SHA-256."""
     meta = predictor.meta
     return {"name": predictor.name, "file": str(Path(predictor.model_file).resolve()), "sha256": file_sha256(predictor.model_file),
-            "task": predictor.task, "classes": list(predictor.classes), "created": meta.get("created"),
+            "task": predictor.task, "classes": list(predictor.classes), "image_bands": list(predictor.spec.image_bands),
+            "photometry_bands": list(predictor.spec.photometry_bands), "created": meta.get("created"),
             "creator": meta.get("creator"), "format_version": meta.get("format_version")}
 
 
 def resolve_device(device: str | None) -> str:
-    """``cpu`` or ``cuda`` (default: CUDA when available); CUDA asked for but absent is an error."""
+    """``cpu``, ``cuda`` or ``cuda:N`` (default: CUDA when available).
+
+    Raises
+    ------
+    InputError
+        CUDA asked for but absent, a GPU number this machine does not have, or another name.
+    """
     import torch
 
     if device in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    found = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if device != "cpu" and not found:
+        raise InputError("--device", f"expected cpu, cuda or cuda:N, got {device!r}")
+    if found and not torch.cuda.is_available():
         raise InputError("--device", "CUDA is not available on this machine")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise InputError("--device", f"expected cpu or cuda, got {device!r}")
+    if found and found.group(1) is not None and int(found.group(1)) >= torch.cuda.device_count():
+        # Found now, not as a torch error once the model is moved there.
+        raise InputError("--device", f"this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0; "
+                                     f"got {device!r}")
     return device
 
 
@@ -1875,6 +1920,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
             zero_points=spec.zero_points, photometry_missing=photometry_missing, carried_units=carried_units)
         part_meta = {"model": model_info["name"], "model_file": model_info["file"], "model_sha256": model_info["sha256"],
                      "model_created": model_info["created"], "task": predictor.task, "classes": list(predictor.classes),
+                     "image_bands": model_info["image_bands"], "photometry_bands": model_info["photometry_bands"],
                      "catalog": str(Path(catalog).resolve()), "images_available": images_available,
                      **decision.record()}
         remaining = sum(u["n_sources"] for u in manifest.pending())
@@ -1960,6 +2006,9 @@ def predict_stampset_parts(model: str | os.PathLike, data: str | os.PathLike, ou
     decision = options.decision()
     decision.check(predictor)
     stamps = StampSet.open(data)
+    if len(stamps) == 0:
+        # Refused before the folder is made, as an empty catalogue is (and as one table is).
+        raise InputError(data, "the stamp set holds no objects: there is nothing to classify")
     carried = stampset_carried(options.keep, stamps, data, predictor)
     # Once for the whole set: a seeing measured from the stamps must not differ between parts.
     seeing = resolve_seeing(predictor, stamps)
@@ -1984,6 +2033,7 @@ def predict_stampset_parts(model: str | os.PathLike, data: str | os.PathLike, ou
         manifest.reconcile()
     part_meta = {"model": model_info["name"], "model_file": model_info["file"], "model_sha256": model_info["sha256"],
                  "model_created": model_info["created"], "task": predictor.task, "classes": list(predictor.classes),
+                 "image_bands": model_info["image_bands"], "photometry_bands": model_info["photometry_bands"],
                  "data": str(Path(data).resolve()), **decision.record(), "run_id": manifest.run_id, **seeing_record}
     pending = manifest.pending()
     with progress_bar(sum(u["n_sources"] for u in pending), "predicting", unit="src", enabled=not options.quiet) as advance:
@@ -2040,8 +2090,11 @@ def _assemble_parquet(parts: Sequence[Path], path: Path, meta: Mapping[str, Any]
     from ..data.catalog import (_PARQUET_META_KEY, astropy_text_widths, catalog_metadata, parquet_units, text_column_lengths,
                                 text_columns)
 
-    schema = pq.read_schema(parts[0]) if parts else pa.schema([])
-    record = {**catalog_metadata(meta), "units": parquet_units(schema)}
+    first = pq.read_schema(parts[0]) if parts else pa.schema([])
+    # Parts of files of different widths (a carried int32 column here, int64 there) are
+    # written in the wider type; a cast to the first part's could not hold the others' values.
+    schema = pa.unify_schemas([first, *(pq.read_schema(part) for part in parts[1:])], promote_options="permissive")
+    record = {**catalog_metadata(meta), "units": parquet_units(first)}
     # The widths of the text columns go into the schema before the first row is written: one
     # pass over those columns of the parts.
     text = text_columns(schema)

@@ -1,0 +1,250 @@
+"""What a real survey run meets on the inference path: damaged tiles in cutting processes and
+Dask tasks, empty stamp sets, provenance in every output format, device names, and reruns
+with other settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from astropy.io import fits
+
+from skysort.data.stampset import StampSet, write_stampset
+from skysort.errors import InputError
+from skysort.inference.stream import RunOptions, predict_catalog, resolve_device
+
+from test_cli import assert_one_line_error, run
+from test_inference_stream import STAMP, make_survey, tiny_blend_model
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("inputs_survey")
+    catalog, _ = make_survey(folder, n_tiles=3, per_tile=30, outside=2)
+    model = tiny_blend_model(folder / "tiny.pt")
+    return {"folder": folder, "catalog": catalog, "model": model, "tiles": str(folder / "t*" / "tile-*.fits")}
+
+
+@pytest.fixture(scope="module")
+def stamps(survey, tmp_path_factory):
+    """A stamp set of 16x16 r stamps cut from the survey's first tile (for the tiny blend model)."""
+    from skysort.data.catalog import read_catalog
+    from skysort.data.ingest import cutout
+
+    folder = tmp_path_factory.mktemp("inputs_stamps")
+    table = read_catalog(survey["catalog"])
+    with pytest.warns(UserWarning):  # some objects lie off this tile
+        cutout(str(survey["folder"] / "t00" / "tile-*.fits"), table.copy()[:25], folder / "s.h5", size=STAMP)
+    return folder / "s.h5"
+
+
+def damaged_survey(survey, folder: Path) -> str:
+    """The survey's tiles copied to ``folder`` with the second tile's data cut in half (its
+    header whole, so the run is planned and the damage is met while cutting)."""
+    import shutil
+
+    for tile in sorted(p for p in survey["folder"].glob("t*") if p.is_dir()):
+        shutil.copytree(tile, folder / tile.name)
+    damaged = folder / "t01" / "tile-r.fits"
+    with open(damaged, "r+b") as fh:
+        fh.truncate(damaged.stat().st_size // 2)
+    return str(folder / "t*" / "tile-*.fits")
+
+
+@pytest.mark.filterwarnings("ignore:File may have been truncated")
+def test_a_damaged_tile_met_by_a_cutting_process_is_one_error_line(survey, tmp_path, capsys):
+    """With cutting processes (the default beside a GPU) a damaged tile is the same one error
+    line as with the cutting thread, and the run's new folder is removed."""
+    tiles = damaged_survey(survey, tmp_path / "tiles")
+    for workers in (0, 2):
+        out = tmp_path / f"out{workers}"
+        code, _, err = run(["predict", "--model", survey["model"], "--catalog", survey["catalog"], "--tiles", tiles,
+                            "--out", f"{out}/", "--workers", workers, "--quiet"], capsys)
+        assert_one_line_error(code, err, "tile-r.fits", "truncated or corrupt")
+        assert not out.exists()
+
+
+@pytest.mark.filterwarnings("ignore:File may have been truncated")
+def test_a_damaged_tile_in_a_dask_task_is_reported_once_and_not_retried(survey, tmp_path, capfd):
+    """Bad input met by a Dask task comes back as the run's InputError, without the worker
+    logging a failed task (with its traceback) and retrying it."""
+    tiles = damaged_survey(survey, tmp_path / "tiles")
+    with pytest.raises(InputError, match="tile-r.fits: not a readable FITS file"):
+        predict_catalog(survey["model"], survey["catalog"], tmp_path / "out", RunOptions(tiles=tiles, dask="local:1"))
+    err = capfd.readouterr().err
+    assert "Compute Failed" not in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("out", ["e.parquet", "e.fits", "e.csv", "e.ecsv", "folder/"])
+def test_an_empty_stamp_set_is_one_error_line_for_every_output(stamps, survey, tmp_path, capsys, out):
+    """An empty stamp set is refused as an empty catalogue is: one line, nothing written."""
+    full = StampSet.open(stamps)
+    empty = write_stampset(tmp_path / "empty.h5", np.zeros((0, 1, STAMP, STAMP), np.float32), full.table[:0], full.meta).path
+    code, _, err = run(["predict", "--model", survey["model"], "--data", empty, "--out", f"{tmp_path / 'result'}/{out}",
+                        "--quiet"], capsys)
+    assert_one_line_error(code, err, "empty.h5", "holds no objects")
+    assert not (tmp_path / "result").exists()
+
+
+def _table_meta(path: Path) -> dict:
+    """The skysort metadata record of one written table, whatever its format."""
+    if path.suffix == ".parquet":
+        return json.loads(pq.read_schema(path).metadata[b"skysort"])
+    if path.suffix == ".fits":
+        return json.loads(fits.getheader(path, 1)["SKYSORT"])
+    from astropy.table import Table
+
+    return dict(Table.read(path, format="ascii.ecsv").meta)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".fits", ".csv", ".ecsv"])
+def test_every_output_format_records_threshold_and_bands(survey, stamps, tmp_path, capsys, suffix):
+    """A stamp set and a catalogue classified into one table, and a folder of parts: each
+    records the model (with the bands it reads), the threshold and the prior, and the software."""
+    written = []
+    for source in (["--data", stamps], ["--catalog", survey["catalog"], "--tiles", survey["tiles"]]):
+        out = tmp_path / f"{source[0][2:]}{suffix}"
+        code, _, err = run(["predict", "--model", survey["model"], *source, "--threshold", 0.7, "--out", out, "--quiet"], capsys)
+        assert code == 0, err
+        written.append(_table_meta(out))
+    for meta in written:
+        assert meta["model"]["image_bands"] == ["r"] and meta["model"]["photometry_bands"] == []
+        assert meta["model"]["sha256"] and meta["provenance"]["software"]["skysort"]
+        threshold = meta.get("threshold", (meta.get("options") or {}).get("threshold"))
+        assert threshold == 0.7
+        assert "prior" in meta or "prior" in meta["options"]
+    if suffix == ".parquet":  # and each part of a folder run
+        code, _, err = run(["predict", "--model", survey["model"], "--data", stamps, "--threshold", 0.7,
+                            "--out", f"{tmp_path / 'parts'}/", "--quiet"], capsys)
+        assert code == 0, err
+        for part in (tmp_path / "parts").glob("part-*.parquet"):
+            meta = _table_meta(part)
+            assert meta["threshold"] == 0.7 and meta["image_bands"] == ["r"] and meta["photometry_bands"] == []
+
+
+def test_device_names_are_checked_before_any_work(monkeypatch):
+    """A GPU number the machine lacks, or a name that is no device, is refused as --device;
+    CUDA on a machine without it too."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda") == "cuda" and resolve_device("cuda:0") == "cuda:0" and resolve_device("cpu") == "cpu"
+    with pytest.raises(InputError, match="--device: this machine has 1 CUDA device"):
+        resolve_device("cuda:1")
+    for name in ("cudagpu", "cuda:x", "gpu", "CPU"):
+        with pytest.raises(InputError, match="--device: expected cpu, cuda or cuda:N"):
+            resolve_device(name)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device(None) == "cpu"
+    with pytest.raises(InputError, match="CUDA is not available"):
+        resolve_device("cuda:0")
+
+
+def test_a_rerun_with_another_threshold_says_which_values_differ(survey, tmp_path, capsys):
+    """A folder holding a run of other settings is refused with the setting's two values; the
+    hidden work folder of a one-table output is named as that output's unfinished run."""
+    base = ["predict", "--model", survey["model"], "--catalog", survey["catalog"], "--tiles", survey["tiles"], "--quiet"]
+    assert run([*base, "--out", f"{tmp_path / 'run'}/", "--threshold", 0.6], capsys)[0] == 0
+    code, _, err = run([*base, "--out", f"{tmp_path / 'run'}/", "--threshold", 0.8], capsys)
+    assert_one_line_error(code, err, "different prediction run", "threshold: 0.6 there, 0.8 now")
+    # An interrupted one-table run leaves its hidden work folder; a rerun with another threshold:
+    work = tmp_path / ".pred.parquet.parts"
+    assert run([*base, "--out", f"{work}/", "--threshold", 0.6], capsys)[0] == 0
+    code, _, err = run([*base, "--out", tmp_path / "pred.parquet", "--threshold", 0.8], capsys)
+    assert_one_line_error(code, err, ".pred.parquet.parts", f"unfinished run of --out {tmp_path / 'pred.parquet'}",
+                          "threshold: 0.6 there, 0.8 now")
+    assert not (tmp_path / "pred.parquet").exists() and work.is_dir()
+
+
+def test_hats_result_records_classes_and_bands(survey, tmp_path):
+    lsdb = pytest.importorskip("lsdb")
+    from skysort.inference.hats import predict_hats
+
+    frame = pq.read_table(survey["catalog"]).to_pandas()
+    lsdb.from_dataframe(frame, ra_column="ra", dec_column="dec", lowest_order=8, highest_order=8).write_catalog(
+        tmp_path / "cat_hats", catalog_name="cat_hats", progress_bar=False)
+    predict_hats(survey["model"], tmp_path / "cat_hats", tmp_path / "result", RunOptions(tiles=survey["tiles"], threshold=0.7))
+    properties = dict(line.split("=", 1) for line in (tmp_path / "result" / "hats.properties").read_text().splitlines()
+                      if "=" in line and not line.startswith("#"))
+    properties = {k.strip(): v.strip() for k, v in properties.items()}
+    assert properties["skysort_classes"] == "isolated blended"
+    assert properties["skysort_image_bands"] == "r" and properties["skysort_photometry_bands"] == "none"
+    assert properties["skysort_threshold"] == "0.7"
+
+
+@pytest.mark.parametrize("out", ["pred.parquet", "pred.fits", "parts/"])
+def test_folder_catalogue_files_with_ids_and_kept_columns_of_other_widths(tmp_path, capsys, out):
+    """The files of a folder catalogue hold the ids (and a kept column) at different integer
+    widths: every row comes out once, its id and value exact, as one 64-bit type (the first
+    part holds only the narrow file's rows, the second rows of both)."""
+    import pyarrow as pa
+
+    folder = tmp_path / "objects"
+    folder.mkdir()
+    widths = [(np.int32, np.int16, 8000, 1), (np.int64, np.int64, 3000, 2**62 + 7)]
+    expected_ids, expected_kept = [], []
+    for i, (id_type, kept_type, n, first) in enumerate(widths):
+        ids = (np.arange(n) + first).astype(id_type)
+        kept = (np.arange(n) % 100).astype(kept_type) if kept_type is np.int16 else np.arange(n, dtype=np.int64) + 2**40
+        columns = {"objid": ids, "ra": np.full(n, 10.0), "dec": np.full(n, 1.0), "survey_flag": kept}
+        for band in "ugriz":
+            columns[f"mag_{band}"] = np.full(n, 20.0, np.float32)
+        pq.write_table(pa.table(columns), folder / f"part{i}.parquet")
+        expected_ids.append(ids.astype(np.int64))
+        expected_kept.append(kept.astype(np.int64))
+    code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", folder, "--mapping", "id=objid,mag=mag_{band},bands=u g r i z",
+                        "--keep", "survey_flag", "--memory-gb", 0.3, "--out", f"{tmp_path}/{out}", "--quiet"], capsys)
+    assert code == 0, err
+    if out.endswith("/"):
+        manifest = json.loads((tmp_path / out / "manifest.json").read_text())
+        assert manifest["n_units"] > 1
+        tables = [pq.read_table(tmp_path / out / unit["part"]) for unit in manifest["units"]]
+        assert all(t.schema.field("id").type == pa.int64() for t in tables)
+        ids = np.concatenate([t.column("id").to_numpy() for t in tables])
+        kept = np.concatenate([t.column("survey_flag").to_numpy() for t in tables])
+    else:
+        from astropy.table import Table
+
+        table = Table.read(tmp_path / out)
+        ids, kept = np.asarray(table["id"]), np.asarray(table["survey_flag"])
+        assert ids.dtype.kind == "i" and ids.dtype.itemsize == 8
+    assert np.array_equal(ids, np.concatenate(expected_ids)) and np.array_equal(kept, np.concatenate(expected_kept))
+
+
+def test_a_stamp_missing_one_band_is_flagged_on_both_paths(tmp_path):
+    """A stamp one of whose model bands holds no finite pixel (a chip gap, a masked region in
+    one band) gets MISSING_INPUT_FLAG, from a stamp set as from tiles, not a plain class."""
+    from skysort.data.catalog import read_catalog
+    from skysort.data.flags import Flags
+    from skysort.data.ingest import cutout
+    from skysort.inference.predictor import MISSING_INPUT_FLAG, predict_stampset
+
+    from test_inference_stream import TinyPredictor, read_out
+
+    catalog, _ = make_survey(tmp_path, n_tiles=1, per_tile=40, bands=("g", "r"), outside=0)
+    # A masked region of the g image: the sources there have a whole g stamp of NaN.
+    g_tile = tmp_path / "t00" / "tile-g.fits"
+    with fits.open(g_tile, mode="update") as hdul:
+        hdul[0].data[:, :50] = np.nan
+    (tmp_path / "m.pt").write_bytes(b"tiny")
+    predictor = TinyPredictor(tmp_path / "m.pt")
+    predict_catalog("tiny", catalog, tmp_path / "out", RunOptions(tiles=str(tmp_path / "t*" / "tile-*.fits"), batch_size=8),
+                    predictor=predictor)
+    _, streamed = read_out(tmp_path / "out")
+    with pytest.warns(UserWarning, match="NaN pixels"):
+        stamps = cutout(str(tmp_path / "t00" / "tile-*.fits"), read_catalog(catalog), tmp_path / "s.h5", size=STAMP,
+                        bands=["g", "r"])
+    images = stamps.read_images()
+    g_blank = ~np.isfinite(images[:, 0]).any(axis=(1, 2))
+    r_blank = ~np.isfinite(images[:, 1]).any(axis=(1, 2))
+    assert g_blank.sum() >= 3 and not (g_blank & r_blank).any()  # one band gone, the other there
+    flags = np.asarray(predict_stampset(predictor, stamps, batch_size=7)["flags"])
+    assert np.array_equal((flags & MISSING_INPUT_FLAG) != 0, g_blank)
+    # The streamed stamps are cut apart from cutout's (a pixel's difference at the mask's border
+    # is theirs): MISSING_BAND marks the stamps streaming found without a band.
+    flags = streamed["flags"].to_numpy()
+    band_gone = (flags & int(Flags.MISSING_BAND)) != 0
+    assert band_gone.sum() >= 3 and np.array_equal((flags & MISSING_INPUT_FLAG) != 0, band_gone)
