@@ -248,3 +248,40 @@ def test_a_stamp_missing_one_band_is_flagged_on_both_paths(tmp_path):
     flags = streamed["flags"].to_numpy()
     band_gone = (flags & int(Flags.MISSING_BAND)) != 0
     assert band_gone.sum() >= 3 and np.array_equal((flags & MISSING_INPUT_FLAG) != 0, band_gone)
+
+
+def test_tiles_in_galactic_coordinates_own_the_objects_on_them():
+    """A tile whose WCS is Galactic owns the ICRS positions on it (before: the catalogue's ra/dec
+    were read as the tile's longitude/latitude, so no object was on it and one elsewhere was)."""
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+    from astropy.wcs import WCS
+
+    from skysort.inference.stream import TileIndex, TileInfo
+
+    centre = SkyCoord(l=120.0 * u.deg, b=30.0 * u.deg, frame="galactic")
+    wcs = WCS(fits.Header({"CTYPE1": "GLON-TAN", "CTYPE2": "GLAT-TAN", "CRVAL1": 120.0, "CRVAL2": 30.0, "CRPIX1": 50.5,
+                           "CRPIX2": 50.5, "CDELT1": -0.2 / 3600, "CDELT2": 0.2 / 3600}))
+    tile = TileInfo(key="gal", files={"r": "gal.fits"}, shape=(100, 100), wcs=wcs, pixel_scale=0.2)
+    on = centre.icrs
+    # The tile centre's Galactic coordinates read as ICRS: a position far from the tile.
+    decoy = SkyCoord(ra=120.0 * u.deg, dec=30.0 * u.deg)
+    owners = TileIndex([tile]).owners(np.array([on.ra.deg, decoy.ra.deg]), np.array([on.dec.deg, decoy.dec.deg]))
+    assert owners.tolist() == [0, -1]
+
+
+def test_a_catalogue_right_ascension_in_hours_streams_as_hour_angle():
+    """The catalogue reader's unit rules hold when predict streams the catalogue: RA in HOURS is
+    hour angle (15 deg an hour), and Vega magnitudes need the band's AB offset."""
+    from skysort.data.catalog import resolve_mapping
+    from skysort.inference.stream import CatalogColumns
+
+    names = ["RA", "DEC", "MAG_r"]
+    columns = CatalogColumns(names, "cat.fits", resolve_mapping("ra=RA,dec=DEC,mag=MAG_{band},bands=r"), ("r",),
+                             require_sky=True, units={"RA": "HOURS", "DEC": "deg", "MAG_r": "mag"})
+    assert columns.degrees_per_unit == {"ra": 15.0, "dec": 1.0}
+    with pytest.raises(InputError, match="Vega magnitudes"):
+        CatalogColumns(names, "cat.fits", resolve_mapping("ra=RA,dec=DEC,mag=MAG_{band},bands=r"), ("r",),
+                       require_sky=True, units={"RA": "deg", "DEC": "deg", "MAG_r": "VEGAMAG"})
+    CatalogColumns(names, "cat.fits", resolve_mapping("ra=RA,dec=DEC,mag=MAG_{band},bands=r,ab_offsets=r:0.16"), ("r",),
+                   require_sky=True, units={"RA": "deg", "DEC": "deg", "MAG_r": "VEGAMAG"})

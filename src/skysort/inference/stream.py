@@ -40,7 +40,6 @@ import queue
 import re
 import shutil
 import threading
-import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..data.flags import Flags
+from ..data.images import pixel_to_world, world_to_pixel
 from ..errors import InputError, report_problem
 from .manifest import SHARDS_DIR, Manifest, file_identity, file_sha256, part_name
 from .predictor import (MISSING_INPUT_FLAG, ClassDecision, Predictor, class_table, stamps_missing_a_band,
@@ -283,7 +283,7 @@ class TileIndex:
             ny, nx = tile.shape
             xs = np.array([(nx - 1) / 2, -0.5, nx - 0.5, -0.5, nx - 0.5])
             ys = np.array([(ny - 1) / 2, -0.5, -0.5, ny - 0.5, ny - 0.5])
-            ra, dec = tile.wcs.celestial.all_pix2world(xs, ys, 0)
+            ra, dec = pixel_to_world(tile.wcs.celestial, xs, ys)
             vectors = _unit_vectors(ra, dec)
             centres.append(vectors[0])
             radii.append(float(np.max(np.linalg.norm(vectors[1:] - vectors[0], axis=1))))
@@ -309,9 +309,9 @@ class TileIndex:
             candidates = good[np.asarray(tree.query_ball_point(self.centres[t], self.radii[t]), dtype=np.int64)]
             if not len(candidates):
                 continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                x, y = tile.wcs.celestial.all_world2pix(ra[candidates], dec[candidates], 0)
+            # The tile's own frame and axis order (a Galactic tile), and NaN rather than a
+            # NoConvergence error for positions far beyond a distortion polynomial's chip.
+            x, y = world_to_pixel(tile.wcs.celestial, ra[candidates], dec[candidates])
             ny, nx = tile.shape
             margin = np.minimum(np.minimum(x + 0.5, nx - 0.5 - x), np.minimum(y + 0.5, ny - 0.5 - y)) * tile.pixel_scale
             inside = np.isfinite(margin) & (margin > 0)
@@ -709,7 +709,7 @@ class CatalogColumns:
             if element is not None:
                 self.elements[name] = element[0]
         units = {**{name: (units or {}).get(base) for name, base in self.elements.items()}, **(units or {})}
-        self.degrees_per_unit = {key: degrees_per_unit(units.get(self.sources[key]), self.sources[key], where)
+        self.degrees_per_unit = {key: degrees_per_unit(units.get(self.sources[key]), self.sources[key], where, key)
                                  for key in ("ra", "dec") if self.sources.get(key) is not None}
         #: Maggies per unit of the flux columns the mapping names as mag (None: magnitudes).
         self.maggies_per_flux = maggies_per_unit(mapping.flux_unit, where) if mapping.flux_unit else None
@@ -724,7 +724,7 @@ class CatalogColumns:
             if self.maggies_per_flux is not None:
                 check_flux_unit(units.get(column), column, mapping.flux_unit, where)
             elif key.startswith("mag_"):
-                check_magnitude_unit(units.get(column), column, where)
+                check_magnitude_unit(units.get(column), column, where, self.ab_offsets.get(key.removeprefix("mag_"), 0.0))
 
     @property
     def needed(self) -> list[str]:
