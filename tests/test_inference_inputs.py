@@ -285,3 +285,25 @@ def test_a_catalogue_right_ascension_in_hours_streams_as_hour_angle():
                        require_sky=True, units={"RA": "deg", "DEC": "deg", "MAG_r": "VEGAMAG"})
     CatalogColumns(names, "cat.fits", resolve_mapping("ra=RA,dec=DEC,mag=MAG_{band},bands=r,ab_offsets=r:0.16"), ("r",),
                    require_sky=True, units={"RA": "deg", "DEC": "deg", "MAG_r": "VEGAMAG"})
+
+
+def test_folder_catalogue_files_with_ids_as_numbers_in_one_and_text_in_another(tmp_path, capsys):
+    """No common type holds both: one error line naming the file and column, not an Arrow
+    traceback; the catalogue reader says the same."""
+    import pyarrow as pa
+
+    from skysort.data.catalog import read_catalog
+
+    folder = tmp_path / "objects"
+    folder.mkdir()
+    for i, ids in enumerate([np.arange(5, dtype=np.int64), np.array([f"obj{k}" for k in range(5)])]):
+        columns = {"objid": ids, "ra": np.full(5, 10.0), "dec": np.full(5, 1.0)}
+        for band in "ugriz":
+            columns[f"mag_{band}"] = np.full(5, 20.0, np.float32)
+        pq.write_table(pa.table(columns), folder / f"part{i}.parquet")
+    code, _, err = run(["predict", "--model", "sgq-sdss", "--catalog", folder, "--mapping", "id=objid,mag=mag_{band},bands=u g r i z",
+                        "--out", f"{tmp_path}/pred.parquet", "--quiet"], capsys)
+    assert_one_line_error(code, err, "part1.parquet", "objid (string here, int64 there)")
+    assert not (tmp_path / "pred.parquet").exists()
+    with pytest.raises(InputError, match=r"part1\.parquet: holds column\(s\) objid \(string here, int64 there\)"):
+        read_catalog(folder, mapping="id=objid,mag=mag_{band},bands=u g r i z")

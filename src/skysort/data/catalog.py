@@ -1130,18 +1130,44 @@ def _read_parquet_folder(path: Path):
             tables.append(masks_as_nulls(pq.read_table(file)))
         except Exception as exc:  # noqa: BLE001 - a reader failure is that file's problem
             raise InputError(file, f"cannot read as PARQUET: {_first_line(exc)}") from None
-        check_same_columns(file, tables[0].column_names, tables[-1].column_names, files[0])
+        check_same_columns(file, tables[0].column_names, tables[-1].column_names, files[0],
+                           first_schema=tables[0].schema, schema=tables[-1].schema)
     return pa.concat_tables(tables, promote_options="permissive").replace_schema_metadata(tables[0].schema.metadata)
 
 
 def check_same_columns(file: Path, first: Sequence[str], names: Sequence[str], first_file: Path,
-                       needed: Sequence[str] | None = None) -> None:
+                       needed: Sequence[str] | None = None, *, first_schema: Any = None, schema: Any = None) -> None:
     """Refuse a file of a folder catalogue that lacks columns of its first file (all of them, or
-    only ``needed``): one catalogue has one set of columns."""
-    missing = [name for name in (needed if needed is not None else first) if name not in names]
+    only ``needed``), or, given both files' pyarrow schemas, holds one of them as text where the
+    first file holds numbers (or the reverse): one catalogue has one set of columns, and an id
+    column of integers in one file and text in the next has no common type. Widths may differ
+    (int32 and int64): they are widened."""
+    checked = needed if needed is not None else first
+    missing = [name for name in checked if name not in names]
     if missing:
         raise InputError(file, f"lacks column(s) {', '.join(missing)} of {first_file.name}, the folder's first file: "
                                "its files must hold the same columns")
+    if first_schema is None or schema is None:
+        return
+    differing = [f"{name} ({schema.field(name).type} here, {first_schema.field(name).type} there)" for name in checked
+                 if name in first_schema.names and _arrow_kind(schema.field(name).type) != _arrow_kind(first_schema.field(name).type)]
+    if differing:
+        raise InputError(file, f"holds column(s) {', '.join(differing)} of another kind than {first_file.name}, the folder's "
+                               "first file: its files must hold each column as numbers in all or as text in all")
+
+
+def _arrow_kind(kind: Any) -> str:
+    """``"text"``, ``"number"``, ``"bool"`` or the type's name: what must agree between files."""
+    import pyarrow as pa
+
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) \
+            or pa.types.is_large_binary(kind) or pa.types.is_dictionary(kind):
+        return "text"
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return "number"
+    if pa.types.is_boolean(kind) or pa.types.is_null(kind):
+        return "bool" if pa.types.is_boolean(kind) else "null"
+    return str(kind)
 
 
 def _read_parquet(path: Path) -> tuple[Table, dict[str, Any]]:

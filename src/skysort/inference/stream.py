@@ -1001,10 +1001,12 @@ class CatalogStream:
 
             from ..data.catalog import check_same_columns, masks_as_nulls, parquet_mask_columns
 
+            first_schema = pq.read_schema(self._parquet_files[0])
             for file in self._parquet_files:
                 # A chunk does not span files: a folder's chunks are at most a file's rows.
                 with pq.ParquetFile(file) as parquet:
-                    check_same_columns(file, self.names, parquet.schema_arrow.names, self._parquet_files[0], columns)
+                    check_same_columns(file, self.names, parquet.schema_arrow.names, self._parquet_files[0], columns,
+                                       first_schema=first_schema, schema=parquet.schema_arrow)
                     masks = {name: mask for name, mask in parquet_mask_columns(parquet.schema_arrow).items() if name in columns}
                     for piece in _parquet_pieces(parquet, chunk_rows, [*columns, *masks.values()]):
                         if masks:
