@@ -40,7 +40,8 @@ predicted isolated, ``FP`` isolated predicted blended and ``TN`` isolated predic
     misreads.
 
 With probabilities (of being blended), the ROC curve and its area (scikit-learn) and purity /
-completeness on a grid of thresholds are added.
+completeness on a grid of thresholds are added. A stamp is called blended when its probability
+is strictly above the threshold, the rule of ``skysort predict``.
 
 Everything returned is JSON-serialisable (lists, floats, ints, ``None`` for undefined values).
 """
@@ -302,7 +303,9 @@ def _probability_metrics(true: np.ndarray, probability: np.ndarray) -> dict[str,
     purity, completeness, fpr_grid = [], [], []
     n_pos, n_neg = np.count_nonzero(true), np.count_nonzero(~true)
     for t in THRESHOLD_GRID:
-        pred = probability >= t
+        # The same rule as the headline decision, so that the row of the decision threshold
+        # repeats the headline purity and completeness.
+        pred = probability > t
         tp = np.count_nonzero(pred & true)
         fp = np.count_nonzero(pred & ~true)
         purity.append(_ratio(tp, tp + fp))
@@ -330,10 +333,10 @@ def blend_metrics(truth: Any, probability: np.ndarray | None = None, predicted: 
         Predicted probability of being blended, in [0, 1]; enables ROC, AUC and purity /
         completeness against threshold.
     predicted : array of bool, optional
-        Predicted class (True = blended). If omitted, ``probability >= threshold``.
+        Predicted class (True = blended). If omitted, ``probability > threshold``.
     threshold : float
-        Probability above which a stamp is called blended when ``predicted`` is not given
-        (also recorded in the output).
+        A stamp is called blended when its probability is strictly above this and
+        ``predicted`` is not given (also recorded in the output).
     noise_sigma : float or array of float, optional
         Noise standard deviation per stamp (counts) overriding the truth's ``noise_sigma``
         column, for the breakdown by noise level.
@@ -370,7 +373,9 @@ def blend_metrics(truth: Any, probability: np.ndarray | None = None, predicted: 
     if predicted is None:
         if probability is None:
             raise ValueError("give predicted classes, probabilities, or both")
-        pred = probability >= threshold
+        # Strictly above, as ``predict`` decides (ClassDecision): a stamp scored here must carry
+        # the class written to its predictions.
+        pred = probability > threshold
     else:
         pred = np.asarray(predicted).reshape(-1).astype(bool)
         if len(pred) != n:
@@ -456,6 +461,38 @@ def write_metrics_json(metrics: Mapping[str, Any], path: str | os.PathLike, *, c
     with atomic_path(path) as tmp:
         tmp.write_text(text + "\n", encoding="utf-8")
     return path
+
+
+def source_provenance(model_file: str | os.PathLike, model_meta: Mapping[str, Any],
+                      data_seed: int | None = None) -> dict[str, Any]:
+    """What identifies the model and data an evaluation scored, for its ``metrics.json``.
+
+    A model name (``sgq-kids``) or a path names a file that a later release or a retraining
+    replaces; the checksum, creation time and training seed tell which one was scored, and the
+    data's seed which simulated set.
+
+    Parameters
+    ----------
+    model_file : path-like
+        The model file read (a shipped name resolved to its file).
+    model_meta : mapping
+        Its metadata (:func:`skysort.models.checkpoint.load_model_file`).
+    data_seed : int, optional
+        Random seed the evaluated set was made with (``StampMeta.seed``; None for real data).
+
+    Returns
+    -------
+    dict
+        ``model_file``, ``model_sha256``, ``model_created``, ``model_training_seed`` (of the
+        last training or fine-tuning, None if not recorded) and ``data_seed``.
+    """
+    from ..inference.manifest import file_sha256
+
+    path = Path(model_file)
+    training = model_meta.get("fine_tuning") or model_meta.get("training") or {}
+    return {"model_file": str(path.resolve()), "model_sha256": file_sha256(path), "model_created": model_meta.get("created"),
+            "model_training_seed": training.get("seed") if isinstance(training, Mapping) else None,
+            "data_seed": None if data_seed is None else int(data_seed)}
 
 
 def read_metrics_json(path: str | os.PathLike) -> dict[str, Any]:
@@ -820,6 +857,6 @@ def write_blend_report(metrics: Mapping[str, Any], out_dir: str | os.PathLike, *
 
 __all__ = [
     "NEAR_PX", "blend_metrics", "accuracy_by_separation", "truth_blended", "write_metrics_json",
-    "read_metrics_json", "load_blendhunter_reference", "reference_completeness", "plot_accuracy_vs_separation", "plot_confusion_matrix",
+    "source_provenance", "read_metrics_json", "load_blendhunter_reference", "reference_completeness", "plot_accuracy_vs_separation", "plot_confusion_matrix",
     "plot_roc", "plot_purity_completeness", "plot_accuracy_vs_noise", "write_blend_report",
 ]

@@ -374,7 +374,7 @@ def evaluate_blend_model(model: str | os.PathLike, data: str | os.PathLike, out_
     """
     from ..baselines.sep_blend import run_sep_baseline
     from ..data.catalog import write_catalog
-    from ..evaluation.blend_metrics import blend_metrics, psf_fwhm_px, write_blend_report
+    from ..evaluation.blend_metrics import blend_metrics, psf_fwhm_px, source_provenance, write_blend_report
 
     stamps = StampSet.open(data)
     require_blend_set(stamps)
@@ -389,6 +389,8 @@ def evaluate_blend_model(model: str | os.PathLike, data: str | os.PathLike, out_
                             psf_fwhm_px=psf_fwhm_px(stamps.meta))
     metrics["model"] = str(model)
     metrics["data"] = str(data)
+    model_file = resolve_model(model)
+    metrics["source_provenance"] = source_provenance(model_file, load_model_file(model_file)[0], stamps.meta.seed)
     metrics["n_without_pixels"] = n_blank
     blended = np.asarray(truth["blended"]).astype(bool)
     offset_error = np.hypot(np.asarray(predictions["companion_dx"]) - np.ma.filled(truth["companion_dx"], np.nan),
@@ -400,7 +402,10 @@ def evaluate_blend_model(model: str | os.PathLike, data: str | os.PathLike, out_
     if with_sep:
         sep_metrics = run_sep_baseline(stamps, out_dir / "sep", command=command)
         metrics["sep"] = {k: sep_metrics[k] for k in ("accuracy", "accuracy_near", "accuracy_far", "false_positive_rate", "n") if k in sep_metrics}
-        metrics["accuracy_near_minus_sep"] = metrics["accuracy_near"] - sep_metrics["accuracy_near"]
+        # A set without near blends (isolated stamps alone, to measure false positives) has no
+        # near accuracy for either method, hence no difference.
+        near, sep_near = metrics["accuracy_near"], sep_metrics["accuracy_near"]
+        metrics["accuracy_near_minus_sep"] = None if near is None or sep_near is None else near - sep_near
         compare = {"SEP": sep_metrics}
     for column in ("separation_px", "noise_sigma", "blended", "near"):
         if column in truth.colnames:

@@ -1003,10 +1003,15 @@ def sgq_metrics(truth: np.ndarray, probabilities: np.ndarray, *, r_mag: np.ndarr
     Returns
     -------
     dict
-        ``n``, ``accuracy``, ``per_class`` (precision, recall, f1, support), flat ``f1_<class>``,
+        ``n``, ``accuracy``, ``per_class`` (precision, recall, f1, support, as
+        :func:`sklearn.metrics.precision_recall_fscore_support`; None where undefined: the
+        precision of a class never predicted, the recall of a class without objects, the f1 of
+        a class neither present nor predicted), flat ``f1_<class>`` (None without objects of the class),
         ``confusion_matrix``, ``purity_completeness`` (per class, against the threshold on its
         probability), ``calibration`` (:func:`~skysort.evaluation.calibration.calibration_metrics`),
-        ``accuracy_vs_r_mag``, ``point_extended_agreement`` (star and qso merged
+        ``accuracy_vs_r_mag`` (non-empty bins of :data:`MAG_BINS`, ``[r_min, r_max)``),
+        ``n_without_r_mag`` (scored objects whose r magnitude is missing or outside
+        :data:`PLAUSIBLE_MAGNITUDES`, in no bin), ``point_extended_agreement`` (star and qso merged
         as point sources against galaxies: the comparison with a morphological star / galaxy
         type), ``bright`` (the same for r < bright_limit) and, with ``expected_class``,
         ``expected_class_fraction``.
@@ -1021,12 +1026,20 @@ def sgq_metrics(truth: np.ndarray, probabilities: np.ndarray, *, r_mag: np.ndarr
     metrics: dict[str, Any] = {"n": int(known.sum()), "classes": CLASSES}
     metrics["accuracy"] = float(np.mean(t == p)) if len(t) else None
     if len(t):
-        precision, recall, f1, support = precision_recall_fscore_support(t, p, labels=range(len(CLASSES)), zero_division=0)
+        # Undefined ratios stay undefined (NaN, then None): the precision of a class never
+        # predicted, the recall of a class absent from the set. Reported as 0 they would read
+        # as a model that fails on that class.
+        precision, recall, f1, support = precision_recall_fscore_support(t, p, labels=range(len(CLASSES)),
+                                                                         zero_division=np.nan)
     else:  # a pure sample without labels (expected_class): nothing to score per class
-        precision = recall = f1 = np.zeros(len(CLASSES))
+        precision = recall = f1 = np.full(len(CLASSES), np.nan)
         support = np.zeros(len(CLASSES), int)
     present = [i for i in range(len(CLASSES)) if support[i] > 0 or np.any(p == i)]
-    metrics["per_class"] = {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+
+    def defined(value: float) -> float | None:
+        return float(value) if np.isfinite(value) else None
+
+    metrics["per_class"] = {c: {"precision": defined(precision[i]), "recall": defined(recall[i]), "f1": defined(f1[i]),
                                 "support": int(support[i])} for i, c in enumerate(CLASSES)}
     for i, c in enumerate(CLASSES):
         metrics[f"f1_{c}"] = float(f1[i]) if support[i] > 0 else None
@@ -1050,6 +1063,10 @@ def sgq_metrics(truth: np.ndarray, probabilities: np.ndarray, *, r_mag: np.ndarr
     metrics["point_extended_agreement"] = float(np.mean(point_true == point_pred)) if len(t) else None
     if r_mag is not None:
         r = np.asarray(r_mag, float)[known]
+        # A sentinel the catalogue mapping left in (99, -99) is no magnitude, as for the model;
+        # -99 would otherwise count as bright.
+        r = np.where(plausible_magnitudes(r), r, np.nan)
+        metrics["n_without_r_mag"] = int(np.count_nonzero(np.isnan(r)))
         rows = []
         for low, high in zip(MAG_BINS[:-1], MAG_BINS[1:]):
             inside = (r >= low) & (r < high)
@@ -1141,6 +1158,24 @@ def _r_magnitudes(stamps: StampSet) -> tuple[np.ndarray | None, str | None]:
     return None, None
 
 
+def _scored(table: Table) -> np.ndarray:
+    """Which predictions an evaluation scores: those the model had an input for.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        Predictions of :func:`predict_sgq`, with ``inputs_used``.
+
+    Returns
+    -------
+    ndarray (N,) of bool
+        False for an object without a usable input (``inputs_used`` none: no finite pixel and no
+        magnitude the model accepts, a sentinel such as 99 being none). Such an object gets no
+        class, and scoring its flat probabilities would count it as the first class.
+    """
+    return np.asarray(table["inputs_used"]).astype(str) != "none"
+
+
 def require_sgq_evaluation_set(stamps: StampSet, expected_class: str | None = None) -> np.ndarray:
     """The class index of each object (-1 where unlabelled), refusing a set with no star / galaxy /
     qso label at all unless ``expected_class`` makes it a pure sample."""
@@ -1177,7 +1212,7 @@ def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_di
     is as in :func:`predict_sgq`.
     """
     from ..data.catalog import write_catalog
-    from ..evaluation.blend_metrics import write_metrics_json
+    from ..evaluation.blend_metrics import source_provenance, write_metrics_json
     from ..inference.predictor import load_predictor
 
     stamps = StampSet.open(data)
@@ -1188,12 +1223,12 @@ def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_di
     table = predict_sgq(predictor, stamps, prior=prior, progress=progress, input_warnings=input_warnings)
     probabilities = np.stack([np.asarray(table[f"p_{c}"], float) for c in CLASSES], axis=1) if len(table) else np.zeros((0, 3))
     r_mag, r_source = _r_magnitudes(stamps)
-    # An object with neither a pixel nor a magnitude got no class: it is not scored.
-    scored = np.asarray(table["inputs_used"]).astype(str) != "none"
+    scored = _scored(table)
     metrics = sgq_metrics(truth[scored], probabilities[scored], r_mag=None if r_mag is None else np.asarray(r_mag)[scored],
                           expected_class=expected_class)
     used, counts = np.unique(np.asarray(table["inputs_used"]).astype(str), return_counts=True)
     metrics.update({"model": str(model), "data": str(data), "r_mag_source": r_source,
+                    "source_provenance": source_provenance(predictor.model_file, predictor.meta, stamps.meta.seed),
                     "inputs_used": {str(u): int(c) for u, c in zip(used, counts)}, "n_without_input": int(np.sum(~scored)),
                     "n_objects": int(len(stamps)), "n_unlabelled": int(np.sum(truth < 0)),
                     "prior": table.meta.get("prior"), "prior_estimated": bool(table.meta.get("prior_estimated", False))})
@@ -1239,10 +1274,10 @@ def evaluate_sgq_catalog(model: str | os.PathLike, catalog: Table, out_dir: str 
     on Gaia stars and GAMA galaxies): the same outputs as :func:`evaluate_sgq_model`, with
     ``catalog_predictions.parquet``. ``prior`` is as in :func:`predict_sgq` (``"auto"``: the
     class mix estimated from the predictions, no label used); the one applied is recorded as
-    ``metrics["prior"]``. Objects without a single magnitude get no class and are not scored
-    (``n_without_input``)."""
+    ``metrics["prior"]``. Objects without a single magnitude the model accepts (finite and
+    within :data:`PLAUSIBLE_MAGNITUDES`) get no class and are not scored (``n_without_input``)."""
     from ..data.catalog import photometry_arrays, write_catalog
-    from ..evaluation.blend_metrics import write_metrics_json
+    from ..evaluation.blend_metrics import source_provenance, write_metrics_json
     from ..inference.predictor import load_predictor
 
     where = description or catalog.meta.get("source_file", "catalogue")
@@ -1265,10 +1300,11 @@ def evaluate_sgq_catalog(model: str | os.PathLike, catalog: Table, out_dir: str 
         raise InputError(where, f"no label is one of {', '.join(CLASSES)}: map the labels (labels=GALAXY:galaxy ...)")
     probabilities = np.stack([np.asarray(table[f"p_{c}"], float) for c in CLASSES], axis=1)
     r_mag = mags[:, predictor.spec.photometry_bands.index("r")] if "r" in predictor.spec.photometry_bands else None
-    scored = np.isfinite(mags).any(axis=1)
+    scored = _scored(table)
     metrics = sgq_metrics(truth[scored], probabilities[scored], r_mag=None if r_mag is None else r_mag[scored],
                           expected_class=expected_class)
     metrics.update({"model": str(model), "data": str(where), "inputs": "photometry only", "n_objects": int(len(catalog)),
+                    "source_provenance": source_provenance(predictor.model_file, predictor.meta),
                     "n_unlabelled": int(np.sum(truth < 0)), "n_without_input": int(np.sum(~scored)),
                     "prior": table.meta.get("prior"), "prior_estimated": bool(table.meta.get("prior_estimated", False))})
     out_dir = Path(out_dir)
