@@ -74,14 +74,19 @@ class AsinhStretch:
     def fit(cls, stamps: StampSet, bands: Sequence[str] | None = None, n_sample: int = 2000,
             seed: int = 0, noise_multiple: float = 1.0) -> "AsinhStretch":
         """Fit the softening to ``noise_multiple`` x the sky noise of up to ``n_sample`` stamps."""
+        if len(stamps) == 0:
+            raise ValueError(f"{stamps.path}: no stamps to fit the image stretch on (an empty selection); "
+                             "give a normaliser fitted elsewhere")
         rng = np.random.default_rng(seed)
         n = min(n_sample, len(stamps))
         indices = np.sort(rng.choice(len(stamps), size=n, replace=False))
         images = stamps.read_images(indices)
         band_index = _band_indices(stamps.meta.bands, bands)
         sigma = background_sigma(images[:, band_index])
-        # A noiseless band (simulations without noise) still needs a positive scale.
-        fallback = np.nanmax(np.abs(images[:, band_index]), axis=(0, 2, 3)) * 1e-3
+        # A noiseless band (simulations without noise) still needs a positive scale; a band
+        # without a finite pixel gets 1 (its stretched pixels are all sky level anyway).
+        finite = np.where(np.isfinite(images[:, band_index]), np.abs(images[:, band_index]), 0.0)
+        fallback = finite.max(axis=(0, 2, 3)) * 1e-3
         sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, np.where(fallback > 0, fallback, 1.0))
         return cls(noise_multiple * sigma, bands=[stamps.meta.bands[i] for i in band_index])
 
@@ -120,10 +125,21 @@ def _band_indices(available: Sequence[str], wanted: Sequence[str] | None) -> lis
     return [list(available).index(b) for b in wanted]
 
 
+def _keep_shape(k, height: int, width: int):
+    """Quarter turns ``k`` (int or tensor) limited to half turns for non-square stamps: a quarter
+    turn would swap their height and width. The same random draws serve both cases."""
+    return k if height == width else 2 * (k % 2)
+
+
 def random_dihedral(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Apply one of the 8 flips / 90-degree rotations, drawn at random, to ``(..., H, W)``."""
+    """Apply one of the 8 flips / 90-degree rotations, drawn at random, to ``(..., H, W)``.
+
+    Non-square stamps get one of the 4 of them that keep their shape (identity, half turn and
+    the two mirrors), so that the output is ``(..., H, W)`` too.
+    """
     k = int(torch.randint(0, 4, (1,), generator=generator))
     flip = bool(torch.randint(0, 2, (1,), generator=generator))
+    k = _keep_shape(k, images.shape[-2], images.shape[-1])
     out = torch.rot90(images, k, dims=(-2, -1))
     return torch.flip(out, dims=(-1,)) if flip else out
 
@@ -134,9 +150,10 @@ def random_dihedral_batch(images: torch.Tensor, generator: torch.Generator | Non
 
     Returns ``(transformed, k, flip)``: image ``i`` is ``rot90(image, k[i], dims=(-2, -1))``,
     then mirrored in its columns where ``flip[i]``, so callers can transform positions too.
+    Non-square images get only half turns (``k`` 0 or 2), which keep their shape.
     """
     n = images.shape[0]
-    k = torch.randint(0, 4, (n,), generator=generator)
+    k = _keep_shape(torch.randint(0, 4, (n,), generator=generator), images.shape[-2], images.shape[-1])
     flip = torch.rand(n, generator=generator) < 0.5
     out = images.clone()
     # Eight groups, one vectorised transform each, rather than a Python loop over images.

@@ -66,9 +66,11 @@ def _storable_table(table: Table, source: str | os.PathLike) -> Table:
         elif name == "flags":
             given = data[~mask]
             whole = kind in "iub" or (kind == "f" and np.all(np.isfinite(given)) and np.all(given == np.round(given)))
-            if mask.any() or not whole or (kind in "if" and np.any(given < 0)):
-                raise InputError(source, "column 'flags' must hold whole numbers of at least 0 (skysort's flag bits), "
-                                         "with none missing")
+            # Flags are stored as uint32: a larger value would wrap round to other bits.
+            if (mask.any() or not whole or (kind in "if" and np.any(given < 0))
+                    or (kind in "iuf" and np.any(given > np.iinfo(np.uint32).max))):
+                raise InputError(source, "column 'flags' must hold whole numbers from 0 to 2**32 - 1 (skysort's "
+                                         "32 flag bits), with none missing")
         elif kind in "iub" and mask.any():
             out[name] = np.where(mask, np.nan, data.astype(np.float64))
     return out
@@ -368,7 +370,9 @@ def load_stamp_array(path: str | os.PathLike) -> np.ndarray:
         if name.endswith(".npy"):
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         elif name.endswith((".fits", ".fit", ".fits.gz", ".fits.bz2", ".fits.fz")):
-            with open_fits(path, memmap=False) as hdul:
+            # An uncompressed cube is memory-mapped, as a .npy is, so that one larger than the
+            # memory is read block by block; the map outlives the closed file.
+            with open_fits(path, memmap=name.endswith((".fits", ".fit"))) as hdul:
                 hdu = next((h for h in hdul if h.data is not None and getattr(h.data, "ndim", 0) in (3, 4)), None)
                 if hdu is None:
                     raise InputError(path, "no 3-D (N, H, W) or 4-D (N, B, H, W) image cube in any HDU")
@@ -390,6 +394,27 @@ def load_stamp_array(path: str | os.PathLike) -> np.ndarray:
     if 0 in array.shape[1:]:
         raise InputError(path, f"stamps of shape {array.shape[1:]} have an axis of size 0")
     return array
+
+
+def _pixel_scale_arcsec(pixel_scale: Any) -> float:
+    """The pixel scale in arcsec per pixel: a number (arcsec) or an angle Quantity in any unit
+    (``0.187 * u.arcsec``, ``187 * u.mas``, per pixel or not); InputError unless finite and
+    positive."""
+    value = pixel_scale
+    if hasattr(value, "unit") and hasattr(value, "to_value"):
+        import astropy.units as u
+
+        try:
+            value = value.to_value(u.arcsec / u.pix if value.unit.physical_type != "angle" else u.arcsec)
+        except u.UnitsError:
+            raise InputError("--pixel-scale", f"pixel scale must be an angle per pixel, got {pixel_scale}") from None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InputError("--pixel-scale", f"pixel scale must be a number of arcsec per pixel, got {pixel_scale!r}") from None
+    if not (np.isfinite(value) and value > 0):
+        raise InputError("--pixel-scale", f"pixel scale must be positive and finite (arcsec/px), got {pixel_scale}")
+    return value
 
 
 def import_to_stampset(
@@ -420,8 +445,8 @@ def import_to_stampset(
         ``N`` rows, standard column names; None gives ids ``0..N-1`` and nothing else.
     bands : sequence of str
         Band names of the ``B`` image planes.
-    pixel_scale : float
-        Arcsec per pixel.
+    pixel_scale : float or astropy Quantity
+        Arcsec per pixel; a Quantity may be in any angle unit (per pixel or not).
     nan_policy : {"flag", "error"}
         NaN pixels are flagged ``NAN_PIXELS`` (default) or rejected with an error.
     array : ndarray, optional
@@ -431,9 +456,15 @@ def import_to_stampset(
         array = load_stamp_array(array_path)
     n, n_bands, height, width = array.shape
     if len(bands) != n_bands:
-        raise InputError(array_path, f"stamps have {n_bands} band plane(s) but {len(bands)} band name(s) were given ({list(bands)})")
-    if not pixel_scale or pixel_scale <= 0:
-        raise InputError("--pixel-scale", f"pixel scale must be positive (arcsec/px), got {pixel_scale}")
+        hint = ""
+        if array.shape[-1] == len(bands) != 1:
+            # Arrays from image libraries and TensorFlow put the bands last; transposing them
+            # here would be a guess that the other axes are right too.
+            hint = ("; the last axis matches the bands: if the array is (N, H, W, B), store it as (N, B, H, W) "
+                    "(numpy.moveaxis(array, -1, 1))")
+        raise InputError(array_path, f"stamps have {n_bands} band plane(s) but {len(bands)} band name(s) were given "
+                                     f"({list(bands)}){hint}")
+    pixel_scale = _pixel_scale_arcsec(pixel_scale)
     if table is None:
         table = Table({"id": np.arange(n, dtype=np.int64)})
     elif len(table) != n:
@@ -441,11 +472,19 @@ def import_to_stampset(
     table = _storable_table(table.copy(copy_data=True), table_path or "table")
     if "label" in table.colnames:
         table["label"] = [str(v).strip().lower() for v in _filled(table["label"], "")]
-    meta = StampMeta.with_provenance(
-        command=command, bands=tuple(bands), pixel_scale=float(pixel_scale), flux_unit=flux_unit,
-        zero_points=dict(zero_points or {}), psf_fwhm=dict(psf_fwhm or {}), survey=survey,
-        extra={"images": str(array_path), "table": str(table_path) if table_path else None},
-    )
+    for option, values in (("zero_points", zero_points), ("psf_fwhm", psf_fwhm)):
+        unknown = sorted(set(values or {}) - {str(b) for b in bands})
+        if unknown:
+            raise InputError(option, f"bands {unknown} are not among the stamps' bands {list(bands)}")
+    try:
+        meta = StampMeta.with_provenance(
+            command=command, bands=tuple(bands), pixel_scale=pixel_scale, flux_unit=flux_unit,
+            zero_points=dict(zero_points or {}), psf_fwhm=dict(psf_fwhm or {}), survey=survey,
+            extra={"images": str(array_path), "table": str(table_path) if table_path else None},
+        )
+    except ValueError as exc:
+        # Repeated or empty band names, numbers that are not numbers: the caller's input.
+        raise InputError(array_path, f"cannot describe these stamps: {exc}") from None
     photometry_flags = _photometry_flags(table, bands)
     declared = {name: kind for name, kind in _column_kinds(table).items() if name not in CORE_COLUMNS or name == "id"}
     with StampSet.create(out, meta, (height, width), columns=declared) as writer:

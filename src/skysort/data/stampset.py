@@ -309,6 +309,10 @@ class StampSet:
         try:
             handle = self._handle()
         except OSError as exc:
+            if isinstance(exc, BlockingIOError) or "unable to lock file" in str(exc):
+                # HDF5's file lock: the file may be whole, but a writer is still at work on it.
+                raise InputError(self.path, "in use: another process holds it open for writing (HDF5 file lock); "
+                                            "open it when that process has finished") from exc
             raise InputError(self.path, f"not a readable HDF5 file ({exc.__class__.__name__}: {exc})") from exc
         try:
             self.meta, self._length = _read_header(self.path, handle)
@@ -397,6 +401,11 @@ class StampSet:
                 return StampSet._view(self, np.arange(self._length)[key])
             return StampSet._view(self, self._rows[key])
         key = np.asarray(key)
+        if key.ndim == 0 and key.dtype.kind in "iu":
+            return self[int(key)]
+        if key.ndim != 1:
+            # A view is a list of rows: a 2-D selection has no (N, bands, H, W) reading.
+            raise IndexError(f"a stamp set is indexed by a 1-D selection, got an array of shape {key.shape}")
         if key.size == 0 and key.dtype.kind not in "iub":
             key = key.astype(np.int64)  # [] is float64 to numpy: an empty selection
         if key.dtype == bool:
@@ -536,7 +545,10 @@ class StampSet:
         if group is None or name not in group:
             raise KeyError(f"{self.path}: no array {name!r}; arrays are {self.array_names}")
         rows = self.file_rows() if indices is None else np.atleast_1d(self.file_rows(indices))
-        return self._read_rows(group[name], rows)
+        try:
+            return self._read_rows(group[name], rows)
+        except OSError as exc:
+            raise InputError(self.path, f"damaged stamp set: array {name!r} cannot be read ({exc})") from None
 
     def array_attrs(self, name: str) -> dict[str, Any]:
         """Attributes of an extra array (e.g. its wavelength grid)."""
@@ -680,7 +692,13 @@ def _create_column(group: h5py.Group, name: str, kind: str, unit: str = "") -> N
 
 def _append(handle: h5py.File, images: np.ndarray, table: Table | Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None) -> None:
     """Append a block of objects, committing the new length only once everything is written."""
-    images = np.asarray(images, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        images = np.asarray(images, dtype=np.float32)
+    infinite = np.isinf(images)
+    if infinite.any():
+        # The format stores no infinities (an infinite pixel, or a value beyond float32, is no
+        # measurement); a new array, as the caller's own must not change.
+        images = np.where(infinite, np.float32(np.nan), images)
     image_ds = handle["images"]
     if images.ndim == 3 and image_ds.shape[1] == 1:
         images = images[:, None]
@@ -694,7 +712,10 @@ def _append(handle: h5py.File, images: np.ndarray, table: Table | Mapping[str, A
     columns = json.loads(group.attrs["columns"])
     table_names = list(table.colnames if isinstance(table, Table) else table.keys())
     for name in table_names:
-        if name not in group:
+        if name not in columns:
+            if name in group:
+                # Left by an append that failed before it listed the column: never committed.
+                del group[name]
             values = _as_storable(name, table[name])
             _create_column(group, name, _column_kind(values))
             group[name].resize((start,))
@@ -895,7 +916,8 @@ def write_stampset(
     **options,
 ) -> StampSet:
     """Write a whole stamp set from in-memory arrays and return it opened for reading."""
-    images = np.asarray(images, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        images = np.asarray(images, dtype=np.float32)  # values beyond float32 become inf, then NaN
     if images.ndim == 3:
         images = images[:, None]
     declared = {name: (np.asarray(v).shape[1:], np.asarray(v).dtype.name) for name, v in (arrays or {}).items()}
@@ -926,6 +948,33 @@ def _per_object_seeing(sets: Sequence[StampSet]) -> dict[str, list[np.ndarray]]:
     return out
 
 
+def _concatenated_column_kinds(sets: Sequence[StampSet]) -> dict[str, str]:
+    """The stored kind of every table column of ``sets`` in their concatenation, in first-seen
+    order: text where any set holds text (ids too: integer ids beside text ids are text, as
+    in catalogues), else the numpy type that holds every set's values; an integer or boolean
+    column that some sets lack becomes float64, so that their rows read NaN rather than 0."""
+    found: dict[str, list[np.dtype | str]] = {}
+    for s in sets:
+        group = s._handle()["table"]
+        for name in s.columns:
+            dtype = group[name].dtype
+            found.setdefault(name, []).append("str" if h5py.check_string_dtype(dtype) is not None else dtype)
+    kinds = {}
+    for name, given in found.items():
+        if any(isinstance(kind, str) for kind in given):
+            kinds[name] = "str"
+            continue
+        dtype = np.result_type(*given)
+        if name == "id" and dtype.kind == "f":
+            # int64 beside uint64 ids: a float would round large ids.
+            kinds[name] = "str"
+        elif name not in CORE_COLUMNS and len(given) < len(sets) and dtype.kind in "iub":
+            kinds[name] = "float64"
+        else:
+            kinds[name] = dtype.name
+    return kinds
+
+
 def concatenate(sets: Iterable[StampSet | str | os.PathLike], path: str | os.PathLike, *, batch_size: int = 4096,
                 command: str | None = None) -> StampSet:
     """Concatenate stamp sets (or views, or stamp set files) with the same bands, pixel scale
@@ -935,8 +984,9 @@ def concatenate(sets: Iterable[StampSet | str | os.PathLike], path: str | os.Pat
     Where the sets' seeing differs (sets cut from tiles of different seeing, or simulated with
     other PSFs), each object's seeing is kept in ``psf_fwhm_<band>`` columns
     (:func:`skysort.data.seeing.object_seeing` reads them first), ``meta.psf_fwhm`` holds the
-    median and ``extra["psf_fwhm_range"]`` the range. Rows are copied in batches, so memory
-    stays bounded whatever the sizes.
+    median and ``extra["psf_fwhm_range"]`` the range. Table columns whose types differ between
+    the sets are stored in a type that holds them all (text where one set has text). Rows are
+    copied in batches, so memory stays bounded whatever the sizes.
     """
     sets = [StampSet.open(item) if isinstance(item, (str, os.PathLike)) else item for item in sets]
     if not sets:
@@ -970,12 +1020,7 @@ def concatenate(sets: Iterable[StampSet | str | os.PathLike], path: str | os.Pat
         dataset = first._handle()["arrays"][name]
         array_specs[name] = (dataset.shape[1:], dataset.dtype.name)
     array_attrs = {name: first.array_attrs(name) for name in first.array_names}
-    column_kinds = {}
-    for s in sets:
-        group = s._handle()["table"]
-        for name in s.columns:
-            dtype = group[name].dtype
-            column_kinds.setdefault(name, "str" if h5py.check_string_dtype(dtype) is not None else dtype.name)
+    column_kinds = _concatenated_column_kinds(sets)
     for band in seeing:
         column_kinds.setdefault(f"psf_fwhm_{band}", "float32")
     with StampSet.create(path, meta, first.shape[2:], columns=column_kinds, arrays=array_specs or None, array_attrs=array_attrs) as writer:
