@@ -90,9 +90,12 @@ on how a run is chunked: ``draw_population(s, 10, seed, start=5)`` equals rows 5
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Mapping
 
 import numpy as np
 from astropy.table import Table
@@ -383,19 +386,92 @@ class PopulationModel:
         """
         if not survey.population:
             return cls()
-        allowed = {
-            k for k, v in asdict(cls()).items() if not isinstance(v, dict)
-        }
-        bad = sorted(set(survey.population) - allowed)
-        if bad:
-            raise InputError(f"{survey.name} preset population", f"unknown parameters {bad}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in survey.population.items()}
-        return cls(**values)
+        return cls.from_overrides(survey.population, survey.source_file or f"{survey.name} preset population")
+
+    @classmethod
+    def from_overrides(cls, overrides: Mapping[str, Any], where: str) -> PopulationModel:
+        """The default model with ``overrides`` of its scalar and tuple parameters, each checked.
+
+        Parameters
+        ----------
+        overrides : mapping of str to value
+            Parameter name to value, as read from YAML (a list for a tuple parameter; a single
+            text for a one-element tuple of names).
+        where : str
+            The option or file the overrides came from, named in errors.
+
+        Returns
+        -------
+        PopulationModel
+
+        Raises
+        ------
+        InputError
+            An unknown parameter (with the nearest known one), a value of the wrong type
+            (a number for a flag, text for a number, a number for a range), a non-finite
+            number, or one outside the parameter's range (:data:`_OVERRIDE_LIMITS`).
+        """
+        defaults = cls()
+        allowed = sorted(k for k, v in asdict(defaults).items() if not isinstance(v, dict))
+        values = {}
+        for key, value in overrides.items():
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "see skysort.simulate.population.PopulationModel"
+                raise InputError(where, f"unknown population parameter {key!r} ({hint})")
+            values[key] = _checked_override(key, value, getattr(defaults, key), where)
+        try:
+            return cls(**values)
+        except InputError as exc:
+            raise InputError(where, exc.problem) from None
 
     def key(self) -> str:
         """Stable hash of the parameters (for table caching)."""
         text = json.dumps(asdict(self), sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()
+
+
+#: Ranges of the numeric population parameters a preset or ``--population`` may set: (low,
+#: high), either end None for unbounded. The tables are computed on E(B-V) grids to 0.5 mag
+#: (galaxies) and 0.3 mag (quasars), and the quasar IGM model reaches z = 4.7.
+_OVERRIDE_LIMITS: dict[str, tuple[float | None, float | None]] = {
+    "ebv_max": (0.0, 0.5), "qso_ebv_mean": (1e-6, 0.3), "qso_z_median": (1e-3, 4.7), "qso_z_sigma": (1e-3, None),
+    "qso_alpha_sigma": (0.0, None), "qso_line_sigma": (0.0, None), "lls_norm": (0.0, None),
+    "qso_count_bright": (0.0, None), "qso_count_faint": (0.0, None), "qso_host_ratio_sigma": (0.0, None),
+    "qso_host_ratio_min": (0.0, None), "qso_host_aperture": (1.0, None), "qso_host_z_max": (0.0, None),
+    "star_mag_pivots": (None, None), "galaxy_z_range": (1e-3, 6.0), "qso_z_range": (1e-3, 4.7),
+}
+
+
+def _checked_override(key: str, value: Any, default: Any, where: str) -> Any:
+    """``value`` for parameter ``key`` in the type of its ``default``, or an InputError."""
+    if isinstance(default, bool):
+        if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+            return bool(value)
+        raise InputError(where, f"{key} is a flag: give true or false, got {value!r}")
+    low, high = _OVERRIDE_LIMITS.get(key, (None, None))
+    if isinstance(default, tuple) and all(isinstance(v, str) for v in default):
+        names = (value,) if isinstance(value, str) else value
+        if not isinstance(names, (list, tuple)) or not names or not all(isinstance(v, str) for v in names):
+            raise InputError(where, f"{key} is a list of names, got {value!r}")
+        return tuple(names)
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or len(value) != len(default):
+            raise InputError(where, f"{key} is a range [low, high] of {len(default)} numbers, got {value!r}")
+        numbers = tuple(_checked_number(key, v, low, high, where) for v in value)
+        if not numbers[0] < numbers[1]:
+            raise InputError(where, f"{key} must be [low, high] with low < high, got {list(numbers)}")
+        return numbers
+    return _checked_number(key, value, low, high, where)
+
+
+def _checked_number(key: str, value: Any, low: float | None, high: float | None, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(where, f"{key} must be a finite number, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        span = f"{'-inf' if low is None else f'{low:g}'} to {'inf' if high is None else f'{high:g}'}"
+        raise InputError(where, f"{key} must lie within {span}, got {value!r}")
+    return float(value)
 
 
 # ------------------------------------------------------------------------- the tables
@@ -421,7 +497,7 @@ class _Tables:
 
         self.bands = survey.band_names
         self.sel = self.bands.index(survey.selection.band)
-        filters = [load_filter(survey.filter_path(b), b) for b in self.bands]
+        filters = survey.load_filters()
         w = band_matrix(filters)
         self.weights = w
         nb = len(self.bands)

@@ -35,6 +35,8 @@ Catalogue photometry (:mod:`skysort.simulate.photometry`) uses the total-flux er
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import functools
 import math
 import os
@@ -61,6 +63,16 @@ __all__ = [
 ]
 
 _PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "surveys"
+
+#: Plausible pixel scales [arcsec per pixel]: from adaptive-optics imagers to all-sky cameras.
+#: A scale outside is almost always one in degrees (0.2" is 5.6e-5 deg) or in arcmin.
+PIXEL_SCALE_RANGE = (0.01, 60.0)
+#: Plausible 5-sigma AB depths [mag]. A depth below the range is almost always a flux (in
+#: counts, Jy or maggies) given where a magnitude belongs.
+DEPTH_RANGE = (10.0, 40.0)
+#: Wavelengths [Angstrom] a filter curve must lie within: the simulator's SEDs reach from
+#: 300 to 60000 Angstrom, and no survey images below the Lyman limit (912 Angstrom).
+FILTER_WAVE_RANGE = (900.0, 60000.0)
 
 
 def shared_data_dir() -> Path:
@@ -155,7 +167,7 @@ class BandSpec(BaseModel):
         band when the preset's ``catalogue_magnitudes`` is ``"asinh"``.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str
     filter: str
@@ -168,6 +180,10 @@ class BandSpec(BaseModel):
     def _depth_or_sigma(self) -> BandSpec:
         if self.depth is None and self.sky_sigma is None:
             raise ValueError(f"band {self.name}: give depth or sky_sigma")
+        low, high = DEPTH_RANGE
+        if self.depth is not None and not low <= self.depth <= high:
+            raise ValueError(f"band {self.name}: depth is a 5-sigma AB magnitude ({low:g} to {high:g}), got {self.depth:g}"
+                             " (a flux? give sky_sigma in counts per pixel instead)")
         return self
 
 
@@ -200,7 +216,7 @@ class PSFSpec(BaseModel):
         told the FWHM but not the wings then cannot learn one wing shape per seeing.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: Literal["gaussian", "moffat", "kolmogorov", "moffat_kolmogorov"] = "moffat"
     beta: float = Field(default=4.765, gt=1)
@@ -228,7 +244,7 @@ class DepthDefinition(BaseModel):
         Aperture diameter [arcsec] for ``kind="aperture"``.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kind: Literal["aperture", "psf"] = "aperture"
     aperture_diameter: float = Field(default=2.0, gt=0)
@@ -245,10 +261,16 @@ class NoiseSpec(BaseModel):
         Range of noise levels over which training sets are made [counts per pixel].
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     sigma_default: float = Field(gt=0)
     sigma_range: tuple[float, float]
+
+    @model_validator(mode="after")
+    def _check_range(self) -> "NoiseSpec":
+        if not 0 <= self.sigma_range[0] <= self.sigma_range[1]:
+            raise ValueError(f"sigma_range must be (low, high) with 0 <= low <= high, got {self.sigma_range}")
+        return self
 
 
 class NeighbourSpec(BaseModel):
@@ -273,7 +295,7 @@ class NeighbourSpec(BaseModel):
         a different question.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     density_range: tuple[float, float]
     mag_range: tuple[float, float] = (15.0, 23.5)
@@ -300,11 +322,17 @@ class SelectionSpec(BaseModel):
         Range of true AB magnitude drawn in ``band``.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     band: str = "r"
     mag_min: float = 14.0
     mag_max: float = 23.0
+
+    @model_validator(mode="after")
+    def _check_order(self) -> "SelectionSpec":
+        if not self.mag_min < self.mag_max:
+            raise ValueError(f"mag_min (brightest) must be smaller than mag_max (faintest), got {self.mag_min:g} and {self.mag_max:g}")
+        return self
 
 
 class SurveyPreset(BaseModel):
@@ -359,7 +387,7 @@ class SurveyPreset(BaseModel):
         The YAML file the preset came from (filled in by :func:`load_survey`).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str
     description: str = ""
@@ -385,6 +413,14 @@ class SurveyPreset(BaseModel):
         names = [b.name for b in self.bands]
         if len(set(names)) != len(names):
             raise ValueError(f"band names repeat: {names}")
+        low, high = PIXEL_SCALE_RANGE
+        if not low <= self.pixel_scale <= high:
+            hint = ""
+            if low <= self.pixel_scale * 3600 <= high:
+                hint = f" (degrees? that is {self.pixel_scale * 3600:.4g} arcsec)"
+            elif low <= self.pixel_scale * 60 <= high:
+                hint = f" (arcmin? that is {self.pixel_scale * 60:.4g} arcsec)"
+            raise ValueError(f"pixel_scale is in arcsec per pixel, {low:g} to {high:g}, got {self.pixel_scale:g}{hint}")
         if self.sky_scale_range is not None and not 0 < self.sky_scale_range[0] <= self.sky_scale_range[1]:
             raise ValueError(f"sky_scale_range must be (low, high) with 0 < low <= high, got {self.sky_scale_range}")
         if self.selection.band not in names:
@@ -393,6 +429,15 @@ class SurveyPreset(BaseModel):
             lacking = [b.name for b in self.bands if b.asinh_softening is None]
             if lacking:
                 raise ValueError(f"asinh catalogue magnitudes need asinh_softening in every band; missing in {lacking}")
+        if self.population:
+            # Checked with the file, so that a misspelt or out-of-range parameter is named
+            # with the preset rather than found by a simulation's worker.
+            from .population import PopulationModel
+
+            try:
+                PopulationModel.from_overrides(self.population, "population")
+            except InputError as exc:
+                raise ValueError(f"population: {exc.problem}") from None
         return self
 
     # ---------------------------------------------------------------- accessors
@@ -409,9 +454,57 @@ class SurveyPreset(BaseModel):
         raise KeyError(name)
 
     def filter_path(self, name: str) -> Path:
-        """Resolved path of band ``name``'s throughput file."""
+        """Resolved path of band ``name``'s throughput file.
+
+        Raises
+        ------
+        InputError
+            Naming the preset file and the band when the curve is found nowhere.
+        """
         base = Path(self.source_file).parent if self.source_file else None
-        return resolve_data_path(self.band(name).filter, base)
+        given = self.band(name).filter
+        try:
+            return resolve_data_path(given, base)
+        except InputError:
+            places = [str(base)] if base is not None and not Path(given).expanduser().is_absolute() else []
+            with contextlib.suppress(InputError):
+                places.append(str(shared_data_dir()))
+            where = f" (looked in {' and '.join(places)})" if places and not Path(given).expanduser().is_absolute() else ""
+            raise InputError(self.source_file or self.name, f"band {name}: filter curve {given} not found{where}") from None
+
+    def load_filters(self) -> list:
+        """The bands' filter curves, checked to be in Angstrom within the simulator's range.
+
+        Returns
+        -------
+        list of skysort.simulate.filters.Filter
+            One per band, in preset order.
+
+        Raises
+        ------
+        InputError
+            A curve that is missing, unreadable, or whose non-zero throughput lies outside
+            :data:`FILTER_WAVE_RANGE` (wavelengths in nm or micrometres, or the two columns
+            swapped); it names the curve's file and the band.
+        """
+        from .filters import load_filter
+
+        filters = []
+        low, high = FILTER_WAVE_RANGE
+        for name in self.band_names:
+            curve = load_filter(self.filter_path(name), name)
+            inside = curve.wave[curve.throughput > 0]
+            first, last = float(inside.min()), float(inside.max())
+            if not (low <= first and last <= high):
+                hint = ""
+                if low <= first * 10 and last * 10 <= high:
+                    hint = " (nanometres? multiply by 10)"
+                elif low <= first * 1e4 and last * 1e4 <= high:
+                    hint = " (micrometres? multiply by 10,000)"
+                raise InputError(curve.path, f"band {name}: the filter's throughput spans {first:g} to {last:g}; the first column "
+                                             f"must be the wavelength in Angstrom, within {low:g} to {high:g}{hint}")
+            filters.append(curve)
+        return filters
 
     # ------------------------------------------------------------ flux <-> mag
     def flux_from_mag(self, mag):
@@ -507,9 +600,31 @@ def _load_cached(path: str) -> SurveyPreset:
     try:
         return SurveyPreset.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "preset"
-        raise InputError(path, f"{loc}: {first['msg']}") from None
+        raise InputError(path, _describe(exc)) from None
+
+
+#: The model that reads each block of a preset, by the key that holds the block.
+_SECTIONS = {"bands": "BandSpec", "psf": "PSFSpec", "depth_definition": "DepthDefinition", "noise": "NoiseSpec",
+             "neighbours": "NeighbourSpec", "selection": "SelectionSpec"}
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line for the first problem of a preset, an unknown key before anything else: a
+    misspelt key also makes the intended one missing, and only the misspelling helps."""
+    errors = exc.errors()
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    first = (unknown or errors)[0]
+    loc = ".".join(str(x) for x in first["loc"])
+    if first["type"] == "extra_forbidden":
+        key = str(first["loc"][-1])
+        section = _SECTIONS.get(str(first["loc"][0])) if len(first["loc"]) > 1 else None
+        model = globals()[section] if section else SurveyPreset
+        known = [k for k in model.model_fields if k != "source_file"]
+        close = difflib.get_close_matches(key, known, n=1)
+        suggestion = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+        return f"{loc}: unknown key ({suggestion})"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{loc}: {message}" if loc else message
 
 
 def load_survey(name_or_path: str | os.PathLike | SurveyPreset) -> SurveyPreset:

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 from astropy.table import Table
 
+from .._io import check_output_path
 from ..data.stampset import StampMeta, StampSet
 from ..errors import InputError
 from .galaxies import (
@@ -166,8 +167,10 @@ class SimulationConfig:
                 raise InputError("--population", "blend sets draw their galaxies from the COSMOS catalogue; --population is for sources and point sources")
             from .population import PopulationModel
 
-            # Validated now, in the parent process, rather than in every worker.
-            PopulationModel.from_preset(self.load_preset())
+            # Validated now, in the parent process, rather than in every worker; the preset's
+            # own parameters were checked with its file, so a problem here is the option's.
+            preset = load_survey(self.survey)
+            PopulationModel.from_overrides({**preset.population, **dict(self.population)}, "--population")
 
     def load_preset(self) -> SurveyPreset:
         """The survey preset with the ``population`` overrides applied."""
@@ -175,6 +178,11 @@ class SimulationConfig:
         if not self.population:
             return preset
         return preset.model_copy(update={"population": {**preset.population, **dict(self.population)}})
+
+
+def available_cores() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _object_rngs(seed: int, indices: np.ndarray, stream: int) -> list[np.random.Generator]:
@@ -567,12 +575,20 @@ def simulate(
         raise InputError("--n", f"number of objects must be positive, got {n}")
     if workers < 1:
         raise InputError("--workers", f"need at least one worker, got {workers}")
+    # Found now rather than when the finished file is renamed onto it.
+    check_output_path(out)
     preset = config.load_preset()
     if config.kind == "blends" and (preset.stamp_size, preset.stamp_padding) != (51, 7):
         raise InputError("--survey", f"blends follow BlendHunter's CFIS geometry (51 px + 7 px padding, 0.187\"/px); use --survey cfis, not {preset.name}")
+    if config.kind != "blends":
+        # A missing or mis-scaled filter curve is reported before any file is begun, not by a worker.
+        preset.load_filters()
     meta = _stamp_meta(config, preset, n, block, command)
     size = (65, 65) if config.kind == "blends" else (_source_stamp_size(preset, config),) * 2
     starts = list(range(0, n, block))
+    # The output does not depend on the number of processes, so more of them than blocks or
+    # cores would only cost memory (each holds its own tables) and start-up time.
+    workers = min(workers, len(starts), available_cores())
     array_specs = None
     array_attrs = None
     if config.kind == "pointsources":

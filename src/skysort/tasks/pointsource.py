@@ -60,7 +60,7 @@ from ..models.pointsource import (
 from ..models.registry import resolve_model
 from ..evaluation.calibration import calibration_metrics, plot_reliability
 from ..training.data import (InMemoryBatches, batch_loader, model_seeing_range, open_training_set, require_classes,
-                             require_finite_images, split_indices, training_data_meta)
+                             require_finite_images, require_same_imaging, split_indices, training_data_meta)
 
 CLASSES = ["star", "qso"]
 #: Image CNN widths and head size shared by the baseline, the generator and the fusion.
@@ -156,6 +156,19 @@ def library_star_spectra(survey: str, grid: Mapping[str, Any], seed: int, per_te
         parts.append(values)
         masks.append(valid)
     return np.concatenate(parts), np.concatenate(masks)
+
+
+def _library_survey(stamps: StampSet) -> str:
+    """The preset :func:`library_star_spectra` draws through for a training set.
+
+    Library spectra are normalised by their median flux, so the preset (which only scales them
+    to a selection-band magnitude) does not change them: a set simulated from a user's preset
+    file names a survey that cannot be loaded by name, and the shipped ``sdss`` serves.
+    """
+    from ..simulate.presets import available_surveys
+
+    name = stamps.meta.survey
+    return name if name in available_surveys() else "sdss"
 
 
 def _labels(stamps: StampSet, indices: np.ndarray) -> np.ndarray:
@@ -410,6 +423,7 @@ def train_pointsource_model(
         val_stamps = open_training_set(val_data)
         require_pointsource_set(val_stamps, spectra=not only_baseline)
         val_band_index, _ = _band_index(val_stamps, bands)
+        require_same_imaging(stamps, val_stamps, bands, val_data)
         train_idx, val_idx = chosen, np.arange(len(val_stamps))
     else:
         val_stamps, val_band_index = stamps, band_index
@@ -476,7 +490,7 @@ def train_pointsource_model(
     # Stage 1: spectral encoder.
     train_spec, train_valid = read_spectra(stamps, train_idx)
     val_spec, val_valid = read_spectra(val_stamps, val_idx)
-    library_spec, library_valid = (library_star_spectra(stamps.meta.survey or "sdss", grid, seed, library_stars_per_template)
+    library_spec, library_valid = (library_star_spectra(_library_survey(stamps), grid, seed, library_stars_per_template)
                                    if library_stars_per_template > 0 else (train_spec[:0], train_valid[:0]))
     spectral_train = {"spectrum": np.concatenate([train_spec, library_spec]), "spectrum_valid": np.concatenate([train_valid, library_valid]),
                       "label": np.concatenate([train_labels, np.zeros(len(library_spec), np.int64)])}

@@ -71,6 +71,42 @@ def require_finite_images(images: np.ndarray, source, what: str = "training") ->
                                  "(flagged NAN_PIXELS): select the others first, e.g. stamps[stamps.column('flags') == 0]")
 
 
+def require_same_imaging(train: StampSet, val: StampSet, bands: Sequence[str], source) -> None:
+    """Refuse a validation set whose stamps are not on the training set's scale: another pixel
+    scale, flux unit, zero point or stamp size. The network and the stretch fitted on the
+    training stamps would read them as other objects, and early stopping would follow a
+    meaningless validation loss without any sign of it.
+
+    Parameters
+    ----------
+    train, val : StampSet
+        The training and the validation stamp sets.
+    bands : sequence of str
+        The image bands the model reads.
+    source : str or path-like
+        The validation file, named in the error.
+
+    Raises
+    ------
+    InputError
+        Naming ``source`` and each difference.
+    """
+    a, b = train.meta, val.meta
+    problems = []
+    if a.pixel_scale and b.pixel_scale and not np.isclose(a.pixel_scale, b.pixel_scale, rtol=1e-6, atol=0.0):
+        problems.append(f"pixel scale {b.pixel_scale:g} arcsec, not {a.pixel_scale:g}")
+    if a.flux_unit != b.flux_unit:
+        problems.append(f"flux unit {b.flux_unit!r}, not {a.flux_unit!r}")
+    for band in bands:
+        za, zb = (a.zero_points or {}).get(band), (b.zero_points or {}).get(band)
+        if za is not None and zb is not None and not np.isclose(za, zb, rtol=0.0, atol=1e-6):
+            problems.append(f"zero point {zb:g} in {band}, not {za:g}")
+    if tuple(train.shape[-2:]) != tuple(val.shape[-2:]):
+        problems.append(f"stamps of {val.shape[-2]}x{val.shape[-1]} px, not {train.shape[-2]}x{train.shape[-1]}")
+    if problems:
+        raise InputError(source, f"the validation stamps differ from the training set {train.path}: {'; '.join(problems)}")
+
+
 def require_magnitudes(mags: np.ndarray, bands: Sequence[str], source) -> None:
     """Refuse photometry with a band that holds no finite magnitude at all: a photometry branch
     would learn nothing from it (leave the band out, e.g. ``--photometry-bands``).

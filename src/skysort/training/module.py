@@ -29,6 +29,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch import nn
 
 from .._io import registered_temporary
+from ..errors import InputError
 
 LossFunction = Callable[[Mapping[str, torch.Tensor], Mapping[str, torch.Tensor]], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
@@ -203,6 +204,7 @@ def fit(
         if best:
             state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state)
+    require_finite_weights(module)
     best_loss = checkpoint.best_model_score
     return {
         "history": history.epochs,
@@ -212,6 +214,23 @@ def fit(
         "accelerator": accelerator,
         "precision": precision,
     }
+
+
+def require_finite_weights(module: TaskModule) -> None:
+    """Refuse a training that diverged: a network with a NaN or infinite weight (or batch-norm
+    statistic) answers NaN for every object, and written to a model file it would look like
+    any other model.
+
+    Raises
+    ------
+    skysort.errors.InputError
+        Naming ``--lr`` (the usual cause) and how many values are not finite.
+    """
+    tensors = [*module.network.parameters(), *module.network.buffers()]
+    bad = sum(int((~torch.isfinite(t)).sum()) for t in tensors if t.is_floating_point())
+    if bad:
+        raise InputError("--lr", f"training diverged: {bad:,} weights of the network are NaN or infinite after training "
+                                 f"at learning rate {module.optim.lr:g}; train again with a lower --lr")
 
 
 @contextlib.contextmanager
