@@ -86,6 +86,7 @@ def test_evaluate_writes_required_metrics_and_plots(trained, tiny_sets, tmp_path
         assert key in written, key
     assert written["calibration"]["n"] == 64 and set(written["calibration"]["reliability"]) == {"top_label", "star", "qso"}
     assert written["n"] == 64
+    assert written["source_provenance"]["data_seed"] == 12 and len(written["source_provenance"]["model_sha256"]) == 64
     assert metrics["accuracy"] == pytest.approx(written["accuracy"])
     expected = 1 - (1 - written["accuracy"]) / (1 - written["accuracy_image_only"]) if written["accuracy_image_only"] < 1 else None
     if expected is not None:

@@ -228,3 +228,32 @@ def test_diverged_training_is_refused():
         fit(TaskModule(Linear(), exploding, OptimConfig(lr=1e-3)), loader, loader, max_epochs=1, progress=False,
             accelerator="cpu")
     assert info.value.where == "--lr" and "NaN" in info.value.problem
+
+
+def test_sgq_and_blend_validation_sets_on_another_scale_are_refused(tmp_path):
+    """As for point sources: a validation set of another survey's pixel scale or flux unit is
+    refused before training (for sgq, whose stamps are centre-cropped, another stamp size is fine)."""
+    import dataclasses
+
+    from skysort.data.stampset import write_stampset
+    from skysort.tasks.blend import train_blend_model
+    from skysort.tasks.sgq import train_sgq_model
+
+    train = simulate(SimulationConfig(survey="sdss", kind="sources", seed=1, balanced=True, stamp_size=16), 12,
+                     tmp_path / "sdss.h5").path
+    val = simulate(SimulationConfig(survey="kids", kind="sources", seed=2, balanced=True, stamp_size=16,
+                                    image_bands=("u", "g", "r", "i", "Z")), 6, tmp_path / "kids.h5").path
+    with pytest.raises(InputError) as info:
+        train_sgq_model(train, tmp_path / "sgq.pt", val_data=val, branches="image", image_bands=("u", "g", "r", "i"),
+                        epochs=1, batch_size=8, progress=False)
+    assert info.value.where == str(val) and "pixel scale" in info.value.problem
+    assert not (tmp_path / "sgq.pt").exists()
+
+    blends = simulate(SimulationConfig(survey="cfis", kind="blends", seed=3), 8, tmp_path / "blends.h5").path
+    from skysort.data.stampset import StampSet
+
+    source = StampSet.open(blends)
+    meta = dataclasses.replace(source.meta, pixel_scale=0.1)
+    other = write_stampset(tmp_path / "other.h5", source.read_images(np.arange(len(source))), source.table, meta)
+    with pytest.raises(InputError, match="pixel scale 0.1 arcsec, not 0.187"):
+        train_blend_model(blends, tmp_path / "blend.pt", val_data=other.path, epochs=1, batch_size=8, progress=False)

@@ -26,7 +26,7 @@ from ..models.blend import OFFSET_SCALE_PX, BlendNet, blend_loss
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
 from ..training.data import (InMemoryStamps, batch_loader, model_seeing_range, open_training_set, require_classes,
-                             require_finite_images, split_indices, training_data_meta)
+                             require_finite_images, require_same_imaging, split_indices, training_data_meta)
 
 CLASSES = ["isolated", "blended"]
 PADDING_PX = 7
@@ -162,6 +162,7 @@ def train_blend_model(
     else:
         train_idx = np.arange(n)
         val_stamps = open_training_set(val_data)
+        require_same_imaging(stamps, val_stamps, stamps.meta.bands, val_data)
         val_targets = blend_targets(val_stamps)
         val_idx = np.arange(len(val_stamps))
     require_classes(np.asarray(targets["blended"])[train_idx], CLASSES, data)

@@ -844,7 +844,7 @@ def evaluate_pointsource_model(
     pixel in the model's bands are left out of all of them and counted as ``n_without_pixels``.
     """
     from ..data.catalog import write_catalog
-    from ..evaluation.blend_metrics import write_metrics_json
+    from ..evaluation.blend_metrics import source_provenance, write_metrics_json
 
     from astropy.table import Table
 
@@ -899,7 +899,7 @@ def evaluate_pointsource_model(
     p_qso = np.concatenate(p_qso) if p_qso else np.zeros(0)
     predicted = (p_qso > 0.5).astype(np.int64)
     metrics: dict[str, Any] = {"model": str(model), "data": str(data), **_binary_metrics(truth, predicted),
-                               "n_without_pixels": n_blank}
+                               "n_without_pixels": n_blank, "source_provenance": source_provenance(path, meta, stamps.meta.seed)}
     from sklearn.metrics import f1_score
 
     metrics["f1_macro"] = float(f1_score(truth, predicted, average="macro", zero_division=0)) if n else float("nan")

@@ -48,7 +48,8 @@ from ..models.registry import resolve_model
 from ..models.sgq import BRANCHES, SGQNet, sgq_loss
 from ..evaluation.calibration import calibration_metrics
 from ..training.data import (InMemoryBatches, batch_loader, model_seeing_range, open_training_set, require_classes,
-                             require_finite_images, require_magnitudes, split_indices, training_data_meta)
+                             require_finite_images, require_magnitudes, require_same_imaging, split_indices,
+                             training_data_meta)
 
 CLASSES = ["star", "galaxy", "qso"]
 #: Smallest side of the image branch's centre crop, arcsec and pixels.
@@ -507,6 +508,8 @@ def train_sgq_model(
         train_idx = np.arange(n)
         val_stamps = open_training_set(val_data)
         _check_bands(val_stamps, image_bands, photometry_bands, branches)
+        # Both sets are centre-cropped to the same size, so only the stamps' scale must agree.
+        require_same_imaging(stamps, val_stamps, image_bands, val_data, same_size=False)
         val_idx = np.arange(len(val_stamps))
     train_arrays = _arrays(stamps, train_idx, image_bands, photometry_bands, crop, branches, seeing_band)
     val_arrays = _arrays(val_stamps, val_idx, image_bands, photometry_bands, crop, branches, seeing_band)

@@ -71,7 +71,7 @@ def require_finite_images(images: np.ndarray, source, what: str = "training") ->
                                  "(flagged NAN_PIXELS): select the others first, e.g. stamps[stamps.column('flags') == 0]")
 
 
-def require_same_imaging(train: StampSet, val: StampSet, bands: Sequence[str], source) -> None:
+def require_same_imaging(train: StampSet, val: StampSet, bands: Sequence[str], source, *, same_size: bool = True) -> None:
     """Refuse a validation set whose stamps are not on the training set's scale: another pixel
     scale, flux unit, zero point or stamp size. The network and the stretch fitted on the
     training stamps would read them as other objects, and early stopping would follow a
@@ -85,6 +85,8 @@ def require_same_imaging(train: StampSet, val: StampSet, bands: Sequence[str], s
         The image bands the model reads.
     source : str or path-like
         The validation file, named in the error.
+    same_size : bool
+        Whether the stamps must have the same size (False for a task that centre-crops both).
 
     Raises
     ------
@@ -101,7 +103,7 @@ def require_same_imaging(train: StampSet, val: StampSet, bands: Sequence[str], s
         za, zb = (a.zero_points or {}).get(band), (b.zero_points or {}).get(band)
         if za is not None and zb is not None and not np.isclose(za, zb, rtol=0.0, atol=1e-6):
             problems.append(f"zero point {zb:g} in {band}, not {za:g}")
-    if tuple(train.shape[-2:]) != tuple(val.shape[-2:]):
+    if same_size and tuple(train.shape[-2:]) != tuple(val.shape[-2:]):
         problems.append(f"stamps of {val.shape[-2]}x{val.shape[-1]} px, not {train.shape[-2]}x{train.shape[-1]}")
     if problems:
         raise InputError(source, f"the validation stamps differ from the training set {train.path}: {'; '.join(problems)}")
