@@ -128,6 +128,7 @@ from astropy.utils.exceptions import AstropyUserWarning, AstropyWarning
 from .._io import atomic_path
 from ..errors import InputError, report_problem
 from ..provenance import provenance_record
+from .units import parse_unit
 
 __all__ = [
     "DEFAULT_SENTINELS",
@@ -1029,8 +1030,9 @@ def _read_delimited(path: Path) -> Table:
         if name != clean and name.lstrip("\ufeff").strip() == clean:
             table.rename_column(name, clean)
     for name, unit in layout.units.items():
-        if name in table.colnames and _declared_unit(unit) is not None:
-            table[name].unit = _declared_unit(unit)
+        parsed = parse_unit(unit)
+        if name in table.colnames and parsed is not None:
+            table[name].unit = parsed
     return table
 
 
@@ -1609,43 +1611,6 @@ def _locate_columns(raw: Table, cmap: ColumnMapping, requested: tuple[str, ...] 
     return sources, tuple(band_list)
 
 
-#: Unit spellings of real catalogues that astropy does not parse, by their lower-case text:
-#: SDSS's TUNIT ``nanomaggies``, upper-case FITS units of older pipelines (``DEG``, ``RAD``,
-#: ``MAG``), plurals and ``ABmag``-like names. Read as their plain meaning, a ``RAD`` or
-#: ``HOURS`` position would be taken for degrees and a ``nanomaggies`` flux for a magnitude.
-_UNIT_SPELLINGS = {
-    **dict.fromkeys(("nanomaggies", "nanomaggie", "nmgys", "nmgy"), "nmgy"),
-    **dict.fromkeys(("maggies", "maggie", "mgy"), "mgy"),
-    **dict.fromkeys(("microjy", "mujy", "ujy", "microjansky"), "uJy"),
-    **dict.fromkeys(("njy", "nanojy", "nanojansky"), "nJy"),
-    **dict.fromkeys(("jy", "jansky"), "Jy"),
-    **dict.fromkeys(("deg", "degs", "degree", "degrees"), "deg"),
-    **dict.fromkeys(("rad", "rads", "radian", "radians"), "rad"),
-    **dict.fromkeys(("arcsec", "arcsecs", "arcsecond", "arcseconds"), "arcsec"),
-    **dict.fromkeys(("arcmin", "arcmins", "arcminute", "arcminutes"), "arcmin"),
-    **dict.fromkeys(("hour", "hours", "hr", "hrs"), "h"),
-    **dict.fromkeys(("mag", "mags", "magnitude", "magnitudes"), "mag"),
-    **dict.fromkeys(("abmag", "abmags", "mag_ab", "magab", "ab_mag", "mag(ab)", "ab mag"), "mag(AB)"),
-    **dict.fromkeys(("stmag", "stmags", "mag_st", "magst", "st_mag", "mag(st)"), "mag(ST)"),
-}
-
-
-def _declared_unit(unit: Any) -> u.UnitBase | None:
-    """A column's unit (astropy unit or FITS / ECSV unit text, also in the spellings of
-    :data:`_UNIT_SPELLINGS`), or None when it has none or astropy does not know it (such a
-    column is read as the standard unit, as before)."""
-    if unit is None or (isinstance(unit, str) and not unit.strip()):
-        return None
-    try:
-        parsed = u.Unit(unit, parse_strict="silent")
-    except (TypeError, ValueError):
-        return None
-    if isinstance(parsed, u.UnrecognizedUnit):
-        spelling = _UNIT_SPELLINGS.get(str(unit).strip().strip("[]").strip().lower())
-        return u.Unit(spelling) if spelling is not None else None
-    return parsed
-
-
 def degrees_per_unit(unit: Any, column: str, path: str | os.PathLike, key: str | None = None) -> float:
     """Degrees per unit of a sky-position column declared in ``unit`` (1 when it declares none).
 
@@ -1654,7 +1619,7 @@ def degrees_per_unit(unit: Any, column: str, path: str | os.PathLike, key: str |
     15 degrees an hour. Any other unit that is not an angle (pixels, magnitudes; hours for a
     declination, or when ``key`` is not given) is :class:`InputError`.
     """
-    parsed = _declared_unit(unit)
+    parsed = parse_unit(unit)
     if parsed is None:
         return 1.0
     if key == "ra" and parsed.is_equivalent(u.h):
@@ -1669,7 +1634,7 @@ def degrees_per_unit(unit: Any, column: str, path: str | os.PathLike, key: str |
 def maggies_per_unit(unit: Any, where: str | os.PathLike) -> float:
     """Maggies (the flux of an AB magnitude 0 source, 3631 Jy) per unit of a flux column
     (``unit``: nJy, uJy, Jy, nanomaggy, ... as text or astropy unit); InputError otherwise."""
-    parsed = _declared_unit(unit)
+    parsed = parse_unit(unit)
     if parsed is not None and not isinstance(parsed, u.FunctionUnitBase):
         for target, scale in ((u.mgy, 1.0), (u.Jy, 1.0 / 3631.0)):
             try:
@@ -1720,7 +1685,7 @@ def check_magnitude_unit(unit: Any, column: str, path: str | os.PathLike, ab_off
                                "the band's Vega-to-AB offset in the column mapping (ab_offsets)")
     if text == "AB":
         return
-    parsed = _declared_unit(unit)
+    parsed = parse_unit(unit)
     if (isinstance(parsed, u.MagUnit) and parsed.physical_unit not in (u.dimensionless_unscaled, u.AB, u.mgy)
             and not ab_offset):
         raise InputError(path, f"column {column!r} holds {parsed} magnitudes, not AB magnitudes: convert them to AB, or "
@@ -1953,7 +1918,7 @@ def _float_column(col: Column, unit: u.UnitBase, description: str,
 def check_flux_unit(declared: Any, column: str, flux_unit: str, path: str | os.PathLike) -> None:
     """Refuse a flux column whose own declared unit contradicts the mapping's ``flux_unit``
     (a magnitude, or another flux unit): which one is meant would be a guess."""
-    parsed = _declared_unit(declared)
+    parsed = parse_unit(declared)
     if parsed is None:
         return
     if not isinstance(parsed, u.FunctionUnitBase):

@@ -125,17 +125,13 @@ def _per_pixel_removed(unit: str) -> str:
 
 def _jansky_zero_point(unit: str) -> float:
     """AB magnitude of one ``unit`` when it is a spectral flux density (``Jy``, ``mJy``,
-    ``uJy``, ``nJy``, optionally per pixel), read with astropy's FITS unit parser; NaN
-    for any other unit."""
+    ``uJy``, ``nJy``, optionally per pixel); NaN for any other unit."""
     from astropy import units as u
 
-    name = _per_pixel_removed(unit)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        parsed = u.Unit(name, format="fits", parse_strict="silent")
-        if isinstance(parsed, u.UnrecognizedUnit):  # "microJy" is astropy's name, not the FITS standard's
-            parsed = u.Unit(name, parse_strict="silent")
-    if isinstance(parsed, u.UnrecognizedUnit) or not parsed.is_equivalent(u.Jy):
+    from .units import parse_unit
+
+    parsed = parse_unit(_per_pixel_removed(unit))
+    if parsed is None or not parsed.is_equivalent(u.Jy):
         return float("nan")
     return round(float((1.0 * parsed).to(u.ABmag).value), 6)
 

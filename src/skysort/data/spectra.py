@@ -16,20 +16,16 @@ or error, finite flux, no archive quality flag) rather than filling bad pixels.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
+from .units import parse_unit
 
 #: A grid pixel is usable when at most this fraction of it is bad or uncovered.
 MAX_BAD_FRACTION = 0.5
-
-#: Spellings of the Angstrom in archive files that astropy does not parse (``A`` is the ampere to it).
-_ANGSTROM_SPELLINGS = {"a", "aa", "ang", "angs", "angstrom", "angstroms", "\u00e5", "\u212b"}
-
 
 def air_to_vacuum(wave_air: np.ndarray) -> np.ndarray:
     """Vacuum wavelengths [A] of air wavelengths [A] (the IAU standard refractive index of air,
@@ -57,24 +53,6 @@ def _log_linear_wave(header, n: int) -> np.ndarray | None:
     return 10.0 ** (float(header["COEFF0"]) + float(header["COEFF1"]) * np.arange(n))
 
 
-def _parse_unit(text: str):
-    """An astropy unit from a FITS unit string, None when astropy does not understand it."""
-    import astropy.units as u
-
-    text = text.strip()
-    if text.lower() in _ANGSTROM_SPELLINGS:
-        return u.AA
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", u.UnitsWarning)
-        # Archives write units in any case and in the plural ('NM', 'microns').
-        for candidate in (text, text.lower(), text.lower().removesuffix("s")):
-            try:
-                return u.Unit(candidate)
-            except ValueError:
-                continue
-    return None
-
-
 def _wavelengths_in_angstrom(path: Path, values: np.ndarray, unit_text: str | None, what: str) -> np.ndarray:
     """Wavelengths [A] of ``values`` given in ``unit_text`` (Angstrom when no unit is given).
 
@@ -87,7 +65,7 @@ def _wavelengths_in_angstrom(path: Path, values: np.ndarray, unit_text: str | No
 
     if unit_text is None or not str(unit_text).strip():
         return values
-    unit = _parse_unit(str(unit_text))
+    unit = parse_unit(unit_text)
     if unit is None:
         raise InputError(path, f"{what}: unknown wavelength unit {str(unit_text).strip()!r}")
     if unit == u.AA:
@@ -104,7 +82,7 @@ def _as_f_lambda(flux: np.ndarray, wave: np.ndarray, unit_text: str | None) -> n
     otherwise ``flux`` unchanged (f_lambda in any scale, counts, relative or unknown units)."""
     import astropy.units as u
 
-    unit = _parse_unit(str(unit_text)) if unit_text else None
+    unit = parse_unit(unit_text)
     f_lambda = u.erg / u.s / u.cm**2 / u.AA
     if unit is None or unit.is_equivalent(f_lambda):
         return flux
@@ -281,23 +259,15 @@ def read_real_spectrum(path: str | os.PathLike) -> dict[str, Any]:
         A file that is not FITS, is damaged or truncated, holds none of these layouts or several
         spectra, or has wavelengths in a unit that is not one.
     """
-    from astropy.io import fits
-    from astropy.utils.exceptions import AstropyUserWarning
+    from .images import open_fits
 
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file")
-    try:
-        # astropy warns (on standard error) before failing on a truncated file; the error says it.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", AstropyUserWarning)
-            with fits.open(path) as hdul:
-                spectrum = _read_hdus(path, hdul)
-    except OSError as exc:
-        raise InputError(path, f"not a readable FITS file ({exc})") from exc
-    except (TypeError, ValueError) as exc:
-        # Data shorter than its header says (an interrupted download) fails only when read.
-        raise InputError(path, f"a damaged or truncated FITS file ({exc})") from exc
+    # Data shorter than its header says (an interrupted download) fails only when read, inside
+    # the block: open_fits says so.
+    with open_fits(path) as hdul:
+        spectrum = _read_hdus(path, hdul)
     return _in_wavelength_order(path, spectrum)
 
 
