@@ -255,5 +255,5 @@ def test_sgq_and_blend_validation_sets_on_another_scale_are_refused(tmp_path):
     source = StampSet.open(blends)
     meta = dataclasses.replace(source.meta, pixel_scale=0.1)
     other = write_stampset(tmp_path / "other.h5", source.read_images(np.arange(len(source))), source.table, meta)
-    with pytest.raises(InputError, match="pixel scale 0.1 arcsec, not 0.187"):
+    with pytest.raises(InputError, match=r"pixel scales differ \(0.187 vs 0.1 arcsec/px\)"):
         train_blend_model(blends, tmp_path / "blend.pt", val_data=other.path, epochs=1, batch_size=8, progress=False)

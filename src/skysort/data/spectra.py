@@ -27,6 +27,7 @@ from .units import parse_unit
 #: A grid pixel is usable when at most this fraction of it is bad or uncovered.
 MAX_BAD_FRACTION = 0.5
 
+
 def air_to_vacuum(wave_air: np.ndarray) -> np.ndarray:
     """Vacuum wavelengths [A] of air wavelengths [A] (the IAU standard refractive index of air,
     Ciddor 1996, in the inverse form of Piskunov's VALD)."""

@@ -161,16 +161,26 @@ class StampMeta:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in fields.items() if k in known})
 
-    def compatible_with(self, other: "StampMeta") -> list[str]:
-        """Reasons why stamps of ``other`` cannot be stored beside these (empty if they can)."""
+    def compatible_with(self, other: "StampMeta", bands: Sequence[str] | None = None) -> list[str]:
+        """Reasons why stamps of ``other`` cannot be stored beside these (empty if they can).
+
+        With ``bands``, only those bands are compared (each must be in both; a network that
+        reads them reads stamps of either set alike), not the whole band lists.
+        """
         problems = []
-        if self.bands != other.bands:
-            problems.append(f"bands differ ({list(self.bands)} vs {list(other.bands)})")
+        if bands is None:
+            if self.bands != other.bands:
+                problems.append(f"bands differ ({list(self.bands)} vs {list(other.bands)})")
+            bands = self.bands
+        else:
+            absent = [b for b in bands if b not in self.bands or b not in other.bands]
+            if absent:
+                problems.append(f"bands {absent} are not in both ({list(self.bands)} vs {list(other.bands)})")
         if not np.isclose(self.pixel_scale, other.pixel_scale, rtol=1e-6):
             problems.append(f"pixel scales differ ({self.pixel_scale} vs {other.pixel_scale} arcsec/px)")
         if self.flux_unit != other.flux_unit:
             problems.append(f"flux units differ ({self.flux_unit} vs {other.flux_unit})")
-        differing = [b for b in self.bands
+        differing = [b for b in bands
                      if not np.isclose(self.zero_points.get(b, np.nan), other.zero_points.get(b, np.nan), rtol=0, atol=1e-6, equal_nan=True)]
         if differing:
             problems.append("zero points differ in " + ", ".join(
@@ -903,6 +913,17 @@ def stamps_without_pixels(images: np.ndarray) -> np.ndarray:
     evaluations do not score it and training refuses it."""
     images = np.asarray(images)
     return ~np.isfinite(images).reshape(len(images), -1).any(axis=1)
+
+
+def stamps_missing_a_band(images: np.ndarray) -> np.ndarray:
+    """Whether each stamp of ``images`` ``(N, B, H, W)`` lacks a band: one of its B planes
+    holds no finite pixel (a chip gap, a masked region, a band off its image), or all do.
+
+    A network reads such a plane as blank sky, so its class comes without that band's light
+    (for colours, a made-up colour): :data:`skysort.inference.predictor.MISSING_INPUT_FLAG` says so.
+    """
+    images = np.asarray(images)
+    return (~np.isfinite(images).any(axis=(2, 3))).any(axis=1)
 
 
 def write_stampset(

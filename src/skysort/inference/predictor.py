@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import numpy as np
 from astropy.table import Table
 
-from ..data.stampset import stamps_without_pixels
+from ..data.stampset import stamps_missing_a_band, stamps_without_pixels
 from ..errors import InputError
 
 #: Bit set in the output ``flags`` column (beside the stamp set's own flags) when the model
@@ -396,17 +396,6 @@ def class_table(predictor: Predictor, outputs: Mapping[str, np.ndarray], ids: np
 _OUTPUT_UNITS = {"ra": "deg", "dec": "deg", "psf_fwhm": "arcsec", "companion_dx": "pix", "companion_dy": "pix"}
 
 
-def stamps_missing_a_band(images: np.ndarray) -> np.ndarray:
-    """Whether each stamp of ``images`` ``(N, B, H, W)`` lacks a band: one of its B planes
-    holds no finite pixel (a chip gap, a masked region, a band off its image), or all do.
-
-    A network reads such a plane as blank sky, so its class comes without that band's light
-    (for colours, a made-up colour): :data:`MISSING_INPUT_FLAG` says so.
-    """
-    images = np.asarray(images)
-    return (~np.isfinite(images).any(axis=(2, 3))).any(axis=1)
-
-
 def stampset_without_pixels(stamps, band_index: Sequence[int] | None = None, batch_size: int = 4096) -> np.ndarray:
     """:func:`stamps_without_pixels` for every stamp of a stamp set (in the planes
     ``band_index``, default all), read batch by batch."""
@@ -577,7 +566,7 @@ def stampset_inputs(predictor: Predictor, stamps, indices: np.ndarray | slice | 
 
     Returns ``(inputs, missing)`` where ``missing`` is True for objects lacking some of the
     model's photometric bands or with a stamp band that holds no finite pixel
-    (:func:`stamps_missing_a_band`). A model that reads the
+    (:func:`~skysort.data.stampset.stamps_missing_a_band`). A model that reads the
     seeing gets ``psf_fwhm`` (FWHM [arcsec] per object of the rows read) when given, else the
     seeing the stamp set records.
 

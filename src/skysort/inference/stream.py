@@ -49,11 +49,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..data.flags import Flags
+from ..data.stampset import stamps_missing_a_band
 from ..data.images import pixel_to_world, world_to_pixel
 from ..errors import InputError, report_problem
 from .manifest import SHARDS_DIR, Manifest, file_identity, file_sha256, part_name
-from .predictor import (MISSING_INPUT_FLAG, ClassDecision, Predictor, class_table, stamps_missing_a_band,
-                        unknown_zero_point_message)
+from .predictor import MISSING_INPUT_FLAG, ClassDecision, Predictor, class_table, unknown_zero_point_message
 
 if TYPE_CHECKING:
     from ..data.catalog import TextLayout

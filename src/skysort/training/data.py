@@ -93,18 +93,9 @@ def require_same_imaging(train: StampSet, val: StampSet, bands: Sequence[str], s
     InputError
         Naming ``source`` and each difference.
     """
-    a, b = train.meta, val.meta
-    problems = []
-    if a.pixel_scale and b.pixel_scale and not np.isclose(a.pixel_scale, b.pixel_scale, rtol=1e-6, atol=0.0):
-        problems.append(f"pixel scale {b.pixel_scale:g} arcsec, not {a.pixel_scale:g}")
-    if a.flux_unit != b.flux_unit:
-        problems.append(f"flux unit {b.flux_unit!r}, not {a.flux_unit!r}")
-    for band in bands:
-        za, zb = (a.zero_points or {}).get(band), (b.zero_points or {}).get(band)
-        if za is not None and zb is not None and not np.isclose(za, zb, rtol=0.0, atol=1e-6):
-            problems.append(f"zero point {zb:g} in {band}, not {za:g}")
+    problems = train.meta.compatible_with(val.meta, bands=bands)
     if same_size and tuple(train.shape[-2:]) != tuple(val.shape[-2:]):
-        problems.append(f"stamps of {val.shape[-2]}x{val.shape[-1]} px, not {train.shape[-2]}x{train.shape[-1]}")
+        problems.append(f"stamp sizes differ ({train.shape[-2]}x{train.shape[-1]} vs {val.shape[-2]}x{val.shape[-1]} px)")
     if problems:
         raise InputError(source, f"the validation stamps differ from the training set {train.path}: {'; '.join(problems)}")
 
