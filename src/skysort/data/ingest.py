@@ -14,7 +14,7 @@ from ..errors import InputError, report_problem
 from .cutout import cut_stamps, iter_chunks, pixel_to_sky, sky_to_pixel, stamps_touch_image
 from .flags import Flags
 from .images import BandImage, open_fits
-from .stampset import CORE_COLUMNS, StampMeta, StampSet
+from .stampset import CORE_COLUMNS, StampMeta, StampSet, pixel_scale_arcsec
 
 #: Objects cut and written per block: bounds memory (5 bands x 64 x 64 x 4 B x 2048 = 168 MB).
 DEFAULT_CHUNK = 2048
@@ -396,27 +396,6 @@ def load_stamp_array(path: str | os.PathLike) -> np.ndarray:
     return array
 
 
-def _pixel_scale_arcsec(pixel_scale: Any) -> float:
-    """The pixel scale in arcsec per pixel: a number (arcsec) or an angle Quantity in any unit
-    (``0.187 * u.arcsec``, ``187 * u.mas``, per pixel or not); InputError unless finite and
-    positive."""
-    value = pixel_scale
-    if hasattr(value, "unit") and hasattr(value, "to_value"):
-        import astropy.units as u
-
-        try:
-            value = value.to_value(u.arcsec / u.pix if value.unit.physical_type != "angle" else u.arcsec)
-        except u.UnitsError:
-            raise InputError("--pixel-scale", f"pixel scale must be an angle per pixel, got {pixel_scale}") from None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise InputError("--pixel-scale", f"pixel scale must be a number of arcsec per pixel, got {pixel_scale!r}") from None
-    if not (np.isfinite(value) and value > 0):
-        raise InputError("--pixel-scale", f"pixel scale must be positive and finite (arcsec/px), got {pixel_scale}")
-    return value
-
-
 def import_to_stampset(
     array_path: str | os.PathLike,
     table: Table | None,
@@ -464,7 +443,10 @@ def import_to_stampset(
                     "(numpy.moveaxis(array, -1, 1))")
         raise InputError(array_path, f"stamps have {n_bands} band plane(s) but {len(bands)} band name(s) were given "
                                      f"({list(bands)}){hint}")
-    pixel_scale = _pixel_scale_arcsec(pixel_scale)
+    try:
+        pixel_scale = pixel_scale_arcsec(pixel_scale)
+    except ValueError as exc:
+        raise InputError("--pixel-scale", str(exc)) from None
     if table is None:
         table = Table({"id": np.arange(n, dtype=np.int64)})
     elif len(table) != n:

@@ -113,9 +113,7 @@ class StampMeta:
             raise ValueError(f"bands must be unique and non-empty, got {self.bands}")
         # Numbers are stored as JSON: numpy scalars and Quantities become plain floats here, so
         # that a file is not left half written when the metadata is serialised.
-        object.__setattr__(self, "pixel_scale", _as_float("pixel_scale", self.pixel_scale, "arcsec"))
-        if not self.pixel_scale > 0:
-            raise ValueError(f"pixel_scale must be positive (arcsec/px), got {self.pixel_scale}")
+        object.__setattr__(self, "pixel_scale", pixel_scale_arcsec(self.pixel_scale))
         object.__setattr__(self, "zero_points", {str(b): _as_float(f"zero_points[{b!r}]", v, "mag")
                                                  for b, v in dict(self.zero_points).items()})
         object.__setattr__(self, "psf_fwhm", {str(b): _as_float(f"psf_fwhm[{b!r}]", v, "arcsec")
@@ -186,6 +184,25 @@ class StampMeta:
             problems.append("zero points differ in " + ", ".join(
                 f"{b} ({self.zero_points.get(b)} vs {other.zero_points.get(b)})" for b in differing))
         return problems
+
+
+def pixel_scale_arcsec(value: Any) -> float:
+    """A pixel scale [arcsec per pixel] from a number (arcsec) or an angle Quantity in any unit,
+    per pixel or not (``187 * u.mas``, ``0.187 * u.arcsec / u.pix``).
+
+    Raises
+    ------
+    ValueError
+        Not an angle, not a number, or not finite and positive.
+    """
+    if hasattr(value, "unit") and hasattr(value, "to_value") and value.unit.physical_type != "angle":
+        from astropy import units as u
+
+        value = value * u.pix  # an angle per pixel becomes the angle of one pixel
+    scale = _as_float("pixel scale", value, "arcsec")
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"pixel scale must be positive and finite (arcsec/px), got {scale}")
+    return scale
 
 
 def _as_float(name: str, value: Any, unit: str) -> float:
