@@ -887,13 +887,15 @@ class CatalogStream:
         self._raw: Table | None = None
         self._fits_hdu_index: int | None = None
         self._csv_layout: TextLayout | None = None
+        #: The first Parquet file's schema, which every other file of a folder must agree with.
+        self._parquet_schema: Any = None
         #: Units the file declares per column (FITS TUNITn, astropy's metadata in Parquet and ECSV).
         self.units: dict[str, Any] = {}
         try:
             if self.format == "parquet":
                 import pyarrow.parquet as pq
 
-                schema = pq.read_schema(self._parquet_files[0])
+                schema = self._parquet_schema = pq.read_schema(self._parquet_files[0])
                 # The masks astropy writes beside masked columns are read with them, not as columns.
                 names = [name for name in schema.names if name not in parquet_mask_columns(schema).values()]
                 self.n_rows = 0
@@ -1001,12 +1003,11 @@ class CatalogStream:
 
             from ..data.catalog import check_same_columns, masks_as_nulls, parquet_mask_columns
 
-            first_schema = pq.read_schema(self._parquet_files[0])
             for file in self._parquet_files:
                 # A chunk does not span files: a folder's chunks are at most a file's rows.
                 with pq.ParquetFile(file) as parquet:
                     check_same_columns(file, self.names, parquet.schema_arrow.names, self._parquet_files[0], columns,
-                                       first_schema=first_schema, schema=parquet.schema_arrow)
+                                       first_schema=self._parquet_schema, schema=parquet.schema_arrow)
                     masks = {name: mask for name, mask in parquet_mask_columns(parquet.schema_arrow).items() if name in columns}
                     for piece in _parquet_pieces(parquet, chunk_rows, [*columns, *masks.values()]):
                         if masks:
