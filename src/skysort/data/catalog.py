@@ -1167,9 +1167,7 @@ def _arrow_kind(kind: Any) -> str:
         return "text"
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         return "number"
-    if pa.types.is_boolean(kind) or pa.types.is_null(kind):
-        return "bool" if pa.types.is_boolean(kind) else "null"
-    return str(kind)
+    return "bool" if pa.types.is_boolean(kind) else str(kind)
 
 
 def _read_parquet(path: Path) -> tuple[Table, dict[str, Any]]:

@@ -369,21 +369,8 @@ class PopulationModel:
 
     @classmethod
     def from_preset(cls, survey: SurveyPreset) -> PopulationModel:
-        """The default model with the preset's ``population`` overrides.
-
-        Parameters
-        ----------
-        survey : SurveyPreset
-
-        Returns
-        -------
-        PopulationModel
-
-        Raises
-        ------
-        InputError
-            An override that is not a scalar or tuple parameter of the model.
-        """
+        """The default model with the preset's ``population`` overrides (:meth:`from_overrides`,
+        errors naming the preset's file)."""
         if not survey.population:
             return cls()
         return cls.from_overrides(survey.population, survey.source_file or f"{survey.name} preset population")

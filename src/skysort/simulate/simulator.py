@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 from astropy.table import Table
 
+from .._cores import available_cores
 from .._io import check_output_path
 from ..data.stampset import StampMeta, StampSet
 from ..errors import InputError
@@ -178,11 +179,6 @@ class SimulationConfig:
         if not self.population:
             return preset
         return preset.model_copy(update={"population": {**preset.population, **dict(self.population)}})
-
-
-def available_cores() -> int:
-    """Cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _object_rngs(seed: int, indices: np.ndarray, stream: int) -> list[np.random.Generator]:

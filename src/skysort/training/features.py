@@ -25,6 +25,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from .._cores import available_cores
 from .._io import atomic_path
 from .._progress import progress_bar
 from ..data.stampset import StampSet
@@ -74,11 +75,6 @@ def default_cache_dir() -> Path:
     """``$SKYSORT_CACHE/features`` or ``~/.cache/skysort/features``."""
     root = os.environ.get("SKYSORT_CACHE")
     return (Path(root) if root else Path.home() / ".cache" / "skysort") / "features"
-
-
-def available_cores() -> int:
-    """Cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @contextlib.contextmanager
