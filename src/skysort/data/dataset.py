@@ -153,17 +153,21 @@ def random_dihedral_batch(images: torch.Tensor, generator: torch.Generator | Non
     Non-square images get only half turns (``k`` 0 or 2), which keep their shape.
     """
     n = images.shape[0]
+    # Drawn on the generator's device (the CPU), so that one seed gives the same transforms
+    # whatever device holds the images; the groups are chosen there too, so images on a GPU
+    # are transformed without waiting for it.
     k = _keep_shape(torch.randint(0, 4, (n,), generator=generator), images.shape[-2], images.shape[-1])
     flip = torch.rand(n, generator=generator) < 0.5
     out = images.clone()
     # Eight groups, one vectorised transform each, rather than a Python loop over images.
     for turns in range(4):
         for flipped in (False, True):
-            chosen = (k == turns) & (flip == flipped)
-            if chosen.any():
+            chosen = torch.nonzero((k == turns) & (flip == flipped)).squeeze(1)
+            if len(chosen):
+                chosen = chosen.to(images.device)
                 part = torch.rot90(images[chosen], turns, dims=(-2, -1))
                 out[chosen] = torch.flip(part, dims=(-1,)) if flipped else part
-    return out, k, flip
+    return out, k.to(images.device), flip.to(images.device)
 
 
 class StampDataset(Dataset):

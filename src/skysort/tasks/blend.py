@@ -91,11 +91,12 @@ class BlendAugmentation:
         g = self.generator
         if self.noise_range is not None:
             low, high = self.noise_range
-            target = low + (high - low) * torch.rand(n, generator=g)
+            # Drawn on the CPU generator and moved: one seed, the same noise on every device.
+            target = (low + (high - low) * torch.rand(n, generator=g)).to(images.device)
             extra = torch.sqrt(torch.clamp(target**2 - batch["noise_sigma"].float() ** 2, min=0.0)).view(-1, 1, 1, 1)
             p = self.padding
             region = images[..., p : images.shape[-2] - p, p : images.shape[-1] - p]
-            region += extra * torch.randn(region.shape, generator=g)
+            region += extra * torch.randn(region.shape, generator=g).to(images.device)
         images, k, flip = random_dihedral_batch(images, g)
         out = dict(batch)
         out["image"] = images

@@ -223,9 +223,10 @@ class SpectrumCoverage:
         g = self.generator
         limit = int(self.max_fraction * length)
         apply = torch.rand(n, generator=g) < self.probability
-        blue = torch.where(apply, torch.randint(0, limit + 1, (n,), generator=g), 0)
-        red = torch.where(apply, torch.randint(0, limit + 1, (n,), generator=g), 0)
-        position = torch.arange(length).unsqueeze(0)
+        # Drawn on the CPU generator and moved: one seed, the same spectra on every device.
+        blue = torch.where(apply, torch.randint(0, limit + 1, (n,), generator=g), 0).to(spectrum.device)
+        red = torch.where(apply, torch.randint(0, limit + 1, (n,), generator=g), 0).to(spectrum.device)
+        position = torch.arange(length, device=spectrum.device).unsqueeze(0)
         keep = (position >= blue.unsqueeze(1)) & (position < (length - red).unsqueeze(1))
         return {**batch, "spectrum": torch.where(keep, spectrum, torch.zeros((), dtype=spectrum.dtype)),
                 "spectrum_valid": valid & keep}
@@ -256,8 +257,9 @@ class SpectrumNoise:
         low, high = np.log(self.snr_range[0]), np.log(self.snr_range[1])
         snr = torch.exp(low + (high - low) * torch.rand(n, generator=g))
         sigma = torch.sqrt(torch.clamp(1.0 / snr**2 - 1.0 / self.base_snr**2, min=0.0))
-        sigma = torch.where(torch.rand(n, generator=g) < self.probability, sigma, 0.0)
-        flux = torch.sinh(spectrum.float()) + sigma.unsqueeze(1) * torch.randn(spectrum.shape, generator=g)
+        # Drawn on the CPU generator and moved: one seed, the same spectra on every device.
+        sigma = torch.where(torch.rand(n, generator=g) < self.probability, sigma, 0.0).to(spectrum.device)
+        flux = torch.sinh(spectrum.float()) + sigma.unsqueeze(1) * torch.randn(spectrum.shape, generator=g).to(spectrum.device)
         scale = torch.nanmedian(torch.where(valid, flux.abs(), torch.nan), dim=1).values
         scale = torch.where(torch.isfinite(scale) & (scale > 0), scale, 1.0)
         noisy = torch.where(valid, torch.asinh(flux / scale.unsqueeze(1)), 0.0).to(spectrum.dtype)

@@ -293,16 +293,19 @@ class SGQAugmentation:
         g = self.generator
         if "image" in batch:
             out["image"], _, _ = random_dihedral_batch(batch["image"], g)
+        # Random numbers come from the CPU generator and move to the batch's device (one seed,
+        # the same augmentation on every device).
         if "mag" in batch and self.mag_jitter is not None:
             # NaN (missing) magnitudes stay NaN: NaN + offset is NaN.
             offsets = torch.randn(batch["mag"].shape, generator=g) * self.mag_jitter.to(batch["mag"].dtype)
-            out["mag"] = batch["mag"] + offsets
+            out["mag"] = batch["mag"] + offsets.to(batch["mag"].device)
         if "mag" in batch and self.mag_dropout > 0:
-            drop = torch.rand(batch["mag"].shape, generator=g) < self.mag_dropout
+            drop = (torch.rand(batch["mag"].shape, generator=g) < self.mag_dropout).to(batch["mag"].device)
             out["mag"] = torch.where(drop, torch.full_like(out["mag"], float("nan")), out["mag"])
         if "psf_fwhm" in batch:
-            fwhm = batch["psf_fwhm"] * torch.exp(torch.randn(batch["psf_fwhm"].shape, generator=g) * self.seeing_jitter)
-            drop = torch.rand(fwhm.shape, generator=g) < self.seeing_dropout
+            device = batch["psf_fwhm"].device
+            fwhm = batch["psf_fwhm"] * torch.exp(torch.randn(batch["psf_fwhm"].shape, generator=g) * self.seeing_jitter).to(device)
+            drop = (torch.rand(fwhm.shape, generator=g) < self.seeing_dropout).to(device)
             out["psf_fwhm"] = torch.where(drop, torch.full_like(fwhm, float("nan")), fwhm)
         return out
 

@@ -21,7 +21,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import lightning as L
 import torch
@@ -30,6 +30,7 @@ from torch import nn
 
 from .._io import registered_temporary
 from ..errors import InputError
+from .data import InMemoryBatches
 
 LossFunction = Callable[[Mapping[str, torch.Tensor], Mapping[str, torch.Tensor]], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
@@ -84,8 +85,10 @@ class TaskModule(L.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.network.parameters() if p.requires_grad]
+        # On a GPU, one fused kernel updates all weights instead of several per tensor.
+        fused = True if params and all(p.is_cuda for p in params) else None
         optimizer = torch.optim.AdamW(params, lr=self.optim.lr, betas=self.optim.betas, eps=self.optim.eps,
-                                      weight_decay=self.optim.weight_decay)
+                                      weight_decay=self.optim.weight_decay, fused=fused)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=self.optim.lr_factor,
                                                                patience=self.optim.lr_patience)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}
@@ -189,7 +192,8 @@ def fit(
             warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
             sigint = signal.getsignal(signal.SIGINT)
             try:
-                trainer.fit(module, train_loader, val_loader)
+                with _batches_on_gpu((train_loader, val_loader), accelerator, devices):
+                    trainer.fit(module, train_loader, val_loader)
             except SystemExit:
                 # Lightning answers Ctrl-C by tearing down and calling sys.exit(1), after
                 # setting SIGINT to be ignored: give the caller the interruption it was.
@@ -214,6 +218,26 @@ def fit(
         "accelerator": accelerator,
         "precision": precision,
     }
+
+
+@contextlib.contextmanager
+def _batches_on_gpu(loaders, accelerator: str, devices: int | str) -> Iterator[None]:
+    """Hold in-memory training and validation sets in the GPU's memory during a fit on one GPU,
+    when together they take at most half of its free memory.
+
+    Cutting batches from host memory and copying them over took about half of each step's
+    time training sgq-kids on an H100; the GPU itself was busy for a small part of it.
+    """
+    with contextlib.ExitStack() as stack:
+        one_gpu = devices in (1, "1") or (devices == "auto" and torch.cuda.device_count() == 1)
+        if accelerator in ("gpu", "cuda") and torch.cuda.is_available() and one_gpu:
+            datasets = [loader.dataset for loader in loaders if isinstance(getattr(loader, "dataset", None), InMemoryBatches)]
+            free, _ = torch.cuda.mem_get_info()
+            if datasets and sum(dataset.nbytes for dataset in datasets) <= free // 2:
+                device = torch.device("cuda", torch.cuda.current_device())
+                for dataset in datasets:
+                    stack.enter_context(dataset.resident_on(device))
+        yield
 
 
 def require_finite_weights(module: TaskModule) -> None:
