@@ -225,3 +225,20 @@ def test_a_fits_ldac_catalogue_of_several_chips_is_not_read_as_its_first_chip(tm
     fits.HDUList(hdus).writeto(path)
     with pytest.raises(InputError, match="a FITS_LDAC catalogue of 3 chips"):
         read_catalog(path, mapping="ra=RA,dec=DEC")
+
+
+def test_repeated_ids_are_read_with_a_warning_that_names_them(tmp_path):
+    path = tmp_path / "epochs.csv"
+    path.write_text("objid,ra,dec,mag_r\n7,10.0,1.0,20\n8,10.1,1.1,21\n7,10.2,1.2,22\n9,10.3,1.3,21\n")
+    with pytest.warns(UserWarning, match=r"1 id of column 'objid' occurs more than once \(7; 2 rows\)"):
+        table = read_catalog(path)
+    assert list(table["id"]) == [7, 8, 7, 9]
+
+
+def test_unique_ids_and_masked_ids_give_no_repeated_id_warning(tmp_path):
+    table = Table({"objid": MaskedColumn([1, 2, 3], mask=[False, True, True]), "ra": [1.0, 2.0, 3.0], "dec": [0.0, 0.5, 1.0]})
+    path = tmp_path / "c.fits"
+    table.write(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(read_catalog(path)) == 3

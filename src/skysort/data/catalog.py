@@ -1308,6 +1308,20 @@ def _write_ecsv(table: Table, tmp: Path, meta: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------------------
 
 
+def _warn_repeated_ids(ids: Column, path: str | os.PathLike, name: str) -> None:
+    """Warn when ids repeat (a multi-epoch catalogue, or a merge gone wrong): every row is still
+    read and classified, but the outputs' ``id`` column no longer tells those rows apart."""
+    present = ids.data[~ids.mask] if isinstance(ids, MaskedColumn) else ids.data
+    values, counts = np.unique(np.asarray(present), return_counts=True)
+    repeated = values[counts > 1]
+    if len(repeated):
+        shown = ", ".join(str(v) for v in repeated[:3]) + (", ..." if len(repeated) > 3 else "")
+        what = "1 id" if len(repeated) == 1 else f"{len(repeated):,} ids"
+        report_problem(None, path, f"{what} of column {name!r} {'occurs' if len(repeated) == 1 else 'occur'} more than once ({shown}; "
+                                   f"{int(counts[counts > 1].sum()):,} rows); each row is classified, but the "
+                                   "outputs' id column does not tell those rows apart: match results by row order")
+
+
 def read_catalog(path: str | os.PathLike,
                  mapping: ColumnMapping | str | os.PathLike | None = None,
                  bands: Sequence[str] | str | None = None,
@@ -1395,6 +1409,7 @@ def _standardise(raw: Table, carried: Mapping[str, Any], path: str | os.PathLike
     if sources.get("id") is not None:
         out["id"] = raw[sources["id"]].copy()
         consumed.add(sources["id"])
+        _warn_repeated_ids(out["id"], path, sources["id"])
     else:
         out["id"] = Column(np.arange(len(raw), dtype=np.int64))
     out["id"].description = "object identifier"
