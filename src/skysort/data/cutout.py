@@ -8,6 +8,9 @@ The stamps of every band share the pixel grid of the *reference band* (``r`` by 
   correlated noise): the object's pixel ``(x, y)`` is rounded to the nearest pixel, which
   becomes stamp pixel ``(size // 2, size // 2)``. The residual sub-pixel offset is recorded in
   ``offset_x`` / ``offset_y`` (``x - round(x)``, in [-0.5, 0.5]).
+* A band on exactly the reference band's pixel grid (:func:`same_pixel_grid`: same shape and
+  same pixel-to-sky mapping) is cut in the same way, so its stamp holds its own pixels, NaN
+  and image edges exactly where the reference band's stamp would hold them.
 * Every other band is resampled onto that grid: the exact WCS maps the object's position from
   the reference image to the band image, and a local affine map (the Jacobian of
   reference-pixel -> sky -> band-pixel, by finite differences at the object) maps each stamp
@@ -24,6 +27,11 @@ Objects near an edge are never shifted or dropped: stamp pixels outside a band's
 and the object is flagged ``EDGE`` (and ``NAN_PIXELS``); an object entirely outside a band's
 image gets ``MISSING_BAND``. NaN pixels inside an image stay NaN in the stamp (the spline never
 spreads them beyond the pixels whose interpolation footprint touches them).
+
+:func:`cut_stamps` is the one cutting function: ``skysort cutout`` and the tiles streamed by
+``skysort predict --tiles`` both call it, so an object gets the same stamp, pixel for pixel and
+flag for flag, whichever way it is cut. Each object's stamp depends only on its own position,
+never on the other objects cut with it.
 """
 
 from __future__ import annotations
@@ -69,6 +77,38 @@ def stamps_touch_image(x_pix: np.ndarray, y_pix: np.ndarray, shape: tuple[int, i
     x0 = np.rint(off_image_safe(x_pix, nx, size)) - size // 2
     y0 = np.rint(off_image_safe(y_pix, ny, size)) - size // 2
     return (x0 + size > 0) & (y0 + size > 0) & (x0 < nx) & (y0 < ny)
+
+
+def same_pixel_grid(a, b) -> bool:
+    """Whether two band images share one pixel grid exactly (then no resampling is needed).
+
+    Their shapes and projection types must be equal and their WCSs must map the same pixels to
+    the same sky positions (within 1e-6 px) at the corners, edges and centre: comparing the
+    keywords alone misses the polynomial distortions that astropy folds into the projection
+    (SCAMP's TPV terms on DECam and MegaCam images), which differ between bands.
+
+    Parameters
+    ----------
+    a, b : BandImage or object with ``shape`` and ``wcs``
+        The images (or tiles: only their shapes and WCSs are read).
+
+    Returns
+    -------
+    bool
+    """
+    if a.shape != b.shape:
+        return False
+    wa, wb = a.wcs.wcs, b.wcs.wcs
+    if list(wa.ctype) != list(wb.ctype):
+        return False
+    if not (np.allclose(wa.crpix, wb.crpix, rtol=0, atol=1e-6) and np.allclose(wa.crval, wb.crval, rtol=0, atol=1e-10)
+            and np.allclose(a.wcs.pixel_scale_matrix, b.wcs.pixel_scale_matrix, rtol=1e-9, atol=0)):
+        return False
+    ny, nx = a.shape[-2:]
+    x, y = np.meshgrid(np.linspace(0, nx - 1, 5), np.linspace(0, ny - 1, 5))
+    ra, dec = a.wcs.all_pix2world(x.ravel(), y.ravel(), 0)
+    bx, by = b.wcs.all_world2pix(ra, dec, 0)
+    return bool(np.all(np.hypot(bx - x.ravel(), by - y.ravel()) < 1e-6))
 
 
 def cut_integer(data: np.ndarray, x_pix: np.ndarray, y_pix: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -209,6 +249,7 @@ def cut_stamps(
     y_ref: np.ndarray,
     size: int = 64,
     reference: int = 0,
+    aligned: Sequence[bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Aligned multi-band stamps around reference-band pixel positions.
 
@@ -222,6 +263,11 @@ def cut_stamps(
         Stamp side in pixels (reference-band pixels).
     reference : int
         Index in ``images`` of the reference band.
+    aligned : sequence of bool, optional
+        Per band, whether it lies on the reference band's pixel grid (:func:`same_pixel_grid`),
+        which is then cut pixel for pixel rather than resampled; the reference band always is.
+        Found from the images when not given; a caller cutting one tile chunk by chunk passes
+        what it found once.
 
     Returns
     -------
@@ -231,14 +277,20 @@ def cut_stamps(
         :class:`~skysort.data.flags.Flags` bits (EDGE, NAN_PIXELS, MISSING_BAND, SATURATED).
     """
     ref = images[reference]
+    if aligned is None:
+        aligned = [b == reference or same_pixel_grid(ref, image) for b, image in enumerate(images)]
+    if len(aligned) != len(images):
+        raise ValueError(f"aligned gives {len(aligned)} bands for {len(images)} images")
+    aligned = [bool(a) or b == reference for b, a in enumerate(aligned)]
     x_ref = off_image_safe(np.atleast_1d(x_ref), ref.data.shape[1], size)
     y_ref = off_image_safe(np.atleast_1d(y_ref), ref.data.shape[0], size)
     n = len(x_ref)
     stamps = np.empty((n, len(images), size, size), dtype=np.float32)
     flags = np.zeros(n, dtype=np.uint32)
-    stamps[:, reference], edge = cut_integer(ref.data, x_ref, y_ref, size)
-    flags[edge] |= np.uint32(Flags.EDGE)
-    flags[saturated_in_stamps(ref, x_ref, y_ref, size / 2)] |= np.uint32(Flags.SATURATED)
+    for b in np.flatnonzero(aligned):
+        stamps[:, b], edge = cut_integer(images[b].data, x_ref, y_ref, size)
+        flags[edge] |= np.uint32(Flags.EDGE)
+        flags[saturated_in_stamps(images[b], x_ref, y_ref, size / 2)] |= np.uint32(Flags.SATURATED)
     # Offsets of every stamp pixel from the object, in reference pixels (x = column, y = row).
     centre_x = np.rint(x_ref) - size // 2
     centre_y = np.rint(y_ref) - size // 2
@@ -246,7 +298,7 @@ def cut_stamps(
     # outside the other bands' projections too.
     wholly_off = ~stamps_touch_image(x_ref, y_ref, ref.data.shape, size)
     pixel_index = np.arange(size, dtype=np.float64)
-    other_bands = [b for b in range(len(images)) if b != reference]
+    other_bands = [b for b in range(len(images)) if not aligned[b]]
     if other_bands and n:
         ra, dec = pixel_to_sky(ref, x_ref, y_ref)
     for b in other_bands:

@@ -314,7 +314,11 @@ def world_to_pixel(wcs: WCS, ra, dec) -> tuple[np.ndarray, np.ndarray]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            pixels = wcs.all_world2pix(world, 0)
+            # Inverting a distortion polynomial is iterative. Without ``adaptive`` every
+            # position is iterated until the slowest of those converted with it converges, so
+            # its last digits depend on the others (a catalogue chunk, a work unit), and at a
+            # half-pixel position so does the nearest pixel, hence the stamp.
+            pixels = wcs.all_world2pix(world, 0, adaptive=True)
     except NoConvergence as exc:
         # A SIP or TPV polynomial fitted to one chip diverges far from it: such positions are
         # off the image, not a reason to stop.

@@ -24,9 +24,9 @@ manifest (:mod:`skysort.inference.manifest`):
    size of the memory setting; catalogue sources without images form units of consecutive
    rows. Each unit becomes one part file.
 
-Stamps are cut with :mod:`skysort.data.cutout` (integer-pixel cut in the reference band;
-bands on exactly the same pixel grid as the reference band are cut the same way, others are
-resampled through their WCS by :func:`~skysort.data.cutout.cut_stamps`). Cutting runs in a
+Stamps are cut by :func:`skysort.data.cutout.cut_stamps`, as ``skysort cutout`` cuts them
+(integer-pixel cut in the reference band and in bands on exactly its pixel grid, others
+resampled through their WCS), so both give an object the same stamp. Cutting runs in a
 producer thread, or in ``workers`` processes, while the model predicts, so the CPU cutting
 and the model (GPU with bf16 autocast, or CPU threads) overlap. Memory is bounded by
 :class:`MemoryPlan`.
@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ..data.cutout import same_pixel_grid
 from ..data.flags import Flags
 from ..data.stampset import stamps_missing_a_band
 from ..data.images import pixel_to_world, world_to_pixel
@@ -1191,52 +1192,35 @@ def _unit(index: int, tile: int, tiles: Sequence[TileInfo], refs: list[list[Any]
 # ------------------------------------------------------------------------------------------
 
 
-def same_pixel_grid(a, b) -> bool:
-    """Whether two band images share one pixel grid exactly (then no resampling is needed).
-
-    Their shapes and projection types must be equal and their WCSs must map the same pixels to
-    the same sky positions (within 1e-6 px) at the corners, edges and centre: comparing the
-    keywords alone misses the polynomial distortions that astropy folds into the projection
-    (SCAMP's TPV terms on DECam and MegaCam images), which differ between bands.
-    """
-    if a.shape != b.shape:
-        return False
-    wa, wb = a.wcs.wcs, b.wcs.wcs
-    if list(wa.ctype) != list(wb.ctype):
-        return False
-    if not (np.allclose(wa.crpix, wb.crpix, rtol=0, atol=1e-6) and np.allclose(wa.crval, wb.crval, rtol=0, atol=1e-10)
-            and np.allclose(a.wcs.pixel_scale_matrix, b.wcs.pixel_scale_matrix, rtol=1e-9, atol=0)):
-        return False
-    ny, nx = a.shape[-2:]
-    x, y = np.meshgrid(np.linspace(0, nx - 1, 5), np.linspace(0, ny - 1, 5))
-    ra, dec = a.wcs.all_pix2world(x.ravel(), y.ravel(), 0)
-    bx, by = b.wcs.all_world2pix(ra, dec, 0)
-    return bool(np.all(np.hypot(bx - x.ravel(), by - y.ravel()) < 1e-6))
-
-
 def cut_tile_stamps(images: Sequence[Any], aligned: Sequence[bool], x: np.ndarray, y: np.ndarray, size: int,
                     reference: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stamps ``(n, bands, size, size)`` and flags, as :func:`skysort.data.cutout.cut_stamps`
-    but with an integer-pixel cut for every band on the reference band's pixel grid."""
-    from ..data.cutout import cut_integer, cut_stamps, saturated_in_stamps
+    """Stamps ``(n, bands, size, size)`` and flags of one batch of a tile's objects.
 
-    n = len(x)
-    stamps = np.empty((n, len(images), size, size), np.float32)
-    flags = np.zeros(n, np.uint32)
-    for b, image in enumerate(images):
-        if aligned[b]:
-            stamps[:, b], edge = cut_integer(image.data, x, y, size)
-            flags[edge] |= np.uint32(Flags.EDGE)
-            flags[saturated_in_stamps(image, x, y, size / 2)] |= np.uint32(Flags.SATURATED)
-    resampled = [b for b in range(len(images)) if not aligned[b]]
-    if resampled and n:
-        sub, sub_flags = cut_stamps([images[reference]] + [images[b] for b in resampled], x, y, size=size, reference=0)
-        stamps[:, resampled] = sub[:, 1:]
-        flags |= sub_flags & np.uint32(Flags.EDGE | Flags.SATURATED)
-    nan = np.isnan(stamps)
-    flags[nan.any(axis=(1, 2, 3))] |= np.uint32(Flags.NAN_PIXELS)
-    flags[nan.all(axis=(2, 3)).any(axis=1)] |= np.uint32(Flags.MISSING_BAND)
-    return stamps, flags
+    The cutting is :func:`skysort.data.cutout.cut_stamps`, the one ``skysort cutout`` runs, so
+    a streamed object gets the stamp and flags that a stamp set cut from the same tile holds.
+
+    Parameters
+    ----------
+    images : sequence of BandImage
+        The tile's bands, in the model's order.
+    aligned : sequence of bool
+        Per band, whether it lies on the reference band's pixel grid
+        (:func:`~skysort.data.cutout.same_pixel_grid`), found once per tile.
+    x, y : ndarray (n,)
+        0-based positions in the reference band's pixels.
+    size : int
+        Stamp side in reference-band pixels.
+    reference : int
+        Index in ``images`` of the reference band.
+
+    Returns
+    -------
+    stamps : ndarray (n, bands, size, size) float32
+    flags : ndarray (n,) uint32
+    """
+    from ..data.cutout import cut_stamps
+
+    return cut_stamps(images, x, y, size=size, reference=reference, aligned=aligned)
 
 
 @dataclass
