@@ -249,12 +249,12 @@ def cutout_command(
 
 @app.command("import")
 def import_command(
-    images: Annotated[Path, typer.Option("--images", help="Stamp array (N,H,W) or (N,B,H,W): .npy or FITS cube.")],
+    images: Annotated[Path, typer.Option("--images", help="Stamp array (N,H,W) or (N,B,H,W): .npy, FITS cube, or .npz / plain HDF5 file whose 'images' array holds the stamps and whose other arrays, one value per stamp, are per-object columns.")],
     out: Annotated[Path, typer.Option("--out", help="Output stamp set (.h5).")],
     bands: Annotated[str, typer.Option("--bands", help="Band names of the image planes, in order (e.g. 'r' or 'g,r,i').")],
     pixel_scale: Annotated[float, typer.Option("--pixel-scale", help="Pixel scale in arcsec per pixel.")],
-    table: Annotated[Optional[Path], typer.Option("--table", help="Per-object table (CSV, FITS, Parquet) with one row per stamp.")] = None,
-    mapping: Annotated[Optional[str], typer.Option("--mapping", help="Column mapping of the table (preset, YAML file or compact string).")] = None,
+    table: Annotated[Optional[Path], typer.Option("--table", help="Per-object table (CSV, FITS, Parquet) with one row per stamp; not beside the per-object arrays of an .npz or HDF5 file.")] = None,
+    mapping: Annotated[Optional[str], typer.Option("--mapping", help="Column mapping of the table, or of an .npz / HDF5 file's per-object arrays (preset, YAML file or compact string).")] = None,
     flux_unit: Annotated[str, typer.Option("--flux-unit", help="Unit of the pixel values.")] = "unknown",
     zero_points: Annotated[Optional[str], typer.Option("--zero-points", help="AB zero point of one flux unit: one value or 'g=30,r=30'.")] = None,
     psf_fwhm: Annotated[Optional[str], typer.Option("--psf-fwhm", help="PSF FWHM in arcsec: one value or 'g=0.8,r=0.7'.")] = None,
@@ -262,7 +262,8 @@ def import_command(
     nan: Annotated[NanPolicy, typer.Option("--nan", help="NaN pixels: flag the stamps, or stop with an error.")] = NanPolicy.flag,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Turn an array of stamps plus a table into a stamp set."""
+    """Turn an array of stamps plus a table (or the per-object arrays beside the stamps in an
+    .npz or HDF5 file) into a stamp set."""
     from ._progress import progress_bar
     from .data.catalog import read_catalog
     from .data.ingest import import_to_stampset, load_stamp_array
@@ -278,7 +279,7 @@ def import_command(
             images, object_table, out, bands=band_list, pixel_scale=pixel_scale, flux_unit=flux_unit,
             zero_points=_parse_band_values(zero_points, band_list, "--zero-points"),
             psf_fwhm=_parse_band_values(psf_fwhm, band_list, "--psf-fwhm", positive=True), survey=survey,
-            table_path=table, nan_policy=nan.value, array=array, progress=advance,
+            table_path=table, nan_policy=nan.value, array=array, mapping=mapping, progress=advance,
         )
     summary = stamps.summary()
     if summary["flags"].get("NAN_PIXELS"):

@@ -144,26 +144,81 @@ def unit_zero_point(unit: str) -> float:
     return zero_point if np.isfinite(zero_point) else _jansky_zero_point(unit)
 
 
-def header_flux_unit(header: fits.Header) -> tuple[str, float]:
+#: Text values that say "no value" rather than give a wrong one: blank, IRAF's INDEF, NaN.
+_UNDEFINED_TEXT = {"", "INDEF", "NAN", "N/A", "NONE"}
+
+
+def _zero_point_keyword(header: fits.Header, key: str, where: str | Path) -> float:
+    """The number a zero-point keyword gives, written as a number or as text (``'30.0 '``,
+    Fortran's ``'3.0D1'``); NaN when the keyword is absent, a logical, or text meaning
+    undefined (:data:`_UNDEFINED_TEXT`).
+
+    Raises
+    ------
+    InputError
+        Naming ``where`` and the keyword, when its text is not a number: read as unknown, it
+        would leave the stamps' magnitudes unknown without a word.
+    """
+    value = header.get(key)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.upper() in _UNDEFINED_TEXT:
+            return float("nan")
+        try:
+            number = float(text.upper().replace("D", "E"))
+        except ValueError:
+            raise InputError(where, f"header keyword {key} = {value!r} is not a number (a zero point, AB mag)") from None
+        return number if np.isfinite(number) else float("nan")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
+        return float(value)
+    return float("nan")
+
+
+def header_zero_point(header: fits.Header, where: str | Path = "FITS header") -> float:
+    """AB magnitude of one data unit a header's keywords give [mag]: the first zero-point keyword
+    (``MAGZP``, ``MAGZERO``, ``ZEROPT``, ``ZEROPNT``, ``ZP``, ``PHOTZP``, ``MAGZPT``) within 5-45
+    mag, else HSC's ``FLUXMAG0`` (the flux of magnitude 0), else NaN. Values may be written as
+    numbers or as text; one outside 5-45 mag (0, -99, 99) is a placeholder and is skipped.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The image's header.
+    where : str or path-like
+        The file the header is from, named by an error.
+
+    Raises
+    ------
+    InputError
+        A keyword consulted holds text that is not a number.
+    """
+    # Pipelines write 0, -99 or 99 for "not calibrated": such a value is no zero point, and
+    # another keyword may still give one.
+    for key in _ZERO_POINT_KEYS:
+        value = _zero_point_keyword(header, key, where)
+        if _ZERO_POINT_RANGE[0] < value < _ZERO_POINT_RANGE[1]:
+            return value
+    # HSC's pipeline gives the flux of magnitude 0 instead (FLUXMAG0 = 10**(0.4 * 27) on coadds).
+    flux_of_zero = _zero_point_keyword(header, "FLUXMAG0", where)
+    return 2.5 * math.log10(flux_of_zero) if flux_of_zero > 0 else float("nan")
+
+
+def header_flux_unit(header: fits.Header, where: str | Path = "FITS header") -> tuple[str, float]:
     """``(flux_unit, zero_point)`` of an image header: ``BUNIT`` (or ``"unknown"``) and the AB
     magnitude of one unit, fixed by the unit (nanomaggy 22.5, and any Jansky multiple per pixel:
-    nJy 31.4, uJy 23.9, mJy 16.4) or given by a zero-point keyword (``MAGZP``, ``ZEROPT``, ...,
-    or HSC's ``FLUXMAG0``, the flux of magnitude 0; a keyword value outside 5-45 mag is a
-    placeholder and is skipped); NaN when none fixes it."""
+    nJy 31.4, uJy 23.9, mJy 16.4) or given by a zero-point keyword (:func:`header_zero_point`);
+    NaN when none fixes it.
+
+    Raises
+    ------
+    InputError
+        Naming ``where`` (the header's file), when a zero-point keyword holds text that is not
+        a number.
+    """
     unit = str(header.get("BUNIT", "unknown")).strip() or "unknown"
     zero_point = unit_zero_point(unit)
     if not np.isfinite(zero_point):
-        # Pipelines write 0, -99 or 99 for "not calibrated": such a value is no zero point,
-        # and another keyword may still give one.
-        for key in _ZERO_POINT_KEYS:
-            value = _header_number(header, (key,))
-            if _ZERO_POINT_RANGE[0] < value < _ZERO_POINT_RANGE[1]:
-                zero_point = value
-                break
-    if not np.isfinite(zero_point):
-        # HSC's pipeline gives the flux of magnitude 0 instead (FLUXMAG0 = 10**(0.4 * 27) on coadds).
-        flux_of_zero = _header_number(header, ("FLUXMAG0",), positive=True)
-        zero_point = 2.5 * math.log10(flux_of_zero) if np.isfinite(flux_of_zero) else zero_point
+        zero_point = header_zero_point(header, where)
     return unit, zero_point
 
 
@@ -500,7 +555,7 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
         raise InputError(path, "every pixel is NaN")
     if n_nan:
         data[~finite] = np.nan  # infinite pixels are no measurement either: flagged as NaN ones are
-    unit, zero_point = header_flux_unit(header)
+    unit, zero_point = header_flux_unit(header, path)
     psf_fwhm = header_seeing(header, wcs)
     saturation = _header_number(header, _SATURATION_KEYS, positive=True)
     saturated = np.empty((0, 2), np.float32)

@@ -14,10 +14,17 @@ from ..errors import InputError, report_problem
 from .cutout import cut_stamps, iter_chunks, pixel_to_sky, sky_to_pixel, stamps_touch_image
 from .flags import Flags
 from .images import BandImage, open_fits
-from .stampset import CORE_COLUMNS, StampMeta, StampSet, pixel_scale_arcsec
+from .stampset import CORE_COLUMNS, FORMAT_NAME, StampMeta, StampSet, pixel_scale_arcsec
 
 #: Objects cut and written per block: bounds memory (5 bands x 64 x 64 x 4 B x 2048 = 168 MB).
 DEFAULT_CHUNK = 2048
+
+#: File-name endings of the stamp arrays :func:`load_stamp_array` reads, by format.
+FITS_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fits.bz2", ".fits.fz")
+NPZ_SUFFIXES = (".npz",)
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+#: Name of the stamps in an ``.npz`` or HDF5 file; its other arrays are per-object columns.
+IMAGES_NAME = "images"
 
 
 def _filled(column: Any, fill: Any) -> np.ndarray:
@@ -223,8 +230,8 @@ def cutout_to_stampset(
             "catalog": str(catalog_path),
             "reference_band": reference_band,
             "band_flux_units": units,
-            "alignment": "reference band: integer-pixel cut; other bands: cubic-spline resampling "
-            "onto the reference grid through each band's WCS (local affine map, flux-conserving)",
+            "alignment": "reference band and bands on its pixel grid: integer-pixel cut; other bands: cubic-spline "
+            "resampling onto the reference grid through each band's WCS (local affine map, flux-conserving)",
             "background": {image.band: image.background or {"method": "none"} for image in images},
             "psf_fwhm_source": {band: seeing[band][1] for band in bands},
             # What the SATURATED flag was judged against (None: the header gives no level).
@@ -360,8 +367,101 @@ def cutout(
                               catalog_path=catalog, command=command, progress=progress, warn=warn)
 
 
+class _HDF5Stamps:
+    """The stamps of an HDF5 dataset as an ``(N, B, H, W)`` array read block by block, as a
+    memory-mapped ``.npy`` or FITS cube is, so that a file larger than the memory is imported.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The HDF5 file.
+    name : str
+        The dataset of shape ``(N, H, W)`` or ``(N, B, H, W)``.
+    """
+
+    ndim = 4
+
+    def __init__(self, path: Path, name: str):
+        import h5py
+
+        self.path, self.name = path, name
+        with h5py.File(path, "r") as handle:
+            dataset = handle[name]
+            self.dtype = dataset.dtype
+            self._planes = dataset.ndim == 3
+            self.shape = (dataset.shape[0], 1, *dataset.shape[1:]) if self._planes else tuple(dataset.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        import h5py
+
+        # Opened per block rather than held open, so that nothing outlives the import.
+        with h5py.File(self.path, "r") as handle:
+            values = handle[self.name][rows]
+        return np.expand_dims(values, -3) if self._planes else values
+
+
+def _hdf5_datasets(handle: Any, path: Path) -> dict[str, Any]:
+    """Root datasets of an open plain HDF5 file, by name. Refused: a skysort file (a stamp set
+    needs no import) and groups, whose datasets the import does not read."""
+    import h5py
+
+    kind = handle.attrs.get("format")
+    if isinstance(kind, bytes):
+        kind = kind.decode("utf-8", "replace")
+    if kind == FORMAT_NAME:
+        raise InputError(path, "is a skysort stamp set already: use it as it is, no import needed")
+    if isinstance(kind, str) and kind.startswith("skysort."):
+        raise InputError(path, f"is a skysort file ({kind}), not stamps to import")
+    grouped = [name for name, item in handle.items() if isinstance(item, h5py.Group)]
+    if grouped:
+        raise InputError(path, f"holds groups ({', '.join(grouped)}); the import reads datasets at the file's root only: "
+                               f"'{IMAGES_NAME}' (N, B, H, W) and per-object arrays of length N")
+    return {name: item for name, item in handle.items() if isinstance(item, h5py.Dataset)}
+
+
+def _open_hdf5(path: Path) -> Any:
+    """``h5py.File`` of ``path`` for reading, or InputError when it is no HDF5 file."""
+    import h5py
+
+    if not h5py.is_hdf5(path):
+        raise InputError(path, "not an HDF5 file")
+    return h5py.File(path, "r")
+
+
+def _images_missing(path: Path, names: Sequence[str]) -> InputError:
+    held = ", ".join(repr(n) for n in names) or "none"
+    return InputError(path, f"no array named '{IMAGES_NAME}' (the stamps, (N, H, W) or (N, B, H, W)); it holds {held}")
+
+
 def load_stamp_array(path: str | os.PathLike) -> np.ndarray:
-    """Load stamps ``(N, H, W)`` or ``(N, B, H, W)`` from a ``.npy`` or FITS file (memory-mapped if possible)."""
+    """Load stamps ``(N, H, W)`` or ``(N, B, H, W)`` from a ``.npy``, FITS, ``.npz`` or HDF5 file.
+
+    A ``.npy`` file and an uncompressed FITS cube are memory-mapped and an HDF5 dataset is read
+    block by block, so that stamps larger than the memory are imported; an ``.npz`` file's
+    stamps are read whole. In an ``.npz`` or plain HDF5 file (not a skysort stamp set), the
+    stamps are the array or root dataset named ``images``; its other arrays are per-object
+    columns (:func:`load_stamp_columns`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; its format is told by its name's ending (:data:`FITS_SUFFIXES`,
+        :data:`NPZ_SUFFIXES`, :data:`HDF5_SUFFIXES`, ``.npy``).
+
+    Returns
+    -------
+    ndarray or array-like, shape (N, B, H, W)
+        Numeric stamps; an HDF5 file's are an array-like object read when sliced.
+
+    Raises
+    ------
+    InputError
+        A missing, unreadable or unknown file, no stamps in it, a skysort stamp set, or stamps
+        of the wrong shape or type.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file")
@@ -369,7 +469,7 @@ def load_stamp_array(path: str | os.PathLike) -> np.ndarray:
     try:
         if name.endswith(".npy"):
             array = np.load(path, mmap_mode="r", allow_pickle=False)
-        elif name.endswith((".fits", ".fit", ".fits.gz", ".fits.bz2", ".fits.fz")):
+        elif name.endswith(FITS_SUFFIXES):
             # An uncompressed cube is memory-mapped, as a .npy is, so that one larger than the
             # memory is read block by block; the map outlives the closed file.
             with open_fits(path, memmap=name.endswith((".fits", ".fit"))) as hdul:
@@ -377,11 +477,25 @@ def load_stamp_array(path: str | os.PathLike) -> np.ndarray:
                 if hdu is None:
                     raise InputError(path, "no 3-D (N, H, W) or 4-D (N, B, H, W) image cube in any HDU")
                 array = np.asarray(hdu.data)
+        elif name.endswith(NPZ_SUFFIXES):
+            with np.load(path, allow_pickle=False) as npz:
+                if IMAGES_NAME not in npz.files:
+                    raise _images_missing(path, npz.files)
+                array = npz[IMAGES_NAME]
+        elif name.endswith(HDF5_SUFFIXES):
+            with _open_hdf5(path) as handle:
+                datasets = _hdf5_datasets(handle, path)
+                if IMAGES_NAME not in datasets:
+                    raise _images_missing(path, list(datasets))
+                shape = datasets[IMAGES_NAME].shape
+            if len(shape) not in (3, 4):
+                raise InputError(path, f"stamps must have shape (N, H, W) or (N, B, H, W), got {shape}")
+            array = _HDF5Stamps(path, IMAGES_NAME)
         else:
-            raise InputError(path, "unknown stamp-array format (expected .npy or .fits)")
+            raise InputError(path, "unknown stamp-array format (expected .npy, .npz, .fits or HDF5: .h5, .hdf5)")
     except InputError:
         raise
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, KeyError) as exc:
         raise InputError(path, f"not a readable stamp array (truncated or corrupt: {exc})") from exc
     if array.ndim == 3:
         array = array[:, None]
@@ -394,6 +508,62 @@ def load_stamp_array(path: str | os.PathLike) -> np.ndarray:
     if 0 in array.shape[1:]:
         raise InputError(path, f"stamps of shape {array.shape[1:]} have an axis of size 0")
     return array
+
+
+def load_stamp_columns(path: str | os.PathLike | None, n: int) -> Table | None:
+    """The per-object columns an ``.npz`` or HDF5 stamp file holds beside its ``images``.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or None
+        The stamp file, as given to :func:`load_stamp_array`.
+    n : int
+        Number of stamps: every other array must hold one value per stamp.
+
+    Returns
+    -------
+    astropy.table.Table or None
+        One column per array, in the file's order, with ``meta["source_file"]``; None for
+        other formats and for a file holding nothing but its stamps.
+
+    Raises
+    ------
+    InputError
+        An array that is not one value per stamp (another length, a scalar, vectors), or one
+        of Python objects.
+    """
+    if path is None:
+        return None
+    path = Path(path)
+    name = path.name.lower()
+    columns: dict[str, np.ndarray] = {}
+    try:
+        if name.endswith(NPZ_SUFFIXES):
+            with np.load(path, allow_pickle=False) as npz:
+                for key in npz.files:
+                    if key == IMAGES_NAME:
+                        continue
+                    try:
+                        columns[key] = npz[key]
+                    except ValueError:
+                        raise InputError(path, f"array {key!r} holds Python objects, which are not read (store text as a "
+                                               "string array)") from None
+        elif name.endswith(HDF5_SUFFIXES):
+            with _open_hdf5(path) as handle:
+                for key, dataset in _hdf5_datasets(handle, path).items():
+                    if key != IMAGES_NAME:
+                        columns[key] = np.asarray(dataset[()])
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError) as exc:
+        raise InputError(path, f"not a readable stamp array (truncated or corrupt: {exc})") from exc
+    for key, values in columns.items():
+        if values.ndim != 1 or len(values) != n:
+            raise InputError(path, f"array {key!r} has shape {values.shape}: per-object arrays beside '{IMAGES_NAME}' hold "
+                                   f"one value per stamp, shape ({n},)")
+    if not columns:
+        return None
+    return Table(columns, meta={"source_file": str(path)})
 
 
 def import_to_stampset(
@@ -410,6 +580,7 @@ def import_to_stampset(
     table_path: str | os.PathLike | None = None,
     nan_policy: str = "flag",
     array: np.ndarray | None = None,
+    mapping: Any = None,
     command: str | None = None,
     chunk: int = DEFAULT_CHUNK,
     progress: Callable[[int], None] | None = None,
@@ -419,9 +590,13 @@ def import_to_stampset(
     Parameters
     ----------
     array_path : path-like
-        ``.npy`` or FITS cube, ``(N, H, W)`` or ``(N, B, H, W)``, in ``flux_unit``.
+        ``.npy``, FITS cube, ``.npz`` or HDF5 file (:func:`load_stamp_array`), ``(N, H, W)`` or
+        ``(N, B, H, W)``, in ``flux_unit``.
     table : astropy Table or None
-        ``N`` rows, standard column names; None gives ids ``0..N-1`` and nothing else.
+        ``N`` rows, standard column names. None: the per-object arrays of an ``.npz`` or HDF5
+        file (:func:`load_stamp_columns`), translated as a catalogue is
+        (:func:`skysort.data.catalog.standardise_catalog`), else ids ``0..N-1`` and nothing
+        else. A table given beside such arrays is refused: one of them would be dropped.
     bands : sequence of str
         Band names of the ``B`` image planes.
     pixel_scale : float or astropy Quantity
@@ -430,10 +605,22 @@ def import_to_stampset(
         NaN pixels are flagged ``NAN_PIXELS`` (default) or rejected with an error.
     array : ndarray, optional
         The stamps already loaded from ``array_path`` with :func:`load_stamp_array`.
+    mapping : optional
+        Column mapping of the file's per-object arrays (as for
+        :func:`skysort.data.catalog.read_catalog`); None detects standard and common names.
     """
     if array is None:
         array = load_stamp_array(array_path)
     n, n_bands, height, width = array.shape
+    columns = load_stamp_columns(array_path, n)
+    if columns is not None:
+        if table is not None:
+            raise InputError(array_path, f"holds per-object arrays ({', '.join(columns.colnames)}) and a table was given "
+                                         f"too ({table_path or 'table'}): give the columns in one of them")
+        from .catalog import standardise_catalog
+
+        table = standardise_catalog(columns, mapping=mapping, require_positions=False)
+        table_path = array_path
     if len(bands) != n_bands:
         hint = ""
         if array.shape[-1] == len(bands) != 1:

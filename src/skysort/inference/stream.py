@@ -195,7 +195,7 @@ def _header_info(path: Path, known_bands: Sequence[str]) -> tuple[str, Any, tupl
     band = _band_from_header(header) or _band_from_name(path, known_bands)
     if band is None:
         raise InputError(path, "band name not found in the header (FILTER) or file name")
-    return band, wcs, (int(header["NAXIS2"]), int(header["NAXIS1"])), header_flux_unit(header)[1]
+    return band, wcs, (int(header["NAXIS2"]), int(header["NAXIS1"])), header_flux_unit(header, path)[1]
 
 
 def _tile_key(path: Path, band: str) -> str:

@@ -55,6 +55,8 @@ __all__ = [
     "NoiseSpec",
     "PSFSpec",
     "SelectionSpec",
+    "PSF_FWHM_MAX",
+    "STAMP_SIZE_RANGE",
     "SurveyPreset",
     "available_surveys",
     "load_survey",
@@ -73,6 +75,14 @@ DEPTH_RANGE = (10.0, 40.0)
 #: Wavelengths [Angstrom] a filter curve must lie within: the simulator's SEDs reach from
 #: 300 to 60000 Angstrom, and no survey images below the Lyman limit (912 Angstrom).
 FILTER_WAVE_RANGE = (900.0, 60000.0)
+#: Stamp sides [pixels] a preset may give, padding included: the range ``--stamp-size`` allows.
+#: Below 8 pixels a stamp holds little more than a star's core.
+STAMP_SIZE_RANGE = (8, 512)
+#: Broadest PSF FWHM [arcsec] a preset may give. The broadest PSFs of imaging surveys within
+#: :data:`FILTER_WAVE_RANGE` are about 6" (WISE at 4.6 micrometres, GALEX); a larger value is
+#: a mistake (a width in pixels, say). The narrowest allowed is one pixel: a narrower PSF is
+#: undersampled, every star a single pixel, and shapes tell nothing about the source.
+PSF_FWHM_MAX = 10.0
 
 
 def shared_data_dir() -> Path:
@@ -156,7 +166,8 @@ class BandSpec(BaseModel):
         Throughput curve file: two columns, wavelength [Angstrom] and throughput (photon
         response, arbitrary normalisation); lines starting with ``#`` are comments.
     psf_fwhm : float
-        Median PSF full width at half maximum [arcsec].
+        Median PSF full width at half maximum [arcsec], from one pixel to
+        :data:`PSF_FWHM_MAX` (checked by :class:`SurveyPreset`, which knows the pixel).
     depth : float, optional
         5-sigma limiting AB magnitude (see :class:`DepthDefinition`).
     sky_sigma : float, optional
@@ -171,7 +182,8 @@ class BandSpec(BaseModel):
 
     name: str
     filter: str
-    psf_fwhm: float = Field(gt=0)
+    # Its range depends on the pixel scale, so the preset checks it, naming the whole range.
+    psf_fwhm: float
     depth: float | None = None
     sky_sigma: float | None = Field(default=None, gt=0)
     asinh_softening: float | None = Field(default=None, gt=0)
@@ -349,7 +361,7 @@ class SurveyPreset(BaseModel):
     zero_point : float
         AB magnitude of a source with a total image flux of 1 count.
     stamp_size : int
-        Stamp side [pixels] before padding.
+        Stamp side [pixels] before padding; with the padding within :data:`STAMP_SIZE_RANGE`.
     stamp_padding : int
         Zero pixels added on each side of a stamp.
     bands : list of BandSpec
@@ -393,7 +405,7 @@ class SurveyPreset(BaseModel):
     description: str = ""
     pixel_scale: float = Field(gt=0)
     zero_point: float
-    stamp_size: int = Field(gt=0)
+    stamp_size: int
     stamp_padding: int = Field(default=0, ge=0)
     bands: list[BandSpec] = Field(min_length=1)
     psf: PSFSpec = PSFSpec()
@@ -421,6 +433,19 @@ class SurveyPreset(BaseModel):
             elif low <= self.pixel_scale * 60 <= high:
                 hint = f" (arcmin? that is {self.pixel_scale * 60:.4g} arcsec)"
             raise ValueError(f"pixel_scale is in arcsec per pixel, {low:g} to {high:g}, got {self.pixel_scale:g}{hint}")
+        low, high = STAMP_SIZE_RANGE
+        side = self.stamp_size + 2 * self.stamp_padding
+        if not low <= side <= high:
+            padded = f" with stamp_padding {self.stamp_padding} on each side" if self.stamp_padding else ""
+            raise ValueError(f"stamp_size is the stamp side in pixels, {low} to {high} padding included, got {self.stamp_size}{padded}")
+        for band in self.bands:
+            fwhm = band.psf_fwhm
+            if not self.pixel_scale <= fwhm <= PSF_FWHM_MAX:
+                hint = ""
+                if 0 < fwhm < self.pixel_scale and self.pixel_scale <= fwhm * 3600 <= PSF_FWHM_MAX:
+                    hint = f" (degrees? that is {fwhm * 3600:.4g} arcsec)"
+                raise ValueError(f"band {band.name}: psf_fwhm is the PSF's FWHM in arcsec, from one pixel ({self.pixel_scale:g}) "
+                                 f"to {PSF_FWHM_MAX:g}, got {fwhm:g}{hint}")
         if self.sky_scale_range is not None and not 0 < self.sky_scale_range[0] <= self.sky_scale_range[1]:
             raise ValueError(f"sky_scale_range must be (low, high) with 0 < low <= high, got {self.sky_scale_range}")
         if self.selection.band not in names:

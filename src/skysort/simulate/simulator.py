@@ -40,7 +40,7 @@ from .galaxies import (
     sample_real,
 )
 from .population import draw_population
-from .presets import SurveyPreset, load_survey
+from .presets import STAMP_SIZE_RANGE, SurveyPreset, load_survey
 from .render import render_stamps
 
 KINDS = ("sources", "pointsources", "blends")
@@ -148,8 +148,8 @@ class SimulationConfig:
                 raise InputError("--image-bands", f"need one or more distinct bands, got {list(self.image_bands)}")
             if self.kind == "blends":
                 raise InputError("--image-bands", "blend sets have a single band; --image-bands is for sources and point sources")
-        if self.stamp_size is not None and not 8 <= self.stamp_size <= 512:
-            raise InputError("--stamp-size", f"stamp side must be 8 to 512 pixels, got {self.stamp_size}")
+        if self.stamp_size is not None and not STAMP_SIZE_RANGE[0] <= self.stamp_size <= STAMP_SIZE_RANGE[1]:
+            raise InputError("--stamp-size", f"stamp side must be {STAMP_SIZE_RANGE[0]} to {STAMP_SIZE_RANGE[1]} pixels, got {self.stamp_size}")
         if self.stamp_size is not None and self.kind == "blends":
             raise InputError("--stamp-size", "blend sets follow BlendHunter's fixed 51 + 2x7 px geometry")
         if not 0.0 <= self.near_fraction <= 1.0:
