@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import signal
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -28,8 +31,6 @@ def registered_temporary(path: str | os.PathLike) -> Iterator[Path]:
 
 def discard_temporaries() -> None:
     """Remove every registered temporary file and folder of this process (best effort)."""
-    import shutil
-
     for path in list(_TEMPORARIES):
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
@@ -40,7 +41,8 @@ def discard_temporaries() -> None:
 
 
 def check_output_path(path: str | os.PathLike, *, folder: bool = False, option: str = "--out",
-                      inputs: Iterable[str | os.PathLike | None] = (), suffixes: Sequence[str] = ()) -> Path:
+                      inputs: Iterable[str | os.PathLike | None] = (), suffixes: Sequence[str] = (),
+                      whole: bool = False) -> Path:
     """Check, before any work is done, that ``path`` can be written as a file (or a folder).
 
     A command that finds out only at the end that its output cannot be written has wasted the
@@ -58,6 +60,9 @@ def check_output_path(path: str | os.PathLike, *, folder: bool = False, option: 
         The command's input files: an output that is one of them would destroy it.
     suffixes : sequence of str
         Accepted file name endings, lower case (e.g. ``(".h5", ".hdf5")``); empty accepts any.
+    whole : bool
+        Whether the folder is written whole beside itself and renamed into place
+        (:func:`atomic_folder`): then its parent, not the folder, must take new entries.
 
     Raises
     ------
@@ -84,7 +89,11 @@ def check_output_path(path: str | os.PathLike, *, folder: bool = False, option: 
             raise InputError(path, f"{option} must be a folder, and this is a file")
         if not folder and path.is_dir():
             raise InputError(path, f"{option} must be a file name, and this is a folder")
-    ancestor = path if folder and path.is_dir() else path.parent
+    if whole:
+        # The folder is made beside where it really lies (a link is followed), then renamed.
+        ancestor = Path(os.path.realpath(path)).parent
+    else:
+        ancestor = path if folder and path.is_dir() else path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
@@ -128,9 +137,7 @@ class AtomicFile:
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         os.close(fd)
         # mkstemp creates files readable by the owner only; outputs get the usual umask rights.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, 0o666 & ~_umask())
         self.tmp = Path(tmp)
         _TEMPORARIES.add(self.tmp)
 
@@ -160,3 +167,123 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         target.discard()
         raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, *, replaces: Iterable[str] = ()) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path`` that takes the place of ``path``, whole, on success.
+
+    Files that belong together (metrics and the plots drawn from them) are written into the
+    temporary folder, so that an error or an interruption midway leaves ``path`` as it was,
+    never half rewritten; the temporary folder is then removed.
+
+    Parameters
+    ----------
+    path : path-like
+        The output folder; missing parent folders are created. A link to a folder is followed:
+        the output goes where the link points.
+    replaces : iterable of str
+        Names of the entries this kind of output writes. When ``path`` exists (an earlier
+        run's output), its entries of these names, and those the new run writes, are dropped
+        with it: a plot the new run does not draw cannot survive beside the new metrics. Every
+        other entry (a user's notes, say) is carried into the new folder, hard-linked where the
+        file system allows, else copied.
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary folder, hidden (``.<name>.<random>.tmp``) in the same folder as ``path``
+        so that the final rename is atomic.
+
+    Raises
+    ------
+    skysort.errors.InputError
+        ``path`` exists and is not a folder.
+
+    Notes
+    -----
+    A new ``path`` appears by one rename. An existing one is swapped for the new folder by two
+    renames, with SIGINT and SIGTERM held back between them (where the platform allows), and
+    the old folder is removed afterwards; only a crash of the machine in that instant leaves
+    it, complete, under a hidden ``.<name>.<random>.old`` name.
+    """
+    from .errors import InputError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(path, "must be a folder, and this is a file")
+    # Renamed in place, a link to a folder would become a folder on the link's file system.
+    final = Path(os.path.realpath(path))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    with registered_temporary(tmp):
+        try:
+            # mkdtemp makes a folder only its owner can read; an existing output keeps its rights.
+            os.chmod(tmp, stat.S_IMODE(final.stat().st_mode) if final.is_dir() else 0o777 & ~_umask())
+            yield tmp
+            if final.is_dir():
+                _carry_over(final, tmp, set(replaces))
+                _swap_folders(tmp, final)
+            else:
+                os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def _umask() -> int:
+    """The process's file-creation mask (reading it means setting it)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _carry_over(old: Path, new: Path, replaced: set[str]) -> None:
+    """Link (else copy) into ``new`` each entry of ``old`` that ``new`` lacks and ``replaced`` does not name."""
+    for entry in os.scandir(old):
+        target = new / entry.name
+        if entry.name in replaced or os.path.lexists(target):
+            continue
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry.path), target)
+        elif entry.is_dir():
+            shutil.copytree(entry.path, target, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(entry.path, target)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """Hard-link ``source`` as ``target``: no data is copied; a copy where links are not allowed."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _swap_folders(new: Path, final: Path) -> None:
+    """Put the folder ``new`` in the place of the existing folder ``final``, then remove the old one."""
+    old = new.with_name(new.name.removesuffix(".tmp") + ".old")
+    # Interrupted between the two renames, the command would leave neither folder at ``final``;
+    # the termination handler would even remove the new one.
+    with _signals_held():
+        os.rename(final, old)
+        try:
+            os.rename(new, final)
+        except BaseException:
+            os.rename(old, final)
+            raise
+    with registered_temporary(old):
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back from this thread while the block runs, then deliver them."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -590,13 +590,18 @@ def evaluate_command(
     mapping: Annotated[Optional[str], typer.Option("--mapping", help="With --catalog: column mapping (preset name such as sdss-specphot, YAML file, or 'mag={band}mag,label=class,...').")] = None,
     no_sep: Annotated[bool, typer.Option("--no-sep", help="blend: skip the SEP baseline beside the model.")] = False,
     threshold: Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="blend: probability threshold of the blended class (default 0.5).")] = None,
-    expect: Annotated[Optional[str], typer.Option("--expect", help="sgq external validation: every object is of this class (star, galaxy or qso); reports the fraction so classified.")] = None,
+    expect: Annotated[Optional[str], typer.Option("--expect", help="sgq external validation on a pure sample, of --data or --catalog alike: every object is of this class (star, galaxy or qso); reports the fraction so classified, overall and per r magnitude. The class is not taken as a label: without labels no accuracy, purity or calibration is scored.")] = None,
     prior: Annotated[Optional[str], typer.Option("--prior", help="sgq: " + _PRIOR_HELP)] = None,
     baseline_model: Annotated[Optional[str], typer.Option("--baseline-model", help="pointsource: image-only baseline model to compare against (default: the one recorded in the model).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Evaluate a model on a labelled stamp set (or an sgq model's photometry on a labelled
-    catalogue): metrics.json, predictions and plots."""
+    catalogue): metrics.json, predictions and plots. With --expect CLASS (sgq), the set or
+    catalogue is a pure sample of that class: the fraction of its objects given the class is
+    reported; objects that also carry a label are scored against it as usual, and a sample
+    without labels gets no other score. The outputs appear in --out together or not at all;
+    rerun into the same folder, they replace the earlier evaluation's and leave any other file
+    there in place."""
     from ._progress import progress_bar
     from .data.stampset import StampSet
     from .models.checkpoint import load_model_file
@@ -608,7 +613,7 @@ def evaluate_command(
                                    "models with a photometry branch)")
     if mapping is not None and catalog is None:
         raise InputError("--mapping", "maps the columns of a --catalog; a stamp set has skysort's own")
-    check_output_path(out, folder=True, inputs=[data, catalog])
+    check_output_path(out, folder=True, whole=True, inputs=[data, catalog])
     meta, _ = load_model_file(resolve_model(model))
     task = meta.get("task")
     _refuse_options_outside(ctx, task, {"prior": ("sgq",), "expect": ("sgq",), "threshold": ("blend",),
@@ -673,7 +678,8 @@ def evaluate_command(
 def _evaluate_sgq_catalogue(model: str, meta: Mapping[str, Any], catalog: Path, mapping: str | None, out: Path,
                             expect: str | None, prior: str | None) -> None:
     """``evaluate --catalog``: an sgq model's photometry branch on a labelled catalogue (or a
-    pure sample, ``--expect``), as the KiDS network was validated on Gaia stars."""
+    pure sample, ``--expect``, scored as a stamp set is), as the KiDS network was validated on
+    Gaia stars."""
     from .data.catalog import read_catalog
     from .inference.predictor import parse_prior
     from .tasks.sgq import evaluate_sgq_catalog
@@ -1009,7 +1015,7 @@ def baseline_sep_command(
     from .baselines.sep_blend import run_sep_baseline
     from .data.stampset import StampSet
 
-    check_output_path(out, folder=True)
+    check_output_path(out, folder=True, whole=True)
     stamps = StampSet.open(data)
     with progress_bar(len(stamps), "SEP", enabled=not quiet) as advance:
         metrics = run_sep_baseline(stamps, out, noise=noise.value, progress=advance)

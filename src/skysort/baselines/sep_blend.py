@@ -51,7 +51,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -406,7 +405,7 @@ def run_sep_baseline(stampset, out_dir: str | os.PathLike, *, noise: str | float
         A single-band blend stamp set (``skysort simulate --kind blends``), or a view of one.
     out_dir : path-like
         Output folder (created): ``predictions.parquet`` (or ``.csv``) and ``metrics.json``,
-        each written atomically.
+        both or neither (:func:`skysort.evaluation.evaluation_folder`).
     noise : {"stamp", "known"} or float
         See :func:`sep_predict` (default: global rms of each stamp, as in the paper).
     batch_size : int
@@ -425,7 +424,8 @@ def run_sep_baseline(stampset, out_dir: str | os.PathLike, *, noise: str | float
     dict
         The metrics written to ``metrics.json``: :func:`skysort.evaluation.blend_metrics.blend_metrics`
         of ``sep_blended``, plus ``sep`` (:func:`sep_summary`, the settings, ``stamps_per_second``
-        of the SEP step on one core) and ``stampset``; ``files`` lists the paths written.
+        of the SEP step on one core) and ``stampset``; ``files`` names the files written in
+        ``out_dir``.
 
     Raises
     ------
@@ -433,6 +433,7 @@ def run_sep_baseline(stampset, out_dir: str | os.PathLike, *, noise: str | float
         If the stamp set is not a single-band blend set with the truth columns.
     """
     from ..data.catalog import write_catalog
+    from ..evaluation import evaluation_folder
     from ..evaluation.blend_metrics import blend_metrics, blended_truth, psf_fwhm_px, write_metrics_json
 
     if predictions_format not in ("parquet", "csv"):
@@ -483,12 +484,12 @@ def run_sep_baseline(stampset, out_dir: str | os.PathLike, *, noise: str | float
     metrics["stampset"] = {"path": str(stampset.path), "n": len(stampset), "survey": stampset.meta.survey,
                            "simulation": stampset.meta.extra.get("simulation")}
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    predictions_path = write_catalog(predictions, out_dir / f"predictions.{predictions_format}")
-    metrics_path = out_dir / "metrics.json"
-    metrics["files"] = [str(predictions_path), str(metrics_path)]
-    write_metrics_json(metrics, metrics_path, command=command)
+    # Names, not paths: the folder is written under a temporary name, and may be inside another
+    # evaluation's (``sep/`` of a blend evaluation).
+    metrics["files"] = [f"predictions.{predictions_format}", "metrics.json"]
+    with evaluation_folder(out_dir) as folder:
+        write_catalog(predictions, folder / f"predictions.{predictions_format}")
+        write_metrics_json(metrics, folder / "metrics.json", command=command)
     return metrics
 
 

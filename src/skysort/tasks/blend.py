@@ -371,16 +371,18 @@ def evaluate_blend_model(model: str | os.PathLike, data: str | os.PathLike, out_
     Writes into ``out_dir``: ``metrics.json`` (accuracy, near / far accuracy, false-positive
     rate, per-separation and per-noise accuracy, ROC, purity-completeness, and the same for SEP
     under ``"sep"``), ``predictions.parquet`` and the plots (accuracy vs separation with SEP
-    beside the model, confusion matrix, ROC, purity-completeness). Stamps without a finite
-    pixel are left out of all of them, model and SEP alike, and counted as ``n_without_pixels``.
+    beside the model, confusion matrix, ROC, purity-completeness), with the SEP baseline's
+    outputs in ``sep/``: all of them or none (:func:`skysort.evaluation.evaluation_folder`).
+    Stamps without a finite pixel are left out of all of them, model and SEP alike, and counted
+    as ``n_without_pixels``.
     """
     from ..baselines.sep_blend import run_sep_baseline
     from ..data.catalog import write_catalog
+    from ..evaluation import evaluation_folder
     from ..evaluation.blend_metrics import blend_metrics, psf_fwhm_px, source_provenance, write_blend_report
 
     stamps = StampSet.open(data)
     require_blend_set(stamps)
-    out_dir = Path(out_dir)
     predictions = predict_any_blend_model(model, stamps, threshold=threshold, progress=progress)
     # Blend models give a stamp without a finite pixel no probability; such stamps are not scored.
     blank = ~np.isfinite(np.asarray(predictions["p_blended"], float))
@@ -400,20 +402,21 @@ def evaluate_blend_model(model: str | os.PathLike, data: str | os.PathLike, out_
     found = blended & np.isfinite(offset_error)
     metrics["companion_offset_median_error_px"] = float(np.median(offset_error[found])) if found.any() else float("nan")
     metrics["n_sources_accuracy"] = float(np.mean(np.asarray(predictions["n_sources"]) == np.where(blended, 2, 1)))
-    compare = None
-    if with_sep:
-        sep_metrics = run_sep_baseline(stamps, out_dir / "sep", command=command)
-        metrics["sep"] = {k: sep_metrics[k] for k in ("accuracy", "accuracy_near", "accuracy_far", "false_positive_rate", "n") if k in sep_metrics}
-        # A set without near blends (isolated stamps alone, to measure false positives) has no
-        # near accuracy for either method, hence no difference.
-        near, sep_near = metrics["accuracy_near"], sep_metrics["accuracy_near"]
-        metrics["accuracy_near_minus_sep"] = None if near is None or sep_near is None else near - sep_near
-        compare = {"SEP": sep_metrics}
     for column in ("separation_px", "noise_sigma", "blended", "near"):
         if column in truth.colnames:
             predictions[f"true_{column}"] = truth[column]
-    write_catalog(predictions, out_dir / "predictions.parquet")
-    write_blend_report(metrics, out_dir, name=Path(str(model)).stem, compare=compare, command=command)
+    compare = None
+    with evaluation_folder(out_dir) as folder:
+        if with_sep:
+            sep_metrics = run_sep_baseline(stamps, folder / "sep", command=command)
+            metrics["sep"] = {k: sep_metrics[k] for k in ("accuracy", "accuracy_near", "accuracy_far", "false_positive_rate", "n") if k in sep_metrics}
+            # A set without near blends (isolated stamps alone, to measure false positives) has no
+            # near accuracy for either method, hence no difference.
+            near, sep_near = metrics["accuracy_near"], sep_metrics["accuracy_near"]
+            metrics["accuracy_near_minus_sep"] = None if near is None or sep_near is None else near - sep_near
+            compare = {"SEP": sep_metrics}
+        write_catalog(predictions, folder / "predictions.parquet")
+        write_blend_report(metrics, folder, name=Path(str(model)).stem, compare=compare, command=command)
     return metrics
 
 

@@ -842,10 +842,12 @@ def evaluate_pointsource_model(
     ``by_magnitude`` (r-band true magnitude bins: n, accuracy, F1 and the image-only ones,
     error-rate reduction) and ``by_redshift`` (quasars: completeness, image-only completeness,
     error-rate reduction)), ``predictions.parquet`` and PNG plots (F1 and accuracy vs magnitude,
-    quasar completeness vs redshift, PCA of true vs generated features). Stamps without a finite
+    quasar completeness vs redshift, PCA of true vs generated features), all of them or none
+    (:func:`skysort.evaluation.evaluation_folder`). Stamps without a finite
     pixel in the model's bands are left out of all of them and counted as ``n_without_pixels``.
     """
     from ..data.catalog import write_catalog
+    from ..evaluation import evaluation_folder
     from ..evaluation.blend_metrics import source_provenance, write_metrics_json
 
     from astropy.table import Table
@@ -924,13 +926,10 @@ def evaluate_pointsource_model(
                         "feature_cosine_similarity_quartiles": np.percentile(cosine, [25, 50, 75]).tolist(),
                         "feature_cosine_similarity_by_class": {c: float(np.mean(cosine[truth == i])) for i, c in enumerate(CLASSES) if (truth == i).any()}})
     mag_column = "mag_true_r" if "mag_true_r" in stamps.columns else next((c for c in stamps.columns if c.startswith("mag_true_")), None)
-    plots = []
     if mag_column:
         mags = np.asarray(stamps.column(mag_column), float)
         metrics["by_magnitude"] = _bin_metrics(truth, predicted, base_predicted, mags, np.arange(14.0, 23.01, 1.0), "mag")
         metrics["magnitude_column"] = mag_column
-        plots.append(_plot_binned(metrics["by_magnitude"], "mag", f"{mag_column} (AB)", out_dir / "f1_vs_magnitude.png", "f1", "F1 (quasars) vs magnitude"))
-        plots.append(_plot_binned(metrics["by_magnitude"], "mag", f"{mag_column} (AB)", out_dir / "accuracy_vs_magnitude.png", "accuracy", "accuracy vs magnitude"))
     if "redshift" in stamps.columns:
         z = np.asarray(stamps.column("redshift"), float)
         quasars = truth == 1
@@ -944,14 +943,6 @@ def evaluate_pointsource_model(
                 row["completeness_image_only"] = row.pop("accuracy_image_only")
                 row.pop("f1_image_only", None)
         metrics["by_redshift"] = rows
-        plots.append(_plot_binned(rows, "z", "quasar redshift", out_dir / "qso_completeness_vs_redshift.png", "completeness",
-                                  "quasars classified as quasars, per redshift bin"))
-    if has_spectra and n >= 3:
-        plots.append(_plot_features(true_features, generated, truth, out_dir / "features_pca.png"))
-    if metrics["calibration"]:
-        plots.append(plot_reliability(metrics["calibration"], out_dir / "reliability.png",
-                                      title=f"{Path(str(model)).stem}: ECE {metrics['calibration']['ece']:.4f}"))
-    metrics["plots"] = [str(p) for p in plots]
     table = Table()
     table["id"] = stamps.column("id")
     table["p_star"] = (1 - p_qso).astype(np.float32)
@@ -965,8 +956,23 @@ def evaluate_pointsource_model(
     for column in (mag_column, "redshift"):
         if column and column in stamps.columns:
             table[column] = stamps.column(column)
-    write_catalog(table, out_dir / "predictions.parquet")
-    write_metrics_json(metrics, out_dir / "metrics.json", command=command)
+    with evaluation_folder(out_dir) as folder:
+        plots = []
+        if mag_column:
+            plots.append(_plot_binned(metrics["by_magnitude"], "mag", f"{mag_column} (AB)", folder / "f1_vs_magnitude.png", "f1", "F1 (quasars) vs magnitude"))
+            plots.append(_plot_binned(metrics["by_magnitude"], "mag", f"{mag_column} (AB)", folder / "accuracy_vs_magnitude.png", "accuracy", "accuracy vs magnitude"))
+        if "by_redshift" in metrics:
+            plots.append(_plot_binned(metrics["by_redshift"], "z", "quasar redshift", folder / "qso_completeness_vs_redshift.png", "completeness",
+                                      "quasars classified as quasars, per redshift bin"))
+        if has_spectra and n >= 3:
+            plots.append(_plot_features(true_features, generated, truth, folder / "features_pca.png"))
+        if metrics["calibration"]:
+            plots.append(plot_reliability(metrics["calibration"], folder / "reliability.png",
+                                          title=f"{Path(str(model)).stem}: ECE {metrics['calibration']['ece']:.4f}"))
+        # The paths the plots will have, not those of the temporary folder.
+        metrics["plots"] = [str(out_dir / p.name) for p in plots]
+        write_catalog(table, folder / "predictions.parquet")
+        write_metrics_json(metrics, folder / "metrics.json", command=command)
     return metrics
 
 

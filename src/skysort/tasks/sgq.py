@@ -1003,8 +1003,11 @@ def sgq_metrics(truth: np.ndarray, probabilities: np.ndarray, *, r_mag: np.ndarr
     r_mag : ndarray (N,), optional
         r magnitude for accuracy vs magnitude and the ``bright`` subset (r < ``bright_limit``).
     expected_class : str, optional
-        External validation of a pure sample: ``expected_class_fraction`` is the fraction
-        assigned to this class.
+        External validation of a pure sample (e.g. Gaia stars), every object taken to be of this
+        class: ``expected_class_fraction`` is the fraction of all the objects assigned to it.
+        The class is not used as a label: unlabelled objects (``truth`` -1) are scored for
+        nothing else, since a sample without contaminants has no purity to measure and its
+        accuracy would only repeat the fraction.
 
     Returns
     -------
@@ -1020,7 +1023,9 @@ def sgq_metrics(truth: np.ndarray, probabilities: np.ndarray, *, r_mag: np.ndarr
         :data:`PLAUSIBLE_MAGNITUDES`, in no bin), ``point_extended_agreement`` (star and qso merged
         as point sources against galaxies: the comparison with a morphological star / galaxy
         type), ``bright`` (the same for r < bright_limit) and, with ``expected_class``,
-        ``expected_class_fraction``.
+        ``expected_class``, ``expected_class_fraction``, ``n_expected_class_sample`` (the objects
+        it counts) and, given ``r_mag``, ``expected_class_fraction_vs_r_mag`` (non-empty bins of
+        :data:`MAG_BINS`: ``r_min``, ``r_max``, ``n``, ``fraction``).
     """
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
@@ -1088,9 +1093,17 @@ def sgq_metrics(truth: np.ndarray, probabilities: np.ndarray, *, r_mag: np.ndarr
     if expected_class is not None:
         if expected_class not in CLASSES:
             raise InputError("--expect", f"unknown class {expected_class!r} (choose from {', '.join(CLASSES)})")
+        assigned = predicted == CLASSES.index(expected_class)
         metrics["expected_class"] = expected_class
-        metrics["expected_class_fraction"] = float(np.mean(predicted == CLASSES.index(expected_class))) if len(predicted) else None
-        metrics["n_expected_class_sample"] = int(len(predicted))
+        metrics["expected_class_fraction"] = float(np.mean(assigned)) if len(assigned) else None
+        metrics["n_expected_class_sample"] = int(len(assigned))
+        if r_mag is not None:
+            r = np.asarray(r_mag, float)
+            r = np.where(plausible_magnitudes(r), r, np.nan)
+            inside = [(low, high, (r >= low) & (r < high)) for low, high in zip(MAG_BINS[:-1], MAG_BINS[1:])]
+            metrics["expected_class_fraction_vs_r_mag"] = [
+                {"r_min": float(low), "r_max": float(high), "n": int(rows.sum()), "fraction": float(np.mean(assigned[rows]))}
+                for low, high, rows in inside if rows.any()]
     return metrics
 
 
@@ -1211,13 +1224,17 @@ def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_di
     Writes into ``out_dir``: ``metrics.json`` (see :func:`sgq_metrics`; plus the inputs used),
     ``predictions.parquet`` (the prediction table with ``true_label`` and ``r_mag``) and the
     plots ``confusion_matrix.png``, ``purity_completeness.png``, ``reliability.png``,
-    ``accuracy_vs_r_mag.png``.
-    Objects without a star / galaxy / qso label are classified but not scored (except for
-    ``expected_class``); objects with neither a finite pixel nor a magnitude (``inputs_used``
-    none: no class) are not scored and are counted as ``n_without_input``. ``input_warnings``
-    is as in :func:`predict_sgq`.
+    ``accuracy_vs_r_mag.png``, all of them or none
+    (:func:`skysort.evaluation.evaluation_folder`).
+    Objects without a star / galaxy / qso label are classified but not scored, except in
+    ``expected_class_fraction``: with ``expected_class`` (a pure sample) every object counts
+    there, and a set without labels gets that fraction alone, no accuracy, purity or
+    calibration (see :func:`sgq_metrics`). Objects with neither a finite pixel nor a magnitude
+    (``inputs_used`` none: no class) are not scored and are counted as ``n_without_input``.
+    ``input_warnings`` is as in :func:`predict_sgq`.
     """
     from ..data.catalog import write_catalog
+    from ..evaluation import evaluation_folder
     from ..evaluation.blend_metrics import source_provenance, write_metrics_json
     from ..inference.predictor import load_predictor
 
@@ -1238,15 +1255,14 @@ def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_di
                     "inputs_used": {str(u): int(c) for u, c in zip(used, counts)}, "n_without_input": int(np.sum(~scored)),
                     "n_objects": int(len(stamps)), "n_unlabelled": int(np.sum(truth < 0)),
                     "prior": table.meta.get("prior"), "prior_estimated": bool(table.meta.get("prior_estimated", False))})
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     table["true_label"] = np.where(truth >= 0, np.asarray(CLASSES)[np.maximum(truth, 0)], "")
     if r_mag is not None:
         table["r_mag"] = np.asarray(r_mag, np.float32)
     table.meta.update({"data": str(data)})
-    write_catalog(table, out_dir / "predictions.parquet")
-    write_metrics_json(metrics, out_dir / "metrics.json", command=command)
-    plot_sgq_report(metrics, out_dir, name=Path(str(model)).stem)
+    with evaluation_folder(out_dir) as folder:
+        write_catalog(table, folder / "predictions.parquet")
+        write_metrics_json(metrics, folder / "metrics.json", command=command)
+        plot_sgq_report(metrics, folder, name=Path(str(model)).stem)
     return metrics
 
 
@@ -1277,12 +1293,15 @@ def evaluate_sgq_catalog(model: str | os.PathLike, catalog: Table, out_dir: str 
     """Evaluate the photometry branch alone on a labelled catalogue (standard column names,
     e.g. from :func:`skysort.data.catalog.read_catalog`), or with ``expected_class`` on a pure
     sample without labels (the fraction given that class, as the KiDS network was validated
-    on Gaia stars and GAMA galaxies): the same outputs as :func:`evaluate_sgq_model`, with
-    ``catalog_predictions.parquet``. ``prior`` is as in :func:`predict_sgq` (``"auto"``: the
-    class mix estimated from the predictions, no label used); the one applied is recorded as
-    ``metrics["prior"]``. Objects without a single magnitude the model accepts (finite and
-    within :data:`PLAUSIBLE_MAGNITUDES`) get no class and are not scored (``n_without_input``)."""
+    on Gaia stars and GAMA galaxies; the class is not taken as every object's label, so such a
+    sample gets no accuracy, purity or calibration, as in :func:`evaluate_sgq_model`): the
+    same outputs as :func:`evaluate_sgq_model`, with ``catalog_predictions.parquet``.
+    ``prior`` is as in :func:`predict_sgq` (``"auto"``: the class mix estimated from the
+    predictions, no label used); the one applied is recorded as ``metrics["prior"]``. Objects
+    without a single magnitude the model accepts (finite and within
+    :data:`PLAUSIBLE_MAGNITUDES`) get no class and are not scored (``n_without_input``)."""
     from ..data.catalog import photometry_arrays, write_catalog
+    from ..evaluation import evaluation_folder
     from ..evaluation.blend_metrics import source_provenance, write_metrics_json
     from ..inference.predictor import load_predictor
 
@@ -1298,10 +1317,10 @@ def evaluate_sgq_catalog(model: str | os.PathLike, catalog: Table, out_dir: str 
     mags, _, _ = photometry_arrays(catalog, predictor.spec.photometry_bands)
     ids = np.asarray(catalog["id"]) if "id" in catalog.colnames else None
     table = predict_sgq(predictor, mag=mags, ids=ids, prior=prior)
-    if "label" in catalog.colnames:
-        truth = class_indices(np.ma.filled(catalog["label"], ""), "label", allow_unknown=True)
-    else:
-        truth = np.full(len(catalog), CLASSES.index(expected_class))  # type: ignore[arg-type]
+    # A pure sample's class is not a label: scored against it, the classifier would get a purity
+    # of 1 by construction and an accuracy that merely repeats the fraction (as for stamps).
+    truth = (class_indices(np.ma.filled(catalog["label"], ""), "label", allow_unknown=True) if "label" in catalog.colnames
+             else np.full(len(catalog), -1))
     if expected_class is None and len(catalog) and not np.any(truth >= 0):
         raise InputError(where, f"no label is one of {', '.join(CLASSES)}: map the labels (labels=GALAXY:galaxy ...)")
     probabilities = np.stack([np.asarray(table[f"p_{c}"], float) for c in CLASSES], axis=1)
@@ -1313,12 +1332,11 @@ def evaluate_sgq_catalog(model: str | os.PathLike, catalog: Table, out_dir: str 
                     "source_provenance": source_provenance(predictor.model_file, predictor.meta),
                     "n_unlabelled": int(np.sum(truth < 0)), "n_without_input": int(np.sum(~scored)),
                     "prior": table.meta.get("prior"), "prior_estimated": bool(table.meta.get("prior_estimated", False))})
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     table["true_label"] = np.where(truth >= 0, np.asarray(CLASSES)[np.maximum(truth, 0)], "")
-    write_catalog(table, out_dir / "catalog_predictions.parquet")
-    write_metrics_json(metrics, out_dir / "metrics.json", command=command)
-    plot_sgq_report(metrics, out_dir, name=Path(str(model)).stem + " (photometry)")
+    with evaluation_folder(out_dir) as folder:
+        write_catalog(table, folder / "catalog_predictions.parquet")
+        write_metrics_json(metrics, folder / "metrics.json", command=command)
+        plot_sgq_report(metrics, folder, name=Path(str(model)).stem + " (photometry)")
     return metrics
 
 
