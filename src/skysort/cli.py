@@ -197,6 +197,13 @@ class Background(str, Enum):
 
 _BACKGROUND_HELP = ("Sky background removed from each band image before stamps are cut: sep (SExtractor's 64-pixel "
                     "mesh estimate; the models expect sky-subtracted stamps) or none (pixels as in the files).")
+_WEIGHTS_HELP = ("Separate weight maps (weight or inverse variance: 0 = no data; variance or rms: infinite, NaN or <= 0 = "
+                 "no data): glob pattern(s), matched to the images by name (KiDS/SWarp X.fits and X.weight.fits, "
+                 "X_sci.fits and X_wei.fits); every image needs one, of its shape and pixels. Pixels without data are cut "
+                 "as NaN and flagged NAN_PIXELS. Without it, a weight extension of the image's own file is read "
+                 "(WGT, WEIGHT, WHT, IVAR, INVVAR, VARIANCE, VAR, RMS, ERR, SIGMA; masks are not read). Quote patterns.")
+_WEIGHT_HDU_HELP = ("Extension of each image's file that holds its weight map, where the file holds several (JWST: WHT "
+                    "beside ERR), or 'none' to read no weight extension.")
 _PRIOR_HELP = ("Class fractions expected among the sources, e.g. star=0.12,galaxy=0.86,qso=0.02 (normalised): "
                "probabilities are moved from the model's training balance (equal classes for the shipped sgq models) "
                "to these by Bayes' rule. 'auto' estimates them from the predictions (a stamp set into one output "
@@ -210,7 +217,7 @@ def _format_prior(prior) -> str:
 
 @app.command("cutout")
 def cutout_command(
-    images: Annotated[list[str], typer.Option("--images", help="Band images: glob pattern(s), one FITS file per band (.fits, .fits.gz, .fits.bz2, .fits.fz) holding one sky image (a multi-CCD mosaic is refused; further extensions on the same pixels, such as a variance map, are ignored). Quote patterns.")],
+    images: Annotated[list[str], typer.Option("--images", help="Band images: glob pattern(s), one FITS file per band (.fits, .fits.gz, .fits.bz2, .fits.fz) holding one sky image (a multi-CCD mosaic is refused; a weight or variance extension on the same pixels marks pixels without data, see --weights; masks are not read). Quote patterns.")],
     catalog: Annotated[Path, typer.Option("--catalog", help="Catalogue (CSV, TSV, FITS, Parquet, VOTable, IPAC, SExtractor, or a folder of Parquet files) with ra/dec in degrees, or x/y in reference-band pixels.")],
     out: Annotated[Path, typer.Option("--out", help="Output stamp set (.h5).")],
     size: Annotated[int, typer.Option("--size", help="Stamp side in reference-band pixels.")] = 64,
@@ -220,6 +227,8 @@ def cutout_command(
     survey: Annotated[Optional[str], typer.Option("--survey", help="Survey name stored in the metadata (default: from the FITS header).")] = None,
     nan: Annotated[NanPolicy, typer.Option("--nan", help="NaN pixels in the images: flag the stamps, or stop with an error.")] = NanPolicy.flag,
     background: Annotated[Background, typer.Option("--background", help=_BACKGROUND_HELP)] = Background.sep,
+    weights: Annotated[Optional[list[str]], typer.Option("--weights", help=_WEIGHTS_HELP)] = None,
+    weight_hdu: Annotated[Optional[str], typer.Option("--weight-hdu", help=_WEIGHT_HDU_HELP)] = None,
     mosaic: Annotated[Optional[Path], typer.Option("--mosaic", help="Also write a PNG mosaic of stamps here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -230,6 +239,10 @@ def cutout_command(
     from .data.ingest import cutout
 
     image_paths = expand_image_paths(images)
+    if weights is not None:
+        from .data.images import expand_paths
+
+        image_paths += expand_paths(weights, what="weight file")
     check_output_path(out, inputs=[catalog, *image_paths], suffixes=STAMPSET_SUFFIXES)
     band_list = _split_bands(bands, "--bands")
     if mosaic:
@@ -241,7 +254,7 @@ def cutout_command(
     with progress_bar(len(table), "cutting", enabled=not quiet) as advance:
         stamps = cutout(images, table, out, size=size, bands=band_list,
                         reference_band=reference_band, survey=survey, nan_policy=nan.value, background=background.value,
-                        warn=_warn, progress=advance)
+                        weights=weights, weight_hdu=weight_hdu, warn=_warn, progress=advance)
     _print_stampset_summary(stamps.summary(), time.perf_counter() - start)
     if mosaic:
         console.print(f"mosaic: {_write_mosaic(stamps, mosaic)}")
@@ -784,6 +797,8 @@ def predict_command(
     threshold: Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Binary models: the second class when its probability exceeds this (default: the most probable class).")] = None,
     prior: Annotated[Optional[str], typer.Option("--prior", help=_PRIOR_HELP)] = None,
     background: Annotated[Background, typer.Option("--background", help=_BACKGROUND_HELP + " Used with --tiles.")] = Background.sep,
+    weights: Annotated[Optional[str], typer.Option("--weights", help=_WEIGHTS_HELP.replace("every image needs", "every tile file needs") + " Used with --tiles.")] = None,
+    weight_hdu: Annotated[Optional[str], typer.Option("--weight-hdu", help=_WEIGHT_HDU_HELP + " Used with --tiles.")] = None,
     spectra: Annotated[Optional[str], typer.Option("--spectra", help="Real 1-D spectra to classify with a point-source model's spectral encoder: FITS files or glob patterns, comma-separated (SDSS spec / spSpec, LAMOST, flux tables, 1-D images); one row per file, with the coverage of the model's wavelength grid. Quote patterns.")] = None,
     keep: Annotated[Optional[str], typer.Option("--keep", help="Catalogue (or stamp set table) columns copied to the output beside the predictions, comma-separated, as they are (values, empty cells, units); NEW=OLD writes column OLD as NEW, e.g. 'MAG_AUTO,sex_flags=FLAGS'.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
@@ -819,7 +834,8 @@ def predict_command(
     source = "spectra" if spectra is not None else "data" if data is not None else ("tiles" if tiles is not None else "catalog")
     images = ("data", "tiles", "catalog")  # what --spectra is not: options of the image and photometry runs
     _refuse_options_outside(ctx, source, {"mapping": ("tiles", "catalog"), "catalog_preset": ("tiles", "catalog"),
-                                          "reference_band": ("tiles",), "background": ("tiles",), "workers": ("tiles", "catalog"),
+                                          "reference_band": ("tiles",), "background": ("tiles",), "weights": ("tiles",),
+                                          "weight_hdu": ("tiles",), "workers": ("tiles", "catalog"),
                                           **{name: images for name in ("batch_size", "memory_gb", "device", "threads", "dask",
                                                                        "prior", "keep")}},
                             {"data": "--data", "tiles": "--catalog with --tiles", "catalog": "--catalog alone",
@@ -848,7 +864,7 @@ def predict_command(
     options = RunOptions(tiles=tiles, mapping=mapping or catalog_preset, reference_band=reference_band, batch_size=batch_size,
                          memory_gb=memory_gb, device=resolved_device, threads=threads, workers=workers, dask=dask,
                          threshold=threshold, prior=parse_prior(prior) if prior else None, background=background.value, quiet=quiet,
-                         keep=keep)
+                         keep=keep, weights=weights, weight_hdu=weight_hdu)
     if catalog is not None:
         from .inference.hats import predict_hats
 

@@ -26,7 +26,9 @@ stamp's square scaled to that band's pixels.
 Objects near an edge are never shifted or dropped: stamp pixels outside a band's image are NaN,
 and the object is flagged ``EDGE`` (and ``NAN_PIXELS``); an object entirely outside a band's
 image gets ``MISSING_BAND``. NaN pixels inside an image stay NaN in the stamp (the spline never
-spreads them beyond the pixels whose interpolation footprint touches them).
+spreads them beyond the pixels whose interpolation footprint touches them); pixels a weight map
+marks as without data are NaN already in the image as read (:mod:`skysort.data.images`), so
+they are cut and flagged as NaN pixels are.
 
 :func:`cut_stamps` is the one cutting function: ``skysort cutout`` and the tiles streamed by
 ``skysort predict --tiles`` both call it, so an object gets the same stamp, pixel for pixel and

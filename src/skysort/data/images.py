@@ -4,6 +4,13 @@ Files may be plain (``.fits``), gzip or bzip2 compressed (``.fits.gz``, ``.fits.
 tile compressed (``.fits.fz``); astropy reads them all. The first HDU holding a 2-D image is used
 (an image with further axes of length 1, ``NAXIS3 = 1``, is one).
 
+Pixels without data are NaN in the image as read, so that cutting, flags, the background
+estimate and the streamed tiles all treat them as missing. Besides NaN and infinite pixels these
+are the pixels a weight map marks as without data (:data:`WEIGHT_MAPS`): an extension of the
+same file with a recognised name (DES ``WGT``, HSC and LSST ``VARIANCE``, HST ``WHT``, ...) and
+the image's shape, or a separate file given explicitly (SWarp's and KiDS's ``.weight.fits``).
+Mask planes (``MSK``, ``MASK``) are not read: the meanings of their bits differ per pipeline.
+
 Sky positions in and out of this package are ICRS degrees: :func:`world_to_pixel` and
 :func:`pixel_to_world` convert them to and from the frame an image's WCS is written in
 (Galactic, ecliptic, FK4 B1950) and its axis order.
@@ -76,6 +83,10 @@ class BandImage:
     saturated_pixels : ndarray, shape (m, 2)
         ``(x, y)`` of the pixels at or above ``saturation`` as read (before any background
         subtraction); a list rather than a mask, since saturated pixels are few.
+    weight_map : dict or None
+        The weight map whose no-data pixels were made NaN in ``data``: ``file``, ``hdu``
+        (extension name, else index), ``kind`` (see :data:`WEIGHT_MAPS`) and
+        ``no_data_pixels`` (how many pixels it marks as without data); None when none was read.
     """
 
     band: str
@@ -90,6 +101,7 @@ class BandImage:
     background: dict = dataclasses.field(default_factory=dict)
     saturation: float = float("nan")
     saturated_pixels: np.ndarray = dataclasses.field(default_factory=lambda: np.empty((0, 2), np.float32), repr=False)
+    weight_map: dict | None = None
 
     @property
     def pixel_scale(self) -> float:
@@ -510,8 +522,310 @@ def first_image_header(path: str | Path) -> fits.Header | None:
     return None
 
 
-def read_band_image(path: str | Path, band: str | None = None, *, known_bands: Sequence[str] = BAND_ORDER) -> BandImage:
-    """Read one band image with its WCS.
+#: Extension names (``EXTNAME``, compared without regard to case) of the weight maps read from
+#: an image's own file, and the kind of values each holds. Whatever the kind, a pixel has data
+#: only where the map is finite and above 0 (:func:`no_data_pixels`):
+#:
+#: ``weight`` (a weight or inverse variance)
+#:     0 = no data. DES coadds ``WGT``; SWarp-style files ``WEIGHT``; HST and JWST drizzled
+#:     images ``WHT``; Legacy Surveys and SDSS ``IVAR``, ``INVVAR``.
+#: ``variance``
+#:     infinite, NaN or <= 0 = no data. HSC and LSST ``VARIANCE`` (``variance``), ``VAR``.
+#: ``rms`` (an rms or sigma)
+#:     infinite, NaN or <= 0 = no data. ``RMS``, ``ERR`` (HST, JWST), ``SIGMA``.
+#:
+#: Mask planes (``MSK``, ``MASK``, ``DQ``) are not read: their bits mean different things in
+#: each pipeline.
+WEIGHT_MAPS = {"WGT": "weight", "WEIGHT": "weight", "WHT": "weight", "IVAR": "weight", "INVVAR": "weight",
+               "VARIANCE": "variance", "VAR": "variance", "RMS": "rms", "ERR": "rms", "SIGMA": "rms"}
+
+#: Tokens of a file name that mark a science image or a weight map (``tile_r_sci.fits`` and
+#: ``tile_r_wei.fits``, ``coadd.fits`` and ``coadd.weight.fits``, Legacy Surveys'
+#: ``...-image-r.fits.fz`` and ``...-invvar-r.fits.fz``): the names of an image and of its
+#: weight file agree once these are removed.
+_SCIENCE_TOKENS = {"sci", "science", "image", "img", "drz", "drc", "i2d"}
+_WEIGHT_TOKENS = {"weight", "weights", "wei", "wgt", "wht", "ivar", "invvar", "var", "variance", "rms", "err", "sigma",
+                  "noise"}
+_FITS_NAME_SUFFIX = re.compile(r"\.(fits?|fts)(\.(gz|bz2|fz))?$", re.IGNORECASE)
+
+
+def no_data_pixels(values: np.ndarray) -> np.ndarray:
+    """Where a weight, inverse-variance, variance or rms map marks pixels as without data.
+
+    Parameters
+    ----------
+    values : ndarray
+        The map, in any unit (weights are in inverse image units squared, variances in image
+        units squared, rms in image units): only whether a value is finite and above 0 counts.
+
+    Returns
+    -------
+    ndarray of bool
+        True where the value is 0, negative, NaN or infinite: a weight of 0, or a variance or
+        rms that is infinite, NaN or not positive.
+    """
+    with np.errstate(invalid="ignore"):
+        return ~(np.isfinite(values) & (values > 0))
+
+
+def _extname(hdu) -> str:
+    return str(hdu.header.get("EXTNAME", "") or "").strip()
+
+
+def _image_shape(header: fits.Header) -> tuple[int, int]:
+    return int(header.get("NAXIS2", 0)), int(header.get("NAXIS1", 0))
+
+
+def find_weight_hdu(hdul: fits.HDUList, index: int, path: str | Path, weight_hdu: str | None = None) -> int | None:
+    """Index of the HDU holding the weight map of the image in HDU ``index``, from the headers.
+
+    Parameters
+    ----------
+    hdul : astropy.io.fits.HDUList
+        The open file.
+    index : int
+        The science image's HDU.
+    path : path-like
+        The file, named by errors.
+    weight_hdu : str, optional
+        None: the one HDU, other than the image's, whose ``EXTNAME`` is a key of
+        :data:`WEIGHT_MAPS` and whose image has the science image's shape (HDUs of other shapes
+        are not weight maps of these pixels). An extension name: that HDU, whatever its name
+        (it must have the image's shape). ``"none"``: no weight map.
+
+    Returns
+    -------
+    int or None
+        The HDU index, or None when the file holds no weight map (or ``"none"`` was asked).
+
+    Raises
+    ------
+    InputError
+        Several recognised weight maps of the image's shape (JWST's ``ERR`` and ``WHT``): which
+        one to read is not guessed. A ``weight_hdu`` the file lacks or that is not an image of
+        the science image's shape.
+    """
+    if weight_hdu is not None and str(weight_hdu).strip().lower() == "none":
+        return None
+    shape = _image_shape(hdul[index].header)
+    if weight_hdu:
+        wanted = str(weight_hdu).strip().upper()
+        named = [j for j, hdu in enumerate(hdul) if j != index and _extname(hdu).upper() == wanted]
+        if not named:
+            names = [_extname(hdu) for hdu in hdul if _extname(hdu)]
+            raise InputError(path, f"has no HDU named {weight_hdu!r} (the weight map asked for); its named HDUs are "
+                                   f"{', '.join(names) or 'none'}")
+        if len(named) > 1:
+            raise InputError(path, f"has {len(named)} HDUs named {wanted}: which is the weight map is not guessed")
+        j = named[0]
+        if not _is_2d_image(hdul[j]) or _image_shape(hdul[j].header) != shape:
+            raise InputError(path, f"its HDU {wanted} is not an image of the science image's {shape[1]}x{shape[0]} pixels, "
+                                   "so it cannot be its weight map")
+        return j
+    found = [j for j, hdu in enumerate(hdul) if j != index and _extname(hdu).upper() in WEIGHT_MAPS
+             and _is_2d_image(hdu) and _image_shape(hdu.header) == shape]
+    if len(found) > 1:
+        names = ", ".join(_extname(hdul[j]) for j in found)
+        raise InputError(path, f"holds several weight-like HDUs of the image's shape ({names}): which one marks the pixels "
+                               "without data is not guessed; choose one with --weight-hdu NAME (weight_hdu= in Python), "
+                               "or read none with --weight-hdu none")
+    return found[0] if found else None
+
+
+def _weight_kind(name: str, path: Path | None = None, default: str = "weight") -> str:
+    """Kind of values (:data:`WEIGHT_MAPS`) of a weight map, for the record: by its extension
+    name or a word of it (JWST's ``VAR_POISSON``), else by a word of its file name
+    (``.rms.fits``, ``-invvar-``), else ``default`` (``weight``: SWarp's default map type)."""
+    for text in (name, _FITS_NAME_SUFFIX.sub("", path.name) if path is not None else ""):
+        words = [text.upper(), *(t.upper() for t in re.split(r"[-_.]", text))]
+        kinds = [WEIGHT_MAPS[w] for w in words if w in WEIGHT_MAPS]
+        if kinds:
+            return kinds[0]
+    return default
+
+
+def check_weight_header(header: fits.Header, shape: tuple[int, int], wcs: WCS | None, path: str | Path,
+                        image: str | Path) -> None:
+    """Refuse a separate weight map that is not on its image's pixels, from its header.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        Header of the weight map's image HDU.
+    shape : (int, int)
+        The science image's ``(ny, nx)`` [pixels].
+    wcs : astropy.wcs.WCS or None
+        The science image's celestial WCS; None skips the sky check.
+    path, image : path-like
+        The weight file and its image, named by errors.
+
+    Raises
+    ------
+    InputError
+        Naming the weight file: another shape; or a celestial WCS putting the image's corners
+        or centre more than half a pixel away from where the image's own WCS puts them (the
+        weight map of another tile). A weight map without a celestial WCS is judged by its
+        shape alone.
+    """
+    weight_shape = _image_shape(header)
+    if weight_shape != tuple(shape):
+        raise InputError(path, f"weight map of {weight_shape[1]}x{weight_shape[0]} pixels for the image {Path(image).name} "
+                               f"of {shape[1]}x{shape[0]} pixels: a weight map must have its image's shape")
+    if wcs is None or not any(str(header.get(f"CTYPE{i}", "")).strip() for i in (1, 2)):
+        return
+    try:
+        weight_wcs = celestial_wcs(header, path)
+    except InputError:
+        return  # no usable sky coordinates: the shape is all there is to compare
+    ny, nx = shape
+    x = np.array([0.0, nx - 1.0, 0.0, nx - 1.0, (nx - 1) / 2])
+    y = np.array([0.0, 0.0, ny - 1.0, ny - 1.0, (ny - 1) / 2])
+    wx, wy = world_to_pixel(weight_wcs, *pixel_to_world(wcs, x, y))
+    offset = float(np.nanmax(np.hypot(wx - x, wy - y))) if np.isfinite(wx).any() else float("inf")
+    if not offset <= 0.5:
+        raise InputError(path, f"weight map lies on other pixels than its image {Path(image).name} (its WCS is {offset:.1f} "
+                               "px away): the weight map of another tile?")
+
+
+def weight_file_header(path: str | Path, image: str | Path = "the image") -> fits.Header:
+    """Header of the weight map in a separate weight file (its first 2-D image), read without
+    its pixels, so that a run refuses a bad weight file before it writes anything.
+
+    Raises
+    ------
+    InputError
+        Naming the weight file: missing; not a readable FITS file; no 2-D image; pixel data
+        cut short (a truncated download; not told for gzip or bzip2 files without reading them).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, f"no such file (the weight map of {Path(image).name})")
+    with open_fits(path, memmap=True, lazy_load_hdus=True) as hdul:
+        index = next((i for i, h in enumerate(hdul) if _is_2d_image(h)), None)
+        if index is None:
+            raise InputError(path, f"no 2-D image in any HDU (the weight map of {Path(image).name})")
+        info = hdul.fileinfo(index)
+        header = hdul[index].header.copy()
+    if info and not str(path).lower().endswith((".gz", ".bz2")):
+        missing = info["datLoc"] + info["datSpan"] - path.stat().st_size
+        if missing > 0:
+            raise InputError(path, f"not a readable FITS file: its weight map lacks its last {missing:,} bytes (truncated)")
+    return header
+
+
+def read_weight_map(path: str | Path, shape: tuple[int, int], wcs: WCS | None = None, *,
+                    image: str | Path = "the image") -> tuple[np.ndarray, dict]:
+    """The pixels without data according to a separate weight file.
+
+    Parameters
+    ----------
+    path : path-like
+        FITS file (optionally compressed) whose first 2-D image is the weight, inverse-variance,
+        variance or rms map of ``image`` (SWarp's and KiDS's ``.weight.fits``).
+    shape : (int, int)
+        The science image's ``(ny, nx)`` [pixels].
+    wcs : astropy.wcs.WCS, optional
+        The science image's celestial WCS, compared with the weight map's (see
+        :func:`check_weight_header`).
+    image : path-like
+        The science image, named by errors.
+
+    Returns
+    -------
+    no_data : ndarray of bool, shape ``shape``
+        :func:`no_data_pixels` of the map.
+    record : dict
+        ``file``, ``hdu`` (extension name, else index) and ``kind`` (:func:`_weight_kind`).
+
+    Raises
+    ------
+    InputError
+        Naming the weight file: missing, unreadable (truncated or corrupt), no 2-D image,
+        another shape or other pixels than the image's.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, f"no such file (the weight map of {Path(image).name})")
+    with open_fits(path, memmap=False) as hdul:
+        index = next((i for i, h in enumerate(hdul) if _is_2d_image(h)), None)
+        if index is None:
+            raise InputError(path, f"no 2-D image in any HDU (the weight map of {Path(image).name})")
+        hdu = hdul[index]
+        check_weight_header(hdu.header, shape, wcs, path, image)
+        no_data = no_data_pixels(np.asarray(hdu.data).reshape(shape))
+        name = _extname(hdu)
+    return no_data, {"file": str(path), "hdu": name or index, "kind": _weight_kind(name, path)}
+
+
+def _name_key(path: Path, marks: set[str]) -> tuple[str, ...]:
+    """A file name without its FITS suffix and without the tokens in ``marks``."""
+    tokens = re.split(r"[-_.]", _FITS_NAME_SUFFIX.sub("", path.name))
+    return tuple(t for t in tokens if t.lower() not in marks)
+
+
+def match_weight_files(images: Sequence[str | Path], weights: Sequence[str | Path]) -> list[Path]:
+    """The weight file of each image, matched by name.
+
+    An image and its weight file match when their names agree once the FITS suffix, the
+    tokens marking a science image (``sci``, ``image``, ...) and those marking a weight map
+    (``weight``, ``wei``, ``wht``, ``ivar``, ``var``, ``rms``, ...) are removed: KiDS
+    ``X_r_SDSS.fits`` and ``X_r_SDSS.weight.fits``, ``X_r_sci.fits`` and ``X_r_wei.fits``,
+    SWarp ``coadd.fits`` and ``coadd.weight.fits``, Legacy Surveys ``...-image-r.fits.fz``
+    and ``...-invvar-r.fits.fz``; a weight file in another folder may keep the image's own name.
+    Among several candidates the one in the image's folder is taken. One image and one weight
+    file are paired whatever their names. Weight files matching no image are not used.
+
+    Parameters
+    ----------
+    images, weights : sequence of path-like
+        Image files and weight files (an image among ``weights`` is not its own weight map).
+
+    Returns
+    -------
+    list of Path
+        The weight file of each image, in the order of ``images``.
+
+    Raises
+    ------
+    InputError
+        An image with no weight file, or with several equally good ones.
+    """
+    images = [Path(p) for p in images]
+    weights = [Path(p) for p in weights]
+    if len(images) == 1 and len(weights) == 1 and images[0] != weights[0]:
+        return weights
+    marks = _SCIENCE_TOKENS | _WEIGHT_TOKENS
+    by_key: dict[tuple[str, ...], list[Path]] = {}
+    for weight in weights:
+        by_key.setdefault(_name_key(weight, marks), []).append(weight)
+    # Tiles in folders of their own share their names (DIR/*/tile-r.fits): a weight file beside
+    # an image of its name is that image's, never another folder's.
+    beside = {(image.parent, _name_key(image, marks)) for image in images}
+    matched = []
+    for image in images:
+        key = _name_key(image, marks)
+        candidates = [w for w in by_key.get(key, []) if w != image and (w.parent == image.parent or (w.parent, key) not in beside)]
+        if len(candidates) > 1:
+            candidates = [w for w in candidates if w.parent == image.parent] or candidates
+        if not candidates:
+            raise InputError(image, f"no weight file among the {len(weights)} given matches this image's name (looked for "
+                                    f"names such as {_FITS_NAME_SUFFIX.sub('', image.name)}.weight.fits); give every image "
+                                    "its weight map, or leave out --weights")
+        if len(candidates) > 1:
+            raise InputError(image, f"several weight files match this image ({', '.join(str(w) for w in candidates)}); "
+                                    "which one is its weight map is not guessed")
+        matched.append(candidates[0])
+    return matched
+
+
+def read_band_image(path: str | Path, band: str | None = None, *, known_bands: Sequence[str] = BAND_ORDER,
+                    weights: str | Path | None = None, weight_hdu: str | None = None) -> BandImage:
+    """Read one band image with its WCS; pixels without data are NaN.
+
+    Pixels without data are those that are NaN or infinite in the file, and those its weight
+    map marks as without data (:func:`no_data_pixels`: weight 0, variance or rms infinite, NaN
+    or not positive). The weight map is ``weights`` when given, else the file's own weight HDU
+    (:func:`find_weight_hdu`); ``weight_map`` of the result records which one was read.
 
     Parameters
     ----------
@@ -521,12 +835,20 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
         Band name; read from the header (``FILTER``) or the file name if not given.
     known_bands : sequence of str
         Names looked for in the file name when the header has no filter.
+    weights : path-like, optional
+        A separate weight file of this image (:func:`read_weight_map`); it takes the place of
+        any weight HDU in the image's own file.
+    weight_hdu : str, optional
+        Without ``weights``: the extension of the image's file holding its weight map, or
+        ``"none"`` to read none; default, the one HDU whose name is in :data:`WEIGHT_MAPS`.
 
     Raises
     ------
     InputError
         Missing, truncated or corrupt file; no 2-D image; no celestial WCS; no band name;
-        no finite pixel.
+        no finite pixel. Weight maps (naming the weight file): missing or unreadable; another
+        shape or other pixels than the image's; several candidates in the file; every pixel
+        marked as without data.
     """
     path = Path(path)
     if not path.exists():
@@ -544,11 +866,31 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
         data = np.asarray(hdu.data, dtype=np.float32).reshape(hdu.data.shape[-2:])
         header = hdu.header.copy()
         check_one_sky_area(hdul, index, path)
+        no_data, weight_map = None, None
+        if weights is None:
+            found = find_weight_hdu(hdul, index, path, weight_hdu)
+            if found is not None:
+                no_data = no_data_pixels(np.asarray(hdul[found].data).reshape(data.shape))
+                name = _extname(hdul[found])
+                weight_map = {"file": str(path), "hdu": name or found, "kind": _weight_kind(name, default="unknown")}
     wcs = celestial_wcs(header, path)
+    if weights is not None:
+        no_data, weight_map = read_weight_map(weights, data.shape, wcs, image=path)
     band = band or _band_from_header(header) or _band_from_name(path, known_bands)
     if band is None:
         raise InputError(path, "band name not found in the header (FILTER) or file name; give it explicitly")
     data = linear_pixels(data, header)
+    if no_data is not None:
+        if no_data.all():
+            where = weights if weights is not None else path
+            what = "" if weights is not None else f"its weight map (HDU {weight_map['hdu']}) "
+            raise InputError(where, f"{what}marks every pixel of {Path(path).name} as without data (weight 0, or variance "
+                                    "or rms infinite or 0): no pixel to cut")
+        weight_map["no_data_pixels"] = int(np.count_nonzero(no_data))
+        # Pipelines fill pixels without data with 0 or with garbage: as NaN they are missing for
+        # the cut, the flags and the background estimate alike.
+        data[no_data] = np.nan
+        del no_data
     finite = np.isfinite(data)
     n_nan = int(data.size - np.count_nonzero(finite))
     if n_nan == data.size:
@@ -565,7 +907,7 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
     return BandImage(band=band, path=path, data=data, wcs=wcs, flux_unit=unit, zero_point=zero_point,
                      psf_fwhm=psf_fwhm, n_nan=n_nan,
                      survey=str(header.get("ORIGIN") or header.get("TELESCOP") or "").strip(),
-                     saturation=saturation, saturated_pixels=saturated)
+                     saturation=saturation, saturated_pixels=saturated, weight_map=weight_map)
 
 
 def expand_paths(patterns: str | Sequence[str], what: str = "file") -> list[Path]:
@@ -598,7 +940,8 @@ def band_sort_key(band: str) -> tuple[int, str]:
 
 
 def read_band_images(paths: Sequence[str | Path], bands: Sequence[str] | None = None, *, threads: int = 4,
-                     background: str = "none") -> list[BandImage]:
+                     background: str = "none", weights: Sequence[str | Path | None] | None = None,
+                     weight_hdu: str | None = None) -> list[BandImage]:
     """Read the band images of one tile, ordered by ``bands`` or by wavelength.
 
     Parameters
@@ -615,17 +958,28 @@ def read_band_images(paths: Sequence[str | Path], bands: Sequence[str] | None = 
         Sky background removed from each image as it is read (see
         :func:`skysort.data.background.subtract_background`); ``none`` keeps the pixels as
         they are in the files.
+    weights : sequence of path-like or None, optional
+        The separate weight file of each of ``paths``, in the same order (None for a file
+        without one; :func:`match_weight_files` pairs them by name). Files without one use
+        their own weight HDU, if any (see :func:`read_band_image`).
+    weight_hdu : str, optional
+        The extension holding each file's weight map, or ``"none"`` (see :func:`read_band_image`).
     """
     from .background import subtract_background
 
     paths = [Path(p) for p in paths]
+    weights = list(weights) if weights is not None else [None] * len(paths)
+    if len(weights) != len(paths):
+        raise ValueError(f"{len(weights)} weight files for {len(paths)} images")
+    weight_of = dict(zip(paths, weights))
     known = tuple(bands) if bands else BAND_ORDER
     repeated = sorted({b for b in known if known.count(b) > 1})
     if repeated:
         raise InputError("--bands", f"each band may appear once, got {', '.join(repeated)} more than once")
 
     def load(path: Path) -> BandImage:
-        return subtract_background(read_band_image(path, known_bands=known), background, copy=False)
+        image = read_band_image(path, known_bands=known, weights=weight_of[path], weight_hdu=weight_hdu)
+        return subtract_background(image, background, copy=False)
 
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(paths)))) as pool:
         images = list(pool.map(load, paths))

@@ -233,6 +233,8 @@ def cutout_to_stampset(
             "alignment": "reference band and bands on its pixel grid: integer-pixel cut; other bands: cubic-spline "
             "resampling onto the reference grid through each band's WCS (local affine map, flux-conserving)",
             "background": {image.band: image.background or {"method": "none"} for image in images},
+            # Whose no-data pixels were made NaN before cutting (None: no weight map was read).
+            "weight_maps": {image.band: dict(image.weight_map) if image.weight_map else None for image in images},
             "psf_fwhm_source": {band: seeing[band][1] for band in bands},
             # What the SATURATED flag was judged against (None: the header gives no level).
             "saturation": {image.band: float(image.saturation) if np.isfinite(image.saturation) else None for image in images},
@@ -282,6 +284,8 @@ def cutout(
     survey: str | None = None,
     nan_policy: str = "flag",
     background: str = "sep",
+    weights: str | Sequence[str | os.PathLike] | None = None,
+    weight_hdu: str | None = None,
     warn: Callable[[str | os.PathLike, str], None] | None = None,
     progress: Callable[[int], None] | None = None,
     command: str | None = None,
@@ -316,6 +320,18 @@ def cutout(
         SExtractor's mesh estimate, as the models expect sky-subtracted stamps; see
         :mod:`skysort.data.background`), or ``none`` to cut the pixels as they are. The
         stamp set's metadata (``extra["background"]``) records it per band.
+    weights : str or sequence of path-like, optional
+        Separate weight files (weight, inverse-variance, variance or rms maps): glob
+        pattern(s) or files, matched to the images by name
+        (:func:`skysort.data.images.match_weight_files`); every image needs one. Files
+        matching both ``images`` and ``weights`` are weight maps, not images. Without it each
+        image's own weight HDU is read, if it has one (DES ``WGT``, HSC ``VARIANCE``, ...).
+        Pixels a weight map marks as without data are NaN, as NaN pixels of the images are
+        (so ``nan_policy`` applies to them); ``extra["weight_maps"]`` records per band the map
+        read.
+    weight_hdu : str, optional
+        Without ``weights``: the extension of each image's file holding its weight map
+        (``WHT`` of a JWST file that also holds ``ERR``), or ``"none"`` to read none.
     warn : callable, optional
         ``warn(file, message)`` for non-fatal problems (default: :func:`warnings.warn`).
     progress : callable, optional
@@ -339,7 +355,7 @@ def cutout(
     >>> stamps = cutout("field/frame-*.fits.bz2", "field/objects.csv", "stamps.h5")  # doctest: +SKIP
     """
     from .catalog import read_catalog, standardise_catalog
-    from .images import expand_image_paths, read_band_images
+    from .images import expand_image_paths, expand_paths, match_weight_files, read_band_images
 
     if nan_policy not in ("flag", "error"):
         raise InputError("--nan", f"must be 'flag' or 'error', got {nan_policy!r}")
@@ -347,6 +363,18 @@ def cutout(
         raise InputError("--size", f"stamp size must be a whole number of pixels, got {size!r}")
     patterns = [images] if isinstance(images, (str, os.PathLike)) else list(images)
     paths = expand_image_paths([str(p) for p in patterns])
+    weight_paths = None
+    if weights is not None and weight_hdu is not None:
+        raise InputError("--weight-hdu", "names an extension of the images' own files, which --weights replaces: give one "
+                                         "of them")
+    if weights is not None:
+        weight_patterns = [weights] if isinstance(weights, (str, os.PathLike)) else list(weights)
+        weight_files = expand_paths([str(p) for p in weight_patterns], what="weight file")
+        # An --images pattern that also matches the weight files ('tile-r*.fits') means the images.
+        given_as_weights = set(weight_files)
+        paths = [p for p in paths if p not in given_as_weights]
+        if not paths:
+            raise InputError(", ".join(str(p) for p in patterns), "matches only files given as weight maps (--weights)")
     if isinstance(catalog, Table):
         # A table read elsewhere is translated with the mapping given; one from read_catalog
         # (which records its mapping) has the standard names already.
@@ -355,12 +383,18 @@ def cutout(
         catalog = table.meta.get("source_file", "catalogue")
     else:
         table = read_catalog(catalog, mapping=mapping)
-    tiles = read_band_images(paths, bands, background=background)
+    if weights is not None:
+        weight_paths = match_weight_files(paths, weight_files)
+    tiles = read_band_images(paths, bands, background=background, weights=weight_paths, weight_hdu=weight_hdu)
     for tile in tiles:
         if tile.n_nan:
+            without_data = ""
+            if tile.weight_map and tile.weight_map["no_data_pixels"]:
+                without_data = f" ({tile.weight_map['no_data_pixels']} of them without data in its weight map)"
             if nan_policy == "error":
-                raise InputError(tile.path, f"{tile.n_nan} NaN pixels (use --nan flag to keep and flag affected stamps)")
-            report_problem(warn, tile.path, f"{tile.n_nan} NaN pixels; stamps touching them are flagged NAN_PIXELS")
+                raise InputError(tile.path, f"{tile.n_nan} NaN pixels{without_data} (use --nan flag to keep and flag affected "
+                                            "stamps)")
+            report_problem(warn, tile.path, f"{tile.n_nan} NaN pixels{without_data}; stamps touching them are flagged NAN_PIXELS")
     # x/y positions refer to the band the catalogue's mapping names, unless the user overrides it.
     reference_band = reference_band or table.meta.get("reference_band")
     return cutout_to_stampset(tiles, table, out, size=size, reference_band=reference_band, survey=survey,

@@ -247,7 +247,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
         photometry_bands=list(spec.photometry_bands), stamp_size=inputs.stamp_size, reference_band=inputs.reference_band,
         batch_size=memory.batch_size, tile_cache_tiles=memory.tile_cache_tiles, images_available=images_available,
         photometry_only_ok=probe["photometry_only"], background=options.background, seeing_band=spec.seeing_band,
-        photometry_missing=photometry_missing)
+        photometry_missing=photometry_missing, weight_hdu=options.weight_hdu)
     id_column = columns.sources.get("id")
     meta_frame = hats_catalog.meta
     id_dtype = output_id_dtype(meta_frame[id_column].to_numpy().dtype) if id_column else np.dtype(np.int64)
@@ -266,6 +266,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
         "skysort_classes": " ".join(model_info["classes"]), "skysort_image_bands": " ".join(model_info["image_bands"]) or "none",
         "skysort_photometry_bands": " ".join(model_info["photometry_bands"]) or "none",
         "skysort_input_catalog": str(Path(catalog).resolve()), "skysort_tiles": str(options.tiles or ""),
+        "skysort_weights": str(options.weights or ""),
         "skysort_images_available": str(images_available), "skysort_threshold": str(options.threshold),
         "skysort_prior": json.dumps(decision.record()["prior"]),
         "skysort_background": signature["background"] or "",

@@ -5,7 +5,11 @@ manifest (:mod:`skysort.inference.manifest`):
 
 1. **Tiles.** The ``--tiles`` files are grouped into tiles (one file per band; files whose
    names differ only in the band token, e.g. ``frame-r-003918-3-0213.fits.bz2``, form one
-   tile). Only FITS headers are read while planning.
+   tile). Only FITS headers are read while planning. Separate weight files (``--weights``)
+   are matched to the tile files by name and checked against them there, from their headers;
+   a tile file's own weight extension is found when the tile is read
+   (:func:`skysort.data.images.read_band_image`), and each part's metadata records the
+   weight maps read.
 2. **Ownership.** The catalogue is read in chunks of bounded size (Parquet by row groups,
    FITS memory-mapped, CSV parsed block by block; ECSV is read whole). Each source is owned
    by exactly one tile: among the tiles whose reference-band image contains it, the one
@@ -169,6 +173,9 @@ class TileInfo:
         Band -> file.
     shape : (int, int)
         Reference-band image shape ``(ny, nx)``.
+    weights : dict of str to str
+        Band -> separate weight file (``--weights``); empty when none was given, and the
+        files' own weight HDUs, if any, are read.
     """
 
     key: str
@@ -178,9 +185,10 @@ class TileInfo:
     pixel_scale: float = float("nan")
     #: Band -> AB zero point of one pixel unit from the file's header (NaN where none).
     zero_points: dict[str, float] = field(default_factory=dict, repr=False)
+    weights: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "files": dict(self.files), "shape": list(self.shape)}
+        return {"key": self.key, "files": dict(self.files), "shape": list(self.shape), "weights": dict(self.weights)}
 
 
 def _header_info(path: Path, known_bands: Sequence[str]) -> tuple[str, Any, tuple[int, int], float]:
@@ -207,22 +215,48 @@ def _tile_key(path: Path, band: str) -> str:
     return str(path.parent / "*")
 
 
-def scan_tiles(patterns: str | Sequence[str], bands: Sequence[str], reference_band: str, *, threads: int = 4) -> list[TileInfo]:
+def scan_tiles(patterns: str | Sequence[str], bands: Sequence[str], reference_band: str, *, threads: int = 4,
+               weights: str | Sequence[str] | None = None) -> list[TileInfo]:
     """Group the files matching ``patterns`` into tiles holding every band in ``bands``.
+
+    Parameters
+    ----------
+    patterns : str or sequence of str
+        Glob patterns (or a comma-separated string of them) of the tile images.
+    bands : sequence of str
+        The bands every tile must have.
+    reference_band : str
+        The band whose pixel grid the stamps share.
+    threads : int
+        Headers are read in this many threads.
+    weights : str or sequence of str, optional
+        Glob patterns of separate weight files, matched to the tile files by name
+        (:func:`skysort.data.images.match_weight_files`): every file of a needed band must have
+        one, of its shape and pixels (checked here, from the headers). Files matching both
+        ``patterns`` and ``weights`` are weight maps, not tiles.
 
     Raises
     ------
     InputError
-        No file matches; a tile lacks a needed band or has two files of one band.
+        No file matches; a tile lacks a needed band or has two files of one band; a tile file
+        without a weight file, or with one of another shape or other pixels.
     """
     from astropy.wcs.utils import proj_plane_pixel_scales
 
-    from ..data.images import BAND_ORDER, expand_image_paths
+    from ..data.images import BAND_ORDER, expand_image_paths, expand_paths
 
     try:
         paths = expand_image_paths(patterns)
     except InputError as exc:
         raise InputError(exc.where, "no tile file matches this path or pattern") from None
+    weight_files: list[Path] = []
+    if weights is not None:
+        weight_files = expand_paths(weights, what="weight file")
+        # A --tiles pattern that also matches the weight files means the science images.
+        given_as_weights = set(weight_files)
+        paths = [p for p in paths if p not in given_as_weights]
+        if not paths:
+            raise InputError(str(patterns), "matches only files given as weight maps (--weights)")
     known = tuple(dict.fromkeys([*bands, *BAND_ORDER]))
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         infos = list(pool.map(lambda p: (p, *_header_info(p, known)), paths))
@@ -244,7 +278,29 @@ def scan_tiles(patterns: str | Sequence[str], bands: Sequence[str], reference_ba
         tiles.append(TileInfo(key=key, files={b: str(group[b][0]) for b in bands}, shape=shape, wcs=wcs, pixel_scale=scale,
                               zero_points={b: group[b][3] for b in bands}))
     _refuse_tiles_on_the_same_pixels(tiles, reference_band)
+    if weight_files:
+        _match_tile_weights(tiles, groups, weight_files, threads)
     return tiles
+
+
+def _match_tile_weights(tiles: Sequence[TileInfo], groups: Mapping[str, Mapping[str, tuple[Path, Any, tuple[int, int], float]]],
+                        weight_files: Sequence[Path], threads: int) -> None:
+    """Give each tile file its weight file (:attr:`TileInfo.weights`), checked against it from
+    the headers, so that a weight map of another shape or tile stops the run before anything is
+    written rather than in the middle of it."""
+    from ..data.images import check_weight_header, match_weight_files, weight_file_header
+
+    needed = [(tile, band, groups[tile.key][band]) for tile in tiles for band in tile.files]
+    matched = match_weight_files([info[0] for _, _, info in needed], weight_files)
+
+    def check(item: tuple[tuple[TileInfo, str, tuple[Path, Any, tuple[int, int], float]], Path]) -> None:
+        (_, _, (path, wcs, shape, _)), weight = item
+        check_weight_header(weight_file_header(weight, path), shape, wcs, weight, path)
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        list(pool.map(check, zip(needed, matched)))
+    for (tile, band, _), weight in zip(needed, matched):
+        tile.weights[band] = str(weight)
 
 
 def _refuse_tiles_on_the_same_pixels(tiles: Sequence[TileInfo], reference_band: str) -> None:
@@ -1247,6 +1303,9 @@ class ReaderConfig:
     photometry_missing: bool = False
     #: Units of the catalogue columns carried to the output (output name -> unit text).
     carried_units: dict[str, str] | None = None
+    #: The extension of each tile file holding its weight map, or "none" (None: the one whose
+    #: name is recognised; see :func:`skysort.data.images.find_weight_hdu`).
+    weight_hdu: str | None = None
 
 
 class UnitReader:
@@ -1267,8 +1326,10 @@ class UnitReader:
         while len(self._tiles) >= self.config.tile_cache_tiles:
             self._tiles.popitem(last=False)
         files = self.config.tiles[t]["files"]
+        weights = self.config.tiles[t].get("weights") or {}
         bands = self.config.image_bands
-        images = read_band_images([files[b] for b in bands], bands, threads=len(bands), background=self.config.background)
+        images = read_band_images([files[b] for b in bands], bands, threads=len(bands), background=self.config.background,
+                                  weights=[weights.get(b) for b in bands], weight_hdu=self.config.weight_hdu)
         reference = bands.index(self.config.reference_band)
         aligned = [b == reference or same_pixel_grid(images[reference], image) for b, image in enumerate(images)]
         seeing = float("nan")
@@ -1319,6 +1380,7 @@ class UnitReader:
             from .predictor import flux_scale
 
             images, aligned, reference, seeing = self._tile(unit["tile"])
+            weight_maps = {image.band: image.weight_map for image in images}
             x, y = sky_to_pixel(images[reference], rows["ra"], rows["dec"])
             factors = flux_scale(config.image_bands, config.zero_points, {image.band: image.zero_point for image in images})
         n_batches = max(1, math.ceil(n / config.batch_size))
@@ -1354,6 +1416,7 @@ class UnitReader:
                 "id": rows["id"][part], "ra": rows["ra"][part], "dec": rows["dec"][part],
                 "catalog_row": rows["catalog_row"][part],
                 "carried": {name: values[part] for name, values in rows.items() if name.startswith(CARRIED_PREFIX)},
+                **({"weight_maps": weight_maps} if with_images else {}),
             }
 
 
@@ -1473,6 +1536,9 @@ class UnitAssembler:
             table["class"][unknown] = ""
         table["images_used"] = np.concatenate([np.full(len(b["flags"]), bool(b["images_used"])) for b in batches])
         table["catalog_row"] = cat("catalog_row", batches)
+        if "weight_maps" in batches[0]:
+            # Which weight map made pixels of the unit's tile NaN (None per band: none was read).
+            table.meta["weight_maps"] = batches[0]["weight_maps"]
         for key in batches[0].get("carried", {}):
             pieces = [b["carried"][key] for b in batches]
             name = key[len(CARRIED_PREFIX):]
@@ -1622,6 +1688,11 @@ class RunOptions:
     threshold: float | None = None
     prior: Mapping[str, float] | str | None = None
     background: str = "sep"
+    #: Glob patterns of separate weight files of the tiles (see :func:`scan_tiles`).
+    weights: str | Sequence[str] | None = None
+    #: The extension of each tile file holding its weight map, or "none" (None: the one whose
+    #: name is recognised).
+    weight_hdu: str | None = None
     quiet: bool = True
     #: Catalogue columns copied to the output (:func:`parse_carried`: ``"A,B,NEW=C"``, a list or
     #: a mapping output name -> column).
@@ -1640,7 +1711,8 @@ class RunOptions:
         adds the background method when stamps are cut)."""
         return {"mapping": str(self.mapping) if self.mapping is not None else None,
                 "reference_band": self.reference_band, **self.decision().signature(),
-                **({"keep": str(self.keep)} if self.keep else {})}
+                **({"keep": str(self.keep)} if self.keep else {}),
+                **({"weight_hdu": str(self.weight_hdu)} if self.weight_hdu else {})}
 
 
 def model_record(predictor: Predictor) -> dict[str, Any]:
@@ -1775,9 +1847,11 @@ def prepare_inputs(model: str | os.PathLike, predictor: Predictor, options: "Run
     if cut and cut[0] != cut[1] and images_available:
         raise InputError(model, f"streaming cuts square stamps; the model expects {cut}")
     reference_band = _reference_band(spec.image_bands, options.reference_band) if spec.uses_images else ""
+    if options.weights is not None and options.weight_hdu is not None:
+        raise InputError("--weight-hdu", "names an extension of the tile files, which --weights replaces: give one of them")
     tiles: list[TileInfo] = []
     if images_available and spec.uses_images:
-        tiles = scan_tiles(options.tiles, spec.image_bands, reference_band)
+        tiles = scan_tiles(options.tiles, spec.image_bands, reference_band, weights=options.weights)
         warn_pixel_scale(tiles, spec, warn)
         warn_zero_points(tiles, spec, warn)
     return PreparedInputs(spec, probe, images_available, reference_band, int(cut[0]) if cut else 0, tiles)
@@ -1795,6 +1869,10 @@ def run_signature(model_info: Mapping[str, Any], catalog_identity: Any, inputs: 
         **options.signature(),
         # Without tiles no stamp is cut, so the background method changes nothing.
         "background": options.background if inputs.tiles else None,
+        # Only when given, so that runs without weight files resume as they were planned.
+        **({"weights": sorted(f"{identity['path']}:{identity['size']}" for identity in
+                              (file_identity(f) for t in inputs.tiles for f in t.weights.values()))}
+           if any(t.weights for t in inputs.tiles) else {}),
     }
 
 
@@ -1888,10 +1966,12 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
         manifest = Manifest.create(
             out, signature=signature, plan=plan, model=model_info,
             inputs={"catalog": str(Path(catalog).resolve()), "tiles": options.tiles if isinstance(options.tiles, (str, type(None)))
-                    else list(options.tiles), "n_tile_files": sum(len(t.files) for t in tiles)},
+                    else list(options.tiles), "n_tile_files": sum(len(t.files) for t in tiles),
+                    "weights": options.weights if isinstance(options.weights, (str, type(None))) else list(options.weights)},
             options={"batch_size": memory.batch_size, "memory_gb": options.memory_gb, "rows_per_part": memory.rows_per_part,
                      "reference_band": reference_band, "mapping": signature["mapping"], **decision.record(),
-                     "images_available": images_available, "device": device, "background": signature["background"]})
+                     "images_available": images_available, "device": device, "background": signature["background"],
+                     "weight_hdu": options.weight_hdu if tiles else None})
     else:
         manifest.reconcile()
         restore_shards(manifest, catalog_stream, tiles, inputs, options)
@@ -1904,7 +1984,8 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
             photometry_bands=list(spec.photometry_bands), stamp_size=stamp_size, reference_band=reference_band,
             batch_size=memory.batch_size, tile_cache_tiles=memory.tile_cache_tiles, images_available=images_available,
             photometry_only_ok=probe["photometry_only"], background=options.background, seeing_band=spec.seeing_band,
-            zero_points=spec.zero_points, photometry_missing=photometry_missing, carried_units=carried_units)
+            zero_points=spec.zero_points, photometry_missing=photometry_missing, carried_units=carried_units,
+            weight_hdu=options.weight_hdu)
         part_meta = {"model": model_info["name"], "model_file": model_info["file"], "model_sha256": model_info["sha256"],
                      "model_created": model_info["created"], "task": predictor.task, "classes": list(predictor.classes),
                      "image_bands": model_info["image_bands"], "photometry_bands": model_info["photometry_bands"],
