@@ -242,3 +242,10 @@ def test_unique_ids_and_masked_ids_give_no_repeated_id_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(read_catalog(path)) == 3
+
+
+def test_repeated_ids_written_as_floats_beyond_2_to_53_are_explained(tmp_path):
+    path = tmp_path / "floats.csv"
+    path.write_text("obj_ID,ra,dec\n1.2376487207e+18,10.0,1.0\n1.2376487207e+18,10.1,1.1\n")
+    with pytest.warns(UserWarning, match=r"floating-point numbers beyond 2\*\*53"):
+        read_catalog(path)

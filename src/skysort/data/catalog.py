@@ -1317,9 +1317,14 @@ def _warn_repeated_ids(ids: Column, path: str | os.PathLike, name: str) -> None:
     if len(repeated):
         shown = ", ".join(str(v) for v in repeated[:3]) + (", ..." if len(repeated) > 3 else "")
         what = "1 id" if len(repeated) == 1 else f"{len(repeated):,} ids"
+        # 64-bit survey ids (SDSS objID ~1.2e18) written as floating-point numbers keep only
+        # about 16 digits, so neighbouring objects collapse onto one id.
+        rounded = (np.issubdtype(values.dtype, np.floating) and np.nanmax(np.abs(values)) > 2.0**53)
+        hint = (f"; the ids are floating-point numbers beyond 2**53, which keep only about 16 digits: the file lost "
+                "them when it was written, so read the ids from a copy that stores them as integers") if rounded else ""
         report_problem(None, path, f"{what} of column {name!r} {'occurs' if len(repeated) == 1 else 'occur'} more than once ({shown}; "
                                    f"{int(counts[counts > 1].sum()):,} rows); each row is classified, but the "
-                                   "outputs' id column does not tell those rows apart: match results by row order")
+                                   f"outputs' id column does not tell those rows apart: match results by row order{hint}")
 
 
 def read_catalog(path: str | os.PathLike,
