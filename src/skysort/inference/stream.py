@@ -57,7 +57,7 @@ from ..data.flags import Flags
 from ..data.stampset import stamps_missing_a_band
 from ..data.images import pixel_to_world, world_to_pixel
 from ..errors import InputError, report_problem
-from .manifest import SHARDS_DIR, Manifest, file_identity, file_sha256, part_name
+from .manifest import SHARDS_DIR, Manifest, file_identity, file_sha256, header_digest, part_name
 from .predictor import MISSING_INPUT_FLAG, ClassDecision, Predictor, class_table, unknown_zero_point_message
 
 if TYPE_CHECKING:
@@ -1876,6 +1876,23 @@ def run_signature(model_info: Mapping[str, Any], catalog_identity: Any, inputs: 
     }
 
 
+def tile_header_digests(tiles: Sequence[TileInfo], *, threads: int = 4) -> dict[str, str]:
+    """Resolved path -> :func:`~skysort.inference.manifest.header_digest` of every tile and
+    weight file of ``tiles``.
+
+    Kept out of :func:`run_signature`, which a folder's recorded signature must equal: a run
+    planned by a skysort that recorded no digests then still resumes, and the digests are
+    compared file by file (:meth:`Manifest.prepare_folder`), so that a refusal names the
+    replaced tiles. Headers only are read, in ``threads`` threads (latency of network file
+    systems, where survey tiles live).
+    """
+    files = sorted({str(Path(f).resolve()) for t in tiles for f in (*t.files.values(), *t.weights.values())})
+    if not files:
+        return {}
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(files)))) as pool:
+        return dict(zip(files, pool.map(header_digest, files)))
+
+
 def _reference_band(spec_bands: Sequence[str], wanted: str | None) -> str:
     if wanted:
         if wanted not in spec_bands:
@@ -1945,8 +1962,9 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
     cautions: list[str] = []
     inspect = magnitude_range_check(predictor, cautions) if warn and spec.photometry_bands and not photometry_missing else None
     signature = run_signature(model_info, catalog_stream.identity(), inputs, options)
+    headers = tile_header_digests(tiles)
     folder_existed = out.exists()
-    manifest = Manifest.prepare_folder(out, signature)
+    manifest = Manifest.prepare_folder(out, signature, headers)
     workers = options.workers if options.workers is not None else 0
     processes = max(1, workers)
     if options.dask:
@@ -1971,7 +1989,8 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
             options={"batch_size": memory.batch_size, "memory_gb": options.memory_gb, "rows_per_part": memory.rows_per_part,
                      "reference_band": reference_band, "mapping": signature["mapping"], **decision.record(),
                      "images_available": images_available, "device": device, "background": signature["background"],
-                     "weight_hdu": options.weight_hdu if tiles else None})
+                     "weight_hdu": options.weight_hdu if tiles else None},
+            headers=headers)
     else:
         manifest.reconcile()
         restore_shards(manifest, catalog_stream, tiles, inputs, options)
