@@ -1031,7 +1031,7 @@ def baseline_sep_command(
     from .baselines.sep_blend import run_sep_baseline
     from .data.stampset import StampSet
 
-    check_output_path(out, folder=True, whole=True)
+    check_output_path(out, folder=True, whole=True, inputs=[data])
     stamps = StampSet.open(data)
     with progress_bar(len(stamps), "SEP", enabled=not quiet) as advance:
         metrics = run_sep_baseline(stamps, out, noise=noise.value, progress=advance)
@@ -1083,7 +1083,7 @@ def reproduce_blendhunter_command(
     from .simulate.presets import shared_data_dir
     from .tasks.blend_reproduce import ReproduceConfig, reproduce_blendhunter
 
-    check_output_path(out, folder=True)
+    check_output_path(out, folder=True, whole=True)
     if workers < 1:
         raise InputError("--workers", f"must be at least 1, got {workers}")
     options = {"input_mode": input_mode.value, "seed": seed, "workers": workers}
@@ -1104,8 +1104,9 @@ def reproduce_blendhunter_command(
     console.print(f"report: {report}")
 
 
-def _describe_file(path: Path) -> dict[str, Any]:
-    """Summarise a stamp set, model, image or catalogue, whichever ``path`` is."""
+def _describe_file(path: Path, weight_hdu: str | None = None) -> dict[str, Any]:
+    """Summarise a stamp set, model, image or catalogue, whichever ``path`` is; an image with its
+    weight map read as ``cutout`` and ``predict`` read it (``weight_hdu`` as their --weight-hdu)."""
     import h5py
 
     if not path.exists():
@@ -1140,13 +1141,17 @@ def _describe_file(path: Path) -> dict[str, Any]:
         if has_image:
             from .data.images import read_band_image
 
-            image = read_band_image(path)
+            # Summarised as cutout and predict read it, weight map applied and chosen by the same
+            # option: a file is checked with info before it is cut, and a summary without the
+            # weights would count as data pixels that the stamps will have as NaN.
+            image = read_band_image(path, weight_hdu=weight_hdu)
             summary = {
                 "path": str(path), "kind": "image", "band": image.band, "shape": list(image.shape),
                 "pixel_scale_arcsec": round(image.pixel_scale, 5), "flux_unit": image.flux_unit,
                 "zero_point": image.zero_point, "psf_fwhm_arcsec": image.psf_fwhm, "n_nan_pixels": image.n_nan,
                 "saturation": image.saturation, "n_saturated_pixels": len(image.saturated_pixels),
                 "survey": image.survey, "footprint_deg": image.wcs.calc_footprint().tolist(),
+                "weight_map": image.weight_map,
             }
             # What the header does not give is null, not NaN (which JSON does not have).
             return {key: None if isinstance(value, float) and not np.isfinite(value) else value
@@ -1223,6 +1228,7 @@ def info_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     mosaic: Annotated[Optional[Path], typer.Option("--mosaic", help="For a stamp set: write a PNG mosaic of stamps.")] = None,
     n: Annotated[int, typer.Option("--n", help="Stamps in the mosaic.")] = 48,
+    weight_hdu: Annotated[Optional[str], typer.Option("--weight-hdu", help=_WEIGHT_HDU_HELP + " For a FITS image.")] = None,
 ) -> None:
     """Summarise a stamp set, catalogue, prediction file, image or model."""
     _refuse_options_outside(ctx, "mosaic" if mosaic else "summary", {"n": ("mosaic",)}, {"mosaic": "--mosaic"},
@@ -1231,7 +1237,9 @@ def info_command(
         check_output_path(mosaic, option="--mosaic", inputs=[file], suffixes=(".png",))
         if n < 1:
             raise InputError("--n", f"must be at least 1, got {n}")
-    summary = _describe_file(file)
+    summary = _describe_file(file, weight_hdu=weight_hdu)
+    if weight_hdu is not None and summary["kind"] != "image":
+        raise InputError("--weight-hdu", f"applies to a FITS image; this is a {summary['kind']}")
     if mosaic and summary["kind"] != "stampset":
         raise InputError(file, f"--mosaic needs a stamp set; this is a {summary['kind']}")
     if as_json:

@@ -30,6 +30,10 @@ from ..provenance import provenance_record
 PAPER_SIGMAS = (5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0)
 REALISTIC_SIGMA = 14.5
 
+#: What :func:`reproduce_blendhunter` writes into its folder, replaced whole by a rerun.
+BLENDHUNTER_OUTPUTS = frozenset({"data", "models", "sep", "single_model", "results.json", "report.md",
+                                 "accuracy_vs_separation_realistic.png"})
+
 
 @dataclasses.dataclass
 class ReproduceConfig:
@@ -87,7 +91,9 @@ def reproduce_blendhunter(out_dir: str | os.PathLike, config: ReproduceConfig | 
     Parameters
     ----------
     out_dir : path-like
-        Output folder (data, models, evaluations and the report).
+        Output folder (data, models, evaluations and the report: :data:`BLENDHUNTER_OUTPUTS`),
+        written all of it or none (:func:`skysort.evaluation.evaluation_folder`); a rerun
+        replaces the earlier run's outputs and keeps any other file there.
     config : ReproduceConfig, optional
         Sizes; the full paper protocol by default.
     single_model : path-like or str, optional
@@ -104,6 +110,7 @@ def reproduce_blendhunter(out_dir: str | os.PathLike, config: ReproduceConfig | 
     Path
         The Markdown report.
     """
+    from ..evaluation import evaluation_folder, record_final_paths
     from ..evaluation.blend_metrics import blend_metrics, load_blendhunter_reference, plot_accuracy_vs_separation
     from ..models.registry import resolve_model
     from ..simulate.simulator import SimulationConfig, simulate
@@ -111,58 +118,60 @@ def reproduce_blendhunter(out_dir: str | os.PathLike, config: ReproduceConfig | 
     from .blend_paper import predict_paper_model, split_indices, train_paper_model
 
     config = config or ReproduceConfig()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    realistic_path = out / "data" / f"realistic_sigma{REALISTIC_SIGMA:g}.h5"
-    realistic = simulate(SimulationConfig(survey="cfis", kind="blends", mode="realistic", noise_sigma=REALISTIC_SIGMA,
-                                          seed=config.seed + 1000), config.n_realistic, realistic_path, workers=config.workers)
-    realistic_truth = realistic.table
-    results: dict[str, Any] = {"config": dataclasses.asdict(config), "parametric": [], "realistic": {}}
-    sep_realistic = _sep_on(realistic, out / "sep" / "realistic")
-    results["realistic"]["SEP"] = _summary(sep_realistic)
-    curves: dict[str, Any] = {"SEP": sep_realistic}
-    best_name, best_accuracy = None, -1.0
-    for i, sigma in enumerate(config.sigmas):
-        name = f"paper_sigma{sigma:g}"
-        data_path = out / "data" / f"parametric_sigma{sigma:g}.h5"
-        stamps = simulate(SimulationConfig(survey="cfis", kind="blends", mode="parametric", noise_sigma=sigma, seed=config.seed + i),
-                          config.n_per_sigma, data_path, workers=config.workers)
-        model_path = out / "models" / f"{name}.pt"
-        trained = train_paper_model(data_path, model_path, input_mode=config.input_mode, seed=config.seed,
-                                    max_epochs=config.max_epochs, progress=progress, command=command)
-        _, _, test_rows = split_indices(len(stamps), config.seed)
-        sep_test = _sep_on(stamps[test_rows], out / "sep" / f"parametric_sigma{sigma:g}")
-        probability = predict_paper_model(model_path, realistic)
-        on_realistic = blend_metrics(realistic_truth, probability=probability)
-        results["parametric"].append({
-            "sigma": sigma, "model": str(model_path), "test_accuracy": trained.get("test_accuracy"),
-            "test_accuracy_near_blends": trained.get("test_accuracy_near_blends"),
-            "test_accuracy_far_blends": trained.get("test_accuracy_far_blends"),
-            "sep_test_accuracy": sep_test.get("accuracy"), "head_training_seconds": trained.get("head_training_seconds"),
-        })
-        results["realistic"][name] = _summary(on_realistic)
-        if on_realistic["accuracy"] > best_accuracy:
-            best_name, best_accuracy = name, on_realistic["accuracy"]
-            curves["BlendHunter (best sigma)"] = on_realistic
-    if single_model is not None:
-        model = resolve_model(single_model)
-        ours = evaluate_blend_model(model, realistic_path, out / "single_model", with_sep=False, command=command)
-        results["realistic"]["skysort single model"] = _summary(ours)
-        curves["skysort single model"] = ours
-        if hsc_dir is not None and Path(hsc_dir).exists():
-            hsc = hsc_real_pixels(model, hsc_dir)
-            results["hsc_real_pixels"] = [dict(zip(hsc.colnames, (v.item() if hasattr(v, "item") else v for v in row))) for row in hsc]
-    plot_accuracy_vs_separation(curves, out / "accuracy_vs_separation_realistic.png")
-    reference = None
-    if reference_dir is not None and Path(reference_dir).exists():
-        reference = load_blendhunter_reference(reference_dir)
-    results["provenance"] = provenance_record(command)
-    with atomic_path(out / "results.json") as tmp:
-        tmp.write_text(json.dumps(results, indent=1, default=_json_default))
-    report = _markdown(results, best_name, reference, quick=config.n_per_sigma < 80_000)
-    with atomic_path(out / "report.md") as tmp:
-        tmp.write_text(report)
-    return out / "report.md"
+    # The report and results.json sum up the sets, models and evaluations beside them: a run
+    # stopped midway (hours in, on the full protocol) must leave the earlier run whole.
+    with evaluation_folder(out_dir, outputs=BLENDHUNTER_OUTPUTS) as out:
+        realistic_path = out / "data" / f"realistic_sigma{REALISTIC_SIGMA:g}.h5"
+        realistic = simulate(SimulationConfig(survey="cfis", kind="blends", mode="realistic", noise_sigma=REALISTIC_SIGMA,
+                                              seed=config.seed + 1000), config.n_realistic, realistic_path, workers=config.workers)
+        realistic_truth = realistic.table
+        results: dict[str, Any] = {"config": dataclasses.asdict(config), "parametric": [], "realistic": {}}
+        sep_realistic = _sep_on(realistic, out / "sep" / "realistic")
+        results["realistic"]["SEP"] = _summary(sep_realistic)
+        curves: dict[str, Any] = {"SEP": sep_realistic}
+        best_name, best_accuracy = None, -1.0
+        for i, sigma in enumerate(config.sigmas):
+            name = f"paper_sigma{sigma:g}"
+            data_path = out / "data" / f"parametric_sigma{sigma:g}.h5"
+            stamps = simulate(SimulationConfig(survey="cfis", kind="blends", mode="parametric", noise_sigma=sigma, seed=config.seed + i),
+                              config.n_per_sigma, data_path, workers=config.workers)
+            model_path = out / "models" / f"{name}.pt"
+            trained = train_paper_model(data_path, model_path, input_mode=config.input_mode, seed=config.seed,
+                                        max_epochs=config.max_epochs, progress=progress, command=command)
+            _, _, test_rows = split_indices(len(stamps), config.seed)
+            sep_test = _sep_on(stamps[test_rows], out / "sep" / f"parametric_sigma{sigma:g}")
+            probability = predict_paper_model(model_path, realistic)
+            on_realistic = blend_metrics(realistic_truth, probability=probability)
+            results["parametric"].append({
+                "sigma": sigma, "model": str(model_path), "test_accuracy": trained.get("test_accuracy"),
+                "test_accuracy_near_blends": trained.get("test_accuracy_near_blends"),
+                "test_accuracy_far_blends": trained.get("test_accuracy_far_blends"),
+                "sep_test_accuracy": sep_test.get("accuracy"), "head_training_seconds": trained.get("head_training_seconds"),
+            })
+            results["realistic"][name] = _summary(on_realistic)
+            if on_realistic["accuracy"] > best_accuracy:
+                best_name, best_accuracy = name, on_realistic["accuracy"]
+                curves["BlendHunter (best sigma)"] = on_realistic
+        if single_model is not None:
+            model = resolve_model(single_model)
+            ours = evaluate_blend_model(model, realistic_path, out / "single_model", with_sep=False, command=command)
+            results["realistic"]["skysort single model"] = _summary(ours)
+            curves["skysort single model"] = ours
+            if hsc_dir is not None and Path(hsc_dir).exists():
+                hsc = hsc_real_pixels(model, hsc_dir)
+                results["hsc_real_pixels"] = [dict(zip(hsc.colnames, (v.item() if hasattr(v, "item") else v for v in row))) for row in hsc]
+        plot_accuracy_vs_separation(curves, out / "accuracy_vs_separation_realistic.png")
+        reference = None
+        if reference_dir is not None and Path(reference_dir).exists():
+            reference = load_blendhunter_reference(reference_dir)
+        results["provenance"] = provenance_record(command)
+        with atomic_path(out / "results.json") as tmp:
+            tmp.write_text(json.dumps(results, indent=1, default=_json_default))
+        report = _markdown(results, best_name, reference, quick=config.n_per_sigma < 80_000)
+        with atomic_path(out / "report.md") as tmp:
+            tmp.write_text(report)
+        record_final_paths(out, out_dir)
+    return Path(out_dir) / "report.md"
 
 
 def _json_default(value: Any) -> Any:

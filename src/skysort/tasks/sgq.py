@@ -1547,6 +1547,11 @@ def write_model_card(model: str | os.PathLike, evaluations: Mapping[str, str | o
 # ----------------------------------------------------------------------------------------
 
 
+#: What :func:`evaluate_sgq_specphot` writes into its folder, replaced whole by a rerun.
+SPECPHOT_OUTPUTS = frozenset({"all", "all_prior_auto", "test_half_simulation_only", "test_half_fine_tuned",
+                              "fine_tuned.pt", "summary.json"})
+
+
 def evaluate_sgq_specphot(model: str | os.PathLike, paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
                           mapping: str = "sdss-specphot", fine_tune: bool = True, seed: int = 0, epochs: int = 40,
                           lr: float = 2e-3, command: str | None = None) -> dict[str, Any]:
@@ -1557,7 +1562,9 @@ def evaluate_sgq_specphot(model: str | os.PathLike, paths: Sequence[str | os.Pat
     ``all_prior_auto/``, the same with the class mix estimated from its predictions),
     ``test_half_simulation_only/`` and ``test_half_fine_tuned/`` (both models on the same held-out
     half), each with ``metrics.json``, predictions and plots; ``fine_tuned.pt`` (tuned on the
-    other half, 10% of which stops the training early); and ``summary.json``.
+    other half, 10% of which stops the training early); and ``summary.json``: all of them or
+    none (:func:`skysort.evaluation.evaluation_folder`; a rerun replaces these and keeps any
+    other file in ``out_dir``).
 
     Returns
     -------
@@ -1567,6 +1574,7 @@ def evaluate_sgq_specphot(model: str | os.PathLike, paths: Sequence[str | os.Pat
         ``fine_tuned_accuracy`` (held-out half) and the F1 per class of each.
     """
     from ..data.catalog import photometry_arrays
+    from ..evaluation import evaluation_folder, record_final_paths
     from ..evaluation.blend_metrics import write_metrics_json
 
     network, meta, path = load_sgq_model(model)
@@ -1576,31 +1584,34 @@ def evaluate_sgq_specphot(model: str | os.PathLike, paths: Sequence[str | os.Pat
     table = read_unique_catalogs(paths, mapping=mapping)
     labels = np.asarray(np.ma.filled(table["label"], "")).astype(str)
     table = table[class_indices(labels, "label", allow_unknown=True) >= 0]
-    out_dir = Path(out_dir)
     description = f"{', '.join(Path(p).name for p in paths)} ({mapping}), {len(table)} unique labelled objects"
     summary: dict[str, Any] = {"model": str(model), "data": [str(p) for p in paths], "n_unique": int(len(table)),
                                "class_counts": {c: int(np.sum(np.char.lower(np.asarray(np.ma.filled(table['label'], '')).astype(str)) == c))
                                                 for c in CLASSES}}
-    every = evaluate_sgq_catalog(model, table, out_dir / "all", command=command, description=description)
-    summary.update({"simulation_only_accuracy": every["accuracy"], **{f"simulation_only_f1_{c}": every[f"f1_{c}"] for c in CLASSES}})
-    # The model is trained on balanced classes; a spectroscopic table is not. The class mix
-    # estimated from the model's own predictions (no label) moves the probabilities to it.
-    mixed = evaluate_sgq_catalog(model, table, out_dir / "all_prior_auto", command=command, description=description, prior="auto")
-    summary.update({"simulation_only_prior_auto_accuracy": mixed["accuracy"], "prior_estimated": mixed["prior"],
-                    **{f"simulation_only_prior_auto_f1_{c}": mixed[f"f1_{c}"] for c in CLASSES}})
-    if fine_tune:
-        tune_idx, test_idx = split_indices(len(table), [0.5, 0.5], seed=seed)
-        mags, _, _ = photometry_arrays(table, bands)
-        tuned = out_dir / "fine_tuned.pt"
-        record = fine_tune_photometry(model, mags[tune_idx], np.asarray(np.ma.filled(table["label"], "")).astype(str)[tune_idx], tuned,
-                                      epochs=epochs, lr=lr, seed=seed, command=command,
-                                      data_description=f"half of {description} (seed {seed})")
-        before = evaluate_sgq_catalog(model, table[test_idx], out_dir / "test_half_simulation_only", command=command,
-                                      description=f"held-out half of {description}")
-        after = evaluate_sgq_catalog(tuned, table[test_idx], out_dir / "test_half_fine_tuned", command=command,
-                                     description=f"held-out half of {description}")
-        summary.update({"n_fine_tune": int(len(tune_idx)), "n_test": int(len(test_idx)), "fine_tune_epochs": record["epochs"],
-                        "test_half_simulation_only_accuracy": before["accuracy"], "fine_tuned_accuracy": after["accuracy"],
-                        **{f"fine_tuned_f1_{c}": after[f"f1_{c}"] for c in CLASSES}})
-    write_metrics_json(summary, out_dir / "summary.json", command=command)
+    # summary.json sums up the subfolders beside it: a run stopped midway must not leave it
+    # beside another run's, nor a rerun without fine-tuning an earlier run's tuned model.
+    with evaluation_folder(out_dir, outputs=SPECPHOT_OUTPUTS) as folder:
+        every = evaluate_sgq_catalog(model, table, folder / "all", command=command, description=description)
+        summary.update({"simulation_only_accuracy": every["accuracy"], **{f"simulation_only_f1_{c}": every[f"f1_{c}"] for c in CLASSES}})
+        # The model is trained on balanced classes; a spectroscopic table is not. The class mix
+        # estimated from the model's own predictions (no label) moves the probabilities to it.
+        mixed = evaluate_sgq_catalog(model, table, folder / "all_prior_auto", command=command, description=description, prior="auto")
+        summary.update({"simulation_only_prior_auto_accuracy": mixed["accuracy"], "prior_estimated": mixed["prior"],
+                        **{f"simulation_only_prior_auto_f1_{c}": mixed[f"f1_{c}"] for c in CLASSES}})
+        if fine_tune:
+            tune_idx, test_idx = split_indices(len(table), [0.5, 0.5], seed=seed)
+            mags, _, _ = photometry_arrays(table, bands)
+            tuned = folder / "fine_tuned.pt"
+            record = fine_tune_photometry(model, mags[tune_idx], np.asarray(np.ma.filled(table["label"], "")).astype(str)[tune_idx], tuned,
+                                          epochs=epochs, lr=lr, seed=seed, command=command,
+                                          data_description=f"half of {description} (seed {seed})")
+            before = evaluate_sgq_catalog(model, table[test_idx], folder / "test_half_simulation_only", command=command,
+                                          description=f"held-out half of {description}")
+            after = evaluate_sgq_catalog(tuned, table[test_idx], folder / "test_half_fine_tuned", command=command,
+                                         description=f"held-out half of {description}")
+            summary.update({"n_fine_tune": int(len(tune_idx)), "n_test": int(len(test_idx)), "fine_tune_epochs": record["epochs"],
+                            "test_half_simulation_only_accuracy": before["accuracy"], "fine_tuned_accuracy": after["accuracy"],
+                            **{f"fine_tuned_f1_{c}": after[f"f1_{c}"] for c in CLASSES}})
+        write_metrics_json(summary, folder / "summary.json", command=command)
+        record_final_paths(folder, out_dir)
     return summary
