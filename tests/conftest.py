@@ -26,6 +26,17 @@ def require(path: Path) -> Path:
     return path
 
 
+def preset_refused(path: Path) -> str:
+    """The problem a refused survey preset file is reported with (the error must name it)."""
+    from skysort.errors import InputError
+    from skysort.simulate.presets import load_survey
+
+    with pytest.raises(InputError) as info:
+        load_survey(path)
+    assert info.value.where == str(path.resolve())
+    return info.value.problem
+
+
 @pytest.fixture(scope="session")
 def sdss_field() -> Path:
     return require(SDSS_FIELD)

@@ -20,6 +20,7 @@ from skysort.data.images import header_flux_unit, read_band_image
 from skysort.data.ingest import import_to_stampset, load_stamp_array
 from skysort.errors import InputError
 from skysort.simulate.presets import _PRESET_DIR, load_survey, shared_data_dir
+from conftest import preset_refused as _refused
 
 SHARED_DATA = Path(os.environ.get("SKYSORT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 needs_shared_data = pytest.mark.skipif(not SHARED_DATA.exists(), reason="skysort reference data (../shared/data) not available")
@@ -38,13 +39,6 @@ def _kids_preset(tmp_path: Path, **changes) -> Path:
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump(preset))
     return path
-
-
-def _refused(path: Path) -> str:
-    with pytest.raises(InputError) as info:
-        load_survey(path)
-    assert info.value.where == str(path.resolve())
-    return info.value.problem
 
 
 @needs_shared_data

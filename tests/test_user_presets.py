@@ -13,8 +13,9 @@ import yaml
 
 from skysort.errors import InputError
 from skysort.simulate import simulator as simulator_module
-from skysort.simulate.presets import _PRESET_DIR, load_survey, shared_data_dir
+from skysort.simulate.presets import _PRESET_DIR, shared_data_dir
 from skysort.simulate.simulator import SimulationConfig, simulate
+from conftest import preset_refused as refused
 
 SHARED_DATA = Path(os.environ.get("SKYSORT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 pytestmark = pytest.mark.skipif(not SHARED_DATA.exists(), reason="skysort reference data (../shared/data) not available")
@@ -32,13 +33,6 @@ def write_preset(folder: Path, preset: dict, name: str = "mine.yaml") -> Path:
     path = folder / name
     path.write_text(yaml.safe_dump(preset))
     return path
-
-
-def refused(path: Path) -> str:
-    with pytest.raises(InputError) as info:
-        load_survey(path)
-    assert info.value.where == str(path.resolve())
-    return info.value.problem
 
 
 # ------------------------------------------------------------------------- preset files

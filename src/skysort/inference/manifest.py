@@ -150,6 +150,16 @@ def _data_bytes(values: Mapping[bytes, bytes]) -> int:
     return -(-size // _FITS_BLOCK) * _FITS_BLOCK
 
 
+def _refused_resume(folder: Path, unfinished: str, other: str) -> InputError:
+    """The error refusing to resume into ``folder``: for the hidden work folder of a one-table
+    ``--out``, which the user never named, it names that output (``unfinished`` follows its
+    name); for a folder the user gave, ``other``."""
+    table = work_folder_output(folder)
+    if table is not None:
+        return InputError(folder, f"holds the unfinished run of --out {table}{unfinished}")
+    return InputError(folder, other)
+
+
 def header_digest(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a FITS file's headers, read without its pixels: what tells a tile from
     another of the same size when a run is resumed.
@@ -326,24 +336,18 @@ class Manifest:
             old = manifest.content.get("signature", {})
             if json_sha256(old) != json_sha256(signature):
                 difference = _describe_signature_difference(old, signature)
-                table = work_folder_output(folder)
-                if table is not None:
-                    # The hidden work folder of a one-table --out, which the user never named.
-                    raise InputError(folder, f"holds the unfinished run of --out {table} with other settings ({difference}); "
-                                             "rerun with those settings to finish it, or remove this folder to start again")
-                raise InputError(folder, f"holds the output of a different prediction run (differs in {difference}); "
-                                         "give a new --out folder or remove it")
+                raise _refused_resume(folder, f" with other settings ({difference}); rerun with those settings to finish it, "
+                                              "or remove this folder to start again",
+                                      f"holds the output of a different prediction run (differs in {difference}); "
+                                      "give a new --out folder or remove it")
             changed = manifest.changed_files(headers or {})
             if changed:
                 named = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
                 what = (f"tile file {named} was" if len(changed) == 1 else f"{len(changed)} tile files ({named}) were"
                         ) + " replaced since (same path and size, another header)"
-                table = work_folder_output(folder)
-                if table is not None:
-                    raise InputError(folder, f"holds the unfinished run of --out {table}, planned on other images: {what}; "
-                                             "remove this folder to start again")
-                raise InputError(folder, f"holds a prediction run planned on other images: {what}; resuming would mix "
-                                         "predictions of both: give a new --out folder or remove this one")
+                raise _refused_resume(folder, f", planned on other images: {what}; remove this folder to start again",
+                                      f"holds a prediction run planned on other images: {what}; resuming would mix "
+                                      "predictions of both: give a new --out folder or remove this one")
             # A run planned by a skysort that recorded no digests: from now on a replaced tile
             # is noticed (saved with the manifest's next update).
             _add_header_digests(manifest.content.get("tiles", []), headers or {})
