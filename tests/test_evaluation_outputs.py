@@ -125,7 +125,8 @@ def test_a_rerun_replaces_the_earlier_outputs_and_keeps_other_files(sets, tmp_pa
     # plots must not stay beside the new metrics.
     assert main(["evaluate", "--model", "sgq-sdss", "--data", str(sets["unlabelled"]), "--expect", "star",
                  "--out", str(out), "--quiet"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["extra", "link", "metrics.json", "notes.txt", "predictions.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["expected_class_fraction_vs_r_mag.png", "extra", "link", "metrics.json",
+                                                      "notes.txt", "predictions.parquet"]
     assert (out / "notes.txt").read_text() == "mine" and (out / "extra" / "table.csv").read_text() == "a,b\n1,2\n"
     assert os.readlink(out / "link") == "notes.txt"
     assert json.loads((out / "metrics.json").read_text())["expected_class"] == "star"
@@ -165,15 +166,25 @@ def test_a_pure_sample_is_scored_alike_from_stamps_and_from_a_catalogue(sets, tm
         assert metrics["accuracy"] is None and metrics["f1_star"] is None and metrics["point_extended_agreement"] is None
         assert metrics["confusion_matrix"]["matrix"] == [] and metrics["purity_completeness"] == {} and not metrics["calibration"]
         assert not (table["true_label"] != "").any()
-        assert sorted(p.name for p in (tmp_path / folder).iterdir()) == sorted(["metrics.json", predictions])
+        assert sorted(p.name for p in (tmp_path / folder).iterdir()) == sorted(
+            ["metrics.json", predictions, "expected_class_fraction_vs_r_mag.png"])
+        assert metrics["n_labelled_other_class"] == {}
         assert metrics["n_expected_class_sample"] == n
         assert metrics["expected_class_fraction"] == pytest.approx(np.mean(table["class"] == "star"))
         bins = metrics["expected_class_fraction_vs_r_mag"]
         assert sum(row["n"] for row in bins) == n
         assert sum(row["n"] * row["fraction"] for row in bins) == pytest.approx(np.sum(table["class"] == "star"))
-    # Objects that carry labels are scored against them, from stamps and catalogue alike.
-    assert main(["evaluate", *common, "--data", str(sets["sources"]), "--out", str(tmp_path / "labelled_stamps")]) == 0
-    assert main(["evaluate", *common, "--catalog", str(sets["labelled_catalog"]), "--out", str(tmp_path / "labelled_catalog")]) == 0
-    for folder in ("labelled_stamps", "labelled_catalog"):
+    capsys.readouterr()
+    # Objects that carry labels are scored against them, from stamps and catalogue alike; labels
+    # of another class than the expected one say the sample is not pure.
+    labels = StampSet.open(sets["sources"]).column("label").astype(str)
+    others = {c: int(np.sum(labels == c)) for c in ("galaxy", "qso") if np.any(labels == c)}
+    assert others, "the labelled set should hold more than stars"
+    for folder, option, path in (("labelled_stamps", "--data", sets["sources"]),
+                                 ("labelled_catalog", "--catalog", sets["labelled_catalog"])):
+        assert main(["evaluate", *common, option, str(path), "--out", str(tmp_path / folder)]) == 0
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"{sum(others.values())} of the {n} objects are labelled as another class than --expect star" in err
         metrics = json.loads((tmp_path / folder / "metrics.json").read_text())
         assert metrics["n"] == n and metrics["accuracy"] is not None and metrics["n_expected_class_sample"] == n
+        assert metrics["n_labelled_other_class"] == others

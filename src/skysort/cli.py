@@ -711,11 +711,18 @@ def _evaluate_sgq_catalogue(model: str, meta: Mapping[str, Any], catalog: Path, 
 
 
 def _warn_unscored(data: Path, metrics: Mapping[str, Any]) -> None:
-    """Warn about the objects an evaluation could not score (no pixel, or no input at all)."""
+    """Warn about the objects an evaluation could not score (no pixel, or no input at all), and
+    about labels that contradict a pure sample's class (``--expect``)."""
     for key, what in (("n_without_pixels", "stamp(s) hold no finite pixel"),
                       ("n_without_input", "object(s) have neither a finite pixel nor a magnitude")):
         if metrics.get(key):
             _warn(data, f"{metrics[key]:,} {what} and were not scored ({key})")
+    other = metrics.get("n_labelled_other_class") or {}
+    if other:
+        counts = ", ".join(f"{name} {count:,}" for name, count in other.items())
+        _warn(data, f"{sum(other.values()):,} of the {metrics['n_expected_class_sample']:,} objects are labelled as "
+                    f"another class than --expect {metrics['expected_class']} ({counts}): the sample is not pure, "
+                    "and the expected-class fraction counts them as missed when the model agrees with their label")
 
 
 def _require_labels(task: str | None, stamps, expect: str | None) -> None:

@@ -17,7 +17,7 @@ EVALUATION_OUTPUTS = frozenset({
     "metrics.json", "predictions.parquet", "predictions.csv", "catalog_predictions.parquet", "sep",
     "confusion_matrix.png", "purity_completeness.png", "reliability.png", "roc.png",
     "accuracy_vs_r_mag.png", "accuracy_vs_separation.png", "f1_vs_magnitude.png", "accuracy_vs_magnitude.png",
-    "qso_completeness_vs_redshift.png", "features_pca.png",
+    "qso_completeness_vs_redshift.png", "features_pca.png", "expected_class_fraction_vs_r_mag.png",
 })
 
 

@@ -1024,7 +1024,8 @@ def sgq_metrics(truth: np.ndarray, probabilities: np.ndarray, *, r_mag: np.ndarr
         as point sources against galaxies: the comparison with a morphological star / galaxy
         type), ``bright`` (the same for r < bright_limit) and, with ``expected_class``,
         ``expected_class``, ``expected_class_fraction``, ``n_expected_class_sample`` (the objects
-        it counts) and, given ``r_mag``, ``expected_class_fraction_vs_r_mag`` (non-empty bins of
+        it counts), ``n_labelled_other_class`` (class -> number of objects whose label names
+        another class than the expected one: a sample that is not pure) and, given ``r_mag``, ``expected_class_fraction_vs_r_mag`` (non-empty bins of
         :data:`MAG_BINS`: ``r_min``, ``r_max``, ``n``, ``fraction``).
     """
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
@@ -1097,6 +1098,12 @@ def sgq_metrics(truth: np.ndarray, probabilities: np.ndarray, *, r_mag: np.ndarr
         metrics["expected_class"] = expected_class
         metrics["expected_class_fraction"] = float(np.mean(assigned)) if len(assigned) else None
         metrics["n_expected_class_sample"] = int(len(assigned))
+        # Labels that name another class contradict the sample's purity: each such object is
+        # still counted in the fraction, as one the model did not assign to the expected class
+        # when it agrees with its label. Reported so a sample that is not pure is noticed.
+        other = (truth >= 0) & (truth != CLASSES.index(expected_class))
+        metrics["n_labelled_other_class"] = {c: int(np.sum(truth[other] == i)) for i, c in enumerate(CLASSES)
+                                             if np.any(truth[other] == i)}
         if r_mag is not None:
             r = np.asarray(r_mag, float)
             r = np.where(plausible_magnitudes(r), r, np.nan)
@@ -1109,7 +1116,8 @@ def sgq_metrics(truth: np.ndarray, probabilities: np.ndarray, *, r_mag: np.ndarr
 
 def plot_sgq_report(metrics: Mapping[str, Any], out_dir: str | os.PathLike, *, name: str = "model") -> list[Path]:
     """Confusion matrix, purity / completeness vs threshold, reliability diagram, accuracy vs r
-    magnitude (PNGs)."""
+    magnitude and, for a pure sample, the fraction given the expected class vs r magnitude
+    (PNGs; each one only where its metrics exist)."""
     from ..evaluation.calibration import plot_reliability
     from ..evaluation.plots import _CLASS_COLOURS, _save, plt
 
@@ -1159,6 +1167,19 @@ def plot_sgq_report(metrics: Mapping[str, Any], out_dir: str | os.PathLike, *, n
         ax.legend(fontsize=8)
         ax.set_title(name, fontsize=10)
         written.append(_save(fig, out_dir / "accuracy_vs_r_mag.png"))
+    rows = metrics.get("expected_class_fraction_vs_r_mag") or []
+    if rows:
+        expected = metrics["expected_class"]
+        centre = [(r["r_min"] + r["r_max"]) / 2 for r in rows]
+        fig, ax = plt.subplots(figsize=(4.8, 3.4))
+        ax.plot(centre, [r["fraction"] for r in rows], "o-", color=_CLASS_COLOURS.get(expected))
+        for x, r in zip(centre, rows):
+            ax.annotate(str(r["n"]), (x, r["fraction"]), fontsize=7, textcoords="offset points", xytext=(0, 5), ha="center")
+        ax.set_xlabel("r magnitude")
+        ax.set_ylabel(f"fraction classified {expected}")
+        ax.set_ylim(min(0.95, min(r["fraction"] for r in rows)) - 0.05, 1.05)
+        ax.set_title(f"{name}: {metrics['expected_class_fraction']:.2%} of the sample classified {expected}", fontsize=10)
+        written.append(_save(fig, out_dir / "expected_class_fraction_vs_r_mag.png"))
     return written
 
 
@@ -1224,7 +1245,8 @@ def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_di
     Writes into ``out_dir``: ``metrics.json`` (see :func:`sgq_metrics`; plus the inputs used),
     ``predictions.parquet`` (the prediction table with ``true_label`` and ``r_mag``) and the
     plots ``confusion_matrix.png``, ``purity_completeness.png``, ``reliability.png``,
-    ``accuracy_vs_r_mag.png``, all of them or none
+    ``accuracy_vs_r_mag.png`` (with ``expected_class``: ``expected_class_fraction_vs_r_mag.png``),
+    those whose metrics exist, all of them or none
     (:func:`skysort.evaluation.evaluation_folder`).
     Objects without a star / galaxy / qso label are classified but not scored, except in
     ``expected_class_fraction``: with ``expected_class`` (a pure sample) every object counts
