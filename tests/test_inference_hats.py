@@ -194,6 +194,52 @@ def test_interrupted_hats_run_resumes_without_recomputing_done_partitions(hats_s
     assert_same_rows(read_hats_result(out), read_hats_result(tmp_path / "clean"))
 
 
+def test_an_unfinished_hats_result_is_not_resumed_on_a_replaced_tile(hats_survey, tmp_path, monkeypatch):
+    """A tile replaced by another of the same size (a re-reduced image) stops the resume, named;
+    a signature file without header digests (an older skysort's) resumes and gets them."""
+    import json
+    import shutil
+
+    import skysort.inference.hats as hats_module
+    from skysort.errors import InputError
+    from skysort.inference.hats import unfinished_paths
+
+    from test_resume_identity import rewrite_tile
+
+    survey = tmp_path / "survey"
+    shutil.copytree(hats_survey["folder"], survey)
+    options = RunOptions(tiles=str(survey / "t*" / "tile-*.fits"), batch_size=32)
+    original = hats_module.predict_partition
+    calls = []
+
+    def failing_on_the_second(frame, **kwargs):
+        if len(frame):
+            calls.append(len(frame))
+            if len(calls) == 2:
+                raise RuntimeError("interrupted")
+        return original(frame, **kwargs)
+
+    out = tmp_path / "result"
+    with monkeypatch.context() as patch:
+        patch.setattr(hats_module, "predict_partition", failing_on_the_second)
+        with pytest.raises(RuntimeError, match="interrupted"):
+            predict_hats(hats_survey["model"], survey / "cat_hats", out, options)
+    partial, signature = unfinished_paths(out)
+    recorded = json.loads(signature.read_text())["header_sha256"]
+    tiles = sorted(survey.glob("t*/tile-*.fits"))
+    assert sorted(recorded) == [str(t.resolve()) for t in tiles]
+    rewrite_tile(tiles[0], pixels_offset=1.0, cards={"HISTORY": "re-reduced"})
+    with pytest.raises(InputError, match=f"planned on other images: tile file {tiles[0].resolve()} was replaced"):
+        predict_hats(hats_survey["model"], survey / "cat_hats", out, options)
+    assert partial.is_dir()
+    # Written by a skysort that recorded no digests: resumed on path and size, as planned then.
+    content = json.loads(signature.read_text())
+    del content["header_sha256"]
+    signature.write_text(json.dumps(content))
+    summary = predict_hats(hats_survey["model"], survey / "cat_hats", out, options)
+    assert summary["n_sources"] == len(read_hats_result(out)) and not partial.exists() and not signature.exists()
+
+
 def test_bad_hats_catalogue_gives_its_error_and_leaves_nothing(hats_survey, tmp_path, capsys):
     """A problem a partition finds (here a magnitude that is not a number) is the catalogue's error
     line, not Dask's wrapped traceback, and no unfinished result is left to resume."""

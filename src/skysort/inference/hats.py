@@ -15,7 +15,8 @@ scheduler address they run on that cluster. Workers must see the tiles under the
 The result is written to a folder beside ``out`` (``.NAME.partial``) and renamed when
 complete, so an interrupted run never leaves a half-written catalogue at ``out``. Rerunning
 the same command resumes it: partitions LSDB has marked done are kept, the others are
-recomputed. A rerun with another model, catalogue, tiles or options is refused. Provenance
+recomputed. A rerun with another model, catalogue, tiles or options is refused, as is one on
+a tile replaced by another of the same size (its FITS headers differ). Provenance
 (model, file hash, inputs, software versions) goes into the catalogue's ``hats.properties``
 as ``skysort_*`` keys.
 """
@@ -32,12 +33,12 @@ import numpy as np
 
 from .._io import atomic_path
 from ..errors import InputError
-from .manifest import file_identity
+from .manifest import changed_headers, file_identity, replaced_files
 from .predictor import ClassDecision
 from .stream import (CatalogColumns, ReaderConfig, RunOptions, TileIndex, TileInfo, UnitAssembler, UnitReader, _blank_outputs,
                      _in_thread, magnitude_range_check, model_record, output_id_dtype, parse_carried, prediction_columns,
                      prediction_output_names, prepare_inputs, resolve_device,
-                     run_signature)
+                     run_signature, tile_header_digests)
 
 # One tile reader and tile index per worker process, kept between partitions.
 _READERS: dict[str, UnitReader] = {}
@@ -51,6 +52,11 @@ def is_hats_catalog(path: str | os.PathLike) -> bool:
 
     path = Path(path)
     return path.is_dir() and _is_hats_folder(path)
+
+
+#: The key of the unfinished run's signature file that holds its tiles' header digests
+#: (resolved path -> :func:`~skysort.inference.manifest.header_digest`).
+_HEADERS_KEY = "header_sha256"
 
 
 def unfinished_paths(out: str | os.PathLike) -> tuple[Path, Path]:
@@ -274,14 +280,23 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
     }
     partial, partial_signature = unfinished_paths(out)
     resume = partial.exists()
+    # The tiles' header digests go beside the signature, not into it, as in a streaming run's
+    # manifest: an unfinished result of a skysort that recorded none still resumes, and a
+    # refusal names the replaced tiles.
+    headers = tile_header_digests(tiles)
     if resume:
         recorded = json.loads(partial_signature.read_text()) if partial_signature.is_file() else None
+        recorded_headers = recorded.pop(_HEADERS_KEY, {}) if isinstance(recorded, dict) else {}
         if recorded != json.loads(json.dumps(signature)):
             raise InputError(partial, "holds an unfinished HATS result of another run (model, catalogue, tiles or options "
                                       "differ); remove it to start again")
-    else:
+        changed = changed_headers(recorded_headers, headers)
+        if changed:
+            raise InputError(partial, f"holds an unfinished HATS result planned on other images: {replaced_files(changed)}; "
+                                      "resuming would mix predictions of both: remove it to start again")
+    if not resume or headers != recorded_headers:
         with atomic_path(partial_signature) as tmp:
-            Path(tmp).write_text(json.dumps(signature, indent=1))
+            Path(tmp).write_text(json.dumps({**signature, _HEADERS_KEY: headers}, indent=1))
     client = cluster = None
     try:
         if options.dask:

@@ -40,7 +40,7 @@ import shutil
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from .._io import atomic_path
 from ..errors import InputError
@@ -247,6 +247,22 @@ def _describe_signature_difference(old: dict[str, Any], new: dict[str, Any]) -> 
     return "; ".join(described) or "signature"
 
 
+def changed_headers(recorded: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
+    """The files whose header digest now differs from the one recorded, in recorded order.
+
+    A file without a recorded digest (a run planned by an older skysort) or without one now
+    is not compared: the run's signature has already matched its path and size.
+    """
+    return [path for path, digest in recorded.items() if now.get(path) is not None and now[path] != digest]
+
+
+def replaced_files(changed: Sequence[str]) -> str:
+    """``tile file X was replaced since ...`` for the refusal to resume on replaced tiles."""
+    named = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+    return (f"tile file {named} was" if len(changed) == 1 else f"{len(changed)} tile files ({named}) were"
+            ) + " replaced since (same path and size, another header)"
+
+
 def _add_header_digests(tiles: Iterable[dict[str, Any]], headers: Mapping[str, str]) -> None:
     """Give manifest tile entries ``header_sha256`` (resolved path -> header digest) for their
     tile and weight files that have none recorded yet."""
@@ -342,9 +358,7 @@ class Manifest:
                                       "give a new --out folder or remove it")
             changed = manifest.changed_files(headers or {})
             if changed:
-                named = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
-                what = (f"tile file {named} was" if len(changed) == 1 else f"{len(changed)} tile files ({named}) were"
-                        ) + " replaced since (same path and size, another header)"
+                what = replaced_files(changed)
                 raise _refused_resume(folder, f", planned on other images: {what}; remove this folder to start again",
                                       f"holds a prediction run planned on other images: {what}; resuming would mix "
                                       "predictions of both: give a new --out folder or remove this one")
@@ -424,13 +438,8 @@ class Manifest:
             (a manifest of an older skysort) or without one now is not compared: the
             signature has already matched its path and size.
         """
-        changed = []
-        for tile in self.content.get("tiles", []):
-            for path, recorded in (tile.get("header_sha256") or {}).items():
-                now = headers.get(path)
-                if now is not None and now != recorded:
-                    changed.append(path)
-        return changed
+        return [path for tile in self.content.get("tiles", [])
+                for path in changed_headers(tile.get("header_sha256") or {}, headers)]
 
     def pending(self) -> list[dict[str, Any]]:
         """Units without a recorded part, in index order."""
