@@ -608,13 +608,10 @@ def evaluate_command(
     baseline_model: Annotated[Optional[str], typer.Option("--baseline-model", help="pointsource: image-only baseline model to compare against (default: the one recorded in the model).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Evaluate a model on a labelled stamp set (or an sgq model's photometry on a labelled
-    catalogue): metrics.json, predictions and plots. With --expect CLASS (sgq), the set or
-    catalogue is a pure sample of that class: the fraction of its objects given the class is
-    reported; objects that also carry a label are scored against it as usual, and a sample
-    without labels gets no other score. The outputs appear in --out together or not at all;
-    rerun into the same folder, they replace the earlier evaluation's and leave any other file
-    there in place."""
+    """Evaluate a model on a labelled stamp set or catalogue: metrics.json, predictions and plots.
+
+    The outputs appear in --out together or not at all; a rerun replaces them and keeps other files there.
+    """
     from ._progress import progress_bar
     from .data.stampset import StampSet
     from .models.checkpoint import load_model_file
