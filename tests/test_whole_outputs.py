@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
@@ -77,6 +78,11 @@ def test_the_spectroscopic_evaluation_is_written_whole(specphot_tables, tmp_path
     assert metrics["model"] == str(out.resolve() / "fine_tuned.pt")
     assert metrics["source_provenance"]["model_file"] == str(out.resolve() / "fine_tuned.pt")
     assert ".tmp" not in "".join(p.read_text() for p in out.rglob("*.json"))
+    # So does its prediction table's metadata.
+    tables = sorted(out.rglob("*.parquet"))
+    assert tables and not any(b".tmp" in b"".join(pq.read_schema(p).metadata.values()) for p in tables)
+    assert str(out.resolve() / "fine_tuned.pt").encode() in pq.read_schema(
+        out / "test_half_fine_tuned" / "catalog_predictions.parquet").metadata[b"skysort"]
 
     # A rerun without fine-tuning leaves no earlier tuned model beside its summary.
     (out / "notes.txt").write_text("mine")
@@ -139,6 +145,7 @@ def test_the_blendhunter_reproduction_is_written_whole(cheap_paper_models, tmp_p
     # The models were trained inside the temporary folder; results.json names them where they lie.
     assert [row["model"] for row in results["parametric"]] == [str(out.resolve() / "models" / f"paper_sigma{s}.pt") for s in (5, 30)]
     assert all(".tmp" not in p.read_text() for p in out.rglob("*.json"))
+    assert not any(b".tmp" in b"".join((pq.read_schema(p).metadata or {}).values()) for p in out.rglob("*.parquet"))
 
     # A rerun with one noise level leaves no model, set or SEP run of the other behind.
     (out / "notes.txt").write_text("mine")

@@ -67,8 +67,10 @@ def record_final_paths(folder: str | os.PathLike, out_dir: str | os.PathLike) ->
 
     Notes
     -----
-    Only JSON text is rewritten: paths recorded inside binary files (a model file's training
-    record, a Parquet or HDF5 file's metadata) keep the temporary folder's name.
+    JSON files and the metadata of Parquet tables (a prediction table names the model and
+    data it came from) are rewritten. Model files are not: their SHA-256 is recorded beside
+    them (``source_provenance``), so their training record keeps the temporary folder's name
+    for the data they were trained on, as do HDF5 stamp sets made in the folder.
     """
     folder = Path(folder)
     # The folder is renamed to where out_dir really lies (a link followed), as atomic_folder does.
@@ -82,3 +84,25 @@ def record_final_paths(folder: str | os.PathLike, out_dir: str | os.PathLike) ->
         if old in text:
             with atomic_path(path) as tmp:
                 tmp.write_text(text.replace(old, new), encoding="utf-8")
+    for path in sorted(folder.rglob("*.parquet")):
+        if not path.is_symlink() and path.is_file():
+            _replace_in_parquet_metadata(path, {str(folder): final, old: new})
+
+
+def _replace_in_parquet_metadata(path: Path, replacements: dict[str, str]) -> None:
+    """Rewrite a Parquet file whose schema metadata holds any of ``replacements``' keys (as
+    written, or escaped as JSON), with them replaced; its rows are copied unchanged."""
+    import pyarrow.parquet as pq
+
+    def replaced(value: bytes) -> bytes:
+        for before, after in replacements.items():
+            value = value.replace(before.encode(), after.encode())
+        return value
+
+    metadata = pq.read_schema(path).metadata or {}
+    updated = {key: replaced(value) for key, value in metadata.items()}
+    if updated == metadata:
+        return
+    table = pq.read_table(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table.replace_schema_metadata(updated), tmp)
