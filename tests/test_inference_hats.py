@@ -154,14 +154,10 @@ def test_partition_in_slices_equals_partition_whole(hats_survey):
     assert np.allclose(sliced["p_blended"].to_numpy(), whole["p_blended"].to_numpy(), atol=1e-6, equal_nan=True)
 
 
-def test_interrupted_hats_run_resumes_without_recomputing_done_partitions(hats_survey, tmp_path, monkeypatch):
-    import skysort.inference.hats as hats_module
-    from skysort.errors import InputError
-    from skysort.inference.hats import unfinished_paths
-
-    options = RunOptions(tiles=hats_survey["tiles"], batch_size=32)
+def interrupt_on_second_partition(hats_module, calls: list):
+    """A stand-in for ``predict_partition`` that counts non-empty partitions in ``calls`` and
+    fails on the second, as an interruption would."""
     original = hats_module.predict_partition
-    calls = []
 
     def failing_on_the_second(frame, **kwargs):
         if len(frame):
@@ -170,7 +166,18 @@ def test_interrupted_hats_run_resumes_without_recomputing_done_partitions(hats_s
                 raise RuntimeError("interrupted")
         return original(frame, **kwargs)
 
-    monkeypatch.setattr(hats_module, "predict_partition", failing_on_the_second)
+    return failing_on_the_second
+
+
+def test_interrupted_hats_run_resumes_without_recomputing_done_partitions(hats_survey, tmp_path, monkeypatch):
+    import skysort.inference.hats as hats_module
+    from skysort.errors import InputError
+    from skysort.inference.hats import unfinished_paths
+
+    options = RunOptions(tiles=hats_survey["tiles"], batch_size=32)
+    original = hats_module.predict_partition
+    calls = []
+    monkeypatch.setattr(hats_module, "predict_partition", interrupt_on_second_partition(hats_module, calls))
     out = tmp_path / "result"
     with pytest.raises(RuntimeError, match="interrupted"):
         predict_hats(hats_survey["model"], hats_survey["hats"], out, options)
@@ -209,19 +216,9 @@ def test_an_unfinished_hats_result_is_not_resumed_on_a_replaced_tile(hats_survey
     survey = tmp_path / "survey"
     shutil.copytree(hats_survey["folder"], survey)
     options = RunOptions(tiles=str(survey / "t*" / "tile-*.fits"), batch_size=32)
-    original = hats_module.predict_partition
-    calls = []
-
-    def failing_on_the_second(frame, **kwargs):
-        if len(frame):
-            calls.append(len(frame))
-            if len(calls) == 2:
-                raise RuntimeError("interrupted")
-        return original(frame, **kwargs)
-
     out = tmp_path / "result"
     with monkeypatch.context() as patch:
-        patch.setattr(hats_module, "predict_partition", failing_on_the_second)
+        patch.setattr(hats_module, "predict_partition", interrupt_on_second_partition(hats_module, []))
         with pytest.raises(RuntimeError, match="interrupted"):
             predict_hats(hats_survey["model"], survey / "cat_hats", out, options)
     partial, signature = unfinished_paths(out)
