@@ -1025,8 +1025,9 @@ def sgq_metrics(truth: np.ndarray, probabilities: np.ndarray, *, r_mag: np.ndarr
         type), ``bright`` (the same for r < bright_limit) and, with ``expected_class``,
         ``expected_class``, ``expected_class_fraction``, ``n_expected_class_sample`` (the objects
         it counts), ``n_labelled_other_class`` (class -> number of objects whose label names
-        another class than the expected one: a sample that is not pure) and, given ``r_mag``, ``expected_class_fraction_vs_r_mag`` (non-empty bins of
-        :data:`MAG_BINS`: ``r_min``, ``r_max``, ``n``, ``fraction``).
+        another class than the expected one: a sample that is not pure) and, given ``r_mag``,
+        ``expected_class_fraction_vs_r_mag`` (non-empty bins of :data:`MAG_BINS`: ``r_min``,
+        ``r_max``, ``n``, ``fraction``).
     """
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
