@@ -396,7 +396,7 @@ def test_saturated_objects_are_flagged_in_cutout_and_predict_cutting(tile_dir, c
     # onto r's grid) at object 1; object 2 reaches neither level. Before, nothing was flagged.
     from skysort.data.flags import Flags
     from skysort.data.images import read_band_images
-    from skysort.inference.stream import cut_tile_stamps
+    from skysort.data.cutout import cut_stamps
 
     for band, (x, y) in (("r", (40, 50)), ("g", (100 + 1.3, 60 - 0.6))):
         with fits.open(tile_dir / f"tile-{band}.fits", mode="update") as hdul:
@@ -410,7 +410,7 @@ def test_saturated_objects_are_flagged_in_cutout_and_predict_cutting(tile_dir, c
     images = read_band_images(sorted(tile_dir.glob("tile-*.fits")), background="sep")
     assert images[1].band == "r" and images[1].saturation == 100.0 and len(images[1].saturated_pixels) == 9
     x, y = np.array([40.0, 100.0, 3.0]), np.array([50.0, 60.0, 3.0])
-    _, stream_flags = cut_tile_stamps(images, [False, True], x, y, 16, reference=1)
+    _, stream_flags = cut_stamps(images, x, y, size=16, reference=1, aligned=[False, True])
     assert [bool(f & Flags.SATURATED) for f in stream_flags] == [True, True, False]
     # No level in the header: nothing is flagged, whatever the pixel values.
     for band in "rg":

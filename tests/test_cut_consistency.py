@@ -176,14 +176,14 @@ def cut_by_stream(folder: Path, catalog: Path, bands, monkeypatch, batch_size: i
     flags of the output and the offsets of the positions the batches were cut at."""
     import skysort.inference.stream as stream
 
-    cut = stream.cut_tile_stamps
+    cut = stream.cut_stamps
     positions: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def recording_cut(images, aligned, x, y, size, reference):
+    def recording_cut(images, x, y, **kwargs):
         positions.append((np.array(x, copy=True), np.array(y, copy=True)))
-        return cut(images, aligned, x, y, size, reference)
+        return cut(images, x, y, **kwargs)
 
-    monkeypatch.setattr(stream, "cut_tile_stamps", recording_cut)
+    monkeypatch.setattr(stream, "cut_stamps", recording_cut)
     predictor = RecordingPredictor(folder / "recorder.pt", bands)
     out = folder / "streamed"
     stream.predict_catalog("recorder", catalog, out, stream.RunOptions(tiles=str(folder / "tile" / "tile-*.fits"),

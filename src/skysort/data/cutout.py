@@ -113,6 +113,13 @@ def same_pixel_grid(a, b) -> bool:
     return bool(np.all(np.hypot(bx - x.ravel(), by - y.ravel()) < 1e-6))
 
 
+def aligned_bands(images: Sequence, reference: int) -> list[bool]:
+    """Per band, whether it lies on the pixel grid of ``images[reference]``
+    (:func:`same_pixel_grid`; the reference band always does): those bands are cut pixel for
+    pixel by :func:`cut_stamps`, the others resampled."""
+    return [b == reference or same_pixel_grid(images[reference], image) for b, image in enumerate(images)]
+
+
 def cut_integer(data: np.ndarray, x_pix: np.ndarray, y_pix: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Integer-pixel stamps of ``data`` centred on the nearest pixels to ``(x_pix, y_pix)``.
 
@@ -280,7 +287,7 @@ def cut_stamps(
     """
     ref = images[reference]
     if aligned is None:
-        aligned = [b == reference or same_pixel_grid(ref, image) for b, image in enumerate(images)]
+        aligned = aligned_bands(images, reference)
     if len(aligned) != len(images):
         raise ValueError(f"aligned gives {len(aligned)} bands for {len(images)} images")
     aligned = [bool(a) or b == reference for b, a in enumerate(aligned)]

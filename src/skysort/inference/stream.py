@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..data.cutout import same_pixel_grid
+from ..data.cutout import aligned_bands, cut_stamps, same_pixel_grid
 from ..data.flags import Flags
 from ..data.stampset import stamps_missing_a_band
 from ..data.images import pixel_to_world, world_to_pixel
@@ -1248,37 +1248,6 @@ def _unit(index: int, tile: int, tiles: Sequence[TileInfo], refs: list[list[Any]
 # ------------------------------------------------------------------------------------------
 
 
-def cut_tile_stamps(images: Sequence[Any], aligned: Sequence[bool], x: np.ndarray, y: np.ndarray, size: int,
-                    reference: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stamps ``(n, bands, size, size)`` and flags of one batch of a tile's objects.
-
-    The cutting is :func:`skysort.data.cutout.cut_stamps`, the one ``skysort cutout`` runs, so
-    a streamed object gets the stamp and flags that a stamp set cut from the same tile holds.
-
-    Parameters
-    ----------
-    images : sequence of BandImage
-        The tile's bands, in the model's order.
-    aligned : sequence of bool
-        Per band, whether it lies on the reference band's pixel grid
-        (:func:`~skysort.data.cutout.same_pixel_grid`), found once per tile.
-    x, y : ndarray (n,)
-        0-based positions in the reference band's pixels.
-    size : int
-        Stamp side in reference-band pixels.
-    reference : int
-        Index in ``images`` of the reference band.
-
-    Returns
-    -------
-    stamps : ndarray (n, bands, size, size) float32
-    flags : ndarray (n,) uint32
-    """
-    from ..data.cutout import cut_stamps
-
-    return cut_stamps(images, x, y, size=size, reference=reference, aligned=aligned)
-
-
 @dataclass
 class ReaderConfig:
     """What the cutting side needs (picklable: travels to worker processes and Dask tasks)."""
@@ -1331,7 +1300,7 @@ class UnitReader:
         images = read_band_images([files[b] for b in bands], bands, threads=len(bands), background=self.config.background,
                                   weights=[weights.get(b) for b in bands], weight_hdu=self.config.weight_hdu)
         reference = bands.index(self.config.reference_band)
-        aligned = [b == reference or same_pixel_grid(images[reference], image) for b, image in enumerate(images)]
+        aligned = aligned_bands(images, reference)  # once per tile, not per batch
         seeing = float("nan")
         if self.config.seeing_band in bands:
             from ..data.ingest import image_seeing
@@ -1390,7 +1359,8 @@ class UnitReader:
             inputs: dict[str, np.ndarray] = {}
             flags = np.zeros(m, np.uint32)
             if with_images:
-                inputs["image"], flags = cut_tile_stamps(images, aligned, x[part], y[part], config.stamp_size, reference)
+                inputs["image"], flags = cut_stamps(images, x[part], y[part], size=config.stamp_size, reference=reference,
+                                                      aligned=aligned)
                 flags[stamps_missing_a_band(inputs["image"])] |= np.uint32(MISSING_INPUT_FLAG)
                 if factors is not None:
                     inputs["image"] *= factors[None, :, None, None]
@@ -2226,5 +2196,5 @@ def _assemble_parquet(parts: Sequence[Path], path: Path, meta: Mapping[str, Any]
 
 
 __all__ = ["MemoryPlan", "memory_plan", "TileInfo", "scan_tiles", "TileIndex", "CatalogStream", "plan_units",
-           "cut_tile_stamps", "UnitReader", "UnitAssembler", "RunOptions", "predict_catalog", "predict_stampset_parts",
+           "UnitReader", "UnitAssembler", "RunOptions", "predict_catalog", "predict_stampset_parts",
            "assemble_parts", "probe_predictor", "run_model", "off_tiles_error", "report_without_input", "parse_carried"]
