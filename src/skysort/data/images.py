@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import glob
 import math
+import os
 import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -687,6 +688,19 @@ def check_weight_header(header: fits.Header, shape: tuple[int, int], wcs: WCS | 
                                "px away): the weight map of another tile?")
 
 
+@contextlib.contextmanager
+def _open_weight_file(path: Path, image: str | Path, **options) -> Iterator[tuple[fits.HDUList, int]]:
+    """The open weight file (:func:`open_fits` with ``options``) and the index of its first 2-D
+    image, the weight map; errors name the weight file and its image."""
+    if not path.exists():
+        raise InputError(path, f"no such file (the weight map of {Path(image).name})")
+    with open_fits(path, **options) as hdul:
+        index = next((i for i, h in enumerate(hdul) if _is_2d_image(h)), None)
+        if index is None:
+            raise InputError(path, f"no 2-D image in any HDU (the weight map of {Path(image).name})")
+        yield hdul, index
+
+
 def weight_file_header(path: str | Path, image: str | Path = "the image") -> fits.Header:
     """Header of the weight map in a separate weight file (its first 2-D image), read without
     its pixels, so that a run refuses a bad weight file before it writes anything.
@@ -698,12 +712,7 @@ def weight_file_header(path: str | Path, image: str | Path = "the image") -> fit
         cut short (a truncated download; not told for gzip or bzip2 files without reading them).
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(path, f"no such file (the weight map of {Path(image).name})")
-    with open_fits(path, memmap=True, lazy_load_hdus=True) as hdul:
-        index = next((i for i, h in enumerate(hdul) if _is_2d_image(h)), None)
-        if index is None:
-            raise InputError(path, f"no 2-D image in any HDU (the weight map of {Path(image).name})")
+    with _open_weight_file(path, image, memmap=True, lazy_load_hdus=True) as (hdul, index):
         info = hdul.fileinfo(index)
         header = hdul[index].header.copy()
     if info and not str(path).lower().endswith((".gz", ".bz2")):
@@ -744,17 +753,54 @@ def read_weight_map(path: str | Path, shape: tuple[int, int], wcs: WCS | None = 
         another shape or other pixels than the image's.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(path, f"no such file (the weight map of {Path(image).name})")
-    with open_fits(path, memmap=False) as hdul:
-        index = next((i for i, h in enumerate(hdul) if _is_2d_image(h)), None)
-        if index is None:
-            raise InputError(path, f"no 2-D image in any HDU (the weight map of {Path(image).name})")
+    with _open_weight_file(path, image, memmap=False) as (hdul, index):
         hdu = hdul[index]
         check_weight_header(hdu.header, shape, wcs, path, image)
         no_data = no_data_pixels(np.asarray(hdu.data).reshape(shape))
         name = _extname(hdu)
     return no_data, {"file": str(path), "hdu": name or index, "kind": _weight_kind(name, path)}
+
+
+def separate_weight_files(images: Sequence[Path], weights: str | Sequence[str | os.PathLike] | None,
+                          weight_hdu: str | None, where: str) -> tuple[list[Path], list[Path]]:
+    """The image files and the separate weight files (``--weights``) of a command.
+
+    Parameters
+    ----------
+    images : sequence of Path
+        The files the image patterns matched.
+    weights : str or sequence of path-like, optional
+        Glob patterns or files of the separate weight maps.
+    weight_hdu : str, optional
+        The ``--weight-hdu`` given, which ``weights`` replaces.
+    where : str
+        The image patterns, named by the error when they match weight files only.
+
+    Returns
+    -------
+    images, weight_files : list of Path
+        ``images`` without the files given as weight maps (an image pattern such as
+        ``tile-r*.fits`` that also matches them means the science images), and the weight files
+        (empty without ``weights``).
+
+    Raises
+    ------
+    InputError
+        Both ``weights`` and ``weight_hdu`` given; a weight pattern matching nothing; image
+        patterns matching weight files only.
+    """
+    if weights is None:
+        return list(images), []
+    if weight_hdu is not None:
+        raise InputError("--weight-hdu", "names an extension of the images' own files, which --weights replaces: give one "
+                                         "of them")
+    patterns = [weights] if isinstance(weights, (str, os.PathLike)) else list(weights)
+    weight_files = expand_paths([str(p) for p in patterns], what="weight file")
+    given_as_weights = set(weight_files)
+    remaining = [p for p in images if p not in given_as_weights]
+    if not remaining:
+        raise InputError(where, "matches only files given as weight maps (--weights)")
+    return remaining, weight_files
 
 
 def _name_key(path: Path, marks: set[str]) -> tuple[str, ...]:

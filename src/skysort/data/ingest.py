@@ -355,7 +355,7 @@ def cutout(
     >>> stamps = cutout("field/frame-*.fits.bz2", "field/objects.csv", "stamps.h5")  # doctest: +SKIP
     """
     from .catalog import read_catalog, standardise_catalog
-    from .images import expand_image_paths, expand_paths, match_weight_files, read_band_images
+    from .images import expand_image_paths, match_weight_files, read_band_images, separate_weight_files
 
     if nan_policy not in ("flag", "error"):
         raise InputError("--nan", f"must be 'flag' or 'error', got {nan_policy!r}")
@@ -363,18 +363,7 @@ def cutout(
         raise InputError("--size", f"stamp size must be a whole number of pixels, got {size!r}")
     patterns = [images] if isinstance(images, (str, os.PathLike)) else list(images)
     paths = expand_image_paths([str(p) for p in patterns])
-    weight_paths = None
-    if weights is not None and weight_hdu is not None:
-        raise InputError("--weight-hdu", "names an extension of the images' own files, which --weights replaces: give one "
-                                         "of them")
-    if weights is not None:
-        weight_patterns = [weights] if isinstance(weights, (str, os.PathLike)) else list(weights)
-        weight_files = expand_paths([str(p) for p in weight_patterns], what="weight file")
-        # An --images pattern that also matches the weight files ('tile-r*.fits') means the images.
-        given_as_weights = set(weight_files)
-        paths = [p for p in paths if p not in given_as_weights]
-        if not paths:
-            raise InputError(", ".join(str(p) for p in patterns), "matches only files given as weight maps (--weights)")
+    paths, weight_files = separate_weight_files(paths, weights, weight_hdu, ", ".join(str(p) for p in patterns))
     if isinstance(catalog, Table):
         # A table read elsewhere is translated with the mapping given; one from read_catalog
         # (which records its mapping) has the standard names already.
@@ -383,8 +372,7 @@ def cutout(
         catalog = table.meta.get("source_file", "catalogue")
     else:
         table = read_catalog(catalog, mapping=mapping)
-    if weights is not None:
-        weight_paths = match_weight_files(paths, weight_files)
+    weight_paths = match_weight_files(paths, weight_files) if weight_files else None
     tiles = read_band_images(paths, bands, background=background, weights=weight_paths, weight_hdu=weight_hdu)
     for tile in tiles:
         if tile.n_nan:

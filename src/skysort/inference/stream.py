@@ -216,7 +216,7 @@ def _tile_key(path: Path, band: str) -> str:
 
 
 def scan_tiles(patterns: str | Sequence[str], bands: Sequence[str], reference_band: str, *, threads: int = 4,
-               weights: str | Sequence[str] | None = None) -> list[TileInfo]:
+               weights: str | Sequence[str] | None = None, weight_hdu: str | None = None) -> list[TileInfo]:
     """Group the files matching ``patterns`` into tiles holding every band in ``bands``.
 
     Parameters
@@ -234,6 +234,9 @@ def scan_tiles(patterns: str | Sequence[str], bands: Sequence[str], reference_ba
         (:func:`skysort.data.images.match_weight_files`): every file of a needed band must have
         one, of its shape and pixels (checked here, from the headers). Files matching both
         ``patterns`` and ``weights`` are weight maps, not tiles.
+    weight_hdu : str, optional
+        The ``--weight-hdu`` of the run, refused beside ``weights`` (it names an extension of
+        the tile files themselves, which ``weights`` replaces).
 
     Raises
     ------
@@ -243,20 +246,13 @@ def scan_tiles(patterns: str | Sequence[str], bands: Sequence[str], reference_ba
     """
     from astropy.wcs.utils import proj_plane_pixel_scales
 
-    from ..data.images import BAND_ORDER, expand_image_paths, expand_paths
+    from ..data.images import BAND_ORDER, expand_image_paths, separate_weight_files
 
     try:
         paths = expand_image_paths(patterns)
     except InputError as exc:
         raise InputError(exc.where, "no tile file matches this path or pattern") from None
-    weight_files: list[Path] = []
-    if weights is not None:
-        weight_files = expand_paths(weights, what="weight file")
-        # A --tiles pattern that also matches the weight files means the science images.
-        given_as_weights = set(weight_files)
-        paths = [p for p in paths if p not in given_as_weights]
-        if not paths:
-            raise InputError(str(patterns), "matches only files given as weight maps (--weights)")
+    paths, weight_files = separate_weight_files(paths, weights, None, str(patterns))
     known = tuple(dict.fromkeys([*bands, *BAND_ORDER]))
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         infos = list(pool.map(lambda p: (p, *_header_info(p, known)), paths))
@@ -1817,11 +1813,10 @@ def prepare_inputs(model: str | os.PathLike, predictor: Predictor, options: "Run
     if cut and cut[0] != cut[1] and images_available:
         raise InputError(model, f"streaming cuts square stamps; the model expects {cut}")
     reference_band = _reference_band(spec.image_bands, options.reference_band) if spec.uses_images else ""
-    if options.weights is not None and options.weight_hdu is not None:
-        raise InputError("--weight-hdu", "names an extension of the tile files, which --weights replaces: give one of them")
     tiles: list[TileInfo] = []
     if images_available and spec.uses_images:
-        tiles = scan_tiles(options.tiles, spec.image_bands, reference_band, weights=options.weights)
+        tiles = scan_tiles(options.tiles, spec.image_bands, reference_band, weights=options.weights,
+                           weight_hdu=options.weight_hdu)
         warn_pixel_scale(tiles, spec, warn)
         warn_zero_points(tiles, spec, warn)
     return PreparedInputs(spec, probe, images_available, reference_band, int(cut[0]) if cut else 0, tiles)
