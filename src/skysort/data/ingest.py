@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from astropy.table import MaskedColumn, Table
@@ -453,6 +454,17 @@ def _open_hdf5(path: Path) -> Any:
     return h5py.File(path, "r")
 
 
+@contextlib.contextmanager
+def _read_errors_named(path: Path) -> Iterator[None]:
+    """Turn a reader's failure on a damaged stamp file into one error naming the file."""
+    try:
+        yield
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError) as exc:
+        raise InputError(path, f"not a readable stamp array (truncated or corrupt: {exc})") from exc
+
+
 def _images_missing(path: Path, names: Sequence[str]) -> InputError:
     held = ", ".join(repr(n) for n in names) or "none"
     return InputError(path, f"no array named '{IMAGES_NAME}' (the stamps, (N, H, W) or (N, B, H, W)); it holds {held}")
@@ -488,7 +500,7 @@ def load_stamp_array(path: str | os.PathLike) -> np.ndarray:
     if not path.exists():
         raise InputError(path, "no such file")
     name = path.name.lower()
-    try:
+    with _read_errors_named(path):
         if name.endswith(".npy"):
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         elif name.endswith(FITS_SUFFIXES):
@@ -515,10 +527,6 @@ def load_stamp_array(path: str | os.PathLike) -> np.ndarray:
             array = _HDF5Stamps(path, IMAGES_NAME)
         else:
             raise InputError(path, "unknown stamp-array format (expected .npy, .npz, .fits or HDF5: .h5, .hdf5)")
-    except InputError:
-        raise
-    except (OSError, ValueError, EOFError, KeyError) as exc:
-        raise InputError(path, f"not a readable stamp array (truncated or corrupt: {exc})") from exc
     if array.ndim == 3:
         array = array[:, None]
     if array.ndim != 4:
@@ -559,7 +567,7 @@ def load_stamp_columns(path: str | os.PathLike | None, n: int) -> Table | None:
     path = Path(path)
     name = path.name.lower()
     columns: dict[str, np.ndarray] = {}
-    try:
+    with _read_errors_named(path):
         if name.endswith(NPZ_SUFFIXES):
             with np.load(path, allow_pickle=False) as npz:
                 for key in npz.files:
@@ -575,10 +583,6 @@ def load_stamp_columns(path: str | os.PathLike | None, n: int) -> Table | None:
                 for key, dataset in _hdf5_datasets(handle, path).items():
                     if key != IMAGES_NAME:
                         columns[key] = np.asarray(dataset[()])
-    except InputError:
-        raise
-    except (OSError, ValueError, EOFError, KeyError) as exc:
-        raise InputError(path, f"not a readable stamp array (truncated or corrupt: {exc})") from exc
     for key, values in columns.items():
         if values.ndim != 1 or len(values) != n:
             raise InputError(path, f"array {key!r} has shape {values.shape}: per-object arrays beside '{IMAGES_NAME}' hold "

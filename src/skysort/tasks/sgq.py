@@ -1075,19 +1075,12 @@ def sgq_metrics(truth: np.ndarray, probabilities: np.ndarray, *, r_mag: np.ndarr
     point_true, point_pred = t != 1, p != 1
     metrics["point_extended_agreement"] = float(np.mean(point_true == point_pred)) if len(t) else None
     if r_mag is not None:
-        r = np.asarray(r_mag, float)[known]
-        # A sentinel the catalogue mapping left in (99, -99) is no magnitude, as for the model;
-        # -99 would otherwise count as bright.
-        r = np.where(plausible_magnitudes(r), r, np.nan)
+        r = _binnable_magnitudes(np.asarray(r_mag, float)[known])
         metrics["n_without_r_mag"] = int(np.count_nonzero(np.isnan(r)))
-        rows = []
-        for low, high in zip(MAG_BINS[:-1], MAG_BINS[1:]):
-            inside = (r >= low) & (r < high)
-            if inside.any():
-                rows.append({"r_min": float(low), "r_max": float(high), "n": int(inside.sum()),
-                             "accuracy": float(np.mean(t[inside] == p[inside])),
-                             "point_extended_agreement": float(np.mean(point_true[inside] == point_pred[inside]))})
-        metrics["accuracy_vs_r_mag"] = rows
+        metrics["accuracy_vs_r_mag"] = [
+            {"r_min": low, "r_max": high, "n": int(inside.sum()), "accuracy": float(np.mean(t[inside] == p[inside])),
+             "point_extended_agreement": float(np.mean(point_true[inside] == point_pred[inside]))}
+            for low, high, inside in _magnitude_bins(r)]
         bright = r < bright_limit
         metrics["bright"] = {"r_max": bright_limit, "n": int(bright.sum()),
                              "accuracy": float(np.mean(t[bright] == p[bright])) if bright.any() else None,
@@ -1106,13 +1099,22 @@ def sgq_metrics(truth: np.ndarray, probabilities: np.ndarray, *, r_mag: np.ndarr
         metrics["n_labelled_other_class"] = {c: int(np.sum(truth[other] == i)) for i, c in enumerate(CLASSES)
                                              if np.any(truth[other] == i)}
         if r_mag is not None:
-            r = np.asarray(r_mag, float)
-            r = np.where(plausible_magnitudes(r), r, np.nan)
-            inside = [(low, high, (r >= low) & (r < high)) for low, high in zip(MAG_BINS[:-1], MAG_BINS[1:])]
             metrics["expected_class_fraction_vs_r_mag"] = [
-                {"r_min": float(low), "r_max": float(high), "n": int(rows.sum()), "fraction": float(np.mean(assigned[rows]))}
-                for low, high, rows in inside if rows.any()]
+                {"r_min": low, "r_max": high, "n": int(inside.sum()), "fraction": float(np.mean(assigned[inside]))}
+                for low, high, inside in _magnitude_bins(_binnable_magnitudes(np.asarray(r_mag, float)))]
     return metrics
+
+
+def _binnable_magnitudes(r: np.ndarray) -> np.ndarray:
+    """``r`` with NaN where it holds no magnitude: a sentinel the catalogue mapping left in (99,
+    -99) is none, as for the model, and -99 would otherwise count as bright."""
+    return np.where(plausible_magnitudes(r), r, np.nan)
+
+
+def _magnitude_bins(r: np.ndarray) -> list[tuple[float, float, np.ndarray]]:
+    """``(r_min, r_max, mask)`` of each non-empty bin ``[r_min, r_max)`` of :data:`MAG_BINS`."""
+    bins = [(float(low), float(high), (r >= low) & (r < high)) for low, high in zip(MAG_BINS[:-1], MAG_BINS[1:])]
+    return [(low, high, inside) for low, high, inside in bins if inside.any()]
 
 
 def plot_sgq_report(metrics: Mapping[str, Any], out_dir: str | os.PathLike, *, name: str = "model") -> list[Path]:
