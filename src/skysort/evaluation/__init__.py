@@ -86,21 +86,16 @@ def record_final_paths(folder: str | os.PathLike, out_dir: str | os.PathLike) ->
                 tmp.write_text(text.replace(old, new), encoding="utf-8")
     for path in sorted(folder.rglob("*.parquet")):
         if not path.is_symlink() and path.is_file():
-            _replace_in_parquet_metadata(path, {str(folder): final, old: new})
+            _replace_in_parquet_metadata(path, old, new)
 
 
-def _replace_in_parquet_metadata(path: Path, replacements: dict[str, str]) -> None:
-    """Rewrite a Parquet file whose schema metadata holds any of ``replacements``' keys (as
-    written, or escaped as JSON), with them replaced; its rows are copied unchanged."""
+def _replace_in_parquet_metadata(path: Path, old: str, new: str) -> None:
+    """Rewrite a Parquet file whose schema metadata (JSON, as skysort writes it) holds ``old``,
+    with ``new`` in its place; its rows are copied unchanged."""
     import pyarrow.parquet as pq
 
-    def replaced(value: bytes) -> bytes:
-        for before, after in replacements.items():
-            value = value.replace(before.encode(), after.encode())
-        return value
-
     metadata = pq.read_schema(path).metadata or {}
-    updated = {key: replaced(value) for key, value in metadata.items()}
+    updated = {key: value.replace(old.encode(), new.encode()) for key, value in metadata.items()}
     if updated == metadata:
         return
     table = pq.read_table(path)

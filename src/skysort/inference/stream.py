@@ -1828,17 +1828,20 @@ def run_signature(model_info: Mapping[str, Any], catalog_identity: Any, inputs: 
     return {
         "model_sha256": model_info["sha256"],
         "catalog": catalog_identity,
-        "tiles": sorted(f"{identity['path']}:{identity['size']}" for identity in
-                        (file_identity(f) for t in inputs.tiles for f in t.files.values())),
+        "tiles": _path_and_size([f for t in inputs.tiles for f in t.files.values()]),
         "images_available": inputs.images_available,
         **options.signature(),
         # Without tiles no stamp is cut, so the background method changes nothing.
         "background": options.background if inputs.tiles else None,
         # Only when given, so that runs without weight files resume as they were planned.
-        **({"weights": sorted(f"{identity['path']}:{identity['size']}" for identity in
-                              (file_identity(f) for t in inputs.tiles for f in t.weights.values()))}
+        **({"weights": _path_and_size([f for t in inputs.tiles for f in t.weights.values()])}
            if any(t.weights for t in inputs.tiles) else {}),
     }
+
+
+def _path_and_size(files: Sequence[str]) -> list[str]:
+    """``"PATH:SIZE"`` of each file (resolved path, bytes), sorted: how a run's signature names them."""
+    return sorted(f"{identity['path']}:{identity['size']}" for identity in map(file_identity, files))
 
 
 def tile_header_digests(tiles: Sequence[TileInfo], *, threads: int = 4) -> dict[str, str]:
