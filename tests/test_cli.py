@@ -160,6 +160,15 @@ def test_image_pattern_matching_nothing(tile_dir, capsys):
     assert_one_line_error(code, err, "nothing-*.fits", "no image file matches")
 
 
+
+def test_image_patterns_repeated_or_separated_by_commas(tile_dir, capsys):
+    g, r = tile_dir / "tile-g.fits", tile_dir / "tile-r.fits"
+    for name, images in (("repeated", ["--images", g, "--images", r]), ("commas", ["--images", f"{g},{r}"])):
+        out = tile_dir / f"{name}.h5"
+        code, _, err = run(["cutout", *images, "--catalog", tile_dir / "objects.csv", "--out", out, "--size", 16, "--quiet"], capsys)
+        assert code == 0, err
+        assert StampSet.open(out).meta.bands == ("g", "r"), name
+
 def test_catalogue_off_the_tile_is_refused(tile_dir, capsys):
     far = tile_dir / "far.csv"
     far.write_text("ra,dec,label\n10.0,-40.0,star\n")

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -267,6 +268,24 @@ def test_parts_manifest_ownership_and_provenance(survey, tmp_path):
     assert table["p_blended"][outside].isna().all() and (table["class"][outside] == "").all()
     assert table["p_blended"][~outside].notna().all() and table["images_used"][~outside].all()
 
+
+
+def test_tiles_given_by_several_patterns_are_all_read(survey, tmp_path):
+    """--tiles repeated, or patterns separated by commas, reads every pattern's files: an option
+    given twice must not keep its last value alone."""
+    folder = survey["folder"]
+    whole = tmp_path / "whole.parquet"
+    assert main(["predict", "--model", str(survey["model"]), "--catalog", str(survey["catalog"]), "--tiles", survey["tiles"],
+                 "--out", str(whole), "--quiet"]) == 0
+    first, rest = str(folder / "t00" / "tile-*.fits"), str(folder / "t0[1-9]" / "tile-*.fits")
+    expected = pd.read_parquet(whole)
+    for name, tiles in (("repeated", ["--tiles", first, "--tiles", rest]), ("commas", ["--tiles", f"{first},{rest}"])):
+        out = tmp_path / f"{name}.parquet"
+        assert main(["predict", "--model", str(survey["model"]), "--catalog", str(survey["catalog"]), *tiles,
+                     "--out", str(out), "--quiet"]) == 0
+        table = pd.read_parquet(out)
+        assert table["images_used"].sum() == expected["images_used"].sum() > 0, name
+        np.testing.assert_allclose(table["p_blended"], expected["p_blended"], err_msg=name)
 
 def test_single_file_output_in_catalogue_order(survey, tmp_path):
     out = tmp_path / "pred.fits"

@@ -198,7 +198,7 @@ class Background(str, Enum):
 _BACKGROUND_HELP = ("Sky background removed from each band image before stamps are cut: sep (SExtractor's 64-pixel "
                     "mesh estimate; the models expect sky-subtracted stamps) or none (pixels as in the files).")
 _WEIGHTS_HELP = ("Separate weight maps (weight or inverse variance: 0 = no data; variance or rms: infinite, NaN or <= 0 = "
-                 "no data): glob pattern(s), matched to the images by name (KiDS/SWarp X.fits and X.weight.fits, "
+                 "no data): glob pattern(s) (repeat the option or separate patterns by commas), matched to the images by name (KiDS/SWarp X.fits and X.weight.fits, "
                  "X_sci.fits and X_wei.fits); every image needs one, of its shape and pixels. Pixels without data are cut "
                  "as NaN and flagged NAN_PIXELS. Without it, a weight extension of the image's own file is read "
                  "(WGT, WEIGHT, WHT, IVAR, INVVAR, VARIANCE, VAR, RMS, ERR, SIGMA; masks are not read). Quote patterns.")
@@ -217,7 +217,7 @@ def _format_prior(prior) -> str:
 
 @app.command("cutout")
 def cutout_command(
-    images: Annotated[list[str], typer.Option("--images", help="Band images: glob pattern(s), one FITS file per band (.fits, .fits.gz, .fits.bz2, .fits.fz) holding one sky image (a multi-CCD mosaic is refused; a weight or variance extension on the same pixels marks pixels without data, see --weights; masks are not read). Quote patterns.")],
+    images: Annotated[list[str], typer.Option("--images", help="Band images: glob pattern(s) (repeat the option or separate patterns by commas), one FITS file per band (.fits, .fits.gz, .fits.bz2, .fits.fz) holding one sky image (a multi-CCD mosaic is refused; a weight or variance extension on the same pixels marks pixels without data, see --weights; masks are not read). Quote patterns.")],
     catalog: Annotated[Path, typer.Option("--catalog", help="Catalogue (CSV, TSV, FITS, Parquet, VOTable, IPAC, SExtractor, or a folder of Parquet files) with ra/dec in degrees, or x/y in reference-band pixels.")],
     out: Annotated[Path, typer.Option("--out", help="Output stamp set (.h5).")],
     size: Annotated[int, typer.Option("--size", help="Stamp side in reference-band pixels.")] = 64,
@@ -788,7 +788,7 @@ def predict_command(
     out: Annotated[str, typer.Option("--out", help="Output: one table (.parquet, .fits, .csv) or a folder (ending in /) of Parquet parts plus manifest.json; a folder run is resumed by rerunning the same command.")],
     data: Annotated[Optional[Path], typer.Option("--data", help="Stamp set to classify. For a model that reads the seeing, a set that records none has it measured from its own point sources (one value for the set).")] = None,
     catalog: Annotated[Optional[Path], typer.Option("--catalog", help="Catalogue (Parquet, FITS, CSV, TSV, VOTable, IPAC, SExtractor, a folder of Parquet files, or a HATS catalogue folder: the result is then a HATS catalogue at --out) with ra/dec in degrees; with --tiles stamps are cut around each source, without it the model classifies from photometry alone.")] = None,
-    tiles: Annotated[Optional[str], typer.Option("--tiles", help="Survey tile images: glob pattern(s), one FITS file per band and tile, e.g. 'DIR/*/frame-*.fits*'. Quote patterns.")] = None,
+    tiles: Annotated[Optional[list[str]], typer.Option("--tiles", help="Survey tile images: glob pattern(s), one FITS file per band and tile, e.g. 'DIR/*/frame-*.fits*'; repeat the option or separate patterns by commas. Quote patterns.")] = None,
     mapping: Annotated[Optional[str], typer.Option("--mapping", help="Catalogue column mapping: preset name (kids, sdss, ...), YAML file, or 'ra=RA,dec=DEC,...'.")] = None,
     catalog_preset: Annotated[Optional[str], typer.Option("--catalog-preset", help="Catalogue preset name (same as --mapping NAME).")] = None,
     reference_band: Annotated[Optional[str], typer.Option("--reference-band", help="Band whose pixel grid the stamps share (default r, else the model's first band).")] = None,
@@ -801,7 +801,7 @@ def predict_command(
     threshold: Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Binary models: the second class when its probability exceeds this (default: the most probable class).")] = None,
     prior: Annotated[Optional[str], typer.Option("--prior", help=_PRIOR_HELP)] = None,
     background: Annotated[Background, typer.Option("--background", help=_BACKGROUND_HELP + " Used with --tiles.")] = Background.sep,
-    weights: Annotated[Optional[str], typer.Option("--weights", help=_WEIGHTS_HELP.replace("every image needs", "every tile file needs") + " Used with --tiles.")] = None,
+    weights: Annotated[Optional[list[str]], typer.Option("--weights", help=_WEIGHTS_HELP.replace("every image needs", "every tile file needs") + " Used with --tiles.")] = None,
     weight_hdu: Annotated[Optional[str], typer.Option("--weight-hdu", help=_WEIGHT_HDU_HELP + " Used with --tiles.")] = None,
     spectra: Annotated[Optional[str], typer.Option("--spectra", help="Real 1-D spectra to classify with a point-source model's spectral encoder: FITS files or glob patterns, comma-separated (SDSS spec / spSpec, LAMOST, flux tables, 1-D images); one row per file, with the coverage of the model's wavelength grid. Quote patterns.")] = None,
     keep: Annotated[Optional[str], typer.Option("--keep", help="Catalogue (or stamp set table) columns copied to the output beside the predictions, comma-separated, as they are (values, empty cells, units); NEW=OLD writes column OLD as NEW, e.g. 'MAG_AUTO,sex_flags=FLAGS'.")] = None,

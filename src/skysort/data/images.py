@@ -957,16 +957,19 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
 
 
 def expand_paths(patterns: str | Sequence[str], what: str = "file") -> list[Path]:
-    """Expand glob patterns (or a comma-separated string of them) into existing files, in
-    pattern order, each pattern's matches sorted.
+    """Expand glob patterns into existing files, in pattern order, each pattern's matches sorted.
+
+    ``patterns`` is one string or a sequence of them (an option given several times); each
+    string may hold several patterns separated by commas.
 
     Raises
     ------
     InputError
         If a pattern matches nothing (the message names ``what`` was looked for).
     """
-    if isinstance(patterns, str):
-        patterns = [p.strip() for p in patterns.split(",") if p.strip()]
+    if isinstance(patterns, (str, Path)):
+        patterns = [patterns]
+    patterns = [p.strip() for text in patterns for p in str(text).split(",") if p.strip()]
     paths: list[Path] = []
     for pattern in patterns:
         matches = sorted(glob.glob(pattern))
