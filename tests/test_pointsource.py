@@ -458,7 +458,7 @@ def test_predict_classifies_real_spectrum_files(tmp_path, capsys):
                  ).writeto(tmp_path / "blue_part.fits")
     pattern = str(stars[0].parent / "G8*.fits")
     out = tmp_path / "classes.parquet"
-    assert main(["predict", "--model", "pointsource-sdss", "--spectra", f"{pattern},{quasar},{tmp_path / 'blue_part.fits'}",
+    assert main(["predict", "--model", "pointsource-sdss", "--spectra", f"{pattern},{quasar}", "--spectra", str(tmp_path / 'blue_part.fits'),
                  "--out", str(out), "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "1 spectrum file(s) cover less of the wavelength grid than the encoder was trained on" in err

@@ -803,7 +803,7 @@ def predict_command(
     background: Annotated[Background, typer.Option("--background", help=_BACKGROUND_HELP + " Used with --tiles.")] = Background.sep,
     weights: Annotated[Optional[list[str]], typer.Option("--weights", help=_WEIGHTS_HELP.replace("every image needs", "every tile file needs") + " Used with --tiles.")] = None,
     weight_hdu: Annotated[Optional[str], typer.Option("--weight-hdu", help=_WEIGHT_HDU_HELP + " Used with --tiles.")] = None,
-    spectra: Annotated[Optional[str], typer.Option("--spectra", help="Real 1-D spectra to classify with a point-source model's spectral encoder: FITS files or glob patterns, comma-separated (SDSS spec / spSpec, LAMOST, flux tables, 1-D images); one row per file, with the coverage of the model's wavelength grid. Quote patterns.")] = None,
+    spectra: Annotated[Optional[list[str]], typer.Option("--spectra", help="Real 1-D spectra to classify with a point-source model's spectral encoder: FITS files or glob patterns (repeat the option or separate patterns by commas; SDSS spec / spSpec, LAMOST, flux tables, 1-D images); one row per file, with the coverage of the model's wavelength grid. Quote patterns.")] = None,
     keep: Annotated[Optional[str], typer.Option("--keep", help="Catalogue (or stamp set table) columns copied to the output beside the predictions, comma-separated, as they are (values, empty cells, units); NEW=OLD writes column OLD as NEW, e.g. 'MAG_AUTO,sex_flags=FLAGS'.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
