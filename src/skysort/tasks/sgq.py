@@ -1086,8 +1086,7 @@ def sgq_metrics(truth: np.ndarray, probabilities: np.ndarray, *, r_mag: np.ndarr
                              "accuracy": float(np.mean(t[bright] == p[bright])) if bright.any() else None,
                              "point_extended_agreement": float(np.mean(point_true[bright] == point_pred[bright])) if bright.any() else None}
     if expected_class is not None:
-        if expected_class not in CLASSES:
-            raise InputError("--expect", f"unknown class {expected_class!r} (choose from {', '.join(CLASSES)})")
+        _check_expected_class(expected_class)
         assigned = predicted == CLASSES.index(expected_class)
         metrics["expected_class"] = expected_class
         metrics["expected_class_fraction"] = float(np.mean(assigned)) if len(assigned) else None
@@ -1219,12 +1218,17 @@ def _scored(table: Table) -> np.ndarray:
     return np.asarray(table["inputs_used"]).astype(str) != "none"
 
 
+def _check_expected_class(expected_class: str | None) -> None:
+    """Refuse an ``--expect`` class that is not one of :data:`CLASSES` (``None``: no pure sample)."""
+    if expected_class is not None and expected_class not in CLASSES:
+        raise InputError("--expect", f"unknown class {expected_class!r} (choose from {', '.join(CLASSES)})")
+
+
 def require_sgq_evaluation_set(stamps: StampSet, expected_class: str | None = None) -> np.ndarray:
     """The class index of each object (-1 where unlabelled), refusing a set with no star / galaxy /
     qso label at all unless ``expected_class`` makes it a pure sample."""
     data = stamps.path
-    if expected_class is not None and expected_class not in CLASSES:
-        raise InputError("--expect", f"unknown class {expected_class!r} (choose from {', '.join(CLASSES)})")
+    _check_expected_class(expected_class)
     if "label" not in stamps.columns and expected_class is None:
         raise InputError(data, "no label column: give --expect CLASS to evaluate a pure sample")
     truth = class_indices(stamps.column("label"), data, allow_unknown=True) if "label" in stamps.columns else np.full(len(stamps), -1)
@@ -1334,8 +1338,7 @@ def evaluate_sgq_catalog(model: str | os.PathLike, catalog: Table, out_dir: str 
     predictor = load_predictor(model, device="cpu")
     if predictor.task != "sgq" or not predictor.spec.uses_photometry:
         raise InputError(str(model), "needs an sgq model with a photometry branch")
-    if expected_class is not None and expected_class not in CLASSES:
-        raise InputError("--expect", f"unknown class {expected_class!r} (choose from {', '.join(CLASSES)})")
+    _check_expected_class(expected_class)
     if "label" not in catalog.colnames and expected_class is None:
         raise InputError(where, "no label column: map the catalogue's class column as label"
                                 f"{_label_column_hint(catalog)}, or give the class of a pure sample (--expect)")
