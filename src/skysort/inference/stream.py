@@ -1869,6 +1869,23 @@ def _reference_band(spec_bands: Sequence[str], wanted: str | None) -> str:
     return "r" if "r" in spec_bands else spec_bands[0]
 
 
+def _run_predictor(model: str | os.PathLike, predictor: Predictor | None,
+                   options: RunOptions) -> tuple[str, Predictor, ClassDecision]:
+    """The device of a run, its predictor (loaded there unless given) and its class decision,
+    checked against the model; torch's CPU threads set where the options name them."""
+    import torch
+
+    from .predictor import load_predictor
+
+    device = resolve_device(options.device)
+    if options.threads:
+        torch.set_num_threads(int(options.threads))
+    predictor = predictor or load_predictor(model, device)
+    decision = options.decision()
+    decision.check(predictor)
+    return device, predictor, decision
+
+
 def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: str | os.PathLike,
                     options: RunOptions | None = None, *, predictor: Predictor | None = None,
                     warn: Callable[[str | os.PathLike, str], None] | None = None) -> Manifest:
@@ -1899,20 +1916,12 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
     InputError
         Bad inputs; photometry only with a model that needs images; ``out`` holding another run.
     """
-    import torch
-
     from .._progress import progress_bar
-    from .predictor import load_predictor
 
     options = options or RunOptions()
     if predictor is not None and options.dask:
         raise ValueError("Dask workers load the model from its file: pass the model, not a predictor object")
-    device = resolve_device(options.device)
-    if options.threads:
-        torch.set_num_threads(int(options.threads))
-    predictor = predictor or load_predictor(model, device)
-    decision = options.decision()
-    decision.check(predictor)
+    device, predictor, decision = _run_predictor(model, predictor, options)
     spec = predictor.spec
     inputs = prepare_inputs(model, predictor, options, warn)
     probe, images_available, tiles = inputs.probe, inputs.images_available, inputs.tiles
@@ -2047,19 +2056,12 @@ def predict_stampset_parts(model: str | os.PathLike, data: str | os.PathLike, ou
     Each unit is a block of consecutive stamps, predicted by
     :func:`~skysort.inference.predictor.predict_stampset`.
     """
-    import torch
-
     from .._progress import progress_bar
     from ..data.stampset import StampSet
-    from .predictor import load_predictor, predict_stampset, resolve_seeing
+    from .predictor import predict_stampset, resolve_seeing
 
     options = options or RunOptions()
-    device = resolve_device(options.device)
-    if options.threads:
-        torch.set_num_threads(int(options.threads))
-    predictor = predictor or load_predictor(model, device)
-    decision = options.decision()
-    decision.check(predictor)
+    device, predictor, decision = _run_predictor(model, predictor, options)
     stamps = StampSet.open(data)
     if len(stamps) == 0:
         # Refused before the folder is made, as an empty catalogue is (and as one table is).
