@@ -238,11 +238,11 @@ def cutout_command(
     from .data.images import expand_image_paths
     from .data.ingest import cutout
 
-    image_paths = expand_image_paths(images)
+    image_paths = expand_image_paths(images, option="--images")
     if weights is not None:
         from .data.images import expand_paths
 
-        image_paths += expand_paths(weights, what="weight file")
+        image_paths += expand_paths(weights, what="weight file", option="--weights")
     check_output_path(out, inputs=[catalog, *image_paths], suffixes=STAMPSET_SUFFIXES)
     band_list = _split_bands(bands, "--bands")
     if mosaic:
@@ -824,7 +824,7 @@ def predict_command(
     if spectra is not None:
         from .data.images import expand_paths
 
-        spectrum_paths = expand_paths(spectra, what="spectrum file")
+        spectrum_paths = expand_paths(spectra, what="spectrum file", option="--spectra")
     else:
         spectrum_paths = []
     check_output_path(out_path, folder=not single_file, inputs=[data, catalog, model, *spectrum_paths])

@@ -795,7 +795,7 @@ def separate_weight_files(images: Sequence[Path], weights: str | Sequence[str | 
         raise InputError("--weight-hdu", "names an extension of the images' own files, which --weights replaces: give one "
                                          "of them")
     patterns = [weights] if isinstance(weights, (str, os.PathLike)) else list(weights)
-    weight_files = expand_paths([str(p) for p in patterns], what="weight file")
+    weight_files = expand_paths([str(p) for p in patterns], what="weight file", option="--weights")
     given_as_weights = set(weight_files)
     remaining = [p for p in images if p not in given_as_weights]
     if not remaining:
@@ -956,7 +956,7 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
                      saturation=saturation, saturated_pixels=saturated, weight_map=weight_map)
 
 
-def expand_paths(patterns: str | Sequence[str], what: str = "file") -> list[Path]:
+def expand_paths(patterns: str | Sequence[str], what: str = "file", option: str | None = None) -> list[Path]:
     """Expand glob patterns into existing files, in pattern order, each pattern's matches sorted.
 
     ``patterns`` is one string or a sequence of them (an option given several times); each
@@ -965,11 +965,15 @@ def expand_paths(patterns: str | Sequence[str], what: str = "file") -> list[Path
     Raises
     ------
     InputError
-        If a pattern matches nothing (the message names ``what`` was looked for).
+        If a pattern matches nothing, or no pattern is given (blank text): the message names
+        ``what`` was looked for, and ``option`` (the command-line option) where no pattern names it.
     """
     if isinstance(patterns, (str, Path)):
         patterns = [patterns]
     patterns = [p.strip() for text in patterns for p in str(text).split(",") if p.strip()]
+    if not patterns:
+        # Blank text would otherwise give no file at all, and a run without its inputs.
+        raise InputError(option or f"{what} patterns", f"no pattern given: name the {what}s (glob patterns)")
     paths: list[Path] = []
     for pattern in patterns:
         matches = sorted(glob.glob(pattern))
@@ -979,9 +983,9 @@ def expand_paths(patterns: str | Sequence[str], what: str = "file") -> list[Path
     return paths
 
 
-def expand_image_paths(patterns: str | Sequence[str]) -> list[Path]:
+def expand_image_paths(patterns: str | Sequence[str], option: str | None = None) -> list[Path]:
     """:func:`expand_paths` of band images."""
-    return expand_paths(patterns, what="image file")
+    return expand_paths(patterns, what="image file", option=option)
 
 
 def band_sort_key(band: str) -> tuple[int, str]:

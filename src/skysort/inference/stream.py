@@ -246,12 +246,9 @@ def scan_tiles(patterns: str | Sequence[str], bands: Sequence[str], reference_ba
     """
     from astropy.wcs.utils import proj_plane_pixel_scales
 
-    from ..data.images import BAND_ORDER, expand_image_paths, separate_weight_files
+    from ..data.images import BAND_ORDER, expand_paths, separate_weight_files
 
-    try:
-        paths = expand_image_paths(patterns)
-    except InputError as exc:
-        raise InputError(exc.where, "no tile file matches this path or pattern") from None
+    paths = expand_paths(patterns, what="tile file", option="--tiles")
     paths, weight_files = separate_weight_files(paths, weights, None, str(patterns))
     known = tuple(dict.fromkeys([*bands, *BAND_ORDER]))
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
