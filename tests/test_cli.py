@@ -172,17 +172,28 @@ def test_image_patterns_repeated_or_separated_by_commas(tile_dir, capsys):
 
 @pytest.mark.parametrize("option", ["--images", "--weights", "--tiles", "--tile-weights", "--spectra"])
 def test_a_blank_pattern_is_refused_in_one_line(tile_dir, capsys, option):
-    """A blank or comma-only pattern names no file: refused, not run without its inputs."""
+    """A comma-only pattern names no file: refused, not run without its inputs."""
     catalog, out = tile_dir / "objects.csv", tile_dir / "out.parquet"
-    argv = {"--images": ["cutout", "--images", " ", "--catalog", catalog, "--out", tile_dir / "s.h5"],
+    argv = {"--images": ["cutout", "--images", " , ", "--catalog", catalog, "--out", tile_dir / "s.h5"],
             "--weights": [*cutout_args(tile_dir, tile_dir / "s.h5"), "--weights", ","],
             "--tiles": ["predict", "--model", "blend-cfis", "--catalog", catalog, "--tiles", ",", "--out", out],
             "--tile-weights": ["predict", "--model", "blend-cfis", "--catalog", catalog, "--tiles", tile_dir / "tile-*.fits",
-                               "--weights", "", "--out", out],
-            "--spectra": ["predict", "--model", "pointsource-sdss", "--spectra", "", "--out", out]}[option]
+                               "--weights", ",,", "--out", out],
+            "--spectra": ["predict", "--model", "pointsource-sdss", "--spectra", ",", "--out", out]}[option]
     code, _, err = run([*argv, "--quiet"] if option != "--weights" else argv, capsys)
     assert_one_line_error(code, err, f"{option.replace('tile-', '')}: no pattern given")
     assert not out.exists() and not (tile_dir / "s.h5").exists()
+
+
+@pytest.mark.parametrize("blank", [["--prior", ""], ["--keep="], ["--threshold", " "], ["--tiles", ""], [""]])
+def test_a_blank_option_value_is_refused_in_one_line(tile_dir, capsys, blank):
+    """No option gives a blank value a meaning: some read it as the option not given, silently."""
+    out = tile_dir / "out.parquet"
+    code, _, err = run(["predict", "--model", "blend-cfis", "--catalog", tile_dir / "objects.csv", *blank, "--out", out,
+                        "--quiet"], capsys)
+    where = blank[0].rstrip("=") if blank[0] else "argument"
+    assert_one_line_error(code, err, f"{where}: empty value")
+    assert not out.exists()
 
 def test_catalogue_off_the_tile_is_refused(tile_dir, capsys):
     far = tile_dir / "far.csv"

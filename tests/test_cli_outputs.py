@@ -411,7 +411,7 @@ def test_train_refuses_band_options_it_would_drop(tmp_path, capsys):
             (["--task", "sgq", "--branches", "photometry", "--image-bands", "r"], "--image-bands", "no"),
             (["--task", "sgq", "--branches", "image", "--photometry-bands", "u,g"], "--photometry-bands", "no"),
             (["--task", "sgq", "--image-bands", "g,g"], "--image-bands", "once"),
-            (["--task", "pointsource", "--image-bands", ""], "--image-bands", "empty name"),
+            (["--task", "pointsource", "--image-bands", ""], "--image-bands", "empty value"),
             (["--task", "blend", "--noise-max", 0, "--noise-min", 5], "--noise-min", "does nothing")):
         code, _, err = run(["train", "--data", data, "--out", tmp_path / "m.pt", "--quiet", *extra], capsys)
         assert_one_line_error(code, err, option, fragment)

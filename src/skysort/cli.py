@@ -1324,9 +1324,26 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous_handler)
 
 
+def _refuse_blank_values(args: list[str]) -> None:
+    """Refuse a blank option value (``--prior ''``, ``--keep=``) or blank argument.
+
+    No option of skysort gives a blank value a meaning, and several would read it as the option
+    not given (no prior, no columns kept, no magnitude offsets) without a word.
+    """
+    for i, arg in enumerate(args):
+        name, equals, value = arg.partition("=")
+        if arg.startswith("--") and equals and not value.strip():
+            raise InputError(name, "empty value")
+        if not arg.strip():
+            previous = args[i - 1] if i else ""
+            option = previous if previous.startswith("-") and "=" not in previous else "argument"
+            raise InputError(option, "empty value")
+
+
 def _run_command(command, args: list[str], debug: bool, exits, aborts, usage_errors) -> int:
     """Run the click command; every anticipated failure becomes its one line and exit code."""
     try:
+        _refuse_blank_values(args)
         result = command.main(args=args, prog_name="skysort", standalone_mode=False)
         code = int(result or 0) if isinstance(result, int) else 0
         if code == 130:  # how the command line library returns a Ctrl-C (our commands return nothing)
