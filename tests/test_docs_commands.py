@@ -81,7 +81,7 @@ def test_a_documented_command_gets_as_far_as_its_missing_inputs(document, line, 
     code = main(shlex.split(line)[1:] + ["--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("skysort: error: ") == 1, (document, line, err)
-    # A model or tile pattern that is not there, or a required option the document elides ('...').
+    # A model or tile pattern that is not there, or a required option or value the document elides ('...').
     missing = ("no such file", "no such model file", "catalogue file not found", "file matches this path or pattern",
-               "Missing option")
+               "Missing option", "empty value")
     assert any(reason in err for reason in missing), (document, line, err)
