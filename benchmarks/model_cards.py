@@ -558,7 +558,7 @@ def cut_sdss_field(run: Runner, field: Path) -> None:
 
 def _colours(stamps, indices=None) -> dict[str, np.ndarray]:
     """``r`` (6" aperture) and ``u-g``, ``g-r`` (4" apertures) of ugriz stamps, AB."""
-    from skysort.tasks.sgq import aperture_magnitudes
+    from skysort.evaluation.magnitudes import aperture_magnitudes
 
     images = stamps.read_images(indices)
     bands = list(stamps.meta.bands)

@@ -53,7 +53,7 @@ def concentration(stamps, band: str, inner_arcsec: float = 0.5, outer_arcsec: fl
 
     Summed over batches of ``batch`` stamps so that a large set is never held in memory at once.
     """
-    from skysort.tasks.sgq import aperture_fluxes
+    from skysort.evaluation.magnitudes import aperture_fluxes
 
     channel = stamps.bands.index(band)
     out = np.empty(len(stamps))

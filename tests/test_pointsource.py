@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from astropy.table import Table
 
 from conftest import SHARED_DATA, require
 from skysort.errors import InputError
@@ -102,6 +104,34 @@ def test_evaluate_writes_required_metrics_and_plots(trained, tiny_sets, tmp_path
     assert ("- spectral encoder augmentation: up to 30% of the grid lost at each end, so real spectra covering at least 40% of it "
             "are within its training; half of the spectra degraded to S/N 2-10 per pixel") in card
 
+
+
+def test_evaluate_bins_a_real_set_by_its_aperture_r_magnitude(trained, tiny_sets, tmp_path):
+    """A stamp set of real objects has no true magnitudes: the magnitude breakdown then uses the
+    r magnitude in a 6" aperture of the r stamps (as the sgq evaluation does), not nothing."""
+    from skysort.cli import main
+    from skysort.data.stampset import StampSet
+    from skysort.tasks.pointsource import evaluate_pointsource_model
+
+    simulated = StampSet.open(tiny_sets["test"])
+    np.save(tmp_path / "stamps.npy", simulated.read_images())
+    Table({"label": simulated.column("label")}).write(tmp_path / "objects.csv")
+    real = tmp_path / "real.h5"
+    assert main(["import", "--images", str(tmp_path / "stamps.npy"), "--table", str(tmp_path / "objects.csv"),
+                 "--bands", "u,g,r,i,z", "--pixel-scale", str(simulated.meta.pixel_scale), "--flux-unit", "nanomaggy",
+                 "--out", str(real), "--quiet"]) == 0
+    imported = StampSet.open(real)
+    assert not any(np.isfinite(np.asarray(imported.column(c), float)).any() for c in imported.columns if c.startswith("mag_"))
+    metrics = evaluate_pointsource_model(trained[0], real, tmp_path / "eval")
+    assert metrics["magnitude_source"] == "6 arcsec diameter aperture on the r stamps"
+    assert 0 < sum(row["n"] for row in metrics["by_magnitude"]) <= 64
+    assert (tmp_path / "eval" / "f1_vs_magnitude.png").stat().st_size > 0
+    measured = pd.read_parquet(tmp_path / "eval" / "predictions.parquet")["r_mag"].to_numpy()
+    true = np.asarray(simulated.column("mag_true_r"), float)
+    bright = np.isfinite(measured) & (true < 20)
+    assert bright.sum() > 5 and np.median(np.abs(measured[bright] - true[bright])) < 0.3
+    simulated_metrics = evaluate_pointsource_model(trained[0], tiny_sets["test"], tmp_path / "eval_sim")
+    assert simulated_metrics["magnitude_source"] == "simulated mag_true_r"
 
 def test_image_only_baseline_uses_same_split_and_compares(tiny_sets, trained, tmp_path):
     from skysort.models.checkpoint import load_model_file

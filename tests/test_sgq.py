@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA, require
+from skysort.evaluation.magnitudes import aperture_magnitudes
 from skysort.errors import InputError
 from skysort.inference.predictor import MISSING_INPUT_FLAG, load_predictor
 from skysort.models.registry import shipped_model_names
@@ -519,8 +520,8 @@ def test_sgq_sdss_on_real_field(sdss_stamps):
     assert set(np.asarray(table["inputs_used"])) == {"image"}  # the field's catalogue has no magnitudes
     point = np.isin(np.asarray(table["class"]), ["star", "qso"])
     agree = point == (sdss_stamps.column("label") == "star")
-    r = sgq.aperture_magnitudes(sdss_stamps.read_images()[:, list(sdss_stamps.meta.bands).index("r")],
-                                sdss_stamps.meta.zero_points["r"], sdss_stamps.meta.pixel_scale)
+    r = aperture_magnitudes(sdss_stamps.read_images()[:, list(sdss_stamps.meta.bands).index("r")],
+                            sdss_stamps.meta.zero_points["r"], sdss_stamps.meta.pixel_scale)
     # Measured 81.5% overall and 96.4% for r < 21 (model card; background removed and seeing measured as cutout does);
     # floors about 5 points lower.
     assert np.mean(agree) > 0.77

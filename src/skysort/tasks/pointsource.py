@@ -59,6 +59,7 @@ from ..models.pointsource import (
 )
 from ..models.registry import resolve_model
 from ..evaluation.calibration import calibration_metrics, plot_reliability
+from ..evaluation.magnitudes import binning_r_magnitudes
 from ..training.data import (InMemoryBatches, batch_loader, model_seeing_range, open_training_set, require_classes,
                              require_finite_images, require_same_imaging, split_indices, training_data_meta)
 
@@ -925,11 +926,12 @@ def evaluate_pointsource_model(
                         "feature_cosine_similarity": float(np.mean(cosine)),
                         "feature_cosine_similarity_quartiles": np.percentile(cosine, [25, 50, 75]).tolist(),
                         "feature_cosine_similarity_by_class": {c: float(np.mean(cosine[truth == i])) for i, c in enumerate(CLASSES) if (truth == i).any()}})
-    mag_column = "mag_true_r" if "mag_true_r" in stamps.columns else next((c for c in stamps.columns if c.startswith("mag_true_")), None)
-    if mag_column:
-        mags = np.asarray(stamps.column(mag_column), float)
+    # Simulated sets bin by the true r magnitude; real ones by catalogue r or a 6" aperture on the r stamps.
+    true_columns = ["mag_true_r", *sorted(c for c in stamps.columns if c.startswith("mag_true_") and c != "mag_true_r")[:1]]
+    mags, mag_source = binning_r_magnitudes(stamps, [*true_columns, "mag_r"])
+    if mags is not None:
         metrics["by_magnitude"] = _bin_metrics(truth, predicted, base_predicted, mags, np.arange(14.0, 23.01, 1.0), "mag")
-        metrics["magnitude_column"] = mag_column
+        metrics["magnitude_source"] = mag_source
     if "redshift" in stamps.columns:
         z = np.asarray(stamps.column("redshift"), float)
         quasars = truth == 1
@@ -953,14 +955,16 @@ def evaluate_pointsource_model(
         table["p_qso_image_only"] = np.concatenate(p_base).astype(np.float32)
     if has_spectra:
         table["feature_cosine_similarity"] = cosine.astype(np.float32)
-    for column in (mag_column, "redshift"):
-        if column and column in stamps.columns:
-            table[column] = stamps.column(column)
+    if mags is not None:
+        table["r_mag"] = mags.astype(np.float32)
+    if "redshift" in stamps.columns:
+        table["redshift"] = stamps.column("redshift")
     with evaluation_folder(out_dir) as folder:
         plots = []
-        if mag_column:
-            plots.append(_plot_binned(metrics["by_magnitude"], "mag", f"{mag_column} (AB)", folder / "f1_vs_magnitude.png", "f1", "F1 (quasars) vs magnitude"))
-            plots.append(_plot_binned(metrics["by_magnitude"], "mag", f"{mag_column} (AB)", folder / "accuracy_vs_magnitude.png", "accuracy", "accuracy vs magnitude"))
+        if mags is not None:
+            label = f"{mag_source} (AB)"
+            plots.append(_plot_binned(metrics["by_magnitude"], "mag", label, folder / "f1_vs_magnitude.png", "f1", "F1 (quasars) vs magnitude"))
+            plots.append(_plot_binned(metrics["by_magnitude"], "mag", label, folder / "accuracy_vs_magnitude.png", "accuracy", "accuracy vs magnitude"))
         if "by_redshift" in metrics:
             plots.append(_plot_binned(metrics["by_redshift"], "z", "quasar redshift", folder / "qso_completeness_vs_redshift.png", "completeness",
                                       "quasars classified as quasars, per redshift bin"))

@@ -47,6 +47,7 @@ from ..models.checkpoint import load_model_file, save_model_file
 from ..models.registry import resolve_model
 from ..models.sgq import BRANCHES, SGQNet, sgq_loss
 from ..evaluation.calibration import calibration_metrics
+from ..evaluation.magnitudes import binning_r_magnitudes
 from ..training.data import (InMemoryBatches, batch_loader, model_seeing_range, open_training_set, require_classes,
                              require_finite_images, require_magnitudes, require_same_imaging, split_indices,
                              training_data_meta)
@@ -133,55 +134,6 @@ def stamp_magnitudes(stamps: StampSet, bands: Sequence[str], indices: np.ndarray
             mags[:, j] = np.asarray(stamps.column(f"mag_{band}", indices), np.float32)
     mags[~np.isfinite(mags)] = np.nan
     return mags
-
-
-def aperture_fluxes(images: np.ndarray, pixel_scale: float, diameter_arcsec: float) -> np.ndarray:
-    """Flux in a circular aperture at the stamp centre, in the stamps' flux unit.
-
-    Whole pixels whose centre lies within the aperture; NaN pixels count as zero.
-
-    Parameters
-    ----------
-    images : ndarray (N, H, W)
-        One band's stamps, sky-subtracted.
-    pixel_scale : float
-        Arcsec per pixel.
-    diameter_arcsec : float
-        Aperture diameter [arcsec].
-
-    Returns
-    -------
-    ndarray (N,)
-    """
-    images = np.asarray(images, np.float64)
-    h, w = images.shape[-2:]
-    yy, xx = np.mgrid[:h, :w]
-    inside = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2) <= 0.5 * diameter_arcsec / pixel_scale
-    return np.nansum(images[:, inside], axis=1)
-
-
-def aperture_magnitudes(images: np.ndarray, zero_point: float, pixel_scale: float, diameter_arcsec: float = 6.0) -> np.ndarray:
-    """AB magnitudes in a circular aperture at the stamp centre (for binning by brightness
-    when a stamp set has no catalogue magnitudes).
-
-    Parameters
-    ----------
-    images : ndarray (N, H, W)
-        One band's stamps, sky-subtracted, in flux units with AB zero point ``zero_point``.
-    pixel_scale : float
-        Arcsec per pixel.
-    diameter_arcsec : float
-        Aperture diameter (the default 6" holds nearly all of a point source's light in
-        arcsecond seeing, and most of a faint galaxy's).
-
-    Returns
-    -------
-    ndarray (N,)
-        Magnitudes; NaN where the aperture flux is not positive.
-    """
-    flux = aperture_fluxes(images, pixel_scale, diameter_arcsec)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(flux > 0, zero_point - 2.5 * np.log10(flux), np.nan)
 
 
 def photometry_statistics(mags: np.ndarray) -> dict[str, list[float]]:
@@ -1185,21 +1137,6 @@ def plot_sgq_report(metrics: Mapping[str, Any], out_dir: str | os.PathLike, *, n
     return written
 
 
-def _r_magnitudes(stamps: StampSet) -> tuple[np.ndarray | None, str | None]:
-    """r magnitudes for binning: the ``mag_r`` column, else measured in a 6" aperture on the r stamps."""
-    if "mag_r" in stamps.columns:
-        mags = np.asarray(stamps.column("mag_r"), float)
-        # Stamps cut without catalogue photometry carry an all-NaN column: measure instead.
-        if np.isfinite(mags).any():
-            return mags, "catalogue mag_r"
-    if "r" in stamps.meta.bands and np.isfinite(stamps.meta.zero_point("r")):
-        band = list(stamps.meta.bands).index("r")
-        mags = np.concatenate([aperture_magnitudes(images[:, band], stamps.meta.zero_point("r"), stamps.meta.pixel_scale)
-                               for _, images in stamps.iter_batches(4096)]) if len(stamps) else np.zeros(0)
-        return mags, "6 arcsec diameter aperture on the r stamps"
-    return None, None
-
-
 def _scored(table: Table) -> np.ndarray:
     """Which predictions an evaluation scores: those the model had an input for.
 
@@ -1274,7 +1211,7 @@ def evaluate_sgq_model(model: str | os.PathLike, data: str | os.PathLike, out_di
         raise InputError(str(model), f"not an sgq model (task {predictor.task!r})")
     table = predict_sgq(predictor, stamps, prior=prior, progress=progress, input_warnings=input_warnings)
     probabilities = np.stack([np.asarray(table[f"p_{c}"], float) for c in CLASSES], axis=1) if len(table) else np.zeros((0, 3))
-    r_mag, r_source = _r_magnitudes(stamps)
+    r_mag, r_source = binning_r_magnitudes(stamps, ("mag_r",))
     scored = _scored(table)
     metrics = sgq_metrics(truth[scored], probabilities[scored], r_mag=None if r_mag is None else np.asarray(r_mag)[scored],
                           expected_class=expected_class)
