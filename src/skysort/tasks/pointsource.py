@@ -927,7 +927,7 @@ def evaluate_pointsource_model(
                         "feature_cosine_similarity_quartiles": np.percentile(cosine, [25, 50, 75]).tolist(),
                         "feature_cosine_similarity_by_class": {c: float(np.mean(cosine[truth == i])) for i, c in enumerate(CLASSES) if (truth == i).any()}})
     # Simulated sets bin by the true r magnitude; real ones by catalogue r or a 6" aperture on the r stamps.
-    true_columns = ["mag_true_r", *sorted(c for c in stamps.columns if c.startswith("mag_true_") and c != "mag_true_r")[:1]]
+    true_columns = sorted((c for c in stamps.columns if c.startswith("mag_true_")), key=lambda c: c != "mag_true_r")
     mags, mag_source = binning_r_magnitudes(stamps, [*true_columns, "mag_r"])
     if mags is not None:
         metrics["by_magnitude"] = _bin_metrics(truth, predicted, base_predicted, mags, np.arange(14.0, 23.01, 1.0), "mag")
