@@ -170,6 +170,20 @@ def test_image_patterns_repeated_or_separated_by_commas(tile_dir, capsys):
         assert StampSet.open(out).meta.bands == ("g", "r"), name
 
 
+
+def test_a_file_name_with_a_comma_is_one_pattern(tile_dir, capsys):
+    """Patterns are split at commas, except a text that names files as it stands."""
+    (tile_dir / "tile-g.fits").rename(tile_dir / "tile,g.fits")
+    out = tile_dir / "s.h5"
+    code, _, err = run(["cutout", "--images", f"{tile_dir / 'tile,g.fits'},{tile_dir / 'tile-r.fits'}", "--images",
+                        tile_dir / "tile,g.fits", "--catalog", tile_dir / "objects.csv", "--out", out, "--size", 16, "--quiet"],
+                       capsys)
+    assert_one_line_error(code, err, "no image file matches")  # split, so 'TILE_DIR/tile' matches nothing
+    code, _, err = run(["cutout", "--images", tile_dir / "tile,g.fits", "--images", tile_dir / "tile-r.fits", "--catalog",
+                        tile_dir / "objects.csv", "--out", out, "--size", 16, "--quiet"], capsys)
+    assert code == 0, err
+    assert StampSet.open(out).meta.bands == ("g", "r")
+
 @pytest.mark.parametrize("option", ["--images", "--weights", "--tiles", "--tile-weights", "--spectra"])
 def test_a_blank_pattern_is_refused_in_one_line(tile_dir, capsys, option):
     """A comma-only pattern names no file: refused, not run without its inputs."""

@@ -440,6 +440,22 @@ def test_predict_refuses_a_tile_without_its_weight_file_before_writing_anything(
     assert not (tmp_path / "out").exists()
 
 
+
+def test_predict_refuses_weight_hdu_beside_weight_files_before_writing_anything(tmp_path):
+    """--weight-hdu names an extension of the tile files, which --weights replaces: the stream
+    refuses both, as cutout does, rather than reading one and ignoring the other."""
+    from skysort.inference.stream import RunOptions, predict_catalog
+
+    fits.writeto(tmp_path / "tile-r.fits", science(), header())
+    fits.writeto(tmp_path / "tile-r.weight.fits", weight(), header())
+    write_catalog(tmp_path / "cat.csv")
+    (tmp_path / "mean.pt").write_bytes(b"mean")
+    options = RunOptions(tiles=str(tmp_path / "tile-r.fits"), weights=str(tmp_path / "tile-r.weight.fits"), weight_hdu="WGT",
+                         device="cpu")
+    with pytest.raises(InputError, match="--weight-hdu: names an extension of the images' own files, which --weights replaces"):
+        predict_catalog("mean", tmp_path / "cat.csv", tmp_path / "out", options, predictor=MeanPredictor(tmp_path / "mean.pt"))
+    assert not (tmp_path / "out").exists()
+
 def test_the_command_line_asks_which_weight_hdu_when_a_file_holds_several(tmp_path, capsys):
     h = header()
     fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(science(), h, name="SCI"),

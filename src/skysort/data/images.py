@@ -761,7 +761,7 @@ def read_weight_map(path: str | Path, shape: tuple[int, int], wcs: WCS | None = 
     return no_data, {"file": str(path), "hdu": name or index, "kind": _weight_kind(name, path)}
 
 
-def separate_weight_files(images: Sequence[Path], weights: str | Sequence[str | os.PathLike] | None,
+def separate_weight_files(images: Sequence[Path], weights: str | os.PathLike | Sequence[str | os.PathLike] | None,
                           weight_hdu: str | None, where: str) -> tuple[list[Path], list[Path]]:
     """The image files and the separate weight files (``--weights``) of a command.
 
@@ -794,8 +794,7 @@ def separate_weight_files(images: Sequence[Path], weights: str | Sequence[str | 
     if weight_hdu is not None:
         raise InputError("--weight-hdu", "names an extension of the images' own files, which --weights replaces: give one "
                                          "of them")
-    patterns = [weights] if isinstance(weights, (str, os.PathLike)) else list(weights)
-    weight_files = expand_paths([str(p) for p in patterns], what="weight file", option="--weights")
+    weight_files = expand_paths(weights, what="weight file", option="--weights")
     given_as_weights = set(weight_files)
     remaining = [p for p in images if p not in given_as_weights]
     if not remaining:
@@ -956,7 +955,28 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
                      saturation=saturation, saturated_pixels=saturated, weight_map=weight_map)
 
 
-def expand_paths(patterns: str | Sequence[str], what: str = "file", option: str | None = None) -> list[Path]:
+def split_patterns(patterns: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    """The glob patterns of an option given once or several times: each text split at its commas,
+    except a path object or a text that names files as it stands (a file name with a comma)."""
+    if isinstance(patterns, (str, os.PathLike)):
+        patterns = [patterns]
+    split: list[str] = []
+    for item in patterns:
+        text = str(item)
+        if isinstance(item, os.PathLike) or glob.glob(text):
+            split.append(text)
+        else:
+            split += [p.strip() for p in text.split(",") if p.strip()]
+    return split
+
+
+def patterns_text(patterns: str | os.PathLike | Sequence[str | os.PathLike] | None) -> str:
+    """The glob patterns of an option as one comma-separated text, for messages and records."""
+    return "" if patterns is None else ",".join(split_patterns(patterns))
+
+
+def expand_paths(patterns: str | os.PathLike | Sequence[str | os.PathLike], what: str = "file",
+                 option: str | None = None) -> list[Path]:
     """Expand glob patterns into existing files, in pattern order, each pattern's matches sorted.
 
     ``patterns`` is one string or a sequence of them (an option given several times); each
@@ -968,9 +988,7 @@ def expand_paths(patterns: str | Sequence[str], what: str = "file", option: str 
         If a pattern matches nothing, or no pattern is given (blank text): the message names
         ``what`` was looked for, and ``option`` (the command-line option) where no pattern names it.
     """
-    if isinstance(patterns, (str, Path)):
-        patterns = [patterns]
-    patterns = [p.strip() for text in patterns for p in str(text).split(",") if p.strip()]
+    patterns = split_patterns(patterns)
     if not patterns:
         # Blank text would otherwise give no file at all, and a run without its inputs.
         raise InputError(option or f"{what} patterns", f"no pattern given: name the {what}s (glob patterns)")

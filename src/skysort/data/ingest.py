@@ -356,15 +356,14 @@ def cutout(
     >>> stamps = cutout("field/frame-*.fits.bz2", "field/objects.csv", "stamps.h5")  # doctest: +SKIP
     """
     from .catalog import read_catalog, standardise_catalog
-    from .images import expand_image_paths, match_weight_files, read_band_images, separate_weight_files
+    from .images import expand_image_paths, match_weight_files, patterns_text, read_band_images, separate_weight_files
 
     if nan_policy not in ("flag", "error"):
         raise InputError("--nan", f"must be 'flag' or 'error', got {nan_policy!r}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
         raise InputError("--size", f"stamp size must be a whole number of pixels, got {size!r}")
-    patterns = [images] if isinstance(images, (str, os.PathLike)) else list(images)
-    paths = expand_image_paths([str(p) for p in patterns])
-    paths, weight_files = separate_weight_files(paths, weights, weight_hdu, ", ".join(str(p) for p in patterns))
+    paths = expand_image_paths(images)
+    paths, weight_files = separate_weight_files(paths, weights, weight_hdu, patterns_text(images))
     if isinstance(catalog, Table):
         # A table read elsewhere is translated with the mapping given; one from read_catalog
         # (which records its mapping) has the standard names already.

@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .._io import atomic_path
+from ..data.images import patterns_text
 from ..errors import InputError
 from .manifest import changed_headers, file_identity, replaced_files
 from .predictor import ClassDecision
@@ -171,13 +172,6 @@ def _copied(frame, keep: Mapping[str, str]) -> dict[str, np.ndarray]:
     return {output: frame[source].array for output, source in keep.items()}
 
 
-
-def _patterns_text(patterns: str | Sequence[str] | None) -> str:
-    """Glob patterns of an option, given once or repeated, as one comma-separated text."""
-    if patterns is None or isinstance(patterns, str):
-        return patterns or ""
-    return ",".join(patterns)
-
 def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str | os.PathLike,
                  options: RunOptions | None = None, *,
                  warn: Callable[[str | os.PathLike, str], None] | None = None) -> dict[str, Any]:
@@ -278,8 +272,8 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
         "skysort_model_sha256": model_info["sha256"], "skysort_model_created": str(model_info["created"]),
         "skysort_classes": " ".join(model_info["classes"]), "skysort_image_bands": " ".join(model_info["image_bands"]) or "none",
         "skysort_photometry_bands": " ".join(model_info["photometry_bands"]) or "none",
-        "skysort_input_catalog": str(Path(catalog).resolve()), "skysort_tiles": _patterns_text(options.tiles),
-        "skysort_weights": _patterns_text(options.weights),
+        "skysort_input_catalog": str(Path(catalog).resolve()), "skysort_tiles": patterns_text(options.tiles),
+        "skysort_weights": patterns_text(options.weights),
         "skysort_images_available": str(images_available), "skysort_threshold": str(options.threshold),
         "skysort_prior": json.dumps(decision.record()["prior"]),
         "skysort_background": signature["background"] or "",

@@ -246,10 +246,10 @@ def scan_tiles(patterns: str | Sequence[str], bands: Sequence[str], reference_ba
     """
     from astropy.wcs.utils import proj_plane_pixel_scales
 
-    from ..data.images import BAND_ORDER, expand_paths, separate_weight_files
+    from ..data.images import BAND_ORDER, expand_paths, patterns_text, separate_weight_files
 
     paths = expand_paths(patterns, what="tile file", option="--tiles")
-    paths, weight_files = separate_weight_files(paths, weights, None, str(patterns))
+    paths, weight_files = separate_weight_files(paths, weights, weight_hdu, patterns_text(patterns))
     known = tuple(dict.fromkeys([*bands, *BAND_ORDER]))
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         infos = list(pool.map(lambda p: (p, *_header_info(p, known)), paths))
