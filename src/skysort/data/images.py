@@ -955,24 +955,14 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
                      saturation=saturation, saturated_pixels=saturated, weight_map=weight_map)
 
 
-def split_patterns(patterns: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
-    """The glob patterns of an option given once or several times: each text split at its commas,
-    except a path object or a text that names files as it stands (a file name with a comma)."""
-    if isinstance(patterns, (str, os.PathLike)):
-        patterns = [patterns]
-    split: list[str] = []
-    for item in patterns:
-        text = str(item)
-        if isinstance(item, os.PathLike) or glob.glob(text):
-            split.append(text)
-        else:
-            split += [p.strip() for p in text.split(",") if p.strip()]
-    return split
+def _as_list(patterns: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
+    """The texts of an option given once or several times."""
+    return [patterns] if isinstance(patterns, (str, os.PathLike)) else list(patterns)
 
 
 def patterns_text(patterns: str | os.PathLike | Sequence[str | os.PathLike] | None) -> str:
     """The glob patterns of an option as one comma-separated text, for messages and records."""
-    return "" if patterns is None else ",".join(split_patterns(patterns))
+    return "" if patterns is None else ",".join(str(p) for p in _as_list(patterns))
 
 
 def expand_paths(patterns: str | os.PathLike | Sequence[str | os.PathLike], what: str = "file",
@@ -988,16 +978,23 @@ def expand_paths(patterns: str | os.PathLike | Sequence[str | os.PathLike], what
         If a pattern matches nothing, or no pattern is given (blank text): the message names
         ``what`` was looked for, and ``option`` (the command-line option) where no pattern names it.
     """
-    patterns = split_patterns(patterns)
-    if not patterns:
+    paths: list[Path] = []
+    given = False
+    for item in _as_list(patterns):
+        text = str(item)
+        # A path object, or a text naming files as it stands (a file name with a comma), is one
+        # pattern; any other text is split at its commas. One glob per pattern.
+        matches = sorted(glob.glob(text)) if text.strip() else []
+        parts = [text] if matches or isinstance(item, os.PathLike) else [p.strip() for p in text.split(",") if p.strip()]
+        for pattern in parts:
+            given = True
+            found = matches or sorted(glob.glob(pattern))
+            if not found:
+                raise InputError(pattern, f"no {what} matches this path or pattern")
+            paths.extend(Path(m) for m in found)
+    if not given:
         # Blank text would otherwise give no file at all, and a run without its inputs.
         raise InputError(option or f"{what} patterns", f"no pattern given: name the {what}s (glob patterns)")
-    paths: list[Path] = []
-    for pattern in patterns:
-        matches = sorted(glob.glob(pattern))
-        if not matches:
-            raise InputError(pattern, f"no {what} matches this path or pattern")
-        paths.extend(Path(m) for m in matches)
     return paths
 
 
