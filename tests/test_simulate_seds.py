@@ -12,7 +12,7 @@ import pytest
 from skysort.data.flags import Flags
 from skysort.errors import InputError
 from skysort.simulate import seds
-from skysort.simulate.filters import GRID_WAVE, ab_mag, load_filter
+from skysort.simulate.filters import GRID_WAVE, ab_mag, band_matrix, load_filter
 from skysort.simulate.population import (
     BLOCK,
     PopulationModel,
@@ -382,6 +382,42 @@ def test_hot_star_component(sdss):
     for bad in (-0.1, 1.5, "half"):
         with pytest.raises(InputError, match="hot_star_fraction must be a number in"):
             PopulationModel(hot_star_fraction=bad)
+
+
+def test_spectroscopic_targets_of_a_survey_with_other_filters_are_cut_in_sdss_bands(sdss):
+    # KiDS has no SDSS z and its g r i are OmegaCAM's: the targets in its footprint are those
+    # SDSS photometry selected, so the cuts see SDSS g r i z magnitudes of the same SEDs.
+    from skysort.simulate.population import _sdss_target_colour, _tables
+
+    model = PopulationModel(galaxy_target_fraction=0.5)
+    own = _tables(sdss, model)
+    # The cross-survey colours, computed for the SDSS preset itself, are its own colours.
+    gal = seds.load_galaxy_library()
+    atten = 10 ** (-0.4 * np.outer(np.linspace(0.0, 0.5, 11), seds.calzetti_k(GRID_WAVE)))
+    rest = (gal.flam[:, None, :] * atten[None, :, :]).reshape(-1, GRID_WAVE.size)
+    shifts, zgrid = seds.redshift_shifts(model.galaxy_z_range[1] + 0.05)
+    flux = seds.redshift_band_table(rest, band_matrix(sdss.load_filters()), shifts)
+    lnf = np.log(np.clip(flux, 1e-300, None)).reshape(len(gal.names), 11, zgrid.size, -1)
+    griz = [own.bands.index(b) for b in "griz"]
+    np.testing.assert_allclose(_sdss_target_colour(rest, shifts, lnf[..., own.sel], sdss),
+                               own.gal_colour[..., griz], atol=1e-9)
+
+    kids = load_survey("kids")
+    tab = _tables(kids, model)
+    assert tab.target_colour.shape[-1] == 4
+    # SDSS r minus KiDS r of the same galaxy below z = 1 (where the targets are): at most
+    # a few tenths of a magnitude.
+    assert np.all(np.abs(tab.target_colour[:, :, tab.gal_z < 1.0, 1]) < 0.3)
+    per_deg2 = tab.gal_target_counts.sum() * 0.05 * (np.pi / 180) ** 2
+    assert 200 < per_deg2 < 800
+    mixed = draw_population(kids, 4000, 17, class_fractions={"galaxy": 1}, model=model)
+    plain = draw_population(kids, 4000, 17, class_fractions={"galaxy": 1})
+    r, z = np.asarray(mixed["mag_true_r"]), np.asarray(mixed["redshift"])
+    r0, z0 = np.asarray(plain["mag_true_r"]), np.asarray(plain["redshift"])
+    assert np.mean((r < 17.8) & (z < 0.2)) > 0.05 > np.mean((r0 < 17.8) & (z0 < 0.2))
+    # Luminous red galaxies (z 0.3-0.8 at r < 20): the bulk of BOSS, rare in a field.
+    lrg, lrg0 = np.mean((z > 0.3) & (r < 20)), np.mean((z0 > 0.3) & (r0 < 20))
+    assert lrg > 0.03 and lrg > 3 * lrg0
 
 
 def test_eboss_elg_cuts():

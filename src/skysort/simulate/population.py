@@ -56,7 +56,10 @@ Spectroscopic-target galaxies
     this component is the luminosity-function density times the published selection, so
     the bright low-z main-sample galaxies and the luminous red galaxies at z 0.2-0.8 come in
     the proportions the luminosity functions and the cuts imply, nothing fitted to real
-    spectroscopic classes. Their E(B-V) is drawn on the 0.05 mag grid of the colour tables. A field population to r = 22.5 has ~1e4 galaxies deg^-2 against
+    spectroscopic classes. Their E(B-V) is drawn on the 0.05 mag grid of the colour tables.
+    The cuts see SDSS g r i z magnitudes (with SDSS catalogue noise) of the same SEDs
+    whatever the survey, so a KiDS set holds the SDSS targets of its footprint, as the KiDS
+    training sets cross-matched with SDSS spectroscopy do. A field population to r = 22.5 has ~1e4 galaxies deg^-2 against
     a few hundred spectroscopic targets, so without this component a classifier meant also
     for spectroscopic samples would almost never see them.
 Quasars
@@ -303,7 +306,8 @@ class PopulationModel:
     galaxy_target_fraction : float
         Share of galaxies drawn from the spectroscopic-target component (0 = field
         population only, the default and that of the shipped presets; a preset file sets it
-        under ``population``). Needs bands g r i z and selection band r.
+        under ``population``). The cuts are applied to SDSS g r i z magnitudes computed from
+        the same SEDs, with SDSS catalogue noise, for any survey's filters.
     galaxy_emission_lines : float
         Strength of the nebular emission lines added to star-forming galaxy templates (and
         quasar hosts) relative to the Ilbert et al. (2009) recipe of
@@ -576,7 +580,7 @@ class _Tables:
         self.gal_ntz = zgrid.size
         self.gal_target_counts = None
         if model.galaxy_target_fraction > 0:
-            self._target_tables(survey, model, weight)
+            self._target_tables(survey, model, weight, rest, shifts, lnf)
 
         # Quasars: continuum (over a slope grid) and line tables over z.
         q = seds.load_qso_components()
@@ -631,17 +635,29 @@ class _Tables:
             )
 
 
-    def _target_tables(self, survey: SurveyPreset, model: PopulationModel, weight: np.ndarray):
-        """(magnitude, template, z) density of spectroscopic targets; E(B-V) drawn later."""
-        need = [b for b in "griz" if b not in self.bands]
-        if need or survey.selection.band != "r":
-            raise InputError(
-                "population model", f"galaxy targets need bands g r i z and selection band r ({survey.name})"
-            )
+    def _target_tables(self, survey: SurveyPreset, model: PopulationModel, weight: np.ndarray,
+                       rest: np.ndarray, shifts, lnf: np.ndarray):
+        """(magnitude, template, z) density of spectroscopic targets; E(B-V) drawn later.
+
+        The cuts are SDSS's, on SDSS g r i z magnitudes with SDSS catalogue noise, whatever
+        the survey: a survey with other filters (KiDS, say) holds the SDSS targets that fall in
+        its footprint, selected by SDSS photometry. ``self.target_colour`` holds, per
+        (template, E(B-V), z), the SDSS g r i z magnitudes minus the survey's selection-band
+        magnitude; for a survey whose g r i z are the SDSS filters they are its own colours.
+        """
+        sdss = load_survey("sdss")
+        own = all(b in self.bands and str(survey.filter_path(b)) == str(sdss.filter_path(b)) for b in "griz")
+        if own:
+            self.target_colour = self.gal_colour
+            self.band_idx = {b: self.bands.index(b) for b in "griz"}
+            noise_from = survey
+        else:
+            self.target_colour = _sdss_target_colour(rest, shifts, lnf[..., self.sel], sdss)
+            self.band_idx = {b: i for i, b in enumerate("griz")}
+            noise_from = sdss
         bad = [t for t in model.galaxy_targets if t not in _TARGET_SAMPLES]
         if bad or not model.galaxy_targets:
             raise InputError("population model", f"galaxy_targets must be among {_TARGET_SAMPLES}, got {bad}")
-        self.band_idx = {b: self.bands.index(b) for b in "griz"}
         # Probability of each E(B-V) grid cell per template: the truncated exponential of the
         # template's group integrated over the cell.
         half = 0.5 * (_EBV_GRID[1] - _EBV_GRID[0])
@@ -654,10 +670,11 @@ class _Tables:
         # The real cuts were applied to measured magnitudes: the pass probability averages
         # the cuts over fixed catalogue-noise draws, so that, as in the real samples, objects
         # just outside the colour boxes are scattered in and those just inside are lost.
-        self.target_sky = np.array([survey.flux_sigma(b) for b in self.bands])
-        self.target_zp = survey.zero_point
-        self.target_floor = survey.mag_error_floor
-        self.target_normals = np.random.default_rng(20160101).standard_normal((_TARGET_DRAWS, len(self.bands)))
+        target_bands = self.bands if own else list("griz")
+        self.target_sky = np.array([noise_from.flux_sigma(b) for b in target_bands])
+        self.target_zp = noise_from.zero_point
+        self.target_floor = noise_from.mag_error_floor
+        self.target_normals = np.random.default_rng(20160101).standard_normal((_TARGET_DRAWS, len(target_bands)))
         tw = np.zeros_like(weight)
         # No cut reaches r = 23.5 (the faintest, eBOSS z < 19.95, has r - z < 3.5 for any
         # template here), so fainter rows stay empty.
@@ -665,7 +682,7 @@ class _Tables:
         for m in rows:
             # Only (template, z) cells that carry weight at this magnitude are worth the cuts.
             ti, zi = np.nonzero(weight[m] > 1e-6 * weight[m].max())
-            prob = self._target_prob(self.mag_grid[m], self.gal_colour[ti, :, zi], model.galaxy_targets)
+            prob = self._target_prob(self.mag_grid[m], self.target_colour[ti, :, zi], model.galaxy_targets)
             tw[m, ti, zi] = weight[m, ti, zi] * np.sum(self.gal_ebv_p[ti] * prob, axis=1)
         flat_t = tw.reshape(self.mag_grid.size, -1)
         self.gal_target_counts = flat_t.sum(axis=1)
@@ -676,8 +693,10 @@ class _Tables:
     def _target_prob(self, r, colour, samples):
         """Probability that noisy catalogue magnitudes pass :func:`_target_pass`.
 
-        ``r`` [AB] broadcasts against ``colour[..., 0]`` (magnitudes minus r); the errors
-        are those of :func:`skysort.simulate.photometry.observe` (sky-limited plus floor).
+        ``r`` [AB], the survey's selection-band magnitude, broadcasts against
+        ``colour[..., 0]`` (rows of ``target_colour``: SDSS magnitudes minus ``r``); the
+        errors are those of :func:`skysort.simulate.photometry.observe` (sky-limited plus
+        floor) in the SDSS bands.
         """
         mag = np.asarray(r)[..., None] + colour
         flux = 10 ** (-0.4 * (mag - self.target_zp))
@@ -688,6 +707,31 @@ class _Tables:
             prob += _target_pass(noisy[..., self.band_idx["r"]], noisy - noisy[..., [self.band_idx["r"]]],
                                  self.band_idx, samples)
         return prob / len(self.target_normals)
+
+
+def _sdss_target_colour(rest: np.ndarray, shifts, selection_lnf: np.ndarray, sdss: SurveyPreset) -> np.ndarray:
+    """SDSS g r i z magnitudes minus a survey's selection-band magnitude, per grid cell.
+
+    Parameters
+    ----------
+    rest : numpy.ndarray, shape (n_template * n_ebv, n_wave)
+        Rest-frame attenuated galaxy SEDs on ``GRID_WAVE`` (f_lambda).
+    shifts
+        The redshift grid's shifts (:func:`skysort.simulate.seds.redshift_shifts`).
+    selection_lnf : numpy.ndarray, shape (n_template, n_ebv, n_z)
+        Natural log of the survey's selection-band flux of the same SEDs and grid.
+    sdss : SurveyPreset
+        The ``sdss`` preset, whose filter curves define the target cuts' bands.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_template, n_ebv, n_z, 4)
+        Colours [mag], on the same AB scale as the survey's magnitudes.
+    """
+    w = band_matrix([load_filter(sdss.filter_path(b), b) for b in "griz"])
+    table = seds.redshift_band_table(rest, w, shifts).reshape(*selection_lnf.shape, 4)
+    lnf = np.log(np.clip(table, 1e-300, None))
+    return -2.5 / np.log(10) * (lnf - selection_lnf[..., None])
 
 
 def _target_pass(r, colour, band_idx, samples=_TARGET_SAMPLES):
@@ -951,7 +995,7 @@ def _galaxies(u, mags, tab, model, target=None):
         # Targets: E(B-V) from the group's distribution restricted to the grid cells whose
         # colours pass the cuts at this (magnitude, template, z), at the cell's value.
         rows = np.nonzero(target)[0]
-        ok = tab._target_prob(tab.mag_grid[mpos[rows]][:, None], tab.gal_colour[t[rows], :, k[rows]],
+        ok = tab._target_prob(tab.mag_grid[mpos[rows]][:, None], tab.target_colour[t[rows], :, k[rows]],
                               model.galaxy_targets)
         w = tab.gal_ebv_p[t[rows]] * ok
         w[w.sum(axis=1) == 0, 0] = 1.0
