@@ -19,13 +19,16 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .._io import atomic_path
 from ..data.stampset import StampSet
 from ..provenance import provenance_record
+
+if TYPE_CHECKING:
+    from astropy.table import Table
 
 PAPER_SIGMAS = (5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0)
 REALISTIC_SIGMA = 14.5

@@ -52,7 +52,6 @@ from ..inference.predictor import InputSpec, TorchPredictor, stampset_without_pi
 from ..models.checkpoint import load_model_file, save_model_file
 from ..models.pointsource import (
     FeatureDiscriminator,
-    FeatureGenerator,
     ImageClassifier,
     PointSourceNet,
     normalise_spectra,
