@@ -567,6 +567,16 @@ def test_freeze_keeps_a_branch_fixed(kids_small, kids_model, tmp_path):
         sgq.train_sgq_model(kids_small.path, tmp_path / "x.pt", init=start, freeze=("pixels",), epochs=1, progress=False)
 
 
+def test_freezing_the_only_branch_is_refused_in_one_line(kids_small, tmp_path):
+    # A single-branch model's head belongs to its branch: fixing it leaves nothing to fit.
+    start = tmp_path / "photometry.pt"
+    sgq.train_sgq_model(kids_small.path, start, branches="photometry", epochs=1, batch_size=64, progress=False, seed=1)
+    with pytest.raises(InputError, match="nothing left to train"):
+        sgq.train_sgq_model(kids_small.path, tmp_path / "x.pt", branches="photometry", init=start,
+                            freeze=("photometry",), epochs=1, progress=False)
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_magnitude_jitter_augmentation():
     mags = torch.tensor([[20.0, 19.0, float("nan")]] * 4000)
     augment = sgq.SGQAugmentation(mag_dropout=0.0, seed=3, mag_jitter=[0.3, 0.0, 0.1])

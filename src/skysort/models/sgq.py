@@ -242,6 +242,9 @@ class SGQNet(nn.Module):
         absent = [b for b in branches if not (self.use_image if b == "image" else self.use_photometry)]
         if absent:
             raise ValueError(f"this model has no {', '.join(absent)} branch")
+        if self.branches != "both" and branches:
+            # A single-branch model's classifier is its branch's own head: nothing would train.
+            raise ValueError(f"a model with the {self.branches} branch alone has nothing left to train with it fixed")
         self.frozen = tuple(sorted(set(self.frozen) | set(branches)))
         for branch in branches:
             for name in self.BRANCH_MODULES[branch]:
