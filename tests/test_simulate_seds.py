@@ -384,10 +384,10 @@ def test_hot_star_component(sdss):
             PopulationModel(hot_star_fraction=bad)
 
 
-def test_spectroscopic_targets_of_a_survey_with_other_filters_are_cut_in_sdss_bands(sdss):
+def test_spectroscopic_targets_of_a_survey_with_other_filters_are_cut_in_sdss_bands(sdss, tmp_path):
     # KiDS has no SDSS z and its g r i are OmegaCAM's: the targets in its footprint are those
     # SDSS photometry selected, so the cuts see SDSS g r i z magnitudes of the same SEDs.
-    from skysort.simulate.population import _sdss_target_colour, _tables
+    from skysort.simulate.population import _sdss_colour, _tables
 
     model = PopulationModel(galaxy_target_fraction=0.5)
     own = _tables(sdss, model)
@@ -398,16 +398,14 @@ def test_spectroscopic_targets_of_a_survey_with_other_filters_are_cut_in_sdss_ba
     shifts, zgrid = seds.redshift_shifts(model.galaxy_z_range[1] + 0.05)
     flux = seds.redshift_band_table(rest, band_matrix(sdss.load_filters()), shifts)
     lnf = np.log(np.clip(flux, 1e-300, None)).reshape(len(gal.names), 11, zgrid.size, -1)
-    griz = [own.bands.index(b) for b in "griz"]
-    np.testing.assert_allclose(_sdss_target_colour(rest, shifts, lnf[..., own.sel], sdss),
-                               own.gal_colour[..., griz], atol=1e-9)
+    np.testing.assert_allclose(_sdss_colour(rest, shifts, lnf[..., own.sel], sdss, sdss.band_names), own.gal_colour, atol=1e-9)
 
     kids = load_survey("kids")
     tab = _tables(kids, model)
     assert tab.target_colour.shape[-1] == 4
     # SDSS r minus KiDS r of the same galaxy below z = 1 (where the targets are): at most
     # a few tenths of a magnitude.
-    assert np.all(np.abs(tab.target_colour[:, :, tab.gal_z < 1.0, 1]) < 0.3)
+    assert np.all(np.abs(tab.target_colour[:, :, tab.gal_z < 1.0, tab.band_idx["r"]]) < 0.3)
     per_deg2 = tab.gal_target_counts.sum() * 0.05 * (np.pi / 180) ** 2
     assert 200 < per_deg2 < 800
     mixed = draw_population(kids, 4000, 17, class_fractions={"galaxy": 1}, model=model)
@@ -418,6 +416,13 @@ def test_spectroscopic_targets_of_a_survey_with_other_filters_are_cut_in_sdss_ba
     # Luminous red galaxies (z 0.3-0.8 at r < 20): the bulk of BOSS, rare in a field.
     lrg, lrg0 = np.mean((z > 0.3) & (r < 20)), np.mean((z0 > 0.3) & (r0 < 20))
     assert lrg > 0.03 and lrg > 3 * lrg0
+    # A deeper survey on the SDSS filters holds the same targets: SDSS photometry chose them.
+    text = Path(sdss.source_file).read_text()
+    deep_file = tmp_path / "sdss_deep.yaml"
+    deep_file.write_text(re.sub(r"sky_sigma: ([0-9.]+)", lambda m: f"sky_sigma: {float(m.group(1)) / 4}", text))
+    deep = load_survey(deep_file)
+    assert deep.flux_sigma("r") < sdss.flux_sigma("r")
+    np.testing.assert_array_equal(_tables(deep, model).gal_target_counts, own.gal_target_counts)
 
 
 def test_eboss_elg_cuts():

@@ -98,7 +98,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from astropy.table import Table
@@ -640,21 +640,21 @@ class _Tables:
         """(magnitude, template, z) density of spectroscopic targets; E(B-V) drawn later.
 
         The cuts are SDSS's, on SDSS g r i z magnitudes with SDSS catalogue noise, whatever
-        the survey: a survey with other filters (KiDS, say) holds the SDSS targets that fall in
-        its footprint, selected by SDSS photometry. ``self.target_colour`` holds, per
-        (template, E(B-V), z), the SDSS g r i z magnitudes minus the survey's selection-band
-        magnitude; for a survey whose g r i z are the SDSS filters they are its own colours.
+        the survey: a survey with other filters or depths (KiDS, say) holds the SDSS targets
+        that fall in its footprint, selected by SDSS photometry. ``self.target_colour`` holds,
+        per (template, E(B-V), z), the magnitudes in SDSS bands (g r i z, or all five for a
+        survey on the SDSS filters, whose own colours they are) minus the survey's
+        selection-band magnitude.
         """
         sdss = load_survey("sdss")
-        own = all(b in self.bands and str(survey.filter_path(b)) == str(sdss.filter_path(b)) for b in "griz")
-        if own:
-            self.target_colour = self.gal_colour
-            self.band_idx = {b: self.bands.index(b) for b in "griz"}
-            noise_from = survey
+        # A survey on SDSS's own filters (the sdss preset) has these colours in its tables already.
+        if list(self.bands) == list(sdss.band_names) and all(
+                str(survey.filter_path(b)) == str(sdss.filter_path(b)) for b in self.bands):
+            target_bands, self.target_colour = list(self.bands), self.gal_colour
         else:
-            self.target_colour = _sdss_target_colour(rest, shifts, lnf[..., self.sel], sdss)
-            self.band_idx = {b: i for i, b in enumerate("griz")}
-            noise_from = sdss
+            target_bands = list("griz")
+            self.target_colour = _sdss_colour(rest, shifts, lnf[..., self.sel], sdss, target_bands)
+        self.band_idx = {b: target_bands.index(b) for b in "griz"}
         bad = [t for t in model.galaxy_targets if t not in _TARGET_SAMPLES]
         if bad or not model.galaxy_targets:
             raise InputError("population model", f"galaxy_targets must be among {_TARGET_SAMPLES}, got {bad}")
@@ -670,10 +670,9 @@ class _Tables:
         # The real cuts were applied to measured magnitudes: the pass probability averages
         # the cuts over fixed catalogue-noise draws, so that, as in the real samples, objects
         # just outside the colour boxes are scattered in and those just inside are lost.
-        target_bands = self.bands if own else list("griz")
-        self.target_sky = np.array([noise_from.flux_sigma(b) for b in target_bands])
-        self.target_zp = noise_from.zero_point
-        self.target_floor = noise_from.mag_error_floor
+        self.target_sky = np.array([sdss.flux_sigma(b) for b in target_bands])
+        self.target_zp = sdss.zero_point
+        self.target_floor = sdss.mag_error_floor
         self.target_normals = np.random.default_rng(20160101).standard_normal((_TARGET_DRAWS, len(target_bands)))
         tw = np.zeros_like(weight)
         # No cut reaches r = 23.5 (the faintest, eBOSS z < 19.95, has r - z < 3.5 for any
@@ -696,7 +695,7 @@ class _Tables:
         ``r`` [AB], the survey's selection-band magnitude, broadcasts against
         ``colour[..., 0]`` (rows of ``target_colour``: SDSS magnitudes minus ``r``); the
         errors are those of :func:`skysort.simulate.photometry.observe` (sky-limited plus
-        floor) in the SDSS bands.
+        floor) of the ``sdss`` preset.
         """
         mag = np.asarray(r)[..., None] + colour
         flux = 10 ** (-0.4 * (mag - self.target_zp))
@@ -709,8 +708,9 @@ class _Tables:
         return prob / len(self.target_normals)
 
 
-def _sdss_target_colour(rest: np.ndarray, shifts, selection_lnf: np.ndarray, sdss: SurveyPreset) -> np.ndarray:
-    """SDSS g r i z magnitudes minus a survey's selection-band magnitude, per grid cell.
+def _sdss_colour(rest: np.ndarray, shifts, selection_lnf: np.ndarray, sdss: SurveyPreset,
+                 bands: Sequence[str]) -> np.ndarray:
+    """Magnitudes in the SDSS bands minus a survey's selection-band magnitude, per grid cell.
 
     Parameters
     ----------
@@ -722,14 +722,16 @@ def _sdss_target_colour(rest: np.ndarray, shifts, selection_lnf: np.ndarray, sds
         Natural log of the survey's selection-band flux of the same SEDs and grid.
     sdss : SurveyPreset
         The ``sdss`` preset, whose filter curves define the target cuts' bands.
+    bands : sequence of str
+        SDSS bands wanted.
 
     Returns
     -------
-    numpy.ndarray, shape (n_template, n_ebv, n_z, 4)
+    numpy.ndarray, shape (n_template, n_ebv, n_z, len(bands))
         Colours [mag], on the same AB scale as the survey's magnitudes.
     """
-    w = band_matrix([load_filter(sdss.filter_path(b), b) for b in "griz"])
-    table = seds.redshift_band_table(rest, w, shifts).reshape(*selection_lnf.shape, 4)
+    w = band_matrix([load_filter(sdss.filter_path(b), b) for b in bands])
+    table = seds.redshift_band_table(rest, w, shifts).reshape(*selection_lnf.shape, len(bands))
     lnf = np.log(np.clip(table, 1e-300, None))
     return -2.5 / np.log(10) * (lnf - selection_lnf[..., None])
 
@@ -798,9 +800,8 @@ _TABLE_CACHE: dict[tuple[str, str], _Tables] = {}
 def _tables(survey: SurveyPreset, model: PopulationModel) -> _Tables:
     """The tables of (survey filters, selection band, model), built once per process."""
     paths = tuple(str(survey.filter_path(b)) for b in survey.band_names)
-    # Depths enter the spectroscopic-target tables (noisy cuts), so they are part of the key.
-    noise = [survey.zero_point, survey.mag_error_floor, [survey.depth(b) for b in survey.band_names]]
-    key = (json.dumps([paths, survey.band_names, survey.selection.band, noise]), model.key())
+    # The survey's depths do not enter: the spectroscopic-target cuts carry SDSS's noise.
+    key = (json.dumps([paths, survey.band_names, survey.selection.band]), model.key())
     if key not in _TABLE_CACHE:
         if len(_TABLE_CACHE) >= 8:
             _TABLE_CACHE.pop(next(iter(_TABLE_CACHE)))
