@@ -42,41 +42,145 @@ def stamps(survey, tmp_path_factory):
     return folder / "s.h5"
 
 
-def damaged_survey(survey, folder: Path) -> str:
-    """The survey's tiles copied to ``folder`` with the second tile's data cut in half (its
-    header whole, so the run is planned and the damage is met while cutting)."""
+def damaged_survey(survey, folder: Path, damaged=("t01",)) -> str:
+    """The survey's tiles copied to ``folder`` with the data of the tiles ``damaged`` cut in
+    half (their headers whole, so the run is planned and the damage is met while cutting)."""
     import shutil
 
     for tile in sorted(p for p in survey["folder"].glob("t*") if p.is_dir()):
         shutil.copytree(tile, folder / tile.name)
-    damaged = folder / "t01" / "tile-r.fits"
-    with open(damaged, "r+b") as fh:
-        fh.truncate(damaged.stat().st_size // 2)
+    for name in damaged:
+        path = folder / name / "tile-r.fits"
+        with open(path, "r+b") as fh:
+            fh.truncate(path.stat().st_size // 2)
     return str(folder / "t*" / "tile-*.fits")
 
 
-@pytest.mark.filterwarnings("ignore:File may have been truncated")
-def test_a_damaged_tile_met_by_a_cutting_process_is_one_error_line(survey, tmp_path, capsys):
-    """With cutting processes (the default beside a GPU) a damaged tile is the same one error
-    line as with the cutting thread, and the run's new folder is removed."""
-    tiles = damaged_survey(survey, tmp_path / "tiles")
-    for workers in (0, 2):
-        out = tmp_path / f"out{workers}"
-        code, _, err = run(["predict", "--model", survey["model"], "--catalog", survey["catalog"], "--tiles", tiles,
-                            "--out", f"{out}/", "--workers", workers, "--quiet"], capsys)
-        assert_one_line_error(code, err, "tile-r.fits", "truncated or corrupt")
-        assert not out.exists()
+def repair(survey, folder: Path, name="t01") -> None:
+    """Copy a damaged tile of :func:`damaged_survey` again from the survey."""
+    import shutil
+
+    shutil.copyfile(survey["folder"] / name / "tile-r.fits", folder / name / "tile-r.fits")
+
+
+def predictions_by_id(path: Path) -> dict:
+    table = pq.read_table(path).to_pydict() if path.is_file() else pq.read_table(sorted(path.glob("part-*.parquet"))).to_pydict()
+    # (NaN for the sources in no tile, which a tile-only model cannot classify.)
+    return {i: (round(p, 6) if np.isfinite(p) else None, c) for i, p, c in zip(table["id"], table["p_blended"], table["class"])}
+
+
+@pytest.fixture(scope="module")
+def clean_predictions(survey, tmp_path_factory):
+    """The survey's predictions with every tile whole."""
+    out = tmp_path_factory.mktemp("clean") / "clean.parquet"
+    predict_catalog(survey["model"], survey["catalog"], out.parent / "parts", RunOptions(tiles=survey["tiles"]))
+    return predictions_by_id(out.parent / "parts")
 
 
 @pytest.mark.filterwarnings("ignore:File may have been truncated")
-def test_a_damaged_tile_in_a_dask_task_is_reported_once_and_not_retried(survey, tmp_path, capfd):
-    """Bad input met by a Dask task comes back as the run's InputError, without the worker
-    logging a failed task (with its traceback) and retrying it."""
+@pytest.mark.parametrize("workers,out_name", [(0, "folder/"), (2, "folder/"), (0, "e.parquet")])
+def test_a_damaged_tile_leaves_its_units_for_a_rerun_after_the_others(survey, clean_predictions, tmp_path, capsys, workers,
+                                                                      out_name):
+    """A tile found damaged while cutting stops its own units only, with the cutting thread or
+    processes: the others are written, the run ends with one error line that names the tile
+    and says what to do, and the folder (for one table, its hidden work folder) is kept.
+    Once the tile is copied again (another size: it was cut short) the same command computes
+    only the units left and gives what a run on whole tiles gives."""
     tiles = damaged_survey(survey, tmp_path / "tiles")
-    with pytest.raises(InputError, match="tile-r.fits: not a readable FITS file"):
-        predict_catalog(survey["model"], survey["catalog"], tmp_path / "out", RunOptions(tiles=tiles, dask="local:1"))
+    out = tmp_path / out_name
+    args = ["predict", "--model", survey["model"], "--catalog", survey["catalog"], "--tiles", tiles,
+            "--out", f"{out}/" if out_name.endswith("/") else out, "--workers", workers, "--quiet"]
+    code, _, err = run(args, capsys)
+    assert_one_line_error(code, err, "tile-r.fits", "truncated or corrupt", "left unfinished", "run the same command again")
+    folder = out if out_name.endswith("/") else tmp_path / f".{out.name}.parts"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    failed = manifest["unreadable"]
+    assert failed and all(Path(f["where"]).parts[-2:] == ("t01", "tile-r.fits") for f in failed)
+    stopped = {f["unit"] for f in failed}
+    written = {u["index"] for u in manifest["units"] if u.get("part")}
+    assert written and not written & stopped and written | stopped == {u["index"] for u in manifest["units"]}
+    assert not out.is_file()
+
+    repair(survey, tmp_path / "tiles")
+    code, _, err = run(args, capsys)
+    assert code == 0, err
+    assert predictions_by_id(out) == clean_predictions
+    if out_name.endswith("/"):
+        finished = json.loads((folder / "manifest.json").read_text())
+        assert finished["complete"] and "unreadable" not in finished
+        # The units written before the tile was repaired were not computed again.
+        assert {u["index"]: u["sha256"] for u in finished["units"] if u["index"] in written} == \
+            {u["index"]: u["sha256"] for u in manifest["units"] if u["index"] in written}
+    else:
+        assert not folder.exists()
+
+
+@pytest.mark.filterwarnings("ignore:File may have been truncated")
+def test_damage_on_every_tile_stops_the_run_early_and_leaves_no_folder(survey, tmp_path, capsys):
+    """Until one unit is written, three units stopped by bad input end the run (damage shared
+    by every tile is more likely an option or a mount than damaged files), with one error line
+    and, for a new folder, nothing left behind."""
+    tiles = damaged_survey(survey, tmp_path / "tiles", damaged=("t00", "t01", "t02"))
+    out = tmp_path / "out"
+    code, _, err = run(["predict", "--model", survey["model"], "--catalog", survey["catalog"], "--tiles", tiles,
+                        "--out", f"{out}/", "--quiet"], capsys)
+    assert_one_line_error(code, err, "tile-r.fits", "truncated or corrupt", "2 other file(s) too")
+    assert "left unfinished" not in err
+    assert not out.exists()
+
+
+def test_bad_input_other_than_a_tile_stops_the_run_at_once(tmp_path):
+    """Units are set aside only for their own tile files; bad input elsewhere (the run
+    folder's shards, say) ends the run as one plain error, even with units already written."""
+    from types import SimpleNamespace
+
+    from skysort.errors import UnfinishedRunError
+    from skysort.inference.stream import UNIT_INPUT_ERROR, UnreadableUnits
+
+    manifest = SimpleNamespace(units=[{"index": i, "n_sources": 10, "part": None} for i in range(4)], content={},
+                               folder=tmp_path, save=lambda: None)
+    unreadable = UnreadableUnits(manifest)
+    unreadable.written = 1
+    assert unreadable.add({UNIT_INPUT_ERROR: (1, "t/tile-r.fits", "truncated", True)}) == 10
+    assert not unreadable.give_up()
+    unreadable.add({UNIT_INPUT_ERROR: (2, "out/_shards/s0.parquet", "is gone", False)})
+    assert unreadable.give_up()
+    with pytest.raises(InputError, match="_shards/s0.parquet: is gone") as caught:
+        unreadable.raise_if_any()
+    assert not isinstance(caught.value, UnfinishedRunError)
+
+
+@pytest.mark.filterwarnings("ignore:File may have been truncated")
+def test_a_damaged_tile_in_a_dask_task_is_reported_once_and_not_retried(survey, clean_predictions, tmp_path, capfd):
+    """Bad input met by a Dask task sets its unit aside as a local run does, without the
+    worker logging a failed task (with its traceback) and retrying it; the rerun finishes."""
+    from skysort.errors import UnfinishedRunError
+
+    tiles = damaged_survey(survey, tmp_path / "tiles")
+    options = RunOptions(tiles=tiles, dask="local:1")
+    with pytest.raises(UnfinishedRunError, match="tile-r.fits: not a readable FITS file.*left unfinished"):
+        predict_catalog(survey["model"], survey["catalog"], tmp_path / "out", options)
     err = capfd.readouterr().err
     assert "Compute Failed" not in err and "Traceback" not in err, err
+    repair(survey, tmp_path / "tiles")
+    manifest = predict_catalog(survey["model"], survey["catalog"], tmp_path / "out", options)
+    assert manifest.complete and predictions_by_id(tmp_path / "out") == clean_predictions
+
+
+@pytest.mark.filterwarnings("ignore:File may have been truncated")
+def test_a_damaged_tile_replaced_by_another_tile_is_still_refused(survey, tmp_path, capsys):
+    """Only a damaged file's size may change between the runs: a file put in its place with
+    another header (another tile) is refused, since the folder's other units were not made
+    from it."""
+    tiles = damaged_survey(survey, tmp_path / "tiles")
+    out = tmp_path / "out"
+    args = ["predict", "--model", survey["model"], "--catalog", survey["catalog"], "--tiles", tiles, "--out", f"{out}/", "--quiet"]
+    assert run(args, capsys)[0] == 2
+    with fits.open(survey["folder"] / "t01" / "tile-r.fits") as hdus:
+        hdus[0].header["CRVAL1"] += 1e-4
+        hdus.writeto(tmp_path / "tiles" / "t01" / "tile-r.fits", overwrite=True)
+    code, _, err = run(args, capsys)
+    assert_one_line_error(code, err, "planned on other images", "t01/tile-r.fits")
 
 
 @pytest.mark.parametrize("out", ["e.parquet", "e.fits", "e.csv", "e.ecsv", "folder/"])

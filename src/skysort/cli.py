@@ -30,7 +30,7 @@ from rich.table import Table as RichTable
 
 from . import __version__
 from ._io import check_output_path
-from .errors import InputError
+from .errors import InputError, UnfinishedRunError
 
 app = typer.Typer(
     name="skysort",
@@ -936,12 +936,16 @@ def _predict_spectra(model: str, paths: list[Path], out_path: Path, single_file:
 def _removed_on_bad_input(folder: Path):
     """Remove a result folder this run created when the run stops on bad input (a damaged
     stamp set found mid-run, say): nothing of it is worth resuming. A folder that existed
-    before (an interrupted run being resumed) is kept, as is one left by an interruption."""
+    before (an interrupted run being resumed) is kept, as is one left by an interruption,
+    and one where units were written beside units whose tile could not be read
+    (:class:`~skysort.errors.UnfinishedRunError`: the rerun finishes it)."""
     import shutil
 
     existed = folder.exists()
     try:
         yield
+    except UnfinishedRunError:
+        raise
     except InputError:
         if not existed:
             shutil.rmtree(folder, ignore_errors=True)

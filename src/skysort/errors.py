@@ -29,6 +29,12 @@ class InputError(Exception):
         super().__init__(f"{self.where}: {problem}")
 
 
+class UnfinishedRunError(InputError):
+    """Bad input (a damaged tile, say) stopped some work units of a streamed prediction run
+    while the others were written: the output folder is kept, and rerunning the same command
+    once the files are replaced computes only the units left."""
+
+
 class SchemaVersionError(InputError):
     """A stamp set or model written with a format version this release cannot read."""
 

@@ -18,7 +18,8 @@ from typing import Any, Callable, Mapping
 from ..errors import InputError
 from .manifest import Manifest
 from .predictor import ClassDecision
-from .stream import ReaderConfig, UnitAssembler, UnitReader, memory_plan, resolve_device, write_part
+from .stream import (UNIT_INPUT_ERROR, ReaderConfig, UnitAssembler, UnitReader, UnreadableUnits, memory_plan, resolve_device,
+                     unit_input_error, write_part)
 
 # One loaded model and one tile reader per worker process, kept between tasks.
 _PREDICTORS: dict[tuple[str, str], Any] = {}
@@ -84,12 +85,13 @@ def worker_predictor(model: str, device: str, *, threads: int | None = 1):
 
 def run_unit_task(unit: Mapping[str, Any], reader_config: ReaderConfig, part_meta: Mapping[str, Any], model: str,
                   probe: Mapping[str, Any], decision: ClassDecision | None,
-                  device: str | None) -> tuple[int, str, int, str] | tuple[str, str, str]:
+                  device: str | None) -> tuple[int, str, int, str] | dict[str, tuple[int, str, str]]:
     """One work unit on a worker: cut, predict, write its part; returns ``(index, part, rows, sha256)``.
 
-    Bad input (a damaged tile, say) is returned as ``(INPUT_ERROR, where, problem)`` rather
-    than raised: it is no worker failure for Dask to log with a traceback and retry, and the
-    driver raises it as the run's one error (:func:`run_dask`).
+    Bad input (a damaged tile, say) is returned as the item
+    :data:`~skysort.inference.stream.UNIT_INPUT_ERROR` rather than raised: it is no worker
+    failure for Dask to log with a traceback and retry, and the driver sets the unit aside
+    as a local run does (:func:`run_dask`).
     """
     try:
         device = resolve_device(device)
@@ -103,18 +105,15 @@ def run_unit_task(unit: Mapping[str, Any], reader_config: ReaderConfig, part_met
             table = assembler.add(batch, assembler.predict(batch))
         name, rows, digest = write_part(reader_config.folder, unit, table, part_meta)
     except InputError as error:
-        return INPUT_ERROR, error.where, error.problem
+        return unit_input_error(unit, error, reader_config)
     return int(unit["index"]), name, rows, digest
-
-
-#: First item of what :func:`run_unit_task` returns for a unit stopped by bad input.
-INPUT_ERROR = "skysort-input-error"
 
 
 def run_dask(spec: str, manifest: Manifest, reader_config: ReaderConfig, part_meta: Mapping[str, Any], *, model: str,
              probe: Mapping[str, Any], decision: ClassDecision | None, memory_gb: float, batch_size: int, stamp_bytes: int,
-             tile_bytes: int, device: str | None = None, progress: Callable[[int], None] | None = None) -> None:
+             tile_bytes: int, device: str | None = None, progress: Callable[[int], None] | None = None) -> UnreadableUnits:
     """Process the manifest's pending units as Dask tasks; the manifest is updated here only.
+    Returns the units that met bad input (:class:`~skysort.inference.stream.UnreadableUnits`).
 
     ``memory_gb`` is shared among the workers of ``local:N``, and is per worker on a remote
     cluster (each worker has its own host or memory limit there).
@@ -141,18 +140,24 @@ def run_dask(spec: str, manifest: Manifest, reader_config: ReaderConfig, part_me
             if unit is None:
                 break
             submit(unit)
+        unreadable = UnreadableUnits(manifest)
         for future in futures:
             result = future.result()
-            if result[0] == INPUT_ERROR:
-                raise InputError(result[1], result[2])
-            index, name, rows, digest = result
-            manifest.record(index, name, rows, digest)
+            if isinstance(result, dict) and UNIT_INPUT_ERROR in result:
+                rows = unreadable.add(result)
+                if unreadable.give_up():
+                    break
+            else:
+                index, name, rows, digest = result
+                manifest.record(index, name, rows, digest)
+                unreadable.written += 1
             if progress:
                 progress(rows)
             unit = next(pending, None)
             if unit is not None:
                 submit(unit)
         manifest.save()
+        return unreadable
     finally:
         client.close()
         if cluster is not None:

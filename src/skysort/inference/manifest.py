@@ -247,6 +247,23 @@ def _describe_signature_difference(old: dict[str, Any], new: dict[str, Any]) -> 
     return "; ".join(described) or "signature"
 
 
+def _repaired_files_only(old: Mapping[str, Any], new: Mapping[str, Any], repaired: set[str]) -> bool:
+    """Whether two run signatures differ only in the sizes of ``repaired`` files (resolved
+    paths) among their tile and weight files (``"PATH:SIZE"`` items)."""
+    if not repaired or json_sha256(old) == json_sha256(new):
+        return False
+
+    def sizes_hidden(signature: Mapping[str, Any]) -> dict[str, Any]:
+        hidden = dict(signature)
+        for key in ("tiles", "weights"):
+            if isinstance(hidden.get(key), list):
+                hidden[key] = sorted(item.rpartition(":")[0] + ":?" if item.rpartition(":")[0] in repaired else item
+                                     for item in hidden[key])
+        return hidden
+
+    return json_sha256(sizes_hidden(old)) == json_sha256(sizes_hidden(new))
+
+
 def changed_headers(recorded: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
     """The files whose header digest now differs from the one recorded, in recorded order.
 
@@ -350,6 +367,10 @@ class Manifest:
         manifest = cls.load(folder)
         if manifest is not None:
             old = manifest.content.get("signature", {})
+            if _repaired_files_only(old, signature, manifest.unreadable_files()):
+                # The files that stopped units were replaced (a truncated tile copied again, say):
+                # no part was made from them, and their headers are still checked below.
+                manifest.content["signature"] = old = signature
             if json_sha256(old) != json_sha256(signature):
                 difference = _describe_signature_difference(old, signature)
                 raise _refused_resume(folder, f" with other settings ({difference}); rerun with those settings to finish it, "
@@ -440,6 +461,10 @@ class Manifest:
         """
         return [path for tile in self.content.get("tiles", [])
                 for path in changed_headers(tile.get("header_sha256") or {}, headers)]
+
+    def unreadable_files(self) -> set[str]:
+        """Resolved paths of the files that stopped units of the last run (``unreadable``)."""
+        return {str(Path(entry["where"]).resolve()) for entry in self.content.get("unreadable", [])}
 
     def pending(self) -> list[dict[str, Any]]:
         """Units without a recorded part, in index order."""

@@ -34,6 +34,12 @@ resampled through their WCS), so both give an object the same stamp. Cutting run
 producer thread, or in ``workers`` processes, while the model predicts, so the CPU cutting
 and the model (GPU with bf16 autocast, or CPU threads) overlap. Memory is bounded by
 :class:`MemoryPlan`.
+
+A tile that cannot be read when its unit comes up (pixels cut short, every pixel without
+data) stops that unit only: the run goes on with the others, records the units left and why
+in the manifest (``unreadable``) and ends with one :class:`~skysort.errors.UnfinishedRunError`;
+rerunning the same command once the file is replaced computes only those units. A survey
+run of hours is not lost to one damaged file met near its end.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ from ..data.cutout import aligned_bands, cut_stamps, same_pixel_grid
 from ..data.flags import Flags
 from ..data.stampset import stamps_missing_a_band
 from ..data.images import pixel_to_world, world_to_pixel
-from ..errors import InputError, report_problem
+from ..errors import InputError, UnfinishedRunError, report_problem
 from .manifest import SHARDS_DIR, Manifest, file_identity, file_sha256, header_digest, part_name
 from .predictor import MISSING_INPUT_FLAG, ClassDecision, Predictor, class_table, unknown_zero_point_message
 
@@ -1276,6 +1282,8 @@ class UnitReader:
     def __init__(self, config: ReaderConfig):
         self.config = config
         self._tiles: OrderedDict[int, tuple[list[Any], list[bool], int, float]] = OrderedDict()
+        # Tiles found unreadable, so that the other units of such a tile fail without reading it again.
+        self._unreadable: dict[int, InputError] = {}
 
     def _tile(self, t: int) -> tuple[list[Any], list[bool], int, float]:
         """The tile's band images, which of them share the reference grid, the reference band's
@@ -1285,13 +1293,19 @@ class UnitReader:
         if t in self._tiles:
             self._tiles.move_to_end(t)
             return self._tiles[t]
+        if t in self._unreadable:
+            raise self._unreadable[t]
         while len(self._tiles) >= self.config.tile_cache_tiles:
             self._tiles.popitem(last=False)
         files = self.config.tiles[t]["files"]
         weights = self.config.tiles[t].get("weights") or {}
         bands = self.config.image_bands
-        images = read_band_images([files[b] for b in bands], bands, threads=len(bands), background=self.config.background,
-                                  weights=[weights.get(b) for b in bands], weight_hdu=self.config.weight_hdu)
+        try:
+            images = read_band_images([files[b] for b in bands], bands, threads=len(bands), background=self.config.background,
+                                      weights=[weights.get(b) for b in bands], weight_hdu=self.config.weight_hdu)
+        except InputError as error:
+            self._unreadable[t] = error
+            raise
         reference = bands.index(self.config.reference_band)
         aligned = aligned_bands(images, reference)  # once per tile, not per batch
         seeing = float("nan")
@@ -1329,6 +1343,16 @@ class UnitReader:
     def batches(self, unit: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         """Batches of one unit: model inputs plus the rows' ids, positions and flags."""
         return self.batches_of_rows(unit, self.read_rows(unit))
+
+    def batches_or_errors(self, units: Sequence[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
+        """The batches of each of ``units`` in turn; a unit that meets bad input (its tile
+        damaged, say) gives instead one item ``{UNIT_INPUT_ERROR: (index, where, problem)}``,
+        and the next unit follows."""
+        for unit in units:
+            try:
+                yield from self.batches(unit)
+            except InputError as error:
+                yield unit_input_error(unit, error, self.config)
 
     def batches_of_rows(self, unit: Mapping[str, Any], rows: Mapping[str, np.ndarray]) -> Iterator[dict[str, Any]]:
         """Batches of a unit's rows (``catalog_row``, ``id``, ``ra``, ``dec``, photometry), cut
@@ -1476,6 +1500,10 @@ class UnitAssembler:
             kept.update({k: v for k, v in _blank_outputs(n, 0, absent).items() if k != "probabilities"})
         return kept
 
+    def drop(self, unit: int) -> int:
+        """Forget the batches kept of ``unit`` (stopped by bad input); returns their rows."""
+        return sum(len(batch["flags"]) for batch, _ in self._pending.pop(unit, []))
+
     def add(self, batch: dict[str, Any], outputs: dict[str, np.ndarray]):
         """Keep a predicted batch; return the unit's table once its last batch has arrived."""
         batch = {k: v for k, v in batch.items() if k != "inputs"}
@@ -1583,43 +1611,121 @@ class _UnitBatches:
             import torch
 
             torch.set_num_threads(1)
-        reader = UnitReader(self.config)
-        try:
-            for unit in units:
-                yield from reader.batches(unit)
-        except InputError as error:
-            # The loader rebuilds a worker's exception from its traceback text alone, which an
-            # InputError (file and problem) cannot take: the user would get a traceback.
-            yield {_WORKER_INPUT_ERROR: (error.where, error.problem)}
+        # Bad input comes back as an item, not raised: the loader rebuilds a worker's exception
+        # from its traceback text alone, which an InputError (file and problem) cannot take, and
+        # the worker goes on with its other units.
+        yield from UnitReader(self.config).batches_or_errors(units)
 
 
-#: Key of the item a cutting worker process sends instead of a batch when it meets bad input.
-_WORKER_INPUT_ERROR = "skysort-input-error"
+#: Key of the item the cutting side sends instead of a unit's batches when the unit meets bad
+#: input: ``(unit index, where, problem, whether where is one of the unit's tile files)``.
+UNIT_INPUT_ERROR = "skysort-unit-input-error"
+
+
+def unit_input_error(unit: Mapping[str, Any], error: InputError, config: ReaderConfig) -> dict[str, tuple[int, str, str, bool]]:
+    """The item that stands for ``unit`` stopped by ``error`` (see :data:`UNIT_INPUT_ERROR`)."""
+    files: list[str] = []
+    if unit.get("tile") is not None:
+        tile = config.tiles[unit["tile"]]
+        files = [*tile["files"].values(), *(tile.get("weights") or {}).values()]
+    about_tile = str(Path(error.where).resolve()) in {str(Path(f).resolve()) for f in files}
+    return {UNIT_INPUT_ERROR: (int(unit["index"]), str(error.where), error.problem, about_tile)}
 
 
 def iter_batches(config: ReaderConfig, units: Sequence[Mapping[str, Any]], *, workers: int, queue_batches: int) -> Iterator[dict[str, Any]]:
     """Batches of ``units`` cut ahead of the model: by a thread (``workers=0``) or processes."""
     if workers <= 0:
-        reader = UnitReader(config)
-        yield from _in_thread((b for unit in units for b in reader.batches(unit)), queue_batches)
+        yield from _in_thread(UnitReader(config).batches_or_errors(units), queue_batches)
         return
     import torch.utils.data
 
     dataset = type("UnitBatchDataset", (_UnitBatches, torch.utils.data.IterableDataset), {})(config, units)
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_identity,
                                          prefetch_factor=max(1, queue_batches // workers), persistent_workers=False)
-    for batch in loader:
-        if _WORKER_INPUT_ERROR in batch:
-            raise InputError(*batch[_WORKER_INPUT_ERROR])
-        yield batch
+    yield from loader
+
+
+class UnreadableUnits:
+    """The units of a run that met bad input, and whether to stop.
+
+    A unit stopped by one of its tile files is set aside and the run goes on. Any other bad
+    input (the run folder's own files) stops the run at once. Until one unit of the run has
+    been written, :data:`GIVE_UP_AFTER` failures stop it too: failures from the start more
+    likely come from something shared by every tile (an option, a mount) than from damaged
+    files, and reading all tiles to say so wastes the run's time.
+    """
+
+    #: Failures with no unit written yet that stop the run.
+    GIVE_UP_AFTER = 3
+
+    def __init__(self, manifest: Manifest):
+        self.manifest = manifest
+        self.failed: list[dict[str, Any]] = []
+        self.written = 0
+        self.fatal: InputError | None = None
+
+    def add(self, item: Mapping[str, tuple[int, str, str, bool]]) -> int:
+        """Record a :data:`UNIT_INPUT_ERROR` item; returns the unit's number of sources."""
+        index, where, problem, about_tile = item[UNIT_INPUT_ERROR]
+        if not about_tile:
+            self.fatal = self.fatal or InputError(where, problem)
+        else:
+            self.failed.append({"unit": int(index), "where": where, "problem": problem})
+        return int(self.manifest.units[index]["n_sources"])
+
+    def give_up(self) -> bool:
+        return self.fatal is not None or (not self.written and len(self.failed) >= self.GIVE_UP_AFTER)
+
+    def raise_if_any(self) -> None:
+        """Record the failures in the manifest (or clear an earlier run's) and raise for them.
+
+        Raises
+        ------
+        UnfinishedRunError
+            Units failed on their tile files and others are written: the folder is worth
+            resuming.
+        InputError
+            Units failed and none of this folder is written; or bad input other than a tile.
+        """
+        manifest = self.manifest
+        manifest.content.pop("unreadable", None)
+        if self.fatal is not None:
+            manifest.save()
+            raise self.fatal
+        if not self.failed:
+            return
+        manifest.content["unreadable"] = self.failed
+        manifest.save()
+        first = self.failed[0]
+        files = {f["where"] for f in self.failed}
+        others = f" ({len(files) - 1} other file(s) too)" if len(files) > 1 else ""
+        finished = sum(1 for unit in manifest.units if unit.get("part"))
+        if not finished:
+            raise InputError(first["where"], first["problem"] + others)
+        sources = sum(int(manifest.units[f["unit"]]["n_sources"]) for f in self.failed)
+        raise UnfinishedRunError(first["where"], f"{first['problem']}{others}; {len(self.failed)} of {len(manifest.units)} work "
+                                                 f"units ({sources:,} sources) are left unfinished and listed under "
+                                                 f"'unreadable' in {Manifest.path_in(manifest.folder)}; the other {finished} are "
+                                                 "written: replace the file(s) and run the same command again to finish")
 
 
 def run_local(manifest: Manifest, reader_config: ReaderConfig, assembler: UnitAssembler, part_meta: Mapping[str, Any], *,
-              workers: int, queue_batches: int, progress: Callable[[int], None] | None = None) -> None:
-    """Process the manifest's pending units in this process, recording each finished part."""
+              workers: int, queue_batches: int, progress: Callable[[int], None] | None = None) -> UnreadableUnits:
+    """Process the manifest's pending units in this process, recording each finished part;
+    returns the units that met bad input (:class:`UnreadableUnits`)."""
     pending = manifest.pending()
     meta = dict(part_meta, run_id=manifest.run_id)
+    unreadable = UnreadableUnits(manifest)
     for batch in iter_batches(reader_config, pending, workers=workers, queue_batches=queue_batches):
+        if UNIT_INPUT_ERROR in batch:
+            unit_sources = unreadable.add(batch)
+            # Batches of the unit already predicted (none when its tile fails to read) are dropped.
+            done = assembler.drop(batch[UNIT_INPUT_ERROR][0])
+            if progress:
+                progress(unit_sources - done)
+            if unreadable.give_up():
+                break
+            continue
         outputs = assembler.predict(batch)
         table = assembler.add(batch, outputs)
         if progress:
@@ -1628,6 +1734,8 @@ def run_local(manifest: Manifest, reader_config: ReaderConfig, assembler: UnitAs
             unit = manifest.units[batch["unit"]]
             name, rows, digest = write_part(manifest.folder, unit, table, meta)
             manifest.record(unit["index"], name, rows, digest)
+            unreadable.written += 1
+    return unreadable
 
 
 # ------------------------------------------------------------------------------------------
@@ -1912,6 +2020,9 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
     ------
     InputError
         Bad inputs; photometry only with a model that needs images; ``out`` holding another run.
+    UnfinishedRunError
+        Work units whose tile could not be read, while the others are written (an
+        :class:`InputError` too; see the module notes): ``out`` is worth resuming.
     """
     from .._progress import progress_bar
 
@@ -1971,6 +2082,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
     report_invalid_positions(manifest, catalog, warn)
     for message in cautions:
         warn(catalog, message)
+    unreadable: UnreadableUnits | None = None
     if manifest.pending():
         reader_config = ReaderConfig(
             folder=str(out), tiles=manifest.content["tiles"], image_bands=list(spec.image_bands),
@@ -1989,13 +2101,16 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
             if options.dask:
                 from .distributed import run_dask
 
-                run_dask(options.dask, manifest, reader_config, part_meta, model=model_info["file"], probe=probe,
-                         decision=decision, memory_gb=options.memory_gb, batch_size=options.batch_size,
-                         stamp_bytes=inputs.stamp_bytes, tile_bytes=inputs.tile_bytes, device=device, progress=advance)
+                unreadable = run_dask(options.dask, manifest, reader_config, part_meta, model=model_info["file"], probe=probe,
+                                      decision=decision, memory_gb=options.memory_gb, batch_size=options.batch_size,
+                                      stamp_bytes=inputs.stamp_bytes, tile_bytes=inputs.tile_bytes, device=device,
+                                      progress=advance)
             else:
                 assembler = UnitAssembler(predictor, probe, decision=decision, device=device, carried_units=carried_units)
-                run_local(manifest, reader_config, assembler, part_meta, workers=workers,
-                          queue_batches=memory.queue_batches, progress=advance)
+                unreadable = run_local(manifest, reader_config, assembler, part_meta, workers=workers,
+                                       queue_batches=memory.queue_batches, progress=advance)
+    if unreadable is not None:
+        unreadable.raise_if_any()
     # Also after a kill between marking the run complete and removing the shards.
     manifest.finish()
     _report_parts_without_input(manifest, catalog, warn)
