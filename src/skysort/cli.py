@@ -86,6 +86,22 @@ def _require_number(value: float | None, option: str, *, positive: bool = False,
         raise InputError(option, f"must be at least {minimum:g}, got {value:g}")
 
 
+_ZERO_POINTS_HELP = ("AB magnitude of one pixel unit of the images, replacing their headers' zero point: one value for all "
+                     "bands or 'u=30,r=30.1' (other bands keep the header's). For images without a zero-point keyword, or "
+                     "with one in another convention (CASU's MAGZPT is for one count per second).")
+
+
+def _parse_zero_points(text: str | None) -> float | dict[str, float] | None:
+    """``--zero-points``: one number for every band, or ``band=value`` pairs (the bands are
+    checked against the images once they are read)."""
+    if not text:
+        return None
+    if "=" not in text:
+        return _parse_band_values(text, ["all"], "--zero-points")["all"]
+    named = [item.split("=", 1)[0].strip() for item in text.split(",")]
+    return _parse_band_values(text, named, "--zero-points")
+
+
 def _parse_band_values(text: str | None, bands: list[str], option: str, *, positive: bool = False) -> dict[str, float]:
     """Parse ``"22.5"`` (all bands) or ``"g=22.5,r=22.4"`` into a per-band dict of finite
     numbers (positive ones with ``positive``)."""
@@ -229,6 +245,7 @@ def cutout_command(
     background: Annotated[Background, typer.Option("--background", help=_BACKGROUND_HELP)] = Background.sep,
     weights: Annotated[Optional[list[str]], typer.Option("--weights", help=_WEIGHTS_HELP)] = None,
     weight_hdu: Annotated[Optional[str], typer.Option("--weight-hdu", help=_WEIGHT_HDU_HELP)] = None,
+    zero_points: Annotated[Optional[str], typer.Option("--zero-points", help=_ZERO_POINTS_HELP)] = None,
     mosaic: Annotated[Optional[Path], typer.Option("--mosaic", help="Also write a PNG mosaic of stamps here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -245,6 +262,7 @@ def cutout_command(
         image_paths += expand_paths(weights, what="weight file", option="--weights")
     check_output_path(out, inputs=[catalog, *image_paths], suffixes=STAMPSET_SUFFIXES)
     band_list = _split_bands(bands, "--bands")
+    given_zero_points = _parse_zero_points(zero_points)
     if mosaic:
         if Path(mosaic).resolve() == Path(out).resolve():
             raise InputError("--mosaic", "names the same file as --out")
@@ -254,7 +272,7 @@ def cutout_command(
     with progress_bar(len(table), "cutting", enabled=not quiet) as advance:
         stamps = cutout(images, table, out, size=size, bands=band_list,
                         reference_band=reference_band, survey=survey, nan_policy=nan.value, background=background.value,
-                        weights=weights, weight_hdu=weight_hdu, warn=_warn, progress=advance)
+                        weights=weights, weight_hdu=weight_hdu, zero_points=given_zero_points, warn=_warn, progress=advance)
     _print_stampset_summary(stamps.summary(), time.perf_counter() - start)
     if mosaic:
         console.print(f"mosaic: {_write_mosaic(stamps, mosaic)}")
@@ -803,6 +821,7 @@ def predict_command(
     background: Annotated[Background, typer.Option("--background", help=_BACKGROUND_HELP + " Used with --tiles.")] = Background.sep,
     weights: Annotated[Optional[list[str]], typer.Option("--weights", help=_WEIGHTS_HELP.replace("every image needs", "every tile file needs") + " Used with --tiles.")] = None,
     weight_hdu: Annotated[Optional[str], typer.Option("--weight-hdu", help=_WEIGHT_HDU_HELP + " Used with --tiles.")] = None,
+    zero_points: Annotated[Optional[str], typer.Option("--zero-points", help=_ZERO_POINTS_HELP + " Used with --tiles.")] = None,
     spectra: Annotated[Optional[list[str]], typer.Option("--spectra", help="Real 1-D spectra to classify with a point-source model's spectral encoder: FITS files or glob patterns (repeat the option or separate patterns by commas; SDSS spec / spSpec, LAMOST, flux tables, 1-D images); one row per file, with the coverage of the model's wavelength grid. Quote patterns.")] = None,
     keep: Annotated[Optional[str], typer.Option("--keep", help="Catalogue (or stamp set table) columns copied to the output beside the predictions, comma-separated, as they are (values, empty cells, units); NEW=OLD writes column OLD as NEW, e.g. 'MAG_AUTO,sex_flags=FLAGS'.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
@@ -839,7 +858,7 @@ def predict_command(
     images = ("data", "tiles", "catalog")  # what --spectra is not: options of the image and photometry runs
     _refuse_options_outside(ctx, source, {"mapping": ("tiles", "catalog"), "catalog_preset": ("tiles", "catalog"),
                                           "reference_band": ("tiles",), "background": ("tiles",), "weights": ("tiles",),
-                                          "weight_hdu": ("tiles",), "workers": ("tiles", "catalog"),
+                                          "weight_hdu": ("tiles",), "zero_points": ("tiles",), "workers": ("tiles", "catalog"),
                                           **{name: images for name in ("batch_size", "memory_gb", "device", "threads", "dask",
                                                                        "prior", "keep")}},
                             {"data": "--data", "tiles": "--catalog with --tiles", "catalog": "--catalog alone",
@@ -868,7 +887,7 @@ def predict_command(
     options = RunOptions(tiles=tiles, mapping=mapping or catalog_preset, reference_band=reference_band, batch_size=batch_size,
                          memory_gb=memory_gb, device=resolved_device, threads=threads, workers=workers, dask=dask,
                          threshold=threshold, prior=parse_prior(prior) if prior else None, background=background.value, quiet=quiet,
-                         keep=keep, weights=weights, weight_hdu=weight_hdu)
+                         keep=keep, weights=weights, weight_hdu=weight_hdu, zero_points=_parse_zero_points(zero_points))
     if catalog is not None:
         from .inference.hats import predict_hats
 
@@ -1159,7 +1178,7 @@ def _describe_file(path: Path, weight_hdu: str | None = None) -> dict[str, Any]:
                 "zero_point": image.zero_point, "psf_fwhm_arcsec": image.psf_fwhm, "n_nan_pixels": image.n_nan,
                 "saturation": image.saturation, "n_saturated_pixels": len(image.saturated_pixels),
                 "survey": image.survey, "footprint_deg": image.wcs.calc_footprint().tolist(),
-                "weight_map": image.weight_map,
+                "weight_map": image.weight_map, "zero_point_note": image.zero_point_note or None,
             }
             # What the header does not give is null, not NaN (which JSON does not have).
             return {key: None if isinstance(value, float) and not np.isfinite(value) else value

@@ -27,7 +27,7 @@ import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 from astropy.io import fits
@@ -88,6 +88,9 @@ class BandImage:
         The weight map whose no-data pixels were made NaN in ``data``: ``file``, ``hdu``
         (extension name, else index), ``kind`` (see :data:`WEIGHT_MAPS`) and
         ``no_data_pixels`` (how many pixels it marks as without data); None when none was read.
+    zero_point_note : str
+        Why ``zero_point`` read from the header is likely not that of one pixel unit (see
+        :func:`zero_point_note`), or ``""``.
     """
 
     band: str
@@ -103,6 +106,7 @@ class BandImage:
     saturation: float = float("nan")
     saturated_pixels: np.ndarray = dataclasses.field(default_factory=lambda: np.empty((0, 2), np.float32), repr=False)
     weight_map: dict | None = None
+    zero_point_note: str = ""
 
     @property
     def pixel_scale(self) -> float:
@@ -205,15 +209,55 @@ def header_zero_point(header: fits.Header, where: str | Path = "FITS header") ->
     InputError
         A keyword consulted holds text that is not a number.
     """
+    return _zero_point_and_keyword(header, where)[0]
+
+
+def _zero_point_and_keyword(header: fits.Header, where: str | Path) -> tuple[float, str]:
+    """:func:`header_zero_point` and the keyword that gave it (``""`` for none)."""
     # Pipelines write 0, -99 or 99 for "not calibrated": such a value is no zero point, and
     # another keyword may still give one.
     for key in _ZERO_POINT_KEYS:
         value = _zero_point_keyword(header, key, where)
         if _ZERO_POINT_RANGE[0] < value < _ZERO_POINT_RANGE[1]:
-            return value
+            return value, key
     # HSC's pipeline gives the flux of magnitude 0 instead (FLUXMAG0 = 10**(0.4 * 27) on coadds).
     flux_of_zero = _zero_point_keyword(header, "FLUXMAG0", where)
-    return 2.5 * math.log10(flux_of_zero) if flux_of_zero > 0 else float("nan")
+    return (2.5 * math.log10(flux_of_zero), "FLUXMAG0") if flux_of_zero > 0 else (float("nan"), "")
+
+
+#: Keywords that CASU's pipelines (VISTA, WFCAM, INT WFC, OmegaCAM through VST-CASU) write beside
+#: MAGZPT: with one of them MAGZPT follows CASU's convention.
+_CASU_CALIBRATION_KEYS = ("EXTINCT", "MAGZRR", "NUMZPT")
+
+
+def zero_point_note(header: fits.Header, where: str | Path = "FITS header") -> str:
+    """Why the header's zero point (:func:`header_flux_unit`) is likely not the AB magnitude of
+    one pixel unit, or ``""``.
+
+    CASU's pipelines give ``MAGZPT`` as the magnitude of one count per second at airmass 1,
+    beside the extinction coefficient ``EXTINCT`` (and ``MAGZRR``, ``NUMZPT``); for VISTA and
+    WFCAM it is on the Vega system. Taken as the zero point of one pixel unit, fluxes are off by
+    2.5 log10(EXPTIME) mag and more. The convention is not converted here: the Vega-to-AB
+    offsets of the instrument's filters are not in the header, so the user gives the AB zero
+    point (``--zero-points``).
+    """
+    unit = str(header.get("BUNIT", "unknown")).strip() or "unknown"
+    if np.isfinite(unit_zero_point(unit)) or not any(key in header for key in _CASU_CALIBRATION_KEYS):
+        return ""
+    value, key = _zero_point_and_keyword(header, where)
+    if key != "MAGZPT":
+        return ""
+    per_pixel = ""
+    exposure = _header_number(header, ("EXPTIME", "TEXPTIME"), positive=True)
+    if np.isfinite(exposure):
+        airmass = _header_number(header, ("AIRMASS",))
+        extinction = _header_number(header, ("EXTINCT",))
+        correction = (airmass - 1.0) * extinction if np.isfinite(airmass) and np.isfinite(extinction) else 0.0
+        per_pixel = (f" (with EXPTIME = {exposure:g} s here: MAGZPT + 2.5 log10(EXPTIME) - (AIRMASS - 1) EXTINCT = "
+                     f"{value + 2.5 * math.log10(exposure) - correction:.3f}, before any Vega-to-AB offset)")
+    return (f"its zero point MAGZPT = {value:g} follows CASU's convention (EXTINCT or MAGZRR beside it): the magnitude of "
+            f"one count per second at airmass 1, on the Vega system for VISTA and WFCAM, not the AB magnitude of one pixel "
+            f"unit{per_pixel}; give that with --zero-points, or fluxes are scaled wrongly")
 
 
 def header_flux_unit(header: fits.Header, where: str | Path = "FITS header") -> tuple[str, float]:
@@ -952,7 +996,8 @@ def read_band_image(path: str | Path, band: str | None = None, *, known_bands: S
     return BandImage(band=band, path=path, data=data, wcs=wcs, flux_unit=unit, zero_point=zero_point,
                      psf_fwhm=psf_fwhm, n_nan=n_nan,
                      survey=str(header.get("ORIGIN") or header.get("TELESCOP") or "").strip(),
-                     saturation=saturation, saturated_pixels=saturated, weight_map=weight_map)
+                     saturation=saturation, saturated_pixels=saturated, weight_map=weight_map,
+                     zero_point_note=zero_point_note(header, path))
 
 
 def _as_list(patterns: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
@@ -1009,7 +1054,7 @@ def band_sort_key(band: str) -> tuple[int, str]:
 
 def read_band_images(paths: Sequence[str | Path], bands: Sequence[str] | None = None, *, threads: int = 4,
                      background: str = "none", weights: Sequence[str | Path | None] | None = None,
-                     weight_hdu: str | None = None) -> list[BandImage]:
+                     weight_hdu: str | None = None, zero_points: float | Mapping[str, float] | None = None) -> list[BandImage]:
     """Read the band images of one tile, ordered by ``bands`` or by wavelength.
 
     Parameters
@@ -1032,6 +1077,10 @@ def read_band_images(paths: Sequence[str | Path], bands: Sequence[str] | None = 
         their own weight HDU, if any (see :func:`read_band_image`).
     weight_hdu : str, optional
         The extension holding each file's weight map, or ``"none"`` (see :func:`read_band_image`).
+    zero_points : float or mapping of str to float, optional
+        AB magnitude of one pixel unit given by the user, replacing what the headers say: one
+        value for every band, or per band (bands not named keep the header's). A band named
+        that no file has is an :class:`InputError` on ``--zero-points``.
     """
     from .background import subtract_background
 
@@ -1061,5 +1110,30 @@ def read_band_images(paths: Sequence[str | Path], bands: Sequence[str] | None = 
         if missing:
             where = paths[0].parent if paths else Path(".")
             raise InputError(where, f"no image file for band(s) {missing} among {[p.name for p in paths]}")
-        return [by_band[b] for b in bands]
-    return [by_band[b] for b in sorted(by_band, key=band_sort_key)]
+    chosen = [by_band[b] for b in bands] if bands else [by_band[b] for b in sorted(by_band, key=band_sort_key)]
+    given = given_zero_points(zero_points, [image.band for image in chosen])
+    for image in chosen:
+        if image.band in given:
+            image.zero_point, image.zero_point_note = given[image.band], ""
+    return chosen
+
+
+def given_zero_points(zero_points: float | Mapping[str, float] | None, bands: Sequence[str]) -> dict[str, float]:
+    """The user's ``--zero-points`` for ``bands``: one value for all, or per band.
+
+    Raises
+    ------
+    InputError
+        On ``--zero-points``: a band that is not among ``bands``, or a value that is not a
+        finite number.
+    """
+    if zero_points is None:
+        return {}
+    values = {band: zero_points for band in bands} if isinstance(zero_points, (int, float)) else dict(zero_points)
+    unknown = sorted(set(values) - set(bands))
+    if unknown:
+        raise InputError("--zero-points", f"band(s) {', '.join(unknown)} not among the images' bands ({', '.join(bands)})")
+    for band, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InputError("--zero-points", f"{band}: expected a finite AB magnitude, got {value!r}")
+    return {band: float(value) for band, value in values.items()}

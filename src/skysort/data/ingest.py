@@ -6,7 +6,7 @@ import contextlib
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from astropy.table import MaskedColumn, Table
@@ -287,6 +287,7 @@ def cutout(
     background: str = "sep",
     weights: str | Sequence[str | os.PathLike] | None = None,
     weight_hdu: str | None = None,
+    zero_points: float | Mapping[str, float] | None = None,
     warn: Callable[[str | os.PathLike, str], None] | None = None,
     progress: Callable[[int], None] | None = None,
     command: str | None = None,
@@ -333,6 +334,10 @@ def cutout(
     weight_hdu : str, optional
         Without ``weights``: the extension of each image's file holding its weight map
         (``WHT`` of a JWST file that also holds ``ERR``), or ``"none"`` to read none.
+    zero_points : float or mapping of str to float, optional
+        AB magnitude of one pixel unit, for all bands or per band, replacing the headers' (for
+        images without a zero-point keyword, or with one in another convention such as CASU's
+        per-second ``MAGZPT``); the stamp set records it.
     warn : callable, optional
         ``warn(file, message)`` for non-fatal problems (default: :func:`warnings.warn`).
     progress : callable, optional
@@ -373,8 +378,11 @@ def cutout(
     else:
         table = read_catalog(catalog, mapping=mapping)
     weight_paths = match_weight_files(paths, weight_files) if weight_files else None
-    tiles = read_band_images(paths, bands, background=background, weights=weight_paths, weight_hdu=weight_hdu)
+    tiles = read_band_images(paths, bands, background=background, weights=weight_paths, weight_hdu=weight_hdu,
+                             zero_points=zero_points)
     for tile in tiles:
+        if tile.zero_point_note:
+            report_problem(warn, tile.path, tile.zero_point_note)
         if tile.n_nan:
             without_data = ""
             if tile.weight_map and tile.weight_map["no_data_pixels"]:

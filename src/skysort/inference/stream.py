@@ -192,15 +192,19 @@ class TileInfo:
     #: Band -> AB zero point of one pixel unit from the file's header (NaN where none).
     zero_points: dict[str, float] = field(default_factory=dict, repr=False)
     weights: dict[str, str] = field(default_factory=dict)
+    #: Band -> why the header's zero point is likely not that of one pixel unit
+    #: (:func:`skysort.data.images.zero_point_note`; bands without a doubt are absent).
+    zero_point_notes: dict[str, str] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "files": dict(self.files), "shape": list(self.shape), "weights": dict(self.weights)}
 
 
-def _header_info(path: Path, known_bands: Sequence[str]) -> tuple[str, Any, tuple[int, int], float]:
-    """Band, celestial WCS, shape and zero point (NaN if unknown) of an image file, from its
-    header only."""
-    from ..data.images import _band_from_header, _band_from_name, celestial_wcs, first_image_header, header_flux_unit
+def _header_info(path: Path, known_bands: Sequence[str]) -> tuple[str, Any, tuple[int, int], float, str]:
+    """Band, celestial WCS, shape, zero point (NaN if unknown) and any doubt about that zero
+    point (:func:`~skysort.data.images.zero_point_note`) of an image file, from its header only."""
+    from ..data.images import (_band_from_header, _band_from_name, celestial_wcs, first_image_header, header_flux_unit,
+                               zero_point_note)
 
     header = first_image_header(path)
     if header is None:
@@ -209,7 +213,8 @@ def _header_info(path: Path, known_bands: Sequence[str]) -> tuple[str, Any, tupl
     band = _band_from_header(header) or _band_from_name(path, known_bands)
     if band is None:
         raise InputError(path, "band name not found in the header (FILTER) or file name")
-    return band, wcs, (int(header["NAXIS2"]), int(header["NAXIS1"])), header_flux_unit(header, path)[1]
+    return (band, wcs, (int(header["NAXIS2"]), int(header["NAXIS1"])), header_flux_unit(header, path)[1],
+            zero_point_note(header, path))
 
 
 def _tile_key(path: Path, band: str) -> str:
@@ -260,12 +265,15 @@ def scan_tiles(patterns: str | Sequence[str], bands: Sequence[str], reference_ba
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         infos = list(pool.map(lambda p: (p, *_header_info(p, known)), paths))
     groups: dict[str, dict[str, tuple[Path, Any, tuple[int, int], float]]] = {}
-    for path, band, wcs, shape, zero_point in infos:
+    notes: dict[str, str] = {}
+    for path, band, wcs, shape, zero_point, note in infos:
         key = _tile_key(path, band)
         group = groups.setdefault(key, {})
         if band in group:
             raise InputError(path, f"band {band!r} of tile {key} also comes from {group[band][0]}")
         group[band] = (path, wcs, shape, zero_point)
+        if note:
+            notes[str(path)] = note
     tiles = []
     for key in sorted(groups):
         group = groups[key]
@@ -275,7 +283,8 @@ def scan_tiles(patterns: str | Sequence[str], bands: Sequence[str], reference_ba
         _, wcs, shape, _ = group[reference_band]
         scale = float(np.mean(proj_plane_pixel_scales(wcs.celestial)) * 3600.0)
         tiles.append(TileInfo(key=key, files={b: str(group[b][0]) for b in bands}, shape=shape, wcs=wcs, pixel_scale=scale,
-                              zero_points={b: group[b][3] for b in bands}))
+                              zero_points={b: group[b][3] for b in bands},
+                              zero_point_notes={b: notes[str(group[b][0])] for b in bands if str(group[b][0]) in notes}))
     _refuse_tiles_on_the_same_pixels(tiles, reference_band)
     if weight_files:
         _match_tile_weights(tiles, groups, weight_files, threads)
@@ -1274,6 +1283,9 @@ class ReaderConfig:
     #: The extension of each tile file holding its weight map, or "none" (None: the one whose
     #: name is recognised; see :func:`skysort.data.images.find_weight_hdu`).
     weight_hdu: str | None = None
+    #: AB zero points of one pixel unit of the tiles given by the user (``--zero-points``), per
+    #: band, replacing the headers'.
+    image_zero_points: dict[str, float] | None = None
 
 
 class UnitReader:
@@ -1302,7 +1314,8 @@ class UnitReader:
         bands = self.config.image_bands
         try:
             images = read_band_images([files[b] for b in bands], bands, threads=len(bands), background=self.config.background,
-                                      weights=[weights.get(b) for b in bands], weight_hdu=self.config.weight_hdu)
+                                      weights=[weights.get(b) for b in bands], weight_hdu=self.config.weight_hdu,
+                                      zero_points=self.config.image_zero_points)
         except InputError as error:
             self._unreadable[t] = error
             raise
@@ -1764,6 +1777,9 @@ class RunOptions:
     #: The extension of each tile file holding its weight map, or "none" (None: the one whose
     #: name is recognised).
     weight_hdu: str | None = None
+    #: AB zero point of one pixel unit of the tiles, one for every band or per band, replacing
+    #: the headers' (``--zero-points``).
+    zero_points: float | Mapping[str, float] | None = None
     quiet: bool = True
     #: Catalogue columns copied to the output (:func:`parse_carried`: ``"A,B,NEW=C"``, a list or
     #: a mapping output name -> column).
@@ -1783,7 +1799,9 @@ class RunOptions:
         return {"mapping": str(self.mapping) if self.mapping is not None else None,
                 "reference_band": self.reference_band, **self.decision().signature(),
                 **({"keep": str(self.keep)} if self.keep else {}),
-                **({"weight_hdu": str(self.weight_hdu)} if self.weight_hdu else {})}
+                **({"weight_hdu": str(self.weight_hdu)} if self.weight_hdu else {}),
+                **({"zero_points": self.zero_points if isinstance(self.zero_points, (int, float)) else dict(self.zero_points)}
+                   if self.zero_points is not None else {})}
 
 
 def model_record(predictor: Predictor) -> dict[str, Any]:
@@ -1838,9 +1856,15 @@ def magnitude_range_check(predictor: Any, found: list[str]) -> Callable[[Mapping
 
 def warn_zero_points(tiles: Sequence[TileInfo], spec: Any, warn: Callable[[str | os.PathLike, str], None] | None) -> None:
     """Warn once when tiles have no zero point in a band of a model that reads absolute fluxes
-    (:func:`~skysort.inference.predictor.unknown_zero_point_message`)."""
+    (:func:`~skysort.inference.predictor.unknown_zero_point_message`), and once when a tile's
+    header zero point is likely not that of one pixel unit (CASU's ``MAGZPT``)."""
     if not warn:
         return
+    doubted = [(tile, band) for tile in tiles for band in tile.zero_point_notes]
+    if doubted:
+        tile, band = doubted[0]
+        others = f" ({len(doubted) - 1} other tile file(s) alike)" if len(doubted) > 1 else ""
+        warn(tile.files[band], tile.zero_point_notes[band] + others)
 
     def lacks(tile: TileInfo, band: str) -> bool:
         return not np.isfinite(tile.zero_points.get(band, np.nan))
@@ -1871,6 +1895,8 @@ class PreparedInputs:
     reference_band: str
     stamp_size: int
     tiles: list[TileInfo]
+    #: The user's zero points of the tiles (``--zero-points``), per band.
+    image_zero_points: dict[str, float] = field(default_factory=dict)
 
     @property
     def needs_sky(self) -> bool:
@@ -1919,12 +1945,19 @@ def prepare_inputs(model: str | os.PathLike, predictor: Predictor, options: "Run
         raise InputError(model, f"streaming cuts square stamps; the model expects {cut}")
     reference_band = _reference_band(spec.image_bands, options.reference_band) if spec.uses_images else ""
     tiles: list[TileInfo] = []
+    given: dict[str, float] = {}
     if images_available and spec.uses_images:
+        from ..data.images import given_zero_points
+
+        given = given_zero_points(options.zero_points, list(spec.image_bands))
         tiles = scan_tiles(options.tiles, spec.image_bands, reference_band, weights=options.weights,
                            weight_hdu=options.weight_hdu)
+        for tile in tiles:
+            tile.zero_points.update(given)
+            tile.zero_point_notes = {b: note for b, note in tile.zero_point_notes.items() if b not in given}
         warn_pixel_scale(tiles, spec, warn)
         warn_zero_points(tiles, spec, warn)
-    return PreparedInputs(spec, probe, images_available, reference_band, int(cut[0]) if cut else 0, tiles)
+    return PreparedInputs(spec, probe, images_available, reference_band, int(cut[0]) if cut else 0, tiles, given)
 
 
 def run_signature(model_info: Mapping[str, Any], catalog_identity: Any, inputs: PreparedInputs,
@@ -2090,7 +2123,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
             batch_size=memory.batch_size, tile_cache_tiles=memory.tile_cache_tiles, images_available=images_available,
             photometry_only_ok=probe["photometry_only"], background=options.background, seeing_band=spec.seeing_band,
             zero_points=spec.zero_points, photometry_missing=photometry_missing, carried_units=carried_units,
-            weight_hdu=options.weight_hdu)
+            weight_hdu=options.weight_hdu, image_zero_points=inputs.image_zero_points or None)
         part_meta = {"model": model_info["name"], "model_file": model_info["file"], "model_sha256": model_info["sha256"],
                      "model_created": model_info["created"], "task": predictor.task, "classes": list(predictor.classes),
                      "image_bands": model_info["image_bands"], "photometry_bands": model_info["photometry_bands"],
