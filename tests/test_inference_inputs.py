@@ -150,6 +150,25 @@ def test_bad_input_other_than_a_tile_stops_the_run_at_once(tmp_path):
     assert not isinstance(caught.value, UnfinishedRunError)
 
 
+def test_the_early_stop_allows_for_units_cut_in_parallel(tmp_path):
+    """With nothing written yet, three tile failures stop a run cut one unit at a time; with
+    four cutting processes, whose failures come back before their finished units, twelve do."""
+    from types import SimpleNamespace
+
+    from skysort.inference.stream import UNIT_INPUT_ERROR, UnreadableUnits
+
+    manifest = SimpleNamespace(units=[{"index": i, "n_sources": 1, "part": None} for i in range(20)], content={},
+                               folder=tmp_path, save=lambda: None)
+    for parallel, stop in ((1, 3), (4, 12)):
+        unreadable = UnreadableUnits(manifest, parallel=parallel)
+        for k in range(stop):
+            assert not unreadable.give_up()
+            unreadable.add({UNIT_INPUT_ERROR: (k, f"t{k}/tile-r.fits", "truncated", True)})
+        assert unreadable.give_up()
+        unreadable.written = 1  # one unit written: damaged files, not a shared cause
+        assert not unreadable.give_up()
+
+
 @pytest.mark.filterwarnings("ignore:File may have been truncated")
 def test_a_damaged_tile_in_a_dask_task_is_reported_once_and_not_retried(survey, clean_predictions, tmp_path, capfd):
     """Bad input met by a Dask task sets its unit aside as a local run does, without the

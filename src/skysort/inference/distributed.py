@@ -140,7 +140,7 @@ def run_dask(spec: str, manifest: Manifest, reader_config: ReaderConfig, part_me
             if unit is None:
                 break
             submit(unit)
-        unreadable = UnreadableUnits(manifest)
+        unreadable = UnreadableUnits(manifest, parallel=window)
         for future in futures:
             result = future.result()
             if isinstance(result, dict) and UNIT_INPUT_ERROR in result:

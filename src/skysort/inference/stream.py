@@ -1663,16 +1663,19 @@ class UnreadableUnits:
 
     A unit stopped by one of its tile files is set aside and the run goes on. Any other bad
     input (the run folder's own files) stops the run at once. Until one unit of the run has
-    been written, :data:`GIVE_UP_AFTER` failures stop it too: failures from the start more
-    likely come from something shared by every tile (an option, a mount) than from damaged
-    files, and reading all tiles to say so wastes the run's time.
+    been written, :data:`GIVE_UP_AFTER` failures per unit cut at a time (``parallel``: cutting
+    processes, Dask tasks in flight) stop it too: failures from the start more likely come
+    from something shared by every tile (an option, a mount) than from damaged files, and
+    reading all tiles to say so wastes the run's time. Failures come back sooner than finished
+    units, hence the allowance per unit in flight.
     """
 
-    #: Failures with no unit written yet that stop the run.
+    #: Failures with no unit written yet that stop the run, per unit cut at a time.
     GIVE_UP_AFTER = 3
 
-    def __init__(self, manifest: Manifest):
+    def __init__(self, manifest: Manifest, parallel: int = 1):
         self.manifest = manifest
+        self.parallel = max(1, int(parallel))
         self.failed: list[dict[str, Any]] = []
         self.written = 0
         self.fatal: InputError | None = None
@@ -1687,7 +1690,7 @@ class UnreadableUnits:
         return int(self.manifest.units[index]["n_sources"])
 
     def give_up(self) -> bool:
-        return self.fatal is not None or (not self.written and len(self.failed) >= self.GIVE_UP_AFTER)
+        return self.fatal is not None or (not self.written and len(self.failed) >= self.GIVE_UP_AFTER * self.parallel)
 
     def raise_if_any(self) -> None:
         """Record the failures in the manifest (or clear an earlier run's) and raise for them.
@@ -1728,7 +1731,7 @@ def run_local(manifest: Manifest, reader_config: ReaderConfig, assembler: UnitAs
     returns the units that met bad input (:class:`UnreadableUnits`)."""
     pending = manifest.pending()
     meta = dict(part_meta, run_id=manifest.run_id)
-    unreadable = UnreadableUnits(manifest)
+    unreadable = UnreadableUnits(manifest, parallel=workers)
     for batch in iter_batches(reader_config, pending, workers=workers, queue_batches=queue_batches):
         if UNIT_INPUT_ERROR in batch:
             unit_sources = unreadable.add(batch)
