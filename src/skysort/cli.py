@@ -246,6 +246,7 @@ def cutout_command(
     weights: Annotated[Optional[list[str]], typer.Option("--weights", help=_WEIGHTS_HELP)] = None,
     weight_hdu: Annotated[Optional[str], typer.Option("--weight-hdu", help=_WEIGHT_HDU_HELP)] = None,
     zero_points: Annotated[Optional[str], typer.Option("--zero-points", help=_ZERO_POINTS_HELP)] = None,
+    pixel_scale: Annotated[Optional[float], typer.Option("--pixel-scale", help="Pixel scale of the stamps in arcsec per pixel (e.g. a model's, when the images have another): every band is resampled onto a grid of this scale centred on each object, and --size counts its pixels. Default: the reference band's own pixels.")] = None,
     mosaic: Annotated[Optional[Path], typer.Option("--mosaic", help="Also write a PNG mosaic of stamps here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -263,6 +264,8 @@ def cutout_command(
     check_output_path(out, inputs=[catalog, *image_paths], suffixes=STAMPSET_SUFFIXES)
     band_list = _split_bands(bands, "--bands")
     given_zero_points = _parse_zero_points(zero_points)
+    if pixel_scale is not None:
+        _require_number(pixel_scale, "--pixel-scale", positive=True)
     if mosaic:
         if Path(mosaic).resolve() == Path(out).resolve():
             raise InputError("--mosaic", "names the same file as --out")
@@ -272,7 +275,8 @@ def cutout_command(
     with progress_bar(len(table), "cutting", enabled=not quiet) as advance:
         stamps = cutout(images, table, out, size=size, bands=band_list,
                         reference_band=reference_band, survey=survey, nan_policy=nan.value, background=background.value,
-                        weights=weights, weight_hdu=weight_hdu, zero_points=given_zero_points, warn=_warn, progress=advance)
+                        weights=weights, weight_hdu=weight_hdu, zero_points=given_zero_points, pixel_scale=pixel_scale,
+                        warn=_warn, progress=advance)
     _print_stampset_summary(stamps.summary(), time.perf_counter() - start)
     if mosaic:
         console.print(f"mosaic: {_write_mosaic(stamps, mosaic)}")

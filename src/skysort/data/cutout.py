@@ -192,7 +192,8 @@ def resample_stamp(data: np.ndarray, centre: tuple[float, float], jacobian: np.n
     jacobian : ndarray (2, 2)
         d(band x, band y) / d(stamp column, stamp row).
     grid : ndarray (2, size, size)
-        Offsets ``(dx, dy)`` of each stamp pixel from the object in reference pixels.
+        Offsets ``(dx, dy)`` of each stamp pixel from the object in stamp pixels (reference
+        pixels when the stamps keep the reference grid's scale).
 
     Returns
     -------
@@ -259,6 +260,7 @@ def cut_stamps(
     size: int = 64,
     reference: int = 0,
     aligned: Sequence[bool] | None = None,
+    pixel_scale: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Aligned multi-band stamps around reference-band pixel positions.
 
@@ -277,11 +279,17 @@ def cut_stamps(
         which is then cut pixel for pixel rather than resampled; the reference band always is.
         Found from the images when not given; a caller cutting one tile chunk by chunk passes
         what it found once.
+    pixel_scale : float, optional
+        Pixel scale of the stamps [arcsec/px] when it should differ from the reference band's
+        (a model trained at another scale): then every band, the reference one too, is
+        resampled through its WCS onto a grid of this scale centred on each object, and
+        ``size`` counts pixels of that grid. None (or within 1e-6 of the reference band's
+        scale): the reference band's own pixels.
 
     Returns
     -------
     stamps : ndarray (n, bands, size, size) float32
-        In each band's flux unit per reference pixel.
+        In each band's flux unit per stamp pixel (per reference pixel without ``pixel_scale``).
     flags : ndarray (n,) uint32
         :class:`~skysort.data.flags.Flags` bits (EDGE, NAN_PIXELS, MISSING_BAND, SATURATED).
     """
@@ -290,9 +298,14 @@ def cut_stamps(
         aligned = aligned_bands(images, reference)
     if len(aligned) != len(images):
         raise ValueError(f"aligned gives {len(aligned)} bands for {len(images)} images")
-    aligned = [bool(a) or b == reference for b, a in enumerate(aligned)]
-    x_ref = off_image_safe(np.atleast_1d(x_ref), ref.data.shape[1], size)
-    y_ref = off_image_safe(np.atleast_1d(y_ref), ref.data.shape[0], size)
+    # Stamp pixels per reference pixel: 1 cuts the reference grid as it is.
+    scale = 1.0 if pixel_scale is None else float(pixel_scale) / ref.pixel_scale
+    rescaled = abs(scale - 1.0) > 1e-6
+    aligned = [not rescaled and (bool(a) or b == reference) for b, a in enumerate(aligned)]
+    # The stamp's side on the reference grid, which decides whether it touches the image.
+    footprint = int(np.ceil(size * scale)) if rescaled else size
+    x_ref = off_image_safe(np.atleast_1d(x_ref), ref.data.shape[1], footprint)
+    y_ref = off_image_safe(np.atleast_1d(y_ref), ref.data.shape[0], footprint)
     n = len(x_ref)
     stamps = np.empty((n, len(images), size, size), dtype=np.float32)
     flags = np.zeros(n, dtype=np.uint32)
@@ -300,21 +313,28 @@ def cut_stamps(
         stamps[:, b], edge = cut_integer(images[b].data, x_ref, y_ref, size)
         flags[edge] |= np.uint32(Flags.EDGE)
         flags[saturated_in_stamps(images[b], x_ref, y_ref, size / 2)] |= np.uint32(Flags.SATURATED)
-    # Offsets of every stamp pixel from the object, in reference pixels (x = column, y = row).
-    centre_x = np.rint(x_ref) - size // 2
-    centre_y = np.rint(y_ref) - size // 2
+    # Offsets of every stamp pixel from the object, in stamp pixels (x = column, y = row): on
+    # the reference grid the object's nearest pixel is the stamp's pixel size // 2, as for the
+    # integer cut; on a grid of another scale the object is that pixel's centre.
+    centre_x = np.rint(x_ref) - size // 2 if not rescaled else x_ref - size // 2
+    centre_y = np.rint(y_ref) - size // 2 if not rescaled else y_ref - size // 2
     # A stamp wholly off the reference image stays NaN in every band: its sky position may lie
     # outside the other bands' projections too.
-    wholly_off = ~stamps_touch_image(x_ref, y_ref, ref.data.shape, size)
+    wholly_off = ~stamps_touch_image(x_ref, y_ref, ref.data.shape, footprint)
     pixel_index = np.arange(size, dtype=np.float64)
     other_bands = [b for b in range(len(images)) if not aligned[b]]
     if other_bands and n:
         ra, dec = pixel_to_sky(ref, x_ref, y_ref)
     for b in other_bands:
         band = images[b]
-        bx, by = sky_to_pixel(band, ra, dec)
-        jacobians = local_jacobians(ref, band, x_ref, y_ref)
-        flags[saturated_in_stamps(band, bx, by, size / 2 * ref.pixel_scale / band.pixel_scale)] |= np.uint32(Flags.SATURATED)
+        if b == reference:
+            bx, by, jacobians = x_ref, y_ref, np.broadcast_to(np.eye(2), (n, 2, 2))
+        else:
+            bx, by = sky_to_pixel(band, ra, dec)
+            jacobians = local_jacobians(ref, band, x_ref, y_ref)
+        # d(band pixel) / d(stamp pixel); its determinant makes the flux per stamp pixel.
+        jacobians = jacobians * scale
+        flags[saturated_in_stamps(band, bx, by, footprint / 2 * ref.pixel_scale / band.pixel_scale)] |= np.uint32(Flags.SATURATED)
         stamps[wholly_off, b] = np.nan
         for k in np.flatnonzero(~wholly_off):
             grid = np.stack(np.meshgrid(centre_x[k] + pixel_index - x_ref[k], centre_y[k] + pixel_index - y_ref[k]))

@@ -154,6 +154,7 @@ def cutout_to_stampset(
     chunk: int = DEFAULT_CHUNK,
     progress: Callable[[int], None] | None = None,
     warn: Callable[[str | os.PathLike, str], None] | None = None,
+    pixel_scale: float | None = None,
 ) -> StampSet:
     """Cut aligned stamps of every catalogue object from one tile into a new stamp set.
 
@@ -182,6 +183,11 @@ def cutout_to_stampset(
     warn : callable, optional
         ``warn(file, message)`` for non-fatal problems (default: :func:`warnings.warn`), such
         as objects off the images.
+    pixel_scale : float, optional
+        Pixel scale of the stamps [arcsec/px], when it should differ from the reference band's
+        (a model trained at another scale): every band is then resampled onto a grid of this
+        scale centred on each object (:func:`~skysort.data.cutout.cut_stamps`), and ``size``
+        counts its pixels.
 
     Returns
     -------
@@ -205,7 +211,11 @@ def cutout_to_stampset(
         # Beyond that every stamp is mostly padding, and the stamps alone may not fit in memory.
         raise InputError("--size", f"stamps of {size} px are more than twice the side of the images ({nx}x{ny} px, "
                                    f"{ref_image.path.name})")
-    on_image = stamps_touch_image(x, y, (ny, nx), size)
+    if pixel_scale is not None and not (np.isfinite(pixel_scale) and pixel_scale > 0):
+        raise InputError("--pixel-scale", f"must be a positive number of arcsec per pixel, got {pixel_scale}")
+    rescaled = pixel_scale is not None and abs(pixel_scale / ref_image.pixel_scale - 1.0) > 1e-6
+    footprint = int(np.ceil(size * pixel_scale / ref_image.pixel_scale)) if rescaled else size
+    on_image = stamps_touch_image(x, y, (ny, nx), footprint)
     if len(x) and not on_image.any():
         raise InputError(catalog_path, f"none of its {len(x):,} objects lies on the images ({ref_image.path.name}, "
                          f"{nx}x{ny} px): catalogue and images do not cover the same sky")
@@ -220,7 +230,7 @@ def cutout_to_stampset(
     meta = StampMeta.with_provenance(
         command=command,
         bands=tuple(bands),
-        pixel_scale=round(ref_image.pixel_scale, 6),
+        pixel_scale=round(float(pixel_scale) if rescaled else ref_image.pixel_scale, 6),
         flux_unit=units[reference_band],
         zero_points={image.band: float(image.zero_point) for image in images},
         psf_fwhm={band: seeing[band][0] for band in bands},
@@ -231,7 +241,10 @@ def cutout_to_stampset(
             "catalog": str(catalog_path),
             "reference_band": reference_band,
             "band_flux_units": units,
-            "alignment": "reference band and bands on its pixel grid: integer-pixel cut; other bands: cubic-spline "
+            "alignment": (f"every band: cubic-spline resampling through its WCS onto a grid of {pixel_scale:g}\"/px centred "
+                          f"on each object (local affine map, flux-conserving; the reference band's own pixels are "
+                          f"{ref_image.pixel_scale:.6g}\"/px)") if rescaled else
+            "reference band and bands on its pixel grid: integer-pixel cut; other bands: cubic-spline "
             "resampling onto the reference grid through each band's WCS (local affine map, flux-conserving)",
             "background": {image.band: image.background or {"method": "none"} for image in images},
             # Whose no-data pixels were made NaN before cutting (None: no weight map was read).
@@ -254,8 +267,10 @@ def cutout_to_stampset(
         if name in table.colnames:
             table.remove_column(name)
     table["ra"], table["dec"], table["x"], table["y"] = ra, dec, x, y
-    table["offset_x"] = (x - np.rint(x)).astype(np.float32)
-    table["offset_y"] = (y - np.rint(y)).astype(np.float32)
+    # The object's offset from the centre of the stamp's central pixel [stamp pixels]: none on
+    # a resampled grid, which is centred on it.
+    table["offset_x"] = (x - np.rint(x)).astype(np.float32) if not rescaled else np.zeros(len(x), np.float32)
+    table["offset_y"] = (y - np.rint(y)).astype(np.float32) if not rescaled else np.zeros(len(y), np.float32)
     if "label" in table.colnames:
         table["label"] = [str(v).strip().lower() for v in _filled(table["label"], "")]
     photometry_flags = _photometry_flags(table, bands)
@@ -263,7 +278,8 @@ def cutout_to_stampset(
     declared = {name: kind for name, kind in kinds.items() if name not in CORE_COLUMNS or name == "id"}
     with StampSet.create(out, meta, (size, size), columns=declared) as writer:
         for block in iter_chunks(len(table), chunk):
-            stamps, flags = cut_stamps(images, x[block], y[block], size=size, reference=reference)
+            stamps, flags = cut_stamps(images, x[block], y[block], size=size, reference=reference,
+                                       pixel_scale=pixel_scale if rescaled else None)
             rows = table[block]
             columns = {name: rows[name] for name in rows.colnames}
             columns["flags"] = flags | photometry_flags[block]
@@ -288,6 +304,7 @@ def cutout(
     weights: str | Sequence[str | os.PathLike] | None = None,
     weight_hdu: str | None = None,
     zero_points: float | Mapping[str, float] | None = None,
+    pixel_scale: float | None = None,
     warn: Callable[[str | os.PathLike, str], None] | None = None,
     progress: Callable[[int], None] | None = None,
     command: str | None = None,
@@ -338,6 +355,9 @@ def cutout(
         AB magnitude of one pixel unit, for all bands or per band, replacing the headers' (for
         images without a zero-point keyword, or with one in another convention such as CASU's
         per-second ``MAGZPT``); the stamp set records it.
+    pixel_scale : float, optional
+        Pixel scale of the stamps [arcsec/px]; default: the reference band's own (see
+        :func:`cutout_to_stampset`).
     warn : callable, optional
         ``warn(file, message)`` for non-fatal problems (default: :func:`warnings.warn`).
     progress : callable, optional
@@ -394,7 +414,7 @@ def cutout(
     # x/y positions refer to the band the catalogue's mapping names, unless the user overrides it.
     reference_band = reference_band or table.meta.get("reference_band")
     return cutout_to_stampset(tiles, table, out, size=size, reference_band=reference_band, survey=survey,
-                              catalog_path=catalog, command=command, progress=progress, warn=warn)
+                              catalog_path=catalog, command=command, progress=progress, warn=warn, pixel_scale=pixel_scale)
 
 
 class _HDF5Stamps:

@@ -255,7 +255,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
         batch_size=memory.batch_size, tile_cache_tiles=memory.tile_cache_tiles, images_available=images_available,
         photometry_only_ok=probe["photometry_only"], background=options.background, seeing_band=spec.seeing_band,
         zero_points=spec.zero_points, photometry_missing=photometry_missing, weight_hdu=options.weight_hdu,
-        image_zero_points=inputs.image_zero_points or None)
+        image_zero_points=inputs.image_zero_points or None, model_pixel_scale=spec.pixel_scale)
     id_column = columns.sources.get("id")
     meta_frame = hats_catalog.meta
     id_dtype = output_id_dtype(meta_frame[id_column].to_numpy().dtype) if id_column else np.dtype(np.int64)

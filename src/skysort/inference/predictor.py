@@ -533,7 +533,7 @@ def stampset_notes(model_meta: Mapping[str, Any], stamps) -> tuple[list[str], li
     model_scale = model_meta.get("pixel_scale")
     if model_scale and model_meta.get("image_bands") and abs(stamps.meta.pixel_scale / model_scale - 1) > 0.02:
         cautions.append(f"pixel scale {stamps.meta.pixel_scale:.4g}\"/px differs from the model's {model_scale:.4g}\"/px: "
-                        "sizes on the sky are misread; cut the stamps at the model's scale")
+                        f"sizes on the sky are misread; cut the stamps at the model's scale (skysort cutout --pixel-scale {model_scale:g})")
     psf_fwhm = dict(stamps.meta.psf_fwhm)
     band = (model_meta.get("architecture_config") or {}).get("seeing_band")
     if band and band in stamps.meta.bands and len(stamps):

@@ -1286,6 +1286,23 @@ class ReaderConfig:
     #: AB zero points of one pixel unit of the tiles given by the user (``--zero-points``), per
     #: band, replacing the headers'.
     image_zero_points: dict[str, float] | None = None
+    #: The model's pixel scale [arcsec/px]: tiles whose reference band differs from it by more
+    #: than :data:`PIXEL_SCALE_TOLERANCE` are resampled to it (None: cut as they are).
+    model_pixel_scale: float | None = None
+
+
+#: Relative difference between a tile's pixel scale and the model's beyond which stamps are
+#: resampled to the model's scale rather than cut on the tile's own pixels.
+PIXEL_SCALE_TOLERANCE = 0.02
+
+
+def stamp_pixel_scale(model_scale: float | None, tile_scale: float) -> float | None:
+    """The pixel scale to cut a tile's stamps at [arcsec/px]: the model's when the tile's
+    differs from it by more than :data:`PIXEL_SCALE_TOLERANCE`, else None (the tile's own
+    pixels, cut without resampling)."""
+    if model_scale and np.isfinite(tile_scale) and abs(tile_scale / model_scale - 1.0) > PIXEL_SCALE_TOLERANCE:
+        return float(model_scale)
+    return None
 
 
 class UnitReader:
@@ -1380,6 +1397,7 @@ class UnitReader:
 
             images, aligned, reference, seeing = self._tile(unit["tile"])
             weight_maps = {image.band: image.weight_map for image in images}
+            stamp_scale = stamp_pixel_scale(config.model_pixel_scale, images[reference].pixel_scale)
             x, y = sky_to_pixel(images[reference], rows["ra"], rows["dec"])
             factors = flux_scale(config.image_bands, config.zero_points, {image.band: image.zero_point for image in images})
         n_batches = max(1, math.ceil(n / config.batch_size))
@@ -1390,7 +1408,7 @@ class UnitReader:
             flags = np.zeros(m, np.uint32)
             if with_images:
                 inputs["image"], flags = cut_stamps(images, x[part], y[part], size=config.stamp_size, reference=reference,
-                                                      aligned=aligned)
+                                                      aligned=aligned, pixel_scale=stamp_scale)
                 flags[stamps_missing_a_band(inputs["image"])] |= np.uint32(MISSING_INPUT_FLAG)
                 if factors is not None:
                     inputs["image"] *= factors[None, :, None, None]
@@ -1879,13 +1897,15 @@ def warn_zero_points(tiles: Sequence[TileInfo], spec: Any, warn: Callable[[str |
 
 
 def warn_pixel_scale(tiles: Sequence[TileInfo], spec: Any, warn: Callable[[str | os.PathLike, str], None] | None) -> None:
-    """Warn once when tiles' pixel scales differ from the model's by more than 2%."""
+    """Say once that tiles whose pixel scale differs from the model's by more than
+    :data:`PIXEL_SCALE_TOLERANCE` have their stamps resampled to the model's scale."""
     if not (spec.pixel_scale and warn):
         return
-    off = [t for t in tiles if abs(t.pixel_scale / spec.pixel_scale - 1) > 0.02]
+    off = [t for t in tiles if stamp_pixel_scale(spec.pixel_scale, t.pixel_scale) is not None]
     if off:
         warn(off[0].key, f"pixel scale {off[0].pixel_scale:.4g}\"/px differs from the model's {spec.pixel_scale:.4g}\"/px "
-                         f"({len(off)} tile(s))")
+                         f"({len(off)} tile(s)): their stamps are resampled to the model's scale (cubic spline, flux "
+                         "kept), which correlates their noise; the model was trained on stamps that were not")
 
 
 @dataclass
@@ -2126,7 +2146,8 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
             batch_size=memory.batch_size, tile_cache_tiles=memory.tile_cache_tiles, images_available=images_available,
             photometry_only_ok=probe["photometry_only"], background=options.background, seeing_band=spec.seeing_band,
             zero_points=spec.zero_points, photometry_missing=photometry_missing, carried_units=carried_units,
-            weight_hdu=options.weight_hdu, image_zero_points=inputs.image_zero_points or None)
+            weight_hdu=options.weight_hdu, image_zero_points=inputs.image_zero_points or None,
+            model_pixel_scale=spec.pixel_scale)
         part_meta = {"model": model_info["name"], "model_file": model_info["file"], "model_sha256": model_info["sha256"],
                      "model_created": model_info["created"], "task": predictor.task, "classes": list(predictor.classes),
                      "image_bands": model_info["image_bands"], "photometry_bands": model_info["photometry_bands"],
