@@ -85,7 +85,7 @@ def worker_predictor(model: str, device: str, *, threads: int | None = 1):
 
 def run_unit_task(unit: Mapping[str, Any], reader_config: ReaderConfig, part_meta: Mapping[str, Any], model: str,
                   probe: Mapping[str, Any], decision: ClassDecision | None,
-                  device: str | None) -> tuple[int, str, int, str] | dict[str, tuple[int, str, str]]:
+                  device: str | None) -> tuple[int, str, int, str] | dict[str, tuple[int, str, str, bool]]:
     """One work unit on a worker: cut, predict, write its part; returns ``(index, part, rows, sha256)``.
 
     Bad input (a damaged tile, say) is returned as the item
