@@ -1376,8 +1376,8 @@ class UnitReader:
 
     def batches_or_errors(self, units: Sequence[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
         """The batches of each of ``units`` in turn; a unit that meets bad input (its tile
-        damaged, say) gives instead one item ``{UNIT_INPUT_ERROR: (index, where, problem)}``,
-        and the next unit follows."""
+        damaged, say) gives instead one item :func:`unit_input_error`, and the next unit
+        follows."""
         for unit in units:
             try:
                 yield from self.batches(unit)
