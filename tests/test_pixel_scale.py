@@ -141,3 +141,27 @@ def test_streamed_tiles_at_another_scale_are_resampled_to_the_models(tmp_path):
         assert any("resampled to the model's scale" in w for w in warnings) == (name == "fine")
     columns = ["p_star", "p_galaxy", "p_qso"]
     assert np.allclose(results["fine"][columns].to_numpy(), results["coarse"][columns].to_numpy(), atol=2e-3)
+
+
+def test_noise_onto_finer_pixels_is_made_up_to_what_such_pixels_would_hold():
+    """A sky of white noise (rms 1 per 0.4" pixel) cut at 0.2"/px: interpolation alone leaves
+    about a quarter of the rms in each finer pixel; an image taken at 0.2"/px holds half
+    (rms scales with the pixel's side), and the stamps do. The added noise depends on the
+    object's position only, not on the other objects cut with it."""
+    rng = np.random.default_rng(0)
+    n = 200
+    image = BandImage(band="r", path=Path("r.fits"), data=rng.normal(0, 1, (n, n)).astype(np.float32), wcs=sky_wcs(0.4, (n, n)))
+    x = rng.uniform(40, 160, 30)
+    y = rng.uniform(40, 160, 30)
+    stamps, _ = cut_stamps([image], x, y, size=32, pixel_scale=0.2)
+    assert np.std(stamps) == pytest.approx(0.5, rel=0.08)
+    alone, _ = cut_stamps([image], x[3:4], y[3:4], size=32, pixel_scale=0.2)
+    assert np.array_equal(alone[0], stamps[3])
+    # An object moved by 0.002 px gets other added noise onto finer pixels; onto coarser pixels
+    # nothing is added, so its stamp barely changes.
+    fine_a, _ = cut_stamps([image], x[:1], y[:1], size=16, pixel_scale=0.2)
+    fine_b, _ = cut_stamps([image], x[:1] + 0.002, y[:1], size=16, pixel_scale=0.2)
+    assert np.max(np.abs(fine_a - fine_b)) > 0.5
+    coarse_a, _ = cut_stamps([image], x[:1], y[:1], size=8, pixel_scale=0.8)
+    coarse_b, _ = cut_stamps([image], x[:1] + 0.002, y[:1], size=8, pixel_scale=0.8)
+    assert np.max(np.abs(coarse_a - coarse_b)) < 0.05
