@@ -28,7 +28,11 @@ falls only as the square root of the area. White Gaussian noise is added to make
 difference (rms ``sigma sqrt(a - a**2)`` for an area ratio ``a < 1`` and the band's noise rms
 ``sigma``: :func:`band_noise_rms`), drawn from a generator seeded by the object's position and
 the band, so that a stamp stays the same whichever way and with whatever other objects it is
-cut. Onto coarser pixels nothing is added.
+cut. Onto coarser pixels the band is first averaged over a box the size of a stamp pixel
+(:func:`resample_stamp`), so that each stamp pixel holds the sum of the band pixels it covers,
+as a coarser detector would: sampling alone would keep a band pixel's noise times their number.
+A box whose edges cut through band pixels averages more of them, with partial weights, than
+the area it covers, so there too white noise makes up the rms a detector pixel would hold.
 
 An object whose stamp area holds a pixel at or above a band image's saturation level (header
 ``SATURATE`` or ``SATLEVEL``) is flagged ``SATURATED``; in a resampled band the area is the
@@ -209,15 +213,32 @@ def band_noise_rms(image: BandImage) -> float:
 
 def _added_noise(stamp: np.ndarray, rms: float, area: float, x: float, y: float, band: int) -> None:
     """Add to ``stamp`` (in place) the white noise that makes up for the noise a band loses when
-    interpolated onto pixels of ``area`` < 1 of its own (see the module notes); the generator
-    is seeded by the object's reference-band position ``(x, y)`` [px] and the band's index."""
-    if not (np.isfinite(rms) and rms > 0 and 0 < area < 1):
+    resampled onto pixels of ``area`` of its own (see the module notes): a detector pixel of
+    that area would hold noise of variance ``rms**2 * area``; the resampled one keeps
+    ``rms**2 * area**2`` times the box's (:func:`resample_stamp`) variance factor, or less where
+    the spline interpolates between pixels. The generator is seeded by the object's
+    reference-band position ``(x, y)`` [px] and the band's index."""
+    if not (np.isfinite(rms) and rms > 0 and area > 0):
+        return
+    kept = area**2 * (np.sum(_box_kernel(np.sqrt(area)) ** 2) ** 2 if area > 1 else 1.0)
+    if kept >= area:
         return
     seed = [int(np.floor(x * 1024)) & 0xFFFFFFFF, int(np.floor(y * 1024)) & 0xFFFFFFFF, int(band)]
-    stamp += (rms * np.sqrt(area - area**2) * np.random.default_rng(seed).standard_normal(stamp.shape)).astype(stamp.dtype)
+    stamp += (rms * np.sqrt(area - kept) * np.random.default_rng(seed).standard_normal(stamp.shape)).astype(stamp.dtype)
 
 
-def resample_stamp(data: np.ndarray, centre: tuple[float, float], jacobian: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, bool]:
+def _box_kernel(side: float) -> np.ndarray:
+    """A centred 1-D box of width ``side`` >= 1 [pixels], its end pixels weighted by the fraction
+    of them it covers, normalised to sum to 1."""
+    half = int(np.ceil((side - 1.0) / 2.0))
+    kernel = np.ones(2 * half + 1)
+    if half:
+        kernel[0] = kernel[-1] = (side - (2 * half - 1)) / 2.0
+    return kernel / kernel.sum()
+
+
+def resample_stamp(data: np.ndarray, centre: tuple[float, float], jacobian: np.ndarray, grid: np.ndarray,
+                   box: float = 1.0) -> tuple[np.ndarray, bool]:
     """Sample ``data`` at ``centre + jacobian @ grid`` with a NaN-aware cubic spline.
 
     Parameters
@@ -231,6 +252,11 @@ def resample_stamp(data: np.ndarray, centre: tuple[float, float], jacobian: np.n
     grid : ndarray (2, size, size)
         Offsets ``(dx, dy)`` of each stamp pixel from the object in stamp pixels (reference
         pixels when the stamps keep the reference grid's scale).
+    box : float
+        Side [band pixels] of a square box the band is averaged over before it is sampled, when
+        more than 1: a stamp pixel covering that many band pixels then holds their sum, as a
+        coarser detector pixel would, rather than a sample of them (whose noise would be as
+        large as one band pixel's times their number, and whose fine structure would alias).
 
     Returns
     -------
@@ -240,12 +266,15 @@ def resample_stamp(data: np.ndarray, centre: tuple[float, float], jacobian: np.n
         Whether part of the stamp lies outside the image.
     """
     ny, nx = data.shape
+    kernel = _box_kernel(box) if box > 1.0 else None
+    reach = 0 if kernel is None else len(kernel) // 2  # band pixels a box adds on each side
+    margin = _SPLINE_MARGIN + reach
     bx = centre[0] + jacobian[0, 0] * grid[0] + jacobian[0, 1] * grid[1]
     by = centre[1] + jacobian[1, 0] * grid[0] + jacobian[1, 1] * grid[1]
-    x_lo = int(np.floor(bx.min())) - _SPLINE_MARGIN
-    y_lo = int(np.floor(by.min())) - _SPLINE_MARGIN
-    x_hi = int(np.ceil(bx.max())) + _SPLINE_MARGIN + 1
-    y_hi = int(np.ceil(by.max())) + _SPLINE_MARGIN + 1
+    x_lo = int(np.floor(bx.min())) - margin
+    y_lo = int(np.floor(by.min())) - margin
+    x_hi = int(np.ceil(bx.max())) + margin + 1
+    y_hi = int(np.ceil(by.max())) + margin + 1
     window = np.full((y_hi - y_lo, x_hi - x_lo), np.nan, dtype=np.float32)
     ys, xs = slice(max(y_lo, 0), min(y_hi, ny)), slice(max(x_lo, 0), min(x_hi, nx))
     if ys.start < ys.stop and xs.start < xs.stop:
@@ -256,16 +285,24 @@ def resample_stamp(data: np.ndarray, centre: tuple[float, float], jacobian: np.n
     bad = ~np.isfinite(window)
     if bad.all():
         return np.full(grid.shape[1:], np.nan, dtype=np.float32), True
+
+    def averaged(values: np.ndarray) -> np.ndarray:
+        if kernel is None:
+            return values
+        return ndimage.convolve1d(ndimage.convolve1d(values, kernel, axis=0, mode="nearest"), kernel, axis=1, mode="nearest")
+
     if not bad.any():
-        return (ndimage.map_coordinates(window, coords, order=3, mode="nearest") * abs(np.linalg.det(jacobian))).astype(np.float32), False
+        return (ndimage.map_coordinates(averaged(window), coords, order=3, mode="nearest")
+                * abs(np.linalg.det(jacobian))).astype(np.float32), False
     # The spline prefilter is global, so NaN would poison the whole stamp: interpolate with bad
-    # pixels at 0, then blank every output pixel whose cubic footprint (4x4) touches one.
-    values = ndimage.map_coordinates(np.where(bad, 0.0, window), coords, order=3, mode="nearest")
+    # pixels at 0, then blank every output pixel whose cubic footprint (4x4), widened by the
+    # box, touches one.
+    values = ndimage.map_coordinates(averaged(np.where(bad, 0.0, window)), coords, order=3, mode="nearest")
 
     def touches(mask: np.ndarray) -> np.ndarray:
         if not mask.any():
             return np.zeros(values.shape, dtype=bool)
-        grown = ndimage.binary_dilation(mask, iterations=1).astype(np.float32)
+        grown = ndimage.binary_dilation(mask, iterations=1 + reach).astype(np.float32)
         return ndimage.map_coordinates(grown, coords, order=1, mode="nearest") > 0
 
     beyond_edge = touches(off_image)
@@ -376,9 +413,11 @@ def cut_stamps(
         stamps[wholly_off, b] = np.nan
         for k in np.flatnonzero(~wholly_off):
             grid = np.stack(np.meshgrid(centre_x[k] + pixel_index - x_ref[k], centre_y[k] + pixel_index - y_ref[k]))
-            stamp, outside = resample_stamp(band.data, (bx[k], by[k]), jacobians[k], grid)
+            area = abs(float(np.linalg.det(jacobians[k])))  # band pixels per stamp pixel
+            stamp, outside = resample_stamp(band.data, (bx[k], by[k]), jacobians[k], grid,
+                                            box=np.sqrt(area) if rescaled else 1.0)
             if rescaled:
-                _added_noise(stamp, noise_rms, abs(float(np.linalg.det(jacobians[k]))), x_ref[k], y_ref[k], b)
+                _added_noise(stamp, noise_rms, area, x_ref[k], y_ref[k], b)
             stamps[k, b] = stamp
             if outside:
                 flags[k] |= np.uint32(Flags.EDGE)
