@@ -100,6 +100,8 @@ def test_a_damaged_tile_leaves_its_units_for_a_rerun_after_the_others(survey, cl
     written = {u["index"] for u in manifest["units"] if u.get("part")}
     assert written and not written & stopped and written | stopped == {u["index"] for u in manifest["units"]}
     assert not out.is_file()
+    code, summary, _ = run(["info", folder, "--json"], capsys)
+    assert code == 0 and json.loads(summary)["units_unreadable"].startswith(f"{len(failed)} unit(s) on 1 file(s), e.g. ")
 
     repair(survey, tmp_path / "tiles")
     code, _, err = run(args, capsys)

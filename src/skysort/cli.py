@@ -1222,6 +1222,12 @@ def _describe_prediction_folder(path: Path, manifest) -> dict[str, Any]:
     summary.update(kind="prediction folder", columns=columns, complete=manifest.complete,
                    units_done=f"{len(manifest.units) - len(manifest.pending())} of {len(manifest.units)}",
                    n_sources_planned=manifest.content.get("n_sources"))
+    unreadable = manifest.content.get("unreadable") or []
+    if unreadable:
+        # What stopped the last run: the files to replace before running it again.
+        files = sorted({entry["where"] for entry in unreadable})
+        summary["units_unreadable"] = (f"{len(unreadable)} unit(s) on {len(files)} file(s), e.g. {unreadable[0]['where']}: "
+                                       f"{unreadable[0]['problem']}")
     return summary
 
 
