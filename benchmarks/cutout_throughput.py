@@ -2,7 +2,11 @@
 
 1. single-band 64x64 stamps from an in-memory tile (integer-pixel cuts; target >= 20,000/s/core);
 2. aligned 5-band stamps from the in-memory real SDSS field (4 bands resampled through WCS);
-3. end to end from the compressed real SDSS FITS files to a stamp set on disk.
+3. end to end from the compressed real SDSS FITS files to a stamp set on disk;
+4. the real SDSS r frame (0.396"/px) cut at another pixel scale, as for a model trained at
+   that scale (:func:`skysort.data.cutout.cut_stamps` ``pixel_scale``): onto finer pixels
+   (0.2"/px, spline plus the noise those pixels would hold) and coarser ones (0.6"/px, box
+   average first), stamps of ``--size`` pixels of the new grid.
 
 Run ``python benchmarks/cutout_throughput.py`` (one process, pinned to one core where possible).
 """
@@ -55,6 +59,22 @@ def aligned_five_band(repeats: int, size: int) -> tuple[float, int]:
     return len(x) / (time.perf_counter() - start), len(x)
 
 
+def other_pixel_scale(repeats: int, size: int, pixel_scale: float) -> tuple[float, int]:
+    import pandas as pd
+
+    from skysort.data.background import subtract_background
+    from skysort.data.cutout import cut_stamps, sky_to_pixel
+    from skysort.data.images import read_band_image
+
+    image = subtract_background(read_band_image(next(FIELD.glob("frame-r-*.fits.bz2"))), "sep")
+    objects = pd.read_csv(FIELD / "objects.csv")
+    x, y = sky_to_pixel(image, objects["ra"].to_numpy(), objects["dec"].to_numpy())
+    x, y = np.tile(x, repeats) + np.repeat(np.arange(repeats) * 1e-3, len(x)), np.tile(y, repeats)
+    start = time.perf_counter()
+    cut_stamps([image], x, y, size=size, pixel_scale=pixel_scale)
+    return len(x) / (time.perf_counter() - start), len(x)
+
+
 def end_to_end(size: int) -> tuple[float, float, int]:
     from skysort.data.catalog import read_catalog
     from skysort.data.images import expand_image_paths, read_band_images
@@ -85,6 +105,9 @@ def main() -> None:
     print(f"aligned_5band_{args.size}px_stamps_per_s_per_core={rate5:,.0f} ({n5} stamps, 4 bands resampled)")
     rate_e2e, read_time, n = end_to_end(args.size)
     print(f"end_to_end_from_fits_bz2_stamps_per_s={rate_e2e:,.1f} ({n} objects; reading 5 bz2 frames took {read_time:.1f} s of it)")
+    for scale in (0.2, 0.6):
+        rate_s, n_s = other_pixel_scale(args.repeats, args.size, scale)
+        print(f"r_band_at_{scale:g}arcsec_{args.size}px_stamps_per_s_per_core={rate_s:,.0f} ({n_s} stamps resampled from 0.396\"/px)")
 
 
 if __name__ == "__main__":
