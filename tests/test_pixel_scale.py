@@ -4,6 +4,7 @@ streaming paths."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,10 @@ def test_streamed_tiles_at_another_scale_are_resampled_to_the_models(tmp_path):
                         warn=lambda where, message: warnings.append(message))
         results[name] = read_out(tmp_path / f"out_{name}")[1]
         assert any("resampled to the model's scale" in w for w in warnings) == (name == "fine")
+        # Each part records the scale its stamps were resampled to (None: cut as they are).
+        part = next((tmp_path / f"out_{name}").glob("part-*.parquet"))
+        meta = json.loads(pq.read_schema(part).metadata[b"skysort"])
+        assert meta["stamp_pixel_scale"] == (0.4 if name == "fine" else None)
     columns = ["p_star", "p_galaxy", "p_qso"]
     assert np.allclose(results["fine"][columns].to_numpy(), results["coarse"][columns].to_numpy(), atol=2e-3)
 

@@ -1434,7 +1434,7 @@ class UnitReader:
                 "id": rows["id"][part], "ra": rows["ra"][part], "dec": rows["dec"][part],
                 "catalog_row": rows["catalog_row"][part],
                 "carried": {name: values[part] for name, values in rows.items() if name.startswith(CARRIED_PREFIX)},
-                **({"weight_maps": weight_maps} if with_images else {}),
+                **({"weight_maps": weight_maps, "stamp_pixel_scale": stamp_scale} if with_images else {}),
             }
 
 
@@ -1561,6 +1561,8 @@ class UnitAssembler:
         if "weight_maps" in batches[0]:
             # Which weight map made pixels of the unit's tile NaN (None per band: none was read).
             table.meta["weight_maps"] = batches[0]["weight_maps"]
+            # The scale the unit's stamps were resampled to [arcsec/px]; None: the tile's own pixels.
+            table.meta["stamp_pixel_scale"] = batches[0].get("stamp_pixel_scale")
         for key in batches[0].get("carried", {}):
             pieces = [b["carried"][key] for b in batches]
             name = key[len(CARRIED_PREFIX):]
