@@ -73,6 +73,14 @@ def test_stamps_resampled_to_a_coarser_scale_match_stamps_cut_at_that_scale():
     assert np.array_equal(same, plain, equal_nan=True)
 
 
+def test_stamps_spanning_far_more_than_the_image_are_refused_naming_it():
+    from skysort.errors import InputError
+
+    fine = render(0.2, 20.0, np.array([[150.0, 2.0]]))  # 100 x 100 px
+    with pytest.raises(InputError, match=r"r.fits: stamps of 64 px at 1\"/px would span 320 of its pixels"):
+        cut_stamps([fine], np.array([50.0]), np.array([50.0]), size=64, pixel_scale=1.0)
+
+
 def test_a_stamp_reaching_past_the_image_on_the_resampled_grid_is_flagged_edge():
     from skysort.data.flags import Flags
 
@@ -116,6 +124,10 @@ def test_cutout_at_a_given_pixel_scale_records_it(tmp_path, capsys):
     code, _, err = run(["cutout", "--images", tmp_path / "t-r.fits", "--catalog", tmp_path / "cat.csv", "--pixel-scale", -1,
                         "--out", tmp_path / "bad.h5", "--quiet"], capsys)
     assert code == 2 and "--pixel-scale" in err and not (tmp_path / "bad.h5").exists()
+    # Stamps whose footprint on the images is far larger than the images are refused, not cut.
+    code, _, err = run(["cutout", "--images", tmp_path / "t-r.fits", "--catalog", tmp_path / "cat.csv", "--pixel-scale", 20,
+                        "--size", 64, "--out", tmp_path / "big.h5", "--quiet"], capsys)
+    assert code == 2 and "6400 px of the images at 20\"/px" in err and not (tmp_path / "big.h5").exists()
 
 
 def test_streamed_tiles_at_another_scale_are_resampled_to_the_models(tmp_path):

@@ -58,6 +58,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from scipy import ndimage
 
+from ..errors import InputError
 from .flags import Flags
 from .images import BandImage, pixel_to_world, world_to_pixel
 
@@ -364,6 +365,12 @@ def cut_stamps(
     -------
     stamps : ndarray (n, bands, size, size) float32
         In each band's flux unit per stamp pixel (per reference pixel without ``pixel_scale``).
+
+    Raises
+    ------
+    InputError
+        Naming the reference band's file, when stamps at ``pixel_scale`` would span more than
+        twice the image's side.
     flags : ndarray (n,) uint32
         :class:`~skysort.data.flags.Flags` bits (EDGE, NAN_PIXELS, MISSING_BAND, SATURATED).
     """
@@ -378,6 +385,11 @@ def cut_stamps(
     aligned = [not rescaled and (bool(a) or b == reference) for b, a in enumerate(aligned)]
     # The stamp's side on the reference grid, which decides whether it touches the image.
     footprint = int(np.ceil(size * scale)) if rescaled else size
+    if rescaled and footprint > 2 * max(ref.data.shape):
+        # Each stamp would be mostly padding, and its resampling window would not fit in memory.
+        raise InputError(ref.path, f"stamps of {size} px at {pixel_scale:g}\"/px would span {footprint} of its pixels "
+                                   f"({ref.pixel_scale:.4g}\"/px), more than twice its side: its pixel scale is too far "
+                                   "from the stamps'")
     x_ref = off_image_safe(np.atleast_1d(x_ref), ref.data.shape[1], footprint)
     y_ref = off_image_safe(np.atleast_1d(y_ref), ref.data.shape[0], footprint)
     n = len(x_ref)

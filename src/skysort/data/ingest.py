@@ -207,14 +207,15 @@ def cutout_to_stampset(
     ref_image = images[reference]
     x, y, ra, dec = object_positions(catalog, ref_image, catalog_path)
     ny, nx = ref_image.data.shape
-    if size > 2 * max(ny, nx):
-        # Beyond that every stamp is mostly padding, and the stamps alone may not fit in memory.
-        raise InputError("--size", f"stamps of {size} px are more than twice the side of the images ({nx}x{ny} px, "
-                                   f"{ref_image.path.name})")
     if pixel_scale is not None and not (np.isfinite(pixel_scale) and pixel_scale > 0):
         raise InputError("--pixel-scale", f"must be a positive number of arcsec per pixel, got {pixel_scale}")
     rescaled = pixel_scale is not None and abs(pixel_scale / ref_image.pixel_scale - 1.0) > 1e-6
     footprint = int(np.ceil(size * pixel_scale / ref_image.pixel_scale)) if rescaled else size
+    if footprint > 2 * max(ny, nx):
+        # Beyond that every stamp is mostly padding, and the stamps alone may not fit in memory.
+        across = f" ({footprint} px of the images at {pixel_scale:g}\"/px)" if rescaled else ""
+        raise InputError("--size", f"stamps of {size} px{across} are more than twice the side of the images ({nx}x{ny} px, "
+                                   f"{ref_image.path.name})")
     on_image = stamps_touch_image(x, y, (ny, nx), footprint)
     if len(x) and not on_image.any():
         raise InputError(catalog_path, f"none of its {len(x):,} objects lies on the images ({ref_image.path.name}, "
