@@ -196,6 +196,17 @@ def local_jacobians(reference: BandImage, band: BandImage, x: np.ndarray, y: np.
     return jac
 
 
+def stamp_footprint(size: int, pixel_scale: float | None, image_scale: float) -> tuple[float, int]:
+    """Stamp pixels at ``pixel_scale`` [arcsec/px] per pixel of an image at ``image_scale``, and
+    the stamp's side in the image's pixels: ``(1.0, size)`` when the stamps keep the image's
+    pixels (``pixel_scale`` None or within 1e-6 of ``image_scale``), which are then cut, not
+    resampled."""
+    scale = 1.0 if pixel_scale is None else float(pixel_scale) / image_scale
+    if abs(scale - 1.0) <= 1e-6:
+        return 1.0, size
+    return scale, int(np.ceil(size * scale))
+
+
 def band_noise_rms(image: BandImage) -> float:
     """Per-pixel noise rms of a band image [its flux unit]: the global rms of the sky background
     estimate when one was made (``sep``, skysort's default), else 1.4826 times the median
@@ -365,26 +376,25 @@ def cut_stamps(
     -------
     stamps : ndarray (n, bands, size, size) float32
         In each band's flux unit per stamp pixel (per reference pixel without ``pixel_scale``).
+    flags : ndarray (n,) uint32
+        :class:`~skysort.data.flags.Flags` bits (EDGE, NAN_PIXELS, MISSING_BAND, SATURATED).
 
     Raises
     ------
     InputError
         Naming the reference band's file, when stamps at ``pixel_scale`` would span more than
         twice the image's side.
-    flags : ndarray (n,) uint32
-        :class:`~skysort.data.flags.Flags` bits (EDGE, NAN_PIXELS, MISSING_BAND, SATURATED).
     """
     ref = images[reference]
     if aligned is None:
         aligned = aligned_bands(images, reference)
     if len(aligned) != len(images):
         raise ValueError(f"aligned gives {len(aligned)} bands for {len(images)} images")
-    # Stamp pixels per reference pixel: 1 cuts the reference grid as it is.
-    scale = 1.0 if pixel_scale is None else float(pixel_scale) / ref.pixel_scale
-    rescaled = abs(scale - 1.0) > 1e-6
+    # Stamp pixels per reference pixel (1: the reference grid is cut as it is), and the stamp's
+    # side on that grid, which decides whether it touches the image.
+    scale, footprint = stamp_footprint(size, pixel_scale, ref.pixel_scale)
+    rescaled = scale != 1.0
     aligned = [not rescaled and (bool(a) or b == reference) for b, a in enumerate(aligned)]
-    # The stamp's side on the reference grid, which decides whether it touches the image.
-    footprint = int(np.ceil(size * scale)) if rescaled else size
     if rescaled and footprint > 2 * max(ref.data.shape):
         # Each stamp would be mostly padding, and its resampling window would not fit in memory.
         raise InputError(ref.path, f"stamps of {size} px at {pixel_scale:g}\"/px would span {footprint} of its pixels "

@@ -12,7 +12,7 @@ import numpy as np
 from astropy.table import MaskedColumn, Table
 
 from ..errors import InputError, report_problem
-from .cutout import cut_stamps, iter_chunks, pixel_to_sky, sky_to_pixel, stamps_touch_image
+from .cutout import cut_stamps, iter_chunks, pixel_to_sky, sky_to_pixel, stamp_footprint, stamps_touch_image
 from .flags import Flags
 from .images import BandImage, open_fits
 from .stampset import CORE_COLUMNS, FORMAT_NAME, StampMeta, StampSet, pixel_scale_arcsec
@@ -209,8 +209,8 @@ def cutout_to_stampset(
     ny, nx = ref_image.data.shape
     if pixel_scale is not None and not (np.isfinite(pixel_scale) and pixel_scale > 0):
         raise InputError("--pixel-scale", f"must be a positive number of arcsec per pixel, got {pixel_scale}")
-    rescaled = pixel_scale is not None and abs(pixel_scale / ref_image.pixel_scale - 1.0) > 1e-6
-    footprint = int(np.ceil(size * pixel_scale / ref_image.pixel_scale)) if rescaled else size
+    scale, footprint = stamp_footprint(size, pixel_scale, ref_image.pixel_scale)
+    rescaled = scale != 1.0
     if footprint > 2 * max(ny, nx):
         # Beyond that every stamp is mostly padding, and the stamps alone may not fit in memory.
         across = f" ({footprint} px of the images at {pixel_scale:g}\"/px)" if rescaled else ""
@@ -279,8 +279,7 @@ def cutout_to_stampset(
     declared = {name: kind for name, kind in kinds.items() if name not in CORE_COLUMNS or name == "id"}
     with StampSet.create(out, meta, (size, size), columns=declared) as writer:
         for block in iter_chunks(len(table), chunk):
-            stamps, flags = cut_stamps(images, x[block], y[block], size=size, reference=reference,
-                                       pixel_scale=pixel_scale if rescaled else None)
+            stamps, flags = cut_stamps(images, x[block], y[block], size=size, reference=reference, pixel_scale=pixel_scale)
             rows = table[block]
             columns = {name: rows[name] for name in rows.colnames}
             columns["flags"] = flags | photometry_flags[block]

@@ -249,13 +249,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
     if warn and spec.photometry_bands and not photometry_missing:
         _warn_magnitude_range(hats_catalog, columns, predictor, catalog, warn)
     memory = inputs.memory_plan(options)
-    reader_config = ReaderConfig(
-        folder=str(out), tiles=[t.to_json() for t in tiles], image_bands=list(spec.image_bands),
-        photometry_bands=list(spec.photometry_bands), stamp_size=inputs.stamp_size, reference_band=inputs.reference_band,
-        batch_size=memory.batch_size, tile_cache_tiles=memory.tile_cache_tiles, images_available=images_available,
-        photometry_only_ok=probe["photometry_only"], background=options.background, seeing_band=spec.seeing_band,
-        zero_points=spec.zero_points, photometry_missing=photometry_missing, weight_hdu=options.weight_hdu,
-        image_zero_points=inputs.image_zero_points or None, model_pixel_scale=spec.pixel_scale)
+    reader_config = inputs.reader_config(out, [t.to_json() for t in tiles], options, memory, photometry_missing=photometry_missing)
     id_column = columns.sources.get("id")
     meta_frame = hats_catalog.meta
     id_dtype = output_id_dtype(meta_frame[id_column].to_numpy().dtype) if id_column else np.dtype(np.int64)

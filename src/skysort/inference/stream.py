@@ -1907,7 +1907,8 @@ def warn_pixel_scale(tiles: Sequence[TileInfo], spec: Any, warn: Callable[[str |
     if off:
         warn(off[0].key, f"pixel scale {off[0].pixel_scale:.4g}\"/px differs from the model's {spec.pixel_scale:.4g}\"/px "
                          f"({len(off)} tile(s)): their stamps are resampled to the model's scale (cubic spline, flux "
-                         "kept), which correlates their noise; the model was trained on stamps that were not")
+                         "kept, noise made up to that of such pixels), which leaves neighbouring pixels' noise somewhat "
+                         "correlated; the model was trained on stamps whose noise was not")
 
 
 @dataclass
@@ -1942,6 +1943,21 @@ class PreparedInputs:
         """:func:`memory_plan` for these stamps and tiles."""
         return memory_plan(options.memory_gb, stamp_bytes=self.stamp_bytes, tile_bytes=self.tile_bytes,
                            batch_size=options.batch_size, processes=processes, carried_columns=options.carried_count())
+
+    def reader_config(self, folder: str | os.PathLike, tiles: list[dict[str, Any]], options: "RunOptions", memory: MemoryPlan,
+                      *, photometry_missing: bool, carried_units: dict[str, str] | None = None) -> ReaderConfig:
+        """The cutting side's settings for a run into ``folder`` over ``tiles`` (their JSON
+        records): one place, so that the streamed, Dask and HATS runs read, rescale and cut
+        tiles alike."""
+        spec = self.spec
+        return ReaderConfig(
+            folder=str(folder), tiles=tiles, image_bands=list(spec.image_bands), photometry_bands=list(spec.photometry_bands),
+            stamp_size=self.stamp_size, reference_band=self.reference_band, batch_size=memory.batch_size,
+            tile_cache_tiles=memory.tile_cache_tiles, images_available=self.images_available,
+            photometry_only_ok=self.probe["photometry_only"], background=options.background, seeing_band=spec.seeing_band,
+            zero_points=spec.zero_points, photometry_missing=photometry_missing, carried_units=carried_units,
+            weight_hdu=options.weight_hdu, image_zero_points=self.image_zero_points or None,
+            model_pixel_scale=spec.pixel_scale)
 
 
 def prepare_inputs(model: str | os.PathLike, predictor: Predictor, options: "RunOptions",
@@ -2091,7 +2107,7 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
     spec = predictor.spec
     inputs = prepare_inputs(model, predictor, options, warn)
     probe, images_available, tiles = inputs.probe, inputs.images_available, inputs.tiles
-    reference_band, stamp_size = inputs.reference_band, inputs.stamp_size
+    reference_band = inputs.reference_band
     out = Path(out)
     model_info = model_record(predictor)
     catalog_stream = CatalogStream(catalog, options.mapping, (), require_sky=inputs.needs_sky)
@@ -2142,14 +2158,8 @@ def predict_catalog(model: str | os.PathLike, catalog: str | os.PathLike, out: s
         warn(catalog, message)
     unreadable: UnreadableUnits | None = None
     if manifest.pending():
-        reader_config = ReaderConfig(
-            folder=str(out), tiles=manifest.content["tiles"], image_bands=list(spec.image_bands),
-            photometry_bands=list(spec.photometry_bands), stamp_size=stamp_size, reference_band=reference_band,
-            batch_size=memory.batch_size, tile_cache_tiles=memory.tile_cache_tiles, images_available=images_available,
-            photometry_only_ok=probe["photometry_only"], background=options.background, seeing_band=spec.seeing_band,
-            zero_points=spec.zero_points, photometry_missing=photometry_missing, carried_units=carried_units,
-            weight_hdu=options.weight_hdu, image_zero_points=inputs.image_zero_points or None,
-            model_pixel_scale=spec.pixel_scale)
+        reader_config = inputs.reader_config(out, manifest.content["tiles"], options, memory,
+                                             photometry_missing=photometry_missing, carried_units=carried_units)
         part_meta = {"model": model_info["name"], "model_file": model_info["file"], "model_sha256": model_info["sha256"],
                      "model_created": model_info["created"], "task": predictor.task, "classes": list(predictor.classes),
                      "image_bands": model_info["image_bands"], "photometry_bands": model_info["photometry_bands"],
