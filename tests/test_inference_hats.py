@@ -359,3 +359,96 @@ def test_hats_result_carries_the_kept_columns_as_the_parquet_path_does(hats_surv
         predict_hats(hats_survey["model"], tmp_path / "cat_hats", tmp_path / "again",
                      RunOptions(tiles=hats_survey["tiles"], keep="FLAGS"))
     assert not (tmp_path / "again").exists()
+
+
+@pytest.fixture(scope="module")
+def fine_hats(hats_survey, tmp_path_factory):
+    """The survey's sources on tiles, on HEALPix order 11 (1.7' pixels): they fall in several
+    partitions, so that a damaged tile stops some partitions and not others."""
+    folder = tmp_path_factory.mktemp("fine_hats")
+    frame = pq.read_table(hats_survey["catalog"]).to_pandas()
+    frame = frame[frame["dec"] < 2.9]  # not the sources far from every tile
+    hats = lsdb.from_dataframe(frame, ra_column="ra", dec_column="dec", lowest_order=11, highest_order=11, margin_threshold=None)
+    hats.write_catalog(folder / "cat_hats", catalog_name="cat_hats", progress_bar=False)
+    return {"catalog": folder / "cat_hats", "n_partitions": len(hats.get_healpix_pixels())}
+
+
+@pytest.mark.filterwarnings("ignore:File may have been truncated")
+@pytest.mark.parametrize("dask", [None, "local:2"])
+def test_a_damaged_tile_leaves_its_partitions_for_a_rerun_after_the_others(hats_survey, fine_hats, tmp_path, capfd,
+                                                                            monkeypatch, dask):
+    """As on the Parquet path: the partitions whose rows lie on a tile found damaged while
+    cutting are left unwritten, the others are written, and the run ends with one error line
+    naming the tile and saying what to do. Once the tile is copied again (another size: it was
+    cut short) the same command computes only the partitions left and gives what a run on
+    whole tiles gives. (Standard error is read at the file descriptor: Dask's workers are
+    processes of their own and must not log the failed task beside the error line.)"""
+    import json
+
+    import skysort.inference.hats as hats_module
+    from skysort.inference.hats import unfinished_paths
+
+    from test_cli import assert_one_line_error, run
+    from test_inference_inputs import damaged_survey, repair
+
+    tiles = damaged_survey(hats_survey, tmp_path / "tiles", damaged=("t02",))
+    out = tmp_path / "result"
+    args = ["predict", "--model", hats_survey["model"], "--catalog", fine_hats["catalog"], "--tiles", tiles, "--out", out,
+            "--quiet", *(["--dask", dask] if dask else [])]
+    code, _, err = run(args, capfd)
+    assert_one_line_error(code, err, "tile-r.fits", "truncated or corrupt", "left unfinished", "run the same command again")
+    partial, signature = unfinished_paths(out)
+    assert not out.exists() and partial.is_dir()
+    unreadable = json.loads(signature.read_text())["unreadable"]
+    assert unreadable and all(Path(entry["where"]).parts[-2:] == ("t02", "tile-r.fits") for entry in unreadable)
+    assert f"{len(unreadable)} of {fine_hats['n_partitions']} HEALPix partitions" in err
+    written = sorted(p.name for p in partial.rglob("Npix=*.parquet"))
+    assert written and len(written) + len(unreadable) == fine_hats["n_partitions"]
+
+    repair(hats_survey, tmp_path / "tiles", "t02")
+    original = hats_module.predict_partition
+    calls = []
+
+    def counting(frame, **kwargs):
+        if len(frame):
+            calls.append(len(frame))
+        return original(frame, **kwargs)
+
+    monkeypatch.setattr(hats_module, "predict_partition", counting)
+    code, _, err = run(args[:-2] if dask else args, capfd)
+    assert code == 0, err
+    assert len(calls) == len(unreadable)  # only the partitions set aside are computed again
+    assert not partial.exists() and not signature.exists()
+    clean = tmp_path / "clean"
+    predict_hats(hats_survey["model"], fine_hats["catalog"], clean, RunOptions(tiles=hats_survey["tiles"]))
+    assert_same_rows(read_hats_result(out), read_hats_result(clean))
+
+
+@pytest.mark.filterwarnings("ignore:File may have been truncated")
+def test_damage_on_every_tile_stops_a_hats_run_early_and_leaves_nothing(hats_survey, fine_hats, tmp_path, capsys):
+    """Until one partition is written, three partitions stopped by their tiles end the run with
+    one error line, and no unfinished result is left (nothing in it is worth resuming)."""
+    from test_cli import assert_one_line_error, run
+    from test_inference_inputs import damaged_survey
+
+    tiles = damaged_survey(hats_survey, tmp_path / "tiles", damaged=("t00", "t01", "t02"))
+    code, _, err = run(["predict", "--model", hats_survey["model"], "--catalog", fine_hats["catalog"], "--tiles", tiles,
+                        "--out", tmp_path / "result", "--quiet"], capsys)
+    assert_one_line_error(code, err, "tile-r.fits", "truncated or corrupt")
+    assert "left unfinished" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiles"]
+
+
+def test_input_errors_cross_process_boundaries_whole():
+    """An error raised in a Dask worker is pickled to the client: it arrives with its file, its
+    problem and a subclass's own fields."""
+    import pickle
+
+    from skysort.errors import InputError, UnfinishedRunError
+    from skysort.inference.hats import PartitionSetAside
+
+    for error in (InputError("a.fits", "truncated"), UnfinishedRunError("b.fits", "cut short"),
+                  PartitionSetAside("c.fits", "corrupt", 12345)):
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error) and (back.where, back.problem, str(back)) == (error.where, error.problem, str(error))
+    assert pickle.loads(pickle.dumps(PartitionSetAside("c.fits", "corrupt", 12345))).spatial_index == 12345

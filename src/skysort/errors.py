@@ -28,6 +28,19 @@ class InputError(Exception):
         self.problem = problem
         super().__init__(f"{self.where}: {problem}")
 
+    def __reduce__(self):
+        # An exception pickles as ``cls(*self.args)``, and ``args`` here is the joined message:
+        # rebuild from the fields instead, so that the error a Dask worker raised reaches the
+        # client whole (subclasses' extra fields included).
+        return _restored_input_error, (type(self), dict(self.__dict__))
+
+
+def _restored_input_error(cls: type, state: dict) -> InputError:
+    error = cls.__new__(cls)
+    InputError.__init__(error, state["where"], state["problem"])
+    error.__dict__.update(state)
+    return error
+
 
 class UnfinishedRunError(InputError):
     """Bad input (a damaged tile, say) stopped some work units of a streamed prediction run

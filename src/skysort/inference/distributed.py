@@ -56,8 +56,10 @@ def connect(spec: str):
     spec = spec.strip()
     n = check_dask_spec(spec)
     if n is not None:
+        # A failed task reaches the client as its exception, which skysort reports as one line:
+        # the workers' own ERROR log of it would print a traceback beside that line.
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR)
+                               silence_logs=logging.CRITICAL)
         return Client(cluster), cluster
     try:
         return Client(spec, timeout="30s"), None

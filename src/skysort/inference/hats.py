@@ -16,7 +16,11 @@ The result is written to a folder beside ``out`` (``.NAME.partial``) and renamed
 complete, so an interrupted run never leaves a half-written catalogue at ``out``. Rerunning
 the same command resumes it: partitions LSDB has marked done are kept, the others are
 recomputed. A rerun with another model, catalogue, tiles or options is refused, as is one on
-a tile replaced by another of the same size (its FITS headers differ). Provenance
+a tile replaced by another of the same size (its FITS headers differ). A tile found damaged
+while cutting stops only the partitions with rows on it: the others are written, the run ends
+with one :class:`~skysort.errors.UnfinishedRunError` and lists them in the signature file
+(``unreadable``), and once the tile is copied again (whatever its size now) the rerun
+computes those partitions only. Provenance
 (model, file hash, inputs, software versions) goes into the catalogue's ``hats.properties``
 as ``skysort_*`` keys.
 """
@@ -33,13 +37,13 @@ import numpy as np
 
 from .._io import atomic_path
 from ..data.images import patterns_text
-from ..errors import InputError
-from .manifest import changed_headers, file_identity, replaced_files
+from ..errors import InputError, UnfinishedRunError
+from .manifest import changed_headers, file_identity, repaired_files_only, replaced_files
 from .predictor import ClassDecision
-from .stream import (CatalogColumns, ReaderConfig, RunOptions, TileIndex, TileInfo, UnitAssembler, UnitReader, _blank_outputs,
-                     _in_thread, magnitude_range_check, model_record, output_id_dtype, parse_carried, prediction_columns,
-                     prediction_output_names, prepare_inputs, resolve_device,
-                     run_signature, tile_header_digests)
+from .stream import (CatalogColumns, ReaderConfig, RunOptions, TileIndex, TileInfo, UnitAssembler, UnitReader, UnreadableUnits,
+                     _blank_outputs, _in_thread, about_unit_tile, magnitude_range_check, model_record, output_id_dtype,
+                     parse_carried, prediction_columns, prediction_output_names, prepare_inputs, resolve_device, run_signature,
+                     tile_header_digests)
 
 # One tile reader and tile index per worker process, kept between partitions.
 _READERS: dict[str, UnitReader] = {}
@@ -150,7 +154,12 @@ def _predict_rows(frame, *, predictor, device: str, columns: CatalogColumns, rea
         for k, tile in enumerate(np.unique(owner)):
             chosen = np.flatnonzero(owner == tile)
             unit = {"index": k, "kind": "tile" if tile >= 0 else "catalog", "tile": int(tile) if tile >= 0 else None}
-            yield from reader.batches_of_rows(unit, {name: values[chosen] for name, values in rows.items()})
+            try:
+                yield from reader.batches_of_rows(unit, {name: values[chosen] for name, values in rows.items()})
+            except InputError as error:
+                if about_unit_tile(unit, error, reader_config):
+                    raise PartitionSetAside(error.where, error.problem, int(frame.index[0])) from None
+                raise
 
     assembler = UnitAssembler(predictor, probe, decision=decision, device=device)
     tables = []
@@ -164,6 +173,19 @@ def _predict_rows(frame, *, predictor, device: str, columns: CatalogColumns, rea
     table = table[order]
     del table["catalog_row"]
     return _result_frame(table, frame.index, extra)
+
+
+class PartitionSetAside(InputError):
+    """A partition stopped by one of its tile files (a truncated image, say): it is left
+    unwritten while the run goes on with the others.
+
+    ``spatial_index`` is the HATS spatial index (``_healpix_29``) of one of its rows, from
+    which the client finds the partition.
+    """
+
+    def __init__(self, where: str | os.PathLike, problem: str, spatial_index: int):
+        super().__init__(where, problem)
+        self.spatial_index = int(spatial_index)
 
 
 def _copied(frame, keep: Mapping[str, str]) -> dict[str, np.ndarray]:
@@ -206,6 +228,8 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
 
     from .. import __version__
     from ..provenance import software_versions
+    from lsdb.io.to_hats import to_hats
+
     from .distributed import connect, worker_predictor
 
     lsdb = _import_lsdb(catalog)
@@ -282,38 +306,49 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
     headers = tile_header_digests(tiles)
     if resume:
         recorded = json.loads(partial_signature.read_text()) if partial_signature.is_file() else None
-        recorded_headers = recorded.pop(_HEADERS_KEY, {}) if isinstance(recorded, dict) else {}
-        if recorded != json.loads(json.dumps(signature)):
+        recorded = recorded if isinstance(recorded, dict) else {}
+        recorded_headers = recorded.pop(_HEADERS_KEY, {})
+        set_aside_before = recorded.pop(_SET_ASIDE_KEY, [])
+        current = json.loads(json.dumps(signature))
+        # Tiles that stopped partitions last time may since have been copied again whole (another
+        # size): nothing was written from them, and their headers are still compared below.
+        repaired = {str(Path(entry["where"]).resolve()) for entry in set_aside_before}
+        if recorded != current and not repaired_files_only(recorded, current, repaired):
             raise InputError(partial, "holds an unfinished HATS result of another run (model, catalogue, tiles or options "
                                       "differ); remove it to start again")
         changed = changed_headers(recorded_headers, headers)
         if changed:
             raise InputError(partial, f"holds an unfinished HATS result planned on other images: {replaced_files(changed)}; "
                                       "resuming would mix predictions of both: remove it to start again")
-    if not resume or headers != recorded_headers:
-        with atomic_path(partial_signature) as tmp:
-            Path(tmp).write_text(json.dumps({**signature, _HEADERS_KEY: headers}, indent=1))
+    with atomic_path(partial_signature) as tmp:
+        Path(tmp).write_text(json.dumps({**signature, _HEADERS_KEY: headers}, indent=1))
     client = cluster = None
     try:
         if options.dask:
             client, cluster = connect(options.dask)
             context = dask.config.set()
+            parallel = max(1, sum(client.nthreads().values()))
         else:
             # One partition at a time in this process: memory is that of one partition.
             context = dask.config.set(scheduler="synchronous")
+            parallel = 1
         with context:
-            # LSDB marks each partition done after writing it; resuming rewrites only the others.
             try:
-                result.write_catalog(partial, catalog_name=out.name, addl_hats_properties=provenance, as_collection=False,
-                                     resume=resume, progress_bar=not options.quiet)
+                set_aside = _write_partitions(result, partial, parallel=parallel, quiet=options.quiet)
             except Exception as exc:
                 problem = _input_error_in(exc)
                 if problem is None:
                     raise
-                if not resume:  # bad input found by this run: nothing of it is worth resuming
+                if not resume or isinstance(problem, _NothingWritten):  # nothing of this run is worth resuming
                     shutil.rmtree(partial, ignore_errors=True)
                     partial_signature.unlink(missing_ok=True)
                 raise problem from None
+            if set_aside:
+                _record_set_aside(partial_signature, set_aside)
+                raise _unfinished_error(set_aside, partial, len(hats_catalog.get_healpix_pixels()))
+            # Every partition is marked done: LSDB writes the catalogue's metadata and properties.
+            to_hats(result, base_catalog_path=partial, catalog_name=out.name, addl_hats_properties=provenance, resume=True,
+                    progress_bar=False, histogram_order=_histogram_order(result))
         os.replace(partial, out)
         partial_signature.unlink()
     finally:
@@ -325,6 +360,96 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
     n_sources = int(written.hc_structure.catalog_info.total_rows or 0)
     _check_result(out, list(written.columns), catalog, n_sources, bool(options.tiles), warn)
     return {"out": out, "n_sources": n_sources, "n_partitions": len(hats_catalog.get_healpix_pixels()), "provenance": provenance}
+
+
+#: The key of the unfinished run's signature file that lists the partitions its tiles stopped
+#: (``where``, ``problem``, ``pixel``), as the streaming manifest's ``unreadable``.
+_SET_ASIDE_KEY = "unreadable"
+
+
+class _NothingWritten(InputError):
+    """Partitions failed on their tiles before any was written: the run stopped early."""
+
+
+def _histogram_order(result) -> int:
+    """The HEALPix order of the result's point-count histogram (LSDB's own choice), given to
+    both steps of the write so that their histograms add up."""
+    order = result.hc_structure.catalog_info.skymap_order
+    if order is not None:
+        return int(order)
+    pixels = result.get_healpix_pixels()
+    return max(max((p.order for p in pixels), default=0), 8)
+
+
+def _write_partitions(result, partial: Path, *, parallel: int, quiet: bool) -> list[dict[str, Any]]:
+    """Write every partition of ``result`` into ``partial`` that is not marked done there,
+    going on past partitions stopped by one of their tiles; returns those (``where``,
+    ``problem``, ``pixel``), left unmarked for a rerun.
+
+    LSDB's write stops at the first partition that fails and has no way to leave one out, so
+    the partitions are written through its partition writer (which marks each one done, as its
+    resumable write does) and again without the partitions set aside, until none fails. The
+    catalogue's metadata is written afterwards, once all are done.
+
+    Raises
+    ------
+    _NothingWritten
+        Partitions failed on their tiles and none is written: all of them, or partitions
+        stopped by :attr:`UnreadableUnits.GIVE_UP_AFTER` different files per partition written
+        at a time.
+    """
+    from hats.pixel_math import HealpixPixel
+    from lsdb.io.to_hats import read_done_pixels, write_partitions
+
+    pixels = list(result.get_healpix_pixels())
+    order = _histogram_order(result)
+    partial.mkdir(parents=True, exist_ok=True)
+    set_aside: dict[HealpixPixel, dict[str, Any]] = {}
+    while True:
+        done = list(read_done_pixels(partial))
+        try:
+            write_partitions(result, partial, order, existing_pixels=[*done, *set_aside], progress_bar=not quiet)
+            return list(set_aside.values())
+        except Exception as exc:
+            stopped = _input_error_in(exc)
+            if not isinstance(stopped, PartitionSetAside):
+                raise
+            pixel = _pixel_holding(pixels, stopped.spatial_index)
+            set_aside[pixel] = {"where": stopped.where, "problem": stopped.problem, "pixel": f"{pixel.order}/{pixel.pixel}"}
+        files = {entry["where"] for entry in set_aside.values()}
+        # Counted in files, not partitions: one damaged tile may stop every partition computed
+        # first, and it is no sign of a problem shared by all tiles.
+        if not read_done_pixels(partial) and (len(files) >= UnreadableUnits.GIVE_UP_AFTER * parallel
+                                              or len(set_aside) == len(pixels)):
+            first = next(iter(set_aside.values()))
+            others = f" ({len(files) - 1} other file(s) too)" if len(files) > 1 else ""
+            raise _NothingWritten(first["where"], first["problem"] + others)
+
+
+def _pixel_holding(pixels, spatial_index: int):
+    """The partition (HEALPix pixel) of ``pixels`` holding a row of this HATS spatial index
+    (order 29)."""
+    for pixel in pixels:
+        if spatial_index >> (2 * (29 - pixel.order)) == pixel.pixel:
+            return pixel
+    raise ValueError(f"no partition holds spatial index {spatial_index}")
+
+
+def _record_set_aside(partial_signature: Path, set_aside: Sequence[Mapping[str, Any]]) -> None:
+    content = json.loads(partial_signature.read_text())
+    content[_SET_ASIDE_KEY] = list(set_aside)
+    with atomic_path(partial_signature) as tmp:
+        Path(tmp).write_text(json.dumps(content, indent=1))
+
+
+def _unfinished_error(set_aside: Sequence[Mapping[str, Any]], partial: Path, n_partitions: int) -> UnfinishedRunError:
+    first = set_aside[0]
+    files = {entry["where"] for entry in set_aside}
+    others = f" ({len(files) - 1} other file(s) too)" if len(files) > 1 else ""
+    return UnfinishedRunError(first["where"], f"{first['problem']}{others}; {len(set_aside)} of {n_partitions} HEALPix "
+                                              f"partitions are left unfinished in {partial} (listed under "
+                                              f"'{_SET_ASIDE_KEY}' in {partial}.json); the other {n_partitions - len(set_aside)} "
+                                              "are written: replace the file(s) and run the same command again to finish")
 
 
 def _warn_magnitude_range(hats_catalog, columns: CatalogColumns, predictor, catalog, warn) -> None:

@@ -247,7 +247,7 @@ def _describe_signature_difference(old: dict[str, Any], new: dict[str, Any]) -> 
     return "; ".join(described) or "signature"
 
 
-def _repaired_files_only(old: Mapping[str, Any], new: Mapping[str, Any], repaired: set[str]) -> bool:
+def repaired_files_only(old: Mapping[str, Any], new: Mapping[str, Any], repaired: set[str]) -> bool:
     """Whether two run signatures differ only in the sizes of ``repaired`` files (resolved
     paths) among their tile and weight files (``"PATH:SIZE"`` items)."""
     if not repaired or json_sha256(old) == json_sha256(new):
@@ -367,7 +367,7 @@ class Manifest:
         manifest = cls.load(folder)
         if manifest is not None:
             old = manifest.content.get("signature", {})
-            if _repaired_files_only(old, signature, manifest.unreadable_files()):
+            if repaired_files_only(old, signature, manifest.unreadable_files()):
                 # The files that stopped units were replaced (a truncated tile copied again, say):
                 # no part was made from them, and their headers are still checked below.
                 manifest.content["signature"] = old = signature

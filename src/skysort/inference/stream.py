@@ -50,6 +50,7 @@ import queue
 import re
 import shutil
 import threading
+import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -1289,6 +1290,10 @@ class ReaderConfig:
     #: The model's pixel scale [arcsec/px]: tiles whose reference band differs from it by more
     #: than :data:`PIXEL_SCALE_TOLERANCE` are resampled to it (None: cut as they are).
     model_pixel_scale: float | None = None
+    #: A token fresh for each run: a worker process keeps its tile reader (open tiles, and the
+    #: tiles it found unreadable) for the run it was made for only, so that a rerun after a
+    #: damaged tile was copied again reads the new file.
+    run: str = ""
 
 
 #: Relative difference between a tile's pixel scale and the model's beyond which stamps are
@@ -1657,12 +1662,17 @@ UNIT_INPUT_ERROR = "skysort-unit-input-error"
 
 def unit_input_error(unit: Mapping[str, Any], error: InputError, config: ReaderConfig) -> dict[str, tuple[int, str, str, bool]]:
     """The item that stands for ``unit`` stopped by ``error`` (see :data:`UNIT_INPUT_ERROR`)."""
-    files: list[str] = []
-    if unit.get("tile") is not None:
-        tile = config.tiles[unit["tile"]]
-        files = [*tile["files"].values(), *(tile.get("weights") or {}).values()]
-    about_tile = str(Path(error.where).resolve()) in {str(Path(f).resolve()) for f in files}
-    return {UNIT_INPUT_ERROR: (int(unit["index"]), str(error.where), error.problem, about_tile)}
+    return {UNIT_INPUT_ERROR: (int(unit["index"]), str(error.where), error.problem, about_unit_tile(unit, error, config))}
+
+
+def about_unit_tile(unit: Mapping[str, Any], error: InputError, config: ReaderConfig) -> bool:
+    """Whether ``error`` names one of the image or weight files of ``unit``'s tile (a damaged
+    tile, which sets the unit aside) rather than anything else (which stops the run)."""
+    if unit.get("tile") is None:
+        return False
+    tile = config.tiles[unit["tile"]]
+    files = [*tile["files"].values(), *(tile.get("weights") or {}).values()]
+    return str(Path(error.where).resolve()) in {str(Path(f).resolve()) for f in files}
 
 
 def iter_batches(config: ReaderConfig, units: Sequence[Mapping[str, Any]], *, workers: int, queue_batches: int) -> Iterator[dict[str, Any]]:
@@ -1957,7 +1967,7 @@ class PreparedInputs:
             photometry_only_ok=self.probe["photometry_only"], background=options.background, seeing_band=spec.seeing_band,
             zero_points=spec.zero_points, photometry_missing=photometry_missing, carried_units=carried_units,
             weight_hdu=options.weight_hdu, image_zero_points=self.image_zero_points or None,
-            model_pixel_scale=spec.pixel_scale)
+            model_pixel_scale=spec.pixel_scale, run=uuid.uuid4().hex)
 
 
 def prepare_inputs(model: str | os.PathLike, predictor: Predictor, options: "RunOptions",
