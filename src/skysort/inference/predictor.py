@@ -120,7 +120,9 @@ class TorchPredictor:
 
     def __init__(self, network, meta: dict[str, Any], model_file: str | os.PathLike, spec: InputSpec,
                  device: str = "cpu", default_classes: list[str] | None = None):
-        self.network, self.meta, self.model_file = network, meta, Path(model_file)
+        from ..models.inference import fold_batch_norms
+
+        self.network, self.meta, self.model_file = fold_batch_norms(network), meta, Path(model_file)
         self.classes = list(meta.get("classes") or default_classes or [])
         self.name = self.model_file.stem
         self.spec = spec
@@ -128,7 +130,9 @@ class TorchPredictor:
         self.to(device)
 
     def to(self, device: str) -> "TorchPredictor":
-        self.network.to(device)
+        from ..models.inference import memory_format_for
+
+        self.network.to(device, memory_format=memory_format_for(device))
         self.device = device
         return self
 
