@@ -238,3 +238,25 @@ def test_predict_warns_about_seeing_the_model_was_not_trained_for(tmp_path, caps
         assert "warning" not in err
     else:
         assert expected in err and err.count("\n") == 1
+
+
+def test_a_large_image_is_measured_on_windows_spread_over_it():
+    from skysort.data.seeing import measurement_windows
+
+    assert measurement_windows((700, 700), max_pixels=700 * 700) == [(slice(0, 700), slice(0, 700))]
+    windows = measurement_windows((18000, 18000))  # a KiDS coadd tile at 0.2"/px
+    assert len(windows) == 4 and sum((r.stop - r.start) * (c.stop - c.start) for r, c in windows) <= 2048 * 2048
+    assert {r.start for r, _ in windows} == {0, 18000 - 1024} and {c.stop for _, c in windows} == {1024, 18000}
+    strip = measurement_windows((800, 40000), max_pixels=4 * 800 * 800, window=800)
+    assert len(strip) == 4 and all(r == slice(0, 800) for r, _ in strip)
+    assert [c.start for _, c in strip] == [0, 13067, 26133, 39200]
+
+
+def test_windows_find_the_seeing_of_the_whole_image():
+    """The stars of four 300-px windows of a 700-px field give its seeing as the whole field
+    does (and the windowed measurement reads less than half its pixels)."""
+    field = synthetic_field(1.4, n_stars=160, n_galaxies=60, seed=5)
+    whole = measure_seeing(field, PIXEL_SCALE)
+    windowed = measure_seeing(field, PIXEL_SCALE, max_pixels=4 * 300 * 300, window=300)
+    assert whole.fwhm == pytest.approx(1.4, rel=0.05) and windowed.fwhm == pytest.approx(1.4, rel=0.05)
+    assert 10 <= windowed.n_sources < whole.n_sources
