@@ -10,22 +10,11 @@ present. Run ``python benchmarks/blend_predict_throughput.py [--model blend-cfis
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 
-
-def measure(predictor, images: np.ndarray, batch: int) -> float:
-    predictor.predict({"image": images[:batch]})  # warm-up
-    if predictor.device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for first in range(0, len(images), batch):
-        predictor.predict({"image": images[first : first + batch]})
-    if predictor.device == "cuda":
-        torch.cuda.synchronize()
-    return len(images) / (time.perf_counter() - start)
+from predictor_timing import predictor_rate  # beside this script
 
 
 def main() -> None:
@@ -44,13 +33,13 @@ def main() -> None:
     threads = torch.get_num_threads()
     print(f"model {args.model}: {sum(p.numel() for p in predictor.network.parameters()):,} parameters, batches of {args.batch}")
     if not args.gpu_only:
-        print(f"cpu_{threads}threads_stamps_per_s={measure(predictor, images, args.batch):,.0f}")
+        print(f"cpu_{threads}threads_stamps_per_s={predictor_rate(predictor, images, args.batch):,.0f}")
         torch.set_num_threads(1)
-        print(f"cpu_1thread_stamps_per_s={measure(predictor, images, args.batch):,.0f}")
+        print(f"cpu_1thread_stamps_per_s={predictor_rate(predictor, images, args.batch):,.0f}")
         torch.set_num_threads(threads)
     if torch.cuda.is_available():
         predictor.to("cuda")
-        print(f"gpu_{torch.cuda.get_device_name(0).replace(' ', '_')}_stamps_per_s={measure(predictor, images, 4096):,.0f}")
+        print(f"gpu_{torch.cuda.get_device_name(0).replace(' ', '_')}_stamps_per_s={predictor_rate(predictor, images, 4096):,.0f}")
     else:
         print("gpu: none on this machine")
 
