@@ -452,3 +452,16 @@ def test_input_errors_cross_process_boundaries_whole():
         back = pickle.loads(pickle.dumps(error))
         assert type(back) is type(error) and (back.where, back.problem, str(back)) == (error.where, error.problem, str(error))
     assert pickle.loads(pickle.dumps(PartitionSetAside("c.fits", "corrupt", 12345))).spatial_index == 12345
+
+
+def test_without_lsdbs_partition_writer_a_hats_run_writes_as_lsdb_does(hats_survey, tmp_path, monkeypatch):
+    """With an LSDB that has no partition writer under the expected names, the run falls back on
+    LSDB's own resumable write and gives the same rows."""
+    import skysort.inference.hats as hats_module
+
+    assert hats_module._partition_writer() is not None  # this LSDB has it: the other tests use it
+    options = RunOptions(tiles=hats_survey["tiles"], batch_size=32)
+    predict_hats(hats_survey["model"], hats_survey["hats"], tmp_path / "with", options)
+    monkeypatch.setattr(hats_module, "_partition_writer", lambda: None)
+    predict_hats(hats_survey["model"], hats_survey["hats"], tmp_path / "without", options)
+    assert_same_rows(read_hats_result(tmp_path / "with"), read_hats_result(tmp_path / "without"))

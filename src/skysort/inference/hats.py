@@ -228,8 +228,6 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
 
     from .. import __version__
     from ..provenance import software_versions
-    from lsdb.io.to_hats import to_hats
-
     from .distributed import connect, worker_predictor
 
     lsdb = _import_lsdb(catalog)
@@ -333,8 +331,16 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
             context = dask.config.set(scheduler="synchronous")
             parallel = 1
         with context:
+            writer = _partition_writer()
             try:
-                set_aside = _write_partitions(result, partial, parallel=parallel, quiet=options.quiet)
+                if writer is None:
+                    # An LSDB release without the partition writer: its own resumable write, which
+                    # stops at the first partition that fails.
+                    result.write_catalog(partial, catalog_name=out.name, addl_hats_properties=provenance, as_collection=False,
+                                         resume=resume, progress_bar=not options.quiet)
+                    set_aside = []
+                else:
+                    set_aside = _write_partitions(result, partial, writer, parallel=parallel, quiet=options.quiet)
             except Exception as exc:
                 problem = _input_error_in(exc)
                 if problem is None:
@@ -346,9 +352,10 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
             if set_aside:
                 _record_set_aside(partial_signature, set_aside)
                 raise _unfinished_error(set_aside, partial, len(hats_catalog.get_healpix_pixels()))
-            # Every partition is marked done: LSDB writes the catalogue's metadata and properties.
-            to_hats(result, base_catalog_path=partial, catalog_name=out.name, addl_hats_properties=provenance, resume=True,
-                    progress_bar=False, histogram_order=_histogram_order(result))
+            if writer is not None:
+                # Every partition is marked done: LSDB writes the catalogue's metadata and properties.
+                writer.to_hats(result, base_catalog_path=partial, catalog_name=out.name, addl_hats_properties=provenance,
+                               resume=True, progress_bar=False, histogram_order=_histogram_order(result))
         os.replace(partial, out)
         partial_signature.unlink()
     finally:
@@ -381,7 +388,19 @@ def _histogram_order(result) -> int:
     return max(max((p.order for p in pixels), default=0), 8)
 
 
-def _write_partitions(result, partial: Path, *, parallel: int, quiet: bool) -> list[dict[str, Any]]:
+def _partition_writer():
+    """LSDB's partition writer (``lsdb.io.to_hats``: ``write_partitions``, ``read_done_pixels``,
+    ``to_hats``, as in LSDB 0.11), or None with an LSDB that has none under these names."""
+    import importlib
+
+    try:
+        writer = importlib.import_module("lsdb.io.to_hats")
+    except ImportError:
+        return None
+    return writer if all(hasattr(writer, name) for name in ("write_partitions", "read_done_pixels", "to_hats")) else None
+
+
+def _write_partitions(result, partial: Path, writer, *, parallel: int, quiet: bool) -> list[dict[str, Any]]:
     """Write every partition of ``result`` into ``partial`` that is not marked done there,
     going on past partitions stopped by one of their tiles; returns those (``where``,
     ``problem``, ``pixel``), left unmarked for a rerun.
@@ -399,8 +418,8 @@ def _write_partitions(result, partial: Path, *, parallel: int, quiet: bool) -> l
         at a time.
     """
     from hats.pixel_math import HealpixPixel
-    from lsdb.io.to_hats import read_done_pixels, write_partitions
 
+    read_done_pixels, write_partitions = writer.read_done_pixels, writer.write_partitions
     pixels = list(result.get_healpix_pixels())
     order = _histogram_order(result)
     partial.mkdir(parents=True, exist_ok=True)
