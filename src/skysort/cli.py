@@ -818,7 +818,7 @@ def predict_command(
     memory_gb: Annotated[float, typer.Option("--memory-gb", help="Memory bound in GiB: stamps in flight, tile cache, part size, catalogue chunks.")] = 4.0,
     device: Annotated[Optional[str], typer.Option("--device", help="cpu or cuda (default: cuda when available; bf16 autocast there).")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads of the model (torch).")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Processes cutting stamps beside the model (default: 0, one thread, on CPU; up to 8 with CUDA).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Processes cutting stamps beside the model (default: 0, one thread, on CPU; up to 8 with CUDA). On a CPU with cores to spare, 1 or more keeps the tiles' background and seeing measurement (SEP, which holds Python's global lock) off the model's thread.")] = None,
     dask: Annotated[Optional[str], typer.Option("--dask", help="Run work units on Dask: local:N (N worker processes) or a scheduler address tcp://host:8786.")] = None,
     threshold: Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Binary models: the second class when its probability exceeds this (default: the most probable class).")] = None,
     prior: Annotated[Optional[str], typer.Option("--prior", help=_PRIOR_HELP)] = None,
