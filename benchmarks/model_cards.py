@@ -179,10 +179,11 @@ KIDS_REPRODUCE = [
     "# stages 1-2: every branch on the field population (up to 14 epochs at lr 2e-3, then up to 6 at lr 5e-4);",
     "# stages 3-4: photometry branch and fused head on the spectroscopic-object population, image branch fixed",
     "# (the same for each ablation, with --branches image|photometry; --seeing-input needs an image branch)",
-    f"skysort train --task sgq --data kids_train400.h5 --out stage1.pt {KIDS_STAGES[0][1]} {KIDS_SEEING}",
-    f"skysort train --task sgq --data kids_train400.h5 --init stage1.pt --out stage2.pt {KIDS_STAGES[1][1]}",
-    f"skysort train --task sgq --data kids_train_targets.h5 --init stage2.pt --freeze image --out stage3.pt {KIDS_STAGES[2][1]}",
-    f"skysort train --task sgq --data kids_train_targets.h5 --init stage3.pt --freeze image --out sgq-kids.pt {KIDS_STAGES[3][1]}",
+    *(f"skysort train --task sgq --data {data}.h5" + (f" --init stage{number - 1}.pt" if number > 1 else "")
+      + (" --freeze image" if number >= KIDS_FROZEN_IMAGE_FROM_STAGE else "")
+      + f" --out {'sgq-kids' if number == len(KIDS_STAGES) else f'stage{number}'}.pt {options}"
+      + (f" {KIDS_SEEING}" if number == 1 else "")
+      for number, (data, options) in enumerate(KIDS_STAGES, start=1)),
     "skysort evaluate --model sgq-kids.pt --data kids_test.h5 --out eval/kids_test",
     "python benchmarks/sgq_training.py --n 200000 --epochs 5   # training time (GPU when present)",
     "python benchmarks/sgq_reference_classifier.py --train kids_train400.h5 --test kids_test.h5 --concentration r",
