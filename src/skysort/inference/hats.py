@@ -38,12 +38,12 @@ import numpy as np
 from .._io import atomic_path
 from ..data.images import patterns_text
 from ..errors import InputError, UnfinishedRunError
-from .manifest import changed_headers, file_identity, repaired_files_only, replaced_files
+from .manifest import changed_headers, failed_files, file_identity, repaired_files_only, replaced_files
 from .predictor import ClassDecision
 from .stream import (CatalogColumns, ReaderConfig, RunOptions, TileIndex, TileInfo, UnitAssembler, UnitReader, UnreadableUnits,
-                     _blank_outputs, _in_thread, about_unit_tile, magnitude_range_check, model_record, output_id_dtype,
-                     parse_carried, prediction_columns, prediction_output_names, prepare_inputs, resolve_device, run_signature,
-                     tile_header_digests)
+                     _blank_outputs, _in_thread, about_unit_tile, failures_problem, magnitude_range_check, model_record,
+                     output_id_dtype, parse_carried, prediction_columns, prediction_output_names, prepare_inputs,
+                     resolve_device, run_signature, tile_header_digests)
 
 # One tile reader and tile index per worker process, kept between partitions.
 _READERS: dict[str, UnitReader] = {}
@@ -310,8 +310,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
         current = json.loads(json.dumps(signature))
         # Tiles that stopped partitions last time may since have been copied again whole (another
         # size): nothing was written from them, and their headers are still compared below.
-        repaired = {str(Path(entry["where"]).resolve()) for entry in set_aside_before}
-        if recorded != current and not repaired_files_only(recorded, current, repaired):
+        if recorded != current and not repaired_files_only(recorded, current, failed_files(set_aside_before)):
             raise InputError(partial, "holds an unfinished HATS result of another run (model, catalogue, tiles or options "
                                       "differ); remove it to start again")
         changed = changed_headers(recorded_headers, headers)
@@ -351,7 +350,7 @@ def predict_hats(model: str | os.PathLike, catalog: str | os.PathLike, out: str 
                 raise problem from None
             if set_aside:
                 _record_set_aside(partial_signature, set_aside)
-                raise _unfinished_error(set_aside, partial, len(hats_catalog.get_healpix_pixels()))
+                raise _unfinished_error(set_aside, partial, partial_signature, len(hats_catalog.get_healpix_pixels()))
             if writer is not None:
                 # Every partition is marked done: LSDB writes the catalogue's metadata and properties.
                 writer.to_hats(result, base_catalog_path=partial, catalog_name=out.name, addl_hats_properties=provenance,
@@ -435,21 +434,21 @@ def _write_partitions(result, partial: Path, writer, *, parallel: int, quiet: bo
                 raise
             pixel = _pixel_holding(pixels, stopped.spatial_index)
             set_aside[pixel] = {"where": stopped.where, "problem": stopped.problem, "pixel": f"{pixel.order}/{pixel.pixel}"}
-        files = {entry["where"] for entry in set_aside.values()}
+        failed = list(set_aside.values())
         # Counted in files, not partitions: one damaged tile may stop every partition computed
         # first, and it is no sign of a problem shared by all tiles.
+        files = {entry["where"] for entry in failed}
         if not read_done_pixels(partial) and (len(files) >= UnreadableUnits.GIVE_UP_AFTER * parallel
                                               or len(set_aside) == len(pixels)):
-            first = next(iter(set_aside.values()))
-            others = f" ({len(files) - 1} other file(s) too)" if len(files) > 1 else ""
-            raise _NothingWritten(first["where"], first["problem"] + others)
+            raise _NothingWritten(failed[0]["where"], failures_problem(failed))
 
 
 def _pixel_holding(pixels, spatial_index: int):
-    """The partition (HEALPix pixel) of ``pixels`` holding a row of this HATS spatial index
-    (order 29)."""
+    """The partition (HEALPix pixel) of ``pixels`` holding a row of this HATS spatial index."""
+    from hats.pixel_math import spatial_index_to_healpix
+
     for pixel in pixels:
-        if spatial_index >> (2 * (29 - pixel.order)) == pixel.pixel:
+        if int(spatial_index_to_healpix([spatial_index], target_order=pixel.order)[0]) == pixel.pixel:
             return pixel
     raise ValueError(f"no partition holds spatial index {spatial_index}")
 
@@ -461,14 +460,13 @@ def _record_set_aside(partial_signature: Path, set_aside: Sequence[Mapping[str, 
         Path(tmp).write_text(json.dumps(content, indent=1))
 
 
-def _unfinished_error(set_aside: Sequence[Mapping[str, Any]], partial: Path, n_partitions: int) -> UnfinishedRunError:
-    first = set_aside[0]
-    files = {entry["where"] for entry in set_aside}
-    others = f" ({len(files) - 1} other file(s) too)" if len(files) > 1 else ""
-    return UnfinishedRunError(first["where"], f"{first['problem']}{others}; {len(set_aside)} of {n_partitions} HEALPix "
-                                              f"partitions are left unfinished in {partial} (listed under "
-                                              f"'{_SET_ASIDE_KEY}' in {partial}.json); the other {n_partitions - len(set_aside)} "
-                                              "are written: replace the file(s) and run the same command again to finish")
+def _unfinished_error(set_aside: Sequence[Mapping[str, Any]], partial: Path, partial_signature: Path,
+                      n_partitions: int) -> UnfinishedRunError:
+    return UnfinishedRunError(set_aside[0]["where"], f"{failures_problem(set_aside)}; {len(set_aside)} of {n_partitions} "
+                                                     f"HEALPix partitions are left unfinished in {partial} (listed under "
+                                                     f"'{_SET_ASIDE_KEY}' in {partial_signature}); the other "
+                                                     f"{n_partitions - len(set_aside)} are written: replace the file(s) and "
+                                                     "run the same command again to finish")
 
 
 def _warn_magnitude_range(hats_catalog, columns: CatalogColumns, predictor, catalog, warn) -> None:

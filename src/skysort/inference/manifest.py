@@ -247,6 +247,11 @@ def _describe_signature_difference(old: dict[str, Any], new: dict[str, Any]) -> 
     return "; ".join(described) or "signature"
 
 
+def failed_files(failed: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Resolved paths of the files named by a run's failures (entries with ``where``)."""
+    return {str(Path(entry["where"]).resolve()) for entry in failed}
+
+
 def repaired_files_only(old: Mapping[str, Any], new: Mapping[str, Any], repaired: set[str]) -> bool:
     """Whether two run signatures differ only in the sizes of ``repaired`` files (resolved
     paths) among their tile and weight files (``"PATH:SIZE"`` items)."""
@@ -464,7 +469,7 @@ class Manifest:
 
     def unreadable_files(self) -> set[str]:
         """Resolved paths of the files that stopped units of the last run (``unreadable``)."""
-        return {str(Path(entry["where"]).resolve()) for entry in self.content.get("unreadable", [])}
+        return failed_files(self.content.get("unreadable", []))
 
     def pending(self) -> list[dict[str, Any]]:
         """Units without a recorded part, in index order."""

@@ -1742,17 +1742,22 @@ class UnreadableUnits:
             return
         manifest.content["unreadable"] = self.failed
         manifest.save()
-        first = self.failed[0]
-        files = {f["where"] for f in self.failed}
-        others = f" ({len(files) - 1} other file(s) too)" if len(files) > 1 else ""
+        where, problem = self.failed[0]["where"], failures_problem(self.failed)
         finished = sum(1 for unit in manifest.units if unit.get("part"))
         if not finished:
-            raise InputError(first["where"], first["problem"] + others)
+            raise InputError(where, problem)
         sources = sum(int(manifest.units[f["unit"]]["n_sources"]) for f in self.failed)
-        raise UnfinishedRunError(first["where"], f"{first['problem']}{others}; {len(self.failed)} of {len(manifest.units)} work "
+        raise UnfinishedRunError(where, f"{problem}; {len(self.failed)} of {len(manifest.units)} work "
                                                  f"units ({sources:,} sources) are left unfinished and listed under "
                                                  f"'unreadable' in {Manifest.path_in(manifest.folder)}; the other {finished} are "
                                                  "written: replace the file(s) and run the same command again to finish")
+
+
+def failures_problem(failed: Sequence[Mapping[str, Any]]) -> str:
+    """The problem of the first of ``failed`` (entries with ``where`` and ``problem``), with
+    how many other files failed too: the text of the error line that ends a run."""
+    files = {entry["where"] for entry in failed}
+    return failed[0]["problem"] + (f" ({len(files) - 1} other file(s) too)" if len(files) > 1 else "")
 
 
 def run_local(manifest: Manifest, reader_config: ReaderConfig, assembler: UnitAssembler, part_meta: Mapping[str, Any], *,

@@ -24,12 +24,11 @@ def fold_batch_norms(network: nn.Module) -> nn.Module:
     for module in network.modules():
         if not isinstance(module, nn.Sequential):
             continue
-        names = list(module._modules)
-        for first, second in zip(names, names[1:]):
-            conv, norm = module._modules[first], module._modules[second]
+        children = list(module.named_children())
+        for (first, conv), (second, norm) in zip(children, children[1:]):
             if type(conv) in _FOLDABLE and type(norm) is _FOLDABLE[type(conv)] and norm.running_mean is not None:
-                module._modules[first] = fuse_conv_bn_eval(conv, norm)
-                module._modules[second] = nn.Identity()
+                setattr(module, first, fuse_conv_bn_eval(conv, norm))
+                setattr(module, second, nn.Identity())
     return network
 
 
