@@ -260,3 +260,45 @@ def test_windows_find_the_seeing_of_the_whole_image():
     windowed = measure_seeing(field, PIXEL_SCALE, max_pixels=4 * 300 * 300, window=300)
     assert whole.fwhm == pytest.approx(1.4, rel=0.05) and windowed.fwhm == pytest.approx(1.4, rel=0.05)
     assert 10 <= windowed.n_sources < whole.n_sources
+
+
+@pytest.mark.parametrize("beta,fwhm_px,offset", [(2.5, 3.5, (0.0, 0.0)), (1.6, 2.5, (0.5, 0.25)), (4.8, 0.8, (0.25, 0.5))])
+def test_the_pixel_integrated_moffat_is_galsims(beta, fwhm_px, offset):
+    """The hand-written pixel integral equals GalSim's pixel-convolved Moffat drawn at tight
+    accuracy settings (both normalised on the same grid, which misses the same far wings)."""
+    import galsim
+
+    from skysort.data.seeing import pixel_integrated_moffat
+
+    tight = galsim.GSParams(folding_threshold=2e-4, maxk_threshold=1e-5, kvalue_accuracy=1e-7, xvalue_accuracy=1e-7,
+                            maximum_fft_size=16384)
+    reference = galsim.Moffat(beta=beta, fwhm=fwhm_px, gsparams=tight).drawImage(nx=31, ny=31, scale=1.0, offset=offset).array
+    ours = pixel_integrated_moffat(beta, fwhm_px, 31, offset)
+    reference, ours = reference / reference.sum(), ours / ours.sum()
+    assert np.unravel_index(np.argmax(ours), ours.shape) == (15, 15)
+    np.testing.assert_allclose(ours, reference, atol=2e-5 * reference.max())
+
+
+@pytest.mark.parametrize("beta,fwhm_px", [(2.4, 2.5), (3.7, 4.1), (8.0, 1.3)])
+def test_the_moffat_fit_inverts_the_radii_it_reads(beta, fwhm_px):
+    """The fit returns the (FWHM, beta) whose radii it is given, with no grid of allowed values
+    between (an earlier fit rounded both to steps of 0.02)."""
+    from skysort.data.seeing import _moffat_from_radii, _moffat_radii
+
+    aperture = 3.0 * fwhm_px
+    r50, r90 = _moffat_radii(beta, fwhm_px, aperture)
+    fitted_fwhm, fitted_beta = _moffat_from_radii(r50, r90 / r50, aperture)
+    assert fitted_fwhm == pytest.approx(fwhm_px, rel=1e-4)
+    assert fitted_beta == pytest.approx(beta, rel=1e-3)
+
+
+def test_the_fitted_fwhm_follows_the_half_light_radius_smoothly():
+    """Each 0.1% step in the stellar locus's radius moves the FWHM by the same small amount
+    (a little more than 0.1%: pixels blur a smaller profile more), with no steps from values
+    rounded to a grid."""
+    from skysort.data.seeing import _moffat_from_radii
+
+    radii = 1.5 * (1.0 + 0.001 * np.arange(6))
+    fwhms = np.array([_moffat_from_radii(radius, 2.3, 7.5)[0] for radius in radii])
+    ratios = fwhms[1:] / fwhms[:-1]
+    assert np.all((ratios > 1.0005) & (ratios < 1.002)) and np.ptp(ratios) < 1e-4
