@@ -184,3 +184,75 @@ def test_zero_points_come_from_the_unit_or_a_real_keyword_never_a_placeholder(tm
     fits.writeto(tmp_path / "tile.fits", _image(20), _header(**cards))
     image = read_band_image(tmp_path / "tile.fits")
     np.testing.assert_allclose(image.zero_point, zero_point, atol=1e-6)
+
+
+def _compressed(path, hdus: fits.HDUList, compression: str):
+    """``hdus`` written to ``path`` (without the suffix) and compressed as a whole with gzip or bzip2."""
+    import bz2
+    import gzip
+    import io
+
+    buffer = io.BytesIO()
+    hdus.writeto(buffer)
+    target = path.with_name(f"{path.name}.{compression}")
+    target.write_bytes({"gz": gzip.compress, "bz2": bz2.compress}[compression](buffer.getvalue()))
+    return target
+
+
+@pytest.mark.parametrize("compression", ["gz", "bz2"])
+def test_the_image_header_of_a_compressed_file_is_astropys(tmp_path, compression):
+    """Read from the start of the stream, past a table, to the image's header: the header
+    astropy gives; a file without an image has none."""
+    table = fits.BinTableHDU(Table({"a": np.arange(1000.0), "b": np.arange(1000)}), name="CAT")
+    hdus = fits.HDUList([fits.PrimaryHDU(), table, fits.ImageHDU(_image(), header=_header(), name="SCI")])
+    path = _compressed(tmp_path / "tile.fits", hdus, compression)
+    header = first_image_header(path)
+    with fits.open(path) as opened:
+        assert header == opened["SCI"].header
+    assert header["EXTNAME"] == "SCI" and header["NAXIS1"] == 100
+    assert first_image_header(_compressed(tmp_path / "table.fits", fits.HDUList([fits.PrimaryHDU(), table]), compression)) is None
+
+
+@pytest.mark.parametrize("compression", ["gz", "bz2"])
+def test_a_compressed_file_is_decompressed_only_as_far_as_its_image_header(tmp_path, compression):
+    """A file cut short inside its pixels still gives its header (its pixels are read, and
+    found damaged, when its stamps are cut); one cut short inside the header is refused."""
+    path = _compressed(tmp_path / "tile.fits", fits.HDUList([fits.PrimaryHDU(np.random.default_rng(0).normal(size=(400, 400)),
+                                                                             header=_header())]), compression)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) * 4 // 5])  # bzip2 gives nothing of a block cut short: keep its first
+    with pytest.raises((OSError, EOFError)):
+        fits.getheader(path)  # astropy decompresses the whole file first
+    assert first_image_header(path)["NAXIS1"] == 400
+    path.write_bytes(whole[:40])
+    with pytest.raises(InputError, match="truncated or corrupt"):
+        first_image_header(path)
+
+
+def test_compressed_files_left_to_astropy(tmp_path):
+    """A tile-compressed image inside a gzip file, and a plain FITS file named .gz, are read as
+    astropy reads them."""
+    import gzip
+    import io
+
+    buffer = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(_image().astype(np.float32), header=_header())]).writeto(buffer)
+    packed = tmp_path / "tile.fits.fz.gz"
+    packed.write_bytes(gzip.compress(buffer.getvalue()))
+    assert first_image_header(packed)["NAXIS1"] == 100
+    plain = tmp_path / "plain.fits.gz"
+    buffer = io.BytesIO()
+    fits.PrimaryHDU(_image(), header=_header()).writeto(buffer)
+    plain.write_bytes(buffer.getvalue())
+    assert plain.read_bytes()[:6] == b"SIMPLE" and first_image_header(plain)["NAXIS2"] == 100
+
+
+@pytest.mark.parametrize("compression", ["gz", "bz2"])
+def test_a_compressed_file_damaged_inside_its_pixels_is_one_error_naming_it(tmp_path, compression):
+    path = _compressed(tmp_path / "tile.fits", fits.HDUList([fits.PrimaryHDU(_image(300), header=_header())]), compression)
+    whole = bytearray(path.read_bytes())
+    middle = len(whole) // 2
+    whole[middle : middle + 64] = bytes(64)  # zeroed bytes inside the compressed pixels
+    path.write_bytes(bytes(whole))
+    with pytest.raises(InputError, match="tile.fits.*truncated or corrupt"):
+        read_band_image(path, "r")

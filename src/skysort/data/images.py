@@ -21,10 +21,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
+import io
 import math
 import os
 import re
 import warnings
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
@@ -36,6 +38,7 @@ from astropy.wcs import WCS, FITSFixedWarning, NoConvergence
 from astropy.wcs.utils import proj_plane_pixel_scales, wcs_to_celestial_frame
 
 from ..errors import InputError
+from .fits_headers import card_values, header_stream, read_header_cards, skip_data, whole_file_decompressor
 
 #: Canonical order of common band names, bluest first; bands are sorted by it when the user
 #: gives no order.
@@ -470,12 +473,22 @@ def open_fits(path: str | Path, **options) -> Iterator[fits.HDUList]:
         The file, or the data read from it in the block, is truncated or corrupt. astropy's
         own warnings are silenced: they would be a second line before that error.
     """
+    decompress = whole_file_decompressor(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)
-            with fits.open(path, **options) as hdul:
+            if decompress is None:
+                source = path
+            else:
+                # Decompressed once, here: astropy reads through a gzip or bzip2 stream to list
+                # the HDUs, then seeks back for the pixels, which decompresses the file again
+                # from its start (twice the time for an SDSS frame).
+                with decompress(path, "rb") as stream:
+                    source = io.BytesIO(stream.read())
+                options = {key: value for key, value in options.items() if key != "memmap"}
+            with fits.open(source, **options) as hdul:
                 yield hdul
-    except (OSError, ValueError, EOFError, TypeError, IndexError) as exc:
+    except (OSError, ValueError, EOFError, TypeError, IndexError, zlib.error) as exc:
         raise InputError(path, f"not a readable FITS file (truncated or corrupt: {exc})") from exc
 
 
@@ -555,6 +568,10 @@ def first_image_header(path: str | Path) -> fits.Header | None:
     InputError
         The file is not a readable FITS file (truncated or corrupt), or a mosaic.
     """
+    if str(path).lower().endswith((".gz", ".bz2")):
+        header = _streamed_first_image_header(path)
+        if header is not _ASK_ASTROPY:
+            return header
     with open_fits(path, memmap=True, lazy_load_hdus=True) as hdul:
         for index, hdu in enumerate(hdul):
             if _is_2d_image(hdu):
@@ -564,6 +581,39 @@ def first_image_header(path: str | Path) -> fits.Header | None:
         tail = _unparsed_tail(hdul, path)
     if tail >= _BLOCK:
         raise InputError(path, _TRUNCATED.format(tail=tail))
+    return None
+
+
+#: What :func:`_streamed_first_image_header` returns for a file it leaves to astropy.
+_ASK_ASTROPY = object()
+
+
+def _streamed_first_image_header(path: str | Path):
+    """:func:`first_image_header` of a gzip- or bzip2-compressed FITS file, decompressing only
+    as far as that header (:mod:`skysort.data.fits_headers`: astropy would decompress the whole
+    file first). Returns :data:`_ASK_ASTROPY` for a file this reader leaves to astropy: one not
+    compressed after all, or holding a tile-compressed image or a header without a usable data
+    size."""
+    if whole_file_decompressor(path) is None:
+        return _ASK_ASTROPY  # named as compressed but not: astropy goes by the content too
+    try:
+        with header_stream(path) as (stream, _):
+            first = True
+            while (cards := read_header_cards(stream, path, first)) is not None:
+                values = card_values(cards)
+                if values.get(b"ZIMAGE") == b"T":
+                    return _ASK_ASTROPY
+                naxis = int(values.get(b"NAXIS", b"0"))
+                is_image = values.get(b"XTENSION") == b"'IMAGE'" or (first and values.get(b"GROUPS") != b"T")
+                if is_image and naxis >= 2 and all(values.get(b"NAXIS%d" % k) == b"1" for k in range(3, naxis + 1)):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", AstropyWarning)
+                        return fits.Header.fromstring(b"".join(cards).decode("ascii", "replace"))
+                if not skip_data(stream, values):
+                    return _ASK_ASTROPY
+                first = False
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
+        raise InputError(path, f"not a readable FITS file (truncated or corrupt: {exc or type(exc).__name__})") from exc
     return None
 
 

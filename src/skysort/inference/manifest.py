@@ -31,8 +31,6 @@ The manifest format is documented in ``docs/formats.md`` ("Prediction manifest")
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import hashlib
 import json
 import os
@@ -43,6 +41,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .._io import atomic_path
+from ..data.fits_headers import card_value, card_values, header_stream, read_header_cards, skip_data
 from ..errors import InputError
 from ..provenance import provenance_record, utc_now
 
@@ -70,15 +69,6 @@ def file_identity(path: str | os.PathLike) -> dict[str, Any]:
     return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-# The header digest reads FITS headers itself rather than through astropy.io.fits: astropy
-# finds a gzip or bzip2 file's size by decompressing all of it (0.31 s for one 64 MB tile
-# here, against milliseconds to read its first header), and parses every card into an object
-# (1.8 ms a tile of two HDUs against 0.4 ms); a survey run digests tens of thousands of tiles.
-# Only card keywords, values and data sizes are read; astropy still reads the pixels.
-
-#: FITS block size [bytes]; headers and data occupy whole blocks.
-_FITS_BLOCK = 2880
-_CARD = 80
 #: Cards left out of :func:`header_digest`. What counts as the same tile is the same header
 #: cards apart from these, which an archive rewrites when it re-packages or re-checksums a file
 #: whose pixels stay the same: ``CHECKSUM`` and ``ZHECKSUM`` (checksums of the header itself,
@@ -90,64 +80,6 @@ _CARD = 80
 #: stays in. Blank cards (space a writer reserves) and inline comments are left out too;
 #: ``COMMENT`` and ``HISTORY`` stay in, as reduction steps are recorded there.
 _VOLATILE_CARDS = frozenset({b"CHECKSUM", b"ZHECKSUM", b"DATE"})
-
-
-def _card_value(text: bytes) -> bytes:
-    """A card's value without its comment, in a form that does not depend on how the writer
-    spaced or formatted it (``1.0E0`` and ``1.`` are the same number, trailing blanks of a
-    string are not significant in FITS)."""
-    text = text.strip()
-    if text.startswith(b"'"):
-        at = 1
-        while (end := text.find(b"'", at)) >= 0:
-            if text[end + 1 : end + 2] != b"'":
-                return b"'" + text[1:end].rstrip() + b"'"
-            at = end + 2  # a doubled quote inside the string
-        return text
-    value = text.split(b"/", 1)[0].strip().upper()
-    for number in (int, lambda v: float(v.replace(b"D", b"E"))):
-        try:
-            return repr(number(value)).encode()
-        except ValueError:
-            pass
-    return value
-
-
-def _read_header(fh, path: Path, first: bool) -> list[bytes] | None:
-    """The cards of the next header up to its END card; None at the end of the file, and for
-    a later header that is not a whole extension header (padding or junk after the last HDU,
-    which FITS readers ignore too)."""
-    cards: list[bytes] = []
-    while True:
-        block = fh.read(_FITS_BLOCK)
-        if len(block) < _FITS_BLOCK or (not cards and not block.startswith(b"SIMPLE  =" if first else b"XTENSION=")):
-            if first:
-                raise InputError(path, "not a readable FITS file: its first header is incomplete (truncated or corrupt)")
-            return None
-        for at in range(0, _FITS_BLOCK, _CARD):
-            card = block[at : at + _CARD]
-            if card[:8] == b"END     ":
-                return cards
-            cards.append(card)
-
-
-def _data_bytes(values: Mapping[bytes, bytes]) -> int:
-    """Bytes of an HDU's data, padding included, from its header's values."""
-    try:
-        naxis = int(values.get(b"NAXIS", b"0"))
-        axes = [int(values[b"NAXIS%d" % k]) for k in range(1, naxis + 1)]
-        if axes and axes[0] == 0 and values.get(b"GROUPS") == b"T":
-            axes = axes[1:]  # random groups: NAXIS1 = 0 stands for no axis
-        elements = 1
-        for length in axes:
-            elements *= length
-        if not naxis:
-            elements = 0
-        size = abs(int(values.get(b"BITPIX", b"8"))) // 8 * int(values.get(b"GCOUNT", b"1")) * (
-            int(values.get(b"PCOUNT", b"0")) + elements)
-    except (KeyError, ValueError):
-        return -1
-    return -(-size // _FITS_BLOCK) * _FITS_BLOCK
 
 
 def _refused_resume(folder: Path, unfinished: str, other: str) -> InputError:
@@ -190,36 +122,29 @@ def header_digest(path: str | os.PathLike) -> str:
     path = Path(path)
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as raw:
-            magic = raw.read(3)
-            raw.seek(0)
-            whole = (gzip.GzipFile(fileobj=raw) if magic[:2] == b"\x1f\x8b"
-                     else bz2.BZ2File(raw) if magic == b"BZh" else None)
-            fh = whole or raw
+        with header_stream(path) as (stream, compressed):
             first = True
-            while (cards := _read_header(fh, path, first)) is not None:
-                values = {card[:8].rstrip(): _card_value(card[10:]) for card in cards if card[8:10] == b"= "}
-                compressed = values.get(b"ZIMAGE") == b"T"
+            while (cards := read_header_cards(stream, path, first)) is not None:
+                values = card_values(cards)
+                zimage = values.get(b"ZIMAGE") == b"T"
                 tokens = [b"HDU"]
                 for card in cards:
                     keyword = card[:8].rstrip()
-                    if not keyword or keyword in _VOLATILE_CARDS or (keyword == b"DATASUM" and compressed):
+                    if not keyword or keyword in _VOLATILE_CARDS or (keyword == b"DATASUM" and zimage):
                         continue
                     if card[8:10] == b"= ":
-                        tokens.append(keyword + b"=" + _card_value(card[10:]))
+                        tokens.append(keyword + b"=" + card_value(card[10:]))
                     elif keyword == b"CONTINUE":
-                        tokens.append(keyword + b" " + _card_value(card[8:]))
+                        tokens.append(keyword + b" " + card_value(card[8:]))
                     else:
                         tokens.append(card.rstrip())
                 digest.update(b"\n".join(tokens) + b"\n")
-                image = compressed or ((first or values.get(b"XTENSION") == b"'IMAGE'")
-                                       and values.get(b"NAXIS", b"0") not in (b"0", b"1"))
-                if whole is not None and image:
+                image = zimage or ((first or values.get(b"XTENSION") == b"'IMAGE'")
+                                   and values.get(b"NAXIS", b"0") not in (b"0", b"1"))
+                if compressed and image:
                     break
-                size = _data_bytes(values)
-                if size < 0:
+                if not skip_data(stream, values):
                     break  # a header without a usable size: what follows cannot be found
-                fh.seek(size, os.SEEK_CUR)
                 first = False
     except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise InputError(path, f"cannot read its FITS headers ({exc})") from None

@@ -51,6 +51,7 @@ import re
 import shutil
 import threading
 import uuid
+import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -256,6 +257,7 @@ def scan_tiles(patterns: str | Sequence[str], bands: Sequence[str], reference_ba
         No file matches; a tile lacks a needed band or has two files of one band; a tile file
         without a weight file, or with one of another shape or other pixels.
     """
+    from astropy.utils.exceptions import AstropyWarning
     from astropy.wcs.utils import proj_plane_pixel_scales
 
     from ..data.images import BAND_ORDER, expand_paths, patterns_text, separate_weight_files
@@ -263,7 +265,11 @@ def scan_tiles(patterns: str | Sequence[str], bands: Sequence[str], reference_ba
     paths = expand_paths(patterns, what="tile file", option="--tiles")
     paths, weight_files = separate_weight_files(paths, weights, weight_hdu, patterns_text(patterns))
     known = tuple(dict.fromkeys([*bands, *BAND_ORDER]))
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+    # The readers silence astropy's header warnings with warnings.catch_warnings, which is not
+    # thread-safe: one thread leaving it can restore the filters while another still reads,
+    # and a stray "FITSFixedWarning" line then appears. Silenced here too, around the threads.
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        warnings.simplefilter("ignore", AstropyWarning)
         infos = list(pool.map(lambda p: (p, *_header_info(p, known)), paths))
     groups: dict[str, dict[str, tuple[Path, Any, tuple[int, int], float]]] = {}
     notes: dict[str, str] = {}
