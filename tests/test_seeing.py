@@ -302,3 +302,13 @@ def test_the_fitted_fwhm_follows_the_half_light_radius_smoothly():
     fwhms = np.array([_moffat_from_radii(radius, 2.3, 7.5)[0] for radius in radii])
     ratios = fwhms[1:] / fwhms[:-1]
     assert np.all((ratios > 1.0005) & (ratios < 1.002)) and np.ptp(ratios) < 1e-4
+
+
+def test_a_stellar_locus_smaller_than_a_pixel_gives_the_floor_of_the_fit():
+    """Radii a Moffat profile cannot have (a locus of cosmic rays or hot pixels) end at the
+    smallest FWHM the fit returns instead of ever smaller profiles and finer pixel integrals."""
+    from skysort.data.seeing import MIN_FIT_FWHM_PX, _moffat_from_radii
+
+    for radius in (0.45, 0.3, 0.05):
+        fwhm, beta = _moffat_from_radii(radius, 2.0, 3.0)
+        assert fwhm == MIN_FIT_FWHM_PX and 1.5 <= beta <= 50.0

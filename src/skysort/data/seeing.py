@@ -89,6 +89,11 @@ def half_sample_mode(values: np.ndarray) -> float:
 BETA_LIMITS = (1.5, 50.0)
 
 
+#: The smallest FWHM the fit returns [px]: a stellar locus smaller than such a profile's (a
+#: few tenths of a pixel: cosmic rays, hot pixels) has no meaningful seeing, and the pixel
+#: integral of a smaller profile would need ever more quadrature points.
+MIN_FIT_FWHM_PX = 0.3
+
 #: Sub-pixel offsets of the profile's centre the radii are averaged over [px].
 _CENTRE_OFFSETS = ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.5, 0.5), (0.25, 0.25))
 
@@ -101,7 +106,7 @@ def pixel_integrated_moffat(beta: float, fwhm_px: float, size: int, offset: tupl
     [px], untruncated and unnormalised, centred ``offset`` (dx, dy) [px] from
     the grid's centre pixel (at index ``(size - 1) / 2`` on each axis, the same convention as
     GalSim's ``drawImage(offset=...)``). Each pixel's integral is a Gauss-Legendre sum over
-    ``nodes`` x ``nodes`` points (default: 4; 6 below a FWHM of 1.5 px, more below 1 px).
+    ``nodes`` x ``nodes`` points (default: 4; 6 below a FWHM of 1.5 px, more below 1 px, at most 24).
 
     Written here rather than drawn with GalSim because the seeing fit draws some 40 profiles of
     different ``beta`` per image, each at five sub-pixel centres: GalSim draws a Moffat by FFT and
@@ -111,7 +116,7 @@ def pixel_integrated_moffat(beta: float, fwhm_px: float, size: int, offset: tupl
     1e5).
     """
     if nodes is None:
-        nodes = 4 if fwhm_px >= 1.5 else max(6, int(np.ceil(6.0 / fwhm_px)))
+        nodes = 4 if fwhm_px >= 1.5 else min(24, max(6, int(np.ceil(6.0 / fwhm_px))))
     alpha = fwhm_px / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
     points, weights = _pixel_quadrature(nodes)
     pixel = np.arange(size) - (size - 1) / 2.0
@@ -170,7 +175,9 @@ def _moffat_from_radii(hlr_px: float, concentration: float, aperture_px: float) 
             miss = np.log(hlr_px) - log_radius
             if abs(miss) < 1e-7:
                 break
-            next_fwhm = fwhm * float(np.exp(miss / slope))
+            next_fwhm = max(fwhm * float(np.exp(miss / slope)), MIN_FIT_FWHM_PX)
+            if next_fwhm == fwhm:
+                break  # at the floor: no profile this small is measured
             next_log_radius = np.log(_moffat_radii(beta, next_fwhm, aperture_px)[0])
             measured_slope = (next_log_radius - log_radius) / np.log(next_fwhm / fwhm)
             slope = measured_slope if np.isfinite(measured_slope) and measured_slope > 0.2 else 1.0
