@@ -256,3 +256,12 @@ def test_a_compressed_file_damaged_inside_its_pixels_is_one_error_naming_it(tmp_
     path.write_bytes(bytes(whole))
     with pytest.raises(InputError, match="tile.fits.*truncated or corrupt"):
         read_band_image(path, "r")
+
+
+def test_a_large_compressed_file_is_left_to_astropy_with_the_same_pixels(tmp_path, monkeypatch):
+    import skysort.data.images as images
+
+    path = _compressed(tmp_path / "tile.fits", fits.HDUList([fits.PrimaryHDU(_image(), header=_header())]), "gz")
+    in_memory = read_band_image(path, "r").data
+    monkeypatch.setattr(images, "IN_MEMORY_DECOMPRESSION_BYTES", 0)
+    np.testing.assert_array_equal(read_band_image(path, "r").data, in_memory)

@@ -463,6 +463,12 @@ def pixel_to_world(wcs: WCS, x, y) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(lon).reshape(x.shape), np.asarray(lat).reshape(x.shape)
 
 
+#: Files compressed as a whole (gzip, bzip2) up to this size [bytes] are decompressed into
+#: memory once by :func:`open_fits`; a larger one is left to astropy, which decompresses it
+#: twice but holds no second copy of it.
+IN_MEMORY_DECOMPRESSION_BYTES = 128 * 2**20
+
+
 @contextlib.contextmanager
 def open_fits(path: str | Path, **options) -> Iterator[fits.HDUList]:
     """``astropy.io.fits.open`` for reading inside the block, with one error for a bad file.
@@ -474,6 +480,8 @@ def open_fits(path: str | Path, **options) -> Iterator[fits.HDUList]:
         own warnings are silenced: they would be a second line before that error.
     """
     decompress = whole_file_decompressor(path)
+    if decompress is not None and os.path.getsize(path) > IN_MEMORY_DECOMPRESSION_BYTES:
+        decompress = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)
@@ -482,7 +490,8 @@ def open_fits(path: str | Path, **options) -> Iterator[fits.HDUList]:
             else:
                 # Decompressed once, here: astropy reads through a gzip or bzip2 stream to list
                 # the HDUs, then seeks back for the pixels, which decompresses the file again
-                # from its start (twice the time for an SDSS frame).
+                # from its start (twice the time for an SDSS frame). The price is the file's
+                # decompressed bytes held while it is read, hence the size limit.
                 with decompress(path, "rb") as stream:
                     source = io.BytesIO(stream.read())
                 options = {key: value for key, value in options.items() if key != "memmap"}
