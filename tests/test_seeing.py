@@ -312,3 +312,27 @@ def test_a_stellar_locus_smaller_than_a_pixel_gives_the_floor_of_the_fit():
     for radius in (0.45, 0.3, 0.05):
         fwhm, beta = _moffat_from_radii(radius, 2.0, 3.0)
         assert fwhm == MIN_FIT_FWHM_PX and 1.5 <= beta <= 50.0
+
+
+def test_info_gives_the_seeing_an_image_will_be_cut_with(tmp_path, capsys):
+    """``skysort info`` on an image: the seeing cutout records for it, measured on its stars
+    when the header gives none, and the header's when it does, with where it came from."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from skysort.cli import main
+
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype, wcs.wcs.crval, wcs.wcs.crpix = ["RA---TAN", "DEC--TAN"], [150.0, 2.0], [350.0, 350.0]
+    wcs.wcs.cdelt = [-PIXEL_SCALE / 3600, PIXEL_SCALE / 3600]
+    header = wcs.to_header()
+    header["FILTER"] = "r"
+    fits.PrimaryHDU(synthetic_field(1.4, seed=14), header=header).writeto(tmp_path / "tile.fits")
+    header["SEEING"] = (1.1, "[arcsec] PSF FWHM")
+    fits.PrimaryHDU(synthetic_field(1.4, seed=14), header=header).writeto(tmp_path / "tile_seeing.fits")
+    summaries = []
+    for name in ("tile.fits", "tile_seeing.fits"):
+        assert main(["info", str(tmp_path / name), "--json"]) == 0
+        summaries.append(json.loads(capsys.readouterr().out))
+    assert summaries[0]["psf_fwhm_source"] == "measured" and summaries[0]["psf_fwhm_arcsec"] == pytest.approx(1.4, rel=0.05)
+    assert summaries[1]["psf_fwhm_source"] == "header" and summaries[1]["psf_fwhm_arcsec"] == pytest.approx(1.1)

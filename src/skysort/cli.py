@@ -1176,10 +1176,17 @@ def _describe_file(path: Path, weight_hdu: str | None = None) -> dict[str, Any]:
             # option: a file is checked with info before it is cut, and a summary without the
             # weights would count as data pixels that the stamps will have as NaN.
             image = read_band_image(path, weight_hdu=weight_hdu)
+            from .data.background import subtract_background
+            from .data.ingest import image_seeing
+
+            # The seeing that cutout and predict --tiles record for this image (with their
+            # default background subtraction): the header's, else measured on its stars.
+            psf_fwhm, psf_fwhm_source = image_seeing([subtract_background(image)])[image.band]
             summary = {
                 "path": str(path), "kind": "image", "band": image.band, "shape": list(image.shape),
                 "pixel_scale_arcsec": round(image.pixel_scale, 5), "flux_unit": image.flux_unit,
-                "zero_point": image.zero_point, "psf_fwhm_arcsec": image.psf_fwhm, "n_nan_pixels": image.n_nan,
+                "zero_point": image.zero_point, "psf_fwhm_arcsec": psf_fwhm, "psf_fwhm_source": psf_fwhm_source,
+                "n_nan_pixels": image.n_nan,
                 "saturation": image.saturation, "n_saturated_pixels": len(image.saturated_pixels),
                 "survey": image.survey, "footprint_deg": image.wcs.calc_footprint().tolist(),
                 "weight_map": image.weight_map, "zero_point_note": image.zero_point_note or None,
