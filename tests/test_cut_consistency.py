@@ -291,3 +291,33 @@ def test_a_band_on_the_reference_grid_is_cut_pixel_for_pixel(tmp_path):
     expected, edge = cut_integer(images[0].data, x, y, STAMP)
     assert np.array_equal(stamps[:, 0], expected, equal_nan=True)
     assert np.array_equal((flags & Flags.EDGE) > 0, edge)
+
+
+def test_stamps_sampled_together_match_stamps_sampled_one_by_one(monkeypatch):
+    """resample_stamps (one prefilter of the whole image) gives what resample_stamp gives each
+    stamp from its own window, up to that window's edge: the same NaN pixels and edge flags
+    (NaN pixels in the image, stamps across its edges) and values within 1e-3 of the image's
+    spread; an image too large to prefilter whole is sampled stamp by stamp, exactly."""
+    from skysort.data import cutout
+
+    rng = np.random.default_rng(3)
+    data = rng.normal(0.0, 1.0, (300, 400)).astype(np.float32)
+    data[150:153, 200:202] = np.nan
+    size = 21
+    centres = np.array([[200.5, 150.2], [3.0, 100.0], [398.7, 299.1], [50.3, 60.8], [201.0, 140.0], [-15.0, 20.0]])
+    angle, stretch = 0.3, 1.27
+    jacobian = stretch * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    jacobians = np.broadcast_to(jacobian, (len(centres), 2, 2)).copy()
+    offsets = np.arange(size) - size // 2 + 0.25
+    grid = np.stack(np.meshgrid(offsets, offsets))
+    grids = np.broadcast_to(grid, (len(centres), 2, size, size))
+    together, edge = cutout.resample_stamps(data, centres, jacobians, grids)
+    one_by_one = [cutout.resample_stamp(data, tuple(c), jacobian, grid) for c in centres]
+    expected = np.stack([stamp for stamp, _ in one_by_one])
+    assert np.array_equal(np.isnan(together), np.isnan(expected))
+    assert list(edge) == [outside for _, outside in one_by_one] == [False, True, True, False, False, True]
+    assert np.isnan(together[0]).any() and np.isnan(together[4]).any()  # beside the NaN pixels
+    np.testing.assert_allclose(together, expected, atol=1e-3 * float(np.nanstd(data)), equal_nan=True)
+    monkeypatch.setattr(cutout, "WHOLE_PREFILTER_PIXELS", 0)
+    alone, alone_edge = cutout.resample_stamps(data, centres, jacobians, grids)
+    assert np.array_equal(alone, expected, equal_nan=True) and np.array_equal(alone_edge, edge)

@@ -16,6 +16,9 @@ The stamps of every band share the pixel grid of the *reference band* (``r`` by 
   reference-pixel -> sky -> band-pixel, by finite differences at the object) maps each stamp
   pixel. Pixel values are interpolated with a cubic B-spline (``scipy.ndimage``) and multiplied
   by the pixel-area ratio ``|det J|`` so that fluxes are conserved when pixel scales differ.
+  The spline's prefilter is computed once for a whole band image of up to 2048 x 2048 pixels
+  and serves all its stamps (:func:`resample_stamps`); a larger image, or stamps averaged
+  over a box first (below), are resampled stamp by stamp from a window around each.
   Across a 64-pixel stamp the affine approximation departs from the full WCS by far less than
   0.01 px for survey-sized pixels.
 
@@ -53,7 +56,7 @@ never on the other objects cut with it.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -311,15 +314,114 @@ def resample_stamp(data: np.ndarray, centre: tuple[float, float], jacobian: np.n
     # box, touches one.
     values = ndimage.map_coordinates(averaged(np.where(bad, 0.0, window)), coords, order=3, mode="nearest")
 
-    def touches(mask: np.ndarray) -> np.ndarray:
-        if not mask.any():
-            return np.zeros(values.shape, dtype=bool)
-        grown = ndimage.binary_dilation(mask, iterations=1 + reach).astype(np.float32)
-        return ndimage.map_coordinates(grown, coords, order=1, mode="nearest") > 0
-
-    beyond_edge = touches(off_image)
-    values[beyond_edge | touches(bad & ~off_image)] = np.nan
+    beyond_edge = _touches(off_image, coords, reach)
+    values[beyond_edge | _touches(bad & ~off_image, coords, reach)] = np.nan
     return (values * abs(np.linalg.det(jacobian))).astype(np.float32), bool(beyond_edge.any())
+
+
+#: Band images up to this many pixels are prefiltered whole for :func:`resample_stamps`
+#: (float64: 32 MB at this size); larger ones are resampled stamp by stamp.
+WHOLE_PREFILTER_PIXELS = 2048 * 2048
+#: Zero pixels around the image in its whole prefilter, as beyond the edge of a one-stamp window.
+_PREFILTER_PAD = 8
+# Whole-image prefilters of the band images being cut, by the id of their pixel array, with a
+# weak reference that tells when the array is gone (a tile evicted from a reader's cache).
+_PREFILTERS: dict[int, tuple[Any, tuple[np.ndarray, np.ndarray | None]]] = {}
+
+
+def _whole_prefilter(data: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The cubic-spline coefficients of ``data`` padded with :data:`_PREFILTER_PAD` zero pixels
+    (its NaN pixels 0 too), and its NaN mask on the padded grid grown as :func:`_touches` grows
+    it (None: no NaN pixel); computed once per array."""
+    import weakref
+
+    for key in [key for key, (ref, _) in _PREFILTERS.items() if ref() is None]:
+        del _PREFILTERS[key]
+    cached = _PREFILTERS.get(id(data))
+    if cached is not None and cached[0]() is data:
+        return cached[1]
+    pad = _PREFILTER_PAD
+    padded = np.zeros((data.shape[0] + 2 * pad, data.shape[1] + 2 * pad), dtype=np.float64)
+    padded[pad:-pad, pad:-pad] = data
+    bad = ~np.isfinite(padded)
+    grown_bad = None
+    if bad.any():
+        padded[bad] = 0.0
+        grown_bad = ndimage.binary_dilation(bad).astype(np.float32)
+    result = (ndimage.spline_filter(padded, order=3, mode="nearest", output=np.float64), grown_bad)
+    _PREFILTERS[id(data)] = (weakref.ref(data), result)
+    return result
+
+
+def resample_stamps(data: np.ndarray, centres: np.ndarray, jacobians: np.ndarray,
+                    grids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`resample_stamp` (no box average) for many stamps of one band at once.
+
+    A band image of up to :data:`WHOLE_PREFILTER_PIXELS` pixels is prefiltered for the cubic
+    spline once, whole, and every stamp is sampled from it, where one call per stamp spent
+    most of its time on its own window's prefilter and the per-call work (about 0.2 ms a 24-px
+    stamp). Pixels beyond the image's edge and NaN pixels count as 0 in the prefilter and
+    blank the samples whose footprint touches them, as in :func:`resample_stamp`. A stamp does
+    not depend on which other objects are cut with it. The whole-image prefilter has no window
+    edge a few pixels from the stamp, so values differ from :func:`resample_stamp`'s by parts in
+    1e5 of the band's pixel spread (up to a few parts in 1e3 beside bright stars). A larger
+    image is resampled stamp by stamp.
+
+    Parameters
+    ----------
+    data : ndarray (ny, nx)
+        Band image.
+    centres : ndarray (n, 2)
+        Band pixel ``(x, y)`` of each stamp's grid offset (0, 0).
+    jacobians : ndarray (n, 2, 2)
+        d(band x, band y) / d(stamp column, stamp row) of each stamp.
+    grids : ndarray (n, 2, size, size)
+        Offsets ``(dx, dy)`` of each stamp's pixels from its object, in stamp pixels.
+
+    Returns
+    -------
+    stamps : ndarray (n, size, size) float32
+        As :func:`resample_stamp`'s.
+    edge : ndarray (n,) bool
+        Whether part of each stamp lies outside the image.
+    """
+    n = len(centres)
+    if data.size > WHOLE_PREFILTER_PIXELS or n == 0:
+        results = [resample_stamp(data, tuple(centres[k]), jacobians[k], grids[k]) for k in range(n)]
+        return (np.stack([r[0] for r in results]) if n else np.zeros((0, *grids.shape[2:]), np.float32),
+                np.array([r[1] for r in results], dtype=bool))
+    coefficients, grown_bad = _whole_prefilter(data)
+    ny, nx = data.shape
+    pad = _PREFILTER_PAD
+    stamps = np.empty((n, *grids.shape[2:]), dtype=np.float32)
+    edge = np.zeros(n, dtype=bool)
+    area = np.abs(np.linalg.det(jacobians))
+    for part in iter_chunks(n, 256):  # bounds the memory of the sample coordinates
+        j, g, c = jacobians[part], grids[part], centres[part]
+        bx = c[:, 0, None, None] + j[:, 0, 0, None, None] * g[:, 0] + j[:, 0, 1, None, None] * g[:, 1] + pad
+        by = c[:, 1, None, None] + j[:, 1, 0, None, None] * g[:, 0] + j[:, 1, 1, None, None] * g[:, 1] + pad
+        coords = np.stack([by.ravel(), bx.ravel()])
+        values = ndimage.map_coordinates(coefficients, coords, order=3, mode="nearest", prefilter=False).reshape(bx.shape)
+        # What _touches gives for the pixels beyond the edge, without a mask: the footprint of a
+        # sample (its linear neighbours in the mask grown by one pixel) touches them within one
+        # pixel of the image's first or last row or column.
+        beyond_edge = (bx < pad + 1) | (bx > pad + nx - 2) | (by < pad + 1) | (by > pad + ny - 2)
+        blank = beyond_edge
+        if grown_bad is not None:
+            blank = blank | (ndimage.map_coordinates(grown_bad, coords, order=1, mode="nearest") > 0).reshape(bx.shape)
+        values[blank] = np.nan
+        stamps[part] = values * area[part, None, None]
+        edge[part] = beyond_edge.any(axis=(1, 2))
+    return stamps, edge
+
+
+def _touches(mask: np.ndarray, coords: np.ndarray, reach: int = 0) -> np.ndarray:
+    """Whether the cubic footprint (4 x 4 pixels, widened by ``reach``) of each point of
+    ``coords`` (row, column) touches a pixel of ``mask``."""
+    if not mask.any():
+        return np.zeros(coords.shape[1:], dtype=bool)
+    grown = ndimage.binary_dilation(mask, iterations=1 + reach).astype(np.float32)
+    return ndimage.map_coordinates(grown, coords, order=1, mode="nearest") > 0
 
 
 def saturated_in_stamps(image: BandImage, x: np.ndarray, y: np.ndarray, half_width: float) -> np.ndarray:
@@ -433,16 +535,26 @@ def cut_stamps(
         noise_rms = band_noise_rms(band) if rescaled else float("nan")
         flags[saturated_in_stamps(band, bx, by, footprint / 2 * ref.pixel_scale / band.pixel_scale)] |= np.uint32(Flags.SATURATED)
         stamps[wholly_off, b] = np.nan
-        for k in np.flatnonzero(~wholly_off):
+        areas = np.abs(np.linalg.det(jacobians))  # band pixels per stamp pixel
+        # Stamps onto pixels no coarser than the band's are sampled together; a box average
+        # (coarser stamp pixels) has a kernel of each stamp's own width.
+        together = ~wholly_off & ~(rescaled & (areas > 1.0))
+        if together.any():
+            k = np.flatnonzero(together)
+            grids = np.stack([np.broadcast_to((centre_x[k] - x_ref[k])[:, None, None] + pixel_index[None, None, :], (len(k), size, size)),
+                              np.broadcast_to((centre_y[k] - y_ref[k])[:, None, None] + pixel_index[None, :, None], (len(k), size, size))],
+                             axis=1)
+            stamps[k, b], outside = resample_stamps(band.data, np.c_[bx[k], by[k]], np.asarray(jacobians[k]), grids)
+            flags[k[outside]] |= np.uint32(Flags.EDGE)
+        for k in np.flatnonzero(~wholly_off & ~together):
             grid = np.stack(np.meshgrid(centre_x[k] + pixel_index - x_ref[k], centre_y[k] + pixel_index - y_ref[k]))
-            area = abs(float(np.linalg.det(jacobians[k])))  # band pixels per stamp pixel
-            stamp, outside = resample_stamp(band.data, (bx[k], by[k]), jacobians[k], grid,
-                                            box=np.sqrt(area) if rescaled else 1.0)
-            if rescaled:
-                _added_noise(stamp, noise_rms, area, x_ref[k], y_ref[k], b)
+            stamp, outside = resample_stamp(band.data, (bx[k], by[k]), jacobians[k], grid, box=np.sqrt(areas[k]))
             stamps[k, b] = stamp
             if outside:
                 flags[k] |= np.uint32(Flags.EDGE)
+        if rescaled:
+            for k in np.flatnonzero(~wholly_off):
+                _added_noise(stamps[k, b], noise_rms, areas[k], x_ref[k], y_ref[k], b)
     nan_any = np.isnan(stamps).any(axis=(2, 3))
     flags[nan_any.any(axis=1)] |= np.uint32(Flags.NAN_PIXELS)
     flags[np.isnan(stamps).all(axis=(2, 3)).any(axis=1)] |= np.uint32(Flags.MISSING_BAND)
