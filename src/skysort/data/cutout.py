@@ -320,7 +320,7 @@ def resample_stamp(data: np.ndarray, centre: tuple[float, float], jacobian: np.n
 
 
 #: Band images up to this many pixels are prefiltered whole for :func:`resample_stamps`
-#: (float64: 32 MB at this size); larger ones are resampled stamp by stamp.
+#: (16 MB of coefficients at this size); larger ones are resampled stamp by stamp.
 WHOLE_PREFILTER_PIXELS = 2048 * 2048
 #: Zero pixels around the image in its whole prefilter, as beyond the edge of a one-stamp window.
 _PREFILTER_PAD = 8
@@ -348,7 +348,8 @@ def _whole_prefilter(data: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     if bad.any():
         padded[bad] = 0.0
         grown_bad = ndimage.binary_dilation(bad).astype(np.float32)
-    result = (ndimage.spline_filter(padded, order=3, mode="nearest", output=np.float64), grown_bad)
+    # float32 coefficients, as the pixels are: the cache then holds as many bytes as the image.
+    result = (ndimage.spline_filter(padded, order=3, mode="nearest", output=np.float32), grown_bad)
     _PREFILTERS[id(data)] = (weakref.ref(data), result)
     return result
 

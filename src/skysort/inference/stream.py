@@ -1957,8 +1957,10 @@ class PreparedInputs:
 
     @property
     def tile_bytes(self) -> int:
-        """Bytes of the largest tile, all bands, as float32."""
-        return max((4 * len(t.files) * t.shape[0] * t.shape[1] for t in self.tiles), default=0)
+        """Bytes of the largest tile as it is held: all bands as float32, and as many again for
+        the spline coefficients of the bands resampled onto the stamps' grid
+        (:func:`skysort.data.cutout.resample_stamps`; an upper bound)."""
+        return max((2 * 4 * len(t.files) * t.shape[0] * t.shape[1] for t in self.tiles), default=0)
 
     def memory_plan(self, options: "RunOptions", *, processes: int = 1) -> MemoryPlan:
         """:func:`memory_plan` for these stamps and tiles."""
