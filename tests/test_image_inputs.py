@@ -249,6 +249,8 @@ def test_compressed_files_left_to_astropy(tmp_path):
 
 @pytest.mark.parametrize("compression", ["gz", "bz2"])
 def test_a_compressed_file_damaged_inside_its_pixels_is_one_error_naming_it(tmp_path, compression):
+    # Before: a damaged gzip file was read without an error and with wrong pixels, as astropy
+    # stops decompressing where the pixels end, before gzip's checksum at the end of the stream.
     path = _compressed(tmp_path / "tile.fits", fits.HDUList([fits.PrimaryHDU(_image(300), header=_header())]), compression)
     whole = bytearray(path.read_bytes())
     middle = len(whole) // 2
