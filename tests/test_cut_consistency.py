@@ -321,3 +321,21 @@ def test_stamps_sampled_together_match_stamps_sampled_one_by_one(monkeypatch):
     monkeypatch.setattr(cutout, "WHOLE_PREFILTER_PIXELS", 0)
     alone, alone_edge = cutout.resample_stamps(data, centres, jacobians, grids)
     assert np.array_equal(alone, expected, equal_nan=True) and np.array_equal(alone_edge, edge)
+
+
+def test_pixels_changed_in_place_are_resampled_as_they_are_now():
+    """The whole-image prefilter is kept for the next stamps of the same image, but not once
+    its pixels have changed in place (a Python API caller subtracting a sky, say)."""
+    from skysort.data import cutout
+
+    data = np.random.default_rng(5).normal(0.0, 1.0, (120, 150)).astype(np.float32)
+    centres = np.array([[60.3, 70.6]])
+    jacobians = np.array([[[1.1, 0.05], [-0.05, 1.1]]])
+    offsets = np.arange(9) - 4.0
+    grids = np.stack(np.meshgrid(offsets, offsets))[None]
+    before, _ = cutout.resample_stamps(data, centres, jacobians, grids)
+    data += 10.0
+    after, _ = cutout.resample_stamps(data, centres, jacobians, grids)
+    fresh, _ = cutout.resample_stamps(data.copy(), centres, jacobians, grids)
+    np.testing.assert_allclose(after, fresh, rtol=1e-6)
+    np.testing.assert_allclose(after - before, 10.0 * abs(np.linalg.det(jacobians[0])), rtol=1e-4)

@@ -56,6 +56,7 @@ never on the other objects cut with it.
 
 from __future__ import annotations
 
+import zlib
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -325,8 +326,9 @@ WHOLE_PREFILTER_PIXELS = 2048 * 2048
 #: Zero pixels around the image in its whole prefilter, as beyond the edge of a one-stamp window.
 _PREFILTER_PAD = 8
 # Whole-image prefilters of the band images being cut, by the id of their pixel array, with a
-# weak reference that tells when the array is gone (a tile evicted from a reader's cache).
-_PREFILTERS: dict[int, tuple[Any, tuple[np.ndarray, np.ndarray | None]]] = {}
+# weak reference that tells when the array is gone (a tile evicted from a reader's cache) and
+# a checksum of its pixels.
+_PREFILTERS: dict[int, tuple[Any, int, tuple[np.ndarray, np.ndarray | None]]] = {}
 
 
 def _whole_prefilter(data: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -335,11 +337,14 @@ def _whole_prefilter(data: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     it (None: no NaN pixel); computed once per array."""
     import weakref
 
-    for key in [key for key, (ref, _) in _PREFILTERS.items() if ref() is None]:
+    for key in [key for key, (ref, _, _) in _PREFILTERS.items() if ref() is None]:
         del _PREFILTERS[key]
+    # A checksum of the pixels (3 ms for an SDSS frame) so that pixels changed in place since
+    # (by a caller of the Python API) are prefiltered again rather than served stale.
+    checksum = zlib.adler32(np.ascontiguousarray(data).view(np.uint8))
     cached = _PREFILTERS.get(id(data))
-    if cached is not None and cached[0]() is data:
-        return cached[1]
+    if cached is not None and cached[0]() is data and cached[1] == checksum:
+        return cached[2]
     pad = _PREFILTER_PAD
     padded = np.zeros((data.shape[0] + 2 * pad, data.shape[1] + 2 * pad), dtype=np.float64)
     padded[pad:-pad, pad:-pad] = data
@@ -350,7 +355,7 @@ def _whole_prefilter(data: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         grown_bad = ndimage.binary_dilation(bad).astype(np.float32)
     # float32 coefficients, as the pixels are: the cache then holds as many bytes as the image.
     result = (ndimage.spline_filter(padded, order=3, mode="nearest", output=np.float32), grown_bad)
-    _PREFILTERS[id(data)] = (weakref.ref(data), result)
+    _PREFILTERS[id(data)] = (weakref.ref(data), checksum, result)
     return result
 
 
